@@ -1,0 +1,1 @@
+"""dgl-ssm's benchmark suite: datasets, the trainer and the experiment runners."""

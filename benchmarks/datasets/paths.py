@@ -1,0 +1,24 @@
+"""Where raw data is read from and where processed copies are cached."""
+
+import os
+from pathlib import Path
+
+DATA_ENV = "DGL_SSM_DATA"
+CACHE_ENV = "DGL_SSM_CACHE"
+
+
+def data_dir(path=None):
+    """The local raw-data directory: ``path``, else ``$DGL_SSM_DATA``, else ``None``.
+
+    ``None`` means "no local copy": loaders then download as DGL/OGB usually do.
+    """
+    chosen = path if path is not None else os.environ.get(DATA_ENV)
+    return Path(chosen).expanduser() if chosen else None
+
+
+def cache_dir(path=None):
+    """A writable directory for staged and processed data (``$DGL_SSM_CACHE`` or ~/.cache)."""
+    chosen = path or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "dgl_ssm"
+    chosen = Path(chosen).expanduser()
+    chosen.mkdir(parents=True, exist_ok=True)
+    return chosen

@@ -1,0 +1,64 @@
+"""The message-passing backbones: how to build one DGL conv ``d → d`` for each name.
+
+Every named model (plain or SSM, one hop or k hops) gets its convs from here, so adding a
+backbone is one entry in :data:`BACKBONES`.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+from dgl.nn import GATConv, GatedGCNConv, GINConv, GraphConv, SAGEConv
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """How to build a backbone's conv, and what the conv needs from its input.
+
+    ``make_conv(dim, **options)`` returns a fresh conv mapping width ``dim`` to ``dim``.
+    ``uses_edge_feats``: the conv is called as ``conv(graph, h, e)`` and returns ``(h, e)``.
+    ``needs_in_edges``: the conv's output is meaningless on nodes with no in-edges (GCN and
+    GAT normalise by the in-degree), so models refuse such graphs unless told otherwise.
+    """
+
+    name: str
+    make_conv: Callable[..., nn.Module]
+    uses_edge_feats: bool = False
+    needs_in_edges: bool = False
+
+
+def _gcn(dim):
+    # Zero in-degrees are checked once per forward by the model, with a remedy in the message.
+    return GraphConv(dim, dim, norm="both", allow_zero_in_degree=True)
+
+
+def _gin(dim, learn_eps=False):
+    mlp = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+    return GINConv(mlp, aggregator_type="sum", learn_eps=learn_eps)
+
+
+def _gatedgcn(dim):
+    # σ, the residual path and the norm belong to the wrapper, so the conv is kept linear.
+    return GatedGCNConv(dim, dim, dim, batch_norm=False, residual=False, activation=nn.Identity())
+
+
+def _gat(dim, heads=4):
+    if dim % heads:
+        raise ValueError(
+            f"GAT concatenates its heads, so hidden ({dim}) must be divisible by heads "
+            f"({heads}). Choose e.g. hidden={dim - dim % heads or heads} or heads=1."
+        )
+    return GATConv(dim, dim // heads, heads, allow_zero_in_degree=True)
+
+
+def _sage(dim, aggregator="mean"):
+    return SAGEConv(dim, dim, aggregator_type=aggregator)
+
+
+BACKBONES = {
+    "gcn": Backbone("gcn", _gcn, needs_in_edges=True),
+    "gin": Backbone("gin", _gin),
+    "gatedgcn": Backbone("gatedgcn", _gatedgcn, uses_edge_feats=True),
+    "gat": Backbone("gat", _gat, needs_in_edges=True),
+    "sage": Backbone("sage", _sage),
+}

@@ -1,0 +1,61 @@
+"""Input checks run once per forward, so bad input fails with a remedy, not deep inside."""
+
+import torch
+from dgl import DGLError
+
+
+def check_node_features(graph, feat, in_feats):
+    """Raise ``DGLError`` unless ``feat`` is a finite float ``(graph.num_nodes(), in_feats)``."""
+    if graph.num_nodes() == 0:
+        raise DGLError(
+            "The graph has no nodes. Check the data loading step; an empty graph cannot be "
+            "embedded or classified."
+        )
+    if not isinstance(feat, torch.Tensor):
+        raise DGLError(f"Node features must be a torch.Tensor, got {type(feat).__name__}.")
+    if not torch.is_floating_point(feat):
+        raise DGLError(
+            f"Node features have dtype {feat.dtype}, but the model needs floating point "
+            f"features. Convert them with feat.float() (or one-hot encode integer labels)."
+        )
+    if feat.dim() != 2 or feat.shape[0] != graph.num_nodes() or feat.shape[1] != in_feats:
+        raise DGLError(
+            f"Node features have shape {tuple(feat.shape)}, but the graph has "
+            f"{graph.num_nodes()} nodes and the model was built with in_feats={in_feats}: "
+            f"expected ({graph.num_nodes()}, {in_feats}). Build the model with "
+            f"in_feats={feat.shape[-1]} or pass the matching features."
+        )
+    if not bool(torch.isfinite(feat).all()):
+        bad = int((~torch.isfinite(feat)).any(dim=1).sum())
+        raise DGLError(
+            f"Node features contain NaN or Inf values in {bad} of {feat.shape[0]} rows. "
+            f"Clean or impute them (e.g. torch.nan_to_num(feat)) before the forward pass."
+        )
+
+
+def check_edge_features(graph, edge_feat, edge_feats):
+    """Raise ``DGLError`` unless ``edge_feat`` fits the graph and the model's edge width."""
+    if edge_feat is None:
+        return
+    expected = (graph.num_edges(), edge_feats)
+    if edge_feats is None:
+        raise DGLError(
+            "Edge features were given, but the model was built without edge_feats. Pass "
+            "edge_feats=<width> when building the model."
+        )
+    if not torch.is_floating_point(edge_feat) or tuple(edge_feat.shape) != expected:
+        raise DGLError(
+            f"Edge features must be a float tensor of shape {expected}, got "
+            f"{tuple(edge_feat.shape)} with dtype {edge_feat.dtype}."
+        )
+
+
+def check_in_degrees(graph, backbone_name):
+    """Refuse nodes with no in-edges for convs that normalise by the in-degree."""
+    if bool((graph.in_degrees() == 0).any()):
+        raise DGLError(
+            f"There are 0-in-degree nodes in the graph; the {backbone_name} conv gives them "
+            "invalid output, since no message reaches them. This silently harms training. "
+            "Add self loops with `g = dgl.add_self_loop(g)`, or build the model with "
+            "allow_zero_in_degree=True if you handle those nodes yourself."
+        )

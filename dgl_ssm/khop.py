@@ -1,0 +1,197 @@
+"""K-hop rewiring: connect every node to all nodes within ``k`` hops, labelled by distance."""
+
+import numbers
+
+import dgl
+import numpy as np
+import scipy.sparse as sp
+import torch
+from dgl.transforms import BaseTransform
+
+__all__ = ["KHopTransform"]
+
+# Upper bound on the entries of one sparse product block. Expanding the frontier row block by
+# row block keeps the intermediate product small and lets ``max_edges`` fire before a hop that
+# explodes has been fully materialised.
+_BLOCK_PRODUCTS = 1 << 22
+
+
+class KHopTransform(BaseTransform):
+    r"""Rewire a graph so that every node is connected to all nodes within :math:`k` hops.
+
+    The returned graph has the same nodes as the input and one edge :math:`u \to v` for every
+    ordered pair with
+
+    .. math::
+
+        1 \le d(u, v) \le k,
+
+    where :math:`d(u, v)` is the length of the shortest directed path from :math:`u` to
+    :math:`v` that follows edge direction. The hop count :math:`d(u, v)` is stored as an
+    ``int64`` edge feature. A graph whose edges are stored in both directions (e.g. made with
+    :func:`dgl.to_bidirected`) therefore gives a symmetric result. Duplicate edges and self
+    loops of the input do not change any distance and are ignored.
+
+    The edges are sorted by ``(src, dst)``. Because the nodes of a batched graph (made with
+    :func:`dgl.batch`) have contiguous IDs per graph and no path crosses graphs, the result of
+    a batched graph is the batch of the results of its graphs, and the batch information is
+    kept.
+
+    All node features are copied. The original edge features are dropped, since the new edges
+    do not correspond to the old ones.
+
+    Distances are computed on CPU by sparse breadth-first frontier expansion (no dense
+    :math:`n \times n` matrix); the result is moved back to the input graph's device.
+
+    This module only works for homogeneous graphs.
+
+    Parameters
+    ----------
+    k : int
+        The maximum number of hops, at least 1.
+    hop_field : str, optional
+        The edge feature name under which the hop counts are stored. Default: ``'hop'``.
+    max_edges : int, optional
+        The maximum number of edges the result may have. The transform raises a
+        ``ValueError`` as soon as it has produced more, because the number of :math:`k`-hop
+        pairs can grow very quickly with :math:`k`. Default: 50,000,000.
+    self_loops : bool, optional
+        If True, also add a self loop :math:`u \to u` with hop count 0 for every node.
+        Default: False.
+
+    Example
+    -------
+
+    >>> import dgl
+    >>> from dgl_ssm.khop import KHopTransform
+
+    >>> transform = KHopTransform(2)
+    >>> g = dgl.to_bidirected(dgl.graph(([0, 1, 2], [1, 2, 3])))  # path 0 - 1 - 2 - 3
+    >>> new_g = transform(g)
+    >>> print(new_g.edges())
+    (tensor([0, 0, 1, 1, 1, 2, 2, 2, 3, 3]), tensor([1, 2, 0, 2, 3, 0, 1, 3, 1, 2]))
+    >>> print(new_g.edata['hop'])
+    tensor([1, 2, 1, 1, 2, 2, 1, 1, 2, 1])
+    >>> print(KHopTransform(2, self_loops=True)(g).num_edges())
+    14
+    """
+
+    def __init__(self, k, hop_field="hop", max_edges=50_000_000, self_loops=False):
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"KHopTransform: k must be an int >= 1, got {k!r}.")
+        if k < 1:
+            raise ValueError(f"KHopTransform: k must be an int >= 1, got {k!r}.")
+        if isinstance(max_edges, bool) or not isinstance(max_edges, numbers.Integral):
+            raise TypeError(f"KHopTransform: max_edges must be an int >= 0, got {max_edges!r}.")
+        if max_edges < 0:
+            raise ValueError(f"KHopTransform: max_edges must be an int >= 0, got {max_edges!r}.")
+        if not isinstance(hop_field, str) or not hop_field:
+            raise TypeError(f"KHopTransform: hop_field must be a non-empty str, got {hop_field!r}.")
+        self.k = int(k)
+        self.hop_field = hop_field
+        self.max_edges = int(max_edges)
+        self.self_loops = bool(self_loops)
+
+    def __repr__(self):
+        return (
+            f"{self.__class__.__name__}(k={self.k}, hop_field={self.hop_field!r}, "
+            f"max_edges={self.max_edges}, self_loops={self.self_loops})"
+        )
+
+    def __call__(self, g):
+        if len(g.ntypes) != 1 or len(g.canonical_etypes) != 1:
+            raise dgl.DGLError(
+                "KHopTransform only works on homogeneous graphs (one node type and one edge "
+                f"type), got node types {g.ntypes} and edge types {g.canonical_etypes}. "
+                "Convert the graph first with dgl.to_homogeneous(g)."
+            )
+        n = g.num_nodes()
+        src, dst = g.edges()
+        src = src.cpu().numpy().astype(np.int64)
+        dst = dst.cpu().numpy().astype(np.int64)
+
+        new_src, new_dst, hop = self._khop_pairs(src, dst, n)
+
+        new_g = dgl.graph(
+            (torch.from_numpy(new_src), torch.from_numpy(new_dst)),
+            num_nodes=n,
+            idtype=g.idtype,
+        ).to(g.device)
+        new_g.edata[self.hop_field] = torch.from_numpy(hop).to(g.device)
+        for key, value in g.ndata.items():
+            new_g.ndata[key] = value
+
+        batch_num_nodes = g.batch_num_nodes()
+        if len(batch_num_nodes) > 1:
+            # Edges are sorted by source, so each graph's edges form one contiguous run.
+            ends = np.cumsum(batch_num_nodes.cpu().numpy())
+            graph_of_src = np.searchsorted(ends, new_src, side="right")
+            batch_num_edges = np.bincount(graph_of_src, minlength=len(ends))
+            new_g.set_batch_num_nodes(batch_num_nodes)
+            new_g.set_batch_num_edges(
+                torch.from_numpy(batch_num_edges).to(
+                    dtype=batch_num_nodes.dtype, device=batch_num_nodes.device
+                )
+            )
+        return new_g
+
+    def _khop_pairs(self, src, dst, n):
+        """Return ``(src, dst, hop)`` int64 arrays of all pairs within ``k`` hops, sorted."""
+        not_loop = src != dst
+        src, dst = src[not_loop], dst[not_loop]
+        adj = sp.csr_array((np.ones(len(src), dtype=np.int32), (src, dst)), shape=(n, n))
+        adj.sum_duplicates()
+        adj.data[:] = 1
+        out_deg = np.diff(adj.indptr).astype(np.int64)
+
+        # ``reached`` stores hop + 1 so that hop 0 (the diagonal) is a stored nonzero.
+        reached = sp.eye_array(n, format="csr", dtype=np.int32)
+        frontier = reached
+        total = n if self.self_loops else 0
+        for hop in range(1, self.k + 1):
+            blocks = []
+            for r0, r1 in _row_blocks(frontier, out_deg, _BLOCK_PRODUCTS):
+                prod = frontier[r0:r1] @ adj
+                prod.data[:] = 1
+                seen = prod.multiply(reached[r0:r1])
+                seen.data[:] = 1
+                new = prod - seen
+                new.eliminate_zeros()
+                blocks.append(new)
+                total += new.nnz
+                self._check_bound(total, hop)
+            nxt = blocks[0] if len(blocks) == 1 else sp.vstack(blocks, format="csr")
+            if nxt.nnz == 0:
+                break
+            reached = reached + nxt * (hop + 1)
+            frontier = nxt
+
+        reached.sort_indices()
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(reached.indptr))
+        cols = reached.indices.astype(np.int64)
+        hops = reached.data.astype(np.int64) - 1
+        if not self.self_loops:
+            keep = rows != cols
+            rows, cols, hops = rows[keep], cols[keep], hops[keep]
+        return rows, cols, hops
+
+    def _check_bound(self, total, hop):
+        if total > self.max_edges:
+            raise ValueError(
+                f"KHopTransform(k={self.k}) would create at least {total:,} edges (already at "
+                f"hop {hop} of {self.k}), more than max_edges={self.max_edges:,}. Lower k, or "
+                "pass a larger max_edges if you have the memory."
+            )
+
+
+def _row_blocks(frontier, out_deg, budget):
+    """Split the rows of ``frontier`` into ranges whose product with the adjacency matrix has
+    at most about ``budget`` entries before deduplication."""
+    n = frontier.shape[0]
+    cost = np.concatenate(([0], np.cumsum(out_deg[frontier.indices])))
+    row_cost = cost[frontier.indptr]  # cumulative cost at each row start, length n + 1
+    cuts = np.searchsorted(row_cost, np.arange(budget, row_cost[-1], budget))
+    bounds = np.unique(np.concatenate(([0], cuts, [n])))
+    if len(bounds) == 1:  # n == 0
+        return [(0, 0)]
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))

@@ -1,0 +1,404 @@
+"""Named deep GNNs: encoder → L wrapped convs → task head, each with a plain twin.
+
+All models are one class, :class:`DeepGNN`; a named model only fixes the backbone, the update
+rule (plain or SSM) and, for kGNNs, the hop mode. A plain model and its SSM twin therefore
+have the same trainable parameters: Λ and B are buffers.
+"""
+
+import dgl
+import torch
+from torch import nn
+
+from .activations import get_activation
+from .backbones import BACKBONES
+from .checks import check_edge_features, check_in_degrees, check_node_features
+from .multihop import HOP_MODES, MultiHopConv, hop_graphs
+from .ssm import PlainUpdate, SSMUpdate
+from .wrapper import SSMLayer
+
+TASKS = ("node", "graph")
+SSM_OPTIONS = {"state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed"}
+READOUTS = ("mean", "sum", "max")
+
+
+class DeepGNN(nn.Module):
+    r"""A deep GNN: linear encoder, ``num_layers`` wrapped convs, node or graph head.
+
+    .. math::
+        H^{(0)} = X W_{in}, \qquad H^{(\ell+1)} = \mathrm{update}\big(H^{(\ell)},
+        F_\ell(G_\ell, H^{(\ell)})\big), \qquad \hat y = \mathrm{head}(H^{(L)})
+
+    Use the named subclasses (:class:`GCN`, :class:`GCNSSM`, :class:`KGCNSSM`, …); this
+    class holds what they share.
+
+    Parameters
+    ----------
+    in_feats, hidden, out_feats : int
+        Input feature width, state width ``d`` and number of outputs.
+    num_layers : int
+        Number of message-passing layers ``L``.
+    update : callable
+        ``update(layer_index)`` returns the state update of that layer.
+    task : {"node", "graph"}
+        Per-node outputs, or one output per graph of a (batched) graph after ``readout``.
+    readout : {"mean", "sum", "max"}
+        Pooling for graph tasks.
+    dropout : float
+        Dropout on the input features and on each conv's input.
+    activation : str
+        σ, used by the update and by the graph head's MLP.
+    norm : {None, "batch", "layer"}
+        Normalisation after each update.
+    edge_feats : int, optional
+        Width of the input edge features, for backbones that use edge features (GatedGCN).
+        Without it those backbones start from a learned edge embedding.
+    hop_mode : {None, "exact", "cumulative"}
+        k-hop aggregation over a graph rewired by :class:`~dgl_ssm.KHopTransform`.
+    max_hop : int, optional
+        K, the largest hop the model reads (default ``num_layers``); must not exceed the
+        transform's ``k``.
+    delay : int, optional
+        ν of the cumulative mode's delay.
+    allow_zero_in_degree : bool
+        Skip the check for nodes without in-edges (GCN, GAT).
+    conv_options : dict, optional
+        Extra backbone options, e.g. ``{"heads": 4}`` for GAT, ``{"aggregator": "pool"}``
+        for SAGE, ``{"learn_eps": True}`` for GIN.
+    """
+
+    backbone = None
+    default_hop_mode = None
+
+    def __init__(
+        self,
+        in_feats,
+        hidden,
+        out_feats,
+        num_layers,
+        *,
+        update,
+        task="node",
+        readout="mean",
+        dropout=0.0,
+        activation="relu",
+        norm=None,
+        edge_feats=None,
+        hop_mode="default",
+        max_hop=None,
+        delay=None,
+        hop_field="hop",
+        allow_zero_in_degree=False,
+        conv_options=None,
+    ):
+        super().__init__()
+        _check_choice("task", task, TASKS)
+        _check_choice("readout", readout, READOUTS)
+        hop_mode = self.default_hop_mode if hop_mode == "default" else hop_mode
+        if hop_mode is not None:
+            _check_choice("hop_mode", hop_mode, HOP_MODES)
+        for name, value in [("in_feats", in_feats), ("hidden", hidden), ("out_feats", out_feats)]:
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}.")
+        spec = BACKBONES[self.backbone]
+        if hop_mode is not None and spec.uses_edge_feats:
+            raise ValueError(
+                f"k-hop rewiring is not available for {spec.name}: its edge features would "
+                "have to change from layer to layer. Use it without hop_mode."
+            )
+        self.in_feats, self.hidden, self.out_feats = in_feats, hidden, out_feats
+        self.num_layers, self.task, self.readout = num_layers, task, readout
+        self.hop_mode, self.delay, self.hop_field = hop_mode, delay, hop_field
+        self.max_hop = num_layers if max_hop is None else max_hop
+        self.edge_feats = edge_feats
+        self.allow_zero_in_degree = allow_zero_in_degree
+        self._spec = spec
+        options = dict(conv_options or {})
+
+        self.input_dropout = nn.Dropout(dropout)
+        self.encoder = nn.Linear(in_feats, hidden)
+        if spec.uses_edge_feats:
+            if edge_feats is None:
+                self.edge_embedding = nn.Parameter(torch.randn(1, hidden) * 0.1)
+            else:
+                self.edge_encoder = nn.Linear(edge_feats, hidden)
+        self.layers = nn.ModuleList(
+            SSMLayer(self._make_conv(i, options), hidden, update(i), norm, dropout)
+            for i in range(num_layers)
+        )
+        if task == "node":
+            self.head = nn.Linear(hidden, out_feats)
+        else:
+            self.head = nn.Sequential(
+                nn.Linear(hidden, hidden), get_activation(activation), nn.Linear(hidden, out_feats)
+            )
+
+    def _make_conv(self, layer_index, options):
+        if self.hop_mode == "cumulative":
+            hops = min(layer_index + 1, self.max_hop)
+            convs = [self._spec.make_conv(self.hidden, **options) for _ in range(hops)]
+            return MultiHopConv(convs, layer_index, self.delay)
+        return self._spec.make_conv(self.hidden, **options)
+
+    def reset_parameters(self):
+        """Reinitialise every trainable weight; Λ and B stay fixed."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        if hasattr(self, "edge_embedding"):
+            nn.init.normal_(self.edge_embedding, std=0.1)
+
+    def forward(self, graph, feat, edge_feat=None):
+        """Return node outputs ``(N, out_feats)`` or graph outputs ``(B, out_feats)``."""
+        check_node_features(graph, feat, self.in_feats)
+        check_edge_features(graph, edge_feat, self.edge_feats)
+        if self._spec.needs_in_edges and self.hop_mode is None and not self.allow_zero_in_degree:
+            check_in_degrees(graph, self._spec.name)
+
+        state = self.encoder(self.input_dropout(feat))
+        edges = self._encode_edges(graph, edge_feat)
+        history = [state] if self.hop_mode == "cumulative" else None
+        for layer, layer_graph in zip(self.layers, self._layer_graphs(graph)):
+            if edges is not None:
+                state, edges = layer(layer_graph, state, edges)
+            elif history is not None:
+                state = layer(layer_graph, state, history=history)
+                history.append(state)
+            else:
+                state = layer(layer_graph, state)
+        return self._head(graph, state)
+
+    def _encode_edges(self, graph, edge_feat):
+        if not self._spec.uses_edge_feats:
+            return None
+        if edge_feat is None:
+            if self.edge_feats is not None:
+                raise dgl.DGLError(
+                    f"The model was built with edge_feats={self.edge_feats}; pass edge_feat "
+                    "to forward, or build it without edge_feats."
+                )
+            return self.edge_embedding.expand(graph.num_edges(), -1)
+        return self.edge_encoder(edge_feat)
+
+    def _layer_graphs(self, graph):
+        if self.hop_mode is None:
+            return [graph] * self.num_layers
+        per_hop = hop_graphs(graph, self.max_hop, self.hop_field)
+        if self.hop_mode == "exact":
+            return [per_hop[min(i, self.max_hop - 1)] for i in range(self.num_layers)]
+        return [per_hop[: min(i + 1, self.max_hop)] for i in range(self.num_layers)]
+
+    def _head(self, graph, state):
+        if self.task == "node":
+            return self.head(state)
+        with graph.local_scope():
+            graph.ndata["_state"] = state
+            pooled = dgl.readout_nodes(graph, "_state", op=self.readout)
+        return self.head(pooled)
+
+    def extra_repr(self):
+        hops = "" if self.hop_mode is None else f", hop_mode={self.hop_mode}, K={self.max_hop}"
+        return (
+            f"backbone={self.backbone}, layers={self.num_layers}, hidden={self.hidden}, "
+            f"task={self.task}"
+            + (f", readout={self.readout}" if self.task == "graph" else "")
+            + hops
+        )
+
+
+class PlainGNN(DeepGNN):
+    """A plain deep GNN, ``H ← σ(F(G, H))`` (``+ H`` with ``residual=True``).
+
+    Takes :class:`DeepGNN`'s arguments (but ``update``), plus ``residual``.
+
+    Example
+    -------
+    >>> import dgl, torch
+    >>> from dgl_ssm import GCN
+    >>> g = dgl.add_self_loop(dgl.rand_graph(10, 30))
+    >>> model = GCN(in_feats=5, hidden=16, out_feats=3, num_layers=8, residual=True)
+    >>> model(g, torch.randn(10, 5)).shape
+    torch.Size([10, 3])
+    """
+
+    def __init__(self, in_feats, hidden, out_feats, num_layers, *, residual=False, **kwargs):
+        ssm_options = sorted(set(kwargs) & SSM_OPTIONS)
+        if ssm_options:
+            raise TypeError(
+                f"{type(self).__name__} is a plain model and takes no SSM options "
+                f"({', '.join(ssm_options)}); use its SSM twin, e.g. {type(self).__name__}SSM."
+            )
+        activation = kwargs.get("activation", "relu")
+        super().__init__(
+            in_feats,
+            hidden,
+            out_feats,
+            num_layers,
+            update=lambda _: PlainUpdate(activation, residual),
+            **kwargs,
+        )
+
+
+class SSMGNN(DeepGNN):
+    r"""A GNN-SSM: ``H ← H Λᵀ + σ(F(G, H)) Bᵀ`` with frozen Λ, B (see :class:`SSMUpdate`).
+
+    Takes :class:`DeepGNN`'s arguments (but ``update``), plus:
+
+    Parameters
+    ----------
+    state, state_scale : str or Tensor, float
+        Λ's kind (``"identity"``, ``"orthogonal"``, ``"random"``) and eigenvalue modulus m.
+        Default ``m·I`` with m = 1.
+    input, input_scale : str or Tensor, float
+        B's kind and scale β. Default ``0.1·I``.
+    shared_ssm : bool
+        One (Λ, B) for every layer (default) or a separately drawn pair per layer.
+    ssm_seed : int
+        Seed of the random kinds, so Λ and B do not depend on the global RNG.
+
+    Example
+    -------
+    >>> import dgl, torch
+    >>> from dgl_ssm import GCNSSM
+    >>> g = dgl.add_self_loop(dgl.rand_graph(10, 30))
+    >>> model = GCNSSM(in_feats=5, hidden=16, out_feats=3, num_layers=64)
+    >>> model(g, torch.randn(10, 5)).shape
+    torch.Size([10, 3])
+    >>> batch = dgl.batch([g, g])  # graph classification: one output per graph
+    >>> model = GCNSSM(5, 16, 2, num_layers=8, task="graph", readout="sum")
+    >>> model(batch, torch.randn(20, 5)).shape
+    torch.Size([2, 2])
+    """
+
+    def __init__(
+        self,
+        in_feats,
+        hidden,
+        out_feats,
+        num_layers,
+        *,
+        state="identity",
+        state_scale=1.0,
+        input="identity",
+        input_scale=0.1,
+        shared_ssm=True,
+        ssm_seed=0,
+        **kwargs,
+    ):
+        generator = torch.Generator().manual_seed(ssm_seed)
+        activation = kwargs.get("activation", "relu")
+
+        def make_update():
+            return SSMUpdate(hidden, state, state_scale, input, input_scale, activation, generator)
+
+        shared = make_update() if shared_ssm else None
+        super().__init__(
+            in_feats,
+            hidden,
+            out_feats,
+            num_layers,
+            update=lambda _: shared if shared_ssm else make_update(),
+            **kwargs,
+        )
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}. Valid: {', '.join(map(repr, choices))}.")
+
+
+class GCN(PlainGNN):
+    """Deep GCN (Kipf & Welling) of ``GraphConv`` layers; arguments: :class:`PlainGNN`."""
+
+    backbone = "gcn"
+
+
+class GCNSSM(SSMGNN):
+    """GCN-SSM: a deep GCN whose layers are SSM steps; arguments: :class:`SSMGNN`."""
+
+    backbone = "gcn"
+
+
+class GIN(PlainGNN):
+    """Deep GIN of ``GINConv`` layers with 2-layer MLPs; arguments: :class:`PlainGNN`."""
+
+    backbone = "gin"
+
+
+class GINSSM(SSMGNN):
+    """GIN-SSM: a deep GIN whose layers are SSM steps; arguments: :class:`SSMGNN`."""
+
+    backbone = "gin"
+
+
+class GatedGCN(PlainGNN):
+    """Deep GatedGCN (edge features in, edge features out); arguments: :class:`PlainGNN`."""
+
+    backbone = "gatedgcn"
+
+
+class GatedGCNSSM(SSMGNN):
+    """GatedGCN-SSM: node states follow the SSM step; arguments: :class:`SSMGNN`."""
+
+    backbone = "gatedgcn"
+
+
+class GAT(PlainGNN):
+    """Deep GAT, heads concatenated (``conv_options={"heads": 4}``); see :class:`PlainGNN`."""
+
+    backbone = "gat"
+
+
+class GATSSM(SSMGNN):
+    """GAT-SSM: a deep GAT whose layers are SSM steps; arguments: :class:`SSMGNN`."""
+
+    backbone = "gat"
+
+
+class SAGE(PlainGNN):
+    """Deep GraphSAGE (mean aggregator by default); arguments: :class:`PlainGNN`."""
+
+    backbone = "sage"
+
+
+class SAGESSM(SSMGNN):
+    """SAGE-SSM: a deep GraphSAGE whose layers are SSM steps; see :class:`SSMGNN`."""
+
+    backbone = "sage"
+
+
+class KGCN(PlainGNN):
+    """k-hop GCN: layer ℓ aggregates the nodes at distance ℓ (needs a
+    :class:`~dgl_ssm.KHopTransform`-rewired graph); arguments: :class:`PlainGNN`.
+
+    Example
+    -------
+    >>> import dgl, torch
+    >>> from dgl_ssm import KHopTransform, KGCN
+    >>> g = KHopTransform(k=4)(dgl.to_bidirected(dgl.rand_graph(10, 15)))
+    >>> model = KGCN(in_feats=5, hidden=16, out_feats=3, num_layers=4)
+    >>> model(g, torch.randn(10, 5)).shape
+    torch.Size([10, 3])
+    """
+
+    backbone = "gcn"
+    default_hop_mode = "exact"
+
+
+class KGCNSSM(SSMGNN):
+    """kGCN-SSM: k-hop rewiring plus SSM steps; layer ℓ reads hop ``min(ℓ, K)`` by default,
+    or every hop up to it with ``hop_mode="cumulative"``; arguments: :class:`SSMGNN`.
+
+    Example
+    -------
+    >>> import dgl, torch
+    >>> from dgl_ssm import KHopTransform, KGCNSSM
+    >>> g = KHopTransform(k=4)(dgl.to_bidirected(dgl.rand_graph(10, 15)))
+    >>> model = KGCNSSM(in_feats=5, hidden=16, out_feats=3, num_layers=4)
+    >>> model(g, torch.randn(10, 5)).shape
+    torch.Size([10, 3])
+    """
+
+    backbone = "gcn"
+    default_hop_mode = "exact"

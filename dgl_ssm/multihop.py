@@ -1,0 +1,78 @@
+"""Hop selection for kGNN models: which hop graph each layer of a k-hop model reads.
+
+The input graph has been rewired by :class:`dgl_ssm.KHopTransform`, so each edge carries its
+hop distance. Two modes (paper §3):
+
+- ``"exact"``: layer ℓ aggregates only over nodes at distance exactly ``min(ℓ, K)``, with
+  self loops added so the GCN normalisation is that of ``A_k + I``.
+- ``"cumulative"`` (DRew): layer ℓ sums a separate conv per hop ``k ≤ min(ℓ, K)``; with a
+  delay ν, hop k reads the delayed state ``H^(ℓ − τ(k))``, ``τ(k) = max(0, k − ν)``.
+"""
+
+import dgl
+import torch
+from dgl import DGLError
+from torch import nn
+
+HOP_MODES = ("exact", "cumulative")
+
+
+def hop_graphs(graph, max_hop, hop_field="hop"):
+    """Split a rewired graph into ``[G_1, …, G_K]``: the hop-k edges plus one self loop a node."""
+    if hop_field not in graph.edata:
+        raise DGLError(
+            f"This k-hop model needs edge hop distances in graph.edata[{hop_field!r}], but the "
+            f"graph has none. Rewire it first: `g = dgl_ssm.KHopTransform(k={max_hop})(g)`."
+        )
+    hops = graph.edata[hop_field]
+    src, dst = graph.edges()
+    nodes = torch.arange(graph.num_nodes(), device=graph.device)
+    graphs = []
+    for k in range(1, max_hop + 1):
+        mask = hops == k
+        graphs.append(
+            dgl.graph(
+                (torch.cat([src[mask], nodes]), torch.cat([dst[mask], nodes])),
+                num_nodes=graph.num_nodes(),
+            )
+        )
+    return graphs
+
+
+class MultiHopConv(nn.Module):
+    """The cumulative (DRew) aggregation of one layer: a sum of one conv per hop.
+
+    Called as ``conv(graphs, feat, history=states)`` where ``graphs[k-1]`` is the hop-k graph
+    and ``states[j]`` is ``H^(j)`` (``states[layer_index]`` is this layer's input).
+
+    Parameters
+    ----------
+    convs : list of nn.Module
+        ``convs[k-1]`` aggregates hop ``k``; there are ``min(ℓ, K)`` of them at layer ℓ.
+    layer_index : int
+        0-based index ℓ−1 of the layer this conv belongs to.
+    delay : int, optional
+        ν of DRew's delay ``τ(k) = max(0, k − ν)``; ``None`` reads the current state for every
+        hop.
+    """
+
+    def __init__(self, convs, layer_index, delay=None):
+        super().__init__()
+        self.convs = nn.ModuleList(convs)
+        self.layer_index = layer_index
+        self.delay = delay
+
+    def reset_parameters(self):
+        for conv in self.convs:
+            conv.reset_parameters()
+
+    def forward(self, graphs, feat, history=None):
+        out = 0
+        for k, conv in enumerate(self.convs, start=1):
+            lag = 0 if self.delay is None else max(0, k - self.delay)
+            source = feat if lag == 0 else history[max(0, self.layer_index - lag)]
+            out = out + conv(graphs[k - 1], source)
+        return out
+
+    def extra_repr(self):
+        return f"hops=1..{len(self.convs)}, delay={self.delay}"

@@ -1,0 +1,50 @@
+"""Model names for configs, CLIs and sweeps: ``build_model("gcn_ssm", ...)``."""
+
+import difflib
+
+from . import models
+
+MODELS = {
+    "gcn": models.GCN,
+    "gcn_ssm": models.GCNSSM,
+    "gin": models.GIN,
+    "gin_ssm": models.GINSSM,
+    "gatedgcn": models.GatedGCN,
+    "gatedgcn_ssm": models.GatedGCNSSM,
+    "gat": models.GAT,
+    "gat_ssm": models.GATSSM,
+    "sage": models.SAGE,
+    "sage_ssm": models.SAGESSM,
+    "kgcn": models.KGCN,
+    "kgcn_ssm": models.KGCNSSM,
+}
+
+
+def model_class(name):
+    """Return the model class registered as ``name``; unknown names list the valid ones."""
+    try:
+        return MODELS[name]
+    except (KeyError, TypeError):
+        close = difflib.get_close_matches(str(name), MODELS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"Unknown model {name!r}.{hint} Valid names: {', '.join(MODELS)}."
+        ) from None
+
+
+def build_model(name, *args, **kwargs):
+    """Build the model registered as ``name`` with the given constructor arguments.
+
+    Example
+    -------
+    >>> from dgl_ssm import build_model
+    >>> model = build_model("gcn_ssm", in_feats=5, hidden=16, out_feats=3, num_layers=4)
+    >>> type(model).__name__
+    'GCNSSM'
+    """
+    return model_class(name)(*args, **kwargs)
+
+
+def is_ssm(name):
+    """Whether the registered model uses the SSM update (rather than the plain one)."""
+    return issubclass(model_class(name), models.SSMGNN)

@@ -1,0 +1,199 @@
+"""The state-space update of GNN-SSM and the plain update of its twins.
+
+A deep GNN layer here is ``H' = update(H, F(G, H))`` where ``F`` is any message-passing
+conv. :class:`SSMUpdate` is the GNN-SSM rule ``H Λᵀ + σ(F) Bᵀ`` with Λ and B frozen;
+:class:`PlainUpdate` is the ordinary ``σ(F)`` (optionally ``+ H``). Both share one layer
+wrapper (:class:`dgl_ssm.SSMLayer`), so a plain model and its SSM twin differ only here.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from .activations import get_activation
+
+MATRIX_KINDS = ("identity", "orthogonal", "random")
+
+
+def build_matrix(kind, dim, scale=1.0, generator=None):
+    r"""Build a frozen ``dim × dim`` matrix for Λ or B.
+
+    Parameters
+    ----------
+    kind : str or torch.Tensor
+        ``"identity"``: :math:`s I` (every eigenvalue equals ``scale``).
+        ``"orthogonal"``: :math:`s Q` with :math:`Q` a random orthogonal matrix (every
+        eigenvalue has modulus ``scale``; the map preserves norms when ``scale = 1``).
+        ``"random"``: a Kaiming-uniform matrix (as ``torch.nn.Linear`` initialises its weight)
+        times ``scale``, with no control of its eigenvalues.
+        A tensor is used as given (it must be ``dim × dim``).
+    dim : int
+        The feature width ``d``.
+    scale : float
+        The factor ``s``.
+    generator : torch.Generator, optional
+        Source of randomness for the random kinds, so matrices are reproducible.
+    """
+    if isinstance(kind, torch.Tensor):
+        matrix = kind.detach().clone().float()
+        if matrix.shape != (dim, dim):
+            raise ValueError(
+                f"A custom SSM matrix must be square with the feature width: expected shape "
+                f"({dim}, {dim}), got {tuple(matrix.shape)}. Pass a {dim}×{dim} tensor, or a "
+                f"kind name from {MATRIX_KINDS}."
+            )
+        return matrix
+    if kind == "identity":
+        return scale * torch.eye(dim)
+    if kind == "orthogonal":
+        gaussian = torch.randn(dim, dim, generator=generator)
+        q, r = torch.linalg.qr(gaussian)
+        # Fixing the signs makes Q Haar-distributed rather than biased by the QR convention.
+        q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+        return scale * q
+    if kind == "random":
+        bound = 1.0 / math.sqrt(dim)  # kaiming_uniform_(a=√5), nn.Linear's default
+        return scale * (2 * torch.rand(dim, dim, generator=generator) - 1) * bound
+    raise ValueError(
+        f"Unknown SSM matrix kind {kind!r}. Valid kinds: {', '.join(MATRIX_KINDS)}, "
+        f"or a square tensor."
+    )
+
+
+def describe_matrix(matrix):
+    """A short text with the spectral radius and the spectral norm of ``matrix``."""
+    modulus = torch.linalg.eigvals(matrix.detach().double().cpu()).abs()
+    norm = torch.linalg.matrix_norm(matrix.detach().double().cpu(), ord=2)
+    if torch.allclose(modulus, modulus[0].expand_as(modulus), atol=1e-6):
+        eig = f"|eig|={modulus[0].item():.3g}"
+    else:
+        eig = f"|eig|∈[{modulus.min().item():.3g}, {modulus.max().item():.3g}]"
+    return f"{eig}, ‖·‖₂={norm.item():.3g}"
+
+
+class SSMUpdate(nn.Module):
+    r"""The GNN-SSM state update with frozen state and input matrices.
+
+    .. math::
+        H^{(\ell+1)} = H^{(\ell)} \Lambda^\top + \sigma\big(F(G, H^{(\ell)})\big) B^\top
+
+    Λ and B act on the feature dimension, identically for every node, and are buffers: they
+    are saved in ``state_dict()`` but never trained. The layer Jacobian is
+    :math:`I_n \otimes \Lambda + (I_n \otimes B) J_F`, so with :math:`\Lambda = I` and a
+    small B its spectrum sits near 1 and gradients neither vanish nor explode.
+
+    Parameters
+    ----------
+    dim : int
+        Feature width ``d``.
+    state : str or torch.Tensor
+        Kind of Λ (see :func:`build_matrix`). Default ``"identity"``.
+    state_scale : float
+        Eigenvalue modulus ``m`` of Λ for the identity and orthogonal kinds. Default 1.
+    input : str or torch.Tensor
+        Kind of B. Default ``"identity"``.
+    input_scale : float
+        Scale β of B. Default 0.1.
+    activation : str or nn.Module
+        The coupling activation σ: ``"relu"``, ``"tanh"``, ``"identity"``, …
+    generator : torch.Generator, optional
+        Randomness for random kinds.
+
+    Example
+    -------
+    >>> import torch
+    >>> from dgl_ssm import SSMUpdate
+    >>> update = SSMUpdate(4, state_scale=0.9, input_scale=0.1)
+    >>> h, f = torch.ones(3, 4), torch.full((3, 4), -1.0)
+    >>> update(h, f)[0]  # 0.9·1 + 0.1·relu(-1)
+    tensor([0.9000, 0.9000, 0.9000, 0.9000])
+    """
+
+    def __init__(
+        self,
+        dim,
+        state="identity",
+        state_scale=1.0,
+        input="identity",
+        input_scale=0.1,
+        activation="relu",
+        generator=None,
+    ):
+        super().__init__()
+        self.dim = dim
+        self.state_kind = state if isinstance(state, str) else "custom"
+        self.input_kind = input if isinstance(input, str) else "custom"
+        self.activation = get_activation(activation)
+        self.register_buffer("state_matrix", build_matrix(state, dim, state_scale, generator))
+        self.register_buffer("input_matrix", build_matrix(input, dim, input_scale, generator))
+        self._refresh_fast_paths()
+
+    def _refresh_fast_paths(self):
+        # A scaled identity is applied as a multiply-add: no d×d matmul, no extra allocation.
+        self._state_scalar = _scalar_if_scaled_identity(self.state_matrix)
+        self._input_scalar = _scalar_if_scaled_identity(self.input_matrix)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._refresh_fast_paths()
+
+    def reset_parameters(self):
+        """Nothing to reset: Λ and B are fixed by construction."""
+
+    def forward(self, state, conv_out):
+        """Return ``state Λᵀ + σ(conv_out) Bᵀ`` for ``(N, d)`` tensors."""
+        coupled = self.activation(conv_out)
+        lam, beta = self._state_scalar, self._input_scalar
+        if lam is None:
+            carried = state @ self.state_matrix.t()
+        elif lam == 1.0:
+            carried = state
+        else:
+            carried = state * lam
+        if beta is None:
+            return torch.addmm(carried, coupled, self.input_matrix.t())
+        return torch.add(carried, coupled, alpha=beta)
+
+    def extra_repr(self):
+        return (
+            f"dim={self.dim}, state={self.state_kind}({describe_matrix(self.state_matrix)}), "
+            f"input={self.input_kind}({describe_matrix(self.input_matrix)})"
+        )
+
+
+def _scalar_if_scaled_identity(matrix):
+    diagonal = torch.diagonal(matrix)
+    if torch.equal(matrix, torch.diag(diagonal)) and bool((diagonal == diagonal[0]).all()):
+        return float(diagonal[0])
+    return None
+
+
+class PlainUpdate(nn.Module):
+    r"""The ordinary deep-GNN update, for the plain twins of the SSM models.
+
+    .. math::
+        H^{(\ell+1)} = \sigma\big(F(G, H^{(\ell)})\big) \; [+\, H^{(\ell)} \text{ if residual}]
+
+    Parameters
+    ----------
+    activation : str or nn.Module
+        The activation σ.
+    residual : bool
+        Add the skip connection (the usual deep baseline). Default ``False``.
+    """
+
+    def __init__(self, activation="relu", residual=False):
+        super().__init__()
+        self.activation = get_activation(activation)
+        self.residual = residual
+
+    def reset_parameters(self):
+        """Nothing to reset: the update has no parameters."""
+
+    def forward(self, state, conv_out):
+        out = self.activation(conv_out)
+        return out + state if self.residual else out
+
+    def extra_repr(self):
+        return f"residual={self.residual}"

@@ -1,0 +1,104 @@
+"""One wrapper that turns any DGL conv ``d → d`` into a (GNN-SSM or plain) deep layer."""
+
+from contextlib import nullcontext
+
+from torch import nn
+
+from .ssm import SSMUpdate
+
+NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
+
+
+def make_norm(norm, dim):
+    """``None`` → identity; ``"batch"`` / ``"layer"`` → BatchNorm1d / LayerNorm of width dim."""
+    if norm is None or norm == "none":
+        return nn.Identity()
+    if norm not in NORMS:
+        raise ValueError(f"Unknown norm {norm!r}. Valid: 'batch', 'layer' or None.")
+    return NORMS[norm](dim)
+
+
+class SSMLayer(nn.Module):
+    r"""Wrap a message-passing conv ``F`` into a deep-GNN layer with a state update.
+
+    .. math::
+        H^{(\ell+1)} = \mathrm{norm}\Big( H^{(\ell)} \Lambda^\top
+            + \sigma\big(F(G, \mathrm{dropout}(H^{(\ell)}))\big) B^\top \Big)
+
+    The conv is any DGL module called as ``conv(graph, feat)`` that maps width ``d`` to ``d``:
+    ``GraphConv``, ``GINConv``, ``SAGEConv``, ``GATConv`` (its ``(N, heads, d/heads)`` output
+    is concatenated to ``(N, d)``) and convs that take and return edge features such as
+    ``GatedGCNConv`` (called as ``conv(graph, feat, edge_feat)``, returning ``(h, e)``; the
+    returned edge features pass through σ and go on to the next layer).
+
+    The update rule is a module: by default :class:`~dgl_ssm.SSMUpdate` (GNN-SSM). Passing
+    :class:`~dgl_ssm.PlainUpdate` gives the ordinary layer ``σ(F(G, H))``, which is how every
+    plain twin shares this one code path.
+
+    Parameters
+    ----------
+    conv : torch.nn.Module
+        The message-passing layer ``F``.
+    dim : int
+        Feature width ``d`` (input and output of the conv).
+    update : torch.nn.Module, optional
+        The state update; default ``SSMUpdate(dim)`` (Λ = I, B = 0.1·I, relu).
+    norm : {None, "batch", "layer"}
+        Normalisation after the update.
+    dropout : float
+        Dropout on the conv's input (the state path itself is not dropped).
+
+    Example
+    -------
+    >>> import dgl, torch
+    >>> from dgl.nn import GraphConv
+    >>> from dgl_ssm import SSMLayer
+    >>> g = dgl.add_self_loop(dgl.graph(([0, 1, 2], [1, 2, 0])))
+    >>> layer = SSMLayer(GraphConv(8, 8), dim=8)
+    >>> layer(g, torch.randn(3, 8)).shape
+    torch.Size([3, 8])
+    """
+
+    def __init__(self, conv, dim, update=None, norm=None, dropout=0.0):
+        super().__init__()
+        self.conv = conv
+        self.dim = dim
+        self.update = SSMUpdate(dim) if update is None else update
+        self.norm = make_norm(norm, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def reset_parameters(self):
+        """Reinitialise the conv and the norm (Λ and B stay as built)."""
+        for module in (self.conv, self.norm):
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    def forward(self, graph, feat, edge_feat=None, **conv_kwargs):
+        """Apply one layer.
+
+        Returns the new node states, or ``(node states, edge features)`` when ``edge_feat``
+        is given.
+        """
+        with graph.local_scope() if hasattr(graph, "local_scope") else nullcontext():
+            conv_in = self.dropout(feat)
+            if edge_feat is None:
+                out = self.conv(graph, conv_in, **conv_kwargs)
+            else:
+                out = self.conv(graph, conv_in, edge_feat, **conv_kwargs)
+            node_out, edge_out = out if isinstance(out, tuple) else (out, None)
+            if node_out.dim() == 3:  # multi-head convs: (N, heads, d/heads) → (N, d)
+                node_out = node_out.flatten(1)
+            if node_out.shape != feat.shape:
+                raise ValueError(
+                    f"{type(self.conv).__name__} returned node features of shape "
+                    f"{tuple(node_out.shape)}, but the layer state has shape "
+                    f"{tuple(feat.shape)}: the wrapped conv must map width {self.dim} to "
+                    f"{self.dim} (for multi-head convs, heads × out_feats = {self.dim})."
+                )
+            new_state = self.norm(self.update(feat, node_out))
+            if edge_feat is None:
+                return new_state
+            return new_state, self.update.activation(edge_out)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"

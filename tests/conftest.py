@@ -1,0 +1,40 @@
+"""Shared fixtures: local data (no network), small graphs."""
+
+import os
+from pathlib import Path
+
+import dgl
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """The raw-data folder: $DGL_SSM_DATA, else ../shared/data beside the checkout."""
+    path = Path(os.environ.get("DGL_SSM_DATA", SHARED_DATA))
+    if not path.exists():
+        pytest.skip(f"no local data folder at {path}; set DGL_SSM_DATA")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("dgl_ssm_cache")
+
+
+@pytest.fixture(scope="session")
+def cora(data_dir, cache_dir):
+    from benchmarks.datasets.planetoid import load_planetoid
+
+    return load_planetoid("cora", data_dir, cache_dir)
+
+
+def random_graph(num_nodes, num_edges, seed=0, self_loops=True):
+    """A random undirected (bidirected) graph, optionally with one self loop per node."""
+    generator = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, num_nodes, (num_edges,), generator=generator)
+    dst = torch.randint(0, num_nodes, (num_edges,), generator=generator)
+    graph = dgl.to_bidirected(dgl.remove_self_loop(dgl.graph((src, dst), num_nodes=num_nodes)))
+    return dgl.add_self_loop(graph) if self_loops else graph

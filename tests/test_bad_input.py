@@ -1,0 +1,106 @@
+"""Bad input fails early, with a message that says what was wrong and what to do."""
+
+import dgl
+import pytest
+import torch
+from dgl.nn import GraphConv
+
+from dgl_ssm import SSMLayer, SSMUpdate, build_model
+from tests.conftest import random_graph
+
+ARGS = dict(in_feats=5, hidden=8, out_feats=2, num_layers=3)
+
+
+@pytest.fixture
+def graph():
+    return random_graph(12, 20, seed=3)
+
+
+def test_wrong_feature_width(graph):
+    with pytest.raises(dgl.DGLError, match=r"expected \(12, 5\).*in_feats=7"):
+        build_model("gcn_ssm", **ARGS)(graph, torch.randn(12, 7))
+
+
+def test_wrong_number_of_rows(graph):
+    with pytest.raises(dgl.DGLError, match="graph has 12 nodes"):
+        build_model("gcn_ssm", **ARGS)(graph, torch.randn(11, 5))
+
+
+def test_integer_features(graph):
+    with pytest.raises(dgl.DGLError, match=r"torch.int64.*feat.float\(\)"):
+        build_model("gcn_ssm", **ARGS)(graph, torch.ones(12, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_features(graph, bad):
+    feat = torch.randn(12, 5)
+    feat[3, 1] = bad
+    with pytest.raises(dgl.DGLError, match="NaN or Inf values in 1 of 12 rows"):
+        build_model("gcn_ssm", **ARGS)(graph, feat)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gcn_ssm", "gat_ssm"])
+def test_zero_in_degree_nodes_are_refused_unless_allowed(name):
+    graph = dgl.graph(([0, 1], [1, 2]), num_nodes=4)  # nodes 0 and 3 have no in-edges
+    with pytest.raises(dgl.DGLError, match=r"0-in-degree.*dgl.add_self_loop"):
+        build_model(name, **ARGS)(graph, torch.randn(4, 5))
+    out = build_model(name, **ARGS, allow_zero_in_degree=True)(graph, torch.randn(4, 5))
+    assert out.shape == (4, 2)
+
+
+def test_sum_aggregators_accept_zero_in_degree_nodes():
+    graph = dgl.graph(([0, 1], [1, 2]), num_nodes=4)
+    assert build_model("gin_ssm", **ARGS)(graph, torch.randn(4, 5)).shape == (4, 2)
+
+
+def test_empty_graph():
+    with pytest.raises(dgl.DGLError, match="no nodes"):
+        build_model("gcn_ssm", **ARGS)(dgl.graph(([], []), num_nodes=0), torch.randn(0, 5))
+
+
+def test_non_square_matrices():
+    with pytest.raises(ValueError, match=r"expected shape \(4, 4\), got \(4, 3\)"):
+        SSMUpdate(4, state=torch.randn(4, 3))
+    with pytest.raises(ValueError, match=r"expected shape \(4, 4\), got \(2, 2\)"):
+        SSMUpdate(4, input=torch.eye(2))
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ValueError, match=r"Unknown model 'gcn_sm'.*'gcn_ssm'.*gatedgcn_ssm"):
+        build_model("gcn_sm", **ARGS)
+    with pytest.raises(ValueError, match=r"Unknown activation 'swish'.*relu"):
+        build_model("gcn_ssm", **ARGS, activation="swish")
+    with pytest.raises(ValueError, match=r"Unknown SSM matrix kind 'unitary'.*orthogonal"):
+        build_model("gcn_ssm", **ARGS, state="unitary")
+    with pytest.raises(ValueError, match=r"Unknown readout 'avg'.*'mean'"):
+        build_model("gcn_ssm", **ARGS, task="graph", readout="avg")
+    with pytest.raises(ValueError, match=r"Unknown hop_mode 'all'.*'exact'"):
+        build_model("kgcn_ssm", **ARGS, hop_mode="all")
+    with pytest.raises(ValueError, match=r"Unknown norm 'group'"):
+        build_model("gcn_ssm", **ARGS, norm="group")
+
+
+def test_plain_models_refuse_ssm_options():
+    with pytest.raises(TypeError, match=r"GCN is a plain model.*state_scale.*GCNSSM"):
+        build_model("gcn", **ARGS, state_scale=0.5)
+
+
+def test_k_hop_model_on_a_graph_that_was_not_rewired(graph):
+    with pytest.raises(dgl.DGLError, match=r"KHopTransform\(k=3\)"):
+        build_model("kgcn_ssm", **ARGS)(graph, torch.randn(12, 5))
+
+
+def test_conv_with_the_wrong_width():
+    layer = SSMLayer(GraphConv(4, 6), dim=4)
+    with pytest.raises(ValueError, match="must map width 4 to 4"):
+        layer(random_graph(5, 6), torch.randn(5, 4))
+
+
+def test_gat_heads_must_divide_hidden():
+    with pytest.raises(ValueError, match="divisible by heads"):
+        build_model("gat_ssm", **ARGS, conv_options={"heads": 3})
+
+
+def test_bad_sizes():
+    with pytest.raises(ValueError, match="num_layers must be a positive integer"):
+        build_model("gcn_ssm", 5, 8, 2, num_layers=0)

@@ -1,0 +1,278 @@
+"""Tests for KHopTransform, checked against hand-written results and networkx distances."""
+
+import doctest
+
+import dgl
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+from dgl_ssm import khop
+from dgl_ssm.khop import KHopTransform
+
+
+def bidirected(src, dst, num_nodes):
+    return dgl.to_bidirected(dgl.graph((src, dst), num_nodes=num_nodes))
+
+
+def path_graph(n):
+    return bidirected(list(range(n - 1)), list(range(1, n)), n)
+
+
+def ring_graph(n):
+    return bidirected(list(range(n)), [(i + 1) % n for i in range(n)], n)
+
+
+def triples(g, hop_field="hop"):
+    src, dst = g.edges()
+    return list(zip(src.tolist(), dst.tolist(), g.edata[hop_field].tolist(), strict=True))
+
+
+def nx_expected(graph, k):
+    """All (u, v, d(u, v)) with 1 <= d <= k, from networkx BFS."""
+    return {
+        (u, v, d)
+        for u, lengths in nx.all_pairs_shortest_path_length(graph, cutoff=k)
+        for v, d in lengths.items()
+        if 1 <= d <= k
+    }
+
+
+def random_case(seed):
+    """A networkx graph (undirected or directed, often disconnected) and its DGL version.
+
+    Half of the DGL graphs also get duplicate edges and self loops, which must not matter.
+    """
+    rng = np.random.default_rng(seed)
+    n = 15 + (seed * 7) % 16
+    directed = seed % 2 == 1
+    p = [0.06, 0.12][seed // 2 % 2] if directed else [0.1, 0.2][seed // 2 % 2]
+    graph = nx.gnp_random_graph(n, p, seed=seed, directed=directed)
+    edges = np.array(list(graph.edges()), dtype=np.int64).reshape(-1, 2)
+    src, dst = edges[:, 0], edges[:, 1]
+    if not directed:
+        src, dst = np.concatenate([src, dst]), np.concatenate([dst, src])
+    if seed % 4 < 2 and len(src):
+        dup = rng.integers(0, len(src), size=5)
+        loops = rng.integers(0, n, size=3)
+        src = np.concatenate([src, src[dup], loops])
+        dst = np.concatenate([dst, dst[dup], loops])
+    g = dgl.graph((torch.from_numpy(src), torch.from_numpy(dst)), num_nodes=n)
+    return graph, g
+
+
+def test_path_k2_hand_written():
+    new_g = KHopTransform(2)(path_graph(6))
+    # fmt: off
+    expected = [
+        (0, 1, 1), (0, 2, 2),
+        (1, 0, 1), (1, 2, 1), (1, 3, 2),
+        (2, 0, 2), (2, 1, 1), (2, 3, 1), (2, 4, 2),
+        (3, 1, 2), (3, 2, 1), (3, 4, 1), (3, 5, 2),
+        (4, 2, 2), (4, 3, 1), (4, 5, 1),
+        (5, 3, 2), (5, 4, 1),
+    ]
+    # fmt: on
+    # Exact list, not a set: edges must come sorted by (src, dst).
+    assert triples(new_g) == expected
+    assert new_g.edata["hop"].dtype == torch.int64
+    assert new_g.num_nodes() == 6
+
+
+def test_path_k5_covers_all_pairs():
+    new_g = KHopTransform(5)(path_graph(6))
+    expected = [(i, j, abs(i - j)) for i in range(6) for j in range(6) if i != j]
+    assert triples(new_g) == expected
+
+
+def test_k_larger_than_diameter_stops_early():
+    assert triples(KHopTransform(50)(path_graph(6))) == triples(KHopTransform(5)(path_graph(6)))
+
+
+def test_directed_path_follows_edge_direction():
+    g = dgl.graph(([0, 1, 2], [1, 2, 3]))
+    assert triples(KHopTransform(2)(g)) == [(0, 1, 1), (0, 2, 2), (1, 2, 1), (1, 3, 2), (2, 3, 1)]
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_ring(k):
+    n = 10
+    got = triples(KHopTransform(k)(ring_graph(n)))
+    assert len(got) == len({(u, v) for u, v, _ in got})  # each pair exactly once
+    expected = []
+    for i in range(n):
+        for j in range(n):
+            d = min(abs(i - j), n - abs(i - j))
+            if 1 <= d <= k:
+                expected.append((i, j, d))
+    assert got == expected
+    if k == 5:
+        assert len(got) == n * (n - 1)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_graphs_match_networkx(seed):
+    graph, g = random_case(seed)
+    k = 1 + seed % 5
+    got = triples(KHopTransform(k)(g))
+    assert len(got) == len(set(got))
+    assert set(got) == nx_expected(graph, k)
+    assert got == sorted(got)
+
+
+def test_random_graphs_include_disconnected_ones():
+    undirected = [random_case(s)[0] for s in range(0, 20, 2)]
+    assert sum(not nx.is_connected(graph) for graph in undirected) >= 3
+
+
+def test_small_product_blocks_give_same_result(monkeypatch):
+    graph, g = random_case(3)
+    expected = triples(KHopTransform(4)(g))
+    monkeypatch.setattr(khop, "_BLOCK_PRODUCTS", 7)
+    assert triples(KHopTransform(4)(g)) == expected
+    assert set(expected) == nx_expected(graph, 4)
+
+
+def test_self_loops_adds_n_hop_zero_edges():
+    _, g = random_case(0)  # has input self loops and duplicates
+    n = g.num_nodes()
+    without = triples(KHopTransform(3)(g))
+    with_loops = triples(KHopTransform(3, self_loops=True)(g))
+    assert len(with_loops) == len(without) + n
+    assert sorted(t for t in with_loops if t[2] == 0) == [(i, i, 0) for i in range(n)]
+    assert [t for t in with_loops if t[2] != 0] == without
+    assert with_loops == sorted(with_loops)
+
+
+def test_input_self_loops_do_not_become_edges():
+    g = dgl.graph(([0, 0, 1, 1], [0, 1, 1, 0]))
+    assert triples(KHopTransform(3)(g)) == [(0, 1, 1), (1, 0, 1)]
+
+
+def test_batched_equals_batch_of_transforms():
+    g1 = random_case(2)[1]
+    g2 = ring_graph(10)
+    g3 = dgl.graph(([], []), num_nodes=3)  # no edges: batch_num_edges must hold a 0
+    g4 = random_case(5)[1]
+    transform = KHopTransform(3)
+    batched = transform(dgl.batch([g1, g2, g3, g4]))
+    expected = dgl.batch([transform(g) for g in (g1, g2, g3, g4)])
+
+    assert triples(batched) == triples(expected)
+    assert torch.equal(batched.batch_num_nodes(), expected.batch_num_nodes())
+    assert torch.equal(batched.batch_num_edges(), expected.batch_num_edges())
+    assert batched.batch_size == 4
+
+    graph_id = torch.repeat_interleave(torch.arange(4), batched.batch_num_nodes())
+    src, dst = batched.edges()
+    assert torch.equal(graph_id[src], graph_id[dst])
+
+    for part, g in zip(dgl.unbatch(batched), (g1, g2, g3, g4), strict=True):
+        assert triples(part) == triples(transform(g))
+
+
+def test_node_data_copied_edge_data_dropped():
+    g = path_graph(5)
+    g.ndata["x"] = torch.randn(5, 3)
+    g.ndata["label"] = torch.arange(5)
+    g.edata["w"] = torch.ones(g.num_edges())
+    new_g = KHopTransform(2, hop_field="dist")(g)
+    assert set(new_g.ndata.keys()) == {"x", "label"}
+    assert torch.equal(new_g.ndata["x"], g.ndata["x"])
+    assert torch.equal(new_g.ndata["label"], g.ndata["label"])
+    assert set(new_g.edata.keys()) == {"dist"}
+    # The input graph is left alone.
+    assert g.num_edges() == 8
+    assert set(g.edata.keys()) == {"w"}
+
+
+def test_keeps_idtype_and_device():
+    g = path_graph(4).int()
+    new_g = KHopTransform(2)(g)
+    assert new_g.idtype == torch.int32
+    assert new_g.device == g.device
+    assert new_g.edata["hop"].dtype == torch.int64
+
+
+def test_bound_error():
+    g = dgl.graph(([], []), num_nodes=30)
+    g = dgl.add_edges(g, *torch.nonzero(~torch.eye(30, dtype=torch.bool), as_tuple=True))
+    with pytest.raises(ValueError, match=r"max_edges=100\b") as info:
+        KHopTransform(3, max_edges=100)(g)
+    message = str(info.value)
+    assert "max_edges" in message
+    assert "870" in message  # the 30 * 29 hop-1 edges already exceed the bound
+    assert "hop 1 of 3" in message
+
+
+def test_bound_is_inclusive_and_counts_later_hops():
+    g = ring_graph(10)  # 90 ordered pairs within 5 hops, 20 of them at hop 1
+    assert KHopTransform(5, max_edges=90)(g).num_edges() == 90
+    with pytest.raises(ValueError, match="max_edges=89") as info:
+        KHopTransform(5, max_edges=89)(g)
+    assert "hop 5 of 5" in str(info.value)
+    with pytest.raises(ValueError, match="hop 2 of 5"):
+        KHopTransform(5, max_edges=30)(g)
+    with pytest.raises(ValueError, match="max_edges"):
+        KHopTransform(5, max_edges=95, self_loops=True)(g)
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_k_below_one(k):
+    with pytest.raises(ValueError, match="k must be an int >= 1"):
+        KHopTransform(k)
+
+
+@pytest.mark.parametrize("k", [2.5, "2", True, None])
+def test_k_not_int(k):
+    with pytest.raises(TypeError, match="k must be an int >= 1"):
+        KHopTransform(k)
+
+
+def test_bad_max_edges():
+    with pytest.raises(ValueError, match="max_edges"):
+        KHopTransform(2, max_edges=-1)
+    with pytest.raises(TypeError, match="max_edges"):
+        KHopTransform(2, max_edges=1.5)
+
+
+def test_heterograph_rejected():
+    g = dgl.heterograph(
+        {
+            ("user", "follows", "user"): ([0, 1], [1, 2]),
+            ("user", "plays", "game"): ([0, 1], [0, 1]),
+        }
+    )
+    with pytest.raises(dgl.DGLError, match="homogeneous") as info:
+        KHopTransform(2)(g)
+    assert "dgl.to_homogeneous" in str(info.value)
+
+
+def test_empty_graph():
+    new_g = KHopTransform(3)(dgl.graph(([], []), num_nodes=0))
+    assert new_g.num_nodes() == 0
+    assert new_g.num_edges() == 0
+    assert new_g.edata["hop"].dtype == torch.int64
+    assert new_g.edata["hop"].shape == (0,)
+
+
+def test_graph_without_edges():
+    g = dgl.graph(([], []), num_nodes=4)
+    assert KHopTransform(3)(g).num_edges() == 0
+    assert triples(KHopTransform(3, self_loops=True)(g)) == [(i, i, 0) for i in range(4)]
+
+
+def test_repr():
+    assert repr(KHopTransform(3)) == (
+        "KHopTransform(k=3, hop_field='hop', max_edges=50000000, self_loops=False)"
+    )
+    assert repr(KHopTransform(2, hop_field="d", max_edges=10, self_loops=True)) == (
+        "KHopTransform(k=2, hop_field='d', max_edges=10, self_loops=True)"
+    )
+
+
+def test_docstring_example_runs():
+    result = doctest.testmod(khop, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0

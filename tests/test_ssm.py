@@ -1,0 +1,85 @@
+"""The SSM step against hand-worked numbers, and the construction of Λ and B."""
+
+import math
+
+import dgl
+import numpy as np
+import pytest
+import torch
+from dgl.nn import GraphConv
+
+from dgl_ssm import PlainUpdate, SSMLayer, SSMUpdate, build_matrix
+
+# Path 0 - 1 - 2 with self loops: degrees (with the loop) 2, 3, 2, so the GCN operator
+# D^-1/2 (A + I) D^-1/2 is, entry by entry:
+A_HAT = np.array(
+    [
+        [1 / 2, 1 / math.sqrt(6), 0],
+        [1 / math.sqrt(6), 1 / 3, 1 / math.sqrt(6)],
+        [0, 1 / math.sqrt(6), 1 / 2],
+    ]
+)
+H = np.array([[1.0, -2.0], [0.5, 3.0], [-1.0, 0.0]])
+W = np.array([[1.0, 0.5], [-1.0, 2.0]])  # GraphConv computes Â H W
+LAMBDA = np.array([[0.9, 0.1], [0.0, 0.8]])
+B = np.array([[0.2, 0.0], [0.3, -0.1]])
+
+
+def three_node_layer(update):
+    graph = dgl.add_self_loop(dgl.graph(([0, 1, 1, 2], [1, 0, 2, 1])))
+    conv = GraphConv(2, 2, norm="both")
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor(W))
+        conv.bias.zero_()
+    return graph, SSMLayer(conv, dim=2, update=update)
+
+
+def test_one_gcn_ssm_step_equals_the_formula_by_hand():
+    update = SSMUpdate(2, state=torch.tensor(LAMBDA), input=torch.tensor(B))
+    graph, layer = three_node_layer(update)
+    out = layer(graph, torch.tensor(H, dtype=torch.float32))
+    expected = H @ LAMBDA.T + np.maximum(A_HAT @ H @ W, 0) @ B.T
+    np.testing.assert_allclose(out.detach().numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("lam,beta,activation", [(1.0, 0.1, "relu"), (0.7, 0.5, "tanh")])
+def test_scaled_identity_fast_path_equals_the_formula(lam, beta, activation):
+    update = SSMUpdate(2, state_scale=lam, input_scale=beta, activation=activation)
+    graph, layer = three_node_layer(update)
+    out = layer(graph, torch.tensor(H, dtype=torch.float32))
+    sigma = np.tanh if activation == "tanh" else (lambda x: np.maximum(x, 0))
+    expected = lam * H + beta * sigma(A_HAT @ H @ W)
+    np.testing.assert_allclose(out.detach().numpy(), expected, atol=1e-6)
+
+
+def test_plain_update_is_the_ordinary_layer():
+    graph, layer = three_node_layer(PlainUpdate("relu", residual=True))
+    out = layer(graph, torch.tensor(H, dtype=torch.float32))
+    np.testing.assert_allclose(out.detach().numpy(), np.maximum(A_HAT @ H @ W, 0) + H, atol=1e-6)
+
+
+def test_matrix_kinds_have_the_promised_spectra():
+    generator = torch.Generator().manual_seed(0)
+    identity = build_matrix("identity", 6, 0.5)
+    assert torch.equal(identity, 0.5 * torch.eye(6))
+    orthogonal = build_matrix("orthogonal", 6, 0.9, generator)
+    np.testing.assert_allclose(torch.linalg.eigvals(orthogonal).abs(), 0.9, atol=1e-5)
+    np.testing.assert_allclose(orthogonal @ orthogonal.T, 0.81 * torch.eye(6), atol=1e-5)
+    random = build_matrix("random", 64, 1.0, generator)
+    assert random.abs().max() <= 1 / 8 and random.std() > 0.05  # U(-1/√d, 1/√d)
+
+
+def test_lambda_and_b_are_buffers_and_survive_a_reload():
+    update = SSMUpdate(4, state="orthogonal", input="random", generator=torch.Generator())
+    assert list(update.parameters()) == []
+    assert set(update.state_dict()) == {"state_matrix", "input_matrix"}
+    fresh = SSMUpdate(4, state="identity")
+    fresh.load_state_dict(update.state_dict())
+    h, f = torch.randn(5, 4), torch.randn(5, 4)
+    torch.testing.assert_close(fresh(h, f), update(h, f))
+
+
+def test_repr_reports_kind_eigenvalue_modulus_and_norm():
+    text = repr(SSMUpdate(4, state_scale=0.9, input_scale=0.1))
+    assert "state=identity(|eig|=0.9, ‖·‖₂=0.9)" in text
+    assert "input=identity(|eig|=0.1, ‖·‖₂=0.1)" in text
