@@ -11,7 +11,7 @@ install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e ".[bench,dev]"
+	$(PY) -m pip install -e ".[bench,dev,ogb]"
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -1,1 +1,119 @@
-"""The paper's datasets, read from a local directory or downloaded by DGL/OGB."""
+"""The paper's datasets behind one name: ``get_dataset(name, data_dir=..., **options)``.
+
+Real datasets are read by DGL's/OGB's own loaders from a local directory (``data_dir`` or
+``$DGL_SSM_DATA``) or downloaded as usual; synthetic ones are generated from a seed.
+"""
+
+import difflib
+import inspect
+
+from .base import BenchmarkData
+
+
+def _planetoid(name):
+    def load(data_dir=None, cache_dir=None):
+        from .planetoid import planetoid_data
+
+        return planetoid_data(name, data_dir, cache_dir)
+
+    return load
+
+
+def _heterophilous(name):
+    def load(data_dir=None, cache_dir=None):
+        from .heterophilous import load_heterophilous
+
+        return load_heterophilous(name, data_dir, cache_dir)
+
+    return load
+
+
+def _gpp(task):
+    def load(cache_dir=None, seed=0, sizes=(5120, 640, 1280)):
+        from .gpp import load_gpp
+
+        return load_gpp(task, seed=seed, sizes=tuple(sizes), cache_path=cache_dir)
+
+    return load
+
+
+def _ring_transfer(ring_size=20, num_graphs=2000, seed=0):
+    from .ring_transfer import load_ring_transfer
+
+    return load_ring_transfer(ring_size, num_graphs, seed)
+
+
+def _ogbn_arxiv(data_dir=None, cache_dir=None):
+    from .ogb_data import load_ogbn_arxiv
+
+    return load_ogbn_arxiv(data_dir, cache_dir)
+
+
+def _peptides(task):
+    def load(data_dir=None, cache_dir=None):
+        from .ogb_data import load_peptides
+
+        return load_peptides(task, data_dir, cache_dir)
+
+    return load
+
+
+DATASETS = {
+    "cora": _planetoid("cora"),
+    "citeseer": _planetoid("citeseer"),
+    "pubmed": _planetoid("pubmed"),
+    "minesweeper": _heterophilous("minesweeper"),
+    "tolokers": _heterophilous("tolokers"),
+    "roman_empire": _heterophilous("roman_empire"),
+    "amazon_ratings": _heterophilous("amazon_ratings"),
+    "ring_transfer": _ring_transfer,
+    "gpp_diameter": _gpp("diameter"),
+    "gpp_sssp": _gpp("sssp"),
+    "gpp_eccentricity": _gpp("eccentricity"),
+    "ogbn_arxiv": _ogbn_arxiv,
+    "peptides_func": _peptides("func"),
+    "peptides_struct": _peptides("struct"),
+}
+
+
+LOCATIONS = ("data_dir", "cache_dir")
+
+
+def dataset_options(name):
+    """The options a dataset accepts (``data_dir``, ``ring_size``, ``seed``, …)."""
+    return list(inspect.signature(_loader(name)).parameters)
+
+
+def get_dataset(name, **options):
+    """Load the dataset registered as ``name``.
+
+    Options a dataset does not take are refused with the list it does take. ``None`` values,
+    and the locations ``data_dir`` / ``cache_dir`` where a dataset needs none (generated
+    ones), are dropped, so callers can pass every option they have.
+    """
+    loader = _loader(name)
+    accepted = dataset_options(name)
+    options = {
+        k: v for k, v in options.items() if v is not None and (k in accepted or k not in LOCATIONS)
+    }
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Dataset {name!r} takes no option {', '.join(unknown)}; it accepts: "
+            f"{', '.join(accepted) or 'none'}."
+        )
+    return loader(**options)
+
+
+def _loader(name):
+    try:
+        return DATASETS[name]
+    except (KeyError, TypeError):
+        close = difflib.get_close_matches(str(name), DATASETS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"Unknown dataset {name!r}.{hint} Valid names: {', '.join(DATASETS)}."
+        ) from None
+
+
+__all__ = ["DATASETS", "BenchmarkData", "dataset_options", "get_dataset"]

@@ -1,33 +1,18 @@
-"""Cora, CiteSeer and PubMed through DGL's own dataset classes, offline when files are local.
-
-DGL looks for raw files in ``raw_dir/<internal name>_<first 8 hex of sha1(url)>/`` and only
-downloads when that folder is missing; it also writes its processed cache there. So a local
-copy of the raw Planetoid files (``ind.<name>.x`` …) is staged into a writable cache folder
-under exactly that name, and DGL is pointed at it.
-"""
-
-import hashlib
-import shutil
+"""Cora, CiteSeer and PubMed through DGL's own dataset classes, offline when files are local."""
 
 from dgl.data import CiteseerGraphDataset, CoraGraphDataset, PubmedGraphDataset
-from dgl.data.citation_graph import CitationGraphDataset
-from dgl.data.utils import _get_dgl_url
 
+from .base import BenchmarkData
 from .paths import cache_dir, data_dir
+from .staging import dgl_layout, download_errors, stage_files
 
 DATASETS = {
-    "cora": (CoraGraphDataset, "cora_v2"),  # DGL's internal name for Cora
-    "citeseer": (CiteseerGraphDataset, "citeseer"),
-    "pubmed": (PubmedGraphDataset, "pubmed"),
+    "cora": CoraGraphDataset,
+    "citeseer": CiteseerGraphDataset,
+    "pubmed": PubmedGraphDataset,
 }
 RAW_SUFFIXES = ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
 SOURCE = "https://github.com/kimiyoung/planetoid/tree/master/data"
-
-
-def raw_folder_name(internal_name):
-    """The folder DGL expects: ``<name>_<sha1(url)[:8]>``, as ``DGLDataset.raw_path`` builds it."""
-    url = _get_dgl_url(CitationGraphDataset._urls[internal_name])
-    return f"{internal_name}_{hashlib.sha1(url.encode('utf-8')).hexdigest()[:8]}"
 
 
 def load_planetoid(name, data_dir_path=None, cache_path=None, verbose=False):
@@ -42,29 +27,43 @@ def load_planetoid(name, data_dir_path=None, cache_path=None, verbose=False):
     cache_path : str or Path, optional
         Writable folder for DGL's staged and processed copy. Default ``$DGL_SSM_CACHE``.
     """
-    dataset_class, internal = DATASETS[name]
+    dataset_class = DATASETS[name]
     cache = cache_dir(cache_path)
     local = data_dir(data_dir_path)
-    if local is not None:
-        _stage(name, internal, local, cache / raw_folder_name(internal))
-    return dataset_class(raw_dir=str(cache), verbose=verbose)[0]
-
-
-def _stage(name, internal, local, target):
-    candidates = [local, local / "planetoid"]
-    source = next((d for d in candidates if (d / f"ind.{name}.x").exists()), None)
     needed = [f"ind.{name}.{suffix}" for suffix in RAW_SUFFIXES]
-    if source is None or any(not (source / f).exists() for f in needed):
-        raise FileNotFoundError(
-            f"No raw {name} files in {local} (or {local / 'planetoid'}). Needed: "
-            f"{', '.join(needed)}. Get them from {SOURCE}, or unset DGL_SSM_DATA / drop "
-            "--data-dir to let DGL download them."
-        )
-    if target.exists():
-        return
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for suffix in RAW_SUFFIXES:  # DGL reads ind.<internal name>.*, e.g. ind.cora_v2.x
-        shutil.copyfile(source / f"ind.{name}.{suffix}", partial / f"ind.{internal}.{suffix}")
-    partial.rename(target)  # a killed run never leaves a half-staged folder behind
+    if local is not None:
+        internal, raw_path = dgl_layout(dataset_class, cache)  # Cora's internal name: cora_v2
+        source = _find_source(name, local, needed)
+        # DGL reads ind.<internal name>.*, e.g. ind.cora_v2.x
+        stage_files({source / f: f.replace(name, internal, 1) for f in needed}, raw_path)
+    with download_errors(name, ", ".join(needed), SOURCE):
+        return dataset_class(raw_dir=str(cache), verbose=verbose)[0]
+
+
+def planetoid_data(name, data_dir_path=None, cache_path=None):
+    """The public-split node classification task as :class:`BenchmarkData`."""
+    graph = load_planetoid(name, data_dir_path, cache_path)
+    split = {
+        part: graph.ndata[f"{part}_mask"].nonzero().view(-1) for part in ("train", "val", "test")
+    }
+    return BenchmarkData(
+        name=name,
+        level="node",
+        loss="cross_entropy",
+        metric="accuracy",
+        num_features=graph.ndata["feat"].shape[1],
+        num_outputs=int(graph.ndata["label"].max()) + 1,
+        graph=graph,
+        splits=[split],
+    )
+
+
+def _find_source(name, local, needed):
+    for folder in (local, local / "planetoid"):
+        if all((folder / f).exists() for f in needed):
+            return folder
+    raise FileNotFoundError(
+        f"No raw {name} files in {local} (or {local / 'planetoid'}). Needed: "
+        f"{', '.join(needed)}. Get them from {SOURCE}, or unset DGL_SSM_DATA / drop "
+        "--data-dir to let DGL download them."
+    )

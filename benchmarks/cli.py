@@ -1,0 +1,159 @@
+"""The ``dgl-ssm-bench`` command.
+
+dgl-ssm-bench run --model gcn_ssm --dataset ring_transfer --ring-size 20 --layers 10 --seeds 3
+dgl-ssm-bench run --config ring_transfer     # a shipped config (benchmarks/configs/)
+dgl-ssm-bench run --config my.yaml --lr 1e-3 # a file, with flags overriding it
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from dgl import DGLError
+
+from .config import RunConfig
+from .datasets import DATASETS
+from .models import model_names
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+
+# flag → (section, field); the flags' own defaults are None, so only given flags override.
+MODEL_FLAGS = {
+    "model": "name", "hidden": "hidden", "layers": "num_layers", "dropout": "dropout",
+    "activation": "activation", "norm": "norm", "readout": "readout", "residual": "residual",
+    "state": "state", "state_scale": "state_scale", "input": "input",
+    "input_scale": "input_scale", "shared_ssm": "shared_ssm", "ssm_seed": "ssm_seed",
+    "hop_mode": "hop_mode", "max_hop": "max_hop", "delay": "delay",
+}  # fmt: skip
+DATA_FLAGS = {"dataset": "name", "data_dir": "data_dir", "cache_dir": "cache_dir",
+              "split": "split", "self_loops": "self_loops"}  # fmt: skip
+DATA_OPTIONS = {"ring_size": "ring_size", "num_graphs": "num_graphs", "data_seed": "seed",
+                "gpp_sizes": "sizes"}  # fmt: skip
+OPTIM_FLAGS = {"optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_decay",
+               "epochs": "epochs", "patience": "patience", "batch_size": "batch_size"}  # fmt: skip
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="dgl-ssm-bench", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train one configuration over one or more seeds")
+    run.add_argument("--config", help="YAML file, or the name of a shipped config")
+
+    model = run.add_argument_group("model")
+    model.add_argument("--model", help=f"one of: {', '.join(model_names())}")
+    model.add_argument("--hidden", type=int)
+    model.add_argument("--layers", type=int, help="number of message-passing layers")
+    model.add_argument("--dropout", type=float)
+    model.add_argument("--activation", help="relu, tanh, identity, gelu, …")
+    model.add_argument("--norm", choices=["batch", "layer", "none"])
+    model.add_argument("--readout", choices=["mean", "sum", "max"])
+    model.add_argument("--residual", action="store_true", default=None, help="plain models")
+    model.add_argument("--state", help="Λ kind: identity, orthogonal, random")
+    model.add_argument("--state-scale", type=float, help="m, the eigenvalue modulus of Λ")
+    model.add_argument("--input", help="B kind: identity, orthogonal, random")
+    model.add_argument("--input-scale", type=float, help="β, the scale of B")
+    model.add_argument(
+        "--per-layer-ssm", dest="shared_ssm", action="store_false", default=None,
+        help="draw Λ, B per layer instead of sharing them",
+    )  # fmt: skip
+    model.add_argument("--ssm-seed", type=int)
+    model.add_argument("--hop-mode", choices=["exact", "cumulative"])
+    model.add_argument("--max-hop", type=int, help="K: rewiring radius and largest hop read")
+    model.add_argument("--delay", type=int, help="ν of the cumulative mode's delay")
+    model.add_argument(
+        "--conv-option", action="append", default=[], metavar="KEY=VALUE",
+        help="backbone option, e.g. heads=4 (GAT) or aggregator=pool (SAGE)",
+    )  # fmt: skip
+
+    data = run.add_argument_group("data")
+    data.add_argument("--dataset", help=f"one of: {', '.join(DATASETS)}")
+    data.add_argument("--data-dir", help="local raw data (default $DGL_SSM_DATA)")
+    data.add_argument("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
+    data.add_argument("--split", type=int, help="fixed split to start from")
+    data.add_argument("--ring-size", type=int)
+    data.add_argument("--num-graphs", type=int)
+    data.add_argument("--data-seed", type=int, help="seed of generated datasets")
+    data.add_argument("--gpp-sizes", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"))
+    data.add_argument("--no-self-loops", dest="self_loops", action="store_false", default=None)
+
+    optim = run.add_argument_group("optimisation")
+    optim.add_argument("--optimizer", choices=["adam", "adamw"])
+    optim.add_argument("--lr", type=float)
+    optim.add_argument("--weight-decay", type=float)
+    optim.add_argument("--epochs", type=int)
+    optim.add_argument("--patience", type=int)
+    optim.add_argument("--batch-size", type=int)
+
+    runs = run.add_argument_group("runs")
+    runs.add_argument("--seed", type=int, help="first seed (default 0)")
+    runs.add_argument("--seeds", type=int, default=1, help="number of seeds")
+    runs.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    runs.add_argument("--output", default="runs/results.jsonl", help="JSON-lines file")
+    runs.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def config_from_args(args):
+    """The run's config: the YAML file (if any), then every given flag on top."""
+    config = RunConfig.from_yaml(_config_path(args.config)) if args.config else RunConfig()
+    for flags, section in ((MODEL_FLAGS, config.model), (DATA_FLAGS, config.data),
+                           (OPTIM_FLAGS, config.optim)):  # fmt: skip
+        for flag, name in flags.items():
+            value = getattr(args, flag)
+            if value is not None:
+                setattr(section, name, None if value == "none" else value)
+    for flag, name in DATA_OPTIONS.items():
+        if getattr(args, flag) is not None:
+            config.data.options[name] = getattr(args, flag)
+    for option in args.conv_option:
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise ValueError(f"--conv-option takes KEY=VALUE, got {option!r}.")
+        config.model.conv_options[key] = _parse_value(value)
+    for name in ("seed", "device"):
+        if getattr(args, name) is not None:
+            setattr(config, name, getattr(args, name))
+    return config
+
+
+def _config_path(name):
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = CONFIGS / f"{name}.yaml"
+    if shipped.exists():
+        return shipped
+    available = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+    raise FileNotFoundError(f"No config file {name!r}; shipped configs: {available}.")
+
+
+def _parse_value(text):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from .run import run_seeds
+
+            config = config_from_args(args)
+            if args.seeds < 1:
+                raise ValueError("--seeds must be at least 1.")
+            records = run_seeds(
+                config, args.seeds, output=args.output, progress=not args.no_progress
+            )
+            print(f"{len(records)} record(s) appended to {args.output}")
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError, DGLError) as error:
+        print(f"dgl-ssm-bench: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Run a configuration over several seeds and append one JSON line per run."""
+
+import dataclasses
+import json
+import platform
+import statistics
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dgl
+import numpy as np
+import torch
+
+import dgl_ssm
+
+from .config import RunConfig
+from .datasets import dataset_options
+from .metrics import METRICS
+from .models import build_for, check_model_name
+from .train import load_data, resolve_device, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def validate(config: RunConfig):
+    """Fail on any invalid option before data is loaded or a model trained."""
+    check_model_name(config.model.name)
+    dataset_options(config.data.name)  # unknown dataset names list the valid ones
+    resolve_device(config.device)
+    if config.optim.optimizer not in ("adam", "adamw"):
+        raise ValueError(f"Unknown optimizer {config.optim.optimizer!r}. Valid: adam, adamw.")
+    for name in ("epochs", "batch_size"):
+        if getattr(config.optim, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
+    # Building a one-feature model runs every constructor check (names, sizes, SSM options).
+    probe = _Probe(level="node")
+    build_for(config.model, probe)
+    if config.model.readout != "mean":
+        build_for(config.model, _Probe(level="graph"))
+
+
+@dataclasses.dataclass
+class _Probe:
+    level: str
+    num_features: int = 1
+    num_outputs: int = 1
+
+
+def environment():
+    """Package versions and the git commit, so a record says what produced it."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "dgl": dgl.__version__,
+        "numpy": np.__version__,
+        "dgl_ssm": dgl_ssm.__version__,
+        "git_commit": commit or None,
+        "machine": platform.platform(),
+    }
+
+
+def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print):
+    """Train ``config`` with seeds ``seed … seed+seeds-1``; append each record to ``output``.
+
+    On datasets with several fixed splits (the heterophilous sets have ten), run ``i`` uses
+    split ``(split + i) mod count``, so ten seeds cover the ten splits.
+    """
+    validate(config)
+    data = load_data(config)
+    records = []
+    for i in range(seeds):
+        run_config = RunConfig.from_dict(config.to_dict())
+        run_config.seed = config.seed + i
+        if data.transductive:
+            run_config.data.split = (config.data.split + i) % data.num_splits
+        result = train(run_config, data=data, progress=progress)
+        record = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": run_config.to_dict(),
+            "status": result.status,
+            "metric": result.metric,
+            "val": result.val,
+            "test": result.test,
+            "best_epoch": result.best_epoch,
+            "epochs": result.epochs,
+            "wall_time_s": round(result.wall_time_s, 3),
+            "peak_memory_mb": round(result.peak_memory_mb, 1),
+            "environment": environment(),
+        }
+        records.append(record)
+        if output is not None:
+            append_jsonl(output, record)
+        log(
+            f"seed {run_config.seed} split {run_config.data.split}: {result.status}, "
+            f"{result.metric} val {_fmt(result.val)} test {_fmt(result.test)} "
+            f"({result.epochs} epochs, {result.wall_time_s:.1f} s)"
+        )
+    tests = [r["test"] for r in records if r["status"] == "ok"]
+    if tests:
+        spread = statistics.stdev(tests) if len(tests) > 1 else 0.0
+        higher = METRICS[records[0]["metric"]].higher_is_better
+        log(
+            f"{config.model.name} on {config.data.name}: test {records[0]['metric']} "
+            f"{statistics.mean(tests):.4f} ± {spread:.4f} over {len(tests)} run(s) "
+            f"({'higher' if higher else 'lower'} is better)"
+        )
+    return records
+
+
+def append_jsonl(path, record):
+    """Append one JSON line; the line is written whole so a killed run leaves whole lines."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+
+
+def _fmt(value):
+    return "n/a" if value is None else f"{value:.4f}"

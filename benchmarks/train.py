@@ -1,0 +1,238 @@
+"""One trainer for node and graph tasks: full-batch on one graph, mini-batches of many graphs.
+
+``train(config)`` loads the data, builds the model, trains with early stopping on the
+validation metric, restores the best-validation weights and scores val and test with them.
+A run never knows whether it is a trial: a sweep passes ``on_epoch(epoch, val_metric)``,
+which may raise to stop it (Optuna's pruning does).
+"""
+
+import copy
+import math
+import random
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import dgl
+import numpy as np
+import torch
+
+from dgl_ssm import KHopTransform
+
+from .config import RunConfig
+from .datasets import BenchmarkData, get_dataset
+from .metrics import METRICS, loss_fn
+from .models import build_for
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class RunResult:
+    """What a run produced. ``status`` is ``"ok"`` or ``"diverged"`` (non-finite loss)."""
+
+    status: str
+    metric: str
+    val: Optional[float]
+    test: Optional[float]
+    best_epoch: int
+    epochs: int
+    wall_time_s: float
+    peak_memory_mb: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_device(name):
+    if name not in DEVICES:
+        raise ValueError(f"Unknown device {name!r}. Valid: {', '.join(DEVICES)}.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "--device cuda was asked for, but torch sees no CUDA device (or this DGL build "
+            "is CPU-only). Use --device auto, or install the CUDA builds (see README, GPU)."
+        )
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    dgl.seed(seed)
+
+
+def prepare_graph(graph, config: RunConfig):
+    """Self loops for one-hop models; k-hop rewiring (radius K) for k-hop models."""
+    model = config.model
+    if model.is_khop:
+        radius = model.max_hop or model.num_layers
+        return KHopTransform(k=radius)(dgl.remove_self_loop(graph))
+    if config.data.self_loops:
+        return dgl.add_self_loop(dgl.remove_self_loop(graph))
+    return graph
+
+
+def load_data(config: RunConfig):
+    data = config.data
+    return get_dataset(data.name, data_dir=data.data_dir, cache_dir=data.cache_dir, **data.options)
+
+
+def train(
+    config: RunConfig,
+    data: Optional[BenchmarkData] = None,
+    on_epoch: Optional[Callable[[int, float], None]] = None,
+    progress: bool = False,
+) -> RunResult:
+    """Train and evaluate one configuration; see the module docstring."""
+    device = resolve_device(config.device)
+    data = load_data(config) if data is None else data
+    seed_everything(config.seed)
+    task = _Task(data, config, device)
+    model = build_for(config.model, data).to(device)
+    optimizer = _optimizer(config, model)
+    metric = METRICS[data.metric]
+    optim = config.optim
+
+    start, history = time.perf_counter(), []
+    best_val, best_epoch, best_state, status, waited = None, -1, None, "ok", 0
+    epochs = range(optim.epochs)
+    if progress:
+        from tqdm import tqdm
+
+        epochs = tqdm(epochs, desc=f"{config.model.name} on {data.name}", leave=False)
+    epoch = -1
+    for epoch in epochs:
+        loss = task.train_epoch(model, optimizer, epoch)
+        if not math.isfinite(loss):
+            status = "diverged"
+            break
+        val = task.evaluate(model, "val")
+        history.append({"epoch": epoch, "loss": loss, "val": val})
+        if metric.better(val, best_val):
+            best_val, best_epoch, waited = val, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            waited += 1
+        if progress:
+            epochs.set_postfix(loss=f"{loss:.4f}", val=f"{val:.4f}", best=f"{best_val:.4f}")
+        if on_epoch is not None:
+            on_epoch(epoch, val)
+        if optim.patience is not None and waited >= optim.patience:
+            break
+
+    val = test = None
+    if status == "ok" and best_state is not None:
+        model.load_state_dict(best_state)
+        val, test = task.evaluate(model, "val"), task.evaluate(model, "test")
+    return RunResult(
+        status=status,
+        metric=data.metric,
+        val=val,
+        test=test,
+        best_epoch=best_epoch,
+        epochs=epoch + 1,
+        wall_time_s=time.perf_counter() - start,
+        peak_memory_mb=_peak_memory_mb(device),
+        history=history,
+    )
+
+
+def _optimizer(config, model):
+    optim = config.optim
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    if optim.optimizer not in kinds:
+        raise ValueError(f"Unknown optimizer {optim.optimizer!r}. Valid: adam, adamw.")
+    return kinds[optim.optimizer](model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+
+
+def _peak_memory_mb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+class _Task:
+    """Feeds a model the graphs of one dataset and scores its outputs."""
+
+    def __init__(self, data: BenchmarkData, config: RunConfig, device):
+        self.data, self.device = data, device
+        self.loss = loss_fn(data.loss)
+        self.metric = METRICS[data.metric].fn
+        self.batch_size = config.optim.batch_size
+        self.seed = config.seed
+        if data.transductive:
+            if not 0 <= config.data.split < data.num_splits:
+                raise ValueError(
+                    f"{data.name} has {data.num_splits} split(s); split {config.data.split} "
+                    f"does not exist (valid: 0..{data.num_splits - 1})."
+                )
+            self.graph = prepare_graph(data.graph, config).to(device)
+            self.index = {k: v.to(device) for k, v in data.splits[config.data.split].items()}
+        else:
+            self.graphs = {
+                split: [prepare_graph(g, config) for g in graphs]
+                for split, graphs in data.graphs.items()
+            }
+
+    def train_epoch(self, model, optimizer, epoch):
+        model.train()
+        if self.data.transductive:
+            return self._step(model, optimizer, self._node_batch("train"))
+        order = torch.randperm(
+            len(self.graphs["train"]), generator=torch.Generator().manual_seed(self.seed + epoch)
+        )
+        losses = []
+        for start in range(0, len(order), self.batch_size):
+            batch = self._graph_batch("train", order[start : start + self.batch_size])
+            losses.append(self._step(model, optimizer, batch))
+            if not math.isfinite(losses[-1]):
+                break
+        return float(np.mean(losses))
+
+    def _step(self, model, optimizer, batch):
+        pred, target = self._predict(model, batch)
+        loss = self.loss(pred, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    @torch.no_grad()
+    def evaluate(self, model, split):
+        model.eval()
+        if self.data.transductive:
+            pred, target = self._predict(model, self._node_batch(split))
+        else:
+            count, size = len(self.graphs[split]), 4 * self.batch_size
+            parts = [
+                self._predict(
+                    model, self._graph_batch(split, torch.arange(s, min(s + size, count)))
+                )
+                for s in range(0, count, size)
+            ]
+            pred, target = torch.cat([p for p, _ in parts]), torch.cat([t for _, t in parts])
+        return self.metric(pred, target)
+
+    def _node_batch(self, split):
+        return self.graph, self.index[split], None
+
+    def _graph_batch(self, split, index):
+        batch = dgl.batch([self.graphs[split][i] for i in index.tolist()]).to(self.device)
+        labels = None
+        if self.data.level == "graph":
+            labels = self.data.graph_labels[split][index].to(self.device)
+        return batch, None, labels
+
+    def _predict(self, model, batch):
+        graph, index, graph_labels = batch
+        out = model(graph, graph.ndata["feat"])
+        if graph_labels is not None:
+            return out, graph_labels
+        target = graph.ndata["label"]
+        if index is None and "target_mask" in graph.ndata:
+            index = graph.ndata["target_mask"]
+        if index is None:
+            return out, target
+        return out[index], target[index]

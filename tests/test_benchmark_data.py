@@ -1,0 +1,65 @@
+"""Datasets behind one registry: real files offline, generated ones exact and reproducible."""
+
+import networkx as nx
+import pytest
+import torch
+
+from benchmarks.datasets import DATASETS, get_dataset
+from benchmarks.datasets.planetoid import load_planetoid
+
+
+def test_citeseer_statistics(data_dir, cache_dir):
+    g = load_planetoid("citeseer", data_dir, cache_dir)
+    assert (g.num_nodes(), g.num_edges(), g.ndata["feat"].shape[1]) == (3327, 9228, 3703)
+    assert int(g.ndata["label"].max()) + 1 == 6
+
+
+def test_cora_through_the_registry(data_dir, cache_dir):
+    data = get_dataset("cora", data_dir=data_dir, cache_dir=cache_dir)
+    assert data.transductive and data.metric == "accuracy" and data.num_outputs == 7
+    assert [len(data.splits[0][s]) for s in ("train", "val", "test")] == [140, 500, 1000]
+
+
+def test_missing_planetoid_files_say_which_and_where(tmp_path, cache_dir):
+    with pytest.raises(FileNotFoundError, match=r"ind\.cora\.x.*ind\.cora\.test\.index.*planetoid"):
+        get_dataset("cora", data_dir=tmp_path, cache_dir=cache_dir)
+
+
+def test_unknown_dataset_and_option():
+    with pytest.raises(ValueError, match=r"Unknown dataset 'kora'.*'cora'.*ring_transfer"):
+        get_dataset("kora")
+    with pytest.raises(ValueError, match=r"no option ring_sise; it accepts: ring_size"):
+        get_dataset("ring_transfer", ring_sise=5)
+
+
+@pytest.mark.parametrize("size", [6, 11, 20])
+def test_ring_transfer_graphs_follow_the_recipe(size):
+    data = get_dataset("ring_transfer", ring_size=size, num_graphs=200, seed=3)
+    assert [len(data.graphs[s]) for s in ("train", "val", "test")] == [160, 20, 20]
+    for g in data.graphs["train"][:20]:
+        undirected = nx.Graph(g.to_networkx().to_undirected())
+        assert nx.is_isomorphic(undirected, nx.cycle_graph(size))
+        assert all(undirected.has_edge(i, (i + 1) % size) for i in range(size))
+        feat, label = g.ndata["feat"], int(g.ndata["label"][0])
+        assert torch.equal(feat[0], torch.zeros(5))
+        assert torch.equal(feat[size // 2], torch.eye(5)[label])
+        others = [i for i in range(size) if i not in (0, size // 2)]
+        assert torch.equal(feat[others], torch.ones(len(others), 5))
+        assert g.ndata["target_mask"].nonzero().view(-1).tolist() == [0]
+
+
+def test_ring_transfer_is_balanced_and_reproducible():
+    data = get_dataset("ring_transfer", ring_size=10, num_graphs=2000, seed=0)
+    labels = torch.tensor(
+        [int(g.ndata["label"][0]) for split in data.graphs.values() for g in split]
+    )
+    assert torch.bincount(labels).tolist() == [400] * 5
+    again = get_dataset("ring_transfer", ring_size=10, num_graphs=2000, seed=0)
+    other = get_dataset("ring_transfer", ring_size=10, num_graphs=2000, seed=1)
+    first = [int(g.ndata["label"][0]) for g in data.graphs["test"]]
+    assert first == [int(g.ndata["label"][0]) for g in again.graphs["test"]]
+    assert first != [int(g.ndata["label"][0]) for g in other.graphs["test"]]
+
+
+def test_every_registered_dataset_has_a_loader():
+    assert {"cora", "minesweeper", "ring_transfer", "gpp_sssp", "peptides_func"} <= set(DATASETS)

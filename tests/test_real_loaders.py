@@ -1,0 +1,282 @@
+"""The real-data loaders: heterophilous graphs from ../shared/data, and ogbn-arxiv / Peptides
+from small files written here in the exact upstream formats (nothing is downloaded)."""
+
+import builtins
+import gzip
+import importlib.util
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.datasets import ogb_data
+from benchmarks.datasets.heterophilous import load_heterophilous
+from benchmarks.datasets.ogb_data import load_ogbn_arxiv, load_peptides
+
+HAVE_OGB = all(importlib.util.find_spec(m) is not None for m in ("ogb", "rdkit", "pandas"))
+needs_ogb = pytest.mark.skipif(
+    not HAVE_OGB, reason='ogb/rdkit not installed: pip install "dgl-ssm[ogb]"'
+)
+
+
+# ---------------------------------------------------------------- heterophilous graphs
+
+
+def check_heterophilous(data, num_nodes, num_edges, num_features):
+    graph = data.graph
+    assert (graph.num_nodes(), graph.num_edges()) == (num_nodes, num_edges)
+    assert data.num_features == num_features == graph.ndata["feat"].shape[1]
+    assert graph.ndata["feat"].dtype == torch.float32
+    assert graph.ndata["label"].dtype == torch.int64
+    assert int(graph.ndata["label"].max()) + 1 == data.num_outputs == 2
+    assert (data.level, data.loss, data.metric) == ("node", "cross_entropy", "roc_auc")
+    assert data.transductive and data.num_splits == len(data.splits) == 10
+    src, dst = graph.edges()  # undirected: every edge is there both ways
+    forward = set(zip(src.tolist(), dst.tolist()))
+    assert all((d, s) in forward for s, d in forward)
+    for split in data.splits:
+        parts = [split[k] for k in ("train", "val", "test")]
+        assert all(p.dtype == torch.int64 and len(p) > 0 for p in parts)
+        joined = torch.cat(parts)
+        assert len(torch.unique(joined)) == len(joined)  # disjoint
+        assert int(joined.min()) >= 0 and int(joined.max()) < num_nodes
+    assert not torch.equal(data.splits[0]["train"], data.splits[1]["train"])
+
+
+def test_minesweeper_from_local_files(data_dir, cache_dir):
+    data = load_heterophilous("minesweeper", data_dir, cache_dir)
+    assert data.name == "minesweeper"
+    check_heterophilous(data, 10000, 78804, 7)
+    assert [len(data.splits[0][k]) for k in ("train", "val", "test")] == [5000, 2500, 2500]
+
+
+def test_tolokers_from_local_files(data_dir, cache_dir):
+    data = load_heterophilous("tolokers", data_dir, cache_dir)
+    assert data.name == "tolokers"
+    check_heterophilous(data, 11758, 1_038_000, 10)
+
+
+def test_hyphenated_file_name_is_accepted(data_dir, tmp_path):
+    # Upstream names the file roman_empire.npz; a hyphenated copy works too. Minesweeper's
+    # file stands in (same format), so the result is multi-class-scored Minesweeper.
+    shutil.copyfile(data_dir / "heterophilous" / "minesweeper.npz", tmp_path / "roman-empire.npz")
+    data = load_heterophilous("roman_empire", tmp_path, tmp_path / "cache")
+    assert (data.name, data.metric, data.num_outputs) == ("roman_empire", "accuracy", 2)
+    assert data.graph.num_nodes() == 10000
+
+
+def test_missing_heterophilous_file_says_what_is_needed(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        load_heterophilous("roman_empire", tmp_path, tmp_path / "cache")
+    message = str(error.value)
+    for needed in ("roman_empire.npz", "heterophilous-graphs", "DGL_SSM_DATA", "--data-dir"):
+        assert needed in message
+
+
+# ---------------------------------------------------------------- ogbn-arxiv (OGB raw format)
+
+ARXIV_EDGES = [(0, 1), (1, 0), (1, 2), (2, 3), (3, 4), (4, 5)]  # 5 distinct undirected pairs
+
+
+def write_csv_gz(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as handle:
+        for row in rows:
+            handle.write(",".join(str(v) for v in np.atleast_1d(row)) + "\n")
+
+
+def write_tiny_arxiv(root):
+    """Six papers in OGB's raw layout (what read_csv_graph_raw and get_idx_split read)."""
+    folder = root / "ogbn_arxiv"
+    rng = np.random.default_rng(0)
+    write_csv_gz(folder / "raw" / "edge.csv.gz", ARXIV_EDGES)
+    write_csv_gz(folder / "raw" / "num-node-list.csv.gz", [6])
+    write_csv_gz(folder / "raw" / "num-edge-list.csv.gz", [len(ARXIV_EDGES)])
+    write_csv_gz(folder / "raw" / "node-feat.csv.gz", rng.normal(size=(6, 128)).round(6))
+    write_csv_gz(folder / "raw" / "node-label.csv.gz", [3, 0, 39, 3, 7, 12])
+    write_csv_gz(folder / "raw" / "node_year.csv.gz", [2015, 2016, 2017, 2018, 2019, 2020])
+    for name, index in (("train", [0, 1, 2]), ("valid", [3, 4]), ("test", [5])):
+        write_csv_gz(folder / "split" / "time" / f"{name}.csv.gz", index)
+    return folder
+
+
+@pytest.fixture
+def never_prompt(monkeypatch):
+    """Fail (never hang) if anything reaches the real input() on stdin."""
+
+    class Prompted(Exception):
+        pass
+
+    def fail(prompt=""):
+        raise Prompted(f"input() reached: {prompt!r}")
+
+    monkeypatch.setattr(builtins, "input", fail)
+    return fail
+
+
+@needs_ogb
+def test_ogbn_arxiv_from_local_raw_files(tmp_path, never_prompt):
+    write_tiny_arxiv(tmp_path / "data")  # no RELEASE_v1.txt: the loader must add it
+    data = load_ogbn_arxiv(tmp_path / "data", tmp_path / "cache")
+    graph = data.graph
+    assert graph.num_nodes() == 6 and graph.num_edges() == 10  # bidirected, duplicates merged
+    src, dst = graph.edges()
+    assert sorted(zip(src.tolist(), dst.tolist())) == sorted(
+        {(a, b) for a, b in ARXIV_EDGES} | {(b, a) for a, b in ARXIV_EDGES}
+    )
+    assert graph.ndata["feat"].shape == (6, 128) and graph.ndata["feat"].dtype == torch.float32
+    assert graph.ndata["label"].tolist() == [3, 0, 39, 3, 7, 12]
+    assert graph.ndata["label"].dtype == torch.int64
+    assert (data.metric, data.num_outputs, data.num_features) == ("accuracy", 40, 128)
+    assert [data.splits[0][k].tolist() for k in ("train", "val", "test")] == [
+        [0, 1, 2],
+        [3, 4],
+        [5],
+    ]
+    staged = tmp_path / "cache" / "ogb" / "ogbn_arxiv"
+    assert (staged / "RELEASE_v1.txt").exists() and (staged / "processed").is_dir()
+    assert builtins.input is never_prompt  # the guard put input() back
+    again = load_ogbn_arxiv(tmp_path / "data", tmp_path / "cache")  # from OGB's processed cache
+    assert again.graph.num_edges() == 10
+
+
+@needs_ogb
+def test_ogb_update_prompt_fails_fast_instead_of_hanging(tmp_path, never_prompt):
+    # A cached folder without its release file makes OGB ask "Will you update...? (y/N)".
+    stale = tmp_path / "cache" / "ogb" / "ogbn_arxiv"
+    stale.mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="stopped to ask on stdin") as error:
+        load_ogbn_arxiv(None, tmp_path / "cache")
+    assert str(stale) in str(error.value)
+    assert builtins.input is never_prompt
+
+
+@needs_ogb
+def test_missing_ogbn_arxiv_files_say_what_is_needed(tmp_path):
+    folder = write_tiny_arxiv(tmp_path)
+    (folder / "raw" / "node-feat.csv.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="raw/node-feat.csv.gz") as error:
+        load_ogbn_arxiv(tmp_path, tmp_path / "cache")
+    assert "arxiv.zip" in str(error.value) and "DGL_SSM_DATA" in str(error.value)
+
+
+# ---------------------------------------------------------------- Peptides (LRGB raw format)
+
+SMILES = ["CC(=O)O", "c1ccccc1", "CCN", "C", "CC(N)C(=O)O", "O=C=O"]
+SPLIT = {"train": np.array([0, 1, 2]), "val": np.array([3, 4]), "test": np.array([5])}
+FUNC_LABELS = np.random.default_rng(1).integers(0, 2, size=(6, 10))
+STRUCT_LABELS = np.random.default_rng(2).normal(size=(6, 11)).round(6)
+
+
+def write_peptides(folder, task, struct_file="peptide_structure_normalized_dataset.csv.gz"):
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if task == "func":
+        frame = pd.DataFrame({"smiles": SMILES, "labels": [str(r) for r in FUNC_LABELS.tolist()]})
+        frame.to_csv(folder / "peptide_multi_class_dataset.csv.gz", index=False)
+        split_name = "splits_random_stratified_peptide.pickle"
+    else:
+        frame = pd.DataFrame(STRUCT_LABELS, columns=ogb_data.STRUCT_TARGETS)
+        frame.insert(0, "smiles", SMILES)
+        frame.to_csv(folder / struct_file, index=False)
+        split_name = "splits_random_stratified_peptide_structure.pickle"
+    with open(folder / split_name, "wb") as handle:
+        pickle.dump(SPLIT, handle)
+
+
+def rdkit_counts(smiles):
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles)
+    return mol.GetNumAtoms(), mol.GetNumBonds()
+
+
+def check_peptide_graphs(data):
+    assert data.level == "graph" and not data.transductive and data.num_features == 9
+    for split, index in SPLIT.items():
+        graphs = data.graphs[split]
+        assert len(graphs) == len(index)
+        for graph, i in zip(graphs, index):
+            atoms, bonds = rdkit_counts(SMILES[i])
+            assert (graph.num_nodes(), graph.num_edges()) == (atoms, 2 * bonds)
+            assert graph.ndata["feat"].shape == (atoms, 9)
+            assert graph.edata["feat"].shape == (2 * bonds, 3)
+            assert graph.ndata["feat"].dtype == graph.edata["feat"].dtype == torch.float32
+    acetic = data.graphs["train"][0]
+    assert (acetic.num_nodes(), acetic.num_edges()) == (4, 6)  # 4 heavy atoms, 3 bonds
+
+
+@needs_ogb
+def test_peptides_func_and_cache_round_trip(tmp_path, monkeypatch):
+    write_peptides(tmp_path / "data", "func")
+    data = load_peptides("func", tmp_path / "data", tmp_path / "cache")
+    assert (data.name, data.loss, data.metric, data.num_outputs) == (
+        "peptides_func",
+        "bce",
+        "ap",
+        10,
+    )
+    check_peptide_graphs(data)
+    for split, index in SPLIT.items():
+        labels = data.graph_labels[split]
+        assert labels.dtype == torch.float32 and labels.shape == (len(index), 10)
+        assert torch.equal(labels, torch.as_tensor(FUNC_LABELS[index], dtype=torch.float32))
+
+    cached = list((tmp_path / "cache" / "peptides_func").glob("processed_*.bin"))
+    assert len(cached) == 1 and not list(cached[0].parent.glob("*.tmp"))
+
+    def no_processing(*args):
+        raise AssertionError("the cached graphs should have been used")
+
+    monkeypatch.setattr(ogb_data, "_process_peptides", no_processing)
+    again = load_peptides("func", tmp_path / "data", tmp_path / "cache")
+    for split in SPLIT:
+        assert torch.equal(again.graph_labels[split], data.graph_labels[split])
+        for old, new in zip(data.graphs[split], again.graphs[split]):
+            assert torch.equal(old.edges()[0], new.edges()[0])
+            assert torch.equal(old.ndata["feat"], new.ndata["feat"])
+            assert torch.equal(old.edata["feat"], new.edata["feat"])
+
+
+@needs_ogb
+def test_peptides_struct(tmp_path):
+    write_peptides(tmp_path / "data" / "peptides-structural" / "raw", "struct")  # LRGB layout
+    data = load_peptides("struct", tmp_path / "data", tmp_path / "cache")
+    assert (data.name, data.loss, data.metric, data.num_outputs) == (
+        "peptides_struct",
+        "l1",
+        "mae",
+        11,
+    )
+    check_peptide_graphs(data)
+    for split, index in SPLIT.items():
+        expected = torch.as_tensor(STRUCT_LABELS[index], dtype=torch.float32)
+        assert data.graph_labels[split].shape == (len(index), 11)
+        assert torch.allclose(data.graph_labels[split], expected)
+
+
+@needs_ogb
+def test_unnormalized_peptides_struct_file_is_standardised(tmp_path):
+    write_peptides(tmp_path / "data", "struct", struct_file="peptide_structure_dataset.csv.gz")
+    data = load_peptides("struct", tmp_path / "data", tmp_path / "cache")
+    labels = torch.cat([data.graph_labels[s] for s in SPLIT])  # splits cover all 6 rows
+    assert torch.allclose(labels.mean(0), torch.zeros(11), atol=1e-5)
+    assert torch.allclose(labels.std(0), torch.ones(11), atol=1e-5)
+
+
+@needs_ogb
+def test_missing_peptides_files_say_what_is_needed(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        load_peptides("func", tmp_path, tmp_path / "cache")
+    message = str(error.value)
+    for needed in (
+        "peptide_multi_class_dataset.csv.gz",
+        "splits_random_stratified_peptide.pickle",
+        "DGL_SSM_DATA",
+    ):
+        assert needed in message
+    with pytest.raises(ValueError):
+        load_peptides("nope", tmp_path, tmp_path / "cache")

@@ -1,0 +1,92 @@
+"""The trainer: the classic Cora check, RingTransfer, determinism and divergence."""
+
+import statistics
+
+import pytest
+
+from benchmarks.config import RunConfig
+from benchmarks.datasets import get_dataset
+from benchmarks.train import train
+
+
+def config(**sections):
+    return RunConfig.from_dict(sections)
+
+
+@pytest.fixture(scope="module")
+def cora_data(data_dir, cache_dir):
+    return get_dataset("cora", data_dir=data_dir, cache_dir=cache_dir)
+
+
+def test_kipf_gcn_reproduces_the_published_cora_accuracy(cora_data):
+    """2-layer GCN, 16 hidden, dropout 0.5, lr 0.01, weight decay 5e-4, 200 epochs: 81.5 %."""
+    accuracies = []
+    for seed in range(5):
+        run = config(
+            model={"name": "gcn_kipf", "num_layers": 2, "hidden": 16, "dropout": 0.5},
+            data={"name": "cora"},
+            optim={"lr": 0.01, "weight_decay": 5e-4, "epochs": 200},
+            seed=seed,
+        )
+        result = train(run, data=cora_data)
+        assert result.status == "ok" and result.epochs == 200
+        accuracies.append(result.test)
+    print(f"Kipf GCN on Cora over 5 seeds: {statistics.mean(accuracies):.4f} {accuracies}")
+    assert statistics.mean(accuracies) >= 0.79
+
+
+def ring_config(model, seed=0):
+    return config(
+        model={"name": model, "num_layers": 10, "hidden": 32, "max_hop": 10},
+        data={"name": "ring_transfer", "options": {"ring_size": 20, "num_graphs": 1000}},
+        optim={"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.0, "epochs": 12},
+        seed=seed,
+    )
+
+
+def test_kgcn_ssm_solves_ring_transfer_at_size_20():
+    result = train(ring_config("kgcn_ssm"))
+    print(f"kGCN-SSM, RingTransfer n=20, 10 layers: test accuracy {result.test:.3f}")
+    assert result.test >= 0.90
+
+
+def test_same_seed_same_metrics_on_cpu(cora_data):
+    run = config(
+        model={"name": "gcn_ssm", "num_layers": 4, "hidden": 16, "dropout": 0.5},
+        data={"name": "cora"},
+        optim={"epochs": 15},
+        seed=7,
+    )
+    first, second = train(run, data=cora_data), train(run, data=cora_data)
+    assert (first.val, first.test, first.history) == (second.val, second.test, second.history)
+
+
+def test_graph_batches_are_deterministic_too():
+    run = ring_config("gcn_ssm", seed=3)
+    run.optim.epochs = 2
+    data = get_dataset("ring_transfer", ring_size=8, num_graphs=100)
+    first, second = train(run, data=data), train(run, data=data)
+    assert first.history == second.history
+
+
+def test_nan_loss_is_recorded_as_diverged(cora_data):
+    run = config(
+        model={"name": "gcn", "num_layers": 2, "hidden": 16},
+        data={"name": "cora"},
+        optim={"lr": 1e30, "epochs": 50},  # the first steps overflow the weights to inf/NaN
+    )
+    result = train(run, data=cora_data)
+    assert result.status == "diverged"
+    assert result.test is None and result.epochs < 50
+
+
+def test_early_stopping_restores_the_best_validation_epoch(cora_data):
+    run = config(
+        model={"name": "gcn_kipf", "hidden": 16, "dropout": 0.5},
+        data={"name": "cora"},
+        optim={"epochs": 400, "patience": 10},
+    )
+    result = train(run, data=cora_data)
+    assert result.epochs < 400 and result.epochs == result.best_epoch + 11
+    best = max(h["val"] for h in result.history)
+    assert result.val == pytest.approx(best)
