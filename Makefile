@@ -1,11 +1,16 @@
-# Two commands on a fresh machine: `make test` (set-up + tests) and the main job.
+# Two commands on a fresh machine: `make leaderboard` (the main job) and `make test`.
 # Both create the virtualenv and install the project on first use.
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format clean
+.PHONY: install test leaderboard lint format clean
+
+# Raw data for machines without internet: ../shared/data beside the checkout when present
+# (else DGL downloads what it needs). Override with `make leaderboard DATA=/path`.
+DATA ?= $(wildcard ../shared/data)
+SUITE ?= quick
 
 install: $(STAMP)
 
@@ -16,6 +21,9 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+leaderboard: $(STAMP)
+	$(VENV)/bin/dgl-ssm-bench leaderboard --suite $(SUITE) $(if $(DATA),--data-dir $(DATA))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

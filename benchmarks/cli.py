@@ -137,18 +137,19 @@ def _parse_value(text):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "run":
-            from .run import run_seeds
+    return run_command(build_parser().parse_args(argv))
 
-            config = config_from_args(args)
-            if args.seeds < 1:
-                raise ValueError("--seeds must be at least 1.")
-            records = run_seeds(
-                config, args.seeds, output=args.output, progress=not args.no_progress
-            )
-            print(f"{len(records)} record(s) appended to {args.output}")
+
+def run_command(args):
+    """Carry out parsed ``run`` arguments; errors become one line on stderr and exit code 2."""
+    from .run import run_seeds
+
+    try:
+        config = config_from_args(args)
+        if args.seeds < 1:
+            raise ValueError("--seeds must be at least 1.")
+        records = run_seeds(config, args.seeds, output=args.output, progress=not args.no_progress)
+        print(f"{len(records)} record(s) appended to {args.output}")
     except (ValueError, FileNotFoundError, ImportError, RuntimeError, DGLError) as error:
         print(f"dgl-ssm-bench: error: {error}", file=sys.stderr)
         return 2

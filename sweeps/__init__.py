@@ -1,0 +1,1 @@
+"""Optuna sweeps over backbones × datasets, and the leaderboard built from their storage."""

@@ -1,0 +1,41 @@
+"""Named suites of studies: ``quick`` (minutes on a laptop) and ``paper`` (the full protocol)."""
+
+QUICK_MODELS = ("gcn", "gcn_ssm", "kgcn_ssm")
+QUICK_DATASETS = ("ring_transfer", "gpp_sssp", "cora")
+
+SUITES = {
+    # Every study small enough that the whole suite runs in minutes on 2 CPU cores.
+    "quick": {
+        "trials": 3,
+        "studies": [
+            {"backbone": model, "dataset": dataset, "space": f"quick_{dataset}"}
+            for dataset in QUICK_DATASETS
+            for model in QUICK_MODELS
+        ],
+    },
+    # The paper's experiments with their full spaces (sweeps/spaces/<dataset>.yaml): a GPU
+    # and hours to days; `--workers` and a PostgreSQL storage spread it over machines.
+    "paper": {
+        "trials": 50,
+        "studies": [
+            {"backbone": model, "dataset": dataset}
+            for dataset in (
+                "gpp_eccentricity", "gpp_sssp", "gpp_diameter", "ring_transfer", "cora",
+                "roman_empire", "amazon_ratings", "minesweeper", "peptides_func",
+                "peptides_struct",
+            )
+            for model in ("gcn", "gcn_ssm", "kgcn_ssm")
+        ],
+    },
+}  # fmt: skip
+
+
+def suite_studies(name):
+    """The ``(backbone, dataset, space, trials)`` of every study in suite ``name``."""
+    if name not in SUITES:
+        raise ValueError(f"Unknown suite {name!r}. Valid: {', '.join(SUITES)}.")
+    suite = SUITES[name]
+    return [
+        (s["backbone"], s["dataset"], s.get("space"), s.get("trials", suite["trials"]))
+        for s in suite["studies"]
+    ]

@@ -1,0 +1,313 @@
+"""The leaderboard: fake sweep studies in a tmp SQLite storage → tables, plots, bad input."""
+
+import csv
+import hashlib
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from sweeps.leaderboard import build_leaderboard, display_name, main, read_studies
+from sweeps.references import REFERENCES
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = [41, 95, 12, 35]
+
+# (backbone, dataset, metric, direction, final values or None). As the runner does: a failed
+# final run is a None value, the mean/std (sample) are over the others; all failed → mean None.
+STUDIES = [
+    ("gcn", "cora", "accuracy", "maximize", [0.80, 0.81, 0.79, 0.82]),
+    ("gcn_ssm", "cora", "accuracy", "maximize", [0.83, 0.84, 0.82, 0.85]),
+    ("gcn", "gpp_sssp", "log10_mse", "minimize", [0.91, None, 1.02]),
+    ("gcn_ssm", "gpp_sssp", "log10_mse", "minimize", [-2.50, -2.61, -2.43, -2.70]),
+    ("gcn_ssm", "minesweeper", "roc_auc", "maximize", [0.97, 0.972, 0.967, 0.973]),
+    ("gin_ssm", "cora", "accuracy", "maximize", None),  # sweep still running
+    ("gat", "minesweeper", "roc_auc", "maximize", [None, None]),  # every final run failed
+]
+# Trials of gcn__cora: (depth, validation, test). At depth 4 the best validation (0.80) has the
+# worse test (0.70): the depth plot must follow validation unless asked for the best test.
+GCN_CORA_TRIALS = [(2, 0.78, 0.77), (4, 0.80, 0.70), (4, 0.75, 0.78), (8, 0.74, 0.73),
+                   (16, 0.60, 0.58), (32, 0.40, 0.41)]  # fmt: skip
+
+
+def add_trial(study, depth, val, test, state=TrialState.COMPLETE, status="ok"):
+    config = {"model": {"name": study.user_attrs.get("backbone"), "num_layers": depth}}
+    study.add_trial(
+        create_trial(
+            state=state,
+            value=val if state == TrialState.COMPLETE else None,
+            params={"num_layers": depth},
+            distributions={"num_layers": IntDistribution(1, 64)},
+            user_attrs={"config": config, "val": val, "test": test, "status": status, "epochs": 10},
+        )  # fmt: skip
+    )
+
+
+def make_storage(path):
+    url = f"sqlite:///{path}"
+    for backbone, dataset, metric, direction, values in STUDIES:
+        study = optuna.create_study(
+            storage=url, study_name=f"{backbone}__{dataset}", direction=direction
+        )
+        for key, value in zip(("backbone", "dataset", "metric", "direction"),
+                              (backbone, dataset, metric, direction)):  # fmt: skip
+            study.set_user_attr(key, value)
+        if values is not None:
+            ok = [v for v in values if v is not None]
+            final = {"trial": 0, "mean": statistics.mean(ok) if ok else None,
+                     "std": statistics.stdev(ok) if len(ok) > 1 else 0.0,
+                     "values": values, "seeds": SEEDS[: len(values)], "params": {"lr": 0.003},
+                     "config": {"model": {"name": backbone, "num_layers": 10}}}  # fmt: skip
+            study.set_user_attr("final", final)
+        if (backbone, dataset) == ("gcn", "cora"):
+            for trial in GCN_CORA_TRIALS:
+                add_trial(study, *trial)
+        else:
+            sign = 1 if direction == "maximize" else -1
+            for depth in (1, 5, 10, 20):
+                add_trial(study, depth, sign * depth / 100, sign * depth / 90)
+        # Neither a diverged run, a pruned nor a failed trial may show up anywhere.
+        add_trial(study, 5, 99.0 * (1 if direction == "maximize" else -1), 99.0, status="diverged")
+        add_trial(study, 5, None, None, state=TrialState.PRUNED)
+        add_trial(study, 5, None, None, state=TrialState.FAIL)
+    optuna.create_study(storage=url, study_name="orphan")  # no user attrs: skipped
+    bad = optuna.create_study(storage=url, study_name="gcn__roman_empire", direction="minimize")
+    for key, value in dict(backbone="gcn", dataset="roman_empire", metric="accuracy",
+                           direction="minimize").items():  # fmt: skip
+        bad.set_user_attr(key, value)  # accuracy to be minimised: skipped
+    return url
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory):
+    return make_storage(tmp_path_factory.mktemp("sweep") / "optuna.db")
+
+
+@pytest.fixture(scope="module")
+def board(storage, tmp_path_factory):
+    out = tmp_path_factory.mktemp("board")
+    return out, build_leaderboard(storage, out)
+
+
+def fmt(values):
+    """The cell we expect for final values, computed here rather than taken from the code."""
+    ok = [v for v in values if v is not None]
+    failed = f", {len(values) - len(ok)} failed" if len(ok) < len(values) else ""
+    return f"{np.mean(ok):.4f} ± {np.std(ok, ddof=1):.4f}", f"(n={len(ok)}{failed})"
+
+
+def paper(label, dataset):
+    (ref,) = [r for r in REFERENCES if (r.label, r.dataset, r.version) == (label, dataset, None)]
+    return f"{ref.mean:.4f}"
+
+
+def markdown_table(text):
+    """The main Markdown table as {row label: {column header: cell}}."""
+    lines = text.split("\n## ")[0].splitlines()
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| ---")]
+    header = [c.strip() for c in rows[0].strip("|").split(" | ")]
+    table = {}
+    for line in rows[1:]:
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        table[cells[0]] = dict(zip(header[1:], cells[1:]))
+    return header, table
+
+
+@pytest.mark.parametrize(
+    "name,shown",
+    [("gcn_ssm", "GCN-SSM"), ("kgcn_ssm", "kGCN-SSM"), ("gatedgcn", "GatedGCN"),
+     ("sage", "SAGE"), ("gin", "GIN"), ("gat", "GAT"), ("gatedgcn_ssm", "GatedGCN-SSM")],
+)  # fmt: skip
+def test_display_names(name, shown):
+    assert display_name(name) == shown
+
+
+def test_reading_skips_broken_studies_and_unusable_trials(storage, caplog):
+    with caplog.at_level("WARNING", logger="sweeps.leaderboard"):
+        results, skipped = read_studies(storage)
+    assert [name for name, _ in skipped] == ["gcn__roman_empire", "orphan"]
+    assert "missing user attr" in dict(skipped)["orphan"]
+    assert sum("skipping study" in m for m in caplog.messages) == 2
+    by_name = {r.name: r for r in results}
+    assert len(by_name) == len(STUDIES) and by_name["gin_ssm__cora"].final is None
+    assert by_name["gat__minesweeper"].final is None  # all final runs failed: not a result
+    assert "every final run failed" in by_name["gat__minesweeper"].final_problem
+    gcn_cora = by_name["gcn__cora"]
+    # 6 usable + the diverged one are COMPLETE; diverged/pruned/failed give no point.
+    assert gcn_cora.n_complete == 7 and len(gcn_cora.trials) == 6
+    assert gcn_cora.depth_curve("val") == {2: 0.77, 4: 0.70, 8: 0.73, 16: 0.58, 32: 0.41}
+    assert gcn_cora.depth_curve("test")[4] == 0.78
+    assert by_name["gcn_ssm__gpp_sssp"].depth_curve("val")[5] == pytest.approx(-5 / 90)
+
+
+def test_markdown_rows_columns_numbers_and_bold(board):
+    out, files = board
+    text = files["leaderboard.md"].read_text(encoding="utf-8")
+    header, table = markdown_table(text)
+    assert header == ["Model", "cora (accuracy ↑)", "gpp_sssp (log10_mse ↓)",
+                      "minesweeper (roc_auc ↑)"]  # fmt: skip
+    assert "gpp_eccentricity" not in text  # references only for datasets in the storage
+
+    # Ours, by backbone name; sweeps without a usable `final` are not rows of the main table.
+    assert list(table)[:2] == ["GCN", "GCN-SSM"] and "GIN-SSM" not in table and "GAT" not in table
+    values = {(b, d): v for b, d, _, _, v in STUDIES}
+    mean_std, n = fmt(values[("gcn", "cora")])
+    assert table["GCN"]["cora (accuracy ↑)"] == f"{mean_std} {n}"
+    mean_std, n = fmt(values[("gcn_ssm", "cora")])
+    assert table["GCN-SSM"]["cora (accuracy ↑)"] == f"**{mean_std}** {n}"  # ↑: higher wins
+    assert table["GCN"]["minesweeper (roc_auc ↑)"] == "–"
+    mean_std, n = fmt(values[("gcn", "gpp_sssp")])
+    assert n == "(n=2, 1 failed)" and table["GCN"]["gpp_sssp (log10_mse ↓)"] == f"{mean_std} {n}"
+
+    # log10_mse ↓: the paper's PH-DGN (−4.2993) beats all of ours, so it is the bold one.
+    sssp = "gpp_sssp (log10_mse ↓)"
+    mean_std, n = fmt(values[("gcn_ssm", "gpp_sssp")])
+    assert table["GCN-SSM"][sssp] == f"{mean_std} {n}"
+    assert table["PH-DGN (paper)"][sssp] == f"**{paper('PH-DGN', 'gpp_sssp')}**"
+    assert table["GCN-SSM (paper)"][sssp] == paper("GCN-SSM", "gpp_sssp")
+    assert sum("**" in row[sssp] for row in table.values()) == 1
+    # ↑ against the paper: our 0.9705 beats the published GCN-SSM 0.9602 on Minesweeper.
+    mean_std, n = fmt(values[("gcn_ssm", "minesweeper")])
+    assert table["GCN-SSM"]["minesweeper (roc_auc ↑)"] == f"**{mean_std}** {n}"
+    assert table["GCN-SSM (paper)"]["minesweeper (roc_auc ↑)"] == "0.9602"
+    assert table["GCN (paper)"]["cora (accuracy ↑)"] == "–"
+
+    # Running sweep: provisional best trial by validation (depth 20 → test 20/90), n=1.
+    running = text.split("## Sweeps without a final evaluation")[1]
+    assert (
+        f"| gin_ssm__cora | GIN-SSM | cora | accuracy ↑ | {20 / 90:.4f} | 3 | 5 | not yet |"
+        in running
+    )
+    assert "| gat__minesweeper | GAT | minesweeper |" in running
+    assert "`orphan`" in text.split("## Skipped studies")[1]
+
+
+def test_csv_long_format(board):
+    _, files = board
+    with files["leaderboard.csv"].open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["model", "source", "dataset", "metric", "direction", "mean",
+                             "std", "n", "best"]  # fmt: skip
+    keys = [(r["dataset"], r["metric"], r["source"], r["model"]) for r in rows]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    ours = {(r["model"], r["dataset"]): r for r in rows if r["source"] == "ours"}
+    assert len(ours) == 5  # the five studies with `final`
+    row = ours[("GCN-SSM", "cora")]
+    values = STUDIES[1][4]
+    assert float(row["mean"]) == pytest.approx(np.mean(values), abs=1e-12)
+    assert float(row["std"]) == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+    assert (row["direction"], row["n"], row["best"]) == ("maximize", "4", "true")
+    assert ours[("GCN", "gpp_sssp")]["n"] == "2"  # the failed third run is not counted
+    ph_dgn = [r for r in rows if r["model"] == "PH-DGN (paper)"]
+    assert [(r["dataset"], r["source"], r["std"], r["n"], r["best"]) for r in ph_dgn] == [
+        ("gpp_sssp", "paper", "", "", "true")
+    ]
+    assert sum(r["best"] == "true" for r in rows) == 3  # one per column, no ties here
+
+
+def test_latex_escapes(board):
+    _, files = board
+    tex = files["leaderboard.tex"].read_text(encoding="utf-8")
+    assert tex.count("\\begin{tabular}{lrrr}") == 1
+    assert all(rule in tex for rule in ("\\toprule", "\\midrule", "\\bottomrule"))
+    assert "gpp\\_sssp (log10\\_mse $\\downarrow$)" in tex
+    assert "GCN-SSM + eig($\\Lambda$)$\\approx$1 (paper)" in tex
+    mean_std, _ = fmt(STUDIES[1][4])
+    bold = mean_std.replace("±", "$\\pm$")
+    assert f"\\textbf{{{bold}}}" in tex
+    assert "±" not in tex and "–" not in tex and not re.search(r"(?<!\\)_", tex)
+
+
+def test_pngs_are_valid_images(board):
+    import matplotlib.image
+
+    _, files = board
+    pngs = sorted(name for name in files if name.endswith(".png"))
+    assert pngs == ["depth_cora.png", "depth_gpp_sssp.png", "depth_minesweeper.png",
+                    "summary.png"]  # fmt: skip
+    for name in pngs:
+        assert files[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        image = matplotlib.image.imread(files[name])
+        if name.startswith("depth_"):
+            assert image.shape == (420, 640, 4)  # 6.4 × 4.2 in at 100 dpi
+        assert image.std() > 0.01  # something was drawn
+
+
+def digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_regeneration_is_byte_identical(storage, board, tmp_path):
+    out, files = board
+    database = Path(storage[len("sqlite:///") :])
+    before = hashlib.sha256(database.read_bytes()).hexdigest()
+    again = build_leaderboard(storage, tmp_path)
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == before  # only read
+    assert list(again) == list(files)
+    assert digests(tmp_path) == digests(out)
+    build_leaderboard(storage, tmp_path)  # over existing files, into the same folder
+    assert digests(tmp_path) == digests(out)
+
+
+def test_cli_prints_where_the_tables_are(storage, tmp_path, capsys):
+    assert main(["--storage", storage, "--out", str(tmp_path / "lb")]) == 0
+    captured = capsys.readouterr()
+    assert str(tmp_path / "lb" / "leaderboard.md") in captured.out
+    assert "skipping study 'orphan'" in captured.err
+
+
+def run_cli(*argv, cwd=ROOT):
+    """The CLI in a fresh interpreter: what a user sees on stderr, logging and warnings too."""
+    return subprocess.run([sys.executable, "-m", "sweeps.leaderboard", *argv],
+                          cwd=cwd, capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def not_a_database(tmp_path):
+    (tmp_path / "notes.db").write_text("not SQLite")
+    return f"sqlite:///{tmp_path / 'notes.db'}"
+
+
+def empty_optuna_file(tmp_path):
+    path = tmp_path / "empty.db"
+    optuna.storages.RDBStorage(f"sqlite:///{path}").engine.dispose()
+    return f"sqlite:///{path}"
+
+
+@pytest.mark.parametrize(
+    "make_url,message",
+    [
+        (lambda tmp: f"sqlite:///{tmp / 'missing.db'}", "no SQLite file at"),
+        (lambda tmp: "sqlite:////nonexistent/dir/x.db", "no SQLite file at"),
+        (lambda tmp: "foo://bar", "cannot open storage foo://bar"),
+        (lambda tmp: "postgresql://u:p@127.0.0.1:1/db", "cannot open storage postgresql://u:***@"),
+        (lambda tmp: "not a url", "invalid storage URL"),
+        (not_a_database, "is not a readable SQLite database"),
+        (empty_optuna_file, "holds no studies"),
+    ],
+    ids=[
+        "missing-sqlite",
+        "missing-dir",
+        "bad-scheme",
+        "refused",
+        "not-a-url",
+        "not-sqlite",
+        "no-studies",
+    ],  # fmt: skip
+)
+def test_bad_input_is_one_stderr_line_and_exit_2(make_url, message, tmp_path):
+    url = make_url(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    result = run_cli("--storage", url, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dgl-ssm-leaderboard: error:"), result.stderr
+    assert message in lines[0] and ":p@" not in lines[0]
+    assert result.stdout == ""
+    assert sorted(tmp_path.iterdir()) == before  # no database file, no output folder
