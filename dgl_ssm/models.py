@@ -7,6 +7,7 @@ have the same trainable parameters: Λ and B are buffers.
 
 import dgl
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from .activations import get_activation
@@ -64,6 +65,11 @@ class DeepGNN(nn.Module):
     conv_options : dict, optional
         Extra backbone options, e.g. ``{"heads": 4}`` for GAT, ``{"aggregator": "pool"}``
         for SAGE, ``{"learn_eps": True}`` for GIN.
+    checkpoint : bool or int
+        Activation checkpointing while training: the stack is cut into segments (``True``:
+        about √L of them; an int: that many) and only each segment's input is kept; the rest
+        is recomputed in the backward pass. Memory falls from O(L) to O(√L) layer states for
+        one more forward pass of compute. Not available with ``hop_mode="cumulative"``.
     """
 
     backbone = None
@@ -89,6 +95,7 @@ class DeepGNN(nn.Module):
         hop_field="hop",
         allow_zero_in_degree=False,
         conv_options=None,
+        checkpoint=False,
     ):
         super().__init__()
         _check_choice("task", task, TASKS)
@@ -113,6 +120,12 @@ class DeepGNN(nn.Module):
         self.max_hop = num_layers if max_hop is None else max_hop
         self.edge_feats = edge_feats
         self.allow_zero_in_degree = allow_zero_in_degree
+        self.segments = _segment_count(checkpoint, num_layers)
+        if self.segments and hop_mode == "cumulative":
+            raise ValueError(
+                "checkpoint is not available with hop_mode='cumulative' (its layers read "
+                "earlier states). Use hop_mode='exact' or checkpoint=False."
+            )
         self._spec = spec
         options = dict(conv_options or {})
 
@@ -158,16 +171,29 @@ class DeepGNN(nn.Module):
 
         state = self.encoder(self.input_dropout(feat))
         edges = self._encode_edges(graph, edge_feat)
-        history = [state] if self.hop_mode == "cumulative" else None
-        for layer, layer_graph in zip(self.layers, self._layer_graphs(graph)):
-            if edges is not None:
-                state, edges = layer(layer_graph, state, edges)
-            elif history is not None:
-                state = layer(layer_graph, state, history=history)
-                history.append(state)
-            else:
-                state = layer(layer_graph, state)
+        graphs = self._layer_graphs(graph)
+        if self.hop_mode == "cumulative":
+            history = [state]
+            for layer, layer_graph in zip(self.layers, graphs):
+                history.append(layer(layer_graph, history[-1], history=history))
+            return self._head(graph, history[-1])
+        if self.segments and self.training and torch.is_grad_enabled():
+            bounds = torch.linspace(0, self.num_layers, self.segments + 1).round().long().tolist()
+            for start, end in zip(bounds[:-1], bounds[1:]):
+                state, edges = torch.utils.checkpoint.checkpoint(
+                    self._run_layers, start, end, graphs, state, edges, use_reentrant=False
+                )
+        else:
+            state, edges = self._run_layers(0, self.num_layers, graphs, state, edges)
         return self._head(graph, state)
+
+    def _run_layers(self, start, end, graphs, state, edges):
+        for i in range(start, end):
+            if edges is None:
+                state = self.layers[i](graphs[i], state)
+            else:
+                state, edges = self.layers[i](graphs[i], state, edges)
+        return state, edges
 
     def _encode_edges(self, graph, edge_feat):
         if not self._spec.uses_edge_feats:
@@ -301,6 +327,16 @@ class SSMGNN(DeepGNN):
             update=lambda _: shared if shared_ssm else make_update(),
             **kwargs,
         )
+
+
+def _segment_count(checkpoint, num_layers):
+    if checkpoint is True:
+        return max(1, round(num_layers**0.5))
+    if checkpoint is False or checkpoint is None or checkpoint == 0:
+        return 0
+    if not isinstance(checkpoint, int) or checkpoint < 0:
+        raise ValueError(f"checkpoint must be a bool or a segment count, got {checkpoint!r}.")
+    return min(checkpoint, num_layers)
 
 
 def _check_choice(name, value, choices):

@@ -9,6 +9,8 @@ hop distance. Two modes (paper §3):
   delay ν, hop k reads the delayed state ``H^(ℓ − τ(k))``, ``τ(k) = max(0, k − ν)``.
 """
 
+import weakref
+
 import dgl
 import torch
 from dgl import DGLError
@@ -17,14 +19,32 @@ from torch import nn
 HOP_MODES = ("exact", "cumulative")
 
 
+# Hop graphs of each rewired graph, built once: full-batch training calls the model on the
+# same graph every epoch. Entries die with their graph.
+_CACHE = weakref.WeakKeyDictionary()
+
+
 def hop_graphs(graph, max_hop, hop_field="hop"):
-    """Split a rewired graph into ``[G_1, …, G_K]``: the hop-k edges plus one self loop a node."""
+    """Split a rewired graph into ``[G_1, …, G_K]``: the hop-k edges plus one self loop a node.
+
+    The result is cached per graph (and per hop tensor, so re-assigning ``edata[hop_field]``
+    invalidates it).
+    """
     if hop_field not in graph.edata:
         raise DGLError(
             f"This k-hop model needs edge hop distances in graph.edata[{hop_field!r}], but the "
             f"graph has none. Rewire it first: `g = dgl_ssm.KHopTransform(k={max_hop})(g)`."
         )
     hops = graph.edata[hop_field]
+    key = (max_hop, hop_field, hops.data_ptr(), graph.num_edges(), str(graph.device))
+    cached = _CACHE.setdefault(graph, {})
+    if key not in cached:
+        cached.clear()  # one entry per graph: an older key means the graph changed
+        cached[key] = _split_hops(graph, hops, max_hop)
+    return cached[key]
+
+
+def _split_hops(graph, hops, max_hop):
     src, dst = graph.edges()
     nodes = torch.arange(graph.num_nodes(), device=graph.device)
     graphs = []
