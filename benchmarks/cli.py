@@ -23,7 +23,7 @@ MODEL_FLAGS = {
     "activation": "activation", "norm": "norm", "readout": "readout", "residual": "residual",
     "state": "state", "state_scale": "state_scale", "input": "input",
     "input_scale": "input_scale", "shared_ssm": "shared_ssm", "ssm_seed": "ssm_seed",
-    "hop_mode": "hop_mode", "max_hop": "max_hop", "delay": "delay",
+    "hop_mode": "hop_mode", "max_hop": "max_hop", "delay": "delay", "checkpoint": "checkpoint",
 }  # fmt: skip
 DATA_FLAGS = {"dataset": "name", "data_dir": "data_dir", "cache_dir": "cache_dir",
               "split": "split", "self_loops": "self_loops"}  # fmt: skip
@@ -60,6 +60,10 @@ def build_parser():
     model.add_argument("--hop-mode", choices=["exact", "cumulative"])
     model.add_argument("--max-hop", type=int, help="K: rewiring radius and largest hop read")
     model.add_argument("--delay", type=int, help="ν of the cumulative mode's delay")
+    model.add_argument(
+        "--checkpoint", type=int, nargs="?", const=True,
+        help="activation checkpointing (optionally the number of segments)",
+    )  # fmt: skip
     model.add_argument(
         "--conv-option", action="append", default=[], metavar="KEY=VALUE",
         help="backbone option, e.g. heads=4 (GAT) or aggregator=pool (SAGE)",

@@ -36,6 +36,7 @@ class ModelConfig:
     max_hop: Optional[int] = None  # K: the rewiring radius and the largest hop read
     delay: Optional[int] = None
     conv_options: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Any = False  # activation checkpointing: True (≈√L segments) or a count
 
     SSM_FIELDS = ("state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed")
 
@@ -49,6 +50,8 @@ class ModelConfig:
         kwargs = dict(dropout=self.dropout, activation=self.activation, norm=self.norm)
         if self.conv_options:
             kwargs["conv_options"] = dict(self.conv_options)
+        if self.checkpoint:
+            kwargs["checkpoint"] = self.checkpoint
         for name in ("hop_mode", "max_hop", "delay"):
             if getattr(self, name) is not None:
                 kwargs[name] = getattr(self, name)
