@@ -1,8 +1,7 @@
 """Build the model a run asks for: a dgl_ssm model or a reference baseline."""
 
-import difflib
-
 import dgl_ssm
+from dgl_ssm.names import unknown_name
 
 from .baselines import BASELINES
 from .datasets.base import BenchmarkData
@@ -14,9 +13,7 @@ def model_names():
 
 def check_model_name(name):
     if name not in dgl_ssm.MODELS and name not in BASELINES:
-        close = difflib.get_close_matches(str(name), model_names(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown model {name!r}.{hint} Valid names: {', '.join(model_names())}.")
+        raise unknown_name("model", name, model_names())
 
 
 def build_for(config, data: BenchmarkData):

@@ -1,8 +1,7 @@
 """Model names for configs, CLIs and sweeps: ``build_model("gcn_ssm", ...)``."""
 
-import difflib
-
 from . import models
+from .names import unknown_name
 
 MODELS = {
     "gcn": models.GCN,
@@ -25,11 +24,7 @@ def model_class(name):
     try:
         return MODELS[name]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), MODELS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"Unknown model {name!r}.{hint} Valid names: {', '.join(MODELS)}."
-        ) from None
+        raise unknown_name("model", name, MODELS) from None
 
 
 def build_model(name, *args, **kwargs):

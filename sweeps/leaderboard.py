@@ -45,6 +45,7 @@ import sqlalchemy.engine
 from optuna.trial import TrialState
 
 from .references import PAPER, REFERENCES
+from .storage import one_line
 
 log = logging.getLogger(__name__)
 
@@ -247,25 +248,6 @@ def _read_study(storage, summary):
     )  # fmt: skip
 
 
-def _one_line(exc):
-    """The first line of an exception's message, plus its cause's (driver errors live there).
-
-    Optuna's generic "exception raised during the commit" wrapper is dropped: its cause (e.g.
-    the driver's "Connection refused") is the message that helps.
-    """
-
-    def first(e):
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        return lines[0] if lines else type(e).__name__
-
-    while isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__:
-        exc = exc.__cause__
-    text = first(exc)
-    if exc.__cause__ is not None and first(exc.__cause__) not in text:
-        text += f" ({first(exc.__cause__)})"
-    return text
-
-
 def _check_sqlite(parsed, shown):
     """Refuse a missing or non-Optuna SQLite file before SQLAlchemy creates an empty one."""
     database = parsed.database
@@ -312,7 +294,7 @@ def open_storage(storage_url):
     try:
         parsed = sqlalchemy.engine.make_url(storage_url)
     except Exception as exc:  # ArgumentError, ValueError: not a URL at all
-        raise LeaderboardError(f"invalid storage URL {storage_url!r}: {_one_line(exc)}") from None
+        raise LeaderboardError(f"invalid storage URL {storage_url!r}: {one_line(exc)}") from None
     shown = storage_url if parsed.password is None else parsed.render_as_string(True)
     if parsed.get_backend_name() == "sqlite":
         _check_sqlite(parsed, shown)
@@ -321,7 +303,7 @@ def open_storage(storage_url):
             warnings.simplefilter("ignore")  # keep bad input to one stderr line
             return optuna.storages.RDBStorage(storage_url, skip_table_creation=True)
     except Exception as exc:  # unknown dialect, missing driver, refused connection, old schema
-        raise LeaderboardError(f"cannot open storage {shown}: {_one_line(exc)}") from None
+        raise LeaderboardError(f"cannot open storage {shown}: {one_line(exc)}") from None
 
 
 def read_studies(storage):
@@ -346,7 +328,7 @@ def read_studies(storage):
             if key in seen:
                 raise _Skip(f"same backbone, dataset and metric as study {seen[key]!r}")
         except Exception as exc:  # a malformed study must never take the leaderboard down
-            reason = str(exc) if isinstance(exc, _Skip) else f"unreadable: {_one_line(exc)}"
+            reason = str(exc) if isinstance(exc, _Skip) else f"unreadable: {one_line(exc)}"
             log.warning("skipping study %r: %s", summary.study_name, reason)
             skipped.append((summary.study_name, reason))
             continue
@@ -778,7 +760,7 @@ def _build(storage_url, out_dir, depth_select="val"):
         try:
             results, skipped = read_studies(storage)
         except Exception as exc:  # e.g. the server went away between connect and read
-            raise LeaderboardError(f"cannot read storage: {_one_line(exc)}") from None
+            raise LeaderboardError(f"cannot read storage: {one_line(exc)}") from None
     finally:
         storage.remove_session()
         storage.engine.dispose()  # close the file/socket now, not at interpreter exit

@@ -38,26 +38,36 @@ def open_storage(url, heartbeat_interval=30, max_retry=3):
     re-queued with the same parameters (at most ``max_retry`` times).
     """
     _prepare_sqlite_folder(url)
-    last_error = None
+
+    def connect():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeat arguments are "experimental"
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=3 * heartbeat_interval,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                    max_retry=max_retry
+                ),
+                engine_kwargs=_engine_kwargs(url),
+            )
+
+    try:
+        return _retrying_schema_races(connect)
+    except Exception as error:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
+        raise StorageError(f"Cannot open storage {_redact(url)}: {one_line(error)}") from None
+
+
+def _retrying_schema_races(action):
+    """Call ``action``; while it fails because another worker is creating the same schema or
+    study, wait a little and try again (the last error is raised)."""
     for attempt in range(OPEN_ATTEMPTS):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # heartbeat arguments are "experimental"
-                return RDBStorage(
-                    url,
-                    heartbeat_interval=heartbeat_interval,
-                    grace_period=3 * heartbeat_interval,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                        max_retry=max_retry
-                    ),
-                    engine_kwargs=_engine_kwargs(url),
-                )
-        except Exception as error:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
-            last_error = error
-            if not _is_schema_race(error):
-                break
+            return action()
+        except Exception as error:  # noqa: BLE001
+            if not _is_schema_race(error) or attempt == OPEN_ATTEMPTS - 1:
+                raise
             time.sleep(0.2 * (attempt + 1) + random.random() * 0.3)
-    raise StorageError(f"Cannot open storage {_redact(url)}: {_one_line(last_error)}")
 
 
 def _engine_kwargs(url):
@@ -115,10 +125,9 @@ def trial_lock(storage, study_name):
 
 def create_or_load_study(storage, name, direction, sampler, pruner):
     """``optuna.create_study(load_if_exists=True)``, retried while workers race to create it."""
-    last_error = None
-    for attempt in range(OPEN_ATTEMPTS):
-        try:
-            return optuna.create_study(
+    try:
+        return _retrying_schema_races(
+            lambda: optuna.create_study(
                 storage=storage,
                 study_name=name,
                 direction=direction,
@@ -126,12 +135,11 @@ def create_or_load_study(storage, name, direction, sampler, pruner):
                 pruner=pruner,
                 load_if_exists=True,
             )
-        except Exception as error:  # noqa: BLE001
-            last_error = error
-            if not _is_schema_race(error):
-                raise
-            time.sleep(0.2 * (attempt + 1) + random.random() * 0.3)
-    raise StorageError(f"Cannot create study {name}: {_one_line(last_error)}")
+        )
+    except ValueError:
+        raise  # e.g. an existing study with the other direction: Optuna's message is clear
+    except Exception as error:  # noqa: BLE001
+        raise StorageError(f"Cannot create or load study {name}: {one_line(error)}") from None
 
 
 def _redact(url):
@@ -144,7 +152,20 @@ def _redact(url):
     return url
 
 
-def _one_line(error):
-    text = str(error).strip().splitlines()
-    first = text[0] if text else type(error).__name__
-    return f"{type(error).__name__}: {first}"[:300]
+def one_line(error):
+    """The first line of an exception's message, plus its cause's (driver errors live there).
+
+    Optuna's generic "exception raised during the commit" wrapper is dropped: its cause (e.g.
+    the driver's "Connection refused") is the message that helps.
+    """
+
+    def first(e):
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        return lines[0] if lines else type(e).__name__
+
+    while isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__:
+        error = error.__cause__
+    text = first(error)
+    if error.__cause__ is not None and first(error.__cause__) not in text:
+        text += f" ({first(error.__cause__)})"
+    return f"{type(error).__name__}: {text}"[:300]

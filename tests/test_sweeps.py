@@ -126,10 +126,10 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 
 def test_killed_worker_loses_nothing_and_its_trial_is_retried(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    command = sweep_command(tiny_space(tmp_path, epochs=400), storage, 3,
+    command = sweep_command(tiny_space(tmp_path, epochs=200), storage, 3,
                             "--heartbeat", "1", "--no-final")  # fmt: skip
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
+    deadline = time.time() + 400
     completed, killed = {}, None
     while time.time() < deadline:
         time.sleep(0.5)

@@ -4,8 +4,9 @@ Real datasets are read by DGL's/OGB's own loaders from a local directory (``data
 ``$DGL_SSM_DATA``) or downloaded as usual; synthetic ones are generated from a seed.
 """
 
-import difflib
 import inspect
+
+from dgl_ssm.names import unknown_name
 
 from .base import BenchmarkData
 
@@ -109,11 +110,7 @@ def _loader(name):
     try:
         return DATASETS[name]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), DATASETS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"Unknown dataset {name!r}.{hint} Valid names: {', '.join(DATASETS)}."
-        ) from None
+        raise unknown_name("dataset", name, DATASETS) from None
 
 
 __all__ = ["DATASETS", "BenchmarkData", "dataset_options", "get_dataset"]
