@@ -1,0 +1,77 @@
+"""Helpers shared by the diagnostics: checking a model, evaluation mode, the one-hop graph."""
+
+from contextlib import contextmanager
+
+import dgl
+import torch
+from torch import nn
+
+
+def model_layers(model, who):
+    """Return ``model.layers`` or raise a ``TypeError`` that says what is needed."""
+    layers = getattr(model, "layers", None)
+    if not isinstance(layers, (nn.ModuleList, list, tuple)) or len(layers) == 0:
+        raise TypeError(
+            f"{who} needs a deep GNN with a non-empty `.layers` list of layer modules (a "
+            f"dgl_ssm model such as build_model('gcn', ...)), got {type(model).__name__}"
+            + (" without `.layers`." if layers is None else f" with layers={layers!r}.")
+        )
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, nn.Module):
+            raise TypeError(
+                f"{who}: model.layers[{index}] is a {type(layer).__name__}, not an "
+                "nn.Module; forward hooks can only observe modules."
+            )
+    return layers
+
+
+@contextmanager
+def evaluating(model, enabled=True):
+    """Put every submodule in eval mode for the block, then restore each one's own flag."""
+    if not enabled:
+        yield model
+        return
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def node_state(value):
+    """The node states of a layer's output: ``h`` of an ``(h, e)`` tuple, else the tensor."""
+    if isinstance(value, tuple):
+        value = value[0]
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"Expected a layer to return a tensor of node states (or an (h, e) tuple), got "
+            f"{type(value).__name__}."
+        )
+    return value.flatten(1) if value.dim() == 3 else value  # raw multi-head conv output
+
+
+def check_features(graph, feat, who, name="feat"):
+    """Refuse anything but a 2-D float tensor with one row per node of ``graph``."""
+    if not isinstance(feat, torch.Tensor) or not torch.is_floating_point(feat):
+        kind = getattr(feat, "dtype", type(feat).__name__)
+        raise TypeError(f"{who}: {name} must be a floating-point torch.Tensor, got {kind}.")
+    if feat.dim() != 2:
+        raise ValueError(
+            f"{who}: {name} must be a 2-D (num_nodes, dim) tensor, got shape {tuple(feat.shape)}."
+        )
+    if isinstance(graph, dgl.DGLGraph) and feat.shape[0] != graph.num_nodes():
+        raise ValueError(
+            f"{who}: {name} has {feat.shape[0]} rows but the graph has "
+            f"{graph.num_nodes()} nodes; pass one row per node."
+        )
+
+
+def one_hop_graph(graph, hop_field="hop"):
+    """The graph's original edges: for a graph rewired by :class:`~dgl_ssm.KHopTransform`
+    (hop distances in ``edata[hop_field]``), only the hop-1 edges; otherwise the graph."""
+    if hop_field not in graph.edata:
+        return graph
+    keep = torch.nonzero(graph.edata[hop_field] == 1).view(-1)
+    return dgl.edge_subgraph(graph, keep, relabel_nodes=False, store_ids=False)

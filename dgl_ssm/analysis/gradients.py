@@ -1,0 +1,83 @@
+r"""Gradient norms through depth: does :math:`\partial \mathcal{L} / \partial H^{(\ell)}` vanish?
+
+For a stack :math:`H^{(\ell)} = f_\ell(H^{(\ell-1)})`, the chain rule gives
+
+.. math::
+    \frac{\partial \mathcal{L}}{\partial H^{(\ell)}}
+    = \frac{\partial \mathcal{L}}{\partial H^{(L)}} \, J_L J_{L-1} \cdots J_{\ell+1},
+
+so contractive layer Jacobians (:math:`\|J\|_2 < 1`, plain GCNs) make the norm decay
+geometrically towards the first layers, while GNN-SSM layers (spectrum near 1) keep it.
+"""
+
+import torch
+
+from ._common import evaluating
+from .states import recorded_states
+
+__all__ = ["layer_gradient_norms"]
+
+
+def layer_gradient_norms(
+    model, graph, feat, loss_fn, edge_feat=None, *, include_input=False, eval_mode=True
+):
+    r"""Frobenius norms :math:`\|\partial \mathcal{L} / \partial H^{(\ell)}\|` of the layer outputs.
+
+    One forward pass records the layer outputs with hooks, then one
+    :func:`torch.autograd.grad` call differentiates ``loss_fn(output)`` with respect to
+    them. Parameter ``.grad`` fields are neither written nor zeroed, and the hooks are removed
+    afterwards, even on error.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A deep GNN with ``.layers``; layers returning ``(h, e)`` contribute ``h``.
+    graph, feat, edge_feat
+        The model's inputs.
+    loss_fn : callable
+        ``loss_fn(model_output)`` → scalar tensor, e.g.
+        ``lambda out: F.cross_entropy(out[mask], labels[mask])``.
+    include_input : bool
+        Prepend the norm for :math:`H^{(0)}` (the encoder output).
+    eval_mode : bool
+        Run the model in eval mode (no dropout, BatchNorm running statistics), restoring
+        each module's flag afterwards; ``False`` uses the model's current mode.
+
+    Returns
+    -------
+    list of float
+        Norms for :math:`\ell = 1, \dots, L` (``0, …, L`` with ``include_input``); a state
+        the loss does not depend on gets 0.
+
+    Example
+    -------
+    >>> import dgl, torch
+    >>> from dgl_ssm import build_model
+    >>> from dgl_ssm.analysis import layer_gradient_norms
+    >>> g = dgl.add_self_loop(dgl.to_bidirected(dgl.rand_graph(20, 40)))
+    >>> model = build_model("gcn", in_feats=4, hidden=8, out_feats=2, num_layers=5)
+    >>> norms = layer_gradient_norms(model, g, torch.randn(20, 4), lambda out: out.sum())
+    >>> len(norms), all(p.grad is None for p in model.parameters())
+    (5, True)
+    """
+    with evaluating(model, eval_mode), torch.enable_grad():
+        with recorded_states(model, include_input, who="layer_gradient_norms") as states:
+            leaf = feat.detach().requires_grad_(True) if torch.is_floating_point(feat) else feat
+            args = (graph, leaf) if edge_feat is None else (graph, leaf, edge_feat)
+            output = model(*args)
+        loss = loss_fn(output)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(
+                "layer_gradient_norms: loss_fn must return a scalar tensor, got "
+                f"{type(loss).__name__}{tuple(getattr(loss, 'shape', ()))}. Reduce it, "
+                "e.g. with .mean()."
+            )
+        connected = [i for i, state in enumerate(states) if state.requires_grad]
+        norms = [0.0] * len(states)
+        if connected and loss.requires_grad:
+            grads = torch.autograd.grad(
+                loss.reshape(()), [states[i] for i in connected], allow_unused=True
+            )
+            for i, grad in zip(connected, grads):
+                norms[i] = 0.0 if grad is None else float(grad.detach().double().norm())
+    return norms

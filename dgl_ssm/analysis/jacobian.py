@@ -1,0 +1,608 @@
+r"""Layer Jacobians: dense for small graphs, matrix-free spectra for large ones.
+
+For a layer :math:`H^{(\ell+1)} = f(G, H^{(\ell)})` with :math:`H \in \mathbb{R}^{n \times d}`,
+the layer Jacobian is
+
+.. math::
+    J = \frac{\partial\, \mathrm{vec}(H^{(\ell+1)})}{\partial\, \mathrm{vec}(H^{(\ell)})}
+    \in \mathbb{R}^{nd \times nd},
+
+with ``vec`` the row-major flattening (entry ``(i, k)`` of ``H`` is coordinate ``i·d + k``).
+For the linear GCN layer :math:`\tilde A H W` this is :math:`J = \tilde A \otimes W^\top`
+(the paper writes :math:`W^\top \otimes \tilde A` for the column-major ``vec``), whose
+singular values are :math:`|\lambda_i(\tilde A)|\,\sigma_j(W)`. For the GNN-SSM layer
+:math:`H \Lambda^\top + \sigma(F(G, H)) B^\top` it is
+:math:`I_n \otimes \Lambda + (I_n \otimes B) J_F`.
+
+The Jacobian is taken at a fixed linearisation point ``feat``, with a copy of the layer in
+eval mode (no dropout, BatchNorm with its running statistics), in float64 by default; the
+layer given is never modified. Edge features (GatedGCN) are held fixed: the Jacobian is the
+one with respect to the node states only.
+
+Products with :math:`J` and :math:`J^\top` come from autograd without ever forming the
+:math:`(nd)^2` matrix: :math:`J^\top u` is one backward pass, :math:`J v` the derivative of
+that (linear) backward pass with respect to ``u``. Every linearisation checks
+:math:`\langle u, Jv\rangle = \langle J^\top u, v\rangle` once; when a DGL operator's backward
+is not itself differentiable (GAT's edge softmax), :math:`Jv` falls back to central finite
+differences in the working precision, with a ``RuntimeWarning``.
+"""
+
+import copy
+import warnings
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator, eigs, svds
+from torch import nn
+
+from ._common import check_features
+
+__all__ = [
+    "DEFAULT_MAX_DIM",
+    "dense_layer_jacobian",
+    "layer_jacobian_operator",
+    "spectral_density",
+    "top_eigenvalue_moduli",
+    "top_singular_values",
+]
+
+#: Largest ``n·d`` for which :func:`dense_layer_jacobian` builds the matrix by default
+#: (4096² float64 entries = 128 MiB, and one backward pass per row).
+DEFAULT_MAX_DIM = 4096
+
+_MATRIX_FREE = "top_singular_values, top_eigenvalue_moduli or spectral_density"
+
+
+def _cast(value, dtype):
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        return value.to(dtype) if dtype is not None and torch.is_floating_point(value) else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return {key: _cast(v, dtype) for key, v in value.items()}
+    return value
+
+
+def _layer_function(layer, graph, feat, edge_feat, layer_kwargs, dtype, who):
+    """``h ↦ node states of layer(graph, h[, edge_feat], **kwargs)`` on a frozen copy."""
+    check_features(graph, feat, who)
+    if isinstance(layer, nn.Module):
+        layer = copy.deepcopy(layer)
+        if dtype is not None:
+            layer.to(dtype)
+        layer.eval()
+    elif not callable(layer):
+        raise TypeError(f"{who}: layer must be a module or a callable, got {type(layer)}.")
+    feat = _cast(feat, dtype)
+    edge_feat = _cast(edge_feat, dtype)
+    kwargs = _cast(dict(layer_kwargs or {}), dtype)
+
+    def function(h):
+        if edge_feat is None:
+            out = layer(graph, h, **kwargs)
+        else:
+            out = layer(graph, h, edge_feat, **kwargs)
+        if isinstance(out, tuple):
+            out = out[0]
+        return out.flatten(1) if out.dim() == 3 else out
+
+    return function, feat
+
+
+class _Linearization:
+    """Products with J and Jᵀ of ``function`` at ``point`` (one forward pass, kept)."""
+
+    def __init__(self, function, point, seed=0):
+        self.function = function
+        self.point = point.clone()
+        self.x = point.clone().requires_grad_(True)
+        with torch.enable_grad():
+            self.y = function(self.x)
+        if not isinstance(self.y, torch.Tensor):
+            raise TypeError("The layer must return a tensor (or an (h, e) tuple).")
+        self.shape = (self.y.numel(), self.x.numel())
+        self.dtype = self.y.dtype
+        self.finite_differences = False
+        self._u = self._g = None
+        if self.y.requires_grad:
+            self._check_adjoint(seed)
+
+    # Jᵀ u: one backward pass through the recorded forward pass.
+    def rmatvec(self, u):
+        if not self.y.requires_grad:
+            return torch.zeros_like(self.x)
+        u = u.reshape(self.y.shape).to(self.dtype)
+        (grad,) = torch.autograd.grad(self.y, self.x, u, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(self.x) if grad is None else grad
+
+    # J v: the derivative of u ↦ Jᵀu (linear in u) in the direction v; or central differences.
+    def matvec(self, v):
+        v = v.reshape(self.x.shape).to(self.dtype)
+        if not self.y.requires_grad:
+            return torch.zeros_like(self.y)
+        if self.finite_differences:
+            return self._central_difference(v)
+        if self._g is None:
+            with torch.enable_grad():
+                self._u = torch.zeros_like(self.y, requires_grad=True)
+                (self._g,) = torch.autograd.grad(
+                    self.y, self.x, self._u, create_graph=True, allow_unused=True
+                )
+            if self._g is None or not self._g.requires_grad:
+                self._use_finite_differences()
+                return self._central_difference(v)
+        (jv,) = torch.autograd.grad(self._g, self._u, v, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(self.y) if jv is None else jv
+
+    def _central_difference(self, v):
+        scale = float(v.abs().max())
+        if scale == 0.0:
+            return torch.zeros_like(self.y)
+        eps = torch.finfo(self.dtype).eps ** (1 / 3)
+        step = eps * (1.0 + float(self.point.abs().max())) / scale
+        with torch.no_grad():
+            plus = self.function(self.point + step * v)
+            minus = self.function(self.point - step * v)
+        return (plus - minus) / (2 * step)
+
+    def _check_adjoint(self, seed):
+        generator = torch.Generator().manual_seed(seed)
+        u = torch.randn(self.y.shape, generator=generator, dtype=self.dtype).to(self.y.device)
+        v = torch.randn(self.x.shape, generator=generator, dtype=self.dtype).to(self.x.device)
+        jv, jtu = self.matvec(v), self.rmatvec(u)
+        if self.finite_differences:
+            return
+        lhs, rhs = float((u * jv).sum()), float((jtu * v).sum())
+        scale = float(u.norm() * jv.norm() + jtu.norm() * v.norm()) / 2
+        rtol = 1e-7 if self.dtype == torch.float64 else 1e-3
+        if abs(lhs - rhs) > rtol * scale + 1e-300:
+            self._use_finite_differences()
+
+    def _use_finite_differences(self):
+        warnings.warn(
+            "A DGL operator of this layer has a backward pass that is not differentiable "
+            "itself (e.g. GAT's edge softmax), so Jacobian-vector products J·v use central "
+            f"finite differences in {self.dtype} (relative error about "
+            f"{torch.finfo(self.dtype).eps ** (2 / 3):.0e} away from ReLU kinks).",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+        self.finite_differences = True
+
+
+def _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed=0):
+    function, point = _layer_function(layer, graph, feat, edge_feat, layer_kwargs, dtype, who)
+    return _Linearization(function, point, seed)
+
+
+def layer_jacobian_operator(
+    layer, graph, feat, edge_feat=None, *, layer_kwargs=None, dtype=torch.float64
+):
+    r"""The layer Jacobian at ``feat`` as a matrix-free :class:`scipy.sparse.linalg.LinearOperator`.
+
+    ``op @ v`` is :math:`J v` and ``op.rmatvec(u)`` is :math:`J^\top u` for flat (row-major)
+    NumPy vectors; each costs about one backward pass of the layer. Use it with any SciPy
+    iterative solver (``svds``, ``eigs``, ``eigsh``, ``lsqr`` …).
+
+    Parameters
+    ----------
+    layer : torch.nn.Module or callable
+        Called as ``layer(graph, h)`` (or ``layer(graph, h, edge_feat)``), returning the new
+        node states or an ``(h, e)`` tuple. Modules are copied, cast to ``dtype`` and put in
+        eval mode; the layer itself is left as it was.
+    graph : dgl.DGLGraph
+        The graph the layer reads (for a k-hop layer: its hop graph, see
+        :func:`~dgl_ssm.analysis.layer_inputs`).
+    feat : torch.Tensor
+        The linearisation point :math:`H^{(\ell)}`, shape ``(n, d)``.
+    edge_feat : torch.Tensor, optional
+        Edge features, held fixed.
+    layer_kwargs : dict, optional
+        Extra keyword arguments of the layer (held fixed).
+    dtype : torch.dtype or None
+        Working precision (default float64); ``None`` keeps the layer's.
+
+    Example
+    -------
+    >>> import dgl, numpy as np, torch
+    >>> from dgl.nn import GraphConv
+    >>> from dgl_ssm import SSMLayer
+    >>> from dgl_ssm.analysis import layer_jacobian_operator
+    >>> g = dgl.add_self_loop(dgl.to_bidirected(dgl.graph(([0, 1, 2], [1, 2, 3]))))
+    >>> op = layer_jacobian_operator(SSMLayer(GraphConv(2, 2), 2), g, torch.randn(4, 2))
+    >>> op.shape, (op @ np.ones(8)).shape
+    ((8, 8), (8,))
+    """
+    lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, "layer_jacobian_operator")
+    return _as_operator(lin)
+
+
+def _as_operator(lin):
+    device = lin.x.device
+
+    def matvec(v):
+        v = torch.from_numpy(np.ascontiguousarray(np.asarray(v).reshape(-1))).to(device)
+        return lin.matvec(v).reshape(-1).detach().cpu().numpy()
+
+    def rmatvec(u):
+        u = torch.from_numpy(np.ascontiguousarray(np.asarray(u).reshape(-1))).to(device)
+        return lin.rmatvec(u).reshape(-1).detach().cpu().numpy()
+
+    np_dtype = torch.empty((), dtype=lin.dtype).numpy().dtype
+    return LinearOperator(lin.shape, matvec=matvec, rmatvec=rmatvec, dtype=np_dtype)
+
+
+def dense_layer_jacobian(
+    layer,
+    graph,
+    feat,
+    edge_feat=None,
+    *,
+    layer_kwargs=None,
+    dtype=torch.float64,
+    max_dim=DEFAULT_MAX_DIM,
+):
+    r"""The full layer Jacobian :math:`\partial\,\mathrm{vec}(H')/\partial\,\mathrm{vec}(H)`.
+
+    Built row by row with autograd (one backward pass per row), so meant for small graphs:
+    requests with more than ``max_dim`` rows or columns are refused. For large graphs use the
+    matrix-free :func:`top_singular_values`, :func:`top_eigenvalue_moduli` or
+    :func:`spectral_density`.
+
+    Parameters
+    ----------
+    layer, graph, feat, edge_feat, layer_kwargs, dtype
+        As for :func:`layer_jacobian_operator`.
+    max_dim : int
+        Largest allowed ``n·d`` (default 4096).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(n·d_out, n·d_in)``; entry ``[i·d_out + k, j·d_in + l]`` is
+        :math:`\partial H'_{ik} / \partial H_{jl}`.
+
+    Example
+    -------
+    The linear GCN layer :math:`\tilde A H W` has :math:`J = \tilde A \otimes W^\top`:
+
+    >>> import dgl, torch
+    >>> from dgl.nn import GraphConv
+    >>> from dgl_ssm import PlainUpdate, SSMLayer
+    >>> from dgl_ssm.analysis import dense_layer_jacobian
+    >>> g = dgl.add_self_loop(dgl.to_bidirected(dgl.graph(([0, 1, 2], [1, 2, 3]))))
+    >>> conv = GraphConv(2, 2, bias=False)
+    >>> layer = SSMLayer(conv, 2, PlainUpdate("identity"))
+    >>> J = dense_layer_jacobian(layer, g, torch.randn(4, 2))
+    >>> src, dst = g.edges()
+    >>> adj = torch.zeros(4, 4, dtype=torch.float64)
+    >>> adj[dst, src] = 1.0
+    >>> deg = adj.sum(1)
+    >>> a_hat = adj / torch.outer(deg, deg).sqrt()  # D^-1/2 (A + I) D^-1/2
+    >>> torch.allclose(J, torch.kron(a_hat, conv.weight.double().t().contiguous()))
+    True
+    """
+    who = "dense_layer_jacobian"
+    function, point = _layer_function(layer, graph, feat, edge_feat, layer_kwargs, dtype, who)
+    n_in = point.numel()
+    if n_in > max_dim:
+        _refuse(who, n_in, n_in, max_dim, point.element_size())
+    x = point.clone().requires_grad_(True)
+    with torch.enable_grad():
+        y = function(x)
+    n_out = y.numel()
+    if n_out > max_dim:
+        _refuse(who, n_out, n_in, max_dim, point.element_size())
+    jac = torch.zeros(n_out, n_in, dtype=y.dtype, device=y.device)
+    if not y.requires_grad:
+        return jac
+    flat = y.reshape(-1)
+    for row in range(n_out):
+        (grad,) = torch.autograd.grad(flat[row], x, retain_graph=True, allow_unused=True)
+        if grad is not None:
+            jac[row] = grad.reshape(-1)
+    return jac
+
+
+def _refuse(who, rows, cols, max_dim, itemsize):
+    size_gb = rows * cols * itemsize / 2**30
+    raise ValueError(
+        f"{who}: the dense Jacobian of this layer would be {rows:,} × {cols:,} "
+        f"({size_gb:,.1f} GiB, one backward pass per row), above max_dim={max_dim:,}. Use the "
+        f"matrix-free {_MATRIX_FREE} instead, or pass a larger max_dim if you have the memory "
+        "and the time."
+    )
+
+
+def _start_vector(size, seed):
+    return np.random.default_rng(seed).standard_normal(size)
+
+
+def top_singular_values(
+    layer,
+    graph,
+    feat,
+    k=10,
+    *,
+    edge_feat=None,
+    layer_kwargs=None,
+    dtype=torch.float64,
+    tol=1e-8,
+    maxiter=None,
+    seed=0,
+):
+    r"""The ``k`` largest singular values of the layer Jacobian, matrix-free.
+
+    ARPACK (:func:`scipy.sparse.linalg.svds`) on the operator of
+    :func:`layer_jacobian_operator`: Lanczos on :math:`J^\top J`, each step one product with
+    :math:`J` and one with :math:`J^\top` (two backward passes), never forming :math:`J`.
+    The spectral norm :math:`\|J\|_2` is the first value; it bounds how much one layer can
+    amplify a perturbation, and :math:`\prod_\ell \|J_\ell\|_2` bounds the gradient through
+    a stack.
+
+    Parameters
+    ----------
+    layer, graph, feat, edge_feat, layer_kwargs, dtype
+        As for :func:`layer_jacobian_operator`.
+    k : int
+        How many values. When ``k`` reaches ``n·d`` the dense Jacobian gives all ``n·d``.
+    tol, maxiter : float, int
+        ARPACK's relative tolerance and iteration limit.
+    seed : int
+        Seed of the start vector (results are deterministic).
+
+    Returns
+    -------
+    torch.Tensor
+        ``k`` singular values, float64, in decreasing order.
+
+    Example
+    -------
+    >>> import dgl, torch
+    >>> from dgl.nn import GraphConv
+    >>> from dgl_ssm import SSMLayer
+    >>> from dgl_ssm.analysis import top_singular_values
+    >>> g = dgl.add_self_loop(dgl.rand_graph(30, 90))
+    >>> layer = SSMLayer(GraphConv(8, 8), 8)  # Λ = I, B = 0.1·I
+    >>> s = top_singular_values(layer, g, torch.randn(30, 8), k=3)
+    >>> s.shape, bool(s[0] >= s[1] >= s[2] > 0)
+    (torch.Size([3]), True)
+    """
+    who = "top_singular_values"
+    lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed)
+    _check_k(who, k)
+    if k >= min(lin.shape):
+        jac = _dense_from(lin, who)
+        values = torch.linalg.svdvals(jac.double())
+        return values[:k]
+    op = _as_operator(lin)
+    values = svds(
+        op,
+        k=k,
+        tol=tol,
+        maxiter=maxiter,
+        v0=_start_vector(min(lin.shape), seed),
+        return_singular_vectors=False,
+    )
+    return torch.from_numpy(np.sort(np.abs(values))[::-1].copy()).double()
+
+
+def top_eigenvalue_moduli(
+    layer,
+    graph,
+    feat,
+    k=10,
+    *,
+    edge_feat=None,
+    layer_kwargs=None,
+    dtype=torch.float64,
+    tol=1e-6,
+    maxiter=None,
+    ncv=None,
+    seed=0,
+    return_eigenvalues=False,
+):
+    r"""The ``k`` eigenvalues of largest modulus of the (square) layer Jacobian, matrix-free.
+
+    Implicitly restarted Arnoldi (:func:`scipy.sparse.linalg.eigs`, ``which="LM"``) on the
+    products :math:`J v`. The moduli :math:`|\lambda|` say whether the layer map is locally
+    contracting (:math:`|\lambda| < 1`), neutral (:math:`\approx 1`, the GNN-SSM "edge of
+    chaos") or expanding.
+
+    Parameters
+    ----------
+    layer, graph, feat, edge_feat, layer_kwargs, dtype
+        As for :func:`layer_jacobian_operator`; the layer must map width ``d`` to ``d``.
+    k : int
+        How many eigenvalues. When ``k ≥ n·d − 1`` the dense Jacobian gives (at most) ``k``.
+    tol, maxiter, seed
+        As for :func:`top_singular_values`.
+    ncv : int, optional
+        Size of the Arnoldi basis; default ``max(4k, 40)``. A small basis can converge to
+        the wrong eigenvalues when many moduli are close (non-normal Jacobians).
+    return_eigenvalues : bool
+        Also return the complex eigenvalues, in the same order.
+
+    Returns
+    -------
+    torch.Tensor or (torch.Tensor, torch.Tensor)
+        Moduli in decreasing order (float64), and the eigenvalues (complex128) if asked.
+
+    Example
+    -------
+    With Λ = I and B = 0, the GNN-SSM layer is the identity map:
+
+    >>> import dgl, torch
+    >>> from dgl.nn import GraphConv
+    >>> from dgl_ssm import SSMLayer, SSMUpdate
+    >>> from dgl_ssm.analysis import top_eigenvalue_moduli
+    >>> g = dgl.add_self_loop(dgl.rand_graph(20, 60))
+    >>> layer = SSMLayer(GraphConv(4, 4), 4, SSMUpdate(4, input_scale=0.0))
+    >>> top_eigenvalue_moduli(layer, g, torch.randn(20, 4), k=3)
+    tensor([1., 1., 1.], dtype=torch.float64)
+    """
+    who = "top_eigenvalue_moduli"
+    lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed)
+    _check_k(who, k)
+    if lin.shape[0] != lin.shape[1]:
+        raise ValueError(
+            f"{who}: eigenvalues need a square Jacobian, but the layer maps {lin.shape[1]:,} "
+            f"inputs to {lin.shape[0]:,} outputs (its width changes). Use "
+            "top_singular_values instead."
+        )
+    if k >= lin.shape[0] - 1:
+        values = torch.linalg.eigvals(_dense_from(lin, who).double())
+    else:
+        values = eigs(
+            _as_operator(lin),
+            k=k,
+            which="LM",
+            tol=tol,
+            maxiter=maxiter,
+            ncv=min(lin.shape[0], ncv or max(4 * k, 40)),
+            v0=_start_vector(lin.shape[0], seed),
+            return_eigenvectors=False,
+        )
+        values = torch.from_numpy(np.asarray(values, dtype=np.complex128))
+    order = torch.argsort(values.abs(), descending=True, stable=True)[:k]
+    values = values[order].to(torch.complex128)
+    moduli = values.abs().double()
+    return (moduli, values) if return_eigenvalues else moduli
+
+
+def spectral_density(
+    layer,
+    graph,
+    feat,
+    *,
+    edge_feat=None,
+    layer_kwargs=None,
+    dtype=torch.float64,
+    num_probes=10,
+    lanczos_steps=60,
+    num_points=256,
+    bandwidth=None,
+    seed=0,
+):
+    r"""Estimated density of the singular values of the layer Jacobian (stochastic Lanczos
+    quadrature), matrix-free.
+
+    For ``num_probes`` Rademacher vectors :math:`z`, ``lanczos_steps`` Lanczos steps on
+    :math:`A = J^\top J` from :math:`z/\|z\|` give a tridiagonal :math:`T = V \Theta V^\top`;
+    its Ritz values :math:`\theta_j` with weights :math:`\tau_j = V_{1j}^2` are a Gauss
+    quadrature of the spectral measure of :math:`A` seen from :math:`z`, whose average over
+    :math:`z` is the eigenvalue distribution :math:`\frac{1}{N}\sum_i \delta_{\lambda_i(A)}`
+    (Lin, Saad & Yang 2016). With :math:`\sigma_j = \sqrt{\theta_j}`,
+
+    .. math::
+        p(\sigma) \approx \frac{1}{n_{\text{probes}}} \sum_{z} \sum_j \tau_j\,
+        \frac{1}{h}\,\varphi\!\Big(\frac{\sigma - \sigma_j}{h}\Big),
+
+    :math:`\varphi` the standard normal density, so :math:`\int p = 1` (a density of the
+    fraction of the :math:`N = n d` singular values; mass that the kernel puts below 0 is
+    folded back). Cost: ``2 · num_probes · lanczos_steps`` backward passes.
+
+    Parameters
+    ----------
+    layer, graph, feat, edge_feat, layer_kwargs, dtype
+        As for :func:`layer_jacobian_operator`.
+    num_probes, lanczos_steps : int
+        Random probes and Lanczos steps per probe (full reorthogonalisation).
+    num_points : int
+        Size of the grid, from 0 to a little beyond the largest Ritz singular value.
+    bandwidth : float, optional
+        Kernel width :math:`h`; default 2.5 % of the largest singular value.
+    seed : int
+        Seed of the probes.
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor)
+        ``grid`` and ``density``, float64, each of length ``num_points``.
+
+    Example
+    -------
+    >>> import dgl, torch
+    >>> from dgl.nn import GraphConv
+    >>> from dgl_ssm import SSMLayer
+    >>> from dgl_ssm.analysis import spectral_density
+    >>> g = dgl.add_self_loop(dgl.rand_graph(30, 90))
+    >>> layer = SSMLayer(GraphConv(4, 4), 4)
+    >>> feat = torch.randn(30, 4)
+    >>> grid, density = spectral_density(layer, g, feat, num_probes=4, lanczos_steps=30)
+    >>> mass = torch.trapezoid(density, grid).item()
+    >>> round(mass, 2)
+    1.0
+    """
+    who = "spectral_density"
+    for name, value in [("num_probes", num_probes), ("lanczos_steps", lanczos_steps)]:
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}.")
+    if not isinstance(num_points, int) or num_points < 2:
+        raise ValueError(f"{who}: num_points must be an integer ≥ 2, got {num_points!r}.")
+    lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed)
+    size = lin.shape[1]
+    steps = min(lanczos_steps, size)
+    rng = np.random.default_rng(seed)
+    device = lin.x.device
+
+    def gram(v):
+        v = torch.from_numpy(v).to(device=device, dtype=lin.dtype)
+        return lin.rmatvec(lin.matvec(v)).reshape(-1).double().cpu().numpy()
+
+    nodes, weights = [], []
+    for _ in range(num_probes):
+        probe = rng.choice([-1.0, 1.0], size=size)
+        theta, tau = _lanczos_quadrature(gram, probe / np.linalg.norm(probe), steps)
+        nodes.append(np.sqrt(np.clip(theta, 0.0, None)))
+        weights.append(tau / num_probes)
+    nodes, weights = np.concatenate(nodes), np.concatenate(weights)
+    top = float(nodes.max()) if nodes.size else 0.0
+    width = bandwidth if bandwidth is not None else max(0.025 * top, 1e-12)
+    if width <= 0:
+        raise ValueError(f"{who}: bandwidth must be positive, got {bandwidth!r}.")
+    grid = np.linspace(0.0, top + 3 * width, num_points)
+    diff = (grid[:, None] - nodes[None, :]) / width
+    mirror = (grid[:, None] + nodes[None, :]) / width  # fold the mass below 0 back
+    kernel = (np.exp(-0.5 * diff**2) + np.exp(-0.5 * mirror**2)) / (width * np.sqrt(2 * np.pi))
+    density = kernel @ weights
+    return torch.from_numpy(grid), torch.from_numpy(density)
+
+
+def _lanczos_quadrature(apply, start, steps):
+    """Gauss quadrature nodes and weights of the spectral measure of ``apply`` at ``start``."""
+    basis = np.zeros((steps, start.size))
+    alpha, beta = [], []
+    q, previous, b = start, np.zeros_like(start), 0.0
+    for j in range(steps):
+        basis[j] = q
+        w = apply(q) - b * previous
+        a = float(q @ w)
+        w -= a * q
+        w -= basis[: j + 1].T @ (basis[: j + 1] @ w)  # full reorthogonalisation
+        alpha.append(a)
+        b = float(np.linalg.norm(w))
+        if j == steps - 1 or b <= 1e-12 * max(abs(a), 1.0):
+            break
+        beta.append(b)
+        previous, q = q, w / b
+    tridiagonal = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+    theta, vectors = np.linalg.eigh(tridiagonal)
+    return theta, vectors[0] ** 2
+
+
+def _dense_from(lin, who):
+    rows, cols = lin.shape
+    if max(rows, cols) > DEFAULT_MAX_DIM:
+        _refuse(who, rows, cols, DEFAULT_MAX_DIM, lin.x.element_size())
+    jac = torch.zeros(rows, cols, dtype=lin.dtype, device=lin.x.device)
+    eye = torch.eye(rows, dtype=lin.dtype, device=lin.x.device)
+    for row in range(rows):
+        jac[row] = lin.rmatvec(eye[row]).reshape(-1)
+    return jac
+
+
+def _check_k(who, k):
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"{who}: k must be a positive integer, got {k!r}.")

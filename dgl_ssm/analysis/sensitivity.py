@@ -1,0 +1,232 @@
+r"""Sensitivity of a node's final state to a distant node's input: over-squashing, measured.
+
+.. math::
+    S(v, u) = \Big\| \frac{\partial h_v^{(L)}}{\partial x_u} \Big\|
+    \qquad \big(\text{the } d_{\text{out}} \times d_{\text{in}} \text{ block of the Jacobian of }
+    X \mapsto H^{(L)}\big)
+
+:math:`h^{(L)}` is the output of the last layer (before the task head, read with a hook) and
+:math:`x_u` the raw input features of node :math:`u` (the encoder is part of the map). A
+message-passing model over-squashes when :math:`S(v, u)` decays fast with the hop distance
+:math:`d(u, v)`; the paper's claim is that k-hop rewiring (shorter paths) and non-vanishing
+SSM dynamics are both needed to prevent it.
+
+Each target :math:`v` costs :math:`d_{\text{out}}` backward passes (one per coordinate of
+:math:`h_v^{(L)}`), which give its sensitivity to every source :math:`u` at once.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.csgraph import shortest_path
+
+from ._common import check_features, evaluating, model_layers, one_hop_graph
+from .states import recorded_states
+
+__all__ = ["hop_distances", "sensitivity", "sensitivity_by_distance"]
+
+NORMS = ("fro", 2)
+
+
+def _final_state_gradients(model, graph, feat, targets, edge_feat, who):
+    """Yield ``(v, k, ∂h_v,k^(L)/∂X)`` for every target ``v`` and output coordinate ``k``."""
+    model_layers(model, who)
+    check_features(graph, feat, who)
+    with evaluating(model), torch.enable_grad():
+        x = feat.detach().clone().requires_grad_(True)
+        with recorded_states(model, include_input=False, who=who) as states:
+            model(graph, x) if edge_feat is None else model(graph, x, edge_feat)
+        last = states[-1]
+        for v in targets:
+            for k in range(last.shape[1]):
+                grad = None
+                if last.requires_grad:
+                    (grad,) = torch.autograd.grad(
+                        last[v, k], x, retain_graph=True, allow_unused=True
+                    )
+                yield v, k, torch.zeros_like(x) if grad is None else grad.detach()
+
+
+def _check_nodes(nodes, num_nodes, who, what):
+    nodes = [int(node) for node in nodes]
+    bad = [node for node in nodes if not 0 <= node < num_nodes]
+    if bad:
+        raise IndexError(
+            f"{who}: {what} {bad[:5]} out of range for a graph of {num_nodes} nodes "
+            f"(valid: 0..{num_nodes - 1})."
+        )
+    return nodes
+
+
+def sensitivity(model, graph, feat, pairs, *, edge_feat=None, ord="fro"):
+    r"""Sensitivities :math:`\|\partial h_v^{(L)} / \partial x_u\|` for chosen ``(v, u)`` pairs.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A deep GNN with ``.layers`` (run in eval mode; restored afterwards).
+    graph, feat, edge_feat
+        The model's inputs (for k-hop models: the rewired graph).
+    pairs : sequence of (int, int) or tensor of shape (P, 2)
+        ``(target v, source u)`` node pairs.
+    ord : {"fro", 2}
+        Frobenius or spectral norm of the :math:`d_{\text{out}} \times d_{\text{in}}` block.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(P,)``, float64, in the order of ``pairs``.
+
+    Example
+    -------
+    On a path 0 – 1 – 2 – 3, two GCN layers cannot carry node 3's input to node 0:
+
+    >>> import dgl, torch
+    >>> from dgl_ssm import build_model
+    >>> from dgl_ssm.analysis import sensitivity
+    >>> g = dgl.add_self_loop(dgl.to_bidirected(dgl.graph(([0, 1, 2], [1, 2, 3]))))
+    >>> _ = torch.manual_seed(0)
+    >>> model = build_model("gcn", in_feats=3, hidden=8, out_feats=2, num_layers=2)
+    >>> s = sensitivity(model, g, torch.randn(4, 3), [(0, 2), (0, 3)])
+    >>> bool(s[0] > 0), s[1].item()
+    (True, 0.0)
+    """
+    who = "sensitivity"
+    if ord not in NORMS:
+        raise ValueError(f"{who}: ord must be 'fro' or 2, got {ord!r}.")
+    pairs = torch.as_tensor(pairs, dtype=torch.long).reshape(-1, 2).tolist()
+    num_nodes = feat.shape[0] if isinstance(feat, torch.Tensor) else 0
+    _check_nodes([p for pair in pairs for p in pair], num_nodes, who, "nodes")
+    sources = {}
+    for v, u in pairs:
+        sources.setdefault(v, []).append(u)
+    blocks = {v: [] for v in sources}
+    for v, _k, grad in _final_state_gradients(model, graph, feat, sources, edge_feat, who):
+        blocks[v].append(grad[sources[v]].double())  # row k of the blocks of every u
+    norms = {}
+    for v, rows in blocks.items():
+        block = torch.stack(rows, dim=1)  # (|u|, d_out, d_in)
+        if ord == "fro":
+            values = block.pow(2).sum(dim=(1, 2)).sqrt()
+        else:
+            values = torch.linalg.matrix_norm(block, ord=2)
+        norms[v] = dict(zip(sources[v], values.tolist()))
+    return torch.tensor([norms[v][u] for v, u in pairs], dtype=torch.float64)
+
+
+def hop_distances(graph, targets, hop_field="hop"):
+    r"""Hop distances :math:`d(u, v)` from every node :math:`u` to each target :math:`v`.
+
+    The length of the shortest path :math:`u \to \dots \to v` along stored edge directions
+    (the direction messages flow), by breadth-first search
+    (:func:`scipy.sparse.csgraph.shortest_path`). On a graph rewired by
+    :class:`~dgl_ssm.KHopTransform` only the hop-1 edges (``edata[hop_field] == 1``), i.e. the
+    original graph, are used.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(len(targets), n)``, float, ``inf`` where ``v`` cannot be reached from ``u``.
+
+    Example
+    -------
+    >>> import dgl
+    >>> from dgl_ssm.analysis import hop_distances
+    >>> g = dgl.to_bidirected(dgl.graph(([0, 1, 2], [1, 2, 3])))
+    >>> hop_distances(g, [0]).tolist()
+    [[0.0, 1.0, 2.0, 3.0]]
+    """
+    base = one_hop_graph(graph, hop_field)
+    n = base.num_nodes()
+    targets = _check_nodes(targets, n, "hop_distances", "targets")
+    src, dst = (t.cpu().numpy() for t in base.edges())
+    # Row v of the reversed adjacency lists the nodes with an edge into v.
+    reversed_adj = sp.csr_matrix((np.ones(len(src)), (dst, src)), shape=(n, n))
+    return shortest_path(reversed_adj, directed=True, unweighted=True, indices=targets).reshape(
+        len(targets), n
+    )
+
+
+def sensitivity_by_distance(
+    model,
+    graph,
+    feat,
+    targets=None,
+    max_distance=None,
+    *,
+    distance_graph=None,
+    edge_feat=None,
+    num_targets=16,
+    seed=0,
+    hop_field="hop",
+):
+    r"""Mean sensitivity :math:`\|\partial h_v^{(L)} / \partial x_u\|_F` per hop distance.
+
+    For every target :math:`v` the sensitivities to all sources :math:`u` are computed
+    (:math:`d_{\text{out}}` backward passes per target), grouped by the hop distance
+    :math:`d(u, v)` (see :func:`hop_distances`) and averaged over all ``(v, u)`` pairs at
+    that distance. Unreachable sources are left out.
+
+    Parameters
+    ----------
+    model, graph, feat, edge_feat
+        As for :func:`sensitivity`; for k-hop models ``graph`` is the rewired graph.
+    targets : sequence of int, optional
+        Target nodes. Default: every node if there are at most ``num_targets``, else
+        ``num_targets`` nodes drawn without replacement with ``seed``.
+    max_distance : int, optional
+        Drop larger distances.
+    distance_graph : dgl.DGLGraph, optional
+        The graph distances are measured on. Default ``graph`` — or its hop-1 edges when it
+        carries ``edata[hop_field]`` (k-hop rewired), so distances are those of the original
+        graph, not of the rewiring.
+
+    Returns
+    -------
+    dict of int to float
+        ``{distance: mean sensitivity}``, by increasing distance.
+
+    Example
+    -------
+    >>> import dgl, torch
+    >>> from dgl_ssm import build_model
+    >>> from dgl_ssm.analysis import sensitivity_by_distance
+    >>> ring = dgl.graph((torch.arange(8), (torch.arange(8) + 1) % 8))
+    >>> g = dgl.add_self_loop(dgl.to_bidirected(ring))
+    >>> _ = torch.manual_seed(0)
+    >>> model = build_model("gcn", in_feats=3, hidden=8, out_feats=2, num_layers=3)
+    >>> curve = sensitivity_by_distance(model, g, torch.randn(8, 3), targets=[0, 3])
+    >>> sorted(curve), curve[0] > curve[3] > 0, curve[4]  # 3 layers reach 3 hops
+    ([0, 1, 2, 3, 4], True, 0.0)
+    """
+    who = "sensitivity_by_distance"
+    check_features(graph, feat, who)
+    n = feat.shape[0]
+    if targets is None:
+        if n <= num_targets:
+            targets = list(range(n))
+        else:
+            rng = np.random.default_rng(seed)
+            targets = sorted(rng.choice(n, size=num_targets, replace=False).tolist())
+    targets = _check_nodes(targets, n, who, "targets")
+    targets = list(dict.fromkeys(targets))
+    base = graph if distance_graph is None else distance_graph
+    if base.num_nodes() != n:
+        raise ValueError(
+            f"{who}: distance_graph has {base.num_nodes()} nodes but the model's graph has "
+            f"{n}; it must be the same graph before rewiring."
+        )
+    distances = hop_distances(base, targets, hop_field)
+
+    squared = {v: torch.zeros(n, dtype=torch.float64) for v in targets}
+    for v, _k, grad in _final_state_gradients(model, graph, feat, targets, edge_feat, who):
+        squared[v] += grad.double().pow(2).sum(dim=1).cpu()
+    values = np.stack([squared[v].sqrt().numpy() for v in targets])
+
+    reachable = np.isfinite(distances)
+    if max_distance is not None:
+        reachable &= distances <= max_distance
+    hops = distances[reachable].astype(np.int64)
+    sums = np.bincount(hops, weights=values[reachable])
+    counts = np.bincount(hops)
+    return {int(d): float(sums[d] / counts[d]) for d in np.nonzero(counts)[0]}

@@ -1,0 +1,133 @@
+r"""The node states a deep GNN passes from layer to layer, observed with forward hooks.
+
+A :class:`~dgl_ssm.DeepGNN` computes
+
+.. math::
+    H^{(0)} = \mathrm{encoder}(X), \qquad H^{(\ell)} = \mathrm{layer}_\ell(G_\ell,
+    H^{(\ell-1)}), \quad \ell = 1, \dots, L,
+
+and the diagnostics of this package read :math:`H^{(0)}, \dots, H^{(L)}` without touching the
+model's code: hooks on ``model.layers`` record them and are removed afterwards, even when the
+forward pass fails.
+"""
+
+from contextlib import contextmanager
+from typing import Any, NamedTuple, Optional
+
+import torch
+
+from ._common import evaluating, model_layers, node_state
+
+__all__ = ["LayerCall", "layer_inputs", "recorded_states"]
+
+
+@contextmanager
+def recorded_states(model, include_input=True, who="recorded_states"):
+    r"""Record the node states of every forward pass run inside the block.
+
+    Yields a list that fills up with :math:`H^{(0)}` (the input of the first layer, i.e. the
+    encoder output; only with ``include_input``) and then every layer's output
+    :math:`H^{(1)}, \dots, H^{(L)}` — the very tensors the model uses, so they stay connected
+    to the autograd graph. Layers that return ``(h, e)`` contribute ``h``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A deep GNN with a ``.layers`` list (any dgl_ssm model).
+    include_input : bool
+        Also record :math:`H^{(0)}`.
+
+    Example
+    -------
+    >>> import dgl, torch
+    >>> from dgl_ssm import build_model
+    >>> from dgl_ssm.analysis import recorded_states
+    >>> g = dgl.add_self_loop(dgl.rand_graph(6, 12))
+    >>> model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=5)
+    >>> with recorded_states(model) as states:
+    ...     _ = model(g, torch.randn(6, 3))
+    >>> len(states), tuple(states[-1].shape)
+    (6, (6, 4))
+    """
+    layers = model_layers(model, who)
+    states = []
+
+    def keep_input(_module, args, kwargs):
+        states.append(node_state(args[1] if len(args) > 1 else kwargs["feat"]))
+
+    def keep_output(_module, _args, output):
+        states.append(node_state(output))
+
+    handles = []
+    try:
+        if include_input:
+            handles.append(layers[0].register_forward_pre_hook(keep_input, with_kwargs=True))
+        handles.extend(layer.register_forward_hook(keep_output) for layer in layers)
+        yield states
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class LayerCall(NamedTuple):
+    """What one layer was called with: ``layer(graph, feat[, edge_feat], **kwargs)``."""
+
+    graph: Any
+    feat: torch.Tensor
+    edge_feat: Optional[torch.Tensor]
+    kwargs: dict
+
+
+def layer_inputs(model, graph, feat, edge_feat=None):
+    r"""The arguments every layer of ``model`` receives in one forward pass (eval mode).
+
+    Use them to linearise a layer where the model actually puts it:
+    ``dense_layer_jacobian(model.layers[i], *call[:3], layer_kwargs=call.kwargs)``. This also
+    gives each layer its own graph in k-hop models (the hop graph it reads) and the edge
+    features of edge-feature backbones (GatedGCN).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A deep GNN with ``.layers``.
+    graph, feat, edge_feat
+        The model's inputs, as for ``model(graph, feat, edge_feat)``.
+
+    Returns
+    -------
+    list of LayerCall
+        One per layer, with detached tensors; ``kwargs`` holds extra keyword arguments (the
+        state history of cumulative k-hop layers).
+
+    Example
+    -------
+    >>> import dgl, torch
+    >>> from dgl_ssm import build_model
+    >>> from dgl_ssm.analysis import layer_inputs
+    >>> g = dgl.add_self_loop(dgl.rand_graph(6, 12))
+    >>> model = build_model("gcn", in_feats=3, hidden=4, out_feats=2, num_layers=3)
+    >>> calls = layer_inputs(model, g, torch.randn(6, 3))
+    >>> len(calls), tuple(calls[0].feat.shape), calls[0].edge_feat is None
+    (3, (6, 4), True)
+    """
+    layers = model_layers(model, "layer_inputs")
+    calls = []
+
+    def keep(_module, args, kwargs):
+        kwargs = dict(kwargs)
+        layer_graph = args[0] if args else kwargs.pop("graph")
+        state = args[1] if len(args) > 1 else kwargs.pop("feat")
+        edges = args[2] if len(args) > 2 else kwargs.pop("edge_feat", None)
+        extra = {k: list(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+        calls.append(
+            LayerCall(layer_graph, state.detach(), None if edges is None else edges.detach(), extra)
+        )
+
+    handles = [layer.register_forward_pre_hook(keep, with_kwargs=True) for layer in layers]
+    try:
+        with evaluating(model), torch.no_grad():
+            model(graph, feat) if edge_feat is None else model(graph, feat, edge_feat)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls

@@ -1,0 +1,436 @@
+"""dgl_ssm.analysis against independent computations: numpy theory, dense autograd, hand sums."""
+
+import contextlib
+import csv
+import math
+import time
+
+import dgl
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from dgl.nn import GraphConv
+
+from dgl_ssm import KHopTransform, PlainUpdate, SSMLayer, SSMUpdate, build_model
+from dgl_ssm.analysis import (
+    dense_layer_jacobian,
+    dirichlet_energy,
+    hop_distances,
+    layer_energies,
+    layer_gradient_norms,
+    layer_inputs,
+    sensitivity,
+    sensitivity_by_distance,
+    spectral_density,
+    top_eigenvalue_moduli,
+    top_singular_values,
+)
+from dgl_ssm.backbones import BACKBONES
+from tests.conftest import random_graph
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tests run thousands of small autograd passes and ARPACK steps, where intra-op
+    threads (torch's and OpenBLAS's) only add synchronisation, and stall badly when other
+    jobs share the cores: use one thread here, then restore the settings."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        limits = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(1)
+    with limits:
+        yield
+    torch.set_num_threads(threads)
+
+
+def ring(n, self_loops=True):
+    nodes = torch.arange(n)
+    graph = dgl.to_bidirected(dgl.graph((nodes, (nodes + 1) % n)))
+    return dgl.add_self_loop(graph) if self_loops else graph
+
+
+def numpy_gcn_adjacency(graph_without_loops):
+    """Ã = D^-1/2 (A + I) D^-1/2, built from the edge list with numpy only."""
+    n = graph_without_loops.num_nodes()
+    src, dst = (t.numpy() for t in graph_without_loops.edges())
+    adj = np.eye(n)
+    adj[dst, src] = 1.0
+    deg = adj.sum(axis=1)
+    return adj / np.sqrt(np.outer(deg, deg))
+
+
+def gcn_layer(dim, update):
+    return SSMLayer(BACKBONES["gcn"].make_conv(dim), dim, update)
+
+
+# --- Jacobians -----------------------------------------------------------------------------
+
+
+def test_linear_gcn_jacobian_singular_values_are_products_of_adjacency_and_weight_spectra():
+    torch.manual_seed(0)
+    bare = random_graph(15, 25, seed=3, self_loops=False)
+    dim = 5
+    conv = GraphConv(dim, dim, bias=False)
+    layer = SSMLayer(conv, dim, PlainUpdate("identity"))
+    jac = dense_layer_jacobian(layer, dgl.add_self_loop(bare), torch.randn(15, dim))
+    assert jac.shape == (15 * dim, 15 * dim) and jac.dtype == torch.float64
+
+    a_hat = numpy_gcn_adjacency(bare)
+    weight = conv.weight.detach().double().numpy()
+    theory = np.sort(np.outer(np.abs(np.linalg.eigvalsh(a_hat)), np.linalg.svd(weight)[1]).ravel())
+    measured = np.sort(np.linalg.svd(jac.numpy(), compute_uv=False))
+    np.testing.assert_allclose(measured, theory, atol=1e-5)
+    np.testing.assert_allclose(jac.numpy(), np.kron(a_hat, weight.T), atol=1e-12)
+
+
+def test_dense_jacobian_of_a_plain_function_and_the_size_refusal():
+    weight = torch.randn(3, 3, dtype=torch.float64)
+    graph = dgl.graph(([0], [1]), num_nodes=4)
+    jac = dense_layer_jacobian(lambda g, h: torch.tanh(h @ weight), graph, torch.zeros(4, 3))
+    np.testing.assert_allclose(jac.numpy(), np.kron(np.eye(4), weight.numpy().T), atol=1e-12)
+
+    big = random_graph(300, 600, seed=0)
+    with pytest.raises(ValueError, match=r"19,200 × 19,200.*top_singular_values"):
+        dense_layer_jacobian(gcn_layer(64, SSMUpdate(64)), big, torch.randn(300, 64))
+
+
+@pytest.mark.parametrize("update", ["ssm", "plain"])
+def test_matrix_free_spectra_match_the_dense_ones(update):
+    torch.manual_seed(1)
+    graph, dim = random_graph(40, 80, seed=4), 8
+    layer = gcn_layer(dim, SSMUpdate(dim) if update == "ssm" else PlainUpdate("relu"))
+    feat = torch.randn(40, dim)
+    jac = dense_layer_jacobian(layer, graph, feat).numpy()
+
+    dense_sv = np.sort(np.linalg.svd(jac, compute_uv=False))[::-1]
+    np.testing.assert_allclose(
+        top_singular_values(layer, graph, feat, k=10), dense_sv[:10], atol=1e-4
+    )
+    dense_moduli = np.sort(np.abs(np.linalg.eigvals(jac)))[::-1]
+    moduli = top_eigenvalue_moduli(layer, graph, feat, k=10)
+    np.testing.assert_allclose(moduli, dense_moduli[:10], atol=1e-4)
+
+    grid, density = spectral_density(layer, graph, feat, num_probes=20, lanczos_steps=40)
+    assert torch.trapezoid(density, grid).item() == pytest.approx(1.0, abs=1e-3)
+    mean_square = torch.trapezoid(grid**2 * density, grid).item()  # E[σ²] = ‖J‖²_F / N
+    bandwidth = 0.025 * dense_sv[0]
+    expected = (dense_sv**2).mean() + bandwidth**2  # the kernel adds its own variance
+    assert mean_square == pytest.approx(expected, rel=0.1)
+
+
+@pytest.mark.parametrize("backbone", ["gin", "sage", "gat", "gatedgcn"])
+def test_every_backbone_linearises_correctly(backbone):
+    torch.manual_seed(2)
+    graph, dim = random_graph(20, 40, seed=5), 8
+    options = {"heads": 2} if backbone == "gat" else {}
+    layer = SSMLayer(BACKBONES[backbone].make_conv(dim, **options), dim, PlainUpdate("tanh"))
+    feat = torch.randn(20, dim)
+    edge_feat = torch.randn(graph.num_edges(), dim) if backbone == "gatedgcn" else None
+    jac = dense_layer_jacobian(layer, graph, feat, edge_feat).numpy()
+    dense_sv = np.sort(np.linalg.svd(jac, compute_uv=False))[::-1]
+    dense_moduli = np.sort(np.abs(np.linalg.eigvals(jac)))[::-1]
+    if backbone == "gat":  # edge softmax's backward is not differentiable: J·v by differences
+        with pytest.warns(RuntimeWarning, match="finite differences"):
+            values = top_singular_values(layer, graph, feat, k=5)
+    else:
+        values = top_singular_values(layer, graph, feat, k=5, edge_feat=edge_feat)
+    np.testing.assert_allclose(values, dense_sv[:5], atol=1e-4)
+    if backbone != "gat":
+        moduli = top_eigenvalue_moduli(layer, graph, feat, k=5, edge_feat=edge_feat)
+        np.testing.assert_allclose(moduli, dense_moduli[:5], atol=1e-4)
+
+
+def test_jacobian_leaves_the_layer_as_it_was():
+    layer = gcn_layer(4, SSMUpdate(4))
+    layer.train()
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    dense_layer_jacobian(layer, random_graph(6, 8), torch.randn(6, 4))
+    assert layer.training and layer.conv.weight.dtype == torch.float32
+    assert all(torch.equal(before[k], v) for k, v in layer.state_dict().items())
+    assert layer.conv.weight.grad is None
+
+
+def test_matrix_free_top10_on_cora_takes_seconds(cora):
+    graph = dgl.add_self_loop(dgl.remove_self_loop(cora))
+    torch.manual_seed(0)
+    layer = gcn_layer(64, PlainUpdate("relu"))
+    feat = torch.randn(graph.num_nodes(), 64)
+    start = time.perf_counter()
+    values = top_singular_values(layer, graph, feat, k=10)
+    elapsed = time.perf_counter() - start
+    print(f"\nmatrix-free top-10 σ of a {feat.numel():,}-dim GCN layer Jacobian: {elapsed:.1f} s")
+    assert values.shape == (10,) and bool((values[:-1] >= values[1:]).all())
+    assert elapsed < 120
+
+
+# --- Dirichlet energy ------------------------------------------------------------------------
+
+# Directed edges 0→1, 1→2, 2→3, 3→0, 0→2; h0=(0,0), h1=(1,0), h2=(1,1), h3=(0,2).
+HAND_GRAPH = ([0, 1, 2, 3, 0], [1, 2, 3, 0, 2])
+HAND_FEAT = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 2.0]]
+
+
+def test_dirichlet_energy_by_hand():
+    graph, feat = dgl.graph(HAND_GRAPH), torch.tensor(HAND_FEAT)
+    # ‖h0−h1‖² + ‖h1−h2‖² + ‖h2−h3‖² + ‖h3−h0‖² + ‖h0−h2‖² = 1 + 1 + 2 + 4 + 2 = 10; / n = 4
+    assert dirichlet_energy(graph, feat) == pytest.approx(2.5, abs=1e-12)
+    # Stored edges are summed: both directions of every edge count.
+    assert dirichlet_energy(dgl.to_bidirected(graph), feat) == pytest.approx(5.0, abs=1e-12)
+    # Self loops add nothing; constant states have no energy.
+    assert dirichlet_energy(dgl.add_self_loop(graph), feat) == pytest.approx(2.5, abs=1e-12)
+    assert dirichlet_energy(graph, torch.full((4, 2), 3.0)) == 0.0
+
+
+def test_normalized_dirichlet_energy_by_hand():
+    graph, feat = dgl.graph(HAND_GRAPH), torch.tensor(HAND_FEAT)
+    # In-degrees 1, 1, 2, 1: h̃ = h/√(1+d) = (0,0), (1/√2,0), (1/√3,1/√3), (0,√2).
+    # 0→1: 1/2; 1→2: 7/6 − 2/√6; 2→3: 8/3 − 2√(2/3); 3→0: 2; 0→2: 2/3. Sum = 7 − √6.
+    expected = (7 - math.sqrt(6)) / 4
+    assert dirichlet_energy(graph, feat, normalized=True) == pytest.approx(expected, abs=1e-12)
+    # States proportional to √(1 + d) are the normalised variant's constants.
+    scaled = torch.sqrt(1.0 + graph.in_degrees().double()).unsqueeze(1).repeat(1, 2)
+    assert dirichlet_energy(graph, scaled, normalized=True) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_energy_on_cora_vanishes_through_plain_gcn_but_not_gcn_ssm(cora):
+    graph = dgl.add_self_loop(dgl.remove_self_loop(cora))
+    feat = graph.ndata["feat"]
+    energies = {}
+    for name in ("gcn", "gcn_ssm"):
+        torch.manual_seed(0)
+        model = build_model(name, feat.shape[1], 64, 7, num_layers=64)
+        model.train()
+        energies[name] = layer_energies(model, graph, feat)
+        assert model.training and not model.layers[0]._forward_hooks
+        assert not model.layers[0]._forward_pre_hooks
+    plain, ssm = energies["gcn"], energies["gcn_ssm"]
+    assert len(plain) == 65 and plain[0] == pytest.approx(ssm[0])  # same encoder, same H⁽⁰⁾
+    print(
+        f"\nCora, 64 layers at init: E(H⁽⁶⁴⁾)/E(H⁽¹⁾) GCN {plain[-1] / plain[1]:.1e}, "
+        f"GCN-SSM {ssm[-1] / ssm[1]:.1e}"
+    )
+    assert plain[-1] < 1e-3 * plain[1]
+    assert ssm[-1] >= 0.1 * ssm[1]
+
+
+def test_layer_energies_of_a_rewired_graph_use_the_original_edges():
+    torch.manual_seed(0)
+    bare = ring(10, self_loops=False)
+    model = build_model("kgcn_ssm", 3, 4, 2, num_layers=3)
+    feat = torch.randn(10, 3)
+    rewired = KHopTransform(k=3)(bare)
+    with torch.no_grad():
+        h0 = model.encoder(feat)
+    energies = layer_energies(model, rewired, feat)
+    assert energies[0] == pytest.approx(dirichlet_energy(bare, h0))
+
+
+# --- gradient norms ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gcn", "gatedgcn_ssm"])
+def test_gradient_norms_match_a_manual_chain(name):
+    torch.manual_seed(0)
+    graph = random_graph(12, 24, seed=6)
+    model = build_model(name, 5, 8, 3, num_layers=3)
+    feat, labels = torch.randn(12, 5), torch.randint(0, 3, (12,))
+
+    def loss_fn(out):
+        return F.cross_entropy(out, labels)
+
+    norms = layer_gradient_norms(model, graph, feat, loss_fn)
+    assert all(p.grad is None for p in model.parameters())
+    assert not any(layer._forward_hooks or layer._forward_pre_hooks for layer in model.layers)
+
+    model.eval()  # the same computation, written out by hand
+    states, h = [], model.encoder(feat)
+    edges = model.edge_embedding.expand(graph.num_edges(), -1) if "gated" in name else None
+    for layer in model.layers:
+        if edges is None:
+            h = layer(graph, h)
+        else:
+            h, edges = layer(graph, h, edges)
+        states.append(h)
+    grads = torch.autograd.grad(loss_fn(model.head(h)), states)
+    np.testing.assert_allclose(norms, [g.norm().item() for g in grads], rtol=1e-6)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_gradient_norms_vanish_for_gcn_not_gcn_ssm_and_keep_existing_grads():
+    graph, feat = random_graph(60, 150, seed=1), torch.randn(60, 8)
+    ratios = {}
+    for name in ("gcn", "gcn_ssm"):
+        torch.manual_seed(0)
+        model = build_model(name, 8, 16, 2, num_layers=32)
+        model(graph, feat).sum().backward()
+        before = [p.grad.clone() for p in model.parameters()]
+        norms = layer_gradient_norms(model, graph, feat, lambda out: out.pow(2).mean())
+        assert all(torch.equal(b, p.grad) for b, p in zip(before, model.parameters()))
+        ratios[name] = norms[0] / norms[-1]
+    assert ratios["gcn"] < 1e-4 < 1e-1 < ratios["gcn_ssm"]
+
+
+# --- sensitivity ---------------------------------------------------------------------------
+
+
+def dense_final_state_jacobian(model, graph, feat):
+    """∂H⁽ᴸ⁾/∂X of the map written out by hand: shape (n, d_out, n, d_in)."""
+
+    def final_state(x):
+        h = model.encoder(x)
+        for layer in model.layers:
+            h = layer(graph, h)
+        return h
+
+    return torch.autograd.functional.jacobian(final_state, feat)
+
+
+def test_sensitivity_matches_dense_autograd():
+    torch.manual_seed(0)
+    graph = random_graph(10, 14, seed=7)
+    model = build_model("gcn_ssm", 3, 4, 2, num_layers=3).eval()
+    feat = torch.randn(10, 3)
+    jac = dense_final_state_jacobian(model, graph, feat).double()
+    pairs = [(0, 0), (0, 5), (3, 9), (7, 2), (0, 9)]
+    for ord in ("fro", 2):
+        expected = [torch.linalg.matrix_norm(jac[v, :, u, :], ord=ord).item() for v, u in pairs]
+        np.testing.assert_allclose(
+            sensitivity(model, graph, feat, pairs, ord=ord), expected, rtol=1e-5, atol=1e-12
+        )
+
+    # sensitivity_by_distance = means of the dense blocks grouped by networkx distances.
+    curve = sensitivity_by_distance(model, graph, feat)
+    lengths = dict(nx.all_pairs_shortest_path_length(dgl.to_networkx(graph)))
+    groups = {}
+    for v in range(10):
+        for u in range(10):
+            if v in lengths[u]:
+                groups.setdefault(lengths[u][v], []).append(jac[v, :, u, :].norm().item())
+    assert sorted(curve) == sorted(groups)
+    for d, values in groups.items():
+        assert curve[d] == pytest.approx(np.mean(values), rel=1e-5)
+
+
+def test_hop_distances_of_a_rewired_graph_are_the_original_ones():
+    bare = ring(12, self_loops=False)
+    rewired = KHopTransform(k=4)(bare)
+    np.testing.assert_array_equal(hop_distances(rewired, [0, 5]), hop_distances(bare, [0, 5]))
+    assert hop_distances(bare, [0])[0].tolist() == [0, 1, 2, 3, 4, 5, 6, 5, 4, 3, 2, 1]
+
+
+def test_plain_gcn_oversquashes_on_a_ring_more_than_kgcn_ssm():
+    size, depth = 16, 8
+    bare = ring(size, self_loops=False)
+    feat = torch.randn(size, 5, generator=torch.Generator().manual_seed(0))
+    curves = {}
+    for name in ("gcn", "kgcn_ssm"):
+        torch.manual_seed(0)
+        model = build_model(name, 5, 16, 2, num_layers=depth)
+        graph = KHopTransform(k=depth)(bare) if name.startswith("k") else dgl.add_self_loop(bare)
+        curves[name] = sensitivity_by_distance(model, graph, feat, targets=[0, 4, 8, 12])
+        assert sorted(curves[name]) == list(range(depth + 1))
+    far_over_near = {name: c[depth] / c[1] for name, c in curves.items()}
+    print(f"\nring {size}, {depth} layers: S(d={depth})/S(d=1) {far_over_near}")
+    assert far_over_near["gcn"] < 0.1 * far_over_near["kgcn_ssm"]
+
+
+# --- errors and hooks ----------------------------------------------------------------------
+
+
+def test_a_model_without_layers_is_refused_with_the_remedy():
+    graph, feat = random_graph(5, 5), torch.randn(5, 3)
+    model = torch.nn.Linear(3, 3)
+    for call in (
+        lambda: layer_energies(model, graph, feat),
+        lambda: layer_gradient_norms(model, graph, feat, lambda out: out.sum()),
+        lambda: sensitivity(model, graph, feat, [(0, 1)]),
+        lambda: layer_inputs(model, graph, feat),
+    ):
+        with pytest.raises(TypeError, match=r"`\.layers`.*build_model"):
+            call()
+
+
+def test_hooks_are_removed_when_the_forward_pass_fails():
+    model = build_model("gcn", 3, 4, 2, num_layers=2)
+    model.train()
+    with pytest.raises(dgl.DGLError):
+        layer_energies(model, random_graph(5, 5), torch.randn(5, 7))  # wrong feature width
+    with pytest.raises(dgl.DGLError):
+        layer_gradient_norms(model, random_graph(5, 5), torch.randn(5, 7), lambda out: out.sum())
+    assert model.training
+    assert not any(layer._forward_hooks or layer._forward_pre_hooks for layer in model.layers)
+
+
+def test_layer_inputs_feed_the_jacobian_of_a_model_layer():
+    torch.manual_seed(0)
+    graph = random_graph(10, 20, seed=8)
+    model = build_model("gatedgcn_ssm", 3, 4, 2, num_layers=2)
+    calls = layer_inputs(model, graph, torch.randn(10, 3))
+    assert len(calls) == 2 and calls[1].edge_feat.shape == (graph.num_edges(), 4)
+    jac = dense_layer_jacobian(model.layers[1], calls[1].graph, calls[1].feat, calls[1].edge_feat)
+    moduli = torch.linalg.eigvals(jac).abs()
+    assert jac.shape == (40, 40) and 0.5 < moduli.min() <= moduli.max() < 1.5  # Λ = I, B = 0.1·I
+
+
+# --- the dgl-ssm-analyze command -----------------------------------------------------------
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_cli_energy_and_sensitivity_write_png_and_csv(tmp_path):
+    from matplotlib.image import imread
+
+    from benchmarks.analyze import main
+
+    ring_args = ["--dataset", "ring", "--ring-size", "8", "--layers", "4", "--hidden", "8"]
+    out = ["--out", str(tmp_path)]
+    assert main(["energy", "--model", "gcn", "gcn_ssm", *ring_args, *out]) == 0
+    assert main(["sensitivity", "--model", "gcn", "kgcn_ssm", *ring_args, *out]) == 0
+    for stem in ("energy_ring", "sensitivity_ring"):
+        image = imread(tmp_path / f"{stem}.png")
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
+
+    energy = read_csv(tmp_path / "energy_ring.csv")
+    assert [row["layer"] for row in energy] == [str(i) for i in range(5)] * 2
+    assert {row["model"] for row in energy} == {"GCN", "GCN-SSM"}
+    # The CLI's numbers are the library's: same seed, same model, same graph.
+    torch.manual_seed(0)
+    model = build_model("gcn", 16, 8, 5, num_layers=4)
+    feat = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    expected = layer_energies(model, ring(8), feat)
+    measured = [float(row["energy"]) for row in energy if row["model"] == "GCN"]
+    np.testing.assert_allclose(measured, expected, rtol=1e-6)
+
+    sens = read_csv(tmp_path / "sensitivity_ring.csv")
+    assert {(row["model"], row["distance"]) for row in sens} == {
+        (model, str(d)) for model in ("GCN", "kGCN-SSM") for d in range(5)
+    }
+
+
+def test_cli_gradients_jacobian_and_errors(tmp_path, capsys):
+    from matplotlib.image import imread
+
+    from benchmarks.analyze import main
+
+    graph_args = ["--dataset", "random", "--num-nodes", "20", "--num-edges", "40", "--hidden", "4"]
+    out = ["--out", str(tmp_path)]
+    assert main(["gradients", "--layers", "5", *graph_args, *out]) == 0
+    assert main(["jacobian", "--model", "gcn_ssm", "gatedgcn", *graph_args, *out]) == 0
+    assert imread(tmp_path / "gradients_random.png").ndim == 3
+    assert imread(tmp_path / "jacobian_random.png").ndim == 3
+    grads = read_csv(tmp_path / "gradients_random.csv")
+    assert len(grads) == 2 * 6 and all(float(row["grad_norm"]) > 0 for row in grads)
+    moduli = [r for r in read_csv(tmp_path / "jacobian_random.csv") if r["kind"] == "eig_modulus"]
+    assert len(moduli) == 2 * 20 * 4
+
+    assert main(["energy", "--model", "gcn_sm", *graph_args, *out]) == 2
+    assert "Did you mean 'gcn_ssm'?" in capsys.readouterr().err
