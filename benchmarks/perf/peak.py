@@ -1,0 +1,94 @@
+"""Peak memory of a stretch of code: resident set on CPU, allocator statistics on CUDA.
+
+On Linux the kernel's high-water mark of the resident set (``VmHWM``, what
+``getrusage().ru_maxrss`` reports) can be reset to the current size by writing ``5`` to
+``/proc/self/clear_refs``, so one process can measure several stretches in turn. Where that
+is not possible the mark cannot be reset, and only the first stretch of a fresh process is
+measured correctly: :attr:`PeakMeter.resettable` says which.
+"""
+
+import resource
+
+import torch
+
+CLEAR_REFS = "/proc/self/clear_refs"
+STATUS = "/proc/self/status"
+
+
+class PeakMeter:
+    """Peak memory growth above a baseline, in MB.
+
+    ``start()`` takes the baseline (and resets the high-water mark); ``peak_mb()`` is the
+    highest usage since then minus that baseline.
+    """
+
+    def __init__(self, device):
+        self.device = torch.device(device)
+        self.baseline = 0.0
+        self.resettable = self.device.type == "cuda" or _can_reset()
+
+    def start(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.baseline = torch.cuda.memory_allocated(self.device) / 2**20
+            return
+        if self.resettable:
+            _reset_high_water_mark()
+        self.baseline = resident_mb()
+
+    def peak_mb(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) / 2**20 - self.baseline
+        return high_water_mark_mb() - self.baseline
+
+    @property
+    def method(self):
+        if self.device.type == "cuda":
+            return "torch.cuda.max_memory_allocated"
+        return "peak RSS (VmHWM, reset per measurement)" if self.resettable else "ru_maxrss"
+
+
+def resident_mb():
+    """Current resident set size of this process, in MB."""
+    value = _status_kb("VmRSS")
+    return value / 1024 if value is not None else high_water_mark_mb()
+
+
+def high_water_mark_mb():
+    """Highest resident set size since start (or since the last reset), in MB."""
+    value = _status_kb("VmHWM")
+    if value is None:  # not Linux: ru_maxrss is KiB on Linux, bytes on macOS
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return value / 1024
+
+
+def process_rss_mb(pid):
+    """Resident set of another process, in MB (``None`` if it is gone or unreadable)."""
+    value = _status_kb("VmRSS", f"/proc/{pid}/status")
+    return None if value is None else value / 1024
+
+
+def _can_reset():
+    try:
+        _reset_high_water_mark()
+    except OSError:
+        return False
+    return _status_kb("VmHWM") is not None
+
+
+def _reset_high_water_mark():
+    with open(CLEAR_REFS, "w") as clear_refs:
+        clear_refs.write("5")
+
+
+def _status_kb(field, path=STATUS):
+    try:
+        with open(path) as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
