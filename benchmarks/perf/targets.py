@@ -72,10 +72,11 @@ def evaluate_targets(ratios, config, large_graph):
         )
     ref_depths = [d for d in config.reference_depths if d in config.depths]
     ref_depth = TARGET_DEPTH if TARGET_DEPTH in ref_depths else max(ref_depths, default=None)
+    at = f"{ref_depth} layers" if ref_depth else "no reference depth timed"
     for graph in graphs:
         targets.append(
             Target(
-                f"ours / PyG GCN-SSM time per epoch, {ref_depth} layers, {graph} (aim)",
+                f"ours / PyG GCN-SSM time per epoch, {at}, {graph} (aim)",
                 REFERENCE,
                 pick("time", "gcn_ssm", "pyg:gcn_ssm", graph, ref_depth),
             )
