@@ -68,8 +68,9 @@ class DeepGNN(nn.Module):
     checkpoint : bool or int
         Activation checkpointing while training: the stack is cut into segments (``True``:
         about √L of them; an int: that many) and only each segment's input is kept; the rest
-        is recomputed in the backward pass. Memory falls from O(L) to O(√L) layer states for
-        one more forward pass of compute. Not available with ``hop_mode="cumulative"``.
+        is recomputed in the backward pass (except the last segment's, which the backward
+        pass needs at once). Memory falls from O(L) to O(√L) layer states for at most one
+        more forward pass of compute. Not available with ``hop_mode="cumulative"``.
     """
 
     backbone = None
@@ -179,10 +180,13 @@ class DeepGNN(nn.Module):
             return self._head(graph, history[-1])
         if self.segments and self.training and torch.is_grad_enabled():
             bounds = torch.linspace(0, self.num_layers, self.segments + 1).round().long().tolist()
-            for start, end in zip(bounds[:-1], bounds[1:]):
+            for start, end in zip(bounds[:-2], bounds[1:-1]):
                 state, edges = torch.utils.checkpoint.checkpoint(
                     self._run_layers, start, end, graphs, state, edges, use_reentrant=False
                 )
+            # The backward pass needs the last segment's activations at once: recomputing them
+            # would cost a forward pass and save no memory.
+            state, edges = self._run_layers(bounds[-2], bounds[-1], graphs, state, edges)
         else:
             state, edges = self._run_layers(0, self.num_layers, graphs, state, edges)
         return self._head(graph, state)

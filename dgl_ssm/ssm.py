@@ -143,8 +143,10 @@ class SSMUpdate(nn.Module):
 
     def forward(self, state, conv_out):
         """Return ``state Λᵀ + σ(conv_out) Bᵀ`` for ``(N, d)`` tensors."""
-        coupled = self.activation(conv_out)
         lam, beta = self._state_scalar, self._input_scalar
+        if lam is not None and beta is not None and type(self.activation) is nn.ReLU:
+            return _ScalarReluStep.apply(state, conv_out, lam, beta)
+        coupled = self.activation(conv_out)
         if lam is None:
             carried = state @ self.state_matrix.t()
         elif lam == 1.0:
@@ -160,6 +162,37 @@ class SSMUpdate(nn.Module):
             f"dim={self.dim}, state={self.state_kind}({describe_matrix(self.state_matrix)}), "
             f"input={self.input_kind}({describe_matrix(self.input_matrix)})"
         )
+
+
+class _ScalarReluStep(torch.autograd.Function):
+    r"""``λ·state + β·relu(conv_out)`` (scalar Λ = λI, B = βI) with a hand-written backward.
+
+    Autograd would record relu and the scaled add as two nodes: it keeps relu's output and
+    allocates β·grad, then the masked copy of it. Here the backward is one masked copy,
+    scaled in place, and the state's gradient passes through untouched, so the step costs
+    the deep stack little more than a plain relu (see ``python -m benchmarks.perf``). The
+    backward is itself made of differentiable ops, so double backward still works.
+    """
+
+    @staticmethod
+    def forward(ctx, state, conv_out, lam, beta):
+        ctx.save_for_backward(conv_out)
+        ctx.lam, ctx.beta = lam, beta
+        carried = state if lam == 1.0 else state * lam
+        out = torch.relu(conv_out)
+        return torch.add(carried, out, alpha=beta, out=out)  # one allocation, not two
+
+    @staticmethod
+    def backward(ctx, grad):
+        (conv_out,) = ctx.saved_tensors
+        grad_state = grad_conv = None
+        if ctx.needs_input_grad[0]:
+            grad_state = grad if ctx.lam == 1.0 else grad * ctx.lam
+        if ctx.needs_input_grad[1]:
+            # relu's own backward (its mask is conv_out > 0), then β in place.
+            grad_conv = torch.ops.aten.threshold_backward(grad, conv_out, 0)
+            grad_conv.mul_(ctx.beta)
+        return grad_state, grad_conv, None, None
 
 
 def _scalar_if_scaled_identity(matrix):

@@ -164,6 +164,33 @@ def test_checkpointing_gives_the_same_outputs_and_gradients(name, checkpoint):
     assert saved.segments == (3 if checkpoint == 3 else 3)  # √7 rounds to 3
 
 
+def saved_bytes(model, graph, feat):
+    """Bytes autograd keeps for the backward pass of one forward pass (tensors by storage)."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(graph, feat)
+    return sum(storages.values())
+
+
+def test_checkpointing_keeps_about_sqrt_l_states_instead_of_l():
+    graph, feat = graph_for("gcn_ssm"), torch.randn(30, 5)
+    args = dict(ARGS, num_layers=16, hidden=32)
+    torch.manual_seed(0)
+    full = saved_bytes(build_model("gcn_ssm", **args), graph, feat)
+    # 4 segments: the inputs of the 3 recomputed ones are kept, and the 4 layers of the last.
+    kept = saved_bytes(build_model("gcn_ssm", **args, checkpoint=True), graph, feat)
+    state = 30 * 32 * 4  # one (N, d) float32 layer state
+    assert full > 16 * state  # every layer keeps at least one state-sized tensor
+    # A layer keeps about full / 16; the last segment keeps 4 layers' worth, and the 3 other
+    # segment inputs (one state each) with the encoder and head stay under one more.
+    assert kept < full * (4 + 1) / 16 + 3 * state
+
+
 def test_checkpointing_is_refused_with_cumulative_hops():
     with pytest.raises(ValueError, match="checkpoint is not available with hop_mode='cumulative'"):
         build_model("kgcn_ssm", **ARGS, hop_mode="cumulative", checkpoint=True)

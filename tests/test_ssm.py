@@ -52,6 +52,35 @@ def test_scaled_identity_fast_path_equals_the_formula(lam, beta, activation):
     np.testing.assert_allclose(out.detach().numpy(), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("lam", [1.0, 0.7])
+def test_relu_step_gradients_equal_the_closed_form(lam):
+    # The scalar relu step has a hand-written backward; its gradients must be the calculus
+    # ones: ∂/∂h = λ·g, ∂/∂f = β·g·[f > 0] (f = 0 counts as inactive, as in torch.relu).
+    beta = 0.25
+    update = SSMUpdate(3, state_scale=lam, input_scale=beta)
+    state = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]], requires_grad=True)
+    conv_out = torch.tensor([[2.0, -1.0, 0.0], [-0.5, 4.0, 1.5]], requires_grad=True)
+    upstream = torch.tensor([[1.0, 2.0, -3.0], [0.5, -1.0, 2.0]])
+    update(state, conv_out).backward(upstream)
+    active = np.array([[1, 0, 0], [0, 1, 1]])
+    np.testing.assert_allclose(state.grad.numpy(), lam * upstream.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(conv_out.grad.numpy(), beta * upstream.numpy() * active, rtol=1e-6)
+
+
+def test_relu_step_supports_double_backward_and_inference():
+    update = SSMUpdate(4, state_scale=0.9, input_scale=0.3).double()
+    state = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    conv_out = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(update, (state, conv_out))
+    assert torch.autograd.gradgradcheck(update, (state, conv_out))
+    with torch.no_grad():
+        out = update(state, conv_out)
+    assert not out.requires_grad
+    # Only the conv output needs a gradient, as for a frozen input state.
+    update(state.detach(), conv_out).sum().backward()
+    assert conv_out.grad is not None
+
+
 def test_plain_update_is_the_ordinary_layer():
     graph, layer = three_node_layer(PlainUpdate("relu", residual=True))
     out = layer(graph, torch.tensor(H, dtype=torch.float32))
