@@ -6,12 +6,22 @@ no timings (those depend on the machine).
 
 import csv
 import json
+import subprocess
+import sys
 
 import dgl
 import pytest
 import torch
 
 from benchmarks.perf import main
+from benchmarks.perf.allocator import (
+    COMPACT,
+    TCMALLOC,
+    allocator_environment,
+    find_tcmalloc,
+    retimed_label,
+    split_label,
+)
 from benchmarks.perf.cli import build_parser, config_from_args
 from benchmarks.perf.graphs import GraphSpec
 from benchmarks.perf.isolation import run_jobs
@@ -114,3 +124,22 @@ def test_the_pyg_reference_is_the_same_model_as_ours():
     ours = GCNSSM(5, 16, 3, num_layers=4).eval()
     theirs = PygGCNSSM(5, 16, 3, num_layers=4).copy_weights_from(ours).eval()
     torch.testing.assert_close(theirs(feat, edge_index(graph)), ours(graph, feat))
+
+
+def test_retimed_graph_names_round_trip():
+    for kind in (TCMALLOC, COMPACT):
+        assert split_label(retimed_label("random-100k", kind)) == ("random-100k", kind)
+    assert split_label("random-100k") == ("random-100k", None)
+
+
+@pytest.mark.skipif(find_tcmalloc() is None, reason="tcmalloc is not installed")
+def test_the_tcmalloc_environment_loads_tcmalloc_in_the_child():
+    env = allocator_environment(TCMALLOC, {"PATH": "/usr/bin:/bin"})
+    maps = subprocess.run(
+        [sys.executable, "-c", "print(open('/proc/self/maps').read())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "tcmalloc" in maps

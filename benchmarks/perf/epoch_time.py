@@ -1,6 +1,6 @@
 """Time per training epoch of plain/SSM twins (and checkpointed / PyG variants) by depth."""
 
-from .allocator import COMPACT, DEFAULT
+from .allocator import DEFAULT, deep_allocator, retimed_label
 from .isolation import run_jobs
 from .reference import pyg_available
 from .results import Record
@@ -43,19 +43,14 @@ def time_job(config, spec, depth, device):
     }
 
 
-def compact_label(graph):
-    """The name under which a graph's compact-allocator timings are kept and reported."""
-    return f"{graph} [compact allocator]"
-
-
 def time_epochs(config, spec, device, budget_mb, log):
     """Interleaved epoch times at every depth on one graph.
 
     All depths run in one child process under glibc's default allocator, shallow first. If
-    some depth outgrows the memory budget there, those depths are timed again under the
-    compact allocator, together with the deepest depth that did fit (so the report shows
-    how much the allocator alone moves the ratios); these records carry the graph name
-    :func:`compact_label`.
+    some depth outgrows the memory budget there, those depths are timed again under tcmalloc
+    (or glibc's compact setting; see :mod:`.allocator`), together with the deepest depth that
+    did fit (so the report shows how much the allocator alone moves the ratios); these
+    records carry the graph name :func:`.allocator.retimed_label`.
 
     Returns
     -------
@@ -76,15 +71,16 @@ def time_epochs(config, spec, device, budget_mb, log):
     if over and config.subprocess:
         fitted = [job for job, result in zip(jobs, results) if result["status"] == "ok"]
         again = fitted[-1:] + over
-        label = compact_label(spec.name)
+        allocator = deep_allocator()
+        label = retimed_label(spec.name, allocator)
         depths = ", ".join(str(job["depth"]) for job in again)
-        log(f"[time] {spec.name}: timing {depths} layers again under the compact allocator")
+        log(f"[time] {spec.name}: timing {depths} layers again under the {allocator} allocator")
 
-        def report_compact(job, result):
+        def report_again(job, result):
             _log_result(log, label, job, result)
 
         redone = run_jobs(
-            again, budget_mb, fresh=False, allocator=COMPACT, on_result=report_compact
+            again, budget_mb, fresh=False, allocator=allocator, on_result=report_again
         )
         for job, result in zip(again, redone):
             records += _records(label, job, result)

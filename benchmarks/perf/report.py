@@ -3,6 +3,8 @@
 import csv
 import json
 
+from .allocator import split_label
+
 TIME_HEADERS = ("layers", "variant", "s/epoch median [min–max]", "ratio", "ratio vs")
 
 
@@ -136,13 +138,14 @@ def _time_section(results, ratios):
                 f"| {record.depth} | {record.variant}{mark} | {_fmt_samples(record)} | "
                 f"{'; '.join(cells) or ('1 (reference)' if record.ok else '—')} |"
             )
-        if graph.endswith("[compact allocator]"):
+        allocator = split_label(graph)[1]
+        if allocator:
             lines += [
                 "",
-                "Timed again under the compact allocator because glibc's default one did not "
-                "fit in the memory budget at the deeper depths (see Notes); the shallowest row "
-                "also fitted under the default allocator, so comparing it with the table above "
-                "shows how much the allocator alone moves the ratios.",
+                f"Timed again under the {allocator} allocator because glibc's default one did "
+                "not fit in the memory budget at the deeper depths (see Notes); the shallowest "
+                "row also fitted under the default allocator, so comparing it with the table "
+                "above shows how much the allocator alone moves the ratios.",
             ]
         lines.append("")
     return lines

@@ -4,6 +4,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from .allocator import split_label
+
 
 @dataclass
 class Record:
@@ -78,7 +80,8 @@ class Ratio:
         return ", ".join(parts)
 
     def text(self):
-        where = " (compact allocator)" if self.graph.endswith("[compact allocator]") else ""
+        allocator = split_label(self.graph)[1]
+        where = f" ({allocator} allocator)" if allocator else ""
         spread = ""
         if self.low is not None and self.high is not None and self.high > self.low:
             spread = f" [{self.low:.3f}–{self.high:.3f}]"
