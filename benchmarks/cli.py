@@ -3,6 +3,7 @@
 dgl-ssm-bench run --model gcn_ssm --dataset ring_transfer --ring-size 20 --layers 10 --seeds 3
 dgl-ssm-bench run --config ring_transfer     # a shipped config (benchmarks/configs/)
 dgl-ssm-bench run --config my.yaml --lr 1e-3 # a file, with flags overriding it
+dgl-ssm-bench perf --quick                   # time and memory, SSM vs plain (benchmarks.perf)
 """
 
 import argparse
@@ -14,6 +15,7 @@ from dgl import DGLError
 from .config import RunConfig
 from .datasets import DATASETS
 from .models import model_names
+from .perf import cli as perf_cli
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -94,6 +96,11 @@ def build_parser():
     runs.add_argument("--device", choices=["auto", "cpu", "cuda"])
     runs.add_argument("--output", default="runs/results.jsonl", help="JSON-lines file")
     runs.add_argument("--no-progress", action="store_true")
+
+    perf = commands.add_parser(
+        "perf", help="time and memory of SSM vs plain twins (same as python -m benchmarks.perf)"
+    )
+    perf_cli.build_parser(perf)
     return parser
 
 
@@ -141,11 +148,15 @@ def _parse_value(text):
 
 
 def main(argv=None):
-    return run_command(build_parser().parse_args(argv))
+    return run_command(build_parser().parse_args(argv), argv)
 
 
-def run_command(args):
-    """Carry out parsed ``run`` arguments; errors become one line on stderr and exit code 2."""
+def run_command(args, argv=None):
+    """Carry out parsed ``run`` or ``perf`` arguments; errors become one line on stderr and
+    exit code 2."""
+    if args.command == "perf":
+        perf_cli.run_from_args(args, argv=argv, prog="dgl-ssm-bench")
+        return 0
     from .run import run_seeds
 
     try:

@@ -42,6 +42,11 @@ class KHopTransform(BaseTransform):
 
     Distances are computed on CPU by sparse breadth-first frontier expansion (no dense
     :math:`n \times n` matrix); the result is moved back to the input graph's device.
+    Time and memory grow with the output: about 90 bytes of peak memory and 0.3 µs per
+    output edge (100k nodes, 1M edges, 2 cores: :math:`k = 2` gives 11M edges in 2 s within
+    0.95 GB; :math:`k = 3` gives 110M edges in 30 s within 9.5 GB), so the default
+    ``max_edges`` keeps a call under about 5 GB. The models build their hop graphs once per
+    input graph and reuse them.
 
     This module only works for homogeneous graphs.
 

@@ -99,7 +99,7 @@ def bench_parser():
 def bench_main(argv=None):
     args = bench_parser().parse_args(argv)
     if args.command != "leaderboard":
-        return bench_cli.run_command(args)
+        return bench_cli.run_command(args, argv)
 
     def suite():
         from .leaderboard import build_leaderboard

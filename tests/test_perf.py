@@ -143,3 +143,27 @@ def test_the_tcmalloc_environment_loads_tcmalloc_in_the_child():
         check=True,
     ).stdout
     assert "tcmalloc" in maps
+
+
+def test_bench_perf_subcommand_runs_and_names_itself_in_the_report(tmp_path):
+    from benchmarks.cli import main as bench_main
+
+    argv = ["perf", *TINY, "--sections", "time", "--out", str(tmp_path)]
+    assert bench_main(argv) == 0
+    report = (tmp_path / "perf.md").read_text()
+    assert "`dgl-ssm-bench perf " in report and "## Time per training epoch" in report
+
+
+def test_allocator_option_errors_say_what_to_do(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="cannot apply with --no-subprocess"):
+        main([*TINY, "--allocator", "compact", "--out", str(tmp_path)])
+
+
+@pytest.mark.skipif(find_tcmalloc() is None, reason="tcmalloc is not installed")
+def test_timings_can_run_under_tcmalloc(tmp_path):
+    argv = [a for a in TINY if a != "--no-subprocess"]
+    main([*argv, "--sections", "time", "--allocator", "tcmalloc", "--out", str(tmp_path)])
+    report = (tmp_path / "perf.md").read_text()
+    assert "timings: tcmalloc (--allocator)" in report
+    rows = list(csv.DictReader(open(tmp_path / "perf.csv")))
+    assert {row["variant"] for row in rows if row["section"] == "time"} >= {"gcn", "gcn_ssm"}

@@ -29,6 +29,7 @@ TUNABLE = f"glibc.malloc.mmap_threshold={THRESHOLD_BYTES}"
 COMPACT = "compact"
 DEFAULT = "default"
 TCMALLOC = "tcmalloc"
+ALLOCATORS = (DEFAULT, TCMALLOC, COMPACT)
 
 
 def find_tcmalloc():
@@ -38,6 +39,17 @@ def find_tcmalloc():
         if found:
             return found
     return None
+
+
+def check_allocator(kind):
+    """Raise a ``ValueError`` saying how to install tcmalloc if ``kind`` needs it and it is not
+    installed."""
+    if kind == TCMALLOC and find_tcmalloc() is None:
+        raise ValueError(
+            "--allocator tcmalloc: tcmalloc is not installed. Install it (Debian/Ubuntu: "
+            "apt install libtcmalloc-minimal4; conda: conda install gperftools) or use "
+            "--allocator default."
+        )
 
 
 def deep_allocator():
@@ -84,18 +96,23 @@ def allocator_environment(kind, environ=None):
     return env
 
 
-def describe_allocators(subprocess=True):
+def describe_allocators(subprocess=True, timing=DEFAULT):
     """One line for the report: which allocator setting each kind of figure used."""
-    if not _is_glibc():
+    if not _is_glibc() and timing == DEFAULT:
         return "the platform's default allocator for everything (not glibc)"
     if not subprocess:
         return (
             "glibc default for everything (--no-subprocess): peak memory includes heap "
             "fragmentation"
         )
-    deep = "tcmalloc" if deep_allocator() == TCMALLOC else "the compact setting below"
+    if timing == DEFAULT:
+        deep = "tcmalloc" if deep_allocator() == TCMALLOC else "the compact setting below"
+        timings = (
+            f"glibc default (as users run), and depths that do not fit in it again under {deep}"
+        )
+    else:
+        timings = f"{timing} (--allocator)"
     return (
-        "timings: glibc default (as users run), and depths that do not fit in it again under "
-        f"{deep}; peak memory and k-hop: fresh processes with mmap threshold "
+        f"timings: {timings}; peak memory and k-hop: fresh processes with mmap threshold "
         f"{THRESHOLD_BYTES // 1024} KiB, so RSS tracks live tensors"
     )

@@ -8,6 +8,7 @@ python -m benchmarks.perf --depths 2 64 --repeats 5 --backbones gcn gin
 import argparse
 from dataclasses import fields
 
+from .allocator import ALLOCATORS, check_allocator
 from .config import SECTIONS, PerfConfig, quick
 from .runner import run
 
@@ -16,15 +17,16 @@ FLAGS = (
     "out", "depths", "hidden", "repeats", "warmup", "min_time", "device", "data_dir", "cache_dir",
     "backbones", "graphs", "synthetic_nodes", "synthetic_edges", "seed", "memory_depth",
     "reference_depths", "khop_max_k", "khop_max_edges", "memory_budget_gb", "sections",
-    "threads",
+    "threads", "allocator",
 )  # fmt: skip
+PROG = "python -m benchmarks.perf"
 
 
-def build_parser():
+def build_parser(parser=None):
+    """The perf options, on ``parser`` (e.g. the ``dgl-ssm-bench perf`` subcommand) or a new one."""
     defaults = PerfConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.perf", description=__doc__.split("\n")[0]
-    )
+    if parser is None:
+        parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (depths 2 16, 10k nodes)")
     parser.add_argument("--out", help=f"report folder (default {defaults.out})")
     parser.add_argument("--depths", type=int, nargs="+", help=f"default {defaults.depths}")
@@ -60,6 +62,12 @@ def build_parser():
         "--threads", type=int, help="torch.set_num_threads for all measurements (default: unset)"
     )
     parser.add_argument(
+        "--allocator",
+        choices=ALLOCATORS,
+        help="C allocator of the timing workers (default: glibc's, as users run; depths that "
+        "do not fit are timed again under tcmalloc when installed)",
+    )
+    parser.add_argument(
         "--no-subprocess",
         dest="subprocess",
         action="store_false",
@@ -84,5 +92,19 @@ def config_from_args(args):
 
 def main(argv=None):
     """Parse ``argv`` (default ``sys.argv[1:]``), run, and return :func:`run`'s result."""
-    args = build_parser().parse_args(argv)
-    return run(config_from_args(args), argv=argv)
+    return run_from_args(build_parser().parse_args(argv), argv=argv)
+
+
+def run_from_args(args, argv=None, prog=PROG):
+    """Run the benchmark for parsed ``args``; bad options exit with a one-line message."""
+    try:
+        config = config_from_args(args)
+        check_allocator(config.allocator)
+        if config.allocator != "default" and not config.subprocess:
+            raise ValueError(
+                "--allocator sets the allocator of the worker processes; it cannot apply with "
+                "--no-subprocess. Drop one of the two."
+            )
+    except ValueError as error:
+        raise SystemExit(f"{prog}: error: {error}") from None
+    return run(config, argv=argv, prog=prog)

@@ -4,6 +4,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from .allocator import ALLOCATORS
+
 SECTIONS = ("time", "memory", "khop", "reference", "breakdown")
 
 
@@ -45,6 +47,9 @@ class PerfConfig:
         Which parts to run, out of :data:`SECTIONS`.
     threads : int, optional
         ``torch.set_num_threads`` for every measurement; default: leave torch's default.
+    allocator : {"default", "tcmalloc", "compact"}
+        The C allocator of the timing workers (see :mod:`.allocator`); under ``"default"``,
+        depths that do not fit are timed again under tcmalloc (or the compact setting).
     """
 
     out: Path = Path("runs/perf")
@@ -69,6 +74,7 @@ class PerfConfig:
     subprocess: bool = True
     sections: tuple = SECTIONS
     threads: Optional[int] = None
+    allocator: str = "default"
     quick: bool = False
 
     def __post_init__(self):
@@ -79,6 +85,10 @@ class PerfConfig:
             raise ValueError(f"Unknown sections {sorted(unknown)}. Valid: {', '.join(SECTIONS)}.")
         if not self.depths or min(self.depths) < 1:
             raise ValueError(f"depths must be positive layer counts, got {self.depths}.")
+        if self.allocator not in ALLOCATORS:
+            raise ValueError(
+                f"Unknown allocator {self.allocator!r}. Valid: {', '.join(ALLOCATORS)}."
+            )
         if self.repeats < 1:
             raise ValueError(f"repeats must be at least 1, got {self.repeats}.")
 

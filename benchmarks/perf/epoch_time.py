@@ -46,11 +46,12 @@ def time_job(config, spec, depth, device):
 def time_epochs(config, spec, device, budget_mb, log):
     """Interleaved epoch times at every depth on one graph.
 
-    All depths run in one child process under glibc's default allocator, shallow first. If
-    some depth outgrows the memory budget there, those depths are timed again under tcmalloc
-    (or glibc's compact setting; see :mod:`.allocator`), together with the deepest depth that
-    did fit (so the report shows how much the allocator alone moves the ratios); these
-    records carry the graph name :func:`.allocator.retimed_label`.
+    All depths run in one child process under ``config.allocator``, shallow first. If that is
+    glibc's default allocator and some depth outgrows the memory budget there, those depths
+    are timed again under tcmalloc (or glibc's compact setting; see :mod:`.allocator`),
+    together with the deepest depth that did fit (so the report shows how much the allocator
+    alone moves the ratios); these records carry the graph name
+    :func:`.allocator.retimed_label`.
 
     Returns
     -------
@@ -62,13 +63,14 @@ def time_epochs(config, spec, device, budget_mb, log):
         _log_result(log, spec.name, job, result)
 
     results = run_jobs(
-        jobs, budget_mb, config.subprocess, fresh=False, allocator=DEFAULT, on_result=report
-    )
+        jobs, budget_mb, config.subprocess, fresh=False, allocator=config.allocator,
+        on_result=report,
+    )  # fmt: skip
     records = []
     for job, result in zip(jobs, results):
         records += _records(spec.name, job, result)
     over = [job for job, result in zip(jobs, results) if result["status"] == "over budget"]
-    if over and config.subprocess:
+    if over and config.subprocess and config.allocator == DEFAULT:
         fitted = [job for job, result in zip(jobs, results) if result["status"] == "ok"]
         again = fitted[-1:] + over
         allocator = deep_allocator()

@@ -34,7 +34,7 @@ RETIMED_UNDER = {
 }
 
 
-def run(config, log=print, argv=None):
+def run(config, log=print, argv=None, prog="python -m benchmarks.perf"):
     """Measure everything ``config`` asks for and write the report into ``config.out``.
 
     Returns
@@ -46,7 +46,7 @@ def run(config, log=print, argv=None):
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    machine = describe_machine(device, describe_allocators(config.subprocess))
+    machine = describe_machine(device, describe_allocators(config.subprocess, config.allocator))
     budget_mb = 1024 * (config.memory_budget_gb or 0.8 * available_memory_gb())
     for line in machine.lines():
         log(f"# {line}")
@@ -75,8 +75,7 @@ def run(config, log=print, argv=None):
     targets = evaluate_targets(ratios, config, large)
     _add_notes(results, machine, config)
     meta = {
-        "command": "python -m benchmarks.perf "
-        + shlex.join(sys.argv[1:] if argv is None else argv),
+        "command": f"{prog} " + shlex.join(sys.argv[1:] if argv is None else argv),
         "wall_s": time.perf_counter() - started,
         "graphs": described,
         "reference": _reference_text(config),
