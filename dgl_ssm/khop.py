@@ -45,9 +45,8 @@ class KHopTransform(BaseTransform):
     Time and memory grow with the output: about 75 bytes of peak memory and 0.1–0.25 µs per
     output edge (100k nodes, 1M edges, 2 cores: :math:`k = 2` gives 11M edges in about 1 s
     within 0.8 GB; :math:`k = 3` gives 110M edges in 11 s under tcmalloc, 25 s under glibc's
-    allocator, within 7.8 GB), so the default
-    ``max_edges`` keeps a call under about 4 GB. The models build their hop graphs once per
-    input graph and reuse them.
+    allocator, within 7.8 GB), so the default ``max_edges`` keeps a call under about 4 GB.
+    The models build their hop graphs once per input graph and reuse them.
 
     This module only works for homogeneous graphs.
 
