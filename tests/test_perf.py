@@ -167,3 +167,9 @@ def test_timings_can_run_under_tcmalloc(tmp_path):
     assert "timings: tcmalloc (--allocator)" in report
     rows = list(csv.DictReader(open(tmp_path / "perf.csv")))
     assert {row["variant"] for row in rows if row["section"] == "time"} >= {"gcn", "gcn_ssm"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_a_missing_gpu_is_a_one_line_error(tmp_path):
+    with pytest.raises(SystemExit, match="--device cuda was asked for"):
+        main([*TINY, "--device", "cuda", "--out", str(tmp_path)])

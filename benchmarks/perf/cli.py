@@ -8,6 +8,8 @@ python -m benchmarks.perf --depths 2 64 --repeats 5 --backbones gcn gin
 import argparse
 from dataclasses import fields
 
+from benchmarks.train import resolve_device
+
 from .allocator import ALLOCATORS, check_allocator
 from .config import SECTIONS, PerfConfig, quick
 from .runner import run
@@ -105,6 +107,7 @@ def run_from_args(args, argv=None, prog=PROG):
                 "--allocator sets the allocator of the worker processes; it cannot apply with "
                 "--no-subprocess. Drop one of the two."
             )
-    except ValueError as error:
+        resolve_device(config.device)  # a missing GPU is a bad option, not a crash mid-run
+    except (ValueError, RuntimeError) as error:
         raise SystemExit(f"{prog}: error: {error}") from None
     return run(config, argv=argv, prog=prog)
