@@ -171,16 +171,24 @@ class _ScalarReluStep(torch.autograd.Function):
     allocates β·grad, then the masked copy of it. Here the backward is one masked copy,
     scaled in place, and the state's gradient passes through untouched, so the step costs
     the deep stack little more than a plain relu (see ``python -m benchmarks.perf``). The
-    backward is itself made of differentiable ops, so double backward still works.
+    backward is made of differentiable ops (double backward works), and forward mode and
+    ``torch.func`` (``vmap``, ``jacrev``, ``jacfwd``, ``jvp``) work as they do for relu.
     """
 
     @staticmethod
-    def forward(ctx, state, conv_out, lam, beta):
-        ctx.save_for_backward(conv_out)
-        ctx.lam, ctx.beta = lam, beta
+    def forward(state, conv_out, lam, beta):
         carried = state if lam == 1.0 else state * lam
-        out = torch.relu(conv_out)
-        return torch.add(carried, out, alpha=beta, out=out)  # one allocation, not two
+        coupled = torch.relu(conv_out)
+        if coupled.shape != torch.broadcast_shapes(carried.shape, coupled.shape):
+            return torch.add(carried, coupled, alpha=beta)
+        return torch.add(carried, coupled, alpha=beta, out=coupled)  # one allocation, not two
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, conv_out, lam, beta = inputs
+        ctx.save_for_backward(conv_out)
+        ctx.save_for_forward(conv_out)
+        ctx.lam, ctx.beta = lam, beta
 
     @staticmethod
     def backward(ctx, grad):
@@ -193,6 +201,27 @@ class _ScalarReluStep(torch.autograd.Function):
             grad_conv = torch.ops.aten.threshold_backward(grad, conv_out, 0)
             grad_conv.mul_(ctx.beta)
         return grad_state, grad_conv, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, state, conv_out, lam, beta):
+        # torch.func.vmap / jacfwd: batch dimension first (unbatched inputs as expanded views),
+        # then the ordinary step on the whole batch.
+        state, conv_out = (
+            x.expand(info.batch_size, *x.shape) if dim is None else x.movedim(dim, 0)
+            for x, dim in zip((state, conv_out), in_dims[:2])
+        )
+        return _ScalarReluStep.apply(state, conv_out, lam, beta), 0
+
+    @staticmethod
+    def jvp(ctx, state_tangent, conv_tangent, _lam_tangent, _beta_tangent):
+        (conv_out,) = ctx.saved_tensors
+        tangent = 0
+        if state_tangent is not None:
+            tangent = state_tangent * ctx.lam
+        if conv_tangent is not None:
+            masked = torch.ops.aten.threshold_backward(conv_tangent, conv_out, 0)
+            tangent = tangent + masked * ctx.beta
+        return tangent
 
 
 def _scalar_if_scaled_identity(matrix):

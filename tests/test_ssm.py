@@ -81,6 +81,30 @@ def test_relu_step_supports_double_backward_and_inference():
     assert conv_out.grad is not None
 
 
+def test_relu_step_works_under_forward_mode_and_torch_func():
+    lam, beta = 0.9, 0.3
+    update = SSMUpdate(3, state_scale=lam, input_scale=beta).double()
+    lam, beta = update._state_scalar, update._input_scalar  # as stored (float32 buffers)
+    state = torch.randn(2, 3, dtype=torch.float64)
+    conv_out = torch.tensor([[1.0, -2.0, 0.5], [-0.1, 3.0, -4.0]], dtype=torch.float64)
+    # By hand: ∂out/∂state = λ·I and ∂out/∂conv_out = β·diag([conv_out > 0]).
+    eye = torch.eye(6, dtype=torch.float64).reshape(2, 3, 2, 3)
+    active = (conv_out > 0).double().reshape(2, 3, 1, 1)
+    for jacobian in (torch.func.jacrev, torch.func.jacfwd):
+        d_state, d_conv = jacobian(update, argnums=(0, 1))(state, conv_out)
+        torch.testing.assert_close(d_state, lam * eye)
+        torch.testing.assert_close(d_conv, beta * eye * active)
+    batch = torch.randn(4, 2, 3, dtype=torch.float64)
+    expected = lam * batch + beta * torch.relu(conv_out)
+    batched = torch.func.vmap(update, in_dims=(0, None))(batch, conv_out)
+    torch.testing.assert_close(batched, expected)
+    assert torch.autograd.gradcheck(
+        update,
+        (state.requires_grad_(), conv_out.clone().requires_grad_()),
+        check_forward_ad=True,
+    )
+
+
 def test_plain_update_is_the_ordinary_layer():
     graph, layer = three_node_layer(PlainUpdate("relu", residual=True))
     out = layer(graph, torch.tensor(H, dtype=torch.float32))
