@@ -55,7 +55,7 @@ class PerfConfig:
     out: Path = Path("runs/perf")
     depths: tuple = (2, 8, 32, 64, 128)
     hidden: int = 64
-    repeats: int = 3
+    repeats: int = 5
     warmup: int = 1
     min_time: float = 2.0
     device: str = "auto"
