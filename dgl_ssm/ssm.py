@@ -179,9 +179,12 @@ class _ScalarReluStep(torch.autograd.Function):
     def forward(state, conv_out, lam, beta):
         carried = state if lam == 1.0 else state * lam
         coupled = torch.relu(conv_out)
-        if coupled.shape != torch.broadcast_shapes(carried.shape, coupled.shape):
-            return torch.add(carried, coupled, alpha=beta)
-        return torch.add(carried, coupled, alpha=beta, out=coupled)  # one allocation, not two
+        if (
+            coupled.shape == torch.broadcast_shapes(carried.shape, coupled.shape)
+            and torch.result_type(carried, coupled) == coupled.dtype
+        ):
+            return torch.add(carried, coupled, alpha=beta, out=coupled)  # one allocation
+        return torch.add(carried, coupled, alpha=beta)  # broadcasting or type promotion
 
     @staticmethod
     def setup_context(ctx, inputs, output):

@@ -105,6 +105,16 @@ def test_relu_step_works_under_forward_mode_and_torch_func():
     )
 
 
+def test_relu_step_promotes_and_broadcasts_like_torch():
+    update = SSMUpdate(3, input_scale=0.5)
+    conv_out = torch.tensor([[1.0, -2.0, 0.5], [-0.1, 3.0, -4.0]])
+    for state in (torch.ones(2, 3, dtype=torch.float64), torch.ones(1, 3)):
+        expected = state + 0.5 * torch.relu(conv_out)
+        out = update(state, conv_out)
+        assert out.dtype == expected.dtype and out.shape == expected.shape
+        torch.testing.assert_close(out, expected)
+
+
 def test_plain_update_is_the_ordinary_layer():
     graph, layer = three_node_layer(PlainUpdate("relu", residual=True))
     out = layer(graph, torch.tensor(H, dtype=torch.float32))
