@@ -69,8 +69,9 @@ class DeepGNN(nn.Module):
         Activation checkpointing while training: the stack is cut into segments (``True``:
         about √L of them; an int: that many) and only each segment's input is kept; the rest
         is recomputed in the backward pass (except the last segment's, which the backward
-        pass needs at once). Memory falls from O(L) to O(√L) layer states for at most one
-        more forward pass of compute. Not available with ``hop_mode="cumulative"``.
+        pass needs at once; so one segment, e.g. ``True`` with 3 layers or fewer, recomputes
+        nothing and keeps everything). Memory falls from O(L) to O(√L) layer states for at
+        most one more forward pass of compute. Not available with ``hop_mode="cumulative"``.
     """
 
     backbone = None

@@ -207,12 +207,12 @@ class _ScalarReluStep(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, state, conv_out, lam, beta):
-        # torch.func.vmap / jacfwd: batch dimension first (unbatched inputs as expanded views),
-        # then the ordinary step on the whole batch.
-        state, conv_out = (
-            x.expand(info.batch_size, *x.shape) if dim is None else x.movedim(dim, 0)
-            for x, dim in zip((state, conv_out), in_dims[:2])
-        )
+        # torch.func.vmap / jacfwd: the ordinary step on the whole batch, with the batch
+        # dimension first and each input padded to the same per-sample rank, so that
+        # per-sample broadcasting stays what it was.
+        inputs = tuple(zip((state, conv_out), in_dims[:2]))
+        rank = max(x.dim() - (dim is not None) for x, dim in inputs)
+        state, conv_out = (_batch_first(x, dim, rank) for x, dim in inputs)
         return _ScalarReluStep.apply(state, conv_out, lam, beta), 0
 
     @staticmethod
@@ -225,6 +225,16 @@ class _ScalarReluStep(torch.autograd.Function):
             masked = torch.ops.aten.threshold_backward(conv_tangent, conv_out, 0)
             tangent = tangent + masked * ctx.beta
         return tangent
+
+
+def _batch_first(tensor, batch_dim, rank):
+    """``tensor`` as ``(batch or 1, 1, …, 1, *sample_shape)`` with ``rank`` sample dims."""
+    if batch_dim is None:
+        return tensor.reshape((1,) * (rank - tensor.dim() + 1) + tuple(tensor.shape))
+    tensor = tensor.movedim(batch_dim, 0)
+    return tensor.reshape(
+        (tensor.shape[0],) + (1,) * (rank - tensor.dim() + 1) + tuple(tensor.shape[1:])
+    )
 
 
 def _scalar_if_scaled_identity(matrix):

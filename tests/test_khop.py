@@ -150,13 +150,15 @@ def test_input_self_loops_do_not_become_edges():
     assert triples(KHopTransform(3)(g)) == [(0, 1, 1), (1, 0, 1)]
 
 
-def test_batched_equals_batch_of_transforms():
-    g1 = random_case(2)[1]
-    g2 = ring_graph(10)
-    g3 = dgl.graph(([], []), num_nodes=3)  # no edges: batch_num_edges must hold a 0
-    g4 = random_case(5)[1]
+@pytest.mark.parametrize("idtype", [torch.int64, torch.int32])
+def test_batched_equals_batch_of_transforms(idtype):
+    g1 = random_case(2)[1].astype(idtype)
+    g2 = ring_graph(10).astype(idtype)
+    g3 = dgl.graph(([], []), num_nodes=3, idtype=idtype)  # no edges: batch_num_edges holds 0
+    g4 = random_case(5)[1].astype(idtype)
     transform = KHopTransform(3)
-    batched = transform(dgl.batch([g1, g2, g3, g4]))
+    # Converted after batching, an int32 batch keeps int64 batch sizes: DGL wants int32 back.
+    batched = transform(dgl.batch([g.long() for g in (g1, g2, g3, g4)]).astype(idtype))
     expected = dgl.batch([transform(g) for g in (g1, g2, g3, g4)])
 
     assert triples(batched) == triples(expected)

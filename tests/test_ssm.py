@@ -98,6 +98,10 @@ def test_relu_step_works_under_forward_mode_and_torch_func():
     expected = lam * batch + beta * torch.relu(conv_out)
     batched = torch.func.vmap(update, in_dims=(0, None))(batch, conv_out)
     torch.testing.assert_close(batched, expected)
+    # Per-sample broadcasting of inputs of different rank: (d,) states against (N, d).
+    rows = torch.randn(4, 3, dtype=torch.float64)
+    batched = torch.func.vmap(update, in_dims=(0, None))(rows, conv_out)
+    torch.testing.assert_close(batched, lam * rows[:, None, :] + beta * torch.relu(conv_out))
     assert torch.autograd.gradcheck(
         update,
         (state.requires_grad_(), conv_out.clone().requires_grad_()),

@@ -98,8 +98,9 @@ def allocator_environment(kind, environ=None):
 
 def describe_allocators(subprocess=True, timing=DEFAULT):
     """One line for the report: which allocator setting each kind of figure used."""
-    if not _is_glibc() and timing == DEFAULT:
-        return "the platform's default allocator for everything (not glibc)"
+    if not _is_glibc():
+        preloaded = " except timings under tcmalloc (--allocator)" if timing == TCMALLOC else ""
+        return f"the platform's default allocator (not glibc) for everything{preloaded}"
     if not subprocess:
         return (
             "glibc default for everything (--no-subprocess): peak memory includes heap "

@@ -6,6 +6,7 @@ python -m benchmarks.perf --depths 2 64 --repeats 5 --backbones gcn gin
 """
 
 import argparse
+import sys
 from dataclasses import fields
 
 from benchmarks.train import resolve_device
@@ -98,7 +99,8 @@ def main(argv=None):
 
 
 def run_from_args(args, argv=None, prog=PROG):
-    """Run the benchmark for parsed ``args``; bad options exit with a one-line message."""
+    """Run the benchmark for parsed ``args``; bad options exit with code 2 and one line on
+    stderr."""
     try:
         config = config_from_args(args)
         check_allocator(config.allocator)
@@ -109,5 +111,6 @@ def run_from_args(args, argv=None, prog=PROG):
             )
         resolve_device(config.device)  # a missing GPU is a bad option, not a crash mid-run
     except (ValueError, RuntimeError) as error:
-        raise SystemExit(f"{prog}: error: {error}") from None
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None  # as argparse exits on a bad option
     return run(config, argv=argv, prog=prog)

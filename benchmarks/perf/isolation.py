@@ -38,8 +38,8 @@ def run_jobs(jobs, budget_mb, isolated=True, fresh=True, allocator=COMPACT, on_r
     fresh : bool
         One child per job, or one child for a batch of jobs (a job that fails or is
         stopped ends its child; the jobs after it start in a new one).
-    allocator : {"compact", "default"}
-        The children's allocator setting.
+    allocator : {"default", "tcmalloc", "compact"}
+        The children's allocator (see :func:`.allocator.allocator_environment`).
     on_result : callable, optional
         Called with ``(job, result)`` as each result arrives.
     """
