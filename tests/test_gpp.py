@@ -1,6 +1,8 @@
-"""The GPP generator: sizes, graph validity, targets against networkx, determinism, cache."""
+"""The GPP generator: PNA's distribution against an independent generator, sizes, graph
+validity, targets against networkx, determinism, a cache that never serves another version."""
 
 import inspect
+import random
 from collections import Counter
 
 import networkx as nx
@@ -11,14 +13,13 @@ import torch
 from benchmarks.datasets import gpp
 from benchmarks.datasets.gpp import (
     FAMILIES,
+    FAMILY_NAMES,
     SIZES,
-    base_graph,
     cache_file,
     generate_gpp,
     gpp_arrays,
     gpp_families,
     load_gpp,
-    randomise_edges,
 )
 
 SMALL = (120, 40, 40)  # 200 graphs, checked one by one against networkx
@@ -114,7 +115,7 @@ def test_every_graph_is_valid(full):
         for graph in data.graphs[split]:
             n = graph.num_nodes()
             src, dst = graph.edges()
-            assert 25 <= n <= 35
+            assert 25 <= n <= 34
             assert not bool((src == dst).any()), "self loop"
             assert int(graph.in_degrees().min()) > 0, "isolated node"
             pairs = set(zip(src.tolist(), dst.tolist()))
@@ -148,36 +149,68 @@ def test_targets_match_networkx(small):
 
 
 def test_base_graphs_have_the_family_shape():
-    rng = np.random.default_rng(7)
-    for n in (25, 30, 35):
-        for family in FAMILIES:
-            num_nodes, edges = base_graph(family, n, rng)
-            graph = nx.Graph(edges.tolist())
-            assert graph.number_of_nodes() == num_nodes and 25 <= num_nodes <= 35
-            if family not in ("grid", "caveman"):  # these two round n to a rows x cols shape
-                assert num_nodes == n, family
-            assert nx.is_connected(graph), family
-            if family in ("powerlaw_tree", "caterpillar", "lobster", "path", "star"):
+    for n in (25, 29, 30, 34):
+        for seed, family in enumerate(FAMILIES):
+            try:
+                build = gpp.BUILDERS[family]
+                graph = build(n, seed, random.Random(seed), np.random.RandomState(seed))
+            except nx.NetworkXError:  # a power-law tree not found: redrawn by generate_graph
+                continue
+            assert graph.number_of_nodes() == n, family
+            if family in ("powerlaw_tree", "path", "star"):
                 assert nx.is_tree(graph), family
-            if family in ("caterpillar", "lobster"):  # pruning leaves 1 or 2 times leaves a path
-                for _ in range(1 if family == "caterpillar" else 2):
-                    leaves = [v for v, d in graph.degree() if d == 1]
-                    graph.remove_nodes_from(leaves if graph.number_of_nodes() > 2 else [])
-                assert max(d for _, d in graph.degree()) <= 2 and nx.is_tree(graph), family
+            if family in ("caterpillar", "lobster"):  # a forest until every leg finds a spine
+                assert graph.number_of_edges() == n - 1 and nx.is_forest(graph), family
+            if family == "caveman":  # disjoint cliques; a prime n is one clique
+                cliques = [len(c) for c in nx.connected_components(graph)]
+                assert len(set(cliques)) == 1 and cliques[0] ** 2 >= n, (n, cliques)
+                assert graph.number_of_edges() == sum(c * (c - 1) // 2 for c in cliques)
+            if family == "grid":
+                rows = {25: 5, 29: 1, 30: 5, 34: 2}[n]  # the largest divisor ≤ √n
+                assert nx.is_isomorphic(graph, nx.grid_2d_graph(rows, n // rows)), n
+            if family == "ladder":
+                assert graph.number_of_edges() == 3 * (n // 2) - 2 + n % 2
 
 
-def test_randomisation_keeps_the_expected_edge_count():
-    rng = np.random.default_rng(3)
-    num_nodes, edges = base_graph("barabasi_albert", 30, rng)
-    original = {tuple(sorted(e)) for e in edges.tolist()}
-    counts, kept = [], []
-    for _ in range(2000):
-        new = {tuple(e) for e in randomise_edges(num_nodes, edges, rng).tolist()}
-        assert all(u < v for u, v in new)
-        counts.append(len(new))
-        kept.append(len(new & original) / len(original))
-    assert abs(np.mean(counts) - len(original)) < 0.01 * len(original)
-    assert abs(np.mean(kept) - 0.9) < 0.005
+def test_randomize_keeps_and_adds_edges_at_the_rates_of_a_sum_of_two_uniforms():
+    """U = V + Vᵀ with V ~ U(0, 0.5): P(U < t) = 2t² for t ≤ 1/2 and 1 − 2(1 − t)² above, so an
+    edge stays with probability 1 − 2·0.1² = 0.98 and a non-edge appears with 2·rp²."""
+    n = 30
+    base = nx.to_numpy_array(nx.path_graph(n))  # e = 29 ≤ r = 406: ep = 0.9, rp = 0.1·29/406
+    rp = 0.1 * 29 / 406
+    kept, added, trials = 0, 0, 4000
+    rs = np.random.RandomState(0)
+    for _ in range(trials):
+        new = gpp.randomize(base, rs)
+        assert np.array_equal(new, new.T) and not np.diag(new).any()
+        kept += (new * base).sum() / 2
+        added += (new * (1 - base)).sum() / 2
+    keep_rate, add_rate = kept / (29 * trials), added / (406 * trials)
+    assert abs(keep_rate - 0.98) < 0.002, keep_rate
+    assert abs(add_rate - 2 * rp**2) < 0.2 * 2 * rp**2, (add_rate, 2 * rp**2)
+
+
+def test_split_sizes_follow_the_batch_scheme():
+    """A-DGN's scheme: train batch b has N = 25 + b (b < 10), val and test 25 + b (b < 5)."""
+    arrays = generate_gpp(seed=1, sizes=(20, 10, 11))
+    assert arrays["train"]["num_nodes"].tolist() == [n for n in range(25, 35) for _ in (0, 1)]
+    assert arrays["val"]["num_nodes"].tolist() == [n for n in range(25, 30) for _ in (0, 1)]
+    assert arrays["test"]["num_nodes"].tolist() == [25] * 3 + [26, 26, 27, 27, 28, 28, 29, 29]
+    pna = generate_gpp(seed=1, sizes=(10, 5, 5), min_nodes=15)  # PNA's own sizes
+    assert pna["train"]["num_nodes"].tolist() == list(range(15, 25))
+    assert pna["test"]["num_nodes"].tolist() == list(range(15, 20))
+
+
+def test_one_seed_counter_runs_through_the_splits():
+    """PNA advances one counter before every draw (redraws included), train → val → test."""
+    arrays = generate_gpp(seed=100, sizes=(3, 1, 1))
+    seed = 100 * gpp.SEED_STRIDE
+    for split in gpp.SPLITS:
+        offsets = np.concatenate([[0], np.cumsum(arrays[split]["num_edges"])])
+        for i, n in enumerate(arrays[split]["num_nodes"].tolist()):
+            edges, values, source, family, seed = gpp.generate_graph(n, seed + 1)
+            assert np.array_equal(arrays[split]["edges"][offsets[i] : offsets[i + 1]], edges)
+            assert FAMILY_NAMES[arrays[split]["family"][i]] == family
 
 
 def test_same_seed_same_data_other_seed_other_data(tmp_path):
@@ -195,17 +228,6 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path):
     assert_same_data(a, b)
 
 
-def test_smaller_sizes_give_a_prefix_of_the_full_splits(full, small):
-    full_data, full_families, _ = full
-    small_tasks, small_families = small
-    for split, count in zip(gpp.SPLITS, SMALL):
-        assert small_families[split] == full_families[split][:count]
-        for g, h in zip(small_tasks["sssp"].graphs[split], full_data.graphs[split][:count]):
-            assert all(torch.equal(x, y) for x, y in zip(g.edges(), h.edges()))
-            assert torch.equal(g.ndata["feat"], h.ndata["feat"])
-            assert torch.equal(g.ndata["label"], h.ndata["label"])
-
-
 def test_second_load_reads_the_cache(tmp_path, monkeypatch):
     sizes = (10, 3, 3)
     first = load_gpp("diameter", seed=5, sizes=sizes, cache_path=tmp_path)
@@ -221,6 +243,26 @@ def test_second_load_reads_the_cache(tmp_path, monkeypatch):
     assert all(f in FAMILIES for split in gpp.SPLITS for f in families[split])
     with pytest.raises(AssertionError, match="generated again"):  # other sizes: not cached
         load_gpp("diameter", seed=5, sizes=(10, 3, 4), cache_path=tmp_path)
+
+
+def test_a_cache_of_another_generator_version_is_rebuilt_never_read(tmp_path):
+    sizes = (6, 2, 2)
+    path = cache_file(3, sizes, tmp_path)
+    assert f"v{gpp.CACHE_VERSION}_pna" in path.name  # the old recipe's files were gpp_v1_…
+    fresh = generate_gpp(seed=3, sizes=sizes)
+    # a file in the old layout (no version stamp), with a visibly different first split
+    stale = {f"{split}/{key}": value for split, d in fresh.items() for key, value in d.items()}
+    stale["train/feat"] = stale["train/feat"] + 7.0
+    path.parent.mkdir(parents=True)
+    np.savez(path, **stale)
+    with pytest.warns(UserWarning, match="generator version None"):
+        loaded = gpp_arrays(seed=3, sizes=sizes, cache_path=tmp_path)
+    assert np.array_equal(loaded["train"]["feat"], fresh["train"]["feat"])
+    np.savez(path, **stale, generator_version=np.array(1))  # a stamped older version
+    with pytest.warns(UserWarning, match="generator version 1"):
+        gpp_arrays(seed=3, sizes=sizes, cache_path=tmp_path)
+    with np.load(path) as rebuilt:  # and the file itself was replaced by the current version
+        assert int(rebuilt["generator_version"]) == gpp.CACHE_VERSION
 
 
 def test_leftover_temporary_file_does_not_break_loading(tmp_path):
@@ -259,3 +301,163 @@ def test_family_frequencies_follow_the_mixture(full):
     assert total == 7040 and set(counts) == set(FAMILIES)
     for family, probability in FAMILIES.items():
         assert abs(counts[family] / total - probability) <= 0.03, (family, counts[family])
+
+
+# --- PNA's distribution, checked against an independent generator ------------------------------
+# Written here from the rules in docs/paper.md §5 with networkx and numpy's Generator, sharing no
+# code or random stream with benchmarks.datasets.gpp: if both draw from the same distribution,
+# their per-family statistics agree within sampling error.
+
+STAT_GRAPHS = 500  # per family
+
+
+def independent_graph(family, n, rng):
+    """One graph of ``family`` on n nodes, before shuffling and randomisation."""
+    seed = int(rng.integers(2**31))
+    if family == "erdos_renyi":  # p ~ U(0, 1), each pair independently
+        p = rng.random()
+        upper = np.triu(rng.random((n, n)) < p, 1)
+        graph = nx.empty_graph(n)
+        graph.add_edges_from(np.argwhere(upper).tolist())
+        return graph
+    if family == "barabasi_albert":
+        return nx.barabasi_albert_graph(n, int(rng.integers(1, n)), seed=seed)
+    if family in ("grid", "caveman"):
+        m = max(d for d in range(1, int(n**0.5) + 1) if n % d == 0)
+        return (nx.grid_2d_graph if family == "grid" else nx.caveman_graph)(m, n // m)
+    if family == "powerlaw_tree":
+        return nx.random_powerlaw_tree(n, seed=seed, tries=10000)
+    if family == "ladder":
+        graph = nx.ladder_graph(n // 2)
+        if n % 2:
+            graph.add_edge(0, n - 1)
+        return graph
+    if family == "path":
+        return nx.path_graph(n)
+    if family == "star":
+        return nx.star_graph(n - 1)
+    backbone = int(rng.integers(1, n))  # U{1..n-1}
+    graph = nx.path_graph(backbone)
+    graph.add_nodes_from(range(n))
+    if family == "caterpillar":
+        graph.add_edges_from((v, int(rng.integers(backbone))) for v in range(backbone, n))
+        return graph
+    legs_end = int(rng.integers(backbone + 1, n + 1))  # U{b+1..n}
+    graph.add_edges_from((v, int(rng.integers(backbone))) for v in range(backbone, legs_end))
+    graph.add_edges_from((v, int(rng.integers(backbone, legs_end))) for v in range(legs_end, n))
+    return graph
+
+
+def independent_randomised(family, n, rng):
+    """Shuffle, then PNA's edge toggling with U = V + Vᵀ; redraw while a node is isolated."""
+    while True:
+        try:
+            base = independent_graph(family, n, rng)
+        except nx.NetworkXError:
+            continue
+        nodes = list(base)
+        order = rng.permutation(n)
+        label = {nodes[i]: int(order[i]) for i in range(n)}
+        adjacency = np.zeros((n, n), dtype=bool)
+        for u, v in base.edges():
+            adjacency[label[u], label[v]] = adjacency[label[v], label[u]] = True
+        e = adjacency.sum() / 2
+        r = n * (n - 1) / 2 - e
+        keep, appear = (0.9, 0.1 * e / r) if e <= r else (0.9 + 0.1 * (e - r) / e, 0.1)
+        v = rng.uniform(0, 0.5, (n, n))
+        u = v + v.T
+        new = (adjacency & (u < keep)) | (~adjacency & (u < appear))
+        np.fill_diagonal(new, False)
+        if new.any(axis=0).all():
+            graph = nx.empty_graph(n)
+            graph.add_edges_from(np.argwhere(np.triu(new, 1)).tolist())
+            return graph
+
+
+def graph_statistics(graphs):
+    """Per-graph edge count, mean degree, diameter (largest finite distance), disconnected."""
+    rows = []
+    for graph in graphs:
+        lengths = dict(nx.all_pairs_shortest_path_length(graph))
+        diameter = max(d for row in lengths.values() for d in row.values())
+        n = graph.number_of_nodes()
+        m = graph.number_of_edges()
+        rows.append((m, 2 * m / n, diameter, not nx.is_connected(graph)))
+    return np.array(rows, dtype=float)
+
+
+def ours(family, sizes):
+    graphs = []
+    for i, n in enumerate(sizes):
+        edges, _, _, drawn, _ = gpp.generate_graph(int(n), 10_000 + 97 * i, family=family)
+        assert drawn == family
+        graph = nx.empty_graph(int(n))
+        graph.add_edges_from(edges.tolist())
+        graphs.append(graph)
+    return graphs
+
+
+def assert_same_distribution(a, b, what):
+    """Means within 5 standard errors of their difference; variances within 5 of theirs."""
+    for column, name in enumerate(("edges", "mean degree", "diameter", "disconnected")):
+        x, y = a[:, column], b[:, column]
+        se = np.sqrt(x.var() / len(x) + y.var() / len(y))
+        assert abs(x.mean() - y.mean()) <= 5 * se + 1e-9, (what, name, x.mean(), y.mean())
+    x, y = a[:, 2], b[:, 2]  # diameter variance: standard error from the fourth moment
+    se_var = np.sqrt(
+        (np.mean((x - x.mean()) ** 4) - x.var() ** 2) / len(x)
+        + (np.mean((y - y.mean()) ** 4) - y.var() ** 2) / len(y)
+    )
+    assert abs(x.var() - y.var()) <= 5 * se_var + 1e-9, (what, "diameter var", x.var(), y.var())
+
+
+@pytest.fixture(scope="module")
+def family_statistics():
+    sizes = np.resize(np.arange(25, 35), STAT_GRAPHS)  # PNA's train sizes, 50 of each
+    rng = np.random.default_rng(2024)
+    return {
+        family: (
+            graph_statistics(ours(family, sizes)),
+            graph_statistics([independent_randomised(family, int(n), rng) for n in sizes]),
+        )
+        for family in FAMILIES
+    }
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_each_family_matches_an_independent_generator(family_statistics, family):
+    ours_stats, theirs = family_statistics[family]
+    assert len(ours_stats) == len(theirs) == STAT_GRAPHS
+    assert_same_distribution(ours_stats, theirs, family)
+
+
+def test_family_statistics_tell_the_old_recipe_apart(family_statistics):
+    """The checks above have power: the old recipe's ER (mean degree 3–8) and connected caveman
+    are far outside them, and PNA's keep rate leaves most paths connected."""
+    er, _ = family_statistics["erdos_renyi"]
+    assert er[:, 1].mean() > 10  # p ~ U(0, 1): mean degree ≈ (N − 1) / 2 ≈ 14
+    caveman, _ = family_statistics["caveman"]
+    # disjoint cliques (none for prime N: one clique), which the few edges randomize adds
+    # between two big cliques often join: about half stay disconnected (old recipe: none)
+    assert caveman[:, 3].mean() > 0.4
+    path, _ = family_statistics["path"]
+    assert path[:, 3].mean() < 0.5  # an edge is kept with probability 0.98, not 0.9
+
+
+def test_mixture_statistics_match_the_published_measurement(full):
+    """paper.md §5: on 600 graphs PNA's rules give mean degree ≈ 7.1–7.4, diameter variance
+    ≈ 57, ≈ 13 % disconnected."""
+    _, _, arrays = full
+    train = arrays["train"]
+    chosen = np.linspace(0, len(train["num_nodes"]) - 1, 600).astype(int)  # all ten sizes
+    degree = (2 * train["num_edges"][chosen] / train["num_nodes"][chosen]).mean()
+    diameter = train["diameter"][chosen]
+    offsets = np.concatenate([[0], np.cumsum(train["num_edges"])])
+    disconnected = []
+    for i in chosen.tolist():
+        graph = nx.empty_graph(int(train["num_nodes"][i]))
+        graph.add_edges_from(train["edges"][offsets[i] : offsets[i + 1]].tolist())
+        disconnected.append(not nx.is_connected(graph))
+    assert 6.0 < degree < 8.5, degree
+    assert 40 < diameter.var() < 75, diameter.var()
+    assert 0.08 < np.mean(disconnected) < 0.19, np.mean(disconnected)

@@ -30,10 +30,12 @@ def _heterophilous(name):
 
 
 def _gpp(task):
-    def load(cache_dir=None, seed=0, sizes=(5120, 640, 1280)):
+    def load(cache_dir=None, seed=0, sizes=(5120, 640, 1280), min_nodes=25):
         from .gpp import load_gpp
 
-        return load_gpp(task, seed=seed, sizes=tuple(sizes), cache_path=cache_dir)
+        return load_gpp(
+            task, seed=seed, sizes=tuple(sizes), cache_path=cache_dir, min_nodes=min_nodes
+        )
 
     return load
 
@@ -106,6 +108,23 @@ def get_dataset(name, **options):
     return loader(**options)
 
 
+def data_version(name):
+    """Which version of the data ``name`` loads, for datasets that have had several; else None.
+
+    Graph property prediction: ``"<generator>-v<cache version>"`` of
+    :mod:`benchmarks.datasets.gpp` (``"pna-v2"``: the PNA multitask generator's rules, in
+    A-DGN's 25–35-node variant; ``"legacy-v1"``: the loose recipe of before). Results on
+    different versions are different benchmarks and must not be set side by side.
+    """
+    _loader(name)  # unknown names list the valid ones
+    if name.startswith("gpp_"):
+        from . import gpp
+
+        generator = getattr(gpp, "GENERATOR", "legacy")
+        return f"{generator}-v{getattr(gpp, 'CACHE_VERSION', 1)}"
+    return None
+
+
 def _loader(name):
     try:
         return DATASETS[name]
@@ -113,4 +132,4 @@ def _loader(name):
         raise unknown_name("dataset", name, DATASETS) from None
 
 
-__all__ = ["DATASETS", "BenchmarkData", "dataset_options", "get_dataset"]
+__all__ = ["DATASETS", "BenchmarkData", "data_version", "dataset_options", "get_dataset"]

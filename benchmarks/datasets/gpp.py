@@ -1,41 +1,58 @@
-"""Graph property prediction (GPP): the PNA multitask generator, written here from its recipe.
+"""Graph property prediction (GPP): the PNA multitask generator, rule for rule.
 
 The synthetic benchmark of Corso et al. (PNA, NeurIPS 2020), with the single-source shortest
-path (SSSP), eccentricity and diameter tasks and the protocol of A-DGN (Gravina et al., ICLR
-2023), SWAN and PH-DGN: 5120 train / 640 val / 1280 test graphs, unnormalised labels, scored
-by log10 of the test MSE. One graph is drawn as follows.
+path (SSSP), eccentricity and diameter tasks, in the 25–35-node variant of A-DGN (Gravina et
+al., ICLR 2023) that SWAN, PH-DGN and GNN-SSM report on: 5120 train / 640 val / 1280 test
+graphs, unnormalised labels, scored by log10 of the test MSE. Every published GPP number comes
+from this generator, so it is followed exactly (``GENERATOR = "pna"``; PNA's
+``multitask_benchmark/datasets_generation``):
 
-1. Family from a fixed mixture (``FAMILIES``): Erdős–Rényi 0.20, Barabási–Albert 0.20, random
-   power-law tree 0.15, caterpillar 0.10, lobster 0.10, grid / caveman / ladder / path /
-   star 0.05 each; a size n uniform in [25, 35].
-2. A base graph of that family with networkx's generators. Shape parameters: Erdős–Rényi
-   with mean degree U(3, 8), i.e. p = d / (n - 1); Barabási–Albert with m uniform in 1..4;
-   power-law tree with exponent 3 (redrawn when networkx fails to find a degree sequence);
-   caterpillar with a backbone of U{2..n-1} nodes and the other nodes attached to uniformly
-   chosen backbone nodes; lobster from ``random_lobster_graph`` (backbone ~n/3 expected,
-   p1 = p2 = 0.5), redrawn until it has at least n nodes, then trimmed to n by removing
-   random leaves (a subtree of a lobster is a lobster); ladder on n // 2 rungs plus, for odd
-   n, one node hung off node 0 (as PNA does). These all have exactly n nodes. Grid (3..5
-   rows) and connected caveman (cliques of 3..7) use the factorisation closest to n whose
-   node count stays in [25, 35], so their n is not exactly the one drawn.
-3. Node order shuffled; each edge kept with probability 0.9 and each non-edge added with
-   probability 0.1 e / r (e edges, r non-edges), so the expected edge count is unchanged; no
-   self loops. A result with an isolated node is thrown away and the graph drawn again
-   (same family and n).
-4. Features (float32, 2 columns): a one-hot flag of one uniformly drawn source node, and a
-   U(0, 1) scalar per node. Targets from unweighted hop distances (scipy BFS; a graph may be
-   disconnected after step 3): SSSP = distance from the source, 0 when unreachable;
-   eccentricity = per node, the largest finite distance; diameter = the largest finite
-   distance in the graph.
+1. **Sizes and seeds.** A split is a list of batches; batch ``b`` holds graphs of
+   ``N = min_nodes + b`` nodes (A-DGN: ``min_nodes = 25``; train 10 batches × 512, val 5 × 128,
+   test 5 × 256, so N = 25…34 for train and 25…29 for val and test; PNA's own runs used
+   ``min_nodes = 15``). One integer seed counter runs over train, val and test in that order
+   and is advanced before every draw, redraws included; dataset seed ``k`` starts it at
+   ``k · SEED_STRIDE``, so datasets of different seeds share no draw. A draw with seed ``s``
+   uses exactly the generators PNA seeds with ``s``: Python's ``random.Random(s)`` and numpy's
+   legacy ``RandomState(s)`` (PNA seeds the global ones; here each draw owns its instances).
+2. **Family** from the mixture (``FAMILIES``): ``RandomState.choice`` with ER 0.20, BA 0.20,
+   grid 0.05, caveman 0.05, power-law tree 0.15, ladder 0.05, line 0.05, star 0.05,
+   caterpillar 0.10, lobster 0.10.
+3. **Base graph** on exactly N nodes. ER: ``fast_gnp_random_graph(N, d / N, s)`` with
+   ``d = random() · N``, so p ~ U(0, 1). BA: ``barabasi_albert_graph(N, m, s)`` with
+   ``m = ⌊random() · (N − 1)⌋ + 1``. Grid ``grid_2d_graph(m, N // m)`` and caveman
+   ``caveman_graph(m, N // m)`` (disjoint cliques), m the largest divisor of N that is ≤ √N.
+   Tree: ``random_powerlaw_tree(N, seed=s, tries=10000)``. Ladder ``ladder_graph(N // 2)``,
+   odd N adding node N − 1 joined to node 0. Line: path; star: ``star_graph(N − 1)``.
+   Caterpillar (numpy re-seeded with s, as PNA does): backbone ``b ~ U{1..N−1}`` as a path,
+   nodes b…N−1 each joined to a uniform backbone node. Lobster (re-seeded likewise): b as
+   before, ``f ~ U{b+1..N}``; nodes b…f−1 join a uniform backbone node, nodes f…N−1 a uniform
+   node in b…f−1.
+4. **Node order** shuffled (``random.shuffle``), node values ``U(0, 1)`` drawn, then
+   ``randomize``: with e edges and r non-edges, keep probability ep = 0.9 and appear
+   probability rp = 0.1·e/r when e ≤ r (else ep = 0.9 + 0.1(e − r)/e, rp = 0.1); one symmetric
+   matrix ``U = V + Vᵀ``, ``V ~ U(0, 0.5)``; an edge stays where U < ep, a non-edge (not a self
+   loop) appears where U < rp. As U is a sum of two uniforms an edge is kept with
+   probability 0.98 and almost no edge appears.
+5. **Redraws.** A graph with an isolated node is drawn again with the same family and size
+   and the next seed. (PNA's script would stop with an error when networkx finds no power-law
+   tree in 10000 tries; here that draw is redrawn the same way.)
+6. **Source, features, targets.** The SSSP source is ``randint(0, N)`` from the last draw's
+   numpy generator. Features (float32, 2 columns): the source's one-hot flag and the node
+   values. Targets from unweighted hop distances (a graph may be disconnected): SSSP =
+   distance from the source, 0 when unreachable; eccentricity = per node, the largest finite
+   distance; diameter = the largest finite distance in the graph (PNA's definitions).
 
-Everything is drawn from ``numpy.random.default_rng``: each split has its own stream
-(``SeedSequence(seed).spawn(3)``), so smaller ``sizes`` give a prefix of the full splits.
-networkx generators are given integer seeds from that stream, so a seed fixes the data for a
-given networkx version. Each (seed, sizes) dataset is generated once and cached as an ``.npz``
-under ``cache_dir()/gpp/``, written to a temporary file and moved into place atomically.
+A seed fixes the data for a given networkx version (its ER, BA and tree generators draw from
+the seed). Each (seed, sizes, min_nodes) dataset is generated once and cached as an ``.npz``
+under ``cache_dir()/gpp/``, written to a temporary file and moved into place atomically. The
+file records ``CACHE_VERSION``; a cache written by another version of the generator is never
+read, only rebuilt.
 """
 
+import math
 import os
+import random
 import tempfile
 import time
 import warnings
@@ -52,170 +69,164 @@ from scipy.sparse.csgraph import shortest_path
 from .base import BenchmarkData
 from .paths import cache_dir
 
-FAMILIES = {
+GENERATOR = "pna"
+CACHE_VERSION = 2  # 1: the loose recipe of before (not PNA's distribution); 2: PNA's rules
+FAMILIES = {  # PNA's MIXTURE, in its order (the order matters: it is how choice() is read)
     "erdos_renyi": 0.20,
     "barabasi_albert": 0.20,
-    "powerlaw_tree": 0.15,
-    "caterpillar": 0.10,
-    "lobster": 0.10,
     "grid": 0.05,
     "caveman": 0.05,
+    "powerlaw_tree": 0.15,
     "ladder": 0.05,
     "path": 0.05,
     "star": 0.05,
+    "caterpillar": 0.10,
+    "lobster": 0.10,
 }
 FAMILY_NAMES = tuple(FAMILIES)
 FAMILY_PROBS = np.array(list(FAMILIES.values()))
-MIN_NODES, MAX_NODES = 25, 35
-KEEP_PROB = 0.9
 SPLITS = ("train", "val", "test")
 SIZES = (5120, 640, 1280)
+BATCHES = (10, 5, 5)  # PNA's batch scheme: graphs of batch b have min_nodes + b nodes
+MIN_NODES = 25  # A-DGN's variant (PNA's own: 15)
 TASKS = ("diameter", "sssp", "eccentricity")
-CACHE_VERSION = 1  # bump whenever the recipe changes, so stale caches are not reused
+BASE_KEEP = 0.9  # PNA's BASE_P
 MAX_TRIES = 10_000
-
-# networkx 3.5 renamed random_lobster (the old name now warns)
-_random_lobster = getattr(nx, "random_lobster_graph", None) or nx.random_lobster
+SEED_STRIDE = 1_000_000  # more draws than a dataset of the default sizes makes (≈ 10⁴)
 
 
-def _nx_seed(rng):
-    return int(rng.integers(2**32))
+def _largest_divisor_up_to_root(n):
+    return max(i for i in range(1, math.isqrt(n) + 1) if n % i == 0)
 
 
-def _closest_factor(n, size):
-    """How many blocks of ``size`` nodes come closest to n with a total in [25, 35]."""
-    count = max(2, round(n / size))
-    while count * size < MIN_NODES:
-        count += 1
-    while count * size > MAX_NODES:
-        count -= 1
-    return count
+def _erdos_renyi(n, seed, py, rs):
+    degree = py.random() * n
+    return nx.fast_gnp_random_graph(n, degree / n, seed)
 
 
-def _erdos_renyi(n, rng):
-    # mean degree 3..8: sparse enough for long shortest paths, dense enough that few nodes
-    # end up isolated (which would force a redraw)
-    p = rng.uniform(3.0, 8.0) / (n - 1)
-    return nx.fast_gnp_random_graph(n, p, seed=_nx_seed(rng))
+def _barabasi_albert(n, seed, py, rs):
+    return nx.barabasi_albert_graph(n, int(py.random() * (n - 1)) + 1, seed)
 
 
-def _barabasi_albert(n, rng):
-    return nx.barabasi_albert_graph(n, int(rng.integers(1, 5)), seed=_nx_seed(rng))
+def _grid(n, seed, py, rs):
+    rows = _largest_divisor_up_to_root(n)
+    return nx.grid_2d_graph(rows, n // rows)
 
 
-def _powerlaw_tree(n, rng):
-    for _ in range(MAX_TRIES):  # about half the draws find no tree degree sequence
-        try:
-            return nx.random_powerlaw_tree(n, gamma=3, seed=_nx_seed(rng))
-        except nx.NetworkXError:
-            continue
-    raise RuntimeError(f"no power-law tree with {n} nodes after {MAX_TRIES} tries")
+def _caveman(n, seed, py, rs):
+    cliques = _largest_divisor_up_to_root(n)
+    return nx.caveman_graph(cliques, n // cliques)
 
 
-def _caterpillar(n, rng):
-    backbone = int(rng.integers(2, n))
-    graph = nx.path_graph(backbone)
-    legs = rng.integers(0, backbone, size=n - backbone)
-    graph.add_edges_from(zip(range(backbone, n), legs.tolist()))
-    return graph
+def _powerlaw_tree(n, seed, py, rs):
+    return nx.random_powerlaw_tree(n, seed=seed, tries=10000)
 
 
-def _lobster(n, rng):
-    for _ in range(MAX_TRIES):
-        graph = _random_lobster(n / 3, 0.5, 0.5, seed=_nx_seed(rng))
-        if graph.number_of_nodes() >= n:
-            break
-    else:
-        raise RuntimeError(f"no lobster with {n} nodes after {MAX_TRIES} tries")
-    while graph.number_of_nodes() > n:
-        leaves = [v for v, degree in graph.degree() if degree == 1]
-        graph.remove_node(leaves[rng.integers(len(leaves))])
-    return graph
-
-
-def _grid(n, rng):
-    rows = int(rng.integers(3, 6))
-    return nx.grid_2d_graph(rows, _closest_factor(n, rows))
-
-
-def _caveman(n, rng):
-    # cliques of at least 3: networkx rewires one clique edge, which would isolate a node of 2
-    size = int(rng.integers(3, 8))
-    return nx.connected_caveman_graph(_closest_factor(n, size), size)
-
-
-def _ladder(n, rng):
+def _ladder(n, seed, py, rs):
     graph = nx.ladder_graph(n // 2)
     if n % 2:
         graph.add_edge(0, n - 1)
     return graph
 
 
-def _path(n, rng):
+def _path(n, seed, py, rs):
     return nx.path_graph(n)
 
 
-def _star(n, rng):
+def _star(n, seed, py, rs):
     return nx.star_graph(n - 1)
+
+
+def _caterpillar(n, seed, py, rs):
+    rs.seed(seed)  # PNA re-seeds numpy here, so later draws restart from the seed
+    backbone = rs.randint(low=1, high=n)
+    graph = nx.empty_graph(n)
+    graph.add_edges_from((i - 1, i) for i in range(1, backbone))
+    for i in range(backbone, n):
+        graph.add_edge(i, rs.randint(backbone))
+    return graph
+
+
+def _lobster(n, seed, py, rs):
+    rs.seed(seed)
+    backbone = rs.randint(low=1, high=n)
+    legs_end = rs.randint(low=backbone + 1, high=n + 1)
+    graph = nx.empty_graph(n)
+    graph.add_edges_from((i - 1, i) for i in range(1, backbone))
+    for i in range(backbone, legs_end):
+        graph.add_edge(i, rs.randint(backbone))
+    for i in range(legs_end, n):
+        graph.add_edge(i, rs.randint(low=backbone, high=legs_end))
+    return graph
 
 
 BUILDERS = {
     "erdos_renyi": _erdos_renyi,
     "barabasi_albert": _barabasi_albert,
-    "powerlaw_tree": _powerlaw_tree,
-    "caterpillar": _caterpillar,
-    "lobster": _lobster,
     "grid": _grid,
     "caveman": _caveman,
+    "powerlaw_tree": _powerlaw_tree,
     "ladder": _ladder,
     "path": _path,
     "star": _star,
+    "caterpillar": _caterpillar,
+    "lobster": _lobster,
 }
 
 
-def base_graph(family, n, rng):
-    """The family's graph before shuffling and randomisation, as ``(num_nodes, edges)``.
+def randomize(adjacency, rs):
+    """PNA's ``randomize``: toggle edges without changing the expected edge count (see 4.)."""
+    n = len(adjacency)
+    edges = adjacency.sum() / 2
+    non_edges = n * (n - 1) / 2 - edges
+    if edges <= non_edges:
+        keep, appear = BASE_KEEP, (1 - BASE_KEEP) * edges / non_edges
+    else:
+        keep, appear = BASE_KEEP + (1 - BASE_KEEP) * (edges - non_edges) / edges, 1 - BASE_KEEP
+    draws = rs.uniform(size=(n, n), low=0.0, high=0.5)
+    draws = draws + draws.T
+    remaining = (draws < keep) * adjacency
+    appearing = (draws < appear) * (1 - adjacency) * (1 - np.eye(n))
+    return remaining + appearing
 
-    ``edges`` is an ``(E, 2)`` int64 array over nodes ``0..num_nodes-1``, one row per edge.
+
+def draw_graph(num_nodes, seed, family=None):
+    """One draw of PNA's ``generate_graph`` with seed ``seed``.
+
+    Returns ``(adjacency, values, family, rs)``: the randomised ``(N, N)`` 0/1 float matrix,
+    the ``U(0, 1)`` node values, the family (drawn from the mixture unless given) and the
+    draw's numpy generator, whose state the source node is drawn from. The graph may have
+    isolated nodes (``generate_graph`` redraws those) or ``family`` may fail to build
+    (``networkx.NetworkXError``, power-law trees only).
     """
-    graph = BUILDERS[family](n, rng)
-    index = {node: i for i, node in enumerate(graph)}
-    edges = np.array([(index[u], index[v]) for u, v in graph.edges()], dtype=np.int64)
-    return len(index), edges.reshape(-1, 2)
-
-
-def randomise_edges(num_nodes, edges, rng, keep=KEEP_PROB):
-    """Keep each edge with ``keep``; add each non-edge at the rate that keeps E[#edges].
-
-    Returns the new ``(E', 2)`` edge array with ``u < v`` in each row (no self loops).
-    """
-    adjacency = np.zeros((num_nodes, num_nodes), dtype=bool)
-    adjacency[edges[:, 0], edges[:, 1]] = True
-    adjacency |= adjacency.T
-    np.fill_diagonal(adjacency, False)
-    rows, cols = np.triu_indices(num_nodes, 1)
-    present = adjacency[rows, cols]
-    num_edges = int(present.sum())
-    add = min(1.0, (1.0 - keep) * num_edges / max(1, present.size - num_edges))
-    draws = rng.random(present.size)
-    chosen = np.where(present, draws < keep, draws < add)
-    return np.stack([rows[chosen], cols[chosen]], axis=1).astype(np.int64)
-
-
-def generate_graph(rng, family=None):
-    """One randomised graph: ``(num_nodes, edges, family)``, with no isolated node.
-
-    The family is drawn from ``FAMILIES`` unless given. ``edges`` is ``(E, 2)`` with ``u < v``.
-    """
+    py, rs = random.Random(seed), np.random.RandomState(seed)
     if family is None:
-        family = FAMILY_NAMES[rng.choice(len(FAMILY_NAMES), p=FAMILY_PROBS)]
-    n = int(rng.integers(MIN_NODES, MAX_NODES + 1))
+        family = FAMILY_NAMES[rs.choice(len(FAMILY_NAMES), 1, p=FAMILY_PROBS)[0]]
+    graph = BUILDERS[family](num_nodes, seed, py, rs)
+    nodes = list(graph)
+    py.shuffle(nodes)
+    adjacency = nx.to_numpy_array(graph, nodelist=nodes)
+    values = rs.uniform(low=0, high=1, size=num_nodes)
+    return randomize(adjacency, rs), values, family, rs
+
+
+def generate_graph(num_nodes, seed, family=None):
+    """The first graph from ``seed`` on without isolated nodes, as PNA's dataset script draws it.
+
+    Returns ``(edges, values, source, family, next_seed)``: ``edges`` is ``(E, 2)`` int64 with
+    ``u < v``; ``next_seed`` is the last seed used (the counter's new value).
+    """
     for _ in range(MAX_TRIES):
-        num_nodes, edges = base_graph(family, n, rng)
-        edges = rng.permutation(num_nodes)[edges]
-        edges = randomise_edges(num_nodes, edges, rng)
-        if np.bincount(edges.ravel(), minlength=num_nodes).min() > 0:
-            return num_nodes, edges, family
+        try:
+            adjacency, values, family_drawn, rs = draw_graph(num_nodes, seed, family)
+        except nx.NetworkXError:  # no power-law tree found: redraw like an isolated node
+            family_drawn, adjacency = family or "powerlaw_tree", None
+        family = family_drawn
+        if adjacency is not None and adjacency.max(axis=0).min() > 0:
+            source = int(rs.randint(0, num_nodes))
+            edges = np.argwhere(np.triu(adjacency, 1) > 0).astype(np.int64)
+            return edges, values, source, family, seed
+        seed += 1
     raise RuntimeError(f"no {family} graph without isolated nodes after {MAX_TRIES} tries")
 
 
@@ -230,30 +241,36 @@ def graph_targets(num_nodes, edges, source):
     return distances[source], eccentricity, eccentricity.max()
 
 
-def _generate_split(rng, count):
+def split_node_counts(count, batches, min_nodes=MIN_NODES):
+    """N of each of ``count`` graphs: ``batches`` equal batches (the first ones one larger when
+    ``count`` does not divide), batch ``b`` with ``min_nodes + b`` nodes."""
+    per_batch = [count // batches + (b < count % batches) for b in range(batches)]
+    return np.repeat(min_nodes + np.arange(batches), per_batch)
+
+
+def _generate_split(counts, seed):
     # empty seeds, so that a split of size 0 still concatenates to arrays of the right shape
     columns = {
-        "num_nodes": [],
         "edges": [np.zeros((0, 2), dtype=np.int64)],
         "feat": [np.zeros((0, 2), dtype=np.float32)],
         "sssp": [np.zeros(0)],
         "eccentricity": [np.zeros(0)],
     }
-    diameters, families = [], []
-    for _ in range(count):
-        num_nodes, edges, family = generate_graph(rng)
-        source = int(rng.integers(num_nodes))
+    num_edges, diameters, families = [], [], []
+    for num_nodes in counts.tolist():
+        edges, values, source, family, seed = generate_graph(num_nodes, seed + 1)
         feat = np.zeros((num_nodes, 2), dtype=np.float32)
         feat[source, 0] = 1.0
-        feat[:, 1] = rng.random(num_nodes)
+        feat[:, 1] = values
         sssp, eccentricity, diameter = graph_targets(num_nodes, edges, source)
-        for key, value in zip(columns, (num_nodes, edges, feat, sssp, eccentricity)):
+        for key, value in zip(columns, (edges, feat, sssp, eccentricity)):
             columns[key].append(value)
+        num_edges.append(len(edges))
         diameters.append(diameter)
         families.append(FAMILY_NAMES.index(family))
-    return {
-        "num_nodes": np.array(columns["num_nodes"], dtype=np.int64),
-        "num_edges": np.array([len(e) for e in columns["edges"][1:]], dtype=np.int64),
+    arrays = {
+        "num_nodes": counts.astype(np.int64),
+        "num_edges": np.array(num_edges, dtype=np.int64),
         "edges": np.concatenate(columns["edges"]).astype(np.int32).reshape(-1, 2),
         "feat": np.concatenate(columns["feat"]),
         "sssp": np.concatenate(columns["sssp"]).astype(np.float32),
@@ -261,22 +278,25 @@ def _generate_split(rng, count):
         "diameter": np.array(diameters, dtype=np.float32),
         "family": np.array(families, dtype=np.int8),
     }
+    return arrays, seed
 
 
-def generate_gpp(seed=0, sizes=SIZES):
+def generate_gpp(seed=0, sizes=SIZES, min_nodes=MIN_NODES):
     """Generate the dataset without touching the cache.
 
-    Returns ``{split: {array name: numpy array}}`` with the per-graph arrays ``num_nodes``,
-    ``num_edges``, ``diameter`` and ``family`` (index into ``FAMILY_NAMES``), and, concatenated
-    over the split's graphs in order, ``edges`` (local node ids, ``u < v``), ``feat``, ``sssp``
-    and ``eccentricity``.
+    ``seed · SEED_STRIDE`` starts PNA's seed counter; ``sizes`` are the graph counts of train,
+    val and test, spread over ``BATCHES`` batches of ``min_nodes + b`` nodes. Returns
+    ``{split: {array name: numpy array}}`` with the per-graph arrays ``num_nodes``,
+    ``num_edges``, ``diameter`` and ``family`` (index into ``FAMILY_NAMES``), and,
+    concatenated over the split's graphs in order, ``edges`` (local node ids, ``u < v``),
+    ``feat``, ``sssp`` and ``eccentricity``.
     """
     sizes = _check_sizes(sizes)
-    streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
-    return {
-        split: _generate_split(np.random.default_rng(stream), count)
-        for split, stream, count in zip(SPLITS, streams, sizes)
-    }
+    result, seed = {}, int(seed) * SEED_STRIDE
+    for split, count, batches in zip(SPLITS, sizes, BATCHES):
+        counts = split_node_counts(count, batches, int(min_nodes))
+        result[split], seed = _generate_split(counts, seed)
+    return result
 
 
 def _check_sizes(sizes):
@@ -286,16 +306,25 @@ def _check_sizes(sizes):
     return sizes
 
 
-def cache_file(seed=0, sizes=SIZES, cache_path=None):
-    """Where the (seed, sizes) dataset is cached: ``cache_dir(cache_path)/gpp/…npz``."""
+def cache_file(seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES):
+    """Where the dataset is cached: ``cache_dir(cache_path)/gpp/…npz``."""
     sizes = _check_sizes(sizes)
     folder = cache_dir(cache_path) / "gpp"
-    return folder / f"gpp_v{CACHE_VERSION}_seed{seed}_{'-'.join(map(str, sizes))}.npz"
+    name = f"gpp_v{CACHE_VERSION}_{GENERATOR}_seed{seed}_n{min_nodes}_{'-'.join(map(str, sizes))}"
+    return folder / f"{name}.npz"
+
+
+VERSION_KEY = "generator_version"
+
+
+class StaleCache(ValueError):
+    """A cache file written by another version of the generator."""
 
 
 def _save(arrays, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = {f"{split}/{key}": value for split, d in arrays.items() for key, value in d.items()}
+    flat[VERSION_KEY] = np.array(CACHE_VERSION)
     # a killed run leaves at most a stray *.tmp file, never a half-written cache
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -312,6 +341,9 @@ def _save(arrays, path):
 def _load(path):
     with np.load(path, allow_pickle=False) as stored:
         flat = {key: stored[key] for key in stored.files}
+    version = flat.pop(VERSION_KEY, None)
+    if version is None or int(version) != CACHE_VERSION:
+        raise StaleCache(f"written by generator version {version}, not {CACHE_VERSION}")
     arrays = {split: {} for split in SPLITS}
     for key, value in flat.items():
         split, name = key.split("/", 1)
@@ -319,22 +351,25 @@ def _load(path):
     return arrays
 
 
-def gpp_arrays(seed=0, sizes=SIZES, cache_path=None):
-    """The dataset as numpy arrays (see ``generate_gpp``), from the cache or generated into it."""
-    path = cache_file(seed, sizes, cache_path)
+def gpp_arrays(seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES):
+    """The dataset as numpy arrays (see ``generate_gpp``), from the cache or generated into it.
+
+    A cache file that is unreadable, or that another generator version wrote, is rebuilt.
+    """
+    path = cache_file(seed, sizes, cache_path, min_nodes)
     if path.exists():
         try:
             return _load(path)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-            warnings.warn(f"unreadable GPP cache {path} ({error}); regenerating", stacklevel=2)
-    arrays = generate_gpp(seed, sizes)
+            warnings.warn(f"unusable GPP cache {path} ({error}); regenerating", stacklevel=2)
+    arrays = generate_gpp(seed, sizes, min_nodes)
     _save(arrays, path)
     return arrays
 
 
-def gpp_families(seed=0, sizes=SIZES, cache_path=None):
+def gpp_families(seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES):
     """``{split: [family name of each graph]}``, in the order of ``load_gpp``'s graphs."""
-    arrays = gpp_arrays(seed, sizes, cache_path)
+    arrays = gpp_arrays(seed, sizes, cache_path, min_nodes)
     return {split: [FAMILY_NAMES[i] for i in arrays[split]["family"]] for split in SPLITS}
 
 
@@ -363,7 +398,7 @@ def _build_graphs(split_arrays, task):
     return graphs
 
 
-def load_gpp(task, seed=0, sizes=SIZES, cache_path=None):
+def load_gpp(task, seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES):
     """One GPP task (``"diameter"``, ``"sssp"`` or ``"eccentricity"``) as ``BenchmarkData``.
 
     SSSP and eccentricity are node-level (``ndata["label"]``, float32 ``(n, 1)``); diameter is
@@ -373,7 +408,7 @@ def load_gpp(task, seed=0, sizes=SIZES, cache_path=None):
     """
     if task not in TASKS:
         raise ValueError(f"unknown GPP task {task!r}; choose from {TASKS}")
-    arrays = gpp_arrays(seed, sizes, cache_path)
+    arrays = gpp_arrays(seed, sizes, cache_path, min_nodes)
     graphs = {split: _build_graphs(arrays[split], task) for split in SPLITS}
     graph_labels = None
     if task == "diameter":
