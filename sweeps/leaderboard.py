@@ -4,9 +4,12 @@ Reads the Optuna studies the sweep runner wrote (one per backbone × dataset, na
 ``<backbone>__<dataset>``) and writes, into one folder:
 
 - ``leaderboard.md``: models × datasets, ``mean ± std (n=…)`` of the test metric of each
-  study's ``final`` evaluation, next to the paper's published numbers; best per column in bold.
-  Studies whose sweep has no ``final`` yet are listed in a separate, clearly provisional section
-  (best trial by validation, one seed) and never ranked.
+  study's ``final`` evaluation, next to the published numbers that are comparable with them;
+  best per column in bold. The other published numbers are listed apart, as context, each
+  with the reason it is not comparable. Studies whose sweep has no ``final`` yet are listed in
+  a separate, clearly provisional section (best trial by validation, one seed) and never
+  ranked. Studies run at a smoke-size budget (protocol ``smoke``, the quick suite) are marked
+  as such, and the page says it reproduces nothing.
 - ``leaderboard.csv``: the main table in long form,
   ``model,source,dataset,metric,direction,mean,std,n,best``.
 - ``leaderboard.tex``: the main table as a booktabs ``tabular``.
@@ -18,9 +21,16 @@ have a fixed format, nothing carries a timestamp or a path, and the figures have
 no PNG software/version stamp.
 
 The contract read (per study): ``user_attrs`` ``backbone``, ``dataset``, ``metric``,
-``direction`` and, once evaluated, ``final = {"mean", "std", "values", "seeds", "params",
+``direction``; optionally ``protocol`` and ``data_version`` (absent: unknown, so comparable with
+no published number); once evaluated, ``final = {"mean", "std", "values", "seeds", "params",
 "config"}``; per trial, ``value`` (validation metric) and ``user_attrs`` ``config`` (with
 ``config["model"]["num_layers"]``), ``test``, ``status`` (``ok``/``diverged``).
+
+A published number (:mod:`benchmarks.references`) is *comparable*, and set in the main table, when
+some finished study of ours in its column has the same data version (where the number names
+one), the same protocol, and, when the number is of a model this project implements, is a study
+of that model (the heterophily GCN is Platonov et al.'s residual GCN, ``gcn_platonov``, not a
+bare ``gcn``). A number of a model we do not implement needs the data and protocol only.
 """
 
 from __future__ import annotations
@@ -44,7 +54,8 @@ import optuna
 import sqlalchemy.engine
 from optuna.trial import TrialState
 
-from .references import PAPER, REFERENCES
+from benchmarks.references import DATA_NOTES, PROTOCOLS, REFERENCES
+
 from .storage import one_line
 
 log = logging.getLogger(__name__)
@@ -79,7 +90,10 @@ _TOKENS = {
     "mlp": "MLP",
     "drew": "DRew",
     "graphcon": "GraphCON",
+    "kipf": "Kipf",
+    "platonov": "Platonov",
 }
+SMOKE = "smoke"  # the protocol tag of smoke-size spaces (the quick suite)
 
 DEPTH_FIGSIZE = (6.4, 4.2)
 DPI = 100
@@ -98,8 +112,8 @@ def display_name(model):
 
     Examples
     --------
-    >>> [display_name(m) for m in ("gcn_ssm", "kgcn_ssm", "gatedgcn", "sage", "gin", "gat")]
-    ['GCN-SSM', 'kGCN-SSM', 'GatedGCN', 'SAGE', 'GIN', 'GAT']
+    >>> [display_name(m) for m in ("gcn_ssm", "kgcn_ssm", "gatedgcn", "sage", "gcn_platonov")]
+    ['GCN-SSM', 'kGCN-SSM', 'GatedGCN', 'SAGE', 'GCN-Platonov']
     """
     parts = []
     for token in model.split("_"):
@@ -149,6 +163,12 @@ class StudyResult:
     trials: list[TrialPoint]
     n_complete: int
     final_problem: str | None = None  # why a present `final` could not be used
+    protocol: str | None = None  # the space's protocol tag ("gpp", "smoke", …), if recorded
+    data_version: str | None = None  # e.g. "pna-v2" for the graph-property data
+
+    @property
+    def smoke(self):
+        return self.protocol == SMOKE
 
     def best_by(self, key):
         """The best trial ranked by ``key`` ("val" or "test"); ties go to the earlier trial."""
@@ -242,9 +262,11 @@ def _read_study(storage, summary):
         points.append(
             TrialPoint(trial.number, float(trial.value), float(test), _depth(user.get("config")))
         )
+    tags = {k: attrs.get(k) if isinstance(attrs.get(k), str) else None
+            for k in ("protocol", "data_version")}  # fmt: skip
     return StudyResult(
         summary.study_name, backbone, dataset, metric, direction, final, points,
-        n_complete=len(completed), final_problem=problem,
+        n_complete=len(completed), final_problem=problem, **tags,
     )  # fmt: skip
 
 
@@ -357,13 +379,19 @@ class Cell:
     std: float | None = None
     n: int | None = None
     failed: int = 0
+    smoke: bool = False  # from a smoke-size study
 
     @property
     def count(self):
-        """``(n=4)``, ``(n=3, 1 failed)``, or "" when n is unknown (paper rows)."""
+        """``(n=4)``, ``(n=3, 1 failed)``, ``(n=2, smoke)``, or "" when n is unknown (paper)."""
         if self.n is None:
             return ""
-        return f"(n={self.n}" + (f", {self.failed} failed)" if self.failed else ")")
+        return (
+            f"(n={self.n}"
+            + (f", {self.failed} failed" if self.failed else "")
+            + (f", {SMOKE}" if self.smoke else "")
+            + ")"
+        )
 
     @property
     def text(self):
@@ -385,11 +413,26 @@ class Row:
     backbone: str | None = None
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a published number went: beside ``matched`` studies, or apart with ``reason``."""
+
+    ref: object  # a benchmarks.references.Reference
+    column: Column
+    matched: tuple = ()  # names of the studies it is comparable with
+    reason: str = ""  # why it is not comparable (when matched is empty)
+
+    @property
+    def comparable(self):
+        return bool(self.matched)
+
+
 @dataclass
 class Table:
     columns: list
     rows: list
     best: set  # {(row label, Column)}
+    placements: list = field(default_factory=list)  # every reference of the table's columns
 
 
 def _fmt(x):
@@ -398,14 +441,71 @@ def _fmt(x):
 
 
 def _reference_label(ref):
-    return f"{ref.label} (paper{' ' + ref.version if ref.version else ''})"
+    return f"{ref.label} ({ref.cite}{' ' + ref.version if ref.version else ''})"
+
+
+def _listed(values):
+    values = sorted({str(v) for v in values})
+    return ", ".join(values) if values else "none"
+
+
+def place_reference(ref, column, results):
+    """Whether ``ref`` is comparable with a finished study of ``column``.
+
+    The checks, in order (the first that fails is the reason given): some finished study in
+    the column is on the reference's data version (when it names one); of those, some ran
+    the reference's protocol; of those, when the reference is of a model this project
+    implements (``ref.model``), some is a study of that model. A reference of a model we do
+    not implement is a score on the same benchmark once data and protocol agree.
+
+    Returns
+    -------
+    Placement
+        The names of the matching studies, or the reason in words.
+    """
+    studies = [r for r in results if (r.dataset, r.metric) == (column.dataset, column.metric)]
+    studies = sorted((r for r in studies if r.final is not None), key=lambda r: r.name)
+    if not studies:
+        return Placement(ref, column, reason="no finished study of ours on this dataset")
+    if ref.data is not None:
+        same = [r for r in studies if r.data_version == ref.data]
+        if not same:
+            versions = _listed(r.data_version or "not recorded" for r in studies)
+            return Placement(ref, column, reason=(
+                f"other data: published on {ref.data} ({DATA_NOTES.get(ref.data, ref.data)}), "
+                f"ours on {versions}"
+            ))  # fmt: skip
+        studies = same
+    same = [r for r in studies if ref.protocol is not None and r.protocol == ref.protocol]
+    if not same:
+        if all(r.smoke for r in studies):
+            reason = (
+                f"ours ran at a smoke-size budget (quick suite), not the {ref.protocol} protocol"
+            )
+        else:
+            protocols = _listed(r.protocol or "not recorded" for r in studies)
+            reason = f"other protocol: published {ref.protocol}, ours {protocols}"
+        return Placement(ref, column, reason=reason)
+    studies = same
+    if ref.model is not None:
+        same = [r for r in studies if r.backbone == ref.model]
+        if not same:
+            return Placement(ref, column, reason=(
+                f"other model: {ref.architecture or ref.label} is our {ref.model}, and no "
+                f"{ref.model} study of this data and protocol has finished (ours: "
+                f"{_listed(r.backbone for r in studies)})"
+            ))  # fmt: skip
+        studies = same
+    return Placement(ref, column, matched=tuple(r.name for r in studies))
 
 
 def build_table(results, references=REFERENCES):
-    """Rows (ours by backbone name, then the paper's in its order) × columns (by dataset).
+    """Rows (ours by backbone name, then the published ones in order) × columns (by dataset).
 
     Columns are the (dataset, metric) pairs of the studies read, whether or not their sweep
-    is finished; reference rows appear only for those columns.
+    is finished. A published number is placed in the table only when comparable (see
+    :func:`place_reference`); every reference of the table's columns is kept in
+    ``placements`` with where it went and why.
     """
     columns = sorted({Column(r.dataset, r.metric, r.direction) for r in results})
     by_key = {(c.dataset, c.metric): c for c in columns}
@@ -418,17 +518,21 @@ def build_table(results, references=REFERENCES):
         row.backbone = result.backbone
         column = by_key[(result.dataset, result.metric)]
         final = result.final
-        row.cells[column] = Cell(final.mean, final.std, final.n, final.failed)
+        row.cells[column] = Cell(final.mean, final.std, final.n, final.failed, result.smoke)
     rows = [ours[b] for b in sorted(ours)]
     labels = [row.label for row in rows]
     for row in rows:  # two names printing alike (gcn_ssm, gcn-ssm) stay apart
         if labels.count(row.label) > 1:
             row.label = f"{row.label} [{row.backbone}]"
 
-    paper = {}
+    paper, placements = {}, []
     for ref in references:
         column = by_key.get((ref.dataset, ref.metric))
-        if column is not None:
+        if column is None:
+            continue
+        placement = place_reference(ref, column, results)
+        placements.append(placement)
+        if placement.comparable:
             label = _reference_label(ref)
             paper.setdefault(label, Row(label, "paper")).cells[column] = Cell(ref.mean, ref.std)
     rows.extend(paper.values())
@@ -441,7 +545,7 @@ def build_table(results, references=REFERENCES):
             pick = max if column.direction == "maximize" else min
             top = pick(v for v, _ in values)
             best.update((label, column) for v, label in values if v == top)
-    return Table(columns, rows, best)
+    return Table(columns, rows, best, placements)
 
 
 # --------------------------------------------------------------------------- writers
@@ -452,14 +556,32 @@ def _md_escape(text):
 
 
 def render_markdown(table, results, skipped):
-    """The Markdown leaderboard: main table, then running sweeps and skipped studies."""
+    """The Markdown leaderboard: main table, published numbers, running and skipped studies."""
     out = ["# Leaderboard", ""]
+    smoke = sorted(r.name for r in results if r.smoke)
+    if smoke:
+        out.append(
+            "**Smoke-size budget, not a reproduction.** "
+            + (
+                f"All {len(smoke)}"
+                if len(smoke) == len(results)
+                else f"{len(smoke)} of the {len(results)}"
+            )  # fmt: skip
+            + f" studies ran a smoke space (protocol `{SMOKE}`: the quick suite's few short trials "
+            "on small data), and their cells say so: they check that the pipeline runs end to "
+            "end, and reproduce no published number; none is compared with them. Studies: "
+            + ", ".join(f"`{_md_escape(name)}`" for name in smoke)
+            + "."
+        )
+        out.append("")
     out.append(
         "Test metric per model (rows) and dataset (columns). Ours: mean ± std over n seeds of "
         "the best configuration (chosen on validation) re-run, from each study's `final`. "
-        f"Paper: published numbers ({PAPER}), ± only where published. **Bold**: best in the "
-        "column among all rows (↑ higher / ↓ lower is better; equal at 4 decimals → all bold). "
-        f"{DASH}: no result."
+        "Published (cited in the row label): set beside ours only where comparable, i.e. same "
+        "data version and protocol and, for a model this project implements, our study of that "
+        "model; the others are listed below as context. ± only where published. **Bold**: best "
+        "in the column among all rows (↑ higher / ↓ lower is better; equal at 4 decimals → all "
+        f"bold). {DASH}: no result."
     )
     out.append("")
     if table.columns:
@@ -477,10 +599,41 @@ def render_markdown(table, results, skipped):
             out.append(f"| {_md_escape(row.label)} | " + " | ".join(cells) + " |")
         out.append("")
         out.append(
-            "Accuracy, ROC-AUC and AP are fractions in [0, 1]: the paper's heterophily numbers "
-            "(published in %) are divided by 100. v1/v2: the arXiv version of the paper."
+            "Accuracy, ROC-AUC and AP are fractions in [0, 1]: heterophily numbers published in "
+            "% are divided by 100. v1/v2: the arXiv version of the paper."
         )
         out.append("")
+
+    placed = [p for p in table.placements if p.comparable]
+    if placed:
+        out += ["## Published numbers in the table", ""]
+        out.append(
+            "What each published row is, and the studies of ours it is comparable with (same "
+            "data version and protocol; the same model where we implement it)."
+        )
+        out.append("")
+        out.append("| Published | Column | Architecture | Data | Protocol | Beside |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+        for p in placed:
+            beside = ", ".join(f"`{name}`" for name in p.matched)
+            out.append(f"| {_reference_cells(p)} | {_md_escape(beside)} |")
+        out += ["", _md_escape(_protocol_legend(placed)), ""]
+    context = [p for p in table.placements if not p.comparable]
+    if context:
+        out += ["## Published numbers shown as context", ""]
+        out.append(
+            "Not comparable with any study here, so not in the table above, never bold, and "
+            "not to be read as a gap between ours and theirs. The last column says why."
+        )
+        out.append("")
+        out.append(
+            "| Published | Column | Architecture | Data | Protocol | Value | Why not comparable |"
+        )
+        out.append("| --- | --- | --- | --- | --- | ---: | --- |")
+        for p in context:
+            value = Cell(p.ref.mean, p.ref.std).text
+            out.append(f"| {_reference_cells(p)} | {value} | {_md_escape(p.reason)} |")
+        out += ["", _md_escape(_protocol_legend(context)), ""]
 
     pending = [r for r in results if r.final is None]
     if pending:
@@ -511,6 +664,28 @@ def render_markdown(table, results, skipped):
         out += [f"- `{name}`: {_md_escape(reason)}" for name, reason in skipped]
         out.append("")
     return "\n".join(out)
+
+
+def _reference_cells(placement):
+    """Label, column, architecture, data and protocol of a published number, as table cells."""
+    ref = placement.ref
+    data = ref.data_note or DASH
+    if ref.data:
+        data = f"{data} ({ref.data})"
+    cells = [
+        _reference_label(ref),
+        placement.column.header,
+        ref.architecture or ref.label,
+        data,
+        ref.protocol or DASH,
+    ]
+    return " | ".join(_md_escape(c) for c in cells)
+
+
+def _protocol_legend(placements):
+    """One line naming each protocol tag of ``placements``."""
+    tags = sorted({p.ref.protocol for p in placements if p.ref.protocol})
+    return "Protocols: " + "; ".join(f"`{t}`: {PROTOCOLS.get(t, t)}" for t in tags) + "."
 
 
 def render_csv(table):
@@ -581,6 +756,10 @@ def render_latex(table):
         "\\toprule",
         " & ".join(["Model"] + [tex_escape(c.header) for c in table.columns]) + " \\\\",
     ]
+    if any(cell.smoke for row in table.rows for cell in row.cells.values()):
+        out.insert(
+            2, "% Cells marked smoke: a smoke-size budget (quick suite), not a reproduction."
+        )
     previous = None
     for row in table.rows:
         if row.source != previous:  # rule between our rows and the paper's
@@ -626,7 +805,8 @@ def plot_depth(column, results, colors, references=REFERENCES, select="val"):
     colors : dict
         Backbone → matplotlib colour, the same in every figure.
     references : list of Reference
-        Paper values drawn as dashed lines for the backbones they name (``GCN-SSM`` …).
+        Published values drawn as dashed lines in the colour of the backbone that implements
+        their model (``Reference.model``); pass only the comparable ones.
     select : {"val", "test"}
         At each depth, the trial with the best validation value ("val") or the best test
         value ("test") gives the point.
@@ -657,13 +837,12 @@ def plot_depth(column, results, colors, references=REFERENCES, select="val"):
                 color=colors[backbone],
                 label=display_name(backbone),
             )
-        names = {display_name(b): b for b in curves}
         for ref in references:
             if (ref.dataset, ref.metric) == (column.dataset, column.metric) and not ref.version:
-                if ref.label in names:
+                if ref.model in curves:
                     ax.axhline(
                         ref.mean,
-                        color=colors[names[ref.label]],
+                        color=colors[ref.model],
                         linestyle="--",
                         linewidth=1,
                         label=_reference_label(ref),
@@ -787,7 +966,8 @@ def _build(storage_url, out_dir, depth_select="val"):
         if datasets.count(column.dataset) > 1:  # one dataset scored in two metrics
             name += "_" + _slug(column.metric)
         mine = [r for r in results if (r.dataset, r.metric) == (column.dataset, column.metric)]
-        png = plot_depth(column, mine, colors, select=depth_select)
+        comparable = [p.ref for p in table.placements if p.column == column and p.comparable]
+        png = plot_depth(column, mine, colors, references=comparable, select=depth_select)
         if png is not None:
             outputs[f"depth_{name}.png"] = png
     summary = plot_summary(table, colors)

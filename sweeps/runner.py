@@ -6,6 +6,11 @@ study has fewer than the requested number; train it outside the lock with a hear
 report every epoch's validation metric so the pruner can stop it. When no trial is left,
 the best configuration is re-run over several seeds and its test mean ± std is stored with
 the study (``study.user_attrs["final"]``), which is all the leaderboard reads.
+
+A plain backbone is searched over the space's ``search`` and ``plain`` keys, an SSM backbone
+over ``search`` and ``ssm``, a reference baseline over ``search`` only (see
+:mod:`sweeps.space`). Each study also records what its numbers may be compared with: the
+space's ``protocol`` and the dataset's ``data_version`` (user attrs, read by the leaderboard).
 """
 
 import math
@@ -22,15 +27,14 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-import dgl_ssm
 from benchmarks.config import RunConfig
-from benchmarks.datasets import dataset_options
+from benchmarks.datasets import data_version, dataset_options
 from benchmarks.metrics import METRICS
 from benchmarks.models import check_model_name
+from benchmarks.run import validate as validate_run
 from benchmarks.train import load_data, train
-from dgl_ssm import is_ssm
 
-from .space import apply_values, find_space, load_space
+from .space import apply_values, backbone_kind, find_space, load_space
 from .storage import create_or_load_study, open_storage, trial_lock
 
 PRUNERS = ("median", "hyperband", "none")
@@ -79,7 +83,15 @@ def validate(spec: SweepSpec):
         raise ValueError(f"Unknown pruner {spec.pruner!r}. Valid: {', '.join(PRUNERS)}.")
     if spec.trials < 1:
         raise ValueError("--trials must be at least 1.")
-    spec.load_space()
+    space = spec.load_space()
+    # The fixed values with each searched key at its first choice: builds a probe model, so an
+    # option this backbone does not take fails here, not in a worker.
+    first = {key: _first_value(p) for key, p in space.params(backbone_kind(spec.backbone)).items()}
+    validate_run(apply_values(spec.base_config(space), first))
+
+
+def _first_value(param):
+    return param["choices"][0] if param["type"] == "categorical" else param["low"]
 
 
 def run_sweep(spec: SweepSpec, workers=1, log=print):
@@ -116,13 +128,14 @@ def _work_in_process(spec, index, workers):
         raise SystemExit(1) from None
 
 
-def open_study(spec, data, worker_index=0):
+def open_study(spec, data, space, worker_index=0):
     storage = open_storage(spec.storage, spec.heartbeat)
     direction = "maximize" if METRICS[data.metric].higher_is_better else "minimize"
     sampler = optuna.samplers.TPESampler(seed=spec.seed + worker_index, n_startup_trials=5)
     study = create_or_load_study(storage, spec.study_name, direction, sampler, _pruner(spec))
     attrs = {"backbone": spec.backbone, "dataset": spec.dataset, "metric": data.metric,
-             "direction": direction}  # fmt: skip
+             "direction": direction, "space": space.name, "protocol": space.protocol,
+             "data_version": data_version(spec.dataset)}  # fmt: skip
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
@@ -147,8 +160,8 @@ def work(spec: SweepSpec, worker_index=0, log=print):
     """One worker's loop (see the module docstring). Returns the number of trials it ran."""
     space = spec.load_space()
     data = load_data(spec.base_config(space))
-    storage, study = open_study(spec, data, worker_index)
-    ssm = spec.backbone in dgl_ssm.MODELS and is_ssm(spec.backbone)
+    storage, study = open_study(spec, data, space, worker_index)
+    kind = backbone_kind(spec.backbone)
     ran = 0
     while True:
         with trial_lock(storage, spec.study_name):
@@ -170,12 +183,12 @@ def work(spec: SweepSpec, worker_index=0, log=print):
                 return ran
             time.sleep(min(5, spec.heartbeat))  # others' trials may still die and be re-queued
             continue
-        _run_trial(spec, space, data, study, storage, trial, ssm, log)
+        _run_trial(spec, space, data, study, storage, trial, kind, log)
         ran += 1
 
 
-def _run_trial(spec, space, data, study, storage, trial, ssm, log):
-    config = apply_values(spec.base_config(space), space.suggest(trial, ssm))
+def _run_trial(spec, space, data, study, storage, trial, kind, log):
+    config = apply_values(spec.base_config(space), space.suggest(trial, kind))
     trial.set_user_attr("config", config.to_dict())
 
     def report(epoch, value):
@@ -241,7 +254,7 @@ def final_evaluation(spec: SweepSpec, log=print):
     """
     space = spec.load_space()
     data = load_data(spec.base_config(space))
-    storage, study = open_study(spec, data)
+    storage, study = open_study(spec, data, space)
     with trial_lock(storage, spec.study_name + ":final"):
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not completed:

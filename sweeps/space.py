@@ -1,13 +1,16 @@
 """Search spaces as YAML data files, and how a trial turns one into a run config.
 
-A space file (``sweeps/spaces/<name>.yaml``) has up to five sections::
+A space file (``sweeps/spaces/<name>.yaml``) has up to seven sections::
 
     extends: default            # inherit another space; keys below override its keys
+    protocol: heterophily       # which published protocol the space follows (optional)
     fixed:                      # run-config values that are not searched
       optim.epochs: 200
-    search:                     # searched for every backbone
+    search:                     # searched for every backbone: depth, width, norm, dropout, …
       optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
-      model.hidden: {type: categorical, choices: [32, 64]}
+      model.num_layers: {type: categorical, choices: [2, 4, 8]}
+    plain:                      # searched for plain backbones only (the skip connection)
+      model.residual: {type: categorical, choices: [false, true]}
     ssm:                        # searched for SSM backbones only (Λ, B knobs)
       model.state_scale: {type: float, low: 0.5, high: 1.0}
     final: {runs: 4, seeds: [41, 95, 12, 35]}   # how the best configuration is re-run
@@ -16,18 +19,37 @@ Keys are dotted paths into the run config (``model.*``, ``data.*``, ``data.optio
 ``optim.*``, ``seed``). A key set to ``null`` in a child removes the parent's entry.
 For a (backbone, dataset) pair the runner uses ``<backbone>__<dataset>.yaml`` if it exists,
 else ``<dataset>.yaml``, else ``default.yaml``.
+
+Fair twins: a plain model and its SSM twin are searched over the same ``search`` keys, with
+the same number of trials. Each then adds the knobs only it has: the SSM twin its frozen Λ and
+B (``ssm:``), the plain twin the skip connection (``plain:``) that its SSM twin's state path
+already gives it. Options that only one kind of model takes (``model.residual``,
+``model.state`` …) may therefore appear only in their own section. The benchmark suite's
+reference baselines (``gcn_kipf``, ``gcn_platonov``: fixed published architectures) get the
+``search`` keys only.
+
+``protocol`` names the published protocol a space follows (e.g. ``gpp``, ``heterophily``,
+``lrgb``), or ``smoke`` for a smoke-size budget that checks the pipeline and reproduces
+nothing (the quick suite). The runner stores it with the study; the leaderboard sets a
+published number beside a study only when the protocols agree.
 """
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
+import dgl_ssm
 from benchmarks.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 
 SPACES = Path(__file__).resolve().parent / "spaces"
-SECTIONS = ("extends", "fixed", "search", "ssm", "final")
+SECTIONS = ("extends", "protocol", "fixed", "search", "plain", "ssm", "final")
+SEARCHED = ("search", "plain", "ssm")  # sections of searched parameters
+KINDS = ("plain", "ssm", "reference")
+# Run-config keys that only one kind of model takes, so only that kind's section may search.
+ONLY_FOR = {"model.residual": "plain", **{f"model.{f}": "ssm" for f in ModelConfig.SSM_FIELDS}}
 TYPES = ("float", "int", "categorical")
 CONFIG_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
 
@@ -36,26 +58,38 @@ class SpaceError(ValueError):
     """A malformed space file: the message names the file, the key and the reason."""
 
 
+def backbone_kind(name):
+    """``"ssm"``, ``"plain"`` (a dgl_ssm model), or ``"reference"`` (a fixed baseline)."""
+    if name not in dgl_ssm.MODELS:
+        return "reference"
+    return "ssm" if dgl_ssm.is_ssm(name) else "plain"
+
+
 @dataclass
 class SearchSpace:
     name: str
+    protocol: Optional[str] = None
     fixed: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
+    plain: dict = field(default_factory=dict)
     ssm: dict = field(default_factory=dict)
     final: dict = field(default_factory=dict)
 
-    def params(self, ssm):
-        """The searched parameters for a plain (``ssm=False``) or SSM backbone."""
-        return {**self.search, **(self.ssm if ssm else {})}
+    def params(self, kind):
+        """The searched parameters for a backbone of ``kind`` (see :func:`backbone_kind`)."""
+        if kind not in KINDS:
+            raise ValueError(f"Unknown backbone kind {kind!r}. Valid: {', '.join(KINDS)}.")
+        extra = {"plain": self.plain, "ssm": self.ssm}.get(kind, {})
+        return {**self.search, **extra}
 
-    def suggest(self, trial, ssm):
-        """Ask ``trial`` for a value of every searched parameter."""
+    def suggest(self, trial, kind):
+        """Ask ``trial`` for a value of every parameter searched for ``kind``."""
         values = {}
-        for key, spec in self.params(ssm).items():
-            kind = spec["type"]
-            if kind == "categorical":
+        for key, spec in self.params(kind).items():
+            kind_of_value = spec["type"]
+            if kind_of_value == "categorical":
                 values[key] = trial.suggest_categorical(key, spec["choices"])
-            elif kind == "int":
+            elif kind_of_value == "int":
                 values[key] = trial.suggest_int(
                     key, spec["low"], spec["high"], step=spec.get("step", 1),
                     log=spec.get("log", False),
@@ -95,8 +129,13 @@ def load_space(name, folder=SPACES, _seen=()):
     parent = SearchSpace(name="")
     if raw.get("extends"):
         parent = load_space(raw["extends"], path.parent, (*_seen, path.resolve()))
-    space = SearchSpace(name=path.stem)
-    for section in ("fixed", "search", "ssm", "final"):
+    space = SearchSpace(name=path.stem, protocol=parent.protocol)
+    if "protocol" in raw:
+        protocol = raw["protocol"]
+        if protocol is not None and not (isinstance(protocol, str) and protocol.strip()):
+            raise SpaceError(f"{path}: protocol: must be a name (e.g. gpp, smoke), or null.")
+        space.protocol = protocol
+    for section in ("fixed", *SEARCHED, "final"):
         entries = raw.get(section) or {}
         if not isinstance(entries, dict):
             raise SpaceError(f"{path}: {section}: must be a mapping.")
@@ -110,10 +149,21 @@ def _validate(space, path):
     for key, value in space.fixed.items():
         _check_path(key, path, "fixed")
         apply_values(RunConfig(), {key: value}, where=f"{path}: fixed: {key}")
-    for section in ("search", "ssm"):
+    for section in SEARCHED:
         for key, spec in getattr(space, section).items():
             where = f"{path}: {section}: {key}"
             _check_path(key, path, section)
+            if section != "search" and key in space.search:
+                raise SpaceError(
+                    f"{where}: also in 'search:'; a knob both kinds of backbone have is searched "
+                    "for both alike, under 'search:' only."
+                )
+            if key in ONLY_FOR and ONLY_FOR[key] != section:
+                raise SpaceError(
+                    f"{where}: only {ONLY_FOR[key]} models take this option; search it under "
+                    f"'{ONLY_FOR[key]}:' (a key in '{section}:' is tried on "
+                    f"{'every backbone' if section == 'search' else section + ' backbones'})."
+                )
             if not isinstance(spec, dict) or spec.get("type") not in TYPES:
                 raise SpaceError(f"{where}: needs type: one of {', '.join(TYPES)}.")
             if spec["type"] == "categorical":

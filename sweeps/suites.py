@@ -4,7 +4,8 @@ QUICK_MODELS = ("gcn", "gcn_ssm", "kgcn_ssm")
 QUICK_DATASETS = ("ring_transfer", "gpp_sssp", "cora")
 
 SUITES = {
-    # Every study small enough that the whole suite runs in minutes on 2 CPU cores.
+    # Every study small enough that the whole suite runs in minutes on 2 CPU cores: a smoke
+    # test of the pipeline (spaces quick_*.yaml, protocol "smoke"), not a reproduction.
     "quick": {
         "trials": 3,
         "studies": [
@@ -25,6 +26,12 @@ SUITES = {
                 "peptides_struct",
             )
             for model in ("gcn", "gcn_ssm", "kgcn_ssm")
+        ] + [
+            # The published heterophily GCN (Platonov et al. 2023) with its own protocol
+            # (spaces gcn_platonov__<dataset>.yaml: a 10-point grid), to check the harness
+            # against their numbers; Tolokers only for that check.
+            {"backbone": "gcn_platonov", "dataset": dataset, "trials": 10}
+            for dataset in ("roman_empire", "amazon_ratings", "minesweeper", "tolokers")
         ],
     },
 }  # fmt: skip

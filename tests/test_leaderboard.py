@@ -14,8 +14,8 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
+from benchmarks.references import REFERENCES
 from sweeps.leaderboard import build_leaderboard, display_name, main, read_studies
-from sweeps.references import REFERENCES
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [41, 95, 12, 35]
@@ -30,7 +30,23 @@ STUDIES = [
     ("gcn_ssm", "minesweeper", "roc_auc", "maximize", [0.97, 0.972, 0.967, 0.973]),
     ("gin_ssm", "cora", "accuracy", "maximize", None),  # sweep still running
     ("gat", "minesweeper", "roc_auc", "maximize", [None, None]),  # every final run failed
+    ("gcn_platonov", "minesweeper", "roc_auc", "maximize", [0.90, 0.895, 0.905]),
+    ("gcn", "tolokers", "roc_auc", "maximize", [0.70, 0.72, 0.71]),  # a bare GCN
+    ("kgcn_ssm", "gpp_eccentricity", "log10_mse", "minimize", [-1.0, -1.2]),  # quick suite
+    ("gcn_ssm", "gpp_diameter", "log10_mse", "minimize", [0.30, 0.35, 0.32, 0.31]),
 ]
+# What each study recorded (the runner's user attrs): the space's protocol, the data version.
+FULL_GPP = {"protocol": "gpp", "data_version": "pna-v2"}
+HETEROPHILY = {"protocol": "heterophily"}
+STUDY_ATTRS = {
+    ("gcn", "gpp_sssp"): FULL_GPP,
+    ("gcn_ssm", "gpp_sssp"): FULL_GPP,
+    ("gcn_ssm", "minesweeper"): HETEROPHILY,
+    ("gcn_platonov", "minesweeper"): HETEROPHILY,
+    ("gcn", "tolokers"): HETEROPHILY,
+    ("kgcn_ssm", "gpp_eccentricity"): {"protocol": "smoke", "data_version": "pna-v2"},
+    ("gcn_ssm", "gpp_diameter"): {"protocol": "gpp", "data_version": "legacy-v1"},
+}
 # Trials of gcn__cora: (depth, validation, test). At depth 4 the best validation (0.80) has the
 # worse test (0.70): the depth plot must follow validation unless asked for the best test.
 GCN_CORA_TRIALS = [(2, 0.78, 0.77), (4, 0.80, 0.70), (4, 0.75, 0.78), (8, 0.74, 0.73),
@@ -58,6 +74,8 @@ def make_storage(path):
         )
         for key, value in zip(("backbone", "dataset", "metric", "direction"),
                               (backbone, dataset, metric, direction)):  # fmt: skip
+            study.set_user_attr(key, value)
+        for key, value in STUDY_ATTRS.get((backbone, dataset), {}).items():
             study.set_user_attr(key, value)
         if values is not None:
             ok = [v for v in values if v is not None]
@@ -108,6 +126,18 @@ def paper(label, dataset):
     return f"{ref.mean:.4f}"
 
 
+def section(text, title):
+    """The body of the Markdown section ``## title`` (up to the next ``## ``)."""
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def section_rows(text, title):
+    """The rows of the table in section ``title``, as lists of cells (header excluded)."""
+    lines = [line for line in section(text, title).splitlines() if line.startswith("| ")]
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in lines[1:]
+            if not line.startswith("| ---")]  # fmt: skip
+
+
 def markdown_table(text):
     """The main Markdown table as {row label: {column header: cell}}."""
     lines = text.split("\n## ")[0].splitlines()
@@ -145,18 +175,26 @@ def test_reading_skips_broken_studies_and_unusable_trials(storage, caplog):
     assert gcn_cora.depth_curve("val") == {2: 0.77, 4: 0.70, 8: 0.73, 16: 0.58, 32: 0.41}
     assert gcn_cora.depth_curve("test")[4] == 0.78
     assert by_name["gcn_ssm__gpp_sssp"].depth_curve("val")[5] == pytest.approx(-5 / 90)
+    recorded = {(r.backbone, r.dataset): {"protocol": r.protocol, "data_version": r.data_version}
+                for r in results}  # fmt: skip
+    for key, attrs in STUDY_ATTRS.items():
+        assert recorded[key] == {"protocol": None, "data_version": None, **attrs}
+    assert recorded[("gcn", "cora")] == {"protocol": None, "data_version": None}
 
 
 def test_markdown_rows_columns_numbers_and_bold(board):
     out, files = board
     text = files["leaderboard.md"].read_text(encoding="utf-8")
     header, table = markdown_table(text)
-    assert header == ["Model", "cora (accuracy ↑)", "gpp_sssp (log10_mse ↓)",
-                      "minesweeper (roc_auc ↑)"]  # fmt: skip
-    assert "gpp_eccentricity" not in text  # references only for datasets in the storage
+    assert header == ["Model", "cora (accuracy ↑)", "gpp_diameter (log10_mse ↓)",
+                      "gpp_eccentricity (log10_mse ↓)", "gpp_sssp (log10_mse ↓)",
+                      "minesweeper (roc_auc ↑)", "tolokers (roc_auc ↑)"]  # fmt: skip
+    # References only for datasets in the storage.
+    assert "peptides_func" not in text and "amazon_ratings" not in text
 
     # Ours, by backbone name; sweeps without a usable `final` are not rows of the main table.
-    assert list(table)[:2] == ["GCN", "GCN-SSM"] and "GIN-SSM" not in table and "GAT" not in table
+    assert list(table)[:4] == ["GCN", "GCN-Platonov", "GCN-SSM", "kGCN-SSM"]
+    assert "GIN-SSM" not in table and "GAT" not in table
     values = {(b, d): v for b, d, _, _, v in STUDIES}
     mean_std, n = fmt(values[("gcn", "cora")])
     assert table["GCN"]["cora (accuracy ↑)"] == f"{mean_std} {n}"
@@ -189,6 +227,67 @@ def test_markdown_rows_columns_numbers_and_bold(board):
     assert "`orphan`" in text.split("## Skipped studies")[1]
 
 
+def test_published_numbers_sit_beside_ours_only_when_comparable(board):
+    _, files = board
+    text = files["leaderboard.md"].read_text(encoding="utf-8")
+    _, table = markdown_table(text)
+    mine, tolokers = "minesweeper (roc_auc ↑)", "tolokers (roc_auc ↑)"
+    ecc, diameter = "gpp_eccentricity (log10_mse ↓)", "gpp_diameter (log10_mse ↓)"
+
+    # Heterophily: the published GCN is Platonov's residual GCN. Beside our gcn_platonov study
+    # on Minesweeper; not beside the bare gcn on Tolokers (context there, with the reason).
+    assert table["GCN-Platonov (Platonov 2023)"][mine] == "0.8975"
+    assert table["GCN-Platonov (Platonov 2023)"][tolokers] == "–"
+    mean_std, n = fmt([0.90, 0.895, 0.905])
+    assert table["GCN-Platonov"][mine] == f"{mean_std} {n}"
+    placed = {(r[0], r[1]): r for r in section_rows(text, "Published numbers in the table")}
+    row = placed[("GCN-Platonov (Platonov 2023)", mine)]
+    assert row[2] == "Platonov residual GCN (pre-norm LN+FFN), hidden 512"
+    assert row[-1] == "`gcn_platonov__minesweeper`"
+    assert placed[("PH-DGN (paper)", "gpp_sssp (log10_mse ↓)")][-1] == (
+        "`gcn__gpp_sssp`, `gcn_ssm__gpp_sssp`"  # a model we do not run: data + protocol
+    )
+    assert placed[("GCN (paper)", "gpp_sssp (log10_mse ↓)")][-1] == "`gcn__gpp_sssp`"
+    context = {(r[0], r[1]): r for r in section_rows(text, "Published numbers shown as context")}
+    row = context[("GCN-Platonov (Platonov 2023)", tolokers)]
+    assert row[-2] == "0.8364"
+    assert row[-1].startswith("other model:") and "(ours: gcn)" in row[-1]
+    assert "is our gcn_platonov" in row[-1] and row[4] == "heterophily"
+
+    # GPP: the quick suite's smoke budget is not the protocol, whatever the data.
+    assert "kGCN-SSM (paper)" not in table or table["kGCN-SSM (paper)"][ecc] == "–"
+    for label in ("kGCN-SSM (paper)", "GCN (paper)", "PH-DGN (paper)"):
+        row = context[(label, ecc)]
+        assert "smoke-size budget" in row[-1] and "gpp protocol" in row[-1]
+    assert context[("kGCN-SSM (paper)", ecc)][-2] == "-4.2652"
+    assert all(ecc not in cells or cells[ecc] == "–" for label, cells in table.items()
+               if label.endswith(")"))  # fmt: skip
+    # Another data version: the old generator's graphs are a different benchmark.
+    for label in ("GCNII (gLSTM)", "GCN (gLSTM)"):
+        row = context[(label, diameter)]
+        assert row[-1].startswith("other data:") and "ours on legacy-v1" in row[-1]
+        assert row[3] == "PNA generator, A-DGN 25–35-node variant, unnormalised labels (pna-v2)"
+    # A model we implement but did not run: no pair, though data and protocol agree.
+    assert context[("GIN (paper)", "gpp_sssp (log10_mse ↓)")][-1].startswith("other model:")
+    assert "Protocols: `gpp`: A-DGN grid" in section(text, "Published numbers in the table")
+    # Every published number of a column in the storage is placed once, in one of the two.
+    expected = {(f"{r.label} ({r.cite})", r.dataset) for r in REFERENCES
+                if r.dataset in {d for _, d, *_ in STUDIES} and r.version is None}  # fmt: skip
+    shown = {(label, column.split(" ")[0]) for label, column in [*placed, *context]}
+    assert shown == expected and not set(placed) & set(context)
+
+
+def test_a_smoke_budget_is_said_to_be_one(board):
+    _, files = board
+    text = files["leaderboard.md"].read_text(encoding="utf-8")
+    banner = text.split("\n\n")[1]
+    assert banner.startswith("**Smoke-size budget, not a reproduction.**")
+    assert "`kgcn_ssm__gpp_eccentricity`" in banner and "1 of the 11 studies" in banner
+    _, table = markdown_table(text)
+    mean_std, _ = fmt([-1.0, -1.2])
+    assert table["kGCN-SSM"]["gpp_eccentricity (log10_mse ↓)"] == f"**{mean_std}** (n=2, smoke)"
+
+
 def test_csv_long_format(board):
     _, files = board
     with files["leaderboard.csv"].open(newline="", encoding="utf-8") as handle:
@@ -198,7 +297,7 @@ def test_csv_long_format(board):
     keys = [(r["dataset"], r["metric"], r["source"], r["model"]) for r in rows]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
     ours = {(r["model"], r["dataset"]): r for r in rows if r["source"] == "ours"}
-    assert len(ours) == 5  # the five studies with `final`
+    assert len(ours) == 9  # the nine studies with `final`
     row = ours[("GCN-SSM", "cora")]
     values = STUDIES[1][4]
     assert float(row["mean"]) == pytest.approx(np.mean(values), abs=1e-12)
@@ -209,13 +308,16 @@ def test_csv_long_format(board):
     assert [(r["dataset"], r["source"], r["std"], r["n"], r["best"]) for r in ph_dgn] == [
         ("gpp_sssp", "paper", "", "", "true")
     ]
-    assert sum(r["best"] == "true" for r in rows) == 3  # one per column, no ties here
+    assert sum(r["best"] == "true" for r in rows) == 6  # one per column, no ties here
+    # Only comparable published numbers: none on the smoke-budget or other-data columns.
+    assert not [r for r in rows if r["source"] == "paper" and r["dataset"].startswith("gpp_")
+                and r["dataset"] != "gpp_sssp"]  # fmt: skip
 
 
 def test_latex_escapes(board):
     _, files = board
     tex = files["leaderboard.tex"].read_text(encoding="utf-8")
-    assert tex.count("\\begin{tabular}{lrrr}") == 1
+    assert tex.count("\\begin{tabular}{lrrrrrr}") == 1
     assert all(rule in tex for rule in ("\\toprule", "\\midrule", "\\bottomrule"))
     assert "gpp\\_sssp (log10\\_mse $\\downarrow$)" in tex
     assert "GCN-SSM + eig($\\Lambda$)$\\approx$1 (paper)" in tex
@@ -230,7 +332,8 @@ def test_pngs_are_valid_images(board):
 
     _, files = board
     pngs = sorted(name for name in files if name.endswith(".png"))
-    assert pngs == ["depth_cora.png", "depth_gpp_sssp.png", "depth_minesweeper.png",
+    assert pngs == ["depth_cora.png", "depth_gpp_diameter.png", "depth_gpp_eccentricity.png",
+                    "depth_gpp_sssp.png", "depth_minesweeper.png", "depth_tolokers.png",
                     "summary.png"]  # fmt: skip
     for name in pngs:
         assert files[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

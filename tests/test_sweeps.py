@@ -10,11 +10,21 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from benchmarks.config import ModelConfig
+from benchmarks.datasets import data_version
+from benchmarks.references import GPP_DATA
 from sweeps.cli import sweep_main
-from sweeps.runner import SweepSpec, counted, run_sweep
-from sweeps.space import SPACES, SpaceError, load_space
+from sweeps.runner import SweepSpec, counted, run_sweep, validate
+from sweeps.space import SPACES, SpaceError, backbone_kind, find_space, load_space
+from sweeps.suites import suite_studies
+
+HETEROPHILY = ("minesweeper", "tolokers", "roman_empire", "amazon_ratings")
+# Spaces for the fixed reference baselines (Platonov's protocol), not for plain/SSM twins.
+REFERENCE_SPACES = {"heterophily_platonov", *(f"gcn_platonov__{d}" for d in HETEROPHILY)}
+SSM_KEYS = {f"model.{name}" for name in ModelConfig.SSM_FIELDS}
 
 TINY_SPACE = """
+protocol: smoke
 fixed:
   data.options.ring_size: 6
   data.options.num_graphs: {graphs}
@@ -23,6 +33,8 @@ fixed:
   optim.epochs: {epochs}
 search:
   optim.lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}
+plain:
+  model.residual: {{type: categorical, choices: [false, true]}}
 ssm:
   model.state_scale: {{type: float, low: 0.5, high: 1.0}}
 final: {{runs: 2}}
@@ -66,12 +78,109 @@ def test_spaces_inherit_and_override():
         ("serch: {}\n", r"bad.yaml: serch: unknown section"),
         ("extends: nowhere\n", r"No search space 'nowhere'"),
         ("fixed:\n  trainer.lr: 1\n", r"bad.yaml: fixed: trainer.lr: not a run-config path"),
+        ("search:\n  model.residual: {type: categorical, choices: [true]}\n",
+         r"bad.yaml: search: model.residual: only plain models take this option; search it "
+         r"under 'plain:'"),
+        ("ssm:\n  model.residual: {type: categorical, choices: [true]}\n",
+         r"bad.yaml: ssm: model.residual: only plain models"),
+        ("plain:\n  model.state_scale: {type: float, low: 0.5, high: 1}\n",
+         r"bad.yaml: plain: model.state_scale: only ssm models take this option"),
+        ("search:\n  model.input: {type: categorical, choices: [random]}\n",
+         r"bad.yaml: search: model.input: only ssm models"),
+        ("protocol: [gpp]\n", r"bad.yaml: protocol: must be a name"),
+        ("search:\n  model.num_layers: {type: categorical, choices: [2]}\nplain:\n"
+         "  model.num_layers: {type: categorical, choices: [4]}\n",
+         r"bad.yaml: plain: model.num_layers: also in 'search:'"),
     ],
 )  # fmt: skip
 def test_malformed_space_names_file_key_and_reason(tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(SpaceError, match=message):
         load_space(str(tmp_path / "bad.yaml"))
+
+
+def test_each_kind_of_backbone_gets_the_shared_keys_and_its_own():
+    assert [backbone_kind(n) for n in ("gcn", "kgcn", "gcn_ssm", "kgcn_ssm", "gcn_platonov",
+                                       "gcn_kipf")] == ["plain", "plain", "ssm", "ssm",
+                                                        "reference", "reference"]  # fmt: skip
+    space = load_space("default")
+    shared = {"optim.lr", "optim.weight_decay", "model.hidden", "model.num_layers",
+              "model.dropout", "model.norm"}  # fmt: skip
+    assert set(space.params("plain")) == shared | {"model.residual"}
+    assert set(space.params("ssm")) == shared | {"model.state_scale", "model.input_scale",
+                                                 "model.state"}  # fmt: skip
+    assert set(space.params("reference")) == shared
+    with pytest.raises(ValueError, match="Unknown backbone kind 'gnn'"):
+        space.params("gnn")
+    # What a trial asks for, as the runner asks it: the residual knob for plain backbones only.
+    for backbone, has_residual in (("gcn", True), ("gcn_ssm", False), ("gcn_platonov", False)):
+        trial = optuna.create_study().ask()
+        values = space.suggest(trial, backbone_kind(backbone))
+        assert ("model.residual" in values) == has_residual
+        assert ("model.state_scale" in values) == (backbone == "gcn_ssm")
+
+
+@pytest.mark.parametrize("path", sorted(SPACES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_plain_and_ssm_twins_get_the_same_structural_knobs(path):
+    space = load_space(path.stem)
+    # Each kind adds only the knobs only it has; depth, width, norm, dropout are shared.
+    assert set(space.plain) <= {"model.residual"} and set(space.ssm) <= SSM_KEYS
+    if path.stem not in REFERENCE_SPACES:
+        assert space.plain == {"model.residual": {"type": "categorical",
+                                                  "choices": [False, True]}}  # fmt: skip
+    for key in ("model.num_layers", "model.hidden", "model.norm", "model.dropout"):
+        assert key not in space.plain and key not in space.ssm
+
+
+@pytest.mark.parametrize("dataset", HETEROPHILY)
+def test_heterophily_spaces_offer_the_skip_connection_and_platonovs_protocol(dataset):
+    space = load_space(find_space("gcn_ssm", dataset))
+    assert space.name == dataset and space.protocol == "heterophily"
+    assert space.fixed["model.norm"] == "layer" and "model.norm" not in space.params("plain")
+    assert space.params("plain")["model.residual"]["choices"] == [False, True]
+    assert "model.residual" not in space.params("ssm")
+    assert space.final["runs"] == 10
+    platonov = load_space(find_space("gcn_platonov", dataset))
+    assert platonov.name == f"gcn_platonov__{dataset}" and platonov.protocol == "heterophily"
+    assert platonov.params("reference") == {
+        "model.num_layers": {"type": "categorical", "choices": [1, 2, 3, 4, 5]},
+        "optim.lr": {"type": "categorical", "choices": [3.0e-5, 3.0e-4]},
+    }
+    fixed = {k: platonov.fixed[k] for k in ("model.hidden", "model.dropout", "optim.optimizer",
+                                            "optim.weight_decay", "optim.epochs")}  # fmt: skip
+    assert fixed == {"model.hidden": 512, "model.dropout": 0.2, "optim.optimizer": "adamw",
+                     "optim.weight_decay": 0.0, "optim.epochs": 1000}  # fmt: skip
+    assert "optim.patience" not in platonov.fixed  # the best of all 1000 steps, as theirs
+
+
+def test_protocol_tags_of_the_shipped_spaces_and_suites():
+    for name in ("gpp_sssp", "gpp_eccentricity", "gpp_diameter"):
+        assert load_space(name).protocol == "gpp"
+    for name in ("cora", "ring_transfer", "peptides_func", "default"):
+        assert load_space(name).protocol is None
+    quick = suite_studies("quick")
+    assert quick and all(load_space(space).protocol == "smoke" for _, _, space, _ in quick)
+    paper = {(b, d): t for b, d, _, t in suite_studies("paper")}
+    assert {d for b, d in paper if b == "gcn_platonov"} == set(HETEROPHILY)
+    assert all(paper[("gcn_platonov", d)] == 10 for d in HETEROPHILY)  # the 10-point grid
+
+
+def test_the_gpp_data_version_is_the_one_the_published_numbers_use():
+    from benchmarks.datasets import gpp
+
+    assert (gpp.GENERATOR, gpp.CACHE_VERSION) == ("pna", 2)
+    assert data_version("gpp_sssp") == "pna-v2" == GPP_DATA
+    assert data_version("ring_transfer") is None and data_version("minesweeper") is None
+
+
+def test_validate_builds_the_backbone_with_the_fixed_values(tmp_path):
+    path = tmp_path / "fixed_residual.yaml"
+    path.write_text("fixed:\n  model.residual: true\n  optim.epochs: 1\n")
+    validate(SweepSpec("gcn", "ring_transfer", space=str(path)))  # plain: takes it
+    with pytest.raises(ValueError, match="--residual is a plain-model option"):
+        validate(SweepSpec("gcn_ssm", "ring_transfer", space=str(path)))
+    with pytest.raises(ValueError, match="fixed reference architecture"):
+        validate(SweepSpec("gcn_platonov", "minesweeper", space=str(path)))
 
 
 def test_a_tiny_sweep_end_to_end_stores_trials_and_the_final_numbers(tmp_path):
@@ -86,6 +195,10 @@ def test_a_tiny_sweep_end_to_end_stores_trials_and_the_final_numbers(tmp_path):
     assert final["trial"] == study.best_trial.number
     config = study.best_trial.user_attrs["config"]
     assert config["model"]["state_scale"] == study.best_trial.params["model.state_scale"]
+    assert "model.residual" not in study.best_trial.params  # an SSM backbone
+    # What the leaderboard needs to know what the numbers may be compared with.
+    assert (study.user_attrs["space"], study.user_attrs["protocol"]) == ("tiny", "smoke")
+    assert "data_version" not in study.user_attrs  # RingTransfer has a single version
     # Resuming asks for more trials and keeps the first three.
     first_params = [t.params for t in study.trials]
     spec.trials = 4
@@ -105,7 +218,8 @@ def test_the_leaderboard_lists_a_finished_sweep(tmp_path):
     files = build_leaderboard(storage, tmp_path / "board")
     table = files["leaderboard.md"].read_text()
     row = next(line for line in table.splitlines() if line.startswith("| kGCN-SSM |"))
-    assert f"{final['mean']:.4f} ± {final['std']:.4f}" in row and "(n=2)" in row
+    assert f"{final['mean']:.4f} ± {final['std']:.4f}" in row and "(n=2, smoke)" in row
+    assert "**Smoke-size budget, not a reproduction.**" in table  # the tiny space is smoke
     assert "ring_transfer (accuracy ↑)" in table
 
 
