@@ -4,6 +4,7 @@ dgl-ssm-bench run --model gcn_ssm --dataset ring_transfer --ring-size 20 --layer
 dgl-ssm-bench run --config ring_transfer     # a shipped config (benchmarks/configs/)
 dgl-ssm-bench run --config my.yaml --lr 1e-3 # a file, with flags overriding it
 dgl-ssm-bench perf --quick                   # time and memory, SSM vs plain (benchmarks.perf)
+dgl-ssm-bench reproduce --part gpp --jobs 2  # the paper's experiments, resumable (results/)
 """
 
 import argparse
@@ -16,6 +17,7 @@ from .config import RunConfig
 from .datasets import DATASETS
 from .models import model_names
 from .perf import cli as perf_cli
+from .train import resolve_device
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -101,7 +103,35 @@ def build_parser():
         "perf", help="time and memory of SSM vs plain twins (same as python -m benchmarks.perf)"
     )
     perf_cli.build_parser(perf)
+    add_reproduce_parser(commands)
     return parser
+
+
+def add_reproduce_parser(commands):
+    from .reproduce import BUDGETS, PARTS
+
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="run the paper's experiments (resumable), then rebuild tables and plots",
+        description="Runs every configuration of the chosen parts that has no record in "
+        "OUT/<part>.jsonl yet, appending one record per finished run, then rebuilds "
+        "OUT/README.md and the plots from the records alone.",
+    )
+    reproduce.add_argument("--part", action="append", choices=PARTS,
+                           help="part to run (repeatable; default: all)")  # fmt: skip
+    reproduce.add_argument("--budget", choices=BUDGETS, default="cpu",
+                           help="the published protocol, or this machine's stated cut")  # fmt: skip
+    reproduce.add_argument("--jobs", type=int, default=1, help="runs side by side")
+    reproduce.add_argument("--threads", type=int, help="torch threads per run (cores ÷ jobs)")
+    reproduce.add_argument("--out", default="results/reproduction", help="records and tables")
+    reproduce.add_argument("--only-required", action="store_true",
+                           help="skip the cells the acceptance list does not need")  # fmt: skip
+    reproduce.add_argument("--list", action="store_true", help="list pending runs and stop")
+    reproduce.add_argument("--report", action="store_true",
+                           help="only rebuild the tables and plots from the records")  # fmt: skip
+    reproduce.add_argument("--data-dir", help="local raw data (default $DGL_SSM_DATA)")
+    reproduce.add_argument("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
+    reproduce.add_argument("--device", choices=["auto", "cpu", "cuda"])
 
 
 def config_from_args(args):
@@ -157,6 +187,8 @@ def run_command(args, argv=None):
     if args.command == "perf":
         perf_cli.run_from_args(args, argv=argv, prog="dgl-ssm-bench")
         return 0
+    if args.command == "reproduce":
+        return reproduce_command(args)
     from .run import run_seeds
 
     try:
@@ -166,6 +198,35 @@ def run_command(args, argv=None):
         records = run_seeds(config, args.seeds, output=args.output, progress=not args.no_progress)
         print(f"{len(records)} record(s) appended to {args.output}")
     except (ValueError, FileNotFoundError, ImportError, RuntimeError, DGLError) as error:
+        print(f"dgl-ssm-bench: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def reproduce_command(args):
+    from .reproduce import PARTS, execute, plan, report
+
+    try:
+        if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+            raise ValueError("--jobs and --threads must be at least 1.")
+        parts = args.part or list(PARTS)
+        cells = [c for c in plan(parts, args.budget) if c.required or not args.only_required]
+        locations = {"data_dir": args.data_dir, "cache_dir": args.cache_dir}
+        locations = {k: v for k, v in locations.items() if v is not None}
+        for cell in cells:
+            if args.device:
+                cell.config.device = args.device
+            resolve_device(cell.config.device)
+        if args.list:
+            for cell in execute.pending(cells, args.out):
+                print(f"{cell.part}\t{cell.row}\t{cell.column}\tseed {cell.config.seed}")
+            return 0
+        if not args.report:
+            Path(args.out).mkdir(parents=True, exist_ok=True)  # unwritable: fail before work
+            execute.run_cells(cells, args.out, args.jobs, args.threads, locations)
+        for path in report.write_report(args.out, args.budget):
+            print(f"wrote {path}")
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as error:
         print(f"dgl-ssm-bench: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -161,7 +161,9 @@ class _Task:
         self.loss = loss_fn(data.loss)
         self.metric = METRICS[data.metric].fn
         self.batch_size = config.optim.batch_size
+        self.fixed_batches = config.optim.fixed_batches
         self.seed = config.seed
+        self._fixed, self._eval = None, {}
         if data.transductive:
             if not 0 <= config.data.split < data.num_splits:
                 raise ValueError(
@@ -180,16 +182,27 @@ class _Task:
         model.train()
         if self.data.transductive:
             return self._step(model, optimizer, self._node_batch("train"))
-        order = torch.randperm(
-            len(self.graphs["train"]), generator=torch.Generator().manual_seed(self.seed + epoch)
-        )
         losses = []
-        for start in range(0, len(order), self.batch_size):
-            batch = self._graph_batch("train", order[start : start + self.batch_size])
+        for batch in self._train_batches(epoch):
             losses.append(self._step(model, optimizer, batch))
             if not math.isfinite(losses[-1]):
                 break
         return float(np.mean(losses))
+
+    def _train_batches(self, epoch):
+        def order(seed, count):
+            return torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+
+        count, size = len(self.graphs["train"]), self.batch_size
+        if not self.fixed_batches:
+            graphs = order(self.seed + epoch, count)
+            return (self._graph_batch("train", graphs[s : s + size]) for s in range(0, count, size))
+        if self._fixed is None:  # built once: the batched graphs keep their hop structure
+            graphs = order(self.seed, count)
+            self._fixed = [
+                self._graph_batch("train", graphs[s : s + size]) for s in range(0, count, size)
+            ]
+        return (self._fixed[i] for i in order(self.seed + 1 + epoch, len(self._fixed)).tolist())
 
     def _step(self, model, optimizer, batch):
         pred, target = self._predict(model, batch)
@@ -205,15 +218,19 @@ class _Task:
         if self.data.transductive:
             pred, target = self._predict(model, self._node_batch(split))
         else:
-            count, size = len(self.graphs[split]), 4 * self.batch_size
-            parts = [
-                self._predict(
-                    model, self._graph_batch(split, torch.arange(s, min(s + size, count)))
-                )
-                for s in range(0, count, size)
-            ]
+            parts = [self._predict(model, batch) for batch in self._eval_batches(split)]
             pred, target = torch.cat([p for p, _ in parts]), torch.cat([t for _, t in parts])
         return self.metric(pred, target)
+
+    def _eval_batches(self, split):
+        # the same batches every evaluation: built once, with their hop structure
+        if split not in self._eval:
+            count, size = len(self.graphs[split]), 4 * self.batch_size
+            self._eval[split] = [
+                self._graph_batch(split, torch.arange(s, min(s + size, count)))
+                for s in range(0, count, size)
+            ]
+        return self._eval[split]
 
     def _node_batch(self, split):
         return self.graph, self.index[split], None

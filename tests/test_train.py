@@ -90,3 +90,31 @@ def test_early_stopping_restores_the_best_validation_epoch(cora_data):
     assert result.epochs < 400 and result.epochs == result.best_epoch + 11
     best = max(h["val"] for h in result.history)
     assert result.val == pytest.approx(best)
+
+
+def test_fixed_batches_are_built_once_and_only_reordered():
+    """``fixed_batches``: one seeded partition of the training graphs, its batches (and their
+    hop graphs) reused every epoch in a new order; by default each epoch re-partitions."""
+    import torch
+
+    from benchmarks.train import _Task
+
+    data = get_dataset("ring_transfer", ring_size=6, num_graphs=100)
+    count = len(data.graphs["train"])
+
+    def epochs(fixed):
+        optim = {"batch_size": 16, "fixed_batches": fixed}
+        config = RunConfig.from_dict(
+            {"model": {"name": "kgcn_ssm", "num_layers": 3}, "optim": optim}
+        )
+        task = _Task(data, config, torch.device("cpu"))
+        return [list(task._train_batches(epoch)) for epoch in range(3)]
+
+    fixed = epochs(True)
+    first = {id(b[0]) for b in fixed[0]}
+    assert all({id(b[0]) for b in batches} == first for batches in fixed)  # the same objects
+    assert [id(b[0]) for b in fixed[0]] != [id(b[0]) for b in fixed[1]]  # in another order
+    assert sum(b[0].batch_size for b in fixed[0]) == count == 80  # every graph once
+    fresh = epochs(False)
+    assert not {id(b[0]) for b in fresh[0]} & {id(b[0]) for b in fresh[1]}
+    assert sum(b[0].batch_size for b in fresh[0]) == count

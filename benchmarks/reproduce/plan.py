@@ -1,0 +1,160 @@
+"""The paper's experiments as a list of runs (``Cell``), per part and budget.
+
+Budgets: ``paper`` is the published protocol; ``cpu`` is what this project's 2-core CPU
+machine can finish, and every cut it makes is listed in ``CUTS`` (the report prints them).
+
+Parts (paper.md §4–6):
+
+- ``gpp``: eccentricity, SSSP and diameter × GCN, GCN-SSM (the paper's plain row: a random
+  frozen Λ, our reading of it), GCN-SSM with eig(Λ) = 1, kGCN-SSM; 4 seeds (41, 95, 12, 35).
+  The known re-implementation's configs (10 layers, tanh, hidden 30 / 30 / 20, m = 1.0 /
+  0.75 / 0.5, a frozen random Kaiming B, exact k-hop with K = 10, batch 64) and A-DGN's
+  protocol (Adam 3e-3, weight decay 1e-6, ≤ 1500 epochs, patience 100). GCN gets the same
+  depth, width and activation.
+- ``ring``: RingTransfer accuracy vs ring size n ∈ {10, …, 50} at depth n/2 for GCN, kGCN,
+  GCN-SSM and kGCN-SSM (hidden 64, relu, m = 1, random B, AdamW 5e-4), 3 seeds.
+- ``heterophily``: Minesweeper (depth 2, 8, 32) and Tolokers (2, 8): Platonov's residual GCN
+  (the published baseline) vs GCN-SSM with the same LayerNorm, dropout and width, on
+  Platonov's protocol (AdamW 3e-4, 1000 full-batch steps, best validation step).
+- ``cora``: accuracy vs depth 2 … 128 for GCN and GCN-SSM (Kipf's optimiser settings).
+"""
+
+from dataclasses import dataclass
+
+from ..config import RunConfig
+
+PARTS = ("gpp", "ring", "heterophily", "cora")
+BUDGETS = ("cpu", "paper")
+
+GPP_SEEDS = (41, 95, 12, 35)
+GPP_TASKS = {  # the re-implementation's hidden size and m = eig(Λ) per task
+    "gpp_eccentricity": (30, 1.0),
+    "gpp_sssp": (30, 0.75),
+    "gpp_diameter": (20, 0.5),
+}
+RING_SIZES = (10, 20, 30, 40, 50)
+HETEROPHILY_DEPTHS = {"minesweeper": (2, 8, 32), "tolokers": (2, 8)}
+CORA_DEPTHS = (2, 4, 8, 16, 32, 64, 128)
+SEEDS = (0, 1, 2)
+
+# What the cpu budget changes, per part: shown in the report beside every table.
+CUTS = {
+    "gpp": "training batches drawn once per run (seeded) and only their order shuffled each "
+    "epoch, so batches and their hop graphs are built once (≈2× faster per epoch); no "
+    "hyperparameter search (the re-implementation's configs).",
+    "ring": "at most 100 epochs (patience 20) instead of the re-implementation's 1000.",
+    "heterophily": "hidden 128 instead of 512, and the first 5 of the 10 fixed splits.",
+    "cora": "none (the protocol is already small).",
+}
+
+
+@dataclass
+class Cell:
+    """One run: the ``row`` (model) and ``column`` (task, size or depth) it fills in the
+    part's table, and its full configuration."""
+
+    part: str
+    row: str
+    column: str
+    config: RunConfig
+    required: bool = True  # needed by the issue's acceptance list (run these first)
+
+
+def _config(model, data, optim, seed):
+    return RunConfig.from_dict({"model": model, "data": data, "optim": optim, "seed": seed})
+
+
+def _ssm(state_scale=1.0, state="identity", seed=0):
+    """The re-implementation's SSM: Λ = m·I (or random), a frozen random Kaiming B."""
+    return dict(state=state, state_scale=state_scale, input="random", input_scale=1.0,
+                ssm_seed=seed)  # fmt: skip
+
+
+def gpp_cells(budget):
+    optim = dict(optimizer="adam", lr=3e-3, weight_decay=1e-6, epochs=1500, patience=100,
+                 batch_size=64, fixed_batches=budget == "cpu")  # fmt: skip
+    cells = []
+    for seed in GPP_SEEDS:
+        for task, (hidden, m) in GPP_TASKS.items():
+            base = dict(num_layers=10, hidden=hidden, activation="tanh")
+            rows = {
+                "GCN": (dict(name="gcn"), True),
+                "kGCN-SSM": (dict(name="kgcn_ssm", max_hop=10, **_ssm(m, seed=seed)), True),
+                "GCN-SSM + eig(Λ)≈1": (
+                    dict(name="gcn_ssm", **_ssm(1.0, seed=seed)),
+                    task != "gpp_diameter",
+                ),
+                "GCN-SSM": (dict(name="gcn_ssm", **_ssm(1.0, "random", seed)), False),
+            }
+            for row, (model, required) in rows.items():
+                config = _config({**base, **model}, dict(name=task), optim, seed)
+                cells.append(Cell("gpp", row, task, config, required))
+    return cells
+
+
+def ring_cells(budget):
+    epochs, patience = (100, 20) if budget == "cpu" else (1000, 100)
+    optim = dict(optimizer="adamw", lr=5e-4, weight_decay=0.0, epochs=epochs,
+                 patience=patience, batch_size=64)  # fmt: skip
+    cells = []
+    for seed in SEEDS:
+        for n in RING_SIZES:
+            depth = n // 2
+            rows = {
+                "GCN": dict(name="gcn"),
+                "kGCN": dict(name="kgcn", max_hop=depth),
+                "GCN-SSM": dict(name="gcn_ssm", **_ssm(seed=seed)),
+                "kGCN-SSM": dict(name="kgcn_ssm", max_hop=depth, **_ssm(seed=seed)),
+            }
+            data = dict(name="ring_transfer", options=dict(ring_size=n))
+            for row, model in rows.items():
+                model = dict(num_layers=depth, hidden=64, activation="relu", **model)
+                cells.append(Cell("ring", row, f"n={n}", _config(model, data, optim, seed)))
+    return cells
+
+
+def heterophily_cells(budget):
+    hidden, splits = (128, 5) if budget == "cpu" else (512, 10)
+    optim = dict(optimizer="adamw", lr=3e-4, weight_decay=0.0, epochs=1000, patience=None)
+    cells = []
+    for split in range(splits):
+        for dataset, depths in HETEROPHILY_DEPTHS.items():
+            for depth in depths:
+                rows = {
+                    "GCN (Platonov)": dict(name="gcn_platonov"),
+                    "GCN-SSM": dict(name="gcn_ssm", norm="layer"),
+                }
+                data = dict(name=dataset, split=split)
+                for row, model in rows.items():
+                    model = dict(num_layers=depth, hidden=hidden, dropout=0.2, **model)
+                    config = _config(model, data, optim, split)
+                    cells.append(Cell("heterophily", row, f"{dataset} L={depth}", config))
+    return cells
+
+
+def cora_cells(budget):
+    optim = dict(optimizer="adam", lr=0.01, weight_decay=5e-4, epochs=200, patience=None)
+    cells = []
+    for seed in SEEDS:
+        for depth in CORA_DEPTHS:
+            for row, model in {"GCN": dict(name="gcn"), "GCN-SSM": dict(name="gcn_ssm")}.items():
+                model = dict(num_layers=depth, hidden=64, dropout=0.5, **model)
+                config = _config(model, dict(name="cora"), optim, seed)
+                cells.append(Cell("cora", row, f"L={depth}", config))
+    return cells
+
+
+BUILDERS = {"gpp": gpp_cells, "ring": ring_cells, "heterophily": heterophily_cells,
+            "cora": cora_cells}  # fmt: skip
+
+
+def plan(parts=PARTS, budget="cpu"):
+    """Every cell of ``parts`` at ``budget``: the required ones first, each in seed order."""
+    if budget not in BUDGETS:
+        raise ValueError(f"Unknown budget {budget!r}. Valid: {', '.join(BUDGETS)}.")
+    cells = []
+    for part in parts:
+        if part not in BUILDERS:
+            raise ValueError(f"Unknown part {part!r}. Valid: {', '.join(PARTS)}.")
+        cells.extend(BUILDERS[part](budget))
+    return [c for c in cells if c.required] + [c for c in cells if not c.required]

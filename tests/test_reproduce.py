@@ -1,0 +1,200 @@
+"""The reproduction: stable record keys, resumable runs, the plan's configs, the report."""
+
+import json
+import math
+import os
+import statistics
+
+import pytest
+
+from benchmarks.cli import main
+from benchmarks.config import RunConfig
+from benchmarks.reproduce import config_key, execute, plan, read_records, report
+from benchmarks.reproduce.plan import Cell
+from benchmarks.reproduce.records import append_record, record_key
+
+
+def tiny_ring(seed, layers=2):
+    return RunConfig.from_dict({
+        "model": {"name": "gcn_ssm", "num_layers": layers, "hidden": 8},
+        "data": {"name": "ring_transfer", "options": {"ring_size": 6, "num_graphs": 40}},
+        "optim": {"epochs": 1, "batch_size": 16},
+        "seed": seed,
+    })  # fmt: skip
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+def test_key_ignores_locations_device_and_key_order():
+    a = tiny_ring(0)
+    b = RunConfig.from_dict(json.loads(json.dumps(a.to_dict(), sort_keys=True)))
+    b.data.data_dir, b.data.cache_dir, b.device = "/somewhere", "/else", "cpu"
+    assert config_key(a) == config_key(b)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c: setattr(c, "seed", 1),
+        lambda c: setattr(c.model, "hidden", 9),
+        lambda c: setattr(c.optim, "lr", 0.02),
+        lambda c: c.data.options.update(ring_size=8),
+        lambda c: setattr(c.optim, "fixed_batches", True),
+    ],
+)
+def test_key_changes_with_anything_that_changes_the_result(change):
+    config = tiny_ring(0)
+    before = config_key(config)
+    change(config)
+    assert config_key(config) != before
+
+
+def test_a_record_older_than_a_new_config_field_keeps_its_key():
+    """A record stored before a field with a default existed (here: ``fixed_batches``) is the
+    same run as the current config with that default, so it is not orphaned."""
+    config = tiny_ring(3)
+    stored = config.to_dict()
+    del stored["optim"]["fixed_batches"]
+    assert record_key({"config": stored, "schema": 1}) == config_key(config)
+
+
+def test_partial_lines_are_skipped_and_appends_start_on_a_new_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\n{"b": ')  # a writer killed mid-line
+    with pytest.warns(UserWarning, match="partial line"):
+        assert read_records(path) == [{"a": 1}]
+    append_record(path, {"c": 3})
+    assert path.read_text() == '{"a": 1}\n{"b": \n{"c": 3}\n'
+    with pytest.warns(UserWarning, match=":2: skipping a partial line"):
+        assert read_records(path) == [{"a": 1}, {"c": 3}]
+
+
+# --- resumable runs -----------------------------------------------------------------------------
+
+
+def test_runs_resume_and_a_failed_run_loses_only_itself(tmp_path):
+    cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in (0, 1)]
+    broken = tiny_ring(2)
+    broken.model.conv_options = {"no_such_option": 1}  # raises inside the run
+    cells.append(Cell("ring", "GCN-SSM", "n=6", broken))
+    lines = []
+    assert execute.run_cells(cells, tmp_path, log=lines.append) == 2
+    assert any("FAILED" in line and "seed 2" in line for line in lines)
+    records = read_records(tmp_path / "ring.jsonl")
+    assert sorted(r["config"]["seed"] for r in records) == [0, 1]
+    assert {r["key"] for r in records} == {config_key(c.config) for c in cells[:2]}
+    assert all(r["status"] == "ok" and r["cpu_time_s"] > 0 for r in records)
+    # again: nothing done twice; only the failed cell is still pending
+    assert execute.pending(cells, tmp_path) == cells[2:]
+    assert execute.run_cells(cells[:2], tmp_path, log=lines.append) == 0
+    assert len(read_records(tmp_path / "ring.jsonl")) == 2
+
+
+def test_two_jobs_write_whole_records(tmp_path):
+    cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in (0, 1, 2)]
+    assert execute.run_cells(cells, tmp_path, jobs=2, log=lambda line: None) == 3
+    records = read_records(tmp_path / "ring.jsonl")
+    assert sorted(r["config"]["seed"] for r in records) == [0, 1, 2]
+    assert all(r["threads"] == max(1, os.cpu_count() // 2) for r in records)  # cores ÷ jobs
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+
+def test_gpp_plan_is_the_re_implementation_at_the_published_protocol():
+    cells = [c for c in plan(["gpp"], "cpu") if c.required]
+    assert len(cells) == 4 * (3 + 3 + 2)  # seeds × (ecc, sssp: 3 models; diameter: 2)
+    assert {c.config.seed for c in cells} == {41, 95, 12, 35}
+    for cell in cells:
+        model, optim = cell.config.model, cell.config.optim
+        assert (model.num_layers, model.activation) == (10, "tanh")
+        assert (optim.optimizer, optim.lr, optim.weight_decay) == ("adam", 3e-3, 1e-6)
+        assert (optim.epochs, optim.patience, optim.batch_size) == (1500, 100, 64)
+        assert model.hidden == (20 if cell.column == "gpp_diameter" else 30)
+        if cell.row == "kGCN-SSM":
+            m = {"gpp_eccentricity": 1.0, "gpp_sssp": 0.75, "gpp_diameter": 0.5}[cell.column]
+            assert (model.name, model.max_hop, model.state, model.state_scale) == (
+                "kgcn_ssm",
+                10,
+                "identity",
+                m,
+            )
+            assert (model.input, model.input_scale) == ("random", 1.0)
+    assert not any(c.config.optim.fixed_batches for c in plan(["gpp"], "paper"))
+
+
+def test_unknown_part_or_budget_is_refused():
+    with pytest.raises(ValueError, match="Unknown part 'gp'"):
+        plan(["gp"])
+    with pytest.raises(ValueError, match="Unknown budget 'gpu'"):
+        plan(["gpp"], "gpu")
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+def fake_record(row, column, test, seed, status="ok", cpu=1800.0):
+    return {"row": row, "column": column, "status": status, "test": test, "metric": "log10_mse",
+            "cpu_time_s": cpu, "config": {"seed": seed}}  # fmt: skip
+
+
+def test_report_numbers_and_bytes(tmp_path):
+    values = [-1.0, -2.0, -2.5]  # kGCN-SSM on eccentricity, vs the paper's −4.2652
+    records = [fake_record("kGCN-SSM", "gpp_eccentricity", v, s) for s, v in enumerate(values)]
+    records.append(fake_record("GCN", "gpp_sssp", 0.95, 0))
+    records.append(fake_record("GCN", "gpp_sssp", None, 1, status="diverged"))
+    for record in reversed(records):
+        append_record(tmp_path / "gpp.jsonl", record)
+    report.write_report(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    mean, std = statistics.mean(values), statistics.stdev(values)  # −1.8333, 0.7638
+    gap = (mean - -4.2652) / std
+    row = next(line for line in text.splitlines() if line.startswith("| kGCN-SSM | Eccentricity"))
+    assert f"{mean:.4f} ± {std:.4f} (3)" in row and "-4.2652" in row
+    assert f"{gap:+.1f}" in row and "unexplained" in row and "| 1.50 |" in row
+    gcn = next(line for line in text.splitlines() if line.startswith("| GCN | SSSP"))
+    assert "0.9500 (1, 1 diverged)" in gcn and "| 1.00 |" in gcn
+    # a stated cause replaces "unexplained"; the same records give the same bytes
+    (tmp_path / "causes.yaml").write_text('"kGCN-SSM | gpp_eccentricity": budget\n')
+    report.write_report(tmp_path)
+    first = (tmp_path / "README.md").read_bytes()
+    assert b"unexplained" not in first and b"| budget |" in first
+    shuffled = tmp_path / "again"
+    shuffled.mkdir()
+    (shuffled / "causes.yaml").write_bytes((tmp_path / "causes.yaml").read_bytes())
+    for record in records:  # other order
+        append_record(shuffled / "gpp.jsonl", record)
+    report.write_report(shuffled)
+    assert (shuffled / "README.md").read_bytes() == first
+
+
+def test_ring_report_checks_the_long_ring_claim(tmp_path):
+    for row, accuracy in (("GCN", 0.2), ("kGCN", 0.4), ("GCN-SSM", 0.21), ("kGCN-SSM", 1.0)):
+        for seed in (0, 1):
+            record = fake_record(row, "n=50", accuracy, seed)
+            record["metric"] = "accuracy"
+            append_record(tmp_path / "ring.jsonl", record)
+    written = report.write_report(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "with mean accuracy ≥ 90 %: kGCN-SSM → the claim holds" in text
+    assert tmp_path / "ring_transfer.png" in written
+    assert (tmp_path / "ring_transfer.png").read_bytes()[:4] == b"\x89PNG"
+    assert not math.isnan(report.summaries(read_records(tmp_path / "ring.jsonl"))[
+        ("kGCN-SSM", "n=50")].mean)  # fmt: skip
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
+    assert main(["reproduce", "--part", "gpp", "--list", "--out", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == len(plan(["gpp"]))
+    assert listed[0].startswith("gpp\t")
+    assert main(["reproduce", "--jobs", "0", "--out", str(tmp_path)]) == 2
+    assert "--jobs and --threads must be at least 1" in capsys.readouterr().err
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["reproduce", "--part", "cora", "--out", str(blocker / "x")]) == 2
+    assert "error" in capsys.readouterr().err
