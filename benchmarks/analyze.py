@@ -34,6 +34,7 @@ import dgl_ssm
 from dgl_ssm import analysis
 
 from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
+from .records import make_folder
 
 DATASETS = ("cora", "ring", "random")
 SENSITIVITY_LABEL = r"mean $\|\partial h_v^{(L)} / \partial x_u\|_F$"
@@ -736,7 +737,7 @@ def main(argv=None):
 
 
 def run(args):
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_folder(args.out)  # before any work: a bad --out is found now, not at the end
     if args.command == "figures":
         cmd_figures(args)
         return

@@ -28,6 +28,7 @@ MODEL_FLAGS = {
     "state": "state", "state_scale": "state_scale", "input": "input",
     "input_scale": "input_scale", "shared_ssm": "shared_ssm", "ssm_seed": "ssm_seed",
     "hop_mode": "hop_mode", "max_hop": "max_hop", "delay": "delay", "checkpoint": "checkpoint",
+    "past_max_hop": "past_max_hop",
 }  # fmt: skip
 DATA_FLAGS = {"dataset": "name", "data_dir": "data_dir", "cache_dir": "cache_dir",
               "split": "split", "self_loops": "self_loops"}  # fmt: skip
@@ -64,6 +65,10 @@ def build_parser():
     model.add_argument("--hop-mode", choices=["exact", "cumulative"])
     model.add_argument("--max-hop", type=int, help="K: rewiring radius and largest hop read")
     model.add_argument("--delay", type=int, help="ν of the cumulative mode's delay")
+    model.add_argument(
+        "--past-max-hop", choices=["empty", "repeat"],
+        help="layers past K read hop ℓ (empty, the paper's) or hop K again",
+    )  # fmt: skip
     model.add_argument(
         "--checkpoint", type=int, nargs="?", const=True,
         help="activation checkpointing (optionally the number of segments)",
@@ -142,7 +147,7 @@ def config_from_args(args):
         for flag, name in flags.items():
             value = getattr(args, flag)
             if value is not None:
-                setattr(section, name, None if value == "none" else value)
+                _set(section, name, None if value == "none" else value, flag)
     for flag, name in DATA_OPTIONS.items():
         if getattr(args, flag) is not None:
             config.data.options[name] = getattr(args, flag)
@@ -153,8 +158,17 @@ def config_from_args(args):
         config.model.conv_options[key] = _parse_value(value)
     for name in ("seed", "device"):
         if getattr(args, name) is not None:
-            setattr(config, name, getattr(args, name))
+            _set(config, name, getattr(args, name), name)
     return config
+
+
+def _set(section, name, value, flag):
+    """Assign a flag's value; the config's check fails with the flag's name in the line."""
+    try:
+        setattr(section, name, value)
+    except ValueError as error:  # "<Section>: <field> = <value>: <what is allowed>."
+        allowed = str(error).split(": ", 2)[-1]
+        raise ValueError(f"--{flag.replace('_', '-')} {value!r}: {allowed}") from None
 
 
 def _config_path(name):
@@ -197,7 +211,7 @@ def run_command(args, argv=None):
             raise ValueError("--seeds must be at least 1.")
         records = run_seeds(config, args.seeds, output=args.output, progress=not args.no_progress)
         print(f"{len(records)} record(s) appended to {args.output}")
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError, DGLError) as error:
+    except (ValueError, OSError, ImportError, RuntimeError, DGLError) as error:
         print(f"dgl-ssm-bench: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,42 +1,129 @@
 """One description of a run: model, data, optimisation, seed and device.
 
 The CLI builds a :class:`RunConfig` from flags or a YAML file, a sweep builds one from a
-trial, and the JSON-lines record stores it whole. Defaults live here and nowhere else.
+trial, and the JSON-lines record stores it whole. Defaults, types and ranges live here and
+nowhere else: the sections are pydantic dataclasses (real dataclasses too, so
+``dataclasses.fields`` / ``asdict`` keep working for the sweeps), checked when built and on every
+assignment (``config.optim.epochs = 0`` is refused), with errors of one line that name the
+key, the value and what is allowed.
+
+Numbers keep the type they were given (``weight_decay: 0`` stays ``0``, ``lr: 1e-3`` stays
+``0.001``), so ``to_dict()`` — which keys stored records — is what it was before the checks;
+numbers written as strings (YAML reads ``1e-3`` as one) are read as floats.
 """
 
 import dataclasses
-from dataclasses import dataclass, field
+import functools
+import numbers
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional, Union
 
 import yaml
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+from pydantic.dataclasses import dataclass
 
 from dgl_ssm import is_ssm
 
 
-@dataclass
+def _real(value):
+    """A real number, kept as given (int or float); strings that spell one ("1e-3", which is
+    how YAML reads it) become floats; booleans are refused."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError("should be a number") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError("should be a number")
+    return value if isinstance(value, (int, float)) else value.item()  # numpy scalars
+
+
+def _int(value):
+    """Whole numbers written as floats or strings (``2.0``, ``"2"``) are read as ints."""
+    if isinstance(value, (str, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() else value
+    return value.item() if isinstance(value, numbers.Integral) and hasattr(value, "item") else value
+
+
+# A real number that keeps its type (int or float), so stored configs hash as before.
+Real = Annotated[Union[StrictInt, StrictFloat], BeforeValidator(_real), Field(allow_inf_nan=False)]
+Int = Annotated[StrictInt, BeforeValidator(_int)]
+Str, Bool = StrictStr, StrictBool
+
+_CHECKED = ConfigDict(validate_assignment=True, extra="forbid", strict=False)
+
+
+def describe(error: ValidationError, where="config"):
+    """A pydantic error as one line: where, the key, the value given and what is allowed."""
+    problems = {}  # field → (value, [what it should be]); a union gives one line per member
+    for item in error.errors(include_url=False):
+        key = str(item["loc"][0]) if item["loc"] else "value"
+        message = item["msg"].removeprefix("Value error, ").removeprefix("Input ")
+        problems.setdefault(key, (item.get("input"), []))[1].append(message)
+    lines = [
+        f"{key} = {value!r}: {' or '.join(dict.fromkeys(messages)).replace(' or should ', ' or ')}"
+        for key, (value, messages) in problems.items()
+    ]
+    return f"{where}: {'; '.join(lines)}."
+
+
+def _checked(cls):
+    """A pydantic dataclass whose construction and assignment errors are one-line
+    ``ValueError`` s (pydantic's own are multi-line)."""
+    cls = dataclass(cls, config=_CHECKED)
+    for name in ("__init__", "__setattr__"):
+        method = getattr(cls, name)
+
+        @functools.wraps(method)
+        def one_line(self, *args, _method=method, **kwargs):
+            try:
+                return _method(self, *args, **kwargs)
+            except ValidationError as error:
+                raise ValueError(describe(error, type(self).__name__)) from None
+
+        setattr(cls, name, one_line)
+    return cls
+
+
+@_checked
 class ModelConfig:
     """Which model and its options; ``None`` means "the model's own default"."""
 
-    name: str = "gcn_ssm"
-    hidden: int = 64
-    num_layers: int = 2
-    dropout: float = 0.0
-    activation: str = "relu"
-    norm: Optional[str] = None
-    readout: str = "mean"
-    residual: Optional[bool] = None  # plain models only
-    state: Optional[str] = None  # SSM models only, from here to ssm_seed
-    state_scale: Optional[float] = None
-    input: Optional[str] = None
-    input_scale: Optional[float] = None
-    shared_ssm: Optional[bool] = None
-    ssm_seed: Optional[int] = None
-    hop_mode: Optional[str] = None  # k-hop models: "exact" | "cumulative"
-    max_hop: Optional[int] = None  # K: the rewiring radius and the largest hop read
-    delay: Optional[int] = None
-    conv_options: dict[str, Any] = field(default_factory=dict)
-    checkpoint: Any = False  # activation checkpointing: True (≈√L segments) or a count
+    name: Str = "gcn_ssm"
+    hidden: Annotated[Int, Field(ge=1)] = 64
+    num_layers: Annotated[Int, Field(ge=1)] = 2
+    dropout: Annotated[Real, Field(ge=0, lt=1)] = 0.0
+    activation: Str = "relu"
+    norm: Optional[Str] = None
+    readout: Str = "mean"
+    residual: Optional[Bool] = None  # plain models only
+    state: Optional[Str] = None  # SSM models only, from here to ssm_seed
+    state_scale: Optional[Real] = None
+    input: Optional[Str] = None
+    input_scale: Optional[Real] = None
+    shared_ssm: Optional[Bool] = None
+    ssm_seed: Optional[Int] = None
+    hop_mode: Optional[Str] = None  # k-hop models: "exact" | "cumulative"
+    max_hop: Optional[Annotated[Int, Field(ge=1)]] = None  # K: rewiring radius, largest hop
+    delay: Optional[Annotated[Int, Field(ge=0)]] = None
+    past_max_hop: Optional[Str] = None  # layers past K: "empty" (hop ℓ, paper) | "repeat" hop K
+    conv_options: dict[Str, Any] = field(default_factory=dict)
+    # activation checkpointing: True (≈√L segments) or a count
+    checkpoint: Union[Bool, Annotated[StrictInt, Field(ge=0)]] = False
 
     SSM_FIELDS = ("state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed")
 
@@ -52,7 +139,7 @@ class ModelConfig:
             kwargs["conv_options"] = dict(self.conv_options)
         if self.checkpoint:
             kwargs["checkpoint"] = self.checkpoint
-        for name in ("hop_mode", "max_hop", "delay"):
+        for name in ("hop_mode", "max_hop", "delay", "past_max_hop"):
             if getattr(self, name) is not None:
                 kwargs[name] = getattr(self, name)
         optional = {f: getattr(self, f) for f in self.SSM_FIELDS + ("residual",)}
@@ -69,75 +156,90 @@ class ModelConfig:
         return kwargs
 
 
-@dataclass
+@_checked
 class DataConfig:
     """Which dataset, where its files are, and its options."""
 
-    name: str = "cora"
-    data_dir: Optional[str] = None
-    cache_dir: Optional[str] = None
-    options: dict[str, Any] = field(default_factory=dict)  # e.g. ring_size, seed, sizes
-    split: int = 0  # which fixed split of datasets that have several
-    self_loops: bool = True  # add one self loop per node (not for k-hop models)
+    name: Str = "cora"
+    data_dir: Optional[Str] = None
+    cache_dir: Optional[Str] = None
+    options: dict[Str, Any] = field(default_factory=dict)  # e.g. ring_size, seed, sizes
+    split: Annotated[Int, Field(ge=0)] = 0  # which fixed split of datasets that have several
+    self_loops: Bool = True  # add one self loop per node (not for k-hop models)
 
 
-@dataclass
+@_checked
 class OptimConfig:
-    optimizer: str = "adam"  # "adam" | "adamw"
-    lr: float = 0.01
-    weight_decay: float = 5e-4
-    epochs: int = 200
-    patience: Optional[int] = None  # early stopping on the validation metric
-    batch_size: int = 64  # graphs per batch, for datasets of many graphs
+    optimizer: Str = "adam"  # "adam" | "adamw"
+    lr: Annotated[Real, Field(gt=0)] = 0.01
+    weight_decay: Annotated[Real, Field(ge=0)] = 5e-4
+    epochs: Annotated[Int, Field(ge=1)] = 200
+    # early stopping: stop after this many epochs without a better validation metric
+    patience: Optional[Annotated[Int, Field(ge=0)]] = None
+    batch_size: Annotated[Int, Field(ge=1)] = 64  # graphs per batch, for many-graph datasets
     # Draw the training batches once (seeded) and shuffle only their order each epoch, so
     # each batch, with its hop structure, is built once: several times faster per epoch for
     # k-hop models on many small graphs. Default: graphs re-shuffled into new batches.
-    fixed_batches: bool = False
+    fixed_batches: Bool = False
 
 
-@dataclass
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
+
+
+@_checked
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    seed: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    seed: Annotated[Int, Field(ge=0, lt=2**32)] = 0  # numpy's seed range
+    device: Str = "auto"  # "auto" | "cpu" | "cuda"
 
     def to_dict(self):
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, raw, source="config"):
-        """Build from nested dicts (YAML); unknown keys name the file and the key."""
-        raw = dict(raw or {})
-        parts = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
+        """Build from nested dicts (YAML); errors name the file, the key and the value."""
+        if raw is not None and not isinstance(raw, dict):
+            raise ValueError(f"{source}: expected a mapping of sections, got {raw!r}.")
         kwargs = {}
-        for key, value in raw.items():
-            if key in parts:
-                kwargs[key] = _build(parts[key], value, f"{source}: {key}")
+        for key, value in (raw or {}).items():
+            if key in SECTIONS:
+                kwargs[key] = _build(SECTIONS[key], value, f"{source}: {key}")
             elif key in ("seed", "device"):
                 kwargs[key] = value
             else:
                 raise ValueError(
                     f"{source}: unknown key {key!r}; valid: model, data, optim, seed, device."
                 )
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}".replace("RunConfig: ", "")) from None
 
     @classmethod
     def from_yaml(cls, path):
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"Config file {path} does not exist.")
+        if not path.is_file():
+            raise ValueError(f"Config {path} is a directory, not a YAML file.")
         try:
             raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML: {error}") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            message = " ".join(str(error).split())
+            raise ValueError(f"{path}: not valid YAML: {message}") from None
         return cls.from_dict(raw, source=str(path))
 
 
 def _build(kind, values, where):
-    names = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(values or {}) - names)
+    if values is not None and not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping of fields, got {values!r}.")
+    names = [f.name for f in dataclasses.fields(kind)]
+    unknown = sorted(set(values or {}) - set(names))
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {sorted(names)}.")
-    return kind(**(values or {}))
+    try:
+        return kind(**(values or {}))
+    except ValueError as error:
+        raise ValueError(f"{where}.{str(error).split(': ', 1)[1]}") from None

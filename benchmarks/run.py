@@ -1,7 +1,6 @@
 """Run a configuration over several seeds and append one JSON line per run."""
 
 import dataclasses
-import json
 import platform
 import statistics
 import subprocess
@@ -15,9 +14,10 @@ import torch
 import dgl_ssm
 
 from .config import RunConfig
-from .datasets import dataset_options
+from .datasets import dataset_options, num_splits
 from .metrics import METRICS
 from .models import build_for, check_model_name
+from .records import append_record, check_writable
 from .train import load_data, resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +30,14 @@ def validate(config: RunConfig):
     resolve_device(config.device)
     if config.optim.optimizer not in ("adam", "adamw"):
         raise ValueError(f"Unknown optimizer {config.optim.optimizer!r}. Valid: adam, adamw.")
-    for name in ("epochs", "batch_size"):
-        if getattr(config.optim, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1.")
+    count = num_splits(config.data.name)
+    if config.data.split >= (count or 1):
+        has = f"{count} fixed split(s)" if count else "no fixed splits"
+        valid = f"0..{count - 1}" if count else "0"
+        raise ValueError(
+            f"{config.data.name} has {has}; split {config.data.split} does not exist "
+            f"(valid: {valid})."
+        )
     # Building a one-feature model runs every constructor check (names, sizes, SSM options).
     probe = _Probe(level="node")
     build_for(config.model, probe)
@@ -69,6 +74,22 @@ def environment():
     }
 
 
+def run_record(config: RunConfig, result):
+    """What one finished run leaves: its whole config, outcome, cost and environment."""
+    return {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config.to_dict(),
+        "status": result.status,
+        "metric": result.metric,
+        "val": result.val,
+        "test": result.test,
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+        "wall_time_s": round(result.wall_time_s, 3),
+        "environment": environment(),
+    }
+
+
 def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print):
     """Train ``config`` with seeds ``seed … seed+seeds-1``; append each record to ``output``.
 
@@ -76,6 +97,8 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print)
     split ``(split + i) mod count``, so ten seeds cover the ten splits.
     """
     validate(config)
+    if output is not None:
+        check_writable(output)  # before any work, so no finished run is lost
     data = load_data(config)
     records = []
     for i in range(seeds):
@@ -84,22 +107,11 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print)
         if data.transductive:
             run_config.data.split = (config.data.split + i) % data.num_splits
         result = train(run_config, data=data, progress=progress)
-        record = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": run_config.to_dict(),
-            "status": result.status,
-            "metric": result.metric,
-            "val": result.val,
-            "test": result.test,
-            "best_epoch": result.best_epoch,
-            "epochs": result.epochs,
-            "wall_time_s": round(result.wall_time_s, 3),
-            "peak_memory_mb": round(result.peak_memory_mb, 1),
-            "environment": environment(),
-        }
+        record = run_record(run_config, result)
+        record["peak_memory_mb"] = round(result.peak_memory_mb, 1)
         records.append(record)
         if output is not None:
-            append_jsonl(output, record)
+            append_record(output, record)
         log(
             f"seed {run_config.seed} split {run_config.data.split}: {result.status}, "
             f"{result.metric} val {_fmt(result.val)} test {_fmt(result.test)} "
@@ -115,16 +127,6 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print)
             f"({'higher' if higher else 'lower'} is better)"
         )
     return records
-
-
-def append_jsonl(path, record):
-    """Append one JSON line; the line is written whole so a killed run leaves whole lines."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
 
 
 def _fmt(value):

@@ -30,7 +30,8 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass
 class RunResult:
-    """What a run produced. ``status`` is ``"ok"`` or ``"diverged"`` (non-finite loss)."""
+    """What a run produced. ``status`` is ``"ok"`` or ``"diverged"`` (a non-finite loss,
+    predictions or metric: the run stops there, with no val or test score)."""
 
     status: str
     metric: str
@@ -109,6 +110,9 @@ def train(
             status = "diverged"
             break
         val = task.evaluate(model, "val")
+        if not math.isfinite(val):  # non-finite predictions, or a metric they break
+            status = "diverged"
+            break
         history.append({"epoch": epoch, "loss": loss, "val": val})
         if metric.better(val, best_val):
             best_val, best_epoch, waited = val, epoch, 0
@@ -119,13 +123,15 @@ def train(
             epochs.set_postfix(loss=f"{loss:.4f}", val=f"{val:.4f}", best=f"{best_val:.4f}")
         if on_epoch is not None:
             on_epoch(epoch, val)
-        if optim.patience is not None and waited >= optim.patience:
+        if optim.patience is not None and waited > 0 and waited >= optim.patience:
             break
 
     val = test = None
     if status == "ok" and best_state is not None:
         model.load_state_dict(best_state)
         val, test = task.evaluate(model, "val"), task.evaluate(model, "test")
+        if not (math.isfinite(val) and math.isfinite(test)):
+            status, val, test = "diverged", None, None
     return RunResult(
         status=status,
         metric=data.metric,
@@ -220,7 +226,9 @@ class _Task:
         else:
             parts = [self._predict(model, batch) for batch in self._eval_batches(split)]
             pred, target = torch.cat([p for p, _ in parts]), torch.cat([t for _, t in parts])
-        return self.metric(pred, target)
+        if not bool(torch.isfinite(pred).all()):
+            return math.nan  # diverged: some metrics (ROC-AUC) would raise on NaN input
+        return float(self.metric(pred, target))
 
     def _eval_batches(self, split):
         # the same batches every evaluation: built once, with their hop structure

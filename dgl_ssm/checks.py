@@ -4,8 +4,15 @@ import torch
 from dgl import DGLError
 
 
-def check_node_features(graph, feat, in_feats):
-    """Raise ``DGLError`` unless ``feat`` is a finite float ``(graph.num_nodes(), in_feats)``."""
+def check_node_features(graph, feat, in_feats, dtype=None):
+    """Raise ``DGLError`` unless ``graph`` is homogeneous and ``feat`` is a finite float
+    ``(graph.num_nodes(), in_feats)`` tensor (of ``dtype``, the model's, when given)."""
+    if not graph.is_homogeneous:
+        raise DGLError(
+            f"The graph is not homogeneous (node types {graph.ntypes}, edge types "
+            f"{graph.etypes}); the models take one node and one edge type. Convert it with "
+            "dgl.to_homogeneous(g, ndata=[...]) first."
+        )
     if graph.num_nodes() == 0:
         raise DGLError(
             "The graph has no nodes. Check the data loading step; an empty graph cannot be "
@@ -17,6 +24,13 @@ def check_node_features(graph, feat, in_feats):
         raise DGLError(
             f"Node features have dtype {feat.dtype}, but the model needs floating point "
             f"features. Convert them with feat.float() (or one-hot encode integer labels)."
+        )
+    if dtype is not None and feat.dtype != dtype:
+        cast = {torch.float32: "feat.float()", torch.float64: "feat.double()"}
+        raise DGLError(
+            f"Node features have dtype {feat.dtype}, but the model's weights are {dtype}. "
+            f"Convert them with {cast.get(dtype, f'feat.to({dtype})')}, or the model with "
+            f"model.to({feat.dtype})."
         )
     if feat.dim() != 2 or feat.shape[0] != graph.num_nodes() or feat.shape[1] != in_feats:
         raise DGLError(

@@ -5,6 +5,8 @@ rule (plain or SSM) and, for kGNNs, the hop mode. A plain model and its SSM twin
 have the same trainable parameters: Λ and B are buffers.
 """
 
+import inspect
+
 import dgl
 import torch
 import torch.utils.checkpoint
@@ -13,7 +15,7 @@ from torch import nn
 from .activations import get_activation
 from .backbones import BACKBONES
 from .checks import check_edge_features, check_in_degrees, check_node_features
-from .multihop import HOP_MODES, MultiHopConv, hop_graphs
+from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
 from .ssm import PlainUpdate, SSMUpdate
 from .wrapper import SSMLayer
 
@@ -57,7 +59,14 @@ class DeepGNN(nn.Module):
         k-hop aggregation over a graph rewired by :class:`~dgl_ssm.KHopTransform`.
     max_hop : int, optional
         K, the largest hop the model reads (default ``num_layers``); must not exceed the
-        transform's ``k``.
+        ``k`` of the :class:`~dgl_ssm.KHopTransform` that rewired the graph (a graph that
+        records a smaller ``k`` is refused with a ``DGLError``).
+    past_max_hop : {"empty", "repeat"}
+        What ``"exact"`` layers past K read (``num_layers > max_hop``): ``"empty"`` (default)
+        reads hop ℓ of a graph rewired with radius K as the paper does, i.e. no other node
+        (self loops only: the layer is a node-wise update); ``"repeat"`` reads hop K again.
+        With ``max_hop = num_layers`` (the default) both are the same. The cumulative mode
+        always sums hops ``1..min(ℓ, K)``.
     delay : int, optional
         ν of the cumulative mode's delay.
     allow_zero_in_degree : bool
@@ -93,6 +102,7 @@ class DeepGNN(nn.Module):
         edge_feats=None,
         hop_mode="default",
         max_hop=None,
+        past_max_hop="empty",
         delay=None,
         hop_field="hop",
         allow_zero_in_degree=False,
@@ -105,12 +115,19 @@ class DeepGNN(nn.Module):
         hop_mode = self.default_hop_mode if hop_mode == "default" else hop_mode
         if hop_mode is not None:
             _check_choice("hop_mode", hop_mode, HOP_MODES)
-        for name, value in [("in_feats", in_feats), ("hidden", hidden), ("out_feats", out_feats)]:
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}.")
+        _check_sizes(in_feats=in_feats, hidden=hidden, out_feats=out_feats, num_layers=num_layers)
+        if max_hop is not None:
+            _check_sizes(max_hop=max_hop)
+        if delay is not None and (not _is_int(delay) or delay < 0):
+            raise ValueError(f"delay must be a non-negative integer, got {delay!r}.")
         spec = BACKBONES[self.backbone]
+        accepted = list(inspect.signature(spec.make_conv).parameters)[1:]
+        unknown = sorted(set(conv_options or {}) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"The {spec.name} backbone takes no conv option {', '.join(unknown)}; it "
+                f"accepts: {', '.join(accepted) or 'none'}."
+            )
         if hop_mode is not None and spec.uses_edge_feats:
             raise ValueError(
                 f"k-hop rewiring is not available for {spec.name}: its edge features would "
@@ -120,6 +137,8 @@ class DeepGNN(nn.Module):
         self.num_layers, self.task, self.readout = num_layers, task, readout
         self.hop_mode, self.delay, self.hop_field = hop_mode, delay, hop_field
         self.max_hop = num_layers if max_hop is None else max_hop
+        _check_choice("past_max_hop", past_max_hop, PAST_MAX_HOP)
+        self.past_max_hop = past_max_hop
         self.edge_feats = edge_feats
         self.allow_zero_in_degree = allow_zero_in_degree
         self.segments = _segment_count(checkpoint, num_layers)
@@ -166,7 +185,7 @@ class DeepGNN(nn.Module):
 
     def forward(self, graph, feat, edge_feat=None):
         """Return node outputs ``(N, out_feats)`` or graph outputs ``(B, out_feats)``."""
-        check_node_features(graph, feat, self.in_feats)
+        check_node_features(graph, feat, self.in_feats, dtype=self.encoder.weight.dtype)
         check_edge_features(graph, edge_feat, self.edge_feats)
         if self._spec.needs_in_edges and self.hop_mode is None and not self.allow_zero_in_degree:
             check_in_degrees(graph, self._spec.name)
@@ -215,10 +234,14 @@ class DeepGNN(nn.Module):
     def _layer_graphs(self, graph):
         if self.hop_mode is None:
             return [graph] * self.num_layers
-        per_hop = hop_graphs(graph, self.max_hop, self.hop_field)
-        if self.hop_mode == "exact":
-            return [per_hop[min(i, self.max_hop - 1)] for i in range(self.num_layers)]
-        return [per_hop[: min(i + 1, self.max_hop)] for i in range(self.num_layers)]
+        return layer_hop_graphs(
+            graph,
+            self.num_layers,
+            self.max_hop,
+            self.hop_mode,
+            self.past_max_hop,
+            self.hop_field,
+        )
 
     def _head(self, graph, state):
         if self.task == "node":
@@ -317,6 +340,7 @@ class SSMGNN(DeepGNN):
         ssm_seed=0,
         **kwargs,
     ):
+        _check_sizes(hidden=hidden)  # before Λ and B are drawn at that size
         generator = torch.Generator().manual_seed(ssm_seed)
         activation = kwargs.get("activation", "relu")
 
@@ -342,6 +366,16 @@ def _segment_count(checkpoint, num_layers):
     if not isinstance(checkpoint, int) or checkpoint < 0:
         raise ValueError(f"checkpoint must be a bool or a segment count, got {checkpoint!r}.")
     return min(checkpoint, num_layers)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_sizes(**sizes):
+    for name, value in sizes.items():
+        if not _is_int(value) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _check_choice(name, value, choices):
@@ -428,8 +462,9 @@ class KGCN(PlainGNN):
 
 
 class KGCNSSM(SSMGNN):
-    """kGCN-SSM: k-hop rewiring plus SSM steps; layer ℓ reads hop ``min(ℓ, K)`` by default,
-    or every hop up to it with ``hop_mode="cumulative"``; arguments: :class:`SSMGNN`.
+    """kGCN-SSM: k-hop rewiring plus SSM steps; layer ℓ reads hop ℓ by default (past K: see
+    ``past_max_hop``), or every hop up to ``min(ℓ, K)`` with ``hop_mode="cumulative"``;
+    arguments: :class:`SSMGNN`.
 
     Example
     -------

@@ -42,9 +42,9 @@ import logging
 import math
 import os
 import re
+import secrets
 import sqlite3
 import sys
-import tempfile
 import urllib.parse
 import warnings
 from dataclasses import dataclass, field
@@ -56,7 +56,7 @@ from optuna.trial import TrialState
 
 from benchmarks.references import DATA_NOTES, PROTOCOLS, REFERENCES
 
-from .storage import one_line
+from .storage import one_line, redact, signals_held
 
 log = logging.getLogger(__name__)
 
@@ -316,8 +316,10 @@ def open_storage(storage_url):
     try:
         parsed = sqlalchemy.engine.make_url(storage_url)
     except Exception as exc:  # ArgumentError, ValueError: not a URL at all
-        raise LeaderboardError(f"invalid storage URL {storage_url!r}: {one_line(exc)}") from None
-    shown = storage_url if parsed.password is None else parsed.render_as_string(True)
+        raise LeaderboardError(
+            redact(f"invalid storage URL {storage_url!r}: {one_line(exc)}", storage_url)
+        ) from None
+    shown = redact(storage_url if parsed.password is None else parsed.render_as_string(True))
     if parsed.get_backend_name() == "sqlite":
         _check_sqlite(parsed, shown)
     try:
@@ -325,7 +327,9 @@ def open_storage(storage_url):
             warnings.simplefilter("ignore")  # keep bad input to one stderr line
             return optuna.storages.RDBStorage(storage_url, skip_table_creation=True)
     except Exception as exc:  # unknown dialect, missing driver, refused connection, old schema
-        raise LeaderboardError(f"cannot open storage {shown}: {one_line(exc)}") from None
+        raise LeaderboardError(
+            redact(f"cannot open storage {shown}: {one_line(exc)}", storage_url)
+        ) from None
 
 
 def read_studies(storage):
@@ -919,16 +923,32 @@ class Leaderboard:
     skipped: list
 
 
-def _write(path, data):
-    """Write atomically, so a reader never sees half a table."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_together(out_dir, outputs):
+    """Write ``{name: bytes}`` into ``out_dir`` as one set, as far as a file system allows.
+
+    Every file is first written in full to a hidden temporary name (created with mode 0666,
+    so the umask gives the usual 0644); only then are they renamed over the old files, one
+    after the other, with SIGINT/SIGTERM held back so a Ctrl-C or kill in the middle cannot
+    leave half the tables old and half new. On any error the temporary files are removed
+    and the old files stay as they were (unless the renaming itself failed part-way).
+    """
+    out_dir = Path(out_dir)
+    temps = {}
+    with signals_held():
+        try:
+            for name, data in outputs.items():
+                tmp = out_dir / f".{name}.{secrets.token_hex(4)}.tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                temps[name] = tmp
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+            for name, tmp in list(temps.items()):
+                os.replace(tmp, out_dir / name)
+                del temps[name]
+        finally:
+            for tmp in temps.values():
+                tmp.unlink(missing_ok=True)
+    return {name: out_dir / name for name in outputs}
 
 
 def _build(storage_url, out_dir, depth_select="val"):
@@ -939,7 +959,9 @@ def _build(storage_url, out_dir, depth_select="val"):
         try:
             results, skipped = read_studies(storage)
         except Exception as exc:  # e.g. the server went away between connect and read
-            raise LeaderboardError(f"cannot read storage: {one_line(exc)}") from None
+            raise LeaderboardError(
+                redact(f"cannot read storage: {one_line(exc)}", storage_url)
+            ) from None
     finally:
         storage.remove_session()
         storage.engine.dispose()  # close the file/socket now, not at interpreter exit
@@ -976,11 +998,7 @@ def _build(storage_url, out_dir, depth_select="val"):
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for name, data in outputs.items():
-        _write(out_dir / name, data)
-        files[name] = out_dir / name
-    return Leaderboard(files, results, skipped)
+    return Leaderboard(write_together(out_dir, outputs), results, skipped)
 
 
 def build_leaderboard(storage_url, out_dir, *, depth_select="val"):

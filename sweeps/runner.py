@@ -11,11 +11,31 @@ A plain backbone is searched over the space's ``search`` and ``plain`` keys, an 
 over ``search`` and ``ssm``, a reference baseline over ``search`` only (see
 :mod:`sweeps.space`). Each study also records what its numbers may be compared with: the
 space's ``protocol`` and the dataset's ``data_version`` (user attrs, read by the leaderboard).
+
+A study is identified by more than its name ``<backbone>__<dataset>``: the hash of its
+resolved space, suite and data options is stored with it (user attr ``identity``), and a
+sweep whose hash differs refuses to resume it (:class:`StudyMismatch` names the study and the
+command that continues it), so two spaces never mix in one study.
+
+Sampling: before each new trial the worker seeds a fresh TPE sampler (``constant_liar=True``)
+from the base seed, its worker index and the number of trials already in the study, so
+workers and resumed runs never repeat each other, and one worker with one seed is
+reproducible (a study run in two goes samples what one go would). Parameters are suggested
+under the study's lock, so each worker sees the others' running trials.
+
+Failures: a run that diverges or raises is recorded as a FAIL trial with its ``status`` user
+attr (``diverged`` / ``error`` and the one-line ``error``), and the sweep goes on (it stops
+after :data:`MAX_ERRORS_IN_A_ROW` errors in a row: that is a bug, not a bad configuration). A
+trial interrupted by Ctrl-C (or any non-``Exception``) is failed and re-queued with the same
+parameters, as a killed worker's trial is.
 """
 
+import hashlib
+import json
 import math
 import multiprocessing
 import os
+import signal
 import statistics
 import threading
 import time
@@ -35,9 +55,22 @@ from benchmarks.run import validate as validate_run
 from benchmarks.train import load_data, train
 
 from .space import apply_values, backbone_kind, find_space, load_space
-from .storage import create_or_load_study, open_storage, trial_lock
+from .storage import (
+    create_or_load_study,
+    one_line,
+    open_storage,
+    redact,
+    signals_held,
+    trial_lock,
+)
 
 PRUNERS = ("median", "hyperband", "none")
+MAX_ERRORS_IN_A_ROW = 3  # trials of one worker that raise in a row before the sweep stops
+INTERRUPT_GRACE_S = 30  # how long workers get to re-queue their trials after Ctrl-C
+
+
+class StudyMismatch(ValueError):
+    """The storage holds a study of that name made with another space, suite or data."""
 
 
 @dataclass
@@ -56,6 +89,8 @@ class SweepSpec:
     cache_dir: Optional[str] = None
     device: str = "auto"
     final: bool = True
+    suite: Optional[str] = None  # the suite that runs this study, part of its identity
+    threads: Optional[int] = None  # torch threads per worker (default: cores ÷ workers)
 
     @property
     def study_name(self):
@@ -83,6 +118,8 @@ def validate(spec: SweepSpec):
         raise ValueError(f"Unknown pruner {spec.pruner!r}. Valid: {', '.join(PRUNERS)}.")
     if spec.trials < 1:
         raise ValueError("--trials must be at least 1.")
+    if spec.threads is not None and spec.threads < 1:
+        raise ValueError("--threads must be at least 1.")
     space = spec.load_space()
     # The fixed values with each searched key at its first choice: builds a probe model, so an
     # option this backbone does not take fails here, not in a worker.
@@ -95,50 +132,197 @@ def _first_value(param):
 
 
 def run_sweep(spec: SweepSpec, workers=1, log=print):
-    """Run (or resume) the study with ``workers`` processes here, then the final evaluation."""
+    """Run (or resume) the study with ``workers`` processes here, then the final evaluation.
+
+    The final evaluation runs whenever the study is complete, even if a worker died (its
+    trial was re-run by the others). Ctrl-C re-queues the running trials and re-raises
+    ``KeyboardInterrupt`` once the workers have stopped.
+    """
+    if workers < 1:
+        raise ValueError("--workers must be at least 1.")
     validate(spec)
     open_storage(spec.storage, spec.heartbeat)  # unreachable storage: one line, before forking
-    if workers == 1:
-        summary = work(spec, worker_index=0, log=log)
-    else:
-        context = multiprocessing.get_context("spawn")
-        processes = [
-            context.Process(target=_work_in_process, args=(spec, i, workers))
-            for i in range(workers)
-        ]
+    previous = torch.get_num_threads()
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    try:
+        if workers == 1:
+            work(spec, worker_index=0, log=log)
+        else:
+            _run_processes(spec, workers, log)
+        return final_evaluation(spec, log=log) if spec.final else None
+    finally:
+        torch.set_num_threads(previous)
+
+
+def threads_per_worker(threads, workers, cores=None):
+    """Torch threads for each of ``workers`` processes: ``threads`` or cores ÷ workers."""
+    if threads:
+        return threads
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        cores = cores or os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
+def _run_processes(spec, workers, log):
+    context = multiprocessing.get_context("spawn")
+    threads = threads_per_worker(spec.threads, workers)
+    processes = [
+        context.Process(
+            target=_work_in_process, args=(spec, i, threads, optuna.logging.get_verbosity())
+        )
+        for i in range(workers)
+    ]
+    # The children start with SIGINT ignored (a Ctrl-C while they import is not a traceback)
+    # and take it back once their loop runs; the parent forwards Ctrl-C to them.
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
         for process in processes:
             process.start()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    try:
         for process in processes:
             process.join()
-        failed = [i for i, p in enumerate(processes) if p.exitcode != 0]
-        if failed:
+    except KeyboardInterrupt:
+        _stop(processes)
+        raise
+    failed = [i for i, p in enumerate(processes) if p.exitcode != 0]
+    if failed:
+        if not study_complete(spec):
             raise RuntimeError(f"worker(s) {failed} of {spec.study_name} failed; see above.")
-        summary = None
-    if spec.final:
-        summary = final_evaluation(spec, log=log)
-    return summary
+        log(f"{spec.study_name}: worker(s) {failed} stopped early; the others completed the study")
 
 
-def _work_in_process(spec, index, workers):
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+def _stop(processes):
+    """Ctrl-C: let every worker re-queue its trial (they got SIGINT too, or get it now)."""
+    try:
+        for process in processes:
+            process.join(timeout=2)  # a terminal's Ctrl-C reached them: they stop themselves
+    except KeyboardInterrupt:
+        pass
+    for process in processes:
+        if process.is_alive():
+            try:
+                os.kill(process.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + INTERRUPT_GRACE_S
+    for process in processes:
+        while process.is_alive() and time.monotonic() < deadline:
+            try:
+                process.join(timeout=0.2)
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+                deadline = 0
+        if process.is_alive():
+            process.terminate()  # its trial is failed and re-queued by the heartbeat
+            process.join()
+
+
+def _interrupt_once(signum, frame):
+    """Ctrl-C in a worker: one KeyboardInterrupt; a second SIGINT (the parent forwards it)
+    must not break the re-queueing of its trial."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
+    signal.signal(signal.SIGINT, _interrupt_once)
+    optuna.logging.set_verbosity(verbosity)  # as in the parent (spawned: not inherited)
+    torch.set_num_threads(threads)
     try:
         work(spec, worker_index=index)
+    except KeyboardInterrupt:  # the parent says it once; the trial was re-queued
+        raise SystemExit(130) from None
     except Exception as error:  # noqa: BLE001 - one line per failed worker, then exit code 1
-        print(f"dgl-ssm-sweep: worker {index}: {type(error).__name__}: {error}", flush=True)
+        message = redact(f"{type(error).__name__}: {error}", spec.storage)
+        print(f"dgl-ssm-sweep: worker {index}: {message}", flush=True)
         raise SystemExit(1) from None
+
+
+def study_identity(spec, space, config=None):
+    """What makes two sweeps the same study: pair, resolved space, suite and data options."""
+    config = config if config is not None else spec.base_config(space)
+    data = {k: v for k, v in config.to_dict()["data"].items()
+            if k not in ("data_dir", "cache_dir")}  # fmt: skip
+    identity = {
+        "backbone": spec.backbone,
+        "dataset": spec.dataset,
+        "suite": spec.suite,
+        "space": {
+            "protocol": space.protocol,
+            "fixed": space.fixed,
+            "search": space.search,
+            "plain": space.plain,
+            "ssm": space.ssm,
+            "final": space.final,
+        },  # fmt: skip
+        "data": data,
+        "data_version": data_version(spec.dataset),
+    }
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _continue_command(spec, attrs):
+    """The command that continues a study with the user attrs ``attrs``."""
+    if attrs.get("suite"):
+        return f"dgl-ssm-bench leaderboard --suite {attrs['suite']}"
+    space = attrs.get("space_arg") or attrs.get("space")
+    return f"dgl-ssm-sweep --backbone {spec.backbone} --dataset {spec.dataset}" + (
+        f" --space {space}" if space else ""
+    )
+
+
+def _check_identity(spec, study, space, identity):
+    attrs = study.user_attrs
+    recorded = attrs.get("identity")
+    if recorded == identity:
+        return
+    # A study made before identities were recorded: the same space's name is taken as the same.
+    legacy = recorded is None and (
+        not study.get_trials(deepcopy=False) or attrs.get("space") == space.name
+    )
+    if legacy:
+        study.set_user_attr("identity", identity)
+        return
+    made_with = (
+        ", ".join(f"{key} {attrs[key]}" for key in ("space", "suite") if attrs.get(key))
+        or "another space"
+    )
+    raise StudyMismatch(
+        f"Study {spec.study_name} in {redact(spec.storage, spec.storage)} was made with another "
+        "search space, "
+        f"suite or data options ({made_with}); continue it with `{_continue_command(spec, attrs)}`"
+        ", or give this sweep another --storage."
+    )
+
+
+def _sampler(spec, worker_index, n_trials):
+    """TPE seeded from the base seed, the worker and the trials already in the study."""
+    digest = hashlib.sha256(f"{spec.seed}:{worker_index}:{n_trials}".encode()).digest()
+    return optuna.samplers.TPESampler(
+        seed=int.from_bytes(digest[:4], "big"), n_startup_trials=5, constant_liar=True
+    )
 
 
 def open_study(spec, data, space, worker_index=0):
     storage = open_storage(spec.storage, spec.heartbeat)
     direction = "maximize" if METRICS[data.metric].higher_is_better else "minimize"
-    sampler = optuna.samplers.TPESampler(seed=spec.seed + worker_index, n_startup_trials=5)
-    study = create_or_load_study(storage, spec.study_name, direction, sampler, _pruner(spec))
-    attrs = {"backbone": spec.backbone, "dataset": spec.dataset, "metric": data.metric,
-             "direction": direction, "space": space.name, "protocol": space.protocol,
-             "data_version": data_version(spec.dataset)}  # fmt: skip
-    for key, value in attrs.items():
-        if study.user_attrs.get(key) != value:
-            study.set_user_attr(key, value)
+    with trial_lock(storage, spec.study_name):
+        study = create_or_load_study(
+            storage, spec.study_name, direction, _sampler(spec, worker_index, 0), _pruner(spec)
+        )
+        _check_identity(spec, study, space, study_identity(spec, space))
+        attrs = {"backbone": spec.backbone, "dataset": spec.dataset, "metric": data.metric,
+                 "direction": direction, "space": space.name, "protocol": space.protocol,
+                 "data_version": data_version(spec.dataset), "suite": spec.suite,
+                 "space_arg": spec.space}  # fmt: skip
+        for key, value in attrs.items():
+            if study.user_attrs.get(key) != value and (value is not None or key in
+                                                       study.user_attrs):  # fmt: skip
+                study.set_user_attr(key, value)
     return storage, study
 
 
@@ -156,13 +340,26 @@ def counted(trials):
     return sum(1 for t in trials if t.state != TrialState.FAIL or t.number not in retried)
 
 
+def study_complete(spec):
+    """Whether the study has its trials, none running or queued (so the final may run)."""
+    storage = open_storage(spec.storage, spec.heartbeat)
+    try:
+        trials = optuna.load_study(study_name=spec.study_name, storage=storage).get_trials(
+            deepcopy=False
+        )
+    except KeyError:  # no such study
+        return False
+    busy = any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    return not busy and counted(trials) >= spec.trials
+
+
 def work(spec: SweepSpec, worker_index=0, log=print):
     """One worker's loop (see the module docstring). Returns the number of trials it ran."""
     space = spec.load_space()
     data = load_data(spec.base_config(space))
     storage, study = open_study(spec, data, space, worker_index)
     kind = backbone_kind(spec.backbone)
-    ran = 0
+    ran, errors = 0, 0
     while True:
         with trial_lock(storage, spec.study_name):
             with warnings.catch_warnings():
@@ -173,23 +370,64 @@ def work(spec: SweepSpec, worker_index=0, log=print):
             running = any(t.state == TrialState.RUNNING for t in trials)
             trial = None
             if waiting or counted(trials) < spec.trials:
+                study.sampler = _sampler(spec, worker_index, len(trials))
                 with warnings.catch_warnings():
                     # Optuna warns that heartbeats are meant for Study.optimize; this loop
                     # records them itself (see _Heartbeat).
                     warnings.simplefilter("ignore", UserWarning)
                     trial = study.ask()
+                # At once, not when training starts: a worker killed before its first
+                # heartbeat would leave a RUNNING trial that never goes stale.
+                storage.record_heartbeat(trial._trial_id)
+                try:  # under the lock: the next worker's sampler sees these parameters
+                    values = space.suggest(trial, kind)
+                except BaseException:
+                    study.tell(trial, state=TrialState.FAIL)
+                    raise
         if trial is None:
             if not running:
                 return ran
             time.sleep(min(5, spec.heartbeat))  # others' trials may still die and be re-queued
             continue
-        _run_trial(spec, space, data, study, storage, trial, kind, log)
+        outcome = _run_trial(spec, space, data, study, storage, trial, values, log)
         ran += 1
+        errors = errors + 1 if outcome.startswith("error") else 0
+        if errors >= MAX_ERRORS_IN_A_ROW:
+            raise RuntimeError(
+                f"{spec.study_name}: {errors} trials in a row raised an error, the last: "
+                f"{outcome[len('error: ') :]}"
+            )
 
 
-def _run_trial(spec, space, data, study, storage, trial, kind, log):
-    config = apply_values(spec.base_config(space), space.suggest(trial, kind))
+def _requeue(study, trial):
+    """Queue a copy of the failed ``trial`` with its parameters, marked as its retry."""
+    frozen = study._storage.get_trial(trial._trial_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "experimental"
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
+    retry(study, frozen)
+
+
+def _run_trial(spec, space, data, study, storage, trial, values, log):
+    """Train one trial and tell the study; returns ``"ok"``, ``"pruned"``, the run's status
+    (e.g. ``"diverged"``) or ``"error: <one line>"``. Interrupted (Ctrl-C, SystemExit) at
+    any point before it was told, the trial is failed and re-queued, and the interrupt goes
+    on."""
+    try:
+        return _train_trial(spec, space, data, study, storage, trial, values, log)
+    except (KeyboardInterrupt, SystemExit):
+        with signals_held():
+            if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+                trial.set_user_attr("status", "interrupted")
+                study.tell(trial, state=TrialState.FAIL)
+                _requeue(study, trial)
+        raise
+
+
+def _train_trial(spec, space, data, study, storage, trial, values, log):
+    config = apply_values(spec.base_config(space), values)
     trial.set_user_attr("config", config.to_dict())
+    trial.set_user_attr("threads", torch.get_num_threads())
 
     def report(epoch, value):
         if value is not None and math.isfinite(value):
@@ -204,10 +442,14 @@ def _run_trial(spec, space, data, study, storage, trial, kind, log):
             trial.set_user_attr("status", "pruned")
             study.tell(trial, state=TrialState.PRUNED)
             log(f"{spec.study_name}: trial {trial.number} pruned")
-            return
-        except BaseException:
+            return "pruned"
+        except Exception as error:  # noqa: BLE001 - e.g. a metric given NaN scores
+            message = redact(one_line(error), spec.storage)
+            trial.set_user_attr("status", "error")
+            trial.set_user_attr("error", message)
             study.tell(trial, state=TrialState.FAIL)
-            raise
+            log(f"{spec.study_name}: trial {trial.number} failed: {message}")
+            return f"error: {message}"
     attrs = {"val": result.val, "test": result.test, "status": result.status,
              "epochs": result.epochs, "wall_time_s": result.wall_time_s}  # fmt: skip
     for key, value in attrs.items():
@@ -215,12 +457,13 @@ def _run_trial(spec, space, data, study, storage, trial, kind, log):
     if result.status != "ok" or result.val is None or not math.isfinite(result.val):
         study.tell(trial, state=TrialState.FAIL)
         log(f"{spec.study_name}: trial {trial.number} {result.status}")
-        return
+        return result.status if result.status != "ok" else "no finite validation value"
     study.tell(trial, result.val)
     log(
         f"{spec.study_name}: trial {trial.number} {result.metric} val {result.val:.4f} "
         f"test {result.test:.4f} ({result.epochs} epochs, {result.wall_time_s:.1f} s)"
     )
+    return "ok"
 
 
 class _Heartbeat:
@@ -273,7 +516,13 @@ def final_evaluation(spec: SweepSpec, log=print):
             config.seed = seed
             if data.transductive:
                 config.data.split = i % data.num_splits  # the heterophilous sets' 10 splits
-            result = train(config, data=data)
+            try:
+                result = train(config, data=data)
+            except Exception as error:  # noqa: BLE001 - as in a trial: recorded, not fatal
+                message = redact(one_line(error), spec.storage)
+                log(f"{spec.study_name}: final run {i} failed: {message}")
+                values.append(None)
+                continue
             values.append(result.test if result.status == "ok" else None)
         finite = [v for v in values if v is not None and math.isfinite(v)]
         final = {

@@ -15,7 +15,10 @@ import contextlib
 import fcntl
 import hashlib
 import random
+import re
+import signal
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -37,7 +40,6 @@ def open_storage(url, heartbeat_interval=30, max_retry=3):
     A trial whose heartbeat is older than ``3 × heartbeat_interval`` seconds is failed and
     re-queued with the same parameters (at most ``max_retry`` times).
     """
-    _prepare_sqlite_folder(url)
 
     def connect():
         with warnings.catch_warnings():
@@ -53,9 +55,10 @@ def open_storage(url, heartbeat_interval=30, max_retry=3):
             )
 
     try:
+        _prepare_sqlite_folder(url)
         return _retrying_schema_races(connect)
     except Exception as error:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
-        raise StorageError(f"Cannot open storage {_redact(url)}: {one_line(error)}") from None
+        raise StorageError(redact(f"Cannot open storage {url}: {one_line(error)}", url)) from None
 
 
 def _retrying_schema_races(action):
@@ -80,7 +83,10 @@ def _engine_kwargs(url):
 def _prepare_sqlite_folder(url):
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///") :])
-        if str(path) not in ("", ":memory:"):
+        if str(path) not in ("", ":memory:") and not str(path).startswith("file:"):
+            for folder in (path.parent, *path.parent.parents):
+                if folder.exists() and not folder.is_dir():
+                    raise NotADirectoryError(f"{folder} is a file, not a folder")
             path.parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -139,17 +145,43 @@ def create_or_load_study(storage, name, direction, sampler, pruner):
     except ValueError:
         raise  # e.g. an existing study with the other direction: Optuna's message is clear
     except Exception as error:  # noqa: BLE001
-        raise StorageError(f"Cannot create or load study {name}: {one_line(error)}") from None
+        url = str(getattr(storage, "url", ""))
+        raise StorageError(
+            redact(f"Cannot create or load study {name}: {one_line(error)}", url)
+        ) from None
+
+
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)([^\s@]+)@")
+_QUERY_PASSWORD = re.compile(r"([?&;]password=)([^&\s'\"]+)", re.IGNORECASE)
+
+
+def redact(text, *urls):
+    """``text`` with every password hidden: those of ``urls`` wherever they appear (also
+    percent-decoded), and any ``scheme://user:password@`` or ``password=`` it contains.
+
+    >>> redact("Cannot open postgresql://me:s3cret@db/x", "postgresql://me:s3cret@db/x")
+    'Cannot open postgresql://me:***@db/x'
+    """
+    text = str(text)
+    for url in urls:
+        for password in _passwords(str(url)):
+            text = text.replace(password, "***")
+    text = _URL_PASSWORD.sub(lambda m: m.group(1) + "***@", text)
+    return _QUERY_PASSWORD.sub(lambda m: m.group(1) + "***", text)
+
+
+def _passwords(url):
+    import urllib.parse
+
+    found = [m.group(2) for m in _URL_PASSWORD.finditer(url)]
+    found += [m.group(2) for m in _QUERY_PASSWORD.finditer(url)]
+    found += [urllib.parse.unquote(p) for p in found]
+    return sorted({p for p in found if len(p) >= 3}, key=len, reverse=True)
 
 
 def _redact(url):
-    """Hide a password in ``scheme://user:password@host``."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    """Hide a password in ``scheme://user:password@host`` (see :func:`redact`)."""
+    return redact(url, url)
 
 
 def one_line(error):
@@ -169,3 +201,30 @@ def one_line(error):
     if error.__cause__ is not None and first(error.__cause__) not in text:
         text += f" ({first(error.__cause__)})"
     return f"{type(error).__name__}: {text}"[:300]
+
+
+class signals_held:
+    """Hold SIGINT and SIGTERM back (main thread only) while a few writes must all happen;
+    a signal that came meanwhile is delivered, to the handler it had, when the block ends.
+
+    (Python handlers, not a signal mask: a process-directed signal would reach another
+    thread, e.g. a torch or SQLite one, that does not block it.)
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.caught, self.previous = [], {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._record) for s in self.SIGNALS}
+        return self
+
+    def _record(self, signum, frame):
+        self.caught.append(signum)
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(self.caught):
+            signal.raise_signal(signum)
+        return False

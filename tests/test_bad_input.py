@@ -104,3 +104,47 @@ def test_gat_heads_must_divide_hidden():
 def test_bad_sizes():
     with pytest.raises(ValueError, match="num_layers must be a positive integer"):
         build_model("gcn_ssm", 5, 8, 2, num_layers=0)
+
+
+@pytest.mark.parametrize(
+    "name,options,message",
+    [
+        ("gcn_ssm", dict(hidden=0), "hidden must be a positive integer, got 0"),
+        ("kgcn_ssm", dict(max_hop=0), "max_hop must be a positive integer, got 0"),
+        ("kgcn_ssm", dict(hop_mode="cumulative", delay=-1), "delay must be a non-negative"),
+        (
+            "gcn",
+            dict(conv_options={"heads": 4}),
+            "gcn backbone takes no conv option heads; it accepts: none",
+        ),  # fmt: skip
+        ("sage_ssm", dict(conv_options={"heads": 4}), "accepts: aggregator"),
+    ],
+)
+def test_bad_constructor_arguments_fail_in_one_line(name, options, message):
+    args = {**ARGS, **options}
+    with pytest.raises(ValueError, match=message) as error:
+        build_model(name, **args)
+    assert "\n" not in str(error.value)
+
+
+def test_gat_heads_are_still_accepted(graph):
+    model = build_model("gat_ssm", **ARGS, conv_options={"heads": 2})
+    assert model(graph, torch.randn(12, 5)).shape == (12, 2)
+
+
+def test_heterograph_is_refused_as_not_homogeneous():
+    graph = dgl.heterograph({("user", "follows", "user"): ([0, 1], [1, 0]),
+                             ("user", "buys", "item"): ([0], [0])})  # fmt: skip
+    with pytest.raises(dgl.DGLError, match=r"not homogeneous.*dgl.to_homogeneous") as error:
+        build_model("gcn_ssm", **ARGS)(graph, torch.randn(graph.num_nodes(), 5))
+    assert "0-in-degree" not in str(error.value)
+
+
+def test_feature_dtype_is_checked_against_the_model_dtype(graph):
+    from dgl_ssm.checks import check_node_features
+
+    feat = torch.randn(12, 5, dtype=torch.float64)
+    with pytest.raises(dgl.DGLError, match=r"torch.float64.*torch.float32.*feat.float\(\)"):
+        check_node_features(graph, feat, 5, dtype=torch.float32)
+    check_node_features(graph, feat, 5, dtype=torch.float64)  # a float64 model takes them
+    check_node_features(graph, feat, 5)  # without a dtype, any float passes (as before)

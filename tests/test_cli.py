@@ -1,6 +1,8 @@
 """The dgl-ssm-bench command: records, configs, and bad input that fails before training."""
 
 import json
+import re
+import time
 
 import pytest
 
@@ -61,13 +63,25 @@ def test_every_shipped_config_is_valid(path):
         (["--model", "gcn_ssm", "--dataset", "kora"], r"Unknown dataset 'kora'"),
         (["--model", "gcn_ssm", "--activation", "swish"], r"Unknown activation 'swish'"),
         (["--model", "gcn_ssm", "--device", "cuda"], r"no CUDA device"),
-        (["--model", "gcn_ssm", "--epochs", "0"], r"--epochs must be at least 1"),
+        (["--model", "gcn_ssm", "--epochs", "0"], r"--epochs 0: should be greater than or equal"),
         (["--config", "nope"], r"No config file 'nope'; shipped configs: .*ring_transfer"),
+        (["--model", "gcn_ssm", "--hidden", "0"], r"--hidden 0: should be greater than or equal"),
+        (["--patience", "-1"], r"--patience -1: should be greater than or equal to 0"),
+        (["--dropout", "1.5"], r"--dropout 1.5: should be less than 1"),
+        (["--lr", "0"], r"--lr 0.0: should be greater than 0"),
+        (["--split", "3"], r"ring_transfer has no fixed splits; split 3 does not exist"),
+        (["--dataset", "cora", "--split", "3"], r"cora has 1 fixed split\(s\); split 3 does"),
+        (
+            ["--model", "gcn", "--conv-option", "heads=4"],
+            r"gcn backbone takes no conv option heads",
+        ),
+        (
+            ["--model", "kgcn_ssm", "--max-hop", "0"],
+            r"--max-hop 0: should be greater than or equal",
+        ),
     ],
 )
 def test_bad_input_fails_before_training_with_one_line(tmp_path, capsys, argv, message):
-    import re
-
     out = tmp_path / "r.jsonl"
     assert main(["run", *TINY_RING, *argv, "--output", str(out)]) == 2
     err = capsys.readouterr().err
@@ -101,3 +115,97 @@ def test_malformed_yaml_names_the_file_and_key(tmp_path, capsys):
     assert main(["run", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "model" in err and "layers" in err
+
+
+def test_a_directory_given_as_config_is_one_line(tmp_path, capsys):
+    assert main(["run", *TINY_RING, "--config", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory, not a YAML file" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "yaml_text,epochs,lr",
+    [
+        ("optim: {epochs: '2'}", 2, 0.01),  # a whole number written as a string is read as one
+        ("optim: {epochs: 1, lr: 1e-3}", 1, 0.001),  # PyYAML reads 1e-3 as a string
+    ],
+)
+def test_yaml_numbers_written_as_strings_are_read(tmp_path, yaml_text, epochs, lr):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml_text + "\n")
+    out = tmp_path / "r.jsonl"
+    assert (
+        main(["run", "--config", str(path), *TINY_RING[:-3], "--no-progress", "--output", str(out)])
+        == 0
+    )
+    (record,) = records(out)
+    assert (record["config"]["optim"]["epochs"], record["config"]["optim"]["lr"]) == (epochs, lr)
+    assert record["epochs"] == epochs
+
+
+@pytest.mark.parametrize(
+    "yaml_text,message",
+    [
+        ("optim: {epochs: 2.7}", r"optim.epochs = 2.7: should be a valid integer"),
+        ("model: {hidden: sixty}", r"model.hidden = 'sixty': should be a valid integer"),
+        ("model: {state_scale: big}", r"model.state_scale = 'big': should be a number"),
+        ("model: 5", r"model: expected a mapping of fields, got 5"),
+    ],
+)
+def test_yaml_types_are_checked_before_data_loads(tmp_path, capsys, yaml_text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml_text + "\n")
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--config", str(path), *TINY_RING, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and str(path) in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_unwritable_output_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    out = blocker / "r.jsonl"
+    started = time.perf_counter()
+    assert main(["run", *TINY_RING, "--epochs", "50", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker} is a file, not a folder" in err and err.count("\n") == 1
+    assert time.perf_counter() - started < 5  # 50 epochs would take longer: nothing ran
+
+
+def test_record_after_a_partial_line_starts_on_a_new_line(tmp_path):
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"whole": 1}\n{"killed": ')  # a writer killed mid-line
+    assert main(["run", *TINY_RING, "--output", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[:2] == ['{"whole": 1}', '{"killed": ']
+    assert json.loads(lines[2])["status"] == "ok" and len(lines) == 3
+
+
+@pytest.mark.parametrize("command", [["perf", "--quick"], ["analyze"]])
+def test_output_folder_under_a_file_is_refused_at_once(tmp_path, capsys, command):
+    from benchmarks import analyze
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    out = str(blocker / "x")
+    if command == ["analyze"]:
+        code = analyze.main(["energy", "--dataset", "ring", "--out", out])
+    else:
+        try:
+            code = main([*command, "--out", out])
+        except SystemExit as stop:
+            code = stop.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: {blocker} is a file, not a folder." in err and err.count("\n") == 1
+
+
+def test_divergence_on_a_roc_auc_dataset_is_recorded(tmp_path, data_dir, cache_dir):
+    out = tmp_path / "r.jsonl"
+    argv = ["run", "--model", "gcn", "--dataset", "minesweeper", "--data-dir", str(data_dir),
+            "--cache-dir", str(cache_dir), "--layers", "2", "--hidden", "8", "--lr", "1e30",
+            "--epochs", "5", "--no-progress", "--output", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    (record,) = records(out)
+    assert (record["status"], record["metric"], record["test"]) == ("diverged", "roc_auc", None)

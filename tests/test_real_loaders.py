@@ -4,6 +4,7 @@ from small files written here in the exact upstream formats (nothing is download
 import builtins
 import gzip
 import importlib.util
+import json
 import pickle
 import shutil
 
@@ -73,6 +74,84 @@ def test_missing_heterophilous_file_says_what_is_needed(tmp_path):
     message = str(error.value)
     for needed in ("roman_empire.npz", "heterophilous-graphs", "DGL_SSM_DATA", "--data-dir"):
         assert needed in message
+
+
+# ---------------------------------------------------------------- staged copies and bad files
+
+
+def truncate(path):
+    """Cut ``path`` to half its size, as an interrupted copy or download leaves it; return
+    the whole content, to put back."""
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    return whole
+
+
+def one_line_error(load, *names):
+    with pytest.raises(RuntimeError) as error:
+        load()
+    message = str(error.value)
+    assert "\n" not in message and "truncated or corrupt" in message
+    assert all(name in message for name in names), message
+    return message
+
+
+def test_truncated_npz_is_named_and_the_fixed_file_is_used(data_dir, tmp_path):
+    local, cache = tmp_path / "data", tmp_path / "cache"
+    local.mkdir()
+    source = local / "minesweeper.npz"
+    shutil.copyfile(data_dir / "heterophilous" / "minesweeper.npz", source)
+    whole = truncate(source)
+    message = one_line_error(lambda: load_heterophilous("minesweeper", local, cache), str(source))
+    assert "fresh copy" in message and "heterophilous-graphs" in message
+    source.write_bytes(whole)  # the fix: no cache to delete by hand
+    assert load_heterophilous("minesweeper", local, cache).graph.num_nodes() == 10000
+
+
+def test_staged_copy_follows_its_source(data_dir, tmp_path):
+    """Staged before a bad source arrived, or damaged itself: either way re-staged."""
+    local, cache = tmp_path / "data", tmp_path / "cache"
+    local.mkdir()
+    source = local / "minesweeper.npz"
+    shutil.copyfile(data_dir / "heterophilous" / "minesweeper.npz", source)
+    assert load_heterophilous("minesweeper", local, cache).graph.num_nodes() == 10000
+    (staged,) = cache.glob("minesweeper_*/minesweeper.npz")
+    truncate(staged)  # the cached copy goes bad (a full disk, a killed copy)
+    assert load_heterophilous("minesweeper", local, cache).graph.num_nodes() == 10000
+    assert staged.stat().st_size == source.stat().st_size
+    # a different file of the same name: the new content is staged, not the old copy kept
+    shutil.copyfile(data_dir / "heterophilous" / "tolokers.npz", source)
+    assert load_heterophilous("minesweeper", local, cache).graph.num_nodes() == 11758
+
+
+@pytest.mark.parametrize("suffix", ["graph", "allx"])
+def test_truncated_planetoid_file_is_named_and_the_fixed_file_is_used(data_dir, tmp_path, suffix):
+    from benchmarks.datasets.planetoid import load_planetoid
+
+    local, cache = tmp_path / "data", tmp_path / "cache"
+    shutil.copytree(data_dir / "planetoid", local)
+    for path in local.iterdir():
+        path.chmod(0o644)
+    bad = local / f"ind.cora.{suffix}"
+    whole = truncate(bad)
+    one_line_error(lambda: load_planetoid("cora", local, cache), str(bad), "planetoid")
+    bad.write_bytes(whole)
+    assert load_planetoid("cora", local, cache).num_nodes() == 2708
+
+
+def test_truncated_processed_cache_is_rebuilt(data_dir, tmp_path):
+    from benchmarks.datasets.planetoid import load_planetoid
+
+    cache = tmp_path / "cache"
+    assert load_planetoid("cora", data_dir, cache).num_nodes() == 2708
+    for processed in cache.glob("cora_v2_*/cora_v2_dgl_graph.*"):
+        truncate(processed)  # DGL's own processed copy, beside the staged raw files
+    # DGL's binary reader crashes the process on a cut .bin: the file is dropped before
+    # DGL sees it (its size no longer matches the one recorded after the load that wrote it)
+    assert load_planetoid("cora", data_dir, cache).num_nodes() == 2708
+    (staged,) = cache.glob("cora_v2_*")
+    sizes = json.loads((staged / "processed_sizes.json").read_text())
+    assert sizes["cora_v2_dgl_graph.bin"] == (staged / "cora_v2_dgl_graph.bin").stat().st_size
 
 
 # ---------------------------------------------------------------- ogbn-arxiv (OGB raw format)

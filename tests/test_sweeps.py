@@ -290,7 +290,7 @@ def test_two_workers_on_an_empty_postgres_database_share_one_study(tmp_path):
     server, name = POSTGRES.rsplit("/", 1)
     admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
 

@@ -118,3 +118,53 @@ def test_fixed_batches_are_built_once_and_only_reordered():
     fresh = epochs(False)
     assert not {id(b[0]) for b in fresh[0]} & {id(b[0]) for b in fresh[1]}
     assert sum(b[0].batch_size for b in fresh[0]) == count
+
+
+def tiny_node_task(metric):
+    """A 30-node random graph scored by ``metric``, with the loss and targets it needs."""
+    import dgl
+    import torch
+
+    from benchmarks.datasets import BenchmarkData
+
+    generator = torch.Generator().manual_seed(0)
+    graph = dgl.to_bidirected(dgl.rand_graph(30, 90))
+    graph.ndata["feat"] = torch.randn(30, 4, generator=generator)
+    tasks = {"accuracy": ("cross_entropy", 3), "roc_auc": ("cross_entropy", 2),
+             "ap": ("bce", 2), "mae": ("l1", 1), "log10_mse": ("mse", 1)}  # fmt: skip
+    loss, outputs = tasks[metric]
+    if loss == "cross_entropy":
+        graph.ndata["label"] = torch.arange(30) % outputs
+    elif loss == "bce":
+        graph.ndata["label"] = torch.stack([torch.arange(30) % 2, torch.arange(30) // 15], 1)
+    else:
+        graph.ndata["label"] = torch.randn(30, 1, generator=generator)
+    index = torch.arange(30)
+    split = {"train": index[:10], "val": index[10:20], "test": index[20:]}
+    return BenchmarkData("tiny", "node", loss, metric, 4, outputs, graph=graph, splits=[split])
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "roc_auc", "ap", "mae", "log10_mse"])
+def test_divergence_is_recorded_for_every_metric(metric):
+    """lr 1e30 overflows the weights in the first step: the loss of that step is finite, the
+    predictions after it are not. ROC-AUC and AP used to raise on them (sklearn: "Input
+    contains NaN"); every metric now ends the run as diverged, without scores."""
+    data = tiny_node_task(metric)
+    run = config(model={"name": "gcn", "num_layers": 2, "hidden": 8},
+                 optim={"lr": 1e30, "epochs": 20})  # fmt: skip
+    result = train(run, data=data)
+    assert (result.status, result.val, result.test) == ("diverged", None, None)
+    assert result.epochs == 1 and result.history == []  # caught at the first evaluation
+    sane = train(config(model={"name": "gcn", "num_layers": 2, "hidden": 8},
+                        optim={"epochs": 2}), data=data)  # fmt: skip
+    assert sane.status == "ok" and sane.test is not None
+
+
+def test_patience_zero_stops_at_the_first_epoch_without_improvement(cora_data):
+    run = config(model={"name": "gcn_kipf", "hidden": 16}, data={"name": "cora"},
+                 optim={"epochs": 200, "patience": 0})  # fmt: skip
+    result = train(run, data=cora_data)
+    vals = [h["val"] for h in result.history]
+    # stopped at the first epoch whose val was not better than every earlier one
+    assert result.epochs == len(vals) >= 2
+    assert vals[-1] <= max(vals[:-1]) and all(b > a for a, b in zip(vals[:-2], vals[1:-1]))

@@ -81,6 +81,17 @@ DATASETS = {
 
 LOCATIONS = ("data_dir", "cache_dir")
 
+# How many fixed train/val/test splits each single-graph dataset ships (checked before the
+# data loads); datasets of many graphs have none: their split is the graphs themselves.
+FIXED_SPLITS = {"cora": 1, "citeseer": 1, "pubmed": 1, "ogbn_arxiv": 1, "minesweeper": 10,
+                "tolokers": 10, "roman_empire": 10, "amazon_ratings": 10}  # fmt: skip
+
+
+def num_splits(name):
+    """The number of fixed splits of dataset ``name``, or ``None`` for many-graph datasets."""
+    _loader(name)  # unknown names list the valid ones
+    return FIXED_SPLITS.get(name)
+
 
 def dataset_options(name):
     """The options a dataset accepts (``data_dir``, ``ring_size``, ``seed``, …)."""
@@ -132,4 +143,11 @@ def _loader(name):
         raise unknown_name("dataset", name, DATASETS) from None
 
 
-__all__ = ["DATASETS", "BenchmarkData", "data_version", "dataset_options", "get_dataset"]
+__all__ = [
+    "DATASETS",
+    "BenchmarkData",
+    "data_version",
+    "dataset_options",
+    "get_dataset",
+    "num_splits",
+]

@@ -20,7 +20,7 @@ from dgl.data import (
 
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
-from .staging import dgl_layout, download_errors, stage_files
+from .staging import corrupt_files, dgl_layout, download_errors, seal, stage_files
 
 DATASETS = {
     "minesweeper": MinesweeperDataset,
@@ -60,11 +60,14 @@ def load_heterophilous(name, data_dir_path=None, cache_path=None, verbose=False)
     dataset_class = DATASETS[key]
     cache = cache_dir(cache_path)
     local = data_dir(data_dir_path)
+    internal, raw_path = dgl_layout(dataset_class, cache)
+    files = [raw_path / f"{internal}.npz"]
     if local is not None:
-        internal, raw_path = dgl_layout(dataset_class, cache)
-        _stage(key, internal, local, raw_path)
-    with download_errors(key, f"{key}.npz", SOURCE):
+        files = [_stage(key, internal, local, raw_path)]
+    with download_errors(key, f"{key}.npz", SOURCE), corrupt_files(files, raw_path, SOURCE):
         dataset = dataset_class(raw_dir=str(cache), verbose=verbose)
+    if local is not None:
+        seal(raw_path)
     graph = dataset[0]
 
     masks = {split: graph.ndata.pop(f"{split}_mask") for split in ("train", "val", "test")}
@@ -103,3 +106,4 @@ def _stage(key, internal, local, target):
             "to let DGL download it."
         )
     stage_files({source: f"{internal}.npz"}, target)  # DGL reads <internal name>.npz
+    return source

@@ -4,7 +4,7 @@ from dgl.data import CiteseerGraphDataset, CoraGraphDataset, PubmedGraphDataset
 
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
-from .staging import dgl_layout, download_errors, stage_files
+from .staging import corrupt_files, dgl_layout, download_errors, seal, stage_files
 
 DATASETS = {
     "cora": CoraGraphDataset,
@@ -31,13 +31,18 @@ def load_planetoid(name, data_dir_path=None, cache_path=None, verbose=False):
     cache = cache_dir(cache_path)
     local = data_dir(data_dir_path)
     needed = [f"ind.{name}.{suffix}" for suffix in RAW_SUFFIXES]
+    internal, raw_path = dgl_layout(dataset_class, cache)  # Cora's internal name: cora_v2
+    files = [raw_path / f.replace(name, internal, 1) for f in needed]
     if local is not None:
-        internal, raw_path = dgl_layout(dataset_class, cache)  # Cora's internal name: cora_v2
         source = _find_source(name, local, needed)
         # DGL reads ind.<internal name>.*, e.g. ind.cora_v2.x
         stage_files({source / f: f.replace(name, internal, 1) for f in needed}, raw_path)
-    with download_errors(name, ", ".join(needed), SOURCE):
-        return dataset_class(raw_dir=str(cache), verbose=verbose)[0]
+        files = [source / f for f in needed]
+    with download_errors(name, ", ".join(needed), SOURCE), corrupt_files(files, raw_path, SOURCE):
+        graph = dataset_class(raw_dir=str(cache), verbose=verbose)[0]
+    if local is not None:
+        seal(raw_path)
+    return graph
 
 
 def planetoid_data(name, data_dir_path=None, cache_path=None):

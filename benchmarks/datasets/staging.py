@@ -6,8 +6,16 @@ files are therefore copied ("staged") into a writable cache folder under exactly
 """
 
 import contextlib
+import hashlib
+import json
+import os
+import pickle
 import shutil
+import zipfile
+import zlib
 from pathlib import Path
+
+import numpy as np
 
 
 def dgl_layout(dataset_class, raw_dir):
@@ -25,18 +33,122 @@ def dgl_layout(dataset_class, raw_dir):
 def stage_files(copies, target):
     """Copy ``{source path: file name}`` into the folder ``target``, all or nothing.
 
-    Files go to ``target.partial`` first, which is renamed at the end, so a killed run never
-    leaves a half-staged folder that DGL would take as complete. An existing ``target`` is kept.
+    Files go to ``target.partial-<pid>`` first, which is renamed at the end, so a killed run never
+    leaves a half-staged folder that DGL would take as complete. The folder records each
+    source's size and SHA-256 (``MANIFEST``); a ``target`` whose record no longer matches the
+    sources, or whose copies have the wrong size, is staged afresh, with the processed data
+    DGL kept beside it. So a source that was fixed or replaced is picked up at once.
     """
     target = Path(target)
-    if target.exists():
+    manifest = {name: _fingerprint(Path(source)) for source, name in copies.items()}
+    if _is_current(target, manifest):
+        _drop_unsealed(target, manifest)
         return
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")  # one per process
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     for source, name in copies.items():
         shutil.copyfile(source, partial / name)
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    if _is_current(target, manifest):  # a run side by side staged the same files first
+        shutil.rmtree(partial)
+        return
+    shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
+
+
+MANIFEST = "staged_from.json"
+SEALED = "processed_sizes.json"
+
+
+def seal(target):
+    """Record the sizes of the processed files DGL saved into ``target``, after a load that
+    worked. A processed file not recorded so (a killed save) or cut short since is removed
+    before DGL reads it (its binary reader crashes the process on one) and made afresh."""
+    target = Path(target)
+    sizes = {p.name: p.stat().st_size for p in target.iterdir() if p.is_file()}
+    (target / SEALED).write_text(json.dumps(sizes, indent=1, sort_keys=True))
+
+
+def _drop_unsealed(target, manifest):
+    try:
+        sealed = json.loads((target / SEALED).read_text())
+    except (OSError, ValueError):
+        sealed = {}
+    for path in target.iterdir():
+        own = path.name in manifest or path.name in (MANIFEST, SEALED)
+        if path.is_file() and not own and sealed.get(path.name) != path.stat().st_size:
+            path.unlink()
+
+
+def _fingerprint(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {
+        "source": str(path.resolve()),
+        "size": path.stat().st_size,
+        "sha256": digest.hexdigest(),
+    }
+
+
+def _is_current(target, manifest):
+    try:
+        recorded = json.loads((target / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False  # not staged, staged by older code, or a damaged record: stage afresh
+    return recorded == manifest and all(
+        (target / name).is_file() and (target / name).stat().st_size == entry["size"]
+        for name, entry in manifest.items()
+    )
+
+
+@contextlib.contextmanager
+def corrupt_files(files, staged=None, source=""):
+    """Turn a truncated or corrupt data file into one line naming it and the remedy.
+
+    ``files`` are the source files (checked one by one, only after a failure, to name the
+    bad one); ``staged`` is the staged folder, removed so no bad copy or half-processed data
+    outlives the fix.
+    """
+    try:
+        yield
+    except CORRUPT as error:
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+        bad = next((path for path in files if not _readable(path)), None)
+        what = (
+            f"{bad} is truncated or corrupt"
+            if bad
+            else (f"one of {', '.join(str(f) for f in files)} is truncated or corrupt")
+        )
+        raise RuntimeError(
+            f"{what} ({type(error).__name__}: {' '.join(str(error).split())}). Replace it with "
+            f"a fresh copy{' from ' + source if source else ''}; the staged copy is re-made "
+            "from it automatically."
+        ) from None
+
+
+CORRUPT = (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, zlib.error)
+
+
+def _readable(path):
+    """Whether ``path`` loads whole: an .npz archive, a pickle, or a text file."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                for key in archive.files:
+                    archive[key]
+        elif path.name.endswith(".index"):
+            [int(line) for line in path.read_text().split()]
+        else:
+            with open(path, "rb") as handle:
+                pickle.load(handle, encoding="latin1")
+    except Exception:  # any failure to read means this is the file to replace
+        return False
+    return True
 
 
 @contextlib.contextmanager

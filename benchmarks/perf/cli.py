@@ -9,6 +9,7 @@ import argparse
 import sys
 from dataclasses import fields
 
+from benchmarks.records import make_folder
 from benchmarks.train import resolve_device
 
 from .allocator import ALLOCATORS, check_allocator
@@ -110,6 +111,7 @@ def run_from_args(args, argv=None, prog=PROG):
                 "--no-subprocess. Drop one of the two."
             )
         resolve_device(config.device)  # a missing GPU is a bad option, not a crash mid-run
+        make_folder(config.out)  # an unwritable --out is found now, not after the run
     except (ValueError, RuntimeError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None  # as argparse exits on a bad option

@@ -3,12 +3,12 @@
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
 
 from ..config import RunConfig
-from .records import SCHEMA, append_record, config_key, read_records, record_key
+from ..records import append_record, read_records
+from .records import SCHEMA, config_key, record_key
 
 
 def records_file(out, part):
@@ -85,7 +85,7 @@ def _outcome(function, *args):
 def _run(config_dict, locations):
     import torch
 
-    from ..run import environment
+    from ..run import run_record
     from ..train import train
 
     config = RunConfig.from_dict(config_dict)
@@ -93,17 +93,7 @@ def _run(config_dict, locations):
         setattr(config.data, name, value)
     start = time.process_time()
     result = train(config)
-    return {
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": RunConfig.from_dict(config_dict).to_dict(),  # without the local paths
-        "status": result.status,
-        "metric": result.metric,
-        "val": result.val,
-        "test": result.test,
-        "best_epoch": result.best_epoch,
-        "epochs": result.epochs,
-        "wall_time_s": round(result.wall_time_s, 1),
-        "cpu_time_s": round(time.process_time() - start, 1),
-        "threads": torch.get_num_threads(),
-        "environment": environment(),
-    }
+    record = run_record(RunConfig.from_dict(config_dict), result)  # without the local paths
+    record.update(cpu_time_s=round(time.process_time() - start, 1),
+                  threads=torch.get_num_threads())  # fmt: skip
+    return record

@@ -1,0 +1,84 @@
+"""JSON-lines records: one whole line per finished run, read back line by line.
+
+The one implementation used by ``dgl-ssm-bench run`` and ``dgl-ssm-bench reproduce``: an
+append starts on a new line when the file ends in a partial one (left by a killed writer),
+and reading skips such a line with a warning, so no record is glued to or lost with it.
+"""
+
+import json
+import warnings
+from pathlib import Path
+
+
+def check_writable(path):
+    """Fail now, before any work, if ``path`` cannot be appended to (the error names it).
+
+    Creates missing parent folders; a file that did not exist is not left behind.
+    """
+    path = Path(path)
+    existed = path.exists()
+    if path.is_dir():
+        raise OSError(f"cannot write results to {path}: it is a folder; name a file in it.")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OSError(f"cannot write results to {path}: {blocker} is a file, not a folder.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as error:
+        raise OSError(f"cannot write results to {path}: {error.strerror or error}.") from None
+    if not existed:
+        path.unlink()
+
+
+def make_folder(path, flag="--out"):
+    """Create the output folder ``path`` now, before any work; a path that cannot be one
+    fails as a one-line ``ValueError`` naming ``flag``."""
+    path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ValueError(f"{flag} {path}: {blocker} is a file, not a folder.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(
+            f"{flag} {path}: cannot write there ({error.strerror or error})."
+        ) from None
+    return path
+
+
+def read_records(path):
+    """The records of a JSON-lines file; a partial line (left by a killed writer) is skipped
+    with a warning."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}:{number}: skipping a partial line", stacklevel=2)
+    return records
+
+
+def append_record(path, record):
+    """Append one line, starting on a new line if the file ends in a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with open(path, "a+b") as handle:
+        handle.seek(0, 2)
+        if handle.tell():
+            handle.seek(-1, 2)
+            if handle.read(1) != b"\n":
+                line = "\n" + line
+        handle.write(line.encode("utf-8"))
+        handle.flush()

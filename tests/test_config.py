@@ -1,0 +1,113 @@
+"""The run config: types and ranges checked once, on build and on assignment, in one line;
+the stored form (``to_dict``), which keys reproduction records, unchanged by the checks."""
+
+import json
+
+import pytest
+
+from benchmarks.config import ModelConfig, RunConfig
+from benchmarks.reproduce import config_key, plan
+from benchmarks.reproduce.records import record_key
+
+# The config of a reproduction record as the first runs wrote it (results/reproduction/
+# gpp.jsonl, commit 0560a3b: plain dataclasses, before the typed config and before
+# model.past_max_hop existed). Records already written must keep matching their cells.
+WRITTEN_BEFORE = {
+    "data": {"cache_dir": None, "data_dir": None, "name": "gpp_eccentricity", "options": {},
+             "self_loops": True, "split": 0},
+    "device": "auto",
+    "model": {"activation": "tanh", "checkpoint": False, "conv_options": {}, "delay": None,
+              "dropout": 0.0, "hidden": 30, "hop_mode": None, "input": None, "input_scale": None,
+              "max_hop": None, "name": "gcn", "norm": None, "num_layers": 10, "readout": "mean",
+              "residual": None, "shared_ssm": None, "ssm_seed": None, "state": None,
+              "state_scale": None},
+    "optim": {"batch_size": 64, "epochs": 1500, "fixed_batches": True, "lr": 0.003,
+              "optimizer": "adam", "patience": 100, "weight_decay": 1e-06},
+    "seed": 41,
+}  # fmt: skip
+
+
+def test_records_written_before_the_typed_config_keep_matching_their_cells():
+    (cell,) = [
+        c
+        for c in plan(["gpp"], "cpu")
+        if (c.row, c.column, c.config.seed) == ("GCN", "gpp_eccentricity", 41)
+    ]
+    assert record_key({"config": WRITTEN_BEFORE, "schema": 1}) == config_key(cell.config)
+    other = plan(["gpp"], "cpu")[1]
+    assert record_key({"config": WRITTEN_BEFORE, "schema": 1}) != config_key(other.config)
+
+
+def test_numbers_keep_their_type_and_strings_are_read_as_numbers():
+    config = RunConfig.from_dict(
+        {"optim": {"lr": "1e-3", "weight_decay": 0, "epochs": "2"}, "model": {"dropout": 0.5}}
+    )
+    optim = config.to_dict()["optim"]
+    # json text, as the key hashes it: 0 stays 0 (not 0.0), "1e-3" becomes 0.001
+    assert json.dumps([optim["lr"], optim["weight_decay"], optim["epochs"]]) == "[0.001, 0, 2]"
+    assert config.model.dropout == 0.5
+
+
+def test_yaml_float_written_as_1e_minus_3_is_accepted(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("optim: {lr: 1e-3, epochs: 2}\nmodel: {state_scale: '0.9'}\n")
+    config = RunConfig.from_yaml(path)
+    assert (config.optim.lr, config.optim.epochs, config.model.state_scale) == (0.001, 2, 0.9)
+
+
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ({"optim": {"epochs": 2.7}}, "optim.epochs = 2.7: should be a valid integer"),
+        ({"optim": {"epochs": 0}}, "optim.epochs = 0: should be greater than or equal to 1"),
+        ({"model": {"hidden": "sixty"}}, "model.hidden = 'sixty': should be a valid integer"),
+        ({"model": {"hidden": 0}}, "model.hidden = 0: should be greater than or equal to 1"),
+        ({"model": {"num_layers": -2}}, "model.num_layers = -2: should be greater than or"),
+        ({"model": {"state_scale": "big"}}, "model.state_scale = 'big': should be a number"),
+        ({"model": {"dropout": 1}}, "model.dropout = 1: should be less than 1"),
+        ({"model": {"name": 5}}, "model.name = 5: should be a valid string"),
+        ({"model": 5}, "model: expected a mapping of fields, got 5"),
+        ({"optim": {"lr": 0}}, "optim.lr = 0: should be greater than 0"),
+        ({"optim": {"lr": True}}, "optim.lr = True: should be a number"),
+        ({"optim": {"lr": float("inf")}}, "optim.lr = inf: should be a finite number"),
+        ({"optim": {"patience": -1}}, "optim.patience = -1: should be greater than or equal to 0"),
+        ({"optim": {"batch_size": 0}}, "optim.batch_size = 0: should be greater than or equal"),
+        ({"data": {"split": -1}}, "data.split = -1: should be greater than or equal to 0"),
+        ({"data": {"self_loops": "no"}}, "data.self_loops = 'no': should be a valid boolean"),
+        ({"seed": "x"}, "seed = 'x': should be a valid integer"),
+        ({"optim": {"lr_max": 1}}, r"optim: unknown key\(s\) lr_max; valid: \["),
+        ({"trainer": {}}, "unknown key 'trainer'; valid: model, data, optim, seed, device"),
+        ([1, 2], r"expected a mapping of sections, got \[1, 2\]"),
+    ],
+)
+def test_bad_values_fail_in_one_line_naming_key_and_value(raw, message):
+    with pytest.raises(ValueError, match=message) as error:
+        RunConfig.from_dict(raw, source="my.yaml")
+    text = str(error.value)
+    assert text.startswith("my.yaml: ") and "\n" not in text
+
+
+def test_assignment_is_checked_too():
+    config = RunConfig()
+    config.optim.epochs = "3"  # as a sweep or a flag may hand it over
+    assert config.optim.epochs == 3
+    with pytest.raises(ValueError, match=r"^OptimConfig: epochs = 0: should be greater") as error:
+        config.optim.epochs = 0
+    assert "\n" not in str(error.value) and config.optim.epochs == 3
+    with pytest.raises(ValueError, match="hidden = 'wide'"):
+        config.model.hidden = "wide"
+
+
+def test_public_api_is_kept():
+    config = RunConfig.from_dict({"model": {"name": "kgcn_ssm", "state_scale": 0.5}})
+    config.data.options["ring_size"] = 6
+    assert config.model.is_khop and not ModelConfig(name="gcn").is_khop
+    assert config.model.model_kwargs()["state_scale"] == 0.5
+    assert "state" in ModelConfig.SSM_FIELDS
+    copy = RunConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert copy == config and copy.data.options == {"ring_size": 6}
+
+
+def test_a_directory_is_not_a_config(tmp_path):
+    with pytest.raises(ValueError, match="is a directory, not a YAML file"):
+        RunConfig.from_yaml(tmp_path)

@@ -1,0 +1,432 @@
+"""Sweeps at scale (issue 11): distinct sampling per worker and resume, study identity,
+divergence and errors in trials, Ctrl-C, dead workers, threads, secrets, atomic leaderboard."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import optuna
+import psutil
+import pytest
+from optuna.trial import TrialState
+
+import sweeps.runner as runner
+from benchmarks.train import RunResult
+from sweeps.cli import bench_main, sweep_main
+from sweeps.leaderboard import main as leaderboard_main
+from sweeps.leaderboard import write_together
+from sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, threads_per_worker
+from sweeps.storage import StorageError, open_storage, redact
+
+STUDY = "gcn_ssm__ring_transfer"
+# Every searched parameter continuous: N trials must give N distinct parameter sets.
+SPACE = """
+protocol: smoke
+fixed:
+  data.options.ring_size: 6
+  data.options.num_graphs: 40
+  model.hidden: 8
+  model.num_layers: 2
+  optim.epochs: {epochs}
+  optim.patience: {epochs}
+search:
+  optim.lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}
+ssm:
+  model.state_scale: {{type: float, low: 0.5, high: 1.0}}
+final: {{runs: 2}}
+"""
+POSTGRES = os.environ.get("DGL_SSM_TEST_POSTGRES")
+
+
+def quiet(*_):
+    pass
+
+
+def space_file(tmp_path, epochs=1, name="tiny"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SPACE.format(epochs=epochs))
+    return str(path)
+
+
+def spec_for(tmp_path, storage, trials, **options):
+    options = {"space": space_file(tmp_path), "pruner": "none", "final": False, **options}
+    return SweepSpec("gcn_ssm", "ring_transfer", trials=trials, storage=storage, **options)
+
+
+def load(storage):
+    return optuna.load_study(study_name=STUDY, storage=storage)
+
+
+def params(storage):
+    return [tuple(sorted(t.params.items())) for t in load(storage).trials]
+
+
+def command(space, storage, trials, *extra):
+    return [sys.executable, "-m", "sweeps.cli", "--backbone", "gcn_ssm", "--dataset",
+            "ring_transfer", "--trials", str(trials), "--space", space, "--storage", storage,
+            "--pruner", "none", *extra]  # fmt: skip
+
+
+def wait_for_running(storage, count, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            trials = load(storage).trials
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            continue
+        # Training (config recorded, heartbeat under way), not just created.
+        if sum(t.state == TrialState.RUNNING and "config" in t.user_attrs for t in trials) >= count:
+            return
+    raise AssertionError(f"never saw {count} running trials")
+
+
+# ----------------------------------------------------------------- 1. distinct sampling
+
+
+def test_a_resumed_sweep_samples_new_parameters_as_one_go_would(tmp_path):
+    resumed, one_go = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    run_sweep(spec_for(tmp_path, resumed, 2), log=quiet)
+    run_sweep(spec_for(tmp_path, resumed, 4), log=quiet)
+    assert len(params(resumed)) == 4 and len(set(params(resumed))) == 4
+    # One worker, one seed: reproducible, and the same whether run in one go or resumed.
+    run_sweep(spec_for(tmp_path, one_go, 4), log=quiet)
+    assert params(one_go) == params(resumed)
+    other_seed = f"sqlite:///{tmp_path}/c.db"
+    run_sweep(spec_for(tmp_path, other_seed, 2, seed=1), log=quiet)
+    assert not set(params(other_seed)) & set(params(one_go))
+
+
+def test_each_new_trial_gets_a_sampler_seeded_by_worker_and_trial_count():
+    spec = SweepSpec("gcn_ssm", "ring_transfer", seed=3)
+
+    def first_value(worker, n_trials):
+        study = optuna.create_study(sampler=runner._sampler(spec, worker, n_trials))
+        return study.ask().suggest_float("x", 0.0, 1.0)
+
+    values = {(w, n): first_value(w, n) for w in range(3) for n in range(3)}
+    assert len(set(values.values())) == 9
+    assert first_value(1, 2) == values[(1, 2)]
+    assert runner._sampler(spec, 1, 2)._constant_liar
+
+
+def three_workers_share_one_study(tmp_path, storage, trials=6):
+    space = space_file(tmp_path, epochs=2)
+    workers = [subprocess.Popen(command(space, storage, trials, "--no-final"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(3)]  # fmt: skip
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err
+    study = load(storage)
+    assert sorted(t.number for t in study.trials) == list(range(trials))
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert len(set(params(storage))) == trials
+
+
+def test_three_workers_on_one_sqlite_study_run_n_distinct_trials(tmp_path):
+    three_workers_share_one_study(tmp_path, f"sqlite:///{tmp_path}/optuna.db")
+
+
+@pytest.mark.skipif(not POSTGRES, reason="set DGL_SSM_TEST_POSTGRES=postgresql://…")
+def test_three_workers_on_one_postgres_study_run_n_distinct_trials(tmp_path):
+    import sqlalchemy
+
+    server, name = POSTGRES.rsplit("/", 1)
+    admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    three_workers_share_one_study(tmp_path, POSTGRES)
+
+
+# ----------------------------------------------------------------- 2. study identity
+
+
+def test_a_study_refuses_another_space_or_suite_and_says_how_to_continue(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    first = spec_for(tmp_path, storage, 1)
+    run_sweep(first, log=quiet)
+    identity = load(storage).user_attrs["identity"]
+    other_space = spec_for(tmp_path, storage, 2, space=space_file(tmp_path, 2, name="other"))
+    with pytest.raises(StudyMismatch, match=rf"Study {STUDY} in .* another search space"):
+        run_sweep(other_space, log=quiet)
+    with pytest.raises(StudyMismatch, match=rf"continue it with `dgl-ssm-sweep --backbone "
+                       rf"gcn_ssm --dataset ring_transfer --space {first.space}`"):  # fmt: skip
+        run_sweep(spec_for(tmp_path, storage, 2, suite="quick"), log=quiet)
+    argv = ["--backbone", "gcn_ssm", "--dataset", "ring_transfer", "--space", other_space.space,
+            "--storage", storage, "--trials", "2", "--no-final"]  # fmt: skip
+    assert sweep_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"Study {STUDY}" in err
+    # Nothing was mixed in; the same sweep still resumes.
+    assert len(load(storage).trials) == 1 and load(storage).user_attrs["identity"] == identity
+    run_sweep(spec_for(tmp_path, storage, 2), log=quiet)
+    assert len(load(storage).trials) == 2
+
+
+def test_a_suite_study_names_the_suite_command(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    run_sweep(spec_for(tmp_path, storage, 1, suite="quick"), log=quiet)
+    assert load(storage).user_attrs["suite"] == "quick"
+    with pytest.raises(StudyMismatch, match="`dgl-ssm-bench leaderboard --suite quick`"):
+        run_sweep(spec_for(tmp_path, storage, 2), log=quiet)
+
+
+def test_a_study_from_before_identities_is_kept_only_with_the_same_space(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    legacy = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
+    legacy.set_user_attr("space", "some_other_space")
+    legacy.add_trial(optuna.trial.create_trial(value=0.5))
+    with pytest.raises(StudyMismatch, match="space some_other_space"):
+        run_sweep(spec_for(tmp_path, storage, 2), log=quiet)
+    legacy.set_user_attr("space", "tiny")  # what the old runner recorded: the space's name
+    run_sweep(spec_for(tmp_path, storage, 2), log=quiet)
+    assert "identity" in load(storage).user_attrs and len(load(storage).trials) == 2
+
+
+# ----------------------------------------------------------------- 3. divergence, errors
+
+
+def fake_train(monkeypatch, outcomes):
+    """Replace the sweep's trainer: the i-th call does outcomes[i] (the rest train)."""
+    real, calls = runner.train, []
+
+    def train(config, **kwargs):
+        calls.append(config)
+        outcome = outcomes[len(calls) - 1] if len(calls) <= len(outcomes) else None
+        if outcome == "diverged":
+            return RunResult("diverged", "accuracy", None, None, -1, 1, 0.1, 0.0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(runner, "train", train)
+    return calls
+
+
+def test_a_diverged_or_raising_trial_is_failed_with_its_status_and_the_sweep_goes_on(
+    tmp_path, monkeypatch
+):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    nan = ValueError("Input contains NaN (from postgresql://me:hunter2@db/x).")
+    fake_train(monkeypatch, ["diverged", nan])
+    final = run_sweep(spec_for(tmp_path, storage, 3, final=True), log=quiet)
+    trials = load(storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[0].user_attrs["status"] == "diverged"
+    assert trials[1].user_attrs["status"] == "error"
+    assert "Input contains NaN" in trials[1].user_attrs["error"]
+    assert "hunter2" not in trials[1].user_attrs["error"]  # no secret in a record
+    assert final["trial"] == 2 and len(final["values"]) == 2
+
+
+def test_trials_that_all_raise_stop_the_sweep_after_a_few(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    fake_train(monkeypatch, [RuntimeError("a bug")] * 10)
+    with pytest.raises(RuntimeError, match="3 trials in a row raised an error, the last: "):
+        run_sweep(spec_for(tmp_path, storage, 6), log=quiet)
+    assert [t.user_attrs["status"] for t in load(storage).trials] == ["error"] * 3
+
+
+# ----------------------------------------------------------------- 4. Ctrl-C, dead workers
+
+
+def test_ctrl_c_requeues_the_trial_prints_one_line_and_exits_130(tmp_path, monkeypatch, capsys):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    fake_train(monkeypatch, [None, KeyboardInterrupt()])
+    argv = ["--backbone", "gcn_ssm", "--dataset", "ring_transfer", "--space",
+            space_file(tmp_path), "--storage", storage, "--trials", "3",
+            "--pruner", "none"]  # fmt: skip
+    assert sweep_main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err
+    trials = load(storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs["status"] == "interrupted"
+    assert trials[2].params == trials[1].params
+    assert trials[2].system_attrs["retry_history"] == [1]
+
+    monkeypatch.undo()  # the real trainer again
+    assert sweep_main(argv) == 0
+    study = load(storage)
+    assert counted(study.trials) == 3 and "final" in study.user_attrs
+    assert study.trials[2].state == TrialState.COMPLETE
+    assert study.trials[2].params == study.trials[1].params  # re-run, same parameters
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
+
+
+def test_ctrl_c_with_two_workers_requeues_both_trials_in_one_line(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    space = space_file(tmp_path, epochs=300)
+    sweep = subprocess.Popen(command(space, storage, 4, "--workers", "2"), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)  # fmt: skip
+    wait_for_running(storage, 2)
+    os.killpg(sweep.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, err
+    assert err.strip().splitlines() == [
+        "dgl-ssm-sweep: interrupted; running trials are queued again, re-run to resume."
+    ]
+    trials = load(storage).trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and not [t for t in trials if t.state == TrialState.RUNNING]
+    for trial in failed:
+        assert trial.user_attrs["status"] == "interrupted"
+        retry = [t for t in trials if trial.number in t.system_attrs.get("retry_history", [])]
+        assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+        assert retry[0].params == trial.params
+
+
+def test_a_killed_worker_still_lets_the_study_finish_and_be_evaluated(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    space = space_file(tmp_path, epochs=60)
+    sweep = subprocess.Popen(command(space, storage, 3, "--workers", "2", "--heartbeat", "1"),
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    wait_for_running(storage, 2)
+    workers = [p for p in psutil.Process(sweep.pid).children() if "python" in p.name().lower()]
+    workers = [p for p in workers if "resource_tracker" not in " ".join(p.cmdline())]
+    assert len(workers) == 2
+    os.kill(workers[0].pid, signal.SIGKILL)
+    out, err = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, err
+    assert "stopped early; the others completed the study" in out
+    study = load(storage)
+    assert counted(study.trials) == 3 and sum(t.state == TrialState.COMPLETE
+                                              for t in study.trials) == 3  # fmt: skip
+    assert study.user_attrs["final"]["trial"] == study.best_trial.number
+
+
+# ----------------------------------------------------------------- 5. secrets
+
+
+def test_passwords_are_redacted_everywhere(tmp_path, capsys):
+    url = "postgresql://me:p%40ss-w0rd@db.example:5432/sweeps"
+    text = f"Cannot open {url}: FATAL for p@ss-w0rd; also mysql://root:toor@h/x?password=abc"
+    shown = redact(text, url)
+    assert "p%40ss-w0rd" not in shown and "p@ss-w0rd" not in shown and "toor" not in shown
+    assert "abc" not in shown and "postgresql://me:***@db.example:5432/sweeps" in shown
+    assert redact("sqlite:///runs/optuna.db") == "sqlite:///runs/optuna.db"
+    bad = ["postgresql://u:hunter2@127.0.0.1:notaport/db", "postgresql://u:hunter2@127.0.0.1:1/db"]
+    for storage in bad:
+        with pytest.raises(StorageError) as error:
+            open_storage(storage)
+        assert "hunter2" not in str(error.value) and "u:***@" in str(error.value)
+        assert leaderboard_main(["--storage", storage, "--out", str(tmp_path / "b")]) == 2
+        argv = ["--backbone", "gcn", "--dataset", "ring_transfer", "--storage", storage]
+        assert sweep_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 2 and "hunter2" not in err
+
+
+# ----------------------------------------------------------------- 6. threads
+
+
+def test_threads_per_worker_divide_the_cores():
+    assert threads_per_worker(None, 2, cores=2) == 1
+    assert threads_per_worker(None, 3, cores=2) == 1
+    assert threads_per_worker(None, 2, cores=8) == 4
+    assert threads_per_worker(3, 2, cores=8) == 3
+
+
+def test_workers_train_with_their_share_of_the_threads(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    space = space_file(tmp_path)
+    run = subprocess.run(command(space, storage, 2, "--workers", "2", "--no-final"),
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    expected = threads_per_worker(None, 2)
+    assert [t.user_attrs["threads"] for t in load(storage).trials] == [expected] * 2
+    storage = f"sqlite:///{tmp_path}/two.db"
+    argv = ["--backbone", "gcn_ssm", "--dataset", "ring_transfer", "--space", space,
+            "--storage", storage, "--trials", "1", "--no-final", "--threads", "2"]  # fmt: skip
+    before = __import__("torch").get_num_threads()
+    assert sweep_main(argv) == 0
+    assert load(storage).trials[0].user_attrs["threads"] == 2
+    assert __import__("torch").get_num_threads() == before  # restored after the sweep
+    assert sweep_main([*argv, "--threads", "0"]) == 2
+    assert capsys.readouterr().err.endswith("error: --threads must be at least 1.\n")
+
+
+# ----------------------------------------------------------------- 7. errors, not tracebacks
+
+
+def test_a_storage_under_a_regular_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    argv = ["--backbone", "gcn_ssm", "--dataset", "ring_transfer", "--space",
+            space_file(tmp_path), "--storage", f"sqlite:///{tmp_path}/a_file/x.db"]  # fmt: skip
+    assert sweep_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Cannot open storage" in err and "is a file" in err
+
+
+@pytest.mark.parametrize("flag", ["--workers", "--threads"])
+def test_leaderboard_refuses_zero_workers_before_any_work(monkeypatch, capsys, flag):
+    def boom(*_, **__):
+        raise AssertionError("no study may be loaded or run")
+
+    monkeypatch.setattr("sweeps.cli.suite_studies", boom)
+    monkeypatch.setattr("sweeps.cli.run_sweep", boom)
+    assert bench_main(["leaderboard", flag, "0"]) == 2
+    assert capsys.readouterr().err == f"dgl-ssm-bench: error: {flag} must be at least 1.\n"
+
+
+def old_board(folder):
+    folder.mkdir()
+    for name in ("a.md", "b.csv", "c.png"):
+        (folder / name).write_bytes(b"old")
+
+
+def test_leaderboard_files_are_0644_under_the_usual_umask_and_respect_it(tmp_path):
+    for umask, mode in ((0o022, 0o644), (0o027, 0o640)):
+        previous = os.umask(umask)
+        try:
+            files = write_together(tmp_path, {f"x{umask}.md": b"new"})
+        finally:
+            os.umask(previous)
+        assert (files[f"x{umask}.md"].stat().st_mode & 0o777) == mode
+
+
+def test_a_failed_write_leaves_the_old_tables_and_no_temporary_file(tmp_path):
+    old_board(tmp_path / "board")
+    with pytest.raises(TypeError):
+        write_together(tmp_path / "board", {"a.md": b"new", "b.csv": "not bytes", "c.png": b""})
+    folder = tmp_path / "board"
+    assert sorted(p.name for p in folder.iterdir()) == ["a.md", "b.csv", "c.png"]
+    assert all(p.read_bytes() == b"old" for p in folder.iterdir())
+
+
+def test_a_signal_between_files_waits_until_the_whole_set_is_written(tmp_path, monkeypatch):
+    old_board(tmp_path / "board")
+    real = os.replace
+
+    def replace_then_ctrl_c(src, dst):
+        real(src, dst)
+        os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C after the first file
+
+    monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
+    done = threading.Event()  # another thread, as torch's: the signal may be delivered there
+    other = threading.Thread(target=done.wait)
+    other.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_together(tmp_path / "board", {"a.md": b"new", "b.csv": b"new", "c.png": b"new"})
+    finally:
+        done.set()
+        other.join()
+    folder = tmp_path / "board"
+    assert sorted(p.name for p in folder.iterdir()) == ["a.md", "b.csv", "c.png"]
+    assert all(p.read_bytes() == b"new" for p in folder.iterdir())
+
+
+def test_a_suite_whose_leaderboard_cannot_be_built_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("sweeps.cli.suite_studies", lambda name: [])  # no sweep to run
+    storage = f"sqlite:///{tmp_path}/missing.db"
+    assert bench_main(["leaderboard", "--storage", storage, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dgl-ssm-bench: error: no SQLite file")
