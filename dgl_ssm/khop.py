@@ -38,7 +38,10 @@ class KHopTransform(BaseTransform):
     kept.
 
     All node features are copied. The original edge features are dropped, since the new edges
-    do not correspond to the old ones.
+    do not correspond to the old ones. The radius ``k`` is recorded in the node feature
+    ``hop_field + "_radius"`` (``int64``, one entry per node, so it survives
+    :func:`dgl.batch` and subgraphs): a k-hop model that would read hops above ``k`` refuses
+    the graph instead of silently seeing them empty.
 
     Distances are computed on CPU by sparse breadth-first frontier expansion (no dense
     :math:`n \times n` matrix); the result is moved back to the input graph's device.
@@ -125,6 +128,9 @@ class KHopTransform(BaseTransform):
         new_g.edata[self.hop_field] = torch.from_numpy(hop).to(g.device)
         for key, value in g.ndata.items():
             new_g.ndata[key] = value
+        new_g.ndata[f"{self.hop_field}_radius"] = torch.full(
+            (n,), self.k, dtype=torch.int64, device=g.device
+        )
         batch_num_nodes = g.batch_num_nodes()
         if len(batch_num_nodes) > 1:
             # Edges are sorted by source, so each graph's edges form one contiguous run.

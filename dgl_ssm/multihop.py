@@ -3,8 +3,11 @@
 The input graph has been rewired by :class:`dgl_ssm.KHopTransform`, so each edge carries its
 hop distance. Two modes (paper §3):
 
-- ``"exact"``: layer ℓ aggregates only over nodes at distance exactly ``min(ℓ, K)``, with
-  self loops added so the GCN normalisation is that of ``A_k + I``.
+- ``"exact"``: layer ℓ aggregates only over nodes at distance exactly ℓ, with self loops
+  added so the GCN normalisation is that of ``A_ℓ + I``. Past ``K`` (more layers than hops)
+  the choice ``past_max_hop`` applies: ``"empty"`` (default, the paper's and the known
+  re-implementation's reading: hop ℓ > K is empty, the layer sees its own node only) or
+  ``"repeat"`` (every layer past K reads hop K again).
 - ``"cumulative"`` (DRew): layer ℓ sums a separate conv per hop ``k ≤ min(ℓ, K)``; with a
   delay ν, hop k reads the delayed state ``H^(ℓ − τ(k))``, ``τ(k) = max(0, k − ν)``.
 """
@@ -17,6 +20,13 @@ from dgl import DGLError
 from torch import nn
 
 HOP_MODES = ("exact", "cumulative")
+PAST_MAX_HOP = ("empty", "repeat")
+
+
+def radius_field(hop_field="hop"):
+    """The node field where :class:`~dgl_ssm.KHopTransform` records its ``k`` (it survives
+    :func:`dgl.batch` and subgraphs, unlike a graph attribute)."""
+    return f"{hop_field}_radius"
 
 
 # Hop graphs of each rewired graph, built once: full-batch training calls the model on the
@@ -28,13 +38,45 @@ def hop_graphs(graph, max_hop, hop_field="hop"):
     """Split a rewired graph into ``[G_1, …, G_K]``: the hop-k edges plus one self loop a node.
 
     The result is cached per graph (and per hop tensor, so re-assigning ``edata[hop_field]``
-    invalidates it).
+    invalidates it). When the graph records the radius ``k`` of the
+    :class:`~dgl_ssm.KHopTransform` that rewired it (``ndata[hop_field + "_radius"]``),
+    ``max_hop > k`` is refused: hops ``k+1..K`` were never computed, so they would be empty
+    whatever the graph.
     """
+    return _hop_graphs_and_loops(graph, max_hop, hop_field)[:max_hop]
+
+
+def layer_hop_graphs(
+    graph, num_layers, max_hop, hop_mode="exact", past_max_hop="empty", hop_field="hop"
+):
+    """The graph (``"exact"``) or list of hop graphs (``"cumulative"``) of each layer.
+
+    ``"exact"``: layer ℓ reads hop ℓ for ℓ ≤ K; past K, ``past_max_hop="empty"`` gives the
+    self loops only (hop ℓ of a graph rewired with radius K, the paper's reading) and
+    ``"repeat"`` gives hop K again. ``"cumulative"``: layer ℓ reads hops ``1..min(ℓ, K)``.
+    """
+    if past_max_hop not in PAST_MAX_HOP:
+        raise ValueError(
+            f"Unknown past_max_hop {past_max_hop!r}. Valid: "
+            + ", ".join(map(repr, PAST_MAX_HOP))
+            + "."
+        )
+    graphs = _hop_graphs_and_loops(graph, max_hop, hop_field)
+    per_hop, loops_only = graphs[:max_hop], graphs[max_hop]
+    if hop_mode == "cumulative":
+        return [per_hop[: min(i + 1, max_hop)] for i in range(num_layers)]
+    past = loops_only if past_max_hop == "empty" else per_hop[max_hop - 1]
+    return [per_hop[i] if i < max_hop else past for i in range(num_layers)]
+
+
+def _hop_graphs_and_loops(graph, max_hop, hop_field):
+    """``[G_1, …, G_K, G_loops]``, cached; ``G_loops`` holds one self loop a node only."""
     if hop_field not in graph.edata:
         raise DGLError(
             f"This k-hop model needs edge hop distances in graph.edata[{hop_field!r}], but the "
             f"graph has none. Rewire it first: `g = dgl_ssm.KHopTransform(k={max_hop})(g)`."
         )
+    _check_radius(graph, max_hop, hop_field)
     hops = graph.edata[hop_field]
     key = (max_hop, hop_field, hops.data_ptr(), graph.num_edges(), str(graph.device))
     cached = _CACHE.setdefault(graph, {})
@@ -44,12 +86,27 @@ def hop_graphs(graph, max_hop, hop_field="hop"):
     return cached[key]
 
 
+def _check_radius(graph, max_hop, hop_field):
+    field = radius_field(hop_field)
+    if field not in graph.ndata or graph.num_nodes() == 0:
+        return  # rewired some other way: the radius is not known
+    radius = int(graph.ndata[field].min())
+    if max_hop > radius:
+        raise DGLError(
+            f"This k-hop model reads hops 1..{max_hop} (max_hop, default num_layers), but the "
+            f"graph was rewired by KHopTransform(k={radius}), which stores no hop above "
+            f"{radius}: hops {radius + 1}..{max_hop} would silently be empty. Rewire with "
+            f"`KHopTransform(k={max_hop})`, or build the model with max_hop={radius} (layers "
+            "past it then follow past_max_hop)."
+        )
+
+
 def _split_hops(graph, hops, max_hop):
     src, dst = graph.edges()
     nodes = torch.arange(graph.num_nodes(), device=graph.device)
     graphs = []
-    for k in range(1, max_hop + 1):
-        mask = hops == k
+    for k in range(1, max_hop + 2):
+        mask = hops == k if k <= max_hop else torch.zeros_like(src, dtype=torch.bool)
         graphs.append(
             dgl.graph(
                 (torch.cat([src[mask], nodes]), torch.cat([dst[mask], nodes])),

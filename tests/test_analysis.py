@@ -198,6 +198,42 @@ def test_normalized_dirichlet_energy_by_hand():
     assert dirichlet_energy(graph, scaled, normalized=True) == pytest.approx(0.0, abs=1e-12)
 
 
+def networkx_normalized_energy(edges, num_nodes, feat):
+    """(1/n) Σ over stored edges of ‖h_i/√(1+d_i) − h_j/√(1+d_j)‖², d from networkx on the
+    graph without self loops, in numpy."""
+    nx_graph = nx.MultiDiGraph()
+    nx_graph.add_nodes_from(range(num_nodes))
+    nx_graph.add_edges_from((u, v) for u, v in edges if u != v)
+    degree = np.array([nx_graph.in_degree(i) for i in range(num_nodes)], dtype=float)
+    h = feat.double().numpy() / np.sqrt(1.0 + degree)[:, None]
+    total = sum(float(np.sum((h[u] - h[v]) ** 2)) for u, v in edges)
+    return total / num_nodes
+
+
+def test_normalized_energy_ignores_self_loops_in_the_degree():
+    # The 1 in √(1 + d_i) is the self loop: a self-looped graph must give the same value.
+    bare = random_graph(30, 60, seed=3, self_loops=False)
+    looped = dgl.add_self_loop(bare)
+    feat = torch.randn(30, 5, generator=torch.Generator().manual_seed(0))
+    edges = list(zip(*(t.tolist() for t in bare.edges())))
+    expected = networkx_normalized_energy(edges, 30, feat)
+    assert dirichlet_energy(bare, feat, normalized=True) == pytest.approx(expected, rel=1e-12)
+    assert dirichlet_energy(looped, feat, normalized=True) == pytest.approx(expected, rel=1e-12)
+    # A graph with only some self loops, one stored twice, is no different.
+    partial = dgl.add_edges(bare, [0, 0, 5], [0, 0, 5])
+    assert dirichlet_energy(partial, feat, normalized=True) == pytest.approx(expected, rel=1e-12)
+
+
+def test_normalized_energy_on_cora_is_the_same_with_and_without_self_loops(cora):
+    bare = dgl.remove_self_loop(cora)
+    looped = dgl.add_self_loop(bare)
+    feat = torch.randn(bare.num_nodes(), 4, generator=torch.Generator().manual_seed(1))
+    edges = list(zip(*(t.tolist() for t in bare.edges())))
+    expected = networkx_normalized_energy(edges, bare.num_nodes(), feat)
+    assert dirichlet_energy(looped, feat, normalized=True) == pytest.approx(expected, rel=1e-12)
+    assert dirichlet_energy(bare, feat, normalized=True) == pytest.approx(expected, rel=1e-12)
+
+
 def test_energy_on_cora_vanishes_through_plain_gcn_but_not_gcn_ssm(cora):
     graph = dgl.add_self_loop(dgl.remove_self_loop(cora))
     feat = graph.ndata["feat"]

@@ -180,7 +180,7 @@ def test_node_data_copied_edge_data_dropped():
     g.ndata["label"] = torch.arange(5)
     g.edata["w"] = torch.ones(g.num_edges())
     new_g = KHopTransform(2, hop_field="dist")(g)
-    assert set(new_g.ndata.keys()) == {"x", "label"}
+    assert set(new_g.ndata.keys()) == {"x", "label", "dist_radius"}  # + the recorded k
     assert torch.equal(new_g.ndata["x"], g.ndata["x"])
     assert torch.equal(new_g.ndata["label"], g.ndata["label"])
     assert set(new_g.edata.keys()) == {"dist"}
@@ -278,3 +278,18 @@ def test_docstring_example_runs():
     result = doctest.testmod(khop, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_radius_is_recorded_and_survives_batching():
+    g1, g2 = path_graph(5), ring_graph(7)
+    transform = KHopTransform(3)
+    t1, t2 = transform(g1), transform(g2)
+    assert t1.ndata["hop_radius"].tolist() == [3] * 5
+    assert t1.ndata["hop_radius"].dtype == torch.int64
+    batched = dgl.batch([t1, t2])
+    assert batched.ndata["hop_radius"].tolist() == [3] * 12
+    parts = dgl.unbatch(batched)
+    assert [p.ndata["hop_radius"].tolist() for p in parts] == [[3] * 5, [3] * 7]
+    # A second rewiring records its own radius, not the first one's.
+    assert KHopTransform(2)(t1).ndata["hop_radius"].tolist() == [2] * 5
+    assert KHopTransform(2, hop_field="dist")(g1).ndata["dist_radius"].tolist() == [2] * 5

@@ -3,6 +3,8 @@
 import io
 
 import dgl
+import networkx as nx
+import numpy as np
 import pytest
 import torch
 
@@ -144,6 +146,8 @@ def test_every_registered_model_builds_and_runs():
 @pytest.mark.parametrize("checkpoint", [True, 3])
 def test_checkpointing_gives_the_same_outputs_and_gradients(name, checkpoint):
     graph, feat = graph_for(name), torch.randn(30, 5)
+    if name.startswith("k"):  # 7 layers read hops 1..7: rewire with radius 7
+        graph = KHopTransform(k=7)(random_graph(30, 60, seed=1))
     args = dict(ARGS, num_layers=7, dropout=0.3)
     torch.manual_seed(0)
     plain = build_model(name, **args)
@@ -194,3 +198,109 @@ def test_checkpointing_keeps_about_sqrt_l_states_instead_of_l():
 def test_checkpointing_is_refused_with_cumulative_hops():
     with pytest.raises(ValueError, match="checkpoint is not available with hop_mode='cumulative'"):
         build_model("kgcn_ssm", **ARGS, hop_mode="cumulative", checkpoint=True)
+
+
+# --- k-hop layers past K and the transform's radius -------------------------------------------
+
+
+def hop_pairs_by_networkx(graph, hop):
+    """Ordered pairs (u, v), u ≠ v, at shortest-path distance exactly ``hop``."""
+    nx_graph = nx.DiGraph()
+    nx_graph.add_nodes_from(range(graph.num_nodes()))
+    nx_graph.add_edges_from(zip(*(t.tolist() for t in graph.edges())))
+    return {
+        (u, v)
+        for u, lengths in nx.all_pairs_shortest_path_length(nx_graph, cutoff=hop)
+        for v, d in lengths.items()
+        if d == hop
+    }
+
+
+def layer_graphs_seen(model, graph, feat):
+    """The graph each layer is called with, read by forward pre-hooks."""
+    seen = []
+    hooks = [
+        layer.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+        for layer in model.layers
+    ]
+    try:
+        with torch.no_grad():
+            model(graph, feat)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def other_node_pairs(graph):
+    src, dst = graph.edges()
+    keep = src != dst
+    return set(zip(src[keep].tolist(), dst[keep].tolist()))
+
+
+@pytest.mark.parametrize("past_max_hop", ["empty", "repeat"])
+def test_exact_layers_read_hop_l_and_past_k_follow_the_option(past_max_hop):
+    bare = random_graph(40, 50, seed=7, self_loops=False)
+    graph = KHopTransform(k=3)(bare)
+    args = dict(ARGS, num_layers=6, max_hop=3, past_max_hop=past_max_hop)
+    model = build_model("kgcn_ssm", **args)
+    seen = layer_graphs_seen(model, graph, torch.randn(40, 5))
+    assert len(seen) == 6
+    for layer, layer_graph in enumerate(seen, start=1):
+        hop = layer if layer <= 3 else (None if past_max_hop == "empty" else 3)
+        expected = set() if hop is None else hop_pairs_by_networkx(bare, hop)
+        assert other_node_pairs(layer_graph) == expected, layer
+        assert layer_graph.num_edges() == len(expected) + 40  # one self loop a node
+    assert hop_pairs_by_networkx(bare, 3)  # the case is not trivially empty
+
+
+def test_model_reading_hops_the_transform_never_stored_is_refused():
+    graph = KHopTransform(k=2)(random_graph(20, 30, seed=2, self_loops=False))
+    model = build_model("kgcn_ssm", **dict(ARGS, num_layers=6))
+    with pytest.raises(dgl.DGLError, match=r"KHopTransform\(k=2\).*hops 3\.\.6"):
+        model(graph, torch.randn(20, 5))
+    batched = dgl.batch([graph, graph])  # the radius is node data: it survives batching
+    with pytest.raises(dgl.DGLError, match=r"KHopTransform\(k=6\)"):
+        model(batched, torch.randn(40, 5))
+    # K within the radius is fine; layers 3..6 then read no other node.
+    ok = build_model("kgcn_ssm", **dict(ARGS, num_layers=6, max_hop=2))
+    assert ok(batched, torch.randn(40, 5)).shape == (40, 3)
+    with pytest.raises(ValueError, match="past_max_hop"):
+        build_model("kgcn_ssm", **dict(ARGS, past_max_hop="last"))
+
+
+def dense_kgcn_ssm(model, bare, feat):
+    """kGCN-SSM forward in numpy from networkx hop distances (the reproduction's setting:
+    K = num_layers, graph rewired with KHopTransform(k=K)): layer ℓ reads hop ℓ."""
+
+    def arr(tensor):
+        return tensor.detach().double().numpy()
+
+    n = bare.num_nodes()
+    h = arr(feat) @ arr(model.encoder.weight).T + arr(model.encoder.bias)
+    for hop, layer in enumerate(model.layers, start=1):
+        adj = np.eye(n)  # hop-ℓ edges plus one self loop a node, adj[dst, src]
+        for u, v in hop_pairs_by_networkx(bare, hop):
+            adj[v, u] = 1.0
+        a_hat = adj / np.sqrt(np.outer(adj.sum(1), adj.sum(0)))
+        conv = a_hat @ h @ arr(layer.conv.weight) + arr(layer.conv.bias)
+        lam, beta = arr(layer.update.state_matrix), arr(layer.update.input_matrix)
+        h = h @ lam.T + np.maximum(conv, 0.0) @ beta.T
+    return h @ arr(model.head.weight).T + arr(model.head.bias)
+
+
+@pytest.mark.parametrize("past_max_hop", ["empty", "repeat"])
+def test_kgcn_ssm_with_k_equal_to_depth_is_unchanged(past_max_hop):
+    # benchmarks/train.py rewires with KHopTransform(k=max_hop or num_layers), and the
+    # reproduction uses max_hop = num_layers: there, past_max_hop must not matter.
+    bare = random_graph(30, 40, seed=3, self_loops=False)
+    graph = KHopTransform(k=5)(bare)
+    torch.manual_seed(0)
+    args = dict(ARGS, num_layers=5, max_hop=5, past_max_hop=past_max_hop)
+    model = build_model("kgcn_ssm", **args, input="random", input_scale=1.0).double()
+    feat = torch.randn(30, 5, dtype=torch.float64)
+    with torch.no_grad():
+        out = model(graph, feat).numpy()
+    expected = dense_kgcn_ssm(model, bare, feat)
+    assert abs(out).max() > 1e-3
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)

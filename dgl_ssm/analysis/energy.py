@@ -8,11 +8,12 @@ r"""Dirichlet energy: how far node states are from being constant over the graph
 
 The sum runs over the graph's edge list **as stored**, i.e. over directed edges: a graph
 made with :func:`dgl.to_bidirected` counts every undirected edge twice, duplicate edges count
-as often as they are stored, and self loops add nothing to :math:`E`. In the normalised
-variant :math:`d_i` is the in-degree of node :math:`i` in the graph given, self loops
-included (so pass the graph without self loops to get :math:`\sqrt{1 + \deg_i}` of the plain
-graph). Over-smoothing is :math:`E(H^{(\ell)}) \to 0` with depth: all node states collapse to
-one vector (the normalised variant: to a multiple of :math:`\sqrt{1+d}`).
+as often as they are stored, and self loops add nothing to either energy. In the normalised
+variant :math:`d_i` is the in-degree of node :math:`i` **without self loops** (the ``1 +``
+stands for the self loop), whatever graph is passed: the raw graph and the same graph with
+:func:`dgl.add_self_loop` give the same value. Over-smoothing is
+:math:`E(H^{(\ell)}) \to 0` with depth: all node states collapse to one vector (the
+normalised variant: to a multiple of :math:`\sqrt{1+d}`).
 """
 
 import copy
@@ -35,8 +36,8 @@ def dirichlet_energy(graph, feat, normalized=False):
     feat : torch.Tensor
         Node states ``(n, d)``.
     normalized : bool
-        Use :math:`h_i / \sqrt{1 + d_i}` with :math:`d_i` the in-degree (see the module
-        docstring).
+        Use :math:`h_i / \sqrt{1 + d_i}` with :math:`d_i` the in-degree not counting self
+        loops (see the module docstring).
 
     Returns
     -------
@@ -58,7 +59,11 @@ def dirichlet_energy(graph, feat, normalized=False):
     src, dst = graph.edges()
     src, dst = src.to(h.device).long(), dst.to(h.device).long()
     if normalized:
-        degree = graph.in_degrees().to(h.device).double()
+        # d_i without self loops: the 1 in √(1 + d_i) is the self loop, so a self-looped
+        # graph must not count it a second time.
+        not_loop = (src != dst).double()
+        degree = torch.zeros(graph.num_nodes(), dtype=h.dtype, device=h.device)
+        degree.index_add_(0, dst, not_loop)
         h = h / torch.sqrt(1.0 + degree).unsqueeze(1)
     return float((h[src] - h[dst]).pow(2).sum() / graph.num_nodes())
 
