@@ -148,3 +148,7 @@ def test_feature_dtype_is_checked_against_the_model_dtype(graph):
         check_node_features(graph, feat, 5, dtype=torch.float32)
     check_node_features(graph, feat, 5, dtype=torch.float64)  # a float64 model takes them
     check_node_features(graph, feat, 5)  # without a dtype, any float passes (as before)
+    model = build_model("gcn_ssm", **ARGS)  # and every model checks against its own weights
+    with pytest.raises(dgl.DGLError, match=r"torch.float64.*feat.float\(\)"):
+        model(graph, feat)
+    assert model.double()(graph, feat).dtype == torch.float64
