@@ -38,3 +38,15 @@ def random_graph(num_nodes, num_edges, seed=0, self_loops=True):
     dst = torch.randint(0, num_nodes, (num_edges,), generator=generator)
     graph = dgl.to_bidirected(dgl.remove_self_loop(dgl.graph((src, dst), num_nodes=num_nodes)))
     return dgl.add_self_loop(graph) if self_loops else graph
+
+
+def fresh_postgres_database(url):
+    """Drop and re-create the database of the PostgreSQL ``url``, closing its other sessions."""
+    import sqlalchemy
+
+    server, name = url.rsplit("/", 1)
+    admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()

@@ -17,6 +17,7 @@ from sweeps.cli import sweep_main
 from sweeps.runner import SweepSpec, counted, run_sweep, validate
 from sweeps.space import SPACES, SpaceError, backbone_kind, find_space, load_space
 from sweeps.suites import suite_studies
+from tests.conftest import fresh_postgres_database
 
 HETEROPHILY = ("minesweeper", "tolokers", "roman_empire", "amazon_ratings")
 # Spaces for the fixed reference baselines (Platonov's protocol), not for plain/SSM twins.
@@ -285,14 +286,7 @@ POSTGRES = os.environ.get("DGL_SSM_TEST_POSTGRES")
 )
 def test_two_workers_on_an_empty_postgres_database_share_one_study(tmp_path):
     assert POSTGRES, "CI must start PostgreSQL and set DGL_SSM_TEST_POSTGRES (see .ci/run)"
-    import sqlalchemy
-
-    server, name = POSTGRES.rsplit("/", 1)
-    admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
+    fresh_postgres_database(POSTGRES)
 
     command = sweep_command(tiny_space(tmp_path), POSTGRES, 8, "--no-final")
     workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -20,6 +20,7 @@ from sweeps.leaderboard import main as leaderboard_main
 from sweeps.leaderboard import write_together
 from sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, threads_per_worker
 from sweeps.storage import StorageError, open_storage, redact
+from tests.conftest import fresh_postgres_database
 
 STUDY = "gcn_ssm__ring_transfer"
 # Every searched parameter continuous: N trials must give N distinct parameter sets.
@@ -133,14 +134,7 @@ def test_three_workers_on_one_sqlite_study_run_n_distinct_trials(tmp_path):
 
 @pytest.mark.skipif(not POSTGRES, reason="set DGL_SSM_TEST_POSTGRES=postgresql://…")
 def test_three_workers_on_one_postgres_study_run_n_distinct_trials(tmp_path):
-    import sqlalchemy
-
-    server, name = POSTGRES.rsplit("/", 1)
-    admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
+    fresh_postgres_database(POSTGRES)
     three_workers_share_one_study(tmp_path, POSTGRES)
 
 
