@@ -37,6 +37,7 @@ import multiprocessing
 import os
 import signal
 import statistics
+import sys
 import threading
 import time
 import warnings
@@ -227,8 +228,20 @@ def _interrupt_once(signum, frame):
     raise KeyboardInterrupt
 
 
+def _interrupt_again_if_swallowed(unraisable):
+    """A KeyboardInterrupt raised while Python ran a finalizer (a weakref callback, a __del__)
+    is swallowed and printed; raise it again where it can stop the worker, silently."""
+    if issubclass(unraisable.exc_type, KeyboardInterrupt):
+        signal.signal(signal.SIGINT, _interrupt_once)
+        # sent from another thread, so it lands after this hook has returned
+        threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
     signal.signal(signal.SIGINT, _interrupt_once)
+    sys.unraisablehook = _interrupt_again_if_swallowed
     optuna.logging.set_verbosity(verbosity)  # as in the parent (spawned: not inherited)
     torch.set_num_threads(threads)
     try:
