@@ -3,13 +3,15 @@
 ``train(config)`` loads the data, builds the model, trains with early stopping on the
 validation metric, restores the best-validation weights and scores val and test with them.
 A run never knows whether it is a trial: a sweep passes ``on_epoch(epoch, val_metric)``,
-which may raise to stop it (Optuna's pruning does).
+which may raise to stop it (Optuna's pruning does). ``peak_memory_mb`` is the run's own peak
+(the resident set's high-water mark, reset when the run starts; on CUDA the tensors'
+``max_memory_allocated`` after ``reset_peak_memory_stats``), so every trial of a sweep that
+runs in one process reports its own.
 """
 
 import copy
 import math
 import random
-import resource
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -22,6 +24,7 @@ from dgl_ssm import KHopTransform
 
 from .config import RunConfig
 from .datasets import BenchmarkData, get_dataset
+from .memory import PeakMeter
 from .metrics import METRICS, loss_fn
 from .models import build_for
 
@@ -96,6 +99,8 @@ def train(
     metric = METRICS[data.metric]
     optim = config.optim
 
+    memory = PeakMeter(device)
+    memory.start()  # this run's own peak, not the largest of any earlier run in the process
     start, history = time.perf_counter(), []
     best_val, best_epoch, best_state, status, waited = None, -1, None, "ok", 0
     epochs = range(optim.epochs)
@@ -140,7 +145,7 @@ def train(
         best_epoch=best_epoch,
         epochs=epoch + 1,
         wall_time_s=time.perf_counter() - start,
-        peak_memory_mb=_peak_memory_mb(device),
+        peak_memory_mb=memory.peak_total_mb(),
         history=history,
     )
 
@@ -151,12 +156,6 @@ def _optimizer(config, model):
     if optim.optimizer not in kinds:
         raise ValueError(f"Unknown optimizer {optim.optimizer!r}. Valid: adam, adamw.")
     return kinds[optim.optimizer](model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
-
-
-def _peak_memory_mb(device):
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 class _Task:

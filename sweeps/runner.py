@@ -464,7 +464,8 @@ def _train_trial(spec, space, data, study, storage, trial, values, log):
             log(f"{spec.study_name}: trial {trial.number} failed: {message}")
             return f"error: {message}"
     attrs = {"val": result.val, "test": result.test, "status": result.status,
-             "epochs": result.epochs, "wall_time_s": result.wall_time_s}  # fmt: skip
+             "epochs": result.epochs, "wall_time_s": result.wall_time_s,
+             "peak_memory_mb": result.peak_memory_mb}  # fmt: skip
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     if result.status != "ok" or result.val is None or not math.isfinite(result.val):

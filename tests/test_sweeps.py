@@ -24,6 +24,9 @@ HETEROPHILY = ("minesweeper", "tolokers", "roman_empire", "amazon_ratings")
 REFERENCE_SPACES = {"heterophily_platonov", *(f"gcn_platonov__{d}" for d in HETEROPHILY)}
 SSM_KEYS = {f"model.{name}" for name in ModelConfig.SSM_FIELDS}
 
+# A sweep seed whose first trial draws the large model (checked by the test that uses it).
+SEED_BIG_FIRST = 0
+
 TINY_SPACE = """
 protocol: smoke
 fixed:
@@ -207,6 +210,26 @@ def test_a_tiny_sweep_end_to_end_stores_trials_and_the_final_numbers(tmp_path):
     again = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage)
     assert len(again.trials) == 4
     assert [t.params for t in again.trials[:3]] == first_params
+
+
+def test_each_trial_records_its_own_peak_memory(tmp_path):
+    # Trial 0 holds ~0.3 GB of weights, gradients and Adam moments (hidden 3072); trial 1 a
+    # few KB. A process-wide high-water mark would give trial 1 trial 0's peak.
+    space = tmp_path / "memory.yaml"
+    space.write_text(
+        TINY_SPACE.format(epochs=1, graphs=20)
+        .replace("  model.hidden: 8\n", "")
+        .replace("search:\n", "search:\n  model.hidden: {type: categorical, choices: [8, 3072]}\n")
+    )
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=2, storage=storage, space=str(space),
+                     pruner="none", final=False, seed=SEED_BIG_FIRST)  # fmt: skip
+    run_sweep(spec, log=lambda *_: None)
+    trials = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage).trials
+    assert [t.params["model.hidden"] for t in trials] == [3072, 8]
+    big, small = (t.user_attrs["peak_memory_mb"] for t in trials)
+    weights_mb = 2 * 3072 * 3072 * 4 / 2**20  # two layers' weight matrices alone
+    assert big - small > weights_mb, (big, small)
 
 
 def test_the_leaderboard_lists_a_finished_sweep(tmp_path):

@@ -7,10 +7,10 @@ GCN-SSM as reference; it prints every figure as a ratio against the plain DGL mo
 same run and writes ``perf.md``, ``perf.csv`` and ``perf.json``.
 
 Modules, one concept each: ``config`` (the run's description), ``graphs``, ``variants``
-(models and one epoch), ``reference`` (PyG), ``timing`` (interleaved timer), ``peak`` and
-``isolation`` (peak memory, fresh processes), ``worker`` (what runs in them), ``allocator``,
-``epoch_time``, ``memory``, ``khop_cost``, ``breakdown`` (the sections), ``ratios``,
-``targets``, ``report``, ``machine``, ``runner`` and ``cli``.
+(models and one epoch), ``reference`` (PyG), ``timing`` (interleaved timer), ``isolation``
+(peak memory in fresh processes, with :mod:`benchmarks.memory`'s meter), ``worker`` (what
+runs in them), ``allocator``, ``epoch_time``, ``memory``, ``khop_cost``, ``breakdown`` (the
+sections), ``ratios``, ``targets``, ``report``, ``machine``, ``runner`` and ``cli``.
 """
 
 __all__ = ["main", "run"]

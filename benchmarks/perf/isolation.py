@@ -16,8 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from ..memory import process_rss_mb
 from .allocator import COMPACT, allocator_environment
-from .peak import process_rss_mb
 from .worker import MARK, run_job
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -24,8 +24,8 @@ import torch
 
 from dgl_ssm import KHopTransform
 
+from ..memory import PeakMeter
 from .graphs import GraphSpec, bare_graph, load_graph
-from .peak import PeakMeter
 from .timing import interleaved, time_once
 from .variants import Variant, make_epoch
 

@@ -32,10 +32,11 @@ import warnings
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator, eigs, svds
+from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
 from ._common import check_features
+from .spectra import is_block_diagonal, node_blocks, top_of_spectrum
 
 __all__ = [
     "DEFAULT_MAX_DIM",
@@ -331,12 +332,19 @@ def top_singular_values(
     tol=1e-8,
     maxiter=None,
     seed=0,
+    return_residuals=False,
 ):
     r"""The ``k`` largest singular values of the layer Jacobian, matrix-free.
 
     ARPACK (:func:`scipy.sparse.linalg.svds`) on the operator of
     :func:`layer_jacobian_operator`: Lanczos on :math:`J^\top J`, each step one product with
     :math:`J` and one with :math:`J^\top` (two backward passes), never forming :math:`J`.
+    Repeated values come with every copy (see :mod:`dgl_ssm.analysis.spectra`): the Jacobian
+    is split into one block per connected component, small blocks are decomposed densely,
+    and on each large block ARPACK is run again with the directions found so far projected
+    out until nothing above the k-th value is left. Accuracy: on the tests' graphs (10
+    disjoint 4-cycles, Cora) every value agrees with a dense computation within 1e-6 (to
+    about ``tol``·‖J‖); ``return_residuals`` gives ‖Jᵀu − σv‖ of each triple as a check.
     The spectral norm :math:`\|J\|_2` is the first value; it bounds how much one layer can
     amplify a perturbation, and :math:`\prod_\ell \|J_\ell\|_2` bounds the gradient through
     a stack.
@@ -346,16 +354,18 @@ def top_singular_values(
     layer, graph, feat, edge_feat, layer_kwargs, dtype
         As for :func:`layer_jacobian_operator`.
     k : int
-        How many values. When ``k`` reaches ``n·d`` the dense Jacobian gives all ``n·d``.
+        How many values (all ``n·d`` of them when ``k`` reaches ``n·d``).
     tol, maxiter : float, int
         ARPACK's relative tolerance and iteration limit.
     seed : int
-        Seed of the start vector (results are deterministic).
+        Seed of the start vectors and probes (results are deterministic).
+    return_residuals : bool
+        Also return the residual norm of each singular triple (0 up to rounding when exact).
 
     Returns
     -------
-    torch.Tensor
-        ``k`` singular values, float64, in decreasing order.
+    torch.Tensor or (torch.Tensor, torch.Tensor)
+        ``k`` singular values, float64, in decreasing order, and their residual norms if asked.
 
     Example
     -------
@@ -372,20 +382,9 @@ def top_singular_values(
     who = "top_singular_values"
     lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed)
     _check_k(who, k)
-    if k >= min(lin.shape):
-        jac = _dense_from(lin, who)
-        values = torch.linalg.svdvals(jac.double())
-        return values[:k]
-    op = _as_operator(lin)
-    values = svds(
-        op,
-        k=k,
-        tol=tol,
-        maxiter=maxiter,
-        v0=_start_vector(min(lin.shape), seed),
-        return_singular_vectors=False,
-    )
-    return torch.from_numpy(np.sort(np.abs(values))[::-1].copy()).double()
+    values, residuals = _top_of_spectrum(lin, graph, k, "singular", tol, maxiter, None, seed, who)
+    values = torch.from_numpy(np.abs(values).copy()).double()
+    return (values, torch.from_numpy(residuals.copy())) if return_residuals else values
 
 
 def top_eigenvalue_moduli(
@@ -397,25 +396,29 @@ def top_eigenvalue_moduli(
     edge_feat=None,
     layer_kwargs=None,
     dtype=torch.float64,
-    tol=1e-6,
+    tol=1e-8,
     maxiter=None,
     ncv=None,
     seed=0,
     return_eigenvalues=False,
+    return_residuals=False,
 ):
     r"""The ``k`` eigenvalues of largest modulus of the (square) layer Jacobian, matrix-free.
 
     Implicitly restarted Arnoldi (:func:`scipy.sparse.linalg.eigs`, ``which="LM"``) on the
-    products :math:`J v`. The moduli :math:`|\lambda|` say whether the layer map is locally
-    contracting (:math:`|\lambda| < 1`), neutral (:math:`\approx 1`, the GNN-SSM "edge of
-    chaos") or expanding.
+    products :math:`J v`, per connected component and with deflation as in
+    :func:`top_singular_values`, so a repeated eigenvalue comes with every copy; the values
+    are the Rayleigh–Ritz values of the invariant subspace found. The moduli
+    :math:`|\lambda|` say whether the layer map is locally contracting
+    (:math:`|\lambda| < 1`), neutral (:math:`\approx 1`, the GNN-SSM "edge of chaos") or
+    expanding.
 
     Parameters
     ----------
     layer, graph, feat, edge_feat, layer_kwargs, dtype
         As for :func:`layer_jacobian_operator`; the layer must map width ``d`` to ``d``.
     k : int
-        How many eigenvalues. When ``k ≥ n·d − 1`` the dense Jacobian gives (at most) ``k``.
+        How many eigenvalues (all ``n·d`` of them when ``k`` reaches ``n·d``).
     tol, maxiter, seed
         As for :func:`top_singular_values`.
     ncv : int, optional
@@ -423,11 +426,14 @@ def top_eigenvalue_moduli(
         the wrong eigenvalues when many moduli are close (non-normal Jacobians).
     return_eigenvalues : bool
         Also return the complex eigenvalues, in the same order.
+    return_residuals : bool
+        Also return the residual norm ‖Jx − λx‖ (‖x‖ = 1) of each eigenpair.
 
     Returns
     -------
-    torch.Tensor or (torch.Tensor, torch.Tensor)
-        Moduli in decreasing order (float64), and the eigenvalues (complex128) if asked.
+    torch.Tensor or tuple
+        Moduli in decreasing order (float64), then the eigenvalues (complex128) and the
+        residual norms (float64) if asked, in that order.
 
     Example
     -------
@@ -451,24 +457,25 @@ def top_eigenvalue_moduli(
             f"inputs to {lin.shape[0]:,} outputs (its width changes). Use "
             "top_singular_values instead."
         )
-    if k >= lin.shape[0] - 1:
-        values = torch.linalg.eigvals(_dense_from(lin, who).double())
-    else:
-        values = eigs(
-            _as_operator(lin),
-            k=k,
-            which="LM",
-            tol=tol,
-            maxiter=maxiter,
-            ncv=min(lin.shape[0], ncv or max(4 * k, 40)),
-            v0=_start_vector(lin.shape[0], seed),
-            return_eigenvectors=False,
-        )
-        values = torch.from_numpy(np.asarray(values, dtype=np.complex128))
-    order = torch.argsort(values.abs(), descending=True, stable=True)[:k]
-    values = values[order].to(torch.complex128)
-    moduli = values.abs().double()
-    return (moduli, values) if return_eigenvalues else moduli
+    values, residuals = _top_of_spectrum(lin, graph, k, "eigen", tol, maxiter, ncv, seed, who)
+    values = torch.from_numpy(np.asarray(values, dtype=np.complex128).copy())
+    result = (values.abs().double(),)
+    if return_eigenvalues:
+        result += (values,)
+    if return_residuals:
+        result += (torch.from_numpy(residuals.copy()),)
+    return result if len(result) > 1 else result[0]
+
+
+def _top_of_spectrum(lin, graph, k, kind, tol, maxiter, ncv, seed, who):
+    op = _as_operator(lin)
+    blocks = node_blocks(graph, *lin.shape, num_nodes=lin.x.shape[0])
+    if not is_block_diagonal(op, blocks, seed):
+        blocks = [(np.arange(lin.shape[0]), np.arange(lin.shape[1]))]
+    largest = max(max(rows.size, cols.size) for rows, cols in blocks)
+    if largest > DEFAULT_MAX_DIM and k >= largest - 2:
+        _refuse(who, largest, largest, DEFAULT_MAX_DIM, lin.x.element_size())
+    return top_of_spectrum(op, blocks, k, kind, tol=tol, maxiter=maxiter, ncv=ncv, seed=seed)
 
 
 def spectral_density(

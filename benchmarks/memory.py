@@ -1,5 +1,8 @@
 """Peak memory of a stretch of code: resident set on CPU, allocator statistics on CUDA.
 
+Used per run by the trainer (each record's ``peak_memory_mb``) and per measurement by the
+perf benchmark.
+
 On Linux the kernel's high-water mark of the resident set (``VmHWM``, what
 ``getrusage().ru_maxrss`` reports) can be reset to the current size by writing ``5`` to
 ``/proc/self/clear_refs``, so one process can measure several stretches in turn. Where that
@@ -19,7 +22,8 @@ class PeakMeter:
     """Peak memory growth above a baseline, in MB.
 
     ``start()`` takes the baseline (and resets the high-water mark); ``peak_mb()`` is the
-    highest usage since then minus that baseline.
+    highest usage since then minus that baseline, ``peak_total_mb()`` the highest usage itself
+    (resident set on CPU, memory allocated by tensors on CUDA).
     """
 
     def __init__(self, device):
@@ -42,6 +46,9 @@ class PeakMeter:
             torch.cuda.synchronize(self.device)
             return torch.cuda.max_memory_allocated(self.device) / 2**20 - self.baseline
         return high_water_mark_mb() - self.baseline
+
+    def peak_total_mb(self):
+        return self.peak_mb() + self.baseline
 
     @property
     def method(self):
