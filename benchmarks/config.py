@@ -165,7 +165,9 @@ class DataConfig:
     cache_dir: Optional[Str] = None
     options: dict[Str, Any] = field(default_factory=dict)  # e.g. ring_size, seed, sizes
     split: Annotated[Int, Field(ge=0)] = 0  # which fixed split of datasets that have several
-    self_loops: Bool = True  # add one self loop per node (not for k-hop models)
+    # add one self loop per node (not for k-hop models, nor for backbones that read the
+    # graph's edge features: a self loop has no bond to describe)
+    self_loops: Bool = True
 
 
 @_checked

@@ -1,6 +1,7 @@
 """Build the model a run asks for: a dgl_ssm model or a reference baseline."""
 
 import dgl_ssm
+from dgl_ssm.backbones import BACKBONES
 from dgl_ssm.names import unknown_name
 
 from .baselines import BASELINES
@@ -17,9 +18,40 @@ def check_model_name(name):
         raise unknown_name("model", name, model_names())
 
 
+def input_encoders(kind_node, kind_edge, hidden):
+    """The input encoders a dataset's protocol names (``None``: the model's linear layer)."""
+    kinds = {kind for kind in (kind_node, kind_edge) if kind is not None}
+    unknown = kinds - set(ENCODERS)
+    if unknown:
+        raise ValueError(f"Unknown input encoder {sorted(unknown)}; known: {', '.join(ENCODERS)}.")
+    if not kinds:
+        return None, None
+    try:
+        from ogb.graphproppred import mol_encoder
+    except ImportError:
+        raise ImportError(
+            "OGB's AtomEncoder/BondEncoder (the molecules' published encoders) need the "
+            'optional ogb package: pip install "dgl-ssm[ogb]".'
+        ) from None
+    make = {"ogb_atom": mol_encoder.AtomEncoder, "ogb_bond": mol_encoder.BondEncoder}
+    return tuple(None if kind is None else make[kind](hidden) for kind in (kind_node, kind_edge))
+
+
+# Integer-coded OGB molecules: one embedding table per atom (bond) feature, summed (LRGB).
+ENCODERS = ("ogb_atom", "ogb_bond")
+
+
 def build_for(config, data: BenchmarkData):
-    """The model of ``config`` (a ModelConfig) sized for ``data``."""
+    """The model of ``config`` (a ModelConfig) sized for ``data``: the dataset's own input
+    encoders (OGB's atom and bond embeddings for Peptides), and its edge features for the
+    backbones that read them."""
     check_model_name(config.name)
+    if config.name in BASELINES and data.node_encoder is not None:
+        raise ValueError(
+            f"{config.name!r} is a fixed reference architecture with a linear input layer; "
+            f"{data.name} needs the {data.node_encoder} encoder. Use one of the dgl_ssm "
+            f"models ({', '.join(dgl_ssm.MODELS)})."
+        )
     if config.name in BASELINES:
         _check_baseline_options(config)
         return BASELINES[config.name](
@@ -33,6 +65,11 @@ def build_for(config, data: BenchmarkData):
     kwargs = config.model_kwargs()
     if data.level == "graph":
         kwargs["readout"] = config.readout
+    if BACKBONES[dgl_ssm.MODELS[config.name].backbone].uses_edge_feats:
+        _, kwargs["edge_encoder"] = input_encoders(None, data.edge_encoder, config.hidden)
+        if kwargs["edge_encoder"] is None and data.num_edge_features is not None:
+            kwargs["edge_feats"] = data.num_edge_features
+    kwargs["node_encoder"], _ = input_encoders(data.node_encoder, None, config.hidden)
     return dgl_ssm.build_model(
         config.name,
         data.num_features,
@@ -42,6 +79,11 @@ def build_for(config, data: BenchmarkData):
         task=data.level,
         **kwargs,
     )
+
+
+def parameter_count(model):
+    """Trainable parameters (Λ and B are buffers, so an SSM model counts as its plain twin)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 # Options of the dgl_ssm models that a fixed reference architecture cannot honour. (hop_mode

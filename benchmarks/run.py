@@ -6,6 +6,7 @@ import statistics
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 import dgl
 import numpy as np
@@ -46,10 +47,14 @@ def validate(config: RunConfig):
 
 
 @dataclasses.dataclass
-class _Probe:
+class _Probe:  # the fields of BenchmarkData that build_for reads
     level: str
+    name: str = "probe"
     num_features: int = 1
     num_outputs: int = 1
+    num_edge_features: Optional[int] = None
+    node_encoder: Optional[str] = None
+    edge_encoder: Optional[str] = None
 
 
 def environment():

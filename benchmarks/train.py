@@ -20,7 +20,9 @@ import dgl
 import numpy as np
 import torch
 
+import dgl_ssm
 from dgl_ssm import KHopTransform
+from dgl_ssm.backbones import BACKBONES
 
 from .config import RunConfig
 from .datasets import BenchmarkData, get_dataset
@@ -68,14 +70,24 @@ def seed_everything(seed):
 
 
 def prepare_graph(graph, config: RunConfig):
-    """Self loops for one-hop models; k-hop rewiring (radius K) for k-hop models."""
+    """Self loops for one-hop models (but those that read edge features, when the graph has
+    them); k-hop rewiring (radius K) for k-hop models."""
     model = config.model
     if model.is_khop:
         radius = model.max_hop or model.num_layers
         return KHopTransform(k=radius)(dgl.remove_self_loop(graph))
-    if config.data.self_loops:
+    if config.data.self_loops and not _reads_edge_feats(model.name, graph):
         return dgl.add_self_loop(dgl.remove_self_loop(graph))
     return graph
+
+
+def _reads_edge_feats(name, graph):
+    # A self loop has no bond to describe: a backbone that reads the graph's edge features
+    # (GatedGCN on molecules) gets the graph as it is, as LRGB runs it.
+    model = dgl_ssm.MODELS.get(name)
+    return (
+        model is not None and BACKBONES[model.backbone].uses_edge_feats and ("feat" in graph.edata)
+    )
 
 
 def load_data(config: RunConfig):
@@ -251,7 +263,10 @@ class _Task:
 
     def _predict(self, model, batch):
         graph, index, graph_labels = batch
-        out = model(graph, graph.ndata["feat"])
+        if getattr(model, "uses_edge_feats", False) and "feat" in graph.edata:
+            out = model(graph, graph.ndata["feat"], graph.edata["feat"])
+        else:
+            out = model(graph, graph.ndata["feat"])
         if graph_labels is not None:
             return out, graph_labels
         target = graph.ndata["label"]

@@ -6,7 +6,9 @@ from dgl import DGLError
 
 def check_node_features(graph, feat, in_feats, dtype=None):
     """Raise ``DGLError`` unless ``graph`` is homogeneous and ``feat`` is a finite float
-    ``(graph.num_nodes(), in_feats)`` tensor (of ``dtype``, the model's, when given)."""
+    ``(graph.num_nodes(), in_feats)`` tensor (of ``dtype``, the model's, when given).
+    ``in_feats=None`` (a model with its own node encoder): any dtype and width, one row per
+    node."""
     if not graph.is_homogeneous:
         raise DGLError(
             f"The graph is not homogeneous (node types {graph.ntypes}, edge types "
@@ -20,27 +22,35 @@ def check_node_features(graph, feat, in_feats, dtype=None):
         )
     if not isinstance(feat, torch.Tensor):
         raise DGLError(f"Node features must be a torch.Tensor, got {type(feat).__name__}.")
-    if not torch.is_floating_point(feat):
+    if in_feats is None:
+        if feat.dim() == 0 or feat.shape[0] != graph.num_nodes():
+            raise DGLError(
+                f"Node features have shape {tuple(feat.shape)}, but the graph has "
+                f"{graph.num_nodes()} nodes: give one row per node."
+            )
+    elif not torch.is_floating_point(feat):
         raise DGLError(
             f"Node features have dtype {feat.dtype}, but the model needs floating point "
             f"features. Convert them with feat.float() (or one-hot encode integer labels)."
         )
-    if dtype is not None and feat.dtype != dtype:
+    if in_feats is not None and dtype is not None and feat.dtype != dtype:
         cast = {torch.float32: "feat.float()", torch.float64: "feat.double()"}
         raise DGLError(
             f"Node features have dtype {feat.dtype}, but the model's weights are {dtype}. "
             f"Convert them with {cast.get(dtype, f'feat.to({dtype})')}, or the model with "
             f"model.to({feat.dtype})."
         )
-    if feat.dim() != 2 or feat.shape[0] != graph.num_nodes() or feat.shape[1] != in_feats:
+    if in_feats is not None and (
+        feat.dim() != 2 or feat.shape[0] != graph.num_nodes() or feat.shape[1] != in_feats
+    ):
         raise DGLError(
             f"Node features have shape {tuple(feat.shape)}, but the graph has "
             f"{graph.num_nodes()} nodes and the model was built with in_feats={in_feats}: "
             f"expected ({graph.num_nodes()}, {in_feats}). Build the model with "
             f"in_feats={feat.shape[-1]} or pass the matching features."
         )
-    if not bool(torch.isfinite(feat).all()):
-        bad = int((~torch.isfinite(feat)).any(dim=1).sum())
+    if torch.is_floating_point(feat) and not bool(torch.isfinite(feat).all()):
+        bad = int((~torch.isfinite(feat)).reshape(feat.shape[0], -1).any(dim=1).sum())
         raise DGLError(
             f"Node features contain NaN or Inf values in {bad} of {feat.shape[0]} rows. "
             f"Clean or impute them (e.g. torch.nan_to_num(feat)) before the forward pass."

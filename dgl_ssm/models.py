@@ -54,7 +54,15 @@ class DeepGNN(nn.Module):
         Normalisation after each update.
     edge_feats : int, optional
         Width of the input edge features, for backbones that use edge features (GatedGCN).
-        Without it those backbones start from a learned edge embedding.
+        Without it (and without ``edge_encoder``) those backbones start from a learned edge
+        embedding.
+    node_encoder, edge_encoder : torch.nn.Module, optional
+        Replace the linear input encoders: any module mapping the raw node (edge) features
+        to width ``hidden``, e.g. OGB's ``AtomEncoder(hidden)`` / ``BondEncoder(hidden)``
+        for the integer-coded atoms and bonds of molecules (LRGB's Peptides). The features
+        are then passed to it as they are (any dtype, any width); ``in_feats`` and
+        ``edge_feats`` are not checked against them. ``edge_encoder`` needs a backbone that
+        uses edge features.
     hop_mode : {None, "exact", "cumulative"}
         k-hop aggregation over a graph rewired by :class:`~dgl_ssm.KHopTransform`.
     max_hop : int, optional
@@ -100,6 +108,8 @@ class DeepGNN(nn.Module):
         activation="relu",
         norm=None,
         edge_feats=None,
+        node_encoder=None,
+        edge_encoder=None,
         hop_mode="default",
         max_hop=None,
         past_max_hop="empty",
@@ -128,6 +138,14 @@ class DeepGNN(nn.Module):
                 f"The {spec.name} backbone takes no conv option {', '.join(unknown)}; it "
                 f"accepts: {', '.join(accepted) or 'none'}."
             )
+        if edge_encoder is not None and not spec.uses_edge_feats:
+            raise ValueError(
+                f"The {spec.name} backbone uses no edge features, so it takes no edge_encoder. "
+                "Use a backbone that does (gatedgcn), or drop edge_encoder."
+            )
+        for name, module in [("node_encoder", node_encoder), ("edge_encoder", edge_encoder)]:
+            if module is not None and not isinstance(module, nn.Module):
+                raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}.")
         if hop_mode is not None and spec.uses_edge_feats:
             raise ValueError(
                 f"k-hop rewiring is not available for {spec.name}: its edge features would "
@@ -151,9 +169,13 @@ class DeepGNN(nn.Module):
         options = dict(conv_options or {})
 
         self.input_dropout = nn.Dropout(dropout)
-        self.encoder = nn.Linear(in_feats, hidden)
+        self.custom_node_encoder = node_encoder is not None
+        self.encoder = nn.Linear(in_feats, hidden) if node_encoder is None else node_encoder
+        self.custom_edge_encoder = edge_encoder is not None
         if spec.uses_edge_feats:
-            if edge_feats is None:
+            if edge_encoder is not None:
+                self.edge_encoder = edge_encoder
+            elif edge_feats is None:
                 self.edge_embedding = nn.Parameter(torch.randn(1, hidden) * 0.1)
             else:
                 self.edge_encoder = nn.Linear(edge_feats, hidden)
@@ -175,6 +197,11 @@ class DeepGNN(nn.Module):
             return MultiHopConv(convs, layer_index, self.delay)
         return self._spec.make_conv(self.hidden, **options)
 
+    @property
+    def uses_edge_feats(self):
+        """Whether the backbone reads edge features (pass them as ``edge_feat``)."""
+        return self._spec.uses_edge_feats
+
     def reset_parameters(self):
         """Reinitialise every trainable weight; Λ and B stay fixed."""
         for module in self.modules():
@@ -185,8 +212,18 @@ class DeepGNN(nn.Module):
 
     def forward(self, graph, feat, edge_feat=None):
         """Return node outputs ``(N, out_feats)`` or graph outputs ``(B, out_feats)``."""
-        check_node_features(graph, feat, self.in_feats, dtype=self.encoder.weight.dtype)
-        check_edge_features(graph, edge_feat, self.edge_feats)
+        if self.custom_node_encoder:  # its own input format: only the rows are checked
+            check_node_features(graph, feat, in_feats=None)
+        else:
+            check_node_features(graph, feat, self.in_feats, dtype=self.encoder.weight.dtype)
+        if not self.custom_edge_encoder:
+            check_edge_features(graph, edge_feat, self.edge_feats)
+        elif edge_feat is None or edge_feat.shape[0] != graph.num_edges():
+            raise dgl.DGLError(
+                f"The model has an edge_encoder, so it needs one row of edge features per edge "
+                f"({graph.num_edges()}), got "
+                f"{'none' if edge_feat is None else tuple(edge_feat.shape)}."
+            )
         if self._spec.needs_in_edges and self.hop_mode is None and not self.allow_zero_in_degree:
             check_in_degrees(graph, self._spec.name)
 
@@ -223,7 +260,7 @@ class DeepGNN(nn.Module):
         if not self._spec.uses_edge_feats:
             return None
         if edge_feat is None:
-            if self.edge_feats is not None:
+            if self.edge_feats is not None or self.custom_edge_encoder:
                 raise dgl.DGLError(
                     f"The model was built with edge_feats={self.edge_feats}; pass edge_feat "
                     "to forward, or build it without edge_feats."

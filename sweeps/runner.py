@@ -51,7 +51,7 @@ from optuna.trial import TrialState
 from benchmarks.config import RunConfig
 from benchmarks.datasets import data_version, dataset_options
 from benchmarks.metrics import METRICS
-from benchmarks.models import check_model_name
+from benchmarks.models import build_for, check_model_name, parameter_count
 from benchmarks.run import validate as validate_run
 from benchmarks.train import load_data, train
 
@@ -270,6 +270,8 @@ def study_identity(spec, space, config=None):
             "plain": space.plain,
             "ssm": space.ssm,
             "final": space.final,
+            # (only when set: the studies made before budgets existed keep their identity)
+            **({"max_params": space.max_params} if space.max_params is not None else {}),
         },  # fmt: skip
         "data": data,
         "data_version": data_version(spec.dataset),
@@ -441,6 +443,20 @@ def _train_trial(spec, space, data, study, storage, trial, values, log):
     config = apply_values(spec.base_config(space), values)
     trial.set_user_attr("config", config.to_dict())
     trial.set_user_attr("threads", torch.get_num_threads())
+    if space.max_params is not None:
+        count = parameter_count(build_for(config.model, data))
+        trial.set_user_attr("parameters", count)
+        if count > space.max_params:
+            message = (
+                f"{count:,} trainable parameters, over the space's budget of "
+                f"{space.max_params:,} (hidden {config.model.hidden}, "
+                f"{config.model.num_layers} layers); refused without training"
+            )
+            trial.set_user_attr("status", "over_budget")
+            trial.set_user_attr("error", message)
+            study.tell(trial, state=TrialState.PRUNED)  # a bad outcome TPE learns to avoid
+            log(f"{spec.study_name}: trial {trial.number}: {message}")
+            return "over budget"
 
     def report(epoch, value):
         if value is not None and math.isfinite(value):

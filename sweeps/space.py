@@ -1,9 +1,10 @@
 """Search spaces as YAML data files, and how a trial turns one into a run config.
 
-A space file (``sweeps/spaces/<name>.yaml``) has up to seven sections::
+A space file (``sweeps/spaces/<name>.yaml``) has up to eight sections::
 
     extends: default            # inherit another space; keys below override its keys
     protocol: heterophily       # which published protocol the space follows (optional)
+    max_params: 500000          # parameter budget of the protocol (optional)
     fixed:                      # run-config values that are not searched
       optim.epochs: 200
     search:                     # searched for every backbone: depth, width, norm, dropout, …
@@ -32,6 +33,11 @@ reference baselines (``gcn_kipf``, ``gcn_platonov``: fixed published architectur
 ``lrgb``), or ``smoke`` for a smoke-size budget that checks the pipeline and reproduces
 nothing (the quick suite). The runner stores it with the study; the leaderboard sets a
 published number beside a study only when the protocols agree.
+
+``max_params`` is the protocol's budget of trainable parameters (LRGB: 500k). The runner
+counts each trial's model before training it; a configuration over the budget is refused
+(its trial is pruned, with the count and the budget in ``user_attrs["error"]``), so the
+searched space is in effect the part within the budget.
 """
 
 import dataclasses
@@ -45,7 +51,7 @@ import dgl_ssm
 from benchmarks.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 
 SPACES = Path(__file__).resolve().parent / "spaces"
-SECTIONS = ("extends", "protocol", "fixed", "search", "plain", "ssm", "final")
+SECTIONS = ("extends", "protocol", "max_params", "fixed", "search", "plain", "ssm", "final")
 SEARCHED = ("search", "plain", "ssm")  # sections of searched parameters
 KINDS = ("plain", "ssm", "reference")
 # Run-config keys that only one kind of model takes, so only that kind's section may search.
@@ -69,6 +75,7 @@ def backbone_kind(name):
 class SearchSpace:
     name: str
     protocol: Optional[str] = None
+    max_params: Optional[int] = None
     fixed: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
     plain: dict = field(default_factory=dict)
@@ -129,7 +136,13 @@ def load_space(name, folder=SPACES, _seen=()):
     parent = SearchSpace(name="")
     if raw.get("extends"):
         parent = load_space(raw["extends"], path.parent, (*_seen, path.resolve()))
-    space = SearchSpace(name=path.stem, protocol=parent.protocol)
+    space = SearchSpace(name=path.stem, protocol=parent.protocol, max_params=parent.max_params)
+    if "max_params" in raw:
+        budget = raw["max_params"]
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)
+                                   or budget < 1):  # fmt: skip
+            raise SpaceError(f"{path}: max_params: must be a positive integer, or null.")
+        space.max_params = budget
     if "protocol" in raw:
         protocol = raw["protocol"]
         if protocol is not None and not (isinstance(protocol, str) and protocol.strip()):

@@ -304,3 +304,39 @@ def test_kgcn_ssm_with_k_equal_to_depth_is_unchanged(past_max_hop):
     expected = dense_kgcn_ssm(model, bare, feat)
     assert abs(out).max() > 1e-3
     np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
+
+
+class SumOfEmbeddings(torch.nn.Module):
+    """Integer codes (n, c) → Σ_c table_c[code]: what OGB's Atom/BondEncoder do."""
+
+    def __init__(self, sizes, hidden):
+        super().__init__()
+        self.tables = torch.nn.ModuleList(torch.nn.Embedding(s, hidden) for s in sizes)
+
+    def forward(self, codes):
+        return sum(table(codes[:, i]) for i, table in enumerate(self.tables))
+
+
+def test_custom_encoders_take_integer_codes_and_edge_features_reach_the_conv():
+    graph = random_graph(12, 30, seed=1)
+    atoms = torch.randint(0, 4, (12, 2))
+    bonds = torch.randint(0, 3, (graph.num_edges(), 1))
+    torch.manual_seed(0)
+    model = build_model("gatedgcn_ssm", 2, 8, 3, 2, node_encoder=SumOfEmbeddings([4, 4], 8),
+                        edge_encoder=SumOfEmbeddings([3], 8)).eval()  # fmt: skip
+    assert model.uses_edge_feats and isinstance(model.encoder, SumOfEmbeddings)
+    out = model(graph, atoms, bonds)
+    # The node encoder is the embedding sum itself: H⁰ = Σ_c table_c[code].
+    assert torch.allclose(model.encoder(atoms), model.encoder.tables[0](atoms[:, 0])
+                          + model.encoder.tables[1](atoms[:, 1]))  # fmt: skip
+    assert not torch.allclose(out, model(graph, atoms, (bonds + 1) % 3))  # bonds matter
+    with pytest.raises(dgl.DGLError, match="one row of edge features per edge"):
+        model(graph, atoms)
+    with pytest.raises(dgl.DGLError, match="one row per node"):
+        model(graph, atoms[:5], bonds)
+    with pytest.raises(ValueError, match="uses no edge features, so it takes no edge_encoder"):
+        build_model("gcn_ssm", 2, 8, 3, 2, edge_encoder=SumOfEmbeddings([3], 8))
+    with pytest.raises(TypeError, match="node_encoder must be a torch.nn.Module"):
+        build_model("gcn_ssm", 2, 8, 3, 2, node_encoder="atom")
+    gcn = build_model("gcn_ssm", 2, 8, 3, 2, node_encoder=SumOfEmbeddings([4, 4], 8))
+    assert not gcn.uses_edge_feats and gcn(graph, atoms).shape == (12, 3)

@@ -283,7 +283,7 @@ def check_peptide_graphs(data):
             assert (graph.num_nodes(), graph.num_edges()) == (atoms, 2 * bonds)
             assert graph.ndata["feat"].shape == (atoms, 9)
             assert graph.edata["feat"].shape == (2 * bonds, 3)
-            assert graph.ndata["feat"].dtype == graph.edata["feat"].dtype == torch.float32
+            assert graph.ndata["feat"].dtype == graph.edata["feat"].dtype == torch.int64
     acetic = data.graphs["train"][0]
     assert (acetic.num_nodes(), acetic.num_edges()) == (4, 6)  # 4 heavy atoms, 3 bonds
 
@@ -359,3 +359,63 @@ def test_missing_peptides_files_say_what_is_needed(tmp_path):
         assert needed in message
     with pytest.raises(ValueError):
         load_peptides("nope", tmp_path, tmp_path / "cache")
+
+
+@needs_ogb
+def test_a_peptides_model_has_lrgbs_encoders_and_its_parameter_count(tmp_path):
+    from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
+    from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
+
+    from benchmarks.config import RunConfig
+    from benchmarks.models import build_for, parameter_count
+
+    write_peptides(tmp_path / "data", "func")
+    data = load_peptides("func", tmp_path / "data", tmp_path / "cache")
+    config = RunConfig.from_yaml("benchmarks/configs/peptides_func.yaml")
+    model = build_for(config.model, data)
+    assert isinstance(model.encoder, AtomEncoder) and not hasattr(model, "edge_encoder")
+    # Counted by hand: one embedding table per atom feature; per layer GraphConv (W, bias) and
+    # BatchNorm (γ, β); the graph head's two linear layers.
+    hidden, layers = 96, 42
+    count = sum(get_atom_feature_dims()) * hidden + layers * (hidden * hidden + 3 * hidden)
+    count += hidden * hidden + hidden + hidden * 10 + 10
+    assert parameter_count(model) == count == 426_154 <= 500_000
+
+    config.model.name, config.model.max_hop, config.model.past_max_hop = "gatedgcn_ssm", None, None
+    config.model.hidden, config.model.num_layers = 32, 2
+    gated = build_for(config.model, data)
+    assert isinstance(gated.encoder, AtomEncoder) and isinstance(gated.edge_encoder, BondEncoder)
+    assert gated.edge_encoder.bond_embedding_list[0].num_embeddings == get_bond_feature_dims()[0]
+
+
+@needs_ogb
+def test_the_trainer_gives_bond_features_to_gatedgcn_and_no_self_loops(tmp_path, monkeypatch):
+    from benchmarks import train as train_module
+    from benchmarks.config import RunConfig
+
+    write_peptides(tmp_path / "data", "struct")  # MAE: finite on 2 validation graphs
+    data = load_peptides("struct", tmp_path / "data", tmp_path / "cache")
+    calls = []
+    build = train_module.build_for
+
+    def recording_build(model_config, dataset):
+        model = build(model_config, dataset)
+        model.register_forward_pre_hook(lambda module, args: calls.append(args))
+        return model
+
+    monkeypatch.setattr(train_module, "build_for", recording_build)
+    config = RunConfig()
+    config.model.name, config.model.hidden, config.model.num_layers = "gatedgcn_ssm", 16, 2
+    config.data.name, config.optim.epochs = "peptides_struct", 1
+    result = train_module.train(config, data=data)
+    assert result.status == "ok" and calls
+    for graph, feat, edge_feat in calls:  # every call: (graph, atom codes, bond codes)
+        assert feat.dtype == edge_feat.dtype == torch.int64
+        assert edge_feat.shape == (graph.num_edges(), 3)
+        assert not bool((graph.edges()[0] == graph.edges()[1]).any())  # no self loops added
+    # Bond features change the output (they are not loaded and dropped).
+    model = build(config.model, data).eval()
+    graph = data.graphs["train"][0]  # acetic acid: single and double bonds
+    out = model(graph, graph.ndata["feat"], graph.edata["feat"])
+    other = model(graph, graph.ndata["feat"], torch.zeros_like(graph.edata["feat"]))
+    assert not torch.allclose(out, other)

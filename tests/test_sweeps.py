@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from benchmarks.config import ModelConfig
-from benchmarks.datasets import data_version
+from benchmarks.datasets import data_version, get_dataset
 from benchmarks.references import GPP_DATA
 from sweeps.cli import sweep_main
 from sweeps.runner import SweepSpec, counted, run_sweep, validate
@@ -160,8 +160,11 @@ def test_heterophily_spaces_offer_the_skip_connection_and_platonovs_protocol(dat
 def test_protocol_tags_of_the_shipped_spaces_and_suites():
     for name in ("gpp_sssp", "gpp_eccentricity", "gpp_diameter"):
         assert load_space(name).protocol == "gpp"
-    for name in ("cora", "ring_transfer", "peptides_func", "default"):
+    for name in ("cora", "ring_transfer", "default"):
         assert load_space(name).protocol is None
+    for name in ("peptides_func", "peptides_struct"):
+        space = load_space(name)
+        assert (space.protocol, space.max_params) == ("lrgb", 500_000)
     quick = suite_studies("quick")
     assert quick and all(load_space(space).protocol == "smoke" for _, _, space, _ in quick)
     paper = {(b, d): t for b, d, _, t in suite_studies("paper")}
@@ -230,6 +233,45 @@ def test_each_trial_records_its_own_peak_memory(tmp_path):
     big, small = (t.user_attrs["peak_memory_mb"] for t in trials)
     weights_mb = 2 * 3072 * 3072 * 4 / 2**20  # two layers' weight matrices alone
     assert big - small > weights_mb, (big, small)
+
+
+def test_a_configuration_over_the_parameter_budget_is_refused_with_its_count(tmp_path):
+    space = tmp_path / "budget.yaml"
+    space.write_text(
+        TINY_SPACE.format(epochs=1, graphs=20)
+        .replace("  model.hidden: 8\n", "")
+        .replace("search:\n", "search:\n  model.hidden: {type: categorical, choices: [8, 64]}\n")
+        .replace("protocol: smoke\n", "protocol: smoke\nmax_params: 2000\n")
+    )
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=4, storage=storage, space=str(space),
+                     pruner="none", final=False)  # fmt: skip
+    lines = []
+    run_sweep(spec, log=lines.append)
+    trials = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage).trials
+    assert {t.params["model.hidden"] for t in trials} == {8, 64}
+    data = get_dataset("ring_transfer", ring_size=6, num_graphs=20)
+    for trial in trials:
+        hidden = trial.params["model.hidden"]
+        # Counted independently: encoder, 2 GraphConv layers (W and bias), linear head.
+        count = (data.num_features + 1) * hidden + 2 * (hidden + 1) * hidden
+        count += (hidden + 1) * data.num_outputs
+        assert trial.user_attrs["parameters"] == count
+        if hidden == 64:  # 64·… > 2000: refused before training
+            assert trial.state == TrialState.PRUNED and "epochs" not in trial.user_attrs
+            assert trial.user_attrs["status"] == "over_budget"
+            assert f"{count:,} trainable parameters" in trial.user_attrs["error"]
+            assert "budget of 2,000" in trial.user_attrs["error"]
+        else:
+            assert trial.state == TrialState.COMPLETE and count <= 2000
+    assert any("over the space's budget" in line for line in lines)
+
+
+def test_a_bad_budget_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("max_params: -5\n")
+    with pytest.raises(SpaceError, match="max_params: must be a positive integer"):
+        load_space(str(path))
 
 
 def test_the_leaderboard_lists_a_finished_sweep(tmp_path):

@@ -25,6 +25,12 @@ class BenchmarkData:
 
     ``level`` says where the model's outputs are read (``"node"`` or ``"graph"``), ``loss``
     how it is trained and ``metric`` how it is scored (see ``benchmarks.metrics``).
+
+    ``edata["feat"]``, where present (``num_edge_features`` wide), goes to the backbones that
+    read edge features. ``node_encoder`` / ``edge_encoder`` name the input encoders the
+    published protocol uses when they are not a linear layer (``"ogb_atom"`` /
+    ``"ogb_bond"``: OGB's embeddings of integer-coded atoms and bonds, see
+    ``benchmarks.models``).
     """
 
     name: str
@@ -37,6 +43,9 @@ class BenchmarkData:
     splits: list[dict[str, torch.Tensor]] = field(default_factory=list)
     graphs: Optional[dict[str, list[DGLGraph]]] = None
     graph_labels: Optional[dict[str, torch.Tensor]] = None
+    num_edge_features: Optional[int] = None
+    node_encoder: Optional[str] = None
+    edge_encoder: Optional[str] = None
 
     def __post_init__(self):
         if self.level not in LEVELS or self.loss not in LOSSES:

@@ -49,6 +49,9 @@ ARXIV_RAW = (
 )
 ARXIV_SPLIT = ("train.csv.gz", "valid.csv.gz", "test.csv.gz")
 
+# Part of the cache key: caches of another format (v1 stored float32 codes) are not read.
+PEPTIDES_FORMAT = "int64-codes-v2"
+
 STRUCT_TARGETS = [
     "Inertia_mass_a",
     "Inertia_mass_b",
@@ -222,7 +225,8 @@ def load_peptides(task, data_dir_path=None, cache_path=None, verbose=False):
 
     Each peptide's SMILES string becomes a graph through OGB's ``smiles2graph``: one node per
     heavy atom with the 9 integer OGB atom features in ``ndata["feat"]``, each bond as two
-    directed edges with the 3 OGB bond features in ``edata["feat"]`` (both float32).
+    directed edges with the 3 OGB bond features in ``edata["feat"]`` (both int64 codes, for
+    OGB's ``AtomEncoder`` / ``BondEncoder``, as LRGB embeds them).
 
     func: 10 binary labels per graph (``loss="bce"``, scored by average precision). struct: 11
     standardised regression targets (``loss="l1"``, scored by MAE). The splits are LRGB's
@@ -255,7 +259,7 @@ def load_peptides(task, data_dir_path=None, cache_path=None, verbose=False):
     else:
         csv_path, split_path = _download_peptides(task, cache / "raw", verbose)
 
-    digest = hashlib.sha1()
+    digest = hashlib.sha1(PEPTIDES_FORMAT.encode())
     for path in (csv_path, split_path):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -283,6 +287,9 @@ def load_peptides(task, data_dir_path=None, cache_path=None, verbose=False):
         num_outputs=spec["num_outputs"],
         graphs=graph_splits,
         graph_labels=label_splits,
+        num_edge_features=3,
+        node_encoder="ogb_atom",
+        edge_encoder="ogb_bond",
     )
 
 
@@ -374,8 +381,8 @@ def _process_peptides(task, csv_path, split_path):
         mol = smiles2graph(smiles)
         src, dst = torch.from_numpy(mol["edge_index"])
         graph = dgl.graph((src, dst), num_nodes=int(mol["num_nodes"]))
-        graph.ndata["feat"] = torch.from_numpy(mol["node_feat"]).float()
-        graph.edata["feat"] = torch.from_numpy(mol["edge_feat"]).float()
+        graph.ndata["feat"] = torch.from_numpy(mol["node_feat"]).long()
+        graph.edata["feat"] = torch.from_numpy(mol["edge_feat"]).long()
         graphs.append(graph)
 
     with open(split_path, "rb") as handle:
