@@ -14,9 +14,10 @@ SUITE ?= quick
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+# constraints.txt: the verified versions inside setup.cfg's ranges.
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e ".[bench,dev,ogb]"
+	$(PY) -m pip install -c constraints.txt -e ".[bench,dev,ogb,postgres]"
 	touch $(STAMP)
 
 test: $(STAMP)

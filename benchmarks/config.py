@@ -17,7 +17,7 @@ import functools
 import numbers
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -60,7 +60,7 @@ def _int(value):
 
 
 # A real number that keeps its type (int or float), so stored configs hash as before.
-Real = Annotated[Union[StrictInt, StrictFloat], BeforeValidator(_real), Field(allow_inf_nan=False)]
+Real = Annotated[StrictInt | StrictFloat, BeforeValidator(_real), Field(allow_inf_nan=False)]
 Int = Annotated[StrictInt, BeforeValidator(_int)]
 Str, Bool = StrictStr, StrictBool
 
@@ -108,22 +108,22 @@ class ModelConfig:
     num_layers: Annotated[Int, Field(ge=1)] = 2
     dropout: Annotated[Real, Field(ge=0, lt=1)] = 0.0
     activation: Str = "relu"
-    norm: Optional[Str] = None
+    norm: Str | None = None
     readout: Str = "mean"
-    residual: Optional[Bool] = None  # plain models only
-    state: Optional[Str] = None  # SSM models only, from here to ssm_seed
-    state_scale: Optional[Real] = None
-    input: Optional[Str] = None
-    input_scale: Optional[Real] = None
-    shared_ssm: Optional[Bool] = None
-    ssm_seed: Optional[Int] = None
-    hop_mode: Optional[Str] = None  # k-hop models: "exact" | "cumulative"
-    max_hop: Optional[Annotated[Int, Field(ge=1)]] = None  # K: rewiring radius, largest hop
-    delay: Optional[Annotated[Int, Field(ge=0)]] = None
-    past_max_hop: Optional[Str] = None  # layers past K: "empty" (hop ℓ, paper) | "repeat" hop K
+    residual: Bool | None = None  # plain models only
+    state: Str | None = None  # SSM models only, from here to ssm_seed
+    state_scale: Real | None = None
+    input: Str | None = None
+    input_scale: Real | None = None
+    shared_ssm: Bool | None = None
+    ssm_seed: Int | None = None
+    hop_mode: Str | None = None  # k-hop models: "exact" | "cumulative"
+    max_hop: Annotated[Int, Field(ge=1)] | None = None  # K: rewiring radius, largest hop
+    delay: Annotated[Int, Field(ge=0)] | None = None
+    past_max_hop: Str | None = None  # layers past K: "empty" (hop ℓ, paper) | "repeat" hop K
     conv_options: dict[Str, Any] = field(default_factory=dict)
     # activation checkpointing: True (≈√L segments) or a count
-    checkpoint: Union[Bool, Annotated[StrictInt, Field(ge=0)]] = False
+    checkpoint: Bool | Annotated[StrictInt, Field(ge=0)] = False
 
     SSM_FIELDS = ("state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed")
 
@@ -161,8 +161,8 @@ class DataConfig:
     """Which dataset, where its files are, and its options."""
 
     name: Str = "cora"
-    data_dir: Optional[Str] = None
-    cache_dir: Optional[Str] = None
+    data_dir: Str | None = None
+    cache_dir: Str | None = None
     options: dict[Str, Any] = field(default_factory=dict)  # e.g. ring_size, seed, sizes
     split: Annotated[Int, Field(ge=0)] = 0  # which fixed split of datasets that have several
     # add one self loop per node (not for k-hop models, nor for backbones that read the
@@ -177,7 +177,7 @@ class OptimConfig:
     weight_decay: Annotated[Real, Field(ge=0)] = 5e-4
     epochs: Annotated[Int, Field(ge=1)] = 200
     # early stopping: stop after this many epochs without a better validation metric
-    patience: Optional[Annotated[Int, Field(ge=0)]] = None
+    patience: Annotated[Int, Field(ge=0)] | None = None
     batch_size: Annotated[Int, Field(ge=1)] = 64  # graphs per batch, for many-graph datasets
     # Draw the training batches once (seeded) and shuffle only their order each epoch, so
     # each batch, with its hop structure, is built once: several times faster per epoch for

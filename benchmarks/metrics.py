@@ -1,8 +1,8 @@
 """Losses and metrics per task, with the direction in which each metric improves."""
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch.nn.functional as F

@@ -6,7 +6,6 @@ import statistics
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
 
 import dgl
 import numpy as np
@@ -52,9 +51,9 @@ class _Probe:  # the fields of BenchmarkData that build_for reads
     name: str = "probe"
     num_features: int = 1
     num_outputs: int = 1
-    num_edge_features: Optional[int] = None
-    node_encoder: Optional[str] = None
-    edge_encoder: Optional[str] = None
+    num_edge_features: int | None = None
+    node_encoder: str | None = None
+    edge_encoder: str | None = None
 
 
 def environment():

@@ -13,8 +13,8 @@ import copy
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import dgl
 import numpy as np
@@ -40,8 +40,8 @@ class RunResult:
 
     status: str
     metric: str
-    val: Optional[float]
-    test: Optional[float]
+    val: float | None
+    test: float | None
     best_epoch: int
     epochs: int
     wall_time_s: float
@@ -97,8 +97,8 @@ def load_data(config: RunConfig):
 
 def train(
     config: RunConfig,
-    data: Optional[BenchmarkData] = None,
-    on_epoch: Optional[Callable[[int, float], None]] = None,
+    data: BenchmarkData | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
     progress: bool = False,
 ) -> RunResult:
     """Train and evaluate one configuration; see the module docstring."""

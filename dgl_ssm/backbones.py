@@ -4,8 +4,8 @@ Every named model (plain or SSM, one hop or k hops) gets its convs from here, so
 backbone is one entry in :data:`BACKBONES`.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from dgl.nn import GATConv, GatedGCNConv, GINConv, GraphConv, SAGEConv
 from torch import nn

@@ -42,7 +42,6 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Optional
 
 import optuna
 import torch
@@ -82,16 +81,16 @@ class SweepSpec:
     dataset: str
     trials: int = 20
     storage: str = "sqlite:///runs/optuna.db"
-    space: Optional[str] = None  # default: the most specific file for the pair
+    space: str | None = None  # default: the most specific file for the pair
     seed: int = 0
     pruner: str = "median"
     heartbeat: int = 30
-    data_dir: Optional[str] = None
-    cache_dir: Optional[str] = None
+    data_dir: str | None = None
+    cache_dir: str | None = None
     device: str = "auto"
     final: bool = True
-    suite: Optional[str] = None  # the suite that runs this study, part of its identity
-    threads: Optional[int] = None  # torch threads per worker (default: cores ÷ workers)
+    suite: str | None = None  # the suite that runs this study, part of its identity
+    threads: int | None = None  # torch threads per worker (default: cores ÷ workers)
 
     @property
     def study_name(self):

@@ -43,7 +43,6 @@ searched space is in effect the part within the budget.
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -74,8 +73,8 @@ def backbone_kind(name):
 @dataclass
 class SearchSpace:
     name: str
-    protocol: Optional[str] = None
-    max_params: Optional[int] = None
+    protocol: str | None = None
+    max_params: int | None = None
     fixed: dict = field(default_factory=dict)
     search: dict = field(default_factory=dict)
     plain: dict = field(default_factory=dict)

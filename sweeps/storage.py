@@ -58,7 +58,11 @@ def open_storage(url, heartbeat_interval=30, max_retry=3):
         _prepare_sqlite_folder(url)
         return _retrying_schema_races(connect)
     except Exception as error:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
-        raise StorageError(redact(f"Cannot open storage {url}: {one_line(error)}", url)) from None
+        hint = ""
+        if isinstance(error, ModuleNotFoundError) and "psycopg" in str(error):
+            hint = ' (PostgreSQL storage needs its driver: pip install "dgl-ssm[postgres]")'
+        message = f"Cannot open storage {url}: {one_line(error)}{hint}"
+        raise StorageError(redact(message, url)) from None
 
 
 def _retrying_schema_races(action):

@@ -1,7 +1,6 @@
 """What every dataset loader returns: graphs, splits and how the task is scored."""
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 from dgl import DGLGraph
@@ -39,13 +38,13 @@ class BenchmarkData:
     metric: str
     num_features: int
     num_outputs: int
-    graph: Optional[DGLGraph] = None
+    graph: DGLGraph | None = None
     splits: list[dict[str, torch.Tensor]] = field(default_factory=list)
-    graphs: Optional[dict[str, list[DGLGraph]]] = None
-    graph_labels: Optional[dict[str, torch.Tensor]] = None
-    num_edge_features: Optional[int] = None
-    node_encoder: Optional[str] = None
-    edge_encoder: Optional[str] = None
+    graphs: dict[str, list[DGLGraph]] | None = None
+    graph_labels: dict[str, torch.Tensor] | None = None
+    num_edge_features: int | None = None
+    node_encoder: str | None = None
+    edge_encoder: str | None = None
 
     def __post_init__(self):
         if self.level not in LEVELS or self.loss not in LOSSES:

@@ -2,7 +2,6 @@
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Optional
 
 from .allocator import ALLOCATORS
 
@@ -59,21 +58,21 @@ class PerfConfig:
     warmup: int = 1
     min_time: float = 2.0
     device: str = "auto"
-    data_dir: Optional[str] = None
-    cache_dir: Optional[str] = None
+    data_dir: str | None = None
+    cache_dir: str | None = None
     backbones: tuple = ("gcn",)
     graphs: tuple = ("cora", "synthetic")
     synthetic_nodes: int = 100_000
     synthetic_edges: int = 1_000_000
     seed: int = 0
-    memory_depth: Optional[int] = None
+    memory_depth: int | None = None
     reference_depths: tuple = (2, 64)
     khop_max_k: int = 6
     khop_max_edges: int = 50_000_000
-    memory_budget_gb: Optional[float] = None
+    memory_budget_gb: float | None = None
     subprocess: bool = True
     sections: tuple = SECTIONS
-    threads: Optional[int] = None
+    threads: int | None = None
     allocator: str = "default"
     quick: bool = False
 

@@ -1,7 +1,6 @@
 """The graphs the benchmark trains on: Cora and a seeded random graph, self loops added."""
 
 from dataclasses import asdict, dataclass
-from typing import Optional
 
 import dgl
 import torch
@@ -22,8 +21,8 @@ class GraphSpec:
     nodes: int = 0
     edges: int = 0
     seed: int = 0
-    data_dir: Optional[str] = None
-    cache_dir: Optional[str] = None
+    data_dir: str | None = None
+    cache_dir: str | None = None
 
     @property
     def name(self):

@@ -2,7 +2,6 @@
 
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Optional
 
 from .allocator import split_label
 
@@ -21,8 +20,8 @@ class Record:
     variant: str
     metric: str
     values: list = field(default_factory=list)
-    depth: Optional[int] = None
-    k: Optional[int] = None
+    depth: int | None = None
+    k: int | None = None
     status: str = "ok"
     note: str = ""
 
@@ -62,10 +61,10 @@ class Ratio:
     denominator: str
     metric: str
     value: float
-    low: Optional[float] = None
-    high: Optional[float] = None
-    depth: Optional[int] = None
-    k: Optional[int] = None
+    low: float | None = None
+    high: float | None = None
+    depth: int | None = None
+    k: int | None = None
 
     @property
     def label(self):
@@ -99,7 +98,7 @@ class Target:
 
     name: str
     threshold: float
-    ratio: Optional[Ratio]
+    ratio: Ratio | None
     at_most: bool = True
     note: str = ""
 

@@ -12,7 +12,7 @@ forward pass fails.
 """
 
 from contextlib import contextmanager
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import torch
 
@@ -74,7 +74,7 @@ class LayerCall(NamedTuple):
 
     graph: Any
     feat: torch.Tensor
-    edge_feat: Optional[torch.Tensor]
+    edge_feat: torch.Tensor | None
     kwargs: dict
 
 
