@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 leaderboard: $(STAMP)
-	$(VENV)/bin/dgl-ssm-bench leaderboard --suite $(SUITE) $(if $(DATA),--data-dir $(DATA))
+	$(VENV)/bin/dgl-ssm leaderboard --suite $(SUITE) $(if $(DATA),--data-dir $(DATA))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

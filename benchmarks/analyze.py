@@ -634,9 +634,9 @@ def cmd_figures(args):
 # --- the command line --------------------------------------------------------------------
 
 
-def build_parser():
+def build_parser(prog="dgl-ssm-analyze"):
     parser = argparse.ArgumentParser(
-        prog="dgl-ssm-analyze",
+        prog=prog,
         description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(__doc__.split("\n")[2:]),
@@ -723,15 +723,15 @@ def build_parser():
 DEFAULT_LAYERS = {"energy": 64, "gradients": 64, "jacobian": 2}
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog="dgl-ssm-analyze"):
+    args = build_parser(prog).parse_args(argv)
     try:
         if args.threads < 1:
             raise ValueError("--threads must be at least 1.")
         with threads(args.threads):
             run(args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, DGLError) as error:
-        print(f"dgl-ssm-analyze: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     return 0
 

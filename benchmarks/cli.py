@@ -38,8 +38,8 @@ OPTIM_FLAGS = {"optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_dec
                "epochs": "epochs", "patience": "patience", "batch_size": "batch_size"}  # fmt: skip
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="dgl-ssm-bench", description=__doc__.split("\n")[0])
+def build_parser(prog="dgl-ssm-bench"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="train one configuration over one or more seeds")
     run.add_argument("--config", help="YAML file, or the name of a shipped config")
@@ -191,18 +191,18 @@ def _parse_value(text):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def main(argv=None):
-    return run_command(build_parser().parse_args(argv), argv)
+def main(argv=None, prog="dgl-ssm-bench"):
+    return run_command(build_parser(prog).parse_args(argv), argv, prog)
 
 
-def run_command(args, argv=None):
-    """Carry out parsed ``run`` or ``perf`` arguments; errors become one line on stderr and
-    exit code 2."""
+def run_command(args, argv=None, prog="dgl-ssm-bench"):
+    """Carry out parsed ``run``, ``perf`` or ``reproduce`` arguments; errors become one line
+    on stderr and exit code 2."""
     if args.command == "perf":
-        perf_cli.run_from_args(args, argv=argv, prog="dgl-ssm-bench")
+        perf_cli.run_from_args(args, argv=argv, prog=prog)
         return 0
     if args.command == "reproduce":
-        return reproduce_command(args)
+        return reproduce_command(args, prog)
     from .run import run_seeds
 
     try:
@@ -212,12 +212,12 @@ def run_command(args, argv=None):
         records = run_seeds(config, args.seeds, output=args.output, progress=not args.no_progress)
         print(f"{len(records)} record(s) appended to {args.output}")
     except (ValueError, OSError, ImportError, RuntimeError, DGLError) as error:
-        print(f"dgl-ssm-bench: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     return 0
 
 
-def reproduce_command(args):
+def reproduce_command(args, prog="dgl-ssm-bench"):
     from .reproduce import PARTS, execute, plan, report
 
     try:
@@ -241,7 +241,7 @@ def reproduce_command(args):
         for path in report.write_report(args.out, args.budget):
             print(f"wrote {path}")
     except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as error:
-        print(f"dgl-ssm-bench: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,10 +1,12 @@
-"""Commands: ``dgl-ssm-sweep`` (one study) and ``dgl-ssm-bench`` (runs, and the leaderboard).
+"""The sweeps' commands: ``dgl-ssm sweep`` (one study) and ``dgl-ssm leaderboard``.
 
-    dgl-ssm-sweep --backbone gcn_ssm --dataset gpp_sssp --trials 50 --storage sqlite:///runs/optuna.db
-    dgl-ssm-bench leaderboard --suite quick      # the main job: sweeps, then tables and plots
+    dgl-ssm sweep --backbone gcn_ssm --dataset gpp_sssp --trials 50 --storage sqlite:///runs/optuna.db
+    dgl-ssm leaderboard --suite quick    # the main job: a suite of sweeps, then tables and plots
+    dgl-ssm leaderboard --storage URL    # tables and plots of the studies already there
 
-``dgl-ssm-bench`` is the benchmark suite's command with the ``leaderboard`` subcommand added
-here, so the benchmark suite itself never imports the sweeps.
+The old names stay: ``dgl-ssm-sweep``, ``dgl-ssm-leaderboard`` (tables only) and
+``dgl-ssm-bench`` (the benchmark suite's command, whose ``leaderboard`` subcommand runs a
+suite, ``quick`` by default).
 """
 
 import argparse
@@ -47,9 +49,9 @@ def add_sweep_options(parser):
                         help="skip re-running the best configuration over seeds")  # fmt: skip
 
 
-def sweep_parser():
+def sweep_parser(prog="dgl-ssm-sweep"):
     parser = argparse.ArgumentParser(
-        prog="dgl-ssm-sweep", description="Tune one backbone on one dataset with Optuna."
+        prog=prog, description="Tune one backbone on one dataset with Optuna."
     )
     parser.add_argument("--backbone", required=True, help="a model name, e.g. gcn_ssm")
     parser.add_argument("--dataset", required=True, help="a dataset name, e.g. gpp_sssp")
@@ -93,31 +95,38 @@ def _guarded(action, prog, storage=""):
     return 0
 
 
-def sweep_main(argv=None):
-    args = sweep_parser().parse_args(argv)
-    if not _check_counts(args, "dgl-ssm-sweep"):
+def sweep_main(argv=None, prog="dgl-ssm-sweep"):
+    args = sweep_parser(prog).parse_args(argv)
+    if not _check_counts(args, prog):
         return 2
     spec = _spec(args, args.backbone, args.dataset, args.trials, args.space)
-    return _guarded(lambda: run_sweep(spec, workers=args.workers), "dgl-ssm-sweep", args.storage)
+    return _guarded(lambda: run_sweep(spec, workers=args.workers), prog, args.storage)
 
 
-def bench_parser():
-    parser = bench_cli.build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    board = commands.add_parser(
-        "leaderboard", help="run a suite of sweeps, then write the leaderboard"
+def suite_parser(prog="dgl-ssm leaderboard", default_suite=None):
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run a suite of sweeps (--suite), then write the leaderboard (Markdown, "
+        "CSV and LaTeX tables, PNG plots) from the storage; without --suite, only write it.",
     )
-    board.add_argument("--suite", choices=list(SUITES), default="quick")
-    board.add_argument("--out", default="runs/leaderboard", help="folder for tables and plots")
-    add_sweep_options(board)
+    parser.add_argument("--suite", choices=list(SUITES), default=default_suite,
+                        help="suite of sweeps to run first (resumed if already there)")  # fmt: skip
+    parser.add_argument("--out", default="runs/leaderboard", help="folder for tables and plots")
+    parser.add_argument("--depth-select", choices=("val", "test"), default="val",
+                        help="trial per depth in the depth plots: best val or test")  # fmt: skip
+    add_sweep_options(parser)
     return parser
 
 
-def bench_main(argv=None):
-    args = bench_parser().parse_args(argv)
-    if args.command != "leaderboard":
-        return bench_cli.run_command(args, argv)
-    if not _check_counts(args, "dgl-ssm-bench"):
+def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
+    """``dgl-ssm leaderboard [--suite NAME]``: returns the exit code (2: bad input)."""
+    args = suite_parser(prog, default_suite).parse_args(argv)
+    if args.suite is None:
+        from . import leaderboard
+
+        options = ["--storage", args.storage, "--out", args.out]
+        return leaderboard.main([*options, "--depth-select", args.depth_select], prog=prog)
+    if not _check_counts(args, prog):
         return 2
 
     def suite():
@@ -127,13 +136,22 @@ def bench_main(argv=None):
         for backbone, dataset, space, trials in suite_studies(args.suite):
             spec = _spec(args, backbone, dataset, trials, space, suite=args.suite)
             run_sweep(spec, workers=args.workers)
-        files = build_leaderboard(args.storage, args.out)
+        files = build_leaderboard(args.storage, args.out, depth_select=args.depth_select)
         minutes = (time.perf_counter() - start) / 60
         print(f"Suite {args.suite!r} done in {minutes:.1f} min. Leaderboard:")
         for path in files.values():
             print(f"  {path}")
 
-    return _guarded(suite, "dgl-ssm-bench", args.storage)
+    return _guarded(suite, prog, args.storage)
+
+
+def bench_main(argv=None):
+    """``dgl-ssm-bench``, the old name: the benchmark suite's subcommands, and
+    ``leaderboard`` (a suite, ``quick`` by default, then the tables)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["leaderboard"]:
+        return leaderboard_main(argv[1:], "dgl-ssm-bench leaderboard", default_suite="quick")
+    return bench_cli.main(argv)
 
 
 if __name__ == "__main__":

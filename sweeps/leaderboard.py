@@ -1031,10 +1031,10 @@ def build_leaderboard(storage_url, out_dir, *, depth_select="val"):
     return _build(storage_url, out_dir, depth_select).files
 
 
-def main(argv=None):
+def main(argv=None, prog=PROG):
     """``dgl-ssm-leaderboard --storage URL --out DIR``: returns the exit code (2: bad input)."""
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=prog,
         description="Build the leaderboard (Markdown, CSV, LaTeX tables and PNG plots) from "
         "the Optuna storage of the sweeps.",
     )
@@ -1056,16 +1056,16 @@ def main(argv=None):
 
     # Warnings (skipped studies) as plain "prog: WARNING: ..." lines on stderr.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(f"{prog}: %(levelname)s: %(message)s"))
     log.addHandler(handler)
     propagate, log.propagate = log.propagate, False
     try:
         board = _build(args.storage, args.out, args.depth_select)
     except LeaderboardError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"{PROG}: error: cannot write to {args.out}: {exc}", file=sys.stderr)
+        print(f"{prog}: error: cannot write to {args.out}: {exc}", file=sys.stderr)
         return 2
     finally:
         log.removeHandler(handler)

@@ -1,9 +1,17 @@
-"""Named suites of studies: ``quick`` (minutes on a laptop) and ``paper`` (the full protocol)."""
+"""Named suites of studies: ``tiny`` (an installation check in seconds), ``quick`` (minutes on
+a laptop) and ``paper`` (the full protocol)."""
 
 QUICK_MODELS = ("gcn", "gcn_ssm", "kgcn_ssm")
 QUICK_DATASETS = ("ring_transfer", "gpp_sssp", "cora")
 
 SUITES = {
+    # One study of one short trial: checks an installation end to end (sweep, final runs,
+    # tables, plots) in well under a minute. Reproduces nothing.
+    "tiny": {
+        "trials": 1,
+        "studies": [{"backbone": "gcn_ssm", "dataset": "ring_transfer",
+                     "space": "tiny_ring_transfer"}],
+    },
     # Every study small enough that the whole suite runs in minutes on 2 CPU cores: a smoke
     # test of the pipeline (spaces quick_*.yaml, protocol "smoke"), not a reproduction.
     "quick": {

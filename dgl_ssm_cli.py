@@ -1,0 +1,41 @@
+"""``dgl-ssm``: the one command of the project, above every room.
+
+    dgl-ssm run --config cora_gcn_ssm_64           # one configuration, several seeds
+    dgl-ssm sweep --backbone gcn_ssm --dataset cora
+    dgl-ssm leaderboard --suite quick               # the main job
+    dgl-ssm analyze jacobian --dataset cora
+    dgl-ssm perf --quick
+    dgl-ssm reproduce --part gpp --list
+
+Each room registers its subcommands (``benchmarks.commands.subcommands``,
+``sweeps.commands.subcommands``); this module only picks one and hands it the rest of the
+command line, so a subcommand loads only its own room. The old names (``dgl-ssm-bench``,
+``dgl-ssm-sweep``, ``dgl-ssm-leaderboard``, ``dgl-ssm-analyze``) still work.
+"""
+
+import argparse
+import sys
+
+from benchmarks.commands import subcommands as benchmark_commands
+from sweeps.commands import subcommands as sweep_commands
+
+PROG = "dgl-ssm"
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {**benchmark_commands(), **sweep_commands()}
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="GNN-SSM for DGL: runs, sweeps, leaderboards, diagnostics, benchmarks.",
+        epilog=f"'{PROG} COMMAND --help' shows a command's options.",
+    )
+    choices = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in commands.items():
+        choices.add_parser(name, help=command.help, add_help=False)
+    args = parser.parse_args(argv[:1])  # the command's name (or --help); the rest is its own
+    return commands[args.command].main(argv[1:], f"{PROG} {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

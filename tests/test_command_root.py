@@ -1,0 +1,67 @@
+"""The installed ``dgl-ssm`` command: its subcommands, the old names, and the main job end to
+end at tiny size (the console scripts of the environment the tests run in)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+SUBCOMMANDS = ("run", "perf", "reproduce", "analyze", "sweep", "leaderboard")
+OLD_NAMES = ("dgl-ssm-bench", "dgl-ssm-sweep", "dgl-ssm-leaderboard", "dgl-ssm-analyze")
+
+pytestmark = pytest.mark.skipif(
+    not (BIN / "dgl-ssm").exists(), reason="dgl-ssm is not installed here (pip install -e .)"
+)
+
+
+def command(*argv, cwd=None):
+    return subprocess.run([str(BIN / argv[0]), *argv[1:]], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)  # fmt: skip
+
+
+def test_the_root_lists_its_subcommands_and_the_old_names_still_work():
+    root = command("dgl-ssm", "--help")
+    assert root.returncode == 0
+    listed = [m.group(1) for m in re.finditer(r"^ {4}(\S+)", root.stdout, re.MULTILINE)]
+    assert tuple(listed) == SUBCOMMANDS
+    for name in ("run", "leaderboard"):  # (each process imports DGL: a few seconds)
+        sub = command("dgl-ssm", name, "--help")
+        assert sub.returncode == 0 and sub.stdout.startswith(f"usage: dgl-ssm {name} ")
+    for old in OLD_NAMES:
+        alias = command(old, "--help")
+        assert alias.returncode == 0 and alias.stdout.startswith(f"usage: {old} ")
+    unknown = command("dgl-ssm", "trian")
+    assert unknown.returncode == 2 and "invalid choice: 'trian'" in unknown.stderr
+
+
+def test_run_loads_neither_optuna_nor_the_sweeps_runner(tmp_path):
+    out = tmp_path / "runs.jsonl"
+    argv = ["run", "--model", "gcn_ssm", "--dataset", "ring_transfer", "--ring-size", "6",
+            "--num-graphs", "20", "--layers", "2", "--hidden", "8", "--epochs", "1",
+            "--no-progress", "--output", str(out)]  # fmt: skip
+    code = (
+        "import sys, dgl_ssm_cli\n"
+        f"status = dgl_ssm_cli.main({argv!r})\n"
+        "print(status, sorted(m for m in sys.modules if m.split('.')[0] in ('optuna', 'sweeps')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # Only the sweeps' registration module (names and help lines) is loaded.
+    assert result.stdout.splitlines()[-1] == "0 ['sweeps', 'sweeps.commands']", result.stderr
+    assert len(out.read_text().splitlines()) == 1
+
+
+def test_the_installed_leaderboard_suite_end_to_end_and_its_regeneration(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    first = command("dgl-ssm", "leaderboard", "--suite", "tiny", "--storage", storage,
+                    "--out", "board", cwd=tmp_path)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    table = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "| GCN-SSM |" in table and "ring_transfer (accuracy ↑)" in table and "smoke" in table
+    # Without --suite the command only rebuilds the tables: the same bytes from the storage.
+    again = command("dgl-ssm", "leaderboard", "--storage", storage, "--out", "again", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex"):
+        assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "board" / name).read_bytes()
