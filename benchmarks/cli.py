@@ -211,7 +211,7 @@ def run_command(args, argv=None, prog="dgl-ssm-bench"):
             raise ValueError("--seeds must be at least 1.")
         records = run_seeds(config, args.seeds, output=args.output, progress=not args.no_progress)
         print(f"{len(records)} record(s) appended to {args.output}")
-    except (ValueError, OSError, ImportError, RuntimeError, DGLError) as error:
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError, DGLError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     return 0

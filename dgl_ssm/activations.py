@@ -1,4 +1,4 @@
-"""Activation functions chosen by name, so configs and CLIs can name them."""
+"""Activations by name (so configs and CLIs can name them), module or callable."""
 
 from torch import nn
 
@@ -13,16 +13,46 @@ ACTIVATIONS = {
 }
 
 
-def get_activation(name):
-    """Return a fresh activation module for ``name`` (or pass a module through).
+class FunctionActivation(nn.Module):
+    """A plain function (``torch.tanh``, ``F.silu``, a lambda) as an activation module."""
 
-    Raises ``ValueError`` listing the valid names when ``name`` is unknown.
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
+
+    def extra_repr(self):
+        return getattr(self.function, "__name__", repr(self.function))
+
+
+def get_activation(activation):
+    """Return an activation module for ``activation``: a name (a fresh module), a module
+    (passed through) or any callable on tensors (wrapped), as DGL's and PyG's layers take.
+
+    Raises ``ValueError`` listing the valid names when a name is unknown, ``TypeError`` for
+    anything else.
+
+    Example
+    -------
+    >>> import torch
+    >>> from dgl_ssm.activations import get_activation
+    >>> get_activation("tanh"), get_activation(torch.sigmoid)
+    (Tanh(), FunctionActivation(sigmoid))
     """
-    if isinstance(name, nn.Module):
-        return name
-    try:
-        return ACTIVATIONS[name]()
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"Unknown activation {name!r}. Valid names: {', '.join(sorted(ACTIVATIONS))}."
-        ) from None
+    if isinstance(activation, nn.Module):
+        return activation
+    if isinstance(activation, str):
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"Unknown activation {activation!r}. Valid names: "
+                f"{', '.join(sorted(ACTIVATIONS))}; or pass a module or a callable."
+            )
+        return ACTIVATIONS[activation]()
+    if callable(activation):
+        return FunctionActivation(activation)
+    raise TypeError(
+        f"activation must be a name ({', '.join(sorted(ACTIVATIONS))}), an nn.Module or a "
+        f"callable, got {type(activation).__name__}."
+    )

@@ -1,12 +1,18 @@
-"""Input checks run once per forward, so bad input fails with a remedy, not deep inside."""
+"""Input checks, so bad input fails with a remedy, not deep inside.
+
+Errors follow one rule: ``DGLError`` for the graph's structure (heterogeneous, empty, nodes
+without in-edges), ``TypeError`` for a tensor of the wrong kind or dtype, ``ValueError`` for
+a wrong shape or value (NaN, Inf).
+"""
 
 import torch
 from dgl import DGLError
 
 
 def check_node_features(graph, feat, in_feats, dtype=None):
-    """Raise ``DGLError`` unless ``graph`` is homogeneous and ``feat`` is a finite float
-    ``(graph.num_nodes(), in_feats)`` tensor (of ``dtype``, the model's, when given).
+    """Check that ``graph`` is homogeneous and not empty (else ``DGLError``) and that ``feat``
+    is a finite float ``(graph.num_nodes(), in_feats)`` tensor (of ``dtype``, the model's,
+    when given; else ``TypeError`` or ``ValueError``).
     ``in_feats=None`` (a model with its own node encoder): any dtype and width, one row per
     node."""
     if not graph.is_homogeneous:
@@ -21,21 +27,21 @@ def check_node_features(graph, feat, in_feats, dtype=None):
             "embedded or classified."
         )
     if not isinstance(feat, torch.Tensor):
-        raise DGLError(f"Node features must be a torch.Tensor, got {type(feat).__name__}.")
+        raise TypeError(f"Node features must be a torch.Tensor, got {type(feat).__name__}.")
     if in_feats is None:
         if feat.dim() == 0 or feat.shape[0] != graph.num_nodes():
-            raise DGLError(
+            raise ValueError(
                 f"Node features have shape {tuple(feat.shape)}, but the graph has "
                 f"{graph.num_nodes()} nodes: give one row per node."
             )
     elif not torch.is_floating_point(feat):
-        raise DGLError(
+        raise TypeError(
             f"Node features have dtype {feat.dtype}, but the model needs floating point "
             f"features. Convert them with feat.float() (or one-hot encode integer labels)."
         )
     if in_feats is not None and dtype is not None and feat.dtype != dtype:
         cast = {torch.float32: "feat.float()", torch.float64: "feat.double()"}
-        raise DGLError(
+        raise TypeError(
             f"Node features have dtype {feat.dtype}, but the model's weights are {dtype}. "
             f"Convert them with {cast.get(dtype, f'feat.to({dtype})')}, or the model with "
             f"model.to({feat.dtype})."
@@ -43,7 +49,7 @@ def check_node_features(graph, feat, in_feats, dtype=None):
     if in_feats is not None and (
         feat.dim() != 2 or feat.shape[0] != graph.num_nodes() or feat.shape[1] != in_feats
     ):
-        raise DGLError(
+        raise ValueError(
             f"Node features have shape {tuple(feat.shape)}, but the graph has "
             f"{graph.num_nodes()} nodes and the model was built with in_feats={in_feats}: "
             f"expected ({graph.num_nodes()}, {in_feats}). Build the model with "
@@ -51,24 +57,25 @@ def check_node_features(graph, feat, in_feats, dtype=None):
         )
     if torch.is_floating_point(feat) and not bool(torch.isfinite(feat).all()):
         bad = int((~torch.isfinite(feat)).reshape(feat.shape[0], -1).any(dim=1).sum())
-        raise DGLError(
+        raise ValueError(
             f"Node features contain NaN or Inf values in {bad} of {feat.shape[0]} rows. "
             f"Clean or impute them (e.g. torch.nan_to_num(feat)) before the forward pass."
         )
 
 
 def check_edge_features(graph, edge_feat, edge_feats):
-    """Raise ``DGLError`` unless ``edge_feat`` fits the graph and the model's edge width."""
+    """Check that ``edge_feat`` fits the graph and the model's edge width."""
     if edge_feat is None:
         return
     expected = (graph.num_edges(), edge_feats)
     if edge_feats is None:
-        raise DGLError(
+        raise ValueError(
             "Edge features were given, but the model was built without edge_feats. Pass "
             "edge_feats=<width> when building the model."
         )
     if not torch.is_floating_point(edge_feat) or tuple(edge_feat.shape) != expected:
-        raise DGLError(
+        error = ValueError if torch.is_floating_point(edge_feat) else TypeError
+        raise error(
             f"Edge features must be a float tensor of shape {expected}, got "
             f"{tuple(edge_feat.shape)} with dtype {edge_feat.dtype}."
         )

@@ -12,8 +12,6 @@ hop distance. Two modes (paper §3):
   delay ν, hop k reads the delayed state ``H^(ℓ − τ(k))``, ``τ(k) = max(0, k − ν)``.
 """
 
-import weakref
-
 import dgl
 import torch
 from dgl import DGLError
@@ -29,16 +27,16 @@ def radius_field(hop_field="hop"):
     return f"{hop_field}_radius"
 
 
-# Hop graphs of each rewired graph, built once: full-batch training calls the model on the
-# same graph every epoch. Entries die with their graph.
-_CACHE = weakref.WeakKeyDictionary()
+# Hop graphs of a rewired graph are built once and kept on the graph object itself (full-batch
+# training calls the model on the same graph every epoch), so they live and die with it.
+_CACHE_ATTRIBUTE = "_dgl_ssm_hop_graphs"
 
 
 def hop_graphs(graph, max_hop, hop_field="hop"):
     """Split a rewired graph into ``[G_1, …, G_K]``: the hop-k edges plus one self loop a node.
 
-    The result is cached per graph (and per hop tensor, so re-assigning ``edata[hop_field]``
-    invalidates it). When the graph records the radius ``k`` of the
+    The result is cached on the graph (for its hop tensor as it is: re-assigning or editing
+    ``edata[hop_field]`` invalidates it). When the graph records the radius ``k`` of the
     :class:`~dgl_ssm.KHopTransform` that rewired it (``ndata[hop_field + "_radius"]``),
     ``max_hop > k`` is refused: hops ``k+1..K`` were never computed, so they would be empty
     whatever the graph.
@@ -78,12 +76,14 @@ def _hop_graphs_and_loops(graph, max_hop, hop_field):
         )
     _check_radius(graph, max_hop, hop_field)
     hops = graph.edata[hop_field]
-    key = (max_hop, hop_field, hops.data_ptr(), graph.num_edges(), str(graph.device))
-    cached = _CACHE.setdefault(graph, {})
-    if key not in cached:
-        cached.clear()  # one entry per graph: an older key means the graph changed
-        cached[key] = _split_hops(graph, hops, max_hop)
-    return cached[key]
+    # The hop tensor itself (edata returns the stored object), its in-place edit count, and
+    # what else could change the split.
+    key = (max_hop, hop_field, hops._version, graph.num_edges(), str(graph.device))
+    cached = getattr(graph, _CACHE_ATTRIBUTE, None)
+    if cached is None or cached[0] is not hops or cached[1] != key:
+        cached = (hops, key, _split_hops(graph, hops, max_hop))
+        setattr(graph, _CACHE_ATTRIBUTE, cached)
+    return cached[2]
 
 
 def _check_radius(graph, max_hop, hop_field):

@@ -69,9 +69,7 @@ class SSMLayer(nn.Module):
 
     def reset_parameters(self):
         """Reinitialise the conv and the norm (Λ and B stay as built)."""
-        for module in (self.conv, self.norm):
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        reset_submodules(self)
 
     def forward(self, graph, feat, edge_feat=None, **conv_kwargs):
         """Apply one layer.
@@ -102,3 +100,14 @@ class SSMLayer(nn.Module):
 
     def extra_repr(self):
         return f"dim={self.dim}"
+
+
+def reset_submodules(module):
+    """Reinitialise every submodule of ``module`` once: call ``reset_parameters`` on each
+    outermost submodule that has one (it resets its own children), and look inside the
+    others (containers such as ``nn.ModuleList``)."""
+    for child in module.children():
+        if hasattr(child, "reset_parameters"):
+            child.reset_parameters()
+        else:
+            reset_submodules(child)

@@ -24,7 +24,7 @@ from .space import SpaceError
 from .storage import DEFAULT_STORAGE, StorageError, redact
 from .suites import SUITES, suite_studies
 
-ERRORS = (ValueError, FileNotFoundError, ImportError, RuntimeError, DGLError, SpaceError,
+ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, DGLError, SpaceError,
           StorageError, LeaderboardError)  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """Every backbone: plain and SSM twins, parameters, buffers, save/load, tasks, registry."""
 
 import io
+import pickle
 
 import dgl
 import networkx as nx
@@ -330,9 +331,9 @@ def test_custom_encoders_take_integer_codes_and_edge_features_reach_the_conv():
     assert torch.allclose(model.encoder(atoms), model.encoder.tables[0](atoms[:, 0])
                           + model.encoder.tables[1](atoms[:, 1]))  # fmt: skip
     assert not torch.allclose(out, model(graph, atoms, (bonds + 1) % 3))  # bonds matter
-    with pytest.raises(dgl.DGLError, match="one row of edge features per edge"):
+    with pytest.raises(ValueError, match="one row of edge features per edge"):
         model(graph, atoms)
-    with pytest.raises(dgl.DGLError, match="one row per node"):
+    with pytest.raises(ValueError, match="one row per node"):
         model(graph, atoms[:5], bonds)
     with pytest.raises(ValueError, match="uses no edge features, so it takes no edge_encoder"):
         build_model("gcn_ssm", 2, 8, 3, 2, edge_encoder=SumOfEmbeddings([3], 8))
@@ -340,3 +341,84 @@ def test_custom_encoders_take_integer_codes_and_edge_features_reach_the_conv():
         build_model("gcn_ssm", 2, 8, 3, 2, node_encoder="atom")
     gcn = build_model("gcn_ssm", 2, 8, 3, 2, node_encoder=SumOfEmbeddings([4, 4], 8))
     assert not gcn.uses_edge_feats and gcn(graph, atoms).shape == (12, 3)
+
+
+def test_inputs_are_checked_once_per_graph_and_features_until_they_change(monkeypatch):
+    import dgl_ssm.models as models_module
+
+    calls = []
+    check = models_module.check_node_features
+    monkeypatch.setattr(models_module, "check_node_features",
+                        lambda *args, **kw: calls.append(1) or check(*args, **kw))  # fmt: skip
+    graph, feat = random_graph(12, 30, seed=2), torch.randn(12, 5)
+    model = build_model("gcn_ssm", 5, 8, 2, 2)
+    for _ in range(3):
+        model(graph, feat)
+    assert len(calls) == 1  # the same pair: no second check, no device sync
+    model(graph, feat.clone())
+    assert len(calls) == 2  # other features
+    feat[0, 0] = float("nan")  # edited in place: checked again, and refused
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        model(graph, feat)
+    feat[0, 0] = 0.0
+    model(graph, feat)
+    restored = pickle.loads(pickle.dumps(model))  # the memo (weak references) is not pickled
+    assert torch.equal(restored(graph, feat), model(graph, feat))
+
+
+def test_activations_are_names_modules_or_callables():
+    graph, feat = random_graph(10, 20, seed=4), torch.randn(10, 3)
+    torch.manual_seed(0)
+    by_name = build_model("gcn_ssm", 3, 6, 2, 3, activation="tanh")
+    torch.manual_seed(0)
+    by_function = build_model("gcn_ssm", 3, 6, 2, 3, activation=torch.tanh)
+    assert torch.allclose(by_name(graph, feat), by_function(graph, feat))
+    with pytest.raises(ValueError, match="Unknown activation 'swish'.*or a callable"):
+        build_model("gcn_ssm", 3, 6, 2, 3, activation="swish")
+    with pytest.raises(TypeError, match="activation must be a name"):
+        build_model("gcn_ssm", 3, 6, 2, 3, activation=3)
+
+
+@pytest.mark.parametrize("name", ["gcn_ssm", "gatedgcn", "kgcn_ssm"])
+def test_reset_parameters_resets_each_conv_once(name, monkeypatch):
+    model = build_model(name, 3, 6, 2, 3, **({"hop_mode": "cumulative"} if name == "kgcn_ssm"
+                                              else {}))  # fmt: skip
+    counts = {}
+    # (Modules with parameters: the shared, parameter-free Λ/B update is visited per layer.)
+    for module in model.modules():
+        has_weights = next(module.parameters(), None) is not None
+        if module is not model and hasattr(module, "reset_parameters") and has_weights:
+            original = module.reset_parameters
+
+            def counted(original=original, module=module):
+                counts[id(module)] = counts.get(id(module), 0) + 1
+                original()
+
+            monkeypatch.setattr(module, "reset_parameters", counted)
+    before = [p.detach().clone() for p in model.parameters()]
+    model.reset_parameters()
+    assert counts and max(counts.values()) == 1
+    convs = [m for m in model.modules() if type(m).__module__.startswith("dgl.nn")]
+    assert convs and all(counts.get(id(m)) == 1 or not hasattr(m, "reset_parameters")
+                         for m in convs)  # fmt: skip
+    changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters()) if b.dim() > 1]
+    assert all(changed)  # every weight matrix was re-drawn
+
+
+def test_hop_graphs_are_cached_on_the_graph_and_follow_its_hops():
+    from dgl_ssm.multihop import layer_hop_graphs
+
+    graph = KHopTransform(k=3)(ring_graph(8))
+    first = layer_hop_graphs(graph, 3, 3)
+    assert layer_hop_graphs(graph, 3, 3)[0] is first[0]  # built once
+    assert first[1].num_edges() == 8 * 2 + 8  # hop 2 both ways, plus self loops
+    graph.edata["hop"][graph.edata["hop"] == 2] = 3  # edited in place: rebuilt
+    again = layer_hop_graphs(graph, 3, 3)
+    assert again[0] is not first[0] and again[1].num_edges() == 8
+    graph.edata["hop"] = torch.ones_like(graph.edata["hop"])  # replaced: rebuilt
+    assert layer_hop_graphs(graph, 3, 3)[0].num_edges() == graph.num_edges() + 8
+
+
+def ring_graph(n):
+    nodes = torch.arange(n)
+    return dgl.to_bidirected(dgl.graph((nodes, (nodes + 1) % n)))
