@@ -215,6 +215,7 @@ def test_a_layer_that_couples_components_is_solved_as_one_block():
     np.testing.assert_allclose(top_eigenvalue_moduli(layer, graph, feat, k=5), moduli, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_top10_singular_values_on_cora_are_adjacency_times_weight_spectra(cora):
     # Cora has 78 components, so Â has eigenvalue 1 78 times and ‖J‖ = σ₁(W) repeats 78 times.
     bare = dgl.remove_self_loop(cora)
@@ -300,6 +301,7 @@ def test_normalized_energy_on_cora_is_the_same_with_and_without_self_loops(cora)
     assert dirichlet_energy(bare, feat, normalized=True) == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_energy_on_cora_vanishes_through_plain_gcn_but_not_gcn_ssm(cora):
     graph = dgl.add_self_loop(dgl.remove_self_loop(cora))
     feat = graph.ndata["feat"]
@@ -488,6 +490,7 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_cli_energy_and_sensitivity_write_png_and_csv(tmp_path):
     from matplotlib.image import imread
 
@@ -518,6 +521,7 @@ def test_cli_energy_and_sensitivity_write_png_and_csv(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_cli_gradients_jacobian_and_errors(tmp_path, capsys):
     from matplotlib.image import imread
 

@@ -61,5 +61,14 @@ def test_ring_transfer_is_balanced_and_reproducible():
     assert first != [int(g.ndata["label"][0]) for g in other.graphs["test"]]
 
 
-def test_every_registered_dataset_has_a_loader():
-    assert {"cora", "minesweeper", "ring_transfer", "gpp_sssp", "peptides_func"} <= set(DATASETS)
+def test_real_datasets_take_a_folder_and_generated_ones_a_seed():
+    from benchmarks.datasets import FIXED_SPLITS, dataset_options
+
+    generated = {"ring_transfer", "gpp_sssp", "gpp_eccentricity", "gpp_diameter"}
+    for name in DATASETS:
+        options = set(dataset_options(name))
+        if name in generated:
+            assert "seed" in options and "data_dir" not in options, name
+        else:  # a local folder (--data-dir / DGL_SSM_DATA) instead of a download
+            assert {"data_dir", "cache_dir"} <= options, name
+    assert set(FIXED_SPLITS) <= set(DATASETS) - generated

@@ -22,6 +22,7 @@ def command(*argv, cwd=None):
                           cwd=cwd, timeout=600)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_root_lists_its_subcommands_and_the_old_names_still_work():
     root = command("dgl-ssm", "--help")
     assert root.returncode == 0
@@ -53,6 +54,7 @@ def test_run_loads_neither_optuna_nor_the_sweeps_runner(tmp_path):
     assert len(out.read_text().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_the_installed_leaderboard_suite_end_to_end_and_its_regeneration(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     first = command("dgl-ssm", "leaderboard", "--suite", "tiny", "--storage", storage,

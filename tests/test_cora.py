@@ -42,12 +42,14 @@ def cora_with_self_loops(cora):
     return dgl.add_self_loop(dgl.remove_self_loop(cora))
 
 
+@pytest.mark.slow
 def test_64_layer_gcn_ssm_trains_on_cora(cora_with_self_loops):
     accuracy = train_and_test("gcn_ssm", cora_with_self_loops)
     print(f"64-layer GCNSSM, Cora test accuracy: {accuracy:.3f}")
     assert accuracy >= 0.75
 
 
+@pytest.mark.slow
 def test_64_layer_plain_gcn_does_not(cora_with_self_loops):
     accuracy = train_and_test("gcn", cora_with_self_loops)
     print(f"64-layer GCN, Cora test accuracy: {accuracy:.3f}")

@@ -109,6 +109,7 @@ def test_unknown_task_or_bad_sizes_are_rejected(tmp_path):
         load_gpp("sssp", sizes=(10, 5), cache_path=tmp_path)
 
 
+@pytest.mark.slow
 def test_every_graph_is_valid(full):
     data, _, _ = full
     for split in gpp.SPLITS:
@@ -294,6 +295,7 @@ def test_a_write_that_dies_leaves_no_cache_file(tmp_path, monkeypatch):
     assert_same_data(data, load_gpp("sssp", seed=2, sizes=sizes, cache_path=tmp_path))
 
 
+@pytest.mark.slow
 def test_family_frequencies_follow_the_mixture(full):
     _, families, _ = full
     counts = Counter(f for split in gpp.SPLITS for f in families[split])
@@ -424,6 +426,7 @@ def family_statistics():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_each_family_matches_an_independent_generator(family_statistics, family):
     ours_stats, theirs = family_statistics[family]
@@ -431,6 +434,7 @@ def test_each_family_matches_an_independent_generator(family_statistics, family)
     assert_same_distribution(ours_stats, theirs, family)
 
 
+@pytest.mark.slow
 def test_family_statistics_tell_the_old_recipe_apart(family_statistics):
     """The checks above have power: the old recipe's ER (mean degree 3–8) and connected caveman
     are far outside them, and PNA's keep rate leaves most paths connected."""
@@ -444,6 +448,7 @@ def test_family_statistics_tell_the_old_recipe_apart(family_statistics):
     assert path[:, 3].mean() < 0.5  # an edge is kept with probability 0.98, not 0.9
 
 
+@pytest.mark.slow
 def test_mixture_statistics_match_the_published_measurement(full):
     """paper.md §5: on 600 graphs PNA's rules give mean degree ≈ 7.1–7.4, diameter variance
     ≈ 57, ≈ 13 % disconnected."""

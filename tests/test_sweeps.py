@@ -304,6 +304,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         assert message in err and err.count("\n") == 1 and "secret" not in err
 
 
+@pytest.mark.slow
 def test_killed_worker_loses_nothing_and_its_trial_is_retried(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     command = sweep_command(tiny_space(tmp_path, epochs=200), storage, 3,
@@ -349,6 +350,7 @@ POSTGRES = os.environ.get("DGL_SSM_TEST_POSTGRES")
     not POSTGRES and not os.environ.get("CI"),
     reason="set DGL_SSM_TEST_POSTGRES=postgresql://… (CI starts a server and sets it)",
 )
+@pytest.mark.slow
 def test_two_workers_on_an_empty_postgres_database_share_one_study(tmp_path):
     assert POSTGRES, "CI must start PostgreSQL and set DGL_SSM_TEST_POSTGRES (see .ci/run)"
     fresh_postgres_database(POSTGRES)

@@ -128,10 +128,12 @@ def three_workers_share_one_study(tmp_path, storage, trials=6):
     assert len(set(params(storage))) == trials
 
 
+@pytest.mark.slow
 def test_three_workers_on_one_sqlite_study_run_n_distinct_trials(tmp_path):
     three_workers_share_one_study(tmp_path, f"sqlite:///{tmp_path}/optuna.db")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not POSTGRES, reason="set DGL_SSM_TEST_POSTGRES=postgresql://…")
 def test_three_workers_on_one_postgres_study_run_n_distinct_trials(tmp_path):
     fresh_postgres_database(POSTGRES)
@@ -254,6 +256,7 @@ def test_ctrl_c_requeues_the_trial_prints_one_line_and_exits_130(tmp_path, monke
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_two_workers_requeues_both_trials_in_one_line(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = space_file(tmp_path, epochs=300)
@@ -277,6 +280,7 @@ def test_ctrl_c_with_two_workers_requeues_both_trials_in_one_line(tmp_path):
         assert retry[0].params == trial.params
 
 
+@pytest.mark.slow
 def test_a_killed_worker_still_lets_the_study_finish_and_be_evaluated(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = space_file(tmp_path, epochs=60)
@@ -328,6 +332,7 @@ def test_threads_per_worker_divide_the_cores():
     assert threads_per_worker(3, 2, cores=8) == 3
 
 
+@pytest.mark.slow
 def test_workers_train_with_their_share_of_the_threads(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = space_file(tmp_path)
