@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
-from dgl_ssm import is_ssm
+from dgl_ssm import MODELS, is_khop, is_ssm
 
 
 def _real(value):
@@ -129,7 +129,7 @@ class ModelConfig:
 
     @property
     def is_khop(self):
-        return self.hop_mode is not None or self.name.startswith("k")
+        return self.hop_mode is not None or (self.name in MODELS and is_khop(self.name))
 
     def model_kwargs(self):
         """Constructor keywords for ``dgl_ssm.build_model`` (without sizes and task)."""

@@ -23,7 +23,7 @@ from .models import (
     PlainGNN,
 )
 from .multihop import MultiHopConv, hop_graphs
-from .registry import MODELS, build_model, is_ssm, model_class
+from .registry import MODELS, build_model, is_khop, is_ssm, model_class
 from .ssm import PlainUpdate, SSMUpdate, build_matrix
 from .wrapper import SSMLayer
 
@@ -54,6 +54,7 @@ __all__ = [
     "build_matrix",
     "build_model",
     "hop_graphs",
+    "is_khop",
     "is_ssm",
     "model_class",
 ]

@@ -43,3 +43,9 @@ def build_model(name, *args, **kwargs):
 def is_ssm(name):
     """Whether the registered model uses the SSM update (rather than the plain one)."""
     return issubclass(model_class(name), models.SSMGNN)
+
+
+def is_khop(name):
+    """Whether the registered model reads a k-hop rewired graph by default (its class's
+    ``default_hop_mode``), as ``kgcn`` and ``kgcn_ssm`` do."""
+    return model_class(name).default_hop_mode is not None

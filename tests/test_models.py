@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dgl_ssm import MODELS, KHopTransform, build_model, is_ssm
+from dgl_ssm import MODELS, KHopTransform, build_model, is_khop, is_ssm
 from tests.conftest import random_graph
 
 TWINS = [
@@ -25,7 +25,7 @@ ARGS = dict(in_feats=5, hidden=16, out_feats=3, num_layers=4)
 
 def graph_for(name):
     graph = random_graph(30, 60, seed=1)
-    return KHopTransform(k=4)(graph) if name.startswith("k") else graph
+    return KHopTransform(k=4)(graph) if is_khop(name) else graph
 
 
 def trainable(model):
@@ -147,7 +147,7 @@ def test_every_registered_model_builds_and_runs():
 @pytest.mark.parametrize("checkpoint", [True, 3])
 def test_checkpointing_gives_the_same_outputs_and_gradients(name, checkpoint):
     graph, feat = graph_for(name), torch.randn(30, 5)
-    if name.startswith("k"):  # 7 layers read hops 1..7: rewire with radius 7
+    if is_khop(name):  # 7 layers read hops 1..7: rewire with radius 7
         graph = KHopTransform(k=7)(random_graph(30, 60, seed=1))
     args = dict(ARGS, num_layers=7, dropout=0.3)
     torch.manual_seed(0)
@@ -422,3 +422,11 @@ def test_hop_graphs_are_cached_on_the_graph_and_follow_its_hops():
 def ring_graph(n):
     nodes = torch.arange(n)
     return dgl.to_bidirected(dgl.graph((nodes, (nodes + 1) % n)))
+
+
+def test_k_hop_models_are_marked_by_their_class_not_their_name():
+    assert [name for name in MODELS if is_khop(name)] == ["kgcn", "kgcn_ssm"]
+    from benchmarks.config import ModelConfig
+
+    assert ModelConfig(name="gcn_ssm", hop_mode="exact").is_khop
+    assert not ModelConfig(name="gcn_platonov").is_khop and ModelConfig(name="kgcn").is_khop
