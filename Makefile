@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test leaderboard lint format clean
+.PHONY: install test leaderboard lint format docs clean
 
 # Raw data for machines without internet: ../shared/data beside the checkout when present
 # (else DGL downloads what it needs). Override with `make leaderboard DATA=/path`.
@@ -17,7 +17,7 @@ install: $(STAMP)
 # constraints.txt: the verified versions inside setup.cfg's ranges.
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -c constraints.txt -e ".[bench,dev,ogb,postgres]"
+	$(PY) -m pip install -c constraints.txt -e ".[bench,dev,docs,ogb,postgres]"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -30,9 +30,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The API reference from the docstrings (numpydoc); any Sphinx warning is an error.
+docs: $(STAMP)
+	$(PY) -m sphinx -b html -q -W --keep-going docs docs/_build/html
+
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/_build docs/generated

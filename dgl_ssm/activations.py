@@ -34,8 +34,8 @@ def get_activation(activation):
     Raises ``ValueError`` listing the valid names when a name is unknown, ``TypeError`` for
     anything else.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import torch
     >>> from dgl_ssm.activations import get_activation
     >>> get_activation("tanh"), get_activation(torch.sigmoid)

@@ -67,8 +67,8 @@ class KHopTransform(BaseTransform):
         If True, also add a self loop :math:`u \to u` with hop count 0 for every node.
         Default: False.
 
-    Example
-    -------
+    Examples
+    --------
 
     >>> import dgl
     >>> from dgl_ssm.khop import KHopTransform

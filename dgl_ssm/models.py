@@ -319,8 +319,8 @@ class PlainGNN(DeepGNN):
 
     Takes :class:`DeepGNN`'s arguments (but ``update``), plus ``residual``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, torch
     >>> from dgl_ssm import GCN
     >>> g = dgl.add_self_loop(dgl.rand_graph(10, 30))
@@ -364,8 +364,8 @@ class SSMGNN(DeepGNN):
     ssm_seed : int
         Seed of the random kinds, so Λ and B do not depend on the global RNG.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, torch
     >>> from dgl_ssm import GCNSSM
     >>> g = dgl.add_self_loop(dgl.rand_graph(10, 30))
@@ -500,8 +500,8 @@ class KGCN(PlainGNN):
     """k-hop GCN: layer ℓ aggregates the nodes at distance ℓ (needs a
     :class:`~dgl_ssm.KHopTransform`-rewired graph); arguments: :class:`PlainGNN`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, torch
     >>> from dgl_ssm import KHopTransform, KGCN
     >>> g = KHopTransform(k=4)(dgl.to_bidirected(dgl.rand_graph(10, 15)))
@@ -519,8 +519,8 @@ class KGCNSSM(SSMGNN):
     ``past_max_hop``), or every hop up to ``min(ℓ, K)`` with ``hop_mode="cumulative"``;
     arguments: :class:`SSMGNN`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, torch
     >>> from dgl_ssm import KHopTransform, KGCNSSM
     >>> g = KHopTransform(k=4)(dgl.to_bidirected(dgl.rand_graph(10, 15)))

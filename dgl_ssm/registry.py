@@ -30,8 +30,8 @@ def model_class(name):
 def build_model(name, *args, **kwargs):
     """Build the model registered as ``name`` with the given constructor arguments.
 
-    Example
-    -------
+    Examples
+    --------
     >>> from dgl_ssm import build_model
     >>> model = build_model("gcn_ssm", in_feats=5, hidden=16, out_feats=3, num_layers=4)
     >>> type(model).__name__

@@ -100,8 +100,8 @@ class SSMUpdate(nn.Module):
     generator : torch.Generator, optional
         Randomness for random kinds.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import torch
     >>> from dgl_ssm import SSMUpdate
     >>> update = SSMUpdate(4, state_scale=0.9, input_scale=0.1)

@@ -48,8 +48,8 @@ class SSMLayer(nn.Module):
     dropout : float
         Dropout on the conv's input (the state path itself is not dropped).
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, torch
     >>> from dgl.nn import GraphConv
     >>> from dgl_ssm import SSMLayer

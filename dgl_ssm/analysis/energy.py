@@ -44,8 +44,8 @@ def dirichlet_energy(graph, feat, normalized=False):
     float
         The energy, computed in float64 (no gradient).
 
-    Example
-    -------
+    Examples
+    --------
     A path 0 → 1 → 2 with states 0, 1, 3: :math:`(1^2 + 2^2)/3`.
 
     >>> import dgl, torch
@@ -100,8 +100,8 @@ def layer_energies(
     list of float
         ``L + 1`` energies.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, torch
     >>> from dgl_ssm import build_model
     >>> from dgl_ssm.analysis import layer_energies

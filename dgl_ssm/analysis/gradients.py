@@ -49,8 +49,8 @@ def layer_gradient_norms(
         Norms for :math:`\ell = 1, \dots, L` (``0, …, L`` with ``include_input``); a state
         the loss does not depend on gets 0.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, torch
     >>> from dgl_ssm import build_model
     >>> from dgl_ssm.analysis import layer_gradient_norms

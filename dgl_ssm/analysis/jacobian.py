@@ -204,8 +204,8 @@ def layer_jacobian_operator(
     dtype : torch.dtype or None
         Working precision (default float64); ``None`` keeps the layer's.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, numpy as np, torch
     >>> from dgl.nn import GraphConv
     >>> from dgl_ssm import SSMLayer
@@ -264,8 +264,8 @@ def dense_layer_jacobian(
         Shape ``(n·d_out, n·d_in)``; entry ``[i·d_out + k, j·d_in + l]`` is
         :math:`\partial H'_{ik} / \partial H_{jl}`.
 
-    Example
-    -------
+    Examples
+    --------
     The linear GCN layer :math:`\tilde A H W` has :math:`J = \tilde A \otimes W^\top`:
 
     >>> import dgl, torch
@@ -367,8 +367,8 @@ def top_singular_values(
     torch.Tensor or (torch.Tensor, torch.Tensor)
         ``k`` singular values, float64, in decreasing order, and their residual norms if asked.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, torch
     >>> from dgl.nn import GraphConv
     >>> from dgl_ssm import SSMLayer
@@ -435,8 +435,8 @@ def top_eigenvalue_moduli(
         Moduli in decreasing order (float64), then the eigenvalues (complex128) and the
         residual norms (float64) if asked, in that order.
 
-    Example
-    -------
+    Examples
+    --------
     With Λ = I and B = 0, the GNN-SSM layer is the identity map:
 
     >>> import dgl, torch
@@ -528,8 +528,8 @@ def spectral_density(
     (torch.Tensor, torch.Tensor)
         ``grid`` and ``density``, float64, each of length ``num_points``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, torch
     >>> from dgl.nn import GraphConv
     >>> from dgl_ssm import SSMLayer

@@ -77,8 +77,8 @@ def sensitivity(model, graph, feat, pairs, *, edge_feat=None, ord="fro"):
     torch.Tensor
         Shape ``(P,)``, float64, in the order of ``pairs``.
 
-    Example
-    -------
+    Examples
+    --------
     On a path 0 – 1 – 2 – 3, two GCN layers cannot carry node 3's input to node 0:
 
     >>> import dgl, torch
@@ -128,8 +128,8 @@ def hop_distances(graph, targets, hop_field="hop"):
     numpy.ndarray
         Shape ``(len(targets), n)``, float, ``inf`` where ``v`` cannot be reached from ``u``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl
     >>> from dgl_ssm.analysis import hop_distances
     >>> g = dgl.to_bidirected(dgl.graph(([0, 1, 2], [1, 2, 3])))
@@ -186,8 +186,8 @@ def sensitivity_by_distance(
     dict of int to float
         ``{distance: mean sensitivity}``, by increasing distance.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, torch
     >>> from dgl_ssm import build_model
     >>> from dgl_ssm.analysis import sensitivity_by_distance

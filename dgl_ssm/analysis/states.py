@@ -37,8 +37,8 @@ def recorded_states(model, include_input=True, who="recorded_states"):
     include_input : bool
         Also record :math:`H^{(0)}`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, torch
     >>> from dgl_ssm import build_model
     >>> from dgl_ssm.analysis import recorded_states
@@ -99,8 +99,8 @@ def layer_inputs(model, graph, feat, edge_feat=None):
         One per layer, with detached tensors; ``kwargs`` holds extra keyword arguments (the
         state history of cumulative k-hop layers).
 
-    Example
-    -------
+    Examples
+    --------
     >>> import dgl, torch
     >>> from dgl_ssm import build_model
     >>> from dgl_ssm.analysis import layer_inputs
