@@ -34,17 +34,13 @@ import dgl_ssm
 from dgl_ssm import analysis
 
 from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
+from .models import display_name
 from .records import make_folder
 
 DATASETS = ("cora", "ring", "random")
 SENSITIVITY_LABEL = r"mean $\|\partial h_v^{(L)} / \partial x_u\|_F$"
 DEFAULT_OUT = "runs/analysis"
 STATE_SCALES = (0.5, 0.9, 1.0)
-NAMES = {
-    "gcn": "GCN", "gcn_ssm": "GCN-SSM", "gin": "GIN", "gin_ssm": "GIN-SSM",
-    "gatedgcn": "GatedGCN", "gatedgcn_ssm": "GatedGCN-SSM", "gat": "GAT", "gat_ssm": "GAT-SSM",
-    "sage": "SAGE", "sage_ssm": "SAGE-SSM", "kgcn": "kGCN", "kgcn_ssm": "kGCN-SSM",
-}  # fmt: skip
 FULL = {"depths": (2, 4, 8, 16, 32, 64, 128), "epochs": 200, "patience": 50, "ring": 32}
 QUICK = {"depths": (2, 4, 8, 16, 32, 64), "epochs": 50, "patience": None, "ring": 16}
 FIGURES_HELP = (
@@ -135,7 +131,7 @@ def build(config, data, seed):
 
 
 def label(config):
-    name = NAMES.get(config.name, config.name)
+    name = display_name(config.name)
     if dgl_ssm.is_ssm(config.name) and config.state_scale is not None:
         name += f" (‖Λ‖₂={config.state_scale:g})"
     return name
@@ -448,12 +444,12 @@ def fig_jacobian_models(out, seed, pairs, stem, title, nodes=64, dim=16):
         for name in names:
             config = model_config(name, 4, dim, args)
             values, _ = layer_spectrum(config, data, seed, 1, 4096, 10)
-            shown = NAMES[name] + (" (Λ = I, B = 0.1·I)" if dgl_ssm.is_ssm(name) else "")
+            shown = display_name(name) + (" (Λ = I, B = 0.1·I)" if dgl_ssm.is_ssm(name) else "")
             spectra[shown] = values["eig_modulus"]
             rows += [(shown, float(m)) for m in values["eig_modulus"]]
         top = max(1.3, max(float(v.max()) for v in spectra.values()) * 1.05)
         modulus_histogram(
-            ax, spectra, " vs ".join(NAMES[n] for n in names), np.linspace(0.0, top, 66)
+            ax, spectra, " vs ".join(display_name(n) for n in names), np.linspace(0.0, top, 66)
         )
     fig.suptitle(
         f"{title} ({nodes}-node random graph, d = {dim}, first layer at init)", fontsize=11
@@ -482,7 +478,8 @@ def fig_energy(out, data, backbones, seed, layers=64, hidden=64):
             curves,
             r"layer $\ell$",
             r"Dirichlet energy $E(H^{(\ell)})$",
-            f"{NAMES[backbone]} on Cora: {layers} layers, hidden {hidden}, at init (float64)",
+            f"{display_name(backbone)} on Cora: {layers} layers, hidden {hidden}, "
+            "at init (float64)",
         )
     stem = "energy_cora_" + "_".join(backbones)
     write_csv(out / f"{stem}.csv", ["backbone", "model", "layer", "energy"], rows)
@@ -514,13 +511,13 @@ def fig_accuracy(out, data_dir, cache_dir, seed, settings):
             result = train(config, data=data)
             accuracy = result.test if result.test is not None else float("nan")
             print(
-                f"  {NAMES[name]:8s} depth {depth:3d}: test accuracy {accuracy:.3f} "
+                f"  {display_name(name):8s} depth {depth:3d}: test accuracy {accuracy:.3f} "
                 f"({result.status}, {time.perf_counter() - start:.0f} s)"
             )
             xs.append(depth)
             ys.append(accuracy)
             rows.append((name, depth, accuracy, result.val, result.best_epoch, result.status))
-        curves[NAMES[name] + (" (Λ = I, B = 0.1·I)" if name == "gcn_ssm" else "")] = (xs, ys)
+        curves[display_name(name) + (" (Λ = I, B = 0.1·I)" if name == "gcn_ssm" else "")] = (xs, ys)
     write_csv(
         out / "accuracy_vs_depth_cora.csv",
         ["model", "layers", "test_accuracy", "val_accuracy", "best_epoch", "status"],

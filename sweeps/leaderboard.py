@@ -54,6 +54,7 @@ import optuna
 import sqlalchemy.engine
 from optuna.trial import TrialState
 
+from benchmarks.models import display_name
 from benchmarks.references import DATA_NOTES, PROTOCOLS, REFERENCES
 
 from .storage import one_line, redact, signals_held
@@ -77,22 +78,6 @@ DECIMALS = 4
 DASH = "–"
 ARROWS = {"maximize": "↑", "minimize": "↓"}
 
-# Name pieces with a conventional spelling; anything else is upper-cased.
-_TOKENS = {
-    "gcn": "GCN",
-    "gin": "GIN",
-    "gat": "GAT",
-    "sage": "SAGE",
-    "ssm": "SSM",
-    "gatedgcn": "GatedGCN",
-    "gcnii": "GCNII",
-    "gps": "GPS",
-    "mlp": "MLP",
-    "drew": "DRew",
-    "graphcon": "GraphCON",
-    "kipf": "Kipf",
-    "platonov": "Platonov",
-}
 SMOKE = "smoke"  # the protocol tag of smoke-size spaces (the quick suite)
 
 DEPTH_FIGSIZE = (6.4, 4.2)
@@ -105,26 +90,6 @@ class LeaderboardError(Exception):
 
 class _Skip(Exception):
     """A study that does not follow the sweep contract; the message says what is wrong."""
-
-
-def display_name(model):
-    """The printed name of a registered model name.
-
-    Examples
-    --------
-    >>> [display_name(m) for m in ("gcn_ssm", "kgcn_ssm", "gatedgcn", "sage", "gcn_platonov")]
-    ['GCN-SSM', 'kGCN-SSM', 'GatedGCN', 'SAGE', 'GCN-Platonov']
-    """
-    parts = []
-    for token in model.split("_"):
-        low = token.lower()
-        if low in _TOKENS:
-            parts.append(_TOKENS[low])
-        elif low.startswith("k") and low[1:] in _TOKENS:  # k-hop variant: kgcn → kGCN
-            parts.append("k" + _TOKENS[low[1:]])
-        else:
-            parts.append(token.upper())
-    return "-".join(parts)
 
 
 # --------------------------------------------------------------------------- reading
