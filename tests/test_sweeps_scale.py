@@ -372,7 +372,8 @@ def test_leaderboard_refuses_zero_workers_before_any_work(monkeypatch, capsys, f
     monkeypatch.setattr("sweeps.cli.suite_studies", boom)
     monkeypatch.setattr("sweeps.cli.run_sweep", boom)
     assert bench_main(["leaderboard", flag, "0"]) == 2
-    assert capsys.readouterr().err == f"dgl-ssm-bench: error: {flag} must be at least 1.\n"
+    expected = f"dgl-ssm-bench leaderboard: error: {flag} must be at least 1.\n"
+    assert capsys.readouterr().err == expected
 
 
 def old_board(folder):
@@ -428,4 +429,4 @@ def test_a_suite_whose_leaderboard_cannot_be_built_is_one_line(tmp_path, monkeyp
     storage = f"sqlite:///{tmp_path}/missing.db"
     assert bench_main(["leaderboard", "--storage", storage, "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("dgl-ssm-bench: error: no SQLite file")
+    assert err.count("\n") == 1 and err.startswith("dgl-ssm-bench leaderboard: error: no SQLite")
