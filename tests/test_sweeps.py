@@ -215,15 +215,23 @@ def test_a_tiny_sweep_end_to_end_stores_trials_and_the_final_numbers(tmp_path):
     assert [t.params for t in again.trials[:3]] == first_params
 
 
+def width_space(tmp_path, widths, max_params=None):
+    """The tiny space (one epoch, 20 graphs) with model.hidden searched over ``widths``."""
+    text = TINY_SPACE.format(epochs=1, graphs=20).replace("  model.hidden: 8\n", "")
+    text = text.replace(
+        "search:\n", f"search:\n  model.hidden: {{type: categorical, choices: {widths}}}\n"
+    )
+    if max_params is not None:
+        text = text.replace("protocol: smoke\n", f"protocol: smoke\nmax_params: {max_params}\n")
+    path = tmp_path / "widths.yaml"
+    path.write_text(text)
+    return path
+
+
 def test_each_trial_records_its_own_peak_memory(tmp_path):
     # Trial 0 holds ~0.3 GB of weights, gradients and Adam moments (hidden 3072); trial 1 a
     # few KB. A process-wide high-water mark would give trial 1 trial 0's peak.
-    space = tmp_path / "memory.yaml"
-    space.write_text(
-        TINY_SPACE.format(epochs=1, graphs=20)
-        .replace("  model.hidden: 8\n", "")
-        .replace("search:\n", "search:\n  model.hidden: {type: categorical, choices: [8, 3072]}\n")
-    )
+    space = width_space(tmp_path, [8, 3072])
     storage = f"sqlite:///{tmp_path}/optuna.db"
     spec = SweepSpec("gcn_ssm", "ring_transfer", trials=2, storage=storage, space=str(space),
                      pruner="none", final=False, seed=SEED_BIG_FIRST)  # fmt: skip
@@ -236,13 +244,7 @@ def test_each_trial_records_its_own_peak_memory(tmp_path):
 
 
 def test_a_configuration_over_the_parameter_budget_is_refused_with_its_count(tmp_path):
-    space = tmp_path / "budget.yaml"
-    space.write_text(
-        TINY_SPACE.format(epochs=1, graphs=20)
-        .replace("  model.hidden: 8\n", "")
-        .replace("search:\n", "search:\n  model.hidden: {type: categorical, choices: [8, 64]}\n")
-        .replace("protocol: smoke\n", "protocol: smoke\nmax_params: 2000\n")
-    )
+    space = width_space(tmp_path, [8, 64], max_params=2000)
     storage = f"sqlite:///{tmp_path}/optuna.db"
     spec = SweepSpec("gcn_ssm", "ring_transfer", trials=4, storage=storage, space=str(space),
                      pruner="none", final=False)  # fmt: skip
