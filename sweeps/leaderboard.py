@@ -40,9 +40,7 @@ import csv
 import io
 import logging
 import math
-import os
 import re
-import secrets
 import sqlite3
 import sys
 import urllib.parse
@@ -54,10 +52,11 @@ import optuna
 import sqlalchemy.engine
 from optuna.trial import TrialState
 
+from benchmarks.files import write_together
 from benchmarks.models import display_name
 from benchmarks.references import DATA_NOTES, PROTOCOLS, REFERENCES
 
-from .storage import one_line, redact, signals_held
+from .storage import one_line, redact
 
 log = logging.getLogger(__name__)
 
@@ -886,34 +885,6 @@ class Leaderboard:
     files: dict
     results: list
     skipped: list
-
-
-def write_together(out_dir, outputs):
-    """Write ``{name: bytes}`` into ``out_dir`` as one set, as far as a file system allows.
-
-    Every file is first written in full to a hidden temporary name (created with mode 0666,
-    so the umask gives the usual 0644); only then are they renamed over the old files, one
-    after the other, with SIGINT/SIGTERM held back so a Ctrl-C or kill in the middle cannot
-    leave half the tables old and half new. On any error the temporary files are removed
-    and the old files stay as they were (unless the renaming itself failed part-way).
-    """
-    out_dir = Path(out_dir)
-    temps = {}
-    with signals_held():
-        try:
-            for name, data in outputs.items():
-                tmp = out_dir / f".{name}.{secrets.token_hex(4)}.tmp"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-                temps[name] = tmp
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-            for name, tmp in list(temps.items()):
-                os.replace(tmp, out_dir / name)
-                del temps[name]
-        finally:
-            for tmp in temps.values():
-                tmp.unlink(missing_ok=True)
-    return {name: out_dir / name for name in outputs}
 
 
 def _build(storage_url, out_dir, depth_select="val"):

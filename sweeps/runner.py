@@ -49,6 +49,7 @@ from optuna.trial import TrialState
 
 from benchmarks.config import RunConfig
 from benchmarks.datasets import data_version, dataset_options
+from benchmarks.files import signals_held
 from benchmarks.metrics import METRICS
 from benchmarks.models import build_for, check_model_name, parameter_count
 from benchmarks.run import validate as validate_run
@@ -60,7 +61,6 @@ from .storage import (
     one_line,
     open_storage,
     redact,
-    signals_held,
     trial_lock,
 )
 

@@ -16,9 +16,7 @@ import fcntl
 import hashlib
 import random
 import re
-import signal
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -205,30 +203,3 @@ def one_line(error):
     if error.__cause__ is not None and first(error.__cause__) not in text:
         text += f" ({first(error.__cause__)})"
     return f"{type(error).__name__}: {text}"[:300]
-
-
-class signals_held:
-    """Hold SIGINT and SIGTERM back (main thread only) while a few writes must all happen;
-    a signal that came meanwhile is delivered, to the handler it had, when the block ends.
-
-    (Python handlers, not a signal mask: a process-directed signal would reach another
-    thread, e.g. a torch or SQLite one, that does not block it.)
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __enter__(self):
-        self.caught, self.previous = [], {}
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self._record) for s in self.SIGNALS}
-        return self
-
-    def _record(self, signum, frame):
-        self.caught.append(signum)
-
-    def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-        for signum in dict.fromkeys(self.caught):
-            signal.raise_signal(signum)
-        return False

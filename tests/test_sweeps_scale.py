@@ -14,10 +14,10 @@ import pytest
 from optuna.trial import TrialState
 
 import sweeps.runner as runner
+from benchmarks.files import write_together
 from benchmarks.train import RunResult
 from sweeps.cli import bench_main, sweep_main
 from sweeps.leaderboard import main as leaderboard_main
-from sweeps.leaderboard import write_together
 from sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, threads_per_worker
 from sweeps.storage import StorageError, open_storage, redact
 from tests.conftest import fresh_postgres_database

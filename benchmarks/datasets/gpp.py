@@ -51,13 +51,10 @@ read, only rebuilt.
 """
 
 import math
-import os
 import random
-import tempfile
 import time
 import warnings
 import zipfile
-from pathlib import Path
 
 import dgl
 import networkx as nx
@@ -66,6 +63,7 @@ import torch
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import shortest_path
 
+from ..files import atomic_write
 from .base import BenchmarkData
 from .paths import cache_dir
 
@@ -322,20 +320,10 @@ class StaleCache(ValueError):
 
 
 def _save(arrays, path):
-    path.parent.mkdir(parents=True, exist_ok=True)
     flat = {f"{split}/{key}": value for split, d in arrays.items() for key, value in d.items()}
     flat[VERSION_KEY] = np.array(CACHE_VERSION)
-    # a killed run leaves at most a stray *.tmp file, never a half-written cache
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **flat)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as temporary, open(temporary, "wb") as stream:
+        np.savez(stream, **flat)  # a stream: given a name, savez would append ".npz" to it
 
 
 def _load(path):

@@ -21,7 +21,6 @@ import builtins
 import contextlib
 import hashlib
 import io
-import os
 import pickle
 import shutil
 import urllib.request
@@ -31,6 +30,7 @@ import dgl
 import numpy as np
 import torch
 
+from ..files import atomic_write
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
 
@@ -268,9 +268,8 @@ def load_peptides(task, data_dir_path=None, cache_path=None, verbose=False):
         graphs, tensors = dgl.load_graphs(str(processed))
     else:
         graphs, tensors = _process_peptides(task, csv_path, split_path)
-        temporary = processed.with_name(f"{processed.name}.{os.getpid()}.tmp")
-        dgl.save_graphs(str(temporary), graphs, tensors)
-        os.replace(temporary, processed)  # readers never see a half-written cache file
+        with atomic_write(processed) as temporary:
+            dgl.save_graphs(str(temporary), graphs, tensors)
 
     labels = tensors["labels"]
     graph_splits, label_splits = {}, {}
@@ -343,23 +342,20 @@ def _download_peptides(task, folder, verbose):
 
 
 def _download(url, path, md5, verbose):
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.partial")
     if verbose:
         print(f"Downloading {url}")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(temporary, "wb") as out:
-            shutil.copyfileobj(response, out)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise RuntimeError(
-            f"could not download {path.name} from {url} ({error}). Download it by hand "
-            f"(see {LRGB_SOURCE}) and point --data-dir / DGL_SSM_DATA at its folder."
-        ) from error
-    found = hashlib.md5(temporary.read_bytes()).hexdigest()
-    if found != md5:
-        temporary.unlink()
-        raise RuntimeError(f"{url} gave a file with MD5 {found}, expected {md5}")
-    os.replace(temporary, path)
+    with atomic_write(path) as temporary:  # a failed check or download leaves no file behind
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(temporary, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as error:
+            raise RuntimeError(
+                f"could not download {path.name} from {url} ({error}). Download it by hand "
+                f"(see {LRGB_SOURCE}) and point --data-dir / DGL_SSM_DATA at its folder."
+            ) from error
+        found = hashlib.md5(temporary.read_bytes()).hexdigest()
+        if found != md5:
+            raise RuntimeError(f"{url} gave a file with MD5 {found}, expected {md5}")
 
 
 def _process_peptides(task, csv_path, split_path):
