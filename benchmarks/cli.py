@@ -17,7 +17,7 @@ from .config import RunConfig
 from .datasets import DATASETS
 from .models import model_names
 from .perf import cli as perf_cli
-from .train import resolve_device
+from .train import OPTIMIZERS, resolve_device
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -90,7 +90,7 @@ def build_parser(prog="dgl-ssm-bench"):
     data.add_argument("--no-self-loops", dest="self_loops", action="store_false", default=None)
 
     optim = run.add_argument_group("optimisation")
-    optim.add_argument("--optimizer", choices=["adam", "adamw"])
+    optim.add_argument("--optimizer", choices=list(OPTIMIZERS))
     optim.add_argument("--lr", type=float)
     optim.add_argument("--weight-decay", type=float)
     optim.add_argument("--epochs", type=int)

@@ -18,7 +18,7 @@ from .datasets import dataset_options, num_splits
 from .metrics import METRICS
 from .models import build_for, check_model_name
 from .records import append_record, check_writable
-from .train import load_data, resolve_device, train
+from .train import load_data, optimizer_class, resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,8 +28,7 @@ def validate(config: RunConfig):
     check_model_name(config.model.name)
     dataset_options(config.data.name)  # unknown dataset names list the valid ones
     resolve_device(config.device)
-    if config.optim.optimizer not in ("adam", "adamw"):
-        raise ValueError(f"Unknown optimizer {config.optim.optimizer!r}. Valid: adam, adamw.")
+    optimizer_class(config.optim.optimizer)
     count = num_splits(config.data.name)
     if config.data.split >= (count or 1):
         has = f"{count} fixed split(s)" if count else "no fixed splits"

@@ -162,12 +162,20 @@ def train(
     )
 
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def optimizer_class(name):
+    """The ``torch.optim`` class an ``optim.optimizer`` name stands for."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer {name!r}. Valid: {', '.join(OPTIMIZERS)}.")
+    return OPTIMIZERS[name]
+
+
 def _optimizer(config, model):
     optim = config.optim
-    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-    if optim.optimizer not in kinds:
-        raise ValueError(f"Unknown optimizer {optim.optimizer!r}. Valid: adam, adamw.")
-    return kinds[optim.optimizer](model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+    kind = optimizer_class(optim.optimizer)
+    return kind(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
 
 
 class _Task:

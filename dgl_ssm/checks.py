@@ -6,7 +6,7 @@ a wrong shape or value (NaN, Inf).
 """
 
 import torch
-from dgl import DGLError
+from dgl import DGLError, DGLGraph
 
 
 def check_node_features(graph, feat, in_feats, dtype=None):
@@ -60,6 +60,23 @@ def check_node_features(graph, feat, in_feats, dtype=None):
         raise ValueError(
             f"Node features contain NaN or Inf values in {bad} of {feat.shape[0]} rows. "
             f"Clean or impute them (e.g. torch.nan_to_num(feat)) before the forward pass."
+        )
+
+
+def check_features(graph, feat, who, name="feat"):
+    """Check that ``feat`` (node states given to a diagnostic called ``who``) is a 2-D float
+    tensor with one row per node of ``graph`` (else ``TypeError`` or ``ValueError``)."""
+    if not isinstance(feat, torch.Tensor) or not torch.is_floating_point(feat):
+        kind = getattr(feat, "dtype", type(feat).__name__)
+        raise TypeError(f"{who}: {name} must be a floating-point torch.Tensor, got {kind}.")
+    if feat.dim() != 2:
+        raise ValueError(
+            f"{who}: {name} must be a 2-D (num_nodes, dim) tensor, got shape {tuple(feat.shape)}."
+        )
+    if isinstance(graph, DGLGraph) and feat.shape[0] != graph.num_nodes():
+        raise ValueError(
+            f"{who}: {name} has {feat.shape[0]} rows but the graph has "
+            f"{graph.num_nodes()} nodes; pass one row per node."
         )
 
 

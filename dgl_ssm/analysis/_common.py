@@ -52,22 +52,6 @@ def node_state(value):
     return value.flatten(1) if value.dim() == 3 else value  # raw multi-head conv output
 
 
-def check_features(graph, feat, who, name="feat"):
-    """Refuse anything but a 2-D float tensor with one row per node of ``graph``."""
-    if not isinstance(feat, torch.Tensor) or not torch.is_floating_point(feat):
-        kind = getattr(feat, "dtype", type(feat).__name__)
-        raise TypeError(f"{who}: {name} must be a floating-point torch.Tensor, got {kind}.")
-    if feat.dim() != 2:
-        raise ValueError(
-            f"{who}: {name} must be a 2-D (num_nodes, dim) tensor, got shape {tuple(feat.shape)}."
-        )
-    if isinstance(graph, dgl.DGLGraph) and feat.shape[0] != graph.num_nodes():
-        raise ValueError(
-            f"{who}: {name} has {feat.shape[0]} rows but the graph has "
-            f"{graph.num_nodes()} nodes; pass one row per node."
-        )
-
-
 def one_hop_graph(graph, hop_field="hop"):
     """The graph's original edges: for a graph rewired by :class:`~dgl_ssm.KHopTransform`
     (hop distances in ``edata[hop_field]``), only the hop-1 edges; otherwise the graph."""

@@ -20,7 +20,8 @@ import copy
 
 import torch
 
-from ._common import check_features, evaluating, one_hop_graph
+from ..checks import check_features
+from ._common import evaluating, one_hop_graph
 from .states import recorded_states
 
 __all__ = ["dirichlet_energy", "layer_energies"]

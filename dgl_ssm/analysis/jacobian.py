@@ -35,7 +35,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
-from ._common import check_features
+from ..checks import check_features
 from .spectra import is_block_diagonal, node_blocks, top_of_spectrum
 
 __all__ = [

@@ -20,7 +20,8 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import shortest_path
 
-from ._common import check_features, evaluating, model_layers, one_hop_graph
+from ..checks import check_features
+from ._common import evaluating, model_layers, one_hop_graph
 from .states import recorded_states
 
 __all__ = ["hop_distances", "sensitivity", "sensitivity_by_distance"]
