@@ -3,7 +3,11 @@
 import contextlib
 import csv
 import math
+import struct
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import dgl
 import networkx as nx
@@ -540,3 +544,44 @@ def test_cli_gradients_jacobian_and_errors(tmp_path, capsys):
 
     assert main(["energy", "--model", "gcn_sm", *graph_args, *out]) == 2
     assert "Did you mean 'gcn_ssm'?" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_installed_analyze_figures_makes_one_figure_from_the_library_numbers(tmp_path):
+    command = Path(sys.executable).parent / "dgl-ssm"
+    if not command.exists():
+        pytest.skip("dgl-ssm is not installed here (pip install -e .)")
+    argv = [str(command), "analyze", "figures", "--quick", "--only", "sensitivity_ring",
+            "--seed", "3", "--out", str(tmp_path / "figs")]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Sensitivity vs distance on a ring" in result.stdout
+    assert "Jacobian" not in result.stdout and "Cora" not in result.stdout  # that figure only
+    out = tmp_path / "figs"  # (and no temporary file left beside it)
+    assert sorted(p.name for p in out.iterdir()) == ["sensitivity_ring.csv", "sensitivity_ring.png"]
+
+    png = (out / "sensitivity_ring.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    assert struct.unpack(">II", png[16:24]) == (720, 480)  # 6 × 4 inches at 120 dpi
+    assert 10_000 < len(png) < 1_000_000 and png.endswith(b"IEND\xaeB`\x82")
+
+    # The numbers plotted are the library's, recomputed here from scratch: the 16-node ring
+    # (--quick), L = 8 layers, hidden 32, Gaussian features and 5-class labels from the seed,
+    # targets 0 and 4, distances on the ring itself.
+    rows = read_csv(out / "sensitivity_ring.csv")
+    size, layers, seed = 16, 8, 3
+    bare = ring(size, self_loops=False)
+    generator = torch.Generator().manual_seed(seed)
+    feat = torch.randn(size, 16, generator=generator)
+    classes = int(torch.randint(0, 5, (size,), generator=generator).max()) + 1
+    shown = {"gcn": "GCN", "kgcn": "kGCN", "gcn_ssm": "GCN-SSM", "kgcn_ssm": "kGCN-SSM"}
+    assert {row["model"] for row in rows} == set(shown.values())
+    for name, label in shown.items():
+        torch.manual_seed(seed)
+        model = build_model(name, 16, 32, classes, num_layers=layers)
+        graph = KHopTransform(k=layers)(bare) if is_khop(name) else dgl.add_self_loop(bare)
+        expected = sensitivity_by_distance(model, graph, feat, [0, 4], distance_graph=bare)
+        measured = {int(r["distance"]): float(r["mean_sensitivity"]) for r in rows
+                    if r["model"] == label}  # fmt: skip
+        assert list(measured) == list(expected) == list(range(size // 2 + 1))
+        np.testing.assert_allclose(list(measured.values()), list(expected.values()), rtol=1e-6)
