@@ -12,6 +12,7 @@ measured correctly: :attr:`PeakMeter.resettable` says which.
 
 import resource
 
+import psutil
 import torch
 
 CLEAR_REFS = "/proc/self/clear_refs"
@@ -59,13 +60,12 @@ class PeakMeter:
 
 def resident_mb():
     """Current resident set size of this process, in MB."""
-    value = _status_kb("VmRSS")
-    return value / 1024 if value is not None else high_water_mark_mb()
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def high_water_mark_mb():
     """Highest resident set size since start (or since the last reset), in MB."""
-    value = _status_kb("VmHWM")
+    value = _status_kb("VmHWM")  # psutil does not read the high-water mark
     if value is None:  # not Linux: ru_maxrss is KiB on Linux, bytes on macOS
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return value / 1024
@@ -73,8 +73,10 @@ def high_water_mark_mb():
 
 def process_rss_mb(pid):
     """Resident set of another process, in MB (``None`` if it is gone or unreadable)."""
-    value = _status_kb("VmRSS", f"/proc/{pid}/status")
-    return None if value is None else value / 1024
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.Error:
+        return None
 
 
 def _can_reset():
@@ -90,9 +92,9 @@ def _reset_high_water_mark():
         clear_refs.write("5")
 
 
-def _status_kb(field, path=STATUS):
+def _status_kb(field):
     try:
-        with open(path) as status:
+        with open(STATUS) as status:
             for line in status:
                 if line.startswith(field + ":"):
                     return float(line.split()[1])

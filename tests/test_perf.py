@@ -1,35 +1,42 @@
-"""Smoke tests of the performance benchmark (``python -m benchmarks.perf``).
+"""Tests of the performance benchmark (``dgl-ssm perf``, ``python -m benchmarks.perf``).
 
-They check that a tiny run goes end to end and reports every section and ratio; they assert
-no timings (those depend on the machine).
+Timings are checked only against what a machine cannot change (a sleep lasts at least its
+time, a slower sleep takes longer in proportion); the ratios, targets and fresh-process
+measurements against numbers computed here independently.
 """
 
 import csv
 import json
+import os
+import platform
+import statistics
 import subprocess
 import sys
+import time
 
 import dgl
 import pytest
 import torch
 
-from benchmarks.perf import main
-from benchmarks.perf.allocator import (
+from benchmarks.memory import PeakMeter, process_rss_mb, resident_mb
+from benchmarks.perf import main, runner
+from benchmarks.perf.cli import PerfConfig, build_parser, config_from_args
+from benchmarks.perf.isolation import (
     COMPACT,
     TCMALLOC,
     allocator_environment,
     find_tcmalloc,
+    isolated,
     retimed_label,
     split_label,
 )
-from benchmarks.perf.cli import build_parser, config_from_args
-from benchmarks.perf.graphs import GraphSpec
-from benchmarks.perf.isolation import run_jobs
-from benchmarks.perf.reference import pyg_available
+from benchmarks.perf.measure import epoch_memory, interleaved, khop_cost
+from benchmarks.perf.report import all_ratios, evaluate_targets, put, ratio
+from benchmarks.perf.workload import GraphSpec, pyg_available
 
 TINY = [
     "--graphs", "synthetic", "--synthetic-nodes", "300", "--synthetic-edges", "1500",
-    "--depths", "2", "--repeats", "1", "--warmup", "0", "--min-time", "0", "--hidden", "8",
+    "--depths", "2", "--repeats", "2", "--warmup", "0", "--min-time", "0", "--hidden", "8",
     "--khop-max-k", "2", "--no-subprocess",
 ]  # fmt: skip
 SECTIONS = (
@@ -45,81 +52,165 @@ SECTIONS = (
 )
 
 
-@pytest.mark.slow
-def test_tiny_run_writes_every_section_and_ratio(tmp_path, capsys):
-    result = main([*TINY, "--out", str(tmp_path)])
+def test_interleaved_alternates_rounds_and_times_known_durations():
+    calls = []
 
-    report = (tmp_path / "perf.md").read_text()
-    for heading in SECTIONS:
-        assert heading in report, heading
-    assert "### random-300" in report
-    printed = capsys.readouterr().out.splitlines()
-    ratio_lines = [line for line in printed if line.startswith("ratio ")]
-    expected = [
-        ("time", "gcn_ssm / gcn"),
-        ("time", "gcn_ssm+ckpt / gcn"),
-        ("time", "gcn_ssm+ckpt / gcn_ssm"),
-        ("khop", "khop(K=1) / input"),
-        ("breakdown", "ssm layer / plain layer"),
-    ]
-    for section, label in expected:
-        assert any(line.split()[1] == section and label in line for line in ratio_lines), label
-    # In-process peaks of a tiny model may be 0 MB (freed heap pages are reused), so the
-    # memory ratios are not required here; the rows are.
-    for variant in ("gcn", "gcn_ssm", "gcn_ssm+ckpt"):
-        assert f"| random-300 | {variant} |" in report
-    verdicts = [line.split()[0] for line in printed if line.split()[:1] in (["PASS"], ["MISS"])]
-    assert len(verdicts) == len([t for t in result["targets"] if t.verdict != "N/A"]) > 0
-    assert "Target" in report and ("PASS" in report or "MISS" in report)
+    def sleeper(name, seconds):
+        def run():
+            calls.append(name)
+            time.sleep(seconds)
 
-    if pyg_available() is None:
-        assert any("gcn_ssm / pyg:gcn_ssm" in line for line in ratio_lines)
-    else:
-        assert "not installed" in report
+        return run
 
-    raw = json.loads((tmp_path / "perf.json").read_text())
-    assert {r["section"] for r in raw["records"]} >= {"time", "memory", "khop", "breakdown"}
-    assert raw["machine"]["threads"] == torch.get_num_threads()
-    with open(tmp_path / "perf.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    assert rows and {"section", "variant", "median", "min", "max", "values"} <= set(rows[0])
+    measured = interleaved({"short": sleeper("short", 0.01), "long": sleeper("long", 0.03)},
+                           rounds=3, warmup=1, round_seconds=0.0)  # fmt: skip
+
+    # One warm-up round, then 3 timed rounds: every round runs all of "short", then "long".
+    runs = [name for i, name in enumerate(calls) if i == 0 or calls[i - 1] != name]
+    assert runs == ["short", "long"] * 4
+    assert [len(measured[key]) for key in ("short", "long")] == [3, 3]
+    short, long = ([m.median for m in measured[key]] for key in ("short", "long"))
+    assert min(short) >= 0.01 and min(long) >= 0.03  # a sleep lasts at least its time
+    assert 2.0 < statistics.median(b / a for a, b in zip(short, long)) < 3.2
+    assert measured["long"][0].task_spec.num_threads == torch.get_num_threads()
 
 
-@pytest.mark.slow
-def test_cora_is_timed_when_its_files_are_there(tmp_path, data_dir, cache_dir):
-    args = ["--graphs", "cora", "--sections", "time", "--depths", "2", "--repeats", "1"]
-    args += ["--warmup", "0", "--min-time", "0", "--hidden", "8", "--backbones", "gcn", "gin"]
-    args += ["--data-dir", str(data_dir), "--cache-dir", str(cache_dir), "--out", str(tmp_path)]
-    main(args)
-    report = (tmp_path / "perf.md").read_text()
-    assert "### cora" in report and "gin_ssm" in report
+def _records(**values):
+    """Records of one graph at depth 2: ``variant=[seconds per round]``."""
+    records = {}
+    for variant, seconds in values.items():
+        put(records, "time", "g", variant.replace("__", "+"), "seconds", seconds, depth=2)
+    return records
+
+
+def test_time_ratios_pair_rounds_and_memory_ratios_divide_medians():
+    records = _records(gcn=[1.0, 2.0, 3.0], gcn_ssm=[2.0, 4.0, 9.0], gcn_ssm__ckpt=[3.0, 2.0])
+    found = ratio("time", records[("time", "g", "gcn_ssm", "seconds", 2, None)],
+                  records[("time", "g", "gcn", "seconds", 2, None)], "seconds")  # fmt: skip
+    # Per-round ratios 2, 2, 3: their median, min and max.
+    assert (found["value"], found["low"], found["high"]) == (2.0, 2.0, 3.0)
+    assert (found["depth"], found["k"]) == (2, None)
+    # Different round counts cannot pair: the ratio of the medians, 2.5 / 2.
+    ckpt = ratio("time", records[("time", "g", "gcn_ssm+ckpt", "seconds", 2, None)],
+                 records[("time", "g", "gcn", "seconds", 2, None)], "seconds")  # fmt: skip
+    assert ckpt["value"] == ckpt["low"] == ckpt["high"] == 1.25
+    put(records, "time", "g", "gcn", "seconds", [0.0], depth=3)
+    put(records, "time", "g", "gcn_ssm", "seconds", depth=3, status="over budget")
+    zero, over = (records[("time", "g", v, "seconds", 3, None)] for v in ("gcn", "gcn_ssm"))
+    assert ratio("time", over, zero, "seconds") is None and ratio("time", zero, zero, "x") is None
+
+
+def test_targets_read_their_ratios_and_fall_back_to_retimed_graphs():
+    config = PerfConfig(depths=(2, 64), memory_depth=64, reference_depths=(2,))
+    records = {}
+    times = {"gcn": [1.0, 1.0], "gcn_ssm": [1.05, 1.2], "gcn_ssm+ckpt": [2.0, 2.0]}
+    for variant, seconds in times.items():  # 64 layers timed only under tcmalloc
+        put(records, "time", retimed_label("big", TCMALLOC), variant, "seconds", seconds, depth=64)
+    for variant, peak in {"gcn": [400.0], "gcn_ssm": [400.0], "gcn_ssm+ckpt": [80.0]}.items():
+        put(records, "memory", "big", variant, "peak_mb", peak, depth=64)
+    put(records, "khop", "big", "input", "edges", [1000], k=0)
+    put(records, "khop", "big", "khop(K=1)", "edges", [3000], k=1)
+    put(records, "khop", "big", "khop(K=1)", "peak_mb", [40.0], k=1)
+    ratios = all_ratios(records, config)
+
+    by_label = {(r["section"], r["numerator"], r["denominator"], r["metric"]): r for r in ratios}
+    assert by_label["time", "gcn_ssm", "gcn", "seconds"]["value"] == pytest.approx(1.125)
+    assert by_label["memory", "gcn_ssm+ckpt", "gcn", "peak_mb"]["value"] == 0.2
+    assert by_label["khop", "khop(K=1)", "input", "edges"]["value"] == 3.0
+    assert by_label["khop", "khop(K=1)", "gcn", "peak_mb"]["value"] == 0.1  # / the plain peak
+    verdicts = {t["name"]: t["verdict"] for t in evaluate_targets(ratios, config, "big")}
+    assert verdicts == {
+        "gcn_ssm / gcn time per epoch, 64 layers, big": "MISS",  # 1.125 > 1.1
+        "checkpointed / gcn peak memory, 64 layers, big (≥ 4× lower)": "PASS",
+        "checkpointed / gcn_ssm peak memory, 64 layers, big (≥ 4× lower)": "PASS",
+        "checkpointed / gcn time per epoch, 64 layers, big": "MISS",  # 2 > 1.6
+        "checkpointed / gcn_ssm time per epoch, 64 layers, big": "MISS",
+        "ours / PyG GCN-SSM time per epoch, 2 layers, big (aim)": "N/A",
+    }
+
+
+def test_depths_over_the_budget_are_timed_again_under_the_deep_allocator(monkeypatch):
+    config = PerfConfig(depths=(2, 8, 32), memory_budget_gb=1.0, sections=("time",))
+    calls = []
+
+    def fake_isolated(function, args, budget_mb, allocator, fresh):
+        depth, variants = args[2], args[3]
+        calls.append((depth, allocator))
+        if allocator == "default" and depth > 2:
+            return {"status": "over budget", "message": "stopped at 2,000 MB resident"}
+        runs = {variant: lambda: None for variant in variants}
+        return {"status": "ok", "measurements": interleaved(runs, rounds=config.repeats)}
+
+    monkeypatch.setattr(runner.isolation, "isolated", fake_isolated)
+    monkeypatch.setattr(runner.isolation, "deep_allocator", lambda: TCMALLOC)
+    records, log = {}, []
+    runner._time_section(config, GraphSpec("synthetic", 10, 20), "cpu", log.append, records)
+
+    assert calls == [(2, "default"), (8, "default"), (32, "default"),
+                     (2, TCMALLOC), (8, TCMALLOC), (32, TCMALLOC)]  # fmt: skip
+    assert "[time] random-10: timing 2, 8, 32 layers again under the tcmalloc allocator" in log
+    retimed = retimed_label("random-10", TCMALLOC)
+    status = {(r["graph"], r["depth"]): r["status"] for r in records.values()}
+    assert status[("random-10", 8)] == "over budget" and status[(retimed, 32)] == "ok"
+    assert len(records[("time", retimed, "gcn_ssm+ckpt", "seconds", 32, None)]["values"]) == 5
+
+
+def _small_config(**kwargs):
+    return PerfConfig(depths=(2,), hidden=64, memory_budget_gb=8.0, **kwargs)
 
 
 def test_a_fresh_process_measures_one_epochs_peak_memory():
-    job = {
-        "task": "epoch",
-        "graph": GraphSpec("synthetic", 20_000, 100_000).as_dict(),
-        "model": "gcn_ssm",
-        "checkpoint": False,
-        "depth": 2,
-        "hidden": 64,
-    }
-    (result,) = run_jobs([job], budget_mb=8192)
+    spec = GraphSpec("synthetic", 20_000, 100_000)
+    result = isolated(epoch_memory, (_small_config(), spec, "gcn_ssm", "cpu"), budget_mb=8192)
     assert result["status"] == "ok", result
     # The backward pass keeps at least the states of both layers: 2 × 20,000 × 64 float32.
-    assert result["peak_mb"] > 2 * 20_000 * 64 * 4 / 2**20 and len(result["seconds"]) == 1
+    assert result["peak_mb"] > 2 * 20_000 * 64 * 4 / 2**20 and result["seconds"] > 0
+
+
+def test_a_child_above_the_budget_is_stopped_and_a_failing_one_reported():
+    args = (_small_config(khop_max_k=1), GraphSpec("synthetic", 1000, 5000))
+    stopped = isolated(khop_cost, args, budget_mb=50)  # importing torch alone takes more
+    assert stopped["status"] == "over budget", stopped
+    assert "budget 50 MB" in stopped["message"]
+    failed = isolated(json.loads, ("{",), budget_mb=1000)
+    assert failed["status"] == "failed" and "JSONDecodeError" in failed["message"]
+    here = isolated(json.loads, ("{",), budget_mb=1000, fresh=False)
+    assert here["status"] == "failed" and here["message"].startswith("JSONDecodeError")
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc tunable")
+def test_the_compact_allocator_reaches_the_child():
+    tunables = isolated(os.getenv, ("GLIBC_TUNABLES",), budget_mb=1000, allocator=COMPACT)
+    assert tunables == "glibc.malloc.mmap_threshold=1048576"
+
+
+def test_the_memory_meter_sees_a_tensor_allocated_after_its_start():
+    meter = PeakMeter("cpu")
+    meter.start()
+    before = resident_mb()
+    block = torch.ones(50 * 2**20 // 4)  # 50 MB in its own mmap, every page written
+    grown = resident_mb() - before
+    del block
+    assert grown > 45
+    if meter.resettable:  # Linux: the high-water mark was reset to the baseline
+        assert meter.peak_mb() > 45
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    assert process_rss_mb(child.pid) > 0
+    child.kill()
+    child.wait()
+    assert process_rss_mb(child.pid) is None
 
 
 def test_quick_sets_small_sizes_and_flags_still_win():
     config = config_from_args(build_parser().parse_args(["--quick", "--repeats", "4"]))
     assert config.depths == (2, 16) and config.synthetic_nodes == 10_000
-    assert config.repeats == 4 and config.quick
+    assert config.repeats == 4 and config.quick and config.min_time == 0.3
 
 
 def test_the_pyg_reference_is_the_same_model_as_ours():
     if pyg_available() is not None:
         pytest.skip("torch_geometric is not installed")
-    from benchmarks.perf.reference import PygGCNSSM, edge_index
+    from benchmarks.perf.workload import PygGCNSSM, edge_index
     from dgl_ssm import GCNSSM
 
     graph = dgl.add_self_loop(dgl.to_bidirected(dgl.rand_graph(30, 90)))
@@ -146,6 +237,59 @@ def test_the_tcmalloc_environment_loads_tcmalloc_in_the_child():
         check=True,
     ).stdout
     assert "tcmalloc" in maps
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_every_section_and_ratio(tmp_path, capsys):
+    result = main([*TINY, "--out", str(tmp_path)])
+
+    report = (tmp_path / "perf.md").read_text()
+    for heading in SECTIONS:
+        assert heading in report, heading
+    assert "### random-300" in report
+    printed = capsys.readouterr().out.splitlines()
+    ratio_lines = [line for line in printed if line.startswith("ratio ")]
+    expected = [
+        ("time", "gcn_ssm / gcn"),
+        ("time", "gcn_ssm+ckpt / gcn"),
+        ("time", "gcn_ssm+ckpt / gcn_ssm"),
+        ("khop", "khop(K=1) / input"),
+        ("breakdown", "ssm layer / plain layer"),
+    ]
+    for section, label in expected:
+        assert any(line.split()[1] == section and label in line for line in ratio_lines), label
+    for variant in ("gcn", "gcn_ssm", "gcn_ssm+ckpt"):
+        assert f"| random-300 | {variant} |" in report
+    assert any("time per epoch, random-300" in line for line in printed)  # Compare's table
+    verdicts = [line.split()[0] for line in printed if line.split()[:1] in (["PASS"], ["MISS"])]
+    assert len(verdicts) == len([t for t in result["targets"] if t["verdict"] != "N/A"]) > 0
+    if pyg_available() is None:
+        assert any("gcn_ssm / pyg:gcn_ssm" in line for line in ratio_lines)
+    else:
+        assert "not installed" in report
+
+    raw = json.loads((tmp_path / "perf.json").read_text())
+    assert {r["section"] for r in raw["records"]} >= {"time", "memory", "khop", "breakdown"}
+    assert raw["machine"]["threads"] == torch.get_num_threads()
+    seconds = {r["variant"]: r["values"] for r in raw["records"] if r["section"] == "time"}
+    per_round = [a / b for a, b in zip(seconds["gcn_ssm"], seconds["gcn"])]
+    printed_ratio = next(line for line in ratio_lines if "gcn_ssm / gcn " in line)
+    assert f"{statistics.median(per_round):.3f}" in printed_ratio
+    edges = {r["variant"]: r["values"][0] for r in raw["records"] if r["metric"] == "edges"}
+    assert edges["khop(K=1)"] == edges["input"] < edges["khop(K=2)"]  # K = 1 is the graph
+    with open(tmp_path / "perf.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and {"section", "variant", "median", "min", "max", "values"} <= set(rows[0])
+
+
+@pytest.mark.slow
+def test_cora_is_timed_when_its_files_are_there(tmp_path, data_dir, cache_dir):
+    args = ["--graphs", "cora", "--sections", "time", "--depths", "2", "--repeats", "1"]
+    args += ["--warmup", "0", "--min-time", "0", "--hidden", "8", "--backbones", "gcn", "gin"]
+    args += ["--data-dir", str(data_dir), "--cache-dir", str(cache_dir), "--out", str(tmp_path)]
+    main(args)
+    report = (tmp_path / "perf.md").read_text()
+    assert "### cora" in report and "gin_ssm" in report
 
 
 def test_bench_perf_subcommand_runs_and_names_itself_in_the_report(tmp_path):

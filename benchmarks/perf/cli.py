@@ -1,115 +1,148 @@
-"""``python -m benchmarks.perf``: time and memory of GNN-SSM against plain twins (issue 6).
+"""``dgl-ssm perf``: time and memory of GNN-SSM against plain twins (issue 6).
 
-python -m benchmarks.perf --quick                # well under a minute
-python -m benchmarks.perf --out runs/perf        # the full run: Cora and a 100k-node graph
-python -m benchmarks.perf --depths 2 64 --repeats 5 --backbones gcn gin
+dgl-ssm perf --quick                # small sizes: depths 2 and 16, a 10k-node graph
+dgl-ssm perf --out runs/perf        # the full run: Cora and a 100k-node graph
+dgl-ssm perf --depths 2 64 --repeats 5 --backbones gcn gin
 """
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from benchmarks.records import make_folder
 from benchmarks.train import resolve_device
 
-from .allocator import ALLOCATORS, check_allocator
-from .config import SECTIONS, PerfConfig, quick
-from .runner import run
+from .isolation import ALLOCATORS, find_tcmalloc
 
-# flag → PerfConfig field; flag defaults are None so that --quick's sizes apply unless given.
-FLAGS = (
-    "out", "depths", "hidden", "repeats", "warmup", "min_time", "device", "data_dir", "cache_dir",
-    "backbones", "graphs", "synthetic_nodes", "synthetic_edges", "seed", "memory_depth",
-    "reference_depths", "khop_max_k", "khop_max_edges", "memory_budget_gb", "sections",
-    "threads", "allocator",
-)  # fmt: skip
+SECTIONS = ("time", "memory", "khop", "reference", "breakdown")
 PROG = "python -m benchmarks.perf"
 
 
+@dataclass
+class PerfConfig:
+    """Everything a run depends on; each field is the flag of the same name (``memory_depth``
+    defaults to the largest depth, ``memory_budget_gb`` to 80 % of the memory available)."""
+
+    out: Path = Path("runs/perf")
+    depths: tuple = (2, 8, 32, 64, 128)
+    hidden: int = 64
+    repeats: int = 5
+    warmup: int = 1
+    min_time: float = 2.0
+    device: str = "auto"
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    backbones: tuple = ("gcn",)
+    graphs: tuple = ("cora", "synthetic")
+    synthetic_nodes: int = 100_000
+    synthetic_edges: int = 1_000_000
+    seed: int = 0
+    memory_depth: int | None = None
+    reference_depths: tuple = (2, 64)
+    khop_max_k: int = 6
+    khop_max_edges: int = 50_000_000
+    memory_budget_gb: float | None = None
+    subprocess: bool = True
+    sections: tuple = SECTIONS
+    threads: int | None = None
+    allocator: str = "default"
+    quick: bool = False
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        self.depths = tuple(sorted(set(self.depths)))
+        valid = {"sections": SECTIONS, "graphs": ("cora", "synthetic"), "allocator": ALLOCATORS}
+        for name, allowed in valid.items():
+            given = getattr(self, name)
+            if unknown := sorted(set([given] if isinstance(given, str) else given) - set(allowed)):
+                raise ValueError(f"Unknown {name} {unknown}. Valid: {', '.join(allowed)}.")
+        if not self.depths or min(self.depths) < 1:
+            raise ValueError(f"depths must be positive layer counts, got {self.depths}.")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be at least 1, got {self.repeats}.")
+        if self.allocator != "default" and not self.subprocess:
+            raise ValueError("--allocator sets the allocator of the worker processes; it cannot "
+                             "apply with --no-subprocess. Drop one of the two.")  # fmt: skip
+        if self.allocator == "tcmalloc" and find_tcmalloc() is None:
+            raise ValueError(
+                "--allocator tcmalloc: tcmalloc is not installed. Install it (Debian/Ubuntu: apt "
+                "install libtcmalloc-minimal4; conda: conda install gperftools) or use --allocator "
+                "default."
+            )
+
+    @property
+    def deepest(self):
+        return self.memory_depth or max(self.depths)
+
+
+QUICK = {
+    "depths": (2, 16), "repeats": 2, "min_time": 0.3, "synthetic_nodes": 10_000,
+    "synthetic_edges": 100_000, "reference_depths": (2, 16), "khop_max_k": 3,
+}  # fmt: skip
+
+
 def build_parser(parser=None):
-    """The perf options, on ``parser`` (e.g. the ``dgl-ssm-bench perf`` subcommand) or a new one."""
-    defaults = PerfConfig()
+    """The perf options, on ``parser`` (e.g. the ``dgl-ssm perf`` subcommand) or a new one."""
+    d = PerfConfig()
     if parser is None:
         parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (depths 2 16, 10k nodes)")
-    parser.add_argument("--out", help=f"report folder (default {defaults.out})")
-    parser.add_argument("--depths", type=int, nargs="+", help=f"default {defaults.depths}")
-    parser.add_argument("--hidden", type=int, help=f"state width (default {defaults.hidden})")
-    parser.add_argument("--repeats", type=int, help=f"timed epochs (default {defaults.repeats})")
-    parser.add_argument("--warmup", type=int, help=f"untimed epochs (default {defaults.warmup})")
-    parser.add_argument(
-        "--min-time",
-        type=float,
-        help=f"more epochs for cheap models, up to this many seconds (default {defaults.min_time})",
-    )
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--data-dir", help="raw Cora files (default $DGL_SSM_DATA)")
-    parser.add_argument("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
-    parser.add_argument(
-        "--backbones", nargs="+", help="plain/SSM twins to time, e.g. gcn gin (default gcn)"
-    )
-    parser.add_argument("--graphs", nargs="+", choices=["cora", "synthetic"])
-    parser.add_argument("--synthetic-nodes", type=int, help="default 100000")
-    parser.add_argument("--synthetic-edges", type=int, help="before self loops; default 1e6")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--memory-depth", type=int, help="default: the largest depth")
-    parser.add_argument(
-        "--reference-depths", type=int, nargs="+", help="depths timed with PyG (default 2 64)"
-    )
-    parser.add_argument("--khop-max-k", type=int, help=f"default {defaults.khop_max_k}")
-    parser.add_argument("--khop-max-edges", type=int, help=f"default {defaults.khop_max_edges:,}")
-    parser.add_argument(
-        "--memory-budget-gb", type=float, help="stop a measurement above this (default 80%% free)"
-    )
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, help="default: all")
-    parser.add_argument(
-        "--threads", type=int, help="torch.set_num_threads for all measurements (default: unset)"
-    )
-    parser.add_argument(
-        "--allocator",
-        choices=ALLOCATORS,
-        help="C allocator of the timing workers (default: glibc's, as users run; depths that "
-        "do not fit are timed again under tcmalloc when installed)",
-    )
-    parser.add_argument(
-        "--no-subprocess",
-        dest="subprocess",
-        action="store_false",
-        help="measure peak memory in this process (faster, less isolated)",
-    )
+    add = parser.add_argument
+    add("--quick", action="store_true", help="small sizes (depths 2 16, 10k nodes)")
+    add("--out", help=f"report folder (default {d.out})")
+    add("--depths", type=int, nargs="+", help=f"default {d.depths}")
+    add("--hidden", type=int, help=f"state width (default {d.hidden})")
+    add("--repeats", type=int, help=f"timed rounds, A B A B … (default {d.repeats})")
+    add("--warmup", type=int, help=f"untimed rounds before them (default {d.warmup})")
+    add("--min-time", type=float,
+        help=f"least timed seconds per model, over all rounds (default {d.min_time})")  # fmt: skip
+    add("--device", choices=["auto", "cpu", "cuda"])
+    add("--data-dir", help="raw Cora files (default $DGL_SSM_DATA)")
+    add("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
+    add("--backbones", nargs="+", help="plain/SSM twins to time, e.g. gcn gin (default gcn)")
+    add("--graphs", nargs="+", choices=["cora", "synthetic"])
+    add("--synthetic-nodes", type=int, help="default 100000")
+    add("--synthetic-edges", type=int, help="before self loops; default 1e6")
+    add("--seed", type=int)
+    add("--memory-depth", type=int, help="default: the largest depth")
+    add("--reference-depths", type=int, nargs="+", help="depths timed with PyG (default 2 64)")
+    add("--khop-max-k", type=int, help=f"default {d.khop_max_k}")
+    add("--khop-max-edges", type=int, help=f"default {d.khop_max_edges:,}")
+    add("--memory-budget-gb", type=float, help="stop a measurement above this (default 80%% free)")
+    add("--sections", nargs="+", choices=SECTIONS, help="default: all")
+    add("--threads", type=int, help="torch.set_num_threads for all measurements (default: unset)")
+    add("--allocator", choices=ALLOCATORS,
+        help="C allocator of the timing processes (default: glibc's, as users run; depths "
+        "that do not fit are timed again under tcmalloc when installed)")  # fmt: skip
+    add("--no-subprocess", dest="subprocess", action="store_false",
+        help="measure in this process (faster, less isolated)")  # fmt: skip
     return parser
 
 
 def config_from_args(args):
     """The run's :class:`PerfConfig`: defaults, then ``--quick``'s sizes, then given flags."""
-    config = quick(PerfConfig()) if args.quick else PerfConfig()
-    given = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
-    for name in ("depths", "backbones", "graphs", "reference_depths", "sections"):
-        if name in given:
-            given[name] = tuple(given[name])
-    known = {f.name for f in fields(PerfConfig)}
-    values = {f.name: getattr(config, f.name) for f in fields(PerfConfig)}
-    values.update({k: v for k, v in given.items() if k in known})
-    values["subprocess"] = args.subprocess
+    values = asdict(PerfConfig())
+    if args.quick:
+        values.update(QUICK, quick=True)
+    for name in (f.name for f in fields(PerfConfig)):
+        given = getattr(args, name, None)
+        if given is not None and name != "quick":
+            values[name] = tuple(given) if isinstance(given, list) else given
     return PerfConfig(**values)
 
 
 def main(argv=None):
-    """Parse ``argv`` (default ``sys.argv[1:]``), run, and return :func:`run`'s result."""
+    """Parse ``argv`` (default ``sys.argv[1:]``), run, and return the run's result."""
     return run_from_args(build_parser().parse_args(argv), argv=argv)
 
 
 def run_from_args(args, argv=None, prog=PROG):
     """Run the benchmark for parsed ``args``; bad options exit with code 2 and one line on
     stderr."""
+    from .runner import run  # on use: `dgl-ssm run` imports this module
+
     try:
         config = config_from_args(args)
-        check_allocator(config.allocator)
-        if config.allocator != "default" and not config.subprocess:
-            raise ValueError(
-                "--allocator sets the allocator of the worker processes; it cannot apply with "
-                "--no-subprocess. Drop one of the two."
-            )
         resolve_device(config.device)  # a missing GPU is a bad option, not a crash mid-run
         make_folder(config.out)  # an unwritable --out is found now, not after the run
     except (ValueError, RuntimeError) as error:

@@ -1,123 +1,133 @@
-"""Run measurement jobs in fresh Python processes, watched so they cannot exhaust the machine.
+"""Fresh processes for measurements, under a chosen C allocator, killed above a memory budget.
 
-A fresh process starts from a clean heap and a clean high-water mark, so its peak resident
-set is its own, and it runs under the allocator setting the measurement needs (see
-:mod:`.allocator`). The parent polls the child's resident set and stops it above the memory
-budget: the job is then reported as over budget rather than taking down the machine (and
-other people's processes) with it. Results are logged as they arrive.
+A fresh process has its own heap and peak resident set; the parent polls it (psutil) and
+reports it over budget rather than let it take the machine down. Timings run under glibc's
+default allocator, as users run, whose heap fragments (a 16-layer GCN on 100k nodes held ~4×
+its live tensors); peak memory is measured ``compact`` (a 1 MiB mmap threshold, so the resident
+set tracks live tensors, but epochs get 2–3× slower); depths that do not fit under the default
+allocator are timed again under tcmalloc (``libtcmalloc-minimal4``), else ``compact``.
+
+The child is ``python -m benchmarks.perf.isolation JOB RESULT``: it unpickles ``(function,
+args)`` from JOB and pickles ``function(*args)`` into RESULT.
 """
 
-import json
+import ctypes.util
 import os
+import pickle
+import platform
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-from ..memory import process_rss_mb
-from .allocator import COMPACT, allocator_environment
-from .worker import MARK, run_job
+import psutil
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+THRESHOLD_BYTES = 1 << 20
+DEFAULT, TCMALLOC, COMPACT = ALLOCATORS = ("default", "tcmalloc", "compact")
+ROOT = Path(__file__).resolve().parents[2]
 POLL_SECONDS = 0.2
 
 
-def run_jobs(jobs, budget_mb, isolated=True, fresh=True, allocator=COMPACT, on_result=None):
-    """Run worker ``jobs`` and return one result dict per job, in order.
-
-    Parameters
-    ----------
-    jobs : list of dict
-        Job dicts of :mod:`.worker`.
-    budget_mb : float
-        Resident-set limit of a child process.
-    isolated : bool
-        Run in child processes (else in this one: faster, unguarded, default allocator).
-    fresh : bool
-        One child per job, or one child for a batch of jobs (a job that fails or is
-        stopped ends its child; the jobs after it start in a new one).
-    allocator : {"default", "tcmalloc", "compact"}
-        The children's allocator (see :func:`.allocator.allocator_environment`).
-    on_result : callable, optional
-        Called with ``(job, result)`` as each result arrives.
-    """
-    on_result = on_result or (lambda job, result: None)
-    if not isolated:
-        cache, results = {}, []
-        for job in jobs:
-            results.append(_guarded(job, cache))
-            on_result(job, results[-1])
-        return results
-    results = []
-    while len(results) < len(jobs):
-        batch = jobs[len(results) :][:1] if fresh else jobs[len(results) :]
-        results += _run_in_child(batch, budget_mb, allocator, on_result)
-    return results
+def find_tcmalloc():
+    """The shared-library name of tcmalloc for ``LD_PRELOAD``, or ``None`` if not installed."""
+    return ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
 
 
-def _guarded(job, cache):
-    try:
-        return run_job(job, cache)
-    except Exception as error:  # report it with the other figures; the run goes on
-        return {"status": "failed", "message": f"{type(error).__name__}: {error}"}
+def deep_allocator():
+    """The allocator for timings that do not fit under the default one."""
+    return TCMALLOC if find_tcmalloc() else COMPACT
 
 
-def _run_in_child(jobs, budget_mb, allocator, on_result):
-    """Results of the leading jobs of ``jobs`` (at least one: the failed one, if any)."""
-    env = allocator_environment(allocator)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    results, lines = [], []
-    with tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.perf.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            env=env,
-            cwd=PROJECT_ROOT,
-            text=True,
-        )
-        # A thread drains stdout, so results can be logged while the child still works.
-        reader = threading.Thread(target=lambda: lines.extend(child.stdout), daemon=True)
-        reader.start()
-        child.stdin.write(json.dumps(jobs))
-        child.stdin.close()
-        child_peak, over_budget = 0.0, False
-        while child.poll() is None:
-            _collect(lines, jobs, results, on_result)
-            rss = process_rss_mb(child.pid) or 0.0
-            child_peak = max(child_peak, rss)
-            if rss > budget_mb:
-                child.kill()
-                child.wait()
-                over_budget = True
-                break
-            time.sleep(POLL_SECONDS)
-        reader.join()
-        _collect(lines, jobs, results, on_result)
-        if len(results) == len(jobs):
-            return results
-        if over_budget:
-            failed = {
-                "status": "over budget",
-                "message": f"stopped at {child_peak:,.0f} MB resident (budget {budget_mb:,.0f} MB)",
-            }
-        else:
-            err.seek(0)
-            tail = err.read().strip().splitlines()[-3:]
-            failed = {
-                "status": "failed",
-                "message": f"exit code {child.returncode}: " + " | ".join(tail),
-            }
-        on_result(jobs[len(results)], failed)
-        return results + [failed]
+def retimed_label(graph, kind):
+    """The name under which a graph's timings under allocator ``kind`` are kept."""
+    return f"{graph} [{kind} allocator]"
 
 
-def _collect(lines, jobs, results, on_result):
-    """Turn the result lines read so far into results (each once)."""
-    marked = [line for line in list(lines) if line.startswith(MARK)]
-    for line in marked[len(results) : len(jobs)]:
-        results.append(json.loads(line[len(MARK) :]))
-        on_result(jobs[len(results) - 1], results[-1])
+def split_label(name):
+    """``(graph, allocator kind or None)`` of a graph name made by :func:`retimed_label`."""
+    for kind in (TCMALLOC, COMPACT):
+        if name.endswith(f" [{kind} allocator]"):
+            return name[: -len(f" [{kind} allocator]")], kind
+    return name, None
+
+
+def _is_glibc():
+    return platform.libc_ver()[0] == "glibc"
+
+
+def allocator_environment(kind, environ=None):
+    """A copy of ``environ`` (default ``os.environ``) for a child under allocator ``kind``:
+    ``compact`` adds the mmap-threshold tunable (glibc only), ``tcmalloc`` preloads tcmalloc."""
+    env = dict(os.environ if environ is None else environ)
+    if kind == TCMALLOC:
+        env["LD_PRELOAD"] = ":".join(filter(None, [find_tcmalloc(), env.get("LD_PRELOAD")]))
+    tunables = env.pop("GLIBC_TUNABLES", "").split(":")
+    tunables = [t for t in tunables if t and not t.startswith("glibc.malloc.mmap_threshold=")]
+    if kind == COMPACT and _is_glibc():
+        tunables.append(f"glibc.malloc.mmap_threshold={THRESHOLD_BYTES}")
+    if tunables:
+        env["GLIBC_TUNABLES"] = ":".join(tunables)
+    return env
+
+
+def describe_allocators(subprocess=True, timing=DEFAULT):
+    """One line for the report: which allocator setting each kind of figure used."""
+    if not subprocess:
+        return "the default one (--no-subprocess): peak memory includes heap fragmentation"
+    timings = f"{timing} (--allocator)"
+    if timing == DEFAULT:
+        timings = f"default (as users run), depths that do not fit again under {deep_allocator()}"
+    return (
+        f"timings: {timings}; peak memory and k-hop: {COMPACT} (fresh processes, mmap threshold "
+        f"{THRESHOLD_BYTES >> 10} KiB on glibc, so RSS tracks live tensors)"
+    )
+
+
+def isolated(function, args, budget_mb, allocator=COMPACT, fresh=True):
+    """``function(*args)`` in a fresh Python process under ``allocator`` (or here, without
+    ``fresh``); a failure or a child above ``budget_mb`` resident MB gives ``{"status":
+    "failed" | "over budget", "message": ...}`` instead. Everything must be picklable."""
+    if not fresh:
+        try:
+            return function(*args)
+        except Exception as error:  # reported with the other figures; the run goes on
+            return {"status": "failed", "message": f"{type(error).__name__}: {error}"}
+    with tempfile.TemporaryDirectory() as folder:
+        job, result, errors = (Path(folder, name) for name in ("job", "result", "stderr"))
+        job.write_bytes(pickle.dumps((function, args)))
+        env = allocator_environment(allocator)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        command = [sys.executable, "-m", "benchmarks.perf.isolation", str(job), str(result)]
+        with open(errors, "w") as stderr:
+            child = psutil.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+            stopped_at = _watch(child, budget_mb)
+        if stopped_at is not None:
+            message = f"stopped at {stopped_at:,.0f} MB resident (budget {budget_mb:,.0f} MB)"
+            return {"status": "over budget", "message": message}
+        if child.returncode != 0:
+            tail = " | ".join(errors.read_text().strip().splitlines()[-3:])
+            return {"status": "failed", "message": f"exit code {child.returncode}: {tail}"}
+        return pickle.loads(result.read_bytes())
+
+
+def _watch(child, budget_mb):
+    """Wait for ``child``; if its resident set outgrows the budget, kill it and return it."""
+    while True:
+        try:
+            child.wait(timeout=POLL_SECONDS)
+            return None
+        except psutil.TimeoutExpired:
+            pass
+        try:
+            resident_mb = child.memory_info().rss / 2**20
+        except psutil.Error:  # it has just ended
+            continue
+        if resident_mb > budget_mb:
+            child.kill()
+            child.wait()
+            return resident_mb
+
+
+if __name__ == "__main__":
+    function, args = pickle.loads(Path(sys.argv[1]).read_bytes())
+    Path(sys.argv[2]).write_bytes(pickle.dumps(function(*args)))

@@ -1,0 +1,165 @@
+"""The measurements: interleaved epoch timings (``torch.utils.benchmark``), peak memory of one
+epoch, the k-hop transform's cost (all three runnable in a fresh process: picklable arguments,
+plain dicts back), and where one SSM layer's time goes."""
+
+import os
+
+import torch
+from dgl.nn import GraphConv
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.benchmark import Measurement, Timer, timer
+
+from dgl_ssm import KHopTransform, PlainUpdate, SSMLayer, SSMUpdate
+
+from ..memory import PeakMeter
+from .workload import bare_graph, load_graph, make_epoch
+
+
+def interleaved(runs, rounds, warmup=0, round_seconds=0.0, label="", description=""):
+    """Time every ``runs[key]()`` in ``rounds`` rounds (A B A B …) after ``warmup`` untimed
+    rounds, so drift and other processes hit every run alike; return ``key → [Measurement per
+    round]`` (named by ``label``, ``description`` and the key, for ``Compare``).
+
+    In each round every run gets one ``Timer.blocked_autorange(min_run_time=round_seconds)``:
+    one untimed call sizes the block, then blocks are timed until ``round_seconds`` are spent
+    (at least one), so cheap runs get many calls per round.
+    """
+    threads = torch.get_num_threads()  # Timer would otherwise run with 1 thread
+    timers = {
+        key: Timer("run()", globals={"run": run}, label=label, sub_label=key,
+                   description=description, num_threads=threads)
+        for key, run in runs.items()
+    }  # fmt: skip
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    measured = {key: [] for key in runs}
+    for _ in range(rounds):
+        for key, each in timers.items():
+            measured[key].append(each.blocked_autorange(min_run_time=round_seconds))
+    return measured
+
+
+def round_medians(measurements):
+    """A Measurement of the per-round medians (the report's samples), for ``Compare``."""
+    return Measurement(1, [m.median for m in measurements], measurements[0].task_spec)
+
+
+def _setup(config, device="cpu"):
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    return torch.device(device)
+
+
+def time_epochs(config, spec, depth, variants, label, device):
+    """Seconds per training epoch of ``variants`` at ``depth`` on ``spec``'s graph, in
+    ``config.repeats`` interleaved rounds; each variant runs ``config.min_time`` s in all."""
+    device = _setup(config, device)
+    data = load_graph(spec, config.hidden, device)
+    runs = {v: make_epoch(v, data, depth, config.hidden, config.seed) for v in variants}
+    seconds = config.min_time / config.repeats
+    measured = interleaved(runs, config.repeats, config.warmup, seconds, label, f"{depth} layers")
+    return {"status": "ok", "measurements": measured}
+
+
+def epoch_memory(config, spec, variant, device):
+    """Peak memory of one training epoch at ``config.deepest`` layers above what is held
+    before it (graph, features, model, optimizer), and that epoch's seconds."""
+    device = _setup(config, device)
+    data = load_graph(spec, config.hidden, device)
+    epoch = make_epoch(variant, data, config.deepest, config.hidden, config.seed)
+    meter = PeakMeter(device)
+    meter.start()
+    start = timer()  # synchronises CUDA when there is one
+    epoch()
+    seconds = timer() - start
+    return {"status": "ok", "peak_mb": meter.peak_mb(), "seconds": seconds, "method": meter.method}
+
+
+def khop_cost(config, spec):
+    """Time, edge count and peak memory of ``KHopTransform(K)`` on ``spec``'s graph without
+    self loops for K = 1 … ``config.khop_max_k``, stopping at the first K whose result would
+    exceed ``config.khop_max_edges`` (status ``exceeds max_edges``)."""
+    _setup(config)
+    graph = bare_graph(spec)
+    meter = PeakMeter("cpu")  # the transform runs on CPU
+    steps = []
+    for k in range(1, config.khop_max_k + 1):
+        meter.start()
+        start = timer()
+        try:
+            edges = KHopTransform(k, max_edges=config.khop_max_edges)(graph).num_edges()
+            status, message = "ok", ""
+        except ValueError as error:
+            edges, status, message = None, "exceeds max_edges", str(error)
+        seconds = timer() - start
+        steps.append(dict(k=k, status=status, edges=edges, seconds=seconds,
+                          peak_mb=meter.peak_mb(), message=message))  # fmt: skip
+        if status != "ok":
+            break  # a larger K only has more edges
+    return {"status": "ok", "input_edges": graph.num_edges(), "steps": steps,
+            "resettable": meter.resettable}  # fmt: skip
+
+
+def layer_parts(data, hidden, seed=0):
+    """Forward + backward closures of one layer's parts: the conv, the plain and SSM updates,
+    and the plain, residual (``H + relu(F)``: the floor of any update carrying ``H``) and SSM
+    layers."""
+    torch.manual_seed(seed)
+    graph, device = data.graph, data.feat.device
+    state, conv_out = (torch.randn(graph.num_nodes(), hidden, device=device, requires_grad=True)
+                       for _ in range(2))  # fmt: skip
+    upstream = torch.randn(graph.num_nodes(), hidden, device=device)
+    conv = GraphConv(hidden, hidden, norm="both", allow_zero_in_degree=True).to(device)
+    plain, residual, ssm = (
+        SSMLayer(conv, hidden, update).to(device)
+        for update in (PlainUpdate(), PlainUpdate(residual=True), SSMUpdate(hidden))
+    )
+
+    def backward_of(forward):
+        def run():
+            state.grad = conv_out.grad = None  # the leaves' gradients would accumulate
+            forward().backward(upstream)
+
+        return run
+
+    return {
+        "conv": backward_of(lambda: conv(graph, state)),
+        "plain update": backward_of(lambda: plain.update(state, conv_out)),
+        "ssm update": backward_of(lambda: ssm.update(state, conv_out)),
+        "plain layer": backward_of(lambda: plain(graph, state)),
+        "residual layer": backward_of(lambda: residual(graph, state)),
+        "ssm layer": backward_of(lambda: ssm(graph, state)),
+    }
+
+
+def breakdown(config, data):
+    """One layer's parts timed interleaved on ``data``, and the ops whose count differs
+    between the SSM and the plain layer (profiler, per forward + backward), largest time
+    difference first: ``(dict of part → list of Measurement, list of dict)``."""
+    parts = layer_parts(data, config.hidden, config.seed)
+    rounds = max(5, 3 * config.repeats)
+    label = f"one layer fwd+bwd, {data.spec.name}"
+    measured = interleaved(parts, rounds, config.warmup + 1, config.min_time / rounds, label)
+    plain, ssm = (_op_table(parts[key], repeats=3) for key in ("plain layer", "ssm layer"))
+    rows = []
+    for op in sorted(set(plain) | set(ssm)):
+        (calls, ms), (ssm_calls, ssm_ms) = plain.get(op, (0, 0)), ssm.get(op, (0, 0))
+        if calls != ssm_calls:
+            row = dict(op=op, plain_calls=calls, ssm_calls=ssm_calls, plain_ms=ms, ssm_ms=ssm_ms)
+            rows.append({**row, "delta_ms": ssm_ms - ms})
+    return measured, sorted(rows, key=lambda row: -abs(row["delta_ms"]))
+
+
+def _op_table(run, repeats):
+    """``op → (calls, self CPU ms)`` per call of ``run``, from the profiler."""
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # no "STAGE: Completed …" lines
+    activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * torch.cuda.is_available()
+    run()
+    with profile(activities=activities) as prof:
+        for _ in range(repeats):
+            run()
+    return {
+        event.key: (event.count / repeats, event.self_cpu_time_total / repeats / 1e3)
+        for event in prof.key_averages()
+    }
