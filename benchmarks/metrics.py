@@ -47,6 +47,11 @@ class Metric:
     fn: Callable
     higher_is_better: bool
 
+    @property
+    def direction(self):
+        """Optuna's name for the way the metric improves: ``"maximize"`` or ``"minimize"``."""
+        return "maximize" if self.higher_is_better else "minimize"
+
     def better(self, a, b):
         """Whether value ``a`` is strictly better than ``b`` (``None`` is worst)."""
         if b is None or (isinstance(b, float) and math.isnan(b)):

@@ -323,7 +323,7 @@ def _sampler(spec, worker_index, n_trials):
 
 def open_study(spec, data, space, worker_index=0):
     storage = open_storage(spec.storage, spec.heartbeat)
-    direction = "maximize" if METRICS[data.metric].higher_is_better else "minimize"
+    direction = METRICS[data.metric].direction
     with trial_lock(storage, spec.study_name):
         study = create_or_load_study(
             storage, spec.study_name, direction, _sampler(spec, worker_index, 0), _pruner(spec)

@@ -16,12 +16,15 @@ import fcntl
 import hashlib
 import random
 import re
+import sqlite3
 import tempfile
 import time
+import urllib.parse
 import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy.engine
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
@@ -32,12 +35,26 @@ class StorageError(RuntimeError):
     """The storage URL is malformed or unreachable; the message is one line."""
 
 
-def open_storage(url, heartbeat_interval=30, max_retry=3):
+def open_storage(url, heartbeat_interval=30, max_retry=3, *, read_only=False):
     """An ``RDBStorage`` with heartbeats and retries of trials whose worker died.
 
     A trial whose heartbeat is older than ``3 × heartbeat_interval`` seconds is failed and
     re-queued with the same parameters (at most ``max_retry`` times).
+
+    With ``read_only`` (the leaderboard), an existing storage is opened to be read: a missing
+    or non-Optuna SQLite file is an error, never created, no table is created in any database,
+    and there are no heartbeats.
     """
+    if read_only:
+        shown = _check_readable(url)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # keep bad input to one stderr line
+                return RDBStorage(url, skip_table_creation=True)
+        except Exception as error:  # noqa: BLE001 - unknown dialect, no driver, refused, old schema
+            raise StorageError(
+                redact(f"cannot open storage {shown}: {one_line(error)}", url)
+            ) from None
 
     def connect():
         with warnings.catch_warnings():
@@ -61,6 +78,41 @@ def open_storage(url, heartbeat_interval=30, max_retry=3):
             hint = ' (PostgreSQL storage needs its driver: pip install "dgl-ssm[postgres]")'
         message = f"Cannot open storage {url}: {one_line(error)}{hint}"
         raise StorageError(redact(message, url)) from None
+
+
+def _check_readable(url):
+    """The URL as shown in messages, once a SQLite URL is known to name an Optuna file (checked
+    read-only, before SQLAlchemy would create an empty one); else :class:`StorageError`."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception as error:  # noqa: BLE001 - ArgumentError, ValueError: not a URL at all
+        raise StorageError(redact(f"invalid storage URL {url!r}: {one_line(error)}", url)) from None
+    shown = redact(url if parsed.password is None else parsed.render_as_string(True))
+    if parsed.get_backend_name() != "sqlite":
+        return shown
+    database = parsed.database
+    query = {k: str(v).lower() for k, v in parsed.query.items()}
+    if database and database.startswith("file:") and query.get("uri") in ("true", "1"):
+        memory = query.get("mode") == "memory"
+        database = None if memory else urllib.parse.unquote(urllib.parse.urlsplit(database).path)
+    if not database or database == ":memory:":
+        raise StorageError(
+            f"{shown} is an in-memory SQLite database, which holds no studies; "
+            "pass the URL of the file the sweep wrote"
+        )
+    path = Path(database).resolve()
+    if not path.is_file():
+        raise StorageError(f"no SQLite file at {path} (from {shown}); not creating one")
+    try:
+        # Read-only URI: looking must not write (no journal, no tables).
+        with sqlite3.connect(path.as_uri() + "?mode=ro", uri=True) as con:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        con.close()
+    except sqlite3.Error as error:
+        raise StorageError(f"{path} is not a readable SQLite database: {error}") from None
+    if "studies" not in {name for (name,) in rows}:
+        raise StorageError(f"{path} is not an Optuna storage (it has no 'studies' table)")
+    return shown
 
 
 def _retrying_schema_races(action):

@@ -14,8 +14,9 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
+from benchmarks.models import display_name
 from benchmarks.references import REFERENCES
-from sweeps.leaderboard import build_leaderboard, display_name, main, read_studies
+from sweeps.leaderboard import build_leaderboard, depth_curves, main, read_studies
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [41, 95, 12, 35]
@@ -161,25 +162,25 @@ def test_display_names(name, shown):
 
 def test_reading_skips_broken_studies_and_unusable_trials(storage, caplog):
     with caplog.at_level("WARNING", logger="sweeps.leaderboard"):
-        results, skipped = read_studies(storage)
+        studies, trials, skipped = read_studies(storage)
     assert [name for name, _ in skipped] == ["gcn__roman_empire", "orphan"]
     assert "missing user attr" in dict(skipped)["orphan"]
     assert sum("skipping study" in m for m in caplog.messages) == 2
-    by_name = {r.name: r for r in results}
-    assert len(by_name) == len(STUDIES) and by_name["gin_ssm__cora"].final is None
-    assert by_name["gat__minesweeper"].final is None  # all final runs failed: not a result
-    assert "every final run failed" in by_name["gat__minesweeper"].final_problem
-    gcn_cora = by_name["gcn__cora"]
+    assert len(studies) == len(STUDIES) and not studies.final["gin_ssm__cora"]
+    assert not studies.final["gat__minesweeper"]  # all final runs failed: not a result
+    assert "every final run failed" in studies.problem["gat__minesweeper"]
     # 6 usable + the diverged one are COMPLETE; diverged/pruned/failed give no point.
-    assert gcn_cora.n_complete == 7 and len(gcn_cora.trials) == 6
-    assert gcn_cora.depth_curve("val") == {2: 0.77, 4: 0.70, 8: 0.73, 16: 0.58, 32: 0.41}
-    assert gcn_cora.depth_curve("test")[4] == 0.78
-    assert by_name["gcn_ssm__gpp_sssp"].depth_curve("val")[5] == pytest.approx(-5 / 90)
-    recorded = {(r.backbone, r.dataset): {"protocol": r.protocol, "data_version": r.data_version}
-                for r in results}  # fmt: skip
+    assert studies.n_complete["gcn__cora"] == 7 and (trials.study == "gcn__cora").sum() == 6
+    curves = depth_curves(studies, trials, "val")
+    assert curves["gcn__cora"] == {2: 0.77, 4: 0.70, 8: 0.73, 16: 0.58, 32: 0.41}
+    assert depth_curves(studies, trials, "test")["gcn__cora"][4] == 0.78
+    assert curves["gcn_ssm__gpp_sssp"][5] == pytest.approx(-5 / 90)
+    tags = studies.set_index(["backbone", "dataset"])[["protocol", "data_version"]]
+    recorded = tags.fillna("not recorded").to_dict("index")
+    unknown = {"protocol": "not recorded", "data_version": "not recorded"}
     for key, attrs in STUDY_ATTRS.items():
-        assert recorded[key] == {"protocol": None, "data_version": None, **attrs}
-    assert recorded[("gcn", "cora")] == {"protocol": None, "data_version": None}
+        assert recorded[key] == {**unknown, **attrs}
+    assert recorded[("gcn", "cora")] == unknown
 
 
 def test_markdown_rows_columns_numbers_and_bold(board):
@@ -317,7 +318,9 @@ def test_csv_long_format(board):
 def test_latex_escapes(board):
     _, files = board
     tex = files["leaderboard.tex"].read_text(encoding="utf-8")
-    assert tex.count("\\begin{tabular}{lrrrrrr}") == 1
+    assert tex.startswith("% dgl-ssm-leaderboard: test metric")
+    assert tex.count("\\begin{tabular}{lrrrrrr}") == 1 and tex.endswith("\\end{tabular}\n")
+    assert tex.count("\\midrule") == 2  # under the header; between our rows and the paper's
     assert all(rule in tex for rule in ("\\toprule", "\\midrule", "\\bottomrule"))
     assert "gpp\\_sssp (log10\\_mse $\\downarrow$)" in tex
     assert "GCN-SSM + eig($\\Lambda$)$\\approx$1 (paper)" in tex
