@@ -7,8 +7,8 @@
     dgl-ssm perf --quick
     dgl-ssm reproduce --part gpp --list
 
-Each room registers its subcommands (``benchmarks.commands.subcommands``,
-``sweeps.commands.subcommands``); this module only picks one and hands it the rest of the
+Each room registers its subcommands (``dgl_ssm_bench.commands.subcommands``,
+``dgl_ssm_sweeps.commands.subcommands``); this module only picks one and hands it the rest of the
 command line, so a subcommand loads only its own room. The old names (``dgl-ssm-bench``,
 ``dgl-ssm-sweep``, ``dgl-ssm-leaderboard``, ``dgl-ssm-analyze``) still work.
 """
@@ -16,8 +16,8 @@ command line, so a subcommand loads only its own room. The old names (``dgl-ssm-
 import argparse
 import sys
 
-from benchmarks.commands import subcommands as benchmark_commands
-from sweeps.commands import subcommands as sweep_commands
+from dgl_ssm_bench.commands import subcommands as benchmark_commands
+from dgl_ssm_sweeps.commands import subcommands as sweep_commands
 
 PROG = "dgl-ssm"
 

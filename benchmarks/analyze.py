@@ -16,7 +16,7 @@ before rewiring. The command runs on one thread unless ``--threads`` says otherw
 is thousands of small autograd passes, which extra threads slow down (badly on busy machines).
 """
 
-# The recipes are in benchmarks.figures; this module only reads the command line.
+# The recipes are in dgl_ssm_bench.figures; this module only reads the command line.
 
 import argparse
 import sys

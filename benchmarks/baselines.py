@@ -154,7 +154,7 @@ class PlatonovGCN(nn.Module):
     Example
     -------
     >>> import dgl, torch
-    >>> from benchmarks.baselines import PlatonovGCN
+    >>> from dgl_ssm_bench.baselines import PlatonovGCN
     >>> ring = dgl.to_bidirected(dgl.graph(([0, 1, 2, 3, 4], [1, 2, 3, 4, 0])))
     >>> g = dgl.add_self_loop(ring)
     >>> model = PlatonovGCN(in_feats=7, hidden=16, out_feats=2, num_layers=2)

@@ -3,7 +3,7 @@
 dgl-ssm-bench run --model gcn_ssm --dataset ring_transfer --ring-size 20 --layers 10 --seeds 3
 dgl-ssm-bench run --config ring_transfer     # a shipped config (benchmarks/configs/)
 dgl-ssm-bench run --config my.yaml --lr 1e-3 # a file, with flags overriding it
-dgl-ssm-bench perf --quick                   # time and memory, SSM vs plain (benchmarks.perf)
+dgl-ssm-bench perf --quick                   # time and memory, SSM vs plain (dgl_ssm_bench.perf)
 dgl-ssm-bench reproduce --part gpp --jobs 2  # the paper's experiments, resumable (results/)
 """
 
@@ -105,7 +105,7 @@ def build_parser(prog="dgl-ssm-bench"):
     runs.add_argument("--no-progress", action="store_true")
 
     perf = commands.add_parser(
-        "perf", help="time and memory of SSM vs plain twins (same as python -m benchmarks.perf)"
+        "perf", help="time and memory of SSM vs plain twins (same as python -m dgl_ssm_bench.perf)"
     )
     perf_cli.build_parser(perf)
     add_reproduce_parser(commands)

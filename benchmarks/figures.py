@@ -2,7 +2,7 @@
 
 Every recipe is a plain named function of explicit arguments that writes ``<stem>.png`` and
 ``<stem>.csv`` (the numbers plotted) into the output folder, through
-:func:`benchmarks.files.atomic_write`. Two kinds:
+:func:`dgl_ssm_bench.files.atomic_write`. Two kinds:
 
 - one diagnostic of chosen models on one graph (:func:`energy_vs_layer`,
   :func:`gradients_vs_layer`, :func:`jacobian_spectrum`, :func:`sensitivity_vs_distance`),
@@ -12,7 +12,7 @@ Every recipe is a plain named function of explicit arguments that writes ``<stem
 
 Models are taken at initialisation, seeded (a plain model and its SSM twin get the same
 weights), except for the accuracy-vs-depth figure, which trains. Data comes from the datasets
-registry through :func:`benchmarks.train.load_data`: Cora as it is, the ring of RingTransfer as
+registry through :func:`dgl_ssm_bench.train.load_data`: Cora as it is, the ring of RingTransfer as
 a structure with random features; ``random`` graphs are generated here from the seed.
 """
 

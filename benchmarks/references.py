@@ -23,10 +23,10 @@ What a number may be compared with (the leaderboard checks all three):
   (``gcn_platonov`` for the heterophily GCN, which is not a bare GCN stack), or ``None`` for a
   model the project does not implement. ``architecture`` says in words what the model is.
 - ``data``: the data version the number was obtained on, as a study records it
-  (``benchmarks.datasets.data_version``: ``"pna-v2"`` for the graph-property data), or
+  (``dgl_ssm_bench.datasets.data_version``: ``"pna-v2"`` for the graph-property data), or
   ``None`` where the data have a single version. ``data_note`` describes the data.
 - ``protocol``: the protocol tag of the number, as a search space declares it (``gpp``,
-  ``heterophily``, ``lrgb``; see :mod:`sweeps.space`); :data:`PROTOCOLS` describes each.
+  ``heterophily``, ``lrgb``; see :mod:`dgl_ssm_sweeps.space`); :data:`PROTOCOLS` describes each.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ CITES = {PAPER: "paper", PLATONOV: "Platonov 2023", GLSTM: "gLSTM"}
 
 #: The graph-property data of every published GPP number: the PNA multitask generator's rules.
 #: A study on data of another version (e.g. ``legacy-v1``, the loose recipe of before) is
-#: another benchmark. Update after checking, if benchmarks.datasets.gpp's version changes.
+#: another benchmark. Update after checking, if dgl_ssm_bench.datasets.gpp's version changes.
 GPP_DATA = "pna-v2"
 DATA_NOTES = {
     GPP_DATA: "PNA generator, A-DGN 25–35-node variant, unnormalised labels",

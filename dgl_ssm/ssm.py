@@ -170,7 +170,7 @@ class _ScalarReluStep(torch.autograd.Function):
     Autograd would record relu and the scaled add as two nodes: it keeps relu's output and
     allocates β·grad, then the masked copy of it. Here the backward is one masked copy,
     scaled in place, and the state's gradient passes through untouched, so the step costs
-    the deep stack little more than a plain relu (see ``python -m benchmarks.perf``). The
+    the deep stack little more than a plain relu (see ``python -m dgl_ssm_bench.perf``). The
     backward is made of differentiable ops (double backward works), and forward mode and
     ``torch.func`` (``vmap``, ``jacrev``, ``jacfwd``, ``jvp``) work as they do for relu.
     """

@@ -16,7 +16,7 @@ import time
 import optuna
 from dgl import DGLError
 
-from benchmarks import cli as bench_cli
+from dgl_ssm_bench import cli as bench_cli
 
 from .leaderboard import LeaderboardError
 from .runner import PRUNERS, SweepSpec, run_sweep

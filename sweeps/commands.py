@@ -1,7 +1,7 @@
 """The sweeps' subcommands of ``dgl-ssm``: ``sweep`` and ``leaderboard``, registered by
 :func:`subcommands` and imported (with Optuna) only when they run."""
 
-from benchmarks.commands import Subcommand
+from dgl_ssm_bench.commands import Subcommand
 
 
 def _sweep(argv, prog):

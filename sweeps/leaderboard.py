@@ -12,7 +12,7 @@ trial, ``value`` (validation) and user attrs ``test``, ``status``, ``config``) a
 - ``depth_<dataset>.png`` (test metric vs number of layers) and ``summary.png``.
 
 The same storage gives the same bytes: orderings sorted, fixed float formats, no timestamp,
-path or PNG software stamp. A published number (:mod:`benchmarks.references`) is *comparable*,
+path or PNG software stamp. A published number (:mod:`dgl_ssm_bench.references`) is *comparable*,
 and set in the main table, when some finished study of ours in its column has its data version
 (where it names one), its protocol and, for a model this project implements
 (``Reference.model``: the heterophily GCN is ``gcn_platonov``, not a bare ``gcn``), that model.
@@ -29,10 +29,10 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from benchmarks.files import write_together
-from benchmarks.metrics import METRICS
-from benchmarks.models import display_name
-from benchmarks.references import DATA_NOTES, PROTOCOLS, REFERENCES
+from dgl_ssm_bench.files import write_together
+from dgl_ssm_bench.metrics import METRICS
+from dgl_ssm_bench.models import display_name
+from dgl_ssm_bench.references import DATA_NOTES, PROTOCOLS, REFERENCES
 
 from .storage import DEFAULT_STORAGE, StorageError, one_line, open_storage, redact
 

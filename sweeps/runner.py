@@ -9,7 +9,7 @@ the study (``study.user_attrs["final"]``), which is all the leaderboard reads.
 
 A plain backbone is searched over the space's ``search`` and ``plain`` keys, an SSM backbone
 over ``search`` and ``ssm``, a reference baseline over ``search`` only (see
-:mod:`sweeps.space`). Each study also records what its numbers may be compared with: the
+:mod:`dgl_ssm_sweeps.space`). Each study also records what its numbers may be compared with: the
 space's ``protocol`` and the dataset's ``data_version`` (user attrs, read by the leaderboard).
 
 A study is identified by more than its name ``<backbone>__<dataset>``: the hash of its
@@ -47,13 +47,13 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from benchmarks.config import RunConfig
-from benchmarks.datasets import data_version, dataset_options
-from benchmarks.files import signals_held
-from benchmarks.metrics import METRICS
-from benchmarks.models import build_for, check_model_name, parameter_count
-from benchmarks.run import validate as validate_run
-from benchmarks.train import load_data, train
+from dgl_ssm_bench.config import RunConfig
+from dgl_ssm_bench.datasets import data_version, dataset_options
+from dgl_ssm_bench.files import signals_held
+from dgl_ssm_bench.metrics import METRICS
+from dgl_ssm_bench.models import build_for, check_model_name, parameter_count
+from dgl_ssm_bench.run import validate as validate_run
+from dgl_ssm_bench.train import load_data, train
 
 from .space import apply_values, backbone_kind, find_space, load_space
 from .storage import (

@@ -47,7 +47,7 @@ from pathlib import Path
 import yaml
 
 import dgl_ssm
-from benchmarks.config import DataConfig, ModelConfig, OptimConfig, RunConfig
+from dgl_ssm_bench.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 
 SPACES = Path(__file__).resolve().parent / "spaces"
 SECTIONS = ("extends", "protocol", "max_params", "fixed", "search", "plain", "ssm", "final")

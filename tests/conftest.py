@@ -26,7 +26,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cora(data_dir, cache_dir):
-    from benchmarks.datasets.planetoid import load_planetoid
+    from dgl_ssm_bench.datasets.planetoid import load_planetoid
 
     return load_planetoid("cora", data_dir, cache_dir)
 

@@ -498,7 +498,7 @@ def read_csv(path):
 def test_cli_energy_and_sensitivity_write_png_and_csv(tmp_path):
     from matplotlib.image import imread
 
-    from benchmarks.analyze import main
+    from dgl_ssm_bench.analyze import main
 
     ring_args = ["--dataset", "ring", "--ring-size", "8", "--layers", "4", "--hidden", "8"]
     out = ["--out", str(tmp_path)]
@@ -529,7 +529,7 @@ def test_cli_energy_and_sensitivity_write_png_and_csv(tmp_path):
 def test_cli_gradients_jacobian_and_errors(tmp_path, capsys):
     from matplotlib.image import imread
 
-    from benchmarks.analyze import main
+    from dgl_ssm_bench.analyze import main
 
     graph_args = ["--dataset", "random", "--num-nodes", "20", "--num-edges", "40", "--hidden", "4"]
     out = ["--out", str(tmp_path)]

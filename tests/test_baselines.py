@@ -9,10 +9,10 @@ import pytest
 import torch
 from dgl.nn import GraphConv
 
-import benchmarks.baselines
-from benchmarks.baselines import PlatonovBlock, PlatonovGCN
-from benchmarks.config import DataConfig, ModelConfig, RunConfig
-from benchmarks.run import validate
+import dgl_ssm_bench.baselines
+from dgl_ssm_bench.baselines import PlatonovBlock, PlatonovGCN
+from dgl_ssm_bench.config import DataConfig, ModelConfig, RunConfig
+from dgl_ssm_bench.run import validate
 
 # A directed graph with one self loop a node: out-degrees (with the loop) 3, 3, 2, 2, 2;
 # in-degrees 2, 2, 3, 2, 3, so a normalisation by the in-degree would not match.
@@ -93,7 +93,7 @@ def test_on_an_undirected_graph_the_propagation_is_graphconv_norm_both():
     graph = dgl.add_self_loop(dgl.to_bidirected(dgl.graph((SRC, DST), num_nodes=N)))
     x = torch.randn(N, 6)
     reference = GraphConv(6, 6, norm="both", weight=False, bias=False)
-    torch.testing.assert_close(benchmarks.baselines.gcn_propagate(graph, x), reference(graph, x))
+    torch.testing.assert_close(dgl_ssm_bench.baselines.gcn_propagate(graph, x), reference(graph, x))
 
 
 def count(in_feats, hidden, out_feats, layers, ffn=None):
@@ -165,5 +165,5 @@ def test_a_run_of_gcn_platonov_validates_and_refuses_plain_or_ssm_options():
 
 def test_the_docstring_examples_run():
     # benchmarks/ is not among pytest's doctest paths; run this module's examples here.
-    result = doctest.testmod(benchmarks.baselines)
+    result = doctest.testmod(dgl_ssm_bench.baselines)
     assert result.attempted >= 3 and result.failed == 0

@@ -4,8 +4,8 @@ import networkx as nx
 import pytest
 import torch
 
-from benchmarks.datasets import DATASETS, get_dataset
-from benchmarks.datasets.planetoid import load_planetoid
+from dgl_ssm_bench.datasets import DATASETS, get_dataset
+from dgl_ssm_bench.datasets.planetoid import load_planetoid
 
 
 def test_citeseer_statistics(data_dir, cache_dir):
@@ -62,7 +62,7 @@ def test_ring_transfer_is_balanced_and_reproducible():
 
 
 def test_real_datasets_take_a_folder_and_generated_ones_a_seed():
-    from benchmarks.datasets import FIXED_SPLITS, dataset_options
+    from dgl_ssm_bench.datasets import FIXED_SPLITS, dataset_options
 
     generated = {"ring_transfer", "gpp_sssp", "gpp_eccentricity", "gpp_diameter"}
     for name in DATASETS:

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from benchmarks.cli import CONFIGS, main
-from benchmarks.config import RunConfig
-from benchmarks.run import validate
+from dgl_ssm_bench.cli import CONFIGS, main
+from dgl_ssm_bench.config import RunConfig
+from dgl_ssm_bench.run import validate
 
 TINY_RING = ["--dataset", "ring_transfer", "--ring-size", "6", "--num-graphs", "50",
              "--layers", "3", "--hidden", "8", "--epochs", "2", "--no-progress"]  # fmt: skip
@@ -184,7 +184,7 @@ def test_record_after_a_partial_line_starts_on_a_new_line(tmp_path):
 
 @pytest.mark.parametrize("command", [["perf", "--quick"], ["analyze"]])
 def test_output_folder_under_a_file_is_refused_at_once(tmp_path, capsys, command):
-    from benchmarks import analyze
+    from dgl_ssm_bench import analyze
 
     blocker = tmp_path / "a_file"
     blocker.write_text("")

@@ -46,11 +46,13 @@ def test_run_loads_neither_optuna_nor_the_sweeps_runner(tmp_path):
     code = (
         "import sys, dgl_ssm_cli\n"
         f"status = dgl_ssm_cli.main({argv!r})\n"
-        "print(status, sorted(m for m in sys.modules if m.split('.')[0] in ('optuna', 'sweeps')))"
+        "rooms = ('optuna', 'dgl_ssm_sweeps')\n"
+        "print(status, sorted(m for m in sys.modules if m.split('.')[0] in rooms))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     # Only the sweeps' registration module (names and help lines) is loaded.
-    assert result.stdout.splitlines()[-1] == "0 ['sweeps', 'sweeps.commands']", result.stderr
+    loaded = "['dgl_ssm_sweeps', 'dgl_ssm_sweeps.commands']"
+    assert result.stdout.splitlines()[-1] == f"0 {loaded}", result.stderr
     assert len(out.read_text().splitlines()) == 1
 
 
@@ -67,3 +69,35 @@ def test_the_installed_leaderboard_suite_end_to_end_and_its_regeneration(tmp_pat
     assert again.returncode == 0, again.stderr
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex"):
         assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "board" / name).read_bytes()
+
+
+def test_the_harness_installs_under_the_projects_names_only(tmp_path):
+    """``benchmarks/`` and ``sweeps/`` install as ``dgl_ssm_bench`` and ``dgl_ssm_sweeps``:
+    every package folder is listed in setup.cfg, and a user's own ``benchmarks`` package in the
+    working folder neither hides ours nor is hidden by it."""
+    import configparser
+
+    root = Path(__file__).resolve().parents[1]
+    config = configparser.ConfigParser()
+    config.read(root / "setup.cfg")
+    mapping = dict(line.split(" = ") for line in config["options"]["package_dir"].split("\n")[1:])
+    listed = set(config["options"]["packages"].split())
+    folders = {str(p.parent.relative_to(root)) for p in root.glob("*/**/__init__.py")}
+    folders = {f for f in folders if f.split("/")[0] in ("dgl_ssm", *mapping.values())}
+    to_folder = {installed: folder for installed, folder in mapping.items()}
+    as_folders = set()
+    for package in listed:
+        top, *rest = package.split(".")
+        as_folders.add("/".join([to_folder.get(top, top), *rest]))
+    assert as_folders == folders
+    assert not listed & {"benchmarks", "sweeps", "tests"}
+
+    (tmp_path / "benchmarks").mkdir()  # a research repository's own benchmarks package
+    (tmp_path / "benchmarks" / "__init__.py").write_text("MINE = True\n")
+    code = (
+        "import benchmarks, dgl_ssm_bench.train, dgl_ssm_sweeps.space\n"
+        "print(benchmarks.MINE, dgl_ssm_bench.__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.stdout.split() == ["True", "dgl_ssm_bench"], result.stderr

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from benchmarks.config import ModelConfig, RunConfig
-from benchmarks.reproduce import config_key, plan
-from benchmarks.reproduce.records import record_key
+from dgl_ssm_bench.config import ModelConfig, RunConfig
+from dgl_ssm_bench.reproduce import config_key, plan
+from dgl_ssm_bench.reproduce.records import record_key
 
 # The config of a reproduction record as the first runs wrote it (results/reproduction/
 # gpp.jsonl, commit 0560a3b: plain dataclasses, before the typed config and before

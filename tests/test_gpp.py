@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.datasets import gpp
-from benchmarks.datasets.gpp import (
+from dgl_ssm_bench.datasets import gpp
+from dgl_ssm_bench.datasets.gpp import (
     FAMILIES,
     FAMILY_NAMES,
     SIZES,
@@ -307,7 +307,7 @@ def test_family_frequencies_follow_the_mixture(full):
 
 # --- PNA's distribution, checked against an independent generator ------------------------------
 # Written here from the rules in docs/paper.md §5 with networkx and numpy's Generator, sharing no
-# code or random stream with benchmarks.datasets.gpp: if both draw from the same distribution,
+# code or random stream with dgl_ssm_bench.datasets.gpp: if both draw from the same distribution,
 # their per-family statistics agree within sampling error.
 
 STAT_GRAPHS = 500  # per family

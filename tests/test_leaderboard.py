@@ -14,9 +14,9 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from benchmarks.models import display_name
-from benchmarks.references import REFERENCES
-from sweeps.leaderboard import build_leaderboard, depth_curves, main, read_studies
+from dgl_ssm_bench.models import display_name
+from dgl_ssm_bench.references import REFERENCES
+from dgl_ssm_sweeps.leaderboard import build_leaderboard, depth_curves, main, read_studies
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [41, 95, 12, 35]
@@ -161,7 +161,7 @@ def test_display_names(name, shown):
 
 
 def test_reading_skips_broken_studies_and_unusable_trials(storage, caplog):
-    with caplog.at_level("WARNING", logger="sweeps.leaderboard"):
+    with caplog.at_level("WARNING", logger="dgl_ssm_sweeps.leaderboard"):
         studies, trials, skipped = read_studies(storage)
     assert [name for name, _ in skipped] == ["gcn__roman_empire", "orphan"]
     assert "missing user attr" in dict(skipped)["orphan"]
@@ -371,7 +371,7 @@ def test_cli_prints_where_the_tables_are(storage, tmp_path, capsys):
 
 def run_cli(*argv, cwd=ROOT):
     """The CLI in a fresh interpreter: what a user sees on stderr, logging and warnings too."""
-    return subprocess.run([sys.executable, "-m", "sweeps.leaderboard", *argv],
+    return subprocess.run([sys.executable, "-m", "dgl_ssm_sweeps.leaderboard", *argv],
                           cwd=cwd, capture_output=True, text=True, timeout=60)  # fmt: skip
 
 

@@ -426,7 +426,7 @@ def ring_graph(n):
 
 def test_k_hop_models_are_marked_by_their_class_not_their_name():
     assert [name for name in MODELS if is_khop(name)] == ["kgcn", "kgcn_ssm"]
-    from benchmarks.config import ModelConfig
+    from dgl_ssm_bench.config import ModelConfig
 
     assert ModelConfig(name="gcn_ssm", hop_mode="exact").is_khop
     assert not ModelConfig(name="gcn_platonov").is_khop and ModelConfig(name="kgcn").is_khop

@@ -1,4 +1,4 @@
-"""Tests of the performance benchmark (``dgl-ssm perf``, ``python -m benchmarks.perf``).
+"""Tests of the performance benchmark (``dgl-ssm perf``, ``python -m dgl_ssm_bench.perf``).
 
 Timings are checked only against what a machine cannot change (a sleep lasts at least its
 time, a slower sleep takes longer in proportion); the ratios, targets and fresh-process
@@ -18,10 +18,10 @@ import dgl
 import pytest
 import torch
 
-from benchmarks.memory import PeakMeter, process_rss_mb, resident_mb
-from benchmarks.perf import main, runner
-from benchmarks.perf.cli import PerfConfig, build_parser, config_from_args
-from benchmarks.perf.isolation import (
+from dgl_ssm_bench.memory import PeakMeter, process_rss_mb, resident_mb
+from dgl_ssm_bench.perf import main, runner
+from dgl_ssm_bench.perf.cli import PerfConfig, build_parser, config_from_args
+from dgl_ssm_bench.perf.isolation import (
     COMPACT,
     TCMALLOC,
     allocator_environment,
@@ -30,9 +30,9 @@ from benchmarks.perf.isolation import (
     retimed_label,
     split_label,
 )
-from benchmarks.perf.measure import epoch_memory, interleaved, khop_cost
-from benchmarks.perf.report import all_ratios, evaluate_targets, put, ratio
-from benchmarks.perf.workload import GraphSpec, pyg_available
+from dgl_ssm_bench.perf.measure import epoch_memory, interleaved, khop_cost
+from dgl_ssm_bench.perf.report import all_ratios, evaluate_targets, put, ratio
+from dgl_ssm_bench.perf.workload import GraphSpec, pyg_available
 
 TINY = [
     "--graphs", "synthetic", "--synthetic-nodes", "300", "--synthetic-edges", "1500",
@@ -210,8 +210,8 @@ def test_quick_sets_small_sizes_and_flags_still_win():
 def test_the_pyg_reference_is_the_same_model_as_ours():
     if pyg_available() is not None:
         pytest.skip("torch_geometric is not installed")
-    from benchmarks.perf.workload import PygGCNSSM, edge_index
     from dgl_ssm import GCNSSM
+    from dgl_ssm_bench.perf.workload import PygGCNSSM, edge_index
 
     graph = dgl.add_self_loop(dgl.to_bidirected(dgl.rand_graph(30, 90)))
     feat = torch.randn(30, 5)
@@ -293,7 +293,7 @@ def test_cora_is_timed_when_its_files_are_there(tmp_path, data_dir, cache_dir):
 
 
 def test_bench_perf_subcommand_runs_and_names_itself_in_the_report(tmp_path):
-    from benchmarks.cli import main as bench_main
+    from dgl_ssm_bench.cli import main as bench_main
 
     argv = ["perf", *TINY, "--sections", "time", "--out", str(tmp_path)]
     assert bench_main(argv) == 0

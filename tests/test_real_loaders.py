@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.datasets import ogb_data
-from benchmarks.datasets.heterophilous import load_heterophilous
-from benchmarks.datasets.ogb_data import load_ogbn_arxiv, load_peptides
+from dgl_ssm_bench.datasets import ogb_data
+from dgl_ssm_bench.datasets.heterophilous import load_heterophilous
+from dgl_ssm_bench.datasets.ogb_data import load_ogbn_arxiv, load_peptides
 
 HAVE_OGB = all(importlib.util.find_spec(m) is not None for m in ("ogb", "rdkit", "pandas"))
 needs_ogb = pytest.mark.skipif(
@@ -126,7 +126,7 @@ def test_staged_copy_follows_its_source(data_dir, tmp_path):
 
 @pytest.mark.parametrize("suffix", ["graph", "allx"])
 def test_truncated_planetoid_file_is_named_and_the_fixed_file_is_used(data_dir, tmp_path, suffix):
-    from benchmarks.datasets.planetoid import load_planetoid
+    from dgl_ssm_bench.datasets.planetoid import load_planetoid
 
     local, cache = tmp_path / "data", tmp_path / "cache"
     shutil.copytree(data_dir / "planetoid", local)
@@ -140,7 +140,7 @@ def test_truncated_planetoid_file_is_named_and_the_fixed_file_is_used(data_dir, 
 
 
 def test_truncated_processed_cache_is_rebuilt(data_dir, tmp_path):
-    from benchmarks.datasets.planetoid import load_planetoid
+    from dgl_ssm_bench.datasets.planetoid import load_planetoid
 
     cache = tmp_path / "cache"
     assert load_planetoid("cora", data_dir, cache).num_nodes() == 2708
@@ -366,8 +366,8 @@ def test_a_peptides_model_has_lrgbs_encoders_and_its_parameter_count(tmp_path):
     from ogb.graphproppred.mol_encoder import AtomEncoder, BondEncoder
     from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
 
-    from benchmarks.config import RunConfig
-    from benchmarks.models import build_for, parameter_count
+    from dgl_ssm_bench.config import RunConfig
+    from dgl_ssm_bench.models import build_for, parameter_count
 
     write_peptides(tmp_path / "data", "func")
     data = load_peptides("func", tmp_path / "data", tmp_path / "cache")
@@ -390,8 +390,8 @@ def test_a_peptides_model_has_lrgbs_encoders_and_its_parameter_count(tmp_path):
 
 @needs_ogb
 def test_the_trainer_gives_bond_features_to_gatedgcn_and_no_self_loops(tmp_path, monkeypatch):
-    from benchmarks import train as train_module
-    from benchmarks.config import RunConfig
+    from dgl_ssm_bench import train as train_module
+    from dgl_ssm_bench.config import RunConfig
 
     write_peptides(tmp_path / "data", "struct")  # MAE: finite on 2 validation graphs
     data = load_peptides("struct", tmp_path / "data", tmp_path / "cache")

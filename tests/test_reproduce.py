@@ -7,11 +7,11 @@ import statistics
 
 import pytest
 
-from benchmarks.cli import main
-from benchmarks.config import RunConfig
-from benchmarks.reproduce import config_key, execute, plan, read_records, report
-from benchmarks.reproduce.plan import Cell
-from benchmarks.reproduce.records import append_record, record_key
+from dgl_ssm_bench.cli import main
+from dgl_ssm_bench.config import RunConfig
+from dgl_ssm_bench.reproduce import config_key, execute, plan, read_records, report
+from dgl_ssm_bench.reproduce.plan import Cell
+from dgl_ssm_bench.reproduce.records import append_record, record_key
 
 
 def tiny_ring(seed, layers=2):

@@ -10,13 +10,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from benchmarks.config import ModelConfig
-from benchmarks.datasets import data_version, get_dataset
-from benchmarks.references import GPP_DATA
-from sweeps.cli import sweep_main
-from sweeps.runner import SweepSpec, counted, run_sweep, validate
-from sweeps.space import SPACES, SpaceError, backbone_kind, find_space, load_space
-from sweeps.suites import suite_studies
+from dgl_ssm_bench.config import ModelConfig
+from dgl_ssm_bench.datasets import data_version, get_dataset
+from dgl_ssm_bench.references import GPP_DATA
+from dgl_ssm_sweeps.cli import sweep_main
+from dgl_ssm_sweeps.runner import SweepSpec, counted, run_sweep, validate
+from dgl_ssm_sweeps.space import SPACES, SpaceError, backbone_kind, find_space, load_space
+from dgl_ssm_sweeps.suites import suite_studies
 from tests.conftest import fresh_postgres_database
 
 HETEROPHILY = ("minesweeper", "tolokers", "roman_empire", "amazon_ratings")
@@ -52,7 +52,7 @@ def tiny_space(tmp_path, epochs=3, graphs=60):
 
 
 def sweep_command(space, storage, trials, *extra):
-    return [sys.executable, "-m", "sweeps.cli", "--backbone", "gcn_ssm", "--dataset",
+    return [sys.executable, "-m", "dgl_ssm_sweeps.cli", "--backbone", "gcn_ssm", "--dataset",
             "ring_transfer", "--trials", str(trials), "--space", space, "--storage", storage,
             "--pruner", "none", *extra]  # fmt: skip
 
@@ -173,7 +173,7 @@ def test_protocol_tags_of_the_shipped_spaces_and_suites():
 
 
 def test_the_gpp_data_version_is_the_one_the_published_numbers_use():
-    from benchmarks.datasets import gpp
+    from dgl_ssm_bench.datasets import gpp
 
     assert (gpp.GENERATOR, gpp.CACHE_VERSION) == ("pna", 2)
     assert data_version("gpp_sssp") == "pna-v2" == GPP_DATA
@@ -277,7 +277,7 @@ def test_a_bad_budget_is_named(tmp_path):
 
 
 def test_the_leaderboard_lists_a_finished_sweep(tmp_path):
-    from sweeps.leaderboard import build_leaderboard
+    from dgl_ssm_sweeps.leaderboard import build_leaderboard
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
     spec = SweepSpec("kgcn_ssm", "ring_transfer", trials=2, storage=storage,

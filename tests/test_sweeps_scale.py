@@ -13,13 +13,13 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
-import sweeps.runner as runner
-from benchmarks.files import write_together
-from benchmarks.train import RunResult
-from sweeps.cli import bench_main, sweep_main
-from sweeps.leaderboard import main as leaderboard_main
-from sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, threads_per_worker
-from sweeps.storage import StorageError, open_storage, redact
+import dgl_ssm_sweeps.runner as runner
+from dgl_ssm_bench.files import write_together
+from dgl_ssm_bench.train import RunResult
+from dgl_ssm_sweeps.cli import bench_main, sweep_main
+from dgl_ssm_sweeps.leaderboard import main as leaderboard_main
+from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, threads_per_worker
+from dgl_ssm_sweeps.storage import StorageError, open_storage, redact
 from tests.conftest import fresh_postgres_database
 
 STUDY = "gcn_ssm__ring_transfer"
@@ -66,7 +66,7 @@ def params(storage):
 
 
 def command(space, storage, trials, *extra):
-    return [sys.executable, "-m", "sweeps.cli", "--backbone", "gcn_ssm", "--dataset",
+    return [sys.executable, "-m", "dgl_ssm_sweeps.cli", "--backbone", "gcn_ssm", "--dataset",
             "ring_transfer", "--trials", str(trials), "--space", space, "--storage", storage,
             "--pruner", "none", *extra]  # fmt: skip
 
@@ -369,8 +369,8 @@ def test_leaderboard_refuses_zero_workers_before_any_work(monkeypatch, capsys, f
     def boom(*_, **__):
         raise AssertionError("no study may be loaded or run")
 
-    monkeypatch.setattr("sweeps.cli.suite_studies", boom)
-    monkeypatch.setattr("sweeps.cli.run_sweep", boom)
+    monkeypatch.setattr("dgl_ssm_sweeps.cli.suite_studies", boom)
+    monkeypatch.setattr("dgl_ssm_sweeps.cli.run_sweep", boom)
     assert bench_main(["leaderboard", flag, "0"]) == 2
     expected = f"dgl-ssm-bench leaderboard: error: {flag} must be at least 1.\n"
     assert capsys.readouterr().err == expected
@@ -425,7 +425,7 @@ def test_a_signal_between_files_waits_until_the_whole_set_is_written(tmp_path, m
 
 
 def test_a_suite_whose_leaderboard_cannot_be_built_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("sweeps.cli.suite_studies", lambda name: [])  # no sweep to run
+    monkeypatch.setattr("dgl_ssm_sweeps.cli.suite_studies", lambda name: [])  # no sweep to run
     storage = f"sqlite:///{tmp_path}/missing.db"
     assert bench_main(["leaderboard", "--storage", storage, "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err

@@ -4,9 +4,9 @@ import statistics
 
 import pytest
 
-from benchmarks.config import RunConfig
-from benchmarks.datasets import get_dataset
-from benchmarks.train import train
+from dgl_ssm_bench.config import RunConfig
+from dgl_ssm_bench.datasets import get_dataset
+from dgl_ssm_bench.train import train
 
 
 def config(**sections):
@@ -97,7 +97,7 @@ def test_fixed_batches_are_built_once_and_only_reordered():
     hop graphs) reused every epoch in a new order; by default each epoch re-partitions."""
     import torch
 
-    from benchmarks.train import _Task
+    from dgl_ssm_bench.train import _Task
 
     data = get_dataset("ring_transfer", ring_size=6, num_graphs=100)
     count = len(data.graphs["train"])
@@ -125,7 +125,7 @@ def tiny_node_task(metric):
     import dgl
     import torch
 
-    from benchmarks.datasets import BenchmarkData
+    from dgl_ssm_bench.datasets import BenchmarkData
 
     generator = torch.Generator().manual_seed(0)
     graph = dgl.to_bidirected(dgl.rand_graph(30, 90))

@@ -123,7 +123,7 @@ def data_version(name):
     """Which version of the data ``name`` loads, for datasets that have had several; else None.
 
     Graph property prediction: ``"<generator>-v<cache version>"`` of
-    :mod:`benchmarks.datasets.gpp` (``"pna-v2"``: the PNA multitask generator's rules, in
+    :mod:`dgl_ssm_bench.datasets.gpp` (``"pna-v2"``: the PNA multitask generator's rules, in
     A-DGN's 25–35-node variant; ``"legacy-v1"``: the loose recipe of before). Results on
     different versions are different benchmarks and must not be set side by side.
     """

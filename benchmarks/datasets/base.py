@@ -23,13 +23,13 @@ class BenchmarkData:
     (bool), where present, marks the nodes that are scored (RingTransfer's read-out node).
 
     ``level`` says where the model's outputs are read (``"node"`` or ``"graph"``), ``loss``
-    how it is trained and ``metric`` how it is scored (see ``benchmarks.metrics``).
+    how it is trained and ``metric`` how it is scored (see ``dgl_ssm_bench.metrics``).
 
     ``edata["feat"]``, where present (``num_edge_features`` wide), goes to the backbones that
     read edge features. ``node_encoder`` / ``edge_encoder`` name the input encoders the
     published protocol uses when they are not a linear layer (``"ogb_atom"`` /
     ``"ogb_bond"``: OGB's embeddings of integer-coded atoms and bonds, see
-    ``benchmarks.models``).
+    ``dgl_ssm_bench.models``).
     """
 
     name: str

@@ -415,7 +415,7 @@ def load_gpp(task, seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES):
     )
 
 
-if __name__ == "__main__":  # python -m benchmarks.datasets.gpp: time a full generation
+if __name__ == "__main__":  # python -m dgl_ssm_bench.datasets.gpp: time a full generation
     start = time.perf_counter()
     full = generate_gpp(0)
     print(

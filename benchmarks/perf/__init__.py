@@ -6,7 +6,7 @@ figure as a ratio against the plain model of the same run, with PASS/MISS (:mod:
 
 
 def main(argv=None):
-    """Run the benchmark from command-line arguments (see :mod:`benchmarks.perf.cli`)."""
+    """Run the benchmark from command-line arguments (see :mod:`dgl_ssm_bench.perf.cli`)."""
     from .cli import main as cli_main  # on call: the child processes import this package
 
     return cli_main(argv)

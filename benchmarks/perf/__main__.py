@@ -1,4 +1,4 @@
-"""``python -m benchmarks.perf``: see :mod:`benchmarks.perf.cli`."""
+"""``python -m dgl_ssm_bench.perf``: see :mod:`dgl_ssm_bench.perf.cli`."""
 
 from .cli import main
 

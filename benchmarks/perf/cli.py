@@ -10,13 +10,13 @@ import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from benchmarks.records import make_folder
-from benchmarks.train import resolve_device
+from dgl_ssm_bench.records import make_folder
+from dgl_ssm_bench.train import resolve_device
 
 from .isolation import ALLOCATORS, find_tcmalloc
 
 SECTIONS = ("time", "memory", "khop", "reference", "breakdown")
-PROG = "python -m benchmarks.perf"
+PROG = "python -m dgl_ssm_bench.perf"
 
 
 @dataclass

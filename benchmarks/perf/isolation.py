@@ -7,7 +7,7 @@ its live tensors); peak memory is measured ``compact`` (a 1 MiB mmap threshold, 
 set tracks live tensors, but epochs get 2–3× slower); depths that do not fit under the default
 allocator are timed again under tcmalloc (``libtcmalloc-minimal4``), else ``compact``.
 
-The child is ``python -m benchmarks.perf.isolation JOB RESULT``: it unpickles ``(function,
+The child is ``python -m dgl_ssm_bench.perf.isolation JOB RESULT``: it unpickles ``(function,
 args)`` from JOB and pickles ``function(*args)`` into RESULT.
 """
 
@@ -97,7 +97,7 @@ def isolated(function, args, budget_mb, allocator=COMPACT, fresh=True):
         job.write_bytes(pickle.dumps((function, args)))
         env = allocator_environment(allocator)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", "benchmarks.perf.isolation", str(job), str(result)]
+        command = [sys.executable, "-m", "dgl_ssm_bench.perf.isolation", str(job), str(result)]
         with open(errors, "w") as stderr:
             child = psutil.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
             stopped_at = _watch(child, budget_mb)

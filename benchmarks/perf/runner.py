@@ -14,7 +14,7 @@ import psutil
 import torch
 from torch.utils.benchmark import Compare, Timer, timer
 
-from benchmarks.train import resolve_device
+from dgl_ssm_bench.train import resolve_device
 
 from . import isolation, report
 from .measure import breakdown, epoch_memory, khop_cost, round_medians, time_epochs
@@ -31,7 +31,7 @@ RETIMED_UNDER = {
 }
 
 
-def run(config, log=print, argv=None, prog="python -m benchmarks.perf"):
+def run(config, log=print, argv=None, prog="python -m dgl_ssm_bench.perf"):
     """Measure everything ``config`` asks for and write the report into ``config.out``; return
     ``report`` (the path of perf.md), ``records``, ``ratios``, ``targets`` and ``machine``."""
     started = timer()

@@ -77,7 +77,7 @@ def load_graph(spec, hidden, device):
 def bare_graph(spec):
     """The graph without self loops (the input of the k-hop transform)."""
     if spec.kind == "cora":
-        from benchmarks.datasets.planetoid import load_planetoid
+        from dgl_ssm_bench.datasets.planetoid import load_planetoid
 
         return dgl.remove_self_loop(load_planetoid("cora", spec.data_dir, spec.cache_dir))
     generator = torch.Generator().manual_seed(spec.seed)

@@ -1,6 +1,6 @@
 """One record per finished run, keyed by a stable hash of its resolved configuration.
 
-The key covers what decides a run's result: the whole :class:`~benchmarks.config.RunConfig`
+The key covers what decides a run's result: the whole :class:`~dgl_ssm_bench.config.RunConfig`
 less where files live, which device ran it, and options left unset (``None``: "the model's
 own default"). Keys are recomputed from the stored config when records are read, through
 ``RunConfig.from_dict``, so a field added later with a default keeps old records' keys (the
