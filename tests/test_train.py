@@ -18,6 +18,7 @@ def cora_data(data_dir, cache_dir):
     return get_dataset("cora", data_dir=data_dir, cache_dir=cache_dir)
 
 
+@pytest.mark.slow
 def test_kipf_gcn_reproduces_the_published_cora_accuracy(cora_data):
     """2-layer GCN, 16 hidden, dropout 0.5, lr 0.01, weight decay 5e-4, 200 epochs: 81.5 %."""
     accuracies = []
@@ -44,6 +45,7 @@ def ring_config(model, seed=0):
     )
 
 
+@pytest.mark.slow
 def test_kgcn_ssm_solves_ring_transfer_at_size_20():
     result = train(ring_config("kgcn_ssm"))
     print(f"kGCN-SSM, RingTransfer n=20, 10 layers: test accuracy {result.test:.3f}")
