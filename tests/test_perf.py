@@ -7,6 +7,7 @@ measurements against numbers computed here independently.
 
 import csv
 import json
+import mmap
 import os
 import platform
 import statistics
@@ -184,13 +185,17 @@ def test_the_compact_allocator_reaches_the_child():
     assert tunables == "glibc.malloc.mmap_threshold=1048576"
 
 
-def test_the_memory_meter_sees_a_tensor_allocated_after_its_start():
+def test_the_memory_meter_sees_memory_allocated_after_its_start():
     meter = PeakMeter("cpu")
     meter.start()
     before = resident_mb()
-    block = torch.ones(50 * 2**20 // 4)  # 50 MB in its own mmap, every page written
+    # 50 MB of fresh pages, every one written: an anonymous mmap, because malloc may serve a
+    # tensor from pages an earlier test freed but left resident (then RSS would not move)
+    block = mmap.mmap(-1, 50 * 2**20)
+    for offset in range(0, len(block), mmap.PAGESIZE):
+        block[offset] = 1
     grown = resident_mb() - before
-    del block
+    block.close()
     assert grown > 45
     if meter.resettable:  # Linux: the high-water mark was reset to the baseline
         assert meter.peak_mb() > 45

@@ -256,13 +256,20 @@ def test_ctrl_c_requeues_the_trial_prints_one_line_and_exits_130(tmp_path, monke
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
 
 
+def ctrl_c_as_in_a_terminal():
+    """In the child: SIGINT's default action, even if the test runner was started with it
+    ignored (nohup, a background job), since an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_with_two_workers_requeues_both_trials_in_one_line(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = space_file(tmp_path, epochs=300)
     sweep = subprocess.Popen(command(space, storage, 4, "--workers", "2"), text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             start_new_session=True)  # fmt: skip
+                             start_new_session=True,
+                             preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
     wait_for_running(storage, 2)
     os.killpg(sweep.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     _, err = sweep.communicate(timeout=120)
@@ -410,6 +417,9 @@ def test_a_signal_between_files_waits_until_the_whole_set_is_written(tmp_path, m
         os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C after the first file
 
     monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
+    # Python's own Ctrl-C handler, even when the test runner started with SIGINT ignored (as
+    # under nohup or in a background job), which would otherwise be what is restored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     done = threading.Event()  # another thread, as torch's: the signal may be delivered there
     other = threading.Thread(target=done.wait)
     other.start()
@@ -419,6 +429,7 @@ def test_a_signal_between_files_waits_until_the_whole_set_is_written(tmp_path, m
     finally:
         done.set()
         other.join()
+        signal.signal(signal.SIGINT, previous)
     folder = tmp_path / "board"
     assert sorted(p.name for p in folder.iterdir()) == ["a.md", "b.csv", "c.png"]
     assert all(p.read_bytes() == b"new" for p in folder.iterdir())
