@@ -6,6 +6,7 @@ dgl-ssm analyze jacobian --model gcn gcn_ssm --dataset random --layer 1
 dgl-ssm analyze sensitivity --model gcn kgcn_ssm --dataset ring --ring-size 16 --layers 8
 dgl-ssm analyze figures --quick --out runs/analysis
 dgl-ssm analyze figures --quick --only sensitivity_ring
+dgl-ssm analyze monitor runs/results.jsonl --index -1
 
 Every command writes ``<name>.png`` and ``<name>.csv`` into ``--out`` (default
 ``runs/analysis``). Models are taken at initialisation (seeded with ``--seed``; a plain model
@@ -30,7 +31,7 @@ import dgl_ssm
 from dgl_ssm import analysis
 
 from . import figures
-from .records import make_folder
+from .records import make_folder, read_records
 
 DEFAULT_OUT = "runs/analysis"
 DEFAULT_LAYERS = {"energy": 64, "gradients": 64, "jacobian": 2}  # else ring size / 2, or 8
@@ -132,6 +133,15 @@ def build_parser(prog="dgl-ssm-analyze"):
         metavar="NAME",
         help=f"make only these figures (default all): {', '.join(figures.FIGURE_NAMES)}",
     )
+    monitor = commands.add_parser(
+        "monitor",
+        parents=[io],
+        help="layer × epoch heatmaps of a run recorded with `dgl-ssm run --monitor EVERY`",
+    )
+    monitor.add_argument("records", type=Path, help="the run's JSON-lines file")
+    monitor.add_argument(
+        "--index", type=int, default=-1, help="which record of the file (default -1: the last)"
+    )
     return parser
 
 
@@ -150,6 +160,14 @@ def main(argv=None, prog="dgl-ssm-analyze"):
 
 def run(args):
     out = make_folder(args.out)  # before any work: a bad --out is found now, not at the end
+    if args.command == "monitor":
+        records = read_records(args.records)
+        if not records:
+            raise FileNotFoundError(f"No records in {args.records}.")
+        if not -len(records) <= args.index < len(records):
+            raise ValueError(f"--index {args.index}: {args.records} has {len(records)} record(s).")
+        figures.monitor_figures(records[args.index], out=out)
+        return
     if args.command == "figures":
         figures.make_figures(
             out,

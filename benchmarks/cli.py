@@ -28,7 +28,7 @@ MODEL_FLAGS = {
     "state": "state", "state_scale": "state_scale", "input": "input",
     "input_scale": "input_scale", "shared_ssm": "shared_ssm", "ssm_seed": "ssm_seed",
     "hop_mode": "hop_mode", "max_hop": "max_hop", "delay": "delay", "checkpoint": "checkpoint",
-    "past_max_hop": "past_max_hop",
+    "past_max_hop": "past_max_hop", "calibrate": "calibrate",
 }  # fmt: skip
 DATA_FLAGS = {"dataset": "name", "data_dir": "data_dir", "cache_dir": "cache_dir",
               "split": "split", "self_loops": "self_loops"}  # fmt: skip
@@ -56,7 +56,9 @@ def build_parser(prog="dgl-ssm-bench"):
     model.add_argument("--state", help="Λ kind: identity, orthogonal, random")
     model.add_argument("--state-scale", type=float, help="m, the eigenvalue modulus of Λ")
     model.add_argument("--input", help="B kind: identity, orthogonal, random")
-    model.add_argument("--input-scale", type=float, help="β, the scale of B")
+    model.add_argument(
+        "--input-scale", type=_number_or_auto, help="β, the scale of B, or auto (0.1·min(1, 64/L))"
+    )
     model.add_argument(
         "--per-layer-ssm", dest="shared_ssm", action="store_false", default=None,
         help="draw Λ, B per layer instead of sharing them",
@@ -72,6 +74,11 @@ def build_parser(prog="dgl-ssm-bench"):
     model.add_argument(
         "--checkpoint", type=int, nargs="?", const=True,
         help="activation checkpointing (optionally the number of segments)",
+    )  # fmt: skip
+    model.add_argument(
+        "--calibrate", type=float, nargs="?", const=1.0, metavar="TARGET",
+        help="SSM models: before training, set Λ and B so that every layer's top Jacobian "
+        "eigenvalue has modulus TARGET (default 1: the edge of chaos); see dgl_ssm.calibrate",
     )  # fmt: skip
     model.add_argument(
         "--conv-option", action="append", default=[], metavar="KEY=VALUE",
@@ -103,6 +110,16 @@ def build_parser(prog="dgl-ssm-bench"):
     runs.add_argument("--device", choices=["auto", "cpu", "cuda"])
     runs.add_argument("--output", default="runs/results.jsonl", help="JSON-lines file")
     runs.add_argument("--no-progress", action="store_true")
+    runs.add_argument(
+        "--monitor", type=int, metavar="EVERY",
+        help="every EVERY epochs, record per-layer gradient norms, Dirichlet energies and the "
+        "top-3 Jacobian singular values of --monitor-layers into the record's history",
+    )  # fmt: skip
+    runs.add_argument(
+        "--monitor-layers", type=int, nargs="+", metavar="L",
+        help="layers (0-based) whose singular values are tracked (default: first, middle, last)",
+    )  # fmt: skip
+    runs.add_argument("--tensorboard", metavar="DIR", help="also write the curves to TensorBoard")
 
     perf = commands.add_parser(
         "perf", help="time and memory of SSM vs plain twins (same as python -m dgl_ssm_bench.perf)"
@@ -182,6 +199,15 @@ def _config_path(name):
     raise FileNotFoundError(f"No config file {name!r}; shipped configs: {available}.")
 
 
+def _number_or_auto(text):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
 def _parse_value(text):
     for kind in (int, float):
         try:
@@ -209,12 +235,33 @@ def run_command(args, argv=None, prog="dgl-ssm-bench"):
         config = config_from_args(args)
         if args.seeds < 1:
             raise ValueError("--seeds must be at least 1.")
-        records = run_seeds(config, args.seeds, output=args.output, progress=not args.no_progress)
+        monitor = _monitor_factory(args, config.model.num_layers)
+        records = run_seeds(config, args.seeds, output=args.output, progress=not args.no_progress,
+                            monitor=monitor)  # fmt: skip
         print(f"{len(records)} record(s) appended to {args.output}")
     except (ValueError, TypeError, OSError, ImportError, RuntimeError, DGLError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _monitor_factory(args, num_layers):
+    """``seed → TrainingMonitor`` from --monitor, --monitor-layers and --tensorboard (each seed
+    gets its own TensorBoard run, DIR/seed_<seed>), or None without --monitor."""
+    if args.monitor is None:
+        if args.monitor_layers or args.tensorboard:
+            raise ValueError("--monitor-layers and --tensorboard need --monitor EVERY.")
+        return None
+    from .monitor import TrainingMonitor
+
+    # check the options now, not after the data is loaded
+    TrainingMonitor(args.monitor, args.monitor_layers, spectra="off").chosen_layers(num_layers)
+
+    def make(seed):
+        board = None if args.tensorboard is None else Path(args.tensorboard) / f"seed_{seed}"
+        return TrainingMonitor(args.monitor, args.monitor_layers, tensorboard=board)
+
+    return make
 
 
 def reproduce_command(args, prog="dgl-ssm-bench"):

@@ -17,7 +17,7 @@ import functools
 import numbers
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -114,7 +114,7 @@ class ModelConfig:
     state: Str | None = None  # SSM models only, from here to ssm_seed
     state_scale: Real | None = None
     input: Str | None = None
-    input_scale: Real | None = None
+    input_scale: Real | Literal["auto"] | None = None  # "auto": β = 0.1·min(1, 64/L)
     shared_ssm: Bool | None = None
     ssm_seed: Int | None = None
     hop_mode: Str | None = None  # k-hop models: "exact" | "cumulative"
@@ -124,6 +124,9 @@ class ModelConfig:
     conv_options: dict[Str, Any] = field(default_factory=dict)
     # activation checkpointing: True (≈√L segments) or a count
     checkpoint: Bool | Annotated[StrictInt, Field(ge=0)] = False
+    # SSM models: before training, set Λ and B so every layer's top Jacobian eigenvalue has
+    # this modulus (dgl_ssm.calibrate on the training graph); None: keep them as built
+    calibrate: Annotated[Real, Field(gt=0)] | None = None
 
     SSM_FIELDS = ("state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed")
 
@@ -153,6 +156,11 @@ class ModelConfig:
                     f"is {'an SSM' if ssm else 'a plain'} model."
                 )
             kwargs[name] = value
+        if self.calibrate is not None and not ssm:
+            raise ValueError(
+                f"--calibrate sets Λ and B of SSM models, but {self.name!r} is a plain model; "
+                "use its SSM twin."
+            )
         return kwargs
 
 

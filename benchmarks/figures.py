@@ -638,6 +638,50 @@ FIGURES = (
 FIGURE_NAMES = tuple(figure.name for figure in FIGURES)
 
 
+def monitor_figures(record, *, out, stem="monitor"):
+    """Layer × epoch heatmaps of a monitored run's record (``dgl-ssm run --monitor EVERY``):
+    log10 ‖∂loss/∂H⁽ℓ⁾‖ and log10 Dirichlet energy, and the tracked layers' top singular
+    values against epoch; each with its CSV (long format: quantity, epoch, layer, value)."""
+    entries = [h for h in record.get("history", []) if "grad_norm" in h]
+    if not entries:
+        raise ValueError(
+            "This record has no monitor entries: run it with `dgl-ssm run --monitor EVERY`."
+        )
+    plt = pyplot()
+    epochs = [e["epoch"] for e in entries]
+    rows, paths = [], []
+    for name, first, title in (("grad_norm", 1, "log10 ‖∂loss/∂H⁽ℓ⁾‖"),
+                               ("energy", 0, "log10 Dirichlet energy of H⁽ℓ⁾")):  # fmt: skip
+        grid = np.array([e[name] for e in entries], dtype=float).T  # layers × epochs
+        rows += [(name, ep, first + layer, grid[layer, j]) for layer in range(grid.shape[0])
+                 for j, ep in enumerate(epochs)]  # fmt: skip
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.where(grid > 0, np.log10(grid), np.nan)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        image = ax.imshow(logs, aspect="auto", origin="lower", interpolation="nearest",
+                          extent=(epochs[0] - 0.5, epochs[-1] + 0.5, first - 0.5,
+                                  first + grid.shape[0] - 0.5))  # fmt: skip
+        fig.colorbar(image, ax=ax)
+        ax.set(xlabel="epoch", ylabel="layer ℓ", title=title)
+        paths.append(save(fig, out / f"{stem}_{name}.png"))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    layers = sorted({int(k) for e in entries for k in e.get("singular_values", {})})
+    for layer in layers:
+        points = [(e["epoch"], e["singular_values"][str(layer)]) for e in entries
+                  if str(layer) in e.get("singular_values", {})]  # fmt: skip
+        for rank in range(max(len(v) for _, v in points)):
+            xs = [ep for ep, v in points if len(v) > rank]
+            ys = [v[rank] for _, v in points if len(v) > rank]
+            rows += [("singular_value", x, layer, y) for x, y in zip(xs, ys)]
+            ax.plot(xs, ys, marker="o", label=f"layer {layer}, σ{rank + 1}")
+    ax.set(xlabel="epoch", ylabel="top singular values of the layer Jacobian")
+    if layers:
+        ax.legend(fontsize=7)
+    paths.append(save(fig, out / f"{stem}_singular_values.png"))
+    paths.append(write_csv(out / f"{stem}.csv", ["quantity", "epoch", "layer", "value"], rows))
+    return paths
+
+
 def make_figures(out, *, seed=0, quick=False, only=None, data_dir=None, cache_dir=None):
     """Make the paper's figures (``only``: those of these names, in :data:`FIGURES` order)
     and return their PNG paths."""

@@ -89,7 +89,7 @@ def parameter_count(model):
 # Options of the dgl_ssm models that a fixed reference architecture cannot honour. (hop_mode
 # would also have the trainer rewire the graph. max_hop and delay are ignored, as by every
 # one-hop model.)
-_NOT_FOR_BASELINES = ("residual", *ModelConfig.SSM_FIELDS, "hop_mode")
+_NOT_FOR_BASELINES = ("residual", *ModelConfig.SSM_FIELDS, "hop_mode", "calibrate")
 
 
 def _check_baseline_options(config):

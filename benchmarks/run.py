@@ -90,14 +90,17 @@ def run_record(config: RunConfig, result):
         "epochs": result.epochs,
         "wall_time_s": round(result.wall_time_s, 3),
         "environment": environment(),
+        **({"calibration": result.calibration} if result.calibration is not None else {}),
+        **({"history": result.history} if result.monitored else {}),
     }
 
 
-def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print):
+def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print, monitor=None):
     """Train ``config`` with seeds ``seed … seed+seeds-1``; append each record to ``output``.
 
     On datasets with several fixed splits (the heterophilous sets have ten), run ``i`` uses
-    split ``(split + i) mod count``, so ten seeds cover the ten splits.
+    split ``(split + i) mod count``, so ten seeds cover the ten splits. ``monitor(seed)``
+    returns a :class:`~dgl_ssm_bench.monitor.TrainingMonitor` for that run, or None.
     """
     validate(config)
     if output is not None:
@@ -109,7 +112,8 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print)
         run_config.seed = config.seed + i
         if data.transductive:
             run_config.data.split = (config.data.split + i) % data.num_splits
-        result = train(run_config, data=data, progress=progress)
+        watch = None if monitor is None else monitor(run_config.seed)
+        result = train(run_config, data=data, progress=progress, monitor=watch)
         record = run_record(run_config, result)
         record["peak_memory_mb"] = round(result.peak_memory_mb, 1)
         records.append(record)

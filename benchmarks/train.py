@@ -14,6 +14,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import dgl
@@ -29,6 +30,7 @@ from .datasets import BenchmarkData, get_dataset
 from .memory import PeakMeter
 from .metrics import METRICS, loss_fn
 from .models import build_for
+from .monitor import TrainingMonitor
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -47,6 +49,8 @@ class RunResult:
     wall_time_s: float
     peak_memory_mb: float
     history: list[dict[str, float]] = field(default_factory=list)
+    monitored: bool = False  # the history holds the monitor's entries (keep it in the record)
+    calibration: dict | None = None  # dgl_ssm.calibrate's report, when the config asks for it
 
 
 def resolve_device(name):
@@ -100,13 +104,18 @@ def train(
     data: BenchmarkData | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     progress: bool = False,
+    monitor: TrainingMonitor | None = None,
 ) -> RunResult:
-    """Train and evaluate one configuration; see the module docstring."""
+    """Train and evaluate one configuration; see the module docstring. With a ``monitor``
+    (:class:`~dgl_ssm_bench.monitor.TrainingMonitor`), its entries join the history."""
     device = resolve_device(config.device)
     data = load_data(config) if data is None else data
     seed_everything(config.seed)
     task = _Task(data, config, device)
     model = build_for(config.model, data).to(device)
+    calibration = None
+    if config.model.calibrate is not None:
+        calibration = task.calibrate(model, config.model.calibrate)
     optimizer = _optimizer(config, model)
     metric = METRICS[data.metric]
     optim = config.optim
@@ -122,7 +131,8 @@ def train(
         epochs = tqdm(epochs, desc=f"{config.model.name} on {data.name}", leave=False)
     epoch = -1
     for epoch in epochs:
-        loss = task.train_epoch(model, optimizer, epoch)
+        watch = monitor if monitor is not None and monitor.due(epoch) else None
+        loss = task.train_epoch(model, optimizer, epoch, watch)
         if not math.isfinite(loss):
             status = "diverged"
             break
@@ -131,6 +141,8 @@ def train(
             status = "diverged"
             break
         history.append({"epoch": epoch, "loss": loss, "val": val})
+        if monitor is not None:
+            monitor.log_epoch(epoch, loss, val)
         if metric.better(val, best_val):
             best_val, best_epoch, waited = val, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -143,6 +155,8 @@ def train(
         if optim.patience is not None and waited > 0 and waited >= optim.patience:
             break
 
+    if monitor is not None:
+        _merge(history, monitor.close())
     val = test = None
     if status == "ok" and best_state is not None:
         model.load_state_dict(best_state)
@@ -159,7 +173,20 @@ def train(
         wall_time_s=time.perf_counter() - start,
         peak_memory_mb=memory.peak_total_mb(),
         history=history,
+        monitored=monitor is not None,
+        calibration=calibration,
     )
+
+
+def _merge(history, entries):
+    """Put each monitor entry into the history item of its epoch (or after it, if that epoch
+    diverged and has none)."""
+    by_epoch = {item["epoch"]: item for item in history}
+    for entry in entries:
+        if entry["epoch"] in by_epoch:
+            by_epoch[entry["epoch"]].update(entry)
+        else:
+            history.append(dict(entry))
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -203,13 +230,35 @@ class _Task:
                 for split, graphs in data.graphs.items()
             }
 
-    def train_epoch(self, model, optimizer, epoch):
+    def calibrate(self, model, target):
+        """``dgl_ssm.calibrate`` on the training graph (the first training batch of a
+        many-graph dataset); the report as a dict for the record."""
+        if self.data.transductive:
+            graph = self.graph
+        else:
+            graph = next(iter(self._train_batches(0)))[0]
+        edge_feat = graph.edata["feat"] if model.uses_edge_feats and "feat" in graph.edata else None
+        report = dgl_ssm.calibrate(model, graph, graph.ndata["feat"], edge_feat, target=target)
+        return {
+            "ok": report.ok,
+            "rounds": report.rounds,
+            "radius_before": report.radius_before,
+            "radius_after": report.radius_after,
+            "norm_before": report.norm_before,
+            "norm_after": report.norm_after,
+            "state_scale": [after for _, after in report.state_scale],
+            "input_factor": [after for _, after in report.input_scale],
+        }
+
+    def train_epoch(self, model, optimizer, epoch, watch=None):
+        """One epoch; with ``watch`` (a monitor), its first step is recorded."""
         model.train()
         if self.data.transductive:
-            return self._step(model, optimizer, self._node_batch("train"))
+            return self._step(model, optimizer, self._node_batch("train"), watch, epoch)
         losses = []
         for batch in self._train_batches(epoch):
-            losses.append(self._step(model, optimizer, batch))
+            losses.append(self._step(model, optimizer, batch, watch, epoch))
+            watch = None
             if not math.isfinite(losses[-1]):
                 break
         return float(np.mean(losses))
@@ -229,11 +278,12 @@ class _Task:
             ]
         return (self._fixed[i] for i in order(self.seed + 1 + epoch, len(self._fixed)).tolist())
 
-    def _step(self, model, optimizer, batch):
-        pred, target = self._predict(model, batch)
-        loss = self.loss(pred, target)
-        optimizer.zero_grad()
-        loss.backward()
+    def _step(self, model, optimizer, batch, watch=None, epoch=None):
+        with watch.watching(model, epoch) if watch is not None else nullcontext():
+            pred, target = self._predict(model, batch)
+            loss = self.loss(pred, target)
+            optimizer.zero_grad()
+            loss.backward()
         optimizer.step()
         return loss.item()
 

@@ -4,6 +4,7 @@ Every message-passing layer becomes a state-space step ``H ← H Λᵀ + σ(conv
 fixed Λ and B (Arroyo et al., 2025), at zero extra trainable parameters.
 """
 
+from .calibration import CalibrationReport, calibrate
 from .khop import KHopTransform
 from .models import (
     GAT,
@@ -30,6 +31,7 @@ from .wrapper import SSMLayer
 __version__ = "0.1.0"
 
 __all__ = [
+    "CalibrationReport",
     "GAT",
     "GATSSM",
     "GCN",
@@ -52,6 +54,7 @@ __all__ = [
     "SSMLayer",
     "SSMUpdate",
     "build_matrix",
+    "calibrate",
     "build_model",
     "hop_graphs",
     "is_khop",

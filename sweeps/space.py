@@ -54,7 +54,11 @@ SECTIONS = ("extends", "protocol", "max_params", "fixed", "search", "plain", "ss
 SEARCHED = ("search", "plain", "ssm")  # sections of searched parameters
 KINDS = ("plain", "ssm", "reference")
 # Run-config keys that only one kind of model takes, so only that kind's section may search.
-ONLY_FOR = {"model.residual": "plain", **{f"model.{f}": "ssm" for f in ModelConfig.SSM_FIELDS}}
+ONLY_FOR = {
+    "model.residual": "plain",
+    "model.calibrate": "ssm",
+    **{f"model.{f}": "ssm" for f in ModelConfig.SSM_FIELDS},
+}
 TYPES = ("float", "int", "categorical")
 CONFIG_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
 

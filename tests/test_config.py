@@ -111,3 +111,22 @@ def test_public_api_is_kept():
 def test_a_directory_is_not_a_config(tmp_path):
     with pytest.raises(ValueError, match="is a directory, not a YAML file"):
         RunConfig.from_yaml(tmp_path)
+
+
+def test_depth_scaled_input_and_calibration_options():
+    config = RunConfig.from_yaml("benchmarks/configs/cora_gcn_ssm_1024.yaml")
+    assert (config.model.input_scale, config.model.checkpoint) == ("auto", True)
+    from dgl_ssm_bench.models import build_for
+    from dgl_ssm_bench.run import _Probe
+
+    model = build_for(config.model, _Probe(level="node"))
+    assert float(model.layers[0].update.input_matrix[0, 0]) == pytest.approx(0.00625)
+    assert model.segments == 32
+    with pytest.raises(ValueError, match="input_scale = 'deep'"):
+        ModelConfig(input_scale="deep")
+    with pytest.raises(ValueError, match="calibrate = 0"):
+        ModelConfig(calibrate=0)
+    with pytest.raises(ValueError, match="plain model"):
+        ModelConfig(name="gcn", calibrate=1.0).model_kwargs()
+    assert ModelConfig(name="gcn_ssm", calibrate=1.0).model_kwargs()  # not a model option
+    assert "calibrate" not in ModelConfig(name="gcn_ssm", calibrate=1.0).model_kwargs()

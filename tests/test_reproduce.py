@@ -184,6 +184,37 @@ def test_ring_report_checks_the_long_ring_claim(tmp_path):
         ("kGCN-SSM", "n=50")].mean)  # fmt: skip
 
 
+def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
+    depth = plan(["depth"])
+    first = depth[0].config.model
+    assert (first.name, first.num_layers, first.input_scale, first.checkpoint) == (
+        "gcn_ssm", 1024, "auto", True)  # the acceptance run comes first  # fmt: skip
+    calibration = plan(["calibration"])
+    assert {c.column for c in calibration} == {"defaults", "calibrated"}
+    assert {c.config.model.calibrate for c in calibration} == {None, 1.0}
+    for row, column, accuracy, factor in (("GCN-SSM", "defaults", 0.79, None),
+                                          ("GCN-SSM", "calibrated", 0.80, 0.125),
+                                          ("GIN-SSM", "defaults", 0.40, None),
+                                          ("GIN-SSM", "calibrated", 0.30, 0.0625)):  # fmt: skip
+        record = fake_record(row, column, accuracy, 0)
+        record["metric"] = "accuracy"
+        if factor is not None:
+            record["calibration"] = {"radius_after": [0.99, 1.01], "norm_after": [0.6, 0.9],
+                                     "input_factor": [factor], "state_scale": [0.99]}  # fmt: skip
+        append_record(tmp_path / "calibration.jsonl", record)
+    for part, row, column in (("cora", "GCN-SSM", "L=64"), ("depth", "GCN-SSM, β auto", "L=1024")):
+        record = fake_record(row, column, 0.8, 0)
+        record["metric"] = "accuracy"
+        append_record(tmp_path / f"{part}.jsonl", record)
+    written = report.write_report(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    gcn = next(line for line in text.splitlines() if line.startswith("| GCN-SSM | 79.0"))
+    assert "| 80.0 (1) | yes | 0.99 … 1.01 | 0.6 … 0.9 | 0.125 | 0.99 |" in gcn
+    gin = next(line for line in text.splitlines() if line.startswith("| GIN-SSM |"))
+    assert "| no |" in gin
+    assert tmp_path / "cora_depth_1024.png" in written
+
+
 # --- the command --------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from dgl_ssm_bench.train import resolve_device
 
 from .isolation import ALLOCATORS, find_tcmalloc
 
-SECTIONS = ("time", "memory", "khop", "reference", "breakdown")
+SECTIONS = ("time", "memory", "khop", "reference", "breakdown", "monitor")
 PROG = "python -m dgl_ssm_bench.perf"
 
 
@@ -41,6 +41,7 @@ class PerfConfig:
     memory_depth: int | None = None
     reference_depths: tuple = (2, 64)
     khop_max_k: int = 6
+    monitor_every: int = 10
     khop_max_edges: int = 50_000_000
     memory_budget_gb: float | None = None
     subprocess: bool = True
@@ -59,6 +60,8 @@ class PerfConfig:
                 raise ValueError(f"Unknown {name} {unknown}. Valid: {', '.join(allowed)}.")
         if not self.depths or min(self.depths) < 1:
             raise ValueError(f"depths must be positive layer counts, got {self.depths}.")
+        if self.monitor_every < 1:
+            raise ValueError(f"monitor_every must be at least 1, got {self.monitor_every}.")
         if self.repeats < 1:
             raise ValueError(f"repeats must be at least 1, got {self.repeats}.")
         if self.allocator != "default" and not self.subprocess:
@@ -108,6 +111,8 @@ def build_parser(parser=None):
     add("--reference-depths", type=int, nargs="+", help="depths timed with PyG (default 2 64)")
     add("--khop-max-k", type=int, help=f"default {d.khop_max_k}")
     add("--khop-max-edges", type=int, help=f"default {d.khop_max_edges:,}")
+    add("--monitor-every", type=int,
+        help=f"EVERY of the monitor timed on Cora (default {d.monitor_every})")  # fmt: skip
     add("--memory-budget-gb", type=float, help="stop a measurement above this (default 80%% free)")
     add("--sections", nargs="+", choices=SECTIONS, help="default: all")
     add("--threads", type=int, help="torch.set_num_threads for all measurements (default: unset)")

@@ -62,6 +62,56 @@ def time_epochs(config, spec, depth, variants, label, device):
     return {"status": "ok", "measurements": measured}
 
 
+def time_monitor(config, spec, depth, label, device):
+    """Seconds per epoch of GCN-SSM at ``depth`` on ``spec``'s graph, trained in blocks of
+    ``config.monitor_every`` epochs, with and without the training monitor recording the first
+    epoch of each block (:class:`~dgl_ssm_bench.monitor.TrainingMonitor`, its defaults: the
+    singular values in a helper process at its own pace), in interleaved rounds."""
+    from ..monitor import TrainingMonitor
+
+    device = _setup(config, device)
+    data = load_graph(spec, config.hidden, device)
+    every = config.monitor_every
+    monitor = TrainingMonitor(every)
+    plain = make_epoch("gcn_ssm", data, depth, config.hidden, config.seed)
+    watched = make_epoch("gcn_ssm", data, depth, config.hidden, config.seed, monitor=monitor)
+
+    def block(epoch, watch_first):
+        def run():
+            for i in range(every):
+                epoch(watch_first and i == 0)
+
+        return run
+
+    runs = {
+        "gcn_ssm": block(lambda _watch: plain(), False),
+        "gcn_ssm+monitor": block(watched, True),
+    }
+    seconds = config.min_time * every / config.repeats
+    measured = interleaved(runs, config.repeats, config.warmup, seconds, label, f"{depth} layers")
+    helper = _children_cpu_seconds()
+    monitor.close()
+    entries = monitor.entries
+    with_spectra = sum(bool(e["singular_values"]) for e in entries)
+    per_epoch = {k: [Measurement(m.number_per_run, [t / every for t in m.raw_times], m.task_spec)
+                     for m in v] for k, v in measured.items()}  # fmt: skip
+    return {"status": "ok", "measurements": per_epoch, "entries": len(entries),
+            "with_spectra": with_spectra, "helper_cpu_s": helper}  # fmt: skip
+
+
+def _children_cpu_seconds():
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def epoch_memory(config, spec, variant, device):
     """Peak memory of one training epoch at ``config.deepest`` layers above what is held
     before it (graph, features, model, optimizer), and that epoch's seconds."""

@@ -17,7 +17,14 @@ from torch.utils.benchmark import Compare, Timer, timer
 from dgl_ssm_bench.train import resolve_device
 
 from . import isolation, report
-from .measure import breakdown, epoch_memory, khop_cost, round_medians, time_epochs
+from .measure import (
+    breakdown,
+    epoch_memory,
+    khop_cost,
+    round_medians,
+    time_epochs,
+    time_monitor,
+)
 from .report import graphs, key, put
 from .workload import PYG, graph_specs, load_graph, pyg_available
 
@@ -59,6 +66,8 @@ def run(config, log=print, argv=None, prog="python -m dgl_ssm_bench.perf"):
             _time_section(config, spec, device, log, records)
         if "breakdown" in config.sections:
             profiles[spec.name] = _breakdown_section(config, data, log, records)
+        if "monitor" in config.sections and spec.kind == "cora":
+            _monitor_section(config, spec, device, log, records)
         del data
     machine.update(load_after=psutil.getloadavg(), op_latency_after_ms=op_latency_ms())
     ratios = report.all_ratios(records, config)
@@ -177,6 +186,31 @@ def _time_section(config, spec, device, log, records, depths=None, allocator=Non
         depths = ", ".join(map(str, again))
         log(f"[time] {spec.name}: timing {depths} layers again under the {allocator} allocator")
         _time_section(config, spec, device, log, records, again, allocator)
+
+
+def _monitor_section(config, spec, device, log, records):
+    """Time per epoch of GCN-SSM with and without the training monitor (every
+    ``config.monitor_every`` epochs), at 64 layers (or the deepest timed), in a fresh process."""
+    depth = report.TARGET_DEPTH if report.TARGET_DEPTH in config.depths else max(config.depths)
+    every, where = config.monitor_every, f"[monitor] {spec.name} {depth} layers"
+    variants = ("gcn_ssm", "gcn_ssm+monitor")
+
+    def failed(**status):
+        for v in variants:
+            put(records, "monitor", spec.name, v, "seconds", depth=depth, **status)
+
+    args = (config, spec, depth, f"monitor every {every}, {spec.name}", str(device))
+    if not (out := _measure(config, log, where, failed, time_monitor, *args)):
+        return
+    medians = {}
+    for name, rounds in out["measurements"].items():
+        put(records, "monitor", spec.name, name, "seconds", [m.median for m in rounds], depth)
+        medians[name] = round_medians(rounds).median
+    plain, watched = (medians[v] for v in variants)
+    log(f"{where}: {plain:.3g}s per epoch, monitored every {every}: {watched:.3g}s "
+        f"({watched / plain:.3f}×); singular values for {out['with_spectra']} of "
+        f"{out['entries']} recorded epochs (the helper's pace), helper CPU "
+        f"{out['helper_cpu_s']:.0f}s")  # fmt: skip
 
 
 def _breakdown_section(config, data, log, records):

@@ -87,11 +87,13 @@ def bare_graph(spec):
     return dgl.to_bidirected(dgl.remove_self_loop(graph))
 
 
-def make_epoch(variant, data, depth, hidden, seed=0):
+def make_epoch(variant, data, depth, hidden, seed=0, monitor=None):
     """Build ``variant`` for ``data`` and return a function running one training epoch:
     forward, cross-entropy on the random labels, backward, Adam step. ``variant`` is a
     registered model (``gcn``, ``gcn_ssm``), ``+ckpt`` for checkpointing, or ``pyg:gcn_ssm``
-    (:class:`PygGCNSSM`); twins get identical weights from ``seed``."""
+    (:class:`PygGCNSSM`); twins get identical weights from ``seed``. With a ``monitor``
+    (:class:`~dgl_ssm_bench.monitor.TrainingMonitor`) the function takes ``watch``: whether
+    the monitor records that epoch."""
     torch.manual_seed(seed)
     in_feats = data.feat.shape[1]
     if variant == PYG:
@@ -109,7 +111,20 @@ def make_epoch(variant, data, depth, hidden, seed=0):
         F.cross_entropy(model(*inputs), data.labels).backward()
         optimizer.step()
 
-    return epoch
+    if monitor is None:
+        return epoch
+    steps = iter(range(10**12))
+
+    def watched_epoch(watch):
+        step = next(steps)
+        if not watch:
+            return epoch()
+        with monitor.watching(model, step):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(*inputs), data.labels).backward()
+        optimizer.step()
+
+    return watched_epoch
 
 
 def pyg_available():

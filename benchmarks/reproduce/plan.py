@@ -17,13 +17,24 @@ Parts (paper.md §4–6):
   (the published baseline) vs GCN-SSM with the same LayerNorm, dropout and width, on
   Platonov's protocol (AdamW 3e-4, 1000 full-batch steps, best validation step).
 - ``cora``: accuracy vs depth 2 … 128 for GCN and GCN-SSM (Kipf's optimiser settings).
+
+Beyond the paper (issue 14), on ``cora``'s protocol:
+
+- ``depth``: the depth curve continued to 256, 512 and 1024 layers (activation
+  checkpointing from 256 on) for GCN and for GCN-SSM with the depth-aware β
+  (``input_scale="auto"``), and the SSM twins of GIN, SAGE, GAT and GatedGCN at 256 layers.
+  The 1024-layer GCN-SSM comes first: the acceptance list needs it.
+- ``calibration``: the SSM twins of GCN, GIN, SAGE, GAT and GatedGCN at 64 layers, with the
+  library's defaults (Λ = I, B = 0.1·I) and after ``dgl_ssm.calibrate`` (every layer's top
+  Jacobian eigenvalue at modulus 1 on Cora, at initialisation).
 """
 
 from dataclasses import dataclass
 
 from ..config import RunConfig
+from ..models import display_name
 
-PARTS = ("gpp", "ring", "heterophily", "cora")
+PARTS = ("gpp", "ring", "heterophily", "cora", "depth", "calibration")
 BUDGETS = ("cpu", "paper")
 
 GPP_SEEDS = (41, 95, 12, 35)
@@ -35,6 +46,9 @@ GPP_TASKS = {  # the re-implementation's hidden size and m = eig(Λ) per task
 RING_SIZES = (10, 20, 30, 40, 50)
 HETEROPHILY_DEPTHS = {"minesweeper": (2, 8, 32), "tolokers": (2, 8)}
 CORA_DEPTHS = (2, 4, 8, 16, 32, 64, 128)
+DEEP_DEPTHS = (256, 512, 1024)
+DEEP_TWINS = ("gin_ssm", "sage_ssm", "gat_ssm", "gatedgcn_ssm")
+CALIBRATED = ("gcn_ssm", "gin_ssm", "sage_ssm", "gat_ssm", "gatedgcn_ssm")
 SEEDS = (0, 1, 2)
 
 # What the cpu budget changes, per part: shown in the report beside every table.
@@ -45,6 +59,8 @@ CUTS = {
     "ring": "at most 100 epochs (patience 20) instead of the re-implementation's 1000.",
     "heterophily": "hidden 128 instead of 512, and the first 5 of the 10 fixed splits.",
     "cora": "none (the protocol is already small).",
+    "depth": "none (cora's protocol).",
+    "calibration": "none (cora's protocol).",
 }
 
 
@@ -132,20 +148,55 @@ def heterophily_cells(budget):
     return cells
 
 
+CORA_OPTIM = dict(optimizer="adam", lr=0.01, weight_decay=5e-4, epochs=200, patience=None)
+
+
 def cora_cells(budget):
-    optim = dict(optimizer="adam", lr=0.01, weight_decay=5e-4, epochs=200, patience=None)
     cells = []
     for seed in SEEDS:
         for depth in CORA_DEPTHS:
             for row, model in {"GCN": dict(name="gcn"), "GCN-SSM": dict(name="gcn_ssm")}.items():
                 model = dict(num_layers=depth, hidden=64, dropout=0.5, **model)
-                config = _config(model, dict(name="cora"), optim, seed)
+                config = _config(model, dict(name="cora"), CORA_OPTIM, seed)
                 cells.append(Cell("cora", row, f"L={depth}", config))
     return cells
 
 
+def depth_cells(budget):
+    def cell(row, name, depth, seed, required=False, **options):
+        model = dict(name=name, num_layers=depth, hidden=64, dropout=0.5, checkpoint=True,
+                     **options)  # fmt: skip
+        config = _config(model, dict(name="cora"), CORA_OPTIM, seed)
+        return Cell("depth", row, f"L={depth}", config, required)
+
+    auto = dict(input_scale="auto")
+    cells = [cell("GCN-SSM, β auto", "gcn_ssm", 1024, seed, True, **auto) for seed in SEEDS]
+    for seed in SEEDS:
+        for depth in DEEP_DEPTHS:
+            if depth != 1024:
+                cells.append(cell("GCN-SSM, β auto", "gcn_ssm", depth, seed, **auto))
+            cells.append(cell("GCN", "gcn", depth, seed))
+        for name in DEEP_TWINS:
+            row = display_name(name) + ", β auto"
+            cells.append(cell(row, name, 256, seed, **auto))
+    return cells
+
+
+def calibration_cells(budget):
+    cells = []
+    for seed in SEEDS:
+        for name in CALIBRATED:
+            row = display_name(name)
+            for column, options in (("defaults", {}), ("calibrated", dict(calibrate=1.0))):
+                model = dict(name=name, num_layers=64, hidden=64, dropout=0.5, **options)
+                config = _config(model, dict(name="cora"), CORA_OPTIM, seed)
+                cells.append(Cell("calibration", row, column, config))
+    return cells
+
+
 BUILDERS = {"gpp": gpp_cells, "ring": ring_cells, "heterophily": heterophily_cells,
-            "cora": cora_cells}  # fmt: skip
+            "cora": cora_cells, "depth": depth_cells,
+            "calibration": calibration_cells}  # fmt: skip
 
 
 def plan(parts=PARTS, budget="cpu"):

@@ -29,6 +29,7 @@ class Summary:
     """The ok runs of one (row, column) cell: their test metric and CPU time."""
 
     def __init__(self, records):
+        self.records = records
         self.ok = [r["test"] for r in records if r["status"] == "ok"]
         self.diverged = sum(r["status"] != "ok" for r in records)
         self.cpu_hours = sum(r["cpu_time_s"] for r in records) / 3600
@@ -151,6 +152,73 @@ def ring_claim(stats, budget):
     ]
 
 
+def calibration_section(stats, budget, causes):
+    """Defaults vs calibrated per backbone, with what the calibration measured and set."""
+    rows, _ = _order("calibration", budget)
+    lines = [
+        "| model | defaults: test % | calibrated: test % | calibrated ≥ defaults "
+        "| top \\|eig\\| after, all layers and runs | state norm ratio after | B factor | λ "
+        "| CPU h |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        default, calibrated = stats.get((row, "defaults")), stats.get((row, "calibrated"))
+        if default is None and calibrated is None:
+            continue
+        reports = [r["calibration"] for r in (calibrated.records if calibrated else [])
+                   if "calibration" in r]  # fmt: skip
+        radius = _span(v for rep in reports for v in rep["radius_after"])
+        norms = _span(v for rep in reports for v in rep["norm_after"])
+        factor = _span(v for rep in reports for v in rep["input_factor"])
+        lam = _span(v for rep in reports for v in rep["state_scale"])
+        verdict = "—"
+        if default and calibrated and default.ok and calibrated.ok:
+            verdict = "yes" if calibrated.mean >= default.mean else "no"
+        hours = sum(x.cpu_hours for x in (default, calibrated) if x)
+        cells = [x.text(100, 1) if x else "—" for x in (default, calibrated)]
+        lines.append(f"| {row} | {cells[0]} | {cells[1]} | {verdict} | {radius} | {norms} "
+                     f"| {factor} | {lam} | {hours:.2f} |")  # fmt: skip
+    lines += ["", "Test accuracy in %, mean ± std (runs). The calibration runs on the training "
+              "graph at initialisation; its columns span every layer of every calibrated run "
+              "(top |eig| from `top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm ratio "
+              "is ‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
+    return lines
+
+
+def _span(values, digits=4):
+    values = list(values)
+    if not values:
+        return "—"
+    low, high = min(values), max(values)
+    return f"{low:.{digits}g}" if low == high else f"{low:.{digits}g} … {high:.{digits}g}"
+
+
+def plot_depth(series, path):
+    """Accuracy vs depth (log2 axis) for ``series``: label → [(depth, Summary)]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    for label, points in series.items():
+        points = sorted((x, s) for x, s in points if s.ok)
+        if not points:
+            continue
+        stds = [0.0 if math.isnan(s.std) else 100 * s.std for _, s in points]
+        axis.errorbar([x for x, _ in points], [100 * s.mean for _, s in points], yerr=stds,
+                      marker="o", capsize=3, label=label)  # fmt: skip
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("layers")
+    axis.set_ylabel("test accuracy (%)")
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(figure)
+    return path
+
+
 def plot_lines(stats, part, budget, path, xlabel, x_of):
     import matplotlib
 
@@ -196,6 +264,11 @@ def write_report(out, budget="cpu"):
         "ring": ("RingTransfer: accuracy vs ring size (depth n/2)", None),
         "heterophily": ("Heterophilous graphs (ROC-AUC, fair GCN vs GCN-SSM)", None),
         "cora": ("Cora: accuracy vs depth", None),
+        "depth": ("Beyond the paper: Cora at 256 to 1024 layers", None),
+        "calibration": (
+            "Beyond the paper: edge-of-chaos calibration, 64 layers on Cora",
+            calibration_section,
+        ),
     }
     for part in PARTS:
         records = read_records(records_file(out, part))
@@ -224,6 +297,17 @@ def write_report(out, budget="cpu"):
                 plot_lines(stats, part, budget, path, "layers", lambda c: int(c.split("=")[1]))
             )
             lines += ["", "![accuracy vs depth](cora_depth.png)"]
+        if part == "depth":
+            series = defaultdict(list)  # the paper's depths (cora) continued (depth)
+            for other in ("cora", "depth"):
+                found = summaries(read_records(records_file(out, other)))
+                for (row, column), summary in found.items():
+                    label = f"{row} (β = 0.1)" if (other, row) == ("cora", "GCN-SSM") else row
+                    series[label].append((int(column.split("=")[1]), summary))
+            written.append(plot_depth(dict(sorted(series.items())), out / "cora_depth_1024.png"))
+            lines += ["", "β auto = 0.1·min(1, 64/L) (`input_scale: auto`); 256 layers and "
+                      "deeper with activation checkpointing.", "",
+                      "![accuracy vs depth, 2 to 1024 layers](cora_depth_1024.png)"]  # fmt: skip
     readme = out / "README.md"
     readme.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return [readme, *written]

@@ -11,6 +11,7 @@ Everything works through forward hooks and autograd on the model as built; hooks
 and train/eval flags restored afterwards, and no ``.grad`` field is written.
 """
 
+from ._common import one_hop_graph
 from .energy import dirichlet_energy, layer_energies
 from .gradients import layer_gradient_norms
 from .jacobian import (
@@ -34,6 +35,7 @@ __all__ = [
     "layer_gradient_norms",
     "layer_inputs",
     "layer_jacobian_operator",
+    "one_hop_graph",
     "recorded_states",
     "sensitivity",
     "sensitivity_by_distance",

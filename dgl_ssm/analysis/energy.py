@@ -43,7 +43,11 @@ def dirichlet_energy(graph, feat, normalized=False):
     Returns
     -------
     float
-        The energy, computed in float64 (no gradient).
+        The energy, summed in float64 (no gradient). The differences
+        :math:`h_i - h_j` are taken in the states' own precision (float32 or float64), which
+        loses nothing that matters: two close values subtract exactly (Sterbenz), others with
+        a relative error below one unit in the last place, so the energy's relative error stays
+        under about 1e-7 for float32 states, and half as much memory traffic is needed.
 
     Examples
     --------
@@ -52,21 +56,27 @@ def dirichlet_energy(graph, feat, normalized=False):
     >>> import dgl, torch
     >>> from dgl_ssm.analysis import dirichlet_energy
     >>> g = dgl.graph(([0, 1], [1, 2]))
-    >>> dirichlet_energy(g, torch.tensor([[0.0], [1.0], [3.0]]))
-    1.6666666666666667
+    >>> round(dirichlet_energy(g, torch.tensor([[0.0], [1.0], [3.0]])), 12)
+    1.666666666667
     """
     check_features(graph, feat, "dirichlet_energy")
-    h = feat.detach().double()
+    h = feat.detach()
+    if h.dtype not in (torch.float32, torch.float64):
+        h = h.float()  # half precision would lose the differences
     src, dst = graph.edges()
     src, dst = src.to(h.device).long(), dst.to(h.device).long()
     if normalized:
+        h = h.double()
         # d_i without self loops: the 1 in √(1 + d_i) is the self loop, so a self-looped
         # graph must not count it a second time.
         not_loop = (src != dst).double()
         degree = torch.zeros(graph.num_nodes(), dtype=h.dtype, device=h.device)
         degree.index_add_(0, dst, not_loop)
         h = h / torch.sqrt(1.0 + degree).unsqueeze(1)
-    return float((h[src] - h[dst]).pow(2).sum() / graph.num_nodes())
+    difference = h.index_select(0, src) - h.index_select(0, dst)
+    # ‖·‖² accumulated in float64 without a float64 copy of the differences
+    squares = torch.linalg.vector_norm(difference, dtype=torch.float64) ** 2
+    return float(squares / graph.num_nodes())
 
 
 def layer_energies(

@@ -1,0 +1,322 @@
+r"""Edge-of-chaos calibration: set Λ's and B's scales from each layer's measured spectrum.
+
+A GNN-SSM layer with :math:`\Lambda = \lambda I` has the Jacobian
+
+.. math::
+    J_\ell = \lambda I + K_\ell, \qquad K_\ell = (I_n \otimes B)\,
+        \frac{\partial\, \sigma(F_\ell(G, H))}{\partial H}\Big|_{H^{(\ell)}},
+
+so at a fixed input state, moving λ moves every eigenvalue of :math:`J_\ell` by the same
+amount, and scaling B by ``b`` scales :math:`K_\ell`'s eigenvalues by ``b``. One measurement
+of the top eigenvalue :math:`\nu_\ell` of each layer (matrix-free, with
+:func:`dgl_ssm.analysis.top_eigenvalue_moduli`) therefore says which ``(λ, b)`` put it at
+modulus ``target``: :math:`|\lambda + b\,\mu_\ell| = \text{target}` with
+:math:`\mu_\ell = \nu_\ell - \lambda_{\text{old}}`. Layers that share one (Λ, B) (the
+default, ``shared_ssm=True``) get the λ in the middle of their roots, and B is shrunk until
+the roots are close enough for one λ to serve them all. B is also shrunk until the state norm
+stays within a factor ``norm_bound`` of the encoder output's across the stack (the eigenvalues
+say how one layer amplifies small changes; the norms say whether the state itself drifts).
+Changing (λ, B) changes the states the later layers see, so the spectra are measured again,
+and the step repeated, until every layer is within ``tol`` of ``target``.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .analysis import layer_inputs, top_eigenvalue_moduli
+from .analysis._common import evaluating
+from .analysis.states import recorded_states
+from .ssm import SSMUpdate
+
+__all__ = ["CalibrationReport", "calibrate"]
+
+#: Options of :func:`~dgl_ssm.analysis.top_eigenvalue_moduli` used by default: only the top
+#: modulus matters here, to well within the tolerance (ARPACK's ``tol`` is relative).
+SPECTRUM_OPTIONS = {"k": 1, "tol": 1e-3}
+
+# Aim inside the tolerance: the states move when (λ, B) do, and the next measurement must
+# still land within ``tol``.
+_AIM = 0.25
+_MAX_SHRINK = 30  # halvings of B before giving up on the norm bound
+
+
+@dataclass
+class CalibrationReport:
+    """What :func:`calibrate` measured and set.
+
+    ``radius_before`` / ``radius_after``: each layer's largest eigenvalue modulus before and
+    after; ``norm_before`` / ``norm_after``: ``‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖`` for ℓ = 1 … L;
+    ``state_scale`` / ``input_scale``: ``(before, after)`` of λ and of B's factor per shared
+    group of layers (one group when Λ and B are shared); ``ok``: every radius within
+    ``target ± tol`` and every norm ratio within ``[1/norm_bound, norm_bound]``.
+    """
+
+    target: float
+    tol: float
+    norm_bound: float
+    groups: list[list[int]]
+    radius_before: list[float]
+    radius_after: list[float]
+    norm_before: list[float]
+    norm_after: list[float]
+    state_scale: list[tuple[float, float]]
+    input_scale: list[tuple[float, float]]
+    rounds: int
+    ok: bool = field(init=False)
+
+    def __post_init__(self):
+        radius_ok = all(abs(r - self.target) <= self.tol for r in self.radius_after)
+        norms_ok = all(1 / self.norm_bound <= n <= self.norm_bound for n in self.norm_after)
+        self.ok = radius_ok and norms_ok
+
+    def rows(self):
+        """One dict per layer: its group's λ and B factor, radius and norm before and after."""
+        group_of = {layer: g for g, layers in enumerate(self.groups) for layer in layers}
+        return [
+            {
+                "layer": layer,
+                "radius_before": self.radius_before[layer],
+                "radius_after": self.radius_after[layer],
+                "norm_before": self.norm_before[layer],
+                "norm_after": self.norm_after[layer],
+                "state_scale": self.state_scale[group_of[layer]][1],
+                "input_factor": self.input_scale[group_of[layer]][1],
+            }
+            for layer in range(len(self.radius_after))
+        ]
+
+    def __str__(self):
+        worst = max(abs(r - self.target) for r in self.radius_after)
+        return (
+            f"calibration {'ok' if self.ok else 'NOT within bounds'} after {self.rounds} "
+            f"round(s): radius {min(self.radius_before):.4f}…{max(self.radius_before):.4f} → "
+            f"{min(self.radius_after):.4f}…{max(self.radius_after):.4f} (target "
+            f"{self.target} ± {self.tol}, worst {worst:.4f}); state norm ratio "
+            f"{min(self.norm_before):.3g}…{max(self.norm_before):.3g} → "
+            f"{min(self.norm_after):.3g}…{max(self.norm_after):.3g} (bound ×{self.norm_bound})"
+        )
+
+
+def calibrate(
+    model,
+    graph,
+    feat,
+    edge_feat=None,
+    *,
+    target=1.0,
+    tol=0.02,
+    norm_bound=2.0,
+    max_rounds=4,
+    spectrum_options=None,
+    log=None,
+):
+    r"""Put every SSM layer of ``model`` at the edge of chaos on ``(graph, feat)``.
+
+    Sets λ of :math:`\Lambda = \lambda I` and a factor on B, per group of layers that share
+    one :class:`~dgl_ssm.SSMUpdate` (all layers by default; each layer with
+    ``shared_ssm=False``), so that each layer's Jacobian at initialisation has its largest
+    eigenvalue modulus within ``target ± tol`` and the state norm
+    :math:`\|H^{(\ell)}\| / \|H^{(0)}\|` stays within ``[1/norm_bound, norm_bound]``. Only
+    the Λ and B buffers change; trainable weights are untouched. See the module docstring for
+    the method.
+
+    Parameters
+    ----------
+    model : dgl_ssm.SSMGNN
+        An SSM model (GCNSSM, GINSSM, …) with ``state="identity"`` and no ``norm``.
+    graph, feat, edge_feat
+        The inputs the model will be trained on (the spectra depend on them).
+    target : float
+        The modulus to put the top eigenvalue at (1: neither contracting nor expanding).
+    tol : float
+        Accepted distance of each layer's top modulus from ``target``.
+    norm_bound : float
+        Accepted growth or shrinkage of the state norm across the stack.
+    max_rounds : int
+        Measure-and-set rounds before giving up (the report then says ``ok=False``).
+    spectrum_options : dict, optional
+        Options for :func:`~dgl_ssm.analysis.top_eigenvalue_moduli`; default
+        :data:`SPECTRUM_OPTIONS`.
+    log : callable, optional
+        Called with one line per round.
+
+    Returns
+    -------
+    CalibrationReport
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> from dgl_ssm import GINSSM, calibrate
+    >>> g = dgl.add_self_loop(dgl.to_bidirected(dgl.rand_graph(12, 30, seed=0)))
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = GINSSM(in_feats=4, hidden=4, out_feats=2, num_layers=3)
+    >>> report = calibrate(model, g, torch.randn(12, 4))
+    >>> report.ok, all(abs(r - 1.0) <= 0.02 for r in report.radius_after)
+    (True, True)
+    """
+    updates, groups = _ssm_groups(model)
+    if not target > 0 or not tol > 0 or not norm_bound > 1 or max_rounds < 1:
+        raise ValueError(
+            f"calibrate needs target > 0, tol > 0, norm_bound > 1 and max_rounds ≥ 1; got "
+            f"target={target}, tol={tol}, norm_bound={norm_bound}, max_rounds={max_rounds}."
+        )
+    options = dict(SPECTRUM_OPTIONS if spectrum_options is None else spectrum_options)
+    say = log or (lambda _line: None)
+    inputs = (graph, feat, edge_feat)
+    start = [(_lam(u), u.input_matrix.clone()) for u in updates]
+    factors = [1.0] * len(updates)  # B = factor × the B the model was built with
+
+    eigen = _top_eigenvalues(model, inputs, options)
+    radius_before, norm_before = [abs(e) for e in eigen], _norm_ratios(model, inputs)
+    rounds = 0
+    for rounds in range(1, max_rounds + 1):
+        # μ: the eigenvalue of K = J − λI (per unit factor on B) that is on top now.
+        mu = {}
+        for g, layers in enumerate(groups):
+            for i in layers:
+                mu[i] = (eigen[i] - _lam(updates[g])) / factors[g]
+        for g, layers in enumerate(groups):
+            factors[g] = _fit_group([mu[i] for i in layers], factors[g], target, tol * _AIM)
+            _set(updates[g], _lam_for([mu[i] for i in layers], factors[g], target), factors[g],
+                 start[g][1])  # fmt: skip
+        _shrink_until_bounded(model, inputs, updates, groups, mu, factors, start, target,
+                              norm_bound)  # fmt: skip
+        eigen = _top_eigenvalues(model, inputs, options)
+        radii = [abs(e) for e in eigen]
+        say(
+            f"round {rounds}: radius {min(radii):.4f}…{max(radii):.4f}, B factor "
+            f"{min(factors):.3g}…{max(factors):.3g}"
+        )
+        if all(abs(r - target) <= tol / 2 for r in radii):  # a margin for re-measurement
+            break
+    return CalibrationReport(
+        target=target,
+        tol=tol,
+        norm_bound=norm_bound,
+        groups=groups,
+        radius_before=radius_before,
+        radius_after=[abs(e) for e in eigen],
+        norm_before=norm_before,
+        norm_after=_norm_ratios(model, inputs),
+        state_scale=[(lam, _lam(u)) for (lam, _), u in zip(start, updates)],
+        input_scale=[(1.0, f) for f in factors],
+        rounds=rounds,
+    )
+
+
+def _ssm_groups(model):
+    """The distinct SSM updates of ``model`` and, for each, the layers that use it."""
+    layers = getattr(model, "layers", None)
+    if layers is None or len(layers) == 0:
+        raise TypeError(
+            f"calibrate needs a dgl_ssm SSM model (GCNSSM, GINSSM, …), got {type(model).__name__}."
+        )
+    updates, groups = [], []
+    for index, layer in enumerate(layers):
+        update = getattr(layer, "update", None)
+        if not isinstance(update, SSMUpdate):
+            raise TypeError(
+                f"calibrate sets Λ and B of SSM layers, but layer {index} of "
+                f"{type(model).__name__} updates with {type(update).__name__}: use the SSM twin "
+                f"(e.g. {type(model).__name__}SSM)."
+            )
+        if not isinstance(layer.norm, torch.nn.Identity):
+            raise ValueError(
+                f"calibrate needs layers without a norm after the update (layer {index} has "
+                f"{type(layer.norm).__name__}): a norm rescales the state, so moving λ no longer "
+                "moves the spectrum by the same amount. Build the model with norm=None."
+            )
+        if _lam(update) is None:
+            raise ValueError(
+                f"calibrate needs Λ = λI (state='identity'); layer {index} has a "
+                f"{update.state_kind} Λ. Build the model with state='identity'."
+            )
+        for position, known in enumerate(updates):
+            if known is update:
+                groups[position].append(index)
+                break
+        else:
+            updates.append(update)
+            groups.append([index])
+    return updates, groups
+
+
+def _lam(update):
+    matrix = update.state_matrix
+    diagonal = torch.diagonal(matrix)
+    if torch.equal(matrix, torch.diag(diagonal)) and bool((diagonal == diagonal[0]).all()):
+        return float(diagonal[0])
+    return None
+
+
+def _set(update, lam, factor, input_matrix):
+    with torch.no_grad():
+        update.state_matrix.copy_(lam * torch.eye(update.dim, dtype=update.state_matrix.dtype))
+        update.input_matrix.copy_(factor * input_matrix)
+    update._refresh_fast_paths()
+
+
+def _roots(mu, factor, target):
+    """For each μ, the λ ≥ −b·Re μ with |λ + b μ| = target (None if none exists)."""
+    roots = []
+    for m in mu:
+        imag = factor * m.imag
+        root = -factor * m.real + math.sqrt(target**2 - imag**2) if abs(imag) <= target else None
+        roots.append(root)
+    return roots
+
+
+def _lam_for(mu, factor, target):
+    """The λ in the middle of the group's roots (the one λ that serves them all best)."""
+    roots = [r for r in _roots(mu, factor, target) if r is not None]
+    return (min(roots) + max(roots)) / 2 if roots else target
+
+
+def _fit_group(mu, factor, target, aim):
+    """The largest factor ≤ ``factor`` whose roots lie within ``2·aim`` of each other."""
+    for _ in range(_MAX_SHRINK):
+        roots = _roots(mu, factor, target)
+        if None not in roots and max(roots) - min(roots) <= 2 * aim:
+            return factor
+        factor /= 2
+    return factor
+
+
+def _shrink_until_bounded(model, inputs, updates, groups, mu, factors, start, target, bound):
+    """Halve every group's B (re-fitting λ) until the state norm stays within the bound."""
+    for _ in range(_MAX_SHRINK):
+        ratios = _norm_ratios(model, inputs)
+        if all(1 / bound <= r <= bound for r in ratios):
+            return
+        for g, layers in enumerate(groups):
+            factors[g] /= 2
+            _set(updates[g], _lam_for([mu[i] for i in layers], factors[g], target), factors[g],
+                 start[g][1])  # fmt: skip
+
+
+def _top_eigenvalues(model, inputs, options):
+    """The top eigenvalue (complex) of every layer's Jacobian where the model puts it."""
+    graph, feat, edge_feat = inputs
+    calls = layer_inputs(model, graph, feat, edge_feat)
+    values = []
+    with evaluating(model):
+        for layer, call in zip(model.layers, calls):
+            _, eigenvalues = top_eigenvalue_moduli(
+                layer, call.graph, call.feat, edge_feat=call.edge_feat,
+                layer_kwargs=call.kwargs, return_eigenvalues=True, **options,
+            )  # fmt: skip
+            values.append(complex(eigenvalues[0]))
+    return values
+
+
+def _norm_ratios(model, inputs):
+    """‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖ for ℓ = 1 … L (Frobenius norms, eval mode)."""
+    graph, feat, edge_feat = inputs
+    with evaluating(model), torch.no_grad(), recorded_states(model, True, "calibrate") as states:
+        model(graph, feat) if edge_feat is None else model(graph, feat, edge_feat)
+    norms = [float(s.double().norm()) for s in states]
+    return [n / max(norms[0], 1e-300) for n in norms[1:]]

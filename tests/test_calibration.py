@@ -1,0 +1,120 @@
+"""dgl_ssm.calibrate: every layer at the edge of chaos, checked with dense Jacobians (LAPACK),
+not with the ARPACK path the calibration itself measures with."""
+
+import warnings
+
+import dgl
+import pytest
+import torch
+
+from dgl_ssm import GCN, build_model, calibrate
+from dgl_ssm.analysis import dense_layer_jacobian, layer_inputs
+from tests.conftest import random_graph
+
+BACKBONES = ["gcn_ssm", "gin_ssm", "sage_ssm", "gat_ssm", "gatedgcn_ssm"]
+
+
+def dense_radii(model, graph, feat):
+    """Each layer's largest eigenvalue modulus from its dense Jacobian (torch.linalg.eigvals)."""
+    radii = []
+    for layer, call in zip(model.layers, layer_inputs(model, graph, feat)):
+        jac = dense_layer_jacobian(layer, call.graph, call.feat, edge_feat=call.edge_feat)
+        radii.append(float(torch.linalg.eigvals(jac).abs().max()))
+    return radii
+
+
+def state_norm_ratios(model, graph, feat):
+    """‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖ from the layers called one by one (eval mode)."""
+    model.eval()
+    with torch.no_grad():
+        state = model.encoder(feat)
+        edges = (
+            model.edge_embedding.expand(graph.num_edges(), -1) if model.uses_edge_feats else None
+        )
+        first, ratios = float(state.norm()), []
+        for layer in model.layers:
+            if edges is None:
+                state = layer(graph, state)
+            else:
+                state, edges = layer(graph, state, edges)
+            ratios.append(float(state.norm()) / first)
+    return ratios
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "per_layer"])
+def test_every_layer_ends_at_the_edge_of_chaos(name, shared):
+    graph = random_graph(24, 40, seed=1)
+    feat = torch.randn(24, 5, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = build_model(name, in_feats=5, hidden=4, out_feats=2, num_layers=6, shared_ssm=shared,
+                        conv_options={"heads": 2} if name == "gat_ssm" else None)  # fmt: skip
+    before = dense_radii(model, graph, feat)
+    params = {k: v.clone() for k, v in model.named_parameters()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # GAT's finite-difference notice
+        report = calibrate(model, graph, feat)
+        after = dense_radii(model, graph, feat)
+    assert report.ok
+    assert max(abs(r - 1) for r in before) > 0.02  # the defaults were not there already
+    assert all(0.98 <= r <= 1.02 for r in after), after
+    assert report.radius_after == pytest.approx(after, rel=2e-3)  # what it says is what is
+    assert all(0.5 <= r <= 2 for r in state_norm_ratios(model, graph, feat))
+    for key, value in model.named_parameters():  # only Λ and B (buffers) changed
+        assert torch.equal(value, params[key]), key
+    updates = {id(layer.update) for layer in model.layers}
+    assert len(updates) == (1 if shared else len(model.layers))  # sharing kept as built
+    for layer in model.layers:  # Λ stays a multiple of I
+        lam = layer.update.state_matrix
+        assert torch.equal(lam, lam[0, 0] * torch.eye(4))
+
+
+def test_a_linear_layer_gets_the_hand_worked_lambda():
+    """GCN-SSM, identity activation, W = I, no bias: J = λI + β(Â ⊗ I), and Â's top eigenvalue
+    is 1, so the top of J is λ + β: with β = 0.1 the edge of chaos is λ = 0.9."""
+    graph = random_graph(12, 20, seed=3)
+    model = build_model("gcn_ssm", in_feats=3, hidden=3, out_feats=2, num_layers=1,
+                        activation="identity")  # fmt: skip
+    with torch.no_grad():
+        model.layers[0].conv.weight.copy_(torch.eye(3))
+        model.layers[0].conv.bias.zero_()
+    report = calibrate(model, graph, torch.randn(12, 3))
+    assert report.state_scale[0] == (1.0, pytest.approx(0.9, abs=1e-3))
+    assert report.input_scale[0] == (1.0, 1.0)  # B needed no change
+    assert report.radius_before == [pytest.approx(1.1, abs=1e-3)]
+
+
+def test_what_it_cannot_calibrate_is_refused_with_the_remedy():
+    graph, feat = random_graph(10, 20), torch.randn(10, 3)
+    with pytest.raises(TypeError, match="SSM twin"):
+        calibrate(GCN(3, 4, 2, num_layers=2), graph, feat)
+    with pytest.raises(ValueError, match="norm=None"):
+        calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2, norm="layer"), graph, feat)
+    with pytest.raises(ValueError, match="state='identity'"):
+        calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2, state="orthogonal"), graph, feat)
+    with pytest.raises(ValueError, match="tol > 0"):
+        calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, tol=0)
+
+
+def test_depth_scaled_input_scale_keeps_a_deep_stack_bounded():
+    """β = 0.1·min(1, 64/L): the output norm at 512 layers stays within a small factor of the
+    64-layer one, where the fixed β = 0.1 grows by orders of magnitude."""
+    graph = dgl.add_self_loop(dgl.remove_self_loop(random_graph(60, 150, seed=2)))
+    feat = torch.randn(60, 8, generator=torch.Generator().manual_seed(0))
+
+    def output_norm(layers, scale):
+        torch.manual_seed(0)
+        model = build_model("gcn_ssm", 8, 16, 16, num_layers=layers, input_scale=scale).eval()
+        with torch.no_grad():
+            state = model.encoder(feat)
+            for layer in model.layers:
+                state = layer(graph, state)
+        return float(state.norm())
+
+    reference = output_norm(64, 0.1)
+    deep = build_model("gcn_ssm", 8, 16, 2, 512, input_scale="auto")
+    assert float(deep.layers[0].update.input_matrix[0, 0]) == pytest.approx(0.0125)
+    assert output_norm(512, "auto") < 4 * reference
+    assert output_norm(512, 0.1) > 100 * reference
+    with pytest.raises(ValueError, match="'auto'"):
+        build_model("gcn_ssm", 8, 16, 2, 4, input_scale="deep")

@@ -1,0 +1,138 @@
+"""The training-dynamics monitor: what it records equals dgl_ssm.analysis called directly on
+the model as it was at that step."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch.nn.functional as F
+
+from dgl_ssm.analysis import layer_energies, layer_gradient_norms, layer_inputs, top_singular_values
+from dgl_ssm_bench.config import RunConfig
+from dgl_ssm_bench.models import build_for
+from dgl_ssm_bench.monitor import TrainingMonitor
+from dgl_ssm_bench.train import prepare_graph, seed_everything, train
+from tests.test_train import tiny_node_task
+
+
+def config(**model):
+    model = {"name": "gcn_ssm", "num_layers": 5, "hidden": 8, **model}
+    return RunConfig.from_dict({"model": model, "optim": {"epochs": 3}, "seed": 3})
+
+
+def test_recorded_quantities_equal_the_analysis_of_the_model_at_that_step():
+    data, run = tiny_node_task("accuracy"), config()
+    monitor = TrainingMonitor(2, layers=[0, 4], spectra="inline")
+    result = train(run, data=data, monitor=monitor)
+    entries = [h for h in result.history if "grad_norm" in h]
+    assert [e["epoch"] for e in entries] == [0, 2] and result.monitored
+    # The model at epoch 0's step is the model as built: rebuild it from the same seed.
+    seed_everything(run.seed)
+    model = build_for(run.model, data)
+    graph = prepare_graph(data.graph, run)
+    feat, labels, train_index = graph.ndata["feat"], graph.ndata["label"], data.splits[0]["train"]
+
+    def loss(out):
+        return F.cross_entropy(out[train_index], labels[train_index])
+
+    first = entries[0]
+    assert first["grad_norm"] == pytest.approx(
+        layer_gradient_norms(model, graph, feat, loss), rel=1e-5
+    )
+    assert first["energy"] == pytest.approx(layer_energies(model, graph, feat), rel=1e-5)
+    calls = layer_inputs(model, graph, feat)
+    for index in (0, 4):
+        direct = top_singular_values(
+            model.layers[index], calls[index].graph, calls[index].feat, k=3
+        )
+        assert first["singular_values"][str(index)] == pytest.approx(direct.tolist(), rel=1e-3)
+    assert entries[1]["grad_norm"] != first["grad_norm"]  # epoch 2 saw the trained weights
+    assert len(first["grad_norm"]) == 5 and len(first["energy"]) == 6
+
+
+def test_checkpointing_records_the_same_gradient_norms():
+    data = tiny_node_task("accuracy")
+    norms = []
+    for checkpoint in (False, True):
+        monitor = TrainingMonitor(1, spectra="off")
+        train(config(checkpoint=checkpoint, num_layers=9), data=data, monitor=monitor)
+        norms.append([e["grad_norm"] for e in monitor.entries])
+    assert all(n > 0 for n in norms[1][0]) and len(norms[1]) == 3
+    for with_checkpoint, without in zip(norms[1], norms[0]):
+        assert with_checkpoint == pytest.approx(without, rel=1e-5)
+
+
+def test_background_spectra_and_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = tiny_node_task("accuracy")
+    monitor = TrainingMonitor(1, layers=[2], tensorboard=tmp_path / "tb")
+    result = train(config(), data=data, monitor=monitor)
+    entries = [h for h in result.history if "grad_norm" in h]
+    assert len(entries) == 3 and "2" in entries[0]["singular_values"]
+    for entry in entries:  # each has its values, or says the helper was busy
+        assert len(entry["singular_values"].get("2", [])) == 3 or entry["spectra"] == "skipped"
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "val/metric", "grad_norm/layer_1", "energy/layer_0",
+            "singular_value/layer_2/1"} <= set(tags)  # fmt: skip
+    logged = [e.value for e in events.Scalars("grad_norm/layer_5")]
+    assert logged == pytest.approx([e["grad_norm"][4] for e in entries], rel=1e-6)
+
+
+def test_the_commands_record_and_draw_a_monitored_run(tmp_path, data_dir):
+    records = tmp_path / "runs.jsonl"
+    base = [sys.executable, "-m", "dgl_ssm_cli"]
+    run = subprocess.run(
+        base + ["run", "--model", "gcn_ssm", "--layers", "3", "--hidden", "8", "--dataset",
+                "cora", "--data-dir", str(data_dir), "--epochs", "2", "--monitor", "1",
+                "--monitor-layers", "1", "--output", str(records), "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    record = json.loads(records.read_text().splitlines()[-1])
+    assert [len(h["grad_norm"]) for h in record["history"]] == [3, 3]
+    draw = subprocess.run(base + ["analyze", "monitor", str(records), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert draw.returncode == 0, draw.stderr
+    for name in ("grad_norm", "energy", "singular_values"):
+        assert (tmp_path / f"monitor_{name}.png").stat().st_size > 1000
+    rows = (tmp_path / "monitor.csv").read_text().splitlines()
+    assert f"grad_norm,1,2,{record['history'][1]['grad_norm'][1]}" in rows
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--monitor", "0"], "positive number of epochs"),
+        (["--monitor", "1", "--monitor-layers", "7"], "layers 0..2"),
+        (["--tensorboard", "tb"], "need --monitor"),
+    ],
+)
+def test_bad_monitor_options_fail_before_any_work(flags, message, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "dgl_ssm_cli", "run", "--layers", "3", "--dataset", "cora",
+         "--data-dir", str(tmp_path / "absent"), "--output", str(tmp_path / "r.jsonl"), *flags],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_drawing_a_record_without_monitor_entries_says_how_to_get_them(tmp_path):
+    records = tmp_path / "plain.jsonl"
+    records.write_text(json.dumps({"config": {}, "status": "ok"}) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "dgl_ssm_cli", "analyze", "monitor", str(records), "--out",
+         str(tmp_path)], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "--monitor EVERY" in result.stderr
+
+
+def test_monitor_options_are_checked():
+    with pytest.raises(ValueError, match="positive"):
+        TrainingMonitor(0)
+    with pytest.raises(ValueError, match="spectra"):
+        TrainingMonitor(1, spectra="later")
+    assert TrainingMonitor(1).chosen_layers(64) == [0, 32, 63]
