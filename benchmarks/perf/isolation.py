@@ -5,8 +5,9 @@ reports it over budget rather than let it take the machine down. Timings run und
 default allocator, as users run, whose heap fragments (a 16-layer GCN on 100k nodes held ~4×
 its live tensors); peak memory is measured ``compact`` (a 64 KiB mmap threshold, so the resident
 set tracks live tensors, but epochs get 2–3× slower; a 1 MiB threshold left Cora's 0.7 MB
-states on the heap: a checkpointed 256-layer GCN-SSM then held 1,033 MB instead of 54 MB); depths that do not fit under the default
-allocator are timed again under tcmalloc (``libtcmalloc-minimal4``), else ``compact``.
+states on the heap: a checkpointed 256-layer GCN-SSM then held 1,033 MB instead of 54 MB);
+depths that do not fit under the default allocator are timed again under tcmalloc
+(``libtcmalloc-minimal4``), else ``compact``.
 
 The child is ``python -m dgl_ssm_bench.perf.isolation JOB RESULT``: it unpickles ``(function,
 args)`` from JOB and pickles ``function(*args)`` into RESULT.
