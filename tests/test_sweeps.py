@@ -91,6 +91,8 @@ def test_spaces_inherit_and_override():
          r"bad.yaml: plain: model.state_scale: only ssm models take this option"),
         ("search:\n  model.input: {type: categorical, choices: [random]}\n",
          r"bad.yaml: search: model.input: only ssm models"),
+        ("search:\n  model.calibrate: {type: categorical, choices: [null, 1.0]}\n",
+         r"bad.yaml: search: model.calibrate: only ssm models"),
         ("protocol: [gpp]\n", r"bad.yaml: protocol: must be a name"),
         ("search:\n  model.num_layers: {type: categorical, choices: [2]}\nplain:\n"
          "  model.num_layers: {type: categorical, choices: [4]}\n",
@@ -122,6 +124,17 @@ def test_each_kind_of_backbone_gets_the_shared_keys_and_its_own():
         values = space.suggest(trial, backbone_kind(backbone))
         assert ("model.residual" in values) == has_residual
         assert ("model.state_scale" in values) == (backbone == "gcn_ssm")
+
+
+def test_calibration_is_an_ssm_knob(tmp_path):
+    (tmp_path / "calibrated.yaml").write_text(
+        "ssm:\n  model.calibrate: {type: categorical, choices: [null, 1.0]}\n"
+    )
+    space = load_space(str(tmp_path / "calibrated.yaml"))
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    values = space.suggest(trial, "ssm")
+    assert values["model.calibrate"] in (None, 1.0)
+    assert "model.calibrate" not in space.params("plain")
 
 
 @pytest.mark.parametrize("path", sorted(SPACES.glob("*.yaml")), ids=lambda p: p.stem)
