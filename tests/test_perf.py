@@ -329,3 +329,17 @@ def test_asking_for_a_missing_gpu_is_a_one_line_error(tmp_path, capsys):
         main([*TINY, "--device", "cuda", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "--device cuda was asked for" in capsys.readouterr().err
+
+
+def test_the_monitor_overhead_is_a_ratio_and_a_target(tmp_path, data_dir, cache_dir, capsys):
+    args = ["--graphs", "cora", "--sections", "monitor", "--depths", "2", "--repeats", "2"]
+    args += ["--warmup", "1", "--min-time", "0", "--hidden", "8", "--monitor-every", "2"]
+    args += ["--data-dir", str(data_dir), "--cache-dir", str(cache_dir), "--out", str(tmp_path)]
+    result = main([*args, "--no-subprocess"])
+    printed = capsys.readouterr().out
+    assert "[monitor] cora 2 layers:" in printed and "recorded epochs" in printed
+    (found,) = [r for r in result["ratios"] if r["section"] == "monitor"]
+    assert (found["numerator"], found["denominator"], found["depth"]) == (
+        "gcn_ssm+monitor", "gcn_ssm", 2)  # fmt: skip
+    (goal,) = [t for t in result["targets"] if t["name"].startswith("monitored (every 2)")]
+    assert goal["verdict"] in ("PASS", "MISS") and goal["ratio"] == found
