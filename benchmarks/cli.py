@@ -256,6 +256,14 @@ def _monitor_factory(args, num_layers):
 
     # check the options now, not after the data is loaded
     TrainingMonitor(args.monitor, args.monitor_layers, spectra="off").chosen_layers(num_layers)
+    if args.tensorboard is not None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "--tensorboard needs the tensorboard package: pip install tensorboard "
+                '(or pip install ".[bench]").'
+            ) from None
 
     def make(seed):
         board = None if args.tensorboard is None else Path(args.tensorboard) / f"seed_{seed}"

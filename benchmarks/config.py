@@ -161,6 +161,14 @@ class ModelConfig:
                 f"--calibrate sets Λ and B of SSM models, but {self.name!r} is a plain model; "
                 "use its SSM twin."
             )
+        if self.calibrate is not None and (
+            self.state not in (None, "identity") or self.norm not in (None, "none")
+        ):
+            raise ValueError(
+                "--calibrate needs Λ = λI and no norm after the update (a norm rescales the "
+                f"state); got state={self.state!r}, norm={self.norm!r}. Drop --state/--norm "
+                "or --calibrate."
+            )
         return kwargs
 
 

@@ -1,30 +1,35 @@
 """Training dynamics while a model trains: per-layer gradient norms, Dirichlet energies and the
 top Jacobian singular values of chosen layers, every few epochs.
 
-The gradient norms and energies come from the training step itself: forward hooks keep each
-layer's input and output during the step's forward pass, and after ``loss.backward()`` the
-norms of ‖∂loss/∂H⁽ℓ⁾‖ are read from them (the same quantity as
-:func:`dgl_ssm.analysis.layer_gradient_norms`, for the training loss) and the energies
-computed from them (:func:`dgl_ssm.analysis.dirichlet_energy`). No extra forward or backward
-pass is run. The singular values (:func:`dgl_ssm.analysis.top_singular_values`, matrix-free
-ARPACK) cost seconds per layer on Cora, more than an epoch; by default they run in a helper
+The gradient norms and energies come from the training step itself, in train mode (with
+its dropout): forward hooks compute each state's energy
+(:func:`dgl_ssm.analysis.dirichlet_energy`) and tensor hooks read ‖∂loss/∂H⁽ℓ⁾‖ during the
+backward pass (what :func:`dgl_ssm.analysis.layer_gradient_norms` computes, for the
+training loss, with ``eval_mode=False``). No extra forward or backward pass is run.
+
+The singular values (:func:`dgl_ssm.analysis.top_singular_values`, matrix-free ARPACK) are
+those of the layer in eval mode at the state the step gave it. They cost seconds per layer
+on Cora, more than an epoch; by default they run in a helper
 process on the layer as it was at that step, while training goes on, and the entries are
 completed when they arrive; while the helper is still busy with earlier layers, an entry
 gets no singular values (``"spectra": "skipped"``), so the helper sets its own pace and
 training never waits for it (``spectra="inline"`` computes them in the step instead).
 
 Entries go into the run's history (``{"epoch", "grad_norm": [L], "energy": [L+1],
-"singular_values": {"<layer>": [k]}}``) and, with ``tensorboard=DIR``, to TensorBoard
-(``torch.utils.tensorboard``) as ``grad_norm/layer_<ℓ>``, ``energy/layer_<ℓ>`` and
-``singular_value/layer_<ℓ>/<i>``, with the training loss and validation metric.
+"singular_values": {"<i>": [k]}}``): ``grad_norm[ℓ-1]`` and ``energy[ℓ]`` belong to the
+state H⁽ℓ⁾ (H⁽⁰⁾ is the encoder output), and layer ``i`` (0-based, as ``--monitor-layers``
+counts) maps H⁽ⁱ⁾ to H⁽ⁱ⁺¹⁾. With ``tensorboard=DIR`` they also go to TensorBoard
+(``torch.utils.tensorboard``) as ``grad_norm/H<ℓ>``, ``energy/H<ℓ>`` and
+``singular_value/layer<i>/<rank>``, with the training loss and validation metric.
 """
 
 import copy
 import math
-import os
 import pickle
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from functools import partial
 from multiprocessing import get_context
 
 import torch
@@ -32,6 +37,7 @@ import torch
 from dgl_ssm.analysis import LayerCall, dirichlet_energy, one_hop_graph, top_singular_values
 
 SPECTRA = ("background", "inline", "off")
+_LIMITS = None  # the helper's thread limits, kept alive
 
 
 class TrainingMonitor:
@@ -63,7 +69,7 @@ class TrainingMonitor:
         self.every, self.layers, self.k, self.spectra = every, layers, k, spectra
         self.spectrum_options = {"tol": 1e-3, **(spectrum_options or {})}
         self.entries, self._pending, self._pool = [], [], None
-        self._writer = None
+        self._writer, self._closed = None, False
         if tensorboard is not None:
             from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
@@ -77,81 +83,104 @@ class TrainingMonitor:
             raise ValueError(f"--monitor-layers {bad}: the model has layers 0..{num_layers - 1}.")
         return sorted(set(self.layers))
 
+    @property
+    def closed(self):
+        return self._closed
+
     def due(self, epoch):
         return epoch % self.every == 0
 
     @contextmanager
     def watching(self, model, epoch):
-        """Keep every layer's call and output during one training step (forward and backward
-        inside the block), then record the entry for ``epoch``."""
-        calls, outputs, model_input = [], [], []
+        """Record the entry for ``epoch`` from the training step (forward and backward)
+        run inside the block.
+
+        Only numbers are kept: each state's energy is taken in its forward hook and its
+        gradient norm in a tensor hook during the backward pass, so activation checkpointing
+        still frees the states (its recomputation, which re-runs the layers during the
+        backward pass, is not recorded again); the inputs of the layers whose singular values
+        are wanted are the only tensors held.
+        """
+        if self._closed:
+            raise RuntimeError("This TrainingMonitor is closed: it records one run.")
+        layers = list(model.layers)
+        chosen = set(self.chosen_layers(len(layers))) if self.spectra != "off" else set()
+        entry = {"epoch": epoch, "grad_norm": [0.0] * len(layers),
+                 "energy": [math.nan] * (len(layers) + 1), "singular_values": {}}  # fmt: skip
+        calls, seen, graphs = {}, set(), []
 
         def keep_graph(_module, args, kwargs):
-            model_input.append(args[0] if args else kwargs["graph"])
+            if not graphs:  # k-hop models: energies on the graph before rewiring
+                graphs.append(one_hop_graph(args[0] if args else kwargs["graph"]))
 
-        def keep_call(_module, args, kwargs):
-            kwargs = dict(kwargs)
-            graph = args[0] if args else kwargs.pop("graph")
-            state = args[1] if len(args) > 1 else kwargs.pop("feat")
-            edges = args[2] if len(args) > 2 else kwargs.pop("edge_feat", None)
-            calls.append(LayerCall(graph, state, edges, kwargs))
+        def before(index):
+            def hook(_module, args, kwargs):
+                if index in seen:
+                    return
+                kwargs = dict(kwargs)
+                graph = args[0] if args else kwargs.pop("graph")
+                state = args[1] if len(args) > 1 else kwargs.pop("feat")
+                edges = args[2] if len(args) > 2 else kwargs.pop("edge_feat", None)
+                if index == 0:
+                    entry["energy"][0] = dirichlet_energy(graphs[0], state)
+                if index in chosen:
+                    calls[index] = LayerCall(graph, state.detach(), edges, kwargs)
 
-        def keep_output(_module, _args, output):
-            state = output[0] if isinstance(output, tuple) else output
-            if state.requires_grad:
-                state.retain_grad()
-            outputs.append(state)
+            return hook
+
+        def after(index):
+            def hook(_module, _args, output):
+                if index in seen:
+                    return
+                seen.add(index)
+                state = output[0] if isinstance(output, tuple) else output
+                entry["energy"][index + 1] = dirichlet_energy(graphs[0], state)
+                if state.requires_grad:
+                    state.register_hook(partial(_keep_norm, entry["grad_norm"], index))
+
+            return hook
 
         handles = [model.register_forward_pre_hook(keep_graph, with_kwargs=True)]
-        for layer in model.layers:
-            handles.append(layer.register_forward_pre_hook(keep_call, with_kwargs=True))
-            handles.append(layer.register_forward_hook(keep_output))
+        for index, layer in enumerate(layers):
+            handles.append(layer.register_forward_pre_hook(before(index), with_kwargs=True))
+            handles.append(layer.register_forward_hook(after(index)))
         try:
             yield
         finally:
             for handle in handles:
                 handle.remove()
-        if len(calls) != len(model.layers):  # checkpointed segments re-run their layers
-            calls, outputs = calls[: len(model.layers)], outputs[: len(model.layers)]
-        self._record(model, epoch, model_input[0], calls, outputs)
-
-    def _record(self, model, epoch, graph, calls, outputs):
-        energy_graph = one_hop_graph(graph)  # k-hop models: the graph before rewiring
-        states = [calls[0].feat, *outputs]
-        entry = {
-            "epoch": epoch,
-            "grad_norm": [_grad_norm(state) for state in outputs],
-            "energy": [dirichlet_energy(energy_graph, state) for state in states],
-            "singular_values": {},
-        }
         self.entries.append(entry)
         self._scalars(epoch, "grad_norm", entry["grad_norm"], first=1)
         self._scalars(epoch, "energy", entry["energy"], first=0)
-        if self.spectra == "off":
-            return
+        if chosen:
+            self._spectra(model, entry, calls)
+
+    def _spectra(self, model, entry, calls):
         self._collect(wait=False)
         if self.spectra == "background" and self._pending:
-            entry["spectra"] = "skipped"
+            entry["spectra"] = "skipped"  # the helper is still busy: it sets the pace
             return
-        for index in self.chosen_layers(len(model.layers)):
-            call = calls[index]
-            job = (
-                copy.deepcopy(model.layers[index]).cpu(),
-                call.graph.cpu(),
-                call.feat.detach().cpu(),
-                None if call.edge_feat is None else call.edge_feat.detach().cpu(),
-                {key: _detached(value) for key, value in call.kwargs.items()},
-                self.k,
-                self.spectrum_options,
-            )
-            if self.spectra == "inline":
-                self._store(entry, index, _singular_values(pickle.dumps(job)))
-            else:
+        for index, call in sorted(calls.items()):
+            try:
+                job = pickle.dumps((
+                    copy.deepcopy(model.layers[index]).cpu(), call.graph.cpu(), call.feat.cpu(),
+                    None if call.edge_feat is None else call.edge_feat.detach().cpu(),
+                    {key: _detached(value) for key, value in call.kwargs.items()},
+                    self.k, self.spectrum_options,
+                ))  # fmt: skip
                 # Plain pickle bytes: torch's multiprocessing reductions would share tensors
-                # through file descriptors, which fails when the sender moves on.
-                future = self._executor().submit(_singular_values, pickle.dumps(job))
-                self._pending.append((entry, index, future))
-        self._collect(wait=False)
+                # through file descriptors, which fails once the sender has moved on.
+                if self.spectra == "inline":
+                    self._store(entry, index, _singular_values(job))
+                else:
+                    self._pending.append(
+                        (entry, index, self._executor().submit(_singular_values, job))
+                    )
+            except Exception as error:  # the run goes on; the entry says why it has none
+                entry["spectra"] = f"failed: {type(error).__name__}: {error}"
+                if isinstance(error, BrokenProcessPool):
+                    self._pool = None  # a new helper next time
+                return
 
     def log_epoch(self, epoch, loss, val):
         """The training loss and validation metric, for TensorBoard."""
@@ -160,7 +189,9 @@ class TrainingMonitor:
             self._writer.add_scalar("val/metric", val, epoch)
 
     def close(self):
-        """Wait for the singular values still being computed; flush TensorBoard."""
+        """Wait for the singular values still being computed; flush TensorBoard. The
+        monitor records nothing more afterwards."""
+        self._closed = True
         self._collect(wait=True)
         if self._pool is not None:
             self._pool.shutdown()
@@ -192,19 +223,18 @@ class TrainingMonitor:
         if self._writer is not None:
             for rank, value in enumerate(values):
                 self._writer.add_scalar(
-                    f"singular_value/layer_{index}/{rank + 1}", value, entry["epoch"]
+                    f"singular_value/layer{index}/{rank + 1}", value, entry["epoch"]
                 )
 
     def _scalars(self, epoch, name, values, first):
-        if self._writer is not None:
+        if self._writer is not None:  # tagged by state: grad_norm/H3 is ‖∂loss/∂H⁽³⁾‖
             for offset, value in enumerate(values):
                 if math.isfinite(value):
-                    self._writer.add_scalar(f"{name}/layer_{first + offset}", value, epoch)
+                    self._writer.add_scalar(f"{name}/H{first + offset}", value, epoch)
 
 
-def _grad_norm(state):
-    grad = state.grad
-    return 0.0 if grad is None else float(grad.detach().double().norm())
+def _keep_norm(norms, index, grad):
+    norms[index] = float(grad.detach().double().norm())
 
 
 def _detached(value):
@@ -216,8 +246,15 @@ def _detached(value):
 
 
 def _one_thread():
+    # The helper shares the machine with training: one thread for torch and for the BLAS
+    # under scipy's ARPACK (its environment variables are read at import, too late here).
     torch.set_num_threads(1)
-    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    global _LIMITS
+    _LIMITS = threadpool_limits(1)
 
 
 def _singular_values(job):

@@ -109,6 +109,8 @@ def train(
     """Train and evaluate one configuration; see the module docstring. With a ``monitor``
     (:class:`~dgl_ssm_bench.monitor.TrainingMonitor`), its entries join the history."""
     device = resolve_device(config.device)
+    if monitor is not None and (monitor.entries or monitor.closed):
+        raise ValueError("A TrainingMonitor records one run; give each run a new one.")
     data = load_data(config) if data is None else data
     seed_everything(config.seed)
     task = _Task(data, config, device)
@@ -130,33 +132,34 @@ def train(
 
         epochs = tqdm(epochs, desc=f"{config.model.name} on {data.name}", leave=False)
     epoch = -1
-    for epoch in epochs:
-        watch = monitor if monitor is not None and monitor.due(epoch) else None
-        loss = task.train_epoch(model, optimizer, epoch, watch)
-        if not math.isfinite(loss):
-            status = "diverged"
-            break
-        val = task.evaluate(model, "val")
-        if not math.isfinite(val):  # non-finite predictions, or a metric they break
-            status = "diverged"
-            break
-        history.append({"epoch": epoch, "loss": loss, "val": val})
-        if monitor is not None:
-            monitor.log_epoch(epoch, loss, val)
-        if metric.better(val, best_val):
-            best_val, best_epoch, waited = val, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            waited += 1
-        if progress:
-            epochs.set_postfix(loss=f"{loss:.4f}", val=f"{val:.4f}", best=f"{best_val:.4f}")
-        if on_epoch is not None:
-            on_epoch(epoch, val)
-        if optim.patience is not None and waited > 0 and waited >= optim.patience:
-            break
-
-    if monitor is not None:
-        _merge(history, monitor.close())
+    try:
+        for epoch in epochs:
+            watch = monitor if monitor is not None and monitor.due(epoch) else None
+            loss = task.train_epoch(model, optimizer, epoch, watch)
+            if not math.isfinite(loss):
+                status = "diverged"
+                break
+            val = task.evaluate(model, "val")
+            if not math.isfinite(val):  # non-finite predictions, or a metric they break
+                status = "diverged"
+                break
+            history.append({"epoch": epoch, "loss": loss, "val": val})
+            if monitor is not None:
+                monitor.log_epoch(epoch, loss, val)
+            if metric.better(val, best_val):
+                best_val, best_epoch, waited = val, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                waited += 1
+            if progress:
+                epochs.set_postfix(loss=f"{loss:.4f}", val=f"{val:.4f}", best=f"{best_val:.4f}")
+            if on_epoch is not None:
+                on_epoch(epoch, val)
+            if optim.patience is not None and waited > 0 and waited >= optim.patience:
+                break
+    finally:  # the monitor's helper process and TensorBoard writer end with the run
+        entries = monitor.close() if monitor is not None else []
+    _merge(history, entries)
     val = test = None
     if status == "ok" and best_state is not None:
         model.load_state_dict(best_state)
@@ -247,7 +250,7 @@ class _Task:
             "norm_before": report.norm_before,
             "norm_after": report.norm_after,
             "state_scale": [after for _, after in report.state_scale],
-            "input_factor": [after for _, after in report.input_scale],
+            "input_factor": report.input_factor,
         }
 
     def train_epoch(self, model, optimizer, epoch, watch=None):

@@ -47,10 +47,12 @@ class CalibrationReport:
     """What :func:`calibrate` measured and set.
 
     ``radius_before`` / ``radius_after``: each layer's largest eigenvalue modulus before and
-    after; ``norm_before`` / ``norm_after``: ``‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖`` for ℓ = 1 … L;
-    ``state_scale`` / ``input_scale``: ``(before, after)`` of λ and of B's factor per shared
-    group of layers (one group when Λ and B are shared); ``ok``: every radius within
-    ``target ± tol`` and every norm ratio within ``[1/norm_bound, norm_bound]``.
+    after; ``norm_before`` / ``norm_after``: ``‖H⁽ℓ⁾‖ / (target^ℓ ‖H⁽⁰⁾‖)`` for ℓ = 1 … L
+    (the drift of the state beyond what the target itself asks for; with target 1, the
+    plain ratio); ``state_scale``: ``(before, after)`` of λ per shared group of layers (one
+    group when Λ and B are shared); ``input_factor``: the factor B was multiplied by, per
+    group; ``ok``: every radius within ``target ± tol`` and every norm ratio within
+    ``[1/norm_bound, norm_bound]``.
     """
 
     target: float
@@ -62,7 +64,7 @@ class CalibrationReport:
     norm_before: list[float]
     norm_after: list[float]
     state_scale: list[tuple[float, float]]
-    input_scale: list[tuple[float, float]]
+    input_factor: list[float]
     rounds: int
     ok: bool = field(init=False)
 
@@ -82,7 +84,7 @@ class CalibrationReport:
                 "norm_before": self.norm_before[layer],
                 "norm_after": self.norm_after[layer],
                 "state_scale": self.state_scale[group_of[layer]][1],
-                "input_factor": self.input_scale[group_of[layer]][1],
+                "input_factor": self.input_factor[group_of[layer]],
             }
             for layer in range(len(self.radius_after))
         ]
@@ -170,9 +172,10 @@ def calibrate(
     factors = [1.0] * len(updates)  # B = factor × the B the model was built with
 
     eigen = _top_eigenvalues(model, inputs, options)
-    radius_before, norm_before = [abs(e) for e in eigen], _norm_ratios(model, inputs)
-    rounds = 0
-    for rounds in range(1, max_rounds + 1):
+    radius_before, norm_before = [abs(e) for e in eigen], _norm_ratios(model, inputs, target)
+    rounds, done = 0, _within(radius_before, norm_before, target, tol / 2, norm_bound)
+    while not done and rounds < max_rounds:
+        rounds += 1
         # μ: the eigenvalue of K = J − λI (per unit factor on B) that is on top now.
         mu = {}
         for g, layers in enumerate(groups):
@@ -190,8 +193,7 @@ def calibrate(
             f"round {rounds}: radius {min(radii):.4f}…{max(radii):.4f}, B factor "
             f"{min(factors):.3g}…{max(factors):.3g}"
         )
-        if all(abs(r - target) <= tol / 2 for r in radii):  # a margin for re-measurement
-            break
+        done = all(abs(r - target) <= tol / 2 for r in radii)  # a margin for re-measurement
     return CalibrationReport(
         target=target,
         tol=tol,
@@ -200,11 +202,16 @@ def calibrate(
         radius_before=radius_before,
         radius_after=[abs(e) for e in eigen],
         norm_before=norm_before,
-        norm_after=_norm_ratios(model, inputs),
+        norm_after=_norm_ratios(model, inputs, target),
         state_scale=[(lam, _lam(u)) for (lam, _), u in zip(start, updates)],
-        input_scale=[(1.0, f) for f in factors],
+        input_factor=list(factors),
         rounds=rounds,
     )
+
+
+def _within(radii, norms, target, tol, bound):
+    radii_ok = all(abs(r - target) <= tol for r in radii)
+    return radii_ok and all(1 / bound <= n <= bound for n in norms)
 
 
 def _ssm_groups(model):
@@ -276,7 +283,8 @@ def _lam_for(mu, factor, target):
 
 
 def _fit_group(mu, factor, target, aim):
-    """The largest factor ≤ ``factor`` whose roots lie within ``2·aim`` of each other."""
+    """``factor``, halved until the group's roots lie within ``2·aim`` of each other (the
+    spread shrinks with the factor, so one λ can then serve every layer of the group)."""
     for _ in range(_MAX_SHRINK):
         roots = _roots(mu, factor, target)
         if None not in roots and max(roots) - min(roots) <= 2 * aim:
@@ -286,15 +294,21 @@ def _fit_group(mu, factor, target, aim):
 
 
 def _shrink_until_bounded(model, inputs, updates, groups, mu, factors, start, target, bound):
-    """Halve every group's B (re-fitting λ) until the state norm stays within the bound."""
+    """Halve B (re-fitting λ) of the groups up to the first layer whose state norm leaves the
+    bound, while that helps: as B → 0 the state tends to target^ℓ H⁽⁰⁾, inside the bound."""
+    worst = math.inf
     for _ in range(_MAX_SHRINK):
-        ratios = _norm_ratios(model, inputs)
-        if all(1 / bound <= r <= bound for r in ratios):
+        ratios = _norm_ratios(model, inputs, target)
+        outside = [i for i, r in enumerate(ratios) if not 1 / bound <= r <= bound]
+        now = max((abs(math.log(r)) for r in ratios), default=0.0)
+        if not outside or now >= worst:  # within the bound, or halving no longer helps
             return
+        worst = now
         for g, layers in enumerate(groups):
-            factors[g] /= 2
-            _set(updates[g], _lam_for([mu[i] for i in layers], factors[g], target), factors[g],
-                 start[g][1])  # fmt: skip
+            if min(layers) <= outside[0]:
+                factors[g] /= 2
+                _set(updates[g], _lam_for([mu[i] for i in layers], factors[g], target),
+                     factors[g], start[g][1])  # fmt: skip
 
 
 def _top_eigenvalues(model, inputs, options):
@@ -312,10 +326,10 @@ def _top_eigenvalues(model, inputs, options):
     return values
 
 
-def _norm_ratios(model, inputs):
-    """‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖ for ℓ = 1 … L (Frobenius norms, eval mode)."""
+def _norm_ratios(model, inputs, target):
+    """‖H⁽ℓ⁾‖ / (target^ℓ ‖H⁽⁰⁾‖) for ℓ = 1 … L (Frobenius norms, eval mode)."""
     graph, feat, edge_feat = inputs
     with evaluating(model), torch.no_grad(), recorded_states(model, True, "calibrate") as states:
         model(graph, feat) if edge_feat is None else model(graph, feat, edge_feat)
     norms = [float(s.double().norm()) for s in states]
-    return [n / max(norms[0], 1e-300) for n in norms[1:]]
+    return [n / max(norms[0] * target**layer, 1e-300) for layer, n in enumerate(norms[1:], 1)]

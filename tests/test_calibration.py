@@ -80,8 +80,27 @@ def test_a_linear_layer_gets_the_hand_worked_lambda():
         model.layers[0].conv.bias.zero_()
     report = calibrate(model, graph, torch.randn(12, 3))
     assert report.state_scale[0] == (1.0, pytest.approx(0.9, abs=1e-3))
-    assert report.input_scale[0] == (1.0, 1.0)  # B needed no change
+    assert report.input_factor == [1.0]  # B needed no change
     assert report.radius_before == [pytest.approx(1.1, abs=1e-3)]
+
+
+def test_a_target_below_one_contracts_without_collapsing_b():
+    """At target 0.9 the state is meant to shrink like 0.9^ℓ: the norm bound is relative to
+    that, so B keeps a usable size."""
+    graph, feat = random_graph(24, 40, seed=1), torch.randn(24, 5)
+    torch.manual_seed(0)
+    model = build_model("gin_ssm", in_feats=5, hidden=4, out_feats=2, num_layers=8)
+    report = calibrate(model, graph, feat, target=0.9)
+    assert report.ok and min(report.input_factor) > 1e-3
+    assert all(0.88 <= r <= 0.92 for r in dense_radii(model, graph, feat))
+
+
+def test_a_model_within_bounds_is_left_as_it_is():
+    graph, feat = random_graph(16, 30, seed=2), torch.randn(16, 3)
+    model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=2,
+                        input_scale=0.0)  # J = I exactly  # fmt: skip
+    report = calibrate(model, graph, feat)
+    assert report.rounds == 0 and report.ok and report.state_scale == [(1.0, 1.0)]
 
 
 def test_what_it_cannot_calibrate_is_refused_with_the_remedy():

@@ -75,9 +75,9 @@ def test_background_spectra_and_tensorboard(tmp_path):
         assert len(entry["singular_values"].get("2", [])) == 3 or entry["spectra"] == "skipped"
     events = EventAccumulator(str(tmp_path / "tb")).Reload()
     tags = events.Tags()["scalars"]
-    assert {"train/loss", "val/metric", "grad_norm/layer_1", "energy/layer_0",
-            "singular_value/layer_2/1"} <= set(tags)  # fmt: skip
-    logged = [e.value for e in events.Scalars("grad_norm/layer_5")]
+    assert {"train/loss", "val/metric", "grad_norm/H1", "energy/H0",
+            "singular_value/layer2/1"} <= set(tags)  # fmt: skip
+    logged = [e.value for e in events.Scalars("grad_norm/H5")]
     assert logged == pytest.approx([e["grad_norm"][4] for e in entries], rel=1e-6)
 
 
@@ -128,6 +128,21 @@ def test_drawing_a_record_without_monitor_entries_says_how_to_get_them(tmp_path)
          str(tmp_path)], capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2 and "--monitor EVERY" in result.stderr
+
+
+def test_a_monitor_records_one_run_and_a_failing_helper_spares_the_run(monkeypatch):
+    data = tiny_node_task("accuracy")
+    monitor = TrainingMonitor(1, layers=[0], spectra="inline")
+
+    def broken(job):
+        raise RuntimeError("helper out of memory")
+
+    monkeypatch.setattr("dgl_ssm_bench.monitor._singular_values", broken)
+    result = train(config(), data=data, monitor=monitor)
+    assert result.status == "ok"
+    assert all(e["spectra"].startswith("failed: RuntimeError") for e in monitor.entries)
+    with pytest.raises(ValueError, match="new one"):
+        train(config(), data=data, monitor=monitor)
 
 
 def test_monitor_options_are_checked():
