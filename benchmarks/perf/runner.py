@@ -200,7 +200,8 @@ def _monitor_section(config, spec, device, log, records):
             put(records, "monitor", spec.name, v, "seconds", depth=depth, **status)
 
     args = (config, spec, depth, f"monitor every {every}, {spec.name}", str(device))
-    if not (out := _measure(config, log, where, failed, time_monitor, *args)):
+    out = _measure(config, log, where, failed, time_monitor, *args, allocator=config.allocator)
+    if not out:
         return
     medians = {}
     for name, rounds in out["measurements"].items():

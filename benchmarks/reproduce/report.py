@@ -59,12 +59,16 @@ def summaries(records):
 
 
 def _order(part, budget):
-    """Rows and columns in the plan's order (records may arrive in any order)."""
+    """Rows and columns in the plan's order (records may arrive in any order); depths
+    ("L=<n>") in increasing order, whatever order the plan runs them in."""
     rows, columns = {}, {}
     for cell in plan([part], budget):
         rows.setdefault(cell.row, None)
         columns.setdefault(cell.column, None)
-    return list(rows), list(columns)
+    columns = list(columns)
+    if all(c.startswith("L=") for c in columns):
+        columns.sort(key=lambda c: int(c[2:]))
+    return list(rows), columns
 
 
 def _published(row, dataset):
