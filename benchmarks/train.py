@@ -23,6 +23,7 @@ import torch
 
 import dgl_ssm
 from dgl_ssm import KHopTransform
+from dgl_ssm.analysis import layer_gradient_norms
 from dgl_ssm.backbones import BACKBONES
 
 from .config import RunConfig
@@ -235,13 +236,26 @@ class _Task:
 
     def calibrate(self, model, target):
         """``dgl_ssm.calibrate`` on the training graph (the first training batch of a
-        many-graph dataset); the report as a dict for the record."""
-        if self.data.transductive:
-            graph = self.graph
-        else:
-            graph = next(iter(self._train_batches(0)))[0]
+        many-graph dataset); the report as a dict for the record, with the ratio of the first
+        to the last layer's gradient norm of the training loss before and after."""
+        batch = (
+            self._node_batch("train")
+            if self.data.transductive
+            else next(iter(self._train_batches(0)))
+        )
+        graph = batch[0]
+        feat = graph.ndata["feat"]
         edge_feat = graph.edata["feat"] if model.uses_edge_feats and "feat" in graph.edata else None
-        report = dgl_ssm.calibrate(model, graph, graph.ndata["feat"], edge_feat, target=target)
+
+        def loss(out):
+            return self.loss(*self._targets(out, batch))
+
+        def first_to_last():
+            norms = layer_gradient_norms(model, graph, feat, loss, edge_feat)
+            return norms[0] / norms[-1] if norms[-1] > 0 else math.inf
+
+        before = first_to_last()
+        report = dgl_ssm.calibrate(model, graph, feat, edge_feat, target=target)
         return {
             "ok": report.ok,
             "rounds": report.rounds,
@@ -251,6 +265,7 @@ class _Task:
             "norm_after": report.norm_after,
             "state_scale": [after for _, after in report.state_scale],
             "input_factor": report.input_factor,
+            "grad_first_to_last": [before, first_to_last()],
         }
 
     def train_epoch(self, model, optimizer, epoch, watch=None):
@@ -323,11 +338,16 @@ class _Task:
         return batch, None, labels
 
     def _predict(self, model, batch):
-        graph, index, graph_labels = batch
+        graph = batch[0]
         if getattr(model, "uses_edge_feats", False) and "feat" in graph.edata:
             out = model(graph, graph.ndata["feat"], graph.edata["feat"])
         else:
             out = model(graph, graph.ndata["feat"])
+        return self._targets(out, batch)
+
+    def _targets(self, out, batch):
+        """The model's outputs and the targets they are scored against."""
+        graph, index, graph_labels = batch
         if graph_labels is not None:
             return out, graph_labels
         target = graph.ndata["label"]

@@ -137,3 +137,17 @@ def test_depth_scaled_input_scale_keeps_a_deep_stack_bounded():
     assert output_norm(512, 0.1) > 100 * reference
     with pytest.raises(ValueError, match="'auto'"):
         build_model("gcn_ssm", 8, 16, 2, 4, input_scale="deep")
+
+
+def test_a_calibrated_run_records_the_report_and_its_gradient_ratio():
+    from dgl_ssm_bench.config import RunConfig
+    from dgl_ssm_bench.train import train
+    from tests.test_train import tiny_node_task
+
+    model = {"name": "gcn_ssm", "num_layers": 4, "hidden": 8, "calibrate": 1.0}
+    result = train(RunConfig.from_dict({"model": model, "optim": {"epochs": 2}}),
+                   data=tiny_node_task("accuracy"))  # fmt: skip
+    report = result.calibration
+    assert report["ok"] and all(0.98 <= r <= 1.02 for r in report["radius_after"])
+    before, after = report["grad_first_to_last"]
+    assert before > 0 and 0.1 <= after <= 10

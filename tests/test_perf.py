@@ -182,7 +182,7 @@ def test_a_child_above_the_budget_is_stopped_and_a_failing_one_reported():
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc tunable")
 def test_the_compact_allocator_reaches_the_child():
     tunables = isolated(os.getenv, ("GLIBC_TUNABLES",), budget_mb=1000, allocator=COMPACT)
-    assert tunables == "glibc.malloc.mmap_threshold=1048576"
+    assert tunables == "glibc.malloc.mmap_threshold=65536"
 
 
 def test_the_memory_meter_sees_memory_allocated_after_its_start():

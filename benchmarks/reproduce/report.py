@@ -162,8 +162,8 @@ def calibration_section(stats, budget, causes):
     lines = [
         "| model | defaults: test % | calibrated: test % | calibrated ≥ defaults "
         "| top \\|eig\\| after, all layers and runs | state norm ratio after | B factor | λ "
-        "| CPU h |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| ‖∂L/∂H⁽¹⁾‖ / ‖∂L/∂H⁽ᴸ⁾‖ before → after | CPU h |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         default, calibrated = stats.get((row, "defaults")), stats.get((row, "calibrated"))
@@ -175,13 +175,17 @@ def calibration_section(stats, budget, causes):
         norms = _span(v for rep in reports for v in rep["norm_after"])
         factor = _span(v for rep in reports for v in rep["input_factor"])
         lam = _span(v for rep in reports for v in rep["state_scale"])
+        grads = [rep["grad_first_to_last"] for rep in reports if "grad_first_to_last" in rep]
+        grad = "—"
+        if grads:
+            grad = f"{_span([g[0] for g in grads], 3)} → {_span([g[1] for g in grads], 3)}"
         verdict = "—"
         if default and calibrated and default.ok and calibrated.ok:
             verdict = "yes" if calibrated.mean >= default.mean else "no"
         hours = sum(x.cpu_hours for x in (default, calibrated) if x)
         cells = [x.text(100, 1) if x else "—" for x in (default, calibrated)]
         lines.append(f"| {row} | {cells[0]} | {cells[1]} | {verdict} | {radius} | {norms} "
-                     f"| {factor} | {lam} | {hours:.2f} |")  # fmt: skip
+                     f"| {factor} | {lam} | {grad} | {hours:.2f} |")  # fmt: skip
     lines += ["", "Test accuracy in %, mean ± std (runs). The calibration runs on the training "
               "graph at initialisation; its columns span every layer of every calibrated run "
               "(top |eig| from `top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm ratio "
