@@ -201,14 +201,14 @@ def _span(values, digits=4):
     return f"{low:.{digits}g}" if low == high else f"{low:.{digits}g} … {high:.{digits}g}"
 
 
-def plot_depth(series, path):
-    """Accuracy vs depth (log2 axis) for ``series``: label → [(depth, Summary)]."""
+def plot_accuracy(series, path, xlabel, size=(5.5, 3.6), fontsize=8, log2=False):
+    """Test accuracy (mean ± std) against ``xlabel`` for ``series``: label → [(x, Summary)]."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6.5, 4))
+    figure, axis = plt.subplots(figsize=size)
     for label, points in series.items():
         points = sorted((x, s) for x, s in points if s.ok)
         if not points:
@@ -216,10 +216,11 @@ def plot_depth(series, path):
         stds = [0.0 if math.isnan(s.std) else 100 * s.std for _, s in points]
         axis.errorbar([x for x, _ in points], [100 * s.mean for _, s in points], yerr=stds,
                       marker="o", capsize=3, label=label)  # fmt: skip
-    axis.set_xscale("log", base=2)
-    axis.set_xlabel("layers")
+    if log2:
+        axis.set_xscale("log", base=2)
+    axis.set_xlabel(xlabel)
     axis.set_ylabel("test accuracy (%)")
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=fontsize)
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120, metadata={"Software": None})
@@ -228,30 +229,11 @@ def plot_depth(series, path):
 
 
 def plot_lines(stats, part, budget, path, xlabel, x_of):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """One line per row of ``part``'s table, its columns placed at ``x_of(column)``."""
     rows, columns = _order(part, budget)
-    figure, axis = plt.subplots(figsize=(5.5, 3.6))
-    for row in rows:
-        points = [(x_of(c), stats[(row, c)]) for c in columns if (row, c) in stats]
-        points = [(x, s) for x, s in points if s.ok]
-        if not points:
-            continue
-        xs = [x for x, _ in points]
-        means = [100 * s.mean for _, s in points]
-        stds = [0.0 if math.isnan(s.std) else 100 * s.std for _, s in points]
-        axis.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=row)
-    axis.set_xlabel(xlabel)
-    axis.set_ylabel("test accuracy (%)")
-    axis.legend(fontsize=8)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120, metadata={"Software": None})
-    plt.close(figure)
-    return path
+    series = {row: [(x_of(c), stats[(row, c)]) for c in columns if (row, c) in stats]
+              for row in rows}  # fmt: skip
+    return plot_accuracy(series, path, xlabel)
 
 
 def write_report(out, budget="cpu"):
@@ -312,7 +294,9 @@ def write_report(out, budget="cpu"):
                 for (row, column), summary in found.items():
                     label = f"{row} (β = 0.1)" if (other, row) == ("cora", "GCN-SSM") else row
                     series[label].append((int(column.split("=")[1]), summary))
-            written.append(plot_depth(dict(sorted(series.items())), out / "cora_depth_1024.png"))
+            path = out / "cora_depth_1024.png"
+            written.append(plot_accuracy(dict(sorted(series.items())), path, "layers",
+                                         size=(6.5, 4), fontsize=7, log2=True))  # fmt: skip
             lines += ["", "β auto = 0.1·min(1, 64/L) (`input_scale: auto`); 256 layers and "
                       "deeper with activation checkpointing.", "",
                       "![accuracy vs depth, 2 to 1024 layers](cora_depth_1024.png)"]  # fmt: skip
