@@ -27,7 +27,8 @@ Failures: a run that diverges or raises is recorded as a FAIL trial with its ``s
 attr (``diverged`` / ``error`` and the one-line ``error``), and the sweep goes on (it stops
 after :data:`MAX_ERRORS_IN_A_ROW` errors in a row: that is a bug, not a bad configuration). A
 trial interrupted by Ctrl-C (or any non-``Exception``) is failed and re-queued with the same
-parameters, as a killed worker's trial is.
+parameters, as a killed worker's trial is. A worker raises Ctrl-C only between storage calls
+(:mod:`dgl_ssm_sweeps.interrupt`), so the re-queueing never waits on a lock it holds itself.
 """
 
 import hashlib
@@ -55,6 +56,7 @@ from dgl_ssm_bench.models import build_for, check_model_name, parameter_count
 from dgl_ssm_bench.run import validate as validate_run
 from dgl_ssm_bench.train import load_data, train
 
+from .interrupt import CtrlC
 from .space import apply_values, backbone_kind, find_space, load_space
 from .storage import (
     create_or_load_study,
@@ -67,6 +69,7 @@ from .storage import (
 PRUNERS = ("median", "hyperband", "none")
 MAX_ERRORS_IN_A_ROW = 3  # trials of one worker that raise in a row before the sweep stops
 INTERRUPT_GRACE_S = 30  # how long workers get to re-queue their trials after Ctrl-C
+_CTRL_C = CtrlC()  # Ctrl-C in this process's worker loop (see dgl_ssm_sweeps.interrupt)
 
 
 class StudyMismatch(ValueError):
@@ -220,27 +223,17 @@ def _stop(processes):
             process.join()
 
 
-def _interrupt_once(signum, frame):
-    """Ctrl-C in a worker: one KeyboardInterrupt; a second SIGINT (the parent forwards it)
-    must not break the re-queueing of its trial."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
-def _interrupt_again_if_swallowed(unraisable):
+def _drop_swallowed_interrupt(unraisable):
     """A KeyboardInterrupt raised while Python ran a finalizer (a weakref callback, a __del__)
-    is swallowed and printed; raise it again where it can stop the worker, silently."""
-    if issubclass(unraisable.exc_type, KeyboardInterrupt):
-        signal.signal(signal.SIGINT, _interrupt_once)
-        # sent from another thread, so it lands after this hook has returned
-        threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
-        return
-    sys.__unraisablehook__(unraisable)
+    is swallowed and printed: not printed here, since the worker raises it again at the next
+    epoch (``_CTRL_C.seen`` is set)."""
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+        sys.__unraisablehook__(unraisable)
 
 
 def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
-    signal.signal(signal.SIGINT, _interrupt_once)
-    sys.unraisablehook = _interrupt_again_if_swallowed
+    # SIGINT stays ignored, as the parent started it, until work() installs _CTRL_C.
+    sys.unraisablehook = _drop_swallowed_interrupt
     optuna.logging.set_verbosity(verbosity)  # as in the parent (spawned: not inherited)
     torch.set_num_threads(threads)
     try:
@@ -369,12 +362,19 @@ def study_complete(spec):
 
 def work(spec: SweepSpec, worker_index=0, log=print):
     """One worker's loop (see the module docstring). Returns the number of trials it ran."""
+    with _CTRL_C.installed():
+        return _work(spec, worker_index, log)
+
+
+def _work(spec, worker_index, log):
     space = spec.load_space()
-    data = load_data(spec.base_config(space))
+    with _CTRL_C.interruptible():
+        data = load_data(spec.base_config(space))
     storage, study = open_study(spec, data, space, worker_index)
     kind = backbone_kind(spec.backbone)
     ran, errors = 0, 0
     while True:
+        _CTRL_C.check()
         with trial_lock(storage, spec.study_name):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # fail_stale_trials is "experimental"
@@ -401,7 +401,8 @@ def work(spec: SweepSpec, worker_index=0, log=print):
         if trial is None:
             if not running:
                 return ran
-            time.sleep(min(5, spec.heartbeat))  # others' trials may still die and be re-queued
+            with _CTRL_C.interruptible():  # others' trials may still die and be re-queued
+                time.sleep(min(5, spec.heartbeat))
             continue
         outcome = _run_trial(spec, space, data, study, storage, trial, values, log)
         ran += 1
@@ -458,14 +459,19 @@ def _train_trial(spec, space, data, study, storage, trial, values, log):
             return "over budget"
 
     def report(epoch, value):
-        if value is not None and math.isfinite(value):
+        _CTRL_C.check()  # one a finalizer swallowed (see _drop_swallowed_interrupt)
+        if value is None or not math.isfinite(value):
+            return
+        with _CTRL_C.deferred():  # Ctrl-C: raised after the storage calls, not inside them
             trial.report(value, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+            prune = trial.should_prune()
+        if prune:
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
     with _Heartbeat(storage, trial._trial_id, spec.heartbeat):
         try:
-            result = train(config, data=data, on_epoch=report)
+            with _CTRL_C.interruptible():
+                result = train(config, data=data, on_epoch=report)
         except optuna.TrialPruned:
             trial.set_user_attr("status", "pruned")
             study.tell(trial, state=TrialState.PRUNED)

@@ -17,6 +17,7 @@ import dgl_ssm_sweeps.runner as runner
 from dgl_ssm_bench.files import write_together
 from dgl_ssm_bench.train import RunResult
 from dgl_ssm_sweeps.cli import bench_main, sweep_main
+from dgl_ssm_sweeps.interrupt import CtrlC
 from dgl_ssm_sweeps.leaderboard import main as leaderboard_main
 from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, threads_per_worker
 from dgl_ssm_sweeps.storage import StorageError, open_storage, redact
@@ -254,6 +255,49 @@ def test_ctrl_c_requeues_the_trial_prints_one_line_and_exits_130(tmp_path, monke
     assert study.trials[2].state == TrialState.COMPLETE
     assert study.trials[2].params == study.trials[1].params  # re-run, same parameters
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
+
+
+def test_ctrl_c_during_a_storage_call_is_raised_after_it(tmp_path, monkeypatch):
+    # Raised inside a storage call, a KeyboardInterrupt can leave a cursor holding SQLite's
+    # lock, and the re-queueing then waits on it: the worker must raise it after the call.
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    real_report, reported = optuna.trial.Trial.report, []
+
+    def report(trial, value, step):
+        if step == 2:
+            signal.raise_signal(signal.SIGINT)  # handled before the next line runs
+        real_report(trial, value, step)
+        reported.append(step)
+
+    monkeypatch.setattr(optuna.trial.Trial, "report", report)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec_for(tmp_path, storage, 1, space=space_file(tmp_path, epochs=5, name="five")),
+                  log=quiet)  # fmt: skip
+    assert reported == [0, 1, 2]  # epoch 2's report went through, epoch 3 never came
+    trials = load(storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert sorted(trials[0].intermediate_values) == [0, 1, 2]
+    assert trials[0].user_attrs["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_a_worker_takes_ctrl_c_once_and_at_once_only_where_no_storage_is_touched():
+    ctrl_c = CtrlC()
+    with ctrl_c.installed():
+        with ctrl_c.interruptible(), pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(5)  # never reached
+        signal.raise_signal(signal.SIGINT)  # the parent forwards it: ignored
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c.check()  # the loop's next check still stops the worker
+    fresh = CtrlC()
+    with fresh.installed():
+        with pytest.raises(KeyboardInterrupt), fresh.interruptible():
+            with fresh.deferred():
+                signal.raise_signal(signal.SIGINT)
+                done = True  # the storage call finishes
+            pytest.fail("the interrupt is raised when the storage call ends")
+        assert done
 
 
 def ctrl_c_as_in_a_terminal():
