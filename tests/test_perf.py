@@ -343,3 +343,30 @@ def test_the_monitor_overhead_is_a_ratio_and_a_target(tmp_path, data_dir, cache_
         "gcn_ssm+monitor", "gcn_ssm", 2)  # fmt: skip
     (goal,) = [t for t in result["targets"] if t["name"].startswith("monitored (every 2)")]
     assert goal["verdict"] in ("PASS", "MISS") and goal["ratio"] == found
+
+
+def test_the_deep_section_sets_the_checkpointed_deep_model_against_64_layers(
+    tmp_path, data_dir, cache_dir, capsys
+):
+    args = ["--graphs", "cora", "--sections", "deep", "--depths", "2", "--repeats", "2",
+            "--hidden", "8", "--deep-depth", "96", "--data-dir", str(data_dir),
+            "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--no-subprocess"]  # fmt: skip
+    result = main(args)
+    printed = capsys.readouterr().out
+    assert "[deep] cora 64 layers gcn_ssm: peak" in printed
+    assert (
+        "[deep] cora 96 layers gcn_ssm+ckpt: peak" in printed and "the 64-layer model's" in printed
+    )
+    records = {(r["variant"], r["metric"]): r for r in result["records"].values()}
+    assert records["gcn_ssm", "peak_mb"]["depth"] == 64
+    assert records["gcn_ssm+ckpt", "seconds"]["depth"] == 96
+    assert len(records["gcn_ssm+ckpt", "seconds"]["values"]) == 2  # --repeats epochs timed
+    found = {r["metric"]: r for r in result["ratios"] if r["section"] == "deep"}
+    for metric in ("peak_mb", "seconds"):
+        deep, base = (statistics.median(records[v, metric]["values"])
+                      for v in ("gcn_ssm+ckpt", "gcn_ssm"))  # fmt: skip
+        assert found[metric]["value"] == pytest.approx(deep / base)
+    (goal,) = [t for t in result["targets"] if t["name"].startswith("checkpointed GCN-SSM at 96")]
+    assert goal["goal"] == "≤ 2" and goal["ratio"] == found["peak_mb"]
+    assert "## 1024 layers" not in (report := (tmp_path / "perf.md").read_text())
+    assert "## 96 layers" in report and "| cora | 96 | gcn_ssm+ckpt |" in report

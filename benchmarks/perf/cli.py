@@ -15,7 +15,7 @@ from dgl_ssm_bench.train import resolve_device
 
 from .isolation import ALLOCATORS, find_tcmalloc
 
-SECTIONS = ("time", "memory", "khop", "reference", "breakdown", "monitor")
+SECTIONS = ("time", "memory", "khop", "reference", "breakdown", "monitor", "deep")
 PROG = "python -m dgl_ssm_bench.perf"
 
 
@@ -42,6 +42,7 @@ class PerfConfig:
     reference_depths: tuple = (2, 64)
     khop_max_k: int = 6
     monitor_every: int = 10
+    deep_depth: int = 1024
     khop_max_edges: int = 50_000_000
     memory_budget_gb: float | None = None
     subprocess: bool = True
@@ -60,6 +61,8 @@ class PerfConfig:
                 raise ValueError(f"Unknown {name} {unknown}. Valid: {', '.join(allowed)}.")
         if not self.depths or min(self.depths) < 1:
             raise ValueError(f"depths must be positive layer counts, got {self.depths}.")
+        if self.deep_depth < 1:
+            raise ValueError(f"deep_depth must be a positive layer count, got {self.deep_depth}.")
         if self.monitor_every < 1:
             raise ValueError(f"monitor_every must be at least 1, got {self.monitor_every}.")
         if self.repeats < 1:
@@ -81,7 +84,7 @@ class PerfConfig:
 
 QUICK = {
     "depths": (2, 16), "repeats": 2, "min_time": 0.3, "synthetic_nodes": 10_000,
-    "synthetic_edges": 100_000, "reference_depths": (2, 16), "khop_max_k": 3,
+    "synthetic_edges": 100_000, "reference_depths": (2, 16), "khop_max_k": 3, "deep_depth": 128,
 }  # fmt: skip
 
 
@@ -113,6 +116,9 @@ def build_parser(parser=None):
     add("--khop-max-edges", type=int, help=f"default {d.khop_max_edges:,}")
     add("--monitor-every", type=int,
         help=f"EVERY of the monitor timed on Cora (default {d.monitor_every})")  # fmt: skip
+    add("--deep-depth", type=int,
+        help=f"layers of the checkpointed GCN-SSM set against 64 layers on Cora (default "
+        f"{d.deep_depth})")  # fmt: skip
     add("--memory-budget-gb", type=float, help="stop a measurement above this (default 80%% free)")
     add("--sections", nargs="+", choices=SECTIONS, help="default: all")
     add("--threads", type=int, help="torch.set_num_threads for all measurements (default: unset)")

@@ -112,18 +112,26 @@ def _children_cpu_seconds():
     return total
 
 
-def epoch_memory(config, spec, variant, device):
-    """Peak memory of one training epoch at ``config.deepest`` layers above what is held
-    before it (graph, features, model, optimizer), and that epoch's seconds."""
+def epoch_memory(config, spec, variant, device, depth=None, timed_epochs=0):
+    """Peak memory of one training epoch at ``depth`` (default ``config.deepest``) layers above
+    what is held before it (graph, features, model, optimizer), and that epoch's seconds;
+    with ``timed_epochs``, also the seconds of each of that many epochs after it."""
     device = _setup(config, device)
     data = load_graph(spec, config.hidden, device)
-    epoch = make_epoch(variant, data, config.deepest, config.hidden, config.seed)
+    epoch = make_epoch(variant, data, depth or config.deepest, config.hidden, config.seed)
     meter = PeakMeter(device)
     meter.start()
     start = timer()  # synchronises CUDA when there is one
     epoch()
     seconds = timer() - start
-    return {"status": "ok", "peak_mb": meter.peak_mb(), "seconds": seconds, "method": meter.method}
+    peak = meter.peak_mb()
+    more = []
+    for _ in range(timed_epochs):
+        start = timer()
+        epoch()
+        more.append(timer() - start)
+    return {"status": "ok", "peak_mb": peak, "seconds": seconds, "method": meter.method,
+            "epoch_seconds": more}  # fmt: skip
 
 
 def khop_cost(config, spec):

@@ -18,6 +18,7 @@ CHECKPOINT_MEMORY = 0.25  # checkpointed / not: at least 4× lower peak memory
 CHECKPOINT_TIME = 1.6
 REFERENCE = 1.0  # ours / PyG time per epoch
 MONITOR_OVERHEAD = 1.10  # monitored / not, time per epoch (issue 14)
+DEEP_MEMORY = 2.0  # checkpointed GCN-SSM at --deep-depth / GCN-SSM at 64 layers (issue 14)
 PARTS = ("ssm layer", "residual layer", "conv", "plain update", "ssm update")  # / plain layer
 STEP = ("edges", "seconds", "peak_mb")  # the metrics of one k-hop step
 FIELDS = ("depth", "k")  # where a ratio was measured: the numerator's, else the denominator's
@@ -97,6 +98,11 @@ def all_ratios(records, config):
     for graph in graphs(records, "monitor"):
         runs = {r["variant"]: r for k, r in records.items() if k[:2] == ("monitor", graph)}
         found.append(ratio("monitor", runs.get("gcn_ssm+monitor"), runs.get("gcn_ssm"), "seconds"))
+    for graph in graphs(records, "deep"):
+        for metric in ("peak_mb", "seconds"):
+            base = get("deep", graph, "gcn_ssm", metric, TARGET_DEPTH)
+            deep = get("deep", graph, "gcn_ssm+ckpt", metric, config.deep_depth)
+            found.append(ratio("deep", deep, base, metric, paired=False))
     for graph in graphs(records, "breakdown"):
         parts = {r["variant"]: r for k, r in records.items() if k[:2] == ("breakdown", graph)}
         plain = parts.get("plain layer")
@@ -171,6 +177,10 @@ def evaluate_targets(ratios, config, large_graph):
         name = (f"monitored (every {config.monitor_every}) / unmonitored GCN-SSM time per epoch, "
                 f"{found['depth']} layers, {found['graph']}")  # fmt: skip
         targets.append(target(name, MONITOR_OVERHEAD, found))
+    for found in (r for r in ratios if r["section"] == "deep" and r["metric"] == "peak_mb"):
+        name = (f"checkpointed GCN-SSM at {found['depth']} layers / GCN-SSM at {TARGET_DEPTH} "
+                f"peak memory, {found['graph']}")  # fmt: skip
+        targets.append(target(name, DEEP_MEMORY, found))
     return targets
 
 
@@ -260,7 +270,7 @@ def render_markdown(config, records, ratios, targets, meta):
         for t in targets
     ])  # fmt: skip
     lines += _time_section(config, records, ratios) + _memory_section(config, records, ratios)
-    lines += _khop_section(config, records, ratios)
+    lines += _khop_section(config, records, ratios) + _deep_section(config, records, ratios)
     lines += ["## Reference: PyTorch Geometric", "", meta["reference"], ""]
     lines += _breakdown_section(records, ratios, meta["breakdown_ops"])
     lines += ["## All ratios", "", "```", *ratio_lines(ratios), "```", ""]
@@ -303,6 +313,25 @@ def _memory_section(config, records, ratios):
         "(unless `--no-subprocess`): peak above the memory held just before the epoch (graph, "
         f"features, model, optimizer). Method: {peaks[0]['note'] or 'see JSON'}.", "",
     ] + _table("graph;variant;peak MB;ratio;one epoch, s", rows)  # fmt: skip
+
+
+def _deep_section(config, records, ratios):
+    peaks = [r for r in records.values() if r["section"] == "deep" and r["metric"] == "peak_mb"]
+    if not peaks:
+        return []
+    rows = []
+    for r in peaks:
+        seconds = records.get(key("deep", r["graph"], r["variant"], "seconds", r["depth"]))
+        ratio_cell = _cells(ratios, "deep", r["graph"], r["variant"]) or "1 (reference)"
+        rows.append((r["graph"], r["depth"], r["variant"], _samples(r, digits=5),
+                     _samples(seconds) if seconds else "—", ratio_cell))  # fmt: skip
+    return [
+        f"## {config.deep_depth} layers", "",
+        f"GCN-SSM at {config.deep_depth} layers with checkpointing against GCN-SSM at "
+        f"{TARGET_DEPTH} layers without, each in a fresh process: peak above the memory held "
+        f"before the first epoch, then {config.repeats} epochs timed (median [min–max]). The "
+        "input scale β does not change the cost.", "",
+    ] + _table("graph;layers;variant;peak MB;s/epoch;ratio", rows)  # fmt: skip
 
 
 def _khop_section(config, records, ratios):

@@ -2,6 +2,7 @@
 
 import platform
 import shlex
+import statistics
 import sys
 from dataclasses import replace
 from functools import partial
@@ -68,6 +69,8 @@ def run(config, log=print, argv=None, prog="python -m dgl_ssm_bench.perf"):
             profiles[spec.name] = _breakdown_section(config, data, log, records)
         if "monitor" in config.sections and spec.kind == "cora":
             _monitor_section(config, spec, device, log, records)
+        if "deep" in config.sections and spec.kind == "cora":
+            _deep_section(config, spec, device, log, records)
         del data
     machine.update(load_after=psutil.getloadavg(), op_latency_after_ms=op_latency_ms())
     ratios = report.all_ratios(records, config)
@@ -212,6 +215,28 @@ def _monitor_section(config, spec, device, log, records):
         f"({watched / plain:.3f}×); singular values for {out['with_spectra']} of "
         f"{out['entries']} recorded epochs (the helper's pace), helper CPU "
         f"{out['helper_cpu_s']:.0f}s")  # fmt: skip
+
+
+def _deep_section(config, spec, device, log, records):
+    """Peak memory and time per epoch of the checkpointed GCN-SSM at ``config.deep_depth``
+    layers against GCN-SSM at 64 without checkpointing, each in a fresh process under the
+    compact allocator (so that the peak follows the live tensors)."""
+    base = None
+    for variant, depth in (("gcn_ssm", report.TARGET_DEPTH), ("gcn_ssm+ckpt", config.deep_depth)):
+        keep = partial(put, records, "deep", spec.name, variant, depth=depth)
+        where = f"[deep] {spec.name} {depth} layers {variant}"
+        args = (config, spec, variant, str(device), depth, config.repeats)
+        if not (out := _measure(config, log, where, partial(keep, "peak_mb"), epoch_memory, *args)):
+            continue
+        peak, seconds = out["peak_mb"], statistics.median(out["epoch_seconds"])
+        keep("peak_mb", [peak], note=out["method"])
+        keep("seconds", out["epoch_seconds"])
+        versus = ""
+        if base:
+            versus = f" ({peak / base[0]:.2f}× and {seconds / base[1]:.1f}× the 64-layer model's)"
+        log(f"{where}: peak +{peak:,.0f} MB, {seconds:.3g}s per epoch (median of "
+            f"{config.repeats}){versus}")  # fmt: skip
+        base = base or (peak, seconds)
 
 
 def _breakdown_section(config, data, log, records):
