@@ -148,6 +148,8 @@ def add_reproduce_parser(commands):
     reproduce.add_argument("--out", default="results/reproduction", help="records and tables")
     reproduce.add_argument("--only-required", action="store_true",
                            help="skip the cells the acceptance list does not need")  # fmt: skip
+    reproduce.add_argument("--rows", nargs="+", metavar="ROW",
+                           help="only these rows (models), e.g. GCN-SSM GIN-SSM")  # fmt: skip
     reproduce.add_argument("--list", action="store_true", help="list pending runs and stop")
     reproduce.add_argument("--report", action="store_true",
                            help="only rebuild the tables and plots from the records")  # fmt: skip
@@ -272,6 +274,16 @@ def _monitor_factory(args, num_layers):
     return make
 
 
+def _only_rows(cells, rows):
+    """The cells of the named rows (any case); a name no row has is an error listing them."""
+    known = {c.row.lower(): c.row for c in cells}
+    if unknown := [row for row in rows if row.lower() not in known]:
+        raise ValueError(f"--rows: no row {', '.join(map(repr, unknown))} in the chosen parts; "
+                         f"the rows are: {', '.join(dict.fromkeys(known.values()))}.")  # fmt: skip
+    wanted = {row.lower() for row in rows}
+    return [c for c in cells if c.row.lower() in wanted]
+
+
 def reproduce_command(args, prog="dgl-ssm-bench"):
     from .reproduce import PARTS, execute, plan, report
 
@@ -280,6 +292,8 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
             raise ValueError("--jobs and --threads must be at least 1.")
         parts = args.part or list(PARTS)
         cells = [c for c in plan(parts, args.budget) if c.required or not args.only_required]
+        if args.rows:
+            cells = _only_rows(cells, args.rows)
         locations = {"data_dir": args.data_dir, "cache_dir": args.cache_dir}
         locations = {k: v for k, v in locations.items() if v is not None}
         for cell in cells:

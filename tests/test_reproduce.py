@@ -223,6 +223,15 @@ def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
     listed = capsys.readouterr().out.splitlines()
     assert len(listed) == len(plan(["gpp"]))
     assert listed[0].startswith("gpp\t")
+    rows = ["--rows", "gcn-ssm", "GIN-SSM"]  # any case
+    assert (
+        main(["reproduce", "--part", "calibration", *rows, "--list", "--out", str(tmp_path)]) == 0
+    )
+    listed = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    expected = [c for c in plan(["calibration"]) if c.row in ("GCN-SSM", "GIN-SSM")]
+    assert [(row, column) for _, row, column, _ in listed] == [(c.row, c.column) for c in expected]
+    assert main(["reproduce", "--part", "calibration", "--rows", "GNC-SSM", "--list"]) == 2
+    assert "no row 'GNC-SSM'" in (err := capsys.readouterr().err) and "GatedGCN-SSM" in err
     assert main(["reproduce", "--jobs", "0", "--out", str(tmp_path)]) == 2
     assert "--jobs and --threads must be at least 1" in capsys.readouterr().err
     blocker = tmp_path / "a_file"
