@@ -39,6 +39,21 @@ def test_non_finite_features(graph, bad):
         build_model("gcn_ssm", **ARGS)(graph, feat)
 
 
+def test_features_written_in_place_after_a_clean_pass_are_checked_again(graph):
+    # Clean features are scanned once per version (full-batch training reuses them every epoch).
+    model, feat = build_model("gcn_ssm", **ARGS), torch.randn(12, 5)
+    model(graph, feat)
+    feat[7, 0] = float("nan")  # an in-place write: a new version of the same tensor
+    with pytest.raises(ValueError, match="NaN or Inf values in 1 of 12 rows"):
+        model(graph, feat)
+    feat.nan_to_num_(0.0)
+    model(graph, feat)
+    view = feat[2:4]
+    view[0, 0] = float("inf")  # through a view: the same version counter
+    with pytest.raises(ValueError, match="NaN or Inf values in 1 of 12 rows"):
+        model(graph, feat)
+
+
 @pytest.mark.parametrize("name", ["gcn", "gcn_ssm", "gat_ssm"])
 def test_zero_in_degree_nodes_are_refused_unless_allowed(name):
     graph = dgl.graph(([0, 1], [1, 2]), num_nodes=4)  # nodes 0 and 3 have no in-edges

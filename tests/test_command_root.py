@@ -22,19 +22,34 @@ def command(*argv, cwd=None):
                           cwd=cwd, timeout=600)  # fmt: skip
 
 
+def side_by_side(*argvs):
+    """``command`` for each argv, all started at once (each imports DGL: a few seconds)."""
+    running = [subprocess.Popen([str(BIN / argv[0]), *argv[1:]], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for argv in argvs]  # fmt: skip
+    done = []
+    for process in running:
+        out, err = process.communicate(timeout=600)
+        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return done
+
+
 @pytest.mark.slow
 def test_the_root_lists_its_subcommands_and_the_old_names_still_work():
-    root = command("dgl-ssm", "--help")
+    subs = ("run", "leaderboard")
+    root, *done = side_by_side(
+        ("dgl-ssm", "--help"),
+        *[("dgl-ssm", name, "--help") for name in subs],
+        *[(old, "--help") for old in OLD_NAMES],
+        ("dgl-ssm", "trian"),
+    )
     assert root.returncode == 0
     listed = [m.group(1) for m in re.finditer(r"^ {4}(\S+)", root.stdout, re.MULTILINE)]
     assert tuple(listed) == SUBCOMMANDS
-    for name in ("run", "leaderboard"):  # (each process imports DGL: a few seconds)
-        sub = command("dgl-ssm", name, "--help")
+    for name, sub in zip(subs, done):
         assert sub.returncode == 0 and sub.stdout.startswith(f"usage: dgl-ssm {name} ")
-    for old in OLD_NAMES:
-        alias = command(old, "--help")
+    for old, alias in zip(OLD_NAMES, done[len(subs) :]):
         assert alias.returncode == 0 and alias.stdout.startswith(f"usage: {old} ")
-    unknown = command("dgl-ssm", "trian")
+    unknown = done[-1]
     assert unknown.returncode == 2 and "invalid choice: 'trian'" in unknown.stderr
 
 
