@@ -322,7 +322,11 @@ def _deep_section(config, records, ratios):
     rows = []
     for r in peaks:
         seconds = records.get(key("deep", r["graph"], r["variant"], "seconds", r["depth"]))
-        ratio_cell = _cells(ratios, "deep", r["graph"], r["variant"]) or "1 (reference)"
+        found = {f["metric"]: ratio_text(f) for f in ratios if f["section"] == "deep"
+                 and (f["graph"], f["numerator"]) == (r["graph"], r["variant"])}  # fmt: skip
+        named = (("peak_mb", "peak"), ("seconds", "time"))
+        ratio_cell = "; ".join(f"{what} {found[m]}" for m, what in named if m in found)
+        ratio_cell = ratio_cell or "1 (reference)"
         rows.append((r["graph"], r["depth"], r["variant"], _samples(r, digits=5),
                      _samples(seconds) if seconds else "—", ratio_cell))  # fmt: skip
     return [
