@@ -291,9 +291,10 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
         if args.jobs < 1 or (args.threads is not None and args.threads < 1):
             raise ValueError("--jobs and --threads must be at least 1.")
         parts = args.part or list(PARTS)
-        cells = [c for c in plan(parts, args.budget) if c.required or not args.only_required]
+        cells = plan(parts, args.budget)
         if args.rows:
             cells = _only_rows(cells, args.rows)
+        cells = [c for c in cells if c.required or not args.only_required]
         locations = {"data_dir": args.data_dir, "cache_dir": args.cache_dir}
         locations = {k: v for k, v in locations.items() if v is not None}
         for cell in cells:

@@ -55,8 +55,7 @@ class _Probe:  # the fields of BenchmarkData that build_for reads
     edge_encoder: str | None = None
 
 
-def environment():
-    """Package versions and the git commit, so a record says what produced it."""
+def _git_commit():
     try:
         commit = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
@@ -66,13 +65,24 @@ def environment():
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
+    return commit or None
+
+
+# Read when the code is imported, not when a record is written: a run of an hour may end
+# after later commits, and its record must name the code that ran.
+_COMMIT_AT_IMPORT = _git_commit()
+
+
+def environment():
+    """Package versions and the git commit this process's code was imported at, so a record
+    says what produced it."""
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "dgl": dgl.__version__,
         "numpy": np.__version__,
         "dgl_ssm": dgl_ssm.__version__,
-        "git_commit": commit or None,
+        "git_commit": _COMMIT_AT_IMPORT,
         "machine": platform.platform(),
     }
 

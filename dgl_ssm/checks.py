@@ -71,7 +71,10 @@ _FOUND_FINITE = WeakIdKeyDictionary()
 
 def _all_finite(feat):
     """Whether ``feat`` holds no NaN or Inf; remembered for the same tensor until an in-place
-    write moves its version counter (writes through ``.data`` or NumPy are not seen)."""
+    write moves its version counter. Writes autograd does not see are not seen here either:
+    through ``feat.data`` (or ``feat.data = other``), NumPy views, or shared memory."""
+    if feat.is_inference():  # no version counter: scan every time
+        return bool(torch.isfinite(feat).all())
     if _FOUND_FINITE.get(feat) == feat._version:
         return True
     if not bool(torch.isfinite(feat).all()):

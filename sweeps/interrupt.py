@@ -6,9 +6,9 @@ traceback, holds SQLite's shared lock, so the worker's own re-queueing of its tr
 waits on itself until the busy timeout (60 s) and fails; meanwhile the parent gives up and
 kills it. So a worker's SIGINT handler only notes the Ctrl-C, and raises at once only inside
 code marked :meth:`CtrlC.interruptible` (training, data loading, sleeping), which touches no
-storage. Elsewhere the interrupt is raised at the next :meth:`CtrlC.check`: the start of the
-next epoch's report and of the worker loop. A second SIGINT (the parent forwards Ctrl-C to
-its workers) is ignored: one interrupt per worker.
+storage. Elsewhere the interrupt is raised at the next :meth:`CtrlC.check` (each epoch's
+report, the worker loop before it takes a trial) or when the worker's block ends. A second
+SIGINT (the parent forwards Ctrl-C to its workers) is ignored: one interrupt per worker.
 """
 
 import signal
@@ -17,7 +17,10 @@ from contextlib import contextmanager
 
 
 class CtrlC:
-    """The worker's Ctrl-C state: whether one came, and whether it may be raised at once."""
+    """One worker loop's Ctrl-C: whether one came, and whether it may be raised at once.
+
+    Made by :meth:`installed`; off the main thread (no signal reaches it there) it is inert.
+    """
 
     def __init__(self):
         self.seen = False
@@ -31,22 +34,30 @@ class CtrlC:
             raise KeyboardInterrupt
 
     def check(self):
-        """Raise ``KeyboardInterrupt`` if a Ctrl-C came since :meth:`installed`."""
+        """Raise ``KeyboardInterrupt`` if a Ctrl-C came."""
         if self.seen:
             raise KeyboardInterrupt
 
+    @classmethod
     @contextmanager
-    def installed(self):
-        """Handle SIGINT as above for the block (main thread only; elsewhere a no-op)."""
+    def installed(cls):
+        """A fresh :class:`CtrlC` handling SIGINT for the block; a Ctrl-C not raised yet is
+        raised when the block ends. Where SIGINT is ignored (a background job) or off the main
+        thread, the handler is left as it is."""
+        ctrl_c = cls()
         if threading.current_thread() is not threading.main_thread():
-            yield self
+            yield ctrl_c
             return
-        self.seen, self.raise_at_once = False, False
-        previous = signal.signal(signal.SIGINT, self._handle)
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is signal.SIG_IGN:
+            yield ctrl_c
+            return
+        signal.signal(signal.SIGINT, ctrl_c._handle)
         try:
-            yield self
+            yield ctrl_c
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        ctrl_c.check()
 
     @contextmanager
     def interruptible(self):

@@ -69,7 +69,6 @@ from .storage import (
 PRUNERS = ("median", "hyperband", "none")
 MAX_ERRORS_IN_A_ROW = 3  # trials of one worker that raise in a row before the sweep stops
 INTERRUPT_GRACE_S = 30  # how long workers get to re-queue their trials after Ctrl-C
-_CTRL_C = CtrlC()  # Ctrl-C in this process's worker loop (see dgl_ssm_sweeps.interrupt)
 
 
 class StudyMismatch(ValueError):
@@ -226,14 +225,16 @@ def _stop(processes):
 def _drop_swallowed_interrupt(unraisable):
     """A KeyboardInterrupt raised while Python ran a finalizer (a weakref callback, a __del__)
     is swallowed and printed: not printed here, since the worker raises it again at the next
-    epoch (``_CTRL_C.seen`` is set)."""
+    epoch (its :class:`~dgl_ssm_sweeps.interrupt.CtrlC` has seen it)."""
     if not issubclass(unraisable.exc_type, KeyboardInterrupt):
         sys.__unraisablehook__(unraisable)
 
 
 def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
-    # SIGINT stays ignored, as the parent started it, until work() installs _CTRL_C.
     sys.unraisablehook = _drop_swallowed_interrupt
+    # The parent started this process with SIGINT ignored (a Ctrl-C during the imports is not
+    # a traceback); the loop takes it back (work() installs its handler).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     optuna.logging.set_verbosity(verbosity)  # as in the parent (spawned: not inherited)
     torch.set_num_threads(threads)
     try:
@@ -362,20 +363,21 @@ def study_complete(spec):
 
 def work(spec: SweepSpec, worker_index=0, log=print):
     """One worker's loop (see the module docstring). Returns the number of trials it ran."""
-    with _CTRL_C.installed():
-        return _work(spec, worker_index, log)
+    with CtrlC.installed() as ctrl_c:
+        return _work(spec, worker_index, log, ctrl_c)
 
 
-def _work(spec, worker_index, log):
+def _work(spec, worker_index, log, ctrl_c):
     space = spec.load_space()
-    with _CTRL_C.interruptible():
+    with ctrl_c.interruptible():
         data = load_data(spec.base_config(space))
     storage, study = open_study(spec, data, space, worker_index)
     kind = backbone_kind(spec.backbone)
     ran, errors = 0, 0
     while True:
-        _CTRL_C.check()
+        ctrl_c.check()
         with trial_lock(storage, spec.study_name):
+            ctrl_c.check()  # one that came while this worker waited for the lock
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # fail_stale_trials is "experimental"
                 optuna.storages.fail_stale_trials(study)
@@ -389,6 +391,7 @@ def _work(spec, worker_index, log):
                     # Optuna warns that heartbeats are meant for Study.optimize; this loop
                     # records them itself (see _Heartbeat).
                     warnings.simplefilter("ignore", UserWarning)
+                    ctrl_c.check()  # not a trial that will never train
                     trial = study.ask()
                 # At once, not when training starts: a worker killed before its first
                 # heartbeat would leave a RUNNING trial that never goes stale.
@@ -401,10 +404,10 @@ def _work(spec, worker_index, log):
         if trial is None:
             if not running:
                 return ran
-            with _CTRL_C.interruptible():  # others' trials may still die and be re-queued
+            with ctrl_c.interruptible():  # others' trials may still die and be re-queued
                 time.sleep(min(5, spec.heartbeat))
             continue
-        outcome = _run_trial(spec, space, data, study, storage, trial, values, log)
+        outcome = _run_trial(spec, space, data, study, storage, trial, values, log, ctrl_c)
         ran += 1
         errors = errors + 1 if outcome.startswith("error") else 0
         if errors >= MAX_ERRORS_IN_A_ROW:
@@ -423,13 +426,13 @@ def _requeue(study, trial):
     retry(study, frozen)
 
 
-def _run_trial(spec, space, data, study, storage, trial, values, log):
+def _run_trial(spec, space, data, study, storage, trial, values, log, ctrl_c):
     """Train one trial and tell the study; returns ``"ok"``, ``"pruned"``, the run's status
     (e.g. ``"diverged"``) or ``"error: <one line>"``. Interrupted (Ctrl-C, SystemExit) at
     any point before it was told, the trial is failed and re-queued, and the interrupt goes
     on."""
     try:
-        return _train_trial(spec, space, data, study, storage, trial, values, log)
+        return _train_trial(spec, space, data, study, storage, trial, values, log, ctrl_c)
     except (KeyboardInterrupt, SystemExit):
         with signals_held():
             if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
@@ -439,7 +442,7 @@ def _run_trial(spec, space, data, study, storage, trial, values, log):
         raise
 
 
-def _train_trial(spec, space, data, study, storage, trial, values, log):
+def _train_trial(spec, space, data, study, storage, trial, values, log, ctrl_c):
     config = apply_values(spec.base_config(space), values)
     trial.set_user_attr("config", config.to_dict())
     trial.set_user_attr("threads", torch.get_num_threads())
@@ -459,10 +462,10 @@ def _train_trial(spec, space, data, study, storage, trial, values, log):
             return "over budget"
 
     def report(epoch, value):
-        _CTRL_C.check()  # one a finalizer swallowed (see _drop_swallowed_interrupt)
+        ctrl_c.check()  # one a finalizer swallowed (see _drop_swallowed_interrupt)
         if value is None or not math.isfinite(value):
             return
-        with _CTRL_C.deferred():  # Ctrl-C: raised after the storage calls, not inside them
+        with ctrl_c.deferred():  # Ctrl-C: raised after the storage calls, not inside them
             trial.report(value, epoch)
             prune = trial.should_prune()
         if prune:
@@ -470,7 +473,7 @@ def _train_trial(spec, space, data, study, storage, trial, values, log):
 
     with _Heartbeat(storage, trial._trial_id, spec.heartbeat):
         try:
-            with _CTRL_C.interruptible():
+            with ctrl_c.interruptible():
                 result = train(config, data=data, on_epoch=report)
         except optuna.TrialPruned:
             trial.set_user_attr("status", "pruned")

@@ -39,10 +39,14 @@ def test_non_finite_features(graph, bad):
         build_model("gcn_ssm", **ARGS)(graph, feat)
 
 
-def test_features_written_in_place_after_a_clean_pass_are_checked_again(graph):
+def test_features_written_in_place_after_a_clean_pass_are_checked_again(graph, monkeypatch):
     # Clean features are scanned once per version (full-batch training reuses them every epoch).
     model, feat = build_model("gcn_ssm", **ARGS), torch.randn(12, 5)
+    scans, isfinite = [], torch.isfinite
+    monkeypatch.setattr(torch, "isfinite", lambda x: scans.append(x is feat) or isfinite(x))
     model(graph, feat)
+    model(graph, feat)
+    assert scans.count(True) == 1
     feat[7, 0] = float("nan")  # an in-place write: a new version of the same tensor
     with pytest.raises(ValueError, match="NaN or Inf values in 1 of 12 rows"):
         model(graph, feat)
@@ -52,6 +56,12 @@ def test_features_written_in_place_after_a_clean_pass_are_checked_again(graph):
     view[0, 0] = float("inf")  # through a view: the same version counter
     with pytest.raises(ValueError, match="NaN or Inf values in 1 of 12 rows"):
         model(graph, feat)
+    with torch.inference_mode():  # inference tensors have no version counter: always scanned
+        clean = torch.randn(12, 5)
+        model(graph, clean)
+        clean[0, 0] = float("nan")
+        with pytest.raises(ValueError, match="NaN or Inf values in 1 of 12 rows"):
+            model(graph, clean)
 
 
 @pytest.mark.parametrize("name", ["gcn", "gcn_ssm", "gat_ssm"])

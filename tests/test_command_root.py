@@ -27,9 +27,13 @@ def side_by_side(*argvs):
     running = [subprocess.Popen([str(BIN / argv[0]), *argv[1:]], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for argv in argvs]  # fmt: skip
     done = []
-    for process in running:
-        out, err = process.communicate(timeout=600)
-        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    try:
+        for process in running:
+            out, err = process.communicate(timeout=600)
+            done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    finally:
+        for process in running:
+            process.kill()  # no-op for the finished ones
     return done
 
 

@@ -350,7 +350,7 @@ def test_the_deep_section_sets_the_checkpointed_deep_model_against_64_layers(
 ):
     args = ["--graphs", "cora", "--sections", "deep", "--depths", "2", "--repeats", "2",
             "--hidden", "8", "--deep-depth", "96", "--data-dir", str(data_dir),
-            "--cache-dir", str(cache_dir), "--out", str(tmp_path), "--no-subprocess"]  # fmt: skip
+            "--cache-dir", str(cache_dir), "--out", str(tmp_path)]  # fmt: skip
     result = main(args)
     printed = capsys.readouterr().out
     assert "[deep] cora 64 layers gcn_ssm: peak" in printed
@@ -370,3 +370,19 @@ def test_the_deep_section_sets_the_checkpointed_deep_model_against_64_layers(
     assert goal["goal"] == "≤ 2" and goal["ratio"] == found["peak_mb"]
     assert "## 1024 layers" not in (report := (tmp_path / "perf.md").read_text())
     assert "## 96 layers" in report and "| cora | 96 | gcn_ssm+ckpt |" in report
+
+
+def test_a_failed_deep_measurement_leaves_no_reference_and_an_unmeasured_target():
+    from dgl_ssm_bench.perf.report import _deep_section
+
+    config = PerfConfig(graphs=("cora",), sections=("deep",))
+    records = {}
+    put(records, "deep", "cora", "gcn_ssm", "peak_mb", depth=64, status="over budget")
+    put(records, "deep", "cora", "gcn_ssm+ckpt", "peak_mb", [98.0], depth=1024)
+    put(records, "deep", "cora", "gcn_ssm+ckpt", "seconds", [16.0, 17.0], depth=1024)
+    ratios = all_ratios(records, config)
+    assert not [r for r in ratios if r["section"] == "deep"]
+    (goal,) = [t for t in evaluate_targets(ratios, config, "cora") if "1024 layers" in t["name"]]
+    assert goal["verdict"] == "N/A"
+    rows = [line for line in _deep_section(config, records, ratios) if line.startswith("| cora")]
+    assert rows and all(row.endswith("| — |") for row in rows)

@@ -264,40 +264,42 @@ def test_ctrl_c_during_a_storage_call_is_raised_after_it(tmp_path, monkeypatch):
     real_report, reported = optuna.trial.Trial.report, []
 
     def report(trial, value, step):
-        if step == 2:
+        if step == 4:  # the last epoch: only the end of the storage call can still stop it
             signal.raise_signal(signal.SIGINT)  # handled before the next line runs
         real_report(trial, value, step)
         reported.append(step)
 
     monkeypatch.setattr(optuna.trial.Trial, "report", report)
+    handler = signal.getsignal(signal.SIGINT)
+    space = space_file(tmp_path, epochs=5, name="five")
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(spec_for(tmp_path, storage, 1, space=space_file(tmp_path, epochs=5, name="five")),
-                  log=quiet)  # fmt: skip
-    assert reported == [0, 1, 2]  # epoch 2's report went through, epoch 3 never came
+        run_sweep(spec_for(tmp_path, storage, 1, space=space), log=quiet)
+    assert reported == [0, 1, 2, 3, 4]  # epoch 4's report went through
     trials = load(storage).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
-    assert sorted(trials[0].intermediate_values) == [0, 1, 2]
+    assert sorted(trials[0].intermediate_values) == [0, 1, 2, 3, 4]
     assert trials[0].user_attrs["status"] == "interrupted"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    assert signal.getsignal(signal.SIGINT) is handler  # put back
 
 
 def test_a_worker_takes_ctrl_c_once_and_at_once_only_where_no_storage_is_touched():
-    ctrl_c = CtrlC()
-    with ctrl_c.installed():
-        with ctrl_c.interruptible(), pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), CtrlC.installed() as ctrl_c:
+        with pytest.raises(KeyboardInterrupt), ctrl_c.interruptible():
             signal.raise_signal(signal.SIGINT)
             time.sleep(5)  # never reached
         signal.raise_signal(signal.SIGINT)  # the parent forwards it: ignored
         with pytest.raises(KeyboardInterrupt):
             ctrl_c.check()  # the loop's next check still stops the worker
-    fresh = CtrlC()
-    with fresh.installed():
-        with pytest.raises(KeyboardInterrupt), fresh.interruptible():
+        # ... and so does the end of the loop, if no check came.
+    with pytest.raises(KeyboardInterrupt), CtrlC.installed() as fresh:
+        with fresh.interruptible():
             with fresh.deferred():
                 signal.raise_signal(signal.SIGINT)
                 done = True  # the storage call finishes
             pytest.fail("the interrupt is raised when the storage call ends")
-        assert done
+    assert done
+    with CtrlC.installed() as later:  # a new loop does not inherit an old Ctrl-C
+        later.check()
 
 
 def ctrl_c_as_in_a_terminal():

@@ -232,7 +232,7 @@ def _deep_section(config, spec, device, log, records):
         keep("peak_mb", [peak], note=out["method"])
         keep("seconds", out["epoch_seconds"])
         versus = ""
-        if base:
+        if base and min(base) > 0:
             versus = f" ({peak / base[0]:.2f}× and {seconds / base[1]:.1f}× the 64-layer model's)"
         log(f"{where}: peak +{peak:,.0f} MB, {seconds:.3g}s per epoch (median of "
             f"{config.repeats}){versus}")  # fmt: skip
