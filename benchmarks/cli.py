@@ -119,6 +119,12 @@ def build_parser(prog="dgl-ssm-bench"):
         "--monitor-layers", type=int, nargs="+", metavar="L",
         help="layers (0-based) whose singular values are tracked (default: first, middle, last)",
     )  # fmt: skip
+    runs.add_argument(
+        "--monitor-spectra", choices=["background", "inline", "off"],
+        help="where the singular values are computed: a helper process on CPU time training "
+        "leaves idle, so some recorded epochs have none (default); in the training step, "
+        "every recorded epoch, at its cost; or not at all",
+    )  # fmt: skip
     runs.add_argument("--tensorboard", metavar="DIR", help="also write the curves to TensorBoard")
 
     perf = commands.add_parser(
@@ -251,8 +257,10 @@ def _monitor_factory(args, num_layers):
     """``seed → TrainingMonitor`` from --monitor, --monitor-layers and --tensorboard (each seed
     gets its own TensorBoard run, DIR/seed_<seed>), or None without --monitor."""
     if args.monitor is None:
-        if args.monitor_layers or args.tensorboard:
-            raise ValueError("--monitor-layers and --tensorboard need --monitor EVERY.")
+        if args.monitor_layers or args.tensorboard or args.monitor_spectra:
+            raise ValueError(
+                "--monitor-layers, --monitor-spectra and --tensorboard need --monitor EVERY."
+            )
         return None
     from .monitor import TrainingMonitor
 
@@ -269,7 +277,9 @@ def _monitor_factory(args, num_layers):
 
     def make(seed):
         board = None if args.tensorboard is None else Path(args.tensorboard) / f"seed_{seed}"
-        return TrainingMonitor(args.monitor, args.monitor_layers, tensorboard=board)
+        spectra = args.monitor_spectra or "background"
+        return TrainingMonitor(args.monitor, args.monitor_layers, tensorboard=board,
+                               spectra=spectra)  # fmt: skip
 
     return make
 

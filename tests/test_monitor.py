@@ -87,12 +87,14 @@ def test_the_commands_record_and_draw_a_monitored_run(tmp_path, data_dir):
     run = subprocess.run(
         base + ["run", "--model", "gcn_ssm", "--layers", "3", "--hidden", "8", "--dataset",
                 "cora", "--data-dir", str(data_dir), "--epochs", "2", "--monitor", "1",
-                "--monitor-layers", "1", "--output", str(records), "--no-progress"],
+                "--monitor-layers", "1", "--monitor-spectra", "inline", "--output",
+                str(records), "--no-progress"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     record = json.loads(records.read_text().splitlines()[-1])
     assert [len(h["grad_norm"]) for h in record["history"]] == [3, 3]
+    assert [len(h["singular_values"]["1"]) for h in record["history"]] == [3, 3]  # inline: each
     draw = subprocess.run(base + ["analyze", "monitor", str(records), "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert draw.returncode == 0, draw.stderr
@@ -108,6 +110,7 @@ def test_the_commands_record_and_draw_a_monitored_run(tmp_path, data_dir):
         (["--monitor", "0"], "positive number of epochs"),
         (["--monitor", "1", "--monitor-layers", "7"], "layers 0..2"),
         (["--tensorboard", "tb"], "need --monitor"),
+        (["--monitor-spectra", "inline"], "need --monitor"),
     ],
 )
 def test_bad_monitor_options_fail_before_any_work(flags, message, tmp_path):

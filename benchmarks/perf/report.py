@@ -337,9 +337,9 @@ def _deep_section(config, records, ratios):
         f"GCN-SSM at {config.deep_depth} layers with checkpointing against GCN-SSM at "
         f"{TARGET_DEPTH} layers without, "
         + ("each in a fresh process" if config.subprocess else "in this process (--no-subprocess)")
-        + ": peak above the memory held "
-        f"before the first epoch, then {config.repeats} epochs timed (median [min–max]). The "
-        "input scale β does not change the cost.", "",
+        + ": peak of one epoch above the memory held before it (compact allocator), and "
+        f"{config.repeats} epochs timed after an untimed one (median [min–max]; "
+        f"{config.allocator} allocator). The input scale β does not change the cost.", "",
     ] + _table("graph;layers;variant;peak MB;s/epoch;ratio", rows)  # fmt: skip
 
 
