@@ -299,13 +299,19 @@ def _time_section(config, records, ratios):
     return lines
 
 
+def _peaks_and_seconds(records, section):
+    """The peak-memory records of ``section``, each with its seconds record (or None)."""
+    return [(r, records.get(key(section, r["graph"], r["variant"], "seconds", r["depth"])))
+            for r in records.values()
+            if r["section"] == section and r["metric"] == "peak_mb"]  # fmt: skip
+
+
 def _memory_section(config, records, ratios):
-    peaks = [r for r in records.values() if r["section"] == "memory" and r["metric"] == "peak_mb"]
+    peaks = _peaks_and_seconds(records, "memory")
     if not peaks:
         return []
     rows = []
-    for r in peaks:
-        seconds = records.get(key("memory", r["graph"], r["variant"], "seconds", r["depth"]))
+    for r, seconds in peaks:
         rows.append((r["graph"], r["variant"], _samples(r, digits=5),
                      _cells(ratios, "memory", r["graph"], r["variant"]) or "1 (reference)",
                      _samples(seconds) if seconds else "—"))  # fmt: skip
@@ -313,17 +319,16 @@ def _memory_section(config, records, ratios):
         "## Peak memory per epoch", "",
         f"One training epoch at {config.deepest} layers, each variant in a fresh process "
         "(unless `--no-subprocess`): peak above the memory held just before the epoch (graph, "
-        f"features, model, optimizer). Method: {peaks[0]['note'] or 'see JSON'}.", "",
+        f"features, model, optimizer). Method: {peaks[0][0]['note'] or 'see JSON'}.", "",
     ] + _table("graph;variant;peak MB;ratio;one epoch, s", rows)  # fmt: skip
 
 
 def _deep_section(config, records, ratios):
-    peaks = [r for r in records.values() if r["section"] == "deep" and r["metric"] == "peak_mb"]
+    peaks = _peaks_and_seconds(records, "deep")
     if not peaks:
         return []
     rows = []
-    for r in peaks:
-        seconds = records.get(key("deep", r["graph"], r["variant"], "seconds", r["depth"]))
+    for r, seconds in peaks:
         found = {f["metric"]: ratio_text(f) for f in ratios if f["section"] == "deep"
                  and (f["graph"], f["numerator"]) == (r["graph"], r["variant"])}  # fmt: skip
         named = (("peak_mb", "peak"), ("seconds", "time"))
