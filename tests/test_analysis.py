@@ -219,6 +219,49 @@ def test_a_layer_that_couples_components_is_solved_as_one_block():
     np.testing.assert_allclose(top_eigenvalue_moduli(layer, graph, feat, k=5), moduli, atol=1e-9)
 
 
+def ring_and_squares():
+    """A 60-node ring (480 coordinates at width 8) and five disjoint 4-cycles."""
+    ring_nodes = torch.arange(60)
+    src = [*ring_nodes.tolist()] + [60 + 4 * c + i for c in range(5) for i in range(4)]
+    dst = [*((ring_nodes + 1) % 60).tolist()] + [
+        60 + 4 * c + (i + 1) % 4 for c in range(5) for i in range(4)
+    ]
+    return dgl.add_self_loop(dgl.to_bidirected(dgl.graph((src, dst))))
+
+
+def test_small_components_are_solved_on_their_own_subgraph():
+    graph = ring_and_squares()
+    torch.manual_seed(5)
+    conv = GraphConv(8, 8).double()  # a plain function is not cast to float64 for it
+    sizes = []
+
+    def layer(g, h):
+        sizes.append(g.num_nodes())
+        return h + 0.5 * torch.tanh(conv(g, h))
+
+    feat = torch.randn(80, 8)
+    singular, moduli = dense_top(dense_layer_jacobian(layer, graph, feat).numpy(), 12)
+    sizes.clear()
+    np.testing.assert_allclose(top_singular_values(layer, graph, feat, k=12), singular, atol=1e-6)
+    np.testing.assert_allclose(top_eigenvalue_moduli(layer, graph, feat, k=12), moduli, atol=1e-6)
+    assert sizes == [80, 20, 80, 20]  # each linearised on the graph, then on the squares
+
+
+def test_a_layer_that_reads_the_whole_graph_keeps_the_whole_graph():
+    # Block diagonal, but the blocks depend on the graph's size: the squares' subgraph would
+    # give them another Jacobian (scaled by 20, not 80), so it must not be used.
+    graph = ring_and_squares()
+    weight = torch.randn(8, 8, dtype=torch.float64) / 8
+
+    def layer(g, h):
+        return g.num_nodes() / 80 * h + g.num_nodes() / 40 * torch.tanh(h @ weight)
+
+    feat = torch.randn(80, 8)
+    singular, moduli = dense_top(dense_layer_jacobian(layer, graph, feat).numpy(), 12)
+    np.testing.assert_allclose(top_singular_values(layer, graph, feat, k=12), singular, atol=1e-6)
+    np.testing.assert_allclose(top_eigenvalue_moduli(layer, graph, feat, k=12), moduli, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_top10_singular_values_on_cora_are_adjacency_times_weight_spectra(cora):
     # Cora has 78 components, so Â has eigenvalue 1 78 times and ‖J‖ = σ₁(W) repeats 78 times.

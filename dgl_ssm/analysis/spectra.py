@@ -11,7 +11,10 @@ answer exact:
    blocks' spectra. Small blocks (at most :data:`DENSE_BLOCK` coordinates) are formed densely
    all at once (one backward pass per row of the largest) and decomposed by LAPACK; each
    larger block is solved matrix-free. A random probe checks that the layer really is
-   block diagonal; if not, the whole Jacobian is one block.
+   block diagonal; if not, the whole Jacobian is one block. Groups of blocks may come from
+   different operators, their tops merged by :func:`largest_of`: :mod:`dgl_ssm.analysis.
+   jacobian` takes every component but the largest from the layer on the subgraph they
+   induce, so their products do not pass over the whole graph.
 2. **Deflation.** On a matrix-free block, ARPACK is run again on the operator with every
    direction found so far projected out (:math:`J P` for singular values, :math:`P J P` for
    eigenvalues, :math:`P = I - QQ^\top`), and the new directions join the basis, until the
@@ -34,15 +37,20 @@ DENSE_BLOCK = 512
 _MARGIN = 1e-9
 
 
-def node_blocks(graph, rows, cols, num_nodes):
-    """Coordinates ``(out_idx, in_idx)`` of each weakly connected component's block."""
+def components(graph, rows, cols, num_nodes):
+    """The nodes of each weakly connected component, or None when the Jacobian's shape does
+    not split by node (then it is one block)."""
     if rows % num_nodes or cols % num_nodes:
-        return [(np.arange(rows), np.arange(cols))]
+        return None
     src, dst = (t.cpu().numpy() for t in graph.edges())
     adjacency = coo_matrix((np.ones(src.size, np.int8), (src, dst)), (num_nodes, num_nodes))
     count, labels = connected_components(adjacency, directed=True, connection="weak")
     order = np.argsort(labels, kind="stable")
-    members = np.split(order, np.cumsum(np.bincount(labels, minlength=count))[:-1])
+    return np.split(order, np.cumsum(np.bincount(labels, minlength=count))[:-1])
+
+
+def coordinate_blocks(members, rows, cols, num_nodes):
+    """Coordinates ``(out_idx, in_idx)`` of the block of each group of nodes in ``members``."""
     d_out, d_in = rows // num_nodes, cols // num_nodes
     return [
         ((nodes[:, None] * d_out + np.arange(d_out)).ravel(),
@@ -236,6 +244,12 @@ def top_of_spectrum(op, blocks, k, kind, *, tol, maxiter, ncv=None, seed=0):
             parts.append(iterative_singular(block, k, tol, maxiter, seed))
         else:
             parts.append(iterative_eigen(block, k, tol, maxiter, ncv, seed))
+    return largest_of(parts, k)
+
+
+def largest_of(parts, k):
+    """The ``k`` values of largest modulus (with their residuals) among ``(values, residuals)``
+    parts."""
     values = np.concatenate([part[0] for part in parts])
     residuals = np.concatenate([part[1] for part in parts])
     order = np.argsort(-np.abs(values), kind="stable")[:k]
