@@ -156,10 +156,15 @@ def test_report_numbers_and_bytes(tmp_path):
     gcn = next(line for line in text.splitlines() if line.startswith("| GCN | SSSP"))
     assert "0.9500 (1, 1 diverged)" in gcn and "| 1.00 |" in gcn
     # a stated cause replaces "unexplained"; the same records give the same bytes
-    (tmp_path / "causes.yaml").write_text('"kGCN-SSM | gpp_eccentricity": budget\n')
+    (tmp_path / "causes.yaml").write_text(
+        '"kGCN-SSM | gpp_eccentricity": budget\n"GCN | gpp_sssp": data\n'
+    )
     report.write_report(tmp_path)
     first = (tmp_path / "README.md").read_bytes()
     assert b"unexplained" not in first and b"| budget |" in first
+    # one seed has no σ to measure its gap in, but its stated cause is shown
+    gcn = next(line for line in first.decode().splitlines() if line.startswith("| GCN | SSSP"))
+    assert "| — |" in gcn and gcn.endswith("| data |")
     shuffled = tmp_path / "again"
     shuffled.mkdir()
     (shuffled / "causes.yaml").write_bytes((tmp_path / "causes.yaml").read_bytes())

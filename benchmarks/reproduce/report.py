@@ -105,6 +105,8 @@ def gpp_section(stats, budget, causes):
                     sigmas = (summary.mean - reference.mean) / max(summary.std, 1e-12)
                     gap = f"{sigmas:+.1f}"
                     cause = _cause(causes, row, column) if abs(sigmas) > GAP_LIMIT else ""
+                elif summary.ok:  # one seed: no σ to measure the gap in, but a known cause
+                    cause = causes.get(f"{row} | {column}", "")
             lines.append(
                 f"| {row} | {TASK_NAMES[column]} | {summary.text()} | {paper} | {gap} "
                 f"| {summary.cpu_hours:.2f} | {cause} |"
