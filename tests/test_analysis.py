@@ -247,19 +247,26 @@ def test_small_components_are_solved_on_their_own_subgraph():
     assert sizes == [80, 20, 80, 20]  # each linearised on the graph, then on the squares
 
 
-def test_a_layer_that_reads_the_whole_graph_keeps_the_whole_graph():
+@pytest.mark.parametrize("point", ["random", "zero"])
+def test_a_layer_that_reads_the_whole_graph_keeps_the_whole_graph(point):
     # Block diagonal, but the blocks depend on the graph's size: the squares' subgraph would
-    # give them another Jacobian (scaled by 20, not 80), so it must not be used.
+    # give them another Jacobian (scaled by 20/80), so it must not be used. At zero the
+    # outputs agree (all zero) and only the Jacobian tells them apart.
     graph = ring_and_squares()
-    weight = torch.randn(8, 8, dtype=torch.float64) / 8
+    weight = torch.randn(8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
 
     def layer(g, h):
-        return g.num_nodes() / 80 * h + g.num_nodes() / 40 * torch.tanh(h @ weight)
+        return g.num_nodes() / 80 * h + g.num_nodes() / 40 * torch.tanh(h @ weight / 8)
 
-    feat = torch.randn(80, 8)
-    singular, moduli = dense_top(dense_layer_jacobian(layer, graph, feat).numpy(), 12)
-    np.testing.assert_allclose(top_singular_values(layer, graph, feat, k=12), singular, atol=1e-6)
-    np.testing.assert_allclose(top_eigenvalue_moduli(layer, graph, feat, k=12), moduli, atol=1e-6)
+    feat = torch.randn(80, 8) if point == "random" else torch.zeros(80, 8)
+    everything = 80 * 8  # the squares' values are the smallest: ask for the whole spectrum
+    singular, moduli = dense_top(dense_layer_jacobian(layer, graph, feat).numpy(), everything)
+    np.testing.assert_allclose(
+        top_singular_values(layer, graph, feat, k=everything), singular, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        top_eigenvalue_moduli(layer, graph, feat, k=everything), moduli, atol=1e-6
+    )
 
 
 @pytest.mark.slow

@@ -505,7 +505,7 @@ def _top_of_spectrum(lin, graph, k, kind, tol, maxiter, ncv, seed, who):
         _refuse(who, largest, largest, DEFAULT_MAX_DIM, lin.x.element_size())
     options = dict(tol=tol, maxiter=maxiter, ncv=ncv, seed=seed)
     parts = []
-    local = _on_small_components(lin, members) if members and len(members) > 1 else None
+    local = _on_small_components(lin, members, seed) if members and len(members) > 1 else None
     if local is not None:
         # Every block but the largest comes from the layer on the subgraph those components
         # induce: each product then costs a pass over them only, not over the whole graph
@@ -518,25 +518,45 @@ def _top_of_spectrum(lin, graph, k, kind, tol, maxiter, ncv, seed, who):
     return largest_of(parts, k)
 
 
-def _on_small_components(lin, members):
+def _on_small_components(lin, members, seed):
     """The linearisation on the subgraph of every component but the largest, the components
-    in its numbering, and the largest one's index; None if the layer cannot be cut there or
-    its outputs there differ from the whole graph's (the layer then reads beyond its edges)."""
+    in its numbering, and the largest one's index; None if the layer cannot be cut there.
+
+    The cut is kept only if, at those nodes, the subgraph gives the whole graph's outputs and
+    the whole graph's Jᵀu for a random u: a layer that reads more than its edges (the graph's
+    size, all nodes' statistics) fails one of the two, almost surely."""
     biggest = int(np.argmax([nodes.size for nodes in members]))
     rest = [nodes for i, nodes in enumerate(members) if i != biggest]
     nodes = np.concatenate(rest)
     local = lin.on_nodes(nodes)
     if local is None:
         return None
-    function, point = local
-    sub_lin = _Linearization(function, point)
+    with warnings.catch_warnings():  # the whole graph's linearisation has said it already
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sub_lin = _Linearization(*local, seed)
     index = torch.as_tensor(nodes, device=lin.y.device)
-    if sub_lin.y.shape != lin.y[index].shape or not torch.allclose(
-        sub_lin.y, lin.y[index], rtol=1e-9, atol=1e-12 * float(lin.y.abs().max())
-    ):
+    if sub_lin.y.shape != lin.y[index].shape:
         return None
-    bounds = np.cumsum([0] + [part.size for part in rest])
-    return sub_lin, [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])], biggest
+    u = torch.zeros_like(lin.y)
+    u[index] = torch.randn(
+        sub_lin.y.shape, generator=torch.Generator().manual_seed(seed), dtype=lin.dtype
+    ).to(u.device)
+    outputs_agree = _same(sub_lin.y, lin.y[index])
+    if not (outputs_agree and _same(sub_lin.rmatvec(u[index]), lin.rmatvec(u)[index])):
+        return None
+    return sub_lin, _numbered(rest), biggest
+
+
+def _same(a, b):
+    """Equal up to rounding (the same sums, perhaps in another order)."""
+    eps = torch.finfo(a.dtype).eps
+    return torch.allclose(a, b, rtol=64 * eps, atol=64 * eps * float(b.abs().max()))
+
+
+def _numbered(groups):
+    """``groups`` of nodes renumbered 0, 1, 2, … in order, as the subgraph numbers them."""
+    bounds = np.cumsum([0] + [group.size for group in groups])
+    return [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def spectral_density(

@@ -12,9 +12,9 @@ answer exact:
    all at once (one backward pass per row of the largest) and decomposed by LAPACK; each
    larger block is solved matrix-free. A random probe checks that the layer really is
    block diagonal; if not, the whole Jacobian is one block. Groups of blocks may come from
-   different operators, their tops merged by :func:`largest_of`: :mod:`dgl_ssm.analysis.
-   jacobian` takes every component but the largest from the layer on the subgraph they
-   induce, so their products do not pass over the whole graph.
+   different operators, their tops merged by :func:`largest_of`:
+   :mod:`dgl_ssm.analysis.jacobian` takes every component but the largest from the layer on
+   the subgraph they induce, so their products do not pass over the whole graph.
 2. **Deflation.** On a matrix-free block, ARPACK is run again on the operator with every
    direction found so far projected out (:math:`J P` for singular values, :math:`P J P` for
    eigenvalues, :math:`P = I - QQ^\top`), and the new directions join the basis, until the
