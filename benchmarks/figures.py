@@ -36,7 +36,7 @@ from dgl_ssm import analysis
 from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from .datasets import BenchmarkData
 from .files import atomic_write
-from .models import display_name
+from .names import display_name
 from .train import load_data, prepare_graph, train
 
 DATASETS = ("cora", "ring", "random")

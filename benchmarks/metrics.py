@@ -5,7 +5,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch.nn.functional as F
 
 
 def accuracy(pred, target):
@@ -72,6 +71,8 @@ METRICS = {
 
 def loss_fn(name):
     """The training loss for a ``BenchmarkData.loss`` name."""
+    import torch.nn.functional as F  # here: the leaderboard reads metrics without torch
+
     return {
         "cross_entropy": F.cross_entropy,
         "bce": lambda pred, target: F.binary_cross_entropy_with_logits(pred, target.float()),

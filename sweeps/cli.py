@@ -14,18 +14,23 @@ import sys
 import time
 
 import optuna
-from dgl import DGLError
-
-from dgl_ssm_bench import cli as bench_cli
 
 from .leaderboard import LeaderboardError
-from .runner import PRUNERS, SweepSpec, run_sweep
-from .space import SpaceError
+from .pruners import PRUNERS
 from .storage import DEFAULT_STORAGE, StorageError, redact
 from .suites import SUITES, suite_studies
 
-ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, DGLError, SpaceError,
-          StorageError, LeaderboardError)  # fmt: skip
+# (A search space's SpaceError is a ValueError.) The runner, and with it torch and DGL, are
+# imported only by the commands that train, so the leaderboard's tables and its bad-input
+# errors come without loading them.
+ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, StorageError,
+          LeaderboardError)  # fmt: skip
+
+
+def _expected_errors():
+    """:data:`ERRORS`, and DGL's own error if DGL is loaded (if not, none can be raised)."""
+    dgl = sys.modules.get("dgl")
+    return ERRORS if dgl is None else (*ERRORS, dgl.DGLError)
 
 
 def add_sweep_options(parser):
@@ -62,6 +67,8 @@ def sweep_parser(prog="dgl-ssm-sweep"):
 
 
 def _spec(args, backbone, dataset, trials, space, suite=None):
+    from .runner import SweepSpec
+
     return SweepSpec(
         backbone=backbone, dataset=dataset, trials=trials, storage=args.storage, space=space,
         seed=args.seed, pruner=args.pruner, heartbeat=args.heartbeat, data_dir=args.data_dir,
@@ -83,7 +90,7 @@ def _guarded(action, prog, storage=""):
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the runner logs each trial itself
     try:
         action()
-    except ERRORS as error:
+    except _expected_errors() as error:
         print(redact(f"{prog}: error: {error}", storage).splitlines()[0], file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -99,6 +106,8 @@ def sweep_main(argv=None, prog="dgl-ssm-sweep"):
     args = sweep_parser(prog).parse_args(argv)
     if not _check_counts(args, prog):
         return 2
+    from .runner import run_sweep
+
     spec = _spec(args, args.backbone, args.dataset, args.trials, args.space)
     return _guarded(lambda: run_sweep(spec, workers=args.workers), prog, args.storage)
 
@@ -131,6 +140,7 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
 
     def suite():
         from .leaderboard import build_leaderboard
+        from .runner import run_sweep
 
         start = time.perf_counter()
         for backbone, dataset, space, trials in suite_studies(args.suite):
@@ -151,6 +161,8 @@ def bench_main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["leaderboard"]:
         return leaderboard_main(argv[1:], "dgl-ssm-bench leaderboard", default_suite="quick")
+    from dgl_ssm_bench import cli as bench_cli
+
     return bench_cli.main(argv)
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 
 from dgl_ssm_bench.files import write_together
 from dgl_ssm_bench.metrics import METRICS
-from dgl_ssm_bench.models import display_name
+from dgl_ssm_bench.names import display_name
 from dgl_ssm_bench.references import DATA_NOTES, PROTOCOLS, REFERENCES
 
 from .storage import DEFAULT_STORAGE, StorageError, one_line, open_storage, redact

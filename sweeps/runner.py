@@ -57,6 +57,7 @@ from dgl_ssm_bench.run import validate as validate_run
 from dgl_ssm_bench.train import load_data, train
 
 from .interrupt import CtrlC
+from .pruners import PRUNERS, make_pruner
 from .space import apply_values, backbone_kind, find_space, load_space
 from .storage import (
     create_or_load_study,
@@ -66,7 +67,6 @@ from .storage import (
     trial_lock,
 )
 
-PRUNERS = ("median", "hyperband", "none")
 MAX_ERRORS_IN_A_ROW = 3  # trials of one worker that raise in a row before the sweep stops
 INTERRUPT_GRACE_S = 30  # how long workers get to re-queue their trials after Ctrl-C
 
@@ -320,7 +320,11 @@ def open_study(spec, data, space, worker_index=0):
     direction = METRICS[data.metric].direction
     with trial_lock(storage, spec.study_name):
         study = create_or_load_study(
-            storage, spec.study_name, direction, _sampler(spec, worker_index, 0), _pruner(spec)
+            storage,
+            spec.study_name,
+            direction,
+            _sampler(spec, worker_index, 0),
+            make_pruner(spec.pruner),
         )
         _check_identity(spec, study, space, study_identity(spec, space))
         attrs = {"backbone": spec.backbone, "dataset": spec.dataset, "metric": data.metric,
@@ -332,14 +336,6 @@ def open_study(spec, data, space, worker_index=0):
                                                        study.user_attrs):  # fmt: skip
                 study.set_user_attr(key, value)
     return storage, study
-
-
-def _pruner(spec):
-    if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=10)
-    if spec.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    return optuna.pruners.NopPruner()
 
 
 def counted(trials):

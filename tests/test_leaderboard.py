@@ -14,7 +14,7 @@ import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from dgl_ssm_bench.models import display_name
+from dgl_ssm_bench.names import display_name
 from dgl_ssm_bench.references import REFERENCES
 from dgl_ssm_sweeps.leaderboard import build_leaderboard, depth_curves, main, read_studies
 

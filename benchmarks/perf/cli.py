@@ -150,8 +150,6 @@ def main(argv=None):
 def run_from_args(args, argv=None, prog=PROG):
     """Run the benchmark for parsed ``args``; bad options exit with code 2 and one line on
     stderr."""
-    from .runner import run  # on use: `dgl-ssm run` imports this module
-
     try:
         config = config_from_args(args)
         resolve_device(config.device)  # a missing GPU is a bad option, not a crash mid-run
@@ -159,4 +157,8 @@ def run_from_args(args, argv=None, prog=PROG):
     except (ValueError, RuntimeError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None  # as argparse exits on a bad option
+    # On use (`dgl-ssm run` imports this module), and after the checks: importing
+    # torch.utils.benchmark can print a CUDA notice, which must not precede a bad option's line.
+    from .runner import run
+
     return run(config, argv=argv, prog=prog)

@@ -32,7 +32,7 @@ Beyond the paper (issue 14), on ``cora``'s protocol:
 from dataclasses import dataclass
 
 from ..config import RunConfig
-from ..models import display_name
+from ..names import display_name
 
 PARTS = ("gpp", "ring", "heterophily", "cora", "depth", "calibration")
 BUDGETS = ("cpu", "paper")
