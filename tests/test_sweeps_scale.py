@@ -423,7 +423,7 @@ def test_leaderboard_refuses_zero_workers_before_any_work(monkeypatch, capsys, f
         raise AssertionError("no study may be loaded or run")
 
     monkeypatch.setattr("dgl_ssm_sweeps.cli.suite_studies", boom)
-    monkeypatch.setattr("dgl_ssm_sweeps.cli.run_sweep", boom)
+    monkeypatch.setattr("dgl_ssm_sweeps.runner.run_sweep", boom)
     assert bench_main(["leaderboard", flag, "0"]) == 2
     expected = f"dgl-ssm-bench leaderboard: error: {flag} must be at least 1.\n"
     assert capsys.readouterr().err == expected
