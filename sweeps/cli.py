@@ -28,7 +28,7 @@ ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, S
 
 
 def _expected_errors():
-    """:data:`ERRORS`, and DGL's own error if DGL is loaded (if not, none can be raised)."""
+    """:data:`ERRORS`, and DGL's own error once DGL is loaded (before, nothing raised one)."""
     dgl = sys.modules.get("dgl")
     return ERRORS if dgl is None else (*ERRORS, dgl.DGLError)
 
@@ -106,10 +106,14 @@ def sweep_main(argv=None, prog="dgl-ssm-sweep"):
     args = sweep_parser(prog).parse_args(argv)
     if not _check_counts(args, prog):
         return 2
-    from .runner import run_sweep
 
-    spec = _spec(args, args.backbone, args.dataset, args.trials, args.space)
-    return _guarded(lambda: run_sweep(spec, workers=args.workers), prog, args.storage)
+    def sweep():
+        from .runner import run_sweep
+
+        spec = _spec(args, args.backbone, args.dataset, args.trials, args.space)
+        run_sweep(spec, workers=args.workers)
+
+    return _guarded(sweep, prog, args.storage)
 
 
 def suite_parser(prog="dgl-ssm leaderboard", default_suite=None):

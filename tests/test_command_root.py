@@ -75,6 +75,19 @@ def test_run_loads_neither_optuna_nor_the_sweeps_runner(tmp_path):
     assert len(out.read_text().splitlines()) == 1
 
 
+def test_the_leaderboard_loads_neither_torch_nor_dgl(tmp_path):
+    # Tables and bad-input errors come from Optuna's storage alone: no 4-8 s of imports.
+    argv = ["leaderboard", "--storage", f"sqlite:///{tmp_path}/none.db", "--out", str(tmp_path)]
+    code = (
+        "import sys, dgl_ssm_cli, dgl_ssm_sweeps.leaderboard\n"
+        f"status = dgl_ssm_cli.main({argv!r})\n"
+        "print(status, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'dgl')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.splitlines()[-1] == "2 []", result.stderr
+    assert result.stderr.count("\n") == 1 and "no SQLite file" in result.stderr
+
+
 @pytest.mark.slow
 def test_the_installed_leaderboard_suite_end_to_end_and_its_regeneration(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
