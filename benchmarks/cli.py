@@ -13,6 +13,8 @@ from pathlib import Path
 
 from dgl import DGLError
 
+from dgl_ssm.models import READOUTS
+
 from .config import RunConfig
 from .datasets import DATASETS
 from .models import model_names
@@ -24,7 +26,8 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 # flag → (section, field); the flags' own defaults are None, so only given flags override.
 MODEL_FLAGS = {
     "model": "name", "hidden": "hidden", "layers": "num_layers", "dropout": "dropout",
-    "activation": "activation", "norm": "norm", "readout": "readout", "residual": "residual",
+    "activation": "activation", "norm": "norm", "readout": "readout",
+    "head_activation": "head_activation", "residual": "residual",
     "state": "state", "state_scale": "state_scale", "input": "input",
     "input_scale": "input_scale", "shared_ssm": "shared_ssm", "ssm_seed": "ssm_seed",
     "hop_mode": "hop_mode", "max_hop": "max_hop", "delay": "delay", "checkpoint": "checkpoint",
@@ -35,7 +38,8 @@ DATA_FLAGS = {"dataset": "name", "data_dir": "data_dir", "cache_dir": "cache_dir
 DATA_OPTIONS = {"ring_size": "ring_size", "num_graphs": "num_graphs", "data_seed": "seed",
                 "gpp_sizes": "sizes"}  # fmt: skip
 OPTIM_FLAGS = {"optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_decay",
-               "epochs": "epochs", "patience": "patience", "batch_size": "batch_size"}  # fmt: skip
+               "epochs": "epochs", "patience": "patience", "batch_size": "batch_size",
+               "rescale_weight_decay": "rescale_weight_decay"}  # fmt: skip
 
 
 def build_parser(prog="dgl-ssm-bench"):
@@ -51,7 +55,10 @@ def build_parser(prog="dgl-ssm-bench"):
     model.add_argument("--dropout", type=float)
     model.add_argument("--activation", help="relu, tanh, identity, gelu, …")
     model.add_argument("--norm", choices=["batch", "layer", "none"])
-    model.add_argument("--readout", choices=["mean", "sum", "max"])
+    model.add_argument("--readout", choices=READOUTS)
+    model.add_argument(
+        "--head-activation", help="graph tasks: the head's activation (default: --activation)"
+    )
     model.add_argument("--residual", action="store_true", default=None, help="plain models")
     model.add_argument("--state", help="Λ kind: identity, orthogonal, random")
     model.add_argument("--state-scale", type=float, help="m, the eigenvalue modulus of Λ")
@@ -78,7 +85,8 @@ def build_parser(prog="dgl-ssm-bench"):
     model.add_argument(
         "--calibrate", type=float, nargs="?", const=1.0, metavar="TARGET",
         help="SSM models: before training, set Λ and B so that every layer's top Jacobian "
-        "eigenvalue has modulus TARGET (default 1: the edge of chaos); see dgl_ssm.calibrate",
+        "eigenvalue has modulus TARGET (default 1: the edge of chaos), and scale each layer's "
+        "weight decay to its shrunk B; see dgl_ssm.calibrate",
     )  # fmt: skip
     model.add_argument(
         "--conv-option", action="append", default=[], metavar="KEY=VALUE",
@@ -103,6 +111,11 @@ def build_parser(prog="dgl-ssm-bench"):
     optim.add_argument("--epochs", type=int)
     optim.add_argument("--patience", type=int)
     optim.add_argument("--batch-size", type=int)
+    optim.add_argument(
+        "--same-weight-decay", dest="rescale_weight_decay", action="store_false", default=None,
+        help="with --calibrate: keep one weight decay for every layer (default: each calibrated "
+        "layer's × (B factor)², see dgl_ssm.CalibrationReport.param_groups)",
+    )  # fmt: skip
 
     runs = run.add_argument_group("runs")
     runs.add_argument("--seed", type=int, help="first seed (default 0)")

@@ -110,6 +110,7 @@ class ModelConfig:
     activation: Str = "relu"
     norm: Str | None = None
     readout: Str = "mean"
+    head_activation: Str | None = None  # graph head; None: the model's activation
     residual: Bool | None = None  # plain models only
     state: Str | None = None  # SSM models only, from here to ssm_seed
     state_scale: Real | None = None
@@ -199,6 +200,10 @@ class OptimConfig:
     # each batch, with its hop structure, is built once: several times faster per epoch for
     # k-hop models on many small graphs. Default: graphs re-shuffled into new batches.
     fixed_batches: Bool = False
+    # With model.calibrate: each calibrated layer's weight decay scaled to the factor its B
+    # was shrunk by (see dgl_ssm.CalibrationReport.param_groups), so calibration does not
+    # change what the regulariser asks of the layer's effective map. None: yes; False: no.
+    rescale_weight_decay: Bool | None = None
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}

@@ -65,6 +65,8 @@ def build_for(config, data: BenchmarkData):
     kwargs = config.model_kwargs()
     if data.level == "graph":
         kwargs["readout"] = config.readout
+        if config.head_activation is not None:
+            kwargs["head_activation"] = config.head_activation
     if BACKBONES[dgl_ssm.MODELS[config.name].backbone].uses_edge_feats:
         _, kwargs["edge_encoder"] = input_encoders(None, data.edge_encoder, config.hidden)
         if kwargs["edge_encoder"] is None and data.num_edge_features is not None:
@@ -89,7 +91,9 @@ def parameter_count(model):
 # Options of the dgl_ssm models that a fixed reference architecture cannot honour. (hop_mode
 # would also have the trainer rewire the graph. max_hop and delay are ignored, as by every
 # one-hop model.)
-_NOT_FOR_BASELINES = ("residual", *ModelConfig.SSM_FIELDS, "hop_mode", "calibrate")
+_NOT_FOR_BASELINES = (
+    "residual", *ModelConfig.SSM_FIELDS, "hop_mode", "calibrate", "head_activation",
+)  # fmt: skip
 
 
 def _check_baseline_options(config):

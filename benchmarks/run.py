@@ -40,7 +40,7 @@ def validate(config: RunConfig):
     # Building a one-feature model runs every constructor check (names, sizes, SSM options).
     probe = _Probe(level="node")
     build_for(config.model, probe)
-    if config.model.readout != "mean":
+    if config.model.readout != "mean" or config.model.head_activation is not None:
         build_for(config.model, _Probe(level="graph"))
 
 

@@ -116,10 +116,10 @@ def train(
     seed_everything(config.seed)
     task = _Task(data, config, device)
     model = build_for(config.model, data).to(device)
-    calibration = None
+    calibration = report = None
     if config.model.calibrate is not None:
-        calibration = task.calibrate(model, config.model.calibrate)
-    optimizer = _optimizer(config, model)
+        report, calibration = task.calibrate(model, config.model.calibrate)
+    optimizer = _optimizer(config, model, report)
     metric = METRICS[data.metric]
     optim = config.optim
 
@@ -203,10 +203,16 @@ def optimizer_class(name):
     return OPTIMIZERS[name]
 
 
-def _optimizer(config, model):
+def _optimizer(config, model, calibration=None):
+    """The configured optimizer; after a calibration (its report given), with each calibrated
+    layer's weight decay rescaled unless ``optim.rescale_weight_decay`` is False."""
     optim = config.optim
     kind = optimizer_class(optim.optimizer)
-    return kind(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+    params = model.parameters()
+    if calibration is not None and optim.rescale_weight_decay is not False:
+        decoupled = kind is torch.optim.AdamW
+        params = calibration.param_groups(model, optim.weight_decay, decoupled=decoupled)
+    return kind(params, lr=optim.lr, weight_decay=optim.weight_decay)
 
 
 class _Task:
@@ -236,8 +242,9 @@ class _Task:
 
     def calibrate(self, model, target):
         """``dgl_ssm.calibrate`` on the training graph (the first training batch of a
-        many-graph dataset); the report as a dict for the record, with the ratio of the first
-        to the last layer's gradient norm of the training loss before and after."""
+        many-graph dataset): its report, and the report as a dict for the record, with the
+        ratio of the first to the last layer's gradient norm of the training loss before and
+        after."""
         batch = (
             self._node_batch("train")
             if self.data.transductive
@@ -256,7 +263,7 @@ class _Task:
 
         before = first_to_last()
         report = dgl_ssm.calibrate(model, graph, feat, edge_feat, target=target)
-        return {
+        return report, {
             "ok": report.ok,
             "rounds": report.rounds,
             "radius_before": report.radius_before,

@@ -22,7 +22,9 @@ from .wrapper import SSMLayer, reset_submodules
 
 TASKS = ("node", "graph")
 SSM_OPTIONS = {"state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed"}
-READOUTS = ("mean", "sum", "max")
+# "sum+max+mean" concatenates the three poolings, as the A-DGN / SWAN graph-property models
+# whose published diameter numbers the GPP table cites read a graph out.
+READOUTS = ("mean", "sum", "max", "sum+max+mean")
 
 
 class DeepGNN(nn.Module):
@@ -45,12 +47,17 @@ class DeepGNN(nn.Module):
         ``update(layer_index)`` returns the state update of that layer.
     task : {"node", "graph"}
         Per-node outputs, or one output per graph of a (batched) graph after ``readout``.
-    readout : {"mean", "sum", "max"}
-        Pooling for graph tasks.
+    readout : {"mean", "sum", "max", "sum+max+mean"}
+        Pooling for graph tasks; ``"sum+max+mean"`` concatenates the three (``3·hidden``
+        wide), as the graph-property models of A-DGN and SWAN do.
     dropout : float
         Dropout on the input features and on each conv's input.
     activation : str
-        σ, used by the update and by the graph head's MLP.
+        σ, used by the update and (unless ``head_activation`` is given) by the graph head's MLP.
+    head_activation : str, optional
+        The graph head's activation, when it should differ from σ: a tanh head saturates on
+        unnormalised regression targets (GPP's diameter, 1 … 30+) and stops learning, where
+        the A-DGN / SWAN graph-property models read out with LeakyReLU.
     norm : {None, "batch", "layer"}
         Normalisation after each update.
     edge_feats : int, optional
@@ -107,6 +114,7 @@ class DeepGNN(nn.Module):
         readout="mean",
         dropout=0.0,
         activation="relu",
+        head_activation=None,
         norm=None,
         edge_feats=None,
         node_encoder=None,
@@ -188,8 +196,11 @@ class DeepGNN(nn.Module):
         if task == "node":
             self.head = nn.Linear(hidden, out_feats)
         else:
+            pooled = hidden * len(readout.split("+"))
             self.head = nn.Sequential(
-                nn.Linear(hidden, hidden), get_activation(activation), nn.Linear(hidden, out_feats)
+                nn.Linear(pooled, hidden),
+                get_activation(activation if head_activation is None else head_activation),
+                nn.Linear(hidden, out_feats),
             )
 
     def _make_conv(self, layer_index, options):
@@ -301,8 +312,8 @@ class DeepGNN(nn.Module):
             return self.head(state)
         with graph.local_scope():
             graph.ndata["_state"] = state
-            pooled = dgl.readout_nodes(graph, "_state", op=self.readout)
-        return self.head(pooled)
+            pooled = [dgl.readout_nodes(graph, "_state", op=op) for op in self.readout.split("+")]
+        return self.head(torch.cat(pooled, dim=-1))
 
     def extra_repr(self):
         hops = "" if self.hop_mode is None else f", hop_mode={self.hop_mode}, K={self.max_hop}"

@@ -151,3 +151,80 @@ def test_a_calibrated_run_records_the_report_and_its_gradient_ratio():
     assert report["ok"] and all(0.98 <= r <= 1.02 for r in report["radius_after"])
     before, after = report["grad_first_to_last"]
     assert before > 0 and 0.1 <= after <= 10
+
+
+ARGS = dict(in_feats=5, hidden=8, out_feats=3, num_layers=4)
+
+
+def _regularised_objective(model, graph, feat, target, groups):
+    """Cross-entropy plus Σ ½·wd·‖p‖² over the optimizer groups, summed by hand."""
+    loss = torch.nn.functional.cross_entropy(model(graph, feat), target)
+    for group in groups:
+        loss = loss + sum(0.5 * group["weight_decay"] * p.pow(2).sum() for p in group["params"])
+    return float(loss)
+
+
+def test_rescaled_weight_decay_keeps_the_uncalibrated_objective():
+    # GCN-SSM with ReLU is positively homogeneous in each layer's weights: B·f with weights W/f
+    # computes the same function, so with each layer's weight decay × f² the regularised
+    # objective must be the uncalibrated model's exactly.
+    g, feat = random_graph(20, 50, seed=3), torch.randn(20, 5)
+    target = torch.randint(0, 3, (20,))
+    torch.manual_seed(0)
+    plain = build_model("gcn_ssm", **ARGS, input_scale=0.1).eval()
+    torch.manual_seed(0)
+    scaled = build_model("gcn_ssm", **ARGS, input_scale=0.1).eval()
+    report = calibrate(scaled, g, feat)
+    factor = report.input_factor[0]
+    assert factor < 1  # the defaults expand on this graph: calibration shrinks B
+    with torch.no_grad():  # the uncalibrated twin: same λ, B as built, weights × f
+        plain.layers[0].update.state_matrix.copy_(scaled.layers[0].update.state_matrix)
+        for layer in plain.layers:
+            for p in layer.parameters():
+                p.mul_(factor)
+        plain.layers[0].update._refresh_fast_paths()
+    groups = report.param_groups(scaled, weight_decay=0.01)
+    uniform = [{"params": list(plain.parameters()), "weight_decay": 0.01}]
+    torch.testing.assert_close(scaled(g, feat), plain(g, feat))
+    assert _regularised_objective(scaled, g, feat, target, groups) == pytest.approx(
+        _regularised_objective(plain, g, feat, target, uniform), rel=1e-6
+    )
+    # every parameter in exactly one group; AdamW's decoupled decay scales by f, not f²
+    ids = [id(p) for group in groups for p in group["params"]]
+    assert sorted(ids) == sorted(id(p) for p in scaled.parameters())
+    decoupled = report.param_groups(scaled, weight_decay=0.01, decoupled=True)
+    assert decoupled[0]["weight_decay"] == pytest.approx(0.01 * factor)
+
+
+def test_per_layer_groups_get_their_own_factor_and_a_wrong_model_is_refused():
+    g, feat = random_graph(20, 50, seed=3), torch.randn(20, 5)
+    torch.manual_seed(0)
+    model = build_model("gcn_ssm", **ARGS, input_scale=0.1, shared_ssm=False)
+    report = calibrate(model, g, feat)
+    groups = report.param_groups(model, weight_decay=1.0)
+    for layer, factor in zip(model.layers, report.input_factor):
+        mine = [grp for grp in groups if any(p is layer.conv.weight for p in grp["params"])]
+        assert len(mine) == 1 and mine[0]["weight_decay"] == pytest.approx(factor**2)
+    with pytest.raises(ValueError, match="calibrated a model of 4 layers.*has 2"):
+        report.param_groups(build_model("gcn_ssm", **{**ARGS, "num_layers": 2}), 1.0)
+
+
+@pytest.mark.parametrize("optimizer, power", [("adam", 2), ("adamw", 1)])
+def test_the_trainer_rescales_calibrated_layers_weight_decay(optimizer, power):
+    from dgl_ssm_bench.config import RunConfig
+    from dgl_ssm_bench.train import _optimizer
+
+    g, feat = random_graph(20, 50, seed=3), torch.randn(20, 5)
+    torch.manual_seed(0)
+    model = build_model("gcn_ssm", **ARGS, input_scale=0.1)
+    report = calibrate(model, g, feat)
+    conv = model.layers[0].conv.weight
+    for rescale, expected in ((None, 5e-4 * report.input_factor[0] ** power), (False, 5e-4)):
+        optim = {"optimizer": optimizer, "weight_decay": 5e-4, "rescale_weight_decay": rescale}
+        built = _optimizer(RunConfig.from_dict({"optim": optim}), model, report)
+        decay = [grp["weight_decay"] for grp in built.param_groups
+                 if any(p is conv for p in grp["params"])]  # fmt: skip
+        assert decay == [pytest.approx(expected)]
+        encoder = [grp["weight_decay"] for grp in built.param_groups
+                   if any(p is model.encoder.weight for p in grp["params"])]  # fmt: skip
+        assert encoder == [5e-4]

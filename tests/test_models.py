@@ -79,7 +79,7 @@ def test_ssm_matrices_do_not_depend_on_the_global_seed():
 
 
 @pytest.mark.parametrize("name", ["gcn_ssm", "gin_ssm", "gatedgcn_ssm", "sage", "kgcn_ssm"])
-@pytest.mark.parametrize("readout", ["mean", "sum", "max"])
+@pytest.mark.parametrize("readout", ["mean", "sum", "max", "sum+max+mean"])
 def test_graph_task_gives_one_output_per_graph(name, readout):
     graphs = [graph_for(name) for _ in range(3)]
     batch = dgl.batch(graphs)
@@ -88,6 +88,26 @@ def test_graph_task_gives_one_output_per_graph(name, readout):
     assert out.shape == (3, 3)
     single = model(graphs[0], torch.randn(30, 5))
     assert single.shape == (1, 3)
+
+
+def test_concatenated_readout_feeds_the_head_sum_max_and_mean_of_each_graph():
+    model = build_model("gcn_ssm", **ARGS, task="graph", readout="sum+max+mean",
+                        head_activation="leaky_relu").eval()  # fmt: skip
+    assert isinstance(model.head[1], torch.nn.LeakyReLU)
+    graphs = [random_graph(n, 3 * n, seed=n) for n in (7, 12)]
+    batch = dgl.batch(graphs)
+    feat = torch.randn(batch.num_nodes(), 5)
+    seen = {}
+    model.head.register_forward_pre_hook(lambda _, args: seen.update(pooled=args[0]))
+    out = model(batch, feat)
+    with torch.no_grad():  # node states by hand: encoder, then the layers one by one
+        state = model.encoder(feat)
+        for layer in model.layers:
+            state = layer(batch, state)
+    parts = torch.split(state, [7, 12])
+    expected = torch.stack([torch.cat([p.sum(0), p.max(0).values, p.mean(0)]) for p in parts])
+    torch.testing.assert_close(seen["pooled"], expected)
+    assert out.shape == (2, 3)
 
 
 def test_graph_readout_pools_per_graph():

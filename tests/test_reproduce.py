@@ -11,7 +11,7 @@ from dgl_ssm_bench.cli import main
 from dgl_ssm_bench.config import RunConfig
 from dgl_ssm_bench.reproduce import config_key, execute, plan, read_records, report
 from dgl_ssm_bench.reproduce.plan import Cell
-from dgl_ssm_bench.reproduce.records import append_record, record_key
+from dgl_ssm_bench.reproduce.records import SCHEMA, append_record, record_key
 
 
 def tiny_ring(seed, layers=2):
@@ -57,6 +57,22 @@ def test_a_record_older_than_a_new_config_field_keeps_its_key():
     stored = config.to_dict()
     del stored["optim"]["fixed_batches"]
     assert record_key({"config": stored, "schema": 1}) == config_key(config)
+
+
+def test_calibrated_records_from_before_the_rescaled_weight_decay_keep_their_meaning():
+    """Schema 1 trained calibrated models with one weight decay: such a record is the plan's
+    "calibrated" (same weight decay) cell, not the run the trainer now does by default."""
+    cells = {c.column: c for c in plan(["calibration"])
+             if (c.row, c.config.seed) == ("GCN-SSM", 0)}  # fmt: skip
+    stored = cells["calibrated"].config.to_dict()
+    del stored["optim"]["rescale_weight_decay"]  # as schema 1 wrote it
+    key = record_key({"config": stored, "schema": 1})
+    assert key == config_key(cells["calibrated"].config)
+    assert key != config_key(cells["calibrated, weight decay rescaled"].config)
+    # an uncalibrated schema-1 record is what it was
+    stored = cells["defaults"].config.to_dict()
+    del stored["optim"]["rescale_weight_decay"]
+    assert record_key({"config": stored, "schema": 1}) == config_key(cells["defaults"].config)
 
 
 def test_partial_lines_are_skipped_and_appends_start_on_a_new_line(tmp_path):
@@ -121,7 +137,23 @@ def test_gpp_plan_is_the_re_implementation_at_the_published_protocol():
                 m,
             )
             assert (model.input, model.input_scale) == ("random", 1.0)
+        if cell.column == "gpp_diameter":  # A-DGN's graph readout, not a saturating tanh head
+            assert (model.readout, model.head_activation) == ("sum+max+mean", "leaky_relu")
     assert not any(c.config.optim.fixed_batches for c in plan(["gpp"], "paper"))
+
+
+def test_a_record_the_plan_no_longer_holds_leaves_the_table_and_is_listed(tmp_path):
+    current = fake_record("gpp", "kGCN-SSM", "gpp_diameter", 0.5, 41)
+    old = fake_record("gpp", "kGCN-SSM", "gpp_diameter", 1.73, 41)
+    old["config"]["model"].update(readout="mean", head_activation=None)  # before the fix
+    for record in (current, old):
+        append_record(tmp_path / "gpp.jsonl", record)
+    report.write_report(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| kGCN-SSM | Diameter"))
+    assert "| 0.5000 (1) |" in row and "1.73" not in row
+    assert "Superseded, not in the table (1 record(s)" in text
+    assert "kGCN-SSM / gpp_diameter (seed 41)" in text
 
 
 def test_unknown_part_or_budget_is_refused():
@@ -134,16 +166,19 @@ def test_unknown_part_or_budget_is_refused():
 # --- the report ---------------------------------------------------------------------------------
 
 
-def fake_record(row, column, test, seed, status="ok", cpu=1800.0):
+def fake_record(part, row, column, test, seed, status="ok", cpu=1800.0):
+    """A record of the plan's own (row, column, seed) cell, as a run would write it."""
+    cell = next(c for c in plan([part]) if (c.row, c.column, c.config.seed) == (row, column, seed))
     return {"row": row, "column": column, "status": status, "test": test, "metric": "log10_mse",
-            "cpu_time_s": cpu, "config": {"seed": seed}}  # fmt: skip
+            "cpu_time_s": cpu, "config": cell.config.to_dict(), "schema": SCHEMA}  # fmt: skip
 
 
 def test_report_numbers_and_bytes(tmp_path):
     values = [-1.0, -2.0, -2.5]  # kGCN-SSM on eccentricity, vs the paper's −4.2652
-    records = [fake_record("kGCN-SSM", "gpp_eccentricity", v, s) for s, v in enumerate(values)]
-    records.append(fake_record("GCN", "gpp_sssp", 0.95, 0))
-    records.append(fake_record("GCN", "gpp_sssp", None, 1, status="diverged"))
+    records = [fake_record("gpp", "kGCN-SSM", "gpp_eccentricity", v, s)
+               for s, v in zip((41, 95, 12), values)]  # fmt: skip
+    records.append(fake_record("gpp", "GCN", "gpp_sssp", 0.95, 41))
+    records.append(fake_record("gpp", "GCN", "gpp_sssp", None, 95, status="diverged"))
     for record in reversed(records):
         append_record(tmp_path / "gpp.jsonl", record)
     report.write_report(tmp_path)
@@ -177,7 +212,7 @@ def test_report_numbers_and_bytes(tmp_path):
 def test_ring_report_checks_the_long_ring_claim(tmp_path):
     for row, accuracy in (("GCN", 0.2), ("kGCN", 0.4), ("GCN-SSM", 0.21), ("kGCN-SSM", 1.0)):
         for seed in (0, 1):
-            record = fake_record(row, "n=50", accuracy, seed)
+            record = fake_record("ring", row, "n=50", accuracy, seed)
             record["metric"] = "accuracy"
             append_record(tmp_path / "ring.jsonl", record)
     written = report.write_report(tmp_path)
@@ -195,28 +230,33 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     assert (first.name, first.num_layers, first.input_scale, first.checkpoint) == (
         "gcn_ssm", 1024, "auto", True)  # the acceptance run comes first  # fmt: skip
     calibration = plan(["calibration"])
-    assert {c.column for c in calibration} == {"defaults", "calibrated"}
+    rescaled = "calibrated, weight decay rescaled"
+    assert {c.column for c in calibration} == {"defaults", rescaled, "calibrated"}
     assert {c.config.model.calibrate for c in calibration} == {None, 1.0}
+    for cell in calibration:  # only the "calibrated" finding keeps one weight decay
+        assert cell.config.optim.rescale_weight_decay is (
+            False if cell.column == "calibrated" else None)  # fmt: skip
     for row, column, accuracy, factor in (("GCN-SSM", "defaults", 0.79, None),
-                                          ("GCN-SSM", "calibrated", 0.80, 0.125),
+                                          ("GCN-SSM", rescaled, 0.80, 0.125),
+                                          ("GCN-SSM", "calibrated", 0.76, 0.125),
                                           ("GIN-SSM", "defaults", 0.40, None),
-                                          ("GIN-SSM", "calibrated", 0.30, 0.0625)):  # fmt: skip
-        record = fake_record(row, column, accuracy, 0)
+                                          ("GIN-SSM", rescaled, 0.30, 0.0625)):  # fmt: skip
+        record = fake_record("calibration", row, column, accuracy, 0)
         record["metric"] = "accuracy"
         if factor is not None:
             record["calibration"] = {"radius_after": [0.99, 1.01], "norm_after": [0.6, 0.9],
                                      "input_factor": [factor], "state_scale": [0.99]}  # fmt: skip
         append_record(tmp_path / "calibration.jsonl", record)
     for part, row, column in (("cora", "GCN-SSM", "L=64"), ("depth", "GCN-SSM, β auto", "L=1024")):
-        record = fake_record(row, column, 0.8, 0)
+        record = fake_record(part, row, column, 0.8, 0)
         record["metric"] = "accuracy"
         append_record(tmp_path / f"{part}.jsonl", record)
     written = report.write_report(tmp_path)
     text = (tmp_path / "README.md").read_text()
     gcn = next(line for line in text.splitlines() if line.startswith("| GCN-SSM | 79.0"))
-    assert "| 80.0 (1) | yes | 0.99 … 1.01 | 0.6 … 0.9 | 0.125 | 0.99 | — |" in gcn
+    assert "| 80.0 (1) | yes (seeds 0) | 76.0 (1) | 0.99 … 1.01 | 0.6 … 0.9 | 0.125 | 0.99 |" in gcn
     gin = next(line for line in text.splitlines() if line.startswith("| GIN-SSM |"))
-    assert "| no |" in gin
+    assert "| no (seeds 0) |" in gin
     assert tmp_path / "cora_depth_1024.png" in written
 
 

@@ -15,7 +15,9 @@ import json
 from ..config import RunConfig
 from ..records import append_record, read_records  # noqa: F401 (one shared implementation)
 
-SCHEMA = 1
+# 2: calibrated runs rescale their layers' weight decay unless optim.rescale_weight_decay is
+# False; schema-1 records of calibrated runs did not, and are read with it set False.
+SCHEMA = 2
 NOT_IN_KEY = {"data": ("data_dir", "cache_dir"), None: ("device",)}
 
 
@@ -37,8 +39,13 @@ def config_key(config: RunConfig):
 
 
 def _migrate(config_dict, schema):
-    if schema != SCHEMA:  # no older schema exists yet; a future bump adds its step here
+    """A stored config as this code's schema reads it (each bump adds its step here)."""
+    if schema > SCHEMA:
         raise ValueError(f"record schema {schema} is newer than this code's ({SCHEMA})")
+    if schema < 2 and (config_dict.get("model") or {}).get("calibrate") is not None:
+        optim = dict(config_dict.get("optim") or {})
+        optim.setdefault("rescale_weight_decay", False)
+        config_dict = {**config_dict, "optim": optim}
     return config_dict
 
 
