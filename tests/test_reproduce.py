@@ -107,6 +107,26 @@ def test_runs_resume_and_a_failed_run_loses_only_itself(tmp_path):
     assert len(read_records(tmp_path / "ring.jsonl")) == 2
 
 
+def test_a_cell_another_process_recorded_meanwhile_is_not_run_again(tmp_path, monkeypatch):
+    cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in (0, 1)]
+    ran = []
+
+    def fake_run(config_dict, locations):  # while seed 0 runs, "another process" adds seed 1
+        ran.append(config_dict["seed"])
+        other = {"row": "GCN-SSM", "column": "n=6", "status": "ok", "test": 0.5,
+                 "config": cells[1].config.to_dict(), "schema": SCHEMA}  # fmt: skip
+        append_record(tmp_path / "ring.jsonl", other)
+        return {"status": "ok", "test": 0.5, "metric": "accuracy", "epochs": 1,
+                "cpu_time_s": 1.0, "config": config_dict}  # fmt: skip
+
+    monkeypatch.setattr(execute, "_run", fake_run)
+    lines = []
+    assert execute.run_cells(cells, tmp_path, log=lines.append) == 1
+    assert ran == [0]
+    assert any("seed 1: recorded meanwhile by another process; skipped" in x for x in lines)
+    assert len(read_records(tmp_path / "ring.jsonl")) == 2
+
+
 def test_two_jobs_write_whole_records(tmp_path):
     cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in (0, 1, 2)]
     assert execute.run_cells(cells, tmp_path, jobs=2, log=lambda line: None) == 3

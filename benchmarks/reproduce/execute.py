@@ -39,8 +39,11 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
         return written
     if jobs == 1:
         _init_worker(threads)
-        outcomes = ((cell, _outcome(_run, cell.config.to_dict(), locations)) for cell in todo)
-        for cell, (record, error) in outcomes:
+        for cell in todo:
+            if not pending([cell], out):  # another process (other --rows, say) recorded it
+                log(f"{_label(cell)}: recorded meanwhile by another process; skipped")
+                continue
+            record, error = _outcome(_run, cell.config.to_dict(), locations)
             written += _finish(cell, record, error, out, log)
         return written
     context = get_context("spawn")  # fresh interpreters: no forked torch or DGL state
@@ -55,8 +58,12 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
     return written
 
 
+def _label(cell):
+    return f"{cell.part}: {cell.row} on {cell.column}, seed {cell.config.seed}"
+
+
 def _finish(cell, record, error, out, log):
-    label = f"{cell.part}: {cell.row} on {cell.column}, seed {cell.config.seed}"
+    label = _label(cell)
     if error is not None:
         log(f"{label}: FAILED ({error}); left pending")
         return 0
