@@ -301,8 +301,9 @@ def write_report(out, budget="cpu"):
             calibration_section,
         ),
     }
+    read = {part: current_records(out, part) for part in PARTS}  # each file read once
     for part in PARTS:
-        records, superseded = current_records(out, part)
+        records, superseded = read[part]
         if not records and not superseded:
             continue
         stats = summaries(records)
@@ -332,7 +333,7 @@ def write_report(out, budget="cpu"):
         if part == "depth":
             series = defaultdict(list)  # the paper's depths (cora) continued (depth)
             for other in ("cora", "depth"):
-                found = summaries(current_records(out, other)[0])
+                found = summaries(read[other][0])
                 for (row, column), summary in found.items():
                     label = f"{row} (β = 0.1)" if (other, row) == ("cora", "GCN-SSM") else row
                     series[label].append((int(column.split("=")[1]), summary))
