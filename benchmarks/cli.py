@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dgl import DGLError
 
+from dgl_ssm.calibration import LAMBDA_RULES
 from dgl_ssm.models import READOUTS
 
 from .config import RunConfig
@@ -32,6 +33,7 @@ MODEL_FLAGS = {
     "input_scale": "input_scale", "shared_ssm": "shared_ssm", "ssm_seed": "ssm_seed",
     "hop_mode": "hop_mode", "max_hop": "max_hop", "delay": "delay", "checkpoint": "checkpoint",
     "past_max_hop": "past_max_hop", "calibrate": "calibrate",
+    "calibrate_lambda": "calibrate_lambda",
 }  # fmt: skip
 DATA_FLAGS = {"dataset": "name", "data_dir": "data_dir", "cache_dir": "cache_dir",
               "split": "split", "self_loops": "self_loops"}  # fmt: skip
@@ -87,6 +89,11 @@ def build_parser(prog="dgl-ssm-bench"):
         help="SSM models: before training, set Λ and B so that every layer's top Jacobian "
         "eigenvalue has modulus TARGET (default 1: the edge of chaos), and scale each layer's "
         "weight decay to its shrunk B; see dgl_ssm.calibrate",
+    )  # fmt: skip
+    model.add_argument(
+        "--calibrate-lambda", choices=list(LAMBDA_RULES),
+        help="with --calibrate: take the λ nearest the model's own (default) or the one that "
+        "centres the layers' top eigenvalues on TARGET",
     )  # fmt: skip
     model.add_argument(
         "--conv-option", action="append", default=[], metavar="KEY=VALUE",

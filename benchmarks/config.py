@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from dgl_ssm import MODELS, is_khop, is_ssm
+from dgl_ssm.calibration import LAMBDA_RULES
 
 
 def _real(value):
@@ -128,6 +129,9 @@ class ModelConfig:
     # SSM models: before training, set Λ and B so every layer's top Jacobian eigenvalue has
     # this modulus (dgl_ssm.calibrate on the training graph); None: keep them as built
     calibrate: Annotated[Real, Field(gt=0)] | None = None
+    # with calibrate: how λ is chosen, "nearest" the built one (None: the default) or "centred"
+    # (see dgl_ssm.calibrate's lambda_rule)
+    calibrate_lambda: Str | None = None
 
     SSM_FIELDS = ("state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed")
 
@@ -157,6 +161,15 @@ class ModelConfig:
                     f"is {'an SSM' if ssm else 'a plain'} model."
                 )
             kwargs[name] = value
+        if self.calibrate_lambda is not None and self.calibrate is None:
+            raise ValueError(
+                "--calibrate-lambda says how --calibrate chooses λ; add --calibrate or drop it."
+            )
+        if self.calibrate_lambda not in (None, *LAMBDA_RULES):
+            raise ValueError(
+                f"unknown --calibrate-lambda {self.calibrate_lambda!r}; choose one of: "
+                f"{', '.join(LAMBDA_RULES)}."
+            )
         if self.calibrate is not None and not ssm:
             raise ValueError(
                 f"--calibrate sets Λ and B of SSM models, but {self.name!r} is a plain model; "

@@ -118,7 +118,9 @@ def train(
     model = build_for(config.model, data).to(device)
     calibration = report = None
     if config.model.calibrate is not None:
-        report, calibration = task.calibrate(model, config.model.calibrate)
+        report, calibration = task.calibrate(
+            model, config.model.calibrate, config.model.calibrate_lambda or "nearest"
+        )
     optimizer = _optimizer(config, model, report)
     metric = METRICS[data.metric]
     optim = config.optim
@@ -240,7 +242,7 @@ class _Task:
                 for split, graphs in data.graphs.items()
             }
 
-    def calibrate(self, model, target):
+    def calibrate(self, model, target, lambda_rule):
         """``dgl_ssm.calibrate`` on the training graph (the first training batch of a
         many-graph dataset): its report, and the report as a dict for the record, with the
         ratio of the first to the last layer's gradient norm of the training loss before and
@@ -262,9 +264,12 @@ class _Task:
             return norms[0] / norms[-1] if norms[-1] > 0 else math.inf
 
         before = first_to_last()
-        report = dgl_ssm.calibrate(model, graph, feat, edge_feat, target=target)
+        report = dgl_ssm.calibrate(
+            model, graph, feat, edge_feat, target=target, lambda_rule=lambda_rule
+        )
         return report, {
             "ok": report.ok,
+            "lambda_rule": lambda_rule,
             "rounds": report.rounds,
             "radius_before": report.radius_before,
             "radius_after": report.radius_after,

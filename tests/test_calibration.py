@@ -69,19 +69,23 @@ def test_every_layer_ends_at_the_edge_of_chaos(name, shared):
         assert torch.equal(lam, lam[0, 0] * torch.eye(4))
 
 
-def test_a_linear_layer_gets_the_hand_worked_lambda():
+@pytest.mark.parametrize("rule, lam", [("centred", 0.9), ("nearest", 0.905)])
+def test_a_linear_layer_gets_the_hand_worked_lambda(rule, lam):
     """GCN-SSM, identity activation, W = I, no bias: J = λI + β(Â ⊗ I), and Â's top eigenvalue
-    is 1, so the top of J is λ + β: with β = 0.1 the edge of chaos is λ = 0.9."""
+    is 1, so the top of J is λ + β: with β = 0.1 the edge of chaos is λ = 0.9. The nearest
+    rule stops short of it, at the top of the band it aims for (1 ± tol/4 = 1 ± 0.005): the λ
+    in it closest to the built λ = 1 is 1.005 − 0.1."""
     graph = random_graph(12, 20, seed=3)
     model = build_model("gcn_ssm", in_feats=3, hidden=3, out_feats=2, num_layers=1,
                         activation="identity")  # fmt: skip
     with torch.no_grad():
         model.layers[0].conv.weight.copy_(torch.eye(3))
         model.layers[0].conv.bias.zero_()
-    report = calibrate(model, graph, torch.randn(12, 3))
-    assert report.state_scale[0] == (1.0, pytest.approx(0.9, abs=1e-3))
+    report = calibrate(model, graph, torch.randn(12, 3), lambda_rule=rule)
+    assert report.state_scale[0] == (1.0, pytest.approx(lam, abs=1e-3))
     assert report.input_factor == [1.0]  # B needed no change
     assert report.radius_before == [pytest.approx(1.1, abs=1e-3)]
+    assert report.radius_after == [pytest.approx(lam + 0.1, abs=1e-3)]
 
 
 def test_a_target_below_one_contracts_without_collapsing_b():
@@ -113,6 +117,8 @@ def test_what_it_cannot_calibrate_is_refused_with_the_remedy():
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2, state="orthogonal"), graph, feat)
     with pytest.raises(ValueError, match="tol > 0"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, tol=0)
+    with pytest.raises(ValueError, match="unknown lambda_rule 'middle'.*'nearest', 'centred'"):
+        calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, lambda_rule="middle")
 
 
 def test_depth_scaled_input_scale_keeps_a_deep_stack_bounded():

@@ -130,3 +130,7 @@ def test_depth_scaled_input_and_calibration_options():
         ModelConfig(name="gcn", calibrate=1.0).model_kwargs()
     assert ModelConfig(name="gcn_ssm", calibrate=1.0).model_kwargs()  # not a model option
     assert "calibrate" not in ModelConfig(name="gcn_ssm", calibrate=1.0).model_kwargs()
+    with pytest.raises(ValueError, match="add --calibrate"):
+        ModelConfig(name="gcn_ssm", calibrate_lambda="centred").model_kwargs()
+    with pytest.raises(ValueError, match="'middle'; choose one of: nearest, centred"):
+        ModelConfig(name="gcn_ssm", calibrate=1.0, calibrate_lambda="middle").model_kwargs()

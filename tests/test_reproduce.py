@@ -59,17 +59,23 @@ def test_a_record_older_than_a_new_config_field_keeps_its_key():
     assert record_key({"config": stored, "schema": 1}) == config_key(config)
 
 
-def test_calibrated_records_from_before_the_rescaled_weight_decay_keep_their_meaning():
-    """Schema 1 trained calibrated models with one weight decay: such a record is the plan's
-    "calibrated" (same weight decay) cell, not the run the trainer now does by default."""
+def test_calibrated_records_from_before_a_rule_change_keep_their_meaning():
+    """Schema 1 trained calibrated models with one weight decay, and schemas 1 and 2 centred λ
+    on the target: such records are the plan's "centred λ" findings, not the run the trainer
+    now does by default."""
     cells = {c.column: c for c in plan(["calibration"])
              if (c.row, c.config.seed) == ("GCN-SSM", 0)}  # fmt: skip
-    stored = cells["calibrated"].config.to_dict()
-    del stored["optim"]["rescale_weight_decay"]  # as schema 1 wrote it
+    same, rescaled = "centred λ, same weight decay", "centred λ, weight decay rescaled"
+    stored = cells[same].config.to_dict()
+    del stored["optim"]["rescale_weight_decay"], stored["model"]["calibrate_lambda"]  # schema 1
     key = record_key({"config": stored, "schema": 1})
-    assert key == config_key(cells["calibrated"].config)
-    assert key != config_key(cells["calibrated, weight decay rescaled"].config)
-    # an uncalibrated schema-1 record is what it was
+    assert key == config_key(cells[same].config)
+    stored = cells[rescaled].config.to_dict()
+    del stored["model"]["calibrate_lambda"]  # as schema 2 wrote it
+    assert record_key({"config": stored, "schema": 2}) == config_key(cells[rescaled].config)
+    assert record_key({"config": stored, "schema": 3}) == config_key(
+        cells["calibrated, weight decay rescaled"].config)  # fmt: skip
+    # an uncalibrated record is what it was
     stored = cells["defaults"].config.to_dict()
     del stored["optim"]["rescale_weight_decay"]
     assert record_key({"config": stored, "schema": 1}) == config_key(cells["defaults"].config)
@@ -250,15 +256,17 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     assert (first.name, first.num_layers, first.input_scale, first.checkpoint) == (
         "gcn_ssm", 1024, "auto", True)  # the acceptance run comes first  # fmt: skip
     calibration = plan(["calibration"])
-    rescaled = "calibrated, weight decay rescaled"
-    assert {c.column for c in calibration} == {"defaults", rescaled, "calibrated"}
+    rescaled, same = "calibrated, weight decay rescaled", "centred λ, same weight decay"
+    centred = "centred λ, weight decay rescaled"
+    assert {c.column for c in calibration} == {"defaults", rescaled, centred, same}
     assert {c.config.model.calibrate for c in calibration} == {None, 1.0}
-    for cell in calibration:  # only the "calibrated" finding keeps one weight decay
-        assert cell.config.optim.rescale_weight_decay is (
-            False if cell.column == "calibrated" else None)  # fmt: skip
+    for cell in calibration:  # only the last finding keeps one weight decay
+        assert cell.config.optim.rescale_weight_decay is (False if cell.column == same else None)
+        assert cell.config.model.calibrate_lambda == ("centred" if "centred" in cell.column
+                                                      else None)  # fmt: skip
     for row, column, accuracy, factor in (("GCN-SSM", "defaults", 0.79, None),
                                           ("GCN-SSM", rescaled, 0.80, 0.125),
-                                          ("GCN-SSM", "calibrated", 0.76, 0.125),
+                                          ("GCN-SSM", same, 0.76, 0.125),
                                           ("GIN-SSM", "defaults", 0.40, None),
                                           ("GIN-SSM", rescaled, 0.30, 0.0625)):  # fmt: skip
         record = fake_record("calibration", row, column, accuracy, 0)
@@ -267,6 +275,10 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
             record["calibration"] = {"radius_after": [0.99, 1.01], "norm_after": [0.6, 0.9],
                                      "input_factor": [factor], "state_scale": [0.99]}  # fmt: skip
         append_record(tmp_path / "calibration.jsonl", record)
+    old = fake_record("calibration", "GCN-SSM", centred, 0.78, 0)  # as schema 2 wrote it:
+    del old["config"]["model"]["calibrate_lambda"]  # its rule then, under its label then
+    old.update(schema=2, column=rescaled, metric="accuracy")
+    append_record(tmp_path / "calibration.jsonl", old)
     for part, row, column in (("cora", "GCN-SSM", "L=64"), ("depth", "GCN-SSM, β auto", "L=1024")):
         record = fake_record(part, row, column, 0.8, 0)
         record["metric"] = "accuracy"
@@ -274,7 +286,8 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     written = report.write_report(tmp_path)
     text = (tmp_path / "README.md").read_text()
     gcn = next(line for line in text.splitlines() if line.startswith("| GCN-SSM | 79.0"))
-    assert "| 80.0 (1) | yes (seeds 0) | 76.0 (1) | 0.99 … 1.01 | 0.6 … 0.9 | 0.125 | 0.99 |" in gcn
+    assert ("| 80.0 (1) | yes (seeds 0) | 78.0 (1) | 76.0 (1) | 0.99 … 1.01 | 0.6 … 0.9 | 0.125 "
+            "| 0.99 |") in gcn  # fmt: skip
     gin = next(line for line in text.splitlines() if line.startswith("| GIN-SSM |"))
     assert "| no (seeds 0) |" in gin
     assert tmp_path / "cora_depth_1024.png" in written

@@ -17,7 +17,9 @@ from ..records import append_record, read_records  # noqa: F401 (one shared impl
 
 # 2: calibrated runs rescale their layers' weight decay unless optim.rescale_weight_decay is
 # False; schema-1 records of calibrated runs did not, and are read with it set False.
-SCHEMA = 2
+# 3: calibration takes the λ nearest the model's own unless model.calibrate_lambda says
+# "centred"; earlier calibrated records centred it, and are read with "centred".
+SCHEMA = 3
 NOT_IN_KEY = {"data": ("data_dir", "cache_dir"), None: ("device",)}
 
 
@@ -42,10 +44,15 @@ def _migrate(config_dict, schema):
     """A stored config as this code's schema reads it (each bump adds its step here)."""
     if schema > SCHEMA:
         raise ValueError(f"record schema {schema} is newer than this code's ({SCHEMA})")
-    if schema < 2 and (config_dict.get("model") or {}).get("calibrate") is not None:
+    calibrated = (config_dict.get("model") or {}).get("calibrate") is not None
+    if schema < 2 and calibrated:
         optim = dict(config_dict.get("optim") or {})
         optim.setdefault("rescale_weight_decay", False)
         config_dict = {**config_dict, "optim": optim}
+    if schema < 3 and calibrated:
+        model = dict(config_dict["model"])
+        model.setdefault("calibrate_lambda", "centred")
+        config_dict = {**config_dict, "model": model}
     return config_dict
 
 

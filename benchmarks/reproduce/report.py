@@ -62,11 +62,18 @@ def summaries(records):
 
 def current_records(out, part):
     """``(current, superseded)``: the part's records whose configuration some budget's plan
-    still holds, and those it no longer does."""
-    planned = {config_key(cell.config) for budget in BUDGETS for cell in plan([part], budget)}
+    still holds, under the row and column the plan gives it now, and those it no longer holds."""
+    planned = {}
+    for budget in BUDGETS:
+        for cell in plan([part], budget):
+            planned.setdefault(config_key(cell.config), cell)
     current, superseded = [], []
     for record in read_records(records_file(out, part)):
-        (current if record_key(record) in planned else superseded).append(record)
+        cell = planned.get(record_key(record))
+        if cell is None:
+            superseded.append(record)
+        else:  # a relabelled column keeps its records
+            current.append({**record, "row": cell.row, "column": cell.column})
     return current, superseded
 
 
@@ -180,22 +187,24 @@ def ring_claim(stats, budget):
 
 
 def calibration_section(stats, budget, causes):
-    """Defaults vs calibrated per backbone (with the trainer's rescaled weight decay, and
-    without), with what the calibration measured and set."""
-    rows, _ = _order("calibration", budget)
+    """Defaults vs calibrated per backbone (as the trainer runs it; and, as findings, the first
+    rule with and without the rescaled weight decay), with what the calibration measured and
+    set."""
+    rows, columns = _order("calibration", budget)
+    findings = [c for c in columns if c not in ("defaults", CALIBRATED_COLUMN)]
     lines = [
-        "| model | defaults: test % | calibrated, weight decay rescaled: test % "
-        "| ≥ defaults (paired seeds) | calibrated, same weight decay: test % "
-        "| top \\|eig\\| after, all layers and runs | state norm ratio after | B factor | λ "
+        f"| model | defaults: test % | {CALIBRATED_COLUMN}: test % | ≥ defaults (paired seeds) "
+        + "".join(f"| {c}: test % " for c in findings)
+        + "| top \\|eig\\| after, all layers and runs | state norm ratio after | B factor | λ "
         "| ‖∂L/∂H⁽¹⁾‖ / ‖∂L/∂H⁽ᴸ⁾‖ before → after | CPU h |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---" * (10 + len(findings)) + "|",
     ]
     for row in rows:
-        default, rescaled, same = (stats.get((row, column)) for column in
-                                   ("defaults", CALIBRATED_COLUMN, "calibrated"))  # fmt: skip
-        if default is None and rescaled is None and same is None:
+        default, rescaled, *others = (stats.get((row, c)) for c in
+                                      ("defaults", CALIBRATED_COLUMN, *findings))  # fmt: skip
+        if all(x is None for x in (default, rescaled, *others)):
             continue
-        reports = [r["calibration"] for x in (rescaled, same) if x for r in x.records
+        reports = [r["calibration"] for r in (rescaled.records if rescaled else ())
                    if "calibration" in r]  # fmt: skip
         radius = _span(v for rep in reports for v in rep["radius_after"])
         norms = _span(v for rep in reports for v in rep["norm_after"])
@@ -205,19 +214,24 @@ def calibration_section(stats, budget, causes):
         grad = "—"
         if grads:
             grad = f"{_span([g[0] for g in grads], 3)} → {_span([g[1] for g in grads], 3)}"
-        hours = sum(x.cpu_hours for x in (default, rescaled, same) if x)
-        cells = [x.text(100, 1) if x else "—" for x in (default, rescaled, same)]
-        lines.append(f"| {row} | {cells[0]} | {cells[1]} | {_paired(default, rescaled)} "
-                     f"| {cells[2]} | {radius} | {norms} | {factor} | {lam} | {grad} "
-                     f"| {hours:.2f} |")  # fmt: skip
-    lines += ["", "Test accuracy in %, mean ± std (runs). \"Weight decay rescaled\" is how the "
-              "trainer runs a calibrated model: each calibrated layer's weight decay × (B "
-              "factor)², so the regulariser asks of its effective map what it asked before "
-              "(`dgl_ssm.CalibrationReport.param_groups`); \"same weight decay\" keeps 5e-4 "
-              "everywhere. The verdict compares means over the seeds both columns have. The "
-              "calibration runs on the training graph at initialisation; its columns span every "
-              "layer of every calibrated run (top |eig| from `top_eigenvalue_moduli`, k = 1, "
-              "tol 1e-3; the state norm ratio is ‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
+        hours = sum(x.cpu_hours for x in (default, rescaled, *others) if x)
+        cells = [x.text(100, 1) if x else "—" for x in (default, rescaled, *others)]
+        lines.append(
+            f"| {row} | {cells[0]} | {cells[1]} | {_paired(default, rescaled)} "
+            + "".join(f"| {c} " for c in cells[2:])
+            + f"| {radius} | {norms} | {factor} | {lam} | {grad} | {hours:.2f} |"
+        )
+    lines += ["", "Test accuracy in %, mean ± std (runs). \"Calibrated\" is how the trainer runs "
+              "`--calibrate`: λ the nearest to the built λ = 1 that puts every layer within the "
+              "tolerance (`lambda_rule=\"nearest\"`), and each calibrated layer's weight decay × "
+              "(B factor)², so the regulariser asks of its effective map what it asked before "
+              "(`dgl_ssm.CalibrationReport.param_groups`). The \"centred λ\" columns are the "
+              "first rule, λ centring the top eigenvalues on 1 (≈ 0.99 here), with that weight "
+              "decay and with 5e-4 everywhere. The verdict compares means over the seeds both "
+              "columns have. The calibration runs on the training graph at initialisation; the "
+              "columns after the verdict describe the calibrated runs, every layer of every run "
+              "(top |eig| from `top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm ratio "
+              "is ‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
     return lines
 
 
