@@ -264,12 +264,12 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
         assert cell.config.optim.rescale_weight_decay is (False if cell.column == same else None)
         assert cell.config.model.calibrate_lambda == ("centred" if "centred" in cell.column
                                                       else None)  # fmt: skip
-    for row, column, accuracy, factor in (("GCN-SSM", "defaults", 0.79, None),
-                                          ("GCN-SSM", rescaled, 0.80, 0.125),
-                                          ("GCN-SSM", same, 0.76, 0.125),
-                                          ("GIN-SSM", "defaults", 0.40, None),
-                                          ("GIN-SSM", rescaled, 0.30, 0.0625)):  # fmt: skip
-        record = fake_record("calibration", row, column, accuracy, 0)
+    cells = (("GCN-SSM", "defaults", 0, 0.79, None), ("GCN-SSM", rescaled, 0, 0.80, 0.125),
+             ("GCN-SSM", same, 0, 0.76, 0.125), ("GIN-SSM", "defaults", 0, 0.40, None),
+             ("GIN-SSM", rescaled, 0, 0.30, 0.0625), ("GIN-SSM", "defaults", 1, 0.42, None),
+             ("GIN-SSM", rescaled, 1, 0.36, 0.0625))  # fmt: skip
+    for row, column, seed, accuracy, factor in cells:
+        record = fake_record("calibration", row, column, accuracy, seed)
         record["metric"] = "accuracy"
         if factor is not None:
             record["calibration"] = {"radius_after": [0.99, 1.01], "norm_after": [0.6, 0.9],
@@ -286,10 +286,10 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     written = report.write_report(tmp_path)
     text = (tmp_path / "README.md").read_text()
     gcn = next(line for line in text.splitlines() if line.startswith("| GCN-SSM | 79.0"))
-    assert ("| 80.0 (1) | yes (seeds 0) | 78.0 (1) | 76.0 (1) | 0.99 … 1.01 | 0.6 … 0.9 | 0.125 "
-            "| 0.99 |") in gcn  # fmt: skip
+    assert ("| 80.0 (1) | yes, +1.0 (seeds 0) | 78.0 (1) | 76.0 (1) | 0.99 … 1.01 | 0.6 … 0.9 "
+            "| 0.125 | 0.99 |") in gcn  # fmt: skip
     gin = next(line for line in text.splitlines() if line.startswith("| GIN-SSM |"))
-    assert "| no (seeds 0) |" in gin
+    assert "| no, -8.0 ± 2.8 (seeds 0, 1) |" in gin  # differences -10 and -6 points
     assert tmp_path / "cora_depth_1024.png" in written
 
 

@@ -193,7 +193,8 @@ def calibration_section(stats, budget, causes):
     rows, columns = _order("calibration", budget)
     findings = [c for c in columns if c not in ("defaults", CALIBRATED_COLUMN)]
     lines = [
-        f"| model | defaults: test % | {CALIBRATED_COLUMN}: test % | ≥ defaults (paired seeds) "
+        f"| model | defaults: test % | {CALIBRATED_COLUMN}: test % "
+        "| ≥ defaults? calibrated − defaults, paired "
         + "".join(f"| {c}: test % " for c in findings)
         + "| top \\|eig\\| after, all layers and runs | state norm ratio after | B factor | λ "
         "| ‖∂L/∂H⁽¹⁾‖ / ‖∂L/∂H⁽ᴸ⁾‖ before → after | CPU h |",
@@ -228,7 +229,8 @@ def calibration_section(stats, budget, causes):
               "(`dgl_ssm.CalibrationReport.param_groups`). The \"centred λ\" columns are the "
               "first rule, λ centring the top eigenvalues on 1 (≈ 0.99 here), with that weight "
               "decay and with 5e-4 everywhere. The verdict compares means over the seeds both "
-              "columns have. The calibration runs on the training graph at initialisation; the "
+              "columns have, with the mean per-seed difference in points ± its std. The "
+              "calibration runs on the training graph at initialisation; the "
               "columns after the verdict describe the calibrated runs, every layer of every run "
               "(top |eig| from `top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm ratio "
               "is ‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
@@ -236,7 +238,8 @@ def calibration_section(stats, budget, causes):
 
 
 def _paired(base, other):
-    """Whether mean(other) ≥ mean(base) over their common seeds ("yes"/"no", with the seeds)."""
+    """Whether mean(other) ≥ mean(base) over their common seeds ("yes"/"no"), with the mean
+    paired difference in points (± the std of the per-seed differences) and the seeds."""
     if not (base and other):
         return "—"
     tests = [{r["config"]["seed"]: r["test"] for r in x.records if r.get("status") == "ok"}
@@ -244,8 +247,11 @@ def _paired(base, other):
     seeds = sorted(set(tests[0]) & set(tests[1]))
     if not seeds:
         return "—"
-    means = [statistics.fmean(t[s] for s in seeds) for t in tests]
-    return f"{'yes' if means[1] >= means[0] else 'no'} (seeds {', '.join(map(str, seeds))})"
+    differences = [100 * (tests[1][s] - tests[0][s]) for s in seeds]
+    mean = statistics.fmean(differences)
+    spread = f" ± {statistics.stdev(differences):.1f}" if len(seeds) > 1 else ""
+    verdict = "yes" if mean >= 0 else "no"
+    return f"{verdict}, {mean:+.1f}{spread} (seeds {', '.join(map(str, seeds))})"
 
 
 def _span(values, digits=4):
