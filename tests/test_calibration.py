@@ -107,6 +107,28 @@ def test_a_model_within_bounds_is_left_as_it_is():
     assert report.rounds == 0 and report.ok and report.state_scale == [(1.0, 1.0)]
 
 
+def test_an_overflowing_state_norm_keeps_halving_b(monkeypatch):
+    """A state norm that overflowed (inf) or became NaN says nothing about whether halving
+    helped, so B is halved again until the norms are finite and within the bound."""
+    import math
+
+    from dgl_ssm import calibration
+
+    graph, feat = random_graph(12, 20, seed=3), torch.randn(12, 3)
+    model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=2)
+    updates, groups = calibration._ssm_groups(model)
+    seen = iter([[math.inf, math.inf], [1.5, math.nan], [1.5, 1.8]])
+    monkeypatch.setattr(calibration, "_norm_ratios", lambda *args: next(seen))
+    factors, start = [1.0], [(1.0, updates[0].input_matrix.clone())]
+    mu, target, bound = {0: 0.1, 1: 0.1}, 1.0, 2.0
+    inputs = (graph, feat, None)
+    calibration._shrink_until_bounded(
+        model, inputs, updates, groups, mu, factors, start, target, bound, lambda g, m: 1.0
+    )
+    assert factors == [0.25]
+    assert torch.allclose(updates[0].input_matrix, start[0][1] / 4)
+
+
 def test_what_it_cannot_calibrate_is_refused_with_the_remedy():
     graph, feat = random_graph(10, 20), torch.randn(10, 3)
     with pytest.raises(TypeError, match="SSM twin"):

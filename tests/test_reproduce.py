@@ -235,6 +235,43 @@ def test_report_numbers_and_bytes(tmp_path):
     assert (shuffled / "README.md").read_bytes() == first
 
 
+def test_each_table_holds_one_budget_and_each_run_once(tmp_path):
+    """A configuration recorded twice (two processes ran it) counts once, the earliest; a
+    record of the paper budget is counted apart, not mixed into the CPU cut's cell."""
+    first = {**fake_record("ring", "kGCN-SSM", "n=50", 0.9, 0), "time": "2026-01-01T00:00:00"}
+    again = {**first, "test": 0.1, "time": "2026-01-02T00:00:00"}
+    paper = next(c for c in plan(["ring"], "paper")
+                 if (c.row, c.column, c.config.seed) == ("kGCN-SSM", "n=50", 1))  # fmt: skip
+    assert config_key(paper.config) not in {config_key(c.config) for c in plan(["ring"])}
+    other = {**first, "test": 0.2, "config": paper.config.to_dict()}
+    for record in (again, other, first):
+        append_record(tmp_path / "ring.jsonl", {**record, "metric": "accuracy"})
+    report.write_report(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| kGCN-SSM |"))
+    assert "| 90.0 (1) |" in row
+    assert "Not in the table: 1 record(s) of another budget than `cpu`" in text
+    report.write_report(tmp_path, "paper")
+    row = next(line for line in (tmp_path / "README.md").read_text().splitlines()
+               if line.startswith("| kGCN-SSM |"))  # fmt: skip
+    assert "| 20.0 (1) |" in row
+
+
+def test_a_bad_record_or_causes_file_is_named_in_the_error(tmp_path):
+    good = fake_record("gpp", "GCN", "gpp_sssp", 0.9, 41)
+    append_record(tmp_path / "gpp.jsonl", good)
+    append_record(tmp_path / "gpp.jsonl", {k: v for k, v in good.items() if k != "config"})
+    with pytest.raises(ValueError, match=r"gpp.jsonl, record 2: .*missing field 'config'"):
+        report.write_report(tmp_path)
+    (tmp_path / "gpp.jsonl").write_text(json.dumps(good) + "\n")
+    (tmp_path / "causes.yaml").write_text("- a list, not a mapping\n")
+    with pytest.raises(ValueError, match=r"causes.yaml must map"):
+        report.write_report(tmp_path)
+    (tmp_path / "causes.yaml").write_text('"GCN | gpp_sssp": [unclosed\n')
+    with pytest.raises(ValueError, match=r"causes.yaml is not valid YAML"):
+        report.write_report(tmp_path)
+
+
 def test_ring_report_checks_the_long_ring_claim(tmp_path):
     for row, accuracy in (("GCN", 0.2), ("kGCN", 0.4), ("GCN-SSM", 0.21), ("kGCN-SSM", 1.0)):
         for seed in (0, 1):

@@ -3,12 +3,17 @@
 ``write_report(out)`` reads ``<out>/<part>.jsonl`` and writes ``<out>/README.md`` (one table
 per part: ours as mean ± std over seeds or splits, the published number beside it only where
 data, protocol and model family match, the gap in our standard deviations, CPU hours) and
-``ring_transfer.png`` / ``cora_depth.png``. Nothing but the records enters, and nothing is
-written in an order that depends on the records' order, so the same records give the same
-bytes. A gap beyond 2 std needs a stated cause in ``<out>/causes.yaml`` (``"row | column":
-cause``); without one the table says "unexplained". A record whose configuration the plan no
-longer holds (a protocol fix changed it) stays in its file but leaves the tables; the section
-lists it as superseded.
+``ring_transfer.png`` / ``cora_depth.png`` / ``cora_depth_1024.png``. Which published
+numbers match is decided in :mod:`dgl_ssm_bench.references` (a reference names its dataset
+version and model); a number from another source is marked with its citation, and those of
+the heterophilous sets (another budget) are listed apart. Nothing but the records enters, and
+nothing is written in an order that depends on the records' order, so the same records give
+the same bytes. A gap beyond 2 std needs a stated cause in ``<out>/causes.yaml`` (``"row |
+column": cause``); without one the table says "unexplained". Each table holds the records of
+one budget's plan, each configuration once (the first recorded, should two processes have
+run it). A record whose configuration no budget's plan holds (a protocol fix changed it)
+stays in its file but leaves the tables; the section lists it as superseded, and records of
+the other budget are counted apart.
 """
 
 import math
@@ -28,14 +33,14 @@ GAP_LIMIT = 2.0  # in our standard deviations
 
 
 class Summary:
-    """The ok runs of one (row, column) cell: their test metric and CPU time."""
+    """The runs of one (row, column) cell: the ok runs' test metric, how many diverged, and
+    the CPU time of all of them."""
 
     def __init__(self, records):
         self.records = records
         self.ok = [r["test"] for r in records if r["status"] == "ok"]
         self.diverged = sum(r["status"] != "ok" for r in records)
         self.cpu_hours = sum(r["cpu_time_s"] for r in records) / 3600
-        self.metric = records[0]["metric"]
 
     @property
     def mean(self):
@@ -60,30 +65,56 @@ def summaries(records):
     return {key: Summary(rs) for key, rs in cells.items()}
 
 
-def current_records(out, part):
-    """``(current, superseded)``: the part's records whose configuration some budget's plan
-    still holds, under the row and column the plan gives it now, and those it no longer holds."""
-    planned = {}
-    for budget in BUDGETS:
-        for cell in plan([part], budget):
-            planned.setdefault(config_key(cell.config), cell)
-    current, superseded = [], []
-    for record in read_records(records_file(out, part)):
-        cell = planned.get(record_key(record))
-        if cell is None:
+def current_records(out, part, budget="cpu"):
+    """``(current, superseded, other)``: the part's records whose configuration ``budget``'s
+    plan holds, under the row and column the plan gives it now (each configuration once, the
+    earliest), those no budget's plan holds, and those of another budget's plan."""
+    planned = {config_key(cell.config): cell for cell in plan([part], budget)}
+    elsewhere = {config_key(cell.config) for b in BUDGETS if b != budget
+                 for cell in plan([part], b)}  # fmt: skip
+    path = records_file(out, part)
+    current, superseded, other, seen = [], [], [], set()
+    for number, record in sorted(enumerate(read_records(path), 1),
+                                 key=lambda item: (str(item[1].get("time")), item[0])):  # fmt: skip
+        key = _key_of(record, f"{path}, record {number}")
+        cell = planned.get(key)
+        if cell is not None:
+            if key not in seen:  # a relabelled column keeps its records
+                seen.add(key)
+                current.append({**record, "row": cell.row, "column": cell.column})
+        elif key in elsewhere:
+            other.append(record)
+        else:
             superseded.append(record)
-        else:  # a relabelled column keeps its records
-            current.append({**record, "row": cell.row, "column": cell.column})
-    return current, superseded
+    return current, superseded, other
 
 
-def superseded_note(records):
-    """One line naming the superseded records' cells, or nothing."""
-    if not records:
-        return []
-    cells = sorted({f"{r['row']} / {r['column']} (seed {r['config']['seed']})" for r in records})
-    return ["", f"Superseded, not in the table ({len(records)} record(s) whose configuration the "
-            f"plan no longer holds, kept in the records file): {'; '.join(cells)}."]  # fmt: skip
+def _key_of(record, where):
+    """The record's key, or a ValueError saying which record could not be read."""
+    try:
+        record["row"], record["column"]
+        return record_key(record)
+    except (KeyError, TypeError, ValueError) as error:
+        detail = f"missing field {error}" if isinstance(error, KeyError) else str(error)
+        raise ValueError(
+            f"{where}: not a reproduction record this code can read ({detail}). Fix or remove "
+            "that line; the other records are unaffected."
+        ) from None
+
+
+def superseded_note(records, other=(), budget="cpu"):
+    """Lines naming the superseded records' cells and counting the other budget's, or nothing."""
+    lines = []
+    if records:
+        cells = sorted({f"{r['row']} / {r['column']} (seed {r['config']['seed']})"
+                        for r in records})  # fmt: skip
+        lines += ["", f"Superseded, not in the table ({len(records)} record(s) whose "
+                  "configuration the plan no longer holds, kept in the records file): "
+                  f"{'; '.join(cells)}."]  # fmt: skip
+    if other:
+        lines += ["", f"Not in the table: {len(other)} record(s) of another budget than "
+                  f"`{budget}` (`--report --budget` shows them)."]  # fmt: skip
+    return lines
 
 
 def _order(part, budget):
@@ -129,8 +160,8 @@ def gpp_section(stats, budget, causes):
                 paper = f"{reference.mean:.4f}" + (
                     "" if reference.source.startswith("Arroyo") else f" ({reference.cite})"
                 )
-                if summary.ok and not math.isnan(summary.std):
-                    sigmas = (summary.mean - reference.mean) / max(summary.std, 1e-12)
+                if summary.ok and summary.std > 0:  # (NaN with one seed)
+                    sigmas = (summary.mean - reference.mean) / summary.std
                     gap = f"{sigmas:+.1f}"
                     cause = _cause(causes, row, column) if abs(sigmas) > GAP_LIMIT else ""
                 elif summary.ok:  # one seed: no σ to measure the gap in, but a known cause
@@ -231,7 +262,8 @@ def calibration_section(stats, budget, causes):
               "decay and with 5e-4 everywhere. The verdict compares means over the seeds both "
               "columns have, with the mean per-seed difference in points ± its std. The "
               "calibration runs on the training graph at initialisation; the "
-              "columns after the verdict describe the calibrated runs, every layer of every run "
+              "columns from top |eig| on describe the calibrated runs (the second column), "
+              "every layer of every run, and CPU h counts all the row's runs "
               "(top |eig| from `top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm ratio "
               "is ‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
     return lines
@@ -271,7 +303,7 @@ def plot_accuracy(series, path, xlabel, size=(5.5, 3.6), fontsize=8, log2=False)
 
     figure, axis = plt.subplots(figsize=size)
     for label, points in series.items():
-        points = sorted((x, s) for x, s in points if s.ok)
+        points = sorted(((x, s) for x, s in points if s.ok), key=lambda point: point[0])
         if not points:
             continue
         stds = [0.0 if math.isnan(s.std) else 100 * s.std for _, s in points]
@@ -297,11 +329,27 @@ def plot_lines(stats, part, budget, path, xlabel, x_of):
     return plot_accuracy(series, path, xlabel)
 
 
+def _causes(path):
+    """``causes.yaml`` as a mapping ``"row | column"`` → cause (empty if there is none)."""
+    if not path.exists():
+        return {}
+    try:
+        causes = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(causes, dict) or not all(isinstance(v, str) for v in causes.values()):
+        raise ValueError(
+            f'{path} must map "row | column" to a cause, one line each, e.g. '
+            '"GCN | gpp_sssp": "labels: ..."'
+        )
+    return causes
+
+
 def write_report(out, budget="cpu"):
     """Rebuild ``<out>/README.md`` and the plots from the records; return the paths written."""
     out = Path(out)
     causes_file = out / "causes.yaml"
-    causes = (yaml.safe_load(causes_file.read_text()) if causes_file.exists() else None) or {}
+    causes = _causes(causes_file)
     lines = [
         "# Reproduction: records, tables and plots",
         "",
@@ -321,10 +369,10 @@ def write_report(out, budget="cpu"):
             calibration_section,
         ),
     }
-    read = {part: current_records(out, part) for part in PARTS}  # each file read once
+    read = {part: current_records(out, part, budget) for part in PARTS}  # each file read once
     for part in PARTS:
-        records, superseded = read[part]
-        if not records and not superseded:
+        records, superseded, other_budget = read[part]
+        if not records and not superseded and not other_budget:
             continue
         stats = summaries(records)
         title, section = sections[part]
@@ -334,7 +382,7 @@ def write_report(out, budget="cpu"):
             lines += section(stats, budget, causes)
         else:
             lines += grid_section(stats, part, budget)
-        lines += superseded_note(superseded)
+        lines += superseded_note(superseded, other_budget, budget)
         if part == "heterophily":
             lines += heterophily_context()
         if part == "ring":
