@@ -129,6 +129,21 @@ def test_an_overflowing_state_norm_keeps_halving_b(monkeypatch):
     assert torch.allclose(updates[0].input_matrix, start[0][1] / 4)
 
 
+def test_per_layer_groups_shrink_together_under_the_norm_bound():
+    """A per-layer stack whose state drifts out of the bound keeps one B factor for all the
+    layers that feed the drift; halving only those before the first layer out of bounds left
+    the early layers' B smaller than the deep ones' (a staircase, 2⁻² down to 1 here)."""
+    graph = random_graph(24, 72, seed=1)
+    feat = torch.randn(24, 5, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = build_model("gcn_ssm", in_feats=5, hidden=8, out_feats=2, num_layers=16,
+                        shared_ssm=False)  # fmt: skip
+    report = calibrate(model, graph, feat, norm_bound=1.5)
+    assert report.ok and min(report.input_factor) < 1  # the bound made B shrink
+    assert len(set(report.input_factor)) == 1, report.input_factor
+    assert all(1 / 1.5 <= r <= 1.5 for r in state_norm_ratios(model, graph, feat))
+
+
 def test_what_it_cannot_calibrate_is_refused_with_the_remedy():
     graph, feat = random_graph(10, 20), torch.randn(10, 3)
     with pytest.raises(TypeError, match="SSM twin"):

@@ -31,7 +31,8 @@ Beyond the paper (issue 14), on ``cora``'s protocol:
   library's defaults (Λ = I, B = 0.1·I) and after ``dgl_ssm.calibrate`` (every layer's top
   Jacobian eigenvalue at modulus 1 on Cora, at initialisation, λ nearest 1), training with
   each calibrated layer's weight decay rescaled to its B (the trainer's default); as findings,
-  the first rule (λ centred on the target) with and without the rescaled weight decay.
+  the first rule (λ centred on the target) with and without the rescaled weight decay, and
+  a λ and B of its own for every layer.
 """
 
 from dataclasses import dataclass
@@ -191,7 +192,8 @@ def depth_cells(budget):
 
 #: The calibration part's columns: (label, model options, optimiser options, required). The
 #: acceptance list compares the second (how the trainer runs a calibrated model) with the first;
-#: the last two are the first calibration rule (λ centred on the target), kept as findings.
+#: the next two are the first calibration rule (λ centred on the target), and the last gives
+#: every layer its own Λ and B (``shared_ssm=False``), all kept as findings.
 CALIBRATED_COLUMN = "calibrated, weight decay rescaled"
 CENTRED = dict(calibrate=1.0, calibrate_lambda="centred")
 CALIBRATION_COLUMNS = (
@@ -199,6 +201,7 @@ CALIBRATION_COLUMNS = (
     (CALIBRATED_COLUMN, dict(calibrate=1.0), {}, True),
     ("centred λ, weight decay rescaled", CENTRED, {}, False),
     ("centred λ, same weight decay", CENTRED, dict(rescale_weight_decay=False), False),
+    ("per-layer λ and B, weight decay rescaled", dict(calibrate=1.0, shared_ssm=False), {}, False),
 )
 
 
