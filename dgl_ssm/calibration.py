@@ -27,6 +27,7 @@ and the step repeated, until every layer is within ``tol`` of ``target``.
 """
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -208,7 +209,8 @@ def calibrate(
     norm_bound : float
         Accepted growth or shrinkage of the state norm across the stack.
     max_rounds : int
-        Measure-and-set rounds before giving up (the report then says ``ok=False``).
+        Measure-and-set rounds before giving up (the report then says ``ok=False``, and a
+        ``RuntimeWarning`` says what is out of bounds).
     lambda_rule : {"nearest", "centred"}
         Of the λ that put every layer of a group near ``target``, the one nearest the λ the
         model was built with (moving Λ, and so the stack's memory, no more than needed), or
@@ -279,7 +281,7 @@ def calibrate(
             f"{min(factors):.3g}…{max(factors):.3g}"
         )
         done = all(abs(r - target) <= tol / 2 for r in radii)  # a margin for re-measurement
-    return CalibrationReport(
+    report = CalibrationReport(
         target=target,
         tol=tol,
         norm_bound=norm_bound,
@@ -292,6 +294,16 @@ def calibrate(
         input_factor=list(factors),
         rounds=rounds,
     )
+    if not report.ok:
+        remedy = "more rounds (max_rounds) or a wider tol or norm_bound"
+        if len(groups) > 1:
+            remedy += ", or one Λ and B for all layers (shared_ssm=True),"
+        warnings.warn(
+            f"{report}. The model keeps the last λ and B tried; {remedy} may get there.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return report
 
 
 def _within(radii, norms, target, tol, bound):

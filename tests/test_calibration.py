@@ -144,6 +144,19 @@ def test_per_layer_groups_shrink_together_under_the_norm_bound():
     assert all(1 / 1.5 <= r <= 1.5 for r in state_norm_ratios(model, graph, feat))
 
 
+def test_a_calibration_out_of_bounds_warns_with_the_remedy():
+    graph, feat = random_graph(16, 30, seed=2), torch.randn(16, 3)
+    torch.manual_seed(0)
+    model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=3,
+                        shared_ssm=False)  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="NOT within bounds.*max_rounds.*shared_ssm=True"):
+        report = calibrate(model, graph, feat, tol=1e-9, max_rounds=1)  # ARPACK's tol is 1e-3
+    assert not report.ok and report.rounds == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert calibrate(model, graph, feat).ok  # within bounds: silent
+
+
 def test_what_it_cannot_calibrate_is_refused_with_the_remedy():
     graph, feat = random_graph(10, 20), torch.randn(10, 3)
     with pytest.raises(TypeError, match="SSM twin"):
