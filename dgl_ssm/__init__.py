@@ -4,7 +4,7 @@ Every message-passing layer becomes a state-space step ``H ← H Λᵀ + σ(conv
 fixed Λ and B (Arroyo et al., 2025), at zero extra trainable parameters.
 """
 
-from .calibration import CalibrationReport, calibrate
+from .calibration import CalibrationReport, CalibrationWarning, calibrate
 from .khop import KHopTransform
 from .models import (
     GAT,
@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CalibrationReport",
+    "CalibrationWarning",
     "GAT",
     "GATSSM",
     "GCN",

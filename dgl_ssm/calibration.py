@@ -37,7 +37,7 @@ from .analysis._common import evaluating
 from .analysis.states import recorded_states
 from .ssm import SSMUpdate
 
-__all__ = ["CalibrationReport", "calibrate"]
+__all__ = ["CalibrationReport", "CalibrationWarning", "calibrate"]
 
 #: Options of :func:`~dgl_ssm.analysis.top_eigenvalue_moduli` used by default: only the top
 #: modulus matters here, to well within the tolerance (ARPACK's ``tol`` is relative).
@@ -49,6 +49,12 @@ _AIM = 0.25
 _MAX_SHRINK = 30  # halvings of B before giving up on the norm bound
 #: How :func:`calibrate` picks λ among those that serve a group (see its ``lambda_rule``).
 LAMBDA_RULES = ("nearest", "centred")
+
+
+class CalibrationWarning(RuntimeWarning):
+    """:func:`calibrate` could not put every layer within its bounds; the message says which
+    layers missed which bound and what may help (``warnings.filterwarnings`` can single it
+    out from other ``RuntimeWarning``s)."""
 
 
 @dataclass
@@ -166,7 +172,7 @@ class CalibrationReport:
             f"calibration {'ok' if self.ok else 'NOT within bounds'} after {self.rounds} "
             f"round(s): radius {min(self.radius_before):.4f}…{max(self.radius_before):.4f} → "
             f"{min(self.radius_after):.4f}…{max(self.radius_after):.4f} (target "
-            f"{self.target} ± {self.tol}, worst {worst:.4f}); state norm ratio "
+            f"{self.target} ± {self.tol}, worst distance {worst:.2g}); state norm ratio "
             f"{min(self.norm_before):.3g}…{max(self.norm_before):.3g} → "
             f"{min(self.norm_after):.3g}…{max(self.norm_after):.3g} (bound ×{self.norm_bound})"
         )
@@ -209,8 +215,7 @@ def calibrate(
     norm_bound : float
         Accepted growth or shrinkage of the state norm across the stack.
     max_rounds : int
-        Measure-and-set rounds before giving up (the report then says ``ok=False``, and a
-        ``RuntimeWarning`` says what is out of bounds).
+        Measure-and-set rounds before giving up (the report then says ``ok=False``).
     lambda_rule : {"nearest", "centred"}
         Of the λ that put every layer of a group near ``target``, the one nearest the λ the
         model was built with (moving Λ, and so the stack's memory, no more than needed), or
@@ -225,6 +230,12 @@ def calibrate(
     Returns
     -------
     CalibrationReport
+
+    Warns
+    -----
+    CalibrationWarning
+        When some layer is left outside ``target ± tol`` or the state norm outside the bound:
+        which layers, and the remedies for that bound.
 
     Examples
     --------
@@ -295,15 +306,34 @@ def calibrate(
         rounds=rounds,
     )
     if not report.ok:
-        remedy = "more rounds (max_rounds) or a wider tol or norm_bound"
-        if len(groups) > 1:
-            remedy += ", or one Λ and B for all layers (shared_ssm=True),"
-        warnings.warn(
-            f"{report}. The model keeps the last λ and B tried; {remedy} may get there.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        warnings.warn(_not_within(report, len(groups) > 1), CalibrationWarning, stacklevel=2)
     return report
+
+
+def _not_within(report, per_layer):
+    """The warning for a report that is not ok: which layers missed which bound, and the
+    remedies that act on that bound."""
+    target, tol, bound = report.target, report.tol, report.norm_bound
+    radius = [i for i, r in enumerate(report.radius_after) if abs(r - target) > tol]
+    norm = [i for i, n in enumerate(report.norm_after) if not 1 / bound <= n <= bound]
+    misses, remedies = [], []
+    if radius:  # the rounds ran out before the radii settled
+        misses.append(f"top |eigenvalue| of layer(s) {_listed(radius)} not within {target} ± {tol}")
+        remedies.append("more rounds (max_rounds) or a wider tol")
+    if norm:  # halving B stopped helping
+        misses.append(f"state norm ratio of layer(s) {_listed(norm)} not within ×{bound}")
+        remedies.append("a wider norm_bound")
+    if per_layer:
+        remedies.append("one Λ and B for all layers (shared_ssm=True; on runs, no --per-layer-ssm)")
+    return (
+        f"{report}. Out of bounds: {'; '.join(misses)}. The model keeps the last λ and B tried; "
+        f"{', or '.join(remedies)} may get there."
+    )
+
+
+def _listed(layers, shown=6):
+    head = ", ".join(map(str, layers[:shown]))
+    return head if len(layers) <= shown else f"{head} … ({len(layers)} in all)"
 
 
 def _within(radii, norms, target, tol, bound):
@@ -414,10 +444,10 @@ def _shrink_until_bounded(model, inputs, updates, groups, mu, factors, start, ta
                           lam_for):  # fmt: skip
     """Halve B (re-fitting λ) of the groups that feed any layer whose state norm leaves the
     bound, while that helps: as B → 0 the state tends to target^ℓ H⁽⁰⁾, inside the bound.
-    Every group up to the *last* such layer is halved, so per-layer groups shrink together:
-    halving only those up to the first one pushed that layer deeper each time and left the
-    early layers' B many times smaller than the deep ones' (2⁻¹⁰ against 1 on Cora at 64
-    layers)."""
+    Every group up to the deepest such layer is halved, so per-layer groups feeding a drift
+    shrink together: halving only those up to the first one pushed that layer deeper each time
+    and left the early layers' B many times smaller than the deep ones' (2⁻¹⁰ against 1 for
+    GCN-SSM on Cora at 64 layers, in a throwaway run)."""
     worst = math.inf
     for _ in range(_MAX_SHRINK):
         ratios = _norm_ratios(model, inputs, target)

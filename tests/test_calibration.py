@@ -1,13 +1,14 @@
 """dgl_ssm.calibrate: every layer at the edge of chaos, checked with dense Jacobians (LAPACK),
 not with the ARPACK path the calibration itself measures with."""
 
+import math
 import warnings
 
 import dgl
 import pytest
 import torch
 
-from dgl_ssm import GCN, build_model, calibrate
+from dgl_ssm import GCN, CalibrationWarning, build_model, calibrate
 from dgl_ssm.analysis import dense_layer_jacobian, layer_inputs
 from tests.conftest import random_graph
 
@@ -110,8 +111,6 @@ def test_a_model_within_bounds_is_left_as_it_is():
 def test_an_overflowing_state_norm_keeps_halving_b(monkeypatch):
     """A state norm that overflowed (inf) or became NaN says nothing about whether halving
     helped, so B is halved again until the norms are finite and within the bound."""
-    import math
-
     from dgl_ssm import calibration
 
     graph, feat = random_graph(12, 20, seed=3), torch.randn(12, 3)
@@ -142,19 +141,57 @@ def test_per_layer_groups_shrink_together_under_the_norm_bound():
     assert report.ok and min(report.input_factor) < 1  # the bound made B shrink
     assert len(set(report.input_factor)) == 1, report.input_factor
     assert all(1 / 1.5 <= r <= 1.5 for r in state_norm_ratios(model, graph, feat))
+    assert all(0.98 <= r <= 1.02 for r in dense_radii(model, graph, feat))
+
+
+def test_the_norm_bound_halves_every_group_up_to_the_deepest_drift(monkeypatch):
+    """Per-layer groups 0–3; layers 1 and 2 out of bounds (2 overflowed to NaN): groups 0, 1
+    and 2 feed them and are halved, group 3 is not."""
+    from dgl_ssm import calibration
+
+    graph, feat = random_graph(12, 20, seed=3), torch.randn(12, 3)
+    model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=4,
+                        shared_ssm=False)  # fmt: skip
+    updates, groups = calibration._ssm_groups(model)
+    assert groups == [[0], [1], [2], [3]]
+    seen = iter([[1.0, 3.0, math.nan, 1.0], [1.0, 1.0, 1.0, 1.0]])
+    monkeypatch.setattr(calibration, "_norm_ratios", lambda *args: next(seen))
+    factors = [1.0] * 4
+    start = [(1.0, u.input_matrix.clone()) for u in updates]
+    mu = dict.fromkeys(range(4), 0.1)
+    calibration._shrink_until_bounded(model, (graph, feat, None), updates, groups, mu, factors,
+                                      start, 1.0, 2.0, lambda g, m: 1.0)  # fmt: skip
+    assert factors == [0.5, 0.5, 0.5, 1.0]
+    assert torch.allclose(updates[3].input_matrix, start[3][1])
 
 
 def test_a_calibration_out_of_bounds_warns_with_the_remedy():
-    graph, feat = random_graph(16, 30, seed=2), torch.randn(16, 3)
+    graph = random_graph(16, 30, seed=2)
+    feat = torch.randn(16, 3, generator=torch.Generator().manual_seed(2))
     torch.manual_seed(0)
     model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=3,
                         shared_ssm=False)  # fmt: skip
-    with pytest.warns(RuntimeWarning, match="NOT within bounds.*max_rounds.*shared_ssm=True"):
+    pattern = r"NOT within bounds.*top \|eigenvalue\| of layer\(s\) .*max_rounds.*shared_ssm=True"
+    with pytest.warns(CalibrationWarning, match=pattern):
         report = calibrate(model, graph, feat, tol=1e-9, max_rounds=1)  # ARPACK's tol is 1e-3
     assert not report.ok and report.rounds == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         assert calibrate(model, graph, feat).ok  # within bounds: silent
+
+
+def test_the_warning_names_the_missed_bound_and_only_its_remedies():
+    from dgl_ssm.calibration import CalibrationReport, _not_within
+
+    report = CalibrationReport(target=1.0, tol=0.02, norm_bound=2.0, groups=[[0, 1, 2]],
+                               radius_before=[1.1] * 3, radius_after=[1.0, 1.01, 0.99],
+                               norm_before=[1.0] * 3, norm_after=[1.5, 2.5, 3.0],
+                               state_scale=[(1.0, 0.99)], input_factor=[0.5], rounds=2)  # fmt: skip
+    assert not report.ok
+    message = _not_within(report, per_layer=False)
+    assert "state norm ratio of layer(s) 1, 2 not within ×2.0" in message
+    assert "norm_bound" in message and "max_rounds" not in message
+    assert "shared_ssm" not in message and "top |eigenvalue|" not in message
 
 
 def test_what_it_cannot_calibrate_is_refused_with_the_remedy():

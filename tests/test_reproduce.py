@@ -295,14 +295,18 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     calibration = plan(["calibration"])
     rescaled, same = "calibrated, weight decay rescaled", "centred λ, same weight decay"
     centred = "centred λ, weight decay rescaled"
-    assert {c.column for c in calibration} == {"defaults", rescaled, centred, same}
+    per_layer = "per-layer λ and B, weight decay rescaled"
+    assert {c.column for c in calibration} == {"defaults", rescaled, centred, same, per_layer}
     assert {c.config.model.calibrate for c in calibration} == {None, 1.0}
-    for cell in calibration:  # only the last finding keeps one weight decay
+    assert {c.required for c in calibration if c.column in (centred, same, per_layer)} == {False}
+    for cell in calibration:  # one finding keeps one weight decay; one unshares Λ and B
         assert cell.config.optim.rescale_weight_decay is (False if cell.column == same else None)
+        assert cell.config.model.shared_ssm is (False if cell.column == per_layer else None)
         assert cell.config.model.calibrate_lambda == ("centred" if "centred" in cell.column
                                                       else None)  # fmt: skip
     cells = (("GCN-SSM", "defaults", 0, 0.79, None), ("GCN-SSM", rescaled, 0, 0.80, 0.125),
-             ("GCN-SSM", same, 0, 0.76, 0.125), ("GIN-SSM", "defaults", 0, 0.40, None),
+             ("GCN-SSM", same, 0, 0.76, 0.125), ("GCN-SSM", per_layer, 0, 0.775, 0.125),
+             ("GIN-SSM", "defaults", 0, 0.40, None),
              ("GIN-SSM", rescaled, 0, 0.30, 0.0625), ("GIN-SSM", "defaults", 1, 0.42, None),
              ("GIN-SSM", rescaled, 1, 0.36, 0.0625))  # fmt: skip
     for row, column, seed, accuracy, factor in cells:
@@ -323,8 +327,8 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     written = report.write_report(tmp_path)
     text = (tmp_path / "README.md").read_text()
     gcn = next(line for line in text.splitlines() if line.startswith("| GCN-SSM | 79.0"))
-    assert ("| 80.0 (1) | yes, +1.0 (seeds 0) | 78.0 (1) | 76.0 (1) | 0.99 … 1.01 | 0.6 … 0.9 "
-            "| 0.125 | 0.99 |") in gcn  # fmt: skip
+    assert ("| 80.0 (1) | yes, +1.0 (seeds 0) | 78.0 (1) | 76.0 (1) | 77.5 (1) | 0.99 … 1.01 "
+            "| 0.6 … 0.9 | 0.125 | 0.99 |") in gcn  # fmt: skip
     gin = next(line for line in text.splitlines() if line.startswith("| GIN-SSM |"))
     assert "| no, -8.0 ± 2.8 (seeds 0, 1) |" in gin  # differences -10 and -6 points
     assert tmp_path / "cora_depth_1024.png" in written

@@ -262,12 +262,11 @@ def calibration_section(stats, budget, causes):
               "decay and with 5e-4 everywhere; \"per-layer λ and B\" calibrates a model whose "
               "layers do not share Λ and B (`--per-layer-ssm`). The verdict compares means "
               "over the seeds both columns have, with the mean per-seed difference in points "
-              "± its std. The "
-              "calibration runs on the training graph at initialisation; the "
+              "± its std. The calibration runs on the training graph at initialisation; the "
               "columns from top |eig| on describe the calibrated runs (the second column), "
-              "every layer of every run, and CPU h counts all the row's runs "
-              "(top |eig| from `top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm ratio "
-              "is ‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
+              "every layer of every run, and CPU h counts all the row's runs (top |eig| from "
+              "`top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm ratio is "
+              "‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
     return lines
 
 
