@@ -55,27 +55,36 @@ class _Probe:  # the fields of BenchmarkData that build_for reads
     edge_encoder: str | None = None
 
 
-def _git_commit():
+def _git_state(root=ROOT):
+    """The commit checked out at ``root``, and whether tracked code differs from it (``None``
+    for either when git cannot tell). Changes under ``results/`` are not code: long runs keep
+    appending their records there."""
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
+        )
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
+        head = git("rev-parse", "HEAD")
+        changes = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                      ":(exclude)results")  # fmt: skip
     except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return commit or None
+        return None, None
+    if head.returncode != 0 or not head.stdout.strip():
+        return None, None
+    return head.stdout.strip(), (bool(changes.stdout.strip()) if changes.returncode == 0 else None)
 
 
 # Read when the code is imported, not when a record is written: a run of an hour may end
-# after later commits, and its record must name the code that ran.
-_COMMIT_AT_IMPORT = _git_commit()
+# after later commits, and its record must name the code that ran (and say whether that
+# code had uncommitted changes, which the commit alone would not reproduce).
+_COMMIT_AT_IMPORT, _UNCOMMITTED_AT_IMPORT = _git_state()
 
 
 def environment():
-    """Package versions and the git commit this process's code was imported at, so a record
-    says what produced it."""
+    """Package versions and the git commit this process's code was imported at (and whether
+    its code differed from that commit), so a record says what produced it."""
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -83,6 +92,7 @@ def environment():
         "numpy": np.__version__,
         "dgl_ssm": dgl_ssm.__version__,
         "git_commit": _COMMIT_AT_IMPORT,
+        "uncommitted_changes": _UNCOMMITTED_AT_IMPORT,
         "machine": platform.platform(),
     }
 

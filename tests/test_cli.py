@@ -31,7 +31,32 @@ def test_run_appends_one_full_record_per_seed(tmp_path):
     assert first["wall_time_s"] > 0 and first["peak_memory_mb"] > 0
     env = first["environment"]
     assert env["torch"].startswith("2.1.2") and env["dgl"].startswith("2.1.0")
-    assert "git_commit" in env
+    assert "git_commit" in env and "uncommitted_changes" in env
+
+
+def test_a_record_says_whether_its_code_had_uncommitted_changes(tmp_path):
+    import subprocess
+
+    from dgl_ssm_bench.run import _git_state
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t",
+                        *args], check=True, capture_output=True)  # fmt: skip
+
+    assert _git_state(tmp_path) == (None, None)  # not a repository
+    (tmp_path / "results").mkdir()
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "runs.jsonl").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    assert _git_state(tmp_path) == (head, False)
+    (tmp_path / "results" / "runs.jsonl").write_text("{}\n{}\n")  # a record landed: not code
+    assert _git_state(tmp_path) == (head, False)
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert _git_state(tmp_path) == (head, True)
 
 
 def test_yaml_config_with_flags_on_top(tmp_path):
