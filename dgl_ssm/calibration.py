@@ -53,8 +53,8 @@ LAMBDA_RULES = ("nearest", "centred")
 
 class CalibrationWarning(RuntimeWarning):
     """:func:`calibrate` could not put every layer within its bounds; the message says which
-    layers missed which bound and what may help (``warnings.filterwarnings`` can single it
-    out from other ``RuntimeWarning``s)."""
+    layers missed which bound and what may help. A subclass of ``RuntimeWarning``, so that
+    ``warnings.filterwarnings`` can single it out from the others."""
 
 
 @dataclass
