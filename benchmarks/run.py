@@ -66,6 +66,11 @@ def _git_state(root=ROOT):
         )
 
     try:
+        top = git("rev-parse", "--show-toplevel")
+        # An installed copy may sit inside someone else's repository (a venv in a project):
+        # that repository's commit says nothing about this code.
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != Path(root).resolve():
+            return None, None
         head = git("rev-parse", "HEAD")
         changes = git("status", "--porcelain", "--untracked-files=no", "--", ".",
                       ":(exclude)results")  # fmt: skip

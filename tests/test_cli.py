@@ -57,6 +57,8 @@ def test_a_record_says_whether_its_code_had_uncommitted_changes(tmp_path):
     assert _git_state(tmp_path) == (head, False)
     (tmp_path / "code.py").write_text("x = 2\n")
     assert _git_state(tmp_path) == (head, True)
+    (tmp_path / "site-packages").mkdir()  # an installed copy inside another repository
+    assert _git_state(tmp_path / "site-packages") == (None, None)
 
 
 def test_yaml_config_with_flags_on_top(tmp_path):
