@@ -84,9 +84,15 @@ class CalibrationReport:
     ok: bool = field(init=False)
 
     def __post_init__(self):
-        radius_ok = all(abs(r - self.target) <= self.tol for r in self.radius_after)
-        norms_ok = all(1 / self.norm_bound <= n <= self.norm_bound for n in self.norm_after)
-        self.ok = radius_ok and norms_ok
+        self.ok = not any(self.out_of_bounds())
+
+    def out_of_bounds(self):
+        """The layers whose top modulus is outside ``target ± tol``, and those whose state
+        norm ratio is outside ``[1/norm_bound, norm_bound]``, after calibration."""
+        target, tol, bound = self.target, self.tol, self.norm_bound
+        radius = [i for i, r in enumerate(self.radius_after) if abs(r - target) > tol]
+        norm = [i for i, n in enumerate(self.norm_after) if not 1 / bound <= n <= bound]
+        return radius, norm
 
     def rows(self):
         """One dict per layer: its group's λ and B factor, radius and norm before and after."""
@@ -314,8 +320,7 @@ def _not_within(report, per_layer):
     """The warning for a report that is not ok: which layers missed which bound, and the
     remedies that act on that bound."""
     target, tol, bound = report.target, report.tol, report.norm_bound
-    radius = [i for i, r in enumerate(report.radius_after) if abs(r - target) > tol]
-    norm = [i for i, n in enumerate(report.norm_after) if not 1 / bound <= n <= bound]
+    radius, norm = report.out_of_bounds()
     misses, remedies = [], []
     if radius:  # the rounds ran out before the radii settled
         misses.append(f"top |eigenvalue| of layer(s) {_listed(radius)} not within {target} ± {tol}")
