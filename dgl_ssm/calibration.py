@@ -89,10 +89,8 @@ class CalibrationReport:
     def out_of_bounds(self):
         """The layers whose top modulus is outside ``target ± tol``, and those whose state
         norm ratio is outside ``[1/norm_bound, norm_bound]``, after calibration."""
-        target, tol, bound = self.target, self.tol, self.norm_bound
-        radius = [i for i, r in enumerate(self.radius_after) if abs(r - target) > tol]
-        norm = [i for i, n in enumerate(self.norm_after) if not 1 / bound <= n <= bound]
-        return radius, norm
+        return _out_of_bounds(self.radius_after, self.norm_after, self.target, self.tol,
+                              self.norm_bound)  # fmt: skip
 
     def rows(self):
         """One dict per layer: its group's λ and B factor, radius and norm before and after."""
@@ -278,7 +276,8 @@ def calibrate(
 
     eigen = _top_eigenvalues(model, inputs, options)
     radius_before, norm_before = [abs(e) for e in eigen], _norm_ratios(model, inputs, target)
-    rounds, done = 0, _within(radius_before, norm_before, target, tol / 2, norm_bound)
+    misses = _out_of_bounds(radius_before, norm_before, target, tol / 2, norm_bound)
+    rounds, done = 0, not any(misses)
     while not done and rounds < max_rounds:
         rounds += 1
         # μ: the eigenvalue of K = J − λI (per unit factor on B) that is on top now.
@@ -341,9 +340,12 @@ def _listed(layers, shown=6):
     return head if len(layers) <= shown else f"{head} … ({len(layers)} in all)"
 
 
-def _within(radii, norms, target, tol, bound):
-    radii_ok = all(abs(r - target) <= tol for r in radii)
-    return radii_ok and all(1 / bound <= n <= bound for n in norms)
+def _out_of_bounds(radii, norms, target, tol, bound):
+    """The indices of the radii outside ``target ± tol`` and of the norms outside
+    ``[1/bound, bound]``."""
+    radius = [i for i, r in enumerate(radii) if abs(r - target) > tol]
+    norm = [i for i, n in enumerate(norms) if not 1 / bound <= n <= bound]
+    return radius, norm
 
 
 def _ssm_groups(model):
