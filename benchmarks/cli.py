@@ -176,6 +176,8 @@ def add_reproduce_parser(commands):
                            help="skip the cells the acceptance list does not need")  # fmt: skip
     reproduce.add_argument("--rows", nargs="+", metavar="ROW",
                            help="only these rows (models), e.g. GCN-SSM GIN-SSM")  # fmt: skip
+    reproduce.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                           help="only these seeds, e.g. 3 4 5")  # fmt: skip
     reproduce.add_argument("--list", action="store_true", help="list pending runs and stop")
     reproduce.add_argument("--report", action="store_true",
                            help="only rebuild the tables and plots from the records")  # fmt: skip
@@ -304,14 +306,15 @@ def _monitor_factory(args, num_layers):
     return make
 
 
-def _only_rows(cells, rows):
-    """The cells of the named rows (any case); a name no row has is an error listing them."""
-    known = {c.row.lower(): c.row for c in cells}
-    if unknown := [row for row in rows if row.lower() not in known]:
-        raise ValueError(f"--rows: no row {', '.join(map(repr, unknown))} in the chosen parts; "
-                         f"the rows are: {', '.join(dict.fromkeys(known.values()))}.")  # fmt: skip
-    wanted = {row.lower() for row in rows}
-    return [c for c in cells if c.row.lower() in wanted]
+def _only(cells, flag, wanted, key):
+    """The cells whose ``key(cell)`` is one of ``wanted`` (rows in any case); a value no cell
+    has is an error naming the flag and listing the values there are."""
+    known = {str(key(c)).lower(): str(key(c)) for c in cells}
+    if unknown := [w for w in wanted if str(w).lower() not in known]:
+        raise ValueError(f"{flag}: no {', '.join(map(repr, unknown))} in the chosen parts; "
+                         f"there are: {', '.join(dict.fromkeys(known.values()))}.")  # fmt: skip
+    chosen = {str(w).lower() for w in wanted}
+    return [c for c in cells if str(key(c)).lower() in chosen]
 
 
 def reproduce_command(args, prog="dgl-ssm-bench"):
@@ -323,7 +326,9 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
         parts = args.part or list(PARTS)
         cells = plan(parts, args.budget)
         if args.rows:
-            cells = _only_rows(cells, args.rows)
+            cells = _only(cells, "--rows", args.rows, lambda c: c.row)
+        if args.seeds:
+            cells = _only(cells, "--seeds", args.seeds, lambda c: c.config.seed)
         cells = [c for c in cells if c.required or not args.only_required]
         locations = {"data_dir": args.data_dir, "cache_dir": args.cache_dir}
         locations = {k: v for k, v in locations.items() if v is not None}

@@ -299,6 +299,15 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     assert {c.column for c in calibration} == {"defaults", rescaled, centred, same, per_layer}
     assert {c.config.model.calibrate for c in calibration} == {None, 1.0}
     assert {c.required for c in calibration if c.column in (centred, same, per_layer)} == {False}
+    # seeds 0–2 of every column; seeds 3–9 of the two the verdict compares, not required
+    seeds = {}
+    for cell in calibration:
+        seeds.setdefault((cell.column, cell.required), []).append(cell.config.seed)
+    seeds = {kind: sorted(set(found)) for kind, found in seeds.items()}
+    assert seeds == {("defaults", True): [0, 1, 2], (rescaled, True): [0, 1, 2],
+                     ("defaults", False): list(range(3, 10)), (rescaled, False): list(range(3, 10)),
+                     (centred, False): [0, 1, 2], (same, False): [0, 1, 2],
+                     (per_layer, False): [0, 1, 2]}  # fmt: skip
     for cell in calibration:  # one finding keeps one weight decay; one unshares Λ and B
         assert cell.config.optim.rescale_weight_decay is (False if cell.column == same else None)
         assert cell.config.model.shared_ssm is (False if cell.column == per_layer else None)
@@ -350,7 +359,19 @@ def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
     expected = [c for c in plan(["calibration"]) if c.row in ("GCN-SSM", "GIN-SSM")]
     assert [(row, column) for _, row, column, _ in listed] == [(c.row, c.column) for c in expected]
     assert main(["reproduce", "--part", "calibration", "--rows", "GNC-SSM", "--list"]) == 2
-    assert "no row 'GNC-SSM'" in (err := capsys.readouterr().err) and "GatedGCN-SSM" in err
+    assert "--rows: no 'GNC-SSM'" in (err := capsys.readouterr().err) and "GatedGCN-SSM" in err
+    seeds = ["--rows", "SAGE-SSM", "--seeds", "4", "3"]
+    assert (
+        main(["reproduce", "--part", "calibration", *seeds, "--list", "--out", str(tmp_path)]) == 0
+    )
+    listed = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [(row, column, seed) for _, row, column, seed in listed] == [
+        ("SAGE-SSM", column, f"seed {seed}")
+        for seed in (3, 4)
+        for column in ("defaults", "calibrated, weight decay rescaled")
+    ]  # in the plan's order, whatever order the seeds were given in
+    assert main(["reproduce", "--part", "calibration", "--seeds", "11", "--list"]) == 2
+    assert "--seeds: no 11 in" in (err := capsys.readouterr().err) and "9" in err
     assert main(["reproduce", "--jobs", "0", "--out", str(tmp_path)]) == 2
     assert "--jobs and --threads must be at least 1" in capsys.readouterr().err
     blocker = tmp_path / "a_file"
