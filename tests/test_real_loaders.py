@@ -7,6 +7,7 @@ import importlib.util
 import json
 import pickle
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -149,9 +150,35 @@ def test_truncated_processed_cache_is_rebuilt(data_dir, tmp_path):
     # DGL's binary reader crashes the process on a cut .bin: the file is dropped before
     # DGL sees it (its size no longer matches the one recorded after the load that wrote it)
     assert load_planetoid("cora", data_dir, cache).num_nodes() == 2708
-    (staged,) = cache.glob("cora_v2_*")
+    (staged,) = [p for p in cache.glob("cora_v2_*") if p.is_dir()]  # not its .lock
     sizes = json.loads((staged / "processed_sizes.json").read_text())
     assert sizes["cora_v2_dgl_graph.bin"] == (staged / "cora_v2_dgl_graph.bin").stat().st_size
+
+
+@pytest.mark.parametrize("name", ["cora", "minesweeper"])
+def test_runs_side_by_side_take_the_cache_folder_in_turn(data_dir, tmp_path, name):
+    """While one run holds a dataset's cache folder (staging into it, or DGL processing into
+    it), another waits instead of replacing the folder under it (two reproduce queues once
+    failed so: "Directory not empty" on renaming their staged copies)."""
+    from dgl_ssm_bench.datasets import heterophilous, planetoid
+    from dgl_ssm_bench.datasets.staging import dgl_layout, exclusive
+
+    cache = tmp_path / "cache"
+    if name == "cora":
+        classes, load = planetoid.DATASETS, lambda: planetoid.load_planetoid(name, data_dir, cache)
+    else:
+        classes = heterophilous.DATASETS
+        load = lambda: heterophilous.load_heterophilous(name, data_dir, cache).graph  # noqa: E731
+    _, folder = dgl_layout(classes[name], cache)
+    loaded = []
+    with exclusive(folder):  # "the other run"
+        other = threading.Thread(target=lambda: loaded.append(load()))
+        other.start()
+        other.join(timeout=1.5)  # staging alone takes milliseconds
+        assert other.is_alive() and not folder.exists()  # it waits, having staged nothing
+    other.join(timeout=120)
+    assert loaded and loaded[0].num_nodes() == {"cora": 2708, "minesweeper": 10000}[name]
+    assert (folder / "processed_sizes.json").is_file()  # staged, processed and sealed after
 
 
 # ---------------------------------------------------------------- ogbn-arxiv (OGB raw format)

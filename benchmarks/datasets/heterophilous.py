@@ -20,7 +20,14 @@ from dgl.data import (
 
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
-from .staging import corrupt_files, dgl_layout, download_errors, seal, stage_files
+from .staging import (
+    corrupt_files,
+    dgl_layout,
+    download_errors,
+    exclusive,
+    seal,
+    stage_files,
+)
 
 DATASETS = {
     "minesweeper": MinesweeperDataset,
@@ -62,12 +69,13 @@ def load_heterophilous(name, data_dir_path=None, cache_path=None, verbose=False)
     local = data_dir(data_dir_path)
     internal, raw_path = dgl_layout(dataset_class, cache)
     files = [raw_path / f"{internal}.npz"]
-    if local is not None:
-        files = [_stage(key, internal, local, raw_path)]
-    with download_errors(key, f"{key}.npz", SOURCE), corrupt_files(files, raw_path, SOURCE):
-        dataset = dataset_class(raw_dir=str(cache), verbose=verbose)
-    if local is not None:
-        seal(raw_path)
+    with exclusive(raw_path):
+        if local is not None:
+            files = [_stage(key, internal, local, raw_path)]
+        with download_errors(key, f"{key}.npz", SOURCE), corrupt_files(files, raw_path, SOURCE):
+            dataset = dataset_class(raw_dir=str(cache), verbose=verbose)
+        if local is not None:
+            seal(raw_path)
     graph = dataset[0]
 
     masks = {split: graph.ndata.pop(f"{split}_mask") for split in ("train", "val", "test")}

@@ -33,6 +33,7 @@ import torch
 from ..files import atomic_write
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
+from .staging import exclusive
 
 INSTALL_HINT = 'pip install "dgl-ssm[ogb]"'
 
@@ -169,11 +170,12 @@ def load_ogbn_arxiv(data_dir_path=None, cache_path=None, verbose=False):
     root = cache_dir(cache_path) / "ogb"
     root.mkdir(parents=True, exist_ok=True)
     local = data_dir(data_dir_path)
-    if local is not None:
-        _stage_arxiv(local, root / ARXIV_FOLDER, release)
-    with _no_stdin_prompt(root / ARXIV_FOLDER), _quiet(verbose):
-        dataset = DglNodePropPredDataset(name=ARXIV, root=str(root))
-        split = dataset.get_idx_split()
+    with exclusive(root / ARXIV_FOLDER):  # runs side by side stage and process it in turn
+        if local is not None:
+            _stage_arxiv(local, root / ARXIV_FOLDER, release)
+        with _no_stdin_prompt(root / ARXIV_FOLDER), _quiet(verbose):
+            dataset = DglNodePropPredDataset(name=ARXIV, root=str(root))
+            split = dataset.get_idx_split()
     graph, labels = dataset[0]
     graph = dgl.to_bidirected(graph, copy_ndata=True)
     graph.ndata["feat"] = graph.ndata["feat"].float()

@@ -37,7 +37,8 @@ def stage_files(copies, target):
     leaves a half-staged folder that DGL would take as complete. The folder records each
     source's size and SHA-256 (``MANIFEST``); a ``target`` whose record no longer matches the
     sources, or whose copies have the wrong size, is staged afresh, with the processed data
-    DGL kept beside it. So a source that was fixed or replaced is picked up at once.
+    DGL kept beside it. So a source that was fixed or replaced is picked up at once. Call it
+    inside :func:`exclusive` (``target``), so runs side by side stage one at a time.
     """
     target = Path(target)
     manifest = {name: _fingerprint(Path(source)) for source, name in copies.items()}
@@ -50,11 +51,30 @@ def stage_files(copies, target):
     for source, name in copies.items():
         shutil.copyfile(source, partial / name)
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    if _is_current(target, manifest):  # a run side by side staged the same files first
-        shutil.rmtree(partial)
-        return
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
+
+
+@contextlib.contextmanager
+def exclusive(target):
+    """Hold ``target``'s lock while staging into it and while DGL processes and saves there.
+
+    Runs side by side (two ``reproduce`` queues, or ``--jobs 2``) would otherwise stage the
+    same folder at once, one replacing it while the other renames into it or reads it, and
+    both let DGL write its processed files there. An advisory ``flock`` on ``<target>.lock``
+    serialises them, and is released however its holder exits. Where the system has no
+    ``fcntl`` (Windows) it is a no-op: runs side by side should then not share a cache.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (not POSIX)
+        yield
+        return
+    with open(target.with_name(f"{target.name}.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 MANIFEST = "staged_from.json"
