@@ -8,7 +8,6 @@ files are therefore copied ("staged") into a writable cache folder under exactly
 import contextlib
 import hashlib
 import json
-import os
 import pickle
 import shutil
 import zipfile
@@ -33,7 +32,7 @@ def dgl_layout(dataset_class, raw_dir):
 def stage_files(copies, target):
     """Copy ``{source path: file name}`` into the folder ``target``, all or nothing.
 
-    Files go to ``target.partial-<pid>`` first, which is renamed at the end, so a killed run never
+    Files go to ``target.partial`` first, which is renamed at the end, so a killed run never
     leaves a half-staged folder that DGL would take as complete. The folder records each
     source's size and SHA-256 (``MANIFEST``); a ``target`` whose record no longer matches the
     sources, or whose copies have the wrong size, is staged afresh, with the processed data
@@ -45,8 +44,8 @@ def stage_files(copies, target):
     if _is_current(target, manifest):
         _drop_unsealed(target, manifest)
         return
-    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")  # one per process
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = target.with_name(f"{target.name}.partial")  # one at a time (under the lock)
+    shutil.rmtree(partial, ignore_errors=True)  # what a killed run left
     partial.mkdir(parents=True)
     for source, name in copies.items():
         shutil.copyfile(source, partial / name)
