@@ -317,7 +317,10 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
              ("GCN-SSM", same, 0, 0.76, 0.125), ("GCN-SSM", per_layer, 0, 0.775, 0.125),
              ("GIN-SSM", "defaults", 0, 0.40, None),
              ("GIN-SSM", rescaled, 0, 0.30, 0.0625), ("GIN-SSM", "defaults", 1, 0.42, None),
-             ("GIN-SSM", rescaled, 1, 0.36, 0.0625))  # fmt: skip
+             ("GIN-SSM", rescaled, 1, 0.36, 0.0625), ("GIN-SSM", "defaults", 2, 0.41, None),
+             ("GIN-SSM", rescaled, 2, 0.33, 0.0625), ("SAGE-SSM", "defaults", 0, 0.78, None),
+             ("SAGE-SSM", rescaled, 0, 0.79, 0.5), ("SAGE-SSM", "defaults", 1, 0.78, None),
+             ("SAGE-SSM", rescaled, 1, 0.75, 0.5))  # fmt: skip
     for row, column, seed, accuracy, factor in cells:
         record = fake_record("calibration", row, column, accuracy, seed)
         record["metric"] = "accuracy"
@@ -336,10 +339,14 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     written = report.write_report(tmp_path)
     text = (tmp_path / "README.md").read_text()
     gcn = next(line for line in text.splitlines() if line.startswith("| GCN-SSM | 79.0"))
-    assert ("| 80.0 (1) | yes, +1.0 (seeds 0) | 78.0 (1) | 76.0 (1) | 77.5 (1) | 0.99 … 1.01 "
+    assert ("| 80.0 (1) | yes, +1.0 (seed 0) | 78.0 (1) | 76.0 (1) | 77.5 (1) | 0.99 … 1.01 "
             "| 0.6 … 0.9 | 0.125 | 0.99 |") in gcn  # fmt: skip
     gin = next(line for line in text.splitlines() if line.startswith("| GIN-SSM |"))
-    assert "| no, -8.0 ± 2.8 (seeds 0, 1) |" in gin  # differences -10 and -6 points
+    # differences -10, -6 and -8 points: std 2.0, half-width t(0.975, 2) · 2 / √3 = 4.97
+    assert "| no, -8.0 ± 2.0, 95 % CI -13.0 … -3.0 (seeds 0–2) |" in gin
+    sage = next(line for line in text.splitlines() if line.startswith("| SAGE-SSM |"))
+    # +1 and -3 points: std 2.83, half-width t(0.975, 1) · 2.83 / √2 = 12.71 · 2 = 25.4
+    assert "| no, -1.0 ± 2.8, 95 % CI -26.4 … +24.4, within noise (seeds 0, 1) |" in sage
     assert tmp_path / "cora_depth_1024.png" in written
 
 

@@ -262,17 +262,20 @@ def calibration_section(stats, budget, causes):
               "decay and with 5e-4 everywhere; \"per-layer λ and B\" calibrates a model whose "
               "layers do not share Λ and B (`--per-layer-ssm`). The verdict compares means "
               "over the seeds both columns have, with the mean per-seed difference in points "
-              "± its std. The calibration runs on the training graph at initialisation; the "
-              "columns from top |eig| on describe the calibrated runs (the second column), "
-              "every layer of every run, and CPU h counts all the row's runs (top |eig| from "
-              "`top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm ratio is "
+              "± its std and its 95 % t-interval (\"within noise\": the interval holds 0, so "
+              "these seeds cannot tell the sign). The calibration runs on the training graph "
+              "at initialisation; the columns from top |eig| on describe the calibrated runs "
+              "(the second column), every layer of every run, and CPU h counts all the row's "
+              "runs (top |eig| from `top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm "
+              "ratio is "
               "‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
     return lines
 
 
 def _paired(base, other):
     """Whether mean(other) ≥ mean(base) over their common seeds ("yes"/"no"), with the mean
-    paired difference in points (± the std of the per-seed differences) and the seeds."""
+    paired difference in points (± the std of the per-seed differences), its 95 % t-interval
+    ("within noise" when that holds 0: the seeds cannot tell the sign) and the seeds."""
     if not (base and other):
         return "—"
     tests = [{r["config"]["seed"]: r["test"] for r in x.records if r.get("status") == "ok"}
@@ -282,9 +285,27 @@ def _paired(base, other):
         return "—"
     differences = [100 * (tests[1][s] - tests[0][s]) for s in seeds]
     mean = statistics.fmean(differences)
-    spread = f" ± {statistics.stdev(differences):.1f}" if len(seeds) > 1 else ""
     verdict = "yes" if mean >= 0 else "no"
-    return f"{verdict}, {mean:+.1f}{spread} (seeds {', '.join(map(str, seeds))})"
+    if len(seeds) == 1:
+        return f"{verdict}, {mean:+.1f} (seed {seeds[0]})"
+    from scipy.stats import t
+
+    std = statistics.stdev(differences)
+    half = t.ppf(0.975, len(seeds) - 1) * std / math.sqrt(len(seeds))
+    noise = ", within noise" if mean - half <= 0 <= mean + half else ""
+    return (f"{verdict}, {mean:+.1f} ± {std:.1f}, 95 % CI {mean - half:+.1f} … "
+            f"{mean + half:+.1f}{noise} (seeds {_seed_list(seeds)})")  # fmt: skip
+
+
+def _seed_list(seeds):
+    """``[0, 1, 2, 3, 5]`` → ``"0–3, 5"``: runs of three or more consecutive seeds joined."""
+    runs = []
+    for seed in seeds:
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
 
 
 def _span(values, digits=4):
