@@ -4,14 +4,7 @@ from dgl.data import CiteseerGraphDataset, CoraGraphDataset, PubmedGraphDataset
 
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
-from .staging import (
-    corrupt_files,
-    dgl_layout,
-    download_errors,
-    exclusive,
-    seal,
-    stage_files,
-)
+from .staging import corrupt_files, dgl_layout, download_errors, exclusive, seal, stage_files
 
 DATASETS = {
     "cora": CoraGraphDataset,
