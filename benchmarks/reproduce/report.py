@@ -267,8 +267,7 @@ def calibration_section(stats, budget, causes):
               "at initialisation; the columns from top |eig| on describe the calibrated runs "
               "(the second column), every layer of every run, and CPU h counts all the row's "
               "runs (top |eig| from `top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm "
-              "ratio is "
-              "‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
+              "ratio is ‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
     return lines
 
 
