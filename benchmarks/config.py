@@ -215,8 +215,10 @@ class OptimConfig:
     fixed_batches: Bool = False
     # With model.calibrate: each calibrated layer's weight decay scaled to the factor its B
     # was shrunk by (see dgl_ssm.CalibrationReport.param_groups), so calibration does not
-    # change what the regulariser asks of the layer's effective map. None: yes; False: no.
-    rescale_weight_decay: Bool | None = None
+    # change what the regulariser asks of the layer's effective map. None: yes, each weight
+    # by its conv's output-scaling symmetry; "uniform": every weight as if the conv were
+    # linear in it (the rule before schema 4 of the records); False: no.
+    rescale_weight_decay: Bool | Literal["uniform"] | None = None
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}

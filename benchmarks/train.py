@@ -207,13 +207,17 @@ def optimizer_class(name):
 
 def _optimizer(config, model, calibration=None):
     """The configured optimizer; after a calibration (its report given), with each calibrated
-    layer's weight decay rescaled unless ``optim.rescale_weight_decay`` is False."""
+    layer's weight decay rescaled unless ``optim.rescale_weight_decay`` is False (by each
+    conv's output-scaling symmetry, or as if every weight scaled the output if it says
+    ``"uniform"``)."""
     optim = config.optim
     kind = optimizer_class(optim.optimizer)
     params = model.parameters()
     if calibration is not None and optim.rescale_weight_decay is not False:
         decoupled = kind is torch.optim.AdamW
-        params = calibration.param_groups(model, optim.weight_decay, decoupled=decoupled)
+        rule = "uniform" if optim.rescale_weight_decay == "uniform" else "symmetry"
+        params = calibration.param_groups(model, optim.weight_decay, decoupled=decoupled,
+                                          rule=rule)  # fmt: skip
     return kind(params, lr=optim.lr, weight_decay=optim.weight_decay)
 
 

@@ -35,6 +35,7 @@ import torch
 from .analysis import layer_inputs, top_eigenvalue_moduli
 from .analysis._common import evaluating
 from .analysis.states import recorded_states
+from .scaling import scaling_exponents
 from .ssm import SSMUpdate
 
 __all__ = ["CalibrationReport", "CalibrationWarning", "calibrate"]
@@ -49,6 +50,8 @@ _AIM = 0.25
 _MAX_SHRINK = 30  # halvings of B before giving up on the norm bound
 #: How :func:`calibrate` picks λ among those that serve a group (see its ``lambda_rule``).
 LAMBDA_RULES = ("nearest", "centred")
+#: How :meth:`CalibrationReport.param_groups` sets each weight's decay (see its ``rule``).
+WEIGHT_DECAY_RULES = ("symmetry", "uniform")
 
 
 class CalibrationWarning(RuntimeWarning):
@@ -108,23 +111,28 @@ class CalibrationReport:
             for layer in range(len(self.radius_after))
         ]
 
-    def param_groups(self, model, weight_decay, *, decoupled=False):
+    def param_groups(self, model, weight_decay, *, decoupled=False, rule="symmetry"):
         r"""Optimizer parameter groups that regularise the calibrated model as the uncalibrated
         one was.
 
         Calibration shrinks B by a factor :math:`f` (``input_factor``), so a layer's
-        contribution :math:`f B\,\sigma(F_W(G, H))` needs weights about :math:`1/f` larger to
-        add what it added before, and an unchanged weight decay holds them back :math:`1/f^2`
-        harder. For a conv linear in its weights followed by a positively homogeneous σ (GCN,
-        ReLU), :math:`\min_W L(fW) + \tfrac{\alpha f^2}{2}\lVert W\rVert^2` is
-        :math:`\min_V L(V) + \tfrac{\alpha}{2}\lVert V\rVert^2` with :math:`V = fW`: the
-        objective of the uncalibrated model (with the calibrated Λ). So each group's layers
-        get weight decay :math:`\alpha f^2` (L2 in the loss, as ``torch.optim.Adam``'s
-        ``weight_decay``), or :math:`\alpha f` when the decay is decoupled
-        (``torch.optim.AdamW``, which shrinks weights by ``lr·α`` per step instead). Every
-        other parameter keeps α. The learning rate is left to the optimizer: scaling it by
-        :math:`1/f` too keeps Adam's pace in function space for GCN, but made GIN-SSM
-        collapse and GatedGCN-SSM diverge (Cora, 64 layers).
+        contribution :math:`f B\,\sigma(F_W(G, H))` needs larger weights to add what it added
+        before, and an unchanged weight decay holds them back. When the conv's output scales
+        by :math:`c` as each weight :math:`w_p` is scaled by :math:`c^{k_p}`
+        (:func:`dgl_ssm.scaling.output_scaling`) and σ is positively homogeneous (ReLU),
+        :math:`\min_W L(W) + \tfrac{\alpha}{2}\sum_p f^{2k_p}\lVert w_p\rVert^2` is
+        :math:`\min_V L(V) + \tfrac{\alpha}{2}\lVert V\rVert^2` with
+        :math:`v_p = f^{k_p} w_p`: the objective of the uncalibrated model (with the calibrated
+        Λ). So each weight gets decay :math:`\alpha f^{2k_p}` (L2 in the loss, as
+        ``torch.optim.Adam``'s ``weight_decay``), or :math:`\alpha f^{k_p}` when the decay is
+        decoupled (``torch.optim.AdamW``, which shrinks weights by ``lr·α`` per step
+        instead): GCN's and SAGE's weights :math:`k = 1`, GIN's last MLP layer 1 and its
+        first 0, GAT's projection 1 and attention vectors −1, GatedGCN's A and B 1 and its
+        gates 0. Weights of convs with no known symmetry, and every weight with
+        ``rule="uniform"`` (the rule before the symmetries were known), get :math:`k = 1`.
+        Parameters outside the calibrated layers keep α. The learning rate is left to the
+        optimizer: scaling it by :math:`1/f` too keeps Adam's pace in function space for GCN,
+        but made GIN-SSM collapse and GatedGCN-SSM diverge (Cora, 64 layers).
 
         Parameters
         ----------
@@ -134,6 +142,8 @@ class CalibrationReport:
             The weight decay α the uncalibrated model would train with.
         decoupled : bool
             Whether the optimizer decouples weight decay (AdamW).
+        rule : {"symmetry", "uniform"}
+            Each weight's exponent from its conv's output-scaling symmetry, or 1 for all.
 
         Returns
         -------
@@ -144,31 +154,43 @@ class CalibrationReport:
         Examples
         --------
         >>> import dgl, torch
-        >>> from dgl_ssm import GCNSSM, calibrate
+        >>> from dgl_ssm import GATSSM, calibrate
         >>> _ = torch.manual_seed(0)
         >>> g = dgl.add_self_loop(dgl.graph((torch.arange(12), (torch.arange(12) + 1) % 12)))
-        >>> model = GCNSSM(in_feats=4, hidden=4, out_feats=2, num_layers=3)
+        >>> model = GATSSM(in_feats=4, hidden=4, out_feats=2, num_layers=3)
         >>> report = calibrate(model, g, torch.randn(12, 4))
         >>> groups = report.param_groups(model, weight_decay=5e-4)
         >>> optimizer = torch.optim.Adam(groups, lr=0.01)
-        >>> groups[0]["weight_decay"] == 5e-4 * report.input_factor[0] ** 2
+        >>> f = report.input_factor[0]  # attention vectors, projections, the rest:
+        >>> [group["weight_decay"] / 5e-4 for group in groups] == [f**-2, f**2, 1]
         True
         """
+        if rule not in WEIGHT_DECAY_RULES:
+            raise ValueError(
+                f"unknown weight decay rule {rule!r}; choose one of: "
+                f"{', '.join(WEIGHT_DECAY_RULES)}."
+            )
         layers = getattr(model, "layers", ())
         if len(layers) != len(self.radius_after):
             raise ValueError(
                 f"This report calibrated a model of {len(self.radius_after)} layers; the model "
                 f"given has {len(layers)}. Pass the model that was calibrated."
             )
-        groups, seen = [], set()
+        decays, seen = {}, set()  # weight decay → its parameters, in the model's order
         for factor, indices in zip(self.input_factor, self.groups):
-            params = [p for i in indices for p in layers[i].parameters() if id(p) not in seen]
-            seen.update(id(p) for p in params)
-            scale = factor if decoupled else factor**2
-            groups.append({"params": params, "weight_decay": weight_decay * scale})
+            for i in indices:
+                exponents = scaling_exponents(layers[i]) if rule == "symmetry" else {}
+                for name, param in layers[i].named_parameters():
+                    if id(param) in seen:
+                        continue
+                    seen.add(id(param))
+                    k = exponents.get(name, 1)
+                    decay = weight_decay * (factor**k if decoupled else factor ** (2 * k))
+                    decays.setdefault(decay, []).append(param)
         rest = [p for p in model.parameters() if id(p) not in seen]
-        groups.append({"params": rest, "weight_decay": weight_decay})
-        return [group for group in groups if group["params"]]
+        if rest:
+            decays.setdefault(weight_decay, []).extend(rest)
+        return [{"params": params, "weight_decay": decay} for decay, params in decays.items()]
 
     def __str__(self):
         worst = max(abs(r - self.target) for r in self.radius_after)

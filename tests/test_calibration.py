@@ -8,7 +8,7 @@ import dgl
 import pytest
 import torch
 
-from dgl_ssm import GCN, CalibrationWarning, build_model, calibrate
+from dgl_ssm import GCN, CalibrationReport, CalibrationWarning, build_model, calibrate
 from dgl_ssm.analysis import dense_layer_jacobian, layer_inputs
 from tests.conftest import random_graph
 
@@ -257,36 +257,71 @@ def _regularised_objective(model, graph, feat, target, groups):
     return float(loss)
 
 
-def test_rescaled_weight_decay_keeps_the_uncalibrated_objective():
-    # GCN-SSM with ReLU is positively homogeneous in each layer's weights: B·f with weights W/f
-    # computes the same function, so with each layer's weight decay × f² the regularised
+#: By hand, per backbone: the power of c each conv weight takes so that the conv's output is c
+#: times as large (GIN: its MLP's last linear map; GAT: projection up, attention vectors down,
+#: so the scores stay; GatedGCN: A and B, not the gates C, D, E). Unlisted weights: 0.
+EXPONENTS = {
+    "gcn_ssm": {"weight": 1, "bias": 1},
+    "sage_ssm": {"fc_neigh.weight": 1, "fc_self.weight": 1, "fc_self.bias": 1},
+    "gin_ssm": {"apply_func.2.weight": 1, "apply_func.2.bias": 1},
+    "gat_ssm": {"fc.weight": 1, "bias": 1, "attn_l": -1, "attn_r": -1},
+    "gatedgcn_ssm": {"A.weight": 1, "A.bias": 1, "B.weight": 1, "B.bias": 1},
+}
+
+
+def _calibrated_by_hand(model, lam, factor):
+    """Λ = λI and B × factor on every layer, as calibrate sets them, and its report."""
+    update = model.layers[0].update  # shared by every layer
+    with torch.no_grad():
+        update.state_matrix.copy_(lam * torch.eye(update.dim))
+        update.input_matrix.mul_(factor)
+    update._refresh_fast_paths()
+    layers = len(model.layers)
+    return CalibrationReport(
+        target=1.0, tol=0.02, norm_bound=2.0, groups=[list(range(layers))],
+        radius_before=[1.1] * layers, radius_after=[1.0] * layers, norm_before=[3.0] * layers,
+        norm_after=[1.0] * layers, state_scale=[(1.0, lam)], input_factor=[factor], rounds=1,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_rescaled_weight_decay_keeps_the_uncalibrated_objective(name):
+    # With ReLU, B·f at weights W computes what B does at weights V, v = f^k·w (k from the
+    # conv's output-scaling symmetry), so with each weight's decay × f^(2k) the regularised
     # objective must be the uncalibrated model's exactly.
     g, feat = random_graph(20, 50, seed=3), torch.randn(20, 5)
     target = torch.randint(0, 3, (20,))
     torch.manual_seed(0)
-    plain = build_model("gcn_ssm", **ARGS, input_scale=0.1).eval()
+    plain = build_model(name, **ARGS).eval()
     torch.manual_seed(0)
-    scaled = build_model("gcn_ssm", **ARGS, input_scale=0.1).eval()
-    report = calibrate(scaled, g, feat)
-    factor = report.input_factor[0]
-    assert factor < 1  # the defaults expand on this graph: calibration shrinks B
-    with torch.no_grad():  # the uncalibrated twin: same λ, B as built, weights × f
-        plain.layers[0].update.state_matrix.copy_(scaled.layers[0].update.state_matrix)
+    scaled = build_model(name, **ARGS).eval()
+    factor = 0.125
+    report = _calibrated_by_hand(scaled, 0.99, factor)
+    _calibrated_by_hand(plain, 0.99, 1.0)  # the uncalibrated twin: same λ, B as built, …
+    with torch.no_grad():  # … and weights × f^k
         for layer in plain.layers:
-            for p in layer.parameters():
-                p.mul_(factor)
-        plain.layers[0].update._refresh_fast_paths()
+            for p_name, p in layer.conv.named_parameters():
+                p.mul_(factor ** EXPONENTS[name].get(p_name, 0))
     groups = report.param_groups(scaled, weight_decay=0.01)
     uniform = [{"params": list(plain.parameters()), "weight_decay": 0.01}]
     torch.testing.assert_close(scaled(g, feat), plain(g, feat))
     assert _regularised_objective(scaled, g, feat, target, groups) == pytest.approx(
         _regularised_objective(plain, g, feat, target, uniform), rel=1e-6
     )
-    # every parameter in exactly one group; AdamW's decoupled decay scales by f, not f²
+    # every parameter in exactly one group; AdamW's decoupled decay scales by f^k, not f^(2k)
     ids = [id(p) for group in groups for p in group["params"]]
     assert sorted(ids) == sorted(id(p) for p in scaled.parameters())
     decoupled = report.param_groups(scaled, weight_decay=0.01, decoupled=True)
-    assert decoupled[0]["weight_decay"] == pytest.approx(0.01 * factor)
+    for p_name, p in scaled.layers[0].conv.named_parameters():
+        decay = next(grp["weight_decay"] for grp in decoupled if any(q is p for q in grp["params"]))
+        assert decay == pytest.approx(0.01 * factor ** EXPONENTS[name].get(p_name, 0))
+    # the rule before the symmetries: every weight of a calibrated layer × f²
+    old = report.param_groups(scaled, weight_decay=0.01, rule="uniform")
+    conv_ids = {id(p) for layer in scaled.layers for p in layer.parameters()}
+    decays = [grp["weight_decay"] for grp in old if id(grp["params"][0]) in conv_ids]
+    assert decays == [pytest.approx(0.01 * factor**2)]
+    with pytest.raises(ValueError, match="unknown weight decay rule 'exact'.*symmetry, uniform"):
+        report.param_groups(scaled, weight_decay=0.01, rule="exact")
 
 
 def test_per_layer_groups_get_their_own_factor_and_a_wrong_model_is_refused():
@@ -321,3 +356,18 @@ def test_the_trainer_rescales_calibrated_layers_weight_decay(optimizer, power):
         encoder = [grp["weight_decay"] for grp in built.param_groups
                    if any(p is model.encoder.weight for p in grp["params"])]  # fmt: skip
         assert encoder == [5e-4]
+
+
+@pytest.mark.parametrize("rescale, power", [(None, -2), (True, -2), ("uniform", 2), (False, 0)])
+def test_the_trainer_takes_the_weight_decay_rule_from_the_config(rescale, power):
+    from dgl_ssm_bench.config import RunConfig
+    from dgl_ssm_bench.train import _optimizer
+
+    model = build_model("gat_ssm", **ARGS)
+    report = _calibrated_by_hand(model, 0.99, 0.125)
+    optim = {"weight_decay": 5e-4, "rescale_weight_decay": rescale}
+    built = _optimizer(RunConfig.from_dict({"optim": optim}), model, report)
+    attention = model.layers[0].conv.attn_l  # k = −1: decay × f⁻² by symmetry, × f² uniformly
+    decay = [grp["weight_decay"] for grp in built.param_groups
+             if any(p is attention for p in grp["params"])]  # fmt: skip
+    assert decay == [pytest.approx(5e-4 * 0.125**power)]

@@ -60,21 +60,31 @@ def test_a_record_older_than_a_new_config_field_keeps_its_key():
 
 
 def test_calibrated_records_from_before_a_rule_change_keep_their_meaning():
-    """Schema 1 trained calibrated models with one weight decay, and schemas 1 and 2 centred λ
-    on the target: such records are the plan's "centred λ" findings, not the run the trainer
-    now does by default."""
+    """Schema 1 trained calibrated models with one weight decay, schemas 1 and 2 centred λ on
+    the target, and schemas 1 to 3 rescaled every weight's decay alike: such records are the
+    plan's findings, not the run the trainer now does by default — except where the rules
+    agree (GCN: every weight carries the output's scale), where they are that run."""
     cells = {c.column: c for c in plan(["calibration"])
              if (c.row, c.config.seed) == ("GCN-SSM", 0)}  # fmt: skip
-    same, rescaled = "centred λ, same weight decay", "centred λ, weight decay rescaled"
+    same, rescaled = "centred λ, same weight decay", "centred λ, weight decay rescaled uniformly"
     stored = cells[same].config.to_dict()
     del stored["optim"]["rescale_weight_decay"], stored["model"]["calibrate_lambda"]  # schema 1
     key = record_key({"config": stored, "schema": 1})
     assert key == config_key(cells[same].config)
     stored = cells[rescaled].config.to_dict()
-    del stored["model"]["calibrate_lambda"]  # as schema 2 wrote it
+    del stored["model"]["calibrate_lambda"]  # as schemas 2 and 3 wrote it
+    stored["optim"]["rescale_weight_decay"] = None
     assert record_key({"config": stored, "schema": 2}) == config_key(cells[rescaled].config)
     assert record_key({"config": stored, "schema": 3}) == config_key(
         cells["calibrated, weight decay rescaled"].config)  # fmt: skip
+    assert "weight decay rescaled uniformly" not in cells  # for GCN, the calibrated column
+    gat = {c.column: c for c in plan(["calibration"])
+           if (c.row, c.config.seed) == ("GAT-SSM", 0)}  # fmt: skip
+    stored = gat["calibrated, weight decay rescaled"].config.to_dict()
+    assert record_key({"config": stored, "schema": 3}) == config_key(
+        gat["weight decay rescaled uniformly"].config)  # fmt: skip
+    assert record_key({"config": stored, "schema": 4}) == config_key(
+        gat["calibrated, weight decay rescaled"].config)  # fmt: skip
     # an uncalibrated record is what it was
     stored = cells["defaults"].config.to_dict()
     del stored["optim"]["rescale_weight_decay"]
@@ -294,22 +304,28 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
         "gcn_ssm", 1024, "auto", True)  # the acceptance run comes first  # fmt: skip
     calibration = plan(["calibration"])
     rescaled, same = "calibrated, weight decay rescaled", "centred λ, same weight decay"
-    centred = "centred λ, weight decay rescaled"
-    per_layer = "per-layer λ and B, weight decay rescaled"
-    assert {c.column for c in calibration} == {"defaults", rescaled, centred, same, per_layer}
+    uniform = "weight decay rescaled uniformly"
+    centred = f"centred λ, {uniform}"
+    per_layer = "per-layer λ and B, weight decay rescaled uniformly"
+    findings = (uniform, centred, same, per_layer)
+    assert {c.column for c in calibration} == {"defaults", rescaled, *findings}
     assert {c.config.model.calibrate for c in calibration} == {None, 1.0}
-    assert {c.required for c in calibration if c.column in (centred, same, per_layer)} == {False}
-    # seeds 0–2 of every column; seeds 3–9 of the two the verdict compares, not required
+    assert {c.required for c in calibration if c.column in findings} == {False}
+    # seeds 0–2 of every column; seeds 3–9 of the two the verdict compares (not required), and
+    # of the weight-decay rule before the symmetries, where it is not the calibrated column
     seeds = {}
     for cell in calibration:
         seeds.setdefault((cell.column, cell.required), []).append(cell.config.seed)
     seeds = {kind: sorted(set(found)) for kind, found in seeds.items()}
     assert seeds == {("defaults", True): [0, 1, 2], (rescaled, True): [0, 1, 2],
                      ("defaults", False): list(range(3, 10)), (rescaled, False): list(range(3, 10)),
-                     (centred, False): [0, 1, 2], (same, False): [0, 1, 2],
-                     (per_layer, False): [0, 1, 2]}  # fmt: skip
+                     (uniform, False): list(range(10)), (centred, False): [0, 1, 2],
+                     (same, False): [0, 1, 2], (per_layer, False): [0, 1, 2]}  # fmt: skip
+    assert {c.row for c in calibration if c.column == uniform} == {"GIN-SSM", "GAT-SSM",
+                                                                   "GatedGCN-SSM"}  # fmt: skip
     for cell in calibration:  # one finding keeps one weight decay; one unshares Λ and B
-        assert cell.config.optim.rescale_weight_decay is (False if cell.column == same else None)
+        rule = False if cell.column == same else "uniform" if "uniformly" in cell.column else None
+        assert cell.config.optim.rescale_weight_decay is rule
         assert cell.config.model.shared_ssm is (False if cell.column == per_layer else None)
         assert cell.config.model.calibrate_lambda == ("centred" if "centred" in cell.column
                                                       else None)  # fmt: skip
@@ -320,7 +336,9 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
              ("GIN-SSM", rescaled, 1, 0.36, 0.0625), ("GIN-SSM", "defaults", 2, 0.41, None),
              ("GIN-SSM", rescaled, 2, 0.33, 0.0625), ("SAGE-SSM", "defaults", 0, 0.78, None),
              ("SAGE-SSM", rescaled, 0, 0.79, 0.5), ("SAGE-SSM", "defaults", 1, 0.78, None),
-             ("SAGE-SSM", rescaled, 1, 0.75, 0.5))  # fmt: skip
+             ("SAGE-SSM", rescaled, 1, 0.75, 0.5), ("GIN-SSM", uniform, 0, 0.35, 0.0625),
+             ("GIN-SSM", uniform, 1, 0.30, 0.0625),
+             ("GIN-SSM", uniform, 2, 0.40, 0.0625))  # fmt: skip
     for row, column, seed, accuracy, factor in cells:
         record = fake_record("calibration", row, column, accuracy, seed)
         record["metric"] = "accuracy"
@@ -339,11 +357,14 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     written = report.write_report(tmp_path)
     text = (tmp_path / "README.md").read_text()
     gcn = next(line for line in text.splitlines() if line.startswith("| GCN-SSM | 79.0"))
-    assert ("| 80.0 (1) | yes, +1.0 (seed 0) | 78.0 (1) | 76.0 (1) | 77.5 (1) | 0.99 … 1.01 "
-            "| 0.6 … 0.9 | 0.125 | 0.99 |") in gcn  # fmt: skip
+    assert ("| 80.0 (1) | yes, +1.0 (seed 0) | same runs | same runs | 78.0 (1) | 76.0 (1) "
+            "| 77.5 (1) | 0.99 … 1.01 | 0.6 … 0.9 | 0.125 | 0.99 |") in gcn  # fmt: skip
     gin = next(line for line in text.splitlines() if line.startswith("| GIN-SSM |"))
     # differences -10, -6 and -8 points: std 2.0, half-width t(0.975, 2) · 2 / √3 = 4.97
     assert "| no, -8.0 ± 2.0, 95 % CI -13.0 … -3.0 (seeds 0–2) |" in gin
+    # by symmetry − uniformly: -5, +6, -7 points, std 7.0, half-width 4.303 · 7 / √3 = 17.4
+    assert ("| 35.0 ± 5.0 (3) | no, -2.0 ± 7.0, 95 % CI -19.4 … +15.4, within noise "
+            "(seeds 0–2) |") in gin  # fmt: skip
     sage = next(line for line in text.splitlines() if line.startswith("| SAGE-SSM |"))
     # +1 and -3 points: std 2.83, half-width t(0.975, 1) · 2.83 / √2 = 12.71 · 2 = 25.4
     assert "| no, -1.0 ± 2.8, 95 % CI -26.4 … +24.4, within noise (seeds 0, 1) |" in sage

@@ -30,17 +30,20 @@ Beyond the paper (issue 14), on ``cora``'s protocol:
 - ``calibration``: the SSM twins of GCN, GIN, SAGE, GAT and GatedGCN at 64 layers, with the
   library's defaults (Λ = I, B = 0.1·I) and after ``dgl_ssm.calibrate`` (every layer's top
   Jacobian eigenvalue at modulus 1 on Cora, at initialisation, λ nearest 1), training with
-  each calibrated layer's weight decay rescaled to its B (the trainer's default); as findings,
-  the first rule (λ centred on the target) with and without the rescaled weight decay, and
-  a λ and B of its own for every layer. Seeds 3–9 of the two compared columns are not
-  required: with three seeds the paired difference of four backbones could not be told from
-  zero, and they give the verdict its power.
+  each calibrated weight's decay rescaled to its B by its conv's output-scaling symmetry (the
+  trainer's default); as findings, the rule before the symmetries (every weight rescaled as
+  if the conv were linear in it: the same runs for GCN and SAGE), the first calibration rule
+  (λ centred on the target) with that weight decay and with none rescaled, and a λ and B of
+  its own for every layer. Seeds 3–9 of the two compared columns are not required: with three
+  seeds the paired difference of four backbones could not be told from zero, and they give
+  the verdict its power; the uniform rule has them too, for a paired comparison of the rules.
 """
 
 from dataclasses import dataclass
 
 from ..config import RunConfig
 from ..names import display_name
+from .records import config_key
 
 PARTS = ("gpp", "ring", "heterophily", "cora", "depth", "calibration")
 BUDGETS = ("cpu", "paper")
@@ -193,19 +196,23 @@ def depth_cells(budget):
     return cells
 
 
-#: The calibration part's columns: (label, model options, optimiser options, required). The
-#: acceptance list compares the second (how the trainer runs a calibrated model) with the first;
-#: the next two are the first calibration rule (λ centred on the target), and the last gives
-#: every layer its own Λ and B (``shared_ssm=False``), all kept as findings.
+#: The calibration part's columns: (label, model options, optimiser options, required, seeds).
+#: The acceptance list compares the second (how the trainer runs a calibrated model) with the
+#: first; the rest are findings: the weight decay rule before the conv symmetries, the first
+#: calibration rule (λ centred on the target), and a Λ and B of its own for every layer.
 CALIBRATED_COLUMN = "calibrated, weight decay rescaled"
+UNIFORM_COLUMN = "weight decay rescaled uniformly"
 CENTRED = dict(calibrate=1.0, calibrate_lambda="centred")
+UNIFORM = dict(rescale_weight_decay="uniform")
 CALIBRATION_COLUMNS = (
-    ("defaults", {}, {}, True),
-    (CALIBRATED_COLUMN, dict(calibrate=1.0), {}, True),
-    ("centred λ, weight decay rescaled", CENTRED, {}, False),
-    ("centred λ, same weight decay", CENTRED, dict(rescale_weight_decay=False), False),
-    ("per-layer λ and B, weight decay rescaled", dict(calibrate=1.0, shared_ssm=False), {}, False),
-)
+    ("defaults", {}, {}, True, SEEDS + VERDICT_SEEDS),
+    (CALIBRATED_COLUMN, dict(calibrate=1.0), {}, True, SEEDS + VERDICT_SEEDS),
+    (UNIFORM_COLUMN, dict(calibrate=1.0), UNIFORM, False, SEEDS + VERDICT_SEEDS),
+    ("centred λ, weight decay rescaled uniformly", CENTRED, UNIFORM, False, SEEDS),
+    ("centred λ, same weight decay", CENTRED, dict(rescale_weight_decay=False), False, SEEDS),
+    ("per-layer λ and B, weight decay rescaled uniformly", dict(calibrate=1.0, shared_ssm=False),
+     UNIFORM, False, SEEDS),
+)  # fmt: skip
 
 
 def calibration_cells(budget):
@@ -213,9 +220,9 @@ def calibration_cells(budget):
     for seed in SEEDS + VERDICT_SEEDS:
         for name in CALIBRATED:
             row = display_name(name)
-            for column, options, optim, required in CALIBRATION_COLUMNS:
-                if seed in VERDICT_SEEDS and not required:
-                    continue  # the extra seeds serve the verdict (defaults vs calibrated) only
+            for column, options, optim, required, seeds in CALIBRATION_COLUMNS:
+                if seed not in seeds:
+                    continue
                 model = dict(name=name, num_layers=64, hidden=64, dropout=0.5, **options)
                 config = _config(model, dict(name="cora"), {**CORA_OPTIM, **optim}, seed)
                 cells.append(Cell("calibration", row, column, config, required and seed in SEEDS))
@@ -236,4 +243,13 @@ def plan(parts=PARTS, budget="cpu"):
         if part not in BUILDERS:
             raise ValueError(f"Unknown part {part!r}. Valid: {', '.join(PARTS)}.")
         cells.extend(BUILDERS[part](budget))
-    return [c for c in cells if c.required] + [c for c in cells if not c.required]
+    ordered = [c for c in cells if c.required] + [c for c in cells if not c.required]
+    # A cell that names the run of an earlier one is that run (GCN-SSM's weight decay rescaled
+    # uniformly is its calibrated column): kept once, where it first appears.
+    unique, seen = [], set()
+    for cell in ordered:
+        key = config_key(cell.config)
+        if key not in seen:
+            unique.append(cell)
+            seen.add(key)
+    return unique

@@ -9,8 +9,13 @@ renamed or re-interpreted field bumps ``SCHEMA`` and gets a migration in ``_migr
 refactor orphans a record.
 """
 
+import functools
 import hashlib
 import json
+import warnings
+
+from dgl_ssm import build_model
+from dgl_ssm.scaling import scaling_exponents
 
 from ..config import RunConfig
 from ..records import append_record, read_records  # noqa: F401 (one shared implementation)
@@ -19,7 +24,10 @@ from ..records import append_record, read_records  # noqa: F401 (one shared impl
 # False; schema-1 records of calibrated runs did not, and are read with it set False.
 # 3: calibration takes the λ nearest the model's own unless model.calibrate_lambda says
 # "centred"; earlier calibrated records centred it, and are read with "centred".
-SCHEMA = 3
+# 4: the rescaled weight decay follows each conv's output-scaling symmetry unless
+# optim.rescale_weight_decay says "uniform"; earlier rescaled records scaled every weight
+# alike, and are read with "uniform" (one run, and one key, where the two rules agree).
+SCHEMA = 4
 NOT_IN_KEY = {"data": ("data_dir", "cache_dir"), None: ("device",)}
 
 
@@ -32,7 +40,27 @@ def canonical(config: RunConfig):
             (raw[section] if section else raw).pop(name, None)
     for section in ("model", "data", "optim"):
         raw[section] = {k: v for k, v in raw[section].items() if v is not None}
+    if raw["optim"].get("rescale_weight_decay") == "uniform" and _linear_in_all_weights(
+        config.model
+    ):
+        del raw["optim"]["rescale_weight_decay"]  # both rules give every weight k = 1
     return raw
+
+
+def _linear_in_all_weights(model):
+    """Whether every weight of the model's layers scales the conv's output alike (k = 1), so
+    that the "uniform" weight-decay rule is the symmetry rule (GCN, SAGE with mean)."""
+    return _uniform_scaling(model.name, json.dumps(model.conv_options, sort_keys=True),
+                            model.hidden)  # fmt: skip
+
+
+@functools.cache
+def _uniform_scaling(name, conv_options, hidden):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a one-layer probe, not the run
+        layer = build_model(name, in_feats=1, hidden=hidden, out_feats=1, num_layers=1,
+                            conv_options=json.loads(conv_options)).layers[0]  # fmt: skip
+    return all(k == 1 for k in scaling_exponents(layer).values())
 
 
 def config_key(config: RunConfig):
@@ -53,6 +81,9 @@ def _migrate(config_dict, schema):
         model = dict(config_dict["model"])
         model.setdefault("calibrate_lambda", "centred")
         config_dict = {**config_dict, "model": model}
+    optim = config_dict.get("optim") or {}
+    if schema < 4 and calibrated and optim.get("rescale_weight_decay") in (None, True):
+        config_dict = {**config_dict, "optim": {**optim, "rescale_weight_decay": "uniform"}}
     return config_dict
 
 

@@ -25,7 +25,16 @@ import yaml
 
 from ..references import REFERENCES
 from .execute import records_file
-from .plan import BUDGETS, CALIBRATED_COLUMN, CUTS, HETEROPHILY_DEPTHS, PARTS, plan
+from .plan import (
+    BUDGETS,
+    CALIBRATED_COLUMN,
+    CALIBRATION_COLUMNS,
+    CUTS,
+    HETEROPHILY_DEPTHS,
+    PARTS,
+    UNIFORM_COLUMN,
+    plan,
+)
 from .records import config_key, read_records, record_key
 
 TASK_NAMES = {"gpp_eccentricity": "Eccentricity", "gpp_sssp": "SSSP", "gpp_diameter": "Diameter"}
@@ -218,25 +227,29 @@ def ring_claim(stats, budget):
 
 
 def calibration_section(stats, budget, causes):
-    """Defaults vs calibrated per backbone (as the trainer runs it; and, as findings, the first
-    rule with and without the rescaled weight decay), with what the calibration measured and
-    set."""
-    rows, columns = _order("calibration", budget)
-    findings = [c for c in columns if c not in ("defaults", CALIBRATED_COLUMN)]
+    """Defaults vs calibrated per backbone (as the trainer runs it; and, as findings, the
+    weight decay rule before the conv symmetries, the first λ rule and per-layer Λ and B),
+    with what the calibration measured and set."""
+    rows, planned = _order("calibration", budget)
+    compared = ("defaults", CALIBRATED_COLUMN, UNIFORM_COLUMN)
+    findings = [c for c, *_ in CALIBRATION_COLUMNS if c in planned and c not in compared]
     lines = [
         f"| model | defaults: test % | {CALIBRATED_COLUMN}: test % "
-        "| ≥ defaults? calibrated − defaults, paired "
+        f"| ≥ defaults? calibrated − defaults, paired | {UNIFORM_COLUMN}: test % "
+        "| by symmetry − uniformly, paired "
         + "".join(f"| {c}: test % " for c in findings)
         + "| top \\|eig\\| after, all layers and runs | state norm ratio after | B factor | λ "
         "| ‖∂L/∂H⁽¹⁾‖ / ‖∂L/∂H⁽ᴸ⁾‖ before → after | CPU h |",
-        "|---" * (10 + len(findings)) + "|",
+        "|---" * (12 + len(findings)) + "|",
     ]
     for row in rows:
-        default, rescaled, *others = (stats.get((row, c)) for c in
-                                      ("defaults", CALIBRATED_COLUMN, *findings))  # fmt: skip
-        if all(x is None for x in (default, rescaled, *others)):
+        default, rescaled, uniform, *others = (
+            stats.get((row, c)) for c in ("defaults", CALIBRATED_COLUMN, UNIFORM_COLUMN, *findings)
+        )
+        if all(x is None for x in (default, rescaled, uniform, *others)):
             continue
-        reports = [r["calibration"] for r in (rescaled.records if rescaled else ())
+        # Both weight-decay rules train after the same calibration (it precedes training).
+        reports = [r["calibration"] for x in (rescaled, uniform) if x for r in x.records
                    if "calibration" in r]  # fmt: skip
         radius = _span(v for rep in reports for v in rep["radius_after"])
         norms = _span(v for rep in reports for v in rep["norm_after"])
@@ -246,28 +259,37 @@ def calibration_section(stats, budget, causes):
         grad = "—"
         if grads:
             grad = f"{_span([g[0] for g in grads], 3)} → {_span([g[1] for g in grads], 3)}"
-        hours = sum(x.cpu_hours for x in (default, rescaled, *others) if x)
-        cells = [x.text(100, 1) if x else "—" for x in (default, rescaled, *others)]
+        hours = sum(x.cpu_hours for x in (default, rescaled, uniform, *others) if x)
+        cells = [x.text(100, 1) if x else "—" for x in (default, rescaled, uniform, *others)]
+        same = "same runs" if uniform is None and rescaled is not None else "—"
+        rules = _paired(uniform, rescaled) if uniform else same
         lines.append(
             f"| {row} | {cells[0]} | {cells[1]} | {_paired(default, rescaled)} "
-            + "".join(f"| {c} " for c in cells[2:])
+            f"| {cells[2] if uniform else same} | {rules} "
+            + "".join(f"| {c} " for c in cells[3:])
             + f"| {radius} | {norms} | {factor} | {lam} | {grad} | {hours:.2f} |"
         )
     lines += ["", "Test accuracy in %, mean ± std (runs). \"Calibrated\" is how the trainer runs "
               "`--calibrate`: λ the nearest to the built λ = 1 that puts every layer within the "
-              "tolerance (`lambda_rule=\"nearest\"`), and each calibrated layer's weight decay × "
-              "(B factor)², so the regulariser asks of its effective map what it asked before "
-              "(`dgl_ssm.CalibrationReport.param_groups`). The \"centred λ\" columns are the "
-              "first rule, λ centring the top eigenvalues on 1 (≈ 0.99 here), with that weight "
+              "tolerance (`lambda_rule=\"nearest\"`), and each weight of a calibrated layer "
+              "with weight decay × (B factor)^(2k), k from its conv's output-scaling symmetry "
+              "(1 for the weights that carry the output's scale, 0 for gates and GIN's first "
+              "MLP layer, −1 for GAT's attention vectors), so the regulariser asks of the "
+              "layer's effective map what it asked before "
+              "(`dgl_ssm.CalibrationReport.param_groups`). \"Rescaled uniformly\" is the rule "
+              "before the symmetries, k = 1 for every weight: the same runs where the conv is "
+              "linear in all its weights (GCN, SAGE). The \"centred λ\" columns are the first "
+              "λ rule, λ centring the top eigenvalues on 1 (≈ 0.99 here), with that weight "
               "decay and with 5e-4 everywhere; \"per-layer λ and B\" calibrates a model whose "
-              "layers do not share Λ and B (`--per-layer-ssm`). The verdict compares means "
+              "layers do not share Λ and B (`--per-layer-ssm`). A verdict compares means "
               "over the seeds both columns have, with the mean per-seed difference in points "
               "± its std and its 95 % t-interval (\"within noise\": the interval holds 0, so "
               "these seeds cannot tell the sign). The calibration runs on the training graph "
               "at initialisation; the columns from top |eig| on describe the calibrated runs "
-              "(the second column), every layer of every run, and CPU h counts all the row's "
-              "runs (top |eig| from `top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm "
-              "ratio is ‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
+              "of both weight-decay rules (they share the calibration), every layer of every "
+              "run, and CPU h counts all the row's runs (top |eig| from "
+              "`top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm ratio is "
+              "‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
     return lines
 
 

@@ -1,0 +1,102 @@
+"""dgl_ssm.scaling: each conv's output-scaling symmetry, checked by scaling the weights of the
+DGL conv itself and comparing its output with c times the original."""
+
+import copy
+
+import pytest
+import torch
+from dgl.nn import GATConv, GatedGCNConv, GINConv, GraphConv, SAGEConv
+from torch import nn
+
+from dgl_ssm import GATSSM, GCNSSM
+from dgl_ssm.backbones import BACKBONES
+from dgl_ssm.scaling import output_scaling, scaling_exponents
+from tests.conftest import random_graph
+
+D = 8
+
+
+def _gin_mlp():
+    return GINConv(nn.Sequential(nn.Linear(D, D), nn.ReLU(), nn.Linear(D, D)), "sum")
+
+
+CONVS = {
+    **{name: backbone.make_conv for name, backbone in BACKBONES.items()},
+    "sage, pool": lambda dim: SAGEConv(dim, dim, "pool"),
+    "sage, lstm": lambda dim: SAGEConv(dim, dim, "lstm"),
+    "gat, projected residual": lambda dim: GATConv(dim, 3, 2, residual=True),  # 8 → 2 × 3
+    "gin, one linear map": lambda dim: GINConv(nn.Linear(dim, dim), "mean"),
+}
+
+
+def _call(conv, graph, feat, edge_feat):
+    out = conv(graph, feat, edge_feat) if isinstance(conv, GatedGCNConv) else conv(graph, feat)
+    node, edge = out if isinstance(out, tuple) else (out, None)
+    return node.flatten(1), edge
+
+
+@pytest.mark.parametrize("name", CONVS)
+def test_scaling_the_weights_by_their_exponents_scales_the_output(name):
+    torch.manual_seed(0)
+    graph = random_graph(12, 30, seed=1)
+    feat, edge_feat = torch.randn(12, D), torch.randn(graph.num_edges(), D)
+    conv = CONVS[name](D)
+    for p in conv.parameters():  # off the initial values (zero biases would hide a wrong k)
+        nn.init.normal_(p)
+    exponents = output_scaling(conv)
+    assert exponents is not None and set(exponents) == {n for n, _ in conv.named_parameters()}
+    c = 3.0
+    scaled = copy.deepcopy(conv)
+    with torch.no_grad():
+        for p_name, p in scaled.named_parameters():
+            p.mul_(c ** exponents[p_name])
+    node, edge = _call(conv, graph, feat, edge_feat)
+    scaled_node, scaled_edge = _call(scaled, graph, feat, edge_feat)
+    torch.testing.assert_close(scaled_node, c * node, rtol=1e-5, atol=1e-5)
+    if edge is not None:  # GatedGCN: the gates, and the edge output, do not move
+        torch.testing.assert_close(scaled_edge, edge)
+    # not every weight can take k = 1: the uniform rule is wrong for these convs
+    uniform = copy.deepcopy(conv)
+    with torch.no_grad():
+        for p in uniform.parameters():
+            p.mul_(c)
+    linear = name in ("gcn", "sage", "gin, one linear map")
+    assert torch.allclose(_call(uniform, graph, feat, edge_feat)[0], c * node, atol=1e-4) == linear
+
+
+def test_hand_worked_exponents():
+    assert output_scaling(GraphConv(D, D)) == {"weight": 1, "bias": 1}
+    assert output_scaling(GATConv(D, 2, 4)) == {"attn_l": -1, "attn_r": -1, "bias": 1,
+                                                "fc.weight": 1}  # fmt: skip
+    mlp = {"apply_func.0.weight": 0, "apply_func.0.bias": 0, "apply_func.2.weight": 1,
+           "apply_func.2.bias": 1}  # fmt: skip
+    assert output_scaling(_gin_mlp()) == mlp
+    gated = output_scaling(BACKBONES["gatedgcn"].make_conv(D))
+    assert {n for n, k in gated.items() if k == 1} == {"A.weight", "A.bias", "B.weight", "B.bias"}
+    assert set(gated.values()) == {0, 1}
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        GATConv(D, D, 1, residual=True),  # identity residual: adds the unscaled input
+        GATConv(D, D // 2, 2, activation=nn.functional.elu),
+        GatedGCNConv(D, D, D, batch_norm=True),  # the norm undoes any scale
+        GraphConv(D, D, activation=torch.tanh),
+        SAGEConv(D, D, "mean", norm=nn.LayerNorm(D)),
+        GINConv(nn.Sequential(nn.Linear(D, D), nn.Tanh()), "sum"),
+        nn.Linear(D, D),  # not a conv this module knows
+    ],
+)
+def test_convs_without_a_known_symmetry_say_so(conv):
+    assert output_scaling(conv) is None
+
+
+def test_a_layers_exponents_name_its_parameters_and_default_to_one():
+    layer = GATSSM(in_feats=3, hidden=8, out_feats=2, num_layers=1).layers[0]
+    assert scaling_exponents(layer) == {"conv.attn_l": -1, "conv.attn_r": -1, "conv.bias": 1,
+                                        "conv.fc.weight": 1}  # fmt: skip
+    layer = GCNSSM(in_feats=3, hidden=8, out_feats=2, num_layers=1, norm="layer").layers[0]
+    # the norm is no conv: its weights fall back to k = 1
+    assert scaling_exponents(layer) == {"conv.weight": 1, "conv.bias": 1, "norm.weight": 1,
+                                        "norm.bias": 1}  # fmt: skip
