@@ -118,13 +118,14 @@ def build_parser(prog="dgl-ssm-bench"):
     optim.add_argument("--epochs", type=int)
     optim.add_argument("--patience", type=int)
     optim.add_argument("--batch-size", type=int)
-    optim.add_argument(
+    decay_rule = optim.add_mutually_exclusive_group()
+    decay_rule.add_argument(
         "--same-weight-decay", dest="rescale_weight_decay", action="store_false", default=None,
         help="with --calibrate: keep one weight decay for every layer (default: each weight of a "
         "calibrated layer × (B factor)^(2k), k from its conv's output-scaling symmetry, see "
         "dgl_ssm.CalibrationReport.param_groups)",
     )  # fmt: skip
-    optim.add_argument(
+    decay_rule.add_argument(
         "--uniform-weight-decay", dest="rescale_weight_decay", action="store_const",
         const="uniform", help="with --calibrate: every weight of a calibrated layer × (B factor)², "
         "as if the conv were linear in all its weights (the rule before the symmetries)",

@@ -236,3 +236,16 @@ def test_divergence_on_a_roc_auc_dataset_is_recorded(tmp_path, data_dir, cache_d
     assert main(argv) == 0
     (record,) = records(out)
     assert (record["status"], record["metric"], record["test"]) == ("diverged", "roc_auc", None)
+
+
+def test_the_weight_decay_rule_flags_set_the_config_and_exclude_each_other(capsys):
+    from dgl_ssm_bench.cli import build_parser, config_from_args
+
+    parser = build_parser()
+    for flag, rule in (([], None), (["--same-weight-decay"], False),
+                       (["--uniform-weight-decay"], "uniform")):  # fmt: skip
+        args = parser.parse_args(["run", "--model", "gat_ssm", "--calibrate", *flag])
+        assert config_from_args(args).optim.rescale_weight_decay is rule
+    with pytest.raises(SystemExit) as exit:
+        parser.parse_args(["run", "--same-weight-decay", "--uniform-weight-decay"])
+    assert exit.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
