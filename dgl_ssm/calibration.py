@@ -31,11 +31,12 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from .analysis import layer_inputs, top_eigenvalue_moduli
 from .analysis._common import evaluating
 from .analysis.states import recorded_states
-from .scaling import scaling_exponents
+from .scaling import scaling_exponents, unknown_convs
 from .ssm import SSMUpdate
 
 __all__ = ["CalibrationReport", "CalibrationWarning", "calibrate"]
@@ -124,12 +125,15 @@ class CalibrationReport:
         :math:`\min_V L(V) + \tfrac{\alpha}{2}\lVert V\rVert^2` with
         :math:`v_p = f^{k_p} w_p`: the objective of the uncalibrated model (with the calibrated
         Λ). So each weight gets decay :math:`\alpha f^{2k_p}` (L2 in the loss, as
-        ``torch.optim.Adam``'s ``weight_decay``), or :math:`\alpha f^{k_p}` when the decay is
-        decoupled (``torch.optim.AdamW``, which shrinks weights by ``lr·α`` per step
-        instead): GCN's and SAGE's weights :math:`k = 1`, GIN's last MLP layer 1 and its
+        ``torch.optim.Adam``'s ``weight_decay``): GCN's weights :math:`k = 1`, SAGE's 1
+        (its pooling MLP or LSTM, with those aggregators, 0), GIN's last MLP layer 1 and its
         first 0, GAT's projection 1 and attention vectors −1, GatedGCN's A and B 1 and its
-        gates 0. Weights of convs with no known symmetry, and every weight with
-        ``rule="uniform"`` (the rule before the symmetries were known), get :math:`k = 1`.
+        gates 0. Decoupled decay (``torch.optim.AdamW``, which shrinks weights by ``lr·α`` per
+        step) is no gradient of a loss, so no choice makes it exact; :math:`\alpha f^{k_p}`
+        keeps the balance of decay and step it had in the uncalibrated coordinates. Weights
+        of convs with no known symmetry, and every weight with ``rule="uniform"`` (the rule
+        before the symmetries were known), get :math:`k = 1`; a :class:`CalibrationWarning`
+        says when the symmetry rule is not exact (such convs, or a σ other than ReLU).
         Parameters outside the calibrated layers keep α. The learning rate is left to the
         optimizer: scaling it by :math:`1/f` too keeps Adam's pace in function space for GCN,
         but made GIN-SSM collapse and GatedGCN-SSM diverge (Cora, 64 layers).
@@ -176,6 +180,8 @@ class CalibrationReport:
                 f"This report calibrated a model of {len(self.radius_after)} layers; the model "
                 f"given has {len(layers)}. Pass the model that was calibrated."
             )
+        if rule == "symmetry":
+            _warn_if_inexact(layers)
         decays, seen = {}, set()  # weight decay → its parameters, in the model's order
         for factor, indices in zip(self.input_factor, self.groups):
             for i in indices:
@@ -202,6 +208,31 @@ class CalibrationReport:
             f"{min(self.norm_before):.3g}…{max(self.norm_before):.3g} → "
             f"{min(self.norm_after):.3g}…{max(self.norm_after):.3g} (bound ×{self.norm_bound})"
         )
+
+
+_HOMOGENEOUS = (nn.ReLU, nn.Identity)  # σ(c·x) = c·σ(x) for c > 0
+
+
+def _warn_if_inexact(layers):
+    """Warn when param_groups' weight decay is not the uncalibrated objective exactly."""
+    unknown = sorted({name for layer in layers for name in unknown_convs(layer)})
+    sigmas = {layer.update.activation for layer in layers}
+    activations = sorted({type(s).__name__ for s in sigmas if not isinstance(s, _HOMOGENEOUS)})
+    if not (unknown or activations):
+        return
+    reasons = []
+    if activations:
+        reasons.append(f"σ is {', '.join(activations)}, not positively homogeneous")
+    if unknown:
+        reasons.append(f"no scaling symmetry is known for {', '.join(unknown)}, whose weights get "
+                       "k = 1 as if the output were linear in them")  # fmt: skip
+    why = "; ".join(reasons)
+    warnings.warn(
+        f"The rescaled weight decay keeps the uncalibrated objective only approximately: {why}. "
+        "Training works as before; see dgl_ssm.scaling.",
+        CalibrationWarning,
+        stacklevel=3,
+    )
 
 
 def calibrate(

@@ -16,23 +16,33 @@ change :math:`k = 0`, and GAT's attention vectors, which read the scaled project
 :math:`k = -1`. Treating every weight as :math:`k = 1` is exact only for convs linear in all
 their weights (GCN, SAGE with the mean aggregator); for GIN's MLP it decays the first layer
 :math:`f^2` too weakly, for GAT's attention vectors :math:`f^4` too weakly.
+
+A symmetry need not be unique: GIN's MLP keeps its output × c with its first layer × c^t and
+its last weight × c^(1−t) for any t (ReLU between them); the rule here is t = 0, the last
+linear map carrying the scale. The exponents decide what a calibrated run trains, so
+changing one for a conv changes what records of it mean: that needs a new records schema
+(``benchmarks/reproduce/records.py``).
 """
 
+import torch
 from dgl.nn import GATConv, GatedGCNConv, GINConv, GraphConv, SAGEConv
 from torch import nn
 
-__all__ = ["output_scaling", "scaling_exponents"]
+__all__ = ["output_scaling", "scaling_exponents", "unknown_convs"]
 
 # A σ applied inside the conv keeps the symmetry only if it is positively homogeneous.
-_HOMOGENEOUS = (nn.Identity, nn.ReLU)
+_HOMOGENEOUS_MODULES = (nn.Identity, nn.ReLU)
+_HOMOGENEOUS_FUNCTIONS = (torch.relu, nn.functional.relu)
 
 
 def _inside_activation_ok(activation):
-    return activation is None or isinstance(activation, _HOMOGENEOUS)
+    return (activation is None or isinstance(activation, _HOMOGENEOUS_MODULES)
+            or activation in _HOMOGENEOUS_FUNCTIONS)  # fmt: skip
 
 
 def _graph_conv(conv):
-    if not _inside_activation_ok(conv._activation):
+    # Without a weight the output is the aggregated input plus the bias: nothing scales it.
+    if conv.weight is None or not _inside_activation_ok(conv._activation):
         return None
     return {name: 1 for name, _ in conv.named_parameters()}
 
@@ -50,16 +60,16 @@ def _gin(conv):
     last = mlp[-1] if isinstance(mlp, nn.Sequential) and len(mlp) else mlp
     if not isinstance(last, nn.Linear) or not _inside_activation_ok(conv.activation):
         return None
-    # Scaling the MLP's last linear map scales its output; the layers before it are left be.
+    # Scaling the MLP's last linear map scales its output; the layers before it stay as they are.
     carrier = "apply_func." + (f"{len(mlp) - 1}." if last is not mlp else "")
     return {name: int(name.startswith(carrier)) for name, _ in conv.named_parameters()}
 
 
 def _gat(conv):
     # An identity residual (DGL's own Identity) adds the unscaled input; a projected one
-    # (nn.Linear) scales with it. An inner σ (elu by choice) is not homogeneous.
+    # (nn.Linear) scales with it.
     residual_ok = conv.res_fc is None or isinstance(conv.res_fc, nn.Linear)
-    if not residual_ok or conv.activation is not None:
+    if not residual_ok or not _inside_activation_ok(conv.activation):
         return None
     # Projections ×c and attention vectors ×1/c keep the attention scores and scale the values.
     return {name: -1 if name in ("attn_l", "attn_r") else 1 for name, _ in conv.named_parameters()}
@@ -83,8 +93,21 @@ _RULES = {
 
 def output_scaling(conv):
     """The exponents :math:`k_p` of ``conv``'s output-scaling symmetry (see the module
-    docstring), by parameter name as ``conv.named_parameters()`` gives it; ``None`` when the
-    conv's class or options have none this module knows of.
+    docstring).
+
+    Parameters
+    ----------
+    conv : torch.nn.Module
+        A DGL conv: ``GraphConv``, ``SAGEConv``, ``GINConv``, ``GATConv`` or ``GatedGCNConv``
+        (exact classes; subclasses may compute something else).
+
+    Returns
+    -------
+    dict of str to int, or None
+        :math:`k_p` by parameter name as ``conv.named_parameters()`` gives it; ``None`` when
+        the conv's class or options have no symmetry this module knows of (an identity
+        residual, a batch norm, a weightless GraphConv, an inner activation that is not
+        positively homogeneous).
 
     Examples
     --------
@@ -98,10 +121,19 @@ def output_scaling(conv):
 
 
 def scaling_exponents(module):
-    """The exponent of every parameter of ``module`` (a layer holding one or more convs), by
-    name as ``module.named_parameters()`` gives it: each known conv's from
-    :func:`output_scaling`, and 1 for the rest — weights of convs with no known symmetry,
-    treated as if the output were linear in them.
+    """The exponent of every parameter of a layer holding one or more convs.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A layer, e.g. ``model.layers[i]`` of an SSM model.
+
+    Returns
+    -------
+    dict of str to int
+        By name as ``module.named_parameters()`` gives it: each known conv's exponents from
+        :func:`output_scaling`, and 1 for the rest — weights of convs with no known symmetry,
+        treated as if the output were linear in them (:func:`unknown_convs` names those).
 
     Examples
     --------
@@ -118,3 +150,16 @@ def scaling_exponents(module):
             # named_modules goes outside in, so the outermost known conv's rule decides
             exponents.setdefault(f"{prefix}.{name}" if prefix else name, k)
     return {name: exponents.get(name, 1) for name, _ in module.named_parameters()}
+
+
+def unknown_convs(module):
+    """The parametrised submodules of ``module`` that no known conv covers: their weights get
+    :math:`k = 1` from :func:`scaling_exponents`, exact only if the output is linear in them.
+    By qualified name; empty for the layers of the models this library builds."""
+    known = [prefix for prefix, sub in module.named_modules() if output_scaling(sub) is not None]
+
+    def covered(prefix):
+        return any(prefix == k or prefix.startswith(k + ".") for k in known)
+
+    return [prefix for prefix, sub in module.named_modules()
+            if prefix and list(sub.parameters(recurse=False)) and not covered(prefix)]  # fmt: skip

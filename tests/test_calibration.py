@@ -295,6 +295,9 @@ def test_rescaled_weight_decay_keeps_the_uncalibrated_objective(name):
     plain = build_model(name, **ARGS).eval()
     torch.manual_seed(0)
     scaled = build_model(name, **ARGS).eval()
+    with torch.no_grad():  # off the initial values: zero biases would hide a wrong exponent
+        for p_plain, p_scaled in zip(plain.parameters(), scaled.parameters()):
+            p_scaled.copy_(p_plain.copy_(torch.randn_like(p_plain) * 0.3))
     factor = 0.125
     report = _calibrated_by_hand(scaled, 0.99, factor)
     _calibrated_by_hand(plain, 0.99, 1.0)  # the uncalibrated twin: same λ, B as built, …
@@ -371,3 +374,23 @@ def test_the_trainer_takes_the_weight_decay_rule_from_the_config(rescale, power)
     decay = [grp["weight_decay"] for grp in built.param_groups
              if any(p is attention for p in grp["params"])]  # fmt: skip
     assert decay == [pytest.approx(5e-4 * 0.125**power)]
+
+
+def test_param_groups_say_when_the_rescaled_decay_is_not_exact():
+    from dgl.nn import GraphConv
+
+    exact = build_model("gcn_ssm", **ARGS)
+    report = _calibrated_by_hand(exact, 0.99, 0.125)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CalibrationWarning)
+        report.param_groups(exact, weight_decay=5e-4)
+    tanh = build_model("gcn_ssm", **ARGS, activation="tanh")
+    with pytest.warns(CalibrationWarning, match="σ is Tanh, not positively homogeneous"):
+        _calibrated_by_hand(tanh, 0.99, 0.125).param_groups(tanh, weight_decay=5e-4)
+    with warnings.catch_warnings():  # the old rule is approximate by choice: no warning
+        warnings.simplefilter("error", CalibrationWarning)
+        report.param_groups(exact, weight_decay=5e-4, rule="uniform")
+    unknown = build_model("gcn_ssm", **ARGS)
+    unknown.layers[1].conv = GraphConv(8, 8, weight=False)  # a conv with no known symmetry
+    with pytest.warns(CalibrationWarning, match="no scaling symmetry is known for conv, whose"):
+        _calibrated_by_hand(unknown, 0.99, 0.125).param_groups(unknown, weight_decay=5e-4)

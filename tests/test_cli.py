@@ -245,7 +245,7 @@ def test_the_weight_decay_rule_flags_set_the_config_and_exclude_each_other(capsy
     for flag, rule in (([], None), (["--same-weight-decay"], False),
                        (["--uniform-weight-decay"], "uniform")):  # fmt: skip
         args = parser.parse_args(["run", "--model", "gat_ssm", "--calibrate", *flag])
-        assert config_from_args(args).optim.rescale_weight_decay is rule
+        assert config_from_args(args).optim.rescale_weight_decay == rule
     with pytest.raises(SystemExit) as exit:
         parser.parse_args(["run", "--same-weight-decay", "--uniform-weight-decay"])
     assert exit.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 from dgl_ssm_bench.cli import main
 from dgl_ssm_bench.config import RunConfig
 from dgl_ssm_bench.reproduce import config_key, execute, plan, read_records, report
-from dgl_ssm_bench.reproduce.plan import Cell
+from dgl_ssm_bench.reproduce.plan import PARTS, Cell
 from dgl_ssm_bench.reproduce.records import SCHEMA, append_record, record_key
 
 
@@ -323,9 +323,12 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
                      (same, False): [0, 1, 2], (per_layer, False): [0, 1, 2]}  # fmt: skip
     assert {c.row for c in calibration if c.column == uniform} == {"GIN-SSM", "GAT-SSM",
                                                                    "GatedGCN-SSM"}  # fmt: skip
+    # a run two parts name (GCN-SSM at 64 layers on Cora with the defaults: the cora part's
+    # L=64 and this part's defaults) is planned in each, for each keeps its own records
+    assert len(plan(PARTS)) == sum(len(plan([part])) for part in PARTS)
     for cell in calibration:  # one finding keeps one weight decay; one unshares Λ and B
         rule = False if cell.column == same else "uniform" if "uniformly" in cell.column else None
-        assert cell.config.optim.rescale_weight_decay is rule
+        assert cell.config.optim.rescale_weight_decay == rule
         assert cell.config.model.shared_ssm is (False if cell.column == per_layer else None)
         assert cell.config.model.calibrate_lambda == ("centred" if "centred" in cell.column
                                                       else None)  # fmt: skip
@@ -338,7 +341,8 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
              ("SAGE-SSM", rescaled, 0, 0.79, 0.5), ("SAGE-SSM", "defaults", 1, 0.78, None),
              ("SAGE-SSM", rescaled, 1, 0.75, 0.5), ("GIN-SSM", uniform, 0, 0.35, 0.0625),
              ("GIN-SSM", uniform, 1, 0.30, 0.0625),
-             ("GIN-SSM", uniform, 2, 0.40, 0.0625))  # fmt: skip
+             ("GIN-SSM", uniform, 2, 0.40, 0.0625), ("GAT-SSM", "defaults", 0, 0.79, None),
+             ("GAT-SSM", rescaled, 0, 0.80, 0.125))  # fmt: skip
     for row, column, seed, accuracy, factor in cells:
         record = fake_record("calibration", row, column, accuracy, seed)
         record["metric"] = "accuracy"
@@ -365,6 +369,8 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     # by symmetry − uniformly: -5, +6, -7 points, std 7.0, half-width 4.303 · 7 / √3 = 17.4
     assert ("| 35.0 ± 5.0 (3) | no, -2.0 ± 7.0, 95 % CI -19.4 … +15.4, within noise "
             "(seeds 0–2) |") in gin  # fmt: skip
+    gat = next(line for line in text.splitlines() if line.startswith("| GAT-SSM |"))
+    assert "| yes, +1.0 (seed 0) | — | — |" in gat  # no runs of the old rule yet: not "same"
     sage = next(line for line in text.splitlines() if line.startswith("| SAGE-SSM |"))
     # +1 and -3 points: std 2.83, half-width t(0.975, 1) · 2.83 / √2 = 12.71 · 2 = 25.4
     assert "| no, -1.0 ± 2.8, 95 % CI -26.4 … +24.4, within noise (seeds 0, 1) |" in sage

@@ -8,9 +8,9 @@ import torch
 from dgl.nn import GATConv, GatedGCNConv, GINConv, GraphConv, SAGEConv
 from torch import nn
 
-from dgl_ssm import GATSSM, GCNSSM
+from dgl_ssm import GATSSM, GCNSSM, SSMLayer
 from dgl_ssm.backbones import BACKBONES
-from dgl_ssm.scaling import output_scaling, scaling_exponents
+from dgl_ssm.scaling import output_scaling, scaling_exponents, unknown_convs
 from tests.conftest import random_graph
 
 D = 8
@@ -23,6 +23,7 @@ def _gin_mlp():
 CONVS = {
     **{name: backbone.make_conv for name, backbone in BACKBONES.items()},
     "sage, pool": lambda dim: SAGEConv(dim, dim, "pool"),
+    "sage, gcn": lambda dim: SAGEConv(dim, dim, "gcn"),
     "sage, lstm": lambda dim: SAGEConv(dim, dim, "lstm"),
     "gat, projected residual": lambda dim: GATConv(dim, 3, 2, residual=True),  # 8 → 2 × 3
     "gin, one linear map": lambda dim: GINConv(nn.Linear(dim, dim), "mean"),
@@ -60,7 +61,7 @@ def test_scaling_the_weights_by_their_exponents_scales_the_output(name):
     with torch.no_grad():
         for p in uniform.parameters():
             p.mul_(c)
-    linear = name in ("gcn", "sage", "gin, one linear map")
+    linear = name in ("gcn", "sage", "sage, gcn", "gin, one linear map")
     assert torch.allclose(_call(uniform, graph, feat, edge_feat)[0], c * node, atol=1e-4) == linear
 
 
@@ -83,6 +84,7 @@ def test_hand_worked_exponents():
         GATConv(D, D // 2, 2, activation=nn.functional.elu),
         GatedGCNConv(D, D, D, batch_norm=True),  # the norm undoes any scale
         GraphConv(D, D, activation=torch.tanh),
+        GraphConv(D, D, weight=False),  # the aggregated input plus a bias: nothing scales it
         SAGEConv(D, D, "mean", norm=nn.LayerNorm(D)),
         GINConv(nn.Sequential(nn.Linear(D, D), nn.Tanh()), "sum"),
         nn.Linear(D, D),  # not a conv this module knows
@@ -100,3 +102,11 @@ def test_a_layers_exponents_name_its_parameters_and_default_to_one():
     # the norm is no conv: its weights fall back to k = 1
     assert scaling_exponents(layer) == {"conv.weight": 1, "conv.bias": 1, "norm.weight": 1,
                                         "norm.bias": 1}  # fmt: skip
+
+
+def test_weights_no_known_conv_covers_are_named():
+    gat = GATSSM(in_feats=3, hidden=8, out_feats=2, num_layers=1).layers[0]
+    assert unknown_convs(gat) == []
+    normed = GCNSSM(in_feats=3, hidden=8, out_feats=2, num_layers=1, norm="layer").layers[0]
+    assert unknown_convs(normed) == ["norm"]
+    assert unknown_convs(SSMLayer(GraphConv(D, D, weight=False), D)) == ["conv"]

@@ -208,10 +208,10 @@ CALIBRATION_COLUMNS = (
     ("defaults", {}, {}, True, SEEDS + VERDICT_SEEDS),
     (CALIBRATED_COLUMN, dict(calibrate=1.0), {}, True, SEEDS + VERDICT_SEEDS),
     (UNIFORM_COLUMN, dict(calibrate=1.0), UNIFORM, False, SEEDS + VERDICT_SEEDS),
-    ("centred λ, weight decay rescaled uniformly", CENTRED, UNIFORM, False, SEEDS),
+    (f"centred λ, {UNIFORM_COLUMN}", CENTRED, UNIFORM, False, SEEDS),
     ("centred λ, same weight decay", CENTRED, dict(rescale_weight_decay=False), False, SEEDS),
-    ("per-layer λ and B, weight decay rescaled uniformly", dict(calibrate=1.0, shared_ssm=False),
-     UNIFORM, False, SEEDS),
+    (f"per-layer λ and B, {UNIFORM_COLUMN}", dict(calibrate=1.0, shared_ssm=False), UNIFORM,
+     False, SEEDS),
 )  # fmt: skip
 
 
@@ -244,11 +244,12 @@ def plan(parts=PARTS, budget="cpu"):
             raise ValueError(f"Unknown part {part!r}. Valid: {', '.join(PARTS)}.")
         cells.extend(BUILDERS[part](budget))
     ordered = [c for c in cells if c.required] + [c for c in cells if not c.required]
-    # A cell that names the run of an earlier one is that run (GCN-SSM's weight decay rescaled
-    # uniformly is its calibrated column): kept once, where it first appears.
+    # A cell that names the run of an earlier one of its part is that run (GCN-SSM's weight
+    # decay rescaled uniformly is its calibrated column): kept once, where it first appears.
+    # Parts keep their own records, so a run two parts name is planned in each.
     unique, seen = [], set()
     for cell in ordered:
-        key = config_key(cell.config)
+        key = (cell.part, config_key(cell.config))
         if key not in seen:
             unique.append(cell)
             seen.add(key)

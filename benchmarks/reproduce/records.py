@@ -14,6 +14,8 @@ import hashlib
 import json
 import warnings
 
+import torch
+
 from dgl_ssm import build_model
 from dgl_ssm.scaling import scaling_exponents
 
@@ -40,10 +42,11 @@ def canonical(config: RunConfig):
             (raw[section] if section else raw).pop(name, None)
     for section in ("model", "data", "optim"):
         raw[section] = {k: v for k, v in raw[section].items() if v is not None}
-    if raw["optim"].get("rescale_weight_decay") == "uniform" and _linear_in_all_weights(
-        config.model
+    rule = raw["optim"].get("rescale_weight_decay")
+    if config.model.calibrate is not None and (
+        rule is True or (rule == "uniform" and _linear_in_all_weights(config.model))
     ):
-        del raw["optim"]["rescale_weight_decay"]  # both rules give every weight k = 1
+        del raw["optim"]["rescale_weight_decay"]  # the default rule, by another name
     return raw
 
 
@@ -56,8 +59,10 @@ def _linear_in_all_weights(model):
 
 @functools.cache
 def _uniform_scaling(name, conv_options, hidden):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a one-layer probe, not the run
+    """:func:`_linear_in_all_weights` for one model, read off a one-layer probe (built off
+    torch's global random stream, and quietly: it is no run)."""
+    with warnings.catch_warnings(), torch.random.fork_rng():
+        warnings.simplefilter("ignore")
         layer = build_model(name, in_feats=1, hidden=hidden, out_feats=1, num_layers=1,
                             conv_options=json.loads(conv_options)).layers[0]  # fmt: skip
     return all(k == 1 for k in scaling_exponents(layer).values())

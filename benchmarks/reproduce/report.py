@@ -231,6 +231,9 @@ def calibration_section(stats, budget, causes):
     weight decay rule before the conv symmetries, the first λ rule and per-layer Λ and B),
     with what the calibration measured and set."""
     rows, planned = _order("calibration", budget)
+    # Where the two weight-decay rules agree, the plan names the uniform rule's runs once, in
+    # the calibrated column.
+    uniform_rows = {c.row for c in plan(["calibration"], budget) if c.column == UNIFORM_COLUMN}
     compared = ("defaults", CALIBRATED_COLUMN, UNIFORM_COLUMN)
     findings = [c for c, *_ in CALIBRATION_COLUMNS if c in planned and c not in compared]
     lines = [
@@ -261,11 +264,11 @@ def calibration_section(stats, budget, causes):
             grad = f"{_span([g[0] for g in grads], 3)} → {_span([g[1] for g in grads], 3)}"
         hours = sum(x.cpu_hours for x in (default, rescaled, uniform, *others) if x)
         cells = [x.text(100, 1) if x else "—" for x in (default, rescaled, uniform, *others)]
-        same = "same runs" if uniform is None and rescaled is not None else "—"
-        rules = _paired(uniform, rescaled) if uniform else same
+        same = row not in uniform_rows
         lines.append(
             f"| {row} | {cells[0]} | {cells[1]} | {_paired(default, rescaled)} "
-            f"| {cells[2] if uniform else same} | {rules} "
+            f"| {'same runs' if same else cells[2]} "
+            f"| {'same runs' if same else _paired(uniform, rescaled)} "
             + "".join(f"| {c} " for c in cells[3:])
             + f"| {radius} | {norms} | {factor} | {lam} | {grad} | {hours:.2f} |"
         )
