@@ -249,8 +249,9 @@ def test_ogbn_arxiv_from_local_raw_files(tmp_path, never_prompt):
 
 
 @needs_ogb
-def test_ogb_update_prompt_fails_fast_instead_of_hanging(tmp_path, never_prompt):
+def test_ogb_update_prompt_fails_fast_instead_of_hanging(tmp_path, never_prompt, monkeypatch):
     # A cached folder without its release file makes OGB ask "Will you update...? (y/N)".
+    monkeypatch.delenv("DGL_SSM_DATA", raising=False)  # no local folder: OGB's own download
     stale = tmp_path / "cache" / "ogb" / "ogbn_arxiv"
     stale.mkdir(parents=True)
     with pytest.raises(RuntimeError, match="stopped to ask on stdin") as error:
