@@ -31,12 +31,11 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from .analysis import layer_inputs, top_eigenvalue_moduli
 from .analysis._common import evaluating
 from .analysis.states import recorded_states
-from .scaling import scaling_exponents, unknown_convs
+from .scaling import positively_homogeneous, scaling_exponents, unknown_convs
 from .ssm import SSMUpdate
 
 __all__ = ["CalibrationReport", "CalibrationWarning", "calibrate"]
@@ -210,14 +209,11 @@ class CalibrationReport:
         )
 
 
-_HOMOGENEOUS = (nn.ReLU, nn.Identity)  # σ(c·x) = c·σ(x) for c > 0
-
-
 def _warn_if_inexact(layers):
     """Warn when param_groups' weight decay is not the uncalibrated objective exactly."""
     unknown = sorted({name for layer in layers for name in unknown_convs(layer)})
     sigmas = {layer.update.activation for layer in layers}
-    activations = sorted({type(s).__name__ for s in sigmas if not isinstance(s, _HOMOGENEOUS)})
+    activations = sorted({type(s).__name__ for s in sigmas if not positively_homogeneous(s)})
     if not (unknown or activations):
         return
     reasons = []

@@ -28,27 +28,28 @@ import torch
 from dgl.nn import GATConv, GatedGCNConv, GINConv, GraphConv, SAGEConv
 from torch import nn
 
-__all__ = ["output_scaling", "scaling_exponents", "unknown_convs"]
+__all__ = ["output_scaling", "positively_homogeneous", "scaling_exponents", "unknown_convs"]
 
 # A σ applied inside the conv keeps the symmetry only if it is positively homogeneous.
 _HOMOGENEOUS_MODULES = (nn.Identity, nn.ReLU)
 _HOMOGENEOUS_FUNCTIONS = (torch.relu, nn.functional.relu)
 
 
-def _inside_activation_ok(activation):
+def positively_homogeneous(activation):
+    """Whether σ(c·x) = c·σ(x) for every c > 0: no activation (``None``), identity or ReLU."""
     return (activation is None or isinstance(activation, _HOMOGENEOUS_MODULES)
             or activation in _HOMOGENEOUS_FUNCTIONS)  # fmt: skip
 
 
 def _graph_conv(conv):
     # Without a weight the output is the aggregated input plus the bias: nothing scales it.
-    if conv.weight is None or not _inside_activation_ok(conv._activation):
+    if conv.weight is None or not positively_homogeneous(conv._activation):
         return None
     return {name: 1 for name, _ in conv.named_parameters()}
 
 
 def _sage(conv):
-    if conv.norm is not None or not _inside_activation_ok(conv.activation):
+    if conv.norm is not None or not positively_homogeneous(conv.activation):
         return None
     # The neighbour pooling (fc_pool, lstm) works on the input, which calibration leaves alone.
     carriers = ("fc_self.", "fc_neigh.", "bias")
@@ -58,7 +59,7 @@ def _sage(conv):
 def _gin(conv):
     mlp = conv.apply_func
     last = mlp[-1] if isinstance(mlp, nn.Sequential) and len(mlp) else mlp
-    if not isinstance(last, nn.Linear) or not _inside_activation_ok(conv.activation):
+    if not isinstance(last, nn.Linear) or not positively_homogeneous(conv.activation):
         return None
     # Scaling the MLP's last linear map scales its output; the layers before it stay as they are.
     carrier = "apply_func." + (f"{len(mlp) - 1}." if last is not mlp else "")
@@ -69,14 +70,14 @@ def _gat(conv):
     # An identity residual (DGL's own Identity) adds the unscaled input; a projected one
     # (nn.Linear) scales with it.
     residual_ok = conv.res_fc is None or isinstance(conv.res_fc, nn.Linear)
-    if not residual_ok or not _inside_activation_ok(conv.activation):
+    if not residual_ok or not positively_homogeneous(conv.activation):
         return None
     # Projections ×c and attention vectors ×1/c keep the attention scores and scale the values.
     return {name: -1 if name in ("attn_l", "attn_r") else 1 for name, _ in conv.named_parameters()}
 
 
 def _gatedgcn(conv):
-    if conv.batch_norm or conv.residual or not _inside_activation_ok(conv.activation):
+    if conv.batch_norm or conv.residual or not positively_homogeneous(conv.activation):
         return None
     # A and B make the node output; C, D and E make the gates (and the edge output).
     return {name: int(name.startswith(("A.", "B."))) for name, _ in conv.named_parameters()}
