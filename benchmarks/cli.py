@@ -185,6 +185,9 @@ def add_reproduce_parser(commands):
                            help="only these rows (models), e.g. GCN-SSM GIN-SSM")  # fmt: skip
     reproduce.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
                            help="only these seeds, e.g. 3 4 5")  # fmt: skip
+    reproduce.add_argument("--columns", nargs="+", metavar="COLUMN",
+                           help="only these columns, as --list prints them, e.g. defaults "
+                                "'calibrated, weight decay rescaled'")  # fmt: skip
     reproduce.add_argument("--list", action="store_true", help="list pending runs and stop")
     reproduce.add_argument("--report", action="store_true",
                            help="only rebuild the tables and plots from the records")  # fmt: skip
@@ -314,8 +317,8 @@ def _monitor_factory(args, num_layers):
 
 
 def _only(cells, flag, wanted, key):
-    """The cells whose ``key(cell)`` is one of ``wanted`` (rows in any case); a value no cell
-    has is an error naming the flag and listing the values there are."""
+    """The cells whose ``key(cell)`` is one of ``wanted`` (in any case); a value no cell has is
+    an error naming the flag and listing the values there are."""
     known = {str(key(c)).lower(): str(key(c)) for c in cells}
     if unknown := [w for w in wanted if str(w).lower() not in known]:
         raise ValueError(f"{flag}: no {', '.join(map(repr, unknown))} in the chosen parts; "
@@ -336,6 +339,8 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
             cells = _only(cells, "--rows", args.rows, lambda c: c.row)
         if args.seeds:
             cells = _only(cells, "--seeds", args.seeds, lambda c: c.config.seed)
+        if args.columns:
+            cells = _only(cells, "--columns", args.columns, lambda c: c.column)
         cells = [c for c in cells if c.required or not args.only_required]
         locations = {"data_dir": args.data_dir, "cache_dir": args.cache_dir}
         locations = {k: v for k, v in locations.items() if v is not None}

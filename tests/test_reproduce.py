@@ -404,6 +404,16 @@ def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
         for seed in (3, 4)
         for column in ("defaults", "calibrated, weight decay rescaled")
     ]  # in the plan's order, whatever order the seeds were given in
+    columns = ["--rows", "GAT-SSM", "--seeds", "7", "--columns", "Defaults",
+               "calibrated, weight decay rescaled"]  # fmt: skip
+    assert (
+        main(["reproduce", "--part", "calibration", *columns, "--list", "--out", str(tmp_path)])
+        == 0
+    )
+    listed = [line.split("\t")[2] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["defaults", "calibrated, weight decay rescaled"]  # not the findings columns
+    assert main(["reproduce", "--part", "calibration", "--columns", "calibrated", "--list"]) == 2
+    assert "--columns: no 'calibrated'" in (err := capsys.readouterr().err) and "defaults" in err
     assert main(["reproduce", "--part", "calibration", "--seeds", "11", "--list"]) == 2
     assert "--seeds: no 11 in" in (err := capsys.readouterr().err) and "9" in err
     assert main(["reproduce", "--jobs", "0", "--out", str(tmp_path)]) == 2
