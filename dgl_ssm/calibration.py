@@ -26,6 +26,7 @@ Changing (λ, B) changes the states the later layers see, so the spectra are mea
 and the step repeated, until every layer is within ``tol`` of ``target``.
 """
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -323,29 +324,30 @@ def calibrate(
         prefer = start[g][0] if lambda_rule == "nearest" else None
         return _lam_for(mu, factors[g], target, aim, prefer)
 
-    eigen = _top_eigenvalues(model, inputs, options)
-    radius_before, norm_before = [abs(e) for e in eigen], _norm_ratios(model, inputs, target)
-    misses = _out_of_bounds(radius_before, norm_before, target, tol / 2, norm_bound)
-    rounds, done = 0, not any(misses)
-    while not done and rounds < max_rounds:
-        rounds += 1
-        # μ: the eigenvalue of K = J − λI (per unit factor on B) that is on top now.
-        mu = {}
-        for g, layers in enumerate(groups):
-            for i in layers:
-                mu[i] = (eigen[i] - _lam(updates[g])) / factors[g]
-        for g, layers in enumerate(groups):
-            factors[g] = _fit_group([mu[i] for i in layers], factors[g], target, aim)
-            _set(updates[g], lam_for(g, [mu[i] for i in layers]), factors[g], start[g][1])
-        _shrink_until_bounded(model, inputs, updates, groups, mu, factors, start, target,
-                              norm_bound, lam_for)  # fmt: skip
+    with _each_warning_once():  # one notice per calibration, not one per layer and round
         eigen = _top_eigenvalues(model, inputs, options)
-        radii = [abs(e) for e in eigen]
-        say(
-            f"round {rounds}: radius {min(radii):.4f}…{max(radii):.4f}, B factor "
-            f"{min(factors):.3g}…{max(factors):.3g}"
-        )
-        done = all(abs(r - target) <= tol / 2 for r in radii)  # a margin for re-measurement
+        radius_before, norm_before = [abs(e) for e in eigen], _norm_ratios(model, inputs, target)
+        misses = _out_of_bounds(radius_before, norm_before, target, tol / 2, norm_bound)
+        rounds, done = 0, not any(misses)
+        while not done and rounds < max_rounds:
+            rounds += 1
+            # μ: the eigenvalue of K = J − λI (per unit factor on B) that is on top now.
+            mu = {}
+            for g, layers in enumerate(groups):
+                for i in layers:
+                    mu[i] = (eigen[i] - _lam(updates[g])) / factors[g]
+            for g, layers in enumerate(groups):
+                factors[g] = _fit_group([mu[i] for i in layers], factors[g], target, aim)
+                _set(updates[g], lam_for(g, [mu[i] for i in layers]), factors[g], start[g][1])
+            _shrink_until_bounded(model, inputs, updates, groups, mu, factors, start, target,
+                                  norm_bound, lam_for)  # fmt: skip
+            eigen = _top_eigenvalues(model, inputs, options)
+            radii = [abs(e) for e in eigen]
+            say(
+                f"round {rounds}: radius {min(radii):.4f}…{max(radii):.4f}, B factor "
+                f"{min(factors):.3g}…{max(factors):.3g}"
+            )
+            done = all(abs(r - target) <= tol / 2 for r in radii)  # a margin for re-measurement
     report = CalibrationReport(
         target=target,
         tol=tol,
@@ -523,6 +525,24 @@ def _shrink_until_bounded(model, inputs, updates, groups, mu, factors, start, ta
 def _drift(ratio):
     """|log ratio|, infinite for a state norm that overflowed, vanished or is NaN."""
     return abs(math.log(ratio)) if 0 < ratio < math.inf else math.inf
+
+
+@contextlib.contextmanager
+def _each_warning_once():
+    """Re-issue each distinct warning of the block once, when it ends. Each layer's spectrum
+    says the same thing about its layer (e.g. GAT's finite-difference notice), and the
+    ``catch_warnings`` inside the spectra reset Python's once-per-place registry, so a 64-layer
+    stack would otherwise print it 64 times a round."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen = set()
+    for caught_warning in caught:
+        message = caught_warning.message
+        if (type(message), str(message)) not in seen:
+            seen.add((type(message), str(message)))
+            warnings.warn_explicit(message, type(message), caught_warning.filename,
+                                   caught_warning.lineno)  # fmt: skip
 
 
 def _top_eigenvalues(model, inputs, options):

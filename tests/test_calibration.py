@@ -394,3 +394,17 @@ def test_param_groups_say_when_the_rescaled_decay_is_not_exact():
     unknown.layers[1].conv = GraphConv(8, 8, weight=False)  # a conv with no known symmetry
     with pytest.warns(CalibrationWarning, match="no scaling symmetry is known for conv, whose"):
         _calibrated_by_hand(unknown, 0.99, 0.125).param_groups(unknown, weight_decay=5e-4)
+
+
+def test_a_notice_about_every_layer_is_given_once_per_calibration():
+    graph = random_graph(24, 40, seed=1)
+    feat = torch.randn(24, 5, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = build_model("gat_ssm", in_feats=5, hidden=4, out_feats=2, num_layers=3,
+                        conv_options={"heads": 2})  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every emission counts, none deduplicated here
+        report = calibrate(model, graph, feat)
+    notices = [w for w in caught if "finite differences" in str(w.message)]
+    assert report.ok and report.rounds >= 1  # each layer's spectrum was measured twice or more
+    assert len(notices) == 1, [str(w.message) for w in caught]
