@@ -321,8 +321,9 @@ def _only(cells, flag, wanted, key):
     an error naming the flag and listing the values there are."""
     known = {str(key(c)).lower(): str(key(c)) for c in cells}
     if unknown := [w for w in wanted if str(w).lower() not in known]:
+        there_are = ", ".join(map(repr, dict.fromkeys(known.values())))  # quoted: names hold commas
         raise ValueError(f"{flag}: no {', '.join(map(repr, unknown))} in the chosen parts; "
-                         f"there are: {', '.join(dict.fromkeys(known.values()))}.")  # fmt: skip
+                         f"there are: {there_are}.")  # fmt: skip
     chosen = {str(w).lower() for w in wanted}
     return [c for c in cells if str(key(c)).lower() in chosen]
 
