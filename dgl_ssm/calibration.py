@@ -530,9 +530,10 @@ def _drift(ratio):
 @contextlib.contextmanager
 def _each_warning_once():
     """Re-issue each distinct warning of the block once, when it ends. Each layer's spectrum
-    says the same thing about its layer (e.g. GAT's finite-difference notice), and the
-    ``catch_warnings`` inside the spectra reset Python's once-per-place registry, so a 64-layer
-    stack would otherwise print it 64 times a round."""
+    says the same thing about its layer (e.g. GAT's finite-difference notice). Python's
+    once-per-place rule holds that to one only until a filter changes: under ``"always"``,
+    or after any ``catch_warnings`` between two layers (which resets the rule's registry), a
+    64-layer stack would print it 64 times a round."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield

@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import dgl
@@ -148,6 +149,22 @@ def test_every_backbone_linearises_correctly(backbone):
     if backbone != "gat":
         moduli = top_eigenvalue_moduli(layer, graph, feat, k=5, edge_feat=edge_feat)
         np.testing.assert_allclose(moduli, dense_moduli[:5], atol=1e-4)
+
+
+def test_the_finite_difference_notice_is_given_once_per_place_across_calls():
+    # GAT's notice, measured layer after layer (a monitor's every sample): the spectra must
+    # not reset Python's once-per-place registry (``catch_warnings`` does), or it repeats.
+    torch.manual_seed(2)
+    graph = dgl.batch([random_graph(20, 40, seed=5), random_graph(5, 6, seed=1)])
+    layer = SSMLayer(BACKBONES["gat"].make_conv(8, heads=2), 8, PlainUpdate("tanh"))
+    feat = torch.randn(25, 8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own rule: once per place
+        for _ in range(3):
+            top_singular_values(layer, graph, feat, k=2)
+            top_eigenvalue_moduli(layer, graph, feat, k=2)
+    notices = [w for w in caught if "finite differences" in str(w.message)]
+    assert len(notices) == 2, [f"{w.filename}:{w.lineno}" for w in notices]  # one per function
 
 
 def test_jacobian_leaves_the_layer_as_it_was():

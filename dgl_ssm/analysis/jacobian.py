@@ -114,10 +114,11 @@ def _has_tensor(value):
 
 
 class _Linearization:
-    """Products with J and Jᵀ of ``function`` at ``point`` (one forward pass, kept)."""
+    """Products with J and Jᵀ of ``function`` at ``point`` (one forward pass, kept).
+    ``quiet`` leaves the finite-difference notice to another linearisation of the layer."""
 
-    def __init__(self, function, point, seed=0):
-        self.function = function
+    def __init__(self, function, point, seed=0, quiet=False):
+        self.function, self.quiet = function, quiet
         self.point = point.clone()
         self.x = point.clone().requires_grad_(True)
         with torch.enable_grad():
@@ -183,6 +184,9 @@ class _Linearization:
             self._use_finite_differences()
 
     def _use_finite_differences(self):
+        self.finite_differences = True
+        if self.quiet:
+            return
         warnings.warn(
             "A DGL operator of this layer has a backward pass that is not differentiable "
             "itself (e.g. GAT's edge softmax), so Jacobian-vector products J·v use central "
@@ -191,7 +195,6 @@ class _Linearization:
             RuntimeWarning,
             stacklevel=5,
         )
-        self.finite_differences = True
 
 
 def _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed=0):
@@ -531,9 +534,9 @@ def _on_small_components(lin, members, seed):
     local = lin.on_nodes(nodes)
     if local is None:
         return None
-    with warnings.catch_warnings():  # the whole graph's linearisation has said it already
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sub_lin = _Linearization(*local, seed)
+    # Quiet: the whole graph's linearisation has said it already. Not `catch_warnings`,
+    # which would reset Python's once-per-place registry and repeat the notice every call.
+    sub_lin = _Linearization(*local, seed, quiet=True)
     index = torch.as_tensor(nodes, device=lin.y.device)
     whole = lin.y[index]
     if sub_lin.y.shape != whole.shape or not _same(sub_lin.y, whole):
