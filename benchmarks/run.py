@@ -149,6 +149,8 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
             f"{result.metric} val {_fmt(result.val)} test {_fmt(result.test)} "
             f"({result.epochs} epochs, {result.wall_time_s:.1f} s)"
         )
+        if result.calibration is not None:
+            log(calibration_summary(result.calibration))
     tests = [r["test"] for r in records if r["status"] == "ok"]
     if tests:
         spread = statistics.stdev(tests) if len(tests) > 1 else 0.0
@@ -159,6 +161,27 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
             f"({'higher' if higher else 'lower'} is better)"
         )
     return records
+
+
+def calibration_summary(calibration):
+    """One line from a run record's ``calibration``: the bounds met or not, and each measured
+    quantity's range before → after (λ per group, B's factor, the first-to-last-layer
+    gradient norm ratio of the training loss)."""
+    c, rounds = calibration, calibration["rounds"]
+    gradient_before, gradient_after = c["grad_first_to_last"]
+    return (
+        f"  calibration: {'ok' if c['ok'] else 'NOT within its bounds'} after {rounds} "
+        f"round{'s' * (rounds != 1)}; top |eigenvalue| {_span(c['radius_before'])} → "
+        f"{_span(c['radius_after'])}, state norm ×{_span(c['norm_before'])} → "
+        f"×{_span(c['norm_after'])}, λ {_span(c['state_scale'])}, B × "
+        f"{_span(c['input_factor'])}, gradient norm ratio first/last layer {gradient_before:.3g} → "
+        f"{gradient_after:.3g}"
+    )
+
+
+def _span(values):
+    low, high = f"{min(values):.4g}", f"{max(values):.4g}"
+    return low if low == high else f"{low}…{high}"
 
 
 def _fmt(value):

@@ -14,7 +14,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import dgl
@@ -119,7 +119,7 @@ def train(
     calibration = report = None
     if config.model.calibrate is not None:
         report, calibration = task.calibrate(
-            model, config.model.calibrate, config.model.calibrate_lambda or "nearest"
+            model, config.model.calibrate, config.model.calibrate_lambda or "nearest", progress
         )
     optimizer = _optimizer(config, model, report)
     metric = METRICS[data.metric]
@@ -205,6 +205,31 @@ def optimizer_class(name):
     return OPTIMIZERS[name]
 
 
+@contextmanager
+def _sweep_bar(layers, enabled):
+    """A tqdm bar over calibration's layer spectra, sweep by sweep (otherwise a deep model
+    is silent for minutes before its first epoch), as its ``progress`` callback; or None."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=layers, desc="calibrating, sweep 1", unit="layer", leave=False)
+    sweeps = [1]
+
+    def tick(done, total):
+        if done == 1 and bar.n:  # the next sweep starts
+            sweeps[0] += 1
+            bar.reset(total)
+            bar.set_description(f"calibrating, sweep {sweeps[0]}")
+        bar.update()
+
+    try:
+        yield tick
+    finally:
+        bar.close()
+
+
 def _optimizer(config, model, calibration=None):
     """The configured optimizer; after a calibration (its report given), with each calibrated
     layer's weight decay rescaled unless ``optim.rescale_weight_decay`` is False (by each
@@ -246,11 +271,11 @@ class _Task:
                 for split, graphs in data.graphs.items()
             }
 
-    def calibrate(self, model, target, lambda_rule):
+    def calibrate(self, model, target, lambda_rule, progress=False):
         """``dgl_ssm.calibrate`` on the training graph (the first training batch of a
         many-graph dataset): its report, and the report as a dict for the record, with the
         ratio of the first to the last layer's gradient norm of the training loss before and
-        after."""
+        after. With ``progress``, a bar over each sweep's layer spectra."""
         batch = (
             self._node_batch("train")
             if self.data.transductive
@@ -268,9 +293,11 @@ class _Task:
             return norms[0] / norms[-1] if norms[-1] > 0 else math.inf
 
         before = first_to_last()
-        report = dgl_ssm.calibrate(
-            model, graph, feat, edge_feat, target=target, lambda_rule=lambda_rule
-        )
+        with _sweep_bar(len(model.layers), progress) as tick:
+            report = dgl_ssm.calibrate(
+                model, graph, feat, edge_feat, target=target, lambda_rule=lambda_rule,
+                progress=tick,
+            )  # fmt: skip
         return report, {
             "ok": report.ok,
             "lambda_rule": lambda_rule,

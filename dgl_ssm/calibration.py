@@ -245,6 +245,7 @@ def calibrate(
     lambda_rule="nearest",
     spectrum_options=None,
     log=None,
+    progress=None,
 ):
     r"""Put every SSM layer of ``model`` at the edge of chaos on ``(graph, feat)``.
 
@@ -280,6 +281,11 @@ def calibrate(
         :data:`SPECTRUM_OPTIONS`.
     log : callable, optional
         Called with one line per round.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each layer's spectrum is measured, ``done``
+        counting 1 … ``total`` (the number of layers) in each sweep over the stack: one
+        before the first round and one after each. For a progress bar: a sweep of a 64-layer
+        model on Cora takes minutes on one CPU thread.
 
     Returns
     -------
@@ -325,7 +331,7 @@ def calibrate(
         return _lam_for(mu, factors[g], target, aim, prefer)
 
     with _each_warning_once():  # one notice per calibration, not one per layer and round
-        eigen = _top_eigenvalues(model, inputs, options)
+        eigen = _top_eigenvalues(model, inputs, options, progress)
         radius_before, norm_before = [abs(e) for e in eigen], _norm_ratios(model, inputs, target)
         misses = _out_of_bounds(radius_before, norm_before, target, tol / 2, norm_bound)
         rounds, done = 0, not any(misses)
@@ -341,7 +347,7 @@ def calibrate(
                 _set(updates[g], lam_for(g, [mu[i] for i in layers]), factors[g], start[g][1])
             _shrink_until_bounded(model, inputs, updates, groups, mu, factors, start, target,
                                   norm_bound, lam_for)  # fmt: skip
-            eigen = _top_eigenvalues(model, inputs, options)
+            eigen = _top_eigenvalues(model, inputs, options, progress)
             radii = [abs(e) for e in eigen]
             say(
                 f"round {rounds}: radius {min(radii):.4f}…{max(radii):.4f}, B factor "
@@ -546,18 +552,20 @@ def _each_warning_once():
                                    caught_warning.lineno)  # fmt: skip
 
 
-def _top_eigenvalues(model, inputs, options):
+def _top_eigenvalues(model, inputs, options, progress=None):
     """The top eigenvalue (complex) of every layer's Jacobian where the model puts it."""
     graph, feat, edge_feat = inputs
     calls = layer_inputs(model, graph, feat, edge_feat)
     values = []
     with evaluating(model):
-        for layer, call in zip(model.layers, calls):
+        for done, (layer, call) in enumerate(zip(model.layers, calls), 1):
             _, eigenvalues = top_eigenvalue_moduli(
                 layer, call.graph, call.feat, edge_feat=call.edge_feat,
                 layer_kwargs=call.kwargs, return_eigenvalues=True, **options,
             )  # fmt: skip
             values.append(complex(eigenvalues[0]))
+            if progress is not None:
+                progress(done, len(calls))
     return values
 
 

@@ -108,6 +108,17 @@ def test_a_model_within_bounds_is_left_as_it_is():
     assert report.rounds == 0 and report.ok and report.state_scale == [(1.0, 1.0)]
 
 
+def test_progress_counts_each_layer_of_each_sweep():
+    graph, feat = random_graph(16, 30, seed=2), torch.randn(16, 3)
+    torch.manual_seed(0)
+    model = build_model("gin_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=3)
+    calls, lines = [], []
+    report = calibrate(model, graph, feat, progress=lambda *a: calls.append(a), log=lines.append)
+    # GIN's sum aggregation expands: at least one round, and one sweep before it.
+    assert report.rounds >= 1 and len(lines) == report.rounds
+    assert calls == [(i, 3) for i in (1, 2, 3)] * (report.rounds + 1)
+
+
 def test_an_overflowing_state_norm_keeps_halving_b(monkeypatch):
     """A state norm that overflowed (inf) or became NaN says nothing about whether halving
     helped, so B is halved again until the norms are finite and within the bound."""
@@ -244,6 +255,27 @@ def test_a_calibrated_run_records_the_report_and_its_gradient_ratio():
     assert report["ok"] and all(0.98 <= r <= 1.02 for r in report["radius_after"])
     before, after = report["grad_first_to_last"]
     assert before > 0 and 0.1 <= after <= 10
+
+
+def test_a_calibrated_run_says_what_the_calibration_did(capsys):
+    from dgl_ssm_bench.config import RunConfig
+    from dgl_ssm_bench.run import calibration_summary
+    from dgl_ssm_bench.train import train
+    from tests.test_train import tiny_node_task
+
+    model = {"name": "gin_ssm", "num_layers": 3, "hidden": 8, "calibrate": 1.0}
+    result = train(RunConfig.from_dict({"model": model, "optim": {"epochs": 2}}),
+                   data=tiny_node_task("accuracy"), progress=True)  # fmt: skip
+    assert "calibrating, sweep 2: 100%" in capsys.readouterr().err  # the bar, sweep by sweep
+    report = result.calibration
+    line = calibration_summary(report)
+    low, high = min(report["radius_after"]), max(report["radius_after"])
+    assert line.startswith("  calibration: ok after 1 round;"), line
+    assert f"→ {low:.4g}…{high:.4g}, state norm" in line and 0.98 <= low <= high <= 1.02
+    report["ok"], report["rounds"] = False, 4
+    assert calibration_summary(report).startswith(
+        "  calibration: NOT within its bounds after 4 rounds;"
+    )
 
 
 ARGS = dict(in_feats=5, hidden=8, out_feats=3, num_layers=4)
