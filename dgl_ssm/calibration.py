@@ -319,6 +319,11 @@ def calibrate(
             f"calibrate needs target > 0, tol > 0, norm_bound > 1 and max_rounds ≥ 1; got "
             f"target={target}, tol={tol}, norm_bound={norm_bound}, max_rounds={max_rounds}."
         )
+    for name, function in (("log", log), ("progress", progress)):
+        if function is not None and not callable(function):
+            raise TypeError(
+                f"calibrate: {name} must be a function (or None), got {type(function).__name__}."
+            )
     options = dict(SPECTRUM_OPTIONS if spectrum_options is None else spectrum_options)
     say = log or (lambda _line: None)
     inputs = (graph, feat, edge_feat)

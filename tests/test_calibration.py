@@ -117,6 +117,8 @@ def test_progress_counts_each_layer_of_each_sweep():
     # GIN's sum aggregation expands: at least one round, and one sweep before it.
     assert report.rounds >= 1 and len(lines) == report.rounds
     assert calls == [(i, 3) for i in (1, 2, 3)] * (report.rounds + 1)
+    with pytest.raises(TypeError, match="progress must be a function"):
+        calibrate(model, graph, feat, progress=True)
 
 
 def test_an_overflowing_state_norm_keeps_halving_b(monkeypatch):
