@@ -200,6 +200,15 @@ def test_unwritable_output_fails_before_training(tmp_path, capsys):
     assert time.perf_counter() - started < 5  # 50 epochs would take longer: nothing ran
 
 
+def test_a_calibrated_run_prints_what_the_calibration_set(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--model", "gin_ssm", *TINY_RING, "--calibrate", "--output", str(out)]) == 0
+    (record,) = records(out)
+    lam = record["calibration"]["state_scale"][0]
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "calibration:" in line]
+    assert line.startswith("  calibration: ok after") and f"λ {lam:.4g}, B × " in line
+
+
 def test_record_after_a_partial_line_starts_on_a_new_line(tmp_path):
     out = tmp_path / "r.jsonl"
     out.write_text('{"whole": 1}\n{"killed": ')  # a writer killed mid-line
