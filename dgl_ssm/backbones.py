@@ -4,6 +4,7 @@ Every named model (plain or SSM, one hop or k hops) gets its convs from here, so
 backbone is one entry in :data:`BACKBONES`.
 """
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +44,9 @@ def _gatedgcn(dim):
 
 
 def _gat(dim, heads=4):
+    if isinstance(heads, bool) or not isinstance(heads, numbers.Integral) or heads < 1:
+        raise ValueError(f"GAT's heads must be a positive integer, got {heads!r}.")
+    heads = int(heads)
     if dim % heads:
         raise ValueError(
             f"GAT concatenates its heads, so hidden ({dim}) must be divisible by heads "

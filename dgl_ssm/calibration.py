@@ -28,6 +28,7 @@ and the step repeated, until every layer is within ``tol`` of ``target``.
 
 import contextlib
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ import torch
 from .analysis import layer_inputs, top_eigenvalue_moduli
 from .analysis._common import evaluating
 from .analysis.states import recorded_states
+from .checks import check_graph
 from .scaling import positively_homogeneous, scaling_exponents, unknown_convs
 from .ssm import SSMUpdate
 
@@ -180,6 +182,14 @@ class CalibrationReport:
                 f"This report calibrated a model of {len(self.radius_after)} layers; the model "
                 f"given has {len(layers)}. Pass the model that was calibrated."
             )
+        self._check_calibrated(model, layers)
+        if (
+            isinstance(weight_decay, bool)
+            or not isinstance(weight_decay, numbers.Real)
+            or not math.isfinite(weight_decay)
+            or weight_decay < 0
+        ):
+            raise ValueError(f"weight_decay must be a finite number ≥ 0, got {weight_decay!r}.")
         if rule == "symmetry":
             _warn_if_inexact(layers)
         decays, seen = {}, set()  # weight decay → its parameters, in the model's order
@@ -197,6 +207,20 @@ class CalibrationReport:
         if rest:
             decays.setdefault(weight_decay, []).extend(rest)
         return [{"params": params, "weight_decay": decay} for decay, params in decays.items()]
+
+    def _check_calibrated(self, model, layers):
+        """Refuse a model whose Λ is not the one this report set (another copy, say)."""
+        for (_, lam), indices in zip(self.state_scale, self.groups):
+            for i in indices:
+                update = getattr(layers[i], "update", None)
+                has = _lam(update) if isinstance(update, SSMUpdate) else None
+                if has is None or not math.isclose(has, lam, rel_tol=1e-6, abs_tol=1e-12):
+                    raise ValueError(
+                        f"This report set λ = {lam:.6g} on layer {i}, but that layer of the "
+                        f"{type(model).__name__} given has "
+                        f"{'no Λ = λI' if has is None else f'λ = {has:.6g}'}: pass the model "
+                        "that was calibrated (calibrate changes the model in place)."
+                    )
 
     def __str__(self):
         worst = max(abs(r - self.target) for r in self.radius_after)
@@ -308,15 +332,24 @@ def calibrate(
     >>> report.ok, all(abs(r - 1.0) <= 0.02 for r in report.radius_after)
     (True, True)
     """
+    check_graph(graph, "calibrate", "calibrate(model, graph, feat)")
     updates, groups = _ssm_groups(model)
     if lambda_rule not in LAMBDA_RULES:
         raise ValueError(
             f"calibrate: unknown lambda_rule {lambda_rule!r}; choose one of "
             f"{', '.join(map(repr, LAMBDA_RULES))}."
         )
-    if not target > 0 or not tol > 0 or not norm_bound > 1 or max_rounds < 1:
+    settings = dict(target=target, tol=tol, norm_bound=norm_bound)
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"calibrate: {name} must be a number, got {value!r}.")
+    if isinstance(max_rounds, bool) or not isinstance(max_rounds, numbers.Integral):
+        raise TypeError(f"calibrate: max_rounds must be an integer, got {max_rounds!r}.")
+    if not all(math.isfinite(value) for value in settings.values()) or not (
+        target > 0 and tol > 0 and norm_bound > 1 and max_rounds >= 1
+    ):
         raise ValueError(
-            f"calibrate needs target > 0, tol > 0, norm_bound > 1 and max_rounds ≥ 1; got "
+            f"calibrate needs finite target > 0, tol > 0, norm_bound > 1 and max_rounds ≥ 1; got "
             f"target={target}, tol={tol}, norm_bound={norm_bound}, max_rounds={max_rounds}."
         )
     for name, function in (("log", log), ("progress", progress)):

@@ -10,12 +10,24 @@ from dgl import DGLError, DGLGraph
 from torch.utils.weak import WeakIdKeyDictionary
 
 
+def check_graph(graph, who, call="model(graph, feat)"):
+    """Refuse anything but a ``DGLGraph`` where one is expected (``TypeError``): arguments in
+    the wrong order, or an edge index in PyG's style."""
+    if not isinstance(graph, DGLGraph):
+        raise TypeError(
+            f"{who} needs a dgl.DGLGraph as its graph, got {type(graph).__name__}. Call it as "
+            f"{call}; an edge index (src, dst) becomes a graph with dgl.graph((src, dst), "
+            "num_nodes=N)."
+        )
+
+
 def check_node_features(graph, feat, in_feats, dtype=None):
     """Check that ``graph`` is homogeneous and not empty (else ``DGLError``) and that ``feat``
     is a finite float ``(graph.num_nodes(), in_feats)`` tensor (of ``dtype``, the model's,
     when given; else ``TypeError`` or ``ValueError``).
     ``in_feats=None`` (a model with its own node encoder): any dtype and width, one row per
     node."""
+    check_graph(graph, "The model")
     if not graph.is_homogeneous:
         raise DGLError(
             f"The graph is not homogeneous (node types {graph.ntypes}, edge types "
@@ -83,9 +95,18 @@ def _all_finite(feat):
     return True
 
 
-def check_features(graph, feat, who, name="feat"):
-    """Check that ``feat`` (node states given to a diagnostic called ``who``) is a 2-D float
-    tensor with one row per node of ``graph`` (else ``TypeError`` or ``ValueError``)."""
+def check_features(graph, feat, who, name="feat", finite=True):
+    """Check that ``graph`` is a ``DGLGraph`` with nodes (or a list of them: a cumulative
+    k-hop layer's hop graphs) and that ``feat`` (node states given to a diagnostic called
+    ``who``) is a 2-D float tensor with one row per node, finite unless ``finite`` is False
+    (a measure such as an energy can say NaN itself); else ``TypeError``, ``DGLError`` or
+    ``ValueError``."""
+    graphs = list(graph) if isinstance(graph, (list, tuple)) else [graph]
+    for one in graphs or [graph]:
+        check_graph(one, who, f"{who}(layer, graph, feat)")
+    num_nodes = graphs[0].num_nodes()
+    if num_nodes == 0:
+        raise DGLError(f"{who}: the graph has no nodes; there is nothing to measure.")
     if not isinstance(feat, torch.Tensor) or not torch.is_floating_point(feat):
         kind = getattr(feat, "dtype", type(feat).__name__)
         raise TypeError(f"{who}: {name} must be a floating-point torch.Tensor, got {kind}.")
@@ -93,15 +114,23 @@ def check_features(graph, feat, who, name="feat"):
         raise ValueError(
             f"{who}: {name} must be a 2-D (num_nodes, dim) tensor, got shape {tuple(feat.shape)}."
         )
-    if isinstance(graph, DGLGraph) and feat.shape[0] != graph.num_nodes():
+    if feat.shape[0] != num_nodes:
         raise ValueError(
             f"{who}: {name} has {feat.shape[0]} rows but the graph has "
-            f"{graph.num_nodes()} nodes; pass one row per node."
+            f"{num_nodes} nodes; pass one row per node."
+        )
+    if finite and not _all_finite(feat):
+        bad = int((~torch.isfinite(feat)).any(dim=1).sum())
+        raise ValueError(
+            f"{who}: {name} contains NaN or Inf values in {bad} of {feat.shape[0]} rows, so "
+            "there is nothing finite to measure. If these are a model's states, the model "
+            "diverged before this layer (see dgl_ssm.analysis.layer_energies)."
         )
 
 
-def check_edge_features(graph, edge_feat, edge_feats):
-    """Check that ``edge_feat`` fits the graph and the model's edge width."""
+def check_edge_features(graph, edge_feat, edge_feats, dtype=None):
+    """Check that ``edge_feat`` is a finite float tensor (of ``dtype``, the model's, when
+    given) that fits the graph and the model's edge width."""
     if edge_feat is None:
         return
     expected = (graph.num_edges(), edge_feats)
@@ -110,11 +139,25 @@ def check_edge_features(graph, edge_feat, edge_feats):
             "Edge features were given, but the model was built without edge_feats. Pass "
             "edge_feats=<width> when building the model."
         )
+    if not isinstance(edge_feat, torch.Tensor):
+        raise TypeError(f"Edge features must be a torch.Tensor, got {type(edge_feat).__name__}.")
     if not torch.is_floating_point(edge_feat) or tuple(edge_feat.shape) != expected:
         error = ValueError if torch.is_floating_point(edge_feat) else TypeError
         raise error(
             f"Edge features must be a float tensor of shape {expected}, got "
             f"{tuple(edge_feat.shape)} with dtype {edge_feat.dtype}."
+        )
+    if dtype is not None and edge_feat.dtype != dtype:
+        raise TypeError(
+            f"Edge features have dtype {edge_feat.dtype}, but the model's weights are {dtype}. "
+            f"Convert them with edge_feat.to({dtype}), or the model with "
+            f"model.to({edge_feat.dtype})."
+        )
+    if not _all_finite(edge_feat):
+        bad = int((~torch.isfinite(edge_feat)).reshape(edge_feat.shape[0], -1).any(dim=1).sum())
+        raise ValueError(
+            f"Edge features contain NaN or Inf values in {bad} of {edge_feat.shape[0]} rows. "
+            f"Clean or impute them (e.g. torch.nan_to_num(edge_feat)) before the forward pass."
         )
 
 

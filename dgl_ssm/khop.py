@@ -113,6 +113,16 @@ class KHopTransform(BaseTransform):
                 f"type), got node types {g.ntypes} and edge types {g.canonical_etypes}. "
                 "Convert the graph first with dgl.to_homogeneous(g)."
             )
+        rewired = [field for field in g.edata.keys() if f"{field}_radius" in g.ndata]
+        if rewired:
+            # Its edges already join nodes up to that many hops apart: hops counted on them
+            # would not be the original graph's.
+            raise dgl.DGLError(
+                f"KHopTransform: this graph was rewired already (it has edata[{rewired[0]!r}] "
+                f"and ndata['{rewired[0]}_radius']), so its edges are not the original "
+                "graph's. Apply the transform to the original graph, with the largest k you "
+                "need."
+            )
         n = g.num_nodes()
         src, dst = g.edges()
         src = src.cpu().numpy().astype(np.int64)

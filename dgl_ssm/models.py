@@ -6,7 +6,9 @@ have the same trainable parameters: Λ and B are buffers.
 """
 
 import inspect
+import numbers
 import weakref
+from collections.abc import Mapping
 
 import dgl
 import torch
@@ -15,7 +17,7 @@ from torch import nn
 
 from .activations import get_activation
 from .backbones import BACKBONES
-from .checks import check_edge_features, check_in_degrees, check_node_features
+from .checks import check_edge_features, check_graph, check_in_degrees, check_node_features
 from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
 from .ssm import PlainUpdate, SSMUpdate
 from .wrapper import SSMLayer, reset_submodules
@@ -61,7 +63,8 @@ class DeepGNN(nn.Module):
     norm : {None, "batch", "layer"}
         Normalisation after each update.
     edge_feats : int, optional
-        Width of the input edge features, for backbones that use edge features (GatedGCN).
+        Width of the input edge features, for backbones that use edge features (GatedGCN;
+        the others refuse it).
         Without it (and without ``edge_encoder``) those backbones start from a learned edge
         embedding.
     node_encoder, edge_encoder : torch.nn.Module, optional
@@ -141,17 +144,25 @@ class DeepGNN(nn.Module):
             raise ValueError(f"delay must be a non-negative integer, got {delay!r}.")
         spec = BACKBONES[self.backbone]
         accepted = list(inspect.signature(spec.make_conv).parameters)[1:]
+        if conv_options is not None and not isinstance(conv_options, Mapping):
+            raise TypeError(
+                f"conv_options must be a dict of the conv's options (e.g. {{'heads': 4}}), got "
+                f"{conv_options!r}."
+            )
         unknown = sorted(set(conv_options or {}) - set(accepted))
         if unknown:
             raise ValueError(
                 f"The {spec.name} backbone takes no conv option {', '.join(unknown)}; it "
                 f"accepts: {', '.join(accepted) or 'none'}."
             )
-        if edge_encoder is not None and not spec.uses_edge_feats:
-            raise ValueError(
-                f"The {spec.name} backbone uses no edge features, so it takes no edge_encoder. "
-                "Use a backbone that does (gatedgcn), or drop edge_encoder."
-            )
+        for name, value in [("edge_encoder", edge_encoder), ("edge_feats", edge_feats)]:
+            if value is not None and not spec.uses_edge_feats:
+                raise ValueError(
+                    f"The {spec.name} backbone uses no edge features, so it takes no {name}. "
+                    f"Use a backbone that does (gatedgcn), or drop {name}."
+                )
+        if edge_feats is not None and (not _is_int(edge_feats) or edge_feats < 1):
+            raise ValueError(f"edge_feats must be a positive integer, got {edge_feats!r}.")
         for name, module in [("node_encoder", node_encoder), ("edge_encoder", edge_encoder)]:
             if module is not None and not isinstance(module, nn.Module):
                 raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}.")
@@ -160,13 +171,16 @@ class DeepGNN(nn.Module):
                 f"k-hop rewiring is not available for {spec.name}: its edge features would "
                 "have to change from layer to layer. Use it without hop_mode."
             )
+        in_feats, hidden, out_feats, num_layers = map(
+            int, (in_feats, hidden, out_feats, num_layers)
+        )
         self.in_feats, self.hidden, self.out_feats = in_feats, hidden, out_feats
         self.num_layers, self.task, self.readout = num_layers, task, readout
         self.hop_mode, self.delay, self.hop_field = hop_mode, delay, hop_field
-        self.max_hop = num_layers if max_hop is None else max_hop
+        self.max_hop = num_layers if max_hop is None else int(max_hop)
         _check_choice("past_max_hop", past_max_hop, PAST_MAX_HOP)
         self.past_max_hop = past_max_hop
-        self.edge_feats = edge_feats
+        self.edge_feats = None if edge_feats is None else int(edge_feats)
         self.allow_zero_in_degree = allow_zero_in_degree
         self.segments = _segment_count(checkpoint, num_layers)
         if self.segments and hop_mode == "cumulative":
@@ -188,7 +202,7 @@ class DeepGNN(nn.Module):
             elif edge_feats is None:
                 self.edge_embedding = nn.Parameter(torch.randn(1, hidden) * 0.1)
             else:
-                self.edge_encoder = nn.Linear(edge_feats, hidden)
+                self.edge_encoder = nn.Linear(self.edge_feats, hidden)
         self.layers = nn.ModuleList(
             SSMLayer(self._make_conv(i, options), hidden, update(i), norm, dropout)
             for i in range(num_layers)
@@ -228,7 +242,10 @@ class DeepGNN(nn.Module):
         time a (graph, features) pair is seen; calls with the same, unchanged objects (a
         full-batch training loop) skip the checks, so no forward pass waits on the device.
         """
-        key = _input_key(graph, feat, edge_feat)
+        check_graph(graph, type(self).__name__)
+        weight = next(self.parameters(), None)  # m.double() after a checked call: check again
+        kind = None if weight is None else (weight.dtype, weight.device)
+        key = _input_key(graph, feat, edge_feat, kind)
         if key is None or key != self._checked_inputs:
             self._check_inputs(graph, feat, edge_feat)
             self._checked_inputs = key
@@ -259,8 +276,15 @@ class DeepGNN(nn.Module):
             check_node_features(graph, feat, in_feats=None)
         else:
             check_node_features(graph, feat, self.in_feats, dtype=self.encoder.weight.dtype)
+        if edge_feat is not None and not self._spec.uses_edge_feats:
+            raise ValueError(
+                f"The {self._spec.name} backbone reads no edge features, so edge_feat would be "
+                "ignored. Call model(graph, feat), or use a backbone that reads them (gatedgcn)."
+            )
         if not self.custom_edge_encoder:
-            check_edge_features(graph, edge_feat, self.edge_feats)
+            encoder = getattr(self, "edge_encoder", None)
+            dtype = encoder.weight.dtype if isinstance(encoder, nn.Linear) else None
+            check_edge_features(graph, edge_feat, self.edge_feats, dtype)
         elif edge_feat is None or edge_feat.shape[0] != graph.num_edges():
             raise ValueError(
                 f"The model has an edge_encoder, so it needs one row of edge features per edge "
@@ -407,6 +431,7 @@ class SSMGNN(DeepGNN):
         **kwargs,
     ):
         _check_sizes(hidden=hidden, num_layers=num_layers)  # before Λ and B are drawn
+        hidden, num_layers = int(hidden), int(num_layers)
         if isinstance(input_scale, str):
             if input_scale != "auto":
                 raise ValueError(
@@ -414,7 +439,9 @@ class SSMGNN(DeepGNN):
                     f"6.4 / num_layers), got {input_scale!r}."
                 )
             input_scale = depth_scaled_input_scale(num_layers)
-        generator = torch.Generator().manual_seed(ssm_seed)
+        if not _is_int(ssm_seed):
+            raise ValueError(f"ssm_seed must be an integer (it seeds Λ and B), got {ssm_seed!r}.")
+        generator = torch.Generator().manual_seed(int(ssm_seed))
         activation = kwargs.get("activation", "relu")
 
         def make_update():
@@ -466,7 +493,7 @@ def _segment_count(checkpoint, num_layers):
 
 
 def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # numpy ints too
 
 
 def _check_sizes(**sizes):
@@ -577,16 +604,17 @@ class KGCNSSM(SSMGNN):
     default_hop_mode = "exact"
 
 
-def _input_key(graph, feat, edge_feat):
-    """What identifies a checked input: the objects (weakly) and their in-place edit counts;
-    ``None`` when that cannot be known (inference tensors keep no version counter)."""
+def _input_key(graph, feat, edge_feat, weights):
+    """What identifies a checked input: the objects (weakly), their in-place edit counts and
+    the dtype and device of the model's ``weights``; ``None`` when that cannot be known
+    (inference tensors keep no version counter)."""
     try:
         tensors = [t for t in (feat, edge_feat) if isinstance(t, torch.Tensor)]
         versions = tuple(t._version for t in tensors)
         refs = tuple(weakref.ref(x) for x in (graph, *tensors))
     except (RuntimeError, TypeError):
         return None
-    return _InputKey(refs, versions, graph.num_nodes(), graph.num_edges())
+    return _InputKey(refs, (versions, weights), graph.num_nodes(), graph.num_edges())
 
 
 class _InputKey:

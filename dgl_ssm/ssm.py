@@ -7,6 +7,7 @@ wrapper (:class:`dgl_ssm.SSMLayer`), so a plain model and its SSM twin differ on
 """
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -35,6 +36,9 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
     generator : torch.Generator, optional
         Source of randomness for the random kinds, so matrices are reproducible.
     """
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+        raise ValueError(f"The SSM feature width dim must be a positive integer, got {dim!r}.")
+    dim = int(dim)
     if isinstance(kind, torch.Tensor):
         matrix = kind.detach().clone().float()
         if matrix.shape != (dim, dim):
@@ -43,7 +47,10 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
                 f"({dim}, {dim}), got {tuple(matrix.shape)}. Pass a {dim}×{dim} tensor, or a "
                 f"kind name from {MATRIX_KINDS}."
             )
+        if not bool(torch.isfinite(matrix).all()):
+            raise ValueError("A custom SSM matrix must be finite; this one holds NaN or Inf.")
         return matrix
+    scale = _finite_scale(scale, "scale")
     if kind == "identity":
         return scale * torch.eye(dim)
     if kind == "orthogonal":
@@ -61,8 +68,19 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
     )
 
 
+def _finite_scale(scale, name):
+    # A NaN or Inf scale would give NaN states silently (and hang LAPACK in describe_matrix).
+    if isinstance(scale, torch.Tensor) and scale.numel() == 1:
+        scale = scale.item()
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
+        raise ValueError(f"The SSM matrix {name} must be a finite real number, got {scale!r}.")
+    return float(scale)
+
+
 def describe_matrix(matrix):
     """A short text with the spectral radius and the spectral norm of ``matrix``."""
+    if not bool(torch.isfinite(matrix).all()):  # LAPACK may crash or hang on these
+        return "not finite"
     modulus = torch.linalg.eigvals(matrix.detach().double().cpu()).abs()
     norm = torch.linalg.matrix_norm(matrix.detach().double().cpu(), ord=2)
     if torch.allclose(modulus, modulus[0].expand_as(modulus), atol=1e-6):
@@ -121,12 +139,16 @@ class SSMUpdate(nn.Module):
         generator=None,
     ):
         super().__init__()
-        self.dim = dim
+        state_scale = _finite_scale(state_scale, "state_scale")
+        input_scale = _finite_scale(input_scale, "input_scale")
+        state_matrix = build_matrix(state, dim, state_scale, generator)
+        input_matrix = build_matrix(input, dim, input_scale, generator)
+        self.dim = int(dim)
         self.state_kind = state if isinstance(state, str) else "custom"
         self.input_kind = input if isinstance(input, str) else "custom"
         self.activation = get_activation(activation)
-        self.register_buffer("state_matrix", build_matrix(state, dim, state_scale, generator))
-        self.register_buffer("input_matrix", build_matrix(input, dim, input_scale, generator))
+        self.register_buffer("state_matrix", state_matrix)
+        self.register_buffer("input_matrix", input_matrix)
         self._refresh_fast_paths()
 
     def _refresh_fast_paths(self):

@@ -1,5 +1,6 @@
 """One wrapper that turns any DGL conv ``d → d`` into a (GNN-SSM or plain) deep layer."""
 
+import numbers
 from contextlib import nullcontext
 
 from torch import nn
@@ -61,8 +62,16 @@ class SSMLayer(nn.Module):
 
     def __init__(self, conv, dim, update=None, norm=None, dropout=0.0):
         super().__init__()
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+            raise ValueError(f"SSMLayer: dim must be a positive integer, got {dim!r}.")
+        update_dim = getattr(update, "dim", dim)
+        if update_dim != dim:
+            raise ValueError(
+                f"SSMLayer: the update acts on width {update_dim} but the layer has dim={dim}; "
+                f"build both with the conv's width (e.g. SSMUpdate({dim}))."
+            )
         self.conv = conv
-        self.dim = dim
+        self.dim = int(dim)
         self.update = SSMUpdate(dim) if update is None else update
         self.norm = make_norm(norm, dim)
         self.dropout = nn.Dropout(dropout)
@@ -77,6 +86,12 @@ class SSMLayer(nn.Module):
         Returns the new node states, or ``(node states, edge features)`` when ``edge_feat``
         is given.
         """
+        if feat.dim() != 2 or feat.shape[1] != self.dim:
+            raise ValueError(
+                f"SSMLayer of width {self.dim} got node states of shape {tuple(feat.shape)}; "
+                f"pass a (num_nodes, {self.dim}) tensor. Inside a model, a layer's own input is "
+                "dgl_ssm.analysis.layer_inputs(model, graph, feat)[i].feat."
+            )
         with graph.local_scope() if hasattr(graph, "local_scope") else nullcontext():
             conv_in = self.dropout(feat)
             if edge_feat is None:

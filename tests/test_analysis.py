@@ -652,3 +652,37 @@ def test_installed_analyze_figures_makes_one_figure_from_the_library_numbers(tmp
                     if r["model"] == label}  # fmt: skip
         assert list(measured) == list(expected) == list(range(size // 2 + 1))
         np.testing.assert_allclose(list(measured.values()), list(expected.values()), rtol=1e-6)
+
+
+def test_diagnostics_refuse_inputs_with_nothing_to_measure():
+    g, layer = random_graph(10, 20), SSMLayer(GraphConv(4, 4), 4)
+    feat = torch.randn(10, 4)
+    feat[2, 1] = float("nan")  # a diverged model's state, say
+    for spectrum in (top_eigenvalue_moduli, top_singular_values, spectral_density):
+        with pytest.raises(ValueError, match="NaN or Inf values in 1 of 10 rows.*diverged"):
+            spectrum(layer, g, feat)
+    empty = dgl.graph(([], []), num_nodes=0)
+    with pytest.raises(dgl.DGLError, match="top_eigenvalue_moduli: the graph has no nodes"):
+        top_eigenvalue_moduli(layer, empty, torch.zeros(0, 4))
+    with pytest.raises(TypeError, match=r"dtype must be a floating torch.dtype.*'float64'"):
+        top_eigenvalue_moduli(layer, g, torch.randn(10, 4), dtype="float64")
+    model = build_model("gcn_ssm", 4, 8, 2, num_layers=2)
+    with pytest.raises(TypeError, match="layer_energies: dtype must be a floating torch.dtype"):
+        layer_energies(model, g, torch.randn(10, 4), dtype="float64")
+    # An energy can say NaN itself: a NaN state's energy is NaN, not an error.
+    assert math.isnan(dirichlet_energy(g, feat))
+
+
+def test_sensitivity_refuses_what_is_not_a_list_of_node_pairs():
+    g = random_graph(10, 20)
+    model, feat = build_model("gcn_ssm", 4, 8, 2, num_layers=2), torch.randn(10, 4)
+    for bad in ([(0, 1, 2), (3, 4, 0)], [(0.0, 1.0)], [0, 1, 2], "01"):
+        with pytest.raises(ValueError, match=r"pairs must be \(target v, source u\) node pairs"):
+            sensitivity(model, g, feat, bad)
+    with pytest.raises(TypeError, match="feat must be a floating-point torch.Tensor, got float"):
+        sensitivity(model, g, feat.numpy(), [(0, 1)])
+    assert sensitivity(model, g, feat, []).shape == (0,)
+    assert sensitivity(model, g, feat, np.array([[0, 1]])).shape == (1,)
+    for options in (dict(targets=[]), dict(targets=3), dict(num_targets=0)):
+        with pytest.raises(ValueError, match="targets"):
+            sensitivity_by_distance(model, g, feat, **options)

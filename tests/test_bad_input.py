@@ -177,3 +177,96 @@ def test_feature_dtype_is_checked_against_the_model_dtype(graph):
     with pytest.raises(TypeError, match=r"torch.float64.*feat.float\(\)"):
         model(graph, feat)
     assert model.double()(graph, feat).dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda model, g, x: model(x, g),  # arguments swapped
+        lambda model, g, x: model(torch.stack(g.edges()), x),  # a PyG-style edge index
+        lambda model, g, x: model(None, x),
+    ],
+)
+def test_a_graph_that_is_not_a_dgl_graph_is_named(graph, call):
+    with pytest.raises(TypeError, match=r"GCNSSM needs a dgl.DGLGraph.*model\(graph, feat\)"):
+        call(build_model("gcn_ssm", **ARGS), graph, torch.randn(12, 5))
+
+
+def test_numpy_integers_are_sizes_like_ints(graph):
+    np = pytest.importorskip("numpy")
+    model = build_model("gat_ssm", np.int64(5), np.int32(8), np.int64(2), np.int64(3),
+                        conv_options={"heads": np.int64(2)})  # fmt: skip
+    assert model.num_layers == 3 and type(model.num_layers) is int
+    assert model(graph, torch.randn(12, 5)).shape == (12, 2)
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (dict(state_scale=float("nan")), "state_scale must be a finite real number, got nan"),
+        (dict(input_scale=float("inf")), "input_scale must be a finite real number, got inf"),
+        (dict(state_scale="1"), "state_scale must be a finite real number, got '1'"),
+        (dict(ssm_seed="a"), "ssm_seed must be an integer"),
+        (dict(conv_options={"heads": 0}), "heads must be a positive integer, got 0"),
+        (dict(conv_options={"heads": 2.0}), "heads must be a positive integer, got 2.0"),
+    ],
+)
+def test_ssm_and_conv_options_that_cannot_work_are_refused(options, message):
+    name = "gat_ssm" if "conv_options" in options else "gcn_ssm"
+    with pytest.raises(ValueError, match=message):
+        build_model(name, **ARGS, **options)
+
+
+def test_a_non_finite_custom_ssm_matrix_is_refused():
+    bad = torch.eye(4)
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="must be finite"):
+        SSMUpdate(4, state=bad)
+    with pytest.raises(ValueError, match="dim must be a positive integer, got 0"):
+        SSMUpdate(0)
+
+
+def test_a_layer_refuses_states_of_another_width_before_its_conv_runs():
+    g = random_graph(6, 10, seed=1)
+    layer = SSMLayer(GraphConv(4, 4), 4)
+    with pytest.raises(
+        ValueError, match=r"width 4 got node states of shape \(6, 8\).*layer_inputs"
+    ):
+        layer(g, torch.randn(6, 8))
+    # A conv of width 4 in a layer that says 8 would run on 4-wide states without the check.
+    with pytest.raises(ValueError, match=r"width 8 got node states of shape \(6, 4\)"):
+        SSMLayer(GraphConv(4, 4), 8)(g, torch.randn(6, 4))
+    with pytest.raises(ValueError, match="update acts on width 8 but the layer has dim=4"):
+        SSMLayer(GraphConv(4, 4), 4, SSMUpdate(8))
+
+
+def test_edge_features_only_where_the_backbone_reads_them(graph):
+    with pytest.raises(
+        ValueError, match="gcn backbone uses no edge features, so it takes no edge_feats"
+    ):
+        build_model("gcn_ssm", **ARGS, edge_feats=3)
+    with pytest.raises(ValueError, match="gcn backbone reads no edge features"):
+        build_model("gcn_ssm", **ARGS)(graph, torch.randn(12, 5), torch.randn(graph.num_edges(), 3))
+
+
+def test_gatedgcn_edge_features_are_checked_like_node_features(graph):
+    model = build_model("gatedgcn_ssm", **ARGS, edge_feats=3)
+    x, e = torch.randn(12, 5), torch.randn(graph.num_edges(), 3)
+    assert model(graph, x, e).shape == (12, 2)
+    e[4, 1] = float("nan")
+    with pytest.raises(
+        ValueError, match=f"Edge features contain NaN or Inf values in 1 of {len(e)}"
+    ):
+        model(graph, x, e)
+    with pytest.raises(TypeError, match=r"Edge features have dtype torch.float64.*edge_feat.to"):
+        model(graph, x, torch.randn(graph.num_edges(), 3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="Edge features must be a torch.Tensor, got ndarray"):
+        model(graph, x, e.nan_to_num().numpy())
+
+
+def test_a_model_cast_after_a_checked_call_checks_its_inputs_again(graph):
+    model, feat = build_model("gcn_ssm", **ARGS), torch.randn(12, 5)
+    model(graph, feat)
+    model.double()
+    with pytest.raises(TypeError, match=r"model's weights are torch.float64.*feat.double\(\)"):
+        model(graph, feat)

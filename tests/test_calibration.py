@@ -8,7 +8,14 @@ import dgl
 import pytest
 import torch
 
-from dgl_ssm import GCN, CalibrationReport, CalibrationWarning, build_model, calibrate
+from dgl_ssm import (
+    GCN,
+    CalibrationReport,
+    CalibrationWarning,
+    KHopTransform,
+    build_model,
+    calibrate,
+)
 from dgl_ssm.analysis import dense_layer_jacobian, layer_inputs
 from tests.conftest import random_graph
 
@@ -19,7 +26,9 @@ def dense_radii(model, graph, feat):
     """Each layer's largest eigenvalue modulus from its dense Jacobian (torch.linalg.eigvals)."""
     radii = []
     for layer, call in zip(model.layers, layer_inputs(model, graph, feat)):
-        jac = dense_layer_jacobian(layer, call.graph, call.feat, edge_feat=call.edge_feat)
+        jac = dense_layer_jacobian(
+            layer, call.graph, call.feat, edge_feat=call.edge_feat, layer_kwargs=call.kwargs
+        )
         radii.append(float(torch.linalg.eigvals(jac).abs().max()))
     return radii
 
@@ -219,6 +228,25 @@ def test_what_it_cannot_calibrate_is_refused_with_the_remedy():
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, tol=0)
     with pytest.raises(ValueError, match="unknown lambda_rule 'middle'.*'nearest', 'centred'"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, lambda_rule="middle")
+    with pytest.raises(ValueError, match="finite target > 0"):
+        calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, target=math.inf)
+    with pytest.raises(TypeError, match="max_rounds must be an integer, got None"):
+        calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, max_rounds=None)
+    with pytest.raises(TypeError, match=r"calibrate needs a dgl.DGLGraph.*calibrate\(model, graph"):
+        calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), feat, graph)
+
+
+def test_a_cumulative_k_hop_model_is_calibrated_on_its_hop_graphs():
+    # Each layer reads several hop graphs; the spectra split the Jacobian by the components
+    # of their union (two copies of a path here: every eigenvalue twice).
+    path = dgl.to_bidirected(dgl.graph((torch.arange(9), torch.arange(1, 10))))
+    graph = dgl.batch([KHopTransform(3)(path)] * 2)
+    torch.manual_seed(0)
+    model = build_model("kgcn_ssm", 3, 4, 2, num_layers=3, hop_mode="cumulative", max_hop=3)
+    feat = torch.randn(20, 3)
+    report = calibrate(model, graph, feat)
+    assert report.ok
+    assert report.radius_after == pytest.approx(dense_radii(model, graph, feat), abs=1e-6)
 
 
 def test_depth_scaled_input_scale_keeps_a_deep_stack_bounded():
@@ -372,6 +400,15 @@ def test_per_layer_groups_get_their_own_factor_and_a_wrong_model_is_refused():
         assert len(mine) == 1 and mine[0]["weight_decay"] == pytest.approx(factor**2)
     with pytest.raises(ValueError, match="calibrated a model of 4 layers.*has 2"):
         report.param_groups(build_model("gcn_ssm", **{**ARGS, "num_layers": 2}), 1.0)
+    # The same depth but not the calibrated copy (its λ is still 1): its weights would get
+    # the calibrated decay f²·α for a B that was never shrunk.
+    with pytest.raises(ValueError, match=r"set λ = 0\.9.* on layer 0.*has λ = 1: pass the model"):
+        report.param_groups(build_model("gcn_ssm", **ARGS, shared_ssm=False), 1.0)
+    with pytest.raises(ValueError, match=r"layer 0.*has no Λ = λI"):
+        report.param_groups(build_model("gcn", **ARGS), 1.0)
+    for bad in (-1.0, float("nan"), "5e-4"):
+        with pytest.raises(ValueError, match="weight_decay must be a finite number ≥ 0"):
+            report.param_groups(model, bad)
 
 
 @pytest.mark.parametrize("optimizer, power", [("adam", 2), ("adamw", 1)])

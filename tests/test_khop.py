@@ -290,6 +290,14 @@ def test_radius_is_recorded_and_survives_batching():
     assert batched.ndata["hop_radius"].tolist() == [3] * 12
     parts = dgl.unbatch(batched)
     assert [p.ndata["hop_radius"].tolist() for p in parts] == [[3] * 5, [3] * 7]
-    # A second rewiring records its own radius, not the first one's.
-    assert KHopTransform(2)(t1).ndata["hop_radius"].tolist() == [2] * 5
     assert KHopTransform(2, hop_field="dist")(g1).ndata["dist_radius"].tolist() == [2] * 5
+
+
+@pytest.mark.parametrize("hop_field", ["hop", "dist"])
+def test_a_rewired_graph_is_not_rewired_again(hop_field):
+    # On a rewired path, 0–2 is one edge: a second rewiring would call it 1 hop.
+    rewired = KHopTransform(2)(path_graph(5))
+    with pytest.raises(dgl.DGLError, match=r"rewired already .*edata\['hop'\]"):
+        KHopTransform(3, hop_field=hop_field)(rewired)
+    with pytest.raises(dgl.DGLError, match="rewired already"):
+        KHopTransform(3)(dgl.batch([rewired, rewired]))

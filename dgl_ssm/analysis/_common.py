@@ -25,6 +25,15 @@ def model_layers(model, who):
     return layers
 
 
+def check_dtype(dtype, who):
+    """Refuse a working precision that is not a floating ``torch.dtype`` (or None)."""
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(
+            f"{who}: dtype must be a floating torch.dtype such as torch.float64 (or None for "
+            f"the model's own), got {dtype!r}."
+        )
+
+
 @contextmanager
 def evaluating(model, enabled=True):
     """Put every submodule in eval mode for the block, then restore each one's own flag."""

@@ -21,7 +21,7 @@ import copy
 import torch
 
 from ..checks import check_features
-from ._common import evaluating, one_hop_graph
+from ._common import check_dtype, evaluating, one_hop_graph
 from .states import recorded_states
 
 __all__ = ["dirichlet_energy", "layer_energies"]
@@ -59,7 +59,7 @@ def dirichlet_energy(graph, feat, normalized=False):
     >>> round(dirichlet_energy(g, torch.tensor([[0.0], [1.0], [3.0]])), 12)
     1.666666666667
     """
-    check_features(graph, feat, "dirichlet_energy")
+    check_features(graph, feat, "dirichlet_energy", finite=False)  # NaN states: NaN energy
     h = feat.detach()
     if h.dtype not in (torch.float32, torch.float64):
         h = h.float()  # half precision would lose the differences
@@ -121,6 +121,7 @@ def layer_energies(
     >>> len(layer_energies(model, g, torch.randn(20, 4)))
     7
     """
+    check_dtype(dtype, "layer_energies")
     measure_on = one_hop_graph(graph) if energy_graph is None else energy_graph
     if dtype is not None:
         model = copy.deepcopy(model).to(dtype)

@@ -28,6 +28,7 @@ differences in the working precision, with a ``RuntimeWarning``.
 """
 
 import copy
+import numbers
 import warnings
 
 import dgl
@@ -37,6 +38,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
 from ..checks import check_features
+from ._common import check_dtype
 from .spectra import components, coordinate_blocks, is_block_diagonal, largest_of, top_of_spectrum
 
 __all__ = [
@@ -68,6 +70,7 @@ def _cast(value, dtype):
 
 def _layer_function(layer, graph, feat, edge_feat, layer_kwargs, dtype, who):
     """``h ↦ node states of layer(graph, h[, edge_feat], **kwargs)`` on a frozen copy."""
+    check_dtype(dtype, who)
     check_features(graph, feat, who)
     if isinstance(layer, nn.Module):
         layer = copy.deepcopy(layer)
@@ -410,7 +413,7 @@ def top_singular_values(
     """
     who = "top_singular_values"
     lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed)
-    _check_k(who, k)
+    k = _check_k(who, k)
     values, residuals = _top_of_spectrum(lin, graph, k, "singular", tol, maxiter, None, seed, who)
     values = torch.from_numpy(np.abs(values).copy()).double()
     return (values, torch.from_numpy(residuals.copy())) if return_residuals else values
@@ -479,7 +482,7 @@ def top_eigenvalue_moduli(
     """
     who = "top_eigenvalue_moduli"
     lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed)
-    _check_k(who, k)
+    k = _check_k(who, k)
     if lin.shape[0] != lin.shape[1]:
         raise ValueError(
             f"{who}: eigenvalues need a square Jacobian, but the layer maps {lin.shape[1]:,} "
@@ -628,10 +631,15 @@ def spectral_density(
     """
     who = "spectral_density"
     for name, value in [("num_probes", num_probes), ("lanczos_steps", lanczos_steps)]:
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}.")
-    if not isinstance(num_points, int) or num_points < 2:
+    if (
+        isinstance(num_points, bool)
+        or not isinstance(num_points, numbers.Integral)
+        or (num_points < 2)
+    ):
         raise ValueError(f"{who}: num_points must be an integer ≥ 2, got {num_points!r}.")
+    num_probes, lanczos_steps, num_points = int(num_probes), int(lanczos_steps), int(num_points)
     lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed)
     size = lin.shape[1]
     steps = min(lanczos_steps, size)
@@ -695,5 +703,6 @@ def _dense_from(lin, who):
 
 
 def _check_k(who, k):
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"{who}: k must be a positive integer, got {k!r}.")
+    return int(k)

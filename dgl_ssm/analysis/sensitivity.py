@@ -15,6 +15,9 @@ Each target :math:`v` costs :math:`d_{\text{out}}` backward passes (one per coor
 :math:`h_v^{(L)}`), which give its sensitivity to every source :math:`u` at once.
 """
 
+import numbers
+from collections.abc import Iterable
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -59,6 +62,29 @@ def _check_nodes(nodes, num_nodes, who, what):
     return nodes
 
 
+def _node_pairs(pairs, who):
+    """``pairs`` as a list of ``[v, u]`` ints, refusing anything not shaped ``(P, 2)``."""
+    try:
+        table = torch.as_tensor(pairs)
+    except (TypeError, ValueError, RuntimeError):
+        table = None
+    if table is not None and table.numel() == 0:
+        return []
+    if (
+        table is None
+        or table.dim() != 2
+        or table.shape[1] != 2
+        or table.is_floating_point()
+        or table.is_complex()
+        or table.dtype == torch.bool
+    ):
+        raise ValueError(
+            f"{who}: pairs must be (target v, source u) node pairs: a list of 2-tuples of "
+            f"ints or an integer tensor of shape (P, 2), got {pairs!r}."
+        )
+    return table.long().tolist()
+
+
 def sensitivity(model, graph, feat, pairs, *, edge_feat=None, ord="fro"):
     r"""Sensitivities :math:`\|\partial h_v^{(L)} / \partial x_u\|` for chosen ``(v, u)`` pairs.
 
@@ -95,9 +121,9 @@ def sensitivity(model, graph, feat, pairs, *, edge_feat=None, ord="fro"):
     who = "sensitivity"
     if ord not in NORMS:
         raise ValueError(f"{who}: ord must be 'fro' or 2, got {ord!r}.")
-    pairs = torch.as_tensor(pairs, dtype=torch.long).reshape(-1, 2).tolist()
-    num_nodes = feat.shape[0] if isinstance(feat, torch.Tensor) else 0
-    _check_nodes([p for pair in pairs for p in pair], num_nodes, who, "nodes")
+    check_features(graph, feat, who)
+    pairs = _node_pairs(pairs, who)
+    _check_nodes([p for pair in pairs for p in pair], feat.shape[0], who, "nodes")
     sources = {}
     for v, u in pairs:
         sources.setdefault(v, []).append(u)
@@ -203,6 +229,19 @@ def sensitivity_by_distance(
     who = "sensitivity_by_distance"
     check_features(graph, feat, who)
     n = feat.shape[0]
+    if isinstance(num_targets, bool) or not isinstance(num_targets, numbers.Integral):
+        num_targets = 0
+    if num_targets < 1:
+        raise ValueError(f"{who}: num_targets must be a positive integer, got {num_targets!r}.")
+    if targets is not None:
+        given = targets
+        iterable = isinstance(given, Iterable) and not isinstance(given, (str, bytes))
+        targets = list(given) if iterable else []
+        if not targets:
+            raise ValueError(
+                f"{who}: targets must be a non-empty list of node ids (or None to draw "
+                f"num_targets of them), got {given!r}."
+            )
     if targets is None:
         if n <= num_targets:
             targets = list(range(n))

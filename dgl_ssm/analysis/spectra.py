@@ -39,10 +39,13 @@ _MARGIN = 1e-9
 
 def components(graph, rows, cols, num_nodes):
     """The nodes of each weakly connected component, or None when the Jacobian's shape does
-    not split by node (then it is one block)."""
+    not split by node (then it is one block). ``graph`` may be a list of graphs on the same
+    nodes (a layer that reads several hop graphs): their edges are joined."""
     if rows % num_nodes or cols % num_nodes:
         return None
-    src, dst = (t.cpu().numpy() for t in graph.edges())
+    graphs = graph if isinstance(graph, (list, tuple)) else [graph]
+    edges = [[t.cpu().numpy() for t in one.edges()] for one in graphs]
+    src, dst = (np.concatenate(ends) for ends in zip(*edges))
     adjacency = coo_matrix((np.ones(src.size, np.int8), (src, dst)), (num_nodes, num_nodes))
     count, labels = connected_components(adjacency, directed=True, connection="weak")
     order = np.argsort(labels, kind="stable")
