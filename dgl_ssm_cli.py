@@ -34,7 +34,14 @@ def main(argv=None):
     for name, command in commands.items():
         choices.add_parser(name, help=command.help, add_help=False)
     args = parser.parse_args(argv[:1])  # the command's name (or --help); the rest is its own
-    return commands[args.command].main(argv[1:], f"{PROG} {args.command}")
+    prog = f"{PROG} {args.command}"
+    try:
+        return commands[args.command].main(argv[1:], prog)
+    except KeyboardInterrupt:
+        # Every command writes a result only once it is whole (a record per finished run,
+        # a table or figure at the end), so stopping loses only the run in progress.
+        print(f"{prog}: interrupted (Ctrl-C); what had finished is kept.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

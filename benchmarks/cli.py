@@ -178,7 +178,9 @@ def add_reproduce_parser(commands):
                            help="the published protocol, or this machine's stated cut")  # fmt: skip
     reproduce.add_argument("--jobs", type=int, default=1, help="runs side by side")
     reproduce.add_argument("--threads", type=int, help="torch threads per run (cores ÷ jobs)")
-    reproduce.add_argument("--out", default="results/reproduction", help="records and tables")
+    reproduce.add_argument("--out", default="results/reproduction",
+                           help="records and tables (default: %(default)s, from the current "
+                                "folder: the checkout's)")  # fmt: skip
     reproduce.add_argument("--only-required", action="store_true",
                            help="skip the cells the acceptance list does not need")  # fmt: skip
     reproduce.add_argument("--rows", nargs="+", metavar="ROW",
@@ -353,6 +355,12 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
             for cell in execute.pending(cells, args.out):
                 print(f"{cell.part}\t{cell.row}\t{cell.column}\tseed {cell.config.seed}")
             return 0
+        if args.report and not Path(args.out).is_dir():
+            raise FileNotFoundError(
+                f"--out {args.out}: no such folder, so no records to report. The records are "
+                "in the checkout's results/reproduction: run from the checkout, or pass --out "
+                "with the folder that holds them."
+            )
         if not args.report:
             Path(args.out).mkdir(parents=True, exist_ok=True)  # unwritable: fail before work
             execute.run_cells(cells, args.out, args.jobs, args.threads, locations)

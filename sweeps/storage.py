@@ -69,6 +69,12 @@ def open_storage(url, heartbeat_interval=30, max_retry=3, *, read_only=False):
                 engine_kwargs=_engine_kwargs(url),
             )
 
+    if _in_memory(url):
+        raise StorageError(
+            f"{redact(url, url)} is an in-memory SQLite database: the study would be lost when "
+            "the sweep ends, and workers could not share it. Give a file, e.g. "
+            f"{DEFAULT_STORAGE}"
+        )
     try:
         _prepare_sqlite_folder(url)
         return _retrying_schema_races(connect)
@@ -76,8 +82,40 @@ def open_storage(url, heartbeat_interval=30, max_retry=3, *, read_only=False):
         hint = ""
         if isinstance(error, ModuleNotFoundError) and "psycopg" in str(error):
             hint = ' (PostgreSQL storage needs its driver: pip install "dgl-ssm[postgres]")'
+        elif url.startswith("postgres://"):
+            hint = " (SQLAlchemy spells the scheme postgresql://)"
+        elif "://" not in url:
+            hint = f". For a SQLite file at that path: sqlite:///{url}"
+        elif _not_a_url(error):
+            hint = f". {URL_FORMS}"
         message = f"Cannot open storage {url}: {one_line(error)}{hint}"
         raise StorageError(redact(message, url)) from None
+
+
+#: What a storage URL looks like, for messages about one that is not.
+URL_FORMS = (
+    "A storage URL is sqlite:///relative/path.db, sqlite:////absolute/path.db or "
+    "postgresql://user@host/database"
+)
+
+
+def _not_a_url(error):
+    """Whether SQLAlchemy refused the URL itself (no scheme, unknown dialect, bad SQLite form)."""
+    name = type(error).__name__
+    return name in ("ArgumentError", "NoSuchModuleError") or "Invalid SQLite URL" in str(error)
+
+
+def _in_memory(url):
+    """Whether ``url`` names an in-memory SQLite database (nothing outlives the process)."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL: SQLAlchemy says so when the storage opens
+        return False
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    database = parsed.database or ""
+    query = {k: str(v).lower() for k, v in parsed.query.items()}
+    return database in ("", ":memory:") or query.get("mode") == "memory"
 
 
 def _check_readable(url):
@@ -86,7 +124,8 @@ def _check_readable(url):
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except Exception as error:  # noqa: BLE001 - ArgumentError, ValueError: not a URL at all
-        raise StorageError(redact(f"invalid storage URL {url!r}: {one_line(error)}", url)) from None
+        message = f"invalid storage URL {url!r}: {one_line(error)}. {URL_FORMS}"
+        raise StorageError(redact(message, url)) from None
     shown = redact(url if parsed.password is None else parsed.render_as_string(True))
     if parsed.get_backend_name() != "sqlite":
         return shown

@@ -1,9 +1,12 @@
 """The installed ``dgl-ssm`` command: its subcommands, the old names, and the main job end to
 end at tiny size (the console scripts of the environment the tests run in)."""
 
+import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +136,39 @@ def test_the_harness_installs_under_the_projects_names_only(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                             text=True)  # fmt: skip
     assert result.stdout.split() == ["True", "dgl_ssm_bench"], result.stderr
+
+
+def test_ctrl_c_stops_a_run_in_one_line_and_keeps_the_finished_records(tmp_path):
+    # Seeds of a ring transfer run take a second each; Ctrl-C comes once one has landed.
+    output = tmp_path / "runs.jsonl"
+    argv = [str(BIN / "dgl-ssm"), "run", "--model", "gcn", "--dataset", "ring_transfer",
+            "--ring-size", "4", "--num-graphs", "40", "--layers", "2", "--epochs", "60",
+            "--seeds", "50", "--no-progress", "--output", str(output)]  # fmt: skip
+    # A default SIGINT disposition, even where the tests run in a background job (which
+    # ignores it, and the child would inherit that).
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None:
+            if output.exists() and output.read_text().count("\n") >= 1:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, process.communicate()[1]
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "Traceback" not in err
+    assert (
+        err.strip().splitlines()[-1]
+        == "dgl-ssm run: interrupted (Ctrl-C); what had finished is kept."
+    )
+    lines = output.read_text().splitlines()
+    assert 1 <= len(lines) < 50 and all(json.loads(line)["status"] for line in lines)

@@ -10,6 +10,7 @@ import json
 import mmap
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -312,6 +313,28 @@ def test_allocator_option_errors_say_what_to_do(tmp_path, capsys):
         main([*TINY, "--allocator", "compact", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "cannot apply with --no-subprocess" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (["--backbones", "foo"], r"Unknown backbones \['foo'\]. Valid: gcn, gin"),
+        (["--backbones", "gcn_ssm"], "the plain name: gcn; its SSM twin is timed beside it"),
+        (["--hidden", "0"], "hidden must be at least 1, got 0"),
+        (["--threads", "0"], "threads must be at least 1, got 0"),
+        (["--synthetic-nodes", "0"], "synthetic_nodes must be at least 1, got 0"),
+    ],
+)
+def test_options_that_cannot_be_measured_stop_before_the_report_is_touched(
+    tmp_path, capsys, options, message
+):
+    # A run of nothing but failures used to replace the last report with an all-N/A one.
+    (tmp_path / "perf.md").write_text("the last report")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*TINY, *options, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert (tmp_path / "perf.md").read_text() == "the last report"
 
 
 @pytest.mark.skipif(find_tcmalloc() is None, reason="tcmalloc is not installed")

@@ -380,6 +380,14 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
 # --- the command --------------------------------------------------------------------------------
 
 
+def test_a_report_from_a_folder_without_records_says_where_they_are(tmp_path, capsys):
+    missing = tmp_path / "results" / "reproduction"  # e.g. run outside the checkout
+    assert main(["reproduce", "--report", "--out", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {missing}: no such folder" in err and "run from the checkout" in err
+    assert not missing.exists()
+
+
 def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
     assert main(["reproduce", "--part", "gpp", "--list", "--out", str(tmp_path)]) == 0
     listed = capsys.readouterr().out.splitlines()

@@ -312,6 +312,17 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         (["--backbone", "gcn", "--dataset", "cora", "--storage", "foo://x"], "Cannot open"),
         (["--backbone", "gcn", "--dataset", "ring_transfer", "--space", space, "--storage",
           "postgresql://u:secret@127.0.0.1:1/db"], "Cannot open storage"),
+        # Common slips get the form that works:
+        (["--backbone", "gcn", "--dataset", "cora", "--storage", "sqlite://runs/x.db"],
+         "A storage URL is sqlite:///relative/path.db, sqlite:////absolute/path.db"),
+        (["--backbone", "gcn", "--dataset", "cora", "--storage", "/tmp/x.db"],
+         "For a SQLite file at that path: sqlite:////tmp/x.db"),
+        (["--backbone", "gcn", "--dataset", "cora", "--storage", "postgres://u:secret@h/x"],
+         "spells the scheme postgresql://"),
+        # In memory, the study would vanish with the sweep (and its results with it).
+        (["--backbone", "gcn", "--dataset", "cora", "--storage", "sqlite:///:memory:"],
+         "is an in-memory SQLite database: the study would be lost"),
+        (["--backbone", "gcn", "--dataset", "cora", "--storage", "sqlite://"], "in-memory"),
     ]  # fmt: skip
     for argv, message in cases:
         assert sweep_main([*argv, "--trials", "1"]) == 2

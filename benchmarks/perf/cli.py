@@ -10,6 +10,7 @@ import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from dgl_ssm import MODELS
 from dgl_ssm_bench.records import make_folder
 from dgl_ssm_bench.train import resolve_device
 
@@ -59,6 +60,22 @@ class PerfConfig:
             given = getattr(self, name)
             if unknown := sorted(set([given] if isinstance(given, str) else given) - set(allowed)):
                 raise ValueError(f"Unknown {name} {unknown}. Valid: {', '.join(allowed)}.")
+        twins = [name for name in MODELS if f"{name}_ssm" in MODELS]
+        if unknown := [name for name in self.backbones if name not in twins]:
+            plain = [name.removesuffix("_ssm") for name in unknown if name.endswith("_ssm")]
+            hint = f" (the plain name: {', '.join(plain)}; its SSM twin is timed beside it)"
+            raise ValueError(
+                f"Unknown backbones {unknown}{hint if plain else ''}. Valid: {', '.join(twins)}."
+            )
+        at_least = {"hidden": 1, "warmup": 0, "min_time": 0, "synthetic_nodes": 1,
+                    "synthetic_edges": 0, "khop_max_k": 1, "khop_max_edges": 0, "threads": 1,
+                    "memory_depth": 1, "memory_budget_gb": 1e-3}  # fmt: skip
+        for name, least in at_least.items():
+            value = getattr(self, name)
+            if value is not None and not value >= least:
+                raise ValueError(f"{name} must be at least {least:g}, got {value}.")
+        if min(self.reference_depths, default=1) < 1:
+            raise ValueError(f"reference_depths must be positive, got {self.reference_depths}.")
         if not self.depths or min(self.depths) < 1:
             raise ValueError(f"depths must be positive layer counts, got {self.depths}.")
         if self.deep_depth < 1:
