@@ -161,6 +161,11 @@ def main(argv=None, prog="dgl-ssm-analyze"):
 def run(args):
     out = make_folder(args.out)  # before any work: a bad --out is found now, not at the end
     if args.command == "monitor":
+        if not Path(args.records).is_file():
+            raise FileNotFoundError(
+                f"{args.records}: no such file. Give the JSONL file a monitored run wrote "
+                "(dgl-ssm run --monitor EVERY --output FILE)."
+            )
         records = read_records(args.records)
         if not records:
             raise FileNotFoundError(f"No records in {args.records}.")

@@ -277,6 +277,8 @@ def run_command(args, argv=None, prog="dgl-ssm-bench"):
         config = config_from_args(args)
         if args.seeds < 1:
             raise ValueError("--seeds must be at least 1.")
+        if args.gpp_sizes is not None and min(args.gpp_sizes) < 1:
+            raise ValueError("--gpp-sizes needs at least 1 graph in each split (TRAIN VAL TEST).")
         monitor = _monitor_factory(args, config.model.num_layers)
         records = run_seeds(config, args.seeds, output=args.output, progress=not args.no_progress,
                             monitor=monitor)  # fmt: skip

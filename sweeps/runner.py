@@ -60,6 +60,7 @@ from .interrupt import CtrlC
 from .pruners import PRUNERS, make_pruner
 from .space import apply_values, backbone_kind, find_space, load_space
 from .storage import (
+    DEFAULT_STORAGE,
     create_or_load_study,
     one_line,
     open_storage,
@@ -275,11 +276,16 @@ def study_identity(spec, space, config=None):
 
 def _continue_command(spec, attrs):
     """The command that continues a study with the user attrs ``attrs``."""
+    # The study's own storage: without it the command would open the default one.
+    shown = redact(spec.storage, spec.storage)
+    storage = "" if spec.storage == DEFAULT_STORAGE else f" --storage {shown}"
     if attrs.get("suite"):
-        return f"dgl-ssm-bench leaderboard --suite {attrs['suite']}"
+        return f"dgl-ssm leaderboard --suite {attrs['suite']}{storage}"
     space = attrs.get("space_arg") or attrs.get("space")
-    return f"dgl-ssm-sweep --backbone {spec.backbone} --dataset {spec.dataset}" + (
-        f" --space {space}" if space else ""
+    return (
+        f"dgl-ssm sweep --backbone {spec.backbone} --dataset {spec.dataset}"
+        + (f" --space {space}" if space else "")
+        + storage
     )
 
 
@@ -399,6 +405,9 @@ def _work(spec, worker_index, log, ctrl_c):
                     raise
         if trial is None:
             if not running:
+                if ran == 0 and worker_index == 0:  # a re-run of a finished sweep: say so
+                    log(f"{spec.study_name}: {counted(trials)} trial(s) done already, "
+                        f"--trials {spec.trials}; no new trial to run.")  # fmt: skip
                 return ran
             with ctrl_c.interruptible():  # others' trials may still die and be re-queued
                 time.sleep(min(5, spec.heartbeat))

@@ -106,6 +106,14 @@ def test_every_shipped_config_is_valid(path):
             ["--model", "kgcn_ssm", "--max-hop", "0"],
             r"--max-hop 0: should be greater than or equal",
         ),
+        (
+            ["--dataset", "gpp_sssp", "--gpp-sizes", "0", "0", "0"],
+            r"--gpp-sizes needs at least 1 graph in each split",
+        ),
+        (
+            ["--model", "gat", "--conv-option", "heads=0"],
+            r"heads must be a positive integer, got 0",
+        ),
     ],
 )
 def test_bad_input_fails_before_training_with_one_line(tmp_path, capsys, argv, message):

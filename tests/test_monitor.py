@@ -123,6 +123,18 @@ def test_bad_monitor_options_fail_before_any_work(flags, message, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("where", ["folder", "missing"])
+def test_drawing_from_what_is_not_a_records_file_says_what_to_give(tmp_path, where):
+    records = tmp_path if where == "folder" else tmp_path / "nope.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "dgl_ssm_cli", "analyze", "monitor", str(records), "--out",
+         str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{records}: no such file" in result.stderr and "--monitor EVERY" in result.stderr
+
+
 def test_drawing_a_record_without_monitor_entries_says_how_to_get_them(tmp_path):
     records = tmp_path / "plain.jsonl"
     records.write_text(json.dumps({"config": {}, "status": "ok"}) + "\n")

@@ -109,6 +109,28 @@ def test_truncated_npz_is_named_and_the_fixed_file_is_used(data_dir, tmp_path):
     assert load_heterophilous("minesweeper", local, cache).graph.num_nodes() == 10000
 
 
+def test_a_file_that_is_no_npz_at_all_is_named(tmp_path):
+    local = tmp_path / "data"
+    local.mkdir()
+    (local / "minesweeper.npz").write_text("not an archive")  # np.load: a ValueError
+    one_line_error(lambda: load_heterophilous("minesweeper", local, tmp_path / "cache"),
+                   str(local / "minesweeper.npz"))  # fmt: skip
+
+
+def test_a_download_that_leaves_no_file_says_how_to_use_local_files(tmp_path, monkeypatch):
+    # Offline, DGL's download reports its failure, returns, and DGL then reads a file that is
+    # not there: a bare ENOENT on a staged path the user never named.
+    import dgl.data.dgl_dataset
+
+    monkeypatch.delenv("DGL_SSM_DATA", raising=False)
+    monkeypatch.setattr(dgl.data.dgl_dataset.DGLDataset, "download", lambda self: None)
+    with pytest.raises(RuntimeError) as error:
+        load_heterophilous("minesweeper", None, tmp_path / "cache")
+    message = str(error.value)
+    assert "Could not load minesweeper" in message and "minesweeper.npz is missing" in message
+    assert "--data-dir" in message and "\n" not in message
+
+
 def test_staged_copy_follows_its_source(data_dir, tmp_path):
     """Staged before a bad source arrived, or damaged itself: either way re-staged."""
     local, cache = tmp_path / "data", tmp_path / "cache"

@@ -323,6 +323,8 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         (["--backbone", "gcn", "--dataset", "cora", "--storage", "sqlite:///:memory:"],
          "is an in-memory SQLite database: the study would be lost"),
         (["--backbone", "gcn", "--dataset", "cora", "--storage", "sqlite://"], "in-memory"),
+        (["--backbone", "gcn", "--dataset", "cora", "--heartbeat", "0"],
+         "--heartbeat must be at least 1"),
     ]  # fmt: skip
     for argv, message in cases:
         assert sweep_main([*argv, "--trials", "1"]) == 2

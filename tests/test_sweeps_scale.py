@@ -152,8 +152,9 @@ def test_a_study_refuses_another_space_or_suite_and_says_how_to_continue(tmp_pat
     other_space = spec_for(tmp_path, storage, 2, space=space_file(tmp_path, 2, name="other"))
     with pytest.raises(StudyMismatch, match=rf"Study {STUDY} in .* another search space"):
         run_sweep(other_space, log=quiet)
-    with pytest.raises(StudyMismatch, match=rf"continue it with `dgl-ssm-sweep --backbone "
-                       rf"gcn_ssm --dataset ring_transfer --space {first.space}`"):  # fmt: skip
+    with pytest.raises(StudyMismatch, match=rf"continue it with `dgl-ssm sweep --backbone "
+                       rf"gcn_ssm --dataset ring_transfer --space {first.space} "
+                       rf"--storage {storage}`"):  # fmt: skip
         run_sweep(spec_for(tmp_path, storage, 2, suite="quick"), log=quiet)
     argv = ["--backbone", "gcn_ssm", "--dataset", "ring_transfer", "--space", other_space.space,
             "--storage", storage, "--trials", "2", "--no-final"]  # fmt: skip
@@ -166,11 +167,22 @@ def test_a_study_refuses_another_space_or_suite_and_says_how_to_continue(tmp_pat
     assert len(load(storage).trials) == 2
 
 
+def test_a_sweep_with_its_trials_done_says_there_is_nothing_to_run(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    run_sweep(spec_for(tmp_path, storage, 2), log=quiet)
+    lines = []
+    run_sweep(spec_for(tmp_path, storage, 1), log=lines.append)
+    assert lines == [f"{STUDY}: 2 trial(s) done already, --trials 1; no new trial to run."]
+    assert len(load(storage).trials) == 2
+
+
 def test_a_suite_study_names_the_suite_command(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     run_sweep(spec_for(tmp_path, storage, 1, suite="quick"), log=quiet)
     assert load(storage).user_attrs["suite"] == "quick"
-    with pytest.raises(StudyMismatch, match="`dgl-ssm-bench leaderboard --suite quick`"):
+    with pytest.raises(
+        StudyMismatch, match=f"`dgl-ssm leaderboard --suite quick --storage {storage}`"
+    ):
         run_sweep(spec_for(tmp_path, storage, 2), log=quiet)
 
 

@@ -102,9 +102,9 @@ def _stage(key, internal, local, target):
     source = next((path for path in candidates if path.is_file()), None)
     if source is None:
         raise FileNotFoundError(
-            f"No {key} file in {local} (or {local / 'heterophilous'}). Needed: {names[0]} "
-            f"(or {names[1]}). Get it from {SOURCE}, or unset DGL_SSM_DATA / drop --data-dir "
-            "to let DGL download it."
+            f"No {key} file in {local} (or {local / 'heterophilous'}). Needed: "
+            f"{' or '.join(dict.fromkeys(names))}. Get it from {SOURCE}, or unset DGL_SSM_DATA "
+            "/ drop --data-dir to let DGL download it."
         )
     stage_files({source: f"{internal}.npz"}, target)  # DGL reads <internal name>.npz
     return source

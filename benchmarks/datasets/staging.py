@@ -133,14 +133,17 @@ def corrupt_files(files, staged=None, source=""):
     """
     try:
         yield
-    except CORRUPT as error:
+    except (*CORRUPT, KeyError, ValueError) as error:
+        bad = next((path for path in files if not _readable(path)), None)
+        if bad is None and not isinstance(error, CORRUPT) and not _named_array(error):
+            raise  # every file reads whole: not a data file's fault
         if staged is not None:
             shutil.rmtree(staged, ignore_errors=True)
-        bad = next((path for path in files if not _readable(path)), None)
         what = (
             f"{bad} is truncated or corrupt"
             if bad
-            else (f"one of {', '.join(str(f) for f in files)} is truncated or corrupt")
+            else f"{', '.join(str(f) for f in files)}: not the expected data (truncated, "
+            "corrupt or another dataset's)"
         )
         raise RuntimeError(
             f"{what} ({type(error).__name__}: {' '.join(str(error).split())}). Replace it with "
@@ -150,6 +153,11 @@ def corrupt_files(files, staged=None, source=""):
 
 
 CORRUPT = (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, zlib.error)
+
+
+def _named_array(error):
+    """Whether ``error`` is NumPy's for an array an ``.npz`` file does not hold."""
+    return isinstance(error, KeyError) and "is not a file in the archive" in str(error)
 
 
 def _readable(path):
@@ -176,8 +184,12 @@ def download_errors(dataset, needed, source):
     try:
         yield
     except (OSError, ConnectionError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
+        if isinstance(error, FileNotFoundError):  # the download "succeeded" with no file
+            raise RuntimeError(
+                f"Could not load {dataset}: {error.filename or error} is missing (a download "
+                f"that failed). Without internet, put {needed} in a folder and pass it with "
+                f"--data-dir (or set DGL_SSM_DATA); the files are at {source}."
+            ) from None
         raise RuntimeError(
             f"Could not download {dataset} ({type(error).__name__}). Without internet, put "
             f"{needed} in a folder and pass it with --data-dir (or set DGL_SSM_DATA); the "
