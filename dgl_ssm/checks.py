@@ -21,10 +21,26 @@ def check_graph(graph, who, call="model(graph, feat)"):
         )
 
 
-def check_node_features(graph, feat, in_feats, dtype=None):
+def check_same_device(graph, feat, device=None, what="Node features"):
+    """Refuse ``feat`` on another device than ``graph`` or than the model's weights
+    (``device``, when given): ``ValueError`` with the move that fixes it."""
+    if feat.device != graph.device:
+        raise ValueError(
+            f"{what} are on {feat.device} but the graph is on {graph.device}. Move one to the "
+            f"other: feat.to(graph.device), or graph.to(feat.device)."
+        )
+    if device is not None and feat.device != device:
+        raise ValueError(
+            f"{what} and the graph are on {feat.device} but the model is on {device}. Move "
+            f"them with .to('{device}'), or the model with model.to('{feat.device}')."
+        )
+
+
+def check_node_features(graph, feat, in_feats, dtype=None, device=None):
     """Check that ``graph`` is homogeneous and not empty (else ``DGLError``) and that ``feat``
-    is a finite float ``(graph.num_nodes(), in_feats)`` tensor (of ``dtype``, the model's,
-    when given; else ``TypeError`` or ``ValueError``).
+    is a finite float ``(graph.num_nodes(), in_feats)`` tensor on the graph's device (and
+    ``device``, the model's, when given) and of ``dtype`` (the model's, when given); else
+    ``TypeError`` or ``ValueError``.
     ``in_feats=None`` (a model with its own node encoder): any dtype and width, one row per
     node."""
     check_graph(graph, "The model")
@@ -41,6 +57,7 @@ def check_node_features(graph, feat, in_feats, dtype=None):
         )
     if not isinstance(feat, torch.Tensor):
         raise TypeError(f"Node features must be a torch.Tensor, got {type(feat).__name__}.")
+    check_same_device(graph, feat, device)
     if in_feats is None:
         if feat.dim() == 0 or feat.shape[0] != graph.num_nodes():
             raise ValueError(
@@ -141,6 +158,7 @@ def check_edge_features(graph, edge_feat, edge_feats, dtype=None):
         )
     if not isinstance(edge_feat, torch.Tensor):
         raise TypeError(f"Edge features must be a torch.Tensor, got {type(edge_feat).__name__}.")
+    check_same_device(graph, edge_feat, what="Edge features")
     if not torch.is_floating_point(edge_feat) or tuple(edge_feat.shape) != expected:
         error = ValueError if torch.is_floating_point(edge_feat) else TypeError
         raise error(

@@ -272,10 +272,12 @@ class DeepGNN(nn.Module):
         return self._head(graph, state)
 
     def _check_inputs(self, graph, feat, edge_feat):
+        weight = next(self.parameters(), None)
+        device = None if weight is None else weight.device
         if self.custom_node_encoder:  # its own input format: only the rows are checked
-            check_node_features(graph, feat, in_feats=None)
+            check_node_features(graph, feat, in_feats=None, device=device)
         else:
-            check_node_features(graph, feat, self.in_feats, dtype=self.encoder.weight.dtype)
+            check_node_features(graph, feat, self.in_feats, self.encoder.weight.dtype, device)
         if edge_feat is not None and not self._spec.uses_edge_feats:
             raise ValueError(
                 f"The {self._spec.name} backbone reads no edge features, so edge_feat would be "

@@ -33,9 +33,11 @@ def _expected_errors():
     return ERRORS if dgl is None else (*ERRORS, dgl.DGLError)
 
 
-def add_sweep_options(parser):
-    """Options shared by a single sweep and a suite of them."""
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
+def add_sweep_options(parser, storage=True):
+    """Options shared by a single sweep and a suite of them (``--storage`` too, unless
+    ``storage`` is False)."""
+    if storage:
+        parser.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
     parser.add_argument("--workers", type=int, default=1, help="worker processes here")
     parser.add_argument(
         "--threads", type=int,
@@ -130,15 +132,35 @@ def suite_parser(prog="dgl-ssm leaderboard", default_suite=None):
     parser.add_argument("--out", default="runs/leaderboard", help="folder for tables and plots")
     parser.add_argument("--depth-select", choices=("val", "test"), default="val",
                         help="trial per depth in the depth plots: best val or test")  # fmt: skip
-    add_sweep_options(parser)
+    parser.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
+    add_sweep_options(parser.add_argument_group("running the suite (only with --suite)"),
+                      storage=False)  # fmt: skip
     return parser
+
+
+def _suite_only_options(parser, args):
+    """The options given that only a suite run reads (flags as typed)."""
+    return [
+        action.option_strings[0]
+        for group in parser._action_groups
+        if group.title.startswith("running the suite")
+        for action in group._group_actions
+        if getattr(args, action.dest) != action.default
+    ]
 
 
 def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
     """``dgl-ssm leaderboard [--suite NAME]``: returns the exit code (2: bad input)."""
-    args = suite_parser(prog, default_suite).parse_args(argv)
+    parser = suite_parser(prog, default_suite)
+    args = parser.parse_args(argv)
     if args.suite is None:
         from . import leaderboard
+
+        if given := _suite_only_options(parser, args):
+            print(f"{prog}: error: {', '.join(given)} only apply with --suite (they run its "
+                  "sweeps); without it the leaderboard only reads the storage.",
+                  file=sys.stderr)  # fmt: skip
+            return 2
 
         options = ["--storage", args.storage, "--out", args.out]
         return leaderboard.main([*options, "--depth-select", args.depth_select], prog=prog)

@@ -270,3 +270,15 @@ def test_a_model_cast_after_a_checked_call_checks_its_inputs_again(graph):
     model.double()
     with pytest.raises(TypeError, match=r"model's weights are torch.float64.*feat.double\(\)"):
         model(graph, feat)
+
+
+def test_features_and_model_on_another_device_name_the_move(graph):
+    # No GPU here: the "meta" device stands in for a second one (the checks read devices only).
+    model = build_model("gcn_ssm", **ARGS)
+    with pytest.raises(ValueError, match=r"Node features are on meta but the graph is on cpu"):
+        model(graph, torch.randn(12, 5, device="meta"))
+    with pytest.raises(ValueError, match=r"the graph are on cpu but the model is on meta.*\.to"):
+        build_model("gcn_ssm", **ARGS).to("meta")(graph, torch.randn(12, 5))
+    gated = build_model("gatedgcn_ssm", **ARGS, edge_feats=3)
+    with pytest.raises(ValueError, match="Edge features are on meta but the graph is on cpu"):
+        gated(graph, torch.randn(12, 5), torch.randn(graph.num_edges(), 3, device="meta"))

@@ -395,3 +395,15 @@ def test_two_workers_on_an_empty_postgres_database_share_one_study(tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     ran = [sum("trial" in line for line in out.splitlines()) for out, _ in outputs]
     assert sum(ran) == 8
+
+
+def test_suite_options_without_a_suite_are_refused_not_ignored(tmp_path, capsys):
+    from dgl_ssm_sweeps.cli import leaderboard_main
+
+    storage = f"sqlite:///{tmp_path}/none.db"
+    argv = ["--storage", storage, "--out", str(tmp_path / "board"), "--workers", "0",
+            "--device", "cuda"]  # fmt: skip
+    assert leaderboard_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--workers, --device only apply with --suite" in err and err.count("\n") == 1
+    assert not (tmp_path / "board").exists() and not (tmp_path / "none.db").exists()
