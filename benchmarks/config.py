@@ -271,9 +271,14 @@ class RunConfig:
 
 
 def _build(kind, values, where):
-    if values is not None and not isinstance(values, dict):
-        raise ValueError(f"{where}: expected a mapping of fields, got {values!r}.")
     names = [f.name for f in dataclasses.fields(kind)]
+    if values is not None and not isinstance(values, dict):
+        section = where.rsplit(": ", 1)[-1]
+        example = ", ".join(f"{name}: {getattr(kind(), name)}" for name in names[:2])
+        raise ValueError(
+            f"{where}: expected a mapping of fields, e.g. {section}: {{{example}}} (or those "
+            f"keys indented under {section}:), got {values!r}."
+        )
     unknown = sorted(set(values or {}) - set(names))
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {sorted(names)}.")

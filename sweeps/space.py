@@ -41,6 +41,7 @@ searched space is in effect the part within the budget.
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,6 +186,7 @@ def _validate(space, path):
             if spec["type"] == "categorical":
                 if not isinstance(spec.get("choices"), list) or not spec["choices"]:
                     raise SpaceError(f"{where}: categorical needs a non-empty list 'choices'.")
+                _try_values(key, spec["choices"], where)
                 continue
             low, high = spec.get("low"), spec.get("high")
             number = (int,) if spec["type"] == "int" else (int, float)
@@ -195,6 +197,9 @@ def _validate(space, path):
             extra = set(spec) - {"type", "low", "high", "log", "step"}
             if extra:
                 raise SpaceError(f"{where}: unknown field(s) {', '.join(sorted(extra))}.")
+            # A float between the bounds too: an integer option searched as float fails there.
+            inside = [low + (high - low) / math.pi] if spec["type"] == "float" else []
+            _try_values(key, [low, high, *inside], where)
     unknown = set(space.final) - {"runs", "seeds"}
     if unknown:
         raise SpaceError(f"{path}: final: unknown key(s) {', '.join(sorted(unknown))}.")
@@ -218,6 +223,12 @@ def _check_path(key, path, section):
         )
 
 
+def _try_values(key, values, where):
+    """Refuse, now rather than at some trial, a value of the search the config would refuse."""
+    for value in values:
+        apply_values(RunConfig(), {key: value}, where=where)
+
+
 def apply_values(config, values, where="value"):
     """Set dotted-path ``values`` on a RunConfig (in place) and return it."""
     for key, value in values.items():
@@ -230,5 +241,8 @@ def apply_values(config, values, where="value"):
             section = getattr(config, parts[0])
             if not hasattr(section, parts[1]):
                 raise SpaceError(f"{where}: unknown field {key!r}.")
-            setattr(section, parts[1], value)
+            try:
+                setattr(section, parts[1], value)
+            except ValueError as error:  # the config's own check: name the file and key
+                raise SpaceError(f"{where}: {error}") from None
     return config

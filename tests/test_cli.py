@@ -184,7 +184,7 @@ def test_yaml_numbers_written_as_strings_are_read(tmp_path, yaml_text, epochs, l
         ("optim: {epochs: 2.7}", r"optim.epochs = 2.7: should be a valid integer"),
         ("model: {hidden: sixty}", r"model.hidden = 'sixty': should be a valid integer"),
         ("model: {state_scale: big}", r"model.state_scale = 'big': should be a number"),
-        ("model: 5", r"model: expected a mapping of fields, got 5"),
+        ("model: 5", r"model: expected a mapping of fields, e.g. model: \{name: gcn_ssm.*got 5"),
     ],
 )
 def test_yaml_types_are_checked_before_data_loads(tmp_path, capsys, yaml_text, message):

@@ -66,7 +66,7 @@ def test_yaml_float_written_as_1e_minus_3_is_accepted(tmp_path):
         ({"model": {"state_scale": "big"}}, "model.state_scale = 'big': should be a number"),
         ({"model": {"dropout": 1}}, "model.dropout = 1: should be less than 1"),
         ({"model": {"name": 5}}, "model.name = 5: should be a valid string"),
-        ({"model": 5}, "model: expected a mapping of fields, got 5"),
+        ({"model": 5}, "model: expected a mapping of fields, e.g. model: {name: gcn_ssm"),
         ({"optim": {"lr": 0}}, "optim.lr = 0: should be greater than 0"),
         ({"optim": {"lr": True}}, "optim.lr = True: should be a number"),
         ({"optim": {"lr": float("inf")}}, "optim.lr = inf: should be a finite number"),

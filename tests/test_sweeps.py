@@ -97,6 +97,14 @@ def test_spaces_inherit_and_override():
         ("search:\n  model.num_layers: {type: categorical, choices: [2]}\nplain:\n"
          "  model.num_layers: {type: categorical, choices: [4]}\n",
          r"bad.yaml: plain: model.num_layers: also in 'search:'"),
+        # Values the run config refuses are found when the file loads, not at some trial:
+        ("fixed:\n  optim.epochs: -2\n",
+         r"bad.yaml: fixed: optim.epochs: OptimConfig: epochs = -2: should be greater"),
+        ("search:\n  model.num_layers: {type: float, low: 2, high: 8}\n",
+         r"bad.yaml: search: model.num_layers: ModelConfig: num_layers = 3\.9\d*: should be a "
+         r"valid integer"),
+        ("search:\n  model.dropout: {type: categorical, choices: [0.1, 1.5]}\n",
+         r"bad.yaml: search: model.dropout: ModelConfig: dropout = 1.5: should be less than 1"),
     ],
 )  # fmt: skip
 def test_malformed_space_names_file_key_and_reason(tmp_path, text, message):
