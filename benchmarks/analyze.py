@@ -150,6 +150,8 @@ def main(argv=None, prog="dgl-ssm-analyze"):
     try:
         if args.threads < 1:
             raise ValueError("--threads must be at least 1.")
+        if getattr(args, "max_distance", None) is not None and args.max_distance < 0:
+            raise ValueError("--max-distance must be at least 0 (hops from the target).")
         with threads(args.threads):
             run(args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, DGLError) as error:

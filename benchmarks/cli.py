@@ -303,6 +303,11 @@ def _monitor_factory(args, num_layers):
     # check the options now, not after the data is loaded
     TrainingMonitor(args.monitor, args.monitor_layers, spectra="off").chosen_layers(num_layers)
     if args.tensorboard is not None:
+        if Path(args.tensorboard).exists() and not Path(args.tensorboard).is_dir():
+            raise ValueError(
+                f"--tensorboard {args.tensorboard} is a file; give a folder (each seed's run "
+                "goes in DIR/seed_<seed>)."
+            )
         try:
             from torch.utils.tensorboard import SummaryWriter  # noqa: F401
         except ImportError:

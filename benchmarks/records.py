@@ -52,8 +52,8 @@ def make_folder(path, flag="--out"):
 
 
 def read_records(path):
-    """The records of a JSON-lines file; a partial line (left by a killed writer) is skipped
-    with a warning."""
+    """The records of a JSON-lines file; a line that is not JSON (a partial one, left by a
+    killed writer) is skipped with a warning."""
     path = Path(path)
     if not path.exists():
         return []
@@ -65,7 +65,11 @@ def read_records(path):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            warnings.warn(f"{path}:{number}: skipping a partial line", stacklevel=2)
+            warnings.warn(
+                f"{path}:{number}: skipping a line that is not a JSON record (a partial line "
+                "left by a killed writer, or an edit)",
+                stacklevel=2,
+            )
     return records
 
 

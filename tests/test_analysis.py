@@ -611,6 +611,10 @@ def test_cli_gradients_jacobian_and_errors(tmp_path, capsys):
 
     assert main(["energy", "--model", "gcn_sm", *graph_args, *out]) == 2
     assert "Did you mean 'gcn_ssm'?" in capsys.readouterr().err
+    # A negative distance kept no row, and the command wrote an empty CSV with exit 0.
+    assert main(["sensitivity", "--max-distance", "-1", *graph_args, *out]) == 2
+    assert "--max-distance must be at least 0" in capsys.readouterr().err
+    assert not (tmp_path / "sensitivity_random.csv").exists()
 
 
 @pytest.mark.slow

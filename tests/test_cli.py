@@ -125,6 +125,30 @@ def test_bad_input_fails_before_training_with_one_line(tmp_path, capsys, argv, m
     assert not out.exists()
 
 
+def test_a_cache_folder_that_cannot_be_made_names_the_flag(tmp_path, capsys, data_dir):
+    (tmp_path / "file").touch()
+    cache = tmp_path / "file" / "cache"  # under a file: no folder can be made there
+    argv = [
+        "run",
+        "--model",
+        "gcn",
+        "--dataset",
+        "cora",
+        "--data-dir",
+        str(data_dir),
+        "--cache-dir",
+        str(cache),
+        "--epochs",
+        "1",
+        "--output",
+        str(tmp_path / "r.jsonl"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"Cannot use {cache} as the data cache" in err and "--cache-dir" in err
+    assert err.count("\n") == 1
+
+
 def test_missing_data_directory_names_the_files(tmp_path, capsys):
     argv = [
         "run",

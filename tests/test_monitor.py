@@ -111,9 +111,12 @@ def test_the_commands_record_and_draw_a_monitored_run(tmp_path, data_dir):
         (["--monitor", "1", "--monitor-layers", "7"], "layers 0..2"),
         (["--tensorboard", "tb"], "need --monitor"),
         (["--monitor-spectra", "inline"], "need --monitor"),
+        (["--monitor", "1", "--tensorboard", "{file}"], "is a file; give a folder"),
     ],
 )
 def test_bad_monitor_options_fail_before_any_work(flags, message, tmp_path):
+    (tmp_path / "file").touch()
+    flags = [flag.format(file=tmp_path / "file") for flag in flags]
     result = subprocess.run(
         [sys.executable, "-m", "dgl_ssm_cli", "run", "--layers", "3", "--dataset", "cora",
          "--data-dir", str(tmp_path / "absent"), "--output", str(tmp_path / "r.jsonl"), *flags],

@@ -98,7 +98,7 @@ def test_partial_lines_are_skipped_and_appends_start_on_a_new_line(tmp_path):
         assert read_records(path) == [{"a": 1}]
     append_record(path, {"c": 3})
     assert path.read_text() == '{"a": 1}\n{"b": \n{"c": 3}\n'
-    with pytest.warns(UserWarning, match=":2: skipping a partial line"):
+    with pytest.warns(UserWarning, match=":2: skipping a line that is not a JSON record"):
         assert read_records(path) == [{"a": 1}, {"c": 3}]
 
 

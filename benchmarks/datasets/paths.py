@@ -20,5 +20,11 @@ def cache_dir(path=None):
     """A writable directory for staged and processed data (``$DGL_SSM_CACHE`` or ~/.cache)."""
     chosen = path or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "dgl_ssm"
     chosen = Path(chosen).expanduser()
-    chosen.mkdir(parents=True, exist_ok=True)
+    try:
+        chosen.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(
+            f"Cannot use {chosen} as the data cache ({error.strerror or error}). Pass a "
+            f"writable folder with --cache-dir, or set {CACHE_ENV}."
+        ) from None
     return chosen
