@@ -69,13 +69,8 @@ def check_node_features(graph, feat, in_feats, dtype=None, device=None):
             f"Node features have dtype {feat.dtype}, but the model needs floating point "
             f"features. Convert them with feat.float() (or one-hot encode integer labels)."
         )
-    if in_feats is not None and dtype is not None and feat.dtype != dtype:
-        cast = {torch.float32: "feat.float()", torch.float64: "feat.double()"}
-        raise TypeError(
-            f"Node features have dtype {feat.dtype}, but the model's weights are {dtype}. "
-            f"Convert them with {cast.get(dtype, f'feat.to({dtype})')}, or the model with "
-            f"model.to({feat.dtype})."
-        )
+    if in_feats is not None:
+        _check_model_dtype(feat, dtype, "Node features", "feat")
     if in_feats is not None and (
         feat.dim() != 2 or feat.shape[0] != graph.num_nodes() or feat.shape[1] != in_feats
     ):
@@ -85,11 +80,29 @@ def check_node_features(graph, feat, in_feats, dtype=None, device=None):
             f"expected ({graph.num_nodes()}, {in_feats}). Build the model with "
             f"in_feats={feat.shape[-1]} or pass the matching features."
         )
-    if torch.is_floating_point(feat) and not _all_finite(feat):
-        bad = int((~torch.isfinite(feat)).reshape(feat.shape[0], -1).any(dim=1).sum())
+    if torch.is_floating_point(feat):
+        _check_finite(feat, "Node features", "feat")
+
+
+def _check_model_dtype(tensor, dtype, what, name):
+    """Refuse ``tensor`` (called ``name`` in the fix) when the model's weights are another
+    ``dtype`` (``TypeError``); no check when ``dtype`` is None."""
+    if dtype is not None and tensor.dtype != dtype:
+        cast = {torch.float32: f"{name}.float()", torch.float64: f"{name}.double()"}
+        raise TypeError(
+            f"{what} have dtype {tensor.dtype}, but the model's weights are {dtype}. "
+            f"Convert them with {cast.get(dtype, f'{name}.to({dtype})')}, or the model with "
+            f"model.to({tensor.dtype})."
+        )
+
+
+def _check_finite(tensor, what, name):
+    """Refuse a ``tensor`` of one row per node or edge that holds NaN or Inf (``ValueError``)."""
+    if not _all_finite(tensor):
+        bad = int((~torch.isfinite(tensor)).reshape(tensor.shape[0], -1).any(dim=1).sum())
         raise ValueError(
-            f"Node features contain NaN or Inf values in {bad} of {feat.shape[0]} rows. "
-            f"Clean or impute them (e.g. torch.nan_to_num(feat)) before the forward pass."
+            f"{what} contain NaN or Inf values in {bad} of {tensor.shape[0]} rows. "
+            f"Clean or impute them (e.g. torch.nan_to_num({name})) before the forward pass."
         )
 
 
@@ -165,18 +178,8 @@ def check_edge_features(graph, edge_feat, edge_feats, dtype=None):
             f"Edge features must be a float tensor of shape {expected}, got "
             f"{tuple(edge_feat.shape)} with dtype {edge_feat.dtype}."
         )
-    if dtype is not None and edge_feat.dtype != dtype:
-        raise TypeError(
-            f"Edge features have dtype {edge_feat.dtype}, but the model's weights are {dtype}. "
-            f"Convert them with edge_feat.to({dtype}), or the model with "
-            f"model.to({edge_feat.dtype})."
-        )
-    if not _all_finite(edge_feat):
-        bad = int((~torch.isfinite(edge_feat)).reshape(edge_feat.shape[0], -1).any(dim=1).sum())
-        raise ValueError(
-            f"Edge features contain NaN or Inf values in {bad} of {edge_feat.shape[0]} rows. "
-            f"Clean or impute them (e.g. torch.nan_to_num(edge_feat)) before the forward pass."
-        )
+    _check_model_dtype(edge_feat, dtype, "Edge features", "edge_feat")
+    _check_finite(edge_feat, "Edge features", "edge_feat")
 
 
 def check_in_degrees(graph, backbone_name):

@@ -258,7 +258,9 @@ def test_gatedgcn_edge_features_are_checked_like_node_features(graph):
         ValueError, match=f"Edge features contain NaN or Inf values in 1 of {len(e)}"
     ):
         model(graph, x, e)
-    with pytest.raises(TypeError, match=r"Edge features have dtype torch.float64.*edge_feat.to"):
+    with pytest.raises(
+        TypeError, match=r"Edge features have dtype torch.float64.*edge_feat.float\(\)"
+    ):
         model(graph, x, torch.randn(graph.num_edges(), 3, dtype=torch.float64))
     with pytest.raises(TypeError, match="Edge features must be a torch.Tensor, got ndarray"):
         model(graph, x, e.nan_to_num().numpy())
