@@ -274,7 +274,9 @@ def _build(kind, values, where):
     names = [f.name for f in dataclasses.fields(kind)]
     if values is not None and not isinstance(values, dict):
         section = where.rsplit(": ", 1)[-1]
-        example = ", ".join(f"{name}: {getattr(kind(), name)}" for name in names[:2])
+        defaults = {name: getattr(kind(), name) for name in names}
+        shown = [name for name in names if defaults[name] is not None][:2]
+        example = ", ".join(f"{name}: {defaults[name]}" for name in shown)
         raise ValueError(
             f"{where}: expected a mapping of fields, e.g. {section}: {{{example}}} (or those "
             f"keys indented under {section}:), got {values!r}."

@@ -4,12 +4,13 @@ Every named model (plain or SSM, one hop or k hops) gets its convs from here, so
 backbone is one entry in :data:`BACKBONES`.
 """
 
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from dgl.nn import GATConv, GatedGCNConv, GINConv, GraphConv, SAGEConv
 from torch import nn
+
+from .checks import check_count
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,7 @@ def _gatedgcn(dim):
 
 
 def _gat(dim, heads=4):
-    if isinstance(heads, bool) or not isinstance(heads, numbers.Integral) or heads < 1:
-        raise ValueError(f"GAT's heads must be a positive integer, got {heads!r}.")
-    heads = int(heads)
+    heads = check_count(heads, "GAT's heads")
     if dim % heads:
         raise ValueError(
             f"GAT concatenates its heads, so hidden ({dim}) must be divisible by heads "

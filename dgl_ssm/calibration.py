@@ -37,7 +37,7 @@ import torch
 from .analysis import layer_inputs, top_eigenvalue_moduli
 from .analysis._common import evaluating
 from .analysis.states import recorded_states
-from .checks import check_graph
+from .checks import check_count, check_graph
 from .scaling import positively_homogeneous, scaling_exponents, unknown_convs
 from .ssm import SSMUpdate
 
@@ -183,13 +183,11 @@ class CalibrationReport:
                 f"given has {len(layers)}. Pass the model that was calibrated."
             )
         self._check_calibrated(model, layers)
-        if (
-            isinstance(weight_decay, bool)
-            or not isinstance(weight_decay, numbers.Real)
-            or not math.isfinite(weight_decay)
-            or weight_decay < 0
-        ):
-            raise ValueError(f"weight_decay must be a finite number ≥ 0, got {weight_decay!r}.")
+        message = f"weight_decay must be a finite number ≥ 0, got {weight_decay!r}."
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real):
+            raise TypeError(message)
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(message)
         if rule == "symmetry":
             _warn_if_inexact(layers)
         decays, seen = {}, set()  # weight decay → its parameters, in the model's order
@@ -341,17 +339,20 @@ def calibrate(
         )
     settings = dict(target=target, tol=tol, norm_bound=norm_bound)
     for name, value in settings.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            settings[name] = value = value.item()
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"calibrate: {name} must be a number, got {value!r}.")
-    if isinstance(max_rounds, bool) or not isinstance(max_rounds, numbers.Integral):
-        raise TypeError(f"calibrate: max_rounds must be an integer, got {max_rounds!r}.")
-    if not all(math.isfinite(value) for value in settings.values()) or not (
-        target > 0 and tol > 0 and norm_bound > 1 and max_rounds >= 1
+    target, tol, norm_bound = settings.values()
+    # norm_bound=inf switches the norm bound off; target and tol must be finite.
+    if not (
+        math.isfinite(target) and math.isfinite(tol) and target > 0 and tol > 0 and norm_bound > 1
     ):
         raise ValueError(
-            f"calibrate needs finite target > 0, tol > 0, norm_bound > 1 and max_rounds ≥ 1; got "
-            f"target={target}, tol={tol}, norm_bound={norm_bound}, max_rounds={max_rounds}."
+            "calibrate needs a finite target > 0, a finite tol > 0 and norm_bound > 1 (inf: "
+            f"no bound); got target={target}, tol={tol}, norm_bound={norm_bound}."
         )
+    max_rounds = check_count(max_rounds, "max_rounds", who="calibrate")
     for name, function in (("log", log), ("progress", progress)):
         if function is not None and not callable(function):
             raise TypeError(

@@ -1,9 +1,12 @@
 """Input checks, so bad input fails with a remedy, not deep inside.
 
 Errors follow one rule: ``DGLError`` for the graph's structure (heterogeneous, empty, nodes
-without in-edges), ``TypeError`` for a tensor of the wrong kind or dtype, ``ValueError`` for
-a wrong shape or value (NaN, Inf).
+without in-edges), ``TypeError`` for an argument of the wrong kind or dtype (a tensor where a
+graph belongs, a float where a count belongs), ``ValueError`` for a wrong shape, value (NaN,
+Inf, a count below its least) or device.
 """
+
+import numbers
 
 import torch
 from dgl import DGLError, DGLGraph
@@ -21,13 +24,31 @@ def check_graph(graph, who, call="model(graph, feat)"):
         )
 
 
-def check_same_device(graph, feat, device=None, what="Node features"):
-    """Refuse ``feat`` on another device than ``graph`` or than the model's weights
-    (``device``, when given): ``ValueError`` with the move that fixes it."""
+def is_int(value):
+    """Whether ``value`` is an integer (NumPy's too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_count(value, name, least=1, who=None):
+    """``value`` as an ``int`` when it is an integer ≥ ``least``: else ``TypeError`` (not an
+    integer) or ``ValueError`` (too small), naming ``name`` (and ``who``, the function)."""
+    kinds = {0: "a non-negative integer", 1: "a positive integer"}
+    kind = kinds.get(least, f"an integer ≥ {least}")
+    message = f"{who + ': ' if who else ''}{name} must be {kind}, got {value!r}."
+    if not is_int(value):
+        raise TypeError(message)
+    if value < least:
+        raise ValueError(message)
+    return int(value)
+
+
+def check_same_device(graph, feat, device=None, what="Node features", name="feat"):
+    """Refuse ``feat`` (called ``name`` in the fix) on another device than ``graph`` or than
+    the model's weights (``device``, when given): ``ValueError`` with the move that fixes it."""
     if feat.device != graph.device:
         raise ValueError(
             f"{what} are on {feat.device} but the graph is on {graph.device}. Move one to the "
-            f"other: feat.to(graph.device), or graph.to(feat.device)."
+            f"other: {name}.to(graph.device), or graph.to({name}.device)."
         )
     if device is not None and feat.device != device:
         raise ValueError(
@@ -96,14 +117,16 @@ def _check_model_dtype(tensor, dtype, what, name):
         )
 
 
-def _check_finite(tensor, what, name):
-    """Refuse a ``tensor`` of one row per node or edge that holds NaN or Inf (``ValueError``)."""
+def _check_finite(tensor, what, name, remedy=None):
+    """Refuse a ``tensor`` of one row per node or edge that holds NaN or Inf (``ValueError``);
+    ``remedy`` replaces the advice to clean ``name``."""
     if not _all_finite(tensor):
         bad = int((~torch.isfinite(tensor)).reshape(tensor.shape[0], -1).any(dim=1).sum())
-        raise ValueError(
-            f"{what} contain NaN or Inf values in {bad} of {tensor.shape[0]} rows. "
+        remedy = remedy or (
             f"Clean or impute them (e.g. torch.nan_to_num({name})) before the forward pass."
         )
+        rows = f"{bad} of {tensor.shape[0]} rows"
+        raise ValueError(f"{what} contain NaN or Inf values in {rows}. {remedy}")
 
 
 # Tensors found finite, with their version counter then: full-batch training passes the same
@@ -125,15 +148,15 @@ def _all_finite(feat):
     return True
 
 
-def check_features(graph, feat, who, name="feat", finite=True):
+def check_features(graph, feat, who, name="feat", finite=True, call=None):
     """Check that ``graph`` is a ``DGLGraph`` with nodes (or a list of them: a cumulative
     k-hop layer's hop graphs) and that ``feat`` (node states given to a diagnostic called
-    ``who``) is a 2-D float tensor with one row per node, finite unless ``finite`` is False
-    (a measure such as an energy can say NaN itself); else ``TypeError``, ``DGLError`` or
-    ``ValueError``."""
-    graphs = list(graph) if isinstance(graph, (list, tuple)) else [graph]
-    for one in graphs or [graph]:
-        check_graph(one, who, f"{who}(layer, graph, feat)")
+    ``who``, called as ``call``) is a 2-D float tensor with one row per node, finite unless
+    ``finite`` is False (a measure such as an energy can say NaN itself); else ``TypeError``,
+    ``DGLError`` or ``ValueError``."""
+    graphs = list(graph) if isinstance(graph, (list, tuple)) and graph else [graph]
+    for one in graphs:
+        check_graph(one, who, call or f"{who}(layer, graph, feat)")
     num_nodes = graphs[0].num_nodes()
     if num_nodes == 0:
         raise DGLError(f"{who}: the graph has no nodes; there is nothing to measure.")
@@ -149,13 +172,12 @@ def check_features(graph, feat, who, name="feat", finite=True):
             f"{who}: {name} has {feat.shape[0]} rows but the graph has "
             f"{num_nodes} nodes; pass one row per node."
         )
-    if finite and not _all_finite(feat):
-        bad = int((~torch.isfinite(feat)).any(dim=1).sum())
-        raise ValueError(
-            f"{who}: {name} contains NaN or Inf values in {bad} of {feat.shape[0]} rows, so "
-            "there is nothing finite to measure. If these are a model's states, the model "
+    if finite:
+        diverged = (
+            "There is nothing finite to measure; if these are a model's states, the model "
             "diverged before this layer (see dgl_ssm.analysis.layer_energies)."
         )
+        _check_finite(feat, f"{who}: the states in {name}", name, remedy=diverged)
 
 
 def check_edge_features(graph, edge_feat, edge_feats, dtype=None):
@@ -171,7 +193,7 @@ def check_edge_features(graph, edge_feat, edge_feats, dtype=None):
         )
     if not isinstance(edge_feat, torch.Tensor):
         raise TypeError(f"Edge features must be a torch.Tensor, got {type(edge_feat).__name__}.")
-    check_same_device(graph, edge_feat, what="Edge features")
+    check_same_device(graph, edge_feat, what="Edge features", name="edge_feat")
     if not torch.is_floating_point(edge_feat) or tuple(edge_feat.shape) != expected:
         error = ValueError if torch.is_floating_point(edge_feat) else TypeError
         raise error(

@@ -6,7 +6,6 @@ have the same trainable parameters: Λ and B are buffers.
 """
 
 import inspect
-import numbers
 import weakref
 from collections.abc import Mapping
 
@@ -17,7 +16,14 @@ from torch import nn
 
 from .activations import get_activation
 from .backbones import BACKBONES
-from .checks import check_edge_features, check_graph, check_in_degrees, check_node_features
+from .checks import (
+    check_count,
+    check_edge_features,
+    check_graph,
+    check_in_degrees,
+    check_node_features,
+    is_int,
+)
 from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
 from .ssm import PlainUpdate, SSMUpdate
 from .wrapper import SSMLayer, reset_submodules
@@ -137,11 +143,13 @@ class DeepGNN(nn.Module):
         hop_mode = self.default_hop_mode if hop_mode == "default" else hop_mode
         if hop_mode is not None:
             _check_choice("hop_mode", hop_mode, HOP_MODES)
-        _check_sizes(in_feats=in_feats, hidden=hidden, out_feats=out_feats, num_layers=num_layers)
-        if max_hop is not None:
-            _check_sizes(max_hop=max_hop)
-        if delay is not None and (not _is_int(delay) or delay < 0):
-            raise ValueError(f"delay must be a non-negative integer, got {delay!r}.")
+        in_feats, hidden, out_feats, num_layers = (
+            check_count(value, name)
+            for name, value in [("in_feats", in_feats), ("hidden", hidden),
+                                ("out_feats", out_feats), ("num_layers", num_layers)]
+        )  # fmt: skip
+        max_hop = None if max_hop is None else check_count(max_hop, "max_hop")
+        delay = None if delay is None else check_count(delay, "delay", least=0)
         spec = BACKBONES[self.backbone]
         accepted = list(inspect.signature(spec.make_conv).parameters)[1:]
         if conv_options is not None and not isinstance(conv_options, Mapping):
@@ -161,8 +169,7 @@ class DeepGNN(nn.Module):
                     f"The {spec.name} backbone uses no edge features, so it takes no {name}. "
                     f"Use a backbone that does (gatedgcn), or drop {name}."
                 )
-        if edge_feats is not None and (not _is_int(edge_feats) or edge_feats < 1):
-            raise ValueError(f"edge_feats must be a positive integer, got {edge_feats!r}.")
+        edge_feats = None if edge_feats is None else check_count(edge_feats, "edge_feats")
         for name, module in [("node_encoder", node_encoder), ("edge_encoder", edge_encoder)]:
             if module is not None and not isinstance(module, nn.Module):
                 raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}.")
@@ -171,16 +178,13 @@ class DeepGNN(nn.Module):
                 f"k-hop rewiring is not available for {spec.name}: its edge features would "
                 "have to change from layer to layer. Use it without hop_mode."
             )
-        in_feats, hidden, out_feats, num_layers = map(
-            int, (in_feats, hidden, out_feats, num_layers)
-        )
         self.in_feats, self.hidden, self.out_feats = in_feats, hidden, out_feats
         self.num_layers, self.task, self.readout = num_layers, task, readout
         self.hop_mode, self.delay, self.hop_field = hop_mode, delay, hop_field
-        self.max_hop = num_layers if max_hop is None else int(max_hop)
+        self.max_hop = num_layers if max_hop is None else max_hop
         _check_choice("past_max_hop", past_max_hop, PAST_MAX_HOP)
         self.past_max_hop = past_max_hop
-        self.edge_feats = None if edge_feats is None else int(edge_feats)
+        self.edge_feats = edge_feats
         self.allow_zero_in_degree = allow_zero_in_degree
         self.segments = _segment_count(checkpoint, num_layers)
         if self.segments and hop_mode == "cumulative":
@@ -247,7 +251,7 @@ class DeepGNN(nn.Module):
         kind = None if weight is None else (weight.dtype, weight.device)
         key = _input_key(graph, feat, edge_feat, kind)
         if key is None or key != self._checked_inputs:
-            self._check_inputs(graph, feat, edge_feat)
+            self._check_inputs(graph, feat, edge_feat, None if weight is None else weight.device)
             self._checked_inputs = key
 
         state = self.encoder(self.input_dropout(feat))
@@ -271,9 +275,7 @@ class DeepGNN(nn.Module):
             state, edges = self._run_layers(0, self.num_layers, graphs, state, edges)
         return self._head(graph, state)
 
-    def _check_inputs(self, graph, feat, edge_feat):
-        weight = next(self.parameters(), None)
-        device = None if weight is None else weight.device
+    def _check_inputs(self, graph, feat, edge_feat, device):
         if self.custom_node_encoder:  # its own input format: only the rows are checked
             check_node_features(graph, feat, in_feats=None, device=device)
         else:
@@ -432,8 +434,8 @@ class SSMGNN(DeepGNN):
         ssm_seed=0,
         **kwargs,
     ):
-        _check_sizes(hidden=hidden, num_layers=num_layers)  # before Λ and B are drawn
-        hidden, num_layers = int(hidden), int(num_layers)
+        hidden = check_count(hidden, "hidden")  # before Λ and B are drawn
+        num_layers = check_count(num_layers, "num_layers")
         if isinstance(input_scale, str):
             if input_scale != "auto":
                 raise ValueError(
@@ -441,8 +443,8 @@ class SSMGNN(DeepGNN):
                     f"6.4 / num_layers), got {input_scale!r}."
                 )
             input_scale = depth_scaled_input_scale(num_layers)
-        if not _is_int(ssm_seed):
-            raise ValueError(f"ssm_seed must be an integer (it seeds Λ and B), got {ssm_seed!r}.")
+        if not is_int(ssm_seed):
+            raise TypeError(f"ssm_seed must be an integer (it seeds Λ and B), got {ssm_seed!r}.")
         generator = torch.Generator().manual_seed(int(ssm_seed))
         activation = kwargs.get("activation", "relu")
 
@@ -492,16 +494,6 @@ def _segment_count(checkpoint, num_layers):
     if not isinstance(checkpoint, int) or checkpoint < 0:
         raise ValueError(f"checkpoint must be a bool or a segment count, got {checkpoint!r}.")
     return min(checkpoint, num_layers)
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # numpy ints too
-
-
-def _check_sizes(**sizes):
-    for name, value in sizes.items():
-        if not _is_int(value) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
 def _check_choice(name, value, choices):
@@ -616,12 +608,12 @@ def _input_key(graph, feat, edge_feat, weights):
         refs = tuple(weakref.ref(x) for x in (graph, *tensors))
     except (RuntimeError, TypeError):
         return None
-    return _InputKey(refs, (versions, weights), graph.num_nodes(), graph.num_edges())
+    return _InputKey(refs, versions, weights, graph.num_nodes(), graph.num_edges())
 
 
 class _InputKey:
-    def __init__(self, refs, versions, num_nodes, num_edges):
-        self.refs, self.rest = refs, (versions, num_nodes, num_edges)
+    def __init__(self, refs, versions, weights, num_nodes, num_edges):
+        self.refs, self.rest = refs, (versions, weights, num_nodes, num_edges)
 
     def __eq__(self, other):
         return (

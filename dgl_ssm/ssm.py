@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .activations import get_activation
+from .checks import check_count
 
 MATRIX_KINDS = ("identity", "orthogonal", "random")
 
@@ -36,9 +37,7 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
     generator : torch.Generator, optional
         Source of randomness for the random kinds, so matrices are reproducible.
     """
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
-        raise ValueError(f"The SSM feature width dim must be a positive integer, got {dim!r}.")
-    dim = int(dim)
+    dim = check_count(dim, "dim", who="build_matrix")
     if isinstance(kind, torch.Tensor):
         matrix = kind.detach().clone().float()
         if matrix.shape != (dim, dim):
@@ -72,8 +71,11 @@ def _finite_scale(scale, name):
     # A NaN or Inf scale would give NaN states silently (and hang LAPACK in describe_matrix).
     if isinstance(scale, torch.Tensor) and scale.numel() == 1:
         scale = scale.item()
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
-        raise ValueError(f"The SSM matrix {name} must be a finite real number, got {scale!r}.")
+    message = f"The SSM matrix {name} must be a finite real number, got {scale!r}."
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(message)
+    if not math.isfinite(scale):
+        raise ValueError(message)
     return float(scale)
 
 

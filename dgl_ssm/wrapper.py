@@ -1,10 +1,10 @@
 """One wrapper that turns any DGL conv ``d → d`` into a (GNN-SSM or plain) deep layer."""
 
-import numbers
 from contextlib import nullcontext
 
 from torch import nn
 
+from .checks import check_count
 from .ssm import SSMUpdate
 
 NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
@@ -62,16 +62,14 @@ class SSMLayer(nn.Module):
 
     def __init__(self, conv, dim, update=None, norm=None, dropout=0.0):
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
-            raise ValueError(f"SSMLayer: dim must be a positive integer, got {dim!r}.")
-        update_dim = getattr(update, "dim", dim)
-        if update_dim != dim:
+        dim = check_count(dim, "dim", who="SSMLayer")
+        if isinstance(update, SSMUpdate) and update.dim != dim:
             raise ValueError(
-                f"SSMLayer: the update acts on width {update_dim} but the layer has dim={dim}; "
+                f"SSMLayer: the update acts on width {update.dim} but the layer has dim={dim}; "
                 f"build both with the conv's width (e.g. SSMUpdate({dim}))."
             )
         self.conv = conv
-        self.dim = int(dim)
+        self.dim = dim
         self.update = SSMUpdate(dim) if update is None else update
         self.norm = make_norm(norm, dim)
         self.dropout = nn.Dropout(dropout)

@@ -35,25 +35,29 @@ def _expected_errors():
 
 def add_sweep_options(parser, storage=True):
     """Options shared by a single sweep and a suite of them (``--storage`` too, unless
-    ``storage`` is False)."""
+    ``storage`` is False); returns their argparse actions."""
+    added = []
+
+    def add(*flags, **options):
+        added.append(parser.add_argument(*flags, **options))
+
     if storage:
-        parser.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes here")
-    parser.add_argument(
-        "--threads", type=int,
-        help="torch threads per worker (default: the cores here ÷ --workers)",
-    )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="sampler seed")
-    parser.add_argument("--pruner", choices=PRUNERS, default="median")
-    parser.add_argument(
-        "--heartbeat", type=int, default=30,
-        help="seconds between heartbeats; a trial silent for 3× this is failed and retried",
-    )  # fmt: skip
-    parser.add_argument("--data-dir", help="local raw data (default $DGL_SSM_DATA)")
-    parser.add_argument("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--no-final", dest="final", action="store_false",
-                        help="skip re-running the best configuration over seeds")  # fmt: skip
+        add("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
+    add("--workers", type=int, default=1, help="worker processes here")
+    add(
+        "--threads", type=int, help="torch threads per worker (default: the cores here ÷ --workers)"
+    )
+    add("--seed", type=int, default=0, help="sampler seed")
+    add("--pruner", choices=PRUNERS, default="median")
+    add("--heartbeat", type=int, default=30,
+        help="seconds between heartbeats; a trial silent for 3× this is failed and "
+        "retried")  # fmt: skip
+    add("--data-dir", help="local raw data (default $DGL_SSM_DATA)")
+    add("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
+    add("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add("--no-final", dest="final", action="store_false",
+        help="skip re-running the best configuration over seeds")  # fmt: skip
+    return added
 
 
 def sweep_parser(prog="dgl-ssm-sweep"):
@@ -133,18 +137,16 @@ def suite_parser(prog="dgl-ssm leaderboard", default_suite=None):
     parser.add_argument("--depth-select", choices=("val", "test"), default="val",
                         help="trial per depth in the depth plots: best val or test")  # fmt: skip
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
-    add_sweep_options(parser.add_argument_group("running the suite (only with --suite)"),
-                      storage=False)  # fmt: skip
+    suite_run = parser.add_argument_group("running the suite (only with --suite)")
+    parser.suite_only = add_sweep_options(suite_run, storage=False)
     return parser
 
 
 def _suite_only_options(parser, args):
-    """The options given that only a suite run reads (flags as typed)."""
+    """The options given (not left at their default) that only a suite run reads."""
     return [
         action.option_strings[0]
-        for group in parser._action_groups
-        if group.title.startswith("running the suite")
-        for action in group._group_actions
+        for action in parser.suite_only
         if getattr(args, action.dest) != action.default
     ]
 

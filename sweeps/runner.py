@@ -36,6 +36,7 @@ import json
 import math
 import multiprocessing
 import os
+import shlex
 import signal
 import statistics
 import sys
@@ -277,7 +278,7 @@ def study_identity(spec, space, config=None):
 def _continue_command(spec, attrs):
     """The command that continues a study with the user attrs ``attrs``."""
     # The study's own storage: without it the command would open the default one.
-    shown = redact(spec.storage, spec.storage)
+    shown = shlex.quote(redact(spec.storage, spec.storage))  # pasted into a shell
     storage = "" if spec.storage == DEFAULT_STORAGE else f" --storage {shown}"
     if attrs.get("suite"):
         return f"dgl-ssm leaderboard --suite {attrs['suite']}{storage}"

@@ -233,16 +233,17 @@ def apply_values(config, values, where="value"):
     """Set dotted-path ``values`` on a RunConfig (in place) and return it."""
     for key, value in values.items():
         parts = key.split(".")
-        if parts == ["seed"]:
-            config.seed = value
-        elif parts[:2] == ["data", "options"]:
+        if parts[:2] == ["data", "options"]:
             config.data.options[parts[2]] = value
+            continue
+        if parts == ["seed"]:
+            section, field_name = config, "seed"
         else:
-            section = getattr(config, parts[0])
-            if not hasattr(section, parts[1]):
-                raise SpaceError(f"{where}: unknown field {key!r}.")
-            try:
-                setattr(section, parts[1], value)
-            except ValueError as error:  # the config's own check: name the file and key
-                raise SpaceError(f"{where}: {error}") from None
+            section, field_name = getattr(config, parts[0]), parts[1]
+        if not hasattr(section, field_name):
+            raise SpaceError(f"{where}: unknown field {key!r}.")
+        try:
+            setattr(section, field_name, value)
+        except ValueError as error:  # the config's own check: name the file and key
+            raise SpaceError(f"{where}: {error}") from None
     return config

@@ -663,7 +663,10 @@ def test_diagnostics_refuse_inputs_with_nothing_to_measure():
     feat = torch.randn(10, 4)
     feat[2, 1] = float("nan")  # a diverged model's state, say
     for spectrum in (top_eigenvalue_moduli, top_singular_values, spectral_density):
-        with pytest.raises(ValueError, match="NaN or Inf values in 1 of 10 rows.*diverged"):
+        with pytest.raises(
+            ValueError,
+            match=r"the states in feat contain NaN or Inf values in 1 of 10 rows.*diverged",
+        ):
             spectrum(layer, g, feat)
     empty = dgl.graph(([], []), num_nodes=0)
     with pytest.raises(dgl.DGLError, match="top_eigenvalue_moduli: the graph has no nodes"):
@@ -687,6 +690,12 @@ def test_sensitivity_refuses_what_is_not_a_list_of_node_pairs():
         sensitivity(model, g, feat.numpy(), [(0, 1)])
     assert sensitivity(model, g, feat, []).shape == (0,)
     assert sensitivity(model, g, feat, np.array([[0, 1]])).shape == (1,)
-    for options in (dict(targets=[]), dict(targets=3), dict(num_targets=0)):
-        with pytest.raises(ValueError, match="targets"):
+    cases = [
+        (dict(targets=[]), ValueError, r"targets must be a non-empty list of node ids .*got \[\]"),
+        (dict(targets=3), TypeError, r"targets must be a non-empty list of node ids .*got 3"),
+        (dict(num_targets=0), ValueError, "num_targets must be a positive integer, got 0"),
+        (dict(num_targets=2.5), TypeError, "num_targets must be a positive integer, got 2.5"),
+    ]
+    for options, error, message in cases:
+        with pytest.raises(error, match=f"sensitivity_by_distance: {message}"):
             sensitivity_by_distance(model, g, feat, **options)

@@ -201,20 +201,22 @@ def test_numpy_integers_are_sizes_like_ints(graph):
 
 
 @pytest.mark.parametrize(
-    "options,message",
+    "options,error,message",
     [
-        (dict(state_scale=float("nan")), "state_scale must be a finite real number, got nan"),
-        (dict(input_scale=float("inf")), "input_scale must be a finite real number, got inf"),
-        (dict(state_scale="1"), "state_scale must be a finite real number, got '1'"),
-        (dict(ssm_seed="a"), "ssm_seed must be an integer"),
-        (dict(conv_options={"heads": 0}), "heads must be a positive integer, got 0"),
-        (dict(conv_options={"heads": 2.0}), "heads must be a positive integer, got 2.0"),
+        (dict(state_scale=float("nan")), ValueError, "state_scale must be a finite real number"),
+        (dict(input_scale=float("inf")), ValueError, "input_scale must be a finite real number"),
+        (dict(state_scale="1"), TypeError, "state_scale must be a finite real number, got '1'"),
+        (dict(ssm_seed="a"), TypeError, "ssm_seed must be an integer"),
+        (dict(conv_options={"heads": 0}), ValueError, "heads must be a positive integer, got 0"),
+        (dict(conv_options={"heads": 2.0}), TypeError, "heads must be a positive integer, got 2.0"),
+        (dict(hidden=8.0), TypeError, "hidden must be a positive integer, got 8.0"),
     ],
 )
-def test_ssm_and_conv_options_that_cannot_work_are_refused(options, message):
+def test_ssm_and_conv_options_that_cannot_work_are_refused(options, error, message):
+    # The kind of error follows dgl_ssm.checks' rule: TypeError for the wrong kind of value.
     name = "gat_ssm" if "conv_options" in options else "gcn_ssm"
-    with pytest.raises(ValueError, match=message):
-        build_model(name, **ARGS, **options)
+    with pytest.raises(error, match=message):
+        build_model(name, **{**ARGS, **options})
 
 
 def test_a_non_finite_custom_ssm_matrix_is_refused():

@@ -228,12 +228,22 @@ def test_what_it_cannot_calibrate_is_refused_with_the_remedy():
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, tol=0)
     with pytest.raises(ValueError, match="unknown lambda_rule 'middle'.*'nearest', 'centred'"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, lambda_rule="middle")
-    with pytest.raises(ValueError, match="finite target > 0"):
+    with pytest.raises(ValueError, match="a finite target > 0"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, target=math.inf)
-    with pytest.raises(TypeError, match="max_rounds must be an integer, got None"):
+    with pytest.raises(TypeError, match="max_rounds must be a positive integer, got None"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, max_rounds=None)
     with pytest.raises(TypeError, match=r"calibrate needs a dgl.DGLGraph.*calibrate\(model, graph"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), feat, graph)
+
+
+def test_an_infinite_norm_bound_switches_the_bound_off():
+    # It was refused as "not finite" for a while; with no bound only the radii are set.
+    graph, feat = random_graph(12, 30, seed=2), torch.randn(12, 3)
+    torch.manual_seed(0)
+    report = calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=3), graph, feat,
+                       norm_bound=math.inf)  # fmt: skip
+    assert report.ok and report.norm_bound == math.inf
+    assert all(abs(r - 1.0) <= 0.02 for r in report.radius_after)
 
 
 def test_a_cumulative_k_hop_model_is_calibrated_on_its_hop_graphs():
@@ -406,8 +416,8 @@ def test_per_layer_groups_get_their_own_factor_and_a_wrong_model_is_refused():
         report.param_groups(build_model("gcn_ssm", **ARGS, shared_ssm=False), 1.0)
     with pytest.raises(ValueError, match=r"layer 0.*has no Λ = λI"):
         report.param_groups(build_model("gcn", **ARGS), 1.0)
-    for bad in (-1.0, float("nan"), "5e-4"):
-        with pytest.raises(ValueError, match="weight_decay must be a finite number ≥ 0"):
+    for bad, error in ((-1.0, ValueError), (float("nan"), ValueError), ("5e-4", TypeError)):
+        with pytest.raises(error, match="weight_decay must be a finite number ≥ 0"):
             report.param_groups(model, bad)
 
 

@@ -22,8 +22,8 @@ def cache_dir(path=None):
     chosen = Path(chosen).expanduser()
     try:
         chosen.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OSError(
+    except OSError as error:  # a bad option's value: every command reports ValueError
+        raise ValueError(
             f"Cannot use {chosen} as the data cache ({error.strerror or error}). Pass a "
             f"writable folder with --cache-dir, or set {CACHE_ENV}."
         ) from None

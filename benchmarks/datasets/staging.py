@@ -187,8 +187,9 @@ def download_errors(dataset, needed, source):
         if isinstance(error, FileNotFoundError):  # the download "succeeded" with no file
             raise RuntimeError(
                 f"Could not load {dataset}: {error.filename or error} is missing (a download "
-                f"that failed). Without internet, put {needed} in a folder and pass it with "
-                f"--data-dir (or set DGL_SSM_DATA); the files are at {source}."
+                f"that failed, or a staged copy removed). Without internet, put {needed} in a "
+                f"folder and pass it with --data-dir (or set DGL_SSM_DATA); the files are at "
+                f"{source}."
             ) from None
         raise RuntimeError(
             f"Could not download {dataset} ({type(error).__name__}). Without internet, put "

@@ -10,7 +10,7 @@ import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from dgl_ssm import MODELS
+from dgl_ssm import MODELS, is_khop
 from dgl_ssm_bench.records import make_folder
 from dgl_ssm_bench.train import resolve_device
 
@@ -60,7 +60,8 @@ class PerfConfig:
             given = getattr(self, name)
             if unknown := sorted(set([given] if isinstance(given, str) else given) - set(allowed)):
                 raise ValueError(f"Unknown {name} {unknown}. Valid: {', '.join(allowed)}.")
-        twins = [name for name in MODELS if f"{name}_ssm" in MODELS]
+        # k-hop models need a rewired graph, which these measurements do not make.
+        twins = [name for name in MODELS if f"{name}_ssm" in MODELS and not is_khop(name)]
         if unknown := [name for name in self.backbones if name not in twins]:
             plain = [name.removesuffix("_ssm") for name in unknown if name.endswith("_ssm")]
             hint = f" (the plain name: {', '.join(plain)}; its SSM twin is timed beside it)"

@@ -59,7 +59,9 @@ def dirichlet_energy(graph, feat, normalized=False):
     >>> round(dirichlet_energy(g, torch.tensor([[0.0], [1.0], [3.0]])), 12)
     1.666666666667
     """
-    check_features(graph, feat, "dirichlet_energy", finite=False)  # NaN states: NaN energy
+    # NaN states have a NaN energy: the measure says so itself.
+    who = "dirichlet_energy"
+    check_features(graph, feat, who, finite=False, call=f"{who}(graph, feat)")
     h = feat.detach()
     if h.dtype not in (torch.float32, torch.float64):
         h = h.float()  # half precision would lose the differences

@@ -28,7 +28,6 @@ differences in the working precision, with a ``RuntimeWarning``.
 """
 
 import copy
-import numbers
 import warnings
 
 import dgl
@@ -37,7 +36,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
-from ..checks import check_features
+from ..checks import check_count, check_features
 from ._common import check_dtype
 from .spectra import components, coordinate_blocks, is_block_diagonal, largest_of, top_of_spectrum
 
@@ -413,7 +412,7 @@ def top_singular_values(
     """
     who = "top_singular_values"
     lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed)
-    k = _check_k(who, k)
+    k = check_count(k, "k", who=who)
     values, residuals = _top_of_spectrum(lin, graph, k, "singular", tol, maxiter, None, seed, who)
     values = torch.from_numpy(np.abs(values).copy()).double()
     return (values, torch.from_numpy(residuals.copy())) if return_residuals else values
@@ -482,7 +481,7 @@ def top_eigenvalue_moduli(
     """
     who = "top_eigenvalue_moduli"
     lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed)
-    k = _check_k(who, k)
+    k = check_count(k, "k", who=who)
     if lin.shape[0] != lin.shape[1]:
         raise ValueError(
             f"{who}: eigenvalues need a square Jacobian, but the layer maps {lin.shape[1]:,} "
@@ -630,16 +629,9 @@ def spectral_density(
     1.0
     """
     who = "spectral_density"
-    for name, value in [("num_probes", num_probes), ("lanczos_steps", lanczos_steps)]:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}.")
-    if (
-        isinstance(num_points, bool)
-        or not isinstance(num_points, numbers.Integral)
-        or (num_points < 2)
-    ):
-        raise ValueError(f"{who}: num_points must be an integer ≥ 2, got {num_points!r}.")
-    num_probes, lanczos_steps, num_points = int(num_probes), int(lanczos_steps), int(num_points)
+    num_probes = check_count(num_probes, "num_probes", who=who)
+    lanczos_steps = check_count(lanczos_steps, "lanczos_steps", who=who)
+    num_points = check_count(num_points, "num_points", least=2, who=who)
     lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed)
     size = lin.shape[1]
     steps = min(lanczos_steps, size)
@@ -700,9 +692,3 @@ def _dense_from(lin, who):
     for row in range(rows):
         jac[row] = lin.rmatvec(eye[row]).reshape(-1)
     return jac
-
-
-def _check_k(who, k):
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"{who}: k must be a positive integer, got {k!r}.")
-    return int(k)

@@ -15,7 +15,6 @@ Each target :math:`v` costs :math:`d_{\text{out}}` backward passes (one per coor
 :math:`h_v^{(L)}`), which give its sensitivity to every source :math:`u` at once.
 """
 
-import numbers
 from collections.abc import Iterable
 
 import numpy as np
@@ -23,7 +22,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import shortest_path
 
-from ..checks import check_features
+from ..checks import check_count, check_features
 from ._common import evaluating, model_layers, one_hop_graph
 from .states import recorded_states
 
@@ -34,8 +33,7 @@ NORMS = ("fro", 2)
 
 def _final_state_gradients(model, graph, feat, targets, edge_feat, who):
     """Yield ``(v, k, ∂h_v,k^(L)/∂X)`` for every target ``v`` and output coordinate ``k``."""
-    model_layers(model, who)
-    check_features(graph, feat, who)
+    model_layers(model, who)  # (the callers have checked graph and feat)
     with evaluating(model), torch.enable_grad():
         x = feat.detach().clone().requires_grad_(True)
         with recorded_states(model, include_input=False, who=who) as states:
@@ -121,7 +119,7 @@ def sensitivity(model, graph, feat, pairs, *, edge_feat=None, ord="fro"):
     who = "sensitivity"
     if ord not in NORMS:
         raise ValueError(f"{who}: ord must be 'fro' or 2, got {ord!r}.")
-    check_features(graph, feat, who)
+    check_features(graph, feat, who, call=f"{who}(model, graph, feat, pairs)")
     pairs = _node_pairs(pairs, who)
     _check_nodes([p for pair in pairs for p in pair], feat.shape[0], who, "nodes")
     sources = {}
@@ -227,18 +225,15 @@ def sensitivity_by_distance(
     ([0, 1, 2, 3, 4], True, 0.0)
     """
     who = "sensitivity_by_distance"
-    check_features(graph, feat, who)
+    check_features(graph, feat, who, call=f"{who}(model, graph, feat)")
     n = feat.shape[0]
-    if isinstance(num_targets, bool) or not isinstance(num_targets, numbers.Integral):
-        num_targets = 0
-    if num_targets < 1:
-        raise ValueError(f"{who}: num_targets must be a positive integer, got {num_targets!r}.")
+    num_targets = check_count(num_targets, "num_targets", who=who)
     if targets is not None:
         given = targets
         iterable = isinstance(given, Iterable) and not isinstance(given, (str, bytes))
-        targets = list(given) if iterable else []
+        targets = list(given) if iterable else None
         if not targets:
-            raise ValueError(
+            raise (TypeError if targets is None else ValueError)(
                 f"{who}: targets must be a non-empty list of node ids (or None to draw "
                 f"num_targets of them), got {given!r}."
             )
