@@ -50,10 +50,11 @@ def build_parser(prog="dgl-ssm-analyze"):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(__doc__.split("\n")[2:]),
     )
-    io = argparse.ArgumentParser(add_help=False)
-    io.add_argument(
+    output = argparse.ArgumentParser(add_help=False)  # all a drawing from a record needs
+    output.add_argument(
         "--out", type=Path, default=Path(DEFAULT_OUT), help=f"output folder (default {DEFAULT_OUT})"
     )
+    io = argparse.ArgumentParser(add_help=False, parents=[output])
     io.add_argument("--seed", type=int, default=0, help="seed of weights, features, targets")
     io.add_argument("--data-dir", help="raw Cora files (default $DGL_SSM_DATA)")
     io.add_argument("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
@@ -135,7 +136,7 @@ def build_parser(prog="dgl-ssm-analyze"):
     )
     monitor = commands.add_parser(
         "monitor",
-        parents=[io],
+        parents=[output],
         help="layer × epoch heatmaps of a run recorded with `dgl-ssm run --monitor EVERY`",
     )
     monitor.add_argument("records", type=Path, help="the run's JSON-lines file")
@@ -148,11 +149,12 @@ def build_parser(prog="dgl-ssm-analyze"):
 def main(argv=None, prog="dgl-ssm-analyze"):
     args = build_parser(prog).parse_args(argv)
     try:
-        if args.threads < 1:
+        count = getattr(args, "threads", 1)  # (monitor draws; it takes no --threads)
+        if count < 1:
             raise ValueError("--threads must be at least 1.")
         if getattr(args, "max_distance", None) is not None and args.max_distance < 0:
             raise ValueError("--max-distance must be at least 0 (hops from the target).")
-        with threads(args.threads):
+        with threads(count):
             run(args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, DGLError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
