@@ -140,6 +140,11 @@ class DeepGNN(nn.Module):
         super().__init__()
         _check_choice("task", task, TASKS)
         _check_choice("readout", readout, READOUTS)
+        if task == "node" and head_activation is not None:
+            raise ValueError(
+                "head_activation is the graph head's (task='graph'); a node model's head is one "
+                "linear layer, with no activation to set. Drop head_activation."
+            )
         hop_mode = self.default_hop_mode if hop_mode == "default" else hop_mode
         if hop_mode is not None:
             _check_choice("hop_mode", hop_mode, HOP_MODES)

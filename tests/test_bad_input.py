@@ -242,6 +242,13 @@ def test_a_layer_refuses_states_of_another_width_before_its_conv_runs():
         SSMLayer(GraphConv(4, 4), 4, SSMUpdate(8))
 
 
+def test_a_graph_head_option_on_a_node_model_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="head_activation is the graph head's"):
+        build_model("gcn_ssm", **ARGS, head_activation="tanh")
+    graph_model = build_model("gcn_ssm", **ARGS, task="graph", head_activation="tanh")
+    assert isinstance(graph_model.head[1], torch.nn.Tanh)
+
+
 def test_edge_features_only_where_the_backbone_reads_them(graph):
     with pytest.raises(
         ValueError, match="gcn backbone uses no edge features, so it takes no edge_feats"
