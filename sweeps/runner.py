@@ -63,6 +63,7 @@ from .space import apply_values, backbone_kind, find_space, load_space
 from .storage import (
     DEFAULT_STORAGE,
     create_or_load_study,
+    new_sqlite_file,
     one_line,
     open_storage,
     redact,
@@ -145,7 +146,10 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
     if workers < 1:
         raise ValueError("--workers must be at least 1.")
     validate(spec)
+    new = new_sqlite_file(spec.storage)
     open_storage(spec.storage, spec.heartbeat)  # unreachable storage: one line, before forking
+    if new is not None:  # a typo in the path would otherwise start an empty study unsaid
+        log(f"New storage {new} (no file was there).")
     previous = torch.get_num_threads()
     if spec.threads:
         torch.set_num_threads(spec.threads)

@@ -107,15 +107,41 @@ def _not_a_url(error):
 
 def _in_memory(url):
     """Whether ``url`` names an in-memory SQLite database (nothing outlives the process)."""
+    parsed = _parsed(url)
+    return (
+        parsed is not None
+        and parsed.get_backend_name() == "sqlite"
+        and (_sqlite_file(parsed) is None)
+    )
+
+
+def new_sqlite_file(url):
+    """The file a SQLite ``url`` names when it does not exist yet (opening will create it),
+    else None."""
+    parsed = _parsed(url)
+    if parsed is None or parsed.get_backend_name() != "sqlite":
+        return None
+    path = _sqlite_file(parsed)
+    return path if path is not None and not path.exists() else None
+
+
+def _parsed(url):
     try:
-        parsed = sqlalchemy.engine.make_url(url)
+        return sqlalchemy.engine.make_url(url)
     except Exception:  # noqa: BLE001 - not a URL: SQLAlchemy says so when the storage opens
-        return False
-    if parsed.get_backend_name() != "sqlite":
-        return False
-    database = parsed.database or ""
+        return None
+
+
+def _sqlite_file(parsed):
+    """The absolute path of a parsed SQLite URL's file, or None for an in-memory database."""
+    database = parsed.database
     query = {k: str(v).lower() for k, v in parsed.query.items()}
-    return database in ("", ":memory:") or query.get("mode") == "memory"
+    if database and database.startswith("file:") and query.get("uri") in ("true", "1"):
+        memory = query.get("mode") == "memory"
+        database = None if memory else urllib.parse.unquote(urllib.parse.urlsplit(database).path)
+    if not database or database == ":memory:":
+        return None
+    return Path(database).resolve()
 
 
 def _check_readable(url):
@@ -129,17 +155,12 @@ def _check_readable(url):
     shown = redact(url if parsed.password is None else parsed.render_as_string(True))
     if parsed.get_backend_name() != "sqlite":
         return shown
-    database = parsed.database
-    query = {k: str(v).lower() for k, v in parsed.query.items()}
-    if database and database.startswith("file:") and query.get("uri") in ("true", "1"):
-        memory = query.get("mode") == "memory"
-        database = None if memory else urllib.parse.unquote(urllib.parse.urlsplit(database).path)
-    if not database or database == ":memory:":
+    path = _sqlite_file(parsed)
+    if path is None:
         raise StorageError(
             f"{shown} is an in-memory SQLite database, which holds no studies; "
             "pass the URL of the file the sweep wrote"
         )
-    path = Path(database).resolve()
     if not path.is_file():
         raise StorageError(f"no SQLite file at {path} (from {shown}); not creating one")
     try:

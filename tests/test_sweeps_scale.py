@@ -169,7 +169,10 @@ def test_a_study_refuses_another_space_or_suite_and_says_how_to_continue(tmp_pat
 
 def test_a_sweep_with_its_trials_done_says_there_is_nothing_to_run(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    run_sweep(spec_for(tmp_path, storage, 2), log=quiet)
+    first = []
+    run_sweep(spec_for(tmp_path, storage, 2), log=first.append)
+    # Said once, when the file is made: a typo in its path would start an empty study.
+    assert first[0] == f"New storage {(tmp_path / 'optuna.db').resolve()} (no file was there)."
     lines = []
     run_sweep(spec_for(tmp_path, storage, 1), log=lines.append)
     assert lines == [f"{STUDY}: 2 trial(s) done already, --trials 1; no new trial to run."]
