@@ -12,7 +12,7 @@ import dgl.function as fn
 from dgl.nn import GraphConv
 from torch import nn
 
-from dgl_ssm.checks import check_in_degrees, check_node_features
+from dgl_ssm.checks import check_count, check_in_degrees, check_node_features
 
 
 class KipfGCN(nn.Module):
@@ -183,9 +183,7 @@ class PlatonovGCN(nn.Module):
             )
         sizes = [("in_feats", in_feats), ("hidden", hidden), ("out_feats", out_feats),
                  ("num_layers", num_layers)]  # fmt: skip
-        for name, value in sizes:
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        in_feats, hidden, out_feats, num_layers = (check_count(v, name) for name, v in sizes)
         self.in_feats, self.hidden, self.out_feats = in_feats, hidden, out_feats
         self.num_layers = num_layers
         self.allow_zero_in_degree = allow_zero_in_degree

@@ -148,12 +148,13 @@ def _all_finite(feat):
     return True
 
 
-def check_features(graph, feat, who, name="feat", finite=True, call=None):
+def check_features(graph, feat, who, name="feat", finite=True, call=None, states=True):
     """Check that ``graph`` is a ``DGLGraph`` with nodes (or a list of them: a cumulative
     k-hop layer's hop graphs) and that ``feat`` (node states given to a diagnostic called
     ``who``, called as ``call``) is a 2-D float tensor with one row per node, finite unless
     ``finite`` is False (a measure such as an energy can say NaN itself); else ``TypeError``,
-    ``DGLError`` or ``ValueError``."""
+    ``DGLError`` or ``ValueError``. ``states``: ``feat`` is a layer's states (a NaN there
+    means the model diverged), not a model's input features."""
     graphs = list(graph) if isinstance(graph, (list, tuple)) and graph else [graph]
     for one in graphs:
         check_graph(one, who, call or f"{who}(layer, graph, feat)")
@@ -172,12 +173,14 @@ def check_features(graph, feat, who, name="feat", finite=True, call=None):
             f"{who}: {name} has {feat.shape[0]} rows but the graph has "
             f"{num_nodes} nodes; pass one row per node."
         )
-    if finite:
+    if finite and states:
         diverged = (
             "There is nothing finite to measure; if these are a model's states, the model "
             "diverged before this layer (see dgl_ssm.analysis.layer_energies)."
         )
         _check_finite(feat, f"{who}: the states in {name}", name, remedy=diverged)
+    elif finite:
+        _check_finite(feat, f"{who}: the node features in {name}", name)
 
 
 def check_edge_features(graph, edge_feat, edge_feats, dtype=None):

@@ -494,11 +494,13 @@ def depth_scaled_input_scale(num_layers, base=0.1, depth=AUTO_INPUT_DEPTH):
 def _segment_count(checkpoint, num_layers):
     if checkpoint is True:
         return max(1, round(num_layers**0.5))
-    if checkpoint is False or checkpoint is None or checkpoint == 0:
+    if checkpoint is False or checkpoint is None:
         return 0
-    if not isinstance(checkpoint, int) or checkpoint < 0:
+    if not is_int(checkpoint):
+        raise TypeError(f"checkpoint must be a bool or a segment count, got {checkpoint!r}.")
+    if checkpoint < 0:
         raise ValueError(f"checkpoint must be a bool or a segment count, got {checkpoint!r}.")
-    return min(checkpoint, num_layers)
+    return min(int(checkpoint), num_layers)
 
 
 def _check_choice(name, value, choices):

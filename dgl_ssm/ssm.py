@@ -37,7 +37,7 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
     generator : torch.Generator, optional
         Source of randomness for the random kinds, so matrices are reproducible.
     """
-    dim = check_count(dim, "dim", who="build_matrix")
+    dim = check_count(dim, "dim (the SSM feature width)")
     if isinstance(kind, torch.Tensor):
         matrix = kind.detach().clone().float()
         if matrix.shape != (dim, dim):

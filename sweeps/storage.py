@@ -133,15 +133,20 @@ def _parsed(url):
 
 
 def _sqlite_file(parsed):
-    """The absolute path of a parsed SQLite URL's file, or None for an in-memory database."""
-    database = parsed.database
-    query = {k: str(v).lower() for k, v in parsed.query.items()}
-    if database and database.startswith("file:") and query.get("uri") in ("true", "1"):
-        memory = query.get("mode") == "memory"
-        database = None if memory else urllib.parse.unquote(urllib.parse.urlsplit(database).path)
-    if not database or database == ":memory:":
+    """The absolute path of a parsed SQLite URL's file, or None for an in-memory database;
+    read from the arguments SQLAlchemy itself gives the driver."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. query arguments the driver ignores
+        args, options = parsed.get_dialect()().create_connect_args(parsed)
+    name = args[0] if args else ""
+    if options.get("uri") and name.startswith("file:"):  # SQLite's own URI form
+        parts = urllib.parse.urlsplit(name)
+        if dict(urllib.parse.parse_qsl(parts.query)).get("mode") == "memory":
+            return None
+        name = urllib.parse.unquote(parts.path)
+    if name in ("", ":memory:"):
         return None
-    return Path(database).resolve()
+    return Path(name).resolve()
 
 
 def _check_readable(url):

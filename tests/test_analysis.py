@@ -699,3 +699,36 @@ def test_sensitivity_refuses_what_is_not_a_list_of_node_pairs():
     for options, error, message in cases:
         with pytest.raises(error, match=f"sensitivity_by_distance: {message}"):
             sensitivity_by_distance(model, g, feat, **options)
+
+
+def test_sensitivity_calls_nan_inputs_features_to_clean_not_a_divergence():
+    g, model = random_graph(10, 20), build_model("gcn_ssm", 4, 8, 2, num_layers=2)
+    feat = torch.randn(10, 4)
+    feat[0, 0] = float("inf")
+    message = r"sensitivity: the node features in feat contain NaN or Inf values in 1 of 10 rows"
+    with pytest.raises(ValueError, match=message + r"\. Clean or impute them") as error:
+        sensitivity(model, g, feat, [(0, 1)])
+    assert "diverged" not in str(error.value)
+
+
+def test_analyze_names_a_cache_folder_it_cannot_make(tmp_path, capsys, data_dir):
+    # analyze catches no OSError: the cache's error must be one it reports in a line.
+    from dgl_ssm_bench.analyze import main
+
+    (tmp_path / "file").touch()
+    argv = [
+        "energy",
+        "--dataset",
+        "cora",
+        "--data-dir",
+        str(data_dir),
+        "--cache-dir",
+        str(tmp_path / "file" / "cache"),
+        "--layers",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "as the data cache" in err and "--cache-dir" in err and err.count("\n") == 1

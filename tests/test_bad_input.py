@@ -224,7 +224,8 @@ def test_a_non_finite_custom_ssm_matrix_is_refused():
     bad[1, 2] = float("nan")
     with pytest.raises(ValueError, match="must be finite"):
         SSMUpdate(4, state=bad)
-    with pytest.raises(ValueError, match="dim must be a positive integer, got 0"):
+    message = r"dim \(the SSM feature width\) must be a positive integer, got 0"
+    with pytest.raises(ValueError, match=message):
         SSMUpdate(0)
 
 

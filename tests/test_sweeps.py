@@ -16,6 +16,7 @@ from dgl_ssm_bench.references import GPP_DATA
 from dgl_ssm_sweeps.cli import sweep_main
 from dgl_ssm_sweeps.runner import SweepSpec, counted, run_sweep, validate
 from dgl_ssm_sweeps.space import SPACES, SpaceError, backbone_kind, find_space, load_space
+from dgl_ssm_sweeps.storage import StorageError, new_sqlite_file, open_storage
 from dgl_ssm_sweeps.suites import suite_studies
 from tests.conftest import fresh_postgres_database
 
@@ -415,3 +416,25 @@ def test_suite_options_without_a_suite_are_refused_not_ignored(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "--workers, --device only apply with --suite" in err and err.count("\n") == 1
     assert not (tmp_path / "board").exists() and not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://", "sqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true",
+     "sqlite:///file:x?mode=memory&uri=yes", "sqlite:///file::memory:?uri=true"],
+)  # fmt: skip
+def test_every_in_memory_sqlite_form_is_refused(url):
+    # SQLAlchemy reads uri=yes as on: that form opened a real in-memory study for a while.
+    with pytest.raises(StorageError, match="is an in-memory SQLite database"):
+        open_storage(url)
+
+
+def test_a_new_sqlite_file_is_the_file_the_driver_will_make(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert new_sqlite_file("sqlite:///runs/x.db") == tmp_path / "runs" / "x.db"
+    assert new_sqlite_file(f"sqlite:///file:{tmp_path}/y.db?uri=true") == tmp_path / "y.db"
+    # With uri on, a name not starting with file: is a plain name, query and all.
+    assert new_sqlite_file("sqlite:///z.db?mode=memory&uri=true") == tmp_path / "z.db?mode=memory"
+    (tmp_path / "old.db").touch()
+    assert new_sqlite_file("sqlite:///old.db") is None
+    assert new_sqlite_file("sqlite://") is None and new_sqlite_file("postgresql://h/db") is None

@@ -63,11 +63,21 @@ class PerfConfig:
         # k-hop models need a rewired graph, which these measurements do not make.
         twins = [name for name in MODELS if f"{name}_ssm" in MODELS and not is_khop(name)]
         if unknown := [name for name in self.backbones if name not in twins]:
-            plain = [name.removesuffix("_ssm") for name in unknown if name.endswith("_ssm")]
-            hint = f" (the plain name: {', '.join(plain)}; its SSM twin is timed beside it)"
+            plain = [name.removesuffix("_ssm") for name in unknown]
+            hints = [
+                f"{name}: give the plain name {bare}; its SSM twin is timed beside it"
+                for name, bare in zip(unknown, plain)
+                if name != bare and bare in twins
+            ]
+            hints += [
+                f"{name}: a k-hop model, which needs a rewired graph; perf times one-hop backbones"
+                for name in unknown
+                if name in MODELS and is_khop(name)
+            ]
+            hint = f" ({'; '.join(hints)})" if hints else ""
             raise ValueError(
-                f"Unknown backbones {unknown}{hint if plain else ''}. Valid: {', '.join(twins)}."
-            )
+                f"Cannot time backbones {unknown}{hint}. Valid: {', '.join(twins)}."
+            )  # fmt: skip
         at_least = {"hidden": 1, "warmup": 0, "min_time": 0, "synthetic_nodes": 1,
                     "synthetic_edges": 0, "khop_max_k": 1, "khop_max_edges": 0, "threads": 1,
                     "memory_depth": 1, "memory_budget_gb": 1e-3}  # fmt: skip

@@ -119,7 +119,7 @@ def sensitivity(model, graph, feat, pairs, *, edge_feat=None, ord="fro"):
     who = "sensitivity"
     if ord not in NORMS:
         raise ValueError(f"{who}: ord must be 'fro' or 2, got {ord!r}.")
-    check_features(graph, feat, who, call=f"{who}(model, graph, feat, pairs)")
+    check_features(graph, feat, who, call=f"{who}(model, graph, feat, pairs)", states=False)
     pairs = _node_pairs(pairs, who)
     _check_nodes([p for pair in pairs for p in pair], feat.shape[0], who, "nodes")
     sources = {}
@@ -225,7 +225,7 @@ def sensitivity_by_distance(
     ([0, 1, 2, 3, 4], True, 0.0)
     """
     who = "sensitivity_by_distance"
-    check_features(graph, feat, who, call=f"{who}(model, graph, feat)")
+    check_features(graph, feat, who, call=f"{who}(model, graph, feat)", states=False)
     n = feat.shape[0]
     num_targets = check_count(num_targets, "num_targets", who=who)
     if targets is not None:
