@@ -107,46 +107,39 @@ def _not_a_url(error):
 
 def _in_memory(url):
     """Whether ``url`` names an in-memory SQLite database (nothing outlives the process)."""
-    parsed = _parsed(url)
-    return (
-        parsed is not None
-        and parsed.get_backend_name() == "sqlite"
-        and (_sqlite_file(parsed) is None)
-    )
+    return _sqlite_target(url) == MEMORY
 
 
 def new_sqlite_file(url):
     """The file a SQLite ``url`` names when it does not exist yet (opening will create it),
     else None."""
-    parsed = _parsed(url)
-    if parsed is None or parsed.get_backend_name() != "sqlite":
-        return None
-    path = _sqlite_file(parsed)
-    return path if path is not None and not path.exists() else None
+    path = _sqlite_target(url)
+    return path if isinstance(path, Path) and not path.exists() else None
 
 
-def _parsed(url):
+MEMORY = ":memory:"
+
+
+def _sqlite_target(url):
+    """What a SQLite ``url`` opens: the absolute path of its file, or :data:`MEMORY`; None
+    when it is no SQLite URL SQLAlchemy accepts (opening it says why). Read from the
+    arguments SQLAlchemy itself gives the driver."""
     try:
-        return sqlalchemy.engine.make_url(url)
-    except Exception:  # noqa: BLE001 - not a URL: SQLAlchemy says so when the storage opens
+        parsed = sqlalchemy.engine.make_url(url)
+        if parsed.get_backend_name() != "sqlite":
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. query arguments the driver ignores
+            args, options = parsed.get_dialect()().create_connect_args(parsed)
+    except Exception:  # noqa: BLE001 - not a URL, or not a valid SQLite one
         return None
-
-
-def _sqlite_file(parsed):
-    """The absolute path of a parsed SQLite URL's file, or None for an in-memory database;
-    read from the arguments SQLAlchemy itself gives the driver."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. query arguments the driver ignores
-        args, options = parsed.get_dialect()().create_connect_args(parsed)
     name = args[0] if args else ""
     if options.get("uri") and name.startswith("file:"):  # SQLite's own URI form
         parts = urllib.parse.urlsplit(name)
         if dict(urllib.parse.parse_qsl(parts.query)).get("mode") == "memory":
-            return None
+            return MEMORY
         name = urllib.parse.unquote(parts.path)
-    if name in ("", ":memory:"):
-        return None
-    return Path(name).resolve()
+    return MEMORY if name in ("", MEMORY) else Path(name).resolve()
 
 
 def _check_readable(url):
@@ -160,8 +153,10 @@ def _check_readable(url):
     shown = redact(url if parsed.password is None else parsed.render_as_string(True))
     if parsed.get_backend_name() != "sqlite":
         return shown
-    path = _sqlite_file(parsed)
+    path = _sqlite_target(url)
     if path is None:
+        raise StorageError(f"invalid storage URL {shown!r}. {URL_FORMS}")
+    if path == MEMORY:
         raise StorageError(
             f"{shown} is an in-memory SQLite database, which holds no studies; "
             "pass the URL of the file the sweep wrote"
