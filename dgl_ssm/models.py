@@ -211,7 +211,7 @@ class DeepGNN(nn.Module):
             elif edge_feats is None:
                 self.edge_embedding = nn.Parameter(torch.randn(1, hidden) * 0.1)
             else:
-                self.edge_encoder = nn.Linear(self.edge_feats, hidden)
+                self.edge_encoder = nn.Linear(edge_feats, hidden)
         self.layers = nn.ModuleList(
             SSMLayer(self._make_conv(i, options), hidden, update(i), norm, dropout)
             for i in range(num_layers)

@@ -86,8 +86,8 @@ def _spec(args, backbone, dataset, trials, space, suite=None):
 def _check_counts(args, prog):
     """``--workers`` / ``--threads`` / ``--heartbeat`` below 1: the one-line error, before any
     work."""
-    counts = [("--workers", args.workers), ("--threads", args.threads)]
-    counts += [("--heartbeat", args.heartbeat)] if hasattr(args, "heartbeat") else []
+    counts = [("--workers", args.workers), ("--threads", args.threads),
+              ("--heartbeat", args.heartbeat)]  # fmt: skip
     for flag, value in counts:
         if value is not None and value < 1:
             print(f"{prog}: error: {flag} must be at least 1.", file=sys.stderr)

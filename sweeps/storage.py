@@ -195,13 +195,12 @@ def _engine_kwargs(url):
 
 
 def _prepare_sqlite_folder(url):
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if str(path) not in ("", ":memory:") and not str(path).startswith("file:"):
-            for folder in (path.parent, *path.parent.parents):
-                if folder.exists() and not folder.is_dir():
-                    raise NotADirectoryError(f"{folder} is a file, not a folder")
-            path.parent.mkdir(parents=True, exist_ok=True)
+    path = _sqlite_target(url)
+    if isinstance(path, Path):
+        for folder in (path.parent, *path.parent.parents):
+            if folder.exists() and not folder.is_dir():
+                raise NotADirectoryError(f"{folder} is a file, not a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _is_schema_race(error):
