@@ -1,0 +1,53 @@
+"""The benchmark metrics against values worked out by hand on four samples."""
+
+import math
+
+import pytest
+import torch
+
+from dgl_ssm_bench.metrics import METRICS
+
+
+def test_accuracy_counts_the_argmax_hits():
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 4.0], [1.0, 0.0]])
+    assert METRICS["accuracy"].fn(logits, torch.tensor([0, 1, 1, 1])) == 0.5
+
+
+@pytest.mark.parametrize("two_columns", [False, True])
+def test_roc_auc_is_the_share_of_positive_negative_pairs_in_order(two_columns):
+    # Positives score 0.35 and 0.8, negatives 0.1 and 0.4: 3 of the 4 pairs are in order.
+    scores = torch.tensor([0.1, 0.4, 0.35, 0.8])
+    target = torch.tensor([0, 0, 1, 1])
+    # Two columns are logits; softmax(·)[:, 1] = sigmoid(s) orders the samples as s does.
+    pred = torch.stack([torch.zeros(4), scores], 1) if two_columns else scores[:, None]
+    assert METRICS["roc_auc"].fn(pred, target) == pytest.approx(0.75)
+
+
+def test_average_precision_is_the_mean_over_tasks_with_both_classes():
+    pred = torch.tensor([[0.9, 0.2, 0.3], [0.8, 0.9, 0.1], [0.7, 0.5, 0.2], [0.1, 0.1, 0.4]])
+    target = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]])
+    # Task 0: positives ranked 1st and 3rd, AP = ½·1 + ½·⅔; task 1: ranked 1st, AP = 1;
+    # task 2 has no positive and is skipped.
+    assert METRICS["ap"].fn(pred, target) == pytest.approx((5 / 6 + 1) / 2)
+    assert math.isnan(METRICS["ap"].fn(pred[:, 2:], target[:, 2:]))
+
+
+def test_mae_and_log10_mse_of_errors_one_and_three():
+    pred, target = torch.tensor([1.0, 5.0]), torch.tensor([0.0, 2.0])
+    assert METRICS["mae"].fn(pred, target) == pytest.approx(2.0)
+    assert METRICS["log10_mse"].fn(pred, target) == pytest.approx(math.log10(5.0))
+
+
+@pytest.mark.parametrize(
+    ("name", "lower"), [("accuracy", False), ("roc_auc", False), ("ap", False),
+                        ("mae", True), ("log10_mse", True)]
+)  # fmt: skip
+def test_better_follows_the_direction_of_each_metric(name, lower):
+    metric = METRICS[name]
+    assert metric.better(0.1, 0.2) is lower
+    assert metric.better(0.2, 0.1) is not lower
+    assert metric.better(0.2, 0.2) is False
+    assert metric.direction == ("minimize" if lower else "maximize")
+    # A missing or NaN value is the worst: anything beats it, it beats nothing.
+    assert metric.better(0.5, None) and metric.better(0.5, math.nan)
+    assert not metric.better(None, 0.5) and not metric.better(math.nan, 0.5)
