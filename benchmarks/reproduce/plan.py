@@ -68,7 +68,7 @@ CUTS = {
     "gpp": "training batches drawn once per run (seeded) and only their order shuffled each "
     "epoch, so batches and their hop graphs are built once (≈2× faster per epoch); no "
     "hyperparameter search (the re-implementation's configs).",
-    "ring": "at most 100 epochs (patience 20) instead of the re-implementation's 1000.",
+    "ring": "at most 100 epochs (patience 20) instead of the paper budget's 1000 (patience 100).",
     "heterophily": "hidden 128 instead of 512, and the first 5 of the 10 fixed splits.",
     "cora": "none (the protocol is already small).",
     "depth": "none (cora's protocol).",
