@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -13,6 +14,7 @@ from optuna.trial import TrialState
 from dgl_ssm_bench.config import ModelConfig
 from dgl_ssm_bench.datasets import data_version, get_dataset
 from dgl_ssm_bench.references import GPP_DATA
+from dgl_ssm_sweeps import runner
 from dgl_ssm_sweeps.cli import sweep_main
 from dgl_ssm_sweeps.runner import SweepSpec, counted, run_sweep, validate
 from dgl_ssm_sweeps.space import SPACES, SpaceError, backbone_kind, find_space, load_space
@@ -235,6 +237,21 @@ def test_a_tiny_sweep_end_to_end_stores_trials_and_the_final_numbers(tmp_path):
     again = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage)
     assert len(again.trials) == 4
     assert [t.params for t in again.trials[:3]] == first_params
+
+
+def test_the_final_numbers_are_the_mean_and_sample_std_of_the_runs(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=1, storage=storage,
+                     space=tiny_space(tmp_path), pruner="none", final=False)  # fmt: skip
+    run_sweep(spec, log=lambda *_: None)
+    scores = iter([0.5, 0.7])
+    monkeypatch.setattr(
+        runner, "train", lambda config, data: SimpleNamespace(test=next(scores), status="ok")
+    )
+    final = runner.final_evaluation(spec, log=lambda *_: None)
+    # Worked by hand: mean (0.5 + 0.7) / 2; sample std √((0.1² + 0.1²) / (2 − 1)).
+    assert final["values"] == [0.5, 0.7]
+    assert final["mean"] == pytest.approx(0.6) and final["std"] == pytest.approx(0.02**0.5)
 
 
 def width_space(tmp_path, widths, max_params=None):
