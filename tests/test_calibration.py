@@ -306,11 +306,14 @@ def test_a_calibrated_run_says_what_the_calibration_did(capsys):
     model = {"name": "gin_ssm", "num_layers": 3, "hidden": 8, "calibrate": 1.0}
     result = train(RunConfig.from_dict({"model": model, "optim": {"epochs": 2}}),
                    data=tiny_node_task("accuracy"), progress=True)  # fmt: skip
-    assert "calibrating, sweep 2: 100%" in capsys.readouterr().err  # the bar, sweep by sweep
     report = result.calibration
+    rounds = report["rounds"]
+    assert rounds >= 1 and max(report["radius_before"]) > 1.02  # it starts off the edge
+    # The bar, sweep by sweep: one measurement before the rounds, one after each.
+    assert f"calibrating, sweep {rounds + 1}: 100%" in capsys.readouterr().err
     line = calibration_summary(report)
     low, high = min(report["radius_after"]), max(report["radius_after"])
-    assert line.startswith("  calibration: ok after 1 round;"), line
+    assert line.startswith(f"  calibration: ok after {rounds} round{'s' * (rounds > 1)};"), line
     assert f"→ {low:.4g}…{high:.4g}, state norm" in line and 0.98 <= low <= high <= 1.02
     report["ok"], report["rounds"] = False, 4
     assert calibration_summary(report).startswith(

@@ -130,7 +130,10 @@ def tiny_node_task(metric):
     from dgl_ssm_bench.datasets import BenchmarkData
 
     generator = torch.Generator().manual_seed(0)
-    graph = dgl.to_bidirected(dgl.rand_graph(30, 90))
+    # Edges from the seeded generator, not dgl.rand_graph's global RNG: the same graph
+    # whichever tests ran before.
+    src, dst = torch.randint(0, 30, (2, 90), generator=generator)
+    graph = dgl.to_bidirected(dgl.to_simple(dgl.graph((src, dst), num_nodes=30)))
     graph.ndata["feat"] = torch.randn(30, 4, generator=generator)
     tasks = {"accuracy": ("cross_entropy", 3), "roc_auc": ("cross_entropy", 2),
              "ap": ("bce", 2), "mae": ("l1", 1), "log10_mse": ("mse", 1)}  # fmt: skip
