@@ -546,8 +546,16 @@ def test_layer_inputs_feed_the_jacobian_of_a_model_layer():
     torch.manual_seed(0)
     graph = random_graph(10, 20, seed=8)
     model = build_model("gatedgcn_ssm", 3, 4, 2, num_layers=2)
-    calls = layer_inputs(model, graph, torch.randn(10, 3))
+    feat = torch.randn(10, 3)
+    calls = layer_inputs(model, graph, feat)
     assert len(calls) == 2 and calls[1].edge_feat.shape == (graph.num_edges(), 4)
+    model.eval()  # each layer's input, from calling the layers one by one
+    with torch.no_grad():
+        state = model.encoder(feat)
+        edges = model.edge_embedding.expand(graph.num_edges(), -1)
+        for layer, call in zip(model.layers, calls):
+            assert torch.equal(call.feat, state) and torch.equal(call.edge_feat, edges)
+            state, edges = layer(graph, state, edges)
     jac = dense_layer_jacobian(model.layers[1], calls[1].graph, calls[1].feat, calls[1].edge_feat)
     moduli = torch.linalg.eigvals(jac).abs()
     assert jac.shape == (40, 40) and 0.5 < moduli.min() <= moduli.max() < 1.5  # Λ = I, B = 0.1·I
