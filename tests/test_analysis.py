@@ -400,10 +400,19 @@ def test_layer_energies_of_a_rewired_graph_use_the_original_edges():
     model = build_model("kgcn_ssm", 3, 4, 2, num_layers=3)
     feat = torch.randn(10, 3)
     rewired = KHopTransform(k=3)(bare)
-    with torch.no_grad():
-        h0 = model.encoder(feat)
     energies = layer_energies(model, rewired, feat)
-    assert energies[0] == pytest.approx(dirichlet_energy(bare, h0))
+    # H⁽ℓ⁾ by hand: layer ℓ reads the nodes ℓ steps round the ring, plus a self loop each.
+    nodes = torch.arange(10)
+    model.eval()
+    with torch.no_grad():
+        states = [model.encoder(feat)]
+        for hop, layer in enumerate(model.layers, start=1):
+            src = torch.cat([nodes, nodes, nodes])
+            dst = torch.cat([(nodes + hop) % 10, (nodes - hop) % 10, nodes])
+            states.append(layer(dgl.graph((src, dst)), states[-1]))
+    assert len(energies) == 4
+    assert energies == pytest.approx([dirichlet_energy(bare, h) for h in states], rel=1e-5)
+    assert energies != pytest.approx([dirichlet_energy(rewired, h) for h in states], rel=1e-2)
 
 
 # --- gradient norms ------------------------------------------------------------------------

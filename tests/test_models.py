@@ -70,12 +70,22 @@ def test_per_layer_matrices_differ_and_shared_ones_are_one():
     assert not torch.allclose(first, last)
 
 
-def test_ssm_matrices_do_not_depend_on_the_global_seed():
-    torch.manual_seed(1)
-    a = build_model("gcn_ssm", **ARGS, state="random", input="orthogonal")
-    torch.manual_seed(2)
-    b = build_model("gcn_ssm", **ARGS, state="random", input="orthogonal")
-    torch.testing.assert_close(a.layers[0].update.input_matrix, b.layers[0].update.input_matrix)
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "per_layer"])
+def test_ssm_matrices_do_not_depend_on_the_global_seed(shared):
+    def ssm_buffers(global_seed, ssm_seed=0):
+        torch.manual_seed(global_seed)
+        model = build_model("gcn_ssm", **ARGS, state="random", input="orthogonal",
+                            shared_ssm=shared, ssm_seed=ssm_seed)  # fmt: skip
+        buffers = model.named_buffers(remove_duplicate=False)  # a shared pair once a layer
+        return {k: v for k, v in buffers if k.endswith("_matrix")}
+
+    a, b = ssm_buffers(1), ssm_buffers(2)
+    assert len(a) == 2 * len(build_model("gcn_ssm", **ARGS).layers)  # Λ and B of every layer
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    other = ssm_buffers(1, ssm_seed=1)  # ... but they do depend on the SSM's own seed
+    assert all(not torch.equal(a[key], other[key]) for key in a)
 
 
 @pytest.mark.parametrize("name", ["gcn_ssm", "gin_ssm", "gatedgcn_ssm", "sage", "kgcn_ssm"])
