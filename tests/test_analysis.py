@@ -618,13 +618,48 @@ def test_cli_gradients_jacobian_and_errors(tmp_path, capsys):
     graph_args = ["--dataset", "random", "--num-nodes", "20", "--num-edges", "40", "--hidden", "4"]
     out = ["--out", str(tmp_path)]
     assert main(["gradients", "--layers", "5", *graph_args, *out]) == 0
-    assert main(["jacobian", "--model", "gcn_ssm", "gatedgcn", *graph_args, *out]) == 0
+    assert main(["jacobian", "--model", "gcn_ssm", "gatedgcn", "--layers", "3", "--layer", "2",
+                 *graph_args, *out]) == 0  # fmt: skip
     assert imread(tmp_path / "gradients_random.png").ndim == 3
     assert imread(tmp_path / "jacobian_random.png").ndim == 3
+
+    # The numbers written are the library's, recomputed here: seed 0 draws the graph, then 16
+    # Gaussian features and 5-class labels; the weights come from torch.manual_seed(0).
+    generator = torch.Generator().manual_seed(0)
+    ends = [torch.randint(0, 20, (40,), generator=generator) for _ in range(2)]
+    graph = dgl.add_self_loop(dgl.to_bidirected(dgl.remove_self_loop(dgl.graph(tuple(ends)))))
+    feat = torch.randn(20, 16, generator=generator)
+    labels = torch.randint(0, 5, (20,), generator=generator)
+
+    def seeded(name, layers):
+        torch.manual_seed(0)
+        return build_model(name, 16, 4, int(labels.max()) + 1, num_layers=layers)
+
     grads = read_csv(tmp_path / "gradients_random.csv")
-    assert len(grads) == 2 * 6 and all(float(row["grad_norm"]) > 0 for row in grads)
-    moduli = [r for r in read_csv(tmp_path / "jacobian_random.csv") if r["kind"] == "eig_modulus"]
-    assert len(moduli) == 2 * 20 * 4
+    for name, shown in [("gcn", "GCN"), ("gcn_ssm", "GCN-SSM")]:
+        expected = layer_gradient_norms(seeded(name, 5), graph, feat,
+                                        lambda out: F.cross_entropy(out, labels),
+                                        include_input=True)  # fmt: skip
+        written = [(int(r["layer"]), float(r["grad_norm"])) for r in grads if r["model"] == shown]
+        assert written == [(i, pytest.approx(v, rel=1e-5)) for i, v in enumerate(expected)]
+    assert len(grads) == 2 * 6
+
+    rows = read_csv(tmp_path / "jacobian_random.csv")
+    for name, shown in [("gcn_ssm", "GCN-SSM"), ("gatedgcn", "GatedGCN")]:
+        model = seeded(name, 3).eval()
+        with torch.no_grad():  # layer 2 linearised at H⁽¹⁾, from calling layer 1 by hand
+            state, edges = model.encoder(feat), None
+            if name == "gatedgcn":
+                edges = model.edge_embedding.expand(graph.num_edges(), -1)
+                state, edges = model.layers[0](graph, state, edges)
+            else:
+                state = model.layers[0](graph, state)
+        jac = dense_layer_jacobian(model.layers[1], graph, state, edge_feat=edges)
+        for kind, values in [("eig_modulus", torch.linalg.eigvals(jac).abs()),
+                             ("singular_value", torch.linalg.svdvals(jac))]:  # fmt: skip
+            written = [float(r["value"]) for r in rows if r["model"] == shown and r["kind"] == kind]
+            expected = values.sort(descending=True).values.tolist()
+            assert written == pytest.approx(expected, rel=1e-4, abs=1e-6), (shown, kind)
 
     assert main(["energy", "--model", "gcn_sm", *graph_args, *out]) == 2
     assert "Did you mean 'gcn_ssm'?" in capsys.readouterr().err
