@@ -607,6 +607,15 @@ def test_cli_energy_and_sensitivity_write_png_and_csv(tmp_path):
     assert {(row["model"], row["distance"]) for row in sens} == {
         (model, str(d)) for model in ("GCN", "kGCN-SSM") for d in range(5)
     }
+    bare = ring(8, self_loops=False)  # 16 targets asked, 8 nodes: every node is a target
+    for name, shown, graph in [("gcn", "GCN", ring(8)),
+                               ("kgcn_ssm", "kGCN-SSM", KHopTransform(k=4)(bare))]:  # fmt: skip
+        torch.manual_seed(0)
+        model = build_model(name, 16, 8, 5, num_layers=4)
+        expected = sensitivity_by_distance(model, graph, feat, range(8), distance_graph=bare)
+        measured = {int(r["distance"]): float(r["mean_sensitivity"]) for r in sens
+                    if r["model"] == shown}  # fmt: skip
+        assert measured == pytest.approx(expected, rel=1e-5), shown
 
 
 @pytest.mark.slow
