@@ -255,14 +255,27 @@ def test_what_it_cannot_calibrate_is_refused_with_the_remedy():
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), feat, graph)
 
 
-def test_an_infinite_norm_bound_switches_the_bound_off():
-    # It was refused as "not finite" for a while; with no bound only the radii are set.
+def test_an_infinite_norm_bound_switches_the_bound_off(monkeypatch):
+    # It was refused as "not finite" for a while; with no bound only the radii are set. The
+    # state norms are made to read 3× too big, which a finite bound would answer by halving B.
+    from dgl_ssm import calibration
+
+    measured = calibration._norm_ratios
+    monkeypatch.setattr(calibration, "_norm_ratios", lambda *args: [3 * r for r in measured(*args)])
     graph, feat = random_graph(12, 30, seed=2), torch.randn(12, 3)
-    torch.manual_seed(0)
-    report = calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=3), graph, feat,
-                       norm_bound=math.inf)  # fmt: skip
+
+    def calibrated(bound):
+        torch.manual_seed(0)
+        model = build_model("gcn_ssm", 3, 4, 2, num_layers=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CalibrationWarning)
+            return model, calibrate(model, graph, feat, norm_bound=bound)
+
+    model, report = calibrated(math.inf)
     assert report.ok and report.norm_bound == math.inf
-    assert all(abs(r - 1.0) <= 0.02 for r in report.radius_after)
+    assert all(0.98 <= r <= 1.02 for r in dense_radii(model, graph, feat))
+    bounded = calibrated(2.0)[1]
+    assert not bounded.ok and bounded.input_factor[0] < report.input_factor[0]
 
 
 def test_a_cumulative_k_hop_model_is_calibrated_on_its_hop_graphs():
