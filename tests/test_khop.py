@@ -86,8 +86,14 @@ def test_path_k5_covers_all_pairs():
     assert triples(new_g) == expected
 
 
-def test_k_larger_than_diameter_stops_early():
+def test_k_larger_than_diameter_stops_early(monkeypatch):
+    hops_expanded = []
+    row_blocks = khop._row_blocks
+    monkeypatch.setattr(khop, "_row_blocks", lambda *a: hops_expanded.append(1) or row_blocks(*a))
     assert triples(KHopTransform(50)(path_graph(6))) == triples(KHopTransform(5)(path_graph(6)))
+    # Diameter 5: hops 1..5 each find new pairs, hop 6 finds none and ends the search; the
+    # k = 5 transform expands 5. Without the early stop, k = 50 would expand 50.
+    assert len(hops_expanded) == 6 + 5
 
 
 def test_directed_path_follows_edge_direction():
