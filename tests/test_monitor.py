@@ -70,15 +70,26 @@ def test_background_spectra_and_tensorboard(tmp_path):
     monitor = TrainingMonitor(1, layers=[2], tensorboard=tmp_path / "tb")
     result = train(config(), data=data, monitor=monitor)
     entries = [h for h in result.history if "grad_norm" in h]
-    assert len(entries) == 3 and "2" in entries[0]["singular_values"]
+    assert len(entries) == 3
     for entry in entries:  # each has its values, or says the helper was busy
         assert len(entry["singular_values"].get("2", [])) == 3 or entry["spectra"] == "skipped"
+    # The helper is idle at the first step, so that entry has its values, and they are the
+    # analysis of the model as built (rebuilt here from the same seed).
+    run = config()
+    seed_everything(run.seed)
+    model = build_for(run.model, data)
+    graph = prepare_graph(data.graph, run)
+    call = layer_inputs(model, graph, graph.ndata["feat"])[2]
+    direct = top_singular_values(model.layers[2], call.graph, call.feat, k=3)
+    assert entries[0]["singular_values"]["2"] == pytest.approx(direct.tolist(), rel=1e-3)
     events = EventAccumulator(str(tmp_path / "tb")).Reload()
     tags = events.Tags()["scalars"]
     assert {"train/loss", "val/metric", "grad_norm/H1", "energy/H0",
             "singular_value/layer2/1"} <= set(tags)  # fmt: skip
     logged = [e.value for e in events.Scalars("grad_norm/H5")]
     assert logged == pytest.approx([e["grad_norm"][4] for e in entries], rel=1e-6)
+    sigma = {e.step: e.value for e in events.Scalars("singular_value/layer2/1")}
+    assert sigma[0] == pytest.approx(direct[0].item(), rel=1e-3)
 
 
 def test_the_commands_record_and_draw_a_monitored_run(tmp_path, data_dir):
