@@ -173,3 +173,19 @@ def test_patience_zero_stops_at_the_first_epoch_without_improvement(cora_data):
     # stopped at the first epoch whose val was not better than every earlier one
     assert result.epochs == len(vals) >= 2
     assert vals[-1] <= max(vals[:-1]) and all(b > a for a, b in zip(vals[:-2], vals[1:-1]))
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "mae", "log10_mse"])
+def test_the_run_keeps_the_best_epoch_in_the_metrics_direction(metric):
+    """Higher is better for accuracy, lower for MAE and log10 MSE: the run's val is the
+    history's best in that direction (the first such epoch), and its test comes from the
+    weights of that epoch, not of the last."""
+    data = tiny_node_task(metric)
+    run = config(model={"name": "gcn", "num_layers": 2, "hidden": 8},
+                 optim={"epochs": 12, "lr": 0.05}, seed=1)  # fmt: skip
+    result = train(run, data=data)
+    vals = [h["val"] for h in result.history]
+    best = max(vals) if metric == "accuracy" else min(vals)
+    assert len(set(vals)) > 1  # the direction mattered
+    assert result.best_epoch == vals.index(best)
+    assert result.val == pytest.approx(best, rel=1e-6)
