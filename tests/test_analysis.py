@@ -636,7 +636,8 @@ def test_cli_gradients_jacobian_and_errors(tmp_path, capsys):
     # Gaussian features and 5-class labels; the weights come from torch.manual_seed(0).
     generator = torch.Generator().manual_seed(0)
     ends = [torch.randint(0, 20, (40,), generator=generator) for _ in range(2)]
-    graph = dgl.add_self_loop(dgl.to_bidirected(dgl.remove_self_loop(dgl.graph(tuple(ends)))))
+    graph = dgl.graph(tuple(ends), num_nodes=20)
+    graph = dgl.add_self_loop(dgl.to_bidirected(dgl.remove_self_loop(graph)))
     feat = torch.randn(20, 16, generator=generator)
     labels = torch.randint(0, 5, (20,), generator=generator)
 
