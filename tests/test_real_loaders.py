@@ -47,10 +47,23 @@ def check_heterophilous(data, num_nodes, num_edges, num_features):
     assert not torch.equal(data.splits[0]["train"], data.splits[1]["train"])
 
 
+def check_against_the_raw_file(data, path):
+    """Features, labels and every split's node sets as the raw .npz file holds them (its
+    val and test sets have the same size: a swap shows only here)."""
+    raw = np.load(path)
+    assert torch.equal(data.graph.ndata["feat"], torch.from_numpy(raw["node_features"]))
+    assert torch.equal(data.graph.ndata["label"], torch.from_numpy(raw["node_labels"]))
+    for i, split in enumerate(data.splits):
+        for part in ("train", "val", "test"):
+            nodes = np.flatnonzero(raw[f"{part}_masks"][i])
+            assert np.array_equal(np.sort(split[part].numpy()), nodes), (i, part)
+
+
 def test_minesweeper_from_local_files(data_dir, cache_dir):
     data = load_heterophilous("minesweeper", data_dir, cache_dir)
     assert data.name == "minesweeper"
     check_heterophilous(data, 10000, 78804, 7)
+    check_against_the_raw_file(data, data_dir / "heterophilous" / "minesweeper.npz")
     assert [len(data.splits[0][k]) for k in ("train", "val", "test")] == [5000, 2500, 2500]
 
 
@@ -58,6 +71,7 @@ def test_tolokers_from_local_files(data_dir, cache_dir):
     data = load_heterophilous("tolokers", data_dir, cache_dir)
     assert data.name == "tolokers"
     check_heterophilous(data, 11758, 1_038_000, 10)
+    check_against_the_raw_file(data, data_dir / "heterophilous" / "tolokers.npz")
 
 
 def test_hyphenated_file_name_is_accepted(data_dir, tmp_path):
