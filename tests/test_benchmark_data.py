@@ -1,6 +1,9 @@
 """Datasets behind one registry: real files offline, generated ones exact and reproducible."""
 
+import pickle
+
 import networkx as nx
+import numpy as np
 import pytest
 import torch
 
@@ -18,6 +21,16 @@ def test_cora_through_the_registry(data_dir, cache_dir):
     data = get_dataset("cora", data_dir=data_dir, cache_dir=cache_dir)
     assert data.transductive and data.metric == "accuracy" and data.num_outputs == 7
     assert [len(data.splits[0][s]) for s in ("train", "val", "test")] == [140, 500, 1000]
+    # Planetoid's public split, from the raw files: train = the 140 nodes of ind.cora.y,
+    # val = the next 500, test = the nodes listed in ind.cora.test.index.
+    split, raw = data.splits[0], data_dir / "planetoid"
+    assert torch.equal(split["train"], torch.arange(140))
+    assert torch.equal(split["val"], torch.arange(140, 640))
+    test_index = np.loadtxt(raw / "ind.cora.test.index", dtype=np.int64)
+    assert np.array_equal(np.sort(split["test"].numpy()), np.sort(test_index))
+    with open(raw / "ind.cora.y", "rb") as handle:
+        one_hot = pickle.load(handle, encoding="latin1")
+    assert torch.equal(data.graph.ndata["label"][:140], torch.from_numpy(one_hot.argmax(1)))
 
 
 def test_missing_planetoid_files_say_which_and_where(tmp_path, cache_dir):
