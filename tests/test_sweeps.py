@@ -254,6 +254,32 @@ def test_the_final_numbers_are_the_mean_and_sample_std_of_the_runs(tmp_path, mon
     assert final["mean"] == pytest.approx(0.6) and final["std"] == pytest.approx(0.02**0.5)
 
 
+def test_final_runs_take_the_spaces_seeds_and_a_split_each(tmp_path, monkeypatch, data_dir,
+                                                              cache_dir):  # fmt: skip
+    """Run i of the final evaluation: the space's i-th seed and, on a dataset with ten fixed
+    splits (Minesweeper), split i; the best trial's configuration otherwise."""
+    space = tmp_path / "node.yaml"
+    space.write_text("protocol: smoke\n"
+                     "fixed: {model.hidden: 4, model.num_layers: 1, optim.epochs: 1}\n"
+                     "search: {optim.lr: {type: float, low: 1.0e-3, high: 1.0e-2}}\n"
+                     "final: {runs: 3, seeds: [7, 3, 5]}\n")  # fmt: skip
+    spec = SweepSpec("gcn", "minesweeper", trials=1, storage=f"sqlite:///{tmp_path}/o.db",
+                     space=str(space), pruner="none", final=False, data_dir=str(data_dir),
+                     cache_dir=str(cache_dir))  # fmt: skip
+    run_sweep(spec, log=lambda *_: None)
+    seen = []
+
+    def fake_train(config, data):
+        seen.append((config.seed, config.data.split, config.optim.lr))
+        return SimpleNamespace(test=0.5, status="ok")
+
+    monkeypatch.setattr(runner, "train", fake_train)
+    final = runner.final_evaluation(spec, log=lambda *_: None)
+    best_lr = final["params"]["optim.lr"]
+    assert seen == [(7, 0, best_lr), (3, 1, best_lr), (5, 2, best_lr)]
+    assert final["seeds"] == [7, 3, 5]
+
+
 def width_space(tmp_path, widths, max_params=None):
     """The tiny space (one epoch, 20 graphs) with model.hidden searched over ``widths``."""
     text = TINY_SPACE.format(epochs=1, graphs=20).replace("  model.hidden: 8\n", "")
