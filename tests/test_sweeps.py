@@ -280,6 +280,25 @@ def test_final_runs_take_the_spaces_seeds_and_a_split_each(tmp_path, monkeypatch
     assert final["seeds"] == [7, 3, 5]
 
 
+def test_a_lower_is_better_metric_is_minimised_and_its_lowest_trial_evaluated(tmp_path,
+                                                                              cache_dir):  # fmt: skip
+    space = tmp_path / "gpp.yaml"
+    space.write_text("protocol: smoke\n"
+                     "fixed: {data.options.sizes: [40, 10, 10], model.hidden: 4,\n"
+                     "        model.num_layers: 2, optim.epochs: 2}\n"
+                     "search: {optim.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}}\n"
+                     "final: {runs: 1}\n")  # fmt: skip
+    storage = f"sqlite:///{tmp_path}/o.db"
+    spec = SweepSpec("gcn", "gpp_sssp", trials=4, storage=storage, space=str(space),
+                     pruner="none", cache_dir=str(cache_dir))  # fmt: skip
+    final = run_sweep(spec, log=lambda *_: None)
+    study = optuna.load_study(study_name="gcn__gpp_sssp", storage=storage)
+    assert study.user_attrs["metric"] == "log10_mse" and study.direction.name == "MINIMIZE"
+    values = {t.number: t.value for t in study.trials}
+    assert len(set(values.values())) == 4  # the trials differ, so the choice matters
+    assert final["trial"] == min(values, key=values.get)
+
+
 def width_space(tmp_path, widths, max_params=None):
     """The tiny space (one epoch, 20 graphs) with model.hidden searched over ``widths``."""
     text = TINY_SPACE.format(epochs=1, graphs=20).replace("  model.hidden: 8\n", "")
