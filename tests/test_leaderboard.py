@@ -417,3 +417,36 @@ def test_bad_input_is_one_stderr_line_and_exit_2(make_url, message, tmp_path):
     assert message in lines[0] and ":p@" not in lines[0]
     assert result.stdout == ""
     assert sorted(tmp_path.iterdir()) == before  # no database file, no output folder
+
+
+def test_unfinished_studies_are_provisional_in_their_direction_and_never_placed(tmp_path):
+    """An unfinished minimising study: its provisional number and depth curve follow the lowest
+    validation value, whose test value is here the higher one. An unfinished Platonov GCN on
+    Tolokers: the published Platonov number stays with the context, since our only finished
+    study of that column is a bare GCN."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    running = [("kgcn_ssm", "gpp_sssp", "log10_mse", "minimize", [(5, -0.9, -0.6), (5, -0.5, -0.8)]),
+               ("gcn_platonov", "tolokers", "roc_auc", "maximize", [(2, 0.9, 0.9)]),
+               ("gcn", "tolokers", "roc_auc", "maximize", [(2, 0.7, 0.7)])]  # fmt: skip
+    for backbone, dataset, metric, direction, trials in running:
+        study = optuna.create_study(storage=url, study_name=f"{backbone}__{dataset}",
+                                    direction=direction)  # fmt: skip
+        attrs = dict(backbone=backbone, dataset=dataset, metric=metric, direction=direction,
+                     protocol="heterophily" if dataset == "tolokers" else "gpp")  # fmt: skip
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+        for trial in trials:
+            add_trial(study, *trial)
+        if backbone == "gcn":
+            study.set_user_attr("final", {"trial": 0, "mean": 0.7, "std": 0.0, "values": [0.7],
+                                          "seeds": [0], "params": {}, "config": {}})  # fmt: skip
+    studies, trials, _ = read_studies(url)
+    assert depth_curves(studies, trials, "val")["kgcn_ssm__gpp_sssp"] == {5: -0.6}
+    text = build_leaderboard(url, tmp_path / "board")["leaderboard.md"].read_text("utf-8")
+    provisional = {r[0]: r for r in section_rows(text, "Sweeps without a final evaluation")}
+    assert provisional["kgcn_ssm__gpp_sssp"][4] == "-0.6000"
+    _, table = markdown_table(text)
+    assert "GCN-Platonov (Platonov 2023)" not in table
+    context = {(r[0], r[1]): r for r in section_rows(text, "Published numbers shown as context")}
+    reason = context[("GCN-Platonov (Platonov 2023)", "tolokers (roc_auc ↑)")][-1]
+    assert "no gcn_platonov study of this data and protocol has finished" in reason
