@@ -425,9 +425,11 @@ def test_unfinished_studies_are_provisional_in_their_direction_and_never_placed(
     Tolokers: the published Platonov number stays with the context, since our only finished
     study of that column is a bare GCN."""
     url = f"sqlite:///{tmp_path}/optuna.db"
-    running = [("kgcn_ssm", "gpp_sssp", "log10_mse", "minimize", [(5, -0.9, -0.6), (5, -0.5, -0.8)]),
-               ("gcn_platonov", "tolokers", "roc_auc", "maximize", [(2, 0.9, 0.9)]),
-               ("gcn", "tolokers", "roc_auc", "maximize", [(2, 0.7, 0.7)])]  # fmt: skip
+    running = [
+        ("kgcn_ssm", "gpp_sssp", "log10_mse", "minimize", [(5, -0.9, -0.6), (5, -0.5, -0.8)]),
+        ("gcn_platonov", "tolokers", "roc_auc", "maximize", [(2, 0.9, 0.9)]),
+        ("gcn", "tolokers", "roc_auc", "maximize", [(2, 0.7, 0.7)]),
+    ]
     for backbone, dataset, metric, direction, trials in running:
         study = optuna.create_study(storage=url, study_name=f"{backbone}__{dataset}",
                                     direction=direction)  # fmt: skip

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from dgl_ssm_bench.config import ModelConfig
@@ -137,6 +138,27 @@ def test_each_kind_of_backbone_gets_the_shared_keys_and_its_own():
         assert ("model.state_scale" in values) == (backbone == "gcn_ssm")
 
 
+def test_a_trial_is_asked_for_each_parameter_as_its_space_writes_it(tmp_path):
+    (tmp_path / "kinds.yaml").write_text(
+        "search:\n"
+        "  optim.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}\n"
+        "  model.dropout: {type: float, low: 0.0, high: 0.5}\n"
+        "  model.hidden: {type: int, low: 16, high: 256, log: true}\n"
+        "  model.num_layers: {type: int, low: 2, high: 8, step: 2}\n"
+        "  model.norm: {type: categorical, choices: [null, layer]}\n"
+    )
+    space = load_space(str(tmp_path / "kinds.yaml"))
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    space.suggest(trial, "plain")
+    assert trial.distributions == {
+        "optim.lr": FloatDistribution(1e-4, 1e-1, log=True),
+        "model.dropout": FloatDistribution(0.0, 0.5),
+        "model.hidden": IntDistribution(16, 256, log=True),
+        "model.num_layers": IntDistribution(2, 8, step=2),
+        "model.norm": CategoricalDistribution([None, "layer"]),
+    }
+
+
 def test_calibration_is_an_ssm_knob(tmp_path):
     (tmp_path / "calibrated.yaml").write_text(
         "ssm:\n  model.calibrate: {type: categorical, choices: [null, 1.0]}\n"
@@ -254,8 +276,9 @@ def test_the_final_numbers_are_the_mean_and_sample_std_of_the_runs(tmp_path, mon
     assert final["mean"] == pytest.approx(0.6) and final["std"] == pytest.approx(0.02**0.5)
 
 
-def test_final_runs_take_the_spaces_seeds_and_a_split_each(tmp_path, monkeypatch, data_dir,
-                                                              cache_dir):  # fmt: skip
+def test_final_runs_take_the_spaces_seeds_and_a_split_each(
+    tmp_path, monkeypatch, data_dir, cache_dir
+):
     """Run i of the final evaluation: the space's i-th seed and, on a dataset with ten fixed
     splits (Minesweeper), split i; the best trial's configuration otherwise."""
     space = tmp_path / "node.yaml"
@@ -280,8 +303,9 @@ def test_final_runs_take_the_spaces_seeds_and_a_split_each(tmp_path, monkeypatch
     assert final["seeds"] == [7, 3, 5]
 
 
-def test_a_lower_is_better_metric_is_minimised_and_its_lowest_trial_evaluated(tmp_path,
-                                                                              cache_dir):  # fmt: skip
+def test_a_lower_is_better_metric_is_minimised_and_its_lowest_trial_is_evaluated(
+    tmp_path, cache_dir
+):
     space = tmp_path / "gpp.yaml"
     space.write_text("protocol: smoke\n"
                      "fixed: {data.options.sizes: [40, 10, 10], model.hidden: 4,\n"
