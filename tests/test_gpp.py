@@ -191,6 +191,22 @@ def test_randomize_keeps_and_adds_edges_at_the_rates_of_a_sum_of_two_uniforms():
     assert abs(add_rate - 2 * rp**2) < 0.2 * 2 * rp**2, (add_rate, 2 * rp**2)
 
 
+def test_randomize_of_a_dense_graph_swaps_the_roles_of_edges_and_non_edges():
+    """More edges than non-edges (K₃₀ minus one edge: e = 434, r = 1): ep = 0.9 + 0.1·433/434
+    and rp = 0.1, so an edge stays with 1 − 2(0.1/434)² ≈ 1 and the non-edge appears with
+    2·0.1² = 0.02 (the sparse rule would keep 98 % and always add the non-edge)."""
+    base = np.ones((30, 30)) - np.eye(30)
+    base[0, 1] = base[1, 0] = 0
+    rs, trials = np.random.RandomState(0), 2000
+    kept = added = 0
+    for _ in range(trials):
+        new = gpp.randomize(base, rs)
+        kept += (new * base).sum() / 2
+        added += new[0, 1]
+    assert kept / (434 * trials) > 0.9999
+    assert 0.01 < added / trials < 0.03, added / trials  # 40 expected, sd 6
+
+
 def test_split_sizes_follow_the_batch_scheme():
     """A-DGN's scheme: train batch b has N = 25 + b (b < 10), val and test 25 + b (b < 5)."""
     arrays = generate_gpp(seed=1, sizes=(20, 10, 11))
@@ -212,6 +228,27 @@ def test_one_seed_counter_runs_through_the_splits():
             edges, values, source, family, seed = gpp.generate_graph(n, seed + 1)
             assert np.array_equal(arrays[split]["edges"][offsets[i] : offsets[i + 1]], edges)
             assert FAMILY_NAMES[arrays[split]["family"][i]] == family
+
+
+def test_a_draw_with_an_isolated_node_is_redrawn_from_the_next_seeds_in_its_family():
+    """Seed 13 draws a 25-node star with an isolated node once randomised; PNA redraws the
+    same family from seeds 14, 15, … and the counter stays at the seed of the kept graph."""
+    first, _, family, _ = gpp.draw_graph(25, 13)
+    assert family == "star" and first.max(axis=0).min() == 0  # an isolated node
+    seed = 14
+    while True:  # the first later seed whose star has none, found with draw_graph alone
+        adjacency, values, _, _ = gpp.draw_graph(25, seed, family)
+        if adjacency.max(axis=0).min() > 0:
+            break
+        seed += 1
+    edges, kept_values, _, kept_family, next_seed = gpp.generate_graph(25, 13)
+    assert (next_seed, kept_family) == (seed, "star") and seed > 14  # redrawn more than once
+    assert np.array_equal(edges, np.argwhere(np.triu(adjacency, 1) > 0))
+    assert np.array_equal(kept_values, values)
+    # Every graph of a split has its own seed: no two share their node values.
+    arrays = generate_gpp(seed=0, sizes=(40, 1, 1))["train"]
+    rows = np.split(arrays["feat"][:, 1], np.cumsum(arrays["num_nodes"])[:-1])
+    assert len({row.tobytes() for row in rows}) == 40
 
 
 def test_same_seed_same_data_other_seed_other_data(tmp_path):
