@@ -37,6 +37,9 @@ def test_non_finite_features(graph, bad):
     feat[3, 1] = bad
     with pytest.raises(ValueError, match="NaN or Inf values in 1 of 12 rows"):
         build_model("gcn_ssm", **ARGS)(graph, feat)
+    feat[3, 2] = feat[5, 0] = bad  # three bad values in two rows: the rows are counted
+    with pytest.raises(ValueError, match="NaN or Inf values in 2 of 12 rows"):
+        build_model("gcn_ssm", **ARGS)(graph, feat)
 
 
 def test_features_written_in_place_after_a_clean_pass_are_checked_again(graph, monkeypatch):
