@@ -380,6 +380,17 @@ def not_a_database(tmp_path):
     return f"sqlite:///{tmp_path / 'notes.db'}"
 
 
+def other_sqlite_file(tmp_path):
+    """A SQLite database that is not Optuna's: one table of someone's notes."""
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE notes (text)")
+    con.close()
+    return f"sqlite:///{path}"
+
+
 def empty_optuna_file(tmp_path):
     path = tmp_path / "empty.db"
     optuna.storages.RDBStorage(f"sqlite:///{path}").engine.dispose()
@@ -395,6 +406,7 @@ def empty_optuna_file(tmp_path):
         (lambda tmp: "postgresql://u:p@127.0.0.1:1/db", "cannot open storage postgresql://u:***@"),
         (lambda tmp: "not a url", "invalid storage URL"),
         (not_a_database, "is not a readable SQLite database"),
+        (other_sqlite_file, "is not an Optuna storage (it has no 'studies' table)"),
         (empty_optuna_file, "holds no studies"),
     ],
     ids=[
@@ -404,19 +416,21 @@ def empty_optuna_file(tmp_path):
         "refused",
         "not-a-url",
         "not-sqlite",
+        "not-optuna",
         "no-studies",
     ],  # fmt: skip
 )
 def test_bad_input_is_one_stderr_line_and_exit_2(make_url, message, tmp_path):
     url = make_url(tmp_path)
-    before = sorted(tmp_path.iterdir())
+    before = {path: path.read_bytes() for path in sorted(tmp_path.iterdir())}
     result = run_cli("--storage", url, "--out", str(tmp_path / "out"))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dgl-ssm-leaderboard: error:"), result.stderr
     assert message in lines[0] and ":p@" not in lines[0]
     assert result.stdout == ""
-    assert sorted(tmp_path.iterdir()) == before  # no database file, no output folder
+    # No database file, no output folder, and a file that was there is unchanged.
+    assert {path: path.read_bytes() for path in sorted(tmp_path.iterdir())} == before
 
 
 def test_unfinished_studies_are_provisional_in_their_direction_and_never_placed(tmp_path):
