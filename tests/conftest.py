@@ -40,6 +40,27 @@ def random_graph(num_nodes, num_edges, seed=0, self_loops=True):
     return dgl.add_self_loop(graph) if self_loops else graph
 
 
+def layer_by_layer(model, graph, feat):
+    """``([(layer, H⁽ℓ⁾, E⁽ℓ⁾), …], last state)``: each layer's input from calling the layers
+    one by one (eval mode), so that a test's linearisation points do not come from the hooks
+    of the code under test. One-hop models only: k-hop layers read hop graphs that only the
+    model's forward pass assembles."""
+    model.eval()
+    calls = []
+    with torch.no_grad():
+        state = model.encoder(feat)
+        edges = (
+            model.edge_embedding.expand(graph.num_edges(), -1) if model.uses_edge_feats else None
+        )
+        for layer in model.layers:
+            calls.append((layer, state, edges))
+            if edges is None:
+                state = layer(graph, state)
+            else:
+                state, edges = layer(graph, state, edges)
+    return calls, state
+
+
 def fresh_postgres_database(url):
     """Drop and re-create the database of the PostgreSQL ``url``, closing its other sessions."""
     import sqlalchemy

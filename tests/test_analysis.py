@@ -33,7 +33,7 @@ from dgl_ssm.analysis import (
     top_singular_values,
 )
 from dgl_ssm.backbones import BACKBONES
-from tests.conftest import random_graph
+from tests.conftest import layer_by_layer, random_graph
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -558,13 +558,8 @@ def test_layer_inputs_feed_the_jacobian_of_a_model_layer():
     feat = torch.randn(10, 3)
     calls = layer_inputs(model, graph, feat)
     assert len(calls) == 2 and calls[1].edge_feat.shape == (graph.num_edges(), 4)
-    model.eval()  # each layer's input, from calling the layers one by one
-    with torch.no_grad():
-        state = model.encoder(feat)
-        edges = model.edge_embedding.expand(graph.num_edges(), -1)
-        for layer, call in zip(model.layers, calls):
-            assert torch.equal(call.feat, state) and torch.equal(call.edge_feat, edges)
-            state, edges = layer(graph, state, edges)
+    for (_, state, edges), call in zip(layer_by_layer(model, graph, feat)[0], calls, strict=True):
+        assert torch.equal(call.feat, state) and torch.equal(call.edge_feat, edges)
     jac = dense_layer_jacobian(model.layers[1], calls[1].graph, calls[1].feat, calls[1].edge_feat)
     moduli = torch.linalg.eigvals(jac).abs()
     assert jac.shape == (40, 40) and 0.5 < moduli.min() <= moduli.max() < 1.5  # Λ = I, B = 0.1·I
@@ -656,15 +651,9 @@ def test_cli_gradients_jacobian_and_errors(tmp_path, capsys):
 
     rows = read_csv(tmp_path / "jacobian_random.csv")
     for name, shown in [("gcn_ssm", "GCN-SSM"), ("gatedgcn", "GatedGCN")]:
-        model = seeded(name, 3).eval()
-        with torch.no_grad():  # layer 2 linearised at H⁽¹⁾, from calling layer 1 by hand
-            state, edges = model.encoder(feat), None
-            if name == "gatedgcn":
-                edges = model.edge_embedding.expand(graph.num_edges(), -1)
-                state, edges = model.layers[0](graph, state, edges)
-            else:
-                state = model.layers[0](graph, state)
-        jac = dense_layer_jacobian(model.layers[1], graph, state, edge_feat=edges)
+        model = seeded(name, 3)
+        layer, state, edges = layer_by_layer(model, graph, feat)[0][1]  # layer 2 at H⁽¹⁾
+        jac = dense_layer_jacobian(layer, graph, state, edge_feat=edges)
         for kind, values in [("eig_modulus", torch.linalg.eigvals(jac).abs()),
                              ("singular_value", torch.linalg.svdvals(jac))]:  # fmt: skip
             written = [float(r["value"]) for r in rows if r["model"] == shown and r["kind"] == kind]

@@ -17,28 +17,9 @@ from dgl_ssm import (
     calibrate,
 )
 from dgl_ssm.analysis import dense_layer_jacobian, layer_inputs
-from tests.conftest import random_graph
+from tests.conftest import layer_by_layer, random_graph
 
 BACKBONES = ["gcn_ssm", "gin_ssm", "sage_ssm", "gat_ssm", "gatedgcn_ssm"]
-
-
-def layer_by_layer(model, graph, feat):
-    """(layer, H⁽ℓ⁾, E⁽ℓ⁾) for every layer, from calling the layers one by one (eval mode), so
-    the linearisation points do not come from the hooks `calibrate` itself reads them with."""
-    model.eval()
-    calls = []
-    with torch.no_grad():
-        state = model.encoder(feat)
-        edges = (
-            model.edge_embedding.expand(graph.num_edges(), -1) if model.uses_edge_feats else None
-        )
-        for layer in model.layers:
-            calls.append((layer, state, edges))
-            if edges is None:
-                state = layer(graph, state)
-            else:
-                state, edges = layer(graph, state, edges)
-    return calls, state
 
 
 def dense_radii(model, graph, feat):
