@@ -25,13 +25,13 @@ LAMBDA = np.array([[0.9, 0.1], [0.0, 0.8]])
 B = np.array([[0.2, 0.0], [0.3, -0.1]])
 
 
-def three_node_layer(update):
+def three_node_layer(update, weight=W, **layer_options):
     graph = dgl.add_self_loop(dgl.graph(([0, 1, 1, 2], [1, 0, 2, 1])))
     conv = GraphConv(2, 2, norm="both")
     with torch.no_grad():
-        conv.weight.copy_(torch.tensor(W))
+        conv.weight.copy_(torch.as_tensor(weight))
         conv.bias.zero_()
-    return graph, SSMLayer(conv, dim=2, update=update)
+    return graph, SSMLayer(conv, dim=2, update=update, **layer_options)
 
 
 def test_one_gcn_ssm_step_equals_the_formula_by_hand():
@@ -40,6 +40,32 @@ def test_one_gcn_ssm_step_equals_the_formula_by_hand():
     out = layer(graph, torch.tensor(H, dtype=torch.float32))
     expected = H @ LAMBDA.T + np.maximum(A_HAT @ H @ W, 0) @ B.T
     np.testing.assert_allclose(out.detach().numpy(), expected, atol=1e-6)
+
+
+def test_the_norm_acts_on_the_new_state():
+    update = SSMUpdate(2, state=torch.tensor(LAMBDA), input=torch.tensor(B))
+    graph, layer = three_node_layer(update, norm="layer")
+    out = layer(graph, torch.tensor(H, dtype=torch.float32))
+    state = H @ LAMBDA.T + np.maximum(A_HAT @ H @ W, 0) @ B.T
+    centred = state - state.mean(axis=1, keepdims=True)  # LayerNorm at init: weight 1, bias 0
+    expected = centred / np.sqrt((centred**2).mean(axis=1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(out.detach().numpy(), expected, atol=1e-5)
+
+
+def test_dropout_acts_on_the_conv_input_only():
+    # A conv of zero weights adds nothing, so whatever dropout does, the state must pass
+    # through exactly: H Λᵀ (in training mode, where dropout is on).
+    update = SSMUpdate(2, state=torch.tensor(LAMBDA), input=torch.tensor(B))
+    graph, layer = three_node_layer(update, weight=np.zeros((2, 2)), dropout=0.5)
+    layer.train()
+    feat = torch.tensor(H, dtype=torch.float32)
+    conv_inputs = []
+    layer.conv.register_forward_pre_hook(lambda _, args: conv_inputs.append(args[1]))
+    torch.manual_seed(0)
+    out = layer(graph, feat)
+    np.testing.assert_allclose(out.detach().numpy(), H @ LAMBDA.T, atol=1e-6)
+    kept = conv_inputs[0] != 0  # ... while the conv's input was dropped out and rescaled
+    assert not kept.all() and torch.allclose(conv_inputs[0][kept], 2 * feat[kept])
 
 
 @pytest.mark.parametrize("lam,beta,activation", [(1.0, 0.1, "relu"), (0.7, 0.5, "tanh")])
