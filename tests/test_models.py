@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dgl_ssm import MODELS, KHopTransform, build_model, is_khop, is_ssm
-from tests.conftest import random_graph
+from tests.conftest import layer_by_layer, random_graph
 
 TWINS = [
     ("gcn", "gcn_ssm"),
@@ -37,6 +37,35 @@ def test_plain_and_ssm_twins_have_identical_trainable_parameters(plain, ssm):
     plain_model, ssm_model = build_model(plain, **ARGS), build_model(ssm, **ARGS)
     assert trainable(plain_model) == trainable(ssm_model)
     assert not is_ssm(plain) and is_ssm(ssm)
+
+
+@pytest.mark.parametrize("plain,ssm", TWINS)
+def test_twins_built_with_a_norm_and_dropout_both_have_them(plain, ssm):
+    twins = [build_model(name, **ARGS, norm="layer", dropout=0.3) for name in (plain, ssm)]
+    assert trainable(twins[0]) == trainable(twins[1])
+    for model in twins:
+        assert sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules()) == 4
+        assert all(layer.dropout.p == 0.3 for layer in model.layers)
+
+
+def test_a_residual_plain_layer_adds_its_input():
+    """GCN(residual=True), layer by layer: H' = relu(Â H W + b) + H, with Â from numpy."""
+    torch.manual_seed(0)
+    graph, feat = random_graph(12, 24, seed=4), torch.randn(12, 5)
+    model = build_model("gcn", **ARGS, residual=True)
+    src, dst = (t.numpy() for t in graph.edges())
+    adj = np.zeros((12, 12))
+    adj[dst, src] = 1.0  # self loops included by random_graph
+    deg = adj.sum(axis=1)
+    a_hat = adj / np.sqrt(np.outer(deg, deg))
+    calls, _ = layer_by_layer(model, graph, feat)
+    for layer, state, _ in calls:
+        conv = layer.conv
+        h = state.numpy()
+        expected = np.maximum(a_hat @ h @ conv.weight.detach().numpy()
+                              + conv.bias.detach().numpy(), 0) + h  # fmt: skip
+        with torch.no_grad():
+            np.testing.assert_allclose(layer(graph, state).numpy(), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", [ssm for _, ssm in TWINS])
