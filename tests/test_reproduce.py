@@ -431,3 +431,31 @@ def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
     blocker.write_text("")
     assert main(["reproduce", "--part", "cora", "--out", str(blocker / "x")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+STRUCTURE = ("num_layers", "hidden", "dropout", "activation", "readout", "head_activation",
+             "checkpoint")  # fmt: skip
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_the_rows_a_table_compares_share_depth_width_dropout_and_protocol(part):
+    """Honest baselines: in every part and budget, the rows of one column, seed and split
+    (plain model, SSM twin, other backbones) differ in the model only: the same depth,
+    width, dropout, activation, readout, data and optimiser, and the same norm, except for
+    Platonov's GCN, whose pre-norm LayerNorm is its architecture's (the SSM twin gets one)."""
+    for budget in ("cpu", "paper"):
+        groups = {}
+        for cell in plan([part], budget):
+            where = (cell.column, cell.config.seed, cell.config.data.split)
+            groups.setdefault(where, []).append(cell)
+        for where, cells in groups.items():
+            first = cells[0].config
+            for cell in cells[1:]:
+                config = cell.config
+                assert config.optim == first.optim and config.data == first.data, where
+                for knob in STRUCTURE:
+                    mine, theirs = getattr(config.model, knob), getattr(first.model, knob)
+                    assert mine == theirs, (where, cell.row, knob)
+            names = [c.config.model.name for c in cells]
+            norms = {c.config.model.norm for c, n in zip(cells, names) if n != "gcn_platonov"}
+            assert norms == ({"layer"} if "gcn_platonov" in names else {None}), (where, norms)
