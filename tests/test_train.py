@@ -189,3 +189,8 @@ def test_the_run_keeps_the_best_epoch_in_the_metrics_direction(metric):
     assert len(set(vals)) > 1  # the direction mattered
     assert result.best_epoch == vals.index(best)
     assert result.val == pytest.approx(best, rel=1e-6)
+    # The test score is the best epoch's weights': a run stopped right after that epoch
+    # (training is deterministic) scores the same.
+    assert result.best_epoch < len(vals) - 1  # else the last weights would be the best's
+    run.optim.epochs = result.best_epoch + 1
+    assert train(run, data=data).test == result.test
