@@ -334,10 +334,11 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
                                                       else None)  # fmt: skip
     cells = (("GCN-SSM", "defaults", 0, 0.79, None), ("GCN-SSM", rescaled, 0, 0.80, 0.125),
              ("GCN-SSM", same, 0, 0.76, 0.125), ("GCN-SSM", per_layer, 0, 0.775, 0.125),
-             ("GIN-SSM", "defaults", 0, 0.40, None),
-             ("GIN-SSM", rescaled, 0, 0.30, 0.0625), ("GIN-SSM", "defaults", 1, 0.42, None),
+             ("GIN-SSM", "defaults", 0, 0.40, None), ("GIN-SSM", "defaults", 1, 0.42, None),
              ("GIN-SSM", rescaled, 1, 0.36, 0.0625), ("GIN-SSM", "defaults", 2, 0.41, None),
-             ("GIN-SSM", rescaled, 2, 0.33, 0.0625), ("SAGE-SSM", "defaults", 0, 0.78, None),
+             ("GIN-SSM", rescaled, 2, 0.33, 0.0625),
+             ("GIN-SSM", rescaled, 0, 0.30, 0.0625),  # landed last: pairs go by seed
+             ("SAGE-SSM", "defaults", 0, 0.78, None),
              ("SAGE-SSM", rescaled, 0, 0.79, 0.5), ("SAGE-SSM", "defaults", 1, 0.78, None),
              ("SAGE-SSM", rescaled, 1, 0.75, 0.5), ("GIN-SSM", uniform, 0, 0.35, 0.0625),
              ("GIN-SSM", uniform, 1, 0.30, 0.0625),
