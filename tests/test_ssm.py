@@ -160,6 +160,11 @@ def test_matrix_kinds_have_the_promised_spectra():
     np.testing.assert_allclose(orthogonal @ orthogonal.T, 0.81 * torch.eye(6), atol=1e-5)
     random = build_matrix("random", 64, 1.0, generator)
     assert random.abs().max() <= 1 / 8 and random.std() > 0.05  # U(-1/√d, 1/√d)
+    # The scale multiplies the same draw, for the random kinds too.
+    for kind in ("orthogonal", "random"):
+        unit = build_matrix(kind, 6, 1.0, torch.Generator().manual_seed(3))
+        scaled = build_matrix(kind, 6, 0.5, torch.Generator().manual_seed(3))
+        torch.testing.assert_close(scaled, 0.5 * unit)
 
 
 def test_lambda_and_b_are_buffers_and_survive_a_reload():
