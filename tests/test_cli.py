@@ -290,3 +290,19 @@ def test_the_weight_decay_rule_flags_set_the_config_and_exclude_each_other(capsy
     with pytest.raises(SystemExit) as exit:
         parser.parse_args(["run", "--same-weight-decay", "--uniform-weight-decay"])
     assert exit.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_seeds_run_through_the_fixed_splits_from_the_one_asked(data_dir, cache_dir):
+    """Run i of --seeds N uses seed s + i and split (split + i) mod 10: from split 8, three
+    runs read splits 8, 9 and 0."""
+    from dgl_ssm_bench.run import run_seeds
+
+    config = RunConfig.from_dict({
+        "model": {"name": "gcn", "num_layers": 1, "hidden": 4},
+        "data": {"name": "minesweeper", "split": 8, "data_dir": str(data_dir),
+                 "cache_dir": str(cache_dir)},
+        "optim": {"epochs": 1}, "seed": 5,
+    })  # fmt: skip
+    records = run_seeds(config, seeds=3, progress=False, log=lambda *_: None)
+    ran = [(r["config"]["seed"], r["config"]["data"]["split"]) for r in records]
+    assert ran == [(5, 8), (6, 9), (7, 0)]
