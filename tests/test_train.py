@@ -120,6 +120,16 @@ def test_fixed_batches_are_built_once_and_only_reordered():
     fresh = epochs(False)
     assert not {id(b[0]) for b in fresh[0]} & {id(b[0]) for b in fresh[1]}
     assert sum(b[0].batch_size for b in fresh[0]) == count
+    # Evaluation batches (4 × batch_size = 8 graphs here): every graph of the split once, in
+    # order, the last batch partial (10 = 8 + 2).
+    config = RunConfig.from_dict({"model": {"name": "gcn", "num_layers": 2},
+                                  "optim": {"batch_size": 2}})  # fmt: skip
+    task = _Task(data, config, torch.device("cpu"))
+    for split in ("val", "test"):
+        batches = task._eval_batches(split)
+        assert [b[0].batch_size for b in batches] == [8, 2]
+        feats = torch.cat([b[0].ndata["feat"] for b in batches])
+        assert torch.equal(feats, torch.cat([g.ndata["feat"] for g in data.graphs[split]]))
 
 
 def tiny_node_task(metric):
