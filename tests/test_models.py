@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dgl_ssm import MODELS, KHopTransform, build_model, is_khop, is_ssm
+from dgl_ssm.analysis import layer_inputs
 from tests.conftest import layer_by_layer, random_graph
 
 TWINS = [
@@ -165,6 +166,15 @@ def test_gatedgcn_uses_edge_features_and_returns_them_through_the_stack():
     out = model(g, torch.randn(30, 5), e)
     out.sum().backward()
     assert model.edge_encoder.weight.grad.abs().sum() > 0
+    # Each layer reads the edge features the conv before it wrote, through σ = relu: E⁽¹⁾ is
+    # relu of layer 1's conv output, recomputed here from the conv alone.
+    model.eval()
+    calls = layer_inputs(model, g, torch.randn(30, 5), e)
+    with torch.no_grad():
+        _, conv_edges = model.layers[0].conv(g, calls[0].feat, calls[0].edge_feat)
+    assert torch.equal(calls[0].edge_feat, model.edge_encoder(e))
+    torch.testing.assert_close(calls[1].edge_feat, torch.relu(conv_edges))
+    assert not torch.allclose(calls[1].edge_feat, calls[0].edge_feat)
 
 
 def test_cumulative_mode_sums_one_conv_per_hop():
