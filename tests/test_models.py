@@ -339,24 +339,60 @@ def test_model_reading_hops_the_transform_never_stored_is_refused():
         build_model("kgcn_ssm", **dict(ARGS, past_max_hop="last"))
 
 
+def arr(tensor):
+    return tensor.detach().double().numpy()
+
+
+def hop_adjacency(bare, hop):
+    """Â_k = D^-1/2 (A_k + I) D^-1/2 of the hop-k pairs (networkx), indexed [dst, src]."""
+    adj = np.eye(bare.num_nodes())
+    for u, v in hop_pairs_by_networkx(bare, hop):
+        adj[v, u] = 1.0
+    return adj / np.sqrt(np.outer(adj.sum(1), adj.sum(0)))
+
+
+def ssm_step(layer, h, conv):
+    lam, beta = arr(layer.update.state_matrix), arr(layer.update.input_matrix)
+    return h @ lam.T + np.maximum(conv, 0.0) @ beta.T
+
+
 def dense_kgcn_ssm(model, bare, feat):
     """kGCN-SSM forward in numpy from networkx hop distances (the reproduction's setting:
     K = num_layers, graph rewired with KHopTransform(k=K)): layer ℓ reads hop ℓ."""
-
-    def arr(tensor):
-        return tensor.detach().double().numpy()
-
-    n = bare.num_nodes()
     h = arr(feat) @ arr(model.encoder.weight).T + arr(model.encoder.bias)
     for hop, layer in enumerate(model.layers, start=1):
-        adj = np.eye(n)  # hop-ℓ edges plus one self loop a node, adj[dst, src]
-        for u, v in hop_pairs_by_networkx(bare, hop):
-            adj[v, u] = 1.0
-        a_hat = adj / np.sqrt(np.outer(adj.sum(1), adj.sum(0)))
-        conv = a_hat @ h @ arr(layer.conv.weight) + arr(layer.conv.bias)
-        lam, beta = arr(layer.update.state_matrix), arr(layer.update.input_matrix)
-        h = h @ lam.T + np.maximum(conv, 0.0) @ beta.T
+        conv = hop_adjacency(bare, hop) @ h @ arr(layer.conv.weight) + arr(layer.conv.bias)
+        h = ssm_step(layer, h, conv)
     return h @ arr(model.head.weight).T + arr(model.head.bias)
+
+
+def dense_drew_kgcn_ssm(model, bare, feat, max_hop, delay):
+    """Cumulative (DRew) kGCN-SSM in numpy: layer ℓ sums one GCN per hop k ≤ min(ℓ, K), hop k
+    reading the delayed state H^(ℓ−1−τ(k)), τ(k) = max(0, k − ν) (Gutteridge et al. 2023),
+    the state before the encoder's being H^(0)."""
+    states = [arr(feat) @ arr(model.encoder.weight).T + arr(model.encoder.bias)]
+    for ell, layer in enumerate(model.layers, start=1):
+        convs = layer.conv.convs
+        assert len(convs) == min(ell, max_hop)
+        total = 0.0
+        for k, conv in enumerate(convs, start=1):
+            source = states[max(0, ell - 1 - max(0, k - delay))]
+            total = total + hop_adjacency(bare, k) @ source @ arr(conv.weight) + arr(conv.bias)
+        states.append(ssm_step(layer, states[-1], total))
+    return states[-1] @ arr(model.head.weight).T + arr(model.head.bias)
+
+
+def test_cumulative_mode_with_delay_equals_drew_by_hand():
+    bare = random_graph(16, 20, seed=5, self_loops=False)
+    torch.manual_seed(0)
+    model = build_model("kgcn_ssm", **dict(ARGS, num_layers=5), hop_mode="cumulative",
+                        max_hop=3, delay=1, input="random", input_scale=1.0).double()  # fmt: skip
+    feat = torch.randn(16, 5, dtype=torch.float64)
+    with torch.no_grad():
+        out = model(KHopTransform(k=3)(bare), feat).numpy()
+    expected = dense_drew_kgcn_ssm(model, bare, feat, max_hop=3, delay=1)
+    assert abs(out).max() > 1e-3
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("past_max_hop", ["empty", "repeat"])
