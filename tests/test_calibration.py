@@ -107,6 +107,21 @@ def test_a_target_below_one_contracts_without_collapsing_b():
     report = calibrate(model, graph, feat, target=0.9)
     assert report.ok and min(report.input_factor) > 1e-3
     assert all(0.88 <= r <= 0.92 for r in dense_radii(model, graph, feat))
+    # The state norms reported are relative to the target's decay: ‖H⁽ℓ⁾‖ / (‖H⁽⁰⁾‖ 0.9^ℓ).
+    ratios = state_norm_ratios(model, graph, feat)
+    relative = [r / 0.9**depth for depth, r in enumerate(ratios, start=1)]
+    assert report.norm_after == pytest.approx(relative, rel=1e-4)
+
+
+def test_the_centred_rule_centres_the_radii_of_a_group_on_the_target():
+    graph = random_graph(24, 40, seed=1)
+    feat = torch.randn(24, 5, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = build_model("gcn_ssm", in_feats=5, hidden=4, out_feats=2, num_layers=6)
+    report = calibrate(model, graph, feat, lambda_rule="centred")
+    radii = dense_radii(model, graph, feat)
+    assert report.ok and max(radii) - min(radii) > 0.002  # a spread to centre
+    assert (min(radii) + max(radii)) / 2 == pytest.approx(1.0, abs=2e-3)
 
 
 def test_a_model_within_bounds_is_left_as_it_is():
