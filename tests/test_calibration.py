@@ -325,6 +325,35 @@ def test_a_calibrated_run_records_the_report_and_its_gradient_ratio():
     assert before > 0 and 0.1 <= after <= 10
 
 
+def test_a_calibrated_run_takes_its_target_and_rule_and_records_what_it_set(monkeypatch):
+    import dgl_ssm
+    from dgl_ssm_bench.config import RunConfig
+    from dgl_ssm_bench.train import train
+    from tests.test_train import tiny_node_task
+
+    calibrated = []
+    measured = dgl_ssm.calibrate
+    monkeypatch.setattr(
+        dgl_ssm,
+        "calibrate",
+        lambda model, *a, **k: calibrated.append(model) or measured(model, *a, **k),
+    )
+    model = {"name": "gcn_ssm", "num_layers": 4, "hidden": 8, "calibrate": 0.9,
+             "calibrate_lambda": "centred"}  # fmt: skip
+    result = train(RunConfig.from_dict({"model": model, "optim": {"epochs": 2}}),
+                   data=tiny_node_task("accuracy"))  # fmt: skip
+    report, (model,) = result.calibration, calibrated
+    assert report["lambda_rule"] == "centred"
+    assert all(0.88 <= r <= 0.92 for r in report["radius_after"])  # the target asked, not 1
+    radii = report["radius_after"]
+    assert (min(radii) + max(radii)) / 2 == pytest.approx(0.9, abs=2e-3)  # centred on it
+    # What the record says was set is what the model holds (Λ and B are buffers: training
+    # leaves them as calibration set them).
+    update = model.layers[0].update
+    assert report["state_scale"] == [pytest.approx(float(update.state_matrix[0, 0]))]
+    assert float(update.input_matrix[0, 0]) == pytest.approx(0.1 * report["input_factor"][0])
+
+
 def test_a_calibrated_run_says_what_the_calibration_did(capsys):
     from dgl_ssm_bench.config import RunConfig
     from dgl_ssm_bench.run import calibration_summary
