@@ -279,6 +279,39 @@ def test_divergence_on_a_roc_auc_dataset_is_recorded(tmp_path, data_dir, cache_d
     assert (record["status"], record["metric"], record["test"]) == ("diverged", "roc_auc", None)
 
 
+@pytest.mark.parametrize(
+    "argv,section,field,value",
+    [(["--hidden", "32"], "model", "hidden", 32),
+     (["--layers", "7"], "model", "num_layers", 7),
+     (["--dropout", "0.3"], "model", "dropout", 0.3),
+     (["--norm", "layer"], "model", "norm", "layer"),
+     (["--state-scale", "0.9"], "model", "state_scale", 0.9),
+     (["--input-scale", "0.05"], "model", "input_scale", 0.05),
+     (["--input-scale", "auto"], "model", "input_scale", "auto"),
+     (["--per-layer-ssm"], "model", "shared_ssm", False),
+     (["--ssm-seed", "4"], "model", "ssm_seed", 4),
+     (["--max-hop", "3"], "model", "max_hop", 3),
+     (["--delay", "1"], "model", "delay", 1),
+     (["--calibrate"], "model", "calibrate", 1.0),
+     (["--calibrate", "0.9"], "model", "calibrate", 0.9),
+     (["--calibrate-lambda", "centred"], "model", "calibrate_lambda", "centred"),
+     (["--checkpoint"], "model", "checkpoint", True),
+     (["--split", "3"], "data", "split", 3),
+     (["--no-self-loops"], "data", "self_loops", False),
+     (["--lr", "0.002"], "optim", "lr", 0.002),
+     (["--weight-decay", "0.01"], "optim", "weight_decay", 0.01),
+     (["--patience", "9"], "optim", "patience", 9),
+     (["--batch-size", "8"], "optim", "batch_size", 8)],
+)  # fmt: skip
+def test_each_run_flag_sets_its_config_field(argv, section, field, value):
+    from dgl_ssm_bench.cli import build_parser, config_from_args
+
+    config = config_from_args(build_parser().parse_args(["run", "--model", "gcn_ssm", *argv]))
+    assert getattr(getattr(config, section), field) == value
+    unset = config_from_args(build_parser().parse_args(["run", "--model", "gcn_ssm"]))
+    assert getattr(getattr(unset, section), field) != value  # the flag made the difference
+
+
 def test_the_weight_decay_rule_flags_set_the_config_and_exclude_each_other(capsys):
     from dgl_ssm_bench.cli import build_parser, config_from_args
 
