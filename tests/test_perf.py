@@ -362,7 +362,9 @@ def test_the_monitor_overhead_is_a_ratio_and_a_target(tmp_path, data_dir, cache_
     args += ["--data-dir", str(data_dir), "--cache-dir", str(cache_dir), "--out", str(tmp_path)]
     result = main([*args, "--no-subprocess"])
     printed = capsys.readouterr().out
-    assert "[monitor] cora 2 layers:" in printed and "recorded epochs" in printed
+    assert "[monitor] cora 2 layers:" in printed
+    spectra, entries = map(int, re.search(r"for (\d+) of (\d+) recorded epochs", printed).groups())
+    assert entries >= 1 and spectra <= entries  # the monitored variant did record
     (found,) = [r for r in result["ratios"] if r["section"] == "monitor"]
     assert (found["numerator"], found["denominator"], found["depth"]) == (
         "gcn_ssm+monitor", "gcn_ssm", 2)  # fmt: skip
