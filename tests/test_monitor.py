@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch.nn.functional as F
 
@@ -180,3 +181,24 @@ def test_monitor_options_are_checked():
     with pytest.raises(ValueError, match="spectra"):
         TrainingMonitor(1, spectra="later")
     assert TrainingMonitor(1).chosen_layers(64) == [0, 32, 63]
+
+
+def test_the_heatmaps_put_layers_up_and_epochs_across(tmp_path, monkeypatch):
+    """A record whose ‖∂loss/∂H⁽ℓ⁾‖ is 10^(epoch + 10ℓ): the drawn image must be log10 of it,
+    layers as rows (ℓ = 1 at the bottom), epochs as columns in order, each cell centred on
+    its epoch and layer."""
+    from matplotlib.axes import Axes
+
+    from dgl_ssm_bench.figures import monitor_figures
+
+    epochs, layers = [0, 2, 4], [1, 2, 3]
+    history = [{"epoch": e, "grad_norm": [10.0 ** (e + 10 * ell) for ell in layers],
+                "energy": [1.0] * 4, "singular_values": {}} for e in epochs]  # fmt: skip
+    drawn = []
+    show = Axes.imshow
+    monkeypatch.setattr(Axes, "imshow", lambda ax, x, **k: drawn.append((x, k)) or show(ax, x, **k))
+    monitor_figures({"history": history}, out=tmp_path)
+    image, options = drawn[0]
+    expected = [[e + 10 * ell for e in epochs] for ell in layers]
+    np.testing.assert_allclose(image, expected)
+    assert options["origin"] == "lower" and options["extent"] == (-0.5, 4.5, 0.5, 3.5)
