@@ -12,6 +12,7 @@ import torch
 from dgl_ssm import MODELS, KHopTransform, build_model, is_khop, is_ssm
 from dgl_ssm.analysis import layer_inputs
 from tests.conftest import layer_by_layer, random_graph
+from tests.test_analysis import numpy_gcn_adjacency
 
 TWINS = [
     ("gcn", "gcn_ssm"),
@@ -52,13 +53,9 @@ def test_twins_built_with_a_norm_and_dropout_both_have_them(plain, ssm):
 def test_a_residual_plain_layer_adds_its_input():
     """GCN(residual=True), layer by layer: H' = relu(Â H W + b) + H, with Â from numpy."""
     torch.manual_seed(0)
-    graph, feat = random_graph(12, 24, seed=4), torch.randn(12, 5)
+    bare, feat = random_graph(12, 24, seed=4, self_loops=False), torch.randn(12, 5)
+    graph, a_hat = dgl.add_self_loop(bare), numpy_gcn_adjacency(bare)
     model = build_model("gcn", **ARGS, residual=True)
-    src, dst = (t.numpy() for t in graph.edges())
-    adj = np.zeros((12, 12))
-    adj[dst, src] = 1.0  # self loops included by random_graph
-    deg = adj.sum(axis=1)
-    a_hat = adj / np.sqrt(np.outer(deg, deg))
     calls, _ = layer_by_layer(model, graph, feat)
     for layer, state, _ in calls:
         conv = layer.conv

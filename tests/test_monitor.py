@@ -22,16 +22,20 @@ def config(**model):
     return RunConfig.from_dict({"model": model, "optim": {"epochs": 3}, "seed": 3})
 
 
+def model_as_built(run, data):
+    """The model and graph of ``run`` before its first step, rebuilt from the same seed."""
+    seed_everything(run.seed)
+    return build_for(run.model, data), prepare_graph(data.graph, run)
+
+
 def test_recorded_quantities_equal_the_analysis_of_the_model_at_that_step():
     data, run = tiny_node_task("accuracy"), config()
     monitor = TrainingMonitor(2, layers=[0, 4], spectra="inline")
     result = train(run, data=data, monitor=monitor)
     entries = [h for h in result.history if "grad_norm" in h]
     assert [e["epoch"] for e in entries] == [0, 2] and result.monitored
-    # The model at epoch 0's step is the model as built: rebuild it from the same seed.
-    seed_everything(run.seed)
-    model = build_for(run.model, data)
-    graph = prepare_graph(data.graph, run)
+    # The model at epoch 0's step is the model as built.
+    model, graph = model_as_built(run, data)
     feat, labels, train_index = graph.ndata["feat"], graph.ndata["label"], data.splits[0]["train"]
 
     def loss(out):
@@ -76,10 +80,7 @@ def test_background_spectra_and_tensorboard(tmp_path):
         assert len(entry["singular_values"].get("2", [])) == 3 or entry["spectra"] == "skipped"
     # The helper is idle at the first step, so that entry has its values, and they are the
     # analysis of the model as built (rebuilt here from the same seed).
-    run = config()
-    seed_everything(run.seed)
-    model = build_for(run.model, data)
-    graph = prepare_graph(data.graph, run)
+    model, graph = model_as_built(config(), data)
     call = layer_inputs(model, graph, graph.ndata["feat"])[2]
     direct = top_singular_values(model.layers[2], call.graph, call.feat, k=3)
     assert entries[0]["singular_values"]["2"] == pytest.approx(direct.tolist(), rel=1e-3)
