@@ -50,6 +50,12 @@ def get_activation(activation):
                 f"{', '.join(sorted(ACTIVATIONS))}; or pass a module or a callable."
             )
         return ACTIVATIONS[activation]()
+    if isinstance(activation, type):  # nn.ReLU rather than nn.ReLU(): a class is callable too
+        raise TypeError(
+            f"activation must be a module instance or a function, got the class "
+            f"{activation.__name__}: pass {activation.__name__}() (an instance) or a name "
+            f"({', '.join(sorted(ACTIVATIONS))})."
+        )
     if callable(activation):
         return FunctionActivation(activation)
     raise TypeError(

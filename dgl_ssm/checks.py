@@ -24,6 +24,16 @@ def check_graph(graph, who, call="model(graph, feat)"):
         )
 
 
+def check_homogeneous(graph, who):
+    """Refuse a heterograph (``DGLError``); ``who`` completes "… one node and one edge type"."""
+    if not graph.is_homogeneous:
+        raise DGLError(
+            f"The graph is not homogeneous (node types {graph.ntypes}, edge types "
+            f"{graph.etypes}); {who} one node and one edge type. Convert it with "
+            "dgl.to_homogeneous(g, ndata=[...]) first."
+        )
+
+
 def is_int(value):
     """Whether ``value`` is an integer (NumPy's too), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -65,12 +75,7 @@ def check_node_features(graph, feat, in_feats, dtype=None, device=None):
     ``in_feats=None`` (a model with its own node encoder): any dtype and width, one row per
     node."""
     check_graph(graph, "The model")
-    if not graph.is_homogeneous:
-        raise DGLError(
-            f"The graph is not homogeneous (node types {graph.ntypes}, edge types "
-            f"{graph.etypes}); the models take one node and one edge type. Convert it with "
-            "dgl.to_homogeneous(g, ndata=[...]) first."
-        )
+    check_homogeneous(graph, "the models take")
     if graph.num_nodes() == 0:
         raise DGLError(
             "The graph has no nodes. Check the data loading step; an empty graph cannot be "
@@ -95,14 +100,22 @@ def check_node_features(graph, feat, in_feats, dtype=None, device=None):
     if in_feats is not None and (
         feat.dim() != 2 or feat.shape[0] != graph.num_nodes() or feat.shape[1] != in_feats
     ):
+        expected = f"expected ({graph.num_nodes()}, {in_feats})"
+        if feat.dim() != 2:
+            fix = (
+                "Pass a 2-D (num_nodes, in_feats) tensor (feat.view(-1, 1) for one scalar a node)."
+            )
+        elif feat.shape[0] != graph.num_nodes():
+            fix = "Give one row per node of this graph."
+        else:
+            fix = f"Build the model with in_feats={feat.shape[1]} or pass the matching features."
         raise ValueError(
             f"Node features have shape {tuple(feat.shape)}, but the graph has "
             f"{graph.num_nodes()} nodes and the model was built with in_feats={in_feats}: "
-            f"expected ({graph.num_nodes()}, {in_feats}). Build the model with "
-            f"in_feats={feat.shape[-1]} or pass the matching features."
+            f"{expected}. {fix}"
         )
     if torch.is_floating_point(feat):
-        _check_finite(feat, "Node features", "feat")
+        check_finite(feat, "Node features", "feat")
 
 
 def _check_model_dtype(tensor, dtype, what, name):
@@ -110,14 +123,19 @@ def _check_model_dtype(tensor, dtype, what, name):
     ``dtype`` (``TypeError``); no check when ``dtype`` is None."""
     if dtype is not None and tensor.dtype != dtype:
         cast = {torch.float32: f"{name}.float()", torch.float64: f"{name}.double()"}
+        # Half-precision weights fail on CPU; mixed precision is autocast's job.
+        model = (
+            " (for mixed precision, pass them as float32 and run under torch.autocast)"
+            if tensor.dtype in (torch.float16, torch.bfloat16)
+            else f", or the model with model.to({tensor.dtype})"
+        )
         raise TypeError(
             f"{what} have dtype {tensor.dtype}, but the model's weights are {dtype}. "
-            f"Convert them with {cast.get(dtype, f'{name}.to({dtype})')}, or the model with "
-            f"model.to({tensor.dtype})."
+            f"Convert them with {cast.get(dtype, f'{name}.to({dtype})')}{model}."
         )
 
 
-def _check_finite(tensor, what, name, remedy=None):
+def check_finite(tensor, what, name, remedy=None):
     """Refuse a ``tensor`` of one row per node or edge that holds NaN or Inf (``ValueError``);
     ``remedy`` replaces the advice to clean ``name``."""
     if not _all_finite(tensor):
@@ -158,6 +176,7 @@ def check_features(graph, feat, who, name="feat", finite=True, call=None, states
     graphs = list(graph) if isinstance(graph, (list, tuple)) and graph else [graph]
     for one in graphs:
         check_graph(one, who, call or f"{who}(layer, graph, feat)")
+        check_homogeneous(one, f"{who} measures graphs of")
     num_nodes = graphs[0].num_nodes()
     if num_nodes == 0:
         raise DGLError(f"{who}: the graph has no nodes; there is nothing to measure.")
@@ -178,9 +197,9 @@ def check_features(graph, feat, who, name="feat", finite=True, call=None, states
             "There is nothing finite to measure; if these are a model's states, the model "
             "diverged before this layer (see dgl_ssm.analysis.layer_energies)."
         )
-        _check_finite(feat, f"{who}: the states in {name}", name, remedy=diverged)
+        check_finite(feat, f"{who}: the states in {name}", name, remedy=diverged)
     elif finite:
-        _check_finite(feat, f"{who}: the node features in {name}", name)
+        check_finite(feat, f"{who}: the node features in {name}", name)
 
 
 def check_edge_features(graph, edge_feat, edge_feats, dtype=None):
@@ -204,7 +223,7 @@ def check_edge_features(graph, edge_feat, edge_feats, dtype=None):
             f"{tuple(edge_feat.shape)} with dtype {edge_feat.dtype}."
         )
     _check_model_dtype(edge_feat, dtype, "Edge features", "edge_feat")
-    _check_finite(edge_feat, "Edge features", "edge_feat")
+    check_finite(edge_feat, "Edge features", "edge_feat")
 
 
 def check_in_degrees(graph, backbone_name):

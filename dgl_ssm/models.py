@@ -19,9 +19,11 @@ from .backbones import BACKBONES
 from .checks import (
     check_count,
     check_edge_features,
+    check_finite,
     check_graph,
     check_in_degrees,
     check_node_features,
+    check_same_device,
     is_int,
 )
 from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
@@ -260,6 +262,8 @@ class DeepGNN(nn.Module):
             self._checked_inputs = key
 
         state = self.encoder(self.input_dropout(feat))
+        if self.custom_node_encoder:
+            _check_encoded(state, "node_encoder", graph.num_nodes(), self.hidden)
         edges = self._encode_edges(graph, edge_feat)
         graphs = self._layer_graphs(graph)
         if self.hop_mode == "cumulative":
@@ -294,12 +298,19 @@ class DeepGNN(nn.Module):
             encoder = getattr(self, "edge_encoder", None)
             dtype = encoder.weight.dtype if isinstance(encoder, nn.Linear) else None
             check_edge_features(graph, edge_feat, self.edge_feats, dtype)
-        elif edge_feat is None or edge_feat.shape[0] != graph.num_edges():
+        elif (
+            not isinstance(edge_feat, torch.Tensor)
+            or edge_feat.dim() == 0
+            or edge_feat.shape[0] != graph.num_edges()
+        ):
+            got = "none" if edge_feat is None else tuple(getattr(edge_feat, "shape", ()))
             raise ValueError(
-                f"The model has an edge_encoder, so it needs one row of edge features per edge "
-                f"({graph.num_edges()}), got "
-                f"{'none' if edge_feat is None else tuple(edge_feat.shape)}."
+                f"The model has an edge_encoder, so it needs a tensor with one row of edge "
+                f"features per edge ({graph.num_edges()}), got {got}."
             )
+        elif torch.is_floating_point(edge_feat):  # as node features meet a custom encoder
+            check_same_device(graph, edge_feat, what="Edge features", name="edge_feat")
+            check_finite(edge_feat, "Edge features", "edge_feat")
         if self._spec.needs_in_edges and self.hop_mode is None and not self.allow_zero_in_degree:
             check_in_degrees(graph, self._spec.name)
 
@@ -326,7 +337,10 @@ class DeepGNN(nn.Module):
                     "to forward, or build it without edge_feats."
                 )
             return self.edge_embedding.expand(graph.num_edges(), -1)
-        return self.edge_encoder(edge_feat)
+        edges = self.edge_encoder(edge_feat)
+        if self.custom_edge_encoder:
+            _check_encoded(edges, "edge_encoder", graph.num_edges(), self.hidden)
+        return edges
 
     def _layer_graphs(self, graph):
         if self.hop_mode is None:
@@ -439,6 +453,12 @@ class SSMGNN(DeepGNN):
         ssm_seed=0,
         **kwargs,
     ):
+        if "residual" in kwargs:
+            raise TypeError(
+                f"{type(self).__name__} takes no residual option: its step H Λᵀ + σ(F) Bᵀ "
+                "already carries the state (with Λ = I it is a residual path scaled by B). "
+                "residual=True belongs to the plain twin (e.g. GCN)."
+            )
         hidden = check_count(hidden, "hidden")  # before Λ and B are drawn
         num_layers = check_count(num_layers, "num_layers")
         if isinstance(input_scale, str):
@@ -605,15 +625,32 @@ class KGCNSSM(SSMGNN):
     default_hop_mode = "exact"
 
 
+def _check_encoded(out, name, rows, hidden):
+    """Refuse a custom encoder's output that the layers cannot take: they read one row of
+    width ``hidden`` per node (edge)."""
+    shape = tuple(getattr(out, "shape", ()))
+    if not isinstance(out, torch.Tensor) or shape != (rows, hidden):
+        raise ValueError(
+            f"The {name} must map its input to a ({rows}, {hidden}) tensor (one row per "
+            f"{'node' if name == 'node_encoder' else 'edge'}, width hidden={hidden}); it "
+            f"returned {type(out).__name__} of shape {shape}. Make its output width {hidden}, "
+            "e.g. end it with nn.Linear(..., hidden)."
+        )
+
+
 def _input_key(graph, feat, edge_feat, weights):
     """What identifies a checked input: the objects (weakly), their in-place edit counts and
     the dtype and device of the model's ``weights``; ``None`` when that cannot be known
-    (inference tensors keep no version counter)."""
+    (inference tensors keep no version counter, and anything but a tensor or None is
+    checked every time). ``graph._graph`` is the structure: DGL's in-place edits
+    (``add_edges``, ``remove_edges``) replace it."""
+    if any(x is not None and not isinstance(x, torch.Tensor) for x in (feat, edge_feat)):
+        return None
     try:
-        tensors = [t for t in (feat, edge_feat) if isinstance(t, torch.Tensor)]
+        tensors = [t for t in (feat, edge_feat) if t is not None]
         versions = tuple(t._version for t in tensors)
-        refs = tuple(weakref.ref(x) for x in (graph, *tensors))
-    except (RuntimeError, TypeError):
+        refs = tuple(weakref.ref(x) for x in (graph, graph._graph, *tensors))
+    except (RuntimeError, TypeError, AttributeError):
         return None
     return _InputKey(refs, versions, weights, graph.num_nodes(), graph.num_edges())
 

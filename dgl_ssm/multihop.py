@@ -17,6 +17,8 @@ import torch
 from dgl import DGLError
 from torch import nn
 
+from .checks import check_count, check_graph
+
 HOP_MODES = ("exact", "cumulative")
 PAST_MAX_HOP = ("empty", "repeat")
 
@@ -41,6 +43,8 @@ def hop_graphs(graph, max_hop, hop_field="hop"):
     ``max_hop > k`` is refused: hops ``k+1..K`` were never computed, so they would be empty
     whatever the graph.
     """
+    check_graph(graph, "hop_graphs", "hop_graphs(graph, max_hop)")
+    max_hop = check_count(max_hop, "max_hop", who="hop_graphs")
     return _hop_graphs_and_loops(graph, max_hop, hop_field)[:max_hop]
 
 
@@ -70,9 +74,18 @@ def layer_hop_graphs(
 def _hop_graphs_and_loops(graph, max_hop, hop_field):
     """``[G_1, …, G_K, G_loops]``, cached; ``G_loops`` holds one self loop a node only."""
     if hop_field not in graph.edata:
+        # KHopTransform(hop_field=f) leaves its radius in ndata[f + "_radius"]: a graph
+        # rewired under another name says which.
+        other = [f for f in graph.edata.keys() if radius_field(f) in graph.ndata]
+        fix = (
+            f"It was rewired with hop_field={other[0]!r}: build the model with "
+            f"hop_field={other[0]!r}."
+            if other
+            else f"Rewire it first: `g = dgl_ssm.KHopTransform(k={max_hop})(g)`."
+        )
         raise DGLError(
             f"This k-hop model needs edge hop distances in graph.edata[{hop_field!r}], but the "
-            f"graph has none. Rewire it first: `g = dgl_ssm.KHopTransform(k={max_hop})(g)`."
+            f"graph has none. {fix}"
         )
     _check_radius(graph, max_hop, hop_field)
     hops = graph.edata[hop_field]

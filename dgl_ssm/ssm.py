@@ -166,7 +166,14 @@ class SSMUpdate(nn.Module):
         """Nothing to reset: Λ and B are fixed by construction."""
 
     def forward(self, state, conv_out):
-        """Return ``state Λᵀ + σ(conv_out) Bᵀ`` for ``(N, d)`` tensors."""
+        """Return ``state Λᵀ + σ(conv_out) Bᵀ`` for ``(N, d)`` tensors (broadcasting as torch
+        does over the leading dimensions)."""
+        if state.shape[-1:] != (self.dim,) or conv_out.shape[-1:] != (self.dim,):
+            raise ValueError(
+                f"SSMUpdate of width {self.dim} got state {tuple(state.shape)} and conv output "
+                f"{tuple(conv_out.shape)}; both must end in width {self.dim}. Build the update "
+                f"with the conv's width (SSMUpdate({conv_out.shape[-1] if conv_out.dim() else 1}))."
+            )
         lam, beta = self._state_scalar, self._input_scalar
         if lam is not None and beta is not None and type(self.activation) is nn.ReLU:
             return _ScalarReluStep.apply(state, conv_out, lam, beta)

@@ -1,7 +1,10 @@
 """One wrapper that turns any DGL conv ``d → d`` into a (GNN-SSM or plain) deep layer."""
 
+import inspect
 from contextlib import nullcontext
 
+import torch
+from dgl import DGLGraph
 from torch import nn
 
 from .checks import check_count
@@ -63,6 +66,14 @@ class SSMLayer(nn.Module):
     def __init__(self, conv, dim, update=None, norm=None, dropout=0.0):
         super().__init__()
         dim = check_count(dim, "dim", who="SSMLayer")
+        for name, module in (("conv", conv), ("update", update)):
+            if module is not None and not isinstance(module, nn.Module):
+                raise TypeError(
+                    f"SSMLayer: {name} must be a torch.nn.Module (e.g. dgl.nn.GraphConv({dim}, "
+                    f"{dim}) as conv, dgl_ssm.SSMUpdate({dim}) as update), got "
+                    f"{type(module).__name__}. For a backbone by name, use "
+                    "dgl_ssm.build_model(name, ...)."
+                )
         if isinstance(update, SSMUpdate) and update.dim != dim:
             raise ValueError(
                 f"SSMLayer: the update acts on width {update.dim} but the layer has dim={dim}; "
@@ -70,6 +81,7 @@ class SSMLayer(nn.Module):
             )
         self.conv = conv
         self.dim = dim
+        self._third_argument = _third_argument(conv)
         self.update = SSMUpdate(dim) if update is None else update
         self.norm = make_norm(norm, dim)
         self.dropout = nn.Dropout(dropout)
@@ -84,11 +96,39 @@ class SSMLayer(nn.Module):
         Returns the new node states, or ``(node states, edge features)`` when ``edge_feat``
         is given.
         """
+        if not isinstance(feat, torch.Tensor) or isinstance(graph, torch.Tensor):
+            raise TypeError(
+                f"SSMLayer is called as layer(graph, feat), got ({type(graph).__name__}, "
+                f"{type(feat).__name__})."
+            )
         if feat.dim() != 2 or feat.shape[1] != self.dim:
             raise ValueError(
                 f"SSMLayer of width {self.dim} got node states of shape {tuple(feat.shape)}; "
                 f"pass a (num_nodes, {self.dim}) tensor. Inside a model, a layer's own input is "
                 "dgl_ssm.analysis.layer_inputs(model, graph, feat)[i].feat."
+            )
+        if isinstance(graph, DGLGraph) and graph.num_nodes() != feat.shape[0]:
+            raise ValueError(
+                f"SSMLayer got {feat.shape[0]} rows of node states for a graph of "
+                f"{graph.num_nodes()} nodes; pass one row per node."
+            )
+        weight = next(self.conv.parameters(), None)
+        if (
+            weight is not None
+            and weight.is_floating_point()
+            and feat.dtype != weight.dtype
+            and not _autocasting(feat.device)  # mixed precision: the casts are autocast's
+        ):
+            raise TypeError(
+                f"SSMLayer got node states of dtype {feat.dtype}, but the conv's weights are "
+                f"{weight.dtype}: convert one to the other (feat.to({weight.dtype}) or "
+                f"layer.to({feat.dtype}))."
+            )
+        if edge_feat is not None and self._third_argument in _NOT_EDGE_FEATURES:
+            raise TypeError(
+                f"{type(self.conv).__name__} takes no edge features: its third argument is "
+                f"{self._third_argument!r}. Call layer(graph, feat); conv options go by name "
+                f"(layer(graph, feat, edge_weight=w) for convs that take edge weights)."
             )
         with graph.local_scope() if hasattr(graph, "local_scope") else nullcontext():
             conv_in = self.dropout(feat)
@@ -113,6 +153,24 @@ class SSMLayer(nn.Module):
 
     def extra_repr(self):
         return f"dim={self.dim}"
+
+
+# Third parameters of DGL's convs that are not edge features: SSMLayer would pass edge_feat
+# there, and GraphConv would take it as its weight, SAGEConv and GINConv as edge weights.
+_NOT_EDGE_FEATURES = ("weight", "edge_weight", "get_attention")
+
+
+def _autocasting(device):
+    return torch.is_autocast_enabled() if device.type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
+def _third_argument(conv):
+    """The name of ``conv.forward``'s parameter after (graph, feat), or None."""
+    try:
+        parameters = list(inspect.signature(conv.forward).parameters)
+    except (TypeError, ValueError):
+        return None
+    return parameters[2] if len(parameters) > 2 else None
 
 
 def reset_submodules(module):

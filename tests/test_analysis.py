@@ -26,6 +26,7 @@ from dgl_ssm.analysis import (
     layer_energies,
     layer_gradient_norms,
     layer_inputs,
+    one_hop_graph,
     sensitivity,
     sensitivity_by_distance,
     spectral_density,
@@ -506,6 +507,28 @@ def test_hop_distances_of_a_rewired_graph_are_the_original_ones():
     rewired = KHopTransform(k=4)(bare)
     np.testing.assert_array_equal(hop_distances(rewired, [0, 5]), hop_distances(bare, [0, 5]))
     assert hop_distances(bare, [0])[0].tolist() == [0, 1, 2, 3, 4, 5, 6, 5, 4, 3, 2, 1]
+
+
+def test_int32_rewired_graphs_are_measured_on_their_original_edges():
+    # KHopTransform keeps a graph's int32 ids, and the k-hop models take it: so must the
+    # diagnostics that read the hop-1 edges back from it.
+    bare = dgl.to_bidirected(dgl.graph((torch.arange(6), torch.arange(1, 7))))  # a path
+    rewired = KHopTransform(k=3)(bare.int())
+    assert rewired.idtype == torch.int32
+    lengths = dict(nx.all_pairs_shortest_path_length(nx.path_graph(7)))
+    expected = [[lengths[u][v] for u in range(7)] for v in (0, 4)]
+    assert hop_distances(rewired, [0, 4]).tolist() == expected
+    hop1 = one_hop_graph(rewired)
+    assert hop1.idtype == torch.int32
+    path = {(u, v) for a, b in nx.path_graph(7).edges() for u, v in ((a, b), (b, a))}
+    assert set(zip(*(t.tolist() for t in hop1.edges()))) == path
+    torch.manual_seed(0)
+    model = build_model("kgcn_ssm", 3, 8, 2, num_layers=3)
+    feat = torch.randn(7, 3, generator=torch.Generator().manual_seed(1))
+    wide = KHopTransform(k=3)(bare)  # the same graph with int64 ids
+    assert layer_energies(model, rewired, feat) == pytest.approx(layer_energies(model, wide, feat))
+    by_distance = sensitivity_by_distance(model, rewired, feat, targets=[0, 3])
+    assert by_distance == pytest.approx(sensitivity_by_distance(model, wide, feat, targets=[0, 3]))
 
 
 def test_plain_gcn_oversquashes_on_a_ring_more_than_kgcn_ssm():

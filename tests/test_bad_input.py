@@ -297,3 +297,129 @@ def test_features_and_model_on_another_device_name_the_move(graph):
     gated = build_model("gatedgcn_ssm", **ARGS, edge_feats=3)
     with pytest.raises(ValueError, match="Edge features are on meta but the graph is on cpu"):
         gated(graph, torch.randn(12, 5), torch.randn(graph.num_edges(), 3, device="meta"))
+
+
+def test_inputs_a_cached_check_has_not_seen_are_checked(graph):
+    # The checks are skipped for the objects of a checked call; anything else is checked.
+    np = pytest.importorskip("numpy")
+    model, feat = build_model("gcn_ssm", **ARGS), torch.randn(12, 5)
+    model(graph, feat)
+    with pytest.raises(ValueError, match="gcn backbone reads no edge features"):
+        model(graph, feat, np.ones((graph.num_edges(), 4), "f"))  # not a tensor: not skipped
+    ring = dgl.graph((torch.arange(12), (torch.arange(12) + 1) % 12))
+    model(ring, feat)
+    ring.remove_edges([11])  # in place, same counts after: node 0 loses its only in-edge
+    ring.add_edges([3], [4])
+    with pytest.raises(dgl.DGLError, match="0-in-degree"):
+        model(ring, feat)
+    gated = build_model("gatedgcn_ssm", **ARGS, edge_feats=4)
+    with pytest.raises(ValueError, match="built with edge_feats=4; pass edge_feat"):
+        gated(graph, feat)
+    with pytest.raises(TypeError, match="Edge features must be a torch.Tensor, got ndarray"):
+        gated(graph, feat, np.ones((graph.num_edges(), 4), "f"))
+
+
+def test_custom_encoders_are_checked_on_what_they_take_and_give(graph):
+    x, edges = torch.randn(12, 5), graph.num_edges()
+    model = build_model("gatedgcn_ssm", **ARGS, edge_encoder=torch.nn.Linear(4, 8))
+    e = torch.randn(edges, 4)
+    assert model(graph, x, e).shape == (12, 2)
+    e[2, 3] = float("nan")
+    with pytest.raises(
+        ValueError, match=f"Edge features contain NaN or Inf values in 1 of {edges}"
+    ):
+        model(graph, x, e)
+    narrow = build_model("gatedgcn_ssm", **ARGS, edge_encoder=torch.nn.Linear(4, 6))
+    with pytest.raises(
+        ValueError, match=rf"edge_encoder must map .* \({edges}, 8\).*\({edges}, 6\)"
+    ):
+        narrow(graph, x, torch.randn(edges, 4))
+    wide = build_model("gcn_ssm", **ARGS, node_encoder=torch.nn.Linear(5, 9))
+    with pytest.raises(ValueError, match=r"node_encoder must map .* \(12, 8\).*\(12, 9\)"):
+        wide(graph, x)
+
+
+def test_an_activation_class_is_refused_for_its_instance(graph):
+    with pytest.raises(TypeError, match=r"the class ReLU: pass ReLU\(\)"):
+        build_model("gcn_ssm", **ARGS, activation=torch.nn.ReLU)
+    assert build_model("gcn_ssm", **ARGS, activation=torch.nn.ReLU())(
+        graph, torch.randn(12, 5)
+    ).shape == (12, 2)
+
+
+def test_ssm_models_refuse_residual_and_name_the_plain_twin():
+    with pytest.raises(TypeError, match=r"GCNSSM takes no residual.*plain twin"):
+        build_model("gcn_ssm", **ARGS, residual=True)
+
+
+def test_feature_shape_messages_name_the_fix_that_applies(graph):
+    model = build_model("gcn_ssm", **ARGS)
+    with pytest.raises(ValueError, match=r"\(12,\).*Pass a 2-D") as one_d:
+        model(graph, torch.randn(12))
+    assert "in_feats=12" not in str(one_d.value)  # the node count is no width
+    with pytest.raises(ValueError, match=r"\(11, 5\).*one row per node") as rows:
+        model(graph, torch.randn(11, 5))
+    assert "Build the model with in_feats" not in str(rows.value)
+    with pytest.raises(TypeError, match=r"float16.*feat.float\(\).*autocast") as half:
+        model(graph, torch.randn(12, 5).half())
+    assert "model.to(torch.float16)" not in str(half.value)  # half weights fail on CPU
+
+
+def test_a_layer_called_directly_checks_its_inputs():
+    g = random_graph(6, 10, seed=1)
+    layer, h = SSMLayer(GraphConv(4, 4), 4), torch.randn(6, 4)
+    with pytest.raises(TypeError, match=r"layer\(graph, feat\), got \(Tensor, DGLGraph\)"):
+        layer(h, g)
+    with pytest.raises(ValueError, match="5 rows of node states for a graph of 6 nodes"):
+        layer(g, torch.randn(5, 4))
+    with pytest.raises(TypeError, match=r"dtype torch.float64, but the conv's weights"):
+        layer(g, h.double())
+    # GraphConv's third argument is its weight, SAGEConv's an edge weight: not edge features.
+    with pytest.raises(TypeError, match="GraphConv takes no edge features.*'weight'"):
+        layer(g, h, torch.randn(g.num_edges(), 4))
+    sage = SSMLayer(dgl.nn.SAGEConv(4, 4, "mean"), 4)
+    with pytest.raises(TypeError, match="SAGEConv takes no edge features.*'edge_weight'"):
+        sage(g, h, torch.randn(g.num_edges(), 4))
+    gated = SSMLayer(dgl.nn.GatedGCNConv(4, 4, 4), 4)  # its third argument is edge features
+    assert gated(g, h, torch.randn(g.num_edges(), 4))[1].shape == (g.num_edges(), 4)
+    for conv, update in [("gcn", None), (GraphConv(4, 4), "ssm")]:
+        with pytest.raises(TypeError, match="must be a torch.nn.Module"):
+            SSMLayer(conv, 4, update)
+
+
+def test_an_update_refuses_states_of_another_width():
+    with pytest.raises(ValueError, match=r"width 4 got state \(3, 5\).*SSMUpdate\(5\)"):
+        SSMUpdate(4)(torch.ones(3, 5), torch.ones(3, 5))
+    with pytest.raises(ValueError, match="width 4"):
+        SSMUpdate(4, state="orthogonal")(torch.ones(3, 4), torch.ones(3, 5))
+
+
+def test_hop_graphs_and_distances_refuse_bad_arguments():
+    from dgl_ssm import KHopTransform, hop_graphs
+    from dgl_ssm.analysis import dirichlet_energy, hop_distances
+
+    ring = dgl.to_bidirected(dgl.graph((torch.arange(8), (torch.arange(8) + 1) % 8)))
+    rewired = KHopTransform(2)(ring)
+    for bad, error in [(0, ValueError), (2.5, TypeError)]:
+        with pytest.raises(error, match="hop_graphs: max_hop must be a positive integer"):
+            hop_graphs(rewired, bad)
+    with pytest.raises(TypeError, match=r"for one node, pass \[0\]"):
+        hop_distances(ring, 0)
+    with pytest.raises(TypeError, match="integer node ids"):
+        hop_distances(ring, [2.7])  # not silently node 2
+    with pytest.raises(TypeError, match="hop_distances needs a dgl.DGLGraph"):
+        hop_distances(torch.randn(8, 3), [0])
+    bipartite = dgl.heterograph({("user", "rates", "item"): ([0, 1], [1, 0])})
+    for call in (lambda: dirichlet_energy(bipartite, torch.randn(4, 2)),
+                 lambda: hop_distances(bipartite, [0])):  # fmt: skip
+        with pytest.raises(dgl.DGLError, match="not homogeneous"):
+            call()
+
+
+def test_a_graph_rewired_under_another_hop_field_names_it():
+    from dgl_ssm import KHopTransform
+
+    ring = dgl.to_bidirected(dgl.graph((torch.arange(8), (torch.arange(8) + 1) % 8)))
+    rewired = KHopTransform(2, hop_field="dist")(ring)
+    with pytest.raises(dgl.DGLError, match="rewired with hop_field='dist'"):
+        build_model("kgcn_ssm", **{**ARGS, "num_layers": 2})(rewired, torch.randn(8, 5))

@@ -66,5 +66,6 @@ def one_hop_graph(graph, hop_field="hop"):
     (hop distances in ``edata[hop_field]``), only the hop-1 edges; otherwise the graph."""
     if hop_field not in graph.edata:
         return graph
-    keep = torch.nonzero(graph.edata[hop_field] == 1).view(-1)
+    # In the graph's own id type: KHopTransform keeps int32 graphs int32.
+    keep = torch.nonzero(graph.edata[hop_field] == 1).view(-1).to(graph.idtype)
     return dgl.edge_subgraph(graph, keep, relabel_nodes=False, store_ids=False)

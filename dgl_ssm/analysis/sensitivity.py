@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import shortest_path
 
-from ..checks import check_count, check_features
+from ..checks import check_count, check_features, check_graph, check_homogeneous, is_int
 from ._common import evaluating, model_layers, one_hop_graph
 from .states import recorded_states
 
@@ -50,7 +50,15 @@ def _final_state_gradients(model, graph, feat, targets, edge_feat, who):
 
 
 def _check_nodes(nodes, num_nodes, who, what):
-    nodes = [int(node) for node in nodes]
+    """``nodes`` (a list, array or tensor of node ids) as a list of ints in range."""
+    if is_int(nodes) or (hasattr(nodes, "dim") and nodes.dim() == 0):
+        raise TypeError(f"{who}: {what} must be a list of node ids; for one node, pass [{nodes}].")
+    listed = nodes.tolist() if hasattr(nodes, "tolist") else nodes
+    if isinstance(listed, Iterable):  # 0-d tensors and NumPy scalars as Python numbers
+        listed = [n.item() if getattr(n, "ndim", None) == 0 else n for n in listed]
+    if not isinstance(listed, list) or not all(map(is_int, listed)):
+        raise TypeError(f"{who}: {what} must be a list of integer node ids, got {nodes!r}.")
+    nodes = [int(node) for node in listed]
     bad = [node for node in nodes if not 0 <= node < num_nodes]
     if bad:
         raise IndexError(
@@ -161,6 +169,8 @@ def hop_distances(graph, targets, hop_field="hop"):
     >>> hop_distances(g, [0]).tolist()
     [[0.0, 1.0, 2.0, 3.0]]
     """
+    check_graph(graph, "hop_distances", "hop_distances(graph, targets)")
+    check_homogeneous(graph, "hop_distances measures graphs of")
     base = one_hop_graph(graph, hop_field)
     n = base.num_nodes()
     targets = _check_nodes(targets, n, "hop_distances", "targets")
@@ -246,6 +256,7 @@ def sensitivity_by_distance(
     targets = _check_nodes(targets, n, who, "targets")
     targets = list(dict.fromkeys(targets))
     base = graph if distance_graph is None else distance_graph
+    check_graph(base, f"{who}'s distance_graph", f"{who}(model, graph, feat, distance_graph=g)")
     if base.num_nodes() != n:
         raise ValueError(
             f"{who}: distance_graph has {base.num_nodes()} nodes but the model's graph has "
