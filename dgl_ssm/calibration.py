@@ -46,6 +46,8 @@ __all__ = ["CalibrationReport", "CalibrationWarning", "calibrate"]
 #: Options of :func:`~dgl_ssm.analysis.top_eigenvalue_moduli` used by default: only the top
 #: modulus matters here, to well within the tolerance (ARPACK's ``tol`` is relative).
 SPECTRUM_OPTIONS = {"k": 1, "tol": 1e-3}
+# What spectrum_options may set (the rest of the call is calibrate's own).
+SPECTRUM_KEYS = {"k", "tol", "maxiter", "ncv", "seed", "dtype"}
 
 # Aim inside the tolerance: the states move when (λ, B) do, and the next measurement must
 # still land within ``tol``.
@@ -359,6 +361,12 @@ def calibrate(
                 f"calibrate: {name} must be a function (or None), got {type(function).__name__}."
             )
     options = dict(SPECTRUM_OPTIONS if spectrum_options is None else spectrum_options)
+    unknown = sorted(set(options) - SPECTRUM_KEYS)
+    if unknown:
+        raise ValueError(
+            f"calibrate: spectrum_options takes options of top_eigenvalue_moduli "
+            f"({', '.join(sorted(SPECTRUM_KEYS))}); unknown: {', '.join(map(repr, unknown))}."
+        )
     say = log or (lambda _line: None)
     inputs = (graph, feat, edge_feat)
     start = [(_lam(u), u.input_matrix.clone()) for u in updates]

@@ -8,6 +8,8 @@ import scipy.sparse as sp
 import torch
 from dgl.transforms import BaseTransform
 
+from .checks import check_graph
+
 __all__ = ["KHopTransform"]
 
 # Upper bound on the entries of one sparse product block. Expanding the frontier row block by
@@ -98,6 +100,8 @@ class KHopTransform(BaseTransform):
         self.k = int(k)
         self.hop_field = hop_field
         self.max_edges = int(max_edges)
+        if not isinstance(self_loops, (bool, np.bool_)):  # "no" would be truthy
+            raise TypeError(f"KHopTransform: self_loops must be True or False, got {self_loops!r}.")
         self.self_loops = bool(self_loops)
 
     def __repr__(self):
@@ -107,6 +111,7 @@ class KHopTransform(BaseTransform):
         )
 
     def __call__(self, g):
+        check_graph(g, "KHopTransform", "KHopTransform(k)(graph)")
         if len(g.ntypes) != 1 or len(g.canonical_etypes) != 1:
             raise dgl.DGLError(
                 "KHopTransform only works on homogeneous graphs (one node type and one edge "

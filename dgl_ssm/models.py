@@ -6,6 +6,7 @@ have the same trainable parameters: Λ and B are buffers.
 """
 
 import inspect
+import numbers
 import weakref
 from collections.abc import Mapping
 
@@ -157,6 +158,13 @@ class DeepGNN(nn.Module):
         )  # fmt: skip
         max_hop = None if max_hop is None else check_count(max_hop, "max_hop")
         delay = None if delay is None else check_count(delay, "delay", least=0)
+        if delay is not None and hop_mode != "cumulative":  # only DRew's sum reads the past
+            raise ValueError(
+                f"delay applies to hop_mode='cumulative' (DRew) only; this model's hop_mode is "
+                f"{hop_mode!r}. Build it with hop_mode='cumulative', or without delay."
+            )
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+            raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}.")
         spec = BACKBONES[self.backbone]
         accepted = list(inspect.signature(spec.make_conv).parameters)[1:]
         if conv_options is not None and not isinstance(conv_options, Mapping):

@@ -423,3 +423,48 @@ def test_a_graph_rewired_under_another_hop_field_names_it():
     rewired = KHopTransform(2, hop_field="dist")(ring)
     with pytest.raises(dgl.DGLError, match="rewired with hop_field='dist'"):
         build_model("kgcn_ssm", **{**ARGS, "num_layers": 2})(rewired, torch.randn(8, 5))
+
+
+def test_spectrum_options_are_checked_before_arpack_sees_them():
+    from dgl_ssm import calibrate
+    from dgl_ssm.analysis import (
+        dense_layer_jacobian,
+        layer_gradient_norms,
+        layer_inputs,
+        spectral_density,
+        top_eigenvalue_moduli,
+        top_singular_values,
+    )
+
+    g = dgl.add_self_loop(dgl.graph((torch.arange(12), (torch.arange(12) + 1) % 12)))
+    model, x = build_model("gin_ssm", 4, 4, 2, 3), torch.randn(12, 4)
+    layer, h = model.layers[0], layer_inputs(model, g, x)[0].feat
+    # Every block of this ring is solved densely, where ARPACK's options were never read.
+    for call, error, message in [
+        (lambda: top_eigenvalue_moduli(layer, g, h, tol="x"), TypeError, "tol must be"),
+        (lambda: top_singular_values(layer, g, h, tol=-1.0), ValueError, "tol must be"),
+        (lambda: top_eigenvalue_moduli(layer, g, h, maxiter=0), ValueError, "maxiter must"),
+        (lambda: top_eigenvalue_moduli(layer, g, h, k=3, ncv=4), ValueError, r"ncv .* ≥ 5"),
+        (lambda: dense_layer_jacobian(layer, g, h, max_dim=None), TypeError, "max_dim must"),
+        (lambda: dense_layer_jacobian(layer, g, h, dtype=torch.float16), TypeError, "too coarse"),
+        (lambda: spectral_density(layer, g, h, bandwidth=float("nan")), ValueError, "bandwidth"),
+        (lambda: layer_gradient_norms(model, g, x, "ce"), TypeError, "loss_fn must be a function"),
+        (lambda: calibrate(model, g, x, spectrum_options={"kk": 1}), ValueError, "unknown: 'kk'"),
+    ]:
+        with pytest.raises(error, match=message):
+            call()
+    assert top_eigenvalue_moduli(layer, g, h, k=3, ncv=5).shape == (3,)
+
+
+def test_options_a_model_or_transform_would_ignore_are_refused():
+    from dgl_ssm import KHopTransform
+
+    with pytest.raises(ValueError, match="delay applies to hop_mode='cumulative'"):
+        build_model("kgcn_ssm", **ARGS, delay=1)  # exact mode reads no past states
+    assert build_model("kgcn_ssm", **ARGS, hop_mode="cumulative", delay=1).delay == 1
+    with pytest.raises(TypeError, match="dropout must be a number"):
+        build_model("gcn_ssm", **ARGS, dropout="0.5")
+    with pytest.raises(TypeError, match="self_loops must be True or False"):
+        KHopTransform(2, self_loops="no")  # a truthy string would have meant True
+    with pytest.raises(TypeError, match=r"KHopTransform needs a dgl.DGLGraph"):
+        KHopTransform(2)(torch.ones(3))

@@ -32,6 +32,11 @@ def check_dtype(dtype, who):
             f"{who}: dtype must be a floating torch.dtype such as torch.float64 (or None for "
             f"the model's own), got {dtype!r}."
         )
+    if dtype in (torch.float16, torch.bfloat16):  # DGL's CPU kernels lack them, and a
+        raise TypeError(  # spectrum or energy in 3 significant digits says little
+            f"{who}: dtype {dtype} is too coarse to measure in; use torch.float64 (the "
+            "default) or torch.float32."
+        )
 
 
 @contextmanager

@@ -60,6 +60,11 @@ def layer_gradient_norms(
     >>> len(norms), all(p.grad is None for p in model.parameters())
     (5, True)
     """
+    if not callable(loss_fn):  # before the forward pass, not after it
+        raise TypeError(
+            "layer_gradient_norms: loss_fn must be a function of the model's output returning "
+            f"a scalar (e.g. lambda out: F.cross_entropy(out, labels)), got {loss_fn!r}."
+        )
     with evaluating(model, eval_mode), torch.enable_grad():
         with recorded_states(model, include_input, who="layer_gradient_norms") as states:
             leaf = feat.detach().requires_grad_(True) if torch.is_floating_point(feat) else feat

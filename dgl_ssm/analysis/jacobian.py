@@ -28,6 +28,8 @@ differences in the working precision, with a ``RuntimeWarning``.
 """
 
 import copy
+import math
+import numbers
 import warnings
 
 import dgl
@@ -316,6 +318,7 @@ def dense_layer_jacobian(
     True
     """
     who = "dense_layer_jacobian"
+    max_dim = check_count(max_dim, "max_dim", who=who)
     function, point, _ = _layer_function(layer, graph, feat, edge_feat, layer_kwargs, dtype, who)
     n_in = point.numel()
     if n_in > max_dim:
@@ -498,7 +501,22 @@ def top_eigenvalue_moduli(
     return result if len(result) > 1 else result[0]
 
 
+def _check_solver_options(tol, maxiter, ncv, k, who):
+    """Refuse ARPACK options it would reject deep inside (or, on graphs whose blocks are all
+    solved densely, that would pass unnoticed until a larger graph)."""
+    message = f"{who}: tol must be a finite number ≥ 0 (0: machine precision), got {tol!r}."
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+        raise TypeError(message)
+    if not 0 <= tol < math.inf:
+        raise ValueError(message)
+    if maxiter is not None:
+        check_count(maxiter, "maxiter", who=who)
+    if ncv is not None:
+        check_count(ncv, "ncv (the Arnoldi basis size, above k + 1)", least=k + 2, who=who)
+
+
 def _top_of_spectrum(lin, graph, k, kind, tol, maxiter, ncv, seed, who):
+    _check_solver_options(tol, maxiter, ncv, k, who)
     op = _as_operator(lin)
     num_nodes = lin.x.shape[0]
     members = components(graph, *lin.shape, num_nodes)
@@ -632,6 +650,12 @@ def spectral_density(
     num_probes = check_count(num_probes, "num_probes", who=who)
     lanczos_steps = check_count(lanczos_steps, "lanczos_steps", who=who)
     num_points = check_count(num_points, "num_points", least=2, who=who)
+    if bandwidth is not None:  # checked before the Lanczos runs, not after
+        message = f"{who}: bandwidth must be a finite number > 0, got {bandwidth!r}."
+        if isinstance(bandwidth, bool) or not isinstance(bandwidth, numbers.Real):
+            raise TypeError(message)
+        if not 0 < bandwidth < math.inf:
+            raise ValueError(message)
     lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed)
     size = lin.shape[1]
     steps = min(lanczos_steps, size)
@@ -651,8 +675,6 @@ def spectral_density(
     nodes, weights = np.concatenate(nodes), np.concatenate(weights)
     top = float(nodes.max()) if nodes.size else 0.0
     width = bandwidth if bandwidth is not None else max(0.025 * top, 1e-12)
-    if width <= 0:
-        raise ValueError(f"{who}: bandwidth must be positive, got {bandwidth!r}.")
     grid = np.linspace(0.0, top + 3 * width, num_points)
     diff = (grid[:, None] - nodes[None, :]) / width
     mirror = (grid[:, None] + nodes[None, :]) / width  # fold the mass below 0 back
