@@ -148,15 +148,34 @@ class MultiHopConv(nn.Module):
 
     def __init__(self, convs, layer_index, delay=None):
         super().__init__()
+        convs = list(convs)
+        if not convs or not all(isinstance(conv, nn.Module) for conv in convs):
+            raise TypeError(
+                "MultiHopConv needs a non-empty list of convs (nn.Modules), one per hop 1..K; "
+                f"got {convs!r}."
+            )
         self.convs = nn.ModuleList(convs)
-        self.layer_index = layer_index
-        self.delay = delay
+        self.layer_index = check_count(layer_index, "layer_index", least=0, who="MultiHopConv")
+        self.delay = None if delay is None else check_count(delay, "delay", 0, "MultiHopConv")
 
     def reset_parameters(self):
         for conv in self.convs:
             conv.reset_parameters()
 
     def forward(self, graphs, feat, history=None):
+        if not isinstance(graphs, (list, tuple)) or len(graphs) < len(self.convs):
+            got = f"{len(graphs)} graphs" if isinstance(graphs, (list, tuple)) else "one graph"
+            raise TypeError(
+                f"MultiHopConv reads hops 1..{len(self.convs)}: pass a list of that many hop "
+                f"graphs (dgl_ssm.hop_graphs(g, {len(self.convs)})), got {got}."
+            )
+        delayed = self.delay is not None and len(self.convs) > self.delay
+        if delayed and (history is None or len(history) <= self.layer_index):
+            raise ValueError(
+                f"MultiHopConv of layer index {self.layer_index} with delay {self.delay} reads "
+                f"past states: pass history, the states H(0) … H({self.layer_index}) (got "
+                f"{'none' if history is None else f'{len(history)} states'})."
+            )
         out = 0
         for k, conv in enumerate(self.convs, start=1):
             lag = 0 if self.delay is None else max(0, k - self.delay)

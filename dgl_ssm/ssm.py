@@ -38,6 +38,8 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
         Source of randomness for the random kinds, so matrices are reproducible.
     """
     dim = check_count(dim, "dim (the SSM feature width)")
+    if not isinstance(kind, (str, torch.Tensor)) and hasattr(kind, "__array__"):
+        kind = torch.as_tensor(kind)  # a NumPy matrix is a custom matrix too
     if isinstance(kind, torch.Tensor):
         matrix = kind.detach().clone().float()
         if matrix.shape != (dim, dim):
@@ -61,7 +63,7 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
     if kind == "random":
         bound = 1.0 / math.sqrt(dim)  # kaiming_uniform_(a=√5), nn.Linear's default
         return scale * (2 * torch.rand(dim, dim, generator=generator) - 1) * bound
-    raise ValueError(
+    raise (ValueError if isinstance(kind, str) else TypeError)(
         f"Unknown SSM matrix kind {kind!r}. Valid kinds: {', '.join(MATRIX_KINDS)}, "
         f"or a square tensor."
     )

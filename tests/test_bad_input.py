@@ -468,3 +468,33 @@ def test_options_a_model_or_transform_would_ignore_are_refused():
         KHopTransform(2, self_loops="no")  # a truthy string would have meant True
     with pytest.raises(TypeError, match=r"KHopTransform needs a dgl.DGLGraph"):
         KHopTransform(2)(torch.ones(3))
+
+
+def test_multi_hop_conv_checks_what_it_is_built_and_called_with():
+    from dgl_ssm import KHopTransform, MultiHopConv, hop_graphs
+
+    ring = dgl.to_bidirected(dgl.graph((torch.arange(8), (torch.arange(8) + 1) % 8)))
+    graphs, h = hop_graphs(KHopTransform(2)(ring), 2), torch.randn(8, 4)
+    with pytest.raises(TypeError, match="non-empty list of convs"):
+        MultiHopConv([], 0)  # used to return the int 0 when called
+    for options in (dict(layer_index=-5), dict(layer_index=0, delay=-1)):
+        with pytest.raises(ValueError, match="must be a non-negative integer"):
+            MultiHopConv([GraphConv(4, 4)], **options)
+    delayed = MultiHopConv([GraphConv(4, 4), GraphConv(4, 4)], layer_index=1, delay=1)
+    with pytest.raises(TypeError, match=r"hops 1..2: pass a list .*got one graph"):
+        delayed(graphs[0], h)
+    for history in (None, [h]):  # hop 2 reads H(0) through the delay
+        with pytest.raises(ValueError, match=r"pass history, the states H\(0\) … H\(1\)"):
+            delayed(graphs, h, history=history)
+    assert delayed(graphs, h, history=[h, h]).shape == (8, 4)
+
+
+def test_a_numpy_matrix_is_a_custom_ssm_matrix():
+    np = pytest.importorskip("numpy")
+    update = SSMUpdate(4, state=0.5 * np.eye(4), input=np.diag([0.1, 0.2, 0.3, 0.4]))
+    assert torch.equal(update.state_matrix, 0.5 * torch.eye(4))
+    assert torch.allclose(update.input_matrix, torch.diag(torch.tensor([0.1, 0.2, 0.3, 0.4])))
+    with pytest.raises(ValueError, match=r"expected shape \(4, 4\), got \(3, 3\)"):
+        SSMUpdate(4, state=np.eye(3))
+    with pytest.raises(TypeError, match="Unknown SSM matrix kind 3"):
+        SSMUpdate(4, state=3)
