@@ -81,7 +81,7 @@ class SSMLayer(nn.Module):
             )
         self.conv = conv
         self.dim = dim
-        self._third_argument = _third_argument(conv)
+        self._third_argument, self._needs_third = _third_argument(conv)
         self.update = SSMUpdate(dim) if update is None else update
         self.norm = make_norm(norm, dim)
         self.dropout = nn.Dropout(dropout)
@@ -124,6 +124,12 @@ class SSMLayer(nn.Module):
                 f"{weight.dtype}: convert one to the other (feat.to({weight.dtype}) or "
                 f"layer.to({feat.dtype}))."
             )
+        if edge_feat is None and self._needs_third:
+            raise TypeError(
+                f"{type(self.conv).__name__} needs edge features ({self._third_argument}): "
+                "call layer(graph, feat, edge_feat). Inside a model, a layer's own are "
+                "dgl_ssm.analysis.layer_inputs(model, graph, feat, edge_feat)[i].edge_feat."
+            )
         if edge_feat is not None and self._third_argument in _NOT_EDGE_FEATURES:
             raise TypeError(
                 f"{type(self.conv).__name__} takes no edge features: its third argument is "
@@ -165,12 +171,18 @@ def _autocasting(device):
 
 
 def _third_argument(conv):
-    """The name of ``conv.forward``'s parameter after (graph, feat), or None."""
+    """The name of ``conv.forward``'s parameter after (graph, feat) (or None), and whether
+    it must be given (no default)."""
     try:
-        parameters = list(inspect.signature(conv.forward).parameters)
+        parameters = list(inspect.signature(conv.forward).parameters.values())
     except (TypeError, ValueError):
-        return None
-    return parameters[2] if len(parameters) > 2 else None
+        return None, False
+    if len(parameters) < 3 or parameters[2].kind not in _POSITIONAL:
+        return None, False
+    return parameters[2].name, parameters[2].default is inspect.Parameter.empty
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 def reset_submodules(module):

@@ -498,3 +498,22 @@ def test_a_numpy_matrix_is_a_custom_ssm_matrix():
         SSMUpdate(4, state=np.eye(3))
     with pytest.raises(TypeError, match="Unknown SSM matrix kind 3"):
         SSMUpdate(4, state=3)
+
+
+def test_diagnostics_name_a_missing_or_misplaced_input():
+    from dgl_ssm.analysis import layer_energies, layer_inputs, top_eigenvalue_moduli
+
+    g = dgl.add_self_loop(dgl.graph((torch.arange(12), (torch.arange(12) + 1) % 12)))
+    x, model = torch.randn(12, 5), build_model("gcn_ssm", **ARGS)
+    with pytest.raises(TypeError, match="layer_energies: feat must be a torch.Tensor"):
+        layer_energies(model, g, x.numpy(), dtype=torch.float64)
+    with pytest.raises(TypeError, match="layer_energies needs a dgl.DGLGraph"):
+        layer_energies(model, x, g)
+    gated = build_model("gatedgcn_ssm", **ARGS)
+    call = layer_inputs(gated, g, x)[0]
+    with pytest.raises(TypeError, match=r"GatedGCNConv needs edge features.*\.edge_feat"):
+        top_eigenvalue_moduli(gated.layers[0], g, call.feat)
+    with_edges = top_eigenvalue_moduli(gated.layers[0], g, call.feat, edge_feat=call.edge_feat)
+    assert with_edges.shape == (10,)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        top_eigenvalue_moduli(gated.layers[0], g, call.feat, edge_feat=call.edge_feat, seed=1.5)

@@ -20,7 +20,7 @@ import copy
 
 import torch
 
-from ..checks import check_features
+from ..checks import check_features, check_graph
 from ._common import check_dtype, evaluating, one_hop_graph
 from .states import recorded_states
 
@@ -124,6 +124,12 @@ def layer_energies(
     7
     """
     check_dtype(dtype, "layer_energies")
+    check_graph(graph, "layer_energies", "layer_energies(model, graph, feat)")
+    for name, tensor in (("feat", feat), ("edge_feat", edge_feat)):
+        if tensor is not None and not isinstance(tensor, torch.Tensor):
+            raise TypeError(
+                f"layer_energies: {name} must be a torch.Tensor, got {type(tensor).__name__}."
+            )
     measure_on = one_hop_graph(graph) if energy_graph is None else energy_graph
     if dtype is not None:
         model = copy.deepcopy(model).to(dtype)

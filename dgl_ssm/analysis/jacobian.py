@@ -38,7 +38,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
-from ..checks import check_count, check_features
+from ..checks import check_count, check_features, is_int
 from ._common import check_dtype
 from .spectra import components, coordinate_blocks, is_block_diagonal, largest_of, top_of_spectrum
 
@@ -202,6 +202,8 @@ class _Linearization:
 
 
 def _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed=0):
+    if not is_int(seed):
+        raise TypeError(f"{who}: seed must be an integer, got {seed!r}.")
     function, point, on_nodes = _layer_function(
         layer, graph, feat, edge_feat, layer_kwargs, dtype, who
     )
