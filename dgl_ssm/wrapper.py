@@ -124,11 +124,13 @@ class SSMLayer(nn.Module):
                 f"{weight.dtype}: convert one to the other (feat.to({weight.dtype}) or "
                 f"layer.to({feat.dtype}))."
             )
-        if edge_feat is None and self._needs_third:
+        if edge_feat is None and self._needs_third and self._third_argument not in conv_kwargs:
             raise TypeError(
-                f"{type(self.conv).__name__} needs edge features ({self._third_argument}): "
-                "call layer(graph, feat, edge_feat). Inside a model, a layer's own are "
-                "dgl_ssm.analysis.layer_inputs(model, graph, feat, edge_feat)[i].edge_feat."
+                f"{type(self.conv).__name__} needs a third argument, {self._third_argument!r}: "
+                "edge features go third, layer(graph, feat, edge_feat) (inside a model, a "
+                "layer's own are dgl_ssm.analysis.layer_inputs(model, graph, feat, "
+                f"edge_feat)[i].edge_feat); anything else by name, layer(graph, feat, "
+                f"{self._third_argument}=...)."
             )
         if edge_feat is not None and self._third_argument in _NOT_EDGE_FEATURES:
             raise TypeError(
@@ -143,6 +145,13 @@ class SSMLayer(nn.Module):
             else:
                 out = self.conv(graph, conv_in, edge_feat, **conv_kwargs)
             node_out, edge_out = out if isinstance(out, tuple) else (out, None)
+            if edge_feat is not None and edge_out is None:
+                raise TypeError(
+                    f"{type(self.conv).__name__} returned no edge features, so it took "
+                    f"edge_feat as its {self._third_argument!r}: SSMLayer's third argument is "
+                    "edge features, for convs that return (h, e). Pass other conv arguments "
+                    f"by name: layer(graph, feat, {self._third_argument}=...)."
+                )
             if node_out.dim() == 3:  # multi-head convs: (N, heads, d/heads) → (N, d)
                 node_out = node_out.flatten(1)
             if node_out.shape != feat.shape:

@@ -511,9 +511,22 @@ def test_diagnostics_name_a_missing_or_misplaced_input():
         layer_energies(model, x, g)
     gated = build_model("gatedgcn_ssm", **ARGS)
     call = layer_inputs(gated, g, x)[0]
-    with pytest.raises(TypeError, match=r"GatedGCNConv needs edge features.*\.edge_feat"):
+    with pytest.raises(TypeError, match=r"GatedGCNConv needs a third argument.*\.edge_feat"):
         top_eigenvalue_moduli(gated.layers[0], g, call.feat)
     with_edges = top_eigenvalue_moduli(gated.layers[0], g, call.feat, edge_feat=call.edge_feat)
     assert with_edges.shape == (10,)
     with pytest.raises(TypeError, match="seed must be an integer"):
         top_eigenvalue_moduli(gated.layers[0], g, call.feat, edge_feat=call.edge_feat, seed=1.5)
+
+
+def test_a_conv_whose_third_argument_is_not_edge_features_takes_it_by_name():
+    # GCN2Conv(graph, feat, feat_0): SSMLayer's third positional argument is edge features.
+    g, h = random_graph(6, 10, seed=1), torch.randn(6, 4)
+    layer = SSMLayer(dgl.nn.GCN2Conv(4, layer=1, alpha=0.5), 4)
+    conv_alone = layer.conv(g, h, feat_0=h)
+    expected = h + 0.1 * torch.relu(conv_alone)  # Λ = I, B = 0.1·I
+    torch.testing.assert_close(layer(g, h, feat_0=h), expected)
+    with pytest.raises(TypeError, match=r"returned no edge features.*feat_0=\.\.\."):
+        layer(g, h, h)
+    with pytest.raises(TypeError, match=r"needs a third argument, 'feat_0'.*feat_0=\.\.\."):
+        layer(g, h)
