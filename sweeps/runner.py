@@ -59,7 +59,7 @@ from dgl_ssm_bench.train import load_data, train
 
 from .interrupt import CtrlC
 from .pruners import PRUNERS, make_pruner
-from .space import apply_values, backbone_kind, find_space, load_space
+from .space import SpaceError, apply_values, backbone_kind, find_space, load_space
 from .storage import (
     DEFAULT_STORAGE,
     create_or_load_study,
@@ -126,10 +126,21 @@ def validate(spec: SweepSpec):
     if spec.threads is not None and spec.threads < 1:
         raise ValueError("--threads must be at least 1.")
     space = spec.load_space()
-    # The fixed values with each searched key at its first choice: builds a probe model, so an
-    # option this backbone does not take fails here, not in a worker.
-    first = {key: _first_value(p) for key, p in space.params(backbone_kind(spec.backbone)).items()}
-    validate_run(apply_values(spec.base_config(space), first))
+    # The fixed values with each searched key at its first choice, then each other choice of
+    # a categorical key in turn: each builds a probe model, so a value this backbone does not
+    # take (a misspelt norm, a kind of Λ) fails here, naming its key, not in some trial.
+    params = space.params(backbone_kind(spec.backbone))
+    first = {key: _first_value(p) for key, p in params.items()}
+    probes = [("the fixed values with each searched key at its first choice", first)]
+    for key, param in params.items():
+        if param["type"] == "categorical":
+            probes += [(f"{key} = {choice!r}", {**first, key: choice})
+                       for choice in param["choices"][1:]]  # fmt: skip
+    for what, values in probes:
+        try:
+            validate_run(apply_values(spec.base_config(space), values))
+        except (ValueError, TypeError) as error:
+            raise SpaceError(f"search space {space.name!r}, {what}: {error}") from None
 
 
 def _first_value(param):
@@ -417,6 +428,9 @@ def _work(spec, worker_index, log, ctrl_c):
             with ctrl_c.interruptible():  # others' trials may still die and be re-queued
                 time.sleep(min(5, spec.heartbeat))
             continue
+        # A GPP trial can train for an hour: say that one is under way, and with what.
+        chosen = ", ".join(f"{key.split('.')[-1]}={_short(value)}" for key, value in values.items())
+        log(f"{spec.study_name}: trial {trial.number} started ({chosen or 'fixed values'})")
         outcome = _run_trial(spec, space, data, study, storage, trial, values, log, ctrl_c)
         ran += 1
         errors = errors + 1 if outcome.startswith("error") else 0
@@ -425,6 +439,10 @@ def _work(spec, worker_index, log, ctrl_c):
                 f"{spec.study_name}: {errors} trials in a row raised an error, the last: "
                 f"{outcome[len('error: ') :]}"
             )
+
+
+def _short(value):
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _requeue(study, trial):

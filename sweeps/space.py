@@ -139,7 +139,7 @@ def load_space(name, folder=SPACES, _seen=()):
             raise SpaceError(f"{path}: {section}: unknown section; valid: {', '.join(SECTIONS)}.")
     parent = SearchSpace(name="")
     if raw.get("extends"):
-        parent = load_space(raw["extends"], path.parent, (*_seen, path.resolve()))
+        parent = load_space(*_parent_of(raw["extends"], path), (*_seen, path.resolve()))
     space = SearchSpace(name=path.stem, protocol=parent.protocol, max_params=parent.max_params)
     if "max_params" in raw:
         budget = raw["max_params"]
@@ -160,6 +160,19 @@ def load_space(name, folder=SPACES, _seen=()):
         setattr(space, section, {k: v for k, v in merged.items() if v is not None})
     _validate(space, path)
     return space
+
+
+def _parent_of(extends, path):
+    """``(name, folder)`` of the space that ``path`` extends: a YAML path relative to the
+    file's folder, a name from that folder, else a name from the shipped spaces (so a space
+    of one's own can extend ``cora`` without copying it)."""
+    if not isinstance(extends, str) or not extends:
+        raise SpaceError(f"{path}: extends: must be a space name or a YAML path, got {extends!r}.")
+    if extends.endswith(".yaml"):
+        return str(path.parent / extends), path.parent  # an absolute path stays as it is
+    if (path.parent / f"{extends}.yaml").exists():
+        return extends, path.parent
+    return extends, SPACES
 
 
 def _validate(space, path):

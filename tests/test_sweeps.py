@@ -236,6 +236,53 @@ def test_validate_builds_the_backbone_with_the_fixed_values(tmp_path):
         validate(SweepSpec("gcn_platonov", "minesweeper", space=str(path)))
 
 
+def test_every_categorical_choice_is_tried_before_any_trial_runs(tmp_path):
+    # A misspelt choice used to start the sweep and fail only the trials that drew it.
+    (tmp_path / "mine.yaml").write_text(
+        "extends: tiny_ring_transfer\n"  # a shipped space, by name, from a folder of one's own
+        "search:\n  model.norm: {type: categorical, choices: [none, layer, btach]}\n"
+        "ssm:\n  model.state: {type: categorical, choices: [identity, ortho]}\n"
+    )
+    spec = SweepSpec("gcn_ssm", "ring_transfer", space=str(tmp_path / "mine.yaml"))
+    with pytest.raises(SpaceError, match=r"'mine', model.norm = 'btach': Unknown norm"):
+        validate(spec)
+    (tmp_path / "mine.yaml").write_text(
+        "extends: tiny_ring_transfer\n"
+        "ssm:\n  model.state: {type: categorical, choices: [identity, ortho]}\n"
+    )
+    with pytest.raises(SpaceError, match=r"model.state = 'ortho': Unknown SSM matrix kind"):
+        validate(spec)
+    validate(SweepSpec("gcn", "ring_transfer", space=str(tmp_path / "mine.yaml")))  # no Λ
+
+
+def test_a_space_extends_its_own_folder_first_then_the_shipped_spaces(tmp_path):
+    (tmp_path / "cora.yaml").write_text("fixed:\n  optim.epochs: 7\n")
+    (tmp_path / "mine.yaml").write_text("extends: cora\n")
+    assert load_space(str(tmp_path / "mine.yaml")).fixed == {"optim.epochs": 7}
+    (tmp_path / "cora.yaml").unlink()
+    assert load_space(str(tmp_path / "mine.yaml")).fixed == load_space("cora").fixed
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.yaml").write_text("fixed:\n  optim.epochs: 5\n")
+    (tmp_path / "rel.yaml").write_text("extends: sub/base.yaml\n")  # relative to the file
+    assert load_space(str(tmp_path / "rel.yaml")).fixed == {"optim.epochs": 5}
+
+
+def test_a_sweep_says_when_each_trial_starts_and_with_what(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=2, storage=storage,
+                     space=tiny_space(tmp_path), pruner="none")  # fmt: skip
+    lines = []
+    run_sweep(spec, log=lines.append)
+    study = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage)
+    for trial in study.trials:
+        started = [i for i, line in enumerate(lines) if f"trial {trial.number} started" in line]
+        done = [i for i, line in enumerate(lines) if f"trial {trial.number} accuracy" in line]
+        assert len(started) == 1 and len(done) == 1 and started[0] < done[0]
+        for key, value in trial.params.items():
+            shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+            assert f"{key.split('.')[-1]}={shown}" in lines[started[0]]
+
+
 def test_a_tiny_sweep_end_to_end_stores_trials_and_the_final_numbers(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     spec = SweepSpec("gcn_ssm", "ring_transfer", trials=3, storage=storage,
@@ -488,7 +535,7 @@ def test_two_workers_on_an_empty_postgres_database_share_one_study(tmp_path):
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == list(range(8))
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
-    ran = [sum("trial" in line for line in out.splitlines()) for out, _ in outputs]
+    ran = [sum("accuracy val" in line for line in out.splitlines()) for out, _ in outputs]
     assert sum(ran) == 8
 
 
