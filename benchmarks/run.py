@@ -29,6 +29,11 @@ def validate(config: RunConfig):
     dataset_options(config.data.name)  # unknown dataset names list the valid ones
     resolve_device(config.device)
     optimizer_class(config.optim.optimizer)
+    if config.optim.rescale_weight_decay is not None and config.model.calibrate is None:
+        raise ValueError(  # as --calibrate-lambda is: an option for a step that will not run
+            "--same-weight-decay and --uniform-weight-decay (optim.rescale_weight_decay) say "
+            "how a calibrated model's weight decay is set; add --calibrate or drop them."
+        )
     count = num_splits(config.data.name)
     if config.data.split >= (count or 1):
         has = f"{count} fixed split(s)" if count else "no fixed splits"

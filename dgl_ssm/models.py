@@ -5,6 +5,7 @@ rule (plain or SSM) and, for kGNNs, the hop mode. A plain model and its SSM twin
 have the same trainable parameters: Λ and B are buffers.
 """
 
+import difflib
 import inspect
 import numbers
 import weakref
@@ -165,6 +166,14 @@ class DeepGNN(nn.Module):
             )
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
             raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}.")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}.")
+        if hop_mode is None and (max_hop is not None or past_max_hop != "empty"):
+            raise ValueError(
+                "max_hop and past_max_hop say which hop graph each layer of a k-hop model reads; "
+                "this model reads the graph as it is (hop_mode=None), so they would be ignored. "
+                "Use a k-hop model (e.g. kgcn_ssm) or set hop_mode, or drop them."
+            )
         spec = BACKBONES[self.backbone]
         accepted = list(inspect.signature(spec.make_conv).parameters)[1:]
         if conv_options is not None and not isinstance(conv_options, Mapping):
@@ -402,6 +411,7 @@ class PlainGNN(DeepGNN):
                 f"{type(self).__name__} is a plain model and takes no SSM options "
                 f"({', '.join(ssm_options)}); use its SSM twin, e.g. {type(self).__name__}SSM."
             )
+        _check_options(self, kwargs, extra=("residual",))
         activation = kwargs.get("activation", "relu")
         super().__init__(
             in_feats,
@@ -461,6 +471,7 @@ class SSMGNN(DeepGNN):
         ssm_seed=0,
         **kwargs,
     ):
+        _check_options(self, {k: v for k, v in kwargs.items() if k != "residual"}, SSM_OPTIONS)
         if "residual" in kwargs:
             raise TypeError(
                 f"{type(self).__name__} takes no residual option: its step H Λᵀ + σ(F) Bᵀ "
@@ -529,6 +540,22 @@ def _segment_count(checkpoint, num_layers):
     if checkpoint < 0:
         raise ValueError(f"checkpoint must be a bool or a segment count, got {checkpoint!r}.")
     return min(int(checkpoint), num_layers)
+
+
+def _check_options(model, kwargs, extra=()):
+    """Refuse a keyword no model takes (a typo such as ``num_layer``), naming the model class
+    the user built rather than :class:`DeepGNN`, with a close match when there is one."""
+    shared = list(inspect.signature(DeepGNN.__init__).parameters)[6:]  # after the sizes, update
+    valid = sorted({*shared, *extra})
+    for key in kwargs:
+        if key not in valid:
+            sizes = ["in_feats", "hidden", "out_feats", "num_layers"]
+            close = difflib.get_close_matches(key, valid + sizes, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise TypeError(
+                f"{type(model).__name__} got an unknown option {key!r}.{hint} Options: "
+                f"{', '.join(valid)}."
+            )
 
 
 def _check_choice(name, value, choices):

@@ -530,3 +530,19 @@ def test_a_conv_whose_third_argument_is_not_edge_features_takes_it_by_name():
         layer(g, h, h)
     with pytest.raises(TypeError, match=r"needs a third argument, 'feat_0'.*feat_0=\.\.\."):
         layer(g, h)
+
+
+def test_a_misspelt_option_is_named_with_the_class_built_and_a_guess():
+    with pytest.raises(TypeError, match=r"GCNSSM got an unknown option 'num_layer'.*'num_layers'"):
+        build_model("gcn_ssm", 5, 8, 2, 3, num_layer=4)
+    with pytest.raises(TypeError, match=r"GCN got an unknown option 'dropuot'.*'dropout'"):
+        build_model("gcn", **ARGS, dropuot=0.1)
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 2"):
+        build_model("gcn_ssm", **ARGS, dropout=2)
+
+
+def test_hop_options_on_a_model_that_reads_no_hops_are_refused():
+    for options in (dict(max_hop=3), dict(past_max_hop="repeat")):
+        with pytest.raises(ValueError, match=r"hop_mode=None\), so they would be ignored"):
+            build_model("gcn_ssm", **ARGS, **options)
+    assert build_model("kgcn_ssm", **ARGS, max_hop=2, past_max_hop="repeat").max_hop == 2

@@ -134,3 +134,15 @@ def test_depth_scaled_input_and_calibration_options():
         ModelConfig(name="gcn_ssm", calibrate_lambda="centred").model_kwargs()
     with pytest.raises(ValueError, match="'middle'; choose one of: nearest, centred"):
         ModelConfig(name="gcn_ssm", calibrate=1.0, calibrate_lambda="middle").model_kwargs()
+
+
+def test_a_weight_decay_rule_for_calibration_without_calibration_is_refused():
+    from dgl_ssm_bench.run import validate
+
+    for rule in (False, "uniform"):
+        config = RunConfig()
+        config.model.name, config.optim.rescale_weight_decay = "gcn_ssm", rule
+        with pytest.raises(ValueError, match="--same-weight-decay .* add --calibrate"):
+            validate(config)
+        config.model.calibrate = 1.0
+        validate(config)  # with it, the rule applies
