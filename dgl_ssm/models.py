@@ -168,12 +168,6 @@ class DeepGNN(nn.Module):
             raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}.")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}.")
-        if hop_mode is None and (max_hop is not None or past_max_hop != "empty"):
-            raise ValueError(
-                "max_hop and past_max_hop say which hop graph each layer of a k-hop model reads; "
-                "this model reads the graph as it is (hop_mode=None), so they would be ignored. "
-                "Use a k-hop model (e.g. kgcn_ssm) or set hop_mode, or drop them."
-            )
         spec = BACKBONES[self.backbone]
         accepted = list(inspect.signature(spec.make_conv).parameters)[1:]
         if conv_options is not None and not isinstance(conv_options, Mapping):

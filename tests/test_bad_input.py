@@ -539,10 +539,3 @@ def test_a_misspelt_option_is_named_with_the_class_built_and_a_guess():
         build_model("gcn", **ARGS, dropuot=0.1)
     with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 2"):
         build_model("gcn_ssm", **ARGS, dropout=2)
-
-
-def test_hop_options_on_a_model_that_reads_no_hops_are_refused():
-    for options in (dict(max_hop=3), dict(past_max_hop="repeat")):
-        with pytest.raises(ValueError, match=r"hop_mode=None\), so they would be ignored"):
-            build_model("gcn_ssm", **ARGS, **options)
-    assert build_model("kgcn_ssm", **ARGS, max_hop=2, past_max_hop="repeat").max_hop == 2
