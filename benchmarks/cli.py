@@ -234,7 +234,8 @@ def _config_path(name):
     path = Path(name)
     if path.exists():
         return path
-    shipped = CONFIGS / f"{name}.yaml"
+    stem = name[: -len(".yaml")] if name.endswith(".yaml") else name  # cora_kipf.yaml too
+    shipped = CONFIGS / f"{stem}.yaml"
     if shipped.exists():
         return shipped
     available = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml")))

@@ -159,7 +159,8 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
         from . import leaderboard
 
         if given := _suite_only_options(parser, args):
-            print(f"{prog}: error: {', '.join(given)} only apply with --suite (they run its "
+            verb = "applies" if len(given) == 1 else "apply"
+            print(f"{prog}: error: {', '.join(given)} only {verb} with --suite (they run its "
                   "sweeps); without it the leaderboard only reads the storage.",
                   file=sys.stderr)  # fmt: skip
             return 2

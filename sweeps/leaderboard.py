@@ -283,9 +283,10 @@ def render_markdown(studies, trials, cells, headers, placements, skipped):
     """The Markdown leaderboard: main table, published numbers, running and skipped studies."""
     out = ["# Leaderboard", ""]
     if smoke := list(studies.index[studies.protocol == SMOKE]):
-        some = f"{len(smoke)} of the" if len(smoke) < len(studies) else "All"
+        some = (f"{len(smoke)} of the {len(studies)} studies" if len(smoke) < len(studies)
+                else "The one study" if len(studies) == 1 else f"All {len(studies)} studies")
         out += [
-            f"**Smoke-size budget, not a reproduction.** {some} {len(studies)} studies ran a "
+            f"**Smoke-size budget, not a reproduction.** {some} ran a "
             f"smoke space (protocol `{SMOKE}`: the quick suite's few short trials on small data), "
             "and their cells say so: they check that the pipeline runs end to end, and reproduce "
             "no published number; none is compared with them. Studies: "

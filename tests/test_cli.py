@@ -81,10 +81,20 @@ def test_every_shipped_config_is_valid(path):
     validate(RunConfig.from_yaml(path))
 
 
+def test_a_shipped_config_is_found_with_or_without_its_extension(tmp_path, monkeypatch):
+    from dgl_ssm_bench.cli import _config_path
+
+    monkeypatch.chdir(tmp_path)  # not the configs' folder: found by name
+    assert _config_path("cora_kipf") == _config_path("cora_kipf.yaml") == CONFIGS / "cora_kipf.yaml"
+    (tmp_path / "cora_kipf.yaml").write_text("seed: 3\n")  # a file of one's own comes first
+    assert _config_path("cora_kipf.yaml").resolve() == tmp_path / "cora_kipf.yaml"
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [
         (["--model", "gcn_sm"], r"Unknown model 'gcn_sm'. Did you mean 'gcn_ssm'\?"),
+        (["--model", "GCN_SSM"], r"Unknown model 'GCN_SSM'. Did you mean 'gcn_ssm'\?"),
         (["--model", "gcn", "--state-scale", "0.5"], r"--state-scale is a SSM-model option"),
         (["--model", "gcn_ssm", "--residual"], r"--residual is a plain-model option"),
         (["--model", "gcn_ssm", "--dataset", "kora"], r"Unknown dataset 'kora'"),

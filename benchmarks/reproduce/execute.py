@@ -70,7 +70,9 @@ def _finish(cell, record, error, out, log):
     record.update(part=cell.part, row=cell.row, column=cell.column, schema=SCHEMA,
                   key=config_key(cell.config))  # fmt: skip
     append_record(records_file(out, cell.part), record)
-    log(f"{label}: {record['status']}, test {record['metric']} {record['test']} "
+    test = record["test"]
+    shown = f"{test:.4g}" if isinstance(test, float) else test  # None when it diverged
+    log(f"{label}: {record['status']}, test {record['metric']} {shown} "
         f"({record['epochs']} epochs, {record['cpu_time_s'] / 60:.1f} CPU min)")  # fmt: skip
     return 1
 

@@ -399,7 +399,7 @@ def write_report(out, budget="cpu"):
     lines = [
         "# Reproduction: records, tables and plots",
         "",
-        "Built by `dgl-ssm-bench reproduce --report` from the JSON-lines records beside this "
+        "Built by `dgl-ssm reproduce --report` from the JSON-lines records beside this "
         f"file (one per finished run); budget `{budget}`. Regenerating from the same records "
         "gives the same bytes.",
     ]
