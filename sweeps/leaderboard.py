@@ -283,8 +283,13 @@ def render_markdown(studies, trials, cells, headers, placements, skipped):
     """The Markdown leaderboard: main table, published numbers, running and skipped studies."""
     out = ["# Leaderboard", ""]
     if smoke := list(studies.index[studies.protocol == SMOKE]):
-        some = (f"{len(smoke)} of the {len(studies)} studies" if len(smoke) < len(studies)
-                else "The one study" if len(studies) == 1 else f"All {len(studies)} studies")
+        some = (
+            f"{len(smoke)} of the {len(studies)} studies"
+            if len(smoke) < len(studies)
+            else "The one study"
+            if len(studies) == 1
+            else f"All {len(studies)} studies"
+        )
         out += [
             f"**Smoke-size budget, not a reproduction.** {some} ran a "
             f"smoke space (protocol `{SMOKE}`: the quick suite's few short trials on small data), "
