@@ -359,16 +359,18 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
             if args.device:
                 cell.config.device = args.device
             resolve_device(cell.config.device)
+        if (args.list or args.report) and not Path(args.out).is_dir():
+            # --list would call every run pending, and --report have nothing to report.
+            raise FileNotFoundError(
+                f"--out {args.out}: no such folder, so no records to "
+                f"{'list against' if args.list else 'report'}. The records are in the "
+                "checkout's results/reproduction: run from the checkout, or pass --out with the "
+                "folder that holds them."
+            )
         if args.list:
             for cell in execute.pending(cells, args.out):
                 print(f"{cell.part}\t{cell.row}\t{cell.column}\tseed {cell.config.seed}")
             return 0
-        if args.report and not Path(args.out).is_dir():
-            raise FileNotFoundError(
-                f"--out {args.out}: no such folder, so no records to report. The records are "
-                "in the checkout's results/reproduction: run from the checkout, or pass --out "
-                "with the folder that holds them."
-            )
         if not args.report:
             Path(args.out).mkdir(parents=True, exist_ok=True)  # unwritable: fail before work
             execute.run_cells(cells, args.out, args.jobs, args.threads, locations)

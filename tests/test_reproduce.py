@@ -386,6 +386,9 @@ def test_a_report_from_a_folder_without_records_says_where_they_are(tmp_path, ca
     assert main(["reproduce", "--report", "--out", str(missing)]) == 2
     err = capsys.readouterr().err
     assert f"--out {missing}: no such folder" in err and "run from the checkout" in err
+    assert main(["reproduce", "--list", "--out", str(missing)]) == 2  # not every run pending
+    err = capsys.readouterr().err
+    assert "no records to list against" in err and "run from the checkout" in err
     assert not missing.exists()
 
 
