@@ -165,6 +165,13 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
             f"{statistics.mean(tests):.4f} ± {spread:.4f} over {len(tests)} run(s) "
             f"({'higher' if higher else 'lower'} is better)"
         )
+    else:  # every run diverged: say so, and what usually helps, rather than end in silence
+        log(
+            f"{config.model.name} on {config.data.name}: no run finished with finite numbers "
+            f"({', '.join(sorted({r['status'] for r in records}))}); its records say so. A "
+            "non-finite loss usually asks for a lower --lr, a smaller --input-scale (SSM "
+            "models) or a norm (--norm layer)."
+        )
     return records
 
 

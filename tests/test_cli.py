@@ -251,6 +251,15 @@ def test_a_calibrated_run_prints_what_the_calibration_set(tmp_path, capsys):
     assert line.startswith("  calibration: ok after") and f"λ {lam:.4g}, B × " in line
 
 
+def test_a_run_that_diverged_says_so_and_what_may_help(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(["run", *TINY_RING, "--lr", "1e30", "--output", str(out)]) == 0
+    (record,) = records(out)
+    assert record["status"] == "diverged" and record["test"] is None
+    last = capsys.readouterr().out.strip().splitlines()[-2]  # before "1 record(s) appended"
+    assert "no run finished with finite numbers (diverged)" in last and "--lr" in last
+
+
 def test_record_after_a_partial_line_starts_on_a_new_line(tmp_path):
     out = tmp_path / "r.jsonl"
     out.write_text('{"whole": 1}\n{"killed": ')  # a writer killed mid-line
