@@ -133,7 +133,10 @@ def train(
     if progress:
         from tqdm import tqdm
 
-        epochs = tqdm(epochs, desc=f"{config.model.name} on {data.name}", leave=False)
+        # disable=None: no bar when stderr is not a terminal (a log file would fill with
+        # carriage-return redraws).
+        epochs = tqdm(epochs, desc=f"{config.model.name} on {data.name}", leave=False,
+                      disable=None)  # fmt: skip
     epoch = -1
     try:
         for epoch in epochs:
@@ -214,7 +217,8 @@ def _sweep_bar(layers, enabled):
         return
     from tqdm import tqdm
 
-    bar = tqdm(total=layers, desc="calibrating, sweep 1", unit="layer", leave=False)
+    bar = tqdm(total=layers, desc="calibrating, sweep 1", unit="layer", leave=False,
+               disable=None)  # as the epochs' bar: none in a log  # fmt: skip
     sweeps = [1]
 
     def tick(done, total):

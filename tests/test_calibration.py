@@ -355,15 +355,20 @@ def test_a_calibrated_run_takes_its_target_and_rule_and_records_what_it_set(monk
     assert float(update.input_matrix[0, 0]) == pytest.approx(0.1 * report["input_factor"][0])
 
 
-def test_a_calibrated_run_says_what_the_calibration_did(capsys):
+def test_a_calibrated_run_says_what_the_calibration_did(capsys, monkeypatch):
+    import sys
+
     from dgl_ssm_bench.config import RunConfig
     from dgl_ssm_bench.run import calibration_summary
     from dgl_ssm_bench.train import train
     from tests.test_train import tiny_node_task
 
     model = {"name": "gin_ssm", "num_layers": 3, "hidden": 8, "calibrate": 1.0}
-    result = train(RunConfig.from_dict({"model": model, "optim": {"epochs": 2}}),
-                   data=tiny_node_task("accuracy"), progress=True)  # fmt: skip
+    config = RunConfig.from_dict({"model": model, "optim": {"epochs": 2}})
+    train(config, data=tiny_node_task("accuracy"), progress=True)
+    assert capsys.readouterr().err == ""  # stderr is no terminal here: no bars in a log
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    result = train(config, data=tiny_node_task("accuracy"), progress=True)
     report = result.calibration
     rounds = report["rounds"]
     assert rounds >= 1 and max(report["radius_before"]) > 1.02  # it starts off the edge
