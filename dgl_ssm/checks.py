@@ -52,6 +52,18 @@ def check_count(value, name, least=1, who=None):
     return int(value)
 
 
+def check_real(value, name, kind, ok, who=None):
+    """``value`` when it is a real number (not a bool) for which ``ok(value)`` holds; else
+    ``TypeError`` (not a number) or ``ValueError`` (out of range): "``name`` must be
+    ``kind``", naming ``who``, the function."""
+    message = f"{who + ': ' if who else ''}{name} must be {kind}, got {value!r}."
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(message)
+    if not ok(value):
+        raise ValueError(message)
+    return value
+
+
 def check_same_device(graph, feat, device=None, what="Node features", name="feat"):
     """Refuse ``feat`` (called ``name`` in the fix) on another device than ``graph`` or than
     the model's weights (``device``, when given): ``ValueError`` with the move that fixes it."""

@@ -7,7 +7,6 @@ have the same trainable parameters: Λ and B are buffers.
 
 import difflib
 import inspect
-import numbers
 import weakref
 from collections.abc import Mapping
 
@@ -25,6 +24,7 @@ from .checks import (
     check_graph,
     check_in_degrees,
     check_node_features,
+    check_real,
     check_same_device,
     is_int,
 )
@@ -164,10 +164,7 @@ class DeepGNN(nn.Module):
                 f"delay applies to hop_mode='cumulative' (DRew) only; this model's hop_mode is "
                 f"{hop_mode!r}. Build it with hop_mode='cumulative', or without delay."
             )
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
-            raise TypeError(f"dropout must be a number in [0, 1), got {dropout!r}.")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}.")
+        check_real(dropout, "dropout", "a number in [0, 1)", lambda p: 0 <= p < 1)
         spec = BACKBONES[self.backbone]
         accepted = list(inspect.signature(spec.make_conv).parameters)[1:]
         if conv_options is not None and not isinstance(conv_options, Mapping):
@@ -465,13 +462,13 @@ class SSMGNN(DeepGNN):
         ssm_seed=0,
         **kwargs,
     ):
-        _check_options(self, {k: v for k, v in kwargs.items() if k != "residual"}, SSM_OPTIONS)
         if "residual" in kwargs:
             raise TypeError(
                 f"{type(self).__name__} takes no residual option: its step H Λᵀ + σ(F) Bᵀ "
                 "already carries the state (with Λ = I it is a residual path scaled by B). "
                 "residual=True belongs to the plain twin (e.g. GCN)."
             )
+        _check_options(self, kwargs, SSM_OPTIONS)
         hidden = check_count(hidden, "hidden")  # before Λ and B are drawn
         num_layers = check_count(num_layers, "num_layers")
         if isinstance(input_scale, str):
@@ -541,9 +538,9 @@ def _check_options(model, kwargs, extra=()):
     the user built rather than :class:`DeepGNN`, with a close match when there is one."""
     shared = list(inspect.signature(DeepGNN.__init__).parameters)[6:]  # after the sizes, update
     valid = sorted({*shared, *extra})
+    sizes = ["in_feats", "hidden", "out_feats", "num_layers"]  # guessed, not listed
     for key in kwargs:
         if key not in valid:
-            sizes = ["in_feats", "hidden", "out_feats", "num_layers"]
             close = difflib.get_close_matches(key, valid + sizes, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise TypeError(

@@ -29,7 +29,6 @@ differences in the working precision, with a ``RuntimeWarning``.
 
 import copy
 import math
-import numbers
 import warnings
 
 import dgl
@@ -38,7 +37,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
-from ..checks import check_count, check_features, is_int
+from ..checks import check_count, check_features, check_real, is_int
 from ._common import check_dtype
 from .spectra import components, coordinate_blocks, is_block_diagonal, largest_of, top_of_spectrum
 
@@ -506,11 +505,8 @@ def top_eigenvalue_moduli(
 def _check_solver_options(tol, maxiter, ncv, k, who):
     """Refuse ARPACK options it would reject deep inside (or, on graphs whose blocks are all
     solved densely, that would pass unnoticed until a larger graph)."""
-    message = f"{who}: tol must be a finite number ≥ 0 (0: machine precision), got {tol!r}."
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
-        raise TypeError(message)
-    if not 0 <= tol < math.inf:
-        raise ValueError(message)
+    check_real(tol, "tol", "a finite number ≥ 0 (0: machine precision)",
+               lambda t: 0 <= t < math.inf, who)  # fmt: skip
     if maxiter is not None:
         check_count(maxiter, "maxiter", who=who)
     if ncv is not None:
@@ -653,11 +649,7 @@ def spectral_density(
     lanczos_steps = check_count(lanczos_steps, "lanczos_steps", who=who)
     num_points = check_count(num_points, "num_points", least=2, who=who)
     if bandwidth is not None:  # checked before the Lanczos runs, not after
-        message = f"{who}: bandwidth must be a finite number > 0, got {bandwidth!r}."
-        if isinstance(bandwidth, bool) or not isinstance(bandwidth, numbers.Real):
-            raise TypeError(message)
-        if not 0 < bandwidth < math.inf:
-            raise ValueError(message)
+        check_real(bandwidth, "bandwidth", "a finite number > 0", lambda b: 0 < b < math.inf, who)
     lin = _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed)
     size = lin.shape[1]
     steps = min(lanczos_steps, size)
