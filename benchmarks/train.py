@@ -227,6 +227,8 @@ def _sweep_bar(layers, enabled):
             bar.reset(total)
             bar.set_description(f"calibrating, sweep {sweeps[0]}")
         bar.update()
+        if done == total:  # shown whole even when it came sooner than tqdm's redraw interval
+            bar.refresh()
 
     try:
         yield tick
