@@ -82,7 +82,7 @@ def build_parser(prog="dgl-ssm-bench"):
     )  # fmt: skip
     model.add_argument(
         "--checkpoint", type=int, nargs="?", const=True,
-        help="activation checkpointing (optionally the number of segments)",
+        help="activation checkpointing (optionally the number of segments; 0: off)",
     )  # fmt: skip
     model.add_argument(
         "--calibrate", type=float, nargs="?", const=1.0, metavar="TARGET",

@@ -124,7 +124,7 @@ class ModelConfig:
     delay: Annotated[Int, Field(ge=0)] | None = None
     past_max_hop: Str | None = None  # layers past K: "empty" (hop ℓ, paper) | "repeat" hop K
     conv_options: dict[Str, Any] = field(default_factory=dict)
-    # activation checkpointing: True (≈√L segments) or a count
+    # activation checkpointing: True (≈√L segments) or a count (0: off, as False)
     checkpoint: Bool | Annotated[StrictInt, Field(ge=0)] = False
     # SSM models: before training, set Λ and B so every layer's top Jacobian eigenvalue has
     # this modulus (dgl_ssm.calibrate on the training graph); None: keep them as built

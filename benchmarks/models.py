@@ -46,6 +46,11 @@ def build_for(config, data: BenchmarkData):
     encoders (OGB's atom and bond embeddings for Peptides), and its edge features for the
     backbones that read them."""
     check_model_name(config.name)
+    if data.level == "node" and (config.readout != "mean" or config.head_activation is not None):
+        raise ValueError(
+            f"--readout and --head-activation set a graph-level head; {data.name} is a "
+            "node-level dataset, whose head outputs per node. Drop them."
+        )
     if config.name in BASELINES and data.node_encoder is not None:
         raise ValueError(
             f"{config.name!r} is a fixed reference architecture with a linear input layer; "

@@ -42,11 +42,11 @@ def validate(config: RunConfig):
             f"{config.data.name} has {has}; split {config.data.split} does not exist "
             f"(valid: {valid})."
         )
-    # Building a one-feature model runs every constructor check (names, sizes, SSM options).
-    probe = _Probe(level="node")
-    build_for(config.model, probe)
-    if config.model.readout != "mean" or config.model.head_activation is not None:
-        build_for(config.model, _Probe(level="graph"))
+    # Building a one-feature model runs every constructor check (names, sizes, SSM options);
+    # a graph-level head's options are checked on a graph-level probe (whether the dataset is
+    # one is known once it is loaded).
+    graph_head = config.model.readout != "mean" or config.model.head_activation is not None
+    build_for(config.model, _Probe(level="graph" if graph_head else "node"))
 
 
 @dataclasses.dataclass

@@ -59,9 +59,9 @@ class DeepGNN(nn.Module):
         ``update(layer_index)`` returns the state update of that layer.
     task : {"node", "graph"}
         Per-node outputs, or one output per graph of a (batched) graph after ``readout``.
-    readout : {"mean", "sum", "max", "sum+max+mean"}
-        Pooling for graph tasks; ``"sum+max+mean"`` concatenates the three (``3·hidden``
-        wide), as the graph-property models of A-DGN and SWAN do.
+    readout : {"mean", "sum", "max", "sum+max+mean"}, optional
+        Pooling for graph tasks (default ``"mean"``); ``"sum+max+mean"`` concatenates the
+        three (``3·hidden`` wide), as the graph-property models of A-DGN and SWAN do.
     dropout : float
         Dropout on the input features and on each conv's input.
     activation : str
@@ -105,11 +105,12 @@ class DeepGNN(nn.Module):
         for SAGE, ``{"learn_eps": True}`` for GIN.
     checkpoint : bool or int
         Activation checkpointing while training: the stack is cut into segments (``True``:
-        about √L of them; an int: that many) and only each segment's input is kept; the rest
-        is recomputed in the backward pass (except the last segment's, which the backward
-        pass needs at once; so one segment, e.g. ``True`` with 3 layers or fewer, recomputes
-        nothing and keeps everything). Memory falls from O(L) to O(√L) layer states for at
-        most one more forward pass of compute. Not available with ``hop_mode="cumulative"``.
+        about √L of them; an int: that many, 0 as ``False``) and only each segment's input
+        is kept; the rest is recomputed in the backward pass (except the last segment's,
+        which the backward pass needs at once; so one segment, e.g. ``True`` with 3 layers or
+        fewer, recomputes nothing and keeps everything). Memory falls from O(L) to O(√L)
+        layer states for at most one more forward pass of compute. Not available with
+        ``hop_mode="cumulative"``.
     """
 
     backbone = None
@@ -124,7 +125,7 @@ class DeepGNN(nn.Module):
         *,
         update,
         task="node",
-        readout="mean",
+        readout=None,
         dropout=0.0,
         activation="relu",
         head_activation=None,
@@ -143,6 +144,13 @@ class DeepGNN(nn.Module):
     ):
         super().__init__()
         _check_choice("task", task, TASKS)
+        if task == "node" and readout is not None:  # else the model quietly returns per-node
+            raise ValueError(
+                f"readout={readout!r} pools a graph's nodes into one output (task='graph'); a "
+                "node model (task='node', the default) outputs per node and pools nothing. "
+                "Pass task='graph' as well, or drop readout."
+            )
+        readout = "mean" if readout is None else readout
         _check_choice("readout", readout, READOUTS)
         if task == "node" and head_activation is not None:
             raise ValueError(

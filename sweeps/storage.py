@@ -82,6 +82,11 @@ def open_storage(url, heartbeat_interval=30, max_retry=3, *, read_only=False):
         hint = ""
         if isinstance(error, ModuleNotFoundError) and "psycopg" in str(error):
             hint = ' (PostgreSQL storage needs its driver: pip install "dgl-ssm[postgres]")'
+        elif isinstance(error, ImportError) and url.startswith("mysql"):
+            hint = (
+                " (MySQL storage needs a driver the project does not install: pip install "
+                "mysqlclient for mysql://, or pip install PyMySQL and write mysql+pymysql://)"
+            )
         elif url.startswith("postgres://"):
             hint = " (SQLAlchemy spells the scheme postgresql://)"
         elif "://" not in url:

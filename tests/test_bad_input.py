@@ -251,6 +251,10 @@ def test_a_graph_head_option_on_a_node_model_is_refused_not_ignored():
         build_model("gcn_ssm", **ARGS, head_activation="tanh")
     graph_model = build_model("gcn_ssm", **ARGS, task="graph", head_activation="tanh")
     assert isinstance(graph_model.head[1], torch.nn.Tanh)
+    # A readout without task="graph" would quietly give per-node outputs.
+    with pytest.raises(ValueError, match=r"readout='sum' pools.*Pass task='graph' as well"):
+        build_model("gcn_ssm", **ARGS, readout="sum")
+    assert build_model("gcn_ssm", **ARGS, task="graph").readout == "mean"
 
 
 def test_edge_features_only_where_the_backbone_reads_them(graph):

@@ -260,6 +260,17 @@ def test_a_run_that_diverged_says_so_and_what_may_help(tmp_path, capsys):
     assert "no run finished with finite numbers (diverged)" in last and "--lr" in last
 
 
+def test_a_graph_head_option_on_a_node_dataset_is_refused_not_ignored(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    for option in (["--readout", "sum"], ["--head-activation", "tanh"]):
+        assert main(["run", *TINY_RING, *option, "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "ring_transfer is a node-level dataset" in err and err.count("\n") == 1
+    assert not out.exists()
+    # The check before loading cannot know the level, so it builds a graph-level probe.
+    validate(RunConfig.from_dict({"model": {"readout": "sum+max+mean"}}))
+
+
 def test_record_after_a_partial_line_starts_on_a_new_line(tmp_path):
     out = tmp_path / "r.jsonl"
     out.write_text('{"whole": 1}\n{"killed": ')  # a writer killed mid-line

@@ -461,6 +461,8 @@ def test_bad_input_is_one_line(tmp_path, capsys):
          "For a SQLite file at that path: sqlite:////tmp/x.db"),
         (["--backbone", "gcn", "--dataset", "cora", "--storage", "postgres://u:secret@h/x"],
          "spells the scheme postgresql://"),
+        (["--backbone", "gcn", "--dataset", "cora", "--storage", "mysql://u:secret@h/x"],
+         "MySQL storage needs a driver the project does not install: pip install mysqlclient"),
         # In memory, the study would vanish with the sweep (and its results with it).
         (["--backbone", "gcn", "--dataset", "cora", "--storage", "sqlite:///:memory:"],
          "is an in-memory SQLite database: the study would be lost"),
