@@ -60,7 +60,8 @@ def _int(value):
     return value.item() if isinstance(value, numbers.Integral) and hasattr(value, "item") else value
 
 
-# A real number that keeps its type (int or float), so stored configs hash as before.
+# A real number that keeps its type (int or float): a stored record's key hashes the config
+# as written, so 0 must not become 0.0.
 Real = Annotated[StrictInt | StrictFloat, BeforeValidator(_real), Field(allow_inf_nan=False)]
 Int = Annotated[StrictInt, BeforeValidator(_int)]
 Str, Bool = StrictStr, StrictBool

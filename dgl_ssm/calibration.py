@@ -39,7 +39,7 @@ from .analysis._common import evaluating
 from .analysis.states import recorded_states
 from .checks import check_count, check_graph
 from .scaling import positively_homogeneous, scaling_exponents, unknown_convs
-from .ssm import SSMUpdate
+from .ssm import SSMUpdate, scaled_identity_scalar
 
 __all__ = ["CalibrationReport", "CalibrationWarning", "calibrate"]
 
@@ -135,12 +135,13 @@ class CalibrationReport:
         gates 0. Decoupled decay (``torch.optim.AdamW``, which shrinks weights by ``lr·α`` per
         step) is no gradient of a loss, so no choice makes it exact; :math:`\alpha f^{k_p}`
         keeps the balance of decay and step it had in the uncalibrated coordinates. Weights
-        of convs with no known symmetry, and every weight with ``rule="uniform"`` (the rule
-        before the symmetries were known), get :math:`k = 1`; a :class:`CalibrationWarning`
+        of convs with no known symmetry, and every weight with ``rule="uniform"`` (a
+        comparison: one exponent for all), get :math:`k = 1`; a :class:`CalibrationWarning`
         says when the symmetry rule is not exact (such convs, or a σ other than ReLU).
         Parameters outside the calibrated layers keep α. The learning rate is left to the
         optimizer: scaling it by :math:`1/f` too keeps Adam's pace in function space for GCN,
-        but made GIN-SSM collapse and GatedGCN-SSM diverge (Cora, 64 layers).
+        but made GIN-SSM collapse and GatedGCN-SSM diverge in exploratory runs (Cora, 64
+        layers; not among the recorded runs).
 
         Parameters
         ----------
@@ -490,11 +491,7 @@ def _ssm_groups(model):
 
 
 def _lam(update):
-    matrix = update.state_matrix
-    diagonal = torch.diagonal(matrix)
-    if torch.equal(matrix, torch.diag(diagonal)) and bool((diagonal == diagonal[0]).all()):
-        return float(diagonal[0])
-    return None
+    return scaled_identity_scalar(update.state_matrix)
 
 
 def _set(update, lam, factor, input_matrix):
@@ -556,9 +553,8 @@ def _shrink_until_bounded(model, inputs, updates, groups, mu, factors, start, ta
     """Halve B (re-fitting λ) of the groups that feed any layer whose state norm leaves the
     bound, while that helps: as B → 0 the state tends to target^ℓ H⁽⁰⁾, inside the bound.
     Every group up to the deepest such layer is halved, so per-layer groups feeding a drift
-    shrink together: halving only those up to the first one pushed that layer deeper each time
-    and left the early layers' B many times smaller than the deep ones' (2⁻¹⁰ against 1 for
-    GCN-SSM on Cora at 64 layers, in a throwaway run)."""
+    shrink together: halving only those up to the first one moves the drift deeper each time
+    and leaves the early layers' B many times smaller than the deep ones'."""
     worst = math.inf
     for _ in range(_MAX_SHRINK):
         ratios = _norm_ratios(model, inputs, target)

@@ -157,8 +157,8 @@ class SSMUpdate(nn.Module):
 
     def _refresh_fast_paths(self):
         # A scaled identity is applied as a multiply-add: no d×d matmul, no extra allocation.
-        self._state_scalar = _scalar_if_scaled_identity(self.state_matrix)
-        self._input_scalar = _scalar_if_scaled_identity(self.input_matrix)
+        self._state_scalar = scaled_identity_scalar(self.state_matrix)
+        self._input_scalar = scaled_identity_scalar(self.input_matrix)
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
@@ -270,7 +270,8 @@ def _batch_first(tensor, batch_dim, rank):
     )
 
 
-def _scalar_if_scaled_identity(matrix):
+def scaled_identity_scalar(matrix):
+    """m when ``matrix`` is m·I, else None."""
     diagonal = torch.diagonal(matrix)
     if torch.equal(matrix, torch.diag(diagonal)) and bool((diagonal == diagonal[0]).all()):
         return float(diagonal[0])

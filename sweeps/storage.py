@@ -297,11 +297,6 @@ def _passwords(url):
     return sorted({p for p in found if len(p) >= 3}, key=len, reverse=True)
 
 
-def _redact(url):
-    """Hide a password in ``scheme://user:password@host`` (see :func:`redact`)."""
-    return redact(url, url)
-
-
 def one_line(error):
     """The first line of an exception's message, plus its cause's (driver errors live there).
 

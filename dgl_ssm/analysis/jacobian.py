@@ -351,10 +351,6 @@ def _refuse(who, rows, cols, max_dim, itemsize):
     )
 
 
-def _start_vector(size, seed):
-    return np.random.default_rng(seed).standard_normal(size)
-
-
 def top_singular_values(
     layer,
     graph,
@@ -697,14 +693,3 @@ def _lanczos_quadrature(apply, start, steps):
     tridiagonal = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
     theta, vectors = np.linalg.eigh(tridiagonal)
     return theta, vectors[0] ** 2
-
-
-def _dense_from(lin, who):
-    rows, cols = lin.shape
-    if max(rows, cols) > DEFAULT_MAX_DIM:
-        _refuse(who, rows, cols, DEFAULT_MAX_DIM, lin.x.element_size())
-    jac = torch.zeros(rows, cols, dtype=lin.dtype, device=lin.x.device)
-    eye = torch.eye(rows, dtype=lin.dtype, device=lin.x.device)
-    for row in range(rows):
-        jac[row] = lin.rmatvec(eye[row]).reshape(-1)
-    return jac
