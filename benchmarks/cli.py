@@ -18,9 +18,10 @@ from dgl_ssm.models import READOUTS
 
 from .config import RunConfig
 from .datasets import DATASETS
+from .device import device_argument, resolve_device
 from .models import model_names
 from .perf import cli as perf_cli
-from .train import OPTIMIZERS, resolve_device
+from .train import OPTIMIZERS
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -134,7 +135,7 @@ def build_parser(prog="dgl-ssm-bench"):
     runs = run.add_argument_group("runs")
     runs.add_argument("--seed", type=int, help="first seed (default 0)")
     runs.add_argument("--seeds", type=int, default=1, help="number of seeds")
-    runs.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    runs.add_argument("--device", type=device_argument, help="auto, cpu, cuda or cuda:N")
     runs.add_argument("--output", default="runs/results.jsonl", help="JSON-lines file")
     runs.add_argument("--no-progress", action="store_true")
     runs.add_argument(
@@ -195,7 +196,7 @@ def add_reproduce_parser(commands):
                            help="only rebuild the tables and plots from the records")  # fmt: skip
     reproduce.add_argument("--data-dir", help="local raw data (default $DGL_SSM_DATA)")
     reproduce.add_argument("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
-    reproduce.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    reproduce.add_argument("--device", type=device_argument, help="auto, cpu, cuda or cuda:N")
 
 
 def config_from_args(args):

@@ -231,7 +231,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: Annotated[Int, Field(ge=0, lt=2**32)] = 0  # numpy's seed range
-    device: Str = "auto"  # "auto" | "cpu" | "cuda"
+    device: Str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -15,10 +15,11 @@ import dgl_ssm
 
 from .config import RunConfig
 from .datasets import dataset_options, num_splits
+from .device import resolve_device
 from .metrics import METRICS
 from .models import build_for, check_model_name
 from .records import append_record, check_writable
-from .train import load_data, optimizer_class, resolve_device, train
+from .train import load_data, optimizer_class, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,10 +93,12 @@ def _git_state(root=ROOT):
 _COMMIT_AT_IMPORT, _UNCOMMITTED_AT_IMPORT = _git_state()
 
 
-def environment():
-    """Package versions and the git commit this process's code was imported at (and whether
-    its code differed from that commit), so a record says what produced it."""
+def environment(device=None):
+    """Package versions, the git commit this process's code was imported at (and whether its
+    code differed from that commit) and the device a run used, so a record says what produced
+    it."""
     return {
+        **({"device": device} if device is not None else {}),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "dgl": dgl.__version__,
@@ -119,7 +122,7 @@ def run_record(config: RunConfig, result):
         "best_epoch": result.best_epoch,
         "epochs": result.epochs,
         "wall_time_s": round(result.wall_time_s, 3),
-        "environment": environment(),
+        "environment": environment(result.device),
         **({"calibration": result.calibration} if result.calibration is not None else {}),
         **({"history": result.history} if result.monitored else {}),
     }

@@ -28,12 +28,11 @@ from dgl_ssm.backbones import BACKBONES
 
 from .config import RunConfig
 from .datasets import BenchmarkData, get_dataset
+from .device import describe, resolve_device
 from .memory import PeakMeter
 from .metrics import METRICS, loss_fn
 from .models import build_for
 from .monitor import TrainingMonitor
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -52,19 +51,7 @@ class RunResult:
     history: list[dict[str, float]] = field(default_factory=list)
     monitored: bool = False  # the history holds the monitor's entries (keep it in the record)
     calibration: dict | None = None  # dgl_ssm.calibrate's report, when the config asks for it
-
-
-def resolve_device(name):
-    if name not in DEVICES:
-        raise ValueError(f"Unknown device {name!r}. Valid: {', '.join(DEVICES)}.")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            "--device cuda was asked for, but torch sees no CUDA device (or this DGL build "
-            "is CPU-only). Use --device auto, or install the CUDA builds (see README, GPU)."
-        )
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device: str = "cpu"  # where it ran: "cpu" or "cuda:0 (GPU name)"
 
 
 def seed_everything(seed):
@@ -184,6 +171,7 @@ def train(
         history=history,
         monitored=monitor is not None,
         calibration=calibration,
+        device=describe(device),
     )
 
 

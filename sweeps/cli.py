@@ -15,6 +15,8 @@ import time
 
 import optuna
 
+from dgl_ssm_bench.device import device_argument
+
 from .leaderboard import LeaderboardError
 from .pruners import PRUNERS
 from .storage import DEFAULT_STORAGE, StorageError, redact
@@ -54,7 +56,7 @@ def add_sweep_options(parser, storage=True):
         "retried")  # fmt: skip
     add("--data-dir", help="local raw data (default $DGL_SSM_DATA)")
     add("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
-    add("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add("--device", type=device_argument, default="auto", help="auto, cpu, cuda or cuda:N")
     add("--no-final", dest="final", action="store_false",
         help="skip re-running the best configuration over seeds")  # fmt: skip
     return added

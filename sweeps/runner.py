@@ -51,6 +51,7 @@ from optuna.trial import TrialState
 
 from dgl_ssm_bench.config import RunConfig
 from dgl_ssm_bench.datasets import data_version, dataset_options
+from dgl_ssm_bench.device import use_gpu_of_worker
 from dgl_ssm_bench.files import signals_held
 from dgl_ssm_bench.metrics import METRICS
 from dgl_ssm_bench.models import build_for, check_model_name, parameter_count
@@ -254,6 +255,7 @@ def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     optuna.logging.set_verbosity(verbosity)  # as in the parent (spawned: not inherited)
     torch.set_num_threads(threads)
+    use_gpu_of_worker(index)
     try:
         work(spec, worker_index=index)
     except KeyboardInterrupt:  # the parent says it once; the trial was re-queued
@@ -580,6 +582,7 @@ def final_evaluation(spec: SweepSpec, log=print):
         for i, seed in enumerate(seeds):
             config = RunConfig.from_dict(best.user_attrs["config"])
             config.seed = seed
+            config.device = spec.device  # this sweep's, not the one the best trial ran on
             if data.transductive:
                 config.data.split = i % data.num_splits  # the heterophilous sets' 10 splits
             try:

@@ -31,7 +31,7 @@ def test_run_appends_one_full_record_per_seed(tmp_path):
     assert first["wall_time_s"] > 0 and first["peak_memory_mb"] > 0
     env = first["environment"]
     assert env["torch"].startswith("2.1.2") and env["dgl"].startswith("2.1.0")
-    assert "git_commit" in env and "uncommitted_changes" in env
+    assert "git_commit" in env and "uncommitted_changes" in env and env["device"] == "cpu"
 
 
 def test_a_record_says_whether_its_code_had_uncommitted_changes(tmp_path):

@@ -283,6 +283,27 @@ def test_a_sweep_says_when_each_trial_starts_and_with_what(tmp_path):
             assert f"{key.split('.')[-1]}={shown}" in lines[started[0]]
 
 
+def test_the_final_runs_use_this_sweeps_device_not_the_best_trials(tmp_path):
+    import sqlite3
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=1, storage=storage, device="cpu",
+                     space=tiny_space(tmp_path), pruner="none", final=False)  # fmt: skip
+    run_sweep(spec, log=lambda *_: None)
+    # As if the trials had run on a GPU machine and the study were finished on this one.
+    with sqlite3.connect(tmp_path / "optuna.db") as db:
+        changed = db.execute(
+            "UPDATE trial_user_attributes SET value_json = "
+            'replace(value_json, \'"device": "cpu"\', \'"device": "cuda"\') '
+            "WHERE key = 'config'"
+        ).rowcount
+    assert changed == 1
+    spec.final = True
+    lines = []
+    final = run_sweep(spec, log=lines.append)
+    assert final is not None and None not in final["values"], lines
+
+
 def test_a_tiny_sweep_end_to_end_stores_trials_and_the_final_numbers(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     spec = SweepSpec("gcn_ssm", "ring_transfer", trials=3, storage=storage,

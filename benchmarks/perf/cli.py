@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from dgl_ssm import MODELS, is_khop
+from dgl_ssm_bench.device import device_argument, resolve_device
 from dgl_ssm_bench.records import make_folder
-from dgl_ssm_bench.train import resolve_device
 
 from .isolation import ALLOCATORS, find_tcmalloc
 
@@ -130,7 +130,7 @@ def build_parser(parser=None):
     add("--warmup", type=int, help=f"untimed rounds before them (default {d.warmup})")
     add("--min-time", type=float,
         help=f"least timed seconds per model, over all rounds (default {d.min_time})")  # fmt: skip
-    add("--device", choices=["auto", "cpu", "cuda"])
+    add("--device", type=device_argument, help="auto, cpu, cuda or cuda:N")
     add("--data-dir", help="raw Cora files (default $DGL_SSM_DATA)")
     add("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
     add("--backbones", nargs="+", help="plain/SSM twins to time, e.g. gcn gin (default gcn)")

@@ -15,7 +15,7 @@ import psutil
 import torch
 from torch.utils.benchmark import Compare, Timer, timer
 
-from dgl_ssm_bench.train import resolve_device
+from dgl_ssm_bench.device import resolve_device
 
 from . import isolation, report
 from .measure import (

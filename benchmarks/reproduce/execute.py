@@ -7,6 +7,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ..config import RunConfig
+from ..device import use_gpu_of_worker
 from ..records import append_record, read_records
 from .records import SCHEMA, config_key, record_key
 
@@ -47,8 +48,9 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
             written += _finish(cell, record, error, out, log)
         return written
     context = get_context("spawn")  # fresh interpreters: no forked torch or DGL state
+    started = context.Value("i", 0)  # numbers the workers, to spread them over the GPUs
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                             initargs=(threads,)) as pool:  # fmt: skip
+                             initargs=(threads, started)) as pool:  # fmt: skip
         futures = {
             pool.submit(_outcome, _run, cell.config.to_dict(), locations): cell for cell in todo
         }
@@ -77,11 +79,15 @@ def _finish(cell, record, error, out, log):
     return 1
 
 
-def _init_worker(threads):
+def _init_worker(threads, started=None):
     import torch
 
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    if started is not None:
+        with started.get_lock():
+            index, started.value = started.value, started.value + 1
+        use_gpu_of_worker(index)
 
 
 def _outcome(function, *args):

@@ -1,0 +1,63 @@
+"""--device: names, the fallback of ``auto`` when DGL cannot use a GPU torch sees, and which
+GPU a parallel worker takes. This machine has no GPU; the cases where torch sees one are made
+by patching torch's answers, while DGL's probe runs for real (and fails, as a CPU-only DGL
+build does on a GPU machine)."""
+
+import pytest
+import torch
+
+from dgl_ssm_bench import device as devices
+from dgl_ssm_bench.cli import main
+from dgl_ssm_bench.device import check_device_name, resolve_device, use_gpu_of_worker
+
+
+@pytest.fixture
+def fresh_probe():
+    devices._cuda_problem.cache_clear()
+    yield
+    devices._cuda_problem.cache_clear()
+
+
+@pytest.fixture
+def torch_sees_gpus(monkeypatch, fresh_probe):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+def test_device_names():
+    for name in ("auto", "cpu", "cuda", "cuda:0", "cuda:12"):
+        assert check_device_name(name) == name
+    for name in ("mps", "gpu", "cuda:", "cuda:x", "CPU", 0):
+        with pytest.raises(ValueError, match=r"Unknown device .*Valid: auto, cpu, cuda, or cuda:N"):
+            check_device_name(name)
+
+
+def test_without_a_gpu_auto_is_the_cpu_and_cuda_is_refused(fresh_probe, recwarn):
+    assert resolve_device("auto") == torch.device("cpu") and not recwarn.list
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(RuntimeError, match=f"--device {name} was asked for, but torch sees no"):
+            resolve_device(name)
+
+
+def test_a_gpu_dgl_cannot_use_is_named_and_auto_falls_back_to_the_cpu(torch_sees_gpus):
+    with pytest.warns(RuntimeWarning, match="--device auto runs on the CPU: DGL cannot put a"):
+        assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="DGL's PyPI build is CPU-only.*see README, GPU"):
+        resolve_device("cuda")
+    with pytest.raises(RuntimeError, match=r"torch sees 2 CUDA device\(s\), cuda:0 … cuda:1"):
+        resolve_device("cuda:2")
+
+
+def test_parallel_workers_take_the_gpus_in_turn(torch_sees_gpus, monkeypatch):
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    for index in range(5):
+        use_gpu_of_worker(index)
+    assert chosen == [0, 1, 0, 1, 0]
+
+
+def test_a_bad_device_is_one_line_before_any_work(capsys):
+    with pytest.raises(SystemExit) as exited:  # argparse: its usage line, then the error
+        main(["run", "--device", "mps"])
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert exited.value.code == 2 and "--device: Unknown device 'mps'" in error
