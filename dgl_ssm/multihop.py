@@ -87,16 +87,22 @@ def _hop_graphs_and_loops(graph, max_hop, hop_field):
             f"This k-hop model needs edge hop distances in graph.edata[{hop_field!r}], but the "
             f"graph has none. {fix}"
         )
-    _check_radius(graph, max_hop, hop_field)
     hops = graph.edata[hop_field]
-    # The hop tensor itself (edata returns the stored object), its in-place edit count, and
-    # what else could change the split.
-    key = (max_hop, hop_field, hops._version, graph.num_edges(), str(graph.device))
+    radius = (
+        graph.ndata[radius_field(hop_field)] if radius_field(hop_field) in graph.ndata else None
+    )
+    # The hop and radius tensors themselves (ndata and edata return the stored objects), their
+    # in-place edit counts, and what else could change the split.
+    versions = (hops._version, None if radius is None else radius._version)
+    key = (max_hop, hop_field, versions, graph.num_nodes(), graph.num_edges(), str(graph.device))
     cached = getattr(graph, _CACHE_ATTRIBUTE, None)
-    if cached is None or cached[0] is not hops or cached[1] != key:
-        cached = (hops, key, _split_hops(graph, hops, max_hop))
+    if cached is None or cached[0] is not hops or cached[1] is not radius or cached[2] != key:
+        # Checked only here: reading the radius waits for the GPU, which a training loop's
+        # forward on the same graph should not.
+        _check_radius(graph, max_hop, hop_field)
+        cached = (hops, radius, key, _split_hops(graph, hops, max_hop))
         setattr(graph, _CACHE_ATTRIBUTE, cached)
-    return cached[2]
+    return cached[3]
 
 
 def _check_radius(graph, max_hop, hop_field):

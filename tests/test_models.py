@@ -521,6 +521,28 @@ def test_hop_graphs_are_cached_on_the_graph_and_follow_its_hops():
     assert layer_hop_graphs(graph, 3, 3)[0].num_edges() == graph.num_edges() + 8
 
 
+def test_the_radius_is_checked_when_the_hop_graphs_are_built_not_on_every_forward(monkeypatch):
+    from dgl_ssm import multihop
+
+    checks = []
+    check = multihop._check_radius
+    monkeypatch.setattr(multihop, "_check_radius", lambda *a: checks.append(a) or check(*a))
+    graph = KHopTransform(k=3)(ring_graph(8))
+    model = build_model("kgcn_ssm", 4, 4, 2, num_layers=3)
+    for _ in range(3):  # a training loop: the same graph every epoch (on a GPU, a wait each)
+        model(graph, torch.randn(8, 4))
+    assert len(checks) == 1
+    # A radius replaced (or edited in place) is a new split, checked again.
+    graph.ndata["hop_radius"] = torch.full((8,), 2)
+    with pytest.raises(dgl.DGLError, match=r"rewired by KHopTransform\(k=2\)"):
+        model(graph, torch.randn(8, 4))
+    graph.ndata["hop_radius"] = torch.full((8,), 3)
+    model(graph, torch.randn(8, 4))
+    graph.ndata["hop_radius"][0] = 1
+    with pytest.raises(dgl.DGLError, match=r"rewired by KHopTransform\(k=1\)"):
+        model(graph, torch.randn(8, 4))
+
+
 def ring_graph(n):
     nodes = torch.arange(n)
     return dgl.to_bidirected(dgl.graph((nodes, (nodes + 1) % n)))
