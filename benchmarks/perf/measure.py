@@ -199,7 +199,9 @@ def breakdown(config, data):
     rounds = max(5, 3 * config.repeats)
     label = f"one layer fwd+bwd, {data.spec.name}"
     measured = interleaved(parts, rounds, config.warmup + 1, config.min_time / rounds, label)
-    plain, ssm = (_op_table(parts[key], repeats=3) for key in ("plain layer", "ssm layer"))
+    plain, ssm = (
+        _op_table(parts[key], 3, data.feat.device) for key in ("plain layer", "ssm layer")
+    )
     rows = []
     for op in sorted(set(plain) | set(ssm)):
         (calls, ms), (ssm_calls, ssm_ms) = plain.get(op, (0, 0)), ssm.get(op, (0, 0))
@@ -209,15 +211,20 @@ def breakdown(config, data):
     return measured, sorted(rows, key=lambda row: -abs(row["delta_ms"]))
 
 
-def _op_table(run, repeats):
-    """``op → (calls, self CPU ms)`` per call of ``run``, from the profiler."""
+def _op_table(run, repeats, device):
+    """``op → (calls, self ms)`` per call of ``run``, from the profiler: time on the device
+    the layer ran on (on a GPU the CPU time of an op is only its launch)."""
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # no "STAGE: Completed …" lines
-    activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * torch.cuda.is_available()
+    on_gpu = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * on_gpu
     run()
     with profile(activities=activities) as prof:
         for _ in range(repeats):
             run()
     return {
-        event.key: (event.count / repeats, event.self_cpu_time_total / repeats / 1e3)
+        event.key: (
+            event.count / repeats,
+            (event.self_cuda_time_total if on_gpu else event.self_cpu_time_total) / repeats / 1e3,
+        )
         for event in prof.key_averages()
     }

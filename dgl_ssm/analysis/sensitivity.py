@@ -264,10 +264,11 @@ def sensitivity_by_distance(
         )
     distances = hop_distances(base, targets, hop_field)
 
-    squared = {v: torch.zeros(n, dtype=torch.float64) for v in targets}
+    # Summed where the gradients are, and moved once: a copy per backward pass waits for it.
+    squared = {v: torch.zeros(n, dtype=torch.float64, device=feat.device) for v in targets}
     for v, _k, grad in _final_state_gradients(model, graph, feat, targets, edge_feat, who):
-        squared[v] += grad.double().pow(2).sum(dim=1).cpu()
-    values = np.stack([squared[v].sqrt().numpy() for v in targets])
+        squared[v] += grad.double().pow(2).sum(dim=1)
+    values = torch.stack([squared[v].sqrt() for v in targets]).cpu().numpy()
 
     reachable = np.isfinite(distances)
     if max_distance is not None:
