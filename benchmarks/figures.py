@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 import dgl_ssm
 from dgl_ssm import analysis
+from dgl_ssm.checks import check_choice, unknown_name
 
 from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from .datasets import BenchmarkData
@@ -114,7 +115,7 @@ def analysis_data(
     elif dataset == "random":
         graph = random_graph(num_nodes, num_edges, generator)
     else:
-        raise ValueError(f"Unknown dataset {dataset!r}. Valid: {', '.join(DATASETS)}.")
+        raise unknown_name("dataset", dataset, DATASETS)
     n = graph.num_nodes()
     feat = torch.randn(n, feat_dim, generator=generator)
     labels = torch.randint(0, RANDOM_CLASSES, (n,), generator=generator)
@@ -685,9 +686,8 @@ def monitor_figures(record, *, out, stem="monitor"):
 def make_figures(out, *, seed=0, quick=False, only=None, data_dir=None, cache_dir=None):
     """Make the paper's figures (``only``: those of these names, in :data:`FIGURES` order)
     and return their PNG paths."""
-    unknown = sorted(set(only or ()) - set(FIGURE_NAMES))
-    if unknown:
-        raise ValueError(f"Unknown figure {unknown[0]!r}. Valid: {', '.join(FIGURE_NAMES)}.")
+    for name in only or ():
+        check_choice("figure", name, FIGURE_NAMES)
     session = Session(Path(out), seed, QUICK if quick else FULL, data_dir, cache_dir)
     paths, total = [], time.perf_counter()
     for figure in FIGURES:

@@ -2,7 +2,7 @@
 
 import dgl_ssm
 from dgl_ssm.backbones import BACKBONES
-from dgl_ssm.names import unknown_name
+from dgl_ssm.checks import unknown_name
 
 from .baselines import BASELINES
 from .config import ModelConfig

@@ -36,6 +36,7 @@ from multiprocessing import get_context
 import torch
 
 from dgl_ssm.analysis import LayerCall, dirichlet_energy, one_hop_graph, top_singular_values
+from dgl_ssm.checks import check_choice
 
 SPECTRA = ("background", "inline", "off")
 _LIMITS = None  # the helper's thread limits, kept alive
@@ -68,8 +69,7 @@ class TrainingMonitor:
                  spectrum_options=None):  # fmt: skip
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ValueError(f"--monitor takes a positive number of epochs, got {every!r}.")
-        if spectra not in SPECTRA:
-            raise ValueError(f"Unknown spectra mode {spectra!r}. Valid: {', '.join(SPECTRA)}.")
+        check_choice("spectra mode", spectra, SPECTRA)
         self.every, self.layers, self.k, self.spectra = every, layers, k, spectra
         self.spectrum_options = {"tol": 1e-3, **(spectrum_options or {})}
         self.entries, self._pending, self._pool = [], [], None

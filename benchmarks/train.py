@@ -25,6 +25,7 @@ import dgl_ssm
 from dgl_ssm import KHopTransform
 from dgl_ssm.analysis import layer_gradient_norms
 from dgl_ssm.backbones import BACKBONES
+from dgl_ssm.checks import check_choice
 
 from .config import RunConfig
 from .datasets import BenchmarkData, get_dataset
@@ -191,9 +192,7 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 def optimizer_class(name):
     """The ``torch.optim`` class an ``optim.optimizer`` name stands for."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {name!r}. Valid: {', '.join(OPTIMIZERS)}.")
-    return OPTIMIZERS[name]
+    return OPTIMIZERS[check_choice("optimizer", name, OPTIMIZERS)]
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
 from torch import nn
 
+from .checks import check_choice
+
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -44,12 +46,8 @@ def get_activation(activation):
     if isinstance(activation, nn.Module):
         return activation
     if isinstance(activation, str):
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"Unknown activation {activation!r}. Valid names: "
-                f"{', '.join(sorted(ACTIVATIONS))}; or pass a module or a callable."
-            )
-        return ACTIVATIONS[activation]()
+        also = "; or pass a module or a callable"
+        return ACTIVATIONS[check_choice("activation", activation, sorted(ACTIVATIONS), also)]()
     if isinstance(activation, type):  # nn.ReLU rather than nn.ReLU(): a class is callable too
         raise TypeError(
             f"activation must be a module instance or a function, got the class "

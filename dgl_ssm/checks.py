@@ -6,6 +6,7 @@ graph belongs, a float where a count belongs), ``ValueError`` for a wrong shape,
 Inf, a count below its least) or device.
 """
 
+import difflib
 import numbers
 
 import torch
@@ -32,6 +33,36 @@ def check_homogeneous(graph, who):
             f"{graph.etypes}); {who} one node and one edge type. Convert it with "
             "dgl.to_homogeneous(g, ndata=[...]) first."
         )
+
+
+def close_match(name, valid):
+    """The valid name nearest ``name`` (as typed, then lower-cased: ``GCN_SSM`` for
+    ``gcn_ssm``), or None."""
+    valid = [str(v) for v in valid]
+    for guess in (str(name), str(name).lower()):
+        if close := difflib.get_close_matches(guess, valid, n=1):
+            return close[0]
+    return None
+
+
+def unknown_name(kind, name, valid, also=""):
+    """The ``ValueError`` for ``name`` that is no known ``kind`` (a model, a dataset, a norm,
+    …): a close match if any, then the valid names (``also``: what else is accepted)."""
+    valid = list(valid)
+    close = close_match(name, valid)
+    hint = f" Did you mean {close!r}?" if close else ""
+    return ValueError(f"Unknown {kind} {name!r}.{hint} Valid: {', '.join(map(str, valid))}{also}.")
+
+
+def check_choice(kind, value, valid, also=""):
+    """``value`` if it is one of ``valid``, else :func:`unknown_name`'s error."""
+    try:
+        known = value in valid
+    except TypeError:  # unhashable, e.g. a list given for a name
+        known = False
+    if not known:
+        raise unknown_name(kind, value, valid, also)
+    return value
 
 
 def is_int(value):

@@ -5,7 +5,6 @@ rule (plain or SSM) and, for kGNNs, the hop mode. A plain model and its SSM twin
 have the same trainable parameters: Λ and B are buffers.
 """
 
-import difflib
 import inspect
 import weakref
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from torch import nn
 from .activations import get_activation
 from .backbones import BACKBONES
 from .checks import (
+    check_choice,
     check_count,
     check_edge_features,
     check_finite,
@@ -26,6 +26,7 @@ from .checks import (
     check_node_features,
     check_real,
     check_same_device,
+    close_match,
     is_int,
 )
 from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
@@ -143,7 +144,7 @@ class DeepGNN(nn.Module):
         checkpoint=False,
     ):
         super().__init__()
-        _check_choice("task", task, TASKS)
+        check_choice("task", task, TASKS)
         if task == "node" and readout is not None:  # else the model quietly returns per-node
             raise ValueError(
                 f"readout={readout!r} pools a graph's nodes into one output (task='graph'); a "
@@ -151,7 +152,7 @@ class DeepGNN(nn.Module):
                 "Pass task='graph' as well, or drop readout."
             )
         readout = "mean" if readout is None else readout
-        _check_choice("readout", readout, READOUTS)
+        check_choice("readout", readout, READOUTS)
         if task == "node" and head_activation is not None:
             raise ValueError(
                 "head_activation is the graph head's (task='graph'); a node model's head is one "
@@ -159,7 +160,7 @@ class DeepGNN(nn.Module):
             )
         hop_mode = self.default_hop_mode if hop_mode == "default" else hop_mode
         if hop_mode is not None:
-            _check_choice("hop_mode", hop_mode, HOP_MODES)
+            check_choice("hop_mode", hop_mode, HOP_MODES)
         in_feats, hidden, out_feats, num_layers = (
             check_count(value, name)
             for name, value in [("in_feats", in_feats), ("hidden", hidden),
@@ -205,7 +206,7 @@ class DeepGNN(nn.Module):
         self.num_layers, self.task, self.readout = num_layers, task, readout
         self.hop_mode, self.delay, self.hop_field = hop_mode, delay, hop_field
         self.max_hop = num_layers if max_hop is None else max_hop
-        _check_choice("past_max_hop", past_max_hop, PAST_MAX_HOP)
+        check_choice("past_max_hop", past_max_hop, PAST_MAX_HOP)
         self.past_max_hop = past_max_hop
         self.edge_feats = edge_feats
         self.allow_zero_in_degree = allow_zero_in_degree
@@ -549,17 +550,12 @@ def _check_options(model, kwargs, extra=()):
     sizes = ["in_feats", "hidden", "out_feats", "num_layers"]  # guessed, not listed
     for key in kwargs:
         if key not in valid:
-            close = difflib.get_close_matches(key, valid + sizes, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            close = close_match(key, valid + sizes)
+            hint = f" Did you mean {close!r}?" if close else ""
             raise TypeError(
                 f"{type(model).__name__} got an unknown option {key!r}.{hint} Options: "
                 f"{', '.join(valid)}."
             )
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}. Valid: {', '.join(map(repr, choices))}.")
 
 
 class GCN(PlainGNN):

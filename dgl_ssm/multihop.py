@@ -17,7 +17,7 @@ import torch
 from dgl import DGLError
 from torch import nn
 
-from .checks import check_count, check_graph
+from .checks import check_choice, check_count, check_graph
 
 HOP_MODES = ("exact", "cumulative")
 PAST_MAX_HOP = ("empty", "repeat")
@@ -57,12 +57,7 @@ def layer_hop_graphs(
     self loops only (hop ℓ of a graph rewired with radius K, the paper's reading) and
     ``"repeat"`` gives hop K again. ``"cumulative"``: layer ℓ reads hops ``1..min(ℓ, K)``.
     """
-    if past_max_hop not in PAST_MAX_HOP:
-        raise ValueError(
-            f"Unknown past_max_hop {past_max_hop!r}. Valid: "
-            + ", ".join(map(repr, PAST_MAX_HOP))
-            + "."
-        )
+    check_choice("past_max_hop", past_max_hop, PAST_MAX_HOP)
     graphs = _hop_graphs_and_loops(graph, max_hop, hop_field)
     per_hop, loops_only = graphs[:max_hop], graphs[max_hop]
     if hop_mode == "cumulative":

@@ -1,7 +1,7 @@
 """Model names for configs, CLIs and sweeps: ``build_model("gcn_ssm", ...)``."""
 
 from . import models
-from .names import unknown_name
+from .checks import unknown_name
 
 MODELS = {
     "gcn": models.GCN,

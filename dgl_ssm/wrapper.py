@@ -7,7 +7,7 @@ import torch
 from dgl import DGLGraph
 from torch import nn
 
-from .checks import check_count
+from .checks import check_choice, check_count
 from .ssm import SSMUpdate
 
 NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
@@ -17,9 +17,7 @@ def make_norm(norm, dim):
     """``None`` → identity; ``"batch"`` / ``"layer"`` → BatchNorm1d / LayerNorm of width dim."""
     if norm is None or norm == "none":
         return nn.Identity()
-    if norm not in NORMS:
-        raise ValueError(f"Unknown norm {norm!r}. Valid: 'batch', 'layer' or None.")
-    return NORMS[norm](dim)
+    return NORMS[check_choice("norm", norm, NORMS, also=", or None")](dim)
 
 
 class SSMLayer(nn.Module):

@@ -49,6 +49,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from dgl_ssm.checks import check_choice
 from dgl_ssm_bench.config import RunConfig
 from dgl_ssm_bench.datasets import data_version, dataset_options
 from dgl_ssm_bench.device import use_gpu_of_worker
@@ -120,8 +121,7 @@ def validate(spec: SweepSpec):
     """Every name and file checked before any worker starts (errors list the valid values)."""
     check_model_name(spec.backbone)
     dataset_options(spec.dataset)
-    if spec.pruner not in PRUNERS:
-        raise ValueError(f"Unknown pruner {spec.pruner!r}. Valid: {', '.join(PRUNERS)}.")
+    check_choice("pruner", spec.pruner, PRUNERS)
     if spec.trials < 1:
         raise ValueError("--trials must be at least 1.")
     if spec.threads is not None and spec.threads < 1:

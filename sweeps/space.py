@@ -48,6 +48,7 @@ from pathlib import Path
 import yaml
 
 import dgl_ssm
+from dgl_ssm.checks import check_choice
 from dgl_ssm_bench.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 
 SPACES = Path(__file__).resolve().parent / "spaces"
@@ -88,8 +89,7 @@ class SearchSpace:
 
     def params(self, kind):
         """The searched parameters for a backbone of ``kind`` (see :func:`backbone_kind`)."""
-        if kind not in KINDS:
-            raise ValueError(f"Unknown backbone kind {kind!r}. Valid: {', '.join(KINDS)}.")
+        check_choice("backbone kind", kind, KINDS)
         extra = {"plain": self.plain, "ssm": self.ssm}.get(kind, {})
         return {**self.search, **extra}
 

@@ -47,8 +47,9 @@ SUITES = {
 
 def suite_studies(name):
     """The ``(backbone, dataset, space, trials)`` of every study in suite ``name``."""
-    if name not in SUITES:
-        raise ValueError(f"Unknown suite {name!r}. Valid: {', '.join(SUITES)}.")
+    from dgl_ssm.checks import check_choice  # here: the command line loads no torch to start
+
+    check_choice("suite", name, SUITES)
     suite = SUITES[name]
     return [
         (s["backbone"], s["dataset"], s.get("space"), s.get("trials", suite["trials"]))

@@ -100,12 +100,21 @@ def test_unknown_names_list_the_valid_ones():
         build_model("gcn_ssm", **ARGS, activation="swish")
     with pytest.raises(ValueError, match=r"Unknown SSM matrix kind 'unitary'.*orthogonal"):
         build_model("gcn_ssm", **ARGS, state="unitary")
-    with pytest.raises(ValueError, match=r"Unknown readout 'avg'.*'mean'"):
+    with pytest.raises(ValueError, match=r"Unknown readout 'avg'. Valid: mean, sum"):
         build_model("gcn_ssm", **ARGS, task="graph", readout="avg")
-    with pytest.raises(ValueError, match=r"Unknown hop_mode 'all'.*'exact'"):
+    with pytest.raises(ValueError, match=r"Unknown hop_mode 'all'. Valid: exact, cumulative"):
         build_model("kgcn_ssm", **ARGS, hop_mode="all")
     with pytest.raises(ValueError, match=r"Unknown norm 'group'"):
         build_model("gcn_ssm", **ARGS, norm="group")
+    # Every kind of name gets the same message: a guess, then the valid ones.
+    with pytest.raises(
+        ValueError, match=r"'Batch'. Did you mean 'batch'\? Valid: batch, layer, or None"
+    ):
+        build_model("gcn_ssm", **ARGS, norm="Batch")
+    with pytest.raises(ValueError, match=r"'tanhh'. Did you mean 'tanh'\? Valid: .*; or pass a"):
+        build_model("gcn_ssm", **ARGS, activation="tanhh")
+    with pytest.raises(ValueError, match=r"Unknown hop_mode \['exact'\]"):  # unhashable
+        build_model("kgcn_ssm", **ARGS, hop_mode=["exact"])
 
 
 def test_plain_models_refuse_ssm_options():

@@ -6,7 +6,7 @@ Real datasets are read by DGL's/OGB's own loaders from a local directory (``data
 
 import inspect
 
-from dgl_ssm.names import unknown_name
+from dgl_ssm.checks import unknown_name
 
 from .base import BenchmarkData
 

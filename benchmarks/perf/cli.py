@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from dgl_ssm import MODELS, is_khop
+from dgl_ssm.checks import check_choice
 from dgl_ssm_bench.device import device_argument, resolve_device
 from dgl_ssm_bench.records import make_folder
 
@@ -58,8 +59,8 @@ class PerfConfig:
         valid = {"sections": SECTIONS, "graphs": ("cora", "synthetic"), "allocator": ALLOCATORS}
         for name, allowed in valid.items():
             given = getattr(self, name)
-            if unknown := sorted(set([given] if isinstance(given, str) else given) - set(allowed)):
-                raise ValueError(f"Unknown {name} {unknown}. Valid: {', '.join(allowed)}.")
+            for value in [given] if isinstance(given, str) else given:
+                check_choice(name.removesuffix("s"), value, allowed)
         # k-hop models need a rewired graph, which these measurements do not make.
         twins = [name for name in MODELS if f"{name}_ssm" in MODELS and not is_khop(name)]
         if unknown := [name for name in self.backbones if name not in twins]:

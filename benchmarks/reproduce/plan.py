@@ -43,6 +43,8 @@ Beyond the paper (issue 14), on ``cora``'s protocol:
 
 from dataclasses import dataclass
 
+from dgl_ssm.checks import check_choice
+
 from ..config import RunConfig
 from ..names import display_name
 from .records import config_key
@@ -241,13 +243,10 @@ BUILDERS = {"gpp": gpp_cells, "ring": ring_cells, "heterophily": heterophily_cel
 
 def plan(parts=PARTS, budget="cpu"):
     """Every cell of ``parts`` at ``budget``: the required ones first, each in seed order."""
-    if budget not in BUDGETS:
-        raise ValueError(f"Unknown budget {budget!r}. Valid: {', '.join(BUDGETS)}.")
+    check_choice("budget", budget, BUDGETS)
     cells = []
     for part in parts:
-        if part not in BUILDERS:
-            raise ValueError(f"Unknown part {part!r}. Valid: {', '.join(PARTS)}.")
-        cells.extend(BUILDERS[part](budget))
+        cells.extend(BUILDERS[check_choice("part", part, PARTS)](budget))
     ordered = [c for c in cells if c.required] + [c for c in cells if not c.required]
     # A cell that names the run of an earlier one of its part is that run (GCN-SSM's weight
     # decay rescaled uniformly is its calibrated column): kept once, where it first appears.
