@@ -34,6 +34,7 @@ from pydantic.dataclasses import dataclass
 
 from dgl_ssm import MODELS, is_khop, is_ssm
 from dgl_ssm.calibration import LAMBDA_RULES
+from dgl_ssm.models import SSM_OPTIONS
 
 
 def _real(value):
@@ -134,7 +135,12 @@ class ModelConfig:
     # (see dgl_ssm.calibrate's lambda_rule)
     calibrate_lambda: Str | None = None
 
-    SSM_FIELDS = ("state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed")
+    SSM_FIELDS = SSM_OPTIONS
+
+    @property
+    def sets_graph_head(self):
+        """Whether options of a graph-level head (readout, its activation) are set."""
+        return self.readout != "mean" or self.head_activation is not None
 
     @property
     def is_khop(self):

@@ -46,7 +46,7 @@ def build_for(config, data: BenchmarkData):
     encoders (OGB's atom and bond embeddings for Peptides), and its edge features for the
     backbones that read them."""
     check_model_name(config.name)
-    if data.level == "node" and (config.readout != "mean" or config.head_activation is not None):
+    if data.level == "node" and config.sets_graph_head:
         raise ValueError(
             f"--readout and --head-activation set a graph-level head; {data.name} is a "
             "node-level dataset, whose head outputs per node. Drop them."

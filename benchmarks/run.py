@@ -46,8 +46,7 @@ def validate(config: RunConfig):
     # Building a one-feature model runs every constructor check (names, sizes, SSM options);
     # a graph-level head's options are checked on a graph-level probe (whether the dataset is
     # one is known once it is loaded).
-    graph_head = config.model.readout != "mean" or config.model.head_activation is not None
-    build_for(config.model, _Probe(level="graph" if graph_head else "node"))
+    build_for(config.model, _Probe(level="graph" if config.model.sets_graph_head else "node"))
 
 
 @dataclasses.dataclass
@@ -128,11 +127,21 @@ def run_record(config: RunConfig, result):
     }
 
 
+def config_of_run(config: RunConfig, index, seed, data):
+    """A copy of ``config`` for run ``index`` of several: with ``seed`` and, on a dataset with
+    fixed splits (the heterophilous sets have ten), split ``(split + index) mod count``, so
+    ten runs cover the ten splits."""
+    run_config = RunConfig.from_dict(config.to_dict())
+    run_config.seed = seed
+    if data.transductive:
+        run_config.data.split = (config.data.split + index) % data.num_splits
+    return run_config
+
+
 def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print, monitor=None):
     """Train ``config`` with seeds ``seed … seed+seeds-1``; append each record to ``output``.
 
-    On datasets with several fixed splits (the heterophilous sets have ten), run ``i`` uses
-    split ``(split + i) mod count``, so ten seeds cover the ten splits. ``monitor(seed)``
+    Run ``i`` uses the split :func:`config_of_run` gives it. ``monitor(seed)``
     returns a :class:`~dgl_ssm_bench.monitor.TrainingMonitor` for that run, or None.
     """
     validate(config)
@@ -141,10 +150,7 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
     data = load_data(config)
     records = []
     for i in range(seeds):
-        run_config = RunConfig.from_dict(config.to_dict())
-        run_config.seed = config.seed + i
-        if data.transductive:
-            run_config.data.split = (config.data.split + i) % data.num_splits
+        run_config = config_of_run(config, i, config.seed + i, data)
         watch = None if monitor is None else monitor(run_config.seed)
         result = train(run_config, data=data, progress=progress, monitor=watch)
         record = run_record(run_config, result)

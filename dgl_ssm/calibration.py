@@ -28,7 +28,6 @@ and the step repeated, until every layer is within ``tol`` of ``target``.
 
 import contextlib
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 
@@ -37,7 +36,7 @@ import torch
 from .analysis import layer_inputs, top_eigenvalue_moduli
 from .analysis._common import evaluating
 from .analysis.states import recorded_states
-from .checks import check_count, check_graph
+from .checks import check_count, check_graph, check_real
 from .scaling import positively_homogeneous, scaling_exponents, unknown_convs
 from .ssm import SSMUpdate, scaled_identity_scalar
 
@@ -186,11 +185,8 @@ class CalibrationReport:
                 f"given has {len(layers)}. Pass the model that was calibrated."
             )
         self._check_calibrated(model, layers)
-        message = f"weight_decay must be a finite number ≥ 0, got {weight_decay!r}."
-        if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real):
-            raise TypeError(message)
-        if not (math.isfinite(weight_decay) and weight_decay >= 0):
-            raise ValueError(message)
+        weight_decay = check_real(weight_decay, "weight_decay", "a finite number ≥ 0",
+                                  lambda decay: math.isfinite(decay) and decay >= 0)  # fmt: skip
         if rule == "symmetry":
             _warn_if_inexact(layers)
         decays, seen = {}, set()  # weight decay → its parameters, in the model's order
@@ -340,21 +336,12 @@ def calibrate(
             f"calibrate: unknown lambda_rule {lambda_rule!r}; choose one of "
             f"{', '.join(map(repr, LAMBDA_RULES))}."
         )
-    settings = dict(target=target, tol=tol, norm_bound=norm_bound)
-    for name, value in settings.items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            settings[name] = value = value.item()
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"calibrate: {name} must be a number, got {value!r}.")
-    target, tol, norm_bound = settings.values()
-    # norm_bound=inf switches the norm bound off; target and tol must be finite.
-    if not (
-        math.isfinite(target) and math.isfinite(tol) and target > 0 and tol > 0 and norm_bound > 1
-    ):
-        raise ValueError(
-            "calibrate needs a finite target > 0, a finite tol > 0 and norm_bound > 1 (inf: "
-            f"no bound); got target={target}, tol={tol}, norm_bound={norm_bound}."
-        )
+    positive = "a finite number > 0"
+    target = check_real(target, "target", positive, _finite_positive, "calibrate")
+    tol = check_real(tol, "tol", positive, _finite_positive, "calibrate")
+    # norm_bound=inf switches the norm bound off.
+    norm_bound = check_real(norm_bound, "norm_bound", "a number > 1 (inf: no bound)",
+                            lambda bound: bound > 1, "calibrate")  # fmt: skip
     max_rounds = check_count(max_rounds, "max_rounds", who="calibrate")
     for name, function in (("log", log), ("progress", progress)):
         if function is not None and not callable(function):
@@ -418,6 +405,10 @@ def calibrate(
     if not report.ok:
         warnings.warn(_not_within(report, len(groups) > 1), CalibrationWarning, stacklevel=2)
     return report
+
+
+def _finite_positive(value):
+    return math.isfinite(value) and value > 0
 
 
 def _not_within(report, per_layer):

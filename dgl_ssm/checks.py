@@ -84,9 +84,11 @@ def check_count(value, name, least=1, who=None):
 
 
 def check_real(value, name, kind, ok, who=None):
-    """``value`` when it is a real number (not a bool) for which ``ok(value)`` holds; else
-    ``TypeError`` (not a number) or ``ValueError`` (out of range): "``name`` must be
-    ``kind``", naming ``who``, the function."""
+    """``value`` when it is a real number (not a bool; a one-element tensor gives its number)
+    for which ``ok(value)`` holds; else ``TypeError`` (not a number) or ``ValueError`` (out of
+    range): "``name`` must be ``kind``", naming ``who``, the function."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
     message = f"{who + ': ' if who else ''}{name} must be {kind}, got {value!r}."
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(message)

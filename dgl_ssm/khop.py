@@ -1,14 +1,12 @@
 """K-hop rewiring: connect every node to all nodes within ``k`` hops, labelled by distance."""
 
-import numbers
-
 import dgl
 import numpy as np
 import scipy.sparse as sp
 import torch
 from dgl.transforms import BaseTransform
 
-from .checks import check_graph
+from .checks import check_count, check_graph
 
 __all__ = ["KHopTransform"]
 
@@ -87,14 +85,8 @@ class KHopTransform(BaseTransform):
     """
 
     def __init__(self, k, hop_field="hop", max_edges=50_000_000, self_loops=False):
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-            raise TypeError(f"KHopTransform: k must be an int >= 1, got {k!r}.")
-        if k < 1:
-            raise ValueError(f"KHopTransform: k must be an int >= 1, got {k!r}.")
-        if isinstance(max_edges, bool) or not isinstance(max_edges, numbers.Integral):
-            raise TypeError(f"KHopTransform: max_edges must be an int >= 0, got {max_edges!r}.")
-        if max_edges < 0:
-            raise ValueError(f"KHopTransform: max_edges must be an int >= 0, got {max_edges!r}.")
+        k = check_count(k, "k", who="KHopTransform")
+        max_edges = check_count(max_edges, "max_edges", least=0, who="KHopTransform")
         if not isinstance(hop_field, str) or not hop_field:
             raise TypeError(f"KHopTransform: hop_field must be a non-empty str, got {hop_field!r}.")
         self.k = int(k)

@@ -34,7 +34,7 @@ from .ssm import PlainUpdate, SSMUpdate
 from .wrapper import SSMLayer, reset_submodules
 
 TASKS = ("node", "graph")
-SSM_OPTIONS = {"state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed"}
+SSM_OPTIONS = ("state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed")
 # "sum+max+mean" concatenates the three poolings, as the A-DGN / SWAN graph-property models
 # whose published diameter numbers the GPP table cites read a graph out.
 READOUTS = ("mean", "sum", "max", "sum+max+mean")
@@ -405,7 +405,7 @@ class PlainGNN(DeepGNN):
     """
 
     def __init__(self, in_feats, hidden, out_feats, num_layers, *, residual=False, **kwargs):
-        ssm_options = sorted(set(kwargs) & SSM_OPTIONS)
+        ssm_options = sorted(set(kwargs) & set(SSM_OPTIONS))
         if ssm_options:
             raise TypeError(
                 f"{type(self).__name__} is a plain model and takes no SSM options "

@@ -7,13 +7,12 @@ wrapper (:class:`dgl_ssm.SSMLayer`), so a plain model and its SSM twin differ on
 """
 
 import math
-import numbers
 
 import torch
 from torch import nn
 
 from .activations import get_activation
-from .checks import check_count
+from .checks import check_count, check_real
 
 MATRIX_KINDS = ("identity", "orthogonal", "random")
 
@@ -71,14 +70,7 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
 
 def _finite_scale(scale, name):
     # A NaN or Inf scale would give NaN states silently (and hang LAPACK in describe_matrix).
-    if isinstance(scale, torch.Tensor) and scale.numel() == 1:
-        scale = scale.item()
-    message = f"The SSM matrix {name} must be a finite real number, got {scale!r}."
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        raise TypeError(message)
-    if not math.isfinite(scale):
-        raise ValueError(message)
-    return float(scale)
+    return float(check_real(scale, f"The SSM matrix {name}", "a finite real number", math.isfinite))
 
 
 def describe_matrix(matrix):

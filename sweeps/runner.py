@@ -56,6 +56,7 @@ from dgl_ssm_bench.device import use_gpu_of_worker
 from dgl_ssm_bench.files import signals_held
 from dgl_ssm_bench.metrics import METRICS
 from dgl_ssm_bench.models import build_for, check_model_name, parameter_count
+from dgl_ssm_bench.run import config_of_run
 from dgl_ssm_bench.run import validate as validate_run
 from dgl_ssm_bench.train import load_data, train
 
@@ -580,11 +581,8 @@ def final_evaluation(spec: SweepSpec, log=print):
         seeds = list(space.final.get("seeds") or range(runs))[:runs]
         values = []
         for i, seed in enumerate(seeds):
-            config = RunConfig.from_dict(best.user_attrs["config"])
-            config.seed = seed
+            config = config_of_run(RunConfig.from_dict(best.user_attrs["config"]), i, seed, data)
             config.device = spec.device  # this sweep's, not the one the best trial ran on
-            if data.transductive:
-                config.data.split = i % data.num_splits  # the heterophilous sets' 10 splits
             try:
                 result = train(config, data=data)
             except Exception as error:  # noqa: BLE001 - as in a trial: recorded, not fatal

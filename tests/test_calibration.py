@@ -240,11 +240,15 @@ def test_what_it_cannot_calibrate_is_refused_with_the_remedy():
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2, norm="layer"), graph, feat)
     with pytest.raises(ValueError, match="state='identity'"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2, state="orthogonal"), graph, feat)
-    with pytest.raises(ValueError, match="tol > 0"):
+    with pytest.raises(ValueError, match="calibrate: tol must be a finite number > 0, got 0"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, tol=0)
+    with pytest.raises(ValueError, match=r"norm_bound must be a number > 1 \(inf: no bound\)"):
+        calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, norm_bound=0.5)
+    with pytest.raises(TypeError, match="calibrate: target must be a finite number > 0, got '1'"):
+        calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, target="1")
     with pytest.raises(ValueError, match="unknown lambda_rule 'middle'.*'nearest', 'centred'"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, lambda_rule="middle")
-    with pytest.raises(ValueError, match="a finite target > 0"):
+    with pytest.raises(ValueError, match="target must be a finite number > 0, got inf"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, target=math.inf)
     with pytest.raises(TypeError, match="max_rounds must be a positive integer, got None"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, max_rounds=None)

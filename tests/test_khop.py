@@ -228,14 +228,16 @@ def test_bound_is_inclusive_and_counts_later_hops():
 
 @pytest.mark.parametrize("k", [0, -1])
 def test_k_below_one(k):
-    with pytest.raises(ValueError, match="k must be an int >= 1"):
+    with pytest.raises(ValueError, match="KHopTransform: k must be a positive integer"):
         KHopTransform(k)
 
 
 @pytest.mark.parametrize("k", [2.5, "2", True, None])
 def test_k_not_int(k):
-    with pytest.raises(TypeError, match="k must be an int >= 1"):
+    with pytest.raises(TypeError, match="KHopTransform: k must be a positive integer"):
         KHopTransform(k)
+    with pytest.raises(TypeError, match="max_edges must be a non-negative integer"):
+        KHopTransform(2, max_edges=k)
 
 
 def test_bad_max_edges():
