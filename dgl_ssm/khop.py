@@ -16,6 +16,12 @@ __all__ = ["KHopTransform"]
 _BLOCK_PRODUCTS = 1 << 22
 
 
+def radius_field(hop_field="hop"):
+    """The node field where :class:`~dgl_ssm.KHopTransform` records its ``k`` (it survives
+    :func:`dgl.batch` and subgraphs, unlike a graph attribute)."""
+    return f"{hop_field}_radius"
+
+
 class KHopTransform(BaseTransform):
     r"""Rewire a graph so that every node is connected to all nodes within :math:`k` hops.
 
@@ -110,13 +116,13 @@ class KHopTransform(BaseTransform):
                 f"type), got node types {g.ntypes} and edge types {g.canonical_etypes}. "
                 "Convert the graph first with dgl.to_homogeneous(g)."
             )
-        rewired = [field for field in g.edata.keys() if f"{field}_radius" in g.ndata]
+        rewired = [field for field in g.edata.keys() if radius_field(field) in g.ndata]
         if rewired:
             # Its edges already join nodes up to that many hops apart: hops counted on them
             # would not be the original graph's.
             raise dgl.DGLError(
                 f"KHopTransform: this graph was rewired already (it has edata[{rewired[0]!r}] "
-                f"and ndata['{rewired[0]}_radius']), so its edges are not the original "
+                f"and ndata['{radius_field(rewired[0])}']), so its edges are not the original "
                 "graph's. Apply the transform to the original graph, with the largest k you "
                 "need."
             )
@@ -135,7 +141,7 @@ class KHopTransform(BaseTransform):
         new_g.edata[self.hop_field] = torch.from_numpy(hop).to(g.device)
         for key, value in g.ndata.items():
             new_g.ndata[key] = value
-        new_g.ndata[f"{self.hop_field}_radius"] = torch.full(
+        new_g.ndata[radius_field(self.hop_field)] = torch.full(
             (n,), self.k, dtype=torch.int64, device=g.device
         )
         batch_num_nodes = g.batch_num_nodes()

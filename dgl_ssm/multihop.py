@@ -18,15 +18,10 @@ from dgl import DGLError
 from torch import nn
 
 from .checks import check_choice, check_count, check_graph
+from .khop import radius_field
 
 HOP_MODES = ("exact", "cumulative")
 PAST_MAX_HOP = ("empty", "repeat")
-
-
-def radius_field(hop_field="hop"):
-    """The node field where :class:`~dgl_ssm.KHopTransform` records its ``k`` (it survives
-    :func:`dgl.batch` and subgraphs, unlike a graph attribute)."""
-    return f"{hop_field}_radius"
 
 
 # Hop graphs of a rewired graph are built once and kept on the graph object itself (full-batch

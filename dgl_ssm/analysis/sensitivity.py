@@ -28,7 +28,7 @@ from .states import recorded_states
 
 __all__ = ["hop_distances", "sensitivity", "sensitivity_by_distance"]
 
-NORMS = ("fro", 2)
+MATRIX_NORM_ORDERS = ("fro", 2)
 
 
 def _final_state_gradients(model, graph, feat, targets, edge_feat, who):
@@ -125,7 +125,7 @@ def sensitivity(model, graph, feat, pairs, *, edge_feat=None, ord="fro"):
     (True, 0.0)
     """
     who = "sensitivity"
-    if ord not in NORMS:
+    if ord not in MATRIX_NORM_ORDERS:
         raise ValueError(f"{who}: ord must be 'fro' or 2, got {ord!r}.")
     check_features(graph, feat, who, call=f"{who}(model, graph, feat, pairs)", states=False)
     pairs = _node_pairs(pairs, who)
