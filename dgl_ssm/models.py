@@ -565,7 +565,17 @@ class GCN(PlainGNN):
 
 
 class GCNSSM(SSMGNN):
-    """GCN-SSM: a deep GCN whose layers are SSM steps; arguments: :class:`SSMGNN`."""
+    """GCN-SSM: a deep GCN whose layers are SSM steps; arguments: :class:`SSMGNN`.
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> from dgl_ssm import GCNSSM
+    >>> g = dgl.add_self_loop(dgl.to_bidirected(dgl.rand_graph(10, 15)))
+    >>> model = GCNSSM(in_feats=5, hidden=16, out_feats=3, num_layers=64)
+    >>> model(g, torch.randn(10, 5)).shape
+    torch.Size([10, 3])
+    """
 
     backbone = "gcn"
 
@@ -577,7 +587,19 @@ class GIN(PlainGNN):
 
 
 class GINSSM(SSMGNN):
-    """GIN-SSM: a deep GIN whose layers are SSM steps; arguments: :class:`SSMGNN`."""
+    """GIN-SSM: a deep GIN whose layers are SSM steps; arguments: :class:`SSMGNN`.
+
+    Examples
+    --------
+    A graph-level model on a batch of two graphs:
+
+    >>> import dgl, torch
+    >>> from dgl_ssm import GINSSM
+    >>> batch = dgl.batch([dgl.rand_graph(6, 12), dgl.rand_graph(4, 8)])
+    >>> model = GINSSM(5, 16, 1, num_layers=8, task="graph", readout="sum")
+    >>> model(batch, torch.randn(10, 5)).shape
+    torch.Size([2, 1])
+    """
 
     backbone = "gin"
 
@@ -589,7 +611,19 @@ class GatedGCN(PlainGNN):
 
 
 class GatedGCNSSM(SSMGNN):
-    """GatedGCN-SSM: node states follow the SSM step; arguments: :class:`SSMGNN`."""
+    """GatedGCN-SSM: node states follow the SSM step; arguments: :class:`SSMGNN`.
+
+    Examples
+    --------
+    With 3 features an edge (without ``edge_feats``, it learns one embedding for all):
+
+    >>> import dgl, torch
+    >>> from dgl_ssm import GatedGCNSSM
+    >>> g = dgl.rand_graph(10, 30)
+    >>> model = GatedGCNSSM(5, 16, 3, num_layers=8, edge_feats=3)
+    >>> model(g, torch.randn(10, 5), torch.randn(30, 3)).shape
+    torch.Size([10, 3])
+    """
 
     backbone = "gatedgcn"
 
@@ -601,7 +635,17 @@ class GAT(PlainGNN):
 
 
 class GATSSM(SSMGNN):
-    """GAT-SSM: a deep GAT whose layers are SSM steps; arguments: :class:`SSMGNN`."""
+    """GAT-SSM: a deep GAT whose layers are SSM steps; arguments: :class:`SSMGNN`.
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> from dgl_ssm import GATSSM
+    >>> g = dgl.add_self_loop(dgl.rand_graph(10, 30))
+    >>> model = GATSSM(5, 16, 3, num_layers=8, conv_options={"heads": 4})  # 4 heads of 4
+    >>> model(g, torch.randn(10, 5)).shape
+    torch.Size([10, 3])
+    """
 
     backbone = "gat"
 
@@ -613,7 +657,17 @@ class SAGE(PlainGNN):
 
 
 class SAGESSM(SSMGNN):
-    """SAGE-SSM: a deep GraphSAGE whose layers are SSM steps; see :class:`SSMGNN`."""
+    """SAGE-SSM: a deep GraphSAGE whose layers are SSM steps; see :class:`SSMGNN`.
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> from dgl_ssm import SAGESSM
+    >>> g = dgl.rand_graph(10, 30)
+    >>> model = SAGESSM(5, 16, 3, num_layers=8, conv_options={"aggregator": "pool"})
+    >>> model(g, torch.randn(10, 5)).shape
+    torch.Size([10, 3])
+    """
 
     backbone = "sage"
 

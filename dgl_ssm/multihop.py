@@ -37,6 +37,29 @@ def hop_graphs(graph, max_hop, hop_field="hop"):
     :class:`~dgl_ssm.KHopTransform` that rewired it (``ndata[hop_field + "_radius"]``),
     ``max_hop > k`` is refused: hops ``k+1..K`` were never computed, so they would be empty
     whatever the graph.
+
+    Parameters
+    ----------
+    graph : dgl.DGLGraph
+        A graph rewired by :class:`~dgl_ssm.KHopTransform` (hop distances in
+        ``edata[hop_field]``).
+    max_hop : int
+        K, the number of hop graphs.
+    hop_field : str
+        The edge field holding the hop distances.
+
+    Returns
+    -------
+    list of dgl.DGLGraph
+        ``K`` graphs on the same nodes; graph ``k − 1`` holds the edges at exactly ``k`` hops.
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> from dgl_ssm import KHopTransform, hop_graphs
+    >>> path = dgl.to_bidirected(dgl.graph(([0, 1, 2], [1, 2, 3])))
+    >>> [g.num_edges() for g in hop_graphs(KHopTransform(k=3)(path), 3)]  # + 4 self loops
+    [10, 8, 6]
     """
     check_graph(graph, "hop_graphs", "hop_graphs(graph, max_hop)")
     max_hop = check_count(max_hop, "max_hop", who="hop_graphs")

@@ -20,7 +20,29 @@ MODELS = {
 
 
 def model_class(name):
-    """Return the model class registered as ``name``; unknown names list the valid ones."""
+    """Return the model class registered as ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODELS` (``"gcn"``, ``"gcn_ssm"``, …).
+
+    Returns
+    -------
+    type
+        The class, e.g. :class:`~dgl_ssm.GCNSSM`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name: a close match, if any, and the valid names.
+
+    Examples
+    --------
+    >>> from dgl_ssm import model_class
+    >>> model_class("gin_ssm").__name__
+    'GINSSM'
+    """
     try:
         return MODELS[name]
     except (KeyError, TypeError):
@@ -29,6 +51,19 @@ def model_class(name):
 
 def build_model(name, *args, **kwargs):
     """Build the model registered as ``name`` with the given constructor arguments.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODELS`.
+    *args, **kwargs
+        The class's constructor arguments: ``in_feats, hidden, out_feats, num_layers`` and
+        its options (see :class:`~dgl_ssm.models.DeepGNN`).
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, called as ``model(graph, feat)``.
 
     Examples
     --------
@@ -41,11 +76,27 @@ def build_model(name, *args, **kwargs):
 
 
 def is_ssm(name):
-    """Whether the registered model uses the SSM update (rather than the plain one)."""
+    """Whether the model registered as ``name`` uses the SSM update (rather than the plain
+    one); unknown names raise :func:`model_class`'s error.
+
+    Examples
+    --------
+    >>> from dgl_ssm import is_ssm
+    >>> is_ssm("gcn_ssm"), is_ssm("gcn")
+    (True, False)
+    """
     return issubclass(model_class(name), models.SSMGNN)
 
 
 def is_khop(name):
-    """Whether the registered model reads a k-hop rewired graph by default (its class's
-    ``default_hop_mode``), as ``kgcn`` and ``kgcn_ssm`` do."""
+    """Whether the model registered as ``name`` reads a k-hop rewired graph by default (its
+    class's ``default_hop_mode``), as ``kgcn`` and ``kgcn_ssm`` do; unknown names raise
+    :func:`model_class`'s error.
+
+    Examples
+    --------
+    >>> from dgl_ssm import is_khop
+    >>> is_khop("kgcn_ssm"), is_khop("gcn_ssm")
+    (True, False)
+    """
     return model_class(name).default_hop_mode is not None

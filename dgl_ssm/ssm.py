@@ -35,6 +35,22 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
         The factor ``s``.
     generator : torch.Generator, optional
         Source of randomness for the random kinds, so matrices are reproducible.
+
+    Returns
+    -------
+    torch.Tensor
+        The ``dim × dim`` matrix (float32 for the named kinds).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from dgl_ssm import build_matrix
+    >>> build_matrix("identity", 2, scale=0.5)
+    tensor([[0.5000, 0.0000],
+            [0.0000, 0.5000]])
+    >>> q = build_matrix("orthogonal", 4, generator=torch.Generator().manual_seed(0))
+    >>> torch.allclose(q @ q.T, torch.eye(4), atol=1e-6)
+    True
     """
     dim = check_count(dim, "dim (the SSM feature width)")
     if not isinstance(kind, (str, torch.Tensor)) and hasattr(kind, "__array__"):
