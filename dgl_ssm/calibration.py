@@ -36,7 +36,7 @@ import torch
 from .analysis import layer_inputs, top_eigenvalue_moduli
 from .analysis._common import evaluating
 from .analysis.states import recorded_states
-from .checks import check_count, check_graph, check_real
+from .checks import check_choice, check_count, check_graph, check_real
 from .scaling import positively_homogeneous, scaling_exponents, unknown_convs
 from .ssm import SSMUpdate, scaled_identity_scalar
 
@@ -330,40 +330,22 @@ def calibrate(
     (True, True)
     """
     check_graph(graph, "calibrate", "calibrate(model, graph, feat)")
-    updates, groups = _ssm_groups(model)
-    if lambda_rule not in LAMBDA_RULES:
-        raise ValueError(
-            f"calibrate: unknown lambda_rule {lambda_rule!r}; choose one of "
-            f"{', '.join(map(repr, LAMBDA_RULES))}."
-        )
-    positive = "a finite number > 0"
-    target = check_real(target, "target", positive, _finite_positive, "calibrate")
-    tol = check_real(tol, "tol", positive, _finite_positive, "calibrate")
-    # norm_bound=inf switches the norm bound off.
-    norm_bound = check_real(norm_bound, "norm_bound", "a number > 1 (inf: no bound)",
-                            lambda bound: bound > 1, "calibrate")  # fmt: skip
-    max_rounds = check_count(max_rounds, "max_rounds", who="calibrate")
+    groups = _ssm_groups(model)
+    check_choice("lambda_rule", lambda_rule, LAMBDA_RULES)
+    target, tol, norm_bound, max_rounds = _checked_bounds(target, tol, norm_bound, max_rounds)
+    options = _checked_spectrum_options(spectrum_options)
     for name, function in (("log", log), ("progress", progress)):
         if function is not None and not callable(function):
             raise TypeError(
                 f"calibrate: {name} must be a function (or None), got {type(function).__name__}."
             )
-    options = dict(SPECTRUM_OPTIONS if spectrum_options is None else spectrum_options)
-    unknown = sorted(set(options) - SPECTRUM_KEYS)
-    if unknown:
-        raise ValueError(
-            f"calibrate: spectrum_options takes options of top_eigenvalue_moduli "
-            f"({', '.join(sorted(SPECTRUM_KEYS))}); unknown: {', '.join(map(repr, unknown))}."
-        )
     say = log or (lambda _line: None)
     inputs = (graph, feat, edge_feat)
-    start = [(_lam(u), u.input_matrix.clone()) for u in updates]
-    factors = [1.0] * len(updates)  # B = factor × the B the model was built with
     aim = tol * _AIM
 
-    def lam_for(g, mu):  # λ of group g for its layers' μ and its current factor
-        prefer = start[g][0] if lambda_rule == "nearest" else None
-        return _lam_for(mu, factors[g], target, aim, prefer)
+    def lam_for(group):  # λ of a group for its layers' μ and its current factor
+        prefer = group.built_lam if lambda_rule == "nearest" else None
+        return _lam_for(group.mu, group.factor, target, aim, prefer)
 
     with _each_warning_once():  # one notice per calibration, not one per layer and round
         eigen = _top_eigenvalues(model, inputs, options, progress)
@@ -372,18 +354,14 @@ def calibrate(
         rounds, done = 0, not any(misses)
         while not done and rounds < max_rounds:
             rounds += 1
-            # μ: the eigenvalue of K = J − λI (per unit factor on B) that is on top now.
-            mu = {}
-            for g, layers in enumerate(groups):
-                for i in layers:
-                    mu[i] = (eigen[i] - _lam(updates[g])) / factors[g]
-            for g, layers in enumerate(groups):
-                factors[g] = _fit_group([mu[i] for i in layers], factors[g], target, aim)
-                _set(updates[g], lam_for(g, [mu[i] for i in layers]), factors[g], start[g][1])
-            _shrink_until_bounded(model, inputs, updates, groups, mu, factors, start, target,
-                                  norm_bound, lam_for)  # fmt: skip
+            for group in groups:
+                # μ: the eigenvalue of K = J − λI (per unit factor on B) that is on top now.
+                group.mu = [(eigen[i] - _lam(group.update)) / group.factor for i in group.layers]
+                group.factor = _fit_group(group.mu, group.factor, target, aim)
+                group.set(lam_for(group))
+            _shrink_until_bounded(model, inputs, groups, target, norm_bound, lam_for)
             eigen = _top_eigenvalues(model, inputs, options, progress)
-            radii = [abs(e) for e in eigen]
+            radii, factors = [abs(e) for e in eigen], [group.factor for group in groups]
             say(
                 f"round {rounds}: radius {min(radii):.4f}…{max(radii):.4f}, B factor "
                 f"{min(factors):.3g}…{max(factors):.3g}"
@@ -393,18 +371,39 @@ def calibrate(
         target=target,
         tol=tol,
         norm_bound=norm_bound,
-        groups=groups,
+        groups=[group.layers for group in groups],
         radius_before=radius_before,
         radius_after=[abs(e) for e in eigen],
         norm_before=norm_before,
         norm_after=_norm_ratios(model, inputs, target),
-        state_scale=[(lam, _lam(u)) for (lam, _), u in zip(start, updates)],
-        input_factor=list(factors),
+        state_scale=[(group.built_lam, _lam(group.update)) for group in groups],
+        input_factor=[group.factor for group in groups],
         rounds=rounds,
     )
     if not report.ok:
         warnings.warn(_not_within(report, len(groups) > 1), CalibrationWarning, stacklevel=2)
     return report
+
+
+def _checked_bounds(target, tol, norm_bound, max_rounds):
+    positive = "a finite number > 0"
+    target = check_real(target, "target", positive, _finite_positive, "calibrate")
+    tol = check_real(tol, "tol", positive, _finite_positive, "calibrate")
+    # norm_bound=inf switches the norm bound off.
+    norm_bound = check_real(norm_bound, "norm_bound", "a number > 1 (inf: no bound)",
+                            lambda bound: bound > 1, "calibrate")  # fmt: skip
+    return target, tol, norm_bound, check_count(max_rounds, "max_rounds", who="calibrate")
+
+
+def _checked_spectrum_options(spectrum_options):
+    options = dict(SPECTRUM_OPTIONS if spectrum_options is None else spectrum_options)
+    unknown = sorted(set(options) - SPECTRUM_KEYS)
+    if unknown:
+        raise ValueError(
+            f"calibrate: spectrum_options takes options of top_eigenvalue_moduli "
+            f"({', '.join(sorted(SPECTRUM_KEYS))}); unknown: {', '.join(map(repr, unknown))}."
+        )
+    return options
 
 
 def _finite_positive(value):
@@ -445,13 +444,14 @@ def _out_of_bounds(radii, norms, target, tol, bound):
 
 
 def _ssm_groups(model):
-    """The distinct SSM updates of ``model`` and, for each, the layers that use it."""
+    """The distinct SSM updates of ``model``, each a :class:`_Group` with the layers that use
+    it."""
     layers = getattr(model, "layers", None)
     if layers is None or len(layers) == 0:
         raise TypeError(
             f"calibrate needs a dgl_ssm SSM model (GCNSSM, GINSSM, …), got {type(model).__name__}."
         )
-    updates, groups = [], []
+    groups = []
     for index, layer in enumerate(layers):
         update = getattr(layer, "update", None)
         if not isinstance(update, SSMUpdate):
@@ -471,14 +471,27 @@ def _ssm_groups(model):
                 f"calibrate needs Λ = λI (state='identity'); layer {index} has a "
                 f"{update.state_kind} Λ. Build the model with state='identity'."
             )
-        for position, known in enumerate(updates):
-            if known is update:
-                groups[position].append(index)
+        for group in groups:
+            if group.update is update:
+                group.layers.append(index)
                 break
         else:
-            updates.append(update)
-            groups.append([index])
-    return updates, groups
+            groups.append(_Group(update, [index]))
+    return groups
+
+
+class _Group:
+    """One SSM update of the model, the layers that share it, and how calibration scales it:
+    Λ = λI, B = ``factor`` × the B it was built with."""
+
+    def __init__(self, update, layers):
+        self.update, self.layers = update, layers
+        self.built_lam, self.built_input = _lam(update), update.input_matrix.clone()
+        self.factor = 1.0
+        self.mu = []  # per layer: the top eigenvalue of J − λI per unit factor, last measured
+
+    def set(self, lam):
+        _set(self.update, lam, self.factor, self.built_input)
 
 
 def _lam(update):
@@ -539,8 +552,7 @@ def _fit_group(mu, factor, target, aim):
     return factor
 
 
-def _shrink_until_bounded(model, inputs, updates, groups, mu, factors, start, target, bound,
-                          lam_for):  # fmt: skip
+def _shrink_until_bounded(model, inputs, groups, target, bound, lam_for):
     """Halve B (re-fitting λ) of the groups that feed any layer whose state norm leaves the
     bound, while that helps: as B → 0 the state tends to target^ℓ H⁽⁰⁾, inside the bound.
     Every group up to the deepest such layer is halved, so per-layer groups feeding a drift
@@ -556,10 +568,10 @@ def _shrink_until_bounded(model, inputs, updates, groups, mu, factors, start, ta
         if not outside or math.isfinite(now) and now >= worst:
             return
         worst = now
-        for g, layers in enumerate(groups):
-            if min(layers) <= outside[-1]:
-                factors[g] /= 2
-                _set(updates[g], lam_for(g, [mu[i] for i in layers]), factors[g], start[g][1])
+        for group in groups:
+            if min(group.layers) <= outside[-1]:
+                group.factor /= 2
+                group.set(lam_for(group))
 
 
 def _drift(ratio):

@@ -153,17 +153,14 @@ def test_an_overflowing_state_norm_keeps_halving_b(monkeypatch):
 
     graph, feat = random_graph(12, 20, seed=3), torch.randn(12, 3)
     model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=2)
-    updates, groups = calibration._ssm_groups(model)
+    (group,) = calibration._ssm_groups(model)
     seen = iter([[math.inf, math.inf], [1.5, math.nan], [1.5, 1.8]])
     monkeypatch.setattr(calibration, "_norm_ratios", lambda *args: next(seen))
-    factors, start = [1.0], [(1.0, updates[0].input_matrix.clone())]
-    mu, target, bound = {0: 0.1, 1: 0.1}, 1.0, 2.0
-    inputs = (graph, feat, None)
-    calibration._shrink_until_bounded(
-        model, inputs, updates, groups, mu, factors, start, target, bound, lambda g, m: 1.0
-    )
-    assert factors == [0.25]
-    assert torch.allclose(updates[0].input_matrix, start[0][1] / 4)
+    group.mu = [0.1, 0.1]
+    calibration._shrink_until_bounded(model, (graph, feat, None), [group], 1.0, 2.0,
+                                      lambda group: 1.0)  # fmt: skip
+    assert group.factor == 0.25
+    assert torch.allclose(group.update.input_matrix, group.built_input / 4)
 
 
 def test_per_layer_groups_shrink_together_under_the_norm_bound():
@@ -190,17 +187,17 @@ def test_the_norm_bound_halves_every_group_up_to_the_deepest_drift(monkeypatch):
     graph, feat = random_graph(12, 20, seed=3), torch.randn(12, 3)
     model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=4,
                         shared_ssm=False)  # fmt: skip
-    updates, groups = calibration._ssm_groups(model)
-    assert groups == [[0], [1], [2], [3]]
+    groups = calibration._ssm_groups(model)
+    assert [group.layers for group in groups] == [[0], [1], [2], [3]]
     seen = iter([[1.0, 3.0, math.nan, 1.0], [1.0, 1.0, 1.0, 1.0]])
     monkeypatch.setattr(calibration, "_norm_ratios", lambda *args: next(seen))
-    factors = [1.0] * 4
-    start = [(1.0, u.input_matrix.clone()) for u in updates]
-    mu = dict.fromkeys(range(4), 0.1)
-    calibration._shrink_until_bounded(model, (graph, feat, None), updates, groups, mu, factors,
-                                      start, 1.0, 2.0, lambda g, m: 1.0)  # fmt: skip
-    assert factors == [0.5, 0.5, 0.5, 1.0]
-    assert torch.allclose(updates[3].input_matrix, start[3][1])
+    for group in groups:
+        group.mu = [0.1]
+    calibration._shrink_until_bounded(model, (graph, feat, None), groups, 1.0, 2.0,
+                                      lambda group: 1.0)  # fmt: skip
+    assert [group.factor for group in groups] == [0.5, 0.5, 0.5, 1.0]
+    assert torch.allclose(groups[3].update.input_matrix, groups[3].built_input)
+    assert torch.allclose(groups[0].update.input_matrix, groups[0].built_input / 2)
 
 
 def test_a_calibration_out_of_bounds_warns_with_the_remedy():
@@ -246,7 +243,7 @@ def test_what_it_cannot_calibrate_is_refused_with_the_remedy():
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, norm_bound=0.5)
     with pytest.raises(TypeError, match="calibrate: target must be a finite number > 0, got '1'"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, target="1")
-    with pytest.raises(ValueError, match="unknown lambda_rule 'middle'.*'nearest', 'centred'"):
+    with pytest.raises(ValueError, match="Unknown lambda_rule 'middle'. Valid: nearest, centred"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, lambda_rule="middle")
     with pytest.raises(ValueError, match="target must be a finite number > 0, got inf"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, target=math.inf)
