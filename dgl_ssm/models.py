@@ -144,69 +144,22 @@ class DeepGNN(nn.Module):
         checkpoint=False,
     ):
         super().__init__()
-        check_choice("task", task, TASKS)
-        if task == "node" and readout is not None:  # else the model quietly returns per-node
-            raise ValueError(
-                f"readout={readout!r} pools a graph's nodes into one output (task='graph'); a "
-                "node model (task='node', the default) outputs per node and pools nothing. "
-                "Pass task='graph' as well, or drop readout."
-            )
-        readout = "mean" if readout is None else readout
-        check_choice("readout", readout, READOUTS)
-        if task == "node" and head_activation is not None:
-            raise ValueError(
-                "head_activation is the graph head's (task='graph'); a node model's head is one "
-                "linear layer, with no activation to set. Drop head_activation."
-            )
+        spec = BACKBONES[self.backbone]
+        readout = _checked_head(task, readout, head_activation)
         hop_mode = self.default_hop_mode if hop_mode == "default" else hop_mode
-        if hop_mode is not None:
-            check_choice("hop_mode", hop_mode, HOP_MODES)
         in_feats, hidden, out_feats, num_layers = (
             check_count(value, name)
             for name, value in [("in_feats", in_feats), ("hidden", hidden),
                                 ("out_feats", out_feats), ("num_layers", num_layers)]
         )  # fmt: skip
-        max_hop = None if max_hop is None else check_count(max_hop, "max_hop")
-        delay = None if delay is None else check_count(delay, "delay", least=0)
-        if delay is not None and hop_mode != "cumulative":  # only DRew's sum reads the past
-            raise ValueError(
-                f"delay applies to hop_mode='cumulative' (DRew) only; this model's hop_mode is "
-                f"{hop_mode!r}. Build it with hop_mode='cumulative', or without delay."
-            )
+        max_hop, delay = _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop)
         check_real(dropout, "dropout", "a number in [0, 1)", lambda p: 0 <= p < 1)
-        spec = BACKBONES[self.backbone]
-        accepted = list(inspect.signature(spec.make_conv).parameters)[1:]
-        if conv_options is not None and not isinstance(conv_options, Mapping):
-            raise TypeError(
-                f"conv_options must be a dict of the conv's options (e.g. {{'heads': 4}}), got "
-                f"{conv_options!r}."
-            )
-        unknown = sorted(set(conv_options or {}) - set(accepted))
-        if unknown:
-            raise ValueError(
-                f"The {spec.name} backbone takes no conv option {', '.join(unknown)}; it "
-                f"accepts: {', '.join(accepted) or 'none'}."
-            )
-        for name, value in [("edge_encoder", edge_encoder), ("edge_feats", edge_feats)]:
-            if value is not None and not spec.uses_edge_feats:
-                raise ValueError(
-                    f"The {spec.name} backbone uses no edge features, so it takes no {name}. "
-                    f"Use a backbone that does (gatedgcn), or drop {name}."
-                )
-        edge_feats = None if edge_feats is None else check_count(edge_feats, "edge_feats")
-        for name, module in [("node_encoder", node_encoder), ("edge_encoder", edge_encoder)]:
-            if module is not None and not isinstance(module, nn.Module):
-                raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}.")
-        if hop_mode is not None and spec.uses_edge_feats:
-            raise ValueError(
-                f"k-hop rewiring is not available for {spec.name}: its edge features would "
-                "have to change from layer to layer. Use it without hop_mode."
-            )
+        options = _checked_conv_options(spec, conv_options)
+        edge_feats = _checked_inputs(spec, edge_feats, node_encoder, edge_encoder)
         self.in_feats, self.hidden, self.out_feats = in_feats, hidden, out_feats
         self.num_layers, self.task, self.readout = num_layers, task, readout
         self.hop_mode, self.delay, self.hop_field = hop_mode, delay, hop_field
         self.max_hop = num_layers if max_hop is None else max_hop
-        check_choice("past_max_hop", past_max_hop, PAST_MAX_HOP)
         self.past_max_hop = past_max_hop
         self.edge_feats = edge_feats
         self.allow_zero_in_degree = allow_zero_in_degree
@@ -218,7 +171,6 @@ class DeepGNN(nn.Module):
             )
         self._spec = spec
         self._checked_inputs = None  # the last (graph, features) pair that passed the checks
-        options = dict(conv_options or {})
 
         self.input_dropout = nn.Dropout(dropout)
         self.custom_node_encoder = node_encoder is not None
@@ -227,7 +179,7 @@ class DeepGNN(nn.Module):
         if spec.uses_edge_feats:
             if edge_encoder is not None:
                 self.edge_encoder = edge_encoder
-            elif edge_feats is None:
+            elif edge_feats is None:  # one learnt edge state for every edge
                 self.edge_embedding = nn.Parameter(torch.randn(1, hidden) * 0.1)
             else:
                 self.edge_encoder = nn.Linear(edge_feats, hidden)
@@ -235,15 +187,7 @@ class DeepGNN(nn.Module):
             SSMLayer(self._make_conv(i, options), hidden, update(i), norm, dropout)
             for i in range(num_layers)
         )
-        if task == "node":
-            self.head = nn.Linear(hidden, out_feats)
-        else:
-            pooled = hidden * len(readout.split("+"))
-            self.head = nn.Sequential(
-                nn.Linear(pooled, hidden),
-                get_activation(activation if head_activation is None else head_activation),
-                nn.Linear(hidden, out_feats),
-            )
+        self.head = _make_head(task, readout, hidden, out_feats, activation, head_activation)
 
     def _make_conv(self, layer_index, options):
         if self.hop_mode == "cumulative":
@@ -528,6 +472,86 @@ def depth_scaled_input_scale(num_layers, base=0.1, depth=AUTO_INPUT_DEPTH):
     (0.1, 0.00625)
     """
     return base * min(1.0, depth / num_layers)
+
+
+def _checked_head(task, readout, head_activation):
+    """The readout (``"mean"`` by default for graphs), once the head's options fit ``task``."""
+    check_choice("task", task, TASKS)
+    if task == "node" and readout is not None:  # else the model quietly returns per-node
+        raise ValueError(
+            f"readout={readout!r} pools a graph's nodes into one output (task='graph'); a "
+            "node model (task='node', the default) outputs per node and pools nothing. "
+            "Pass task='graph' as well, or drop readout."
+        )
+    if task == "node" and head_activation is not None:
+        raise ValueError(
+            "head_activation is the graph head's (task='graph'); a node model's head is one "
+            "linear layer, with no activation to set. Drop head_activation."
+        )
+    return check_choice("readout", "mean" if readout is None else readout, READOUTS)
+
+
+def _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop):
+    """``(max_hop, delay)`` checked against the hop mode and the backbone."""
+    if hop_mode is not None:
+        check_choice("hop_mode", hop_mode, HOP_MODES)
+    if hop_mode is not None and spec.uses_edge_feats:
+        raise ValueError(
+            f"k-hop rewiring is not available for {spec.name}: its edge features would "
+            "have to change from layer to layer. Use it without hop_mode."
+        )
+    max_hop = None if max_hop is None else check_count(max_hop, "max_hop")
+    delay = None if delay is None else check_count(delay, "delay", least=0)
+    if delay is not None and hop_mode != "cumulative":  # only DRew's sum reads the past
+        raise ValueError(
+            f"delay applies to hop_mode='cumulative' (DRew) only; this model's hop_mode is "
+            f"{hop_mode!r}. Build it with hop_mode='cumulative', or without delay."
+        )
+    check_choice("past_max_hop", past_max_hop, PAST_MAX_HOP)
+    return max_hop, delay
+
+
+def _checked_conv_options(spec, conv_options):
+    """A copy of ``conv_options``, once each is an option of the backbone's conv."""
+    if conv_options is not None and not isinstance(conv_options, Mapping):
+        raise TypeError(
+            f"conv_options must be a dict of the conv's options (e.g. {{'heads': 4}}), got "
+            f"{conv_options!r}."
+        )
+    accepted = list(inspect.signature(spec.make_conv).parameters)[1:]
+    unknown = sorted(set(conv_options or {}) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"The {spec.name} backbone takes no conv option {', '.join(unknown)}; it "
+            f"accepts: {', '.join(accepted) or 'none'}."
+        )
+    return dict(conv_options or {})
+
+
+def _checked_inputs(spec, edge_feats, node_encoder, edge_encoder):
+    """``edge_feats`` checked, once the encoders are modules and edge inputs fit the
+    backbone."""
+    for name, value in [("edge_encoder", edge_encoder), ("edge_feats", edge_feats)]:
+        if value is not None and not spec.uses_edge_feats:
+            raise ValueError(
+                f"The {spec.name} backbone uses no edge features, so it takes no {name}. "
+                f"Use a backbone that does (gatedgcn), or drop {name}."
+            )
+    for name, module in [("node_encoder", node_encoder), ("edge_encoder", edge_encoder)]:
+        if module is not None and not isinstance(module, nn.Module):
+            raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}.")
+    return None if edge_feats is None else check_count(edge_feats, "edge_feats")
+
+
+def _make_head(task, readout, hidden, out_feats, activation, head_activation):
+    """A linear layer per node, or for graphs an MLP on the pooled states."""
+    if task == "node":
+        return nn.Linear(hidden, out_feats)
+    return nn.Sequential(
+        nn.Linear(hidden * len(readout.split("+")), hidden),
+        get_activation(activation if head_activation is None else head_activation),
+        nn.Linear(hidden, out_feats),
+    )
 
 
 def _segment_count(checkpoint, num_layers):
