@@ -94,6 +94,22 @@ class SSMLayer(nn.Module):
         Returns the new node states, or ``(node states, edge features)`` when ``edge_feat``
         is given.
         """
+        self._check_call(graph, feat, edge_feat, conv_kwargs)
+        with graph.local_scope() if hasattr(graph, "local_scope") else nullcontext():
+            conv_in = self.dropout(feat)
+            if edge_feat is None:
+                out = self.conv(graph, conv_in, **conv_kwargs)
+            else:
+                out = self.conv(graph, conv_in, edge_feat, **conv_kwargs)
+            node_out, edge_out = out if isinstance(out, tuple) else (out, None)
+            node_out = self._checked_output(node_out, edge_out, feat, edge_feat)
+            new_state = self.norm(self.update(feat, node_out))
+            if edge_feat is None:
+                return new_state
+            return new_state, self.update.activation(edge_out)
+
+    def _check_call(self, graph, feat, edge_feat, conv_kwargs):
+        """Refuse arguments the conv would fail on deep inside, or silently misread."""
         if not isinstance(feat, torch.Tensor) or isinstance(graph, torch.Tensor):
             raise TypeError(
                 f"SSMLayer is called as layer(graph, feat), got ({type(graph).__name__}, "
@@ -136,33 +152,26 @@ class SSMLayer(nn.Module):
                 f"{self._third_argument!r}. Call layer(graph, feat); conv options go by name "
                 f"(layer(graph, feat, edge_weight=w) for convs that take edge weights)."
             )
-        with graph.local_scope() if hasattr(graph, "local_scope") else nullcontext():
-            conv_in = self.dropout(feat)
-            if edge_feat is None:
-                out = self.conv(graph, conv_in, **conv_kwargs)
-            else:
-                out = self.conv(graph, conv_in, edge_feat, **conv_kwargs)
-            node_out, edge_out = out if isinstance(out, tuple) else (out, None)
-            if edge_feat is not None and edge_out is None:
-                raise TypeError(
-                    f"{type(self.conv).__name__} returned no edge features, so it took "
-                    f"edge_feat as its {self._third_argument!r}: SSMLayer's third argument is "
-                    "edge features, for convs that return (h, e). Pass other conv arguments "
-                    f"by name: layer(graph, feat, {self._third_argument}=...)."
-                )
-            if node_out.dim() == 3:  # multi-head convs: (N, heads, d/heads) → (N, d)
-                node_out = node_out.flatten(1)
-            if node_out.shape != feat.shape:
-                raise ValueError(
-                    f"{type(self.conv).__name__} returned node features of shape "
-                    f"{tuple(node_out.shape)}, but the layer state has shape "
-                    f"{tuple(feat.shape)}: the wrapped conv must map width {self.dim} to "
-                    f"{self.dim} (for multi-head convs, heads × out_feats = {self.dim})."
-                )
-            new_state = self.norm(self.update(feat, node_out))
-            if edge_feat is None:
-                return new_state
-            return new_state, self.update.activation(edge_out)
+
+    def _checked_output(self, node_out, edge_out, feat, edge_feat):
+        """The conv's node output as ``(N, d)`` (heads flattened), once it fits the state."""
+        if edge_feat is not None and edge_out is None:
+            raise TypeError(
+                f"{type(self.conv).__name__} returned no edge features, so it took "
+                f"edge_feat as its {self._third_argument!r}: SSMLayer's third argument is "
+                "edge features, for convs that return (h, e). Pass other conv arguments "
+                f"by name: layer(graph, feat, {self._third_argument}=...)."
+            )
+        if node_out.dim() == 3:  # multi-head convs: (N, heads, d/heads) → (N, d)
+            node_out = node_out.flatten(1)
+        if node_out.shape != feat.shape:
+            raise ValueError(
+                f"{type(self.conv).__name__} returned node features of shape "
+                f"{tuple(node_out.shape)}, but the layer state has shape "
+                f"{tuple(feat.shape)}: the wrapped conv must map width {self.dim} to "
+                f"{self.dim} (for multi-head convs, heads × out_feats = {self.dim})."
+            )
+        return node_out
 
     def extra_repr(self):
         return f"dim={self.dim}"
