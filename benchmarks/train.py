@@ -110,62 +110,41 @@ def train(
             model, config.model.calibrate, config.model.calibrate_lambda or "nearest", progress
         )
     optimizer = _optimizer(config, model, report)
-    metric = METRICS[data.metric]
-    optim = config.optim
 
     memory = PeakMeter(device)
     memory.start()  # this run's own peak, not the largest of any earlier run in the process
-    start, history = time.perf_counter(), []
-    best_val, best_epoch, best_state, status, waited = None, -1, None, "ok", 0
-    epochs = range(optim.epochs)
-    if progress:
-        from tqdm import tqdm
-
-        # disable=None: no bar when stderr is not a terminal (a log file would fill with
-        # carriage-return redraws).
-        epochs = tqdm(epochs, desc=f"{config.model.name} on {data.name}", leave=False,
-                      disable=None)  # fmt: skip
+    start, history, status = time.perf_counter(), [], "ok"
+    best = _BestSoFar(METRICS[data.metric], config.optim.patience)
+    epochs = _epochs(config, data.name, progress)
     epoch = -1
     try:
         for epoch in epochs:
             watch = monitor if monitor is not None and monitor.due(epoch) else None
             loss = task.train_epoch(model, optimizer, epoch, watch)
-            if not math.isfinite(loss):
-                status = "diverged"
-                break
-            val = task.evaluate(model, "val")
-            if not math.isfinite(val):  # non-finite predictions, or a metric they break
+            val = task.evaluate(model, "val") if math.isfinite(loss) else math.nan
+            if not math.isfinite(val):  # a non-finite loss, predictions, or a metric they break
                 status = "diverged"
                 break
             history.append({"epoch": epoch, "loss": loss, "val": val})
             if monitor is not None:
                 monitor.log_epoch(epoch, loss, val)
-            if metric.better(val, best_val):
-                best_val, best_epoch, waited = val, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                waited += 1
+            stop = best.update(model, epoch, val)
             if progress:
-                epochs.set_postfix(loss=f"{loss:.4f}", val=f"{val:.4f}", best=f"{best_val:.4f}")
+                epochs.set_postfix(loss=f"{loss:.4f}", val=f"{val:.4f}", best=f"{best.val:.4f}")
             if on_epoch is not None:
                 on_epoch(epoch, val)
-            if optim.patience is not None and waited > 0 and waited >= optim.patience:
+            if stop:
                 break
     finally:  # the monitor's helper process and TensorBoard writer end with the run
         entries = monitor.close() if monitor is not None else []
     _merge(history, entries)
-    val = test = None
-    if status == "ok" and best_state is not None:
-        model.load_state_dict(best_state)
-        val, test = task.evaluate(model, "val"), task.evaluate(model, "test")
-        if not (math.isfinite(val) and math.isfinite(test)):
-            status, val, test = "diverged", None, None
+    status, val, test = _final_scores(task, model, best, status)
     return RunResult(
         status=status,
         metric=data.metric,
         val=val,
         test=test,
-        best_epoch=best_epoch,
+        best_epoch=best.epoch,
         epochs=epoch + 1,
         wall_time_s=time.perf_counter() - start,
         peak_memory_mb=memory.peak_total_mb(),
@@ -174,6 +153,47 @@ def train(
         calibration=calibration,
         device=describe(device),
     )
+
+
+class _BestSoFar:
+    """Early stopping: the best validation score so far, its epoch and the model's weights
+    then, and whether ``patience`` epochs have passed without a better one."""
+
+    def __init__(self, metric, patience):
+        self.metric, self.patience = metric, patience
+        self.val, self.epoch, self.state, self.waited = None, -1, None, 0
+
+    def update(self, model, epoch, val):
+        """Keep ``model``'s weights if ``val`` is the best so far; whether to stop now."""
+        if self.metric.better(val, self.val):
+            self.val, self.epoch, self.waited = val, epoch, 0
+            self.state = copy.deepcopy(model.state_dict())
+        else:
+            self.waited += 1
+        return self.patience is not None and self.waited > 0 and self.waited >= self.patience
+
+
+def _final_scores(task, model, best, status):
+    """``(status, val, test)`` of the best epoch's weights (None after a divergence)."""
+    if status != "ok" or best.state is None:
+        return status, None, None
+    model.load_state_dict(best.state)
+    val, test = task.evaluate(model, "val"), task.evaluate(model, "test")
+    if not (math.isfinite(val) and math.isfinite(test)):
+        return "diverged", None, None
+    return status, val, test
+
+
+def _epochs(config, dataset, progress):
+    """The epoch numbers, with a progress bar when asked for and stderr is a terminal."""
+    epochs = range(config.optim.epochs)
+    if not progress:
+        return epochs
+    from tqdm import tqdm
+
+    # disable=None: no bar when stderr is not a terminal (a log file would fill with
+    # carriage-return redraws).
+    return tqdm(epochs, desc=f"{config.model.name} on {dataset}", leave=False, disable=None)
 
 
 def _merge(history, entries):
