@@ -36,6 +36,7 @@ from multiprocessing import get_context
 import torch
 
 from dgl_ssm.analysis import LayerCall, dirichlet_energy, one_hop_graph, top_singular_values
+from dgl_ssm.analysis._common import call_parts, node_state
 from dgl_ssm.checks import check_choice
 
 SPECTRA = ("background", "inline", "off")
@@ -121,10 +122,7 @@ class TrainingMonitor:
             def hook(_module, args, kwargs):
                 if index in seen:
                     return
-                kwargs = dict(kwargs)
-                graph = args[0] if args else kwargs.pop("graph")
-                state = args[1] if len(args) > 1 else kwargs.pop("feat")
-                edges = args[2] if len(args) > 2 else kwargs.pop("edge_feat", None)
+                graph, state, edges, kwargs = call_parts(args, kwargs)
                 if index == 0:
                     entry["energy"][0] = dirichlet_energy(graphs[0], state)
                 if index in chosen:
@@ -137,7 +135,7 @@ class TrainingMonitor:
                 if index in seen:
                     return
                 seen.add(index)
-                state = output[0] if isinstance(output, tuple) else output
+                state = node_state(output)
                 entry["energy"][index + 1] = dirichlet_energy(graphs[0], state)
                 if state.requires_grad:
                     state.register_hook(partial(_keep_norm, entry["grad_norm"], index))

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .analysis import layer_inputs, top_eigenvalue_moduli
-from .analysis._common import evaluating
+from .analysis._common import evaluating, run_model
 from .analysis.states import recorded_states
 from .checks import check_choice, check_count, check_graph, check_real
 from .scaling import positively_homogeneous, scaling_exponents, unknown_convs
@@ -619,6 +619,6 @@ def _norm_ratios(model, inputs, target):
     """‖H⁽ℓ⁾‖ / (target^ℓ ‖H⁽⁰⁾‖) for ℓ = 1 … L (Frobenius norms, eval mode)."""
     graph, feat, edge_feat = inputs
     with evaluating(model), torch.no_grad(), recorded_states(model, True, "calibrate") as states:
-        model(graph, feat) if edge_feat is None else model(graph, feat, edge_feat)
+        run_model(model, graph, feat, edge_feat)
     norms = [float(s.double().norm()) for s in states]
     return [n / max(norms[0] * target**layer, 1e-300) for layer, n in enumerate(norms[1:], 1)]

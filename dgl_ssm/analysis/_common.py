@@ -54,6 +54,22 @@ def evaluating(model, enabled=True):
             module.training = training
 
 
+def run_model(model, graph, feat, edge_feat=None):
+    """``model(graph, feat)``, with ``edge_feat`` third when given (a model without edge
+    features takes no third argument)."""
+    return model(graph, feat) if edge_feat is None else model(graph, feat, edge_feat)
+
+
+def call_parts(args, kwargs):
+    """``(graph, feat, edge_feat, other keyword arguments)`` of a layer's call, as a forward
+    pre-hook registered ``with_kwargs=True`` sees it."""
+    kwargs = dict(kwargs)
+    graph = args[0] if args else kwargs.pop("graph")
+    feat = args[1] if len(args) > 1 else kwargs.pop("feat")
+    edge_feat = args[2] if len(args) > 2 else kwargs.pop("edge_feat", None)
+    return graph, feat, edge_feat, kwargs
+
+
 def node_state(value):
     """The node states of a layer's output: ``h`` of an ``(h, e)`` tuple, else the tensor."""
     if isinstance(value, tuple):

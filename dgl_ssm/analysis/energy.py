@@ -21,7 +21,7 @@ import copy
 import torch
 
 from ..checks import check_features, check_graph
-from ._common import check_dtype, evaluating, one_hop_graph
+from ._common import check_dtype, evaluating, one_hop_graph, run_model
 from .states import recorded_states
 
 __all__ = ["dirichlet_energy", "layer_energies"]
@@ -137,5 +137,5 @@ def layer_energies(
         edge_feat = None if edge_feat is None else edge_feat.to(dtype)
     with evaluating(model), torch.no_grad():
         with recorded_states(model, who="layer_energies") as states:
-            model(graph, feat) if edge_feat is None else model(graph, feat, edge_feat)
+            run_model(model, graph, feat, edge_feat)
     return [dirichlet_energy(measure_on, state, normalized) for state in states]

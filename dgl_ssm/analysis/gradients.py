@@ -12,7 +12,7 @@ geometrically towards the first layers, while GNN-SSM layers (spectrum near 1) k
 
 import torch
 
-from ._common import evaluating
+from ._common import evaluating, run_model
 from .states import recorded_states
 
 __all__ = ["layer_gradient_norms"]
@@ -68,8 +68,7 @@ def layer_gradient_norms(
     with evaluating(model, eval_mode), torch.enable_grad():
         with recorded_states(model, include_input, who="layer_gradient_norms") as states:
             leaf = feat.detach().requires_grad_(True) if torch.is_floating_point(feat) else feat
-            args = (graph, leaf) if edge_feat is None else (graph, leaf, edge_feat)
-            output = model(*args)
+            output = run_model(model, graph, leaf, edge_feat)
         loss = loss_fn(output)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError(

@@ -38,7 +38,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
 from ..checks import check_count, check_features, check_real, is_int
-from ._common import check_dtype
+from ._common import check_dtype, node_state
 from .spectra import components, coordinate_blocks, is_block_diagonal, largest_of, top_of_spectrum
 
 __all__ = [
@@ -86,12 +86,8 @@ def _layer_function(layer, graph, feat, edge_feat, layer_kwargs, dtype, who):
     def on(graph, edge_feat):
         def function(h):
             if edge_feat is None:
-                out = layer(graph, h, **kwargs)
-            else:
-                out = layer(graph, h, edge_feat, **kwargs)
-            if isinstance(out, tuple):
-                out = out[0]
-            return out.flatten(1) if out.dim() == 3 else out
+                return node_state(layer(graph, h, **kwargs))
+            return node_state(layer(graph, h, edge_feat, **kwargs))
 
         return function
 

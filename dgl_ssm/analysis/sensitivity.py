@@ -23,7 +23,7 @@ import torch
 from scipy.sparse.csgraph import shortest_path
 
 from ..checks import check_count, check_features, check_graph, check_homogeneous, is_int
-from ._common import evaluating, model_layers, one_hop_graph
+from ._common import evaluating, model_layers, one_hop_graph, run_model
 from .states import recorded_states
 
 __all__ = ["hop_distances", "sensitivity", "sensitivity_by_distance"]
@@ -37,7 +37,7 @@ def _final_state_gradients(model, graph, feat, targets, edge_feat, who):
     with evaluating(model), torch.enable_grad():
         x = feat.detach().clone().requires_grad_(True)
         with recorded_states(model, include_input=False, who=who) as states:
-            model(graph, x) if edge_feat is None else model(graph, x, edge_feat)
+            run_model(model, graph, x, edge_feat)
         last = states[-1]
         for v in targets:
             for k in range(last.shape[1]):

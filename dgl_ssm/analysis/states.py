@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ._common import evaluating, model_layers, node_state
+from ._common import call_parts, evaluating, model_layers, node_state, run_model
 
 __all__ = ["LayerCall", "layer_inputs", "recorded_states"]
 
@@ -114,10 +114,7 @@ def layer_inputs(model, graph, feat, edge_feat=None):
     calls = []
 
     def keep(_module, args, kwargs):
-        kwargs = dict(kwargs)
-        layer_graph = args[0] if args else kwargs.pop("graph")
-        state = args[1] if len(args) > 1 else kwargs.pop("feat")
-        edges = args[2] if len(args) > 2 else kwargs.pop("edge_feat", None)
+        layer_graph, state, edges, kwargs = call_parts(args, kwargs)
         extra = {k: list(v) if isinstance(v, list) else v for k, v in kwargs.items()}
         calls.append(
             LayerCall(layer_graph, state.detach(), None if edges is None else edges.detach(), extra)
@@ -126,7 +123,7 @@ def layer_inputs(model, graph, feat, edge_feat=None):
     handles = [layer.register_forward_pre_hook(keep, with_kwargs=True) for layer in layers]
     try:
         with evaluating(model), torch.no_grad():
-            model(graph, feat) if edge_feat is None else model(graph, feat, edge_feat)
+            run_model(model, graph, feat, edge_feat)
     finally:
         for handle in handles:
             handle.remove()
