@@ -35,6 +35,7 @@ from pydantic.dataclasses import dataclass
 from dgl_ssm import MODELS, is_khop, is_ssm
 from dgl_ssm.calibration import LAMBDA_RULES
 from dgl_ssm.models import SSM_OPTIONS
+from dgl_ssm.registry import uses_edge_feats
 
 
 def _real(value):
@@ -141,6 +142,11 @@ class ModelConfig:
     def sets_graph_head(self):
         """Whether options of a graph-level head (readout, its activation) are set."""
         return self.readout != "mean" or self.head_activation is not None
+
+    @property
+    def uses_edge_feats(self):
+        """Whether the model reads the graph's edge features (the reference baselines do not)."""
+        return self.name in MODELS and uses_edge_feats(self.name)
 
     @property
     def is_khop(self):

@@ -1,7 +1,6 @@
 """Build the model a run asks for: a dgl_ssm model or a reference baseline."""
 
 import dgl_ssm
-from dgl_ssm.backbones import BACKBONES
 from dgl_ssm.checks import unknown_name
 
 from .baselines import BASELINES
@@ -72,7 +71,7 @@ def build_for(config, data: BenchmarkData):
         kwargs["readout"] = config.readout
         if config.head_activation is not None:
             kwargs["head_activation"] = config.head_activation
-    if BACKBONES[dgl_ssm.MODELS[config.name].backbone].uses_edge_feats:
+    if config.uses_edge_feats:
         _, kwargs["edge_encoder"] = input_encoders(None, data.edge_encoder, config.hidden)
         if kwargs["edge_encoder"] is None and data.num_edge_features is not None:
             kwargs["edge_feats"] = data.num_edge_features

@@ -19,7 +19,7 @@ from .device import resolve_device
 from .metrics import METRICS
 from .models import build_for, check_model_name
 from .records import append_record, check_writable
-from .train import load_data, optimizer_class, train
+from .train import check_split, load_data, optimizer_class, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,14 +35,7 @@ def validate(config: RunConfig):
             "--same-weight-decay and --uniform-weight-decay (optim.rescale_weight_decay) say "
             "how a calibrated model's weight decay is set; add --calibrate or drop them."
         )
-    count = num_splits(config.data.name)
-    if config.data.split >= (count or 1):
-        has = f"{count} fixed split(s)" if count else "no fixed splits"
-        valid = f"0..{count - 1}" if count else "0"
-        raise ValueError(
-            f"{config.data.name} has {has}; split {config.data.split} does not exist "
-            f"(valid: {valid})."
-        )
+    check_split(config.data.name, config.data.split, num_splits(config.data.name))
     # Building a one-feature model runs every constructor check (names, sizes, SSM options);
     # a graph-level head's options are checked on a graph-level probe (whether the dataset is
     # one is known once it is loaded).

@@ -24,7 +24,7 @@ import torch
 import dgl_ssm
 from dgl_ssm import KHopTransform
 from dgl_ssm.analysis import layer_gradient_norms
-from dgl_ssm.backbones import BACKBONES
+from dgl_ssm.analysis._common import run_model
 from dgl_ssm.checks import check_choice
 
 from .config import RunConfig
@@ -62,6 +62,15 @@ def seed_everything(seed):
     dgl.seed(seed)
 
 
+def check_split(dataset, split, count):
+    """Refuse a split index the dataset does not have (``count`` fixed splits; None or 0 for
+    none, where only split 0 exists)."""
+    if not 0 <= split < (count or 1):
+        has = f"{count} fixed split(s)" if count else "no fixed splits"
+        valid = f"0..{count - 1}" if count else "0"
+        raise ValueError(f"{dataset} has {has}; split {split} does not exist (valid: {valid}).")
+
+
 def prepare_graph(graph, config: RunConfig):
     """Self loops for one-hop models (but those that read edge features, when the graph has
     them); k-hop rewiring (radius K) for k-hop models."""
@@ -69,18 +78,20 @@ def prepare_graph(graph, config: RunConfig):
     if model.is_khop:
         radius = model.max_hop or model.num_layers
         return KHopTransform(k=radius)(dgl.remove_self_loop(graph))
-    if config.data.self_loops and not _reads_edge_feats(model.name, graph):
+    if config.data.self_loops and not _reads_edge_feats(model, graph):
         return dgl.add_self_loop(dgl.remove_self_loop(graph))
     return graph
 
 
-def _reads_edge_feats(name, graph):
+def _edge_feat(model, graph):
+    """The graph's edge features for a model that reads them (GatedGCN), else None."""
+    return graph.edata["feat"] if _reads_edge_feats(model, graph) else None
+
+
+def _reads_edge_feats(model, graph):
     # A self loop has no bond to describe: a backbone that reads the graph's edge features
     # (GatedGCN on molecules) gets the graph as it is, as LRGB runs it.
-    model = dgl_ssm.MODELS.get(name)
-    return (
-        model is not None and BACKBONES[model.backbone].uses_edge_feats and ("feat" in graph.edata)
-    )
+    return getattr(model, "uses_edge_feats", False) and "feat" in graph.edata
 
 
 def load_data(config: RunConfig):
@@ -271,11 +282,7 @@ class _Task:
         self.seed = config.seed
         self._fixed, self._eval = None, {}
         if data.transductive:
-            if not 0 <= config.data.split < data.num_splits:
-                raise ValueError(
-                    f"{data.name} has {data.num_splits} split(s); split {config.data.split} "
-                    f"does not exist (valid: 0..{data.num_splits - 1})."
-                )
+            check_split(data.name, config.data.split, data.num_splits)
             self.graph = prepare_graph(data.graph, config).to(device)
             self.index = {k: v.to(device) for k, v in data.splits[config.data.split].items()}
         else:
@@ -296,7 +303,7 @@ class _Task:
         )
         graph = batch[0]
         feat = graph.ndata["feat"]
-        edge_feat = graph.edata["feat"] if model.uses_edge_feats and "feat" in graph.edata else None
+        edge_feat = _edge_feat(model, graph)
 
         def loss(out):
             return self.loss(*self._targets(out, batch))
@@ -395,10 +402,7 @@ class _Task:
 
     def _predict(self, model, batch):
         graph = batch[0]
-        if getattr(model, "uses_edge_feats", False) and "feat" in graph.edata:
-            out = model(graph, graph.ndata["feat"], graph.edata["feat"])
-        else:
-            out = model(graph, graph.ndata["feat"])
+        out = run_model(model, graph, graph.ndata["feat"], _edge_feat(model, graph))
         return self._targets(out, batch)
 
     def _targets(self, out, batch):

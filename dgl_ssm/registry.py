@@ -1,6 +1,7 @@
 """Model names for configs, CLIs and sweeps: ``build_model("gcn_ssm", ...)``."""
 
 from . import models
+from .backbones import BACKBONES
 from .checks import unknown_name
 
 MODELS = {
@@ -100,3 +101,16 @@ def is_khop(name):
     (True, False)
     """
     return model_class(name).default_hop_mode is not None
+
+
+def uses_edge_feats(name):
+    """Whether the model registered as ``name`` reads edge features (its backbone does, as
+    GatedGCN's); unknown names raise :func:`model_class`'s error.
+
+    Examples
+    --------
+    >>> from dgl_ssm.registry import uses_edge_feats
+    >>> uses_edge_feats("gatedgcn_ssm"), uses_edge_feats("gcn_ssm")
+    (True, False)
+    """
+    return BACKBONES[model_class(name).backbone].uses_edge_feats

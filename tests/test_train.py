@@ -2,7 +2,9 @@
 
 import statistics
 
+import dgl
 import pytest
+import torch
 
 from dgl_ssm_bench.config import RunConfig
 from dgl_ssm_bench.datasets import get_dataset
@@ -204,3 +206,16 @@ def test_the_run_keeps_the_best_epoch_in_the_metrics_direction(metric):
     assert result.best_epoch < len(vals) - 1  # else the last weights would be the best's
     run.optim.epochs = result.best_epoch + 1
     assert train(run, data=data).test == result.test
+
+
+def test_self_loops_are_added_only_for_models_that_read_no_edge_features():
+    # A self loop has no bond to describe: GatedGCN keeps a graph with edge features as it is.
+    from dgl_ssm_bench.train import prepare_graph
+
+    graph = dgl.graph(([0, 1], [1, 2]))
+    graph.edata["feat"] = torch.randn(2, 3)
+    edges = {
+        name: prepare_graph(graph, RunConfig.from_dict({"model": {"name": name}})).num_edges()
+        for name in ("gatedgcn_ssm", "gcn_ssm", "gcn_platonov")
+    }
+    assert edges == {"gatedgcn_ssm": 2, "gcn_ssm": 2 + 3, "gcn_platonov": 2 + 3}
