@@ -68,13 +68,36 @@ class CalibrationWarning(RuntimeWarning):
 class CalibrationReport:
     """What :func:`calibrate` measured and set.
 
-    ``radius_before`` / ``radius_after``: each layer's largest eigenvalue modulus before and
-    after; ``norm_before`` / ``norm_after``: ``‖H⁽ℓ⁾‖ / (target^ℓ ‖H⁽⁰⁾‖)`` for ℓ = 1 … L
-    (the drift of the state beyond what the target itself asks for; with target 1, the
-    plain ratio); ``state_scale``: ``(before, after)`` of λ per shared group of layers (one
-    group when Λ and B are shared); ``input_factor``: the factor B was multiplied by, per
-    group; ``ok``: every radius within ``target ± tol`` and every norm ratio within
-    ``[1/norm_bound, norm_bound]``.
+    Attributes
+    ----------
+    target, tol, norm_bound : float
+        The bounds asked for (see :func:`calibrate`).
+    groups : list of list of int
+        The layers of each group sharing one Λ and B (one group when they are shared).
+    radius_before, radius_after : list of float
+        Each layer's largest Jacobian eigenvalue modulus before and after.
+    norm_before, norm_after : list of float
+        ``‖H⁽ℓ⁾‖ / (target^ℓ ‖H⁽⁰⁾‖)`` for ℓ = 1 … L: the drift of the state beyond what
+        the target itself asks for (with target 1, the plain ratio).
+    state_scale : list of (float, float)
+        λ before and after, per group.
+    input_factor : list of float
+        The factor B was multiplied by, per group.
+    rounds : int
+        Measure-and-set rounds run (0: the model was already within the bounds).
+    ok : bool
+        Every radius within ``target ± tol`` and every norm ratio within
+        ``[1/norm_bound, norm_bound]``.
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> from dgl_ssm import GCNSSM, calibrate
+    >>> _ = torch.manual_seed(0)
+    >>> g = dgl.add_self_loop(dgl.graph((torch.arange(12), (torch.arange(12) + 1) % 12)))
+    >>> report = calibrate(GCNSSM(4, 4, 2, num_layers=3), g, torch.randn(12, 4))
+    >>> report.ok, len(report.radius_after), report.groups
+    (True, 3, [[0, 1, 2]])
     """
 
     target: float

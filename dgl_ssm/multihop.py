@@ -163,6 +163,20 @@ class MultiHopConv(nn.Module):
     delay : int, optional
         ν of DRew's delay ``τ(k) = max(0, k − ν)``; ``None`` reads the current state for every
         hop.
+
+    Examples
+    --------
+    Layer 2 (ℓ = 2) of a cumulative model sums a conv over hop 1 and one over hop 2:
+
+    >>> import dgl, torch
+    >>> from dgl.nn import GraphConv
+    >>> from dgl_ssm import KHopTransform, MultiHopConv, hop_graphs
+    >>> ring = dgl.to_bidirected(dgl.graph((torch.arange(8), (torch.arange(8) + 1) % 8)))
+    >>> graphs = hop_graphs(KHopTransform(k=2)(ring), 2)
+    >>> conv = MultiHopConv([GraphConv(4, 4), GraphConv(4, 4)], layer_index=1)
+    >>> states = [torch.randn(8, 4), torch.randn(8, 4)]  # H⁽⁰⁾, H⁽¹⁾
+    >>> conv(graphs, states[1], history=states).shape
+    torch.Size([8, 4])
     """
 
     def __init__(self, convs, layer_index, delay=None):
@@ -178,6 +192,7 @@ class MultiHopConv(nn.Module):
         self.delay = None if delay is None else check_count(delay, "delay", 0, "MultiHopConv")
 
     def reset_parameters(self):
+        """Reinitialise each hop's conv."""
         for conv in self.convs:
             conv.reset_parameters()
 

@@ -298,6 +298,15 @@ class PlainUpdate(nn.Module):
         The activation σ.
     residual : bool
         Add the skip connection (the usual deep baseline). Default ``False``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from dgl_ssm import PlainUpdate
+    >>> state, conv_out = torch.ones(2, 3), torch.tensor([[-1.0, 0.0, 2.0]] * 2)
+    >>> PlainUpdate("relu", residual=True)(state, conv_out)
+    tensor([[1., 1., 3.],
+            [1., 1., 3.]])
     """
 
     def __init__(self, activation="relu", residual=False):

@@ -84,7 +84,18 @@ def node_state(value):
 
 def one_hop_graph(graph, hop_field="hop"):
     """The graph's original edges: for a graph rewired by :class:`~dgl_ssm.KHopTransform`
-    (hop distances in ``edata[hop_field]``), only the hop-1 edges; otherwise the graph."""
+    (hop distances in ``edata[hop_field]``), only the hop-1 edges; otherwise the graph.
+
+    Examples
+    --------
+    >>> import dgl
+    >>> from dgl_ssm import KHopTransform
+    >>> from dgl_ssm.analysis import one_hop_graph
+    >>> path = dgl.to_bidirected(dgl.graph(([0, 1, 2], [1, 2, 3])))
+    >>> rewired = KHopTransform(k=3)(path)
+    >>> rewired.num_edges(), one_hop_graph(rewired).num_edges()
+    (12, 6)
+    """
     if hop_field not in graph.edata:
         return graph
     # In the graph's own id type: KHopTransform keeps int32 graphs int32.

@@ -116,8 +116,9 @@ class _Linearization:
     """Products with J and Jᵀ of ``function`` at ``point`` (one forward pass, kept).
     ``quiet`` leaves the finite-difference notice to another linearisation of the layer."""
 
-    def __init__(self, function, point, seed=0, quiet=False):
+    def __init__(self, function, point, seed=0, quiet=False, on_nodes=None):
         self.function, self.quiet = function, quiet
+        self.on_nodes = on_nodes  # the same layer on a node subset's subgraph (see _layer_function)
         self.point = point.clone()
         self.x = point.clone().requires_grad_(True)
         with torch.enable_grad():
@@ -202,9 +203,7 @@ def _linearize(layer, graph, feat, edge_feat, layer_kwargs, dtype, who, seed=0):
     function, point, on_nodes = _layer_function(
         layer, graph, feat, edge_feat, layer_kwargs, dtype, who
     )
-    lin = _Linearization(function, point, seed)
-    lin.on_nodes = on_nodes
-    return lin
+    return _Linearization(function, point, seed, on_nodes=on_nodes)
 
 
 def layer_jacobian_operator(
@@ -233,6 +232,11 @@ def layer_jacobian_operator(
         Extra keyword arguments of the layer (held fixed).
     dtype : torch.dtype or None
         Working precision (default float64); ``None`` keeps the layer's.
+
+    Returns
+    -------
+    scipy.sparse.linalg.LinearOperator
+        Of shape ``(n·d, n·d)`` and the working precision's dtype.
 
     Examples
     --------

@@ -156,6 +156,15 @@ def hop_distances(graph, targets, hop_field="hop"):
     :class:`~dgl_ssm.KHopTransform` only the hop-1 edges (``edata[hop_field] == 1``), i.e. the
     original graph, are used.
 
+    Parameters
+    ----------
+    graph : dgl.DGLGraph
+        A homogeneous graph, rewired or not.
+    targets : sequence of int
+        The nodes :math:`v` to measure distances to.
+    hop_field : str
+        The edge field of a rewired graph's hop distances.
+
     Returns
     -------
     numpy.ndarray

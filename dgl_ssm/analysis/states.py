@@ -70,7 +70,23 @@ def recorded_states(model, include_input=True, who="recorded_states"):
 
 
 class LayerCall(NamedTuple):
-    """What one layer was called with: ``layer(graph, feat[, edge_feat], **kwargs)``."""
+    """What one layer was called with: ``layer(graph, feat[, edge_feat], **kwargs)``, as
+    :func:`layer_inputs` records it (``graph`` is a list of hop graphs for a cumulative k-hop
+    layer).
+
+    Examples
+    --------
+    Re-running a recorded call gives the layer's output:
+
+    >>> import dgl, torch
+    >>> from dgl_ssm import GCNSSM
+    >>> from dgl_ssm.analysis import layer_inputs
+    >>> g = dgl.add_self_loop(dgl.graph(([0, 1, 2], [1, 2, 0])))
+    >>> model = GCNSSM(4, 8, 2, num_layers=2).eval()
+    >>> call = layer_inputs(model, g, torch.randn(3, 4))[1]
+    >>> model.layers[1](call.graph, call.feat, **call.kwargs).shape
+    torch.Size([3, 8])
+    """
 
     graph: Any
     feat: torch.Tensor
