@@ -3,7 +3,12 @@
 import json
 import math
 import os
+import signal
 import statistics
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
@@ -121,6 +126,83 @@ def test_runs_resume_and_a_failed_run_loses_only_itself(tmp_path):
     assert execute.pending(cells, tmp_path) == cells[2:]
     assert execute.run_cells(cells[:2], tmp_path, log=lines.append) == 0
     assert len(read_records(tmp_path / "ring.jsonl")) == 2
+
+
+def pool_workers(parent):
+    """PIDs of the spawned worker processes of ``parent`` (not its resource tracker)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+            command = open(f"/proc/{entry}/cmdline", "rb").read()
+        except OSError:  # not a process, or gone meanwhile
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in command:
+            found.append(int(entry))
+    return found
+
+
+def slow_ring(seed, epochs):
+    config = tiny_ring(seed)
+    config.optim.epochs = epochs
+    return config
+
+
+def test_a_worker_that_dies_costs_only_unfinished_runs(tmp_path):
+    """The OOM killer (here SIGKILL) ends one worker: new workers take the runs not finished,
+    and every run ends up recorded once."""
+    cells = [Cell("ring", "GCN-SSM", "n=6", slow_ring(seed, 150)) for seed in (0, 1, 2)]
+    killed = []
+
+    def kill_one_worker():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            workers = pool_workers(os.getpid())
+            if len(workers) == 2:
+                time.sleep(3)  # into the runs
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_worker, daemon=True)
+    killer.start()
+    lines = []
+    written = execute.run_cells(cells, tmp_path, jobs=2, threads=1, log=lines.append)
+    killer.join()
+    assert killed and any("a worker process died" in line for line in lines), lines
+    records = read_records(tmp_path / "ring.jsonl")
+    assert written == 3 and sorted(r["config"]["seed"] for r in records) == [0, 1, 2]
+
+
+STOP_SCRIPT = """
+import sys
+from dgl_ssm_bench.config import RunConfig
+from dgl_ssm_bench.reproduce import execute
+from dgl_ssm_bench.reproduce.plan import Cell
+cells = [Cell("ring", "GCN-SSM", "n=6", RunConfig.from_dict({
+    "model": {"name": "gcn_ssm", "num_layers": 2, "hidden": 8},
+    "data": {"name": "ring_transfer", "options": {"ring_size": 6, "num_graphs": 40}},
+    "optim": {"epochs": 5000, "batch_size": 16}, "seed": seed})) for seed in range(4)]
+execute.run_cells(cells, sys.argv[1], jobs=2, threads=1)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_parallel_run_stops_its_workers_at_once(tmp_path, sig):
+    """Ctrl-C or a plain kill: the workers end with the command (they used to run the whole
+    queue first, or be left orphaned), and nothing half-done is recorded."""
+    parent = subprocess.Popen([sys.executable, "-c", STOP_SCRIPT, str(tmp_path)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while len(workers := pool_workers(parent.pid)) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(workers) == 2
+    time.sleep(3)  # the workers are training (each run would take minutes)
+    parent.send_signal(sig)
+    parent.wait(timeout=30)
+    time.sleep(1)
+    assert not [w for w in workers if os.path.exists(f"/proc/{w}")]
+    assert read_records(tmp_path / "ring.jsonl") == []
 
 
 def test_a_cell_another_process_recorded_meanwhile_is_not_run_again(tmp_path, monkeypatch):

@@ -1,8 +1,12 @@
 """Run the cells that have no record yet, side by side, one record per finished run."""
 
+import contextlib
 import os
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -47,17 +51,84 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
             record, error = _outcome(_run, cell.config.to_dict(), locations)
             written += _finish(cell, record, error, out, log)
         return written
+    left, restarts = todo, 0
+    with _sigterm_as_exit():  # a plain kill stops the workers too, not only this process
+        while True:
+            done, left = _run_in_pool(left, out, jobs, threads, locations, log)
+            written += done
+            if not left:
+                return written
+            if restarts == _POOL_RESTARTS:
+                log(
+                    f"workers died {restarts + 1} times; {len(left)} run(s) left pending: "
+                    "re-run the same command to resume (fewer --jobs if memory ran out)"
+                )
+                return written
+            restarts += 1
+            log(
+                f"a worker process died (killed, or out of memory?) with {len(left)} run(s) "
+                f"unfinished; {jobs} new workers take them"
+            )
+
+
+# A worker that dies (the OOM killer, a kill) breaks the whole pool; new workers take the runs
+# that did not finish, this many times before the rest are left pending.
+_POOL_RESTARTS = 2
+
+
+def _run_in_pool(cells, out, jobs, threads, locations, log):
+    """Run ``cells`` on ``jobs`` worker processes: ``(records written, cells left unfinished
+    because a worker died)``. On Ctrl-C or SIGTERM the workers are stopped at once and the
+    queue dropped; every finished run is already on disk."""
     context = get_context("spawn")  # fresh interpreters: no forked torch or DGL state
     started = context.Value("i", 0)  # numbers the workers, to spread them over the GPUs
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                             initargs=(threads, started)) as pool:  # fmt: skip
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                               initargs=(threads, started, os.getpid()))  # fmt: skip
+    written, lost = 0, []
+    try:
         futures = {
-            pool.submit(_outcome, _run, cell.config.to_dict(), locations): cell for cell in todo
+            pool.submit(_outcome, _run, cell.config.to_dict(), locations): cell for cell in cells
         }
         for future in as_completed(futures):
-            record, error = future.result()
+            try:
+                record, error = future.result()
+            except BrokenProcessPool:
+                lost.append(futures[future])
+                continue
             written += _finish(futures[future], record, error, out, log)
-    return written
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown()
+    return written, lost
+
+
+def _stop(pool):
+    """Drop the queue and end the running workers (their runs are lost; they were not done)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM raises SystemExit (as Ctrl-C raises KeyboardInterrupt), so the pool is stopped
+    on the way out instead of leaving its workers behind; restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(_signum, _frame):
+        raise SystemExit(128 + signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _label(cell):
@@ -79,7 +150,7 @@ def _finish(cell, record, error, out, log):
     return 1
 
 
-def _init_worker(threads, started=None):
+def _init_worker(threads, started=None, parent=None):
     import torch
 
     torch.set_num_threads(threads)
@@ -88,6 +159,19 @@ def _init_worker(threads, started=None):
         with started.get_lock():
             index, started.value = started.value, started.value + 1
         use_gpu_of_worker(index)
+    if parent is not None:
+        # Ctrl-C reaches the whole process group: the parent stops the workers, so a worker
+        # does not turn it into an error of the run it is in.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
+
+
+def _exit_without(parent):
+    """End this worker once its parent is gone (killed with SIGKILL, say): an orphan would go
+    on training runs whose records nobody will write."""
+    while os.getppid() == parent:
+        time.sleep(2)
+    os._exit(1)
 
 
 def _outcome(function, *args):
