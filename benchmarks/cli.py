@@ -21,6 +21,7 @@ from .datasets import DATASETS
 from .device import device_argument, resolve_device
 from .models import model_names
 from .perf import cli as perf_cli
+from .records import make_folder
 from .train import OPTIMIZERS
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -373,7 +374,7 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
                 print(f"{cell.part}\t{cell.row}\t{cell.column}\tseed {cell.config.seed}")
             return 0
         if not args.report:
-            Path(args.out).mkdir(parents=True, exist_ok=True)  # unwritable: fail before work
+            make_folder(args.out)  # unwritable: fail before work
             execute.run_cells(cells, args.out, args.jobs, args.threads, locations)
         for path in report.write_report(args.out, args.budget):
             print(f"wrote {path}")

@@ -30,6 +30,22 @@ def check_writable(path):
         raise OSError(f"cannot write results to {path}: {error.strerror or error}.") from None
     if not existed:
         path.unlink()
+    elif path.is_file() and not _holds_records(path):  # (a device such as /dev/full reads forever)
+        raise OSError(
+            f"cannot write results to {path}: it holds no JSON-lines records (a CSV, say), "
+            "so records appended to it could not be read back. Name another file."
+        )
+
+
+def _holds_records(path):
+    """Whether ``path`` is empty or has a JSON record line (a file with only one bad line
+    may be a first record cut short by a kill, which the next append leaves behind)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if read_records(path):
+            return True
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    return len(lines) <= 1
 
 
 def make_folder(path, flag="--out"):
@@ -57,14 +73,13 @@ def read_records(path):
     path = Path(path)
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
     records = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+        try:  # line by line: one stray byte costs its line, not the file
+            records.append(json.loads(line.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             warnings.warn(
                 f"{path}:{number}: skipping a line that is not a JSON record (a partial line "
                 "left by a killed writer, or an edit)",

@@ -1,6 +1,7 @@
 """Run a configuration over several seeds and append one JSON line per run."""
 
 import dataclasses
+import json
 import platform
 import statistics
 import subprocess
@@ -150,7 +151,7 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
         record["peak_memory_mb"] = round(result.peak_memory_mb, 1)
         records.append(record)
         if output is not None:
-            append_record(output, record)
+            _append_or_show(output, record)
         log(
             f"seed {run_config.seed} split {run_config.data.split}: {result.status}, "
             f"{result.metric} val {_fmt(result.val)} test {_fmt(result.test)} "
@@ -175,6 +176,19 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
             "models) or a norm (--norm layer)."
         )
     return records
+
+
+def _append_or_show(output, record):
+    """Append ``record`` to ``output``; if that fails (a full disk, say), raise an error that
+    carries the record, so the run is not lost with it."""
+    try:
+        append_record(output, record)
+    except OSError as error:
+        raise OSError(
+            f"could not append the record of seed {record['config']['seed']} to {output} "
+            f"({error.strerror or error}); it follows, to add by hand:\n"
+            f"{json.dumps(record, sort_keys=True)}"
+        ) from None
 
 
 def calibration_summary(calibration):

@@ -25,7 +25,7 @@ from .suites import SUITES, suite_studies
 # (A search space's SpaceError is a ValueError.) The runner, and with it torch and DGL, are
 # imported only by the commands that train, so the leaderboard's tables and its bad-input
 # errors come without loading them.
-ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError, StorageError,
+ERRORS = (ValueError, TypeError, OSError, ImportError, RuntimeError, StorageError,
           LeaderboardError)  # fmt: skip
 
 
@@ -173,9 +173,12 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
         return 2
 
     def suite():
+        from dgl_ssm_bench.records import make_folder
+
         from .leaderboard import build_leaderboard
         from .runner import run_sweep
 
+        make_folder(args.out)  # before the sweeps: the tables must have somewhere to go
         start = time.perf_counter()
         for backbone, dataset, space, trials in suite_studies(args.suite):
             spec = _spec(args, backbone, dataset, trials, space, suite=args.suite)

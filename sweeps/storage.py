@@ -50,7 +50,7 @@ def open_storage(url, heartbeat_interval=30, max_retry=3, *, read_only=False):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # keep bad input to one stderr line
-                return RDBStorage(url, skip_table_creation=True)
+                return RDBStorage(url, skip_table_creation=True, engine_kwargs=_engine_kwargs(url))
         except Exception as error:  # noqa: BLE001 - unknown dialect, no driver, refused, old schema
             raise StorageError(
                 redact(f"cannot open storage {shown}: {one_line(error)}", url)
@@ -196,7 +196,14 @@ def _engine_kwargs(url):
     if url.startswith("sqlite"):
         # Several worker processes share one SQLite file: wait for locks instead of failing.
         return {"connect_args": {"timeout": 60}}
+    if url.startswith("postgresql"):
+        # A server that accepts the connection and never answers would hang every worker.
+        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
     return {"pool_pre_ping": True}
+
+
+#: Seconds to wait for a database server to answer a connection.
+CONNECT_TIMEOUT = 20
 
 
 def _prepare_sqlite_folder(url):

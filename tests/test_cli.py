@@ -8,6 +8,7 @@ import pytest
 
 from dgl_ssm_bench.cli import CONFIGS, main
 from dgl_ssm_bench.config import RunConfig
+from dgl_ssm_bench.records import read_records
 from dgl_ssm_bench.run import validate
 
 TINY_RING = ["--dataset", "ring_transfer", "--ring-size", "6", "--num-graphs", "50",
@@ -278,6 +279,27 @@ def test_record_after_a_partial_line_starts_on_a_new_line(tmp_path):
     lines = out.read_text().splitlines()
     assert lines[:2] == ['{"whole": 1}', '{"killed": ']
     assert json.loads(lines[2])["status"] == "ok" and len(lines) == 3
+
+
+def test_a_record_file_that_is_not_one_is_refused_and_a_bad_byte_costs_one_line(tmp_path, capsys):
+    csv = tmp_path / "results.csv"
+    csv.write_text("model,acc\ngcn,0.8\n")
+    assert main(["run", *TINY_RING, "--output", str(csv)]) == 2
+    assert "holds no JSON-lines records" in capsys.readouterr().err
+    assert csv.read_text() == "model,acc\ngcn,0.8\n"  # nothing appended
+    out = tmp_path / "r.jsonl"
+    out.write_bytes(b'{"whole": 1}\n\xff\xfe\n')  # a stray byte from an editor or a disk
+    assert main(["run", *TINY_RING, "--output", str(out)]) == 0
+    with pytest.warns(UserWarning, match=r"r.jsonl:2: skipping a line"):
+        assert [r.get("whole") for r in read_records(out)] == [1, None]
+
+
+def test_a_record_that_cannot_be_written_is_shown_not_lost(capsys):
+    assert main(["run", *TINY_RING, "--output", "/dev/full"]) == 2  # no space left on device
+    err = capsys.readouterr().err
+    message, shown = err.strip().split("\n")[-2:]
+    assert "could not append the record of seed 0 to /dev/full" in message
+    assert json.loads(shown)["status"] == "ok" and json.loads(shown)["config"]["seed"] == 0
 
 
 @pytest.mark.parametrize("command", [["perf", "--quick"], ["analyze"]])

@@ -516,7 +516,14 @@ def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     assert main(["reproduce", "--part", "cora", "--out", str(blocker / "x")]) == 2
-    assert "error" in capsys.readouterr().err
+    assert f"{blocker} is a file, not a folder" in capsys.readouterr().err
+    assert main(["reproduce", "--part", "cora", "--out", str(blocker)]) == 2  # a file itself
+    assert f"{blocker} is a file, not a folder" in capsys.readouterr().err
+    # A line that is JSON but no record (an edit) is named, not a KeyError from deep inside.
+    (tmp_path / "cora.jsonl").write_text('{"foo": 1}\n')
+    assert main(["reproduce", "--part", "cora", "--list", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cora.jsonl, record 1: not a reproduction record" in err and err.count("\n") == 1
 
 
 STRUCTURE = ("num_layers", "hidden", "dropout", "activation", "readout", "head_activation",

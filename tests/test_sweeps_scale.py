@@ -502,3 +502,46 @@ def test_a_suite_whose_leaderboard_cannot_be_built_is_one_line(tmp_path, monkeyp
     assert bench_main(["leaderboard", "--storage", storage, "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("dgl-ssm-bench leaderboard: error: no SQLite")
+
+
+def test_a_leaderboard_out_that_cannot_be_a_folder_fails_before_any_sweep(
+    monkeypatch, tmp_path, capsys
+):
+    def boom(*_, **__):
+        raise AssertionError("no sweep may run: the tables would have nowhere to go")
+
+    monkeypatch.setattr("dgl_ssm_sweeps.runner.run_sweep", boom)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    assert bench_main(["leaderboard", "--suite", "tiny", "--out", str(blocker),
+                       "--storage", storage]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"{blocker} is a file, not a folder" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_database_server_that_never_answers_fails_within_the_timeout(monkeypatch, read_only):
+    """A server that accepts the connection and stays silent hung sweeps and the leaderboard."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])  # and never answer
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setattr("dgl_ssm_sweeps.storage.CONNECT_TIMEOUT", 2)
+    url = f"postgresql://u:pw123@127.0.0.1:{server.getsockname()[1]}/db"
+    started = time.monotonic()
+    try:
+        with pytest.raises(StorageError, match="annot open storage") as error:
+            open_storage(url, read_only=read_only)
+    finally:
+        server.close()
+    assert time.monotonic() - started < 60 and "pw123" not in str(error.value)

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..config import RunConfig
 from ..device import use_gpu_of_worker
 from ..records import append_record, read_records
-from .records import SCHEMA, config_key, record_key
+from .records import SCHEMA, checked_key, config_key
 
 
 def records_file(out, part):
@@ -24,7 +24,9 @@ def pending(cells, out):
     """The cells of ``cells`` whose configuration has no record under ``out`` yet."""
     done = set()
     for part in {cell.part for cell in cells}:
-        done.update(record_key(r) for r in read_records(records_file(out, part)))
+        path = records_file(out, part)
+        for number, record in enumerate(read_records(path), 1):
+            done.add(checked_key(record, f"{path}, record {number}"))
     return [cell for cell in cells if config_key(cell.config) not in done]
 
 

@@ -96,3 +96,16 @@ def record_key(record):
     """The key of a stored record, recomputed with the current code."""
     config = RunConfig.from_dict(_migrate(record["config"], record.get("schema", SCHEMA)))
     return config_key(config)
+
+
+def checked_key(record, where):
+    """The record's key, or a ValueError saying which record could not be read."""
+    try:
+        record["row"], record["column"]
+        return record_key(record)
+    except (KeyError, TypeError, ValueError) as error:
+        detail = f"missing field {error}" if isinstance(error, KeyError) else str(error)
+        raise ValueError(
+            f"{where}: not a reproduction record this code can read ({detail}). Fix or remove "
+            "that line; the other records are unaffected."
+        ) from None

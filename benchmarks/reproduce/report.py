@@ -35,7 +35,7 @@ from .plan import (
     UNIFORM_COLUMN,
     plan,
 )
-from .records import config_key, read_records, record_key
+from .records import checked_key, config_key, read_records
 
 TASK_NAMES = {"gpp_eccentricity": "Eccentricity", "gpp_sssp": "SSSP", "gpp_diameter": "Diameter"}
 GAP_LIMIT = 2.0  # in our standard deviations
@@ -85,7 +85,7 @@ def current_records(out, part, budget="cpu"):
     current, superseded, other, seen = [], [], [], set()
     for number, record in sorted(enumerate(read_records(path), 1),
                                  key=lambda item: (str(item[1].get("time")), item[0])):  # fmt: skip
-        key = _key_of(record, f"{path}, record {number}")
+        key = checked_key(record, f"{path}, record {number}")
         cell = planned.get(key)
         if cell is not None:
             if key not in seen:  # a relabelled column keeps its records
@@ -96,19 +96,6 @@ def current_records(out, part, budget="cpu"):
         else:
             superseded.append(record)
     return current, superseded, other
-
-
-def _key_of(record, where):
-    """The record's key, or a ValueError saying which record could not be read."""
-    try:
-        record["row"], record["column"]
-        return record_key(record)
-    except (KeyError, TypeError, ValueError) as error:
-        detail = f"missing field {error}" if isinstance(error, KeyError) else str(error)
-        raise ValueError(
-            f"{where}: not a reproduction record this code can read ({detail}). Fix or remove "
-            "that line; the other records are unaffected."
-        ) from None
 
 
 def superseded_note(records, other=(), budget="cpu"):
