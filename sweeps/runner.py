@@ -579,18 +579,29 @@ def final_evaluation(spec: SweepSpec, log=print):
             return final
         runs = int(space.final.get("runs", 3))
         seeds = list(space.final.get("seeds") or range(runs))[:runs]
-        values = []
+        # Each finished run is stored at once, so an interrupted evaluation resumes where it
+        # stopped (a GPP run at the paper's protocol takes an hour).
+        progress = {"trial": best.number, "seeds": seeds, "values": {}}
+        stored = study.user_attrs.get("final_runs") or {}
+        if (stored.get("trial"), stored.get("seeds")) == (best.number, seeds):
+            progress["values"] = dict(stored["values"])
         for i, seed in enumerate(seeds):
+            if str(i) in progress["values"]:
+                continue
             config = config_of_run(RunConfig.from_dict(best.user_attrs["config"]), i, seed, data)
             config.device = spec.device  # this sweep's, not the one the best trial ran on
             try:
                 result = train(config, data=data)
-            except Exception as error:  # noqa: BLE001 - as in a trial: recorded, not fatal
+            except Exception as error:  # noqa: BLE001 - as in a trial: logged, not fatal
                 message = redact(one_line(error), spec.storage)
                 log(f"{spec.study_name}: final run {i} failed: {message}")
-                values.append(None)
-                continue
-            values.append(result.test if result.status == "ok" else None)
+                continue  # not stored: if this evaluation is interrupted, a resumed one retries it
+            value = result.test if result.status == "ok" else None
+            progress["values"][str(i)] = value
+            study.set_user_attr("final_runs", progress)
+            shown = "diverged" if value is None else f"test {value:.4g}"
+            log(f"{spec.study_name}: final run {i + 1}/{len(seeds)} (seed {seed}): {shown}")
+        values = [progress["values"].get(str(i)) for i in range(len(seeds))]
         finite = [v for v in values if v is not None and math.isfinite(v)]
         final = {
             "trial": best.number,

@@ -304,6 +304,32 @@ def test_the_final_runs_use_this_sweeps_device_not_the_best_trials(tmp_path):
     assert final is not None and None not in final["values"], lines
 
 
+def test_an_interrupted_final_evaluation_resumes_where_it_stopped(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=1, storage=storage,
+                     space=tiny_space(tmp_path), pruner="none")  # fmt: skip
+    trained = []
+    real_train = runner.train
+
+    def train_then_stop(config, **kwargs):
+        if trained and len(trained) == 2:  # the trial, final run 1, then Ctrl-C in run 2
+            raise KeyboardInterrupt
+        trained.append(config.seed)
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(runner, "train", train_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, log=lambda *_: None)
+    assert len(trained) == 2
+    monkeypatch.setattr(runner, "train", lambda config, **kw: trained.append(config.seed)
+                        or real_train(config, **kw))  # fmt: skip
+    lines = []
+    final = run_sweep(spec, log=lines.append)
+    assert trained[2:] == [1]  # only final run 2 (seed 1) was left
+    assert len(final["values"]) == 2 and None not in final["values"]
+    assert any("final run 2/2 (seed 1): test" in line for line in lines)
+
+
 def test_a_tiny_sweep_end_to_end_stores_trials_and_the_final_numbers(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     spec = SweepSpec("gcn_ssm", "ring_transfer", trials=3, storage=storage,
