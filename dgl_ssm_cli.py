@@ -40,7 +40,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         # Every command writes a result only once it is whole (a record per finished run,
         # a table or figure at the end), so stopping loses only the run in progress.
-        print(f"{prog}: interrupted (Ctrl-C); what had finished is kept.", file=sys.stderr)
+        resume = "; add --resume to run the rest" if args.command == "run" else ""
+        print(f"{prog}: interrupted (Ctrl-C); what had finished is kept{resume}.", file=sys.stderr)
         return 130
 
 

@@ -138,6 +138,10 @@ def build_parser(prog="dgl-ssm-bench"):
     runs.add_argument("--seeds", type=int, default=1, help="number of seeds")
     runs.add_argument("--device", type=device_argument, help="auto, cpu, cuda or cuda:N")
     runs.add_argument("--output", default="runs/results.jsonl", help="JSON-lines file")
+    runs.add_argument(
+        "--resume", action="store_true",
+        help="skip the seeds whose run is in --output already (same config)",
+    )  # fmt: skip
     runs.add_argument("--no-progress", action="store_true")
     runs.add_argument(
         "--monitor", type=int, metavar="EVERY",
@@ -284,7 +288,7 @@ def run_command(args, argv=None, prog="dgl-ssm-bench"):
             raise ValueError("--gpp-sizes needs at least 1 graph in each split (TRAIN VAL TEST).")
         monitor = _monitor_factory(args, config.model.num_layers)
         records = run_seeds(config, args.seeds, output=args.output, progress=not args.no_progress,
-                            monitor=monitor)  # fmt: skip
+                            monitor=monitor, resume=args.resume)  # fmt: skip
         print(f"{len(records)} record(s) appended to {args.output}")
     except (ValueError, TypeError, OSError, ImportError, RuntimeError, DGLError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

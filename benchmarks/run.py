@@ -19,7 +19,8 @@ from .datasets import dataset_options, num_splits
 from .device import resolve_device
 from .metrics import METRICS
 from .models import build_for, check_model_name
-from .records import append_record, check_writable
+from .records import append_record, check_writable, read_records
+from .reproduce.records import config_key, record_key
 from .train import check_split, load_data, optimizer_class, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +117,7 @@ def run_record(config: RunConfig, result):
         "epochs": result.epochs,
         "wall_time_s": round(result.wall_time_s, 3),
         "environment": environment(result.device),
+        "key": config_key(config),
         **({"calibration": result.calibration} if result.calibration is not None else {}),
         **({"history": result.history} if result.monitored else {}),
     }
@@ -132,19 +134,30 @@ def config_of_run(config: RunConfig, index, seed, data):
     return run_config
 
 
-def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print, monitor=None):
+def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print, monitor=None,
+              resume=False):  # fmt: skip
     """Train ``config`` with seeds ``seed … seed+seeds-1``; append each record to ``output``.
 
-    Run ``i`` uses the split :func:`config_of_run` gives it. ``monitor(seed)``
+    Run ``i`` uses the split :func:`config_of_run` gives it. With ``resume``, a run whose
+    configuration (its key, :func:`~dgl_ssm_bench.reproduce.config_key`) has a record in
+    ``output`` already is not run again. ``monitor(seed)``
     returns a :class:`~dgl_ssm_bench.monitor.TrainingMonitor` for that run, or None.
     """
     validate(config)
+    if resume and output is None:
+        raise ValueError("--resume skips the runs already in --output; give --output.")
     if output is not None:
         check_writable(output)  # before any work, so no finished run is lost
     data = load_data(config)
-    records = []
+    finished = _finished_runs(output) if resume else {}
+    records, skipped = [], []  # this call's runs, and the runs found in output already
     for i in range(seeds):
         run_config = config_of_run(config, i, config.seed + i, data)
+        if (done := finished.get(config_key(run_config))) is not None:
+            skipped.append(done)
+            log(f"seed {run_config.seed} split {run_config.data.split}: in {output} already "
+                f"(test {_fmt(done['test'])}); skipped")  # fmt: skip
+            continue
         watch = None if monitor is None else monitor(run_config.seed)
         result = train(run_config, data=data, progress=progress, monitor=watch)
         record = run_record(run_config, result)
@@ -159,6 +172,12 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
         )
         if result.calibration is not None:
             log(calibration_summary(result.calibration))
+    _summarise(config, skipped + records, log)
+    return records
+
+
+def _summarise(config, records, log):
+    """One line: the mean and spread of the test scores, or why there are none."""
     tests = [r["test"] for r in records if r["status"] == "ok"]
     if tests:
         spread = statistics.stdev(tests) if len(tests) > 1 else 0.0
@@ -175,7 +194,17 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
             "non-finite loss usually asks for a lower --lr, a smaller --input-scale (SSM "
             "models) or a norm (--norm layer)."
         )
-    return records
+
+
+def _finished_runs(output):
+    """The records of ``output`` by their configuration's key (lines no run wrote, skipped)."""
+    finished = {}
+    for record in read_records(output):
+        try:
+            finished[record_key(record)] = record
+        except (KeyError, TypeError, ValueError):
+            continue
+    return finished
 
 
 def _append_or_show(output, record):

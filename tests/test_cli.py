@@ -35,6 +35,23 @@ def test_run_appends_one_full_record_per_seed(tmp_path):
     assert "git_commit" in env and "uncommitted_changes" in env and env["device"] == "cpu"
 
 
+def test_resume_runs_only_the_seeds_not_recorded_yet(tmp_path, capsys):
+    out = tmp_path / "results.jsonl"
+    assert main(["run", *TINY_RING, "--seeds", "2", "--output", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["run", *TINY_RING, "--seeds", "3", "--resume", "--output", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [r["config"]["seed"] for r in records(out)] == [0, 1, 2]  # seed 2 only was run
+    assert sum("already" in line and "skipped" in line for line in lines) == 2
+    assert "over 3 run(s)" in lines[-2] and lines[-1].startswith("1 record(s) appended")
+    # Another configuration is another run, whatever its seed.
+    assert main(["run", *TINY_RING, "--seeds", "1", "--lr", "0.02", "--resume",
+                 "--output", str(out)]) == 0  # fmt: skip
+    assert len(records(out)) == 4 and len({r["key"] for r in records(out)}) == 4
+    assert main(["run", *TINY_RING, "--resume", "--output", str(out)]) == 0  # nothing to do
+    assert len(records(out)) == 4
+
+
 def test_a_record_says_whether_its_code_had_uncommitted_changes(tmp_path):
     import subprocess
 

@@ -168,7 +168,8 @@ def test_ctrl_c_stops_a_run_in_one_line_and_keeps_the_finished_records(tmp_path)
     assert "Traceback" not in err
     assert (
         err.strip().splitlines()[-1]
-        == "dgl-ssm run: interrupted (Ctrl-C); what had finished is kept."
+        == "dgl-ssm run: interrupted (Ctrl-C); what had finished is kept; add --resume to run "
+        "the rest."
     )
     lines = output.read_text().splitlines()
     assert 1 <= len(lines) < 50 and all(json.loads(line)["status"] for line in lines)
