@@ -12,7 +12,7 @@ import dgl.function as fn
 from dgl.nn import GraphConv
 from torch import nn
 
-from dgl_ssm.checks import check_count, check_in_degrees, check_node_features
+from dgl_ssm.checks import CheckedInputs, check_count, check_in_degrees, check_node_features
 
 
 class KipfGCN(nn.Module):
@@ -31,13 +31,16 @@ class KipfGCN(nn.Module):
         self.convs = nn.ModuleList(GraphConv(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.dropout = nn.Dropout(dropout)
         self.activation = nn.ReLU()
+        self._checked_inputs = CheckedInputs()
 
     def reset_parameters(self):
         for conv in self.convs:
             conv.reset_parameters()
 
     def forward(self, graph, feat):
-        check_node_features(graph, feat, self.in_feats)
+        self._checked_inputs.once(
+            lambda: check_node_features(graph, feat, self.in_feats), graph, feat
+        )
         h = feat
         for i, conv in enumerate(self.convs):
             h = conv(graph, self.dropout(h))
@@ -195,6 +198,7 @@ class PlatonovGCN(nn.Module):
         )
         self.output_norm = nn.LayerNorm(hidden)
         self.head = nn.Linear(hidden, out_feats)
+        self._checked_inputs = CheckedInputs()
 
     def reset_parameters(self):
         """Reinitialise every weight (as at construction: PyTorch's defaults)."""
@@ -203,13 +207,16 @@ class PlatonovGCN(nn.Module):
 
     def forward(self, graph, feat):
         """Return node outputs ``(N, out_feats)``."""
-        check_node_features(graph, feat, self.in_feats)
-        if not self.allow_zero_in_degree:
-            check_in_degrees(graph, "gcn_platonov")
+        self._checked_inputs.once(lambda: self._check_inputs(graph, feat), graph, feat)
         h = self.activation(self.input_dropout(self.encoder(feat)))
         for block in self.blocks:
             h = block(graph, h)
         return self.head(self.output_norm(h))
+
+    def _check_inputs(self, graph, feat):
+        check_node_features(graph, feat, self.in_feats)
+        if not self.allow_zero_in_degree:
+            check_in_degrees(graph, "gcn_platonov")
 
     def extra_repr(self):
         return (

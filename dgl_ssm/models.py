@@ -6,7 +6,6 @@ have the same trainable parameters: Λ and B are buffers.
 """
 
 import inspect
-import weakref
 from collections.abc import Mapping
 
 import dgl
@@ -17,6 +16,7 @@ from torch import nn
 from .activations import get_activation
 from .backbones import BACKBONES
 from .checks import (
+    CheckedInputs,
     check_choice,
     check_count,
     check_edge_features,
@@ -155,7 +155,7 @@ class DeepGNN(nn.Module):
         max_hop, delay = _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop)
         check_real(dropout, "dropout", "a number in [0, 1)", lambda p: 0 <= p < 1)
         options = _checked_conv_options(spec, conv_options)
-        edge_feats = _checked_inputs(spec, edge_feats, node_encoder, edge_encoder)
+        edge_feats = _checked_encoders(spec, edge_feats, node_encoder, edge_encoder)
         self.in_feats, self.hidden, self.out_feats = in_feats, hidden, out_feats
         self.num_layers, self.task, self.readout = num_layers, task, readout
         self.hop_mode, self.delay, self.hop_field = hop_mode, delay, hop_field
@@ -170,7 +170,7 @@ class DeepGNN(nn.Module):
                 "earlier states). Use hop_mode='exact' or checkpoint=False."
             )
         self._spec = spec
-        self._checked_inputs = None  # the last (graph, features) pair that passed the checks
+        self._checked_inputs = CheckedInputs()
 
         self.input_dropout = nn.Dropout(dropout)
         self.custom_node_encoder = node_encoder is not None
@@ -217,10 +217,10 @@ class DeepGNN(nn.Module):
         check_graph(graph, type(self).__name__)
         weight = next(self.parameters(), None)  # m.double() after a checked call: check again
         kind = None if weight is None else (weight.dtype, weight.device)
-        key = _input_key(graph, feat, edge_feat, kind)
-        if key is None or key != self._checked_inputs:
-            self._check_inputs(graph, feat, edge_feat, None if weight is None else weight.device)
-            self._checked_inputs = key
+        device = None if weight is None else weight.device
+        self._checked_inputs.once(
+            lambda: self._check_inputs(graph, feat, edge_feat, device), graph, feat, edge_feat, kind
+        )
 
         state = self.encoder(self.input_dropout(feat))
         if self.custom_node_encoder:
@@ -274,11 +274,6 @@ class DeepGNN(nn.Module):
             check_finite(edge_feat, "Edge features", "edge_feat")
         if self._spec.needs_in_edges and self.hop_mode is None and not self.allow_zero_in_degree:
             check_in_degrees(graph, self._spec.name)
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        state["_checked_inputs"] = None  # weak references: not picklable, and stale elsewhere
-        return state
 
     def _run_layers(self, start, end, graphs, state, edges):
         for i in range(start, end):
@@ -528,7 +523,7 @@ def _checked_conv_options(spec, conv_options):
     return dict(conv_options or {})
 
 
-def _checked_inputs(spec, edge_feats, node_encoder, edge_encoder):
+def _checked_encoders(spec, edge_feats, node_encoder, edge_encoder):
     """``edge_feats`` checked, once the encoders are modules and edge inputs fit the
     backbone."""
     for name, value in [("edge_encoder", edge_encoder), ("edge_feats", edge_feats)]:
@@ -744,35 +739,3 @@ def _check_encoded(out, name, rows, hidden):
             f"returned {type(out).__name__} of shape {shape}. Make its output width {hidden}, "
             "e.g. end it with nn.Linear(..., hidden)."
         )
-
-
-def _input_key(graph, feat, edge_feat, weights):
-    """What identifies a checked input: the objects (weakly), their in-place edit counts and
-    the dtype and device of the model's ``weights``; ``None`` when that cannot be known
-    (inference tensors keep no version counter, and anything but a tensor or None is
-    checked every time). ``graph._graph`` is the structure: DGL's in-place edits
-    (``add_edges``, ``remove_edges``) replace it."""
-    if any(x is not None and not isinstance(x, torch.Tensor) for x in (feat, edge_feat)):
-        return None
-    try:
-        tensors = [t for t in (feat, edge_feat) if t is not None]
-        versions = tuple(t._version for t in tensors)
-        refs = tuple(weakref.ref(x) for x in (graph, graph._graph, *tensors))
-    except (RuntimeError, TypeError, AttributeError):
-        return None
-    return _InputKey(refs, versions, weights, graph.num_nodes(), graph.num_edges())
-
-
-class _InputKey:
-    def __init__(self, refs, versions, weights, num_nodes, num_edges):
-        self.refs, self.rest = refs, (versions, weights, num_nodes, num_edges)
-
-    def __eq__(self, other):
-        return (
-            isinstance(other, _InputKey)
-            and len(self.refs) == len(other.refs)
-            and all(a() is not None and a() is b() for a, b in zip(self.refs, other.refs))
-            and self.rest == other.rest
-        )
-
-    __hash__ = None

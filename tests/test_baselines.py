@@ -167,3 +167,24 @@ def test_the_docstring_examples_run():
     # benchmarks/ is not among pytest's doctest paths; run this module's examples here.
     result = doctest.testmod(dgl_ssm_bench.baselines)
     assert result.attempted >= 3 and result.failed == 0
+
+
+@pytest.mark.parametrize("name", ["gcn_platonov", "gcn_kipf"])
+def test_inputs_are_checked_once_per_unchanged_graph_and_features(monkeypatch, name):
+    """A training loop calls the model on the same inputs every epoch; each check reads values,
+    which on a GPU waits for it. Inputs edited in place are checked again."""
+    from dgl_ssm_bench.models import BASELINES
+
+    checks = []
+    real = dgl_ssm_bench.baselines.check_node_features
+    monkeypatch.setattr(dgl_ssm_bench.baselines, "check_node_features",
+                        lambda *a: checks.append(1) or real(*a))  # fmt: skip
+    graph = dgl.add_self_loop(dgl.graph(([0, 1, 2], [1, 2, 0])))
+    feat = torch.randn(3, 4)
+    model = BASELINES[name](4, 8, 2, 2)
+    for _ in range(3):
+        model(graph, feat)
+    assert len(checks) == 1
+    feat[0, 0] = math.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model(graph, feat)
