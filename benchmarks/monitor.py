@@ -124,7 +124,7 @@ class TrainingMonitor:
                     return
                 graph, state, edges, kwargs = call_parts(args, kwargs)
                 if index == 0:
-                    entry["energy"][0] = dirichlet_energy(graphs[0], state)
+                    entry["energy"][0] = dirichlet_energy(graphs[0], state, as_tensor=True)
                 if index in chosen:
                     calls[index] = LayerCall(graph, state.detach(), edges, kwargs)
 
@@ -136,7 +136,7 @@ class TrainingMonitor:
                     return
                 seen.add(index)
                 state = node_state(output)
-                entry["energy"][index + 1] = dirichlet_energy(graphs[0], state)
+                entry["energy"][index + 1] = dirichlet_energy(graphs[0], state, as_tensor=True)
                 if state.requires_grad:
                     state.register_hook(partial(_keep_norm, entry["grad_norm"], index))
 
@@ -151,6 +151,9 @@ class TrainingMonitor:
         finally:
             for handle in handles:
                 handle.remove()
+        # Read once the step is done: in the hooks, each number would wait for a GPU.
+        entry["energy"], entry["grad_norm"] = _as_floats(entry["energy"] + entry["grad_norm"],
+                                                         split=len(layers) + 1)  # fmt: skip
         self.entries.append(entry)
         self._scalars(epoch, "grad_norm", entry["grad_norm"], first=1)
         self._scalars(epoch, "energy", entry["energy"], first=0)
@@ -236,7 +239,16 @@ class TrainingMonitor:
 
 
 def _keep_norm(norms, index, grad):
-    norms[index] = float(grad.detach().double().norm())
+    norms[index] = grad.detach().double().norm()
+
+
+def _as_floats(values, split):
+    """Floats of ``values`` (numbers and 0-d tensors, the tensors read from their device in
+    one copy), as two lists cut at ``split``."""
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    read = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
+    floats = [next(read) if isinstance(v, torch.Tensor) else float(v) for v in values]
+    return floats[:split], floats[split:]
 
 
 def _detached(value):

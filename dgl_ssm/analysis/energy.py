@@ -27,7 +27,7 @@ from .states import recorded_states
 __all__ = ["dirichlet_energy", "layer_energies"]
 
 
-def dirichlet_energy(graph, feat, normalized=False):
+def dirichlet_energy(graph, feat, normalized=False, as_tensor=False):
     r"""The Dirichlet energy :math:`E(H)` of node states ``feat`` on ``graph``.
 
     Parameters
@@ -39,10 +39,13 @@ def dirichlet_energy(graph, feat, normalized=False):
     normalized : bool
         Use :math:`h_i / \sqrt{1 + d_i}` with :math:`d_i` the in-degree not counting self
         loops (see the module docstring).
+    as_tensor : bool
+        Return a 0-d float64 tensor on the states' device instead of a float, so a caller in a
+        training step does not wait for a GPU to read it (a monitor reads many at once).
 
     Returns
     -------
-    float
+    float or torch.Tensor
         The energy, summed in float64 (no gradient). The differences
         :math:`h_i - h_j` are taken in the states' own precision (float32 or float64), which
         loses nothing that matters: two close values subtract exactly (Sterbenz), others with
@@ -78,7 +81,8 @@ def dirichlet_energy(graph, feat, normalized=False):
     difference = h.index_select(0, src) - h.index_select(0, dst)
     # ‖·‖² accumulated in float64 without a float64 copy of the differences
     squares = torch.linalg.vector_norm(difference, dtype=torch.float64) ** 2
-    return float(squares / graph.num_nodes())
+    energy = squares / graph.num_nodes()
+    return energy if as_tensor else float(energy)
 
 
 def layer_energies(
