@@ -62,6 +62,16 @@ def _int(value):
     return value.item() if isinstance(value, numbers.Integral) and hasattr(value, "item") else value
 
 
+# One setting, one spelling, so that one run has one key: a YAML "none" norm is no norm (as
+# --norm none is), and 0 checkpoint segments is no checkpointing.
+def _none_if_none(value):
+    return None if value == "none" else value
+
+
+def _off_if_zero(value):
+    return False if value == 0 and not isinstance(value, bool) else value
+
+
 # A real number that keeps its type (int or float): a stored record's key hashes the config
 # as written, so 0 must not become 0.0.
 Real = Annotated[StrictInt | StrictFloat, BeforeValidator(_real), Field(allow_inf_nan=False)]
@@ -112,7 +122,7 @@ class ModelConfig:
     num_layers: Annotated[Int, Field(ge=1)] = 2
     dropout: Annotated[Real, Field(ge=0, lt=1)] = 0.0
     activation: Str = "relu"
-    norm: Str | None = None
+    norm: Annotated[Str | None, BeforeValidator(_none_if_none)] = None  # "none" as None
     readout: Str = "mean"
     head_activation: Str | None = None  # graph head; None: the model's activation
     residual: Bool | None = None  # plain models only
@@ -128,7 +138,9 @@ class ModelConfig:
     past_max_hop: Str | None = None  # layers past K: "empty" (hop ℓ, paper) | "repeat" hop K
     conv_options: dict[Str, Any] = field(default_factory=dict)
     # activation checkpointing: True (≈√L segments) or a count (0: off, as False)
-    checkpoint: Bool | Annotated[StrictInt, Field(ge=0)] = False
+    checkpoint: Annotated[
+        Bool | Annotated[StrictInt, Field(ge=0)], BeforeValidator(_off_if_zero)
+    ] = False
     # SSM models: before training, set Λ and B so every layer's top Jacobian eigenvalue has
     # this modulus (dgl_ssm.calibrate on the training graph); None: keep them as built
     calibrate: Annotated[Real, Field(gt=0)] | None = None

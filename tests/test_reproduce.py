@@ -31,6 +31,17 @@ def tiny_ring(seed, layers=2):
 # --- keys ---------------------------------------------------------------------------------------
 
 
+def test_one_setting_written_two_ways_has_one_key():
+    plain = tiny_ring(0)
+    spelt = RunConfig.from_dict({**plain.to_dict(), "model": {**plain.to_dict()["model"],
+                                 "norm": "none", "checkpoint": 0}})  # fmt: skip
+    assert (spelt.model.norm, spelt.model.checkpoint) == (None, False)
+    assert config_key(spelt) == config_key(plain)
+    one_segment = RunConfig.from_dict({**plain.to_dict(), "model": {**plain.to_dict()["model"],
+                                       "checkpoint": 1}})  # fmt: skip
+    assert config_key(one_segment) != config_key(plain)  # 1 segment is not "off"
+
+
 def test_key_ignores_locations_device_and_key_order():
     a = tiny_ring(0)
     b = RunConfig.from_dict(json.loads(json.dumps(a.to_dict(), sort_keys=True)))
