@@ -58,12 +58,15 @@ def resolve_device(name):
     return torch.device(name)
 
 
-def use_gpu_of_worker(index):
-    """In worker process ``index`` of a parallel run, make GPU ``index mod count`` current, so
-    that N workers asked for ``cuda`` (or ``auto``) spread over the GPUs instead of all
-    sharing GPU 0 (``cuda:N`` stays where it was asked). Nothing without several GPUs."""
+def use_gpu_of_worker(index, device):
+    """In worker process ``index`` of a parallel run on ``--device device``, make GPU
+    ``index mod count`` current, so that N workers asked for ``cuda`` (or ``auto``) spread
+    over the GPUs instead of all sharing GPU 0. Nothing for ``cpu`` (no CUDA context is made)
+    or ``cuda:N`` (it stays where it was asked), or without several GPUs."""
     import torch
 
+    if device not in ("auto", "cuda"):
+        return
     if torch.cuda.is_available() and torch.cuda.device_count() > 1:
         torch.cuda.set_device(index % torch.cuda.device_count())
 

@@ -6,6 +6,7 @@ and reading skips such a line with a warning, so no record is glued to or lost w
 """
 
 import json
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -57,9 +58,9 @@ def make_folder(path, flag="--out"):
         raise ValueError(f"{flag} {path}: {blocker} is a file, not a folder.")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.touch()
-        probe.unlink()
+        # A probe of its own: processes sharing the folder must not remove each other's.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test"):
+            pass
     except OSError as error:
         raise ValueError(
             f"{flag} {path}: cannot write there ({error.strerror or error})."

@@ -15,12 +15,12 @@ import torch
 import dgl_ssm
 
 from .config import RunConfig
-from .datasets import dataset_options, num_splits
+from .datasets import dataset_level, dataset_options, num_splits
 from .device import resolve_device
 from .metrics import METRICS
 from .models import build_for, check_model_name
 from .records import append_record, check_writable, read_records
-from .reproduce.records import config_key, record_key
+from .reproduce.records import SCHEMA, config_key, record_key
 from .train import check_split, load_data, optimizer_class, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,10 +38,9 @@ def validate(config: RunConfig):
             "how a calibrated model's weight decay is set; add --calibrate or drop them."
         )
     check_split(config.data.name, config.data.split, num_splits(config.data.name))
-    # Building a one-feature model runs every constructor check (names, sizes, SSM options);
-    # a graph-level head's options are checked on a graph-level probe (whether the dataset is
-    # one is known once it is loaded).
-    build_for(config.model, _Probe(level="graph" if config.model.sets_graph_head else "node"))
+    # Building a one-feature model of the dataset's level runs every constructor check
+    # (names, sizes, SSM options, a graph head's options on a node task).
+    build_for(config.model, _Probe(level=dataset_level(config.data.name), name=config.data.name))
 
 
 @dataclasses.dataclass
@@ -118,6 +117,7 @@ def run_record(config: RunConfig, result):
         "wall_time_s": round(result.wall_time_s, 3),
         "environment": environment(result.device),
         "key": config_key(config),
+        "schema": SCHEMA,  # the rules the key was computed under (see reproduce.records)
         **({"calibration": result.calibration} if result.calibration is not None else {}),
         **({"history": result.history} if result.monitored else {}),
     }
@@ -197,9 +197,12 @@ def _summarise(config, records, log):
 
 
 def _finished_runs(output):
-    """The records of ``output`` by their configuration's key (lines no run wrote, skipped)."""
+    """The records of ``output`` by their configuration's key (lines no run wrote, and records
+    of before keys, skipped)."""
     finished = {}
     for record in read_records(output):
+        if "schema" not in record:  # written before keys were: its rules are not known
+            continue
         try:
             finished[record_key(record)] = record
         except (KeyError, TypeError, ValueError):

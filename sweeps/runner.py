@@ -256,7 +256,7 @@ def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     optuna.logging.set_verbosity(verbosity)  # as in the parent (spawned: not inherited)
     torch.set_num_threads(threads)
-    use_gpu_of_worker(index)
+    use_gpu_of_worker(index, spec.device)
     try:
         work(spec, worker_index=index)
     except KeyboardInterrupt:  # the parent says it once; the trial was re-queued
@@ -594,7 +594,8 @@ def final_evaluation(spec: SweepSpec, log=print):
                 result = train(config, data=data)
             except Exception as error:  # noqa: BLE001 - as in a trial: logged, not fatal
                 message = redact(one_line(error), spec.storage)
-                log(f"{spec.study_name}: final run {i} failed: {message}")
+                log(f"{spec.study_name}: final run {i + 1}/{len(seeds)} (seed {seed}) failed: "
+                    f"{message}")  # fmt: skip
                 continue  # not stored: if this evaluation is interrupted, a resumed one retries it
             value = result.test if result.status == "ok" else None
             progress["values"][str(i)] = value

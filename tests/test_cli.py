@@ -50,6 +50,11 @@ def test_resume_runs_only_the_seeds_not_recorded_yet(tmp_path, capsys):
     assert len(records(out)) == 4 and len({r["key"] for r in records(out)}) == 4
     assert main(["run", *TINY_RING, "--resume", "--output", str(out)]) == 0  # nothing to do
     assert len(records(out)) == 4
+    # A record written before keys were is not trusted: its rules (schema) are unknown.
+    old = {k: v for k, v in records(out)[0].items() if k not in ("key", "schema")}
+    out.write_text(json.dumps(old) + "\n")
+    assert main(["run", *TINY_RING, "--resume", "--output", str(out)]) == 0
+    assert len(records(out)) == 2
 
 
 def test_a_record_says_whether_its_code_had_uncommitted_changes(tmp_path):
@@ -285,8 +290,11 @@ def test_a_graph_head_option_on_a_node_dataset_is_refused_not_ignored(tmp_path, 
         err = capsys.readouterr().err
         assert "ring_transfer is a node-level dataset" in err and err.count("\n") == 1
     assert not out.exists()
-    # The check before loading cannot know the level, so it builds a graph-level probe.
-    validate(RunConfig.from_dict({"model": {"readout": "sum+max+mean"}}))
+    # Refused before any data loads, as every other model option is, so a sweep's search
+    # space is refused before its first trial; a graph-level dataset takes them.
+    with pytest.raises(ValueError, match="cora is a node-level dataset"):
+        validate(RunConfig.from_dict({"model": {"readout": "sum"}, "data": {"name": "cora"}}))
+    validate(RunConfig.from_dict({"model": {"readout": "sum"}, "data": {"name": "gpp_diameter"}}))
 
 
 def test_record_after_a_partial_line_starts_on_a_new_line(tmp_path):
@@ -408,3 +416,26 @@ def test_seeds_run_through_the_fixed_splits_from_the_one_asked(data_dir, cache_d
     records = run_seeds(config, seeds=3, progress=False, log=lambda *_: None)
     ran = [(r["config"]["seed"], r["config"]["data"]["split"]) for r in records]
     assert ran == [(5, 8), (6, 9), (7, 0)]
+
+
+def test_an_output_folder_checked_by_two_processes_at_once_is_fine(tmp_path):
+    # reproduce queues and leaderboard workers share --out; one probe file tripped the other.
+    import threading
+
+    from dgl_ssm_bench.records import make_folder
+
+    errors = []
+
+    def check():
+        for _ in range(300):
+            try:
+                make_folder(tmp_path / "out")
+            except ValueError as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=check) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and list((tmp_path / "out").iterdir()) == []

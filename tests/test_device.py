@@ -52,8 +52,11 @@ def test_parallel_workers_take_the_gpus_in_turn(torch_sees_gpus, monkeypatch):
     chosen = []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     for index in range(5):
-        use_gpu_of_worker(index)
+        use_gpu_of_worker(index, "auto")
     assert chosen == [0, 1, 0, 1, 0]
+    for device in ("cpu", "cuda:1"):  # no CUDA context for CPU runs; cuda:N stays put
+        use_gpu_of_worker(0, device)
+    assert len(chosen) == 5
 
 
 def test_a_bad_device_is_one_line_before_any_work(capsys):

@@ -620,3 +620,20 @@ def test_a_new_sqlite_file_is_the_file_the_driver_will_make(tmp_path, monkeypatc
     (tmp_path / "old.db").touch()
     assert new_sqlite_file("sqlite:///old.db") is None
     assert new_sqlite_file("sqlite://") is None and new_sqlite_file("postgresql://h/db") is None
+
+
+def test_a_space_with_a_graph_head_on_a_node_dataset_is_refused_before_any_trial(tmp_path):
+    space = tmp_path / "readout.yaml"
+    space.write_text("fixed:\n  model.readout: sum\n  optim.epochs: 1\n")
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=1, space=str(space),
+                     storage=f"sqlite:///{tmp_path}/optuna.db")  # fmt: skip
+    with pytest.raises(SpaceError, match="ring_transfer is a node-level dataset"):
+        validate(spec)
+
+
+def test_the_level_known_before_loading_is_the_loaded_one(data_dir):
+    from dgl_ssm_bench.datasets import dataset_level
+
+    for name, options in [("cora", {"data_dir": data_dir}), ("ring_transfer", {"num_graphs": 10}),
+                          ("minesweeper", {"data_dir": data_dir})]:  # fmt: skip
+        assert dataset_level(name) == get_dataset(name, **options).level

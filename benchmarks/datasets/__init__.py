@@ -87,6 +87,17 @@ FIXED_SPLITS = {"cora": 1, "citeseer": 1, "pubmed": 1, "ogbn_arxiv": 1, "mineswe
                 "tolokers": 10, "roman_empire": 10, "amazon_ratings": 10}  # fmt: skip
 
 
+# The datasets whose task is one output per graph (a readout); the others are per node. Known
+# before the data loads, so a graph head's options are checked with the rest of a run's.
+GRAPH_LEVEL = {"gpp_diameter", "peptides_func", "peptides_struct"}
+
+
+def dataset_level(name):
+    """``"graph"`` or ``"node"``: the level of dataset ``name``'s task."""
+    _loader(name)  # unknown names list the valid ones
+    return "graph" if name in GRAPH_LEVEL else "node"
+
+
 def num_splits(name):
     """The number of fixed splits of dataset ``name``, or ``None`` for many-graph datasets."""
     _loader(name)  # unknown names list the valid ones
@@ -147,6 +158,7 @@ __all__ = [
     "DATASETS",
     "BenchmarkData",
     "data_version",
+    "dataset_level",
     "dataset_options",
     "get_dataset",
     "num_splits",

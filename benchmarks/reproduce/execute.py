@@ -84,8 +84,9 @@ def _run_in_pool(cells, out, jobs, threads, locations, log):
     queue dropped; every finished run is already on disk."""
     context = get_context("spawn")  # fresh interpreters: no forked torch or DGL state
     started = context.Value("i", 0)  # numbers the workers, to spread them over the GPUs
+    initargs = (threads, started, os.getpid(), _device(cells))
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                               initargs=(threads, started, os.getpid()))  # fmt: skip
+                               initargs=initargs)  # fmt: skip
     written, lost = 0, []
     try:
         futures = {
@@ -152,7 +153,12 @@ def _finish(cell, record, error, out, log):
     return 1
 
 
-def _init_worker(threads, started=None, parent=None):
+def _device(cells):
+    """The device the cells ask for: ``cuda`` when any may use a GPU (``auto``, ``cuda``)."""
+    return "cuda" if any(cell.config.device in ("auto", "cuda") for cell in cells) else "cpu"
+
+
+def _init_worker(threads, started=None, parent=None, device="cpu"):
     import torch
 
     torch.set_num_threads(threads)
@@ -160,7 +166,7 @@ def _init_worker(threads, started=None, parent=None):
     if started is not None:
         with started.get_lock():
             index, started.value = started.value, started.value + 1
-        use_gpu_of_worker(index)
+        use_gpu_of_worker(index, device)
     if parent is not None:
         # Ctrl-C reaches the whole process group: the parent stops the workers, so a worker
         # does not turn it into an error of the run it is in.
