@@ -31,6 +31,7 @@ import dgl_ssm
 from dgl_ssm import analysis
 
 from . import figures
+from .device import device_argument, resolve_device
 from .records import make_folder, read_records
 
 DEFAULT_OUT = "runs/analysis"
@@ -80,6 +81,10 @@ def build_parser(prog="dgl-ssm-analyze"):
     setup.add_argument("--state-scale", type=float, help="SSM models: m, eigenvalue modulus of Λ")
     setup.add_argument("--input-scale", type=float, help="SSM models: β, the scale of B")
     setup.add_argument("--dataset", choices=figures.DATASETS, default="cora")
+    setup.add_argument(
+        "--device", type=device_argument, default="auto",
+        help="auto (a GPU when torch and DGL can use one), cpu, cuda or cuda:N",
+    )  # fmt: skip
     setup.add_argument("--ring-size", type=int, default=16, help="nodes of the ring (default 16)")
     setup.add_argument("--num-nodes", type=int, default=200, help="random graph (default 200)")
     setup.add_argument("--num-edges", type=int, default=600, help="random graph (default 600)")
@@ -198,7 +203,7 @@ def run(args):
         num_nodes=args.num_nodes,
         num_edges=args.num_edges,
         feat_dim=args.feat_dim,
-    )
+    ).to(resolve_device(args.device))
     layers = args.layers
     if layers is None:
         default = args.ring_size // 2 if args.dataset == "ring" else 8

@@ -63,6 +63,11 @@ class Data:
     def num_classes(self):
         return int(self.labels.max()) + 1
 
+    def to(self, device):
+        """The same data on ``device`` (the models built for it go there too)."""
+        return Data(self.name, self.graph.to(device), self.feat.to(device),
+                    self.labels.to(device), self.train_mask.to(device))  # fmt: skip
+
     @classmethod
     def from_benchmark(cls, data: BenchmarkData, split=0):
         """A single-graph registry dataset (Cora): its features, labels and training nodes."""
@@ -138,7 +143,7 @@ def model_graph(config, data):
 
 def build(config, data, seed):
     torch.manual_seed(seed)  # the same seed gives a plain model and its SSM twin equal weights
-    return dgl_ssm.build_model(
+    model = dgl_ssm.build_model(
         config.name,
         data.feat.shape[1],
         config.hidden,
@@ -146,6 +151,7 @@ def build(config, data, seed):
         config.num_layers,
         **config.model_kwargs(),
     )
+    return model.to(data.feat.device)
 
 
 def label(config):
@@ -320,13 +326,16 @@ def layer_spectrum(config, data, seed, layer, max_dense, k):
     lay = model.layers[layer - 1]
     if call.feat.numel() <= max_dense:
         jac = analysis.dense_layer_jacobian(lay, call.graph, call.feat, max_dim=max_dense, **common)
-        moduli = torch.linalg.eigvals(jac).abs().numpy()
-        singular = torch.linalg.svdvals(jac).numpy()
+        moduli = torch.linalg.eigvals(jac).abs().cpu().numpy()
+        singular = torch.linalg.svdvals(jac).cpu().numpy()
         return {"eig_modulus": np.sort(moduli)[::-1], "singular_value": singular}, None
-    singular = analysis.top_singular_values(lay, call.graph, call.feat, k, **common).numpy()
-    moduli = analysis.top_eigenvalue_moduli(lay, call.graph, call.feat, k, **common).numpy()
+    singular = analysis.top_singular_values(lay, call.graph, call.feat, k, **common).cpu().numpy()
+    moduli = analysis.top_eigenvalue_moduli(lay, call.graph, call.feat, k, **common).cpu().numpy()
     grid, density = analysis.spectral_density(lay, call.graph, call.feat, **common)
-    return {"eig_modulus": moduli, "singular_value": singular}, (grid.numpy(), density.numpy())
+    return {"eig_modulus": moduli, "singular_value": singular}, (
+        grid.cpu().numpy(),
+        density.cpu().numpy(),
+    )
 
 
 # --- one diagnostic of chosen models on one graph ------------------------------------------

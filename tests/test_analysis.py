@@ -689,6 +689,11 @@ def test_cli_gradients_jacobian_and_errors(tmp_path, capsys):
     assert main(["sensitivity", "--max-distance", "-1", *graph_args, *out]) == 2
     assert "--max-distance must be at least 0" in capsys.readouterr().err
     assert not (tmp_path / "sensitivity_random.csv").exists()
+    # --device: the same numbers on the CPU when asked; a GPU this machine lacks is one line.
+    assert main(["gradients", "--layers", "5", "--device", "cpu", *graph_args, *out]) == 0
+    assert read_csv(tmp_path / "gradients_random.csv") == grads
+    assert main(["energy", "--device", "cuda", *graph_args, *out]) == 2
+    assert "--device cuda was asked for" in capsys.readouterr().err
 
 
 @pytest.mark.slow
