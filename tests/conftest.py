@@ -1,6 +1,7 @@
 """Shared fixtures: local data (no network), small graphs."""
 
 import os
+import signal
 from pathlib import Path
 
 import dgl
@@ -8,6 +9,15 @@ import pytest
 import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_as_in_a_terminal():
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal, for the tests of what Ctrl-C does.
+    A test run started in the background by a non-interactive shell (`make test &`, nohup)
+    has SIGINT ignored, and so would every process the tests start."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
