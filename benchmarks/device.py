@@ -14,6 +14,8 @@ import warnings
 # torch and DGL are imported where a device is resolved: the sweeps' command line checks the
 # name first and loads them (seconds) only when a sweep runs.
 DEVICES = ("auto", "cpu", "cuda")
+# The names that mean "the current GPU" (when one is usable), which a parallel worker chooses.
+CURRENT_GPU = ("auto", "cuda")
 _CUDA_INDEX = re.compile(r"cuda:\d+")
 
 
@@ -53,7 +55,7 @@ def resolve_device(name):
         if torch.cuda.is_available():  # a GPU left unused deserves a word
             warnings.warn(f"--device auto runs on the CPU: {problem}.", RuntimeWarning, 2)
         return torch.device("cpu")
-    if name in ("auto", "cuda"):  # the current GPU, which a parallel worker has chosen
+    if name in CURRENT_GPU:
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
 
@@ -65,7 +67,7 @@ def use_gpu_of_worker(index, device):
     or ``cuda:N`` (it stays where it was asked), or without several GPUs."""
     import torch
 
-    if device not in ("auto", "cuda"):
+    if device not in CURRENT_GPU:
         return
     if torch.cuda.is_available() and torch.cuda.device_count() > 1:
         torch.cuda.set_device(index % torch.cuda.device_count())

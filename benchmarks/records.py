@@ -41,12 +41,16 @@ def check_writable(path):
 def _holds_records(path):
     """Whether ``path`` is empty or has a JSON record line (a file with only one bad line
     may be a first record cut short by a kill, which the next append leaves behind)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if read_records(path):
-            return True
     lines = [line for line in path.read_bytes().splitlines() if line.strip()]
-    return len(lines) <= 1
+    return len(lines) <= 1 or any(_is_json(line) for line in lines)
+
+
+def _is_json(line):
+    try:
+        json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return True
 
 
 def make_folder(path, flag="--out"):

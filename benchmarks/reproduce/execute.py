@@ -11,7 +11,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ..config import RunConfig
-from ..device import use_gpu_of_worker
+from ..device import CURRENT_GPU, use_gpu_of_worker
 from ..records import append_record, read_records
 from .records import SCHEMA, checked_key, config_key
 
@@ -155,7 +155,7 @@ def _finish(cell, record, error, out, log):
 
 def _device(cells):
     """The device the cells ask for: ``cuda`` when any may use a GPU (``auto``, ``cuda``)."""
-    return "cuda" if any(cell.config.device in ("auto", "cuda") for cell in cells) else "cpu"
+    return "cuda" if any(cell.config.device in CURRENT_GPU for cell in cells) else "cpu"
 
 
 def _init_worker(threads, started=None, parent=None, device="cpu"):
