@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dgl import DGLError
 
-from dgl_ssm.calibration import LAMBDA_RULES
+from dgl_ssm.calibration import INPUT_RULES, LAMBDA_RULES
 from dgl_ssm.models import READOUTS
 
 from .config import RunConfig
@@ -35,7 +35,7 @@ MODEL_FLAGS = {
     "input_scale": "input_scale", "shared_ssm": "shared_ssm", "ssm_seed": "ssm_seed",
     "hop_mode": "hop_mode", "max_hop": "max_hop", "delay": "delay", "checkpoint": "checkpoint",
     "past_max_hop": "past_max_hop", "calibrate": "calibrate",
-    "calibrate_lambda": "calibrate_lambda",
+    "calibrate_lambda": "calibrate_lambda", "calibrate_input": "calibrate_input",
 }  # fmt: skip
 DATA_FLAGS = {"dataset": "name", "data_dir": "data_dir", "cache_dir": "cache_dir",
               "split": "split", "self_loops": "self_loops"}  # fmt: skip
@@ -96,6 +96,11 @@ def build_parser(prog="dgl-ssm-bench"):
         "--calibrate-lambda", choices=list(LAMBDA_RULES),
         help="with --calibrate: take the λ nearest the model's own (default) or the one that "
         "centres the layers' top eigenvalues on TARGET",
+    )  # fmt: skip
+    model.add_argument(
+        "--calibrate-input", choices=list(INPUT_RULES),
+        help="with --calibrate: when the state norm drifts, halve B until it stays within 2× "
+        "(default), or then take the largest B that keeps it there (bisection)",
     )  # fmt: skip
     model.add_argument(
         "--conv-option", action="append", default=[], metavar="KEY=VALUE",

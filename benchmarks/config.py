@@ -33,7 +33,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from dgl_ssm import MODELS, is_khop, is_ssm
-from dgl_ssm.calibration import LAMBDA_RULES
+from dgl_ssm.calibration import INPUT_RULES, LAMBDA_RULES
 from dgl_ssm.models import SSM_OPTIONS
 from dgl_ssm.registry import uses_edge_feats
 
@@ -147,6 +147,9 @@ class ModelConfig:
     # with calibrate: how λ is chosen, "nearest" the built one (None: the default) or "centred"
     # (see dgl_ssm.calibrate's lambda_rule)
     calibrate_lambda: Str | None = None
+    # with calibrate: how B is shrunk under the norm bound, "halve" (None: the default) or
+    # "largest" (see dgl_ssm.calibrate's input_rule)
+    calibrate_input: Str | None = None
 
     SSM_FIELDS = SSM_OPTIONS
 
@@ -186,15 +189,14 @@ class ModelConfig:
                     f"is {'an SSM' if ssm else 'a plain'} model."
                 )
             kwargs[name] = value
-        if self.calibrate_lambda is not None and self.calibrate is None:
-            raise ValueError(
-                "--calibrate-lambda says how --calibrate chooses λ; add --calibrate or drop it."
-            )
-        if self.calibrate_lambda not in (None, *LAMBDA_RULES):
-            raise ValueError(
-                f"unknown --calibrate-lambda {self.calibrate_lambda!r}; choose one of: "
-                f"{', '.join(LAMBDA_RULES)}."
-            )
+        for flag, value, rules, what in (
+            ("--calibrate-lambda", self.calibrate_lambda, LAMBDA_RULES, "chooses λ"),
+            ("--calibrate-input", self.calibrate_input, INPUT_RULES, "shrinks B"),
+        ):
+            if value is not None and self.calibrate is None:
+                raise ValueError(f"{flag} says how --calibrate {what}; add --calibrate or drop it.")
+            if value not in (None, *rules):
+                raise ValueError(f"unknown {flag} {value!r}; choose one of: {', '.join(rules)}.")
         if self.calibrate is not None and not ssm:
             raise ValueError(
                 f"--calibrate sets Λ and B of SSM models, but {self.name!r} is a plain model; "

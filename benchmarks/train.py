@@ -118,8 +118,9 @@ def train(
     calibration = report = None
     if config.model.calibrate is not None:
         report, calibration = task.calibrate(
-            model, config.model.calibrate, config.model.calibrate_lambda or "nearest", progress
-        )
+            model, config.model.calibrate, config.model.calibrate_lambda or "nearest",
+            config.model.calibrate_input or "halve", progress,
+        )  # fmt: skip
     optimizer = _optimizer(config, model, report)
 
     memory = PeakMeter(device)
@@ -291,7 +292,7 @@ class _Task:
                 for split, graphs in data.graphs.items()
             }
 
-    def calibrate(self, model, target, lambda_rule, progress=False):
+    def calibrate(self, model, target, lambda_rule, input_rule, progress=False):
         """``dgl_ssm.calibrate`` on the training graph (the first training batch of a
         many-graph dataset): its report, and the report as a dict for the record, with the
         ratio of the first to the last layer's gradient norm of the training loss before and
@@ -316,11 +317,12 @@ class _Task:
         with _sweep_bar(len(model.layers), progress) as tick:
             report = dgl_ssm.calibrate(
                 model, graph, feat, edge_feat, target=target, lambda_rule=lambda_rule,
-                progress=tick,
+                input_rule=input_rule, progress=tick,
             )  # fmt: skip
         return report, {
             "ok": report.ok,
             "lambda_rule": lambda_rule,
+            "input_rule": input_rule,
             "rounds": report.rounds,
             "radius_before": report.radius_before,
             "radius_after": report.radius_after,

@@ -21,7 +21,8 @@ layer ℓ scaled by λ^ℓ (0.99^64 ≈ 0.53), and on Cora at 64 layers GCN-SSM 
 0.993 (same B, seeds 0 and 1; ``results/reproduction/calibration.jsonl``). B is also shrunk
 until the state norm stays within a factor ``norm_bound`` of the encoder output's across the
 stack (the eigenvalues say how one layer amplifies small changes; the norms say whether the
-state itself drifts).
+state itself drifts): halved until it does (``input_rule="halve"``), or then grown back by
+bisection to the largest B that keeps it there (``"largest"``), up to twice the halved one.
 Changing (λ, B) changes the states the later layers see, so the spectra are measured again,
 and the step repeated, until every layer is within ``tol`` of ``target``.
 """
@@ -52,8 +53,13 @@ SPECTRUM_KEYS = {"k", "tol", "maxiter", "ncv", "seed", "dtype"}
 # still land within ``tol``.
 _AIM = 0.25
 _MAX_SHRINK = 30  # halvings of B before giving up on the norm bound
+# input_rule="largest": bisection steps between the last halved B and the one before it, so
+# the B kept is within 1/16 of that gap of the largest one within the bound.
+_BISECTIONS = 4
 #: How :func:`calibrate` picks λ among those that serve a group (see its ``lambda_rule``).
 LAMBDA_RULES = ("nearest", "centred")
+#: How :func:`calibrate` shrinks B under the norm bound (see its ``input_rule``).
+INPUT_RULES = ("halve", "largest")
 #: How :meth:`CalibrationReport.param_groups` sets each weight's decay (see its ``rule``).
 WEIGHT_DECAY_RULES = ("symmetry", "uniform")
 
@@ -287,6 +293,7 @@ def calibrate(
     norm_bound=2.0,
     max_rounds=4,
     lambda_rule="nearest",
+    input_rule="halve",
     spectrum_options=None,
     log=None,
     progress=None,
@@ -320,6 +327,10 @@ def calibrate(
         model was built with (moving Λ, and so the stack's memory, no more than needed), or
         the one that centres the group's radii on ``target`` (the first rule, kept for the
         runs recorded with it).
+    input_rule : {"halve", "largest"}
+        When the state norm leaves the bound: halve B until it is back within it, or then
+        bisect between that B and the one before the last halving for the largest B within
+        the bound (closer to the edge the bound allows; at most 2× the halved B).
     spectrum_options : dict, optional
         Options for :func:`~dgl_ssm.analysis.top_eigenvalue_moduli`; default
         :data:`SPECTRUM_OPTIONS`.
@@ -355,6 +366,7 @@ def calibrate(
     check_graph(graph, "calibrate", "calibrate(model, graph, feat)")
     groups = _ssm_groups(model)
     check_choice("lambda_rule", lambda_rule, LAMBDA_RULES)
+    check_choice("input_rule", input_rule, INPUT_RULES)
     target, tol, norm_bound, max_rounds = _checked_bounds(target, tol, norm_bound, max_rounds)
     options = _checked_spectrum_options(spectrum_options)
     for name, function in (("log", log), ("progress", progress)):
@@ -382,7 +394,8 @@ def calibrate(
                 group.mu = [(eigen[i] - _lam(group.update)) / group.factor for i in group.layers]
                 group.factor = _fit_group(group.mu, group.factor, target, aim)
                 group.set(lam_for(group))
-            _shrink_until_bounded(model, inputs, groups, target, norm_bound, lam_for)
+            _shrink_until_bounded(model, inputs, groups, target, norm_bound, lam_for,
+                                  largest=input_rule == "largest")  # fmt: skip
             eigen = _top_eigenvalues(model, inputs, options, progress)
             radii, factors = [abs(e) for e in eigen], [group.factor for group in groups]
             say(
@@ -462,8 +475,7 @@ def _out_of_bounds(radii, norms, target, tol, bound):
     """The indices of the radii outside ``target ± tol`` and of the norms outside
     ``[1/bound, bound]``."""
     radius = [i for i, r in enumerate(radii) if abs(r - target) > tol]
-    norm = [i for i, n in enumerate(norms) if not 1 / bound <= n <= bound]
-    return radius, norm
+    return radius, _outside(norms, bound)
 
 
 def _ssm_groups(model):
@@ -575,26 +587,59 @@ def _fit_group(mu, factor, target, aim):
     return factor
 
 
-def _shrink_until_bounded(model, inputs, groups, target, bound, lam_for):
+def _shrink_until_bounded(model, inputs, groups, target, bound, lam_for, largest=False):
     """Halve B (re-fitting λ) of the groups that feed any layer whose state norm leaves the
     bound, while that helps: as B → 0 the state tends to target^ℓ H⁽⁰⁾, inside the bound.
     Every group up to the deepest such layer is halved, so per-layer groups feeding a drift
     shrink together: halving only those up to the first one moves the drift deeper each time
-    and leaves the early layers' B many times smaller than the deep ones'."""
-    worst = math.inf
+    and leaves the early layers' B many times smaller than the deep ones'. With ``largest``,
+    the groups of the last halving that brought the norms back are then grown by bisection
+    (:func:`_grow_within`)."""
+    worst, halved = math.inf, []
     for _ in range(_MAX_SHRINK):
         ratios = _norm_ratios(model, inputs, target)
-        outside = [i for i, r in enumerate(ratios) if not 1 / bound <= r <= bound]
+        outside = _outside(ratios, bound)
         now = max(map(_drift, ratios), default=0.0)
-        # Within the bound, or halving no longer helps; a state that overflowed (or
-        # vanished) has no measurable drift, so B keeps halving until it is finite.
-        if not outside or math.isfinite(now) and now >= worst:
+        if not outside:
+            if largest and halved:
+                _grow_within(model, inputs, halved, target, bound, lam_for)
+            return
+        # Halving no longer helps; a state that overflowed (or vanished) has no measurable
+        # drift, so B keeps halving until it is finite.
+        if math.isfinite(now) and now >= worst:
             return
         worst = now
-        for group in groups:
-            if min(group.layers) <= outside[-1]:
-                group.factor /= 2
-                group.set(lam_for(group))
+        halved = [group for group in groups if min(group.layers) <= outside[-1]]
+        for group in halved:
+            group.factor /= 2
+            group.set(lam_for(group))
+
+
+def _grow_within(model, inputs, groups, target, bound, lam_for):
+    """Bisect a common multiple m ∈ [1, 2] of ``groups``' B factors (just halved back into
+    the bound: m = 2 was outside it) for the largest m that keeps every state norm within it,
+    re-fitting λ at each step."""
+    halved = [group.factor for group in groups]
+
+    def scale(multiple):
+        for group, factor in zip(groups, halved):
+            group.factor = factor * multiple
+            group.set(lam_for(group))
+
+    within, outside = 1.0, 2.0
+    for _ in range(_BISECTIONS):
+        middle = (within + outside) / 2
+        scale(middle)
+        if _outside(_norm_ratios(model, inputs, target), bound):
+            outside = middle
+        else:
+            within = middle
+    scale(within)
+
+
+def _outside(ratios, bound):
+    """The layers whose state norm ratio is outside ``[1/bound, bound]`` (NaN included)."""
+    return [i for i, r in enumerate(ratios) if not 1 / bound <= r <= bound]
 
 
 def _drift(ratio):

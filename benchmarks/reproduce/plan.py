@@ -205,8 +205,9 @@ def depth_cells(budget):
 
 #: The calibration part's columns: (label, model options, optimiser options, required, seeds).
 #: The acceptance list compares the second (how the trainer runs a calibrated model) with the
-#: first; the rest are findings: the weight decay rule before the conv symmetries, the first
-#: calibration rule (λ centred on the target), and a Λ and B of its own for every layer.
+#: first; the rest are findings: the weight decay rule before the conv symmetries, B grown
+#: back to the largest the norm bound allows, the first calibration rule (λ centred on the
+#: target), and a Λ and B of its own for every layer.
 CALIBRATED_COLUMN = "calibrated, weight decay rescaled"
 UNIFORM_COLUMN = "weight decay rescaled uniformly"
 CENTRED = dict(calibrate=1.0, calibrate_lambda="centred")
@@ -215,6 +216,8 @@ CALIBRATION_COLUMNS = (
     ("defaults", {}, {}, True, SEEDS + VERDICT_SEEDS),
     (CALIBRATED_COLUMN, dict(calibrate=1.0), {}, True, SEEDS + VERDICT_SEEDS),
     (UNIFORM_COLUMN, dict(calibrate=1.0), UNIFORM, False, SEEDS + VERDICT_SEEDS),
+    ("largest B within the bound, weight decay rescaled",
+     dict(calibrate=1.0, calibrate_input="largest"), {}, False, SEEDS + VERDICT_SEEDS),
     (f"centred λ, {UNIFORM_COLUMN}", CENTRED, UNIFORM, False, SEEDS),
     ("centred λ, same weight decay", CENTRED, dict(rescale_weight_decay=False), False, SEEDS),
     (f"per-layer λ and B, {UNIFORM_COLUMN}", dict(calibrate=1.0, shared_ssm=False), UNIFORM,

@@ -42,6 +42,9 @@ def canonical(config: RunConfig):
             (raw[section] if section else raw).pop(name, None)
     for section in ("model", "data", "optim"):
         raw[section] = {k: v for k, v in raw[section].items() if v is not None}
+    for name, default in (("calibrate_lambda", "nearest"), ("calibrate_input", "halve")):
+        if raw["model"].get(name) == default:
+            del raw["model"][name]  # the default rule, by its name
     rule = raw["optim"].get("rescale_weight_decay")
     if config.model.calibrate is not None and (
         rule is True or (rule == "uniform" and _linear_in_all_weights(config.model))

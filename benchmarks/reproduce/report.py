@@ -256,7 +256,7 @@ def calibration_section(stats, budget, causes):
             f"| {row} | {cells[0]} | {cells[1]} | {_paired(default, rescaled)} "
             f"| {'same runs' if same else cells[2]} "
             f"| {'same runs' if same else _paired(uniform, rescaled)} "
-            + "".join(f"| {c} " for c in cells[3:])
+            + "".join(f"| {c}{_against_defaults(default, x)} " for c, x in zip(cells[3:], others))
             + f"| {radius} | {norms} | {factor} | {lam} | {grad} | {hours:.2f} |"
         )
     lines += ["", "Test accuracy in %, mean ± std (runs). \"Calibrated\" is how the trainer runs "
@@ -270,8 +270,11 @@ def calibration_section(stats, budget, causes):
               "before the symmetries, k = 1 for every weight: the same runs where the conv is "
               "linear in all its weights (GCN, SAGE). The \"centred λ\" columns are the first "
               "λ rule, λ centring the top eigenvalues on 1 (≈ 0.99 here), with that weight "
-              "decay and with 5e-4 everywhere; \"per-layer λ and B\" calibrates a model whose "
-              "layers do not share Λ and B (`--per-layer-ssm`). A verdict compares means "
+              "decay and with 5e-4 everywhere; \"largest B\" grows B, once halving has brought the "
+              "state norm within 2×, back to the largest that keeps it there (bisection, "
+              "`input_rule=\"largest\"`, at most 2× the halved B); \"per-layer λ and B\" "
+              "calibrates a model whose layers do not share Λ and B (`--per-layer-ssm`). A "
+              "verdict compares means "
               "over the seeds both columns have, with the mean per-seed difference in points "
               "± its std and its 95 % t-interval (\"within noise\": the interval holds 0, so "
               "these seeds cannot tell the sign). The calibration runs on the training graph "
@@ -281,6 +284,16 @@ def calibration_section(stats, budget, causes):
               "`top_eigenvalue_moduli`, k = 1, tol 1e-3; the state norm ratio is "
               "‖H⁽ℓ⁾‖ / ‖H⁽⁰⁾‖)."]  # fmt: skip
     return lines
+
+
+def _against_defaults(default, finding, fewest=3):
+    """A finding's paired verdict against the defaults, once they share ``fewest`` seeds."""
+    if not (default and finding):
+        return ""
+    common = {r["config"]["seed"] for r in default.records} & {
+        r["config"]["seed"] for r in finding.records
+    }
+    return f"; − defaults: {_paired(default, finding)}" if len(common) >= fewest else ""
 
 
 def _paired(base, other):
