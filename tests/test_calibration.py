@@ -179,6 +179,46 @@ def test_per_layer_groups_shrink_together_under_the_norm_bound():
     assert all(0.98 <= r <= 1.02 for r in dense_radii(model, graph, feat))
 
 
+@pytest.mark.parametrize("largest, factor", [(False, 0.25), (True, 0.328125)])
+def test_the_largest_b_rule_bisects_up_to_the_bound(monkeypatch, largest, factor):
+    """A state norm ratio of 1 + 3b at B factor b, bound 2: halving stops at b = 1/4 (1.75;
+    1/2 gave 2.5); the largest B within the bound is b = 1/3, and four bisections of
+    [1/4, 1/2] (3/8 out, 5/16 in, 11/32 out, 21/64 in) end at 21/64, within 1/64 of it."""
+    from dgl_ssm import calibration
+
+    graph, feat = random_graph(12, 20, seed=3), torch.randn(12, 3)
+    model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=2)
+    (group,) = calibration._ssm_groups(model)
+    group.mu = [0.1, 0.1]
+    monkeypatch.setattr(calibration, "_norm_ratios", lambda *args: [1.0, 1 + 3 * group.factor])
+    calibration._shrink_until_bounded(model, (graph, feat, None), [group], 1.0, 2.0,
+                                      lambda group: 1.0, largest=largest)  # fmt: skip
+    assert group.factor == factor
+    assert factor <= 1 / 3 < factor + 1 / 64 or not largest
+    assert torch.allclose(group.update.input_matrix, group.built_input * factor)
+
+
+def test_the_largest_b_rule_keeps_a_real_stack_within_both_bounds():
+    """On a per-layer stack the norm bound shrinks, the largest-B rule ends with a larger B
+    than halving, still with every state norm within the bound and every layer at the edge of
+    chaos (dense Jacobians)."""
+    graph = random_graph(24, 72, seed=1)
+    feat = torch.randn(24, 5, generator=torch.Generator().manual_seed(1))
+    factors = {}
+    for rule in ("halve", "largest"):
+        torch.manual_seed(0)
+        model = build_model("gcn_ssm", in_feats=5, hidden=8, out_feats=2, num_layers=16,
+                            shared_ssm=False)  # fmt: skip
+        report = calibrate(model, graph, feat, norm_bound=1.5, input_rule=rule)
+        assert report.ok
+        assert all(1 / 1.5 <= r <= 1.5 for r in state_norm_ratios(model, graph, feat))
+        assert all(0.98 <= r <= 1.02 for r in dense_radii(model, graph, feat))
+        factors[rule] = max(report.input_factor)
+    assert factors["halve"] < factors["largest"] <= 2 * factors["halve"]
+    with pytest.raises(ValueError, match="input_rule"):
+        calibrate(model, graph, feat, input_rule="bisect")
+
+
 def test_the_norm_bound_halves_every_group_up_to_the_deepest_drift(monkeypatch):
     """Per-layer groups 0–3; layers 1 and 2 out of bounds (2 overflowed to NaN): groups 0, 1
     and 2 feed them and are halved, group 3 is not."""
@@ -341,11 +381,11 @@ def test_a_calibrated_run_takes_its_target_and_rule_and_records_what_it_set(monk
         lambda model, *a, **k: calibrated.append(model) or measured(model, *a, **k),
     )
     model = {"name": "gcn_ssm", "num_layers": 4, "hidden": 8, "calibrate": 0.9,
-             "calibrate_lambda": "centred"}  # fmt: skip
+             "calibrate_lambda": "centred", "calibrate_input": "largest"}  # fmt: skip
     result = train(RunConfig.from_dict({"model": model, "optim": {"epochs": 2}}),
                    data=tiny_node_task("accuracy"))  # fmt: skip
     report, (model,) = result.calibration, calibrated
-    assert report["lambda_rule"] == "centred"
+    assert (report["lambda_rule"], report["input_rule"]) == ("centred", "largest")
     assert all(0.88 <= r <= 0.92 for r in report["radius_after"])  # the target asked, not 1
     radii = report["radius_after"]
     assert (min(radii) + max(radii)) / 2 == pytest.approx(0.9, abs=2e-3)  # centred on it

@@ -372,6 +372,7 @@ def test_divergence_on_a_roc_auc_dataset_is_recorded(tmp_path, data_dir, cache_d
      (["--calibrate"], "model", "calibrate", 1.0),
      (["--calibrate", "0.9"], "model", "calibrate", 0.9),
      (["--calibrate-lambda", "centred"], "model", "calibrate_lambda", "centred"),
+     (["--calibrate-input", "largest"], "model", "calibrate_input", "largest"),
      (["--checkpoint"], "model", "checkpoint", True),
      (["--split", "3"], "data", "split", 3),
      (["--no-self-loops"], "data", "self_loops", False),

@@ -134,6 +134,10 @@ def test_depth_scaled_input_and_calibration_options():
         ModelConfig(name="gcn_ssm", calibrate_lambda="centred").model_kwargs()
     with pytest.raises(ValueError, match="'middle'; choose one of: nearest, centred"):
         ModelConfig(name="gcn_ssm", calibrate=1.0, calibrate_lambda="middle").model_kwargs()
+    with pytest.raises(ValueError, match="--calibrate-input says how --calibrate shrinks B"):
+        ModelConfig(name="gcn_ssm", calibrate_input="largest").model_kwargs()
+    with pytest.raises(ValueError, match="'bisect'; choose one of: halve, largest"):
+        ModelConfig(name="gcn_ssm", calibrate=1.0, calibrate_input="bisect").model_kwargs()
 
 
 def test_a_weight_decay_rule_for_calibration_without_calibration_is_refused():

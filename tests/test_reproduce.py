@@ -42,6 +42,23 @@ def test_one_setting_written_two_ways_has_one_key():
     assert config_key(one_segment) != config_key(plain)  # 1 segment is not "off"
 
 
+def test_a_calibration_rule_named_as_its_default_has_the_default_key():
+    """``calibrate_lambda="nearest"`` and ``calibrate_input="halve"`` are what the trainer does
+    when they are unset: the same runs, so the same key; the other rules are other runs."""
+    unset = next(c.config for c in plan(["calibration"]) if c.config.model.calibrate)
+    assert unset.model.calibrate_lambda is None and unset.model.calibrate_input is None
+
+    def spelt(**rules):
+        return RunConfig.from_dict({**unset.to_dict(), "model": {**unset.to_dict()["model"],
+                                                                 **rules}})  # fmt: skip
+
+    assert config_key(spelt(calibrate_lambda="nearest", calibrate_input="halve")) == config_key(
+        unset)  # fmt: skip
+    keys = {config_key(spelt(calibrate_lambda="centred")), config_key(spelt(
+        calibrate_input="largest")), config_key(unset)}  # fmt: skip
+    assert len(keys) == 3
+
+
 def test_key_ignores_locations_device_and_key_order():
     a = tiny_ring(0)
     b = RunConfig.from_dict(json.loads(json.dumps(a.to_dict(), sort_keys=True)))
@@ -400,7 +417,8 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     uniform = "weight decay rescaled uniformly"
     centred = f"centred λ, {uniform}"
     per_layer = "per-layer λ and B, weight decay rescaled uniformly"
-    findings = (uniform, centred, same, per_layer)
+    largest = "largest B within the bound, weight decay rescaled"
+    findings = (uniform, largest, centred, same, per_layer)
     assert {c.column for c in calibration} == {"defaults", rescaled, *findings}
     assert {c.config.model.calibrate for c in calibration} == {None, 1.0}
     assert {c.required for c in calibration if c.column in findings} == {False}
@@ -412,7 +430,8 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     seeds = {kind: sorted(set(found)) for kind, found in seeds.items()}
     assert seeds == {("defaults", True): [0, 1, 2], (rescaled, True): [0, 1, 2],
                      ("defaults", False): list(range(3, 10)), (rescaled, False): list(range(3, 10)),
-                     (uniform, False): list(range(10)), (centred, False): [0, 1, 2],
+                     (uniform, False): list(range(10)), (largest, False): list(range(10)),
+                     (centred, False): [0, 1, 2],
                      (same, False): [0, 1, 2], (per_layer, False): [0, 1, 2]}  # fmt: skip
     assert {c.row for c in calibration if c.column == uniform} == {"GIN-SSM", "GAT-SSM",
                                                                    "GatedGCN-SSM"}  # fmt: skip
@@ -425,6 +444,8 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
         assert cell.config.model.shared_ssm is (False if cell.column == per_layer else None)
         assert cell.config.model.calibrate_lambda == ("centred" if "centred" in cell.column
                                                       else None)  # fmt: skip
+        assert cell.config.model.calibrate_input == ("largest" if cell.column == largest
+                                                     else None)  # fmt: skip
     cells = (("GCN-SSM", "defaults", 0, 0.79, None), ("GCN-SSM", rescaled, 0, 0.80, 0.125),
              ("GCN-SSM", same, 0, 0.76, 0.125), ("GCN-SSM", per_layer, 0, 0.775, 0.125),
              ("GIN-SSM", "defaults", 0, 0.40, None), ("GIN-SSM", "defaults", 1, 0.42, None),
@@ -436,7 +457,9 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
              ("SAGE-SSM", rescaled, 1, 0.75, 0.5), ("GIN-SSM", uniform, 0, 0.35, 0.0625),
              ("GIN-SSM", uniform, 1, 0.30, 0.0625),
              ("GIN-SSM", uniform, 2, 0.40, 0.0625), ("GAT-SSM", "defaults", 0, 0.79, None),
-             ("GAT-SSM", rescaled, 0, 0.80, 0.125))  # fmt: skip
+             ("GAT-SSM", rescaled, 0, 0.80, 0.125), ("GIN-SSM", largest, 0, 0.45, 0.09),
+             ("GIN-SSM", largest, 1, 0.40, 0.09), ("GIN-SSM", largest, 2, 0.47, 0.09),
+             ("GCN-SSM", largest, 0, 0.81, 0.2))  # fmt: skip
     for row, column, seed, accuracy, factor in cells:
         record = fake_record("calibration", row, column, accuracy, seed)
         record["metric"] = "accuracy"
@@ -455,14 +478,18 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     written = report.write_report(tmp_path)
     text = (tmp_path / "README.md").read_text()
     gcn = next(line for line in text.splitlines() if line.startswith("| GCN-SSM | 79.0"))
-    assert ("| 80.0 (1) | yes, +1.0 (seed 0) | same runs | same runs | 78.0 (1) | 76.0 (1) "
-            "| 77.5 (1) | 0.99 … 1.01 | 0.6 … 0.9 | 0.125 | 0.99 |") in gcn  # fmt: skip
+    # one seed of the largest B: too few for a verdict against the defaults
+    assert ("| 80.0 (1) | yes, +1.0 (seed 0) | same runs | same runs | 81.0 (1) | 78.0 (1) "
+            "| 76.0 (1) | 77.5 (1) | 0.99 … 1.01 | 0.6 … 0.9 | 0.125 | 0.99 |") in gcn  # fmt: skip
     gin = next(line for line in text.splitlines() if line.startswith("| GIN-SSM |"))
     # differences -10, -6 and -8 points: std 2.0, half-width t(0.975, 2) · 2 / √3 = 4.97
     assert "| no, -8.0 ± 2.0, 95 % CI -13.0 … -3.0 (seeds 0–2) |" in gin
     # by symmetry − uniformly: -5, +6, -7 points, std 7.0, half-width 4.303 · 7 / √3 = 17.4
     assert ("| 35.0 ± 5.0 (3) | no, -2.0 ± 7.0, 95 % CI -19.4 … +15.4, within noise "
             "(seeds 0–2) |") in gin  # fmt: skip
+    # largest B − defaults: +5, -2 and +6 points: mean 3.0, std 4.36, half-width 10.8
+    assert ("| 44.0 ± 3.6 (3); − defaults: yes, +3.0 ± 4.4, 95 % CI -7.8 … +13.8, within "
+            "noise (seeds 0–2) |") in gin  # fmt: skip
     gat = next(line for line in text.splitlines() if line.startswith("| GAT-SSM |"))
     assert "| yes, +1.0 (seed 0) | — | — |" in gat  # no runs of the old rule yet: not "same"
     sage = next(line for line in text.splitlines() if line.startswith("| SAGE-SSM |"))
@@ -507,7 +534,11 @@ def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
     assert [(row, column, seed) for _, row, column, seed in listed] == [
         ("SAGE-SSM", column, f"seed {seed}")
         for seed in (3, 4)
-        for column in ("defaults", "calibrated, weight decay rescaled")
+        for column in (
+            "defaults",
+            "calibrated, weight decay rescaled",
+            "largest B within the bound, weight decay rescaled",
+        )
     ]  # in the plan's order, whatever order the seeds were given in
     columns = ["--rows", "GAT-SSM", "--seeds", "7", "--columns", "Defaults",
                "calibrated, weight decay rescaled"]  # fmt: skip
