@@ -231,6 +231,7 @@ def test_a_stopped_parallel_run_stops_its_workers_at_once(tmp_path, sig):
     time.sleep(1)
     assert not [w for w in workers if os.path.exists(f"/proc/{w}")]
     assert read_records(tmp_path / "ring.jsonl") == []
+    assert list((tmp_path / ".claims").iterdir()) == []  # the runs are free for the next one
 
 
 def test_a_cell_another_process_recorded_meanwhile_is_not_run_again(tmp_path, monkeypatch):

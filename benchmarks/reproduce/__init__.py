@@ -3,7 +3,8 @@
 ``dgl-ssm-bench reproduce --part gpp --jobs 2`` runs every configuration of a part
 (:mod:`.plan`) that has no record yet, appends one JSON line per finished run to
 ``results/reproduction/<part>.jsonl`` (:mod:`.records`), and rebuilds the tables and plots
-from the records (:mod:`.report`). Killing it loses only the runs in flight.
+from the records (:mod:`.report`). Killing it loses only the runs in flight; two at once
+over the same records share the runs between them (:mod:`.claims`).
 """
 
 from .plan import BUDGETS, PARTS, Cell, plan

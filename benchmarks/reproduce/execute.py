@@ -5,7 +5,7 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
@@ -13,6 +13,7 @@ from pathlib import Path
 from ..config import RunConfig
 from ..device import CURRENT_GPU, use_gpu_of_worker
 from ..records import append_record, read_records
+from .claims import claim
 from .records import SCHEMA, checked_key, config_key
 
 
@@ -34,7 +35,8 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
     """Run every pending cell, ``jobs`` at a time, each with ``threads`` torch threads
     (default: cores ÷ jobs, at least 1; several processes with all cores each slow every one
     of them down many times). Each finished run is appended to ``<out>/<part>.jsonl`` at
-    once. A run that raises is reported and left pending. Returns the number of records
+    once. A run another process is running (:mod:`.claims`) or has recorded meanwhile is
+    skipped. A run that raises is reported and left pending. Returns the number of records
     written."""
     todo = pending(cells, out)
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
@@ -47,11 +49,12 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
     if jobs == 1:
         _init_worker(threads)
         for cell in todo:
-            if not pending([cell], out):  # another process (other --rows, say) recorded it
-                log(f"{_label(cell)}: recorded meanwhile by another process; skipped")
+            held = _take(cell, out, log)
+            if held is None:
                 continue
-            record, error = _outcome(_run, cell.config.to_dict(), locations)
-            written += _finish(cell, record, error, out, log)
+            with held:
+                record, error = _outcome(_run, cell.config.to_dict(), locations)
+                written += _finish(cell, record, error, out, log)
         return written
     left, restarts = todo, 0
     with _sigterm_as_exit():  # a plain kill stops the workers too, not only this process
@@ -80,30 +83,61 @@ _POOL_RESTARTS = 2
 
 def _run_in_pool(cells, out, jobs, threads, locations, log):
     """Run ``cells`` on ``jobs`` worker processes: ``(records written, cells left unfinished
-    because a worker died)``. On Ctrl-C or SIGTERM the workers are stopped at once and the
-    queue dropped; every finished run is already on disk."""
+    because a worker died)``. A cell is claimed when a worker is free to start it, and the
+    claim held until its record is on disk. On Ctrl-C or SIGTERM the workers are stopped at
+    once and the queue dropped; every finished run is already on disk."""
     context = get_context("spawn")  # fresh interpreters: no forked torch or DGL state
     started = context.Value("i", 0)  # numbers the workers, to spread them over the GPUs
     initargs = (threads, started, os.getpid(), _device(cells))
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                                initargs=initargs)  # fmt: skip
-    written, lost = 0, []
+    queue, running, written, lost = list(cells), {}, 0, []
     try:
-        futures = {
-            pool.submit(_outcome, _run, cell.config.to_dict(), locations): cell for cell in cells
-        }
-        for future in as_completed(futures):
-            try:
-                record, error = future.result()
-            except BrokenProcessPool:
-                lost.append(futures[future])
-                continue
-            written += _finish(futures[future], record, error, out, log)
+        while queue or running:
+            while queue and len(running) < jobs:
+                cell = queue.pop(0)
+                held = _take(cell, out, log)
+                if held is None:
+                    continue
+                try:
+                    future = pool.submit(_outcome, _run, cell.config.to_dict(), locations)
+                except BrokenProcessPool:  # a worker died: this pool takes no more runs
+                    held.close()
+                    lost, queue = [*lost, cell, *queue], []
+                    break
+                running[future] = cell, held
+            finished, _ = wait(running, return_when=FIRST_COMPLETED) if running else ((), ())
+            for future in finished:
+                cell, held = running.pop(future)
+                with held:
+                    try:
+                        record, error = future.result()
+                    except BrokenProcessPool:
+                        lost, queue = [*lost, cell, *queue], []
+                        continue
+                    written += _finish(cell, record, error, out, log)
     except BaseException:
         _stop(pool)
+        for _, held in running.values():
+            held.close()
         raise
     pool.shutdown()
     return written, lost
+
+
+def _take(cell, out, log):
+    """The claim on ``cell``, to be closed once its record is on disk; or None when it is
+    not to be run here: another process runs it, or recorded it meanwhile."""
+    held = contextlib.ExitStack()
+    holder = held.enter_context(claim(out, cell.part, config_key(cell.config)))
+    if holder is not None:
+        log(f"{_label(cell)}: being run by {holder}; skipped")
+    elif not pending([cell], out):  # another process (other --rows, say) recorded it
+        log(f"{_label(cell)}: recorded meanwhile by another process; skipped")
+    else:
+        return held
+    held.close()
+    return None
 
 
 def _stop(pool):

@@ -1,0 +1,83 @@
+"""Claims on runs: a run one ``reproduce`` process has started is skipped by any other.
+
+Two processes over the same records (two terminals, overlapping ``--rows`` or ``--part``)
+would otherwise both train every run neither had recorded when it started. A claim is an
+exclusive ``flock`` on ``<out>/.claims/<part>-<key>``: the kernel drops it when its process
+ends, however it ends (a ``kill -9`` included), so no claim outlives its run. Where ``flock``
+does not exist (Windows), every claim is granted: runs are then only skipped once recorded.
+"""
+
+import contextlib
+import os
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None
+
+CLAIMS = ".claims"
+
+
+@contextlib.contextmanager
+def claim(out, part, key):
+    """Hold the claim on run ``key`` of ``part`` under ``out`` for the block.
+
+    Yields ``None`` when this process holds it, or a description of the process that holds
+    it (``"process 1234"``) when another one does; then the caller must not run it. The
+    claim file is removed when the block ends.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> with claim(out, "ring", "0123abcd") as holder:
+    ...     holder is None
+    True
+    """
+    if fcntl is None:
+        yield None
+        return
+    folder = Path(out) / CLAIMS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{part}-{key}"
+    handle = _lock(path)
+    if handle is None:
+        yield _holder(path)
+        return
+    try:
+        handle.truncate(0)
+        handle.write(f"process {os.getpid()}\n")
+        handle.flush()
+        yield None
+    finally:
+        # Unlinked before the lock is dropped: a process that opened this file meanwhile
+        # finds it gone once it gets the lock (see _lock), and claims a new one.
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        handle.close()
+
+
+def _lock(path):
+    """The open, locked claim file at ``path``, or None when another process holds it."""
+    while True:
+        handle = open(path, "a+")  # noqa: SIM115 (held for the whole run; closed by claim)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        try:
+            current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            return handle
+        handle.close()  # its holder finished and removed it as we opened it: try again
+
+
+def _holder(path):
+    try:
+        return Path(path).read_text().strip() or "another process"
+    except OSError:
+        return "another process"
