@@ -22,7 +22,8 @@ layer ℓ scaled by λ^ℓ (0.99^64 ≈ 0.53), and on Cora at 64 layers GCN-SSM 
 until the state norm stays within a factor ``norm_bound`` of the encoder output's across the
 stack (the eigenvalues say how one layer amplifies small changes; the norms say whether the
 state itself drifts): halved until it does (``input_rule="halve"``), or then grown back by
-bisection to the largest B that keeps it there (``"largest"``), up to twice the halved one.
+bisection towards the one before the last halving, to the largest B found within the bound
+(``"largest"``; less than twice the halved one).
 Changing (λ, B) changes the states the later layers see, so the spectra are measured again,
 and the step repeated, until every layer is within ``tol`` of ``target``.
 """
@@ -53,8 +54,9 @@ SPECTRUM_KEYS = {"k", "tol", "maxiter", "ncv", "seed", "dtype"}
 # still land within ``tol``.
 _AIM = 0.25
 _MAX_SHRINK = 30  # halvings of B before giving up on the norm bound
-# input_rule="largest": bisection steps between the last halved B and the one before it, so
-# the B kept is within 1/16 of that gap of the largest one within the bound.
+# input_rule="largest": bisection steps between the last halved B (within the bound) and the
+# one before it (outside): the B kept is within the bound, and B one 16th of that gap larger
+# was found outside it (the largest within, if the norms grow with B in between).
 _BISECTIONS = 4
 #: How :func:`calibrate` picks λ among those that serve a group (see its ``lambda_rule``).
 LAMBDA_RULES = ("nearest", "centred")
@@ -330,7 +332,7 @@ def calibrate(
     input_rule : {"halve", "largest"}
         When the state norm leaves the bound: halve B until it is back within it, or then
         bisect between that B and the one before the last halving for the largest B within
-        the bound (closer to the edge the bound allows; at most 2× the halved B).
+        the bound (closer to the edge the bound allows; less than 2× the halved B).
     spectrum_options : dict, optional
         Options for :func:`~dgl_ssm.analysis.top_eigenvalue_moduli`; default
         :data:`SPECTRUM_OPTIONS`.

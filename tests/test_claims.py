@@ -13,7 +13,7 @@ import pytest
 from dgl_ssm_bench.reproduce import execute, read_records
 from dgl_ssm_bench.reproduce.claims import CLAIMS, claim
 from dgl_ssm_bench.reproduce.plan import Cell
-from dgl_ssm_bench.reproduce.records import config_key
+from dgl_ssm_bench.reproduce.records import SCHEMA, append_record, config_key
 from tests.test_reproduce import tiny_ring
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="claims need flock")
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="claims need flock")
 HOLD_SCRIPT = """
 import sys, time
 from dgl_ssm_bench.reproduce.claims import claim
-with claim(sys.argv[1], "ring", "abc") as holder:
+with claim(sys.argv[1], "ring", sys.argv[2] if len(sys.argv) > 2 else "abc") as holder:
     print("held" if holder is None else holder, flush=True)
     time.sleep(600)
 """
@@ -40,10 +40,8 @@ def test_a_claim_is_exclusive_and_removed_when_released(tmp_path):
 
 def test_a_claim_of_a_killed_process_is_free_at_once(tmp_path):
     """``kill -9`` leaves the claim file behind, but not its lock: the run is free again."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = hold(tmp_path, "abc")
     try:
-        assert holder.stdout.readline().strip() == "held"
         with claim(tmp_path, "ring", "abc") as taken:
             assert taken == f"process {holder.pid}"
     finally:
@@ -54,40 +52,85 @@ def test_a_claim_of_a_killed_process_is_free_at_once(tmp_path):
         assert taken is None
 
 
+def hold(out, key):
+    """A process holding the claim on ``key`` of part ring (kill it to end the claim)."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, str(out), key],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def kill_later(process, seconds, before=None):
+    def kill():
+        time.sleep(seconds)
+        if before is not None:
+            before()
+        process.send_signal(signal.SIGKILL)
+
+    threading.Thread(target=kill, daemon=True).start()
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_a_run_another_process_holds_is_skipped(tmp_path, jobs):
+@pytest.mark.parametrize("records_it", [True, False], ids=["recorded", "left"])
+def test_a_run_another_process_holds_waits_for_it(tmp_path, monkeypatch, jobs, records_it):
+    """Seed 0 is held by another process: seed 1 runs meanwhile, and seed 0 is skipped once
+    that process has recorded it, or run here if it ended without a record (killed)."""
+    monkeypatch.setattr(execute, "_LOOK_AGAIN_S", 0.2)
     cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in (0, 1)]
+    holder = hold(tmp_path, config_key(cells[0].config))
+    theirs = {"row": "GCN-SSM", "column": "n=6", "status": "ok", "test": 0.5, "schema": SCHEMA,
+              "config": cells[0].config.to_dict(), "key": config_key(cells[0].config)}  # fmt: skip
+
+    def record_theirs():
+        append_record(tmp_path / "ring.jsonl", theirs)
+
+    kill_later(holder, 3.0, record_theirs if records_it else None)
     lines = []
-    with claim(tmp_path, "ring", config_key(cells[0].config)):
+    try:
         written = execute.run_cells(cells, tmp_path, jobs=jobs, threads=1, log=lines.append)
-    assert written == 1
-    assert [r["config"]["seed"] for r in read_records(tmp_path / "ring.jsonl")] == [1]
-    skipped = f"seed 0: being run by process {os.getpid()}; skipped"
-    assert any(skipped in line for line in lines), lines
-    assert list((tmp_path / CLAIMS).iterdir()) == []  # every claim released
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert any(f"seed 0: being run by process {holder.pid}; waiting" in x for x in lines), lines
+    records = read_records(tmp_path / "ring.jsonl")
+    assert sorted(r["config"]["seed"] for r in records) == [0, 1]  # each run recorded once
+    assert written == (1 if records_it else 2)
+    if records_it:
+        assert any("seed 0: recorded meanwhile by another process" in x for x in lines), lines
+    assert list((tmp_path / CLAIMS).iterdir()) == []  # even the killed holder's file is gone
 
 
-def test_two_commands_over_the_same_runs_train_each_once(tmp_path, monkeypatch):
-    """Two runners started together (as from two terminals) over four runs of a second each:
-    each run is trained by one of them, and recorded once."""
-    cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in range(4)]
-    trained, lock = [], threading.Lock()
+TWO_COMMANDS_SCRIPT = """
+import sys, time
+from dgl_ssm_bench.config import RunConfig
+from dgl_ssm_bench.reproduce import execute
+from dgl_ssm_bench.reproduce.plan import Cell
 
-    def fake_run(config_dict, locations):
-        with lock:
-            trained.append(config_dict["seed"])
-        time.sleep(1.0)
-        return {"status": "ok", "test": 0.5, "metric": "accuracy", "epochs": 1,
-                "cpu_time_s": 1.0, "config": config_dict}  # fmt: skip
+def fake_run(config_dict, locations):
+    print(config_dict["seed"], flush=True)
+    time.sleep(1.0)
+    return {"status": "ok", "test": 0.5, "metric": "accuracy", "epochs": 1,
+            "cpu_time_s": 1.0, "config": config_dict}
 
-    monkeypatch.setattr(execute, "_run", fake_run)
-    monkeypatch.setattr(execute, "_init_worker", lambda threads: None)
-    runners = [threading.Thread(target=execute.run_cells, args=(cells, tmp_path),
-                                kwargs={"log": lambda line: None}) for _ in range(2)]  # fmt: skip
-    for runner in runners:
-        runner.start()
-    for runner in runners:
-        runner.join(timeout=60)
+execute._run, execute._init_worker = fake_run, lambda threads: None
+execute._LOOK_AGAIN_S = 0.2
+cells = [Cell("ring", "GCN-SSM", "n=6", RunConfig.from_dict({
+    "model": {"name": "gcn_ssm", "num_layers": 2, "hidden": 8},
+    "data": {"name": "ring_transfer", "options": {"ring_size": 6, "num_graphs": 40}},
+    "optim": {"epochs": 1, "batch_size": 16}, "seed": seed})) for seed in range(4)]
+execute.run_cells(cells, sys.argv[1], log=lambda line: None)
+"""
+
+
+def test_two_commands_over_the_same_runs_train_each_once(tmp_path):
+    """Two runner processes started together (as from two terminals) over four runs of a
+    second each: each run is trained by one of them, and recorded once."""
+    commands = [subprocess.Popen([sys.executable, "-c", TWO_COMMANDS_SCRIPT, str(tmp_path)],
+                                 stdout=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    trained = [
+        int(seed) for command in commands for seed in command.communicate(timeout=120)[0].split()
+    ]
+    assert [command.returncode for command in commands] == [0, 0]
     assert sorted(trained) == [0, 1, 2, 3]
     records = read_records(tmp_path / "ring.jsonl")
     assert sorted(r["config"]["seed"] for r in records) == [0, 1, 2, 3]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -81,6 +82,17 @@ def test_key_changes_with_anything_that_changes_the_result(change):
     before = config_key(config)
     change(config)
     assert config_key(config) != before
+
+
+def test_the_committed_records_keep_the_keys_they_were_written_with():
+    """A golden check: each committed record of the current schema carries the key the code
+    of its day computed; a change to the key's recipe (a new field, a renamed default) that
+    would orphan them fails here."""
+    folder = Path(__file__).resolve().parent.parent / "results" / "reproduction"
+    stored = [record for path in sorted(folder.glob("*.jsonl")) for record in read_records(path)
+              if record.get("schema") == SCHEMA and "key" in record]  # fmt: skip
+    assert len(stored) >= 50
+    assert [record_key(r) for r in stored] == [r["key"] for r in stored]
 
 
 def test_a_record_older_than_a_new_config_field_keeps_its_key():
@@ -480,7 +492,8 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     text = (tmp_path / "README.md").read_text()
     gcn = next(line for line in text.splitlines() if line.startswith("| GCN-SSM | 79.0"))
     # one seed of the largest B: too few for a verdict against the defaults
-    assert ("| 80.0 (1) | yes, +1.0 (seed 0) | same runs | same runs | 81.0 (1) | 78.0 (1) "
+    assert ("| 80.0 (1) | yes, +1.0 (seed 0) | same runs | same runs | 81.0 (1), B factor 0.2 "
+            "| 78.0 (1) "
             "| 76.0 (1) | 77.5 (1) | 0.99 … 1.01 | 0.6 … 0.9 | 0.125 | 0.99 |") in gcn  # fmt: skip
     gin = next(line for line in text.splitlines() if line.startswith("| GIN-SSM |"))
     # differences -10, -6 and -8 points: std 2.0, half-width t(0.975, 2) · 2 / √3 = 4.97
@@ -489,8 +502,8 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
     assert ("| 35.0 ± 5.0 (3) | no, -2.0 ± 7.0, 95 % CI -19.4 … +15.4, within noise "
             "(seeds 0–2) |") in gin  # fmt: skip
     # largest B − defaults: +5, -2 and +6 points: mean 3.0, std 4.36, half-width 10.8
-    assert ("| 44.0 ± 3.6 (3); − defaults: yes, +3.0 ± 4.4, 95 % CI -7.8 … +13.8, within "
-            "noise (seeds 0–2) |") in gin  # fmt: skip
+    assert ("| 44.0 ± 3.6 (3), B factor 0.09; − defaults: yes, +3.0 ± 4.4, 95 % CI "
+            "-7.8 … +13.8, within noise (seeds 0–2) |") in gin  # fmt: skip
     gat = next(line for line in text.splitlines() if line.startswith("| GAT-SSM |"))
     assert "| yes, +1.0 (seed 0) | — | — |" in gat  # no runs of the old rule yet: not "same"
     sage = next(line for line in text.splitlines() if line.startswith("| SAGE-SSM |"))

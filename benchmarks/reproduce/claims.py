@@ -24,8 +24,8 @@ def claim(out, part, key):
     """Hold the claim on run ``key`` of ``part`` under ``out`` for the block.
 
     Yields ``None`` when this process holds it, or a description of the process that holds
-    it (``"process 1234"``) when another one does; then the caller must not run it. The
-    claim file is removed when the block ends.
+    it (``"process 1234"``) when another one does; then the caller must not run it. A claim
+    this process held is removed when the block ends.
 
     Examples
     --------
@@ -68,7 +68,8 @@ def _lock(path):
             handle.close()
             return None
         try:
-            current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+            now, opened = os.stat(path), os.fstat(handle.fileno())
+            current = (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
         except FileNotFoundError:
             current = False
         if current:

@@ -35,9 +35,9 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
     """Run every pending cell, ``jobs`` at a time, each with ``threads`` torch threads
     (default: cores ÷ jobs, at least 1; several processes with all cores each slow every one
     of them down many times). Each finished run is appended to ``<out>/<part>.jsonl`` at
-    once. A run another process is running (:mod:`.claims`) or has recorded meanwhile is
-    skipped. A run that raises is reported and left pending. Returns the number of records
-    written."""
+    once. A run another process is running (:mod:`.claims`) waits for it, and is taken here
+    if that process leaves it unrecorded; a run recorded meanwhile is skipped. A run that
+    raises is reported and left pending. Returns the number of records written."""
     todo = pending(cells, out)
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     log(f"{len(cells) - len(todo)} of {len(cells)} runs already recorded; {len(todo)} to go "
@@ -48,10 +48,15 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
         return written
     if jobs == 1:
         _init_worker(threads)
-        for cell in todo:
-            held = _take(cell, out, log)
-            if held is None:
+        runs = _Runs(todo, out, log)
+        while runs:
+            taken = runs.take()
+            if taken is None:  # the runs left (if any) are other processes': look again later
+                if runs:
+                    time.sleep(_LOOK_AGAIN_S)
+                    runs.look_again()
                 continue
+            cell, held = taken
             with held:
                 record, error = _outcome(_run, cell.config.to_dict(), locations)
                 written += _finish(cell, record, error, out, log)
@@ -79,6 +84,54 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
 # A worker that dies (the OOM killer, a kill) breaks the whole pool; new workers take the runs
 # that did not finish, this many times before the rest are left pending.
 _POOL_RESTARTS = 2
+# Seconds between looks at the runs another process holds, once nothing else is left to start.
+_LOOK_AGAIN_S = 30
+
+
+class _Runs:
+    """The runs left to start, in plan order, each taken with its claim (:mod:`.claims`). A
+    run another process holds waits aside, and is looked at again (:meth:`look_again`) once
+    nothing else is left: it is then recorded (skipped) or free (run here, as that process
+    left it unrecorded: stopped, failed or killed)."""
+
+    def __init__(self, cells, out, log):
+        self.queue, self.elsewhere, self.out, self.log = list(cells), [], out, log
+        self.told = set()  # runs whose holder was logged: each is said once
+
+    def __bool__(self):
+        return bool(self.queue or self.elsewhere)
+
+    def take(self):
+        """The next run to start here and its claim (close it once the record is on disk),
+        or None when every run left is held by another process."""
+        while self.queue:
+            cell = self.queue.pop(0)
+            held = contextlib.ExitStack()
+            try:
+                holder = held.enter_context(claim(self.out, cell.part, config_key(cell.config)))
+                if holder is None and pending([cell], self.out):
+                    return cell, held
+            except BaseException:
+                held.close()
+                raise
+            held.close()
+            if holder is None:  # another process (other --rows, say) recorded it
+                self.log(f"{_label(cell)}: recorded meanwhile by another process; skipped")
+                continue
+            if id(cell) not in self.told:
+                self.told.add(id(cell))
+                self.log(f"{_label(cell)}: being run by {holder}; waiting for its record")
+            self.elsewhere.append(cell)
+        return None
+
+    def look_again(self):
+        """Queue the runs other processes held, to take any they have let go of."""
+        self.queue, self.elsewhere = self.queue + self.elsewhere, []
+
+    def drop(self):
+        """Every run not started, emptying the queue."""
+        left, self.queue, self.elsewhere = self.queue + self.elsewhere, [], []
+        return left
 
 
 def _run_in_pool(cells, out, jobs, threads, locations, log):
@@ -91,53 +144,47 @@ def _run_in_pool(cells, out, jobs, threads, locations, log):
     initargs = (threads, started, os.getpid(), _device(cells))
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                                initargs=initargs)  # fmt: skip
-    queue, running, written, lost = list(cells), {}, 0, []
+    runs, running, written, lost, broken = _Runs(cells, out, log), {}, 0, [], False
     try:
-        while queue or running:
-            while queue and len(running) < jobs:
-                cell = queue.pop(0)
-                held = _take(cell, out, log)
-                if held is None:
-                    continue
+        while running or runs and not broken:
+            while not broken and len(running) < jobs and (taken := runs.take()) is not None:
+                cell, held = taken
                 try:
-                    future = pool.submit(_outcome, _run, cell.config.to_dict(), locations)
+                    running[pool.submit(_outcome, _run, cell.config.to_dict(), locations)] = taken
                 except BrokenProcessPool:  # a worker died: this pool takes no more runs
                     held.close()
-                    lost, queue = [*lost, cell, *queue], []
-                    break
-                running[future] = cell, held
-            finished, _ = wait(running, return_when=FIRST_COMPLETED) if running else ((), ())
+                    lost.append(cell)
+                    broken = True
+                except BaseException:
+                    held.close()
+                    raise
+            if running:  # wake for a finished run, or to look again at other processes' runs
+                wake = _LOOK_AGAIN_S if runs.elsewhere else None
+                finished, _ = wait(running, timeout=wake, return_when=FIRST_COMPLETED)
+            else:  # every run left (if any) is another process's
+                if runs:
+                    time.sleep(_LOOK_AGAIN_S)
+                finished = ()
             for future in finished:
                 cell, held = running.pop(future)
                 with held:
                     try:
                         record, error = future.result()
                     except BrokenProcessPool:
-                        lost, queue = [*lost, cell, *queue], []
+                        lost.append(cell)
+                        broken = True
                         continue
                     written += _finish(cell, record, error, out, log)
+            if not runs.queue:
+                runs.look_again()
     except BaseException:
         _stop(pool)
         for _, held in running.values():
             held.close()
         raise
     pool.shutdown()
-    return written, lost
-
-
-def _take(cell, out, log):
-    """The claim on ``cell``, to be closed once its record is on disk; or None when it is
-    not to be run here: another process runs it, or recorded it meanwhile."""
-    held = contextlib.ExitStack()
-    holder = held.enter_context(claim(out, cell.part, config_key(cell.config)))
-    if holder is not None:
-        log(f"{_label(cell)}: being run by {holder}; skipped")
-    elif not pending([cell], out):  # another process (other --rows, say) recorded it
-        log(f"{_label(cell)}: recorded meanwhile by another process; skipped")
-    else:
-        return held
-    held.close()
-    return None
+    order = {id(cell): index for index, cell in enumerate(cells)}  # the plan's, required first
+    return written, sorted(lost + runs.drop(), key=lambda cell: order[id(cell)])
 
 
 def _stop(pool):

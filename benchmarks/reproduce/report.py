@@ -256,7 +256,7 @@ def calibration_section(stats, budget, causes):
             f"| {row} | {cells[0]} | {cells[1]} | {_paired(default, rescaled)} "
             f"| {'same runs' if same else cells[2]} "
             f"| {'same runs' if same else _paired(uniform, rescaled)} "
-            + "".join(f"| {c}{_against_defaults(default, x)} " for c, x in zip(cells[3:], others))
+            + "".join(f"| {_finding(c, x, default)} " for c, x in zip(cells[3:], others))
             + f"| {radius} | {norms} | {factor} | {lam} | {grad} | {hours:.2f} |"
         )
     lines += ["", "Test accuracy in %, mean ± std (runs). \"Calibrated\" is how the trainer runs "
@@ -272,9 +272,11 @@ def calibration_section(stats, budget, causes):
               "λ rule, λ centring the top eigenvalues on 1 (≈ 0.99 here), with that weight "
               "decay and with 5e-4 everywhere; \"largest B\" grows B, once halving has brought the "
               "state norm within 2×, back to the largest that keeps it there (bisection, "
-              "`input_rule=\"largest\"`, at most 2× the halved B); \"per-layer λ and B\" "
+              "`input_rule=\"largest\"`, less than 2× the halved B; its B factors follow its "
+              "test %); \"per-layer λ and B\" "
               "calibrates a model whose layers do not share Λ and B (`--per-layer-ssm`). A "
-              "verdict compares means "
+              "verdict (\"− defaults\" after a finding with three or more seeds in common with "
+              "them) compares means "
               "over the seeds both columns have, with the mean per-seed difference in points "
               "± its std and its 95 % t-interval (\"within noise\": the interval holds 0, so "
               "these seeds cannot tell the sign). The calibration runs on the training graph "
@@ -286,14 +288,20 @@ def calibration_section(stats, budget, causes):
     return lines
 
 
-def _against_defaults(default, finding, fewest=3):
-    """A finding's paired verdict against the defaults, once they share ``fewest`` seeds."""
-    if not (default and finding):
-        return ""
-    common = {r["config"]["seed"] for r in default.records} & {
-        r["config"]["seed"] for r in finding.records
-    }
-    return f"; − defaults: {_paired(default, finding)}" if len(common) >= fewest else ""
+def _finding(cell, finding, default, fewest=3):
+    """A finding's cell: its test %, the B factors its calibrations set under another B rule
+    (the B columns describe the calibrated runs only), and its paired verdict against the
+    defaults once they share ``fewest`` seeds."""
+    if finding is None:
+        return cell
+    if finding.records[0]["config"]["model"].get("calibrate_input"):
+        factors = [v for r in finding.records for v in r.get("calibration", {}).get(
+            "input_factor", ())]  # fmt: skip
+        cell += f", B factor {_span(factors)}"
+    seeds = [{r["config"]["seed"] for r in x.records} for x in (finding, default) if x]
+    if len(seeds) == 2 and len(seeds[0] & seeds[1]) >= fewest:
+        cell += f"; − defaults: {_paired(default, finding)}"
+    return cell
 
 
 def _paired(base, other):
