@@ -1,10 +1,12 @@
-"""Claims on runs: a run one ``reproduce`` process has started is skipped by any other.
+"""Claims on runs: a run one ``reproduce`` process has started is left to it by any other.
 
 Two processes over the same records (two terminals, overlapping ``--rows`` or ``--part``)
 would otherwise both train every run neither had recorded when it started. A claim is an
 exclusive ``flock`` on ``<out>/.claims/<part>-<key>``: the kernel drops it when its process
 ends, however it ends (a ``kill -9`` included), so no claim outlives its run. Where ``flock``
 does not exist (Windows), every claim is granted: runs are then only skipped once recorded.
+The runner (:mod:`.execute`) starts the other runs meanwhile and takes a claimed one after
+all if its holder ends without recording it.
 """
 
 import contextlib
