@@ -350,7 +350,8 @@ def _only(cells, flag, wanted, key):
 
 
 def reproduce_command(args, prog="dgl-ssm-bench"):
-    from .reproduce import PARTS, execute, plan, report
+    from .reproduce import PARTS, config_key, execute, plan, report
+    from .reproduce.claims import holder
 
     try:
         if args.jobs < 1 or (args.threads is not None and args.threads < 1):
@@ -378,9 +379,11 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
                 "checkout's results/reproduction: run from the checkout, or pass --out with the "
                 "folder that holds them."
             )
-        if args.list:
+        if args.list:  # with the process running it, if one is
             for cell in execute.pending(cells, args.out):
-                print(f"{cell.part}\t{cell.row}\t{cell.column}\tseed {cell.config.seed}")
+                running = holder(args.out, cell.part, config_key(cell.config))
+                print(f"{cell.part}\t{cell.row}\t{cell.column}\tseed {cell.config.seed}"
+                      + (f"\trunning in {running}" if running else ""))  # fmt: skip
             return 0
         if not args.report:
             make_folder(args.out)  # unwritable: fail before work

@@ -134,3 +134,24 @@ def test_two_commands_over_the_same_runs_train_each_once(tmp_path):
     assert sorted(trained) == [0, 1, 2, 3]
     records = read_records(tmp_path / "ring.jsonl")
     assert sorted(r["config"]["seed"] for r in records) == [0, 1, 2, 3]
+
+
+def test_list_says_which_pending_runs_another_process_is_running(tmp_path, capsys):
+    from dgl_ssm_bench.cli import main
+    from dgl_ssm_bench.reproduce import plan
+    from dgl_ssm_bench.reproduce.claims import holder as holder_of
+
+    first, second = plan(["ring"])[:2]
+    assert holder_of(tmp_path, "ring", config_key(first.config)) is None
+    assert not (tmp_path / CLAIMS).exists()  # looking claims nothing
+    running = hold(tmp_path, config_key(first.config))
+    try:
+        assert main(["reproduce", "--part", "ring", "--list", "--out", str(tmp_path)]) == 0
+    finally:
+        running.send_signal(signal.SIGKILL)
+        running.wait(timeout=30)
+    listed = {tuple(line.split("\t")) for line in capsys.readouterr().out.splitlines()}
+    label = ("ring", first.row, first.column, f"seed {first.config.seed}")
+    assert (*label, f"running in process {running.pid}") in listed
+    assert ("ring", second.row, second.column, f"seed {second.config.seed}") in listed
+    assert holder_of(tmp_path, "ring", config_key(first.config)) is None  # killed: free

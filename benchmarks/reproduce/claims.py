@@ -60,6 +60,22 @@ def claim(out, part, key):
         handle.close()
 
 
+def holder(out, part, key):
+    """Who holds the claim on run ``key`` of ``part`` under ``out`` (``"process 1234"``), or
+    None when no live process does. Looks without claiming: no claim file is made."""
+    path = Path(out) / CLAIMS / f"{part}-{key}"
+    if fcntl is None or not path.exists():
+        return None
+    try:
+        with open(path) as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: free when unheld
+            return None
+    except BlockingIOError:
+        return _holder(path)
+    except FileNotFoundError:  # released meanwhile
+        return None
+
+
 def _lock(path):
     """The open, locked claim file at ``path``, or None when another process holds it."""
     while True:
