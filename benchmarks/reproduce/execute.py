@@ -51,10 +51,8 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
         runs = _Runs(todo, out, log)
         while runs:
             taken = runs.take()
-            if taken is None:  # the runs left (if any) are other processes': look again later
-                if runs:
-                    time.sleep(_LOOK_AGAIN_S)
-                    runs.look_again()
+            if taken is None:  # the runs left (if any) are other processes'
+                runs.wait_for_others()
                 continue
             cell, held = taken
             with held:
@@ -128,6 +126,12 @@ class _Runs:
         """Queue the runs other processes held, to take any they have let go of."""
         self.queue, self.elsewhere = self.queue + self.elsewhere, []
 
+    def wait_for_others(self):
+        """With runs left only to other processes: give them a while, then look again."""
+        if self.elsewhere:
+            time.sleep(_LOOK_AGAIN_S)
+            self.look_again()
+
     def drop(self):
         """Every run not started, emptying the queue."""
         left, self.queue, self.elsewhere = self.queue + self.elsewhere, [], []
@@ -162,8 +166,7 @@ def _run_in_pool(cells, out, jobs, threads, locations, log):
                 wake = _LOOK_AGAIN_S if runs.elsewhere else None
                 finished, _ = wait(running, timeout=wake, return_when=FIRST_COMPLETED)
             else:  # every run left (if any) is another process's
-                if runs:
-                    time.sleep(_LOOK_AGAIN_S)
+                runs.wait_for_others()
                 finished = ()
             for future in finished:
                 cell, held = running.pop(future)
