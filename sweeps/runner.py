@@ -189,9 +189,11 @@ def threads_per_worker(threads, workers, cores=None):
 def _run_processes(spec, workers, log):
     context = multiprocessing.get_context("spawn")
     threads = threads_per_worker(spec.threads, workers)
+    stopping = context.Event()
     processes = [
         context.Process(
-            target=_work_in_process, args=(spec, i, threads, optuna.logging.get_verbosity())
+            target=_work_in_process,
+            args=(spec, i, threads, optuna.logging.get_verbosity(), stopping),
         )
         for i in range(workers)
     ]
@@ -207,6 +209,7 @@ def _run_processes(spec, workers, log):
         for process in processes:
             process.join()
     except KeyboardInterrupt:
+        stopping.set()  # for a worker that was still importing, with SIGINT ignored
         _stop(processes)
         raise
     failed = [i for i, p in enumerate(processes) if p.exitcode != 0]
@@ -249,15 +252,18 @@ def _drop_swallowed_interrupt(unraisable):
         sys.__unraisablehook__(unraisable)
 
 
-def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
+def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING, stopping=None):
     sys.unraisablehook = _drop_swallowed_interrupt
     # The parent started this process with SIGINT ignored (a Ctrl-C during the imports is not
-    # a traceback); the loop takes it back (work() installs its handler).
+    # a traceback); the loop takes it back (work() installs its handler). A Ctrl-C that came
+    # while it was ignored is not lost: the parent sets ``stopping`` before it forwards one.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    optuna.logging.set_verbosity(verbosity)  # as in the parent (spawned: not inherited)
-    torch.set_num_threads(threads)
-    use_gpu_of_worker(index, spec.device)
     try:
+        if stopping is not None and stopping.is_set():
+            raise KeyboardInterrupt
+        optuna.logging.set_verbosity(verbosity)  # as in the parent (spawned: not inherited)
+        torch.set_num_threads(threads)
+        use_gpu_of_worker(index, spec.device)
         work(spec, worker_index=index)
     except KeyboardInterrupt:  # the parent says it once; the trial was re-queued
         raise SystemExit(130) from None
@@ -265,6 +271,11 @@ def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
         message = redact(f"{type(error).__name__}: {error}", spec.storage)
         print(f"dgl-ssm-sweep: worker {index}: {message}", flush=True)
         raise SystemExit(1) from None
+    finally:
+        # Its work is done. Exiting waits for other threads (OGB, which DGL imports, starts
+        # one that asks PyPI for its latest version): a Ctrl-C forwarded meanwhile would
+        # only print a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def study_identity(spec, space, config=None):

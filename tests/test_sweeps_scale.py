@@ -349,14 +349,53 @@ def test_ctrl_c_with_two_workers_requeues_both_trials_in_one_line(tmp_path):
 
 
 @pytest.mark.slow
+def test_ctrl_c_while_the_workers_still_import_stops_them_before_any_trial(tmp_path):
+    # The workers import torch and DGL for seconds with SIGINT ignored (so a Ctrl-C then is
+    # not a traceback): the Ctrl-C they ignored must still stop them, not start trials that
+    # the parent then has to kill, leaving them RUNNING.
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    space = space_file(tmp_path, epochs=300)
+    sweep = subprocess.Popen(command(space, storage, 4, "--workers", "2"), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True,
+                             preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
+    parent = psutil.Process(sweep.pid)
+    deadline = time.time() + 120
+    while len(workers_of(parent)) < 2 and time.time() < deadline:
+        time.sleep(0.02)
+    assert len(workers_of(parent)) == 2, "the sweep never started its two workers"
+    os.killpg(sweep.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, err
+    assert err.strip().splitlines() == [
+        "dgl-ssm-sweep: interrupted; running trials are queued again, re-run to resume."
+    ]
+    studies = optuna.get_all_study_summaries(storage)  # the workers create the study
+    assert [s.n_trials for s in studies] in ([], [0])
+
+
+def workers_of(parent):
+    """The sweep's spawned worker processes (not multiprocessing's resource tracker, nor a
+    short-lived child some library starts and that may already be a zombie)."""
+    workers = []
+    for child in parent.children():
+        try:
+            line = " ".join(child.cmdline())
+        except psutil.Error:  # gone, or a zombie
+            continue
+        if "spawn_main" in line and "resource_tracker" not in line:
+            workers.append(child)
+    return workers
+
+
+@pytest.mark.slow
 def test_a_killed_worker_still_lets_the_study_finish_and_be_evaluated(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = space_file(tmp_path, epochs=60)
     sweep = subprocess.Popen(command(space, storage, 3, "--workers", "2", "--heartbeat", "1"),
                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     wait_for_running(storage, 2)
-    workers = [p for p in psutil.Process(sweep.pid).children() if "python" in p.name().lower()]
-    workers = [p for p in workers if "resource_tracker" not in " ".join(p.cmdline())]
+    workers = workers_of(psutil.Process(sweep.pid))
     assert len(workers) == 2
     os.kill(workers[0].pid, signal.SIGKILL)
     out, err = sweep.communicate(timeout=600)
