@@ -133,6 +133,11 @@ def build_parser(prog="dgl-ssm-analyze"):
     )
     paper.add_argument("--quick", action="store_true", help="a few depths and epochs")
     paper.add_argument(
+        "--device", type=device_argument, default="auto",
+        help="where the models run and train: auto (a GPU when torch and DGL can use one), "
+        "cpu, cuda or cuda:N",
+    )  # fmt: skip
+    paper.add_argument(
         "--only",
         nargs="+",
         choices=figures.FIGURE_NAMES,
@@ -190,6 +195,7 @@ def run(args):
             only=args.only,
             data_dir=args.data_dir,
             cache_dir=args.cache_dir,
+            device=resolve_device(args.device),
         )
         return
     if args.dataset == "random" and (args.num_nodes < 2 or args.num_edges < 1):

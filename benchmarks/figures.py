@@ -423,14 +423,15 @@ QUICK = Settings(depths=(2, 4, 8, 16, 32, 64), epochs=50, patience=None, ring=16
 
 @dataclass
 class Session:
-    """What the paper's figures share: the output folder, the seed, the size, and Cora
-    (loaded from the registry once, when a figure first asks for it)."""
+    """What the paper's figures share: the output folder, the seed, the size, the device the
+    models run on, and Cora (loaded from the registry once, when a figure first asks for it)."""
 
     out: Path
     seed: int = 0
     settings: Settings = FULL
     data_dir: str | None = None
     cache_dir: str | None = None
+    device: torch.device = torch.device("cpu")
 
     @property
     def cora_config(self):
@@ -442,7 +443,8 @@ class Session:
 
 
 def jacobian_linear_conv(session, stem, nodes=64, dim=16):
-    """(a) H W, (b) Â H W, (c) relu(Â H W) on a random graph: the Jacobian spectra."""
+    """(a) H W, (b) Â H W, (c) relu(Â H W) on a random graph: the Jacobian spectra. On the
+    CPU whatever the session's device: 64 nodes, checked against NumPy's eigenvalues."""
     from dgl.nn import GraphConv
 
     generator = torch.Generator().manual_seed(session.seed)
@@ -501,6 +503,7 @@ def jacobian_models(session, stem, pairs, nodes=64, dim=16):
     feat = torch.randn(nodes, dim, generator=generator)
     one_class = torch.zeros(nodes, dtype=torch.long)
     data = Data("random", bare, feat, one_class, torch.ones(nodes, dtype=torch.bool))
+    data = data.to(session.device)
     fig, axes = pyplot().subplots(1, len(pairs), figsize=(6 * len(pairs), 4), squeeze=False)
     rows = []
     for ax, names in zip(axes[0], pairs):
@@ -524,7 +527,7 @@ def jacobian_models(session, stem, pairs, nodes=64, dim=16):
 def energy_cora(session, stem, backbones, layers=64, hidden=64):
     """Dirichlet energy vs layer on Cora (float64): each plain backbone and its SSM twin at
     every ‖Λ‖₂ in :data:`STATE_SCALES`, one panel per backbone."""
-    data = Data.from_benchmark(session.cora)
+    data = Data.from_benchmark(session.cora).to(session.device)
     plt = pyplot()
     fig, axes = plt.subplots(1, len(backbones), figsize=(6.5 * len(backbones), 4.5), squeeze=False)
     rows = []
@@ -564,7 +567,7 @@ def accuracy_vs_depth(session, stem, models=("gcn", "gcn_ssm")):
                     patience=settings.patience,
                 ),
                 seed=session.seed,
-                device="cpu",
+                device=str(session.device),
             )
             start = time.perf_counter()
             result = train(config, data=session.cora)
@@ -603,7 +606,7 @@ def sensitivity_ring(session, stem, hidden=32, feat_dim=16):
     over targets 0 and ring size / 4: GCN, kGCN and their SSM twins."""
     size, seed = session.settings.ring, session.seed
     layers = size // 2
-    data = analysis_data("ring", seed=seed, ring_size=size, feat_dim=feat_dim)
+    data = analysis_data("ring", seed=seed, ring_size=size, feat_dim=feat_dim).to(session.device)
     names = ("gcn", "kgcn", "gcn_ssm", "kgcn_ssm")
     configs = [model_config(name, layers, hidden) for name in names]
     curves = sensitivity_curves(configs, data, seed, num_targets=4, targets=[0, size // 4])
@@ -692,12 +695,15 @@ def monitor_figures(record, *, out, stem="monitor"):
     return paths
 
 
-def make_figures(out, *, seed=0, quick=False, only=None, data_dir=None, cache_dir=None):
+def make_figures(
+    out, *, seed=0, quick=False, only=None, data_dir=None, cache_dir=None, device="cpu"
+):
     """Make the paper's figures (``only``: those of these names, in :data:`FIGURES` order)
-    and return their PNG paths."""
+    on ``device`` (a ``torch.device`` or its name) and return their PNG paths."""
     for name in only or ():
         check_choice("figure", name, FIGURE_NAMES)
-    session = Session(Path(out), seed, QUICK if quick else FULL, data_dir, cache_dir)
+    settings = QUICK if quick else FULL
+    session = Session(Path(out), seed, settings, data_dir, cache_dir, torch.device(device))
     paths, total = [], time.perf_counter()
     for figure in FIGURES:
         if only and figure.name not in only:

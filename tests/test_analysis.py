@@ -694,6 +694,11 @@ def test_cli_gradients_jacobian_and_errors(tmp_path, capsys):
     assert read_csv(tmp_path / "gradients_random.csv") == grads
     assert main(["energy", "--device", "cuda", *graph_args, *out]) == 2
     assert "--device cuda was asked for" in capsys.readouterr().err
+    # The paper's figures take --device too, and refuse a GPU that is not there before work.
+    figures_out = ["--out", str(tmp_path / "figures")]
+    assert main(["figures", "--only", "sensitivity_ring", "--device", "cuda", *figures_out]) == 2
+    assert "--device cuda was asked for" in capsys.readouterr().err
+    assert not list((tmp_path / "figures").iterdir())
 
 
 @pytest.mark.slow
