@@ -197,26 +197,47 @@ def _run_processes(spec, workers, log):
         )
         for i in range(workers)
     ]
-    # The children start with SIGINT ignored (a Ctrl-C while they import is not a traceback)
-    # and take it back once their loop runs; the parent forwards Ctrl-C to them.
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The children start with SIGINT blocked (a Ctrl-C while they import is not a traceback)
+    # and take it back once their loop runs; the parent forwards Ctrl-C to them. Blocked, a
+    # Ctrl-C is held, not lost: each child raises it once it has its handler, and the parent
+    # once they have started.
+    held = _hold_ctrl_c()
     try:
-        for process in processes:
-            process.start()
-    finally:
-        signal.signal(signal.SIGINT, handler)
-    try:
+        with signals_held():  # and one that another thread of the parent takes
+            for process in processes:
+                process.start()
+        _release_ctrl_c(held)  # a Ctrl-C that came while the workers started is raised here
         for process in processes:
             process.join()
     except KeyboardInterrupt:
-        stopping.set()  # for a worker that was still importing, with SIGINT ignored
+        stopping.set()  # for a worker that lost it (where there is no signal mask)
         _stop(processes)
         raise
+    finally:
+        _release_ctrl_c(held)
     failed = [i for i, p in enumerate(processes) if p.exitcode != 0]
     if failed:
         if not study_complete(spec):
             raise RuntimeError(f"worker(s) {failed} of {spec.study_name} failed; see above.")
         log(f"{spec.study_name}: worker(s) {failed} stopped early; the others completed the study")
+
+
+def _hold_ctrl_c():
+    """Block SIGINT in this thread (and so in the processes it starts); the mask before."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: the stopping event does it
+        return set()
+    from multiprocessing import resource_tracker
+
+    # multiprocessing starts its tracker with the first process and unblocks SIGINT after
+    # that, which would release the hold early: so it is started first.
+    resource_tracker.ensure_running()
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def _release_ctrl_c(held):
+    """Unblock SIGINT unless ``held`` (a mask from :func:`_hold_ctrl_c`) had it blocked."""
+    if hasattr(signal, "pthread_sigmask") and signal.SIGINT not in held:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _stop(processes):
@@ -254,11 +275,11 @@ def _drop_swallowed_interrupt(unraisable):
 
 def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING, stopping=None):
     sys.unraisablehook = _drop_swallowed_interrupt
-    # The parent started this process with SIGINT ignored (a Ctrl-C during the imports is not
-    # a traceback); the loop takes it back (work() installs its handler). A Ctrl-C that came
-    # while it was ignored is not lost: the parent sets ``stopping`` before it forwards one.
+    # The parent started this process with SIGINT blocked (a Ctrl-C during the imports is not
+    # a traceback); the loop takes it back (work() installs its handler).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        _release_ctrl_c(set())  # a Ctrl-C held while this process imported is raised here
         if stopping is not None and stopping.is_set():
             raise KeyboardInterrupt
         optuna.logging.set_verbosity(verbosity)  # as in the parent (spawned: not inherited)

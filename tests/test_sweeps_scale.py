@@ -323,21 +323,32 @@ def ctrl_c_as_in_a_terminal():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.mark.slow
-def test_ctrl_c_with_two_workers_requeues_both_trials_in_one_line(tmp_path):
+def two_workers_in_a_terminal(tmp_path):
+    """A sweep of two workers started as from a terminal: its storage URL and its process."""
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = space_file(tmp_path, epochs=300)
     sweep = subprocess.Popen(command(space, storage, 4, "--workers", "2"), text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              start_new_session=True,
                              preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
-    wait_for_running(storage, 2)
-    os.killpg(sweep.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    return storage, sweep
+
+
+def press_ctrl_c(sweep):
+    """What a terminal's Ctrl-C does; the sweep must then exit 130 with one line."""
+    os.killpg(sweep.pid, signal.SIGINT)
     _, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 130, err
     assert err.strip().splitlines() == [
         "dgl-ssm-sweep: interrupted; running trials are queued again, re-run to resume."
     ]
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_two_workers_requeues_both_trials_in_one_line(tmp_path):
+    storage, sweep = two_workers_in_a_terminal(tmp_path)
+    wait_for_running(storage, 2)
+    press_ctrl_c(sweep)
     trials = load(storage).trials
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert failed and not [t for t in trials if t.state == TrialState.RUNNING]
@@ -353,24 +364,45 @@ def test_ctrl_c_while_the_workers_still_import_stops_them_before_any_trial(tmp_p
     # The workers import torch and DGL for seconds with SIGINT ignored (so a Ctrl-C then is
     # not a traceback): the Ctrl-C they ignored must still stop them, not start trials that
     # the parent then has to kill, leaving them RUNNING.
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    space = space_file(tmp_path, epochs=300)
-    sweep = subprocess.Popen(command(space, storage, 4, "--workers", "2"), text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             start_new_session=True,
-                             preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
+    storage, sweep = two_workers_in_a_terminal(tmp_path)
     parent = psutil.Process(sweep.pid)
     deadline = time.time() + 120
     while len(workers_of(parent)) < 2 and time.time() < deadline:
         time.sleep(0.02)
     assert len(workers_of(parent)) == 2, "the sweep never started its two workers"
-    os.killpg(sweep.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-    _, err = sweep.communicate(timeout=120)
-    assert sweep.returncode == 130, err
-    assert err.strip().splitlines() == [
-        "dgl-ssm-sweep: interrupted; running trials are queued again, re-run to resume."
-    ]
+    press_ctrl_c(sweep)
     studies = optuna.get_all_study_summaries(storage)  # the workers create the study
+    assert [s.n_trials for s in studies] in ([], [0])
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_parent_starts_its_workers_is_held_not_lost(tmp_path, monkeypatch):
+    # Between starting one worker and the next the parent cannot run its handler (the
+    # workers must not inherit it): a Ctrl-C that comes then must still stop the sweep.
+    import multiprocessing.context
+
+    real_start = multiprocessing.context.SpawnProcess.start
+    started = []
+
+    def start_then_ctrl_c(process):
+        real_start(process)
+        started.append(process)
+        if len(started) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # before the second worker starts
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", start_then_ctrl_c)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = spec_for(tmp_path, storage, 4, space=space_file(tmp_path, epochs=300))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner._run_processes(spec, 2, log=lambda line: None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert len(started) == 2 and not any(p.is_alive() for p in started)
+    # The workers got it from the parent: they stopped before taking any trial.
+    assert [p.exitcode for p in started] == [130, 130]
+    studies = optuna.get_all_study_summaries(storage)
     assert [s.n_trials for s in studies] in ([], [0])
 
 
