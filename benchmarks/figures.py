@@ -36,6 +36,7 @@ from dgl_ssm.checks import check_choice, unknown_name
 
 from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from .datasets import BenchmarkData
+from .device import resolve_device
 from .files import atomic_write
 from .names import display_name
 from .train import load_data, prepare_graph, train
@@ -699,11 +700,14 @@ def make_figures(
     out, *, seed=0, quick=False, only=None, data_dir=None, cache_dir=None, device="cpu"
 ):
     """Make the paper's figures (``only``: those of these names, in :data:`FIGURES` order)
-    on ``device`` (a ``torch.device`` or its name) and return their PNG paths."""
+    on ``device`` (a ``torch.device``, or a ``--device`` name: auto, cpu, cuda, cuda:N) and
+    return their PNG paths."""
     for name in only or ():
         check_choice("figure", name, FIGURE_NAMES)
+    if not isinstance(device, torch.device):
+        device = resolve_device(device)  # "mps", say, is refused before any work
     settings = QUICK if quick else FULL
-    session = Session(Path(out), seed, settings, data_dir, cache_dir, torch.device(device))
+    session = Session(Path(out), seed, settings, data_dir, cache_dir, device)
     paths, total = [], time.perf_counter()
     for figure in FIGURES:
         if only and figure.name not in only:

@@ -9,11 +9,20 @@ code marked :meth:`CtrlC.interruptible` (training, data loading, sleeping), whic
 storage. Elsewhere the interrupt is raised at the next :meth:`CtrlC.check` (each epoch's
 report, the worker loop before it takes a trial) or when the worker's block ends. A second
 SIGINT (the parent forwards Ctrl-C to its workers) is ignored: one interrupt per worker.
+
+Worker processes are started by :func:`start_holding_ctrl_c` and take Ctrl-C back with
+:func:`take_back_ctrl_c`: between the two, SIGINT is blocked, so a Ctrl-C that comes while the
+parent starts them or while they import (seconds of torch and DGL) is held, neither lost nor a
+traceback, and raised where each process can act on it.
 """
 
 import signal
 import threading
 from contextlib import contextmanager
+
+from dgl_ssm_bench.files import signals_held
+
+_MASKS = hasattr(signal, "pthread_sigmask")  # POSIX; elsewhere nothing is held
 
 
 class CtrlC:
@@ -78,3 +87,37 @@ class CtrlC:
         finally:
             self.raise_at_once = outer
         self.check()
+
+
+def start_holding_ctrl_c(processes):
+    """Start ``processes`` (spawned) with SIGINT blocked; a Ctrl-C that came meanwhile is
+    raised here once they have all started. They inherit the mask, and their handlers are
+    reset by exec: each calls :func:`take_back_ctrl_c`. Where this process ignores SIGINT (a
+    background job), nothing is blocked and they inherit the ignoring."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN or not _MASKS:
+        for process in processes:
+            process.start()
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        # multiprocessing's resource tracker unblocks SIGINT once it has started (with the
+        # first process): started first, so that it does not release the hold early.
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        with signals_held():  # one that another thread of this process takes
+            for process in processes:
+                process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the held one is raised here
+
+
+def take_back_ctrl_c(ignored):
+    """In a process started by :func:`start_holding_ctrl_c`: Python's Ctrl-C handler (unless
+    its parent ``ignored`` SIGINT), and SIGINT unblocked, so that a Ctrl-C held while the
+    process started is raised now, as ``KeyboardInterrupt``."""
+    if not ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if _MASKS:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

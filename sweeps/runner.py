@@ -60,7 +60,7 @@ from dgl_ssm_bench.run import config_of_run
 from dgl_ssm_bench.run import validate as validate_run
 from dgl_ssm_bench.train import load_data, train
 
-from .interrupt import CtrlC
+from .interrupt import CtrlC, start_holding_ctrl_c, take_back_ctrl_c
 from .pruners import PRUNERS, make_pruner
 from .space import SpaceError, apply_values, backbone_kind, find_space, load_space
 from .storage import (
@@ -189,55 +189,28 @@ def threads_per_worker(threads, workers, cores=None):
 def _run_processes(spec, workers, log):
     context = multiprocessing.get_context("spawn")
     threads = threads_per_worker(spec.threads, workers)
-    stopping = context.Event()
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # a background job's workers, too
     processes = [
         context.Process(
             target=_work_in_process,
-            args=(spec, i, threads, optuna.logging.get_verbosity(), stopping),
+            args=(spec, i, threads, optuna.logging.get_verbosity(), ignored),
         )
         for i in range(workers)
     ]
-    # The children start with SIGINT blocked (a Ctrl-C while they import is not a traceback)
-    # and take it back once their loop runs; the parent forwards Ctrl-C to them. Blocked, a
-    # Ctrl-C is held, not lost: each child raises it once it has its handler, and the parent
-    # once they have started.
-    held = _hold_ctrl_c()
     try:
-        with signals_held():  # and one that another thread of the parent takes
-            for process in processes:
-                process.start()
-        _release_ctrl_c(held)  # a Ctrl-C that came while the workers started is raised here
+        # A Ctrl-C while the workers start or import is held (see interrupt.py), and raised
+        # here, in each of them, once they can act on it; the parent forwards one to them.
+        start_holding_ctrl_c(processes)
         for process in processes:
             process.join()
     except KeyboardInterrupt:
-        stopping.set()  # for a worker that lost it (where there is no signal mask)
-        _stop(processes)
+        _stop([process for process in processes if process.pid is not None])
         raise
-    finally:
-        _release_ctrl_c(held)
     failed = [i for i, p in enumerate(processes) if p.exitcode != 0]
     if failed:
         if not study_complete(spec):
             raise RuntimeError(f"worker(s) {failed} of {spec.study_name} failed; see above.")
         log(f"{spec.study_name}: worker(s) {failed} stopped early; the others completed the study")
-
-
-def _hold_ctrl_c():
-    """Block SIGINT in this thread (and so in the processes it starts); the mask before."""
-    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: the stopping event does it
-        return set()
-    from multiprocessing import resource_tracker
-
-    # multiprocessing starts its tracker with the first process and unblocks SIGINT after
-    # that, which would release the hold early: so it is started first.
-    resource_tracker.ensure_running()
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-
-
-def _release_ctrl_c(held):
-    """Unblock SIGINT unless ``held`` (a mask from :func:`_hold_ctrl_c`) had it blocked."""
-    if hasattr(signal, "pthread_sigmask") and signal.SIGINT not in held:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _stop(processes):
@@ -273,15 +246,12 @@ def _drop_swallowed_interrupt(unraisable):
         sys.__unraisablehook__(unraisable)
 
 
-def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING, stopping=None):
+def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING, ignored=False):
     sys.unraisablehook = _drop_swallowed_interrupt
-    # The parent started this process with SIGINT blocked (a Ctrl-C during the imports is not
-    # a traceback); the loop takes it back (work() installs its handler).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        _release_ctrl_c(set())  # a Ctrl-C held while this process imported is raised here
-        if stopping is not None and stopping.is_set():
-            raise KeyboardInterrupt
+        # Ctrl-C was held while this process imported; it is raised here if one came. The
+        # loop then takes it as it should (work() installs its handler).
+        take_back_ctrl_c(ignored)
         optuna.logging.set_verbosity(verbosity)  # as in the parent (spawned: not inherited)
         torch.set_num_threads(threads)
         use_gpu_of_worker(index, spec.device)

@@ -323,15 +323,20 @@ def ctrl_c_as_in_a_terminal():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def two_workers_in_a_terminal(tmp_path):
-    """A sweep of two workers started as from a terminal: its storage URL and its process."""
+def two_workers_in_a_terminal(tmp_path, background=False, trials=4, epochs=300):
+    """A sweep of two workers started as from a terminal (``background``: as ``sweep &`` from
+    a script, with SIGINT ignored): its storage URL and its process."""
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    space = space_file(tmp_path, epochs=300)
-    sweep = subprocess.Popen(command(space, storage, 4, "--workers", "2"), text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             start_new_session=True,
-                             preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
+    space = space_file(tmp_path, epochs=epochs)
+    argv = command(space, storage, trials, "--workers", "2", "--no-final")
+    how = ctrl_c_ignored if background else ctrl_c_as_in_a_terminal
+    sweep = subprocess.Popen(argv, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True, preexec_fn=how)  # fmt: skip
     return storage, sweep
+
+
+def ctrl_c_ignored():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def press_ctrl_c(sweep):
@@ -361,9 +366,9 @@ def test_ctrl_c_with_two_workers_requeues_both_trials_in_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_while_the_workers_still_import_stops_them_before_any_trial(tmp_path):
-    # The workers import torch and DGL for seconds with SIGINT ignored (so a Ctrl-C then is
-    # not a traceback): the Ctrl-C they ignored must still stop them, not start trials that
-    # the parent then has to kill, leaving them RUNNING.
+    # The workers import torch and DGL for seconds with SIGINT blocked (so a Ctrl-C then is
+    # not a traceback): the Ctrl-C held must still stop them, not start trials that the
+    # parent then has to kill, leaving them RUNNING.
     storage, sweep = two_workers_in_a_terminal(tmp_path)
     parent = psutil.Process(sweep.pid)
     deadline = time.time() + 120
@@ -394,16 +399,33 @@ def test_ctrl_c_while_the_parent_starts_its_workers_is_held_not_lost(tmp_path, m
     storage = f"sqlite:///{tmp_path}/optuna.db"
     spec = spec_for(tmp_path, storage, 4, space=space_file(tmp_path, epochs=300))
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    # Another thread that takes signals (as torch's or OGB's do): the kernel may give it the
+    # Ctrl-C that the blocked main thread cannot take.
+    done = threading.Event()
+    other = threading.Thread(target=done.wait)
+    other.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             runner._run_processes(spec, 2, log=lambda line: None)
     finally:
+        done.set()
+        other.join()
         signal.signal(signal.SIGINT, previous)
     assert len(started) == 2 and not any(p.is_alive() for p in started)
     # The workers got it from the parent: they stopped before taking any trial.
     assert [p.exitcode for p in started] == [130, 130]
     studies = optuna.get_all_study_summaries(storage)
     assert [s.n_trials for s in studies] in ([], [0])
+
+
+@pytest.mark.slow
+def test_a_sweep_started_in_the_background_ignores_ctrl_c_in_its_workers_too(tmp_path):
+    storage, sweep = two_workers_in_a_terminal(tmp_path, background=True, trials=2, epochs=80)
+    wait_for_running(storage, 2)
+    os.killpg(sweep.pid, signal.SIGINT)  # a Ctrl-C meant for the script that started it
+    _, err = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, err
+    assert [t.state for t in load(storage).trials] == [TrialState.COMPLETE] * 2
 
 
 def workers_of(parent):
