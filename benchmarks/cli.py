@@ -380,10 +380,14 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
                 "folder that holds them."
             )
         if args.list:  # with the process running it, if one is
-            for cell in execute.pending(cells, args.out):
+            waiting = execute.pending(cells, args.out)
+            for cell in waiting:
                 running = holder(args.out, cell.part, config_key(cell.config))
                 print(f"{cell.part}\t{cell.row}\t{cell.column}\tseed {cell.config.seed}"
                       + (f"\trunning in {running}" if running else ""))  # fmt: skip
+            if not waiting:  # said on stderr: stdout stays one line per pending run
+                print(f"nothing pending: all {len(cells)} runs asked for are recorded in "
+                      f"{args.out}", file=sys.stderr)  # fmt: skip
             return 0
         if not args.report:
             make_folder(args.out)  # unwritable: fail before work

@@ -48,7 +48,7 @@ from pathlib import Path
 import yaml
 
 import dgl_ssm
-from dgl_ssm.checks import check_choice
+from dgl_ssm.checks import check_choice, unknown_name
 from dgl_ssm_bench.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 
 SPACES = Path(__file__).resolve().parent / "spaces"
@@ -169,9 +169,17 @@ def _parent_of(extends, path):
     if not isinstance(extends, str) or not extends:
         raise SpaceError(f"{path}: extends: must be a space name or a YAML path, got {extends!r}.")
     if extends.endswith(".yaml"):
-        return str(path.parent / extends), path.parent  # an absolute path stays as it is
+        parent = path.parent / extends  # an absolute path stays as it is
+        if not parent.is_file():
+            raise SpaceError(f"{path}: extends: no file {parent}.")
+        return str(parent), path.parent
     if (path.parent / f"{extends}.yaml").exists():
         return extends, path.parent
+    if not (SPACES / f"{extends}.yaml").exists():
+        error = unknown_name("space", extends, sorted(p.stem for p in SPACES.glob("*.yaml")))
+        raise SpaceError(
+            f"{path}: extends: {error} (or a space beside it: {path.parent}/{extends}.yaml)"
+        )
     return extends, SPACES
 
 

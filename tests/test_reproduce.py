@@ -560,6 +560,16 @@ def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
     )
     listed = [line.split("\t")[2] for line in capsys.readouterr().out.splitlines()]
     assert listed == ["defaults", "calibrated, weight decay rescaled"]  # not the findings columns
+    # All of them recorded: nothing on stdout (one line per pending run), and a word on stderr.
+    committed = Path(__file__).resolve().parent.parent / "results" / "reproduction"
+    assert (
+        main(["reproduce", "--part", "calibration", *columns, "--list", "--out", str(committed)])
+        == 0
+    )
+    out, err = capsys.readouterr()
+    assert (
+        out == "" and err == f"nothing pending: all 2 runs asked for are recorded in {committed}\n"
+    )
     assert main(["reproduce", "--part", "calibration", "--columns", "calibrated", "--list"]) == 2
     err = capsys.readouterr().err  # the names there are, quoted: they hold commas themselves
     assert "--columns: no 'calibrated'" in err and "'calibrated, weight decay rescaled'" in err

@@ -84,7 +84,9 @@ def test_spaces_inherit_and_override():
          r"bad.yaml: search: optim.lr: needs numbers low <= high"),
         ("search:\n  optim.lr: {low: 1, high: 2}\n", r"bad.yaml: search: optim.lr: needs type"),
         ("serch: {}\n", r"bad.yaml: serch: unknown section"),
-        ("extends: nowhere\n", r"No search space 'nowhere'"),
+        ("extends: nowhere\n", r"bad.yaml: extends: Unknown space 'nowhere'\. Valid: "),
+        ("extends: cor\n", r"bad.yaml: extends: Unknown space 'cor'\. Did you mean 'cora'\?"),
+        ("extends: sub/none.yaml\n", r"bad.yaml: extends: no file .*sub/none.yaml"),
         ("fixed:\n  trainer.lr: 1\n", r"bad.yaml: fixed: trainer.lr: not a run-config path"),
         ("search:\n  model.residual: {type: categorical, choices: [true]}\n",
          r"bad.yaml: search: model.residual: only plain models take this option; search it "
