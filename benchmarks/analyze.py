@@ -21,10 +21,8 @@ is thousands of small autograd passes, which extra threads slow down (badly on b
 
 import argparse
 import sys
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-import torch
 from dgl import DGLError
 
 import dgl_ssm
@@ -33,6 +31,7 @@ from dgl_ssm import analysis
 from . import figures
 from .device import device_argument, resolve_device
 from .records import make_folder, read_records
+from .threads import threads
 
 DEFAULT_OUT = "runs/analysis"
 DEFAULT_LAYERS = {"energy": 64, "gradients": 64, "jacobian": 2}  # else ring size / 2, or 8
@@ -238,24 +237,6 @@ def run(args):
         figures.sensitivity_vs_distance(
             data, configs, targets=args.targets, max_distance=args.max_distance, **common
         )
-
-
-@contextmanager
-def threads(count):
-    """Run with ``count`` torch (and, with threadpoolctl, BLAS) threads, then restore."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits = nullcontext()
-    else:
-        limits = threadpool_limits(count)
-    try:
-        with limits:
-            yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 if __name__ == "__main__":

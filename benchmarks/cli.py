@@ -22,6 +22,7 @@ from .device import device_argument, resolve_device
 from .models import model_names
 from .perf import cli as perf_cli
 from .records import make_folder
+from .threads import threads
 from .train import OPTIMIZERS
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -142,6 +143,10 @@ def build_parser(prog="dgl-ssm-bench"):
     runs.add_argument("--seed", type=int, help="first seed (default 0)")
     runs.add_argument("--seeds", type=int, default=1, help="number of seeds")
     runs.add_argument("--device", type=device_argument, help="auto, cpu, cuda or cuda:N")
+    runs.add_argument(
+        "--threads", type=int,
+        help="torch and BLAS threads (default: torch's, one per core; 1 when runs share cores)",
+    )  # fmt: skip
     runs.add_argument("--output", default="runs/results.jsonl", help="JSON-lines file")
     runs.add_argument(
         "--resume", action="store_true",
@@ -292,8 +297,10 @@ def run_command(args, argv=None, prog="dgl-ssm-bench"):
         if args.gpp_sizes is not None and min(args.gpp_sizes) < 1:
             raise ValueError("--gpp-sizes needs at least 1 graph in each split (TRAIN VAL TEST).")
         monitor = _monitor_factory(args, config.model.num_layers)
-        records = run_seeds(config, args.seeds, output=args.output, progress=not args.no_progress,
-                            monitor=monitor, resume=args.resume)  # fmt: skip
+        with threads(args.threads):
+            records = run_seeds(config, args.seeds, output=args.output,
+                                progress=not args.no_progress, monitor=monitor,
+                                resume=args.resume)  # fmt: skip
         print(f"{len(records)} record(s) appended to {args.output}")
     except (ValueError, TypeError, OSError, ImportError, RuntimeError, DGLError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -127,6 +127,7 @@ def test_a_shipped_config_is_found_with_or_without_its_extension(tmp_path, monke
         (["--config", "nope"], r"No config file 'nope'; shipped configs: .*ring_transfer"),
         (["--model", "gcn_ssm", "--hidden", "0"], r"--hidden 0: should be greater than or equal"),
         (["--patience", "-1"], r"--patience -1: should be greater than or equal to 0"),
+        (["--threads", "0"], r"--threads must be at least 1, got 0"),
         (["--dropout", "1.5"], r"--dropout 1.5: should be less than 1"),
         (["--lr", "0"], r"--lr 0.0: should be greater than 0"),
         (["--split", "3"], r"ring_transfer has no fixed splits; split 3 does not exist"),
@@ -156,6 +157,27 @@ def test_bad_input_fails_before_training_with_one_line(tmp_path, capsys, argv, m
     assert re.search(message, err), err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_threads_holds_the_run_to_that_many_torch_threads_then_restores_them(tmp_path, monkeypatch):
+    import torch
+
+    seen = []
+
+    def run_seeds(config, seeds, **options):
+        seen.append(torch.get_num_threads())
+        return []
+
+    monkeypatch.setattr("dgl_ssm_bench.run.run_seeds", run_seeds)
+    outer = torch.get_num_threads()
+    torch.set_num_threads(3)  # not 1, whatever the test run was started with
+    try:
+        assert main(["run", *TINY_RING, "--threads", "1", "--output", str(tmp_path / "r")]) == 0
+        assert torch.get_num_threads() == 3
+        assert main(["run", *TINY_RING, "--output", str(tmp_path / "r")]) == 0
+    finally:
+        torch.set_num_threads(outer)
+    assert seen == [1, 3]
 
 
 def test_a_cache_folder_that_cannot_be_made_names_the_flag(tmp_path, capsys, data_dir):
