@@ -158,12 +158,9 @@ def build_parser(prog="dgl-ssm-analyze"):
 def main(argv=None, prog="dgl-ssm-analyze"):
     args = build_parser(prog).parse_args(argv)
     try:
-        count = getattr(args, "threads", 1)  # (monitor draws; it takes no --threads)
-        if count < 1:
-            raise ValueError("--threads must be at least 1.")
         if getattr(args, "max_distance", None) is not None and args.max_distance < 0:
             raise ValueError("--max-distance must be at least 0 (hops from the target).")
-        with threads(count):
+        with threads(getattr(args, "threads", None)):  # (monitor draws; it takes no --threads)
             run(args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, DGLError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

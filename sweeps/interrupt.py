@@ -113,11 +113,9 @@ def start_holding_ctrl_c(processes):
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # the held one is raised here
 
 
-def take_back_ctrl_c(ignored):
-    """In a process started by :func:`start_holding_ctrl_c`: Python's Ctrl-C handler (unless
-    its parent ``ignored`` SIGINT), and SIGINT unblocked, so that a Ctrl-C held while the
-    process started is raised now, as ``KeyboardInterrupt``."""
-    if not ignored:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+def take_back_ctrl_c():
+    """In a process started by :func:`start_holding_ctrl_c`: SIGINT unblocked, so that a
+    Ctrl-C held while the process started is raised now, as ``KeyboardInterrupt``. Its handler
+    is Python's own, installed at start-up, or the ignoring inherited from a background job."""
     if _MASKS:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

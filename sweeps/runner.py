@@ -189,11 +189,10 @@ def threads_per_worker(threads, workers, cores=None):
 def _run_processes(spec, workers, log):
     context = multiprocessing.get_context("spawn")
     threads = threads_per_worker(spec.threads, workers)
-    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # a background job's workers, too
     processes = [
         context.Process(
             target=_work_in_process,
-            args=(spec, i, threads, optuna.logging.get_verbosity(), ignored),
+            args=(spec, i, threads, optuna.logging.get_verbosity()),
         )
         for i in range(workers)
     ]
@@ -246,12 +245,12 @@ def _drop_swallowed_interrupt(unraisable):
         sys.__unraisablehook__(unraisable)
 
 
-def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING, ignored=False):
+def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
     sys.unraisablehook = _drop_swallowed_interrupt
     try:
         # Ctrl-C was held while this process imported; it is raised here if one came. The
         # loop then takes it as it should (work() installs its handler).
-        take_back_ctrl_c(ignored)
+        take_back_ctrl_c()
         optuna.logging.set_verbosity(verbosity)  # as in the parent (spawned: not inherited)
         torch.set_num_threads(threads)
         use_gpu_of_worker(index, spec.device)
