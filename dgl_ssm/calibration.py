@@ -539,7 +539,6 @@ def _set(update, lam, factor, input_matrix):
     with torch.no_grad():
         update.state_matrix.copy_(lam * torch.eye(update.dim, dtype=update.state_matrix.dtype))
         update.input_matrix.copy_(factor * input_matrix)
-    update._refresh_fast_paths()
 
 
 def _roots(mu, factor, target):

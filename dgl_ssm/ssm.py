@@ -161,16 +161,24 @@ class SSMUpdate(nn.Module):
         self.activation = get_activation(activation)
         self.register_buffer("state_matrix", state_matrix)
         self.register_buffer("input_matrix", input_matrix)
-        self._refresh_fast_paths()
+        self._scalars_of = None  # ((Λ, its version), (B, its version)) the scalars are of
 
-    def _refresh_fast_paths(self):
-        # A scaled identity is applied as a multiply-add: no d×d matmul, no extra allocation.
-        self._state_scalar = scaled_identity_scalar(self.state_matrix)
-        self._input_scalar = scaled_identity_scalar(self.input_matrix)
+    def scalars(self):
+        """``(λ, β)`` where Λ = λI and B = βI (``None`` for a matrix that is not a scaled
+        identity): the step then applies them as a multiply-add, with no d×d matmul.
 
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self._refresh_fast_paths()
+        Read again whenever Λ or B is replaced or changed in place (``load_state_dict``,
+        ``copy_``, ``.to()``, ``torch.func.functional_call``), so the step always uses the
+        buffers as they are."""
+        now = tuple((m, _version(m)) for m in (self.state_matrix, self.input_matrix))
+        seen = self._scalars_of
+        if seen is None or any(
+            old is not new or old_version is None or old_version != new_version
+            for (old, old_version), (new, new_version) in zip(seen, now)
+        ):
+            self._scalars = tuple(scaled_identity_scalar(m) for m, _ in now)
+            self._scalars_of = now
+        return self._scalars
 
     def reset_parameters(self):
         """Nothing to reset: Λ and B are fixed by construction."""
@@ -184,7 +192,7 @@ class SSMUpdate(nn.Module):
                 f"{tuple(conv_out.shape)}; both must end in width {self.dim}. Build the update "
                 f"with the conv's width (SSMUpdate({conv_out.shape[-1] if conv_out.dim() else 1}))."
             )
-        lam, beta = self._state_scalar, self._input_scalar
+        lam, beta = self.scalars()
         if lam is not None and beta is not None and type(self.activation) is nn.ReLU:
             return _ScalarReluStep.apply(state, conv_out, lam, beta)
         coupled = self.activation(conv_out)
@@ -276,6 +284,11 @@ def _batch_first(tensor, batch_dim, rank):
     return tensor.reshape(
         (tensor.shape[0],) + (1,) * (rank - tensor.dim() + 1) + tuple(tensor.shape[1:])
     )
+
+
+def _version(tensor):
+    """The in-place version counter of ``tensor`` (None for an inference tensor: it has none)."""
+    return None if tensor.is_inference() else tensor._version
 
 
 def scaled_identity_scalar(matrix):

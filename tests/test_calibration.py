@@ -455,7 +455,6 @@ def _calibrated_by_hand(model, lam, factor):
     with torch.no_grad():
         update.state_matrix.copy_(lam * torch.eye(update.dim))
         update.input_matrix.mul_(factor)
-    update._refresh_fast_paths()
     layers = len(model.layers)
     return CalibrationReport(
         target=1.0, tol=0.02, norm_bound=2.0, groups=[list(range(layers))],

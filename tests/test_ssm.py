@@ -110,7 +110,7 @@ def test_relu_step_supports_double_backward_and_inference():
 def test_relu_step_works_under_forward_mode_and_torch_func():
     lam, beta = 0.9, 0.3
     update = SSMUpdate(3, state_scale=lam, input_scale=beta).double()
-    lam, beta = update._state_scalar, update._input_scalar  # as stored (float32 buffers)
+    lam, beta = update.scalars()  # as stored (float32 values)
     state = torch.randn(2, 3, dtype=torch.float64)
     conv_out = torch.tensor([[1.0, -2.0, 0.5], [-0.1, 3.0, -4.0]], dtype=torch.float64)
     # By hand: ∂out/∂state = λ·I and ∂out/∂conv_out = β·diag([conv_out > 0]).
@@ -175,6 +175,35 @@ def test_lambda_and_b_are_buffers_and_survive_a_reload():
     fresh.load_state_dict(update.state_dict())
     h, f = torch.randn(5, 4), torch.randn(5, 4)
     torch.testing.assert_close(fresh(h, f), update(h, f))
+
+
+def test_edits_to_lambda_and_b_take_effect_however_they_are_made():
+    """The scaled-identity fast path must follow the buffers: an in-place edit, a new tensor,
+    a functional call and a reload all change the step as the formula says."""
+    update = SSMUpdate(3)  # Λ = I, B = 0.1·I: the fast path
+    h, f = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[1.0, -1.0, 2.0]])
+    relu_f = torch.tensor([[1.0, 0.0, 2.0]])
+
+    def by_hand(lam, b):
+        return h @ lam.T + relu_f @ b.T
+
+    torch.testing.assert_close(update(h, f), by_hand(torch.eye(3), 0.1 * torch.eye(3)))
+    with torch.no_grad():
+        update.state_matrix.mul_(0.5)  # still a scaled identity: λ = 0.5
+    torch.testing.assert_close(update(h, f), by_hand(0.5 * torch.eye(3), 0.1 * torch.eye(3)))
+    with torch.no_grad():
+        update.state_matrix[0, 1] = 0.3  # no longer a scaled identity
+    lam = 0.5 * torch.eye(3)
+    lam[0, 1] = 0.3
+    torch.testing.assert_close(update(h, f), by_hand(lam, 0.1 * torch.eye(3)))
+    update.input_matrix = 2.0 * torch.eye(3)  # a new tensor
+    torch.testing.assert_close(update(h, f), by_hand(lam, 2.0 * torch.eye(3)))
+    swapped = {"state_matrix": torch.eye(3), "input_matrix": torch.eye(3)}
+    out = torch.func.functional_call(update, swapped, (h, f))
+    torch.testing.assert_close(out, by_hand(torch.eye(3), torch.eye(3)))
+    torch.testing.assert_close(update(h, f), by_hand(lam, 2.0 * torch.eye(3)))  # restored
+    update.load_state_dict(SSMUpdate(3, state_scale=0.7, input_scale=0.2).state_dict())
+    torch.testing.assert_close(update(h, f), by_hand(0.7 * torch.eye(3), 0.2 * torch.eye(3)))
 
 
 def test_repr_reports_kind_eigenvalue_modulus_and_norm():
