@@ -21,7 +21,10 @@ Parts (paper.md §4–6):
   Platonov's protocol (AdamW 3e-4, 1000 full-batch steps, best validation step). As a
   finding, not required: GCN-SSM on Tolokers with β = 1 (B = I), the undamped coupling, not a
   search; the default β = 0.1 damps every layer's graph update tenfold against the state.
-- ``cora``: accuracy vs depth 2 … 128 for GCN and GCN-SSM (Kipf's optimiser settings).
+- ``cora``: accuracy vs depth 2 … 128 for GCN and GCN-SSM (Kipf's optimiser settings), and
+  for GCN with a residual connection, ``H ← H + σ(F(G, H))``: the plain twin with the SSM's
+  one structural advantage, a path that carries the state past every conv (GCN-SSM with
+  Λ = I, B = I), so the comparison can tell what the SSM adds beyond a skip connection.
 
 Beyond the paper (issue 14), on ``cora``'s protocol:
 
@@ -178,7 +181,12 @@ def cora_cells(budget):
     cells = []
     for seed in SEEDS:
         for depth in CORA_DEPTHS:
-            for row, model in {"GCN": dict(name="gcn"), "GCN-SSM": dict(name="gcn_ssm")}.items():
+            rows = {
+                "GCN": dict(name="gcn"),
+                "GCN + residual": dict(name="gcn", residual=True),
+                "GCN-SSM": dict(name="gcn_ssm"),
+            }
+            for row, model in rows.items():
                 model = dict(num_layers=depth, hidden=64, dropout=0.5, **model)
                 config = _config(model, dict(name="cora"), CORA_OPTIM, seed)
                 cells.append(Cell("cora", row, f"L={depth}", config))
