@@ -7,6 +7,7 @@ have the same trainable parameters: Λ and B are buffers.
 
 import inspect
 from collections.abc import Mapping
+from contextlib import contextmanager, nullcontext
 
 import dgl
 import torch
@@ -110,7 +111,8 @@ class DeepGNN(nn.Module):
         is kept; the rest is recomputed in the backward pass (except the last segment's,
         which the backward pass needs at once; so one segment, e.g. ``True`` with 3 layers or
         fewer, recomputes nothing and keeps everything). Memory falls from O(L) to O(√L)
-        layer states for at most one more forward pass of compute. Not available with
+        layer states for at most one more forward pass of compute; BatchNorm's running
+        statistics are still updated once per step. Not available with
         ``hop_mode="cumulative"``.
     """
 
@@ -235,9 +237,11 @@ class DeepGNN(nn.Module):
         if self.segments and self.training and torch.is_grad_enabled():
             bounds = torch.linspace(0, self.num_layers, self.segments + 1).round().long().tolist()
             for start, end in zip(bounds[:-2], bounds[1:-1]):
+                norms = _batch_norms(self.layers[start:end])
                 state, edges = torch.utils.checkpoint.checkpoint(
-                    self._run_layers, start, end, graphs, state, edges, use_reentrant=False
-                )
+                    self._run_layers, start, end, graphs, state, edges, use_reentrant=False,
+                    context_fn=lambda norms=norms: (nullcontext(), _running_stats_kept(norms)),
+                )  # fmt: skip
             # The backward pass needs the last segment's activations at once: recomputing them
             # would cost a forward pass and save no memory.
             state, edges = self._run_layers(bounds[-2], bounds[-1], graphs, state, edges)
@@ -547,6 +551,29 @@ def _make_head(task, readout, hidden, out_feats, activation, head_activation):
         get_activation(activation if head_activation is None else head_activation),
         nn.Linear(hidden, out_feats),
     )
+
+
+def _batch_norms(modules):
+    return [m for m in modules.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def _running_stats_kept(norms):
+    """While a checkpointed segment is recomputed: BatchNorm normalises with the batch's
+    statistics as in the forward pass (the output is the same) but leaves its running
+    statistics as they are, so each training step updates them once, not twice. (Momentum 0
+    keeps them; the recomputation must run the same ops, so the update itself stays.)"""
+    kept = [(norm.momentum, norm.num_batches_tracked) for norm in norms]
+    kept = [(m, None if n is None else n.clone()) for m, n in kept]
+    for norm in norms:
+        norm.momentum = 0.0
+    try:
+        yield
+    finally:
+        for norm, (momentum, batches) in zip(norms, kept):
+            norm.momentum = momentum
+            if batches is not None:
+                norm.num_batches_tracked.copy_(batches)
 
 
 def _segment_count(checkpoint, num_layers):

@@ -235,6 +235,32 @@ def test_checkpointing_gives_the_same_outputs_and_gradients(name, checkpoint):
     assert saved.segments == 3  # asked for 3, or True: round(√7) = 3
 
 
+@pytest.mark.parametrize("momentum", [0.1, None])  # None: BatchNorm's cumulative average
+def test_checkpointing_updates_batch_norm_statistics_once_per_step(momentum):
+    """The recomputation in the backward pass must not update the running statistics again:
+    after two steps they are those of the same model trained without checkpointing."""
+    graph, feat = graph_for("gcn_ssm"), torch.randn(30, 5)
+    models = []
+    for checkpoint in (False, True):
+        torch.manual_seed(0)
+        model = build_model("gcn_ssm", **dict(ARGS, num_layers=9), norm="batch",
+                            checkpoint=checkpoint)  # fmt: skip
+        for layer in model.layers:
+            layer.norm.momentum = momentum
+        for _ in range(2):
+            model(graph, feat).pow(2).sum().backward()
+        models.append(model)
+    plain, saved = models
+    assert saved.segments == 3  # two recomputed segments of three layers
+    for a, b in zip(plain.layers, saved.layers):
+        assert int(b.norm.num_batches_tracked) == 2
+        torch.testing.assert_close(b.norm.running_mean, a.norm.running_mean)
+        torch.testing.assert_close(b.norm.running_var, a.norm.running_var)
+        assert b.norm.momentum == momentum
+    plain.eval(), saved.eval()
+    torch.testing.assert_close(saved(graph, feat), plain(graph, feat))
+
+
 def saved_bytes(model, graph, feat):
     """Bytes autograd keeps for the backward pass of one forward pass (tensors by storage)."""
     storages = {}
