@@ -32,7 +32,7 @@ from .checks import (
 )
 from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
 from .ssm import PlainUpdate, SSMUpdate
-from .wrapper import SSMLayer, reset_submodules
+from .wrapper import SSMLayer, remember_initial_values, reset_submodules
 
 TASKS = ("node", "graph")
 SSM_OPTIONS = ("state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed")
@@ -66,8 +66,9 @@ class DeepGNN(nn.Module):
         three (``3·hidden`` wide), as the graph-property models of A-DGN and SWAN do.
     dropout : float
         Dropout on the input features and on each conv's input.
-    activation : str
+    activation : str or callable
         σ, used by the update and (unless ``head_activation`` is given) by the graph head's MLP.
+        A module with weights (``nn.PReLU()``) is one module, shared by every layer and the head.
     head_activation : str, optional
         The graph head's activation, when it should differ from σ: a tanh head saturates on
         unnormalised regression targets (GPP's diameter, 1 … 30+) and stops learning, where
@@ -190,6 +191,7 @@ class DeepGNN(nn.Module):
             for i in range(num_layers)
         )
         self.head = _make_head(task, readout, hidden, out_feats, activation, head_activation)
+        remember_initial_values(self)
 
     def _make_conv(self, layer_index, options):
         if self.hop_mode == "cumulative":
@@ -204,7 +206,8 @@ class DeepGNN(nn.Module):
         return self._spec.uses_edge_feats
 
     def reset_parameters(self):
-        """Reinitialise every trainable weight once; Λ and B stay fixed."""
+        """Reinitialise every trainable parameter as when the model was built; Λ and B stay
+        fixed."""
         reset_submodules(self)
         if hasattr(self, "edge_embedding"):
             nn.init.normal_(self.edge_embedding, std=0.1)

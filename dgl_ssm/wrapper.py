@@ -83,9 +83,10 @@ class SSMLayer(nn.Module):
         self.update = SSMUpdate(dim) if update is None else update
         self.norm = make_norm(norm, dim)
         self.dropout = nn.Dropout(dropout)
+        remember_initial_values(self)
 
     def reset_parameters(self):
-        """Reinitialise the conv and the norm (Λ and B stay as built)."""
+        """Reinitialise the conv and the norm as when they were built (Λ and B stay)."""
         reset_submodules(self)
 
     def forward(self, graph, feat, edge_feat=None, **conv_kwargs):
@@ -201,12 +202,35 @@ def _third_argument(conv):
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
+#: Prefix of the buffers that keep a parameter's value at construction (see below).
+INITIAL = "_initial_"
+
+
+def remember_initial_values(module):
+    """Keep, in a non-persistent buffer beside it, the value of every parameter below
+    ``module`` whose owner has no ``reset_parameters`` (GIN's learnable ε is such a
+    parameter), so that :func:`reset_submodules` can set it back."""
+    for owner in module.modules():
+        if hasattr(owner, "reset_parameters"):
+            continue
+        for name, parameter in owner.named_parameters(recurse=False):
+            if not hasattr(owner, INITIAL + name):
+                owner.register_buffer(INITIAL + name, parameter.detach().clone(), persistent=False)
+
+
 def reset_submodules(module):
-    """Reinitialise every submodule of ``module`` once: call ``reset_parameters`` on each
-    outermost submodule that has one (it resets its own children), and look inside the
-    others (containers such as ``nn.ModuleList``)."""
+    """Reinitialise every parameter below ``module`` as when it was built: each submodule's
+    ``reset_parameters``, children before parents, so a parent's own initialisation wins as
+    it did at construction (DGL's ``SAGEConv`` redraws its weights but leaves the biases to
+    ``nn.Linear``), and a parameter that no ``reset_parameters`` draws back to the value
+    :func:`remember_initial_values` kept."""
     for child in module.children():
+        reset_submodules(child)
         if hasattr(child, "reset_parameters"):
             child.reset_parameters()
-        else:
-            reset_submodules(child)
+            continue
+        with torch.no_grad():
+            for name, parameter in child.named_parameters(recurse=False):
+                initial = getattr(child, INITIAL + name, None)
+                if initial is not None:
+                    parameter.copy_(initial)

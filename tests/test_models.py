@@ -1,6 +1,7 @@
 """Every backbone: plain and SSM twins, parameters, buffers, save/load, tasks, registry."""
 
 import io
+import math
 import pickle
 
 import dgl
@@ -507,30 +508,31 @@ def test_activations_are_names_modules_or_callables():
         build_model("gcn_ssm", 3, 6, 2, 3, activation=3)
 
 
-@pytest.mark.parametrize("name", ["gcn_ssm", "gatedgcn", "kgcn_ssm"])
-def test_reset_parameters_resets_each_conv_once(name, monkeypatch):
-    model = build_model(name, 3, 6, 2, 3, **({"hop_mode": "cumulative"} if name == "kgcn_ssm"
-                                              else {}))  # fmt: skip
-    counts = {}
-    # (Modules with parameters: the shared, parameter-free Λ/B update is visited per layer.)
-    for module in model.modules():
-        has_weights = next(module.parameters(), None) is not None
-        if module is not model and hasattr(module, "reset_parameters") and has_weights:
-            original = module.reset_parameters
-
-            def counted(original=original, module=module):
-                counts[id(module)] = counts.get(id(module), 0) + 1
-                original()
-
-            monkeypatch.setattr(module, "reset_parameters", counted)
-    before = [p.detach().clone() for p in model.parameters()]
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("gcn_ssm", dict(activation=torch.nn.PReLU())),  # a trainable activation
+        ("gatedgcn", {}),
+        ("kgcn_ssm", dict(hop_mode="cumulative")),
+        ("sage_ssm", dict(conv_options={"aggregator": "pool"})),  # DGL leaves its biases
+        ("gin_ssm", dict(conv_options={"learn_eps": True})),  # ε: no reset_parameters of its own
+    ],
+)
+def test_reset_parameters_redraws_every_parameter_as_at_construction(name, options):
+    model = build_model(name, 4, 8, 2, 3, **options)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(7.0)  # as if trained
     model.reset_parameters()
-    assert counts and max(counts.values()) == 1
-    convs = [m for m in model.modules() if type(m).__module__.startswith("dgl.nn")]
-    assert convs and all(counts.get(id(m)) == 1 or not hasattr(m, "reset_parameters")
-                         for m in convs)  # fmt: skip
-    changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters()) if b.dim() > 1]
-    assert all(changed)  # every weight matrix was re-drawn
+    stuck = [n for n, p in model.named_parameters() if bool((p == 7.0).any())]
+    assert stuck == []
+    for n, p in model.named_parameters():
+        if n.endswith(".eps"):
+            assert p.item() == 0.0  # GINConv's init_eps
+    if name == "sage_ssm":  # SAGEConv's Xavier init, not nn.Linear's, wins for the weights
+        weight = model.layers[0].conv.fc_self.weight
+        xavier = torch.nn.init.calculate_gain("relu") * math.sqrt(6 / (8 + 8))
+        assert 1 / math.sqrt(8) < weight.abs().max() <= xavier
 
 
 def test_hop_graphs_are_cached_on_the_graph_and_follow_its_hops():
