@@ -27,7 +27,17 @@ def check_graph(graph, who, call="model(graph, feat)"):
 
 
 def check_homogeneous(graph, who):
-    """Refuse a heterograph (``DGLError``); ``who`` completes "… one node and one edge type"."""
+    """Refuse a heterograph or a block (``DGLError``); ``who`` completes "… one node and one
+    edge type"."""
+    if graph.is_block:
+        raise DGLError(
+            f"The graph is a block (a sampled message-flow graph: {graph.num_src_nodes()} "
+            f"source and {graph.num_dst_nodes()} destination nodes); {who} one node and one "
+            "edge type, with the same nodes in and out of every layer, since the state H "
+            "carries one row per node through the whole stack. Train on the full graph, or "
+            "sample subgraphs instead of blocks (e.g. dgl.dataloading.ShaDowKHopSampler or "
+            "ClusterGCNSampler)."
+        )
     if not graph.is_homogeneous:
         raise DGLError(
             f"The graph is not homogeneous (node types {graph.ntypes}, edge types "

@@ -7,7 +7,7 @@ import torch
 from dgl import DGLGraph
 from torch import nn
 
-from .checks import check_choice, check_count
+from .checks import check_choice, check_count, check_homogeneous
 from .ssm import SSMUpdate
 
 NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
@@ -102,6 +102,14 @@ class SSMLayer(nn.Module):
                 out = self.conv(graph, conv_in, **conv_kwargs)
             else:
                 out = self.conv(graph, conv_in, edge_feat, **conv_kwargs)
+            if isinstance(out, tuple) and edge_feat is None:
+                raise TypeError(
+                    f"{type(self.conv).__name__} returned {len(out)} outputs (e.g. attention, "
+                    "with get_attention=True), and an SSM layer returns only its new state. "
+                    "To read them, call the conv on the layer's input: "
+                    "layer.conv(graph, feat, get_attention=True), with feat from "
+                    "dgl_ssm.analysis.layer_inputs(model, graph, feat)[i].feat in a model."
+                )
             node_out, edge_out = out if isinstance(out, tuple) else (out, None)
             node_out = self._checked_output(node_out, edge_out, feat, edge_feat)
             new_state = self.norm(self.update(feat, node_out))
@@ -122,6 +130,8 @@ class SSMLayer(nn.Module):
                 f"pass a (num_nodes, {self.dim}) tensor. Inside a model, a layer's own input is "
                 "dgl_ssm.analysis.layer_inputs(model, graph, feat)[i].feat."
             )
+        if isinstance(graph, DGLGraph):
+            check_homogeneous(graph, "SSMLayer takes graphs of")
         if isinstance(graph, DGLGraph) and graph.num_nodes() != feat.shape[0]:
             raise ValueError(
                 f"SSMLayer got {feat.shape[0]} rows of node states for a graph of "

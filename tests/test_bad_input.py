@@ -177,6 +177,27 @@ def test_heterograph_is_refused_as_not_homogeneous():
     assert "0-in-degree" not in str(error.value)
 
 
+def test_a_heterograph_or_a_block_is_refused_by_models_and_layers(graph):
+    """A block (sampled mini-batch) is homogeneous in its types, but its source and
+    destination nodes differ, so it cannot carry one state row per node."""
+    block = dgl.to_block(graph, dst_nodes=torch.arange(4))
+    layer = SSMLayer(GraphConv(5, 5), 5)
+    for call in (lambda: build_model("gcn_ssm", **ARGS)(block, torch.randn(12, 5)),
+                 lambda: layer(block, torch.randn(12, 5))):  # fmt: skip
+        with pytest.raises(dgl.DGLError, match=r"is a block \(.*12 source and 4 destination.*"
+                           r"sample subgraphs instead"):  # fmt: skip
+            call()
+    bipartite = dgl.heterograph({("user", "rates", "item"): ([0, 1], [1, 0])})
+    with pytest.raises(dgl.DGLError, match=r"not homogeneous.*SSMLayer takes graphs of one"):
+        layer(bipartite, torch.randn(4, 5))
+
+
+def test_a_conv_output_the_layer_would_drop_is_refused(graph):
+    layer = SSMLayer(dgl.nn.GATConv(5, 5, 1, allow_zero_in_degree=True), 5)
+    with pytest.raises(TypeError, match=r"GATConv returned 2 outputs.*layer.conv\(graph, feat"):
+        layer(graph, torch.randn(12, 5), get_attention=True)
+
+
 def test_feature_dtype_is_checked_against_the_model_dtype(graph):
     from dgl_ssm.checks import check_node_features
 
