@@ -197,7 +197,10 @@ def place_reference(ref, studies):
                         f"({DATA_NOTES.get(ref.data, ref.data)}), ours on "
                         f"{_listed(ours.data_version.fillna('not recorded'))}")  # fmt: skip
         ours = same
-    if ref.protocol is None or (same := ours[ours.protocol == ref.protocol]).empty:
+    if ref.protocol is None:
+        return (), (f"protocol not known: {ref.source} does not give the protocol of this number, "
+                    "so no study of ours can be shown to match it")  # fmt: skip
+    if (same := ours[ours.protocol == ref.protocol]).empty:
         if (ours.protocol == SMOKE).all():
             return (), (f"ours ran at a smoke-size budget (quick suite), not the {ref.protocol} "
                         "protocol")  # fmt: skip

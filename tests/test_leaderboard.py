@@ -466,3 +466,23 @@ def test_unfinished_studies_are_provisional_in_their_direction_and_never_placed(
     context = {(r[0], r[1]): r for r in section_rows(text, "Published numbers shown as context")}
     reason = context[("GCN-Platonov (Platonov 2023)", "tolokers (roc_auc ↑)")][-1]
     assert "no gcn_platonov study of this data and protocol has finished" in reason
+
+
+def test_a_published_number_of_unknown_protocol_is_never_placed_beside_ours():
+    """The gLSTM paper's Diameter table gives no protocol: even a study of ours on the same
+    data, under the published grid's protocol and with the same model, is not its match."""
+    import pandas as pd
+
+    from dgl_ssm_sweeps.leaderboard import place_reference
+
+    glstm = next(r for r in REFERENCES if r.dataset == "gpp_diameter" and r.label == "GCN")
+    paper = next(r for r in REFERENCES if r.dataset == "gpp_sssp" and r.label == "GCN")
+    studies = pd.DataFrame(
+        [dict(dataset=d, metric="log10_mse", final=True, data_version="pna-v2", protocol="gpp",
+              backbone="gcn") for d in ("gpp_diameter", "gpp_sssp")],
+        index=["gcn__gpp_diameter", "gcn__gpp_sssp"],
+    )  # fmt: skip
+    assert glstm.protocol is None
+    matched, reason = place_reference(glstm, studies)
+    assert matched == () and reason.startswith("protocol not known: the gLSTM paper's")
+    assert place_reference(paper, studies) == (("gcn__gpp_sssp",), "")  # the same rule matches
