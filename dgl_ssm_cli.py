@@ -14,7 +14,10 @@ command line, so a subcommand loads only its own room. The old names (``dgl-ssm-
 """
 
 import argparse
+import importlib.util
 import sys
+import warnings
+from pathlib import Path
 
 from dgl_ssm_bench.commands import subcommands as benchmark_commands
 from dgl_ssm_sweeps.commands import subcommands as sweep_commands
@@ -35,6 +38,7 @@ def main(argv=None):
         choices.add_parser(name, help=command.help, add_help=False)
     args = parser.parse_args(argv[:1])  # the command's name (or --help); the rest is its own
     prog = f"{PROG} {args.command}"
+    previous = _one_line_warnings(prog)
     try:
         return commands[args.command].main(argv[1:], prog)
     except KeyboardInterrupt:
@@ -43,6 +47,28 @@ def main(argv=None):
         resume = "; add --resume to run the rest" if args.command == "run" else ""
         print(f"{prog}: interrupted (Ctrl-C); what had finished is kept{resume}.", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous
+
+
+def _one_line_warnings(prog):
+    """Show the project's own warnings (a skipped line of a records file, …) as one line,
+    ``dgl-ssm run: warning: …``, not with Python's file, line and source; others as usual.
+    Returns the formatter it replaced."""
+    ours = tuple(
+        str(Path(location))
+        for name in ("dgl_ssm", "dgl_ssm_bench", "dgl_ssm_sweeps")
+        for location in importlib.util.find_spec(name).submodule_search_locations
+    )
+    default = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if str(filename).startswith(ours):
+            return f"{prog}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatwarning
+    return default
 
 
 if __name__ == "__main__":

@@ -282,10 +282,11 @@ def main(argv=None, prog="dgl-ssm-bench"):
 
 def run_command(args, argv=None, prog="dgl-ssm-bench"):
     """Carry out parsed ``run``, ``perf`` or ``reproduce`` arguments; errors become one line
-    on stderr and exit code 2."""
-    if args.command == "perf":
+    on stderr (``dgl-ssm run: error: …``) and exit code 2."""
+    if args.command == "perf":  # (its record's command line starts with prog)
         perf_cli.run_from_args(args, argv=argv, prog=prog)
         return 0
+    prog = f"{prog} {args.command}"
     if args.command == "reproduce":
         return reproduce_command(args, prog)
     from .run import run_seeds
@@ -396,14 +397,21 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
                 print(f"nothing pending: all {len(cells)} runs asked for are recorded in "
                       f"{args.out}", file=sys.stderr)  # fmt: skip
             return 0
+        left = []
         if not args.report:
             make_folder(args.out)  # unwritable: fail before work
             execute.run_cells(cells, args.out, args.jobs, args.threads, locations)
+            left = execute.pending(cells, args.out)
         for path in report.write_report(args.out, args.budget):
             print(f"wrote {path}")
     except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+    if left:  # failed runs, or runs whose workers died: not a success
+        print(f"{prog}: {len(left)} of the {len(cells)} runs asked for are still not recorded "
+              "(see FAILED above); the same command runs them again, and --list names them.",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

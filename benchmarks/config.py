@@ -249,6 +249,8 @@ class OptimConfig:
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
+#: Seeds are below 2³¹: dgl.seed takes a C int (numpy and torch would take more).
+SEED_LIMIT = 2**31
 
 
 @_checked
@@ -256,7 +258,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    seed: Annotated[Int, Field(ge=0, lt=2**32)] = 0  # numpy's seed range
+    seed: Annotated[Int, Field(ge=0, lt=SEED_LIMIT)] = 0
     device: Str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
 
     def to_dict(self):

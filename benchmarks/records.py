@@ -83,11 +83,15 @@ def read_records(path):
         if not line.strip():
             continue
         try:  # line by line: one stray byte costs its line, not the file
-            records.append(json.loads(line.decode("utf-8")))
+            record = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
             warnings.warn(
-                f"{path}:{number}: skipping a line that is not a JSON record (a partial line "
-                "left by a killed writer, or an edit)",
+                f"{path}:{number}: skipping a line that is not a JSON record object (a partial "
+                "line left by a killed writer, or an edit)",
                 stacklevel=2,
             )
     return records

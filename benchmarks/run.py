@@ -14,7 +14,7 @@ import torch
 
 import dgl_ssm
 
-from .config import RunConfig
+from .config import SEED_LIMIT, RunConfig
 from .datasets import dataset_level, dataset_options, num_splits
 from .device import resolve_device
 from .metrics import METRICS
@@ -144,6 +144,11 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
     returns a :class:`~dgl_ssm_bench.monitor.TrainingMonitor` for that run, or None.
     """
     validate(config)
+    if config.seed + seeds > SEED_LIMIT:
+        raise ValueError(
+            f"seeds {config.seed} … {config.seed + seeds - 1} go past the largest seed, "
+            f"{SEED_LIMIT - 1} (dgl.seed takes a C int): lower --seed or --seeds."
+        )
     if resume and output is None:
         raise ValueError("--resume skips the runs already in --output; give --output.")
     if output is not None:

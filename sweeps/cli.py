@@ -44,7 +44,11 @@ def add_sweep_options(parser, storage=True):
         added.append(parser.add_argument(*flags, **options))
 
     if storage:
-        add("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
+        add(
+            "--storage",
+            default=DEFAULT_STORAGE,
+            help="Optuna storage URL (default: %(default)s, relative to the current folder)",
+        )
     add("--workers", type=int, default=1, help="worker processes here")
     add(
         "--threads", type=int, help="torch threads per worker (default: the cores here ÷ --workers)"
@@ -135,10 +139,18 @@ def suite_parser(prog="dgl-ssm leaderboard", default_suite=None):
     )
     parser.add_argument("--suite", choices=list(SUITES), default=default_suite,
                         help="suite of sweeps to run first (resumed if already there)")  # fmt: skip
-    parser.add_argument("--out", default="runs/leaderboard", help="folder for tables and plots")
+    parser.add_argument(
+        "--out",
+        default="runs/leaderboard",
+        help="folder for tables and plots (default: %(default)s)",
+    )
     parser.add_argument("--depth-select", choices=("val", "test"), default="val",
                         help="trial per depth in the depth plots: best val or test")  # fmt: skip
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
+    parser.add_argument(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help="Optuna storage URL (default: %(default)s, relative to the current folder)",
+    )
     suite_run = parser.add_argument_group("running the suite (only with --suite)")
     parser.suite_only = add_sweep_options(suite_run, storage=False)
     return parser
@@ -175,7 +187,7 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
     def suite():
         from dgl_ssm_bench.records import make_folder
 
-        from .leaderboard import build_leaderboard
+        from .leaderboard import build_leaderboard, write_error
         from .runner import run_sweep
 
         make_folder(args.out)  # before the sweeps: the tables must have somewhere to go
@@ -183,7 +195,13 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
         for backbone, dataset, space, trials in suite_studies(args.suite):
             spec = _spec(args, backbone, dataset, trials, space, suite=args.suite)
             run_sweep(spec, workers=args.workers)
-        files = build_leaderboard(args.storage, args.out, depth_select=args.depth_select)
+        try:
+            files = build_leaderboard(args.storage, args.out, depth_select=args.depth_select)
+        except OSError as error:  # the sweeps are safe in the storage: say how to go on
+            raise LeaderboardError(
+                f"{write_error(args.out, error)}. The sweeps are saved in {args.storage}; "
+                f"write the tables with: dgl-ssm leaderboard --storage {args.storage} --out DIR"
+            ) from None
         minutes = (time.perf_counter() - start) / 60
         print(f"Suite {args.suite!r} done in {minutes:.1f} min. Leaderboard:")
         for path in files.values():

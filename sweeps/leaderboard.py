@@ -514,6 +514,16 @@ def build_leaderboard(storage_url, out_dir, *, depth_select="val"):
     return _build(storage_url, out_dir, depth_select)[0]
 
 
+def write_error(out_dir, error):
+    """What went wrong writing the leaderboard into ``out_dir`` (an ``OSError``), naming the
+    file the user knows, not a temporary one it was to replace."""
+    if Path(out_dir).is_file():
+        return f"cannot write the leaderboard to {out_dir}: it is a file, not a folder"
+    target = error.filename2 or error.filename  # a rename names the temp file first
+    where = f" ({target})" if target else ""
+    return f"cannot write the leaderboard to {out_dir}: {error.strerror or error}{where}"
+
+
 def main(argv=None, prog=PROG):
     """``dgl-ssm-leaderboard --storage URL --out DIR``: returns the exit code (2: bad input)."""
     parser = argparse.ArgumentParser(prog=prog, description="Build the leaderboard (Markdown, "
@@ -538,7 +548,7 @@ def main(argv=None, prog=PROG):
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"{prog}: error: cannot write to {args.out}: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {write_error(args.out, exc)}", file=sys.stderr)
         return 2
     finally:
         log.removeHandler(handler)

@@ -148,6 +148,10 @@ def test_a_shipped_config_is_found_with_or_without_its_extension(tmp_path, monke
             ["--model", "gat", "--conv-option", "heads=0"],
             r"heads must be a positive integer, got 0",
         ),
+        # dgl.seed takes a C int: past it, DGL stops with a C++ stack trace
+        (["--seed", "2147483648"], r"--seed 2147483648: should be less than 2147483648"),
+        (["--seed", "2147483647", "--seeds", "2"], r"2147483648 go past the largest seed"),
+        (["--data-seed", "-1"], r"seed of a generated dataset \(--data-seed.*got -1"),
     ],
 )
 def test_bad_input_fails_before_training_with_one_line(tmp_path, capsys, argv, message):
@@ -339,6 +343,11 @@ def test_a_record_file_that_is_not_one_is_refused_and_a_bad_byte_costs_one_line(
     assert main(["run", *TINY_RING, "--output", str(out)]) == 0
     with pytest.warns(UserWarning, match=r"r.jsonl:2: skipping a line"):
         assert [r.get("whole") for r in read_records(out)] == [1, None]
+    out.write_text('{"whole": 1}\n5\nnull\n["a"]\n')  # JSON, but not a record
+    with pytest.warns(UserWarning) as caught:
+        assert read_records(out) == [{"whole": 1}]
+    assert [str(w.message).split(": ")[0] for w in caught] == [f"{out}:{n}" for n in (2, 3, 4)]
+    assert main(["run", *TINY_RING, "--output", str(out), "--resume"]) == 0
 
 
 def test_a_record_that_cannot_be_written_is_shown_not_lost(capsys):

@@ -62,9 +62,10 @@ def test_the_root_lists_its_subcommands_and_the_old_names_still_work():
 
 def test_run_loads_neither_optuna_nor_the_sweeps_runner(tmp_path):
     out = tmp_path / "runs.jsonl"
+    out.write_text("junk\n")  # a line the resumed run skips, with a one-line warning
     argv = ["run", "--model", "gcn_ssm", "--dataset", "ring_transfer", "--ring-size", "6",
             "--num-graphs", "20", "--layers", "2", "--hidden", "8", "--epochs", "1",
-            "--no-progress", "--output", str(out)]  # fmt: skip
+            "--no-progress", "--output", str(out), "--resume"]  # fmt: skip
     code = (
         "import sys, dgl_ssm_cli\n"
         f"status = dgl_ssm_cli.main({argv!r})\n"
@@ -75,7 +76,13 @@ def test_run_loads_neither_optuna_nor_the_sweeps_runner(tmp_path):
     # Only the sweeps' registration module (names and help lines) is loaded.
     loaded = "['dgl_ssm_sweeps', 'dgl_ssm_sweeps.commands']"
     assert result.stdout.splitlines()[-1] == f"0 {loaded}", result.stderr
-    assert len(out.read_text().splitlines()) == 1
+    assert len(out.read_text().splitlines()) == 2
+    warned = [line for line in result.stderr.splitlines() if "runs.jsonl:1" in line]
+    assert warned == [
+        f"dgl-ssm run: warning: {out}:1: skipping a line that is not a JSON "
+        "record object (a partial line left by a killed writer, or an edit)"
+    ]
+    assert "UserWarning" not in result.stderr
 
 
 def test_the_leaderboard_loads_neither_torch_nor_dgl(tmp_path):

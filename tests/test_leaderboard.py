@@ -486,3 +486,16 @@ def test_a_published_number_of_unknown_protocol_is_never_placed_beside_ours():
     matched, reason = place_reference(glstm, studies)
     assert matched == () and reason.startswith("protocol not known: the gLSTM paper's")
     assert place_reference(paper, studies) == (("gcn__gpp_sssp",), "")  # the same rule matches
+
+
+def test_a_failed_write_names_the_file_the_user_knows(tmp_path):
+    from dgl_ssm_sweeps.leaderboard import write_error
+
+    temp, target = tmp_path / ".summary.png.1234.tmp", tmp_path / "summary.png"
+    error = OSError(21, "Is a directory", str(temp), None, str(target))  # a failed rename
+    assert write_error(tmp_path, error) == (
+        f"cannot write the leaderboard to {tmp_path}: Is a directory ({target})"
+    )
+    (tmp_path / "x.md").write_text("")
+    text = write_error(tmp_path / "x.md", FileExistsError(17, "File exists"))
+    assert text.endswith("x.md: it is a file, not a folder")

@@ -413,3 +413,18 @@ def test_a_failed_deep_measurement_leaves_no_reference_and_an_unmeasured_target(
     assert goal["verdict"] == "N/A"
     rows = [line for line in _deep_section(config, records, ratios) if line.startswith("| cora")]
     assert rows and all(row.endswith("| — |") for row in rows)
+
+
+@pytest.mark.parametrize("option", ["--data-dir", "--cache-dir"])
+def test_missing_cora_files_or_a_bad_cache_fail_before_measuring_in_one_line(
+    tmp_path, capsys, option
+):
+    (tmp_path / "file").write_text("")
+    bad = {"--data-dir": tmp_path / "nothing", "--cache-dir": tmp_path / "file" / "cache"}
+    argv = [*TINY, "--graphs", "cora", "--sections", "time", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, option, str(bad[option])])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    expected = "No raw cora files" if option == "--data-dir" else "as the data cache"
+    assert expected in err and err.count("\n") == 1 and "Traceback" not in err

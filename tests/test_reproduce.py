@@ -534,6 +534,17 @@ def test_a_report_from_a_folder_without_records_says_where_they_are(tmp_path, ca
     assert not missing.exists()
 
 
+def test_runs_that_failed_leave_a_non_zero_exit_and_stay_pending(tmp_path, capsys):
+    one = ["--part", "cora", "--rows", "GCN", "--columns", "L=2", "--seeds", "0"]
+    code = main(["reproduce", *one, "--out", str(tmp_path), "--data-dir", str(tmp_path / "no")])
+    captured = capsys.readouterr()
+    assert code == 1 and "FAILED (FileNotFoundError: No raw cora files" in captured.out
+    assert "1 of the 1 runs asked for are still not recorded" in captured.err
+    assert not (tmp_path / "cora.jsonl").exists()
+    assert main(["reproduce", *one, "--list", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "cora\tGCN\tL=2\tseed 0\n"
+
+
 def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
     assert main(["reproduce", "--part", "gpp", "--list", "--out", str(tmp_path)]) == 0
     listed = capsys.readouterr().out.splitlines()

@@ -6,7 +6,7 @@ Real datasets are read by DGL's/OGB's own loaders from a local directory (``data
 
 import inspect
 
-from dgl_ssm.checks import unknown_name
+from dgl_ssm.checks import is_int, unknown_name
 
 from .base import BenchmarkData
 
@@ -126,6 +126,12 @@ def get_dataset(name, **options):
         raise ValueError(
             f"Dataset {name!r} takes no option {', '.join(unknown)}; it accepts: "
             f"{', '.join(accepted) or 'none'}."
+        )
+    seed = options.get("seed")
+    if seed is not None and not (is_int(seed) and 0 <= seed < 2**32):  # numpy's seed range
+        raise ValueError(
+            f"The seed of a generated dataset (--data-seed, data.options.seed) must be an "
+            f"integer from 0 to 2**32 - 1, got {seed!r}."
         )
     return loader(**options)
 

@@ -183,7 +183,11 @@ def run_from_args(args, argv=None, prog=PROG):
         config = config_from_args(args)
         resolve_device(config.device)  # a missing GPU is a bad option, not a crash mid-run
         make_folder(config.out)  # an unwritable --out is found now, not after the run
-    except (ValueError, RuntimeError) as error:
+        if "cora" in config.graphs:  # so are missing Cora files or a bad --cache-dir
+            from .workload import GraphSpec, bare_graph
+
+            bare_graph(GraphSpec("cora", data_dir=config.data_dir, cache_dir=config.cache_dir))
+    except (ValueError, RuntimeError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None  # as argparse exits on a bad option
     # On use (`dgl-ssm run` imports this module), and after the checks: importing
