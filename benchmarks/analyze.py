@@ -173,7 +173,9 @@ def run(args):
     if args.command == "monitor":
         if not Path(args.records).is_file():
             raise FileNotFoundError(
-                f"{args.records}: no such file. Give the JSONL file a monitored run wrote "
+                f"{args.records}: "
+                + ("a folder, not a file" if Path(args.records).is_dir() else "no such file")
+                + ". Give the JSONL file a monitored run wrote "
                 "(dgl-ssm run --monitor EVERY --output FILE)."
             )
         records = read_records(args.records)

@@ -123,6 +123,8 @@ def find_space(backbone, dataset, folder=SPACES):
 def load_space(name, folder=SPACES, _seen=()):
     """Load and validate a space, resolving ``extends`` chains."""
     path = Path(name) if str(name).endswith(".yaml") else Path(folder) / f"{name}.yaml"
+    if Path(name).is_dir():
+        raise SpaceError(f"--space {name} is a folder; give a space's name or its .yaml file.")
     if not path.exists():
         available = ", ".join(sorted(p.stem for p in Path(folder).glob("*.yaml")))
         raise SpaceError(f"No search space {str(name)!r}; available: {available}.")
@@ -130,8 +132,8 @@ def load_space(name, folder=SPACES, _seen=()):
         raise SpaceError(f"{path}: extends: circular inheritance.")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise SpaceError(f"{path}: not valid YAML: {error}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:  # one line, with the position
+        raise SpaceError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(raw, dict):
         raise SpaceError(f"{path}: the top level must be a mapping of {', '.join(SECTIONS)}.")
     for section in raw:

@@ -166,6 +166,9 @@ def _check_readable(url):
             f"{shown} is an in-memory SQLite database, which holds no studies; "
             "pass the URL of the file the sweep wrote"
         )
+    if path.is_dir():
+        raise StorageError(f"{path} (from {shown}) is a folder; name the SQLite file in it, "
+                           f"e.g. sqlite:///{path / 'optuna.db'}")  # fmt: skip
     if not path.is_file():
         raise StorageError(f"no SQLite file at {path} (from {shown}); not creating one")
     try:
@@ -212,6 +215,11 @@ def _prepare_sqlite_folder(url):
         for folder in (path.parent, *path.parent.parents):
             if folder.exists() and not folder.is_dir():
                 raise NotADirectoryError(f"{folder} is a file, not a folder")
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"{path} is a folder; name the SQLite file in it, e.g. "
+                f"sqlite:///{path / 'optuna.db'}"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
 
 

@@ -639,3 +639,19 @@ def test_the_level_known_before_loading_is_the_loaded_one(data_dir):
     for name, options in [("cora", {"data_dir": data_dir}), ("ring_transfer", {"num_graphs": 10}),
                           ("minesweeper", {"data_dir": data_dir})]:  # fmt: skip
         assert dataset_level(name) == get_dataset(name, **options).level
+
+
+@pytest.mark.parametrize("read_only", [False, True])  # a sweep's storage, the leaderboard's
+def test_a_sqlite_url_naming_a_folder_says_so(tmp_path, read_only):
+    with pytest.raises(StorageError, match=rf"{tmp_path} .*is a folder; name the SQLite file"):
+        open_storage(f"sqlite:///{tmp_path}", read_only=read_only)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_space_that_is_a_folder_or_bad_yaml_is_one_line(tmp_path):
+    with pytest.raises(SpaceError, match=rf"--space {tmp_path} is a folder"):
+        load_space(str(tmp_path))
+    (tmp_path / "bad.yaml").write_text("model:\n  lr: [1, 2\n")
+    with pytest.raises(SpaceError) as error:
+        load_space(str(tmp_path / "bad.yaml"))
+    assert "\n" not in str(error.value) and "line 2, column 7" in str(error.value)
