@@ -169,9 +169,14 @@ class SSMUpdate(nn.Module):
 
         Read again whenever Λ or B is replaced or changed in place (``load_state_dict``,
         ``copy_``, ``.to()``, ``torch.func.functional_call``), so the step always uses the
-        buffers as they are."""
-        now = tuple((m, _version(m)) for m in (self.state_matrix, self.input_matrix))
-        seen = self._scalars_of
+        buffers as they are. A Λ or B that is being differentiated or batched (it requires
+        grad, or a ``torch.func`` transform wraps it) is applied as a matrix, so its
+        gradient flows and ``vmap`` over stacked models works."""
+        matrices = (self.state_matrix, self.input_matrix)
+        if any(m.requires_grad or is_functorch_wrapped_tensor(m) for m in matrices):
+            return None, None  # never cached: such a tensor lives for one call
+        now = tuple((m, _version(m)) for m in matrices)
+        seen = getattr(self, "_scalars_of", None)  # (absent in modules pickled before it)
         if seen is None or any(
             old is not new or old_version is None or old_version != new_version
             for (old, old_version), (new, new_version) in zip(seen, now)
@@ -179,6 +184,11 @@ class SSMUpdate(nn.Module):
             self._scalars = tuple(scaled_identity_scalar(m) for m, _ in now)
             self._scalars_of = now
         return self._scalars
+
+    def __getstate__(self):
+        # A copy (deepcopy, pickle, torch.save) reads its scalars from its own buffers: the
+        # cache names this module's tensors and their versions, which a copy does not share.
+        return {**super().__getstate__(), "_scalars_of": None, "_scalars": None}
 
     def reset_parameters(self):
         """Nothing to reset: Λ and B are fixed by construction."""
@@ -284,6 +294,11 @@ def _batch_first(tensor, batch_dim, rank):
     return tensor.reshape(
         (tensor.shape[0],) + (1,) * (rank - tensor.dim() + 1) + tuple(tensor.shape[1:])
     )
+
+
+def is_functorch_wrapped_tensor(tensor):
+    """Whether a ``torch.func`` transform (``grad``, ``vmap``) wraps ``tensor``."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(tensor)
 
 
 def _version(tensor):

@@ -1,6 +1,8 @@
 """The SSM step against hand-worked numbers, and the construction of Λ and B."""
 
+import copy
 import math
+import pickle
 
 import dgl
 import numpy as np
@@ -204,6 +206,37 @@ def test_edits_to_lambda_and_b_take_effect_however_they_are_made():
     torch.testing.assert_close(update(h, f), by_hand(lam, 2.0 * torch.eye(3)))  # restored
     update.load_state_dict(SSMUpdate(3, state_scale=0.7, input_scale=0.2).state_dict())
     torch.testing.assert_close(update(h, f), by_hand(0.7 * torch.eye(3), 0.2 * torch.eye(3)))
+    # A copy's buffers start new version counters: its first edit must not look like the
+    # versions the original's scalars were read at (a copy's buffer is written once when it
+    # is made, so here the copy's Λ and B reach versions 2 and 1, as the original's were).
+    update = SSMUpdate(3)
+    with torch.no_grad():
+        update.state_matrix.mul_(0.7).mul_(1.0)
+        update.input_matrix.mul_(1.0)
+    update(h, f)  # read at versions 2 and 1
+    for copied in (copy.deepcopy(update), pickle.loads(pickle.dumps(update))):
+        with torch.no_grad():
+            copied.state_matrix.mul_(0.5)
+        torch.testing.assert_close(copied(h, f), by_hand(0.35 * torch.eye(3), 0.1 * torch.eye(3)))
+
+
+def test_lambda_and_b_can_be_differentiated_and_batched_with_torch_func():
+    update = SSMUpdate(3)  # Λ = I, B = 0.1·I: a fast path that must step aside
+    h, f = torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]]), torch.tensor([[1.0, -1.0, 2.0]] * 2)
+
+    def loss(lam):
+        return torch.func.functional_call(update, {"state_matrix": lam}, (h, f)).sum()
+
+    # ∂/∂Λ_ij of Σ_n (H Λᵀ)_ni = Σ_n h_nj, the same for every i
+    expected = h.sum(0).expand(3, 3)
+    torch.testing.assert_close(torch.func.grad(loss)(torch.eye(3)), expected)
+    copy.deepcopy(update), pickle.dumps(update)  # nothing of the transform is kept
+    # An ensemble's buffers stacked and vmapped over, as torch.func's recipe does it
+    models = [SSMUpdate(3), SSMUpdate(3, state_scale=0.5, input_scale=0.3)]
+    _, buffers = torch.func.stack_module_state(models)
+    outs = torch.func.vmap(lambda b: torch.func.functional_call(models[0], b, (h, f)))(buffers)
+    for out, model in zip(outs, models):
+        torch.testing.assert_close(out, model(h, f))
 
 
 def test_repr_reports_kind_eigenvalue_modulus_and_norm():
