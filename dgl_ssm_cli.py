@@ -63,7 +63,8 @@ def _one_line_warnings(prog):
     default = warnings.formatwarning
 
     def formatwarning(message, category, filename, lineno, line=None):
-        if str(filename).startswith(ours):
+        # (A library's FutureWarning or DeprecationWarning may point into our code: kept.)
+        if issubclass(category, (UserWarning, RuntimeWarning)) and str(filename).startswith(ours):
             return f"{prog}: warning: {message}\n"
         return default(message, category, filename, lineno, line)
 

@@ -205,6 +205,8 @@ class DeepGNN(nn.Module):
         """Whether the backbone reads edge features (pass them as ``edge_feat``)."""
         return self._spec.uses_edge_feats
 
+    resets_submodules = True  # (its reset_parameters walks them: see reset_submodules)
+
     def reset_parameters(self):
         """Reinitialise every trainable parameter as when the model was built; Λ and B stay
         fixed."""

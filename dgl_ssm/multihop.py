@@ -19,6 +19,7 @@ from torch import nn
 
 from .checks import check_choice, check_count, check_graph
 from .khop import radius_field
+from .wrapper import reset_submodules
 
 HOP_MODES = ("exact", "cumulative")
 PAST_MAX_HOP = ("empty", "repeat")
@@ -191,10 +192,11 @@ class MultiHopConv(nn.Module):
         self.layer_index = check_count(layer_index, "layer_index", least=0, who="MultiHopConv")
         self.delay = None if delay is None else check_count(delay, "delay", 0, "MultiHopConv")
 
+    resets_submodules = True  # (its reset_parameters walks them: see reset_submodules)
+
     def reset_parameters(self):
-        """Reinitialise each hop's conv."""
-        for conv in self.convs:
-            conv.reset_parameters()
+        """Reinitialise each hop's conv as when it was built."""
+        reset_submodules(self)
 
     def forward(self, graphs, feat, history=None):
         if not isinstance(graphs, (list, tuple)) or len(graphs) < len(self.convs):

@@ -85,6 +85,8 @@ class SSMLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         remember_initial_values(self)
 
+    resets_submodules = True  # (its reset_parameters walks them: see reset_submodules)
+
     def reset_parameters(self):
         """Reinitialise the conv and the norm as when they were built (Λ and B stay)."""
         reset_submodules(self)
@@ -229,13 +231,15 @@ def remember_initial_values(module):
 
 
 def reset_submodules(module):
-    """Reinitialise every parameter below ``module`` as when it was built: each submodule's
-    ``reset_parameters``, children before parents, so a parent's own initialisation wins as
-    it did at construction (DGL's ``SAGEConv`` redraws its weights but leaves the biases to
-    ``nn.Linear``), and a parameter that no ``reset_parameters`` draws back to the value
-    :func:`remember_initial_values` kept."""
+    """Reinitialise every parameter below ``module`` as when it was built, calling each
+    submodule's ``reset_parameters`` once: children before parents, so a parent's own
+    initialisation wins as it did at construction (DGL's ``SAGEConv`` redraws its weights but
+    leaves the biases to ``nn.Linear``); a module of ours that walks its own subtree
+    (``resets_submodules``) is left to do so; a parameter that no ``reset_parameters`` draws
+    goes back to the value :func:`remember_initial_values` kept."""
     for child in module.children():
-        reset_submodules(child)
+        if not getattr(child, "resets_submodules", False):
+            reset_submodules(child)
         if hasattr(child, "reset_parameters"):
             child.reset_parameters()
             continue

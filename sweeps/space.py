@@ -123,9 +123,9 @@ def find_space(backbone, dataset, folder=SPACES):
 def load_space(name, folder=SPACES, _seen=()):
     """Load and validate a space, resolving ``extends`` chains."""
     path = Path(name) if str(name).endswith(".yaml") else Path(folder) / f"{name}.yaml"
-    if Path(name).is_dir():
-        raise SpaceError(f"--space {name} is a folder; give a space's name or its .yaml file.")
     if not path.exists():
+        if Path(name).is_dir():
+            raise SpaceError(f"--space {name} is a folder; give a space's name or its .yaml file.")
         available = ", ".join(sorted(p.stem for p in Path(folder).glob("*.yaml")))
         raise SpaceError(f"No search space {str(name)!r}; available: {available}.")
     if path.resolve() in _seen:

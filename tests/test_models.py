@@ -519,11 +519,17 @@ def test_activations_are_names_modules_or_callables():
     ],
 )
 def test_reset_parameters_redraws_every_parameter_as_at_construction(name, options):
+    torch.manual_seed(0)
     model = build_model(name, 4, 8, 2, 3, **options)
+    built = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.fill_(7.0)  # as if trained
+    torch.manual_seed(0)
     model.reset_parameters()
+    if name != "gatedgcn":  # (its learnt edge state is drawn before the layers, reset after)
+        # the same draws in the same order: exactly the weights it was built with
+        assert all(torch.equal(built[k], v) for k, v in model.state_dict().items())
     stuck = [n for n, p in model.named_parameters() if bool((p == 7.0).any())]
     assert stuck == []
     for n, p in model.named_parameters():
@@ -533,6 +539,16 @@ def test_reset_parameters_redraws_every_parameter_as_at_construction(name, optio
         weight = model.layers[0].conv.fc_self.weight
         xavier = torch.nn.init.calculate_gain("relu") * math.sqrt(6 / (8 + 8))
         assert 1 / math.sqrt(8) < weight.abs().max() <= xavier
+    # Once per module: no conv is reset by its layer and then again by the model.
+    calls = []
+    for module in model.modules():
+        reset = getattr(module, "reset_parameters", None)  # (GINConv has none)
+        if reset is not None and next(module.parameters(recurse=False), None) is not None:
+            module.reset_parameters = lambda reset=reset, m=module: (calls.append(m), reset())
+    model.reset_parameters()
+    shared = {id(m) for m in model.modules() if isinstance(m, torch.nn.PReLU)}  # one per layer
+    counts = [calls.count(m) for m in set(calls) if id(m) not in shared]
+    assert counts and set(counts) == {1}
 
 
 def test_hop_graphs_are_cached_on_the_graph_and_follow_its_hops():

@@ -655,3 +655,10 @@ def test_a_space_that_is_a_folder_or_bad_yaml_is_one_line(tmp_path):
     with pytest.raises(SpaceError) as error:
         load_space(str(tmp_path / "bad.yaml"))
     assert "\n" not in str(error.value) and "line 2, column 7" in str(error.value)
+
+
+def test_a_folder_named_like_a_space_does_not_hide_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cora").mkdir()
+    (tmp_path / "default").mkdir()  # the parent of the shipped spaces
+    assert load_space("cora").params("ssm") == load_space(str(SPACES / "cora.yaml")).params("ssm")

@@ -134,10 +134,6 @@ def _published(row, dataset):
     return None
 
 
-def _cause(causes, row, column):
-    return causes.get(f"{row} | {column}", "unexplained")
-
-
 def gpp_section(stats, budget, causes):
     """Ours, then the published numbers of our rows apart, as context: the plan runs the
     re-implementation's one configuration per task, not the published protocol's grid, so
