@@ -148,7 +148,8 @@ def test_drawing_from_what_is_not_a_records_file_says_what_to_give(tmp_path, whe
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert f"{records}: no such file" in result.stderr and "--monitor EVERY" in result.stderr
+    what = "a folder, not a file" if where == "folder" else "no such file"
+    assert f"{records}: {what}" in result.stderr and "--monitor EVERY" in result.stderr
 
 
 def test_drawing_a_record_without_monitor_entries_says_how_to_get_them(tmp_path):
