@@ -66,7 +66,8 @@ def build_parser(prog="dgl-ssm-bench"):
     )
     model.add_argument("--residual", action="store_true", default=None, help="plain models")
     model.add_argument("--state", help="Λ kind: identity, orthogonal, random")
-    model.add_argument("--state-scale", type=float, help="m, the eigenvalue modulus of Λ")
+    model.add_argument("--state-scale", type=float,
+                       help="m: Λ = m·I or m × a random orthogonal Q (|eig| = |m|)")  # fmt: skip
     model.add_argument("--input", help="B kind: identity, orthogonal, random")
     model.add_argument(
         "--input-scale", type=_number_or_auto, help="β, the scale of B, or auto (0.1·min(1, 64/L))"
