@@ -77,7 +77,9 @@ CUTS = {
     "gpp": "training batches drawn once per run (seeded) and only their order shuffled each "
     "epoch, so batches and their hop graphs are built once (≈2× faster per epoch); no "
     "hyperparameter search (the re-implementation's configs).",
-    "ring": "at most 100 epochs (patience 20) instead of the paper budget's 1000 (patience 100).",
+    "ring": "at most 100 epochs (patience 20) instead of the paper budget's 1000 (patience 100); "
+    "both budgets run ring sizes 10, 20, 30, 40, 50, not all of paper.md §5's 10–20 by 2, "
+    "24–40 by 4, 50, 60, 70.",
     "heterophily": "hidden 128 instead of 512, and the first 5 of the 10 fixed splits.",
     "cora": "none (the protocol is already small).",
     "depth": "none (cora's protocol).",
