@@ -243,6 +243,9 @@ def build_table(studies, references=REFERENCES):
     cells = cells.assign(row=cells.label.map(order)).sort_values(["row", "column"])
     rounded = cells["mean"].map(lambda m: round(m, DECIMALS) if math.isfinite(m) else math.nan)
     signed = rounded.where(cells.direction == "minimize", -rounded)  # equal as shown: all best
+    # A cell some of whose final runs failed is not ranked: its mean is over the runs that
+    # survived, so a model that diverged on most seeds could win on the one it did not.
+    signed = signed.where(cells.failed.fillna(0) == 0)
     cells["best"] = signed == signed.groupby([cells.dataset, cells.metric]).transform("min")
     cells["text"] = [_text(m, s) for m, s in zip(cells["mean"], cells["std"])]
     cells["count"] = [
@@ -307,7 +310,7 @@ def render_markdown(studies, trials, cells, headers, placements, skipped):
         "data version and protocol and, for a model this project implements, our study of that "
         "model; the others are listed below as context. ± only where published. **Bold**: best "
         "in the column among all rows (↑ higher / ↓ lower is better; equal at 4 decimals → all "
-        f"bold). {DASH}: no result.", "",
+        f"bold; a cell with failed final runs is not ranked). {DASH}: no result.", "",
     ]  # fmt: skip
     shown = cells.text.where(~cells.best, "**" + cells.text + "**") + " " + cells["count"]
     grid = _grid(cells.assign(md=shown.str.strip()), headers, "md", DASH)

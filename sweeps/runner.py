@@ -579,7 +579,10 @@ def final_evaluation(spec: SweepSpec, log=print):
             log(_describe(spec, final))
             return final
         runs = int(space.final.get("runs", 3))
-        seeds = list(space.final.get("seeds") or range(runs))[:runs]
+        # By default the seeds after the one the search trained with: run 0 with that seed
+        # (and split 0) would repeat the winning trial itself, whose score the search chose.
+        searched = RunConfig.from_dict(best.user_attrs["config"]).seed
+        seeds = list(space.final.get("seeds") or range(searched + 1, searched + 1 + runs))[:runs]
         # Each finished run is stored at once, so an interrupted evaluation resumes where it
         # stopped (a GPP run at the paper's protocol takes an hour).
         progress = {"trial": best.number, "seeds": seeds, "values": {}}

@@ -15,6 +15,7 @@ A space file (``sweeps/spaces/<name>.yaml``) has up to eight sections::
     ssm:                        # searched for SSM backbones only (Λ, B knobs)
       model.state_scale: {type: float, low: 0.5, high: 1.0}
     final: {runs: 4, seeds: [41, 95, 12, 35]}   # how the best configuration is re-run
+                                                # (default seeds: those after the search's)
 
 Keys are dotted paths into the run config (``model.*``, ``data.*``, ``data.options.*``,
 ``optim.*``, ``seed``). A key set to ``null`` in a child removes the parent's entry.

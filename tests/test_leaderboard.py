@@ -499,3 +499,22 @@ def test_a_failed_write_names_the_file_the_user_knows(tmp_path):
     (tmp_path / "x.md").write_text("")
     text = write_error(tmp_path / "x.md", FileExistsError(17, "File exists"))
     assert text.endswith("x.md: it is a file, not a folder")
+
+
+def test_a_cell_with_failed_final_runs_is_not_ranked():
+    """Its mean is over the runs that survived: GCN's one surviving seed must not beat
+    GCN-SSM's four."""
+    import pandas as pd
+
+    from dgl_ssm_sweeps.leaderboard import build_table
+
+    rows = [("gcn", 0.95, 1, 2), ("gcn_ssm", 0.80, 4, 0)]  # (backbone, mean, n, failed)
+    studies = pd.DataFrame(
+        [dict(backbone=b, dataset="cora", metric="accuracy", direction="maximize", final=True,
+              mean=m, std=0.01, n=n, failed=f, protocol="smoke", data_version=None)
+         for b, m, n, f in rows],
+        index=[f"{b}__cora" for b, *_ in rows],
+    )  # fmt: skip
+    cells, _, _ = build_table(studies, references=[])
+    best = dict(zip(cells.label, cells.best))
+    assert best == {"GCN": False, "GCN-SSM": True}

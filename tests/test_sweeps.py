@@ -1,5 +1,6 @@
 """Sweeps: search spaces, a study end to end, crash safety and many workers on PostgreSQL."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -397,6 +398,18 @@ def test_final_runs_take_the_spaces_seeds_and_a_split_each(
     best_lr = final["params"]["optim.lr"]
     assert seen == [(7, 0, best_lr), (3, 1, best_lr), (5, 2, best_lr)]
     assert final["seeds"] == [7, 3, 5]
+    # Without seeds in the space: those after the search's (0), so no final run repeats the
+    # trial that won (seed 0 on split 0), whose test score the search picked.
+    other = tmp_path / "other.yaml"
+    other.write_text(space.read_text().replace("final: {runs: 3, seeds: [7, 3, 5]}",
+                                               "final: {runs: 2}"))  # fmt: skip
+    spec = dataclasses.replace(spec, space=str(other), storage=f"sqlite:///{tmp_path}/p.db")
+    monkeypatch.undo()
+    run_sweep(spec, log=lambda *_: None)
+    monkeypatch.setattr(runner, "train", fake_train)
+    seen.clear()
+    final = runner.final_evaluation(spec, log=lambda *_: None)
+    assert [seed for seed, _, _ in seen] == [1, 2] and final["seeds"] == [1, 2]
 
 
 def test_a_lower_is_better_metric_is_minimised_and_its_lowest_trial_is_evaluated(
