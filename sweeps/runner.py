@@ -383,6 +383,20 @@ def study_complete(spec):
     return not busy and counted(trials) >= spec.trials
 
 
+def _check_search_settings(spec, study, log):
+    """``--seed`` and ``--pruner`` are not part of a study's identity (it may be continued
+    with others), but they shape its trials: the study keeps those it was started with, and
+    a sweep continuing it with others says so."""
+    now = {"seed": spec.seed, "pruner": spec.pruner}
+    first = study.user_attrs.get("search_settings")
+    if first is None:
+        study.set_user_attr("search_settings", now)
+    elif first != now:
+        log(f"{spec.study_name}: continuing with --seed {spec.seed} --pruner {spec.pruner}; "
+            f"the study was started with --seed {first['seed']} --pruner {first['pruner']}, "
+            "so its trials are not those of one sweep with either")  # fmt: skip
+
+
 def work(spec: SweepSpec, worker_index=0, log=print):
     """One worker's loop (see the module docstring). Returns the number of trials it ran."""
     with CtrlC.installed() as ctrl_c:
@@ -394,6 +408,7 @@ def _work(spec, worker_index, log, ctrl_c):
     with ctrl_c.interruptible():
         data = load_data(spec.base_config(space))
     storage, study = open_study(spec, data, space, worker_index)
+    _check_search_settings(spec, study, log if worker_index == 0 else lambda *_: None)
     kind = backbone_kind(spec.backbone)
     ran, errors = 0, 0
     while True:

@@ -675,3 +675,17 @@ def test_a_folder_named_like_a_space_does_not_hide_it(tmp_path, monkeypatch):
     (tmp_path / "cora").mkdir()
     (tmp_path / "default").mkdir()  # the parent of the shipped spaces
     assert load_space("cora").params("ssm") == load_space(str(SPACES / "cora.yaml")).params("ssm")
+
+
+def test_a_study_keeps_the_seed_and_pruner_it_was_started_with(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=1, storage=storage, seed=7,
+                     space=tiny_space(tmp_path), pruner="median", final=False)  # fmt: skip
+    run_sweep(spec, log=lambda *_: None)
+    lines = []
+    run_sweep(dataclasses.replace(spec, trials=2, seed=99, pruner="none"), log=lines.append)
+    study = optuna.load_study(study_name=spec.study_name, storage=storage)
+    assert study.user_attrs["search_settings"] == {"seed": 7, "pruner": "median"}
+    assert len(study.trials) == 2  # continued, not refused
+    said = [line for line in lines if "continuing with --seed 99 --pruner none" in line]
+    assert len(said) == 1 and "started with --seed 7 --pruner median" in said[0]
