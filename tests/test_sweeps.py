@@ -328,9 +328,9 @@ def test_an_interrupted_final_evaluation_resumes_where_it_stopped(tmp_path, monk
                         or real_train(config, **kw))  # fmt: skip
     lines = []
     final = run_sweep(spec, log=lines.append)
-    assert trained[2:] == [1]  # only final run 2 (seed 1) was left
+    assert trained[2:] == [2]  # only final run 2 (seed 2: the seeds after the search's 0)
     assert len(final["values"]) == 2 and None not in final["values"]
-    assert any("final run 2/2 (seed 1): test" in line for line in lines)
+    assert any("final run 2/2 (seed 2): test" in line for line in lines)
 
 
 def test_a_tiny_sweep_end_to_end_stores_trials_and_the_final_numbers(tmp_path):
