@@ -134,11 +134,11 @@ class SSMLayer(nn.Module):
             )
         if isinstance(graph, DGLGraph):
             check_homogeneous(graph, "SSMLayer takes graphs of")
-        if isinstance(graph, DGLGraph) and graph.num_nodes() != feat.shape[0]:
-            raise ValueError(
-                f"SSMLayer got {feat.shape[0]} rows of node states for a graph of "
-                f"{graph.num_nodes()} nodes; pass one row per node."
-            )
+            if graph.num_nodes() != feat.shape[0]:
+                raise ValueError(
+                    f"SSMLayer got {feat.shape[0]} rows of node states for a graph of "
+                    f"{graph.num_nodes()} nodes; pass one row per node."
+                )
         weight = next(self.conv.parameters(), None)
         if (
             weight is not None

@@ -2,7 +2,7 @@
 a laptop) and ``paper`` (the full protocol)."""
 
 # Each SSM model beside its plain twin: kGCN-SSM's rewiring is measured by kGCN, not by GCN.
-QUICK_MODELS = ("gcn", "gcn_ssm", "kgcn", "kgcn_ssm")
+TWINS = ("gcn", "gcn_ssm", "kgcn", "kgcn_ssm")
 QUICK_DATASETS = ("ring_transfer", "gpp_sssp", "cora")
 
 SUITES = {
@@ -20,7 +20,7 @@ SUITES = {
         "studies": [
             {"backbone": model, "dataset": dataset, "space": f"quick_{dataset}"}
             for dataset in QUICK_DATASETS
-            for model in QUICK_MODELS
+            for model in TWINS
         ],
     },
     # The paper's experiments with their full spaces (sweeps/spaces/<dataset>.yaml): a GPU
@@ -34,7 +34,7 @@ SUITES = {
                 "roman_empire", "amazon_ratings", "minesweeper", "peptides_func",
                 "peptides_struct",
             )
-            for model in QUICK_MODELS
+            for model in TWINS
         ] + [
             # The published heterophily GCN (Platonov et al. 2023) with its own protocol
             # (spaces gcn_platonov__<dataset>.yaml: a 10-point grid), to check the harness
