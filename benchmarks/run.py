@@ -15,7 +15,7 @@ import torch
 import dgl_ssm
 
 from .config import SEED_LIMIT, RunConfig
-from .datasets import dataset_level, dataset_options, num_splits
+from .datasets import data_version, dataset_level, dataset_options, num_splits
 from .device import resolve_device
 from .metrics import METRICS
 from .models import build_for, check_model_name
@@ -117,6 +117,7 @@ def run_record(config: RunConfig, result):
         "wall_time_s": round(result.wall_time_s, 3),
         "environment": environment(result.device),
         "key": config_key(config),
+        "data_version": data_version(config.data.name),
         "schema": SCHEMA,  # the rules the key was computed under (see reproduce.records)
         **({"calibration": result.calibration} if result.calibration is not None else {}),
         **({"history": result.history} if result.monitored else {}),

@@ -62,14 +62,15 @@ def test_ring_transfer_graphs_follow_the_recipe(size):
         assert g.ndata["target_mask"].nonzero().view(-1).tolist() == [0]
 
 
-def test_ring_transfer_is_balanced_and_reproducible():
-    data = get_dataset("ring_transfer", ring_size=10, num_graphs=2000, seed=0)
-    labels = torch.tensor(
-        [int(g.ndata["label"][0]) for split in data.graphs.values() for g in split]
-    )
-    assert torch.bincount(labels).tolist() == [400] * 5
-    again = get_dataset("ring_transfer", ring_size=10, num_graphs=2000, seed=0)
-    other = get_dataset("ring_transfer", ring_size=10, num_graphs=2000, seed=1)
+@pytest.mark.parametrize("num_graphs, sizes", [(2000, (1600, 200, 200)), (37, (29, 3, 5))])
+def test_ring_transfer_is_balanced_within_each_split_and_reproducible(num_graphs, sizes):
+    data = get_dataset("ring_transfer", ring_size=10, num_graphs=num_graphs, seed=0)
+    for split, size in zip(("train", "val", "test"), sizes):  # DRew builds each split apart
+        labels = torch.tensor([int(g.ndata["label"][0]) for g in data.graphs[split]])
+        counts = torch.bincount(labels, minlength=5)
+        assert len(labels) == size and counts.max() - counts.min() <= 1, (split, counts)
+    again = get_dataset("ring_transfer", ring_size=10, num_graphs=num_graphs, seed=0)
+    other = get_dataset("ring_transfer", ring_size=10, num_graphs=num_graphs, seed=1)
     first = [int(g.ndata["label"][0]) for g in data.graphs["test"]]
     assert first == [int(g.ndata["label"][0]) for g in again.graphs["test"]]
     assert first != [int(g.ndata["label"][0]) for g in other.graphs["test"]]

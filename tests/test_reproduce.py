@@ -95,13 +95,31 @@ def test_the_committed_records_keep_the_keys_they_were_written_with():
     assert [record_key(r) for r in stored] == [r["key"] for r in stored]
 
 
+def test_a_record_counts_only_for_the_data_version_it_ran_on():
+    """RingTransfer's generator changed (classes balanced within each split, version 2): its
+    records from before stop matching the plan, while GPP's, whose data did not change, keep
+    matching theirs."""
+    ring = next(c for c in plan(["ring"], "cpu"))
+    gpp = next(c for c in plan(["gpp"], "cpu"))
+    for cell, old_data_still_current in ((ring, False), (gpp, True)):
+        written = {"config": cell.config.to_dict(), "row": cell.row, "column": cell.column}
+        before = record_key({**written, "schema": 4})  # no data_version: the data of its day
+        assert (before == config_key(cell.config)) is old_data_still_current
+    now = {"config": ring.config.to_dict(), "schema": SCHEMA}
+    assert record_key({**now, "data_version": "drew-v2"}) == config_key(ring.config)
+    assert record_key({**now, "data_version": "drew-v1"}) != config_key(ring.config)
+    assert record_key({**now, "data_version": "drew-v1"}) == record_key({
+        "config": ring.config.to_dict(), "schema": 4})  # fmt: skip
+
+
 def test_a_record_older_than_a_new_config_field_keeps_its_key():
     """A record stored before a field with a default existed (here: ``fixed_batches``) is the
-    same run as the current config with that default, so it is not orphaned."""
+    same run as the current config with that default (on the data of its day), so it is not
+    orphaned."""
     config = tiny_ring(3)
     stored = config.to_dict()
     del stored["optim"]["fixed_batches"]
-    assert record_key({"config": stored, "schema": 1}) == config_key(config)
+    assert record_key({"config": stored, "schema": 1}) == config_key(config, "drew-v1")
 
 
 def test_calibrated_records_from_before_a_rule_change_keep_their_meaning():

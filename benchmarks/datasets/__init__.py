@@ -141,8 +141,11 @@ def data_version(name):
 
     Graph property prediction: ``"<generator>-v<cache version>"`` of
     :mod:`dgl_ssm_bench.datasets.gpp` (``"pna-v2"``: the PNA multitask generator's rules, in
-    A-DGN's 25–35-node variant; ``"legacy-v1"``: the loose recipe of before). Results on
-    different versions are different benchmarks and must not be set side by side.
+    A-DGN's 25–35-node variant; ``"legacy-v1"``: the loose recipe of before). RingTransfer:
+    ``"drew-v<version>"`` of :mod:`dgl_ssm_bench.datasets.ring_transfer` (``"drew-v2"``:
+    classes balanced within each split, as DRew's generator; ``"drew-v1"``: over the whole set
+    only). Results on different versions are different benchmarks and must not be set side by
+    side.
     """
     _loader(name)  # unknown names list the valid ones
     if name.startswith("gpp_"):
@@ -150,6 +153,10 @@ def data_version(name):
 
         generator = getattr(gpp, "GENERATOR", "legacy")
         return f"{generator}-v{getattr(gpp, 'CACHE_VERSION', 1)}"
+    if name == "ring_transfer":
+        from . import ring_transfer
+
+        return f"drew-v{ring_transfer.VERSION}"
     return None
 
 

@@ -2,11 +2,12 @@
 
 The key covers what decides a run's result: the whole :class:`~dgl_ssm_bench.config.RunConfig`
 less where files live, which device ran it, and options left unset (``None``: "the model's
-own default"). Keys are recomputed from the stored config when records are read, through
-``RunConfig.from_dict``, so a field added later with a default keeps old records' keys (the
-``key`` stored in a record is the one computed when it was written, for reading by eye); a
-renamed or re-interpreted field bumps ``SCHEMA`` and gets a migration in ``_migrate``, so no
-refactor orphans a record.
+own default"), and the version of the data it ran on (a generator that changes its output
+makes new data, and every record of the old data stops counting). Keys are recomputed from
+the stored config when records are read, through ``RunConfig.from_dict``, so a field added
+later with a default keeps old records' keys (the ``key`` stored in a record is the one
+computed when it was written, for reading by eye); a renamed or re-interpreted field bumps
+``SCHEMA`` and gets a migration in ``_migrate``, so no refactor orphans a record.
 """
 
 import functools
@@ -20,6 +21,7 @@ from dgl_ssm import build_model
 from dgl_ssm.scaling import scaling_exponents
 
 from ..config import RunConfig
+from ..datasets import data_version
 from ..records import append_record, read_records  # noqa: F401 (one shared implementation)
 
 # 2: calibrated runs rescale their layers' weight decay unless optim.rescale_weight_decay is
@@ -29,7 +31,12 @@ from ..records import append_record, read_records  # noqa: F401 (one shared impl
 # 4: the rescaled weight decay follows each conv's output-scaling symmetry unless
 # optim.rescale_weight_decay says "uniform"; earlier rescaled records scaled every weight
 # alike, and are read with "uniform" (one run, and one key, where the two rules agree).
-SCHEMA = 4
+# 5: the key covers the data's version (datasets.data_version), which records store as
+# "data_version"; earlier records are read with the version all of them ran on
+# (DATA_BEFORE_SCHEMA_5: every committed GPP record is from PNA's generator, version 2).
+SCHEMA = 5
+DATA_BEFORE_SCHEMA_5 = {"ring_transfer": "drew-v1", "gpp_diameter": "pna-v2",
+                        "gpp_sssp": "pna-v2", "gpp_eccentricity": "pna-v2"}  # fmt: skip
 NOT_IN_KEY = {"data": ("data_dir", "cache_dir"), None: ("device",)}
 
 
@@ -71,8 +78,13 @@ def _uniform_scaling(name, conv_options, hidden):
     return all(k == 1 for k in scaling_exponents(layer).values())
 
 
-def config_key(config: RunConfig):
-    text = json.dumps({"schema": SCHEMA, "config": canonical(config)}, sort_keys=True)
+def config_key(config: RunConfig, version=None):
+    """The run's key; ``version`` is its data's, by default the one this code loads."""
+    hashed = {"schema": SCHEMA, "config": canonical(config)}
+    version = version or data_version(config.data.name)
+    if version is not None:
+        hashed["data_version"] = version
+    text = json.dumps(hashed, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -97,8 +109,11 @@ def _migrate(config_dict, schema):
 
 def record_key(record):
     """The key of a stored record, recomputed with the current code."""
-    config = RunConfig.from_dict(_migrate(record["config"], record.get("schema", SCHEMA)))
-    return config_key(config)
+    schema = record.get("schema", SCHEMA)
+    config = RunConfig.from_dict(_migrate(record["config"], schema))
+    if schema < 5:
+        return config_key(config, DATA_BEFORE_SCHEMA_5.get(config.data.name))
+    return config_key(config, record.get("data_version"))  # None: written without, by hand
 
 
 def checked_key(record, where):
