@@ -188,12 +188,15 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
         from dgl_ssm_bench.records import make_folder
 
         from .leaderboard import build_leaderboard, write_error
-        from .runner import run_sweep
+        from .runner import check_study, run_sweep
 
         make_folder(args.out)  # before the sweeps: the tables must have somewhere to go
         start = time.perf_counter()
-        for backbone, dataset, space, trials in suite_studies(args.suite):
-            spec = _spec(args, backbone, dataset, trials, space, suite=args.suite)
+        specs = [_spec(args, backbone, dataset, trials, space, suite=args.suite)
+                 for backbone, dataset, space, trials in suite_studies(args.suite)]  # fmt: skip
+        for spec in specs:  # a clash with a study already stored: now, not hours in
+            check_study(spec)
+        for spec in specs:
             run_sweep(spec, workers=args.workers)
         try:
             files = build_leaderboard(args.storage, args.out, depth_select=args.depth_select)

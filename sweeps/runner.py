@@ -17,7 +17,10 @@ resolved space, suite and data options is stored with it (user attr ``identity``
 sweep whose hash differs refuses to resume it (:class:`StudyMismatch` names the study and the
 command that continues it), so two spaces never mix in one study.
 
-Sampling: before each new trial the worker seeds a fresh TPE sampler (``constant_liar=True``)
+Sampling: a search whose keys are all categorical is a grid (Platonov's 10 points): each new
+trial takes the next point no trial of the study has taken, in an order shuffled by the base
+seed, and the study has at most as many trials as points. Otherwise, before each new trial
+the worker seeds a fresh TPE sampler (``constant_liar=True``)
 from the base seed, its worker index and the number of trials already in the study, so
 workers and resumed runs never repeat each other, and one worker with one seed is
 reproducible (a study run in two goes samples what one go would). Parameters are suggested
@@ -36,6 +39,7 @@ import json
 import math
 import multiprocessing
 import os
+import random
 import shlex
 import signal
 import statistics
@@ -172,8 +176,21 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
         else:
             _run_processes(spec, workers, log)
         return final_evaluation(spec, log=log) if spec.final else None
+    except BaseException:
+        if new is not None:  # e.g. a wrong --data-dir: no empty file left to find later
+            _remove_if_empty(new, spec)
+        raise
     finally:
         torch.set_num_threads(previous)
+
+
+def _remove_if_empty(path, spec):
+    """Delete the SQLite file ``path`` this sweep created if no study got into it."""
+    try:
+        if not optuna.get_all_study_names(open_storage(spec.storage, spec.heartbeat)):
+            path.unlink(missing_ok=True)
+    except Exception:  # noqa: BLE001 - best effort: the sweep's own error is the one to show
+        pass
 
 
 def threads_per_worker(threads, workers, cores=None):
@@ -314,6 +331,18 @@ def _check_identity(spec, study, space, identity):
     recorded = attrs.get("identity")
     if recorded == identity:
         return
+    where = f"Study {spec.study_name} in {redact(spec.storage, spec.storage)}"
+    other_storage = "give this sweep another --storage, or delete the study " + (
+        f"(optuna delete-study --study-name {spec.study_name} --storage "
+        f"{shlex.quote(redact(spec.storage, spec.storage))})"
+    )
+    version = data_version(spec.dataset)
+    if attrs.get("data_version") != version and study.get_trials(deepcopy=False):
+        raise StudyMismatch(
+            f"{where} was made on other data ({spec.dataset} version "
+            f"{attrs.get('data_version') or 'not recorded'}; this code makes {version}): its "
+            f"trials do not count for this data; {other_storage}."
+        )
     # A study made before identities were recorded: the same space's name is taken as the same.
     legacy = recorded is None and (
         not study.get_trials(deepcopy=False) or attrs.get("space") == space.name
@@ -321,16 +350,36 @@ def _check_identity(spec, study, space, identity):
     if legacy:
         study.set_user_attr("identity", identity)
         return
+    command = _continue_command(spec, attrs)
+    this = {"suite": spec.suite, "space_arg": spec.space, "space": space.name}
+    if command == _continue_command(spec, this):
+        raise StudyMismatch(  # the same command: its space file or data options changed since
+            f"{where} was made with this command, but its search space or data options have "
+            f"changed since; {other_storage}."
+        )
     made_with = (
         ", ".join(f"{key} {attrs[key]}" for key in ("space", "suite") if attrs.get(key))
         or "another space"
     )
     raise StudyMismatch(
-        f"Study {spec.study_name} in {redact(spec.storage, spec.storage)} was made with another "
-        "search space, "
-        f"suite or data options ({made_with}); continue it with `{_continue_command(spec, attrs)}`"
-        ", or give this sweep another --storage."
+        f"{where} was made with another search space, suite or data options ({made_with}); "
+        f"continue it with `{command}`, or give this sweep another --storage."
     )
+
+
+def check_study(spec: SweepSpec):
+    """Refuse, before anything runs, a sweep whose study exists with another identity (a
+    suite checks all its studies first, not each when its turn comes)."""
+    validate(spec)
+    if new_sqlite_file(spec.storage) is not None:
+        return  # nothing stored yet (and no file made by looking)
+    storage = open_storage(spec.storage, spec.heartbeat)
+    try:
+        study = optuna.load_study(study_name=spec.study_name, storage=storage)
+    except KeyError:  # no such study yet
+        return
+    space = spec.load_space()
+    _check_identity(spec, study, space, study_identity(spec, space))
 
 
 def _sampler(spec, worker_index, n_trials):
@@ -370,6 +419,27 @@ def counted(trials):
     return sum(1 for t in trials if t.state != TrialState.FAIL or t.number not in retried)
 
 
+def _grid(spec, space):
+    """The space's grid for this backbone (see :meth:`SearchSpace.grid`) in the order the
+    sweep walks it, or None."""
+    grid = space.grid(backbone_kind(spec.backbone))
+    if grid is not None:
+        random.Random(spec.seed).shuffle(grid)
+    return grid
+
+
+def trial_budget(spec, space):
+    """How many trials the study runs: ``--trials``, and no more than a grid's points."""
+    grid = space.grid(backbone_kind(spec.backbone))
+    return spec.trials if grid is None else min(spec.trials, len(grid))
+
+
+def _untaken(grid, trials):
+    """The first point of ``grid`` that no trial has taken, or None."""
+    taken = [t.params for t in trials]
+    return next((point for point in grid if point not in taken), None)
+
+
 def study_complete(spec):
     """Whether the study has its trials, none running or queued (so the final may run)."""
     storage = open_storage(spec.storage, spec.heartbeat)
@@ -380,7 +450,7 @@ def study_complete(spec):
     except KeyError:  # no such study
         return False
     busy = any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
-    return not busy and counted(trials) >= spec.trials
+    return not busy and counted(trials) >= trial_budget(spec, spec.load_space())
 
 
 def _check_search_settings(spec, study, log):
@@ -410,6 +480,7 @@ def _work(spec, worker_index, log, ctrl_c):
     storage, study = open_study(spec, data, space, worker_index)
     _check_search_settings(spec, study, log if worker_index == 0 else lambda *_: None)
     kind = backbone_kind(spec.backbone)
+    grid, budget = _grid(spec, space), trial_budget(spec, space)
     ran, errors = 0, 0
     while True:
         ctrl_c.check()
@@ -422,8 +493,11 @@ def _work(spec, worker_index, log, ctrl_c):
             waiting = any(t.state == TrialState.WAITING for t in trials)
             running = any(t.state == TrialState.RUNNING for t in trials)
             trial = None
-            if waiting or counted(trials) < spec.trials:
+            point = None if waiting or grid is None else _untaken(grid, trials)
+            if waiting or (counted(trials) < budget and (grid is None or point is not None)):
                 study.sampler = _sampler(spec, worker_index, len(trials))
+                if point is not None:
+                    study.enqueue_trial(point)  # the next study.ask() takes it
                 with warnings.catch_warnings():
                     # Optuna warns that heartbeats are meant for Study.optimize; this loop
                     # records them itself (see _Heartbeat).
@@ -441,8 +515,9 @@ def _work(spec, worker_index, log, ctrl_c):
         if trial is None:
             if not running:
                 if ran == 0 and worker_index == 0:  # a re-run of a finished sweep: say so
+                    grid_size = "" if grid is None else f", a grid of {len(grid)} points"
                     log(f"{spec.study_name}: {counted(trials)} trial(s) done already, "
-                        f"--trials {spec.trials}; no new trial to run.")  # fmt: skip
+                        f"--trials {spec.trials}{grid_size}; no new trial to run.")  # fmt: skip
                 return ran
             with ctrl_c.interruptible():  # others' trials may still die and be re-queued
                 time.sleep(min(5, spec.heartbeat))
@@ -590,7 +665,7 @@ def final_evaluation(spec: SweepSpec, log=print):
             return None
         best = study.best_trial
         final = study.user_attrs.get("final")
-        if final and final.get("trial") == best.number:
+        if final and final.get("trial") == best.number and not final.get("raised"):
             log(_describe(spec, final))
             return final
         runs = int(space.final.get("runs", 3))
@@ -615,7 +690,7 @@ def final_evaluation(spec: SweepSpec, log=print):
                 message = redact(one_line(error), spec.storage)
                 log(f"{spec.study_name}: final run {i + 1}/{len(seeds)} (seed {seed}) failed: "
                     f"{message}")  # fmt: skip
-                continue  # not stored: if this evaluation is interrupted, a resumed one retries it
+                continue  # not stored: the next evaluation of this study retries it
             value = result.test if result.status == "ok" else None
             progress["values"][str(i)] = value
             study.set_user_attr("final_runs", progress)
@@ -629,6 +704,8 @@ def final_evaluation(spec: SweepSpec, log=print):
             "std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
             "values": values,
             "seeds": seeds,
+            # the runs that raised (not diverged): a sweep run again retries just these
+            "raised": [i for i in range(len(seeds)) if str(i) not in progress["values"]],
             "params": best.params,
             "config": best.user_attrs["config"],
         }

@@ -19,6 +19,8 @@ A space file (``sweeps/spaces/<name>.yaml``) has up to eight sections::
 
 Keys are dotted paths into the run config (``model.*``, ``data.*``, ``data.options.*``,
 ``optim.*``, ``seed``). A key set to ``null`` in a child removes the parent's entry.
+A search whose keys are all categorical is a grid: the runner takes each point once, in an
+order shuffled by the sweep's seed, and runs at most as many trials as the grid has points.
 For a (backbone, dataset) pair the runner uses ``<backbone>__<dataset>.yaml`` if it exists,
 else ``<dataset>.yaml``, else ``default.yaml``.
 
@@ -42,6 +44,7 @@ searched space is in effect the part within the budget.
 """
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +96,16 @@ class SearchSpace:
         check_choice("backbone kind", kind, KINDS)
         extra = {"plain": self.plain, "ssm": self.ssm}.get(kind, {})
         return {**self.search, **extra}
+
+    def grid(self, kind):
+        """Every point of the search for ``kind`` when all its keys are categorical (a finite
+        grid, walked point by point rather than sampled), else None."""
+        params = self.params(kind)
+        if not params or any(p["type"] != "categorical" for p in params.values()):
+            return None
+        keys = sorted(params)
+        return [dict(zip(keys, values))
+                for values in itertools.product(*(params[k]["choices"] for k in keys))]  # fmt: skip
 
     def suggest(self, trial, kind):
         """Ask ``trial`` for a value of every parameter searched for ``kind``."""

@@ -226,7 +226,7 @@ def test_the_gpp_data_version_is_the_one_the_published_numbers_use():
 
     assert (gpp.GENERATOR, gpp.CACHE_VERSION) == ("pna", 2)
     assert data_version("gpp_sssp") == "pna-v2" == GPP_DATA
-    assert data_version("ring_transfer") is None and data_version("minesweeper") is None
+    assert data_version("ring_transfer") == "drew-v2" and data_version("minesweeper") is None
 
 
 def test_validate_builds_the_backbone_with_the_fixed_values(tmp_path):
@@ -348,7 +348,7 @@ def test_a_tiny_sweep_end_to_end_stores_trials_and_the_final_numbers(tmp_path):
     assert "model.residual" not in study.best_trial.params  # an SSM backbone
     # What the leaderboard needs to know what the numbers may be compared with.
     assert (study.user_attrs["space"], study.user_attrs["protocol"]) == ("tiny", "smoke")
-    assert "data_version" not in study.user_attrs  # RingTransfer has a single version
+    assert study.user_attrs["data_version"] == "drew-v2"  # classes balanced per split
     # Resuming asks for more trials and keeps the first three.
     first_params = [t.params for t in study.trials]
     spec.trials = 4
@@ -553,7 +553,8 @@ def test_killed_worker_loses_nothing_and_its_trial_is_retried(tmp_path):
         except Exception:  # noqa: BLE001 - the study may not exist yet
             continue
         done = [t for t in trials if t.state == TrialState.COMPLETE]
-        running = [t for t in trials if t.state == TrialState.RUNNING]
+        # (with its parameters: a trial is asked, then given them, under the study's lock)
+        running = [t for t in trials if t.state == TrialState.RUNNING and t.params]
         if done and running:
             completed = {t.number: (t.params, t.value) for t in done}
             killed = running[0]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import optuna
 import psutil
@@ -195,12 +196,100 @@ def test_a_study_from_before_identities_is_kept_only_with_the_same_space(tmp_pat
     storage = f"sqlite:///{tmp_path}/optuna.db"
     legacy = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
     legacy.set_user_attr("space", "some_other_space")
+    legacy.set_user_attr("data_version", "drew-v2")  # on this data (other data: test above)
     legacy.add_trial(optuna.trial.create_trial(value=0.5))
     with pytest.raises(StudyMismatch, match="space some_other_space"):
         run_sweep(spec_for(tmp_path, storage, 2), log=quiet)
     legacy.set_user_attr("space", "tiny")  # what the old runner recorded: the space's name
     run_sweep(spec_for(tmp_path, storage, 2), log=quiet)
     assert "identity" in load(storage).user_attrs and len(load(storage).trials) == 2
+
+
+def test_a_study_on_other_data_says_so_and_how_to_start_afresh(tmp_path):
+    """A study made on RingTransfer before its generator changed (no data version recorded)
+    is refused as other data; the message must not send the user back to the same command."""
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = spec_for(tmp_path, storage, 2)
+    before = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
+    before.set_user_attr("identity", "hashed-without-a-data-version")
+    before.add_trial(optuna.trial.create_trial(value=0.2))
+    with pytest.raises(StudyMismatch, match=r"made on other data \(ring_transfer version "
+                       r"not recorded; this code makes drew-v2\).*optuna delete-study "
+                       rf"--study-name {STUDY} --storage {storage}\)\.$"):  # fmt: skip
+        run_sweep(spec, log=quiet)
+
+
+def test_a_study_whose_own_space_changed_is_not_sent_back_to_the_same_command(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    space = space_file(tmp_path)
+    run_sweep(spec_for(tmp_path, storage, 1, space=space), log=quiet)
+    Path(space).write_text(SPACE.format(epochs=2))  # the same file, edited
+    with pytest.raises(
+        StudyMismatch,
+        match="made with this command, but its search space or "
+        "data options have changed since; give this sweep another --storage",
+    ):
+        run_sweep(spec_for(tmp_path, storage, 2, space=space), log=quiet)
+
+
+def test_a_suite_refuses_a_clashing_study_before_running_any(tmp_path, monkeypatch, capsys):
+    """The quick suite's last studies are Cora's: one made by another sweep in the storage
+    must stop the suite before its first study trains, not an hour in."""
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="kgcn_ssm__cora", storage=storage).set_user_attr(
+        "identity", "made-elsewhere"
+    )
+    ran = []
+    monkeypatch.setattr(runner, "train", lambda *a, **k: ran.append(1) / 0)
+    code = bench_main(["leaderboard", "--suite", "quick", "--storage", storage,
+                       "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2 and ran == []
+    assert "Study kgcn_ssm__cora" in capsys.readouterr().err
+    assert optuna.get_all_study_names(storage) == ["kgcn_ssm__cora"]
+
+
+def test_a_failed_sweep_leaves_no_empty_storage_file_behind(tmp_path):
+    db = tmp_path / "new.db"
+    spec = SweepSpec("gcn", "cora", trials=1, storage=f"sqlite:///{db}",
+                     data_dir=str(tmp_path / "no-such-folder"))  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="No raw cora files"):
+        run_sweep(spec, log=quiet)
+    assert not db.exists()
+    run_sweep(spec_for(tmp_path, f"sqlite:///{db}", 1), log=quiet)  # a study in it: kept
+    with pytest.raises(FileNotFoundError):
+        run_sweep(spec, log=quiet)
+    assert db.exists()
+
+
+GRID = """
+protocol: smoke
+fixed:
+  data.options.ring_size: 6
+  data.options.num_graphs: 40
+  model.hidden: 8
+  optim.epochs: 1
+search:
+  model.num_layers: {type: categorical, choices: [1, 2, 3]}
+ssm:
+  model.state_scale: {type: categorical, choices: [0.5, 1.0]}
+"""
+
+
+def test_an_all_categorical_space_is_walked_as_a_grid_each_point_once(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    space = tmp_path / "grid.yaml"
+    space.write_text(GRID)
+    run_sweep(spec_for(tmp_path, storage, 4, space=str(space)), log=quiet)  # part of it
+    lines = []
+    run_sweep(spec_for(tmp_path, storage, 20, space=str(space)), log=lines.append)
+    points = {(layers, scale) for layers in (1, 2, 3) for scale in (0.5, 1.0)}
+    taken = [(t.params["model.num_layers"], t.params["model.state_scale"])
+             for t in load(storage).trials]  # fmt: skip
+    assert sorted(taken) == sorted(points)  # six trials, not 20; no point twice
+    lines = []
+    run_sweep(spec_for(tmp_path, storage, 20, space=str(space)), log=lines.append)
+    assert lines == [f"{STUDY}: 6 trial(s) done already, --trials 20, a grid of 6 points; "
+                     "no new trial to run."]  # fmt: skip
 
 
 # ----------------------------------------------------------------- 3. divergence, errors
@@ -245,6 +334,19 @@ def test_trials_that_all_raise_stop_the_sweep_after_a_few(tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match="3 trials in a row raised an error, the last: "):
         run_sweep(spec_for(tmp_path, storage, 6), log=quiet)
     assert [t.user_attrs["status"] for t in load(storage).trials] == ["error"] * 3
+
+
+def test_a_final_run_that_raised_is_retried_when_the_sweep_runs_again(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = spec_for(tmp_path, storage, 1, final=True)
+    calls = fake_train(monkeypatch, [None, None, OSError("disk full")])  # trial, run 1, run 2
+    final = run_sweep(spec, log=quiet)
+    assert final["values"][1] is None and final["raised"] == [1]
+    lines = []
+    final = run_sweep(spec, log=lines.append)
+    assert len(calls) == 4 and calls[3].seed == final["seeds"][1]  # run 2 alone, again
+    assert None not in final["values"] and final["raised"] == []
+    assert run_sweep(spec, log=quiet) == final and len(calls) == 4  # done: not run again
 
 
 # ----------------------------------------------------------------- 4. Ctrl-C, dead workers
