@@ -41,7 +41,7 @@ MODEL_FLAGS = {
 DATA_FLAGS = {"dataset": "name", "data_dir": "data_dir", "cache_dir": "cache_dir",
               "split": "split", "self_loops": "self_loops"}  # fmt: skip
 DATA_OPTIONS = {"ring_size": "ring_size", "num_graphs": "num_graphs", "data_seed": "seed",
-                "gpp_sizes": "sizes"}  # fmt: skip
+                "gpp_sizes": "sizes", "gpp_batches": "batches"}  # fmt: skip
 OPTIM_FLAGS = {"optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_decay",
                "epochs": "epochs", "patience": "patience", "batch_size": "batch_size",
                "rescale_weight_decay": "rescale_weight_decay"}  # fmt: skip
@@ -118,6 +118,10 @@ def build_parser(prog="dgl-ssm-bench"):
     data.add_argument("--num-graphs", type=int)
     data.add_argument("--data-seed", type=int, help="seed of generated datasets")
     data.add_argument("--gpp-sizes", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"))
+    data.add_argument(
+        "--gpp-batches", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+        help="node counts each GPP split spans, 25 + b for b below it (default PNA's 10 5 5)",
+    )  # fmt: skip
     data.add_argument("--no-self-loops", dest="self_loops", action="store_false", default=None)
 
     optim = run.add_argument_group("optimisation")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dgl_ssm_bench.datasets import gpp
+from dgl_ssm_bench.datasets import get_dataset, gpp
 from dgl_ssm_bench.datasets.gpp import (
     FAMILIES,
     FAMILY_NAMES,
@@ -205,6 +205,21 @@ def test_randomize_of_a_dense_graph_swaps_the_roles_of_edges_and_non_edges():
         added += new[0, 1]
     assert kept / (434 * trials) > 0.9999
     assert 0.01 < added / trials < 0.03, added / trials  # 40 expected, sd 6
+
+
+def test_the_batch_scheme_is_an_option_and_pnas_keeps_its_cache_name(tmp_path):
+    data = get_dataset("gpp_sssp", sizes=(20, 10, 6), batches=(2, 5, 1), cache_dir=tmp_path)
+    node_counts = {split: sorted(g.num_nodes() for g in graphs)
+                   for split, graphs in data.graphs.items()}  # fmt: skip
+    assert node_counts == {"train": [25] * 10 + [26] * 10,
+                           "val": [n for n in range(25, 30) for _ in range(2)],
+                           "test": [25] * 6}  # fmt: skip
+    default = gpp.cache_file(0, (20, 10, 6), tmp_path)
+    assert default.name == "gpp_v2_pna_seed0_n25_20-10-6.npz"  # the name caches have now
+    assert gpp.cache_file(0, (20, 10, 6), tmp_path, batches=(2, 5, 1)) != default
+    with pytest.raises(ValueError, match=r"batches must be three counts of at least 1 .* "
+                       r"got \(10, 0, 5\); PNA's scheme is \(10, 5, 5\)"):  # fmt: skip
+        get_dataset("gpp_sssp", sizes=(20, 10, 6), batches=(10, 0, 5), cache_dir=tmp_path)
 
 
 def test_split_sizes_follow_the_batch_scheme():

@@ -30,12 +30,11 @@ def _heterophilous(name):
 
 
 def _gpp(task):
-    def load(cache_dir=None, seed=0, sizes=(5120, 640, 1280), min_nodes=25):
+    def load(cache_dir=None, seed=0, sizes=(5120, 640, 1280), min_nodes=25, batches=(10, 5, 5)):
         from .gpp import load_gpp
 
-        return load_gpp(
-            task, seed=seed, sizes=tuple(sizes), cache_path=cache_dir, min_nodes=min_nodes
-        )
+        return load_gpp(task, seed=seed, sizes=tuple(sizes), cache_path=cache_dir,
+                        min_nodes=min_nodes, batches=tuple(batches))  # fmt: skip
 
     return load
 

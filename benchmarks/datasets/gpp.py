@@ -279,20 +279,23 @@ def _generate_split(counts, seed):
     return arrays, seed
 
 
-def generate_gpp(seed=0, sizes=SIZES, min_nodes=MIN_NODES):
+def generate_gpp(seed=0, sizes=SIZES, min_nodes=MIN_NODES, batches=BATCHES):
     """Generate the dataset without touching the cache.
 
     ``seed · SEED_STRIDE`` starts PNA's seed counter; ``sizes`` are the graph counts of train,
-    val and test, spread over ``BATCHES`` batches of ``min_nodes + b`` nodes. Returns
+    val and test, each spread over its number of ``batches`` (default ``BATCHES``: PNA's 10, 5
+    and 5), batch ``b`` of graphs with ``min_nodes + b`` nodes. Which node counts the
+    published val and test sets used is not certain, so the scheme is an option
+    (``batches=(10, 10, 10)``: every split over 25–34 nodes). Returns
     ``{split: {array name: numpy array}}`` with the per-graph arrays ``num_nodes``,
     ``num_edges``, ``diameter`` and ``family`` (index into ``FAMILY_NAMES``), and,
     concatenated over the split's graphs in order, ``edges`` (local node ids, ``u < v``),
     ``feat``, ``sssp`` and ``eccentricity``.
     """
-    sizes = _check_sizes(sizes)
+    sizes, batches = _check_sizes(sizes), _check_batches(batches)
     result, seed = {}, int(seed) * SEED_STRIDE
-    for split, count, batches in zip(SPLITS, sizes, BATCHES):
-        counts = split_node_counts(count, batches, int(min_nodes))
+    for split, count, split_batches in zip(SPLITS, sizes, batches):
+        counts = split_node_counts(count, split_batches, int(min_nodes))
         result[split], seed = _generate_split(counts, seed)
     return result
 
@@ -304,11 +307,23 @@ def _check_sizes(sizes):
     return sizes
 
 
-def cache_file(seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES):
+def _check_batches(batches):
+    batches = tuple(int(b) for b in batches)
+    if len(batches) != len(SPLITS) or min(batches) < 1:
+        raise ValueError(
+            f"batches must be three counts of at least 1 (train, val, test), got {batches}; "
+            f"PNA's scheme is {BATCHES}."
+        )
+    return batches
+
+
+def cache_file(seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES, batches=BATCHES):
     """Where the dataset is cached: ``cache_dir(cache_path)/gpp/…npz``."""
-    sizes = _check_sizes(sizes)
+    sizes, batches = _check_sizes(sizes), _check_batches(batches)
     folder = cache_dir(cache_path) / "gpp"
     name = f"gpp_v{CACHE_VERSION}_{GENERATOR}_seed{seed}_n{min_nodes}_{'-'.join(map(str, sizes))}"
+    if batches != BATCHES:  # (PNA's scheme keeps the name its caches were written under)
+        name += f"_b{'-'.join(map(str, batches))}"
     return folder / f"{name}.npz"
 
 
@@ -339,25 +354,25 @@ def _load(path):
     return arrays
 
 
-def gpp_arrays(seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES):
+def gpp_arrays(seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES, batches=BATCHES):
     """The dataset as numpy arrays (see ``generate_gpp``), from the cache or generated into it.
 
     A cache file that is unreadable, or that another generator version wrote, is rebuilt.
     """
-    path = cache_file(seed, sizes, cache_path, min_nodes)
+    path = cache_file(seed, sizes, cache_path, min_nodes, batches)
     if path.exists():
         try:
             return _load(path)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             warnings.warn(f"unusable GPP cache {path} ({error}); regenerating", stacklevel=2)
-    arrays = generate_gpp(seed, sizes, min_nodes)
+    arrays = generate_gpp(seed, sizes, min_nodes, batches)
     _save(arrays, path)
     return arrays
 
 
-def gpp_families(seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES):
+def gpp_families(seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES, batches=BATCHES):
     """``{split: [family name of each graph]}``, in the order of ``load_gpp``'s graphs."""
-    arrays = gpp_arrays(seed, sizes, cache_path, min_nodes)
+    arrays = gpp_arrays(seed, sizes, cache_path, min_nodes, batches)
     return {split: [FAMILY_NAMES[i] for i in arrays[split]["family"]] for split in SPLITS}
 
 
@@ -386,17 +401,18 @@ def _build_graphs(split_arrays, task):
     return graphs
 
 
-def load_gpp(task, seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES):
+def load_gpp(task, seed=0, sizes=SIZES, cache_path=None, min_nodes=MIN_NODES, batches=BATCHES):
     """One GPP task (``"diameter"``, ``"sssp"`` or ``"eccentricity"``) as ``BenchmarkData``.
 
     SSSP and eccentricity are node-level (``ndata["label"]``, float32 ``(n, 1)``); diameter is
     graph-level (``graph_labels[split]``, float32 ``(num_graphs, 1)``). Features are
     ``ndata["feat"]`` (float32 ``(n, 2)``). Labels are not normalised. ``gpp_families`` gives
-    each graph's family.
+    each graph's family. ``batches``: how many node counts each split spans (see
+    :func:`generate_gpp`).
     """
     if task not in TASKS:
         raise ValueError(f"unknown GPP task {task!r}; choose from {TASKS}")
-    arrays = gpp_arrays(seed, sizes, cache_path, min_nodes)
+    arrays = gpp_arrays(seed, sizes, cache_path, min_nodes, batches)
     graphs = {split: _build_graphs(arrays[split], task) for split in SPLITS}
     graph_labels = None
     if task == "diameter":
