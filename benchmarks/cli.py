@@ -289,7 +289,7 @@ def run_command(args, argv=None, prog="dgl-ssm-bench"):
     """Carry out parsed ``run``, ``perf`` or ``reproduce`` arguments; errors become one line
     on stderr (``dgl-ssm run: error: …``) and exit code 2."""
     if args.command == "perf":  # (its record's command line starts with prog)
-        perf_cli.run_from_args(args, argv=argv, prog=prog)
+        perf_cli.run_from_args(args, argv=argv, prog=prog, name=f"{prog} perf")
         return 0
     prog = f"{prog} {args.command}"
     if args.command == "reproduce":

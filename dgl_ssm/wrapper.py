@@ -1,6 +1,7 @@
 """One wrapper that turns any DGL conv ``d → d`` into a (GNN-SSM or plain) deep layer."""
 
 import inspect
+import warnings
 from contextlib import nullcontext
 
 import torch
@@ -248,3 +249,10 @@ def reset_submodules(module):
                 initial = getattr(child, INITIAL + name, None)
                 if initial is not None:
                     parameter.copy_(initial)
+                else:  # attached after construction: its value then was never kept
+                    warnings.warn(
+                        f"{type(child).__name__}.{name} was not reset: the module has no "
+                        "reset_parameters and was attached after the model was built. Call "
+                        "dgl_ssm.wrapper.remember_initial_values(model) after attaching it.",
+                        stacklevel=3,
+                    )

@@ -3,6 +3,7 @@
 import io
 import math
 import pickle
+import warnings
 
 import dgl
 import networkx as nx
@@ -549,6 +550,28 @@ def test_reset_parameters_redraws_every_parameter_as_at_construction(name, optio
     shared = {id(m) for m in model.modules() if isinstance(m, torch.nn.PReLU)}  # one per layer
     counts = [calls.count(m) for m in set(calls) if id(m) not in shared]
     assert counts and set(counts) == {1}
+
+
+def test_a_parameter_attached_after_construction_that_reset_cannot_restore_is_named():
+    from dgl.nn import GINConv
+
+    model = build_model("gin_ssm", 4, 8, 2, 2)
+    model.layers[1].conv = GINConv(torch.nn.Linear(8, 8), learn_eps=True, init_eps=0.5)
+    with pytest.warns(
+        UserWarning,
+        match=r"GINConv.eps was not reset: .* attached after the "
+        r"model was built. Call dgl_ssm.wrapper.remember_initial_values\(model\)",
+    ):
+        model.reset_parameters()
+    from dgl_ssm.wrapper import remember_initial_values
+
+    remember_initial_values(model)
+    with torch.no_grad():
+        model.layers[1].conv.eps.fill_(7.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.reset_parameters()
+    assert model.layers[1].conv.eps.item() == 0.5
 
 
 def test_hop_graphs_are_cached_on_the_graph_and_follow_its_hops():

@@ -428,3 +428,13 @@ def test_missing_cora_files_or_a_bad_cache_fail_before_measuring_in_one_line(
     err = capsys.readouterr().err
     expected = "No raw cora files" if option == "--data-dir" else "as the data cache"
     assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_perf_errors_under_the_root_command_name_the_subcommand(tmp_path, capsys):
+    from dgl_ssm_cli import main as root_main
+
+    argv = ["perf", *TINY, "--graphs", "cora", "--data-dir", str(tmp_path / "nothing")]
+    with pytest.raises(SystemExit) as exit_info:
+        root_main([*argv, "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("dgl-ssm perf: error: No raw cora files")

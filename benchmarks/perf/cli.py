@@ -176,9 +176,10 @@ def main(argv=None):
     return run_from_args(build_parser().parse_args(argv), argv=argv)
 
 
-def run_from_args(args, argv=None, prog=PROG):
+def run_from_args(args, argv=None, prog=PROG, name=None):
     """Run the benchmark for parsed ``args``; bad options exit with code 2 and one line on
-    stderr."""
+    stderr, which starts with ``name`` (default ``prog``; ``dgl-ssm perf`` when ``prog`` is
+    the root command whose record's command line follows it)."""
     try:
         config = config_from_args(args)
         resolve_device(config.device)  # a missing GPU is a bad option, not a crash mid-run
@@ -188,7 +189,7 @@ def run_from_args(args, argv=None, prog=PROG):
 
             bare_graph(GraphSpec("cora", data_dir=config.data_dir, cache_dir=config.cache_dir))
     except (ValueError, RuntimeError, OSError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{name or prog}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None  # as argparse exits on a bad option
     # On use (`dgl-ssm run` imports this module), and after the checks: importing
     # torch.utils.benchmark can print a CUDA notice, which must not precede a bad option's line.
