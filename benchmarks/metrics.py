@@ -15,7 +15,12 @@ def roc_auc(pred, target):
     """Binary ROC-AUC of the positive-class probability (Platonov et al.'s metric)."""
     from sklearn.metrics import roc_auc_score
 
-    score = pred.softmax(-1)[:, 1] if pred.dim() == 2 and pred.shape[1] == 2 else pred.view(-1)
+    if pred.dim() == 2 and pred.shape[1] == 2:
+        # The logit margin orders nodes as softmax(pred)[:, 1] does, without rounding every
+        # margin above ~17 to a probability of exactly 1.0 (float32), where they would tie.
+        score = pred[:, 1].double() - pred[:, 0].double()
+    else:
+        score = pred.view(-1)
     return float(roc_auc_score(target.cpu().numpy(), score.detach().cpu().numpy()))
 
 

@@ -23,6 +23,13 @@ def test_roc_auc_is_the_share_of_positive_negative_pairs_in_order(two_columns):
     assert METRICS["roc_auc"].fn(pred, target) == pytest.approx(0.75)
 
 
+def test_roc_auc_keeps_the_order_of_confident_logits():
+    # softmax(·)[:, 1] of margins 17, 20 and 25 is 1.0 in float32 for all three: they would
+    # tie, and the negative at 17 would count as ½ against each positive. In order: 1.0.
+    pred = torch.tensor([[0.0, 17.0], [0.0, 20.0], [0.0, 25.0], [0.0, -3.0]])
+    assert METRICS["roc_auc"].fn(pred, torch.tensor([0, 1, 1, 0])) == 1.0
+
+
 def test_average_precision_is_the_mean_over_tasks_with_both_classes():
     pred = torch.tensor([[0.9, 0.2, 0.3], [0.8, 0.9, 0.1], [0.7, 0.5, 0.2], [0.1, 0.1, 0.4]])
     target = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]])
