@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from dgl.nn import GraphConv
 
-from dgl_ssm import KHopTransform, PlainUpdate, SSMLayer, SSMUpdate, build_model, is_khop
+from dgl_ssm import GINSSM, KHopTransform, PlainUpdate, SSMLayer, SSMUpdate, build_model, is_khop
 from dgl_ssm.analysis import (
     dense_layer_jacobian,
     dirichlet_energy,
@@ -221,6 +221,46 @@ def test_repeated_values_of_one_large_component_are_found_by_deflation(update):
     singular, moduli = dense_top(jac, 10)
     np.testing.assert_allclose(top_singular_values(layer, graph, feat, k=10), singular, atol=1e-6)
     np.testing.assert_allclose(top_eigenvalue_moduli(layer, graph, feat, k=10), moduli, atol=1e-6)
+
+
+def one_big_component(seed=0, nodes=140):
+    """A random graph whose largest component has more than DENSE_BLOCK coordinates at
+    width 4, so its spectra are found matrix-free."""
+    dgl.seed(seed)
+    return dgl.add_self_loop(dgl.to_bidirected(dgl.rand_graph(nodes, 300)))
+
+
+def test_matrix_free_eigenvalues_of_a_non_normal_jacobian_match_the_dense_ones():
+    # GIN with a random B: J is far from normal, so eigenvectors come in conjugate pairs
+    # whose real parts the basis must not lose (an unpivoted QR lost them: errors of 1e-2).
+    graph = one_big_component()
+    torch.manual_seed(1)
+    model = GINSSM(3, 4, 2, num_layers=2, input="random", input_scale=1.0).eval()
+    layer_in = layer_inputs(model, graph, torch.randn(140, 3))[1]
+    jac = dense_layer_jacobian(model.layers[1], layer_in.graph, layer_in.feat).numpy()
+    _, moduli = dense_top(jac, 6)
+    found, residuals = top_eigenvalue_moduli(model.layers[1], layer_in.graph, layer_in.feat,
+                                             k=6, return_residuals=True)  # fmt: skip
+    np.testing.assert_allclose(found, moduli, atol=1e-6)
+    assert residuals.max() < 1e-6
+
+
+def test_matrix_free_spectra_above_the_rank_or_of_a_dead_layer_are_zeros():
+    graph, feat = one_big_component(), torch.randn(140, 4)
+    torch.manual_seed(0)
+    conv = GraphConv(4, 4)
+    with torch.no_grad():
+        conv.bias.fill_(-0.8)  # most ReLUs dead: J has rank well below 4·140
+    layer = SSMLayer(conv, 4, PlainUpdate("relu"))
+    jac = dense_layer_jacobian(layer, graph, feat).numpy()
+    rank = int((np.linalg.svd(jac, compute_uv=False) > 1e-10).sum())
+    k = rank + 30
+    singular, _ = dense_top(jac, k)
+    np.testing.assert_allclose(top_singular_values(layer, graph, feat, k=k), singular, atol=1e-6)
+    with torch.no_grad():
+        conv.bias.fill_(-100.0)  # every unit dead: J = 0, the vanishing case itself
+    for measure in (top_singular_values, top_eigenvalue_moduli):
+        assert measure(layer, graph, feat, k=3).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_a_layer_that_couples_components_is_solved_as_one_block():

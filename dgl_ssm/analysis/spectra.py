@@ -27,7 +27,7 @@ import numpy as np
 import scipy.linalg
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from scipy.sparse.linalg import LinearOperator, eigs, svds
+from scipy.sparse.linalg import ArpackError, LinearOperator, eigs, svds
 
 #: Blocks with at most this many coordinates (n_c·d) are decomposed densely.
 DENSE_BLOCK = 512
@@ -35,6 +35,13 @@ DENSE_BLOCK = 512
 # A value of the deflated operator counts as "above the k-th" only beyond this relative margin
 # (well above ARPACK's error at tol 1e-8, well below any gap worth reporting).
 _MARGIN = 1e-9
+# Directions ARPACK returns are unit vectors: a column whose part outside the basis is below
+# this is already in it. (An absolute test: relative to the largest column, rounding noise in
+# a column that lies in the basis could pass, and be normalised into it.)
+_NEW_DIRECTION = 1e-8
+# Values of the deflated operator below this fraction of the largest found are zeros: the
+# operator has nothing left (k is above the Jacobian's rank), and the rest of the top is 0.
+_ZERO = 1e-12
 
 
 def components(graph, rows, cols, num_nodes):
@@ -130,16 +137,41 @@ def _restrict(op, rows, cols):
 
 
 def _extend(basis, images, new, op):
-    """Append the part of ``new``'s columns orthogonal to ``basis`` (and J of it)."""
+    """Append an orthonormal basis of the part of ``new``'s columns outside ``basis`` (and J
+    of it)."""
+    norms = np.linalg.norm(new, axis=0)
+    kept = norms > _NEW_DIRECTION  # (the zero imaginary part of a real eigenvector goes)
+    new = new[:, kept] / norms[kept]
     for _ in range(2):  # twice is enough (Kahan–Parlett)
         new = new - basis @ (basis.T @ new)
-    q, r = np.linalg.qr(new)
-    scale = max(np.abs(np.diag(r)).max(initial=0.0), 1e-300)
-    q = q[:, np.abs(np.diag(r)) > 1e-8 * scale]
+    # An SVD, not an unpivoted QR: dropping a dependent column from the middle of a QR also
+    # drops part of the columns after it (a conjugate pair's equal real parts, say).
+    u, sigma, _ = np.linalg.svd(new, full_matrices=False)
+    q = u[:, sigma > _NEW_DIRECTION]
     if q.shape[1] == 0:
         return basis, images
+    q, _ = np.linalg.qr(q - basis @ (basis.T @ q))  # independent columns: QR is safe here
     image = np.column_stack([op.matvec(column) for column in q.T])
     return np.hstack([basis, q]), np.hstack([images, image])
+
+
+def _arpack(solver, op, rng, **options):
+    """``solver(op, **options)`` (``svds`` or ``eigs``); None when ARPACK fails because the
+    operator is zero (a layer whose units are all dead, or nothing left after deflation): the
+    rest of its spectrum is 0."""
+    try:
+        return solver(op, **options)
+    except ArpackError:
+        if np.abs(op.matvec(rng.standard_normal(op.shape[1]))).max(initial=0.0) == 0.0:
+            return None
+        raise
+
+
+def _padded(values, residuals, k):
+    """``k`` values: those found, then zeros (exact: the operator had nothing left)."""
+    missing = max(k - values.size, 0)
+    return (np.concatenate([values, np.zeros(missing, values.dtype)]),
+            np.concatenate([residuals, np.zeros(missing)]))  # fmt: skip
 
 
 def _deflated(op, basis, symmetric):
@@ -176,23 +208,28 @@ def iterative_singular(op, k, tol, maxiter, seed):
         want = min(k if values.size < k else 1, min(op.shape) - basis.shape[1] - 1)
         if want < 1:
             break
-        found_u, found, found_vt = svds(
-            _deflated(op, basis, symmetric=True),
-            k=want,
-            tol=tol,
-            maxiter=maxiter,
-            v0=_start(op.shape, basis, rng),
-        )
+        result = _arpack(svds, _deflated(op, basis, symmetric=True), rng, k=want, tol=tol,
+                         maxiter=maxiter, v0=_start(op.shape, basis, rng))  # fmt: skip
+        if result is None:
+            break
+        _, found, found_vt = result
+        if found.max() <= _ZERO * (values[0] if values.size else 0.0):
+            break  # nothing left: the rest of the top is 0
         if values.size >= k and found.max() <= values[k - 1] * (1 + _MARGIN):
             break
+        before = basis.shape[1]
         basis, images = _extend(basis, images, found_vt.T, op)
+        if basis.shape[1] == before:
+            break
         # Rayleigh–Ritz: J restricted to span(basis) is images = J·basis.
         left, values, right_t = np.linalg.svd(images, full_matrices=False)
     top = min(k, values.size)
+    if top == 0:
+        return _padded(np.zeros(0), np.zeros(0), k)
     left, values = left[:, :top], values[:top]
     right = basis @ right_t[:top].T
     adjoint = np.column_stack([op.rmatvec(column) for column in left.T])
-    return values, np.linalg.norm(adjoint - right * values, axis=0)
+    return _padded(values, np.linalg.norm(adjoint - right * values, axis=0), k)
 
 
 def iterative_eigen(op, k, tol, maxiter, ncv, seed):
@@ -205,29 +242,33 @@ def iterative_eigen(op, k, tol, maxiter, ncv, seed):
         want = min(k, size - basis.shape[1] - 2)  # (asking Arnoldi for fewer is slower here)
         if want < 1:
             break
-        found, vectors = eigs(
-            _deflated(op, basis, symmetric=False),
-            k=want,
-            which="LM",
-            tol=tol,
-            maxiter=maxiter,
-            ncv=min(size, ncv or max(4 * k, 40)),
-            v0=_start(op.shape, basis, rng),
-        )
+        result = _arpack(eigs, _deflated(op, basis, symmetric=False), rng, k=want, which="LM",
+                         tol=tol, maxiter=maxiter, ncv=min(size, ncv or max(4 * k, 40)),
+                         v0=_start(op.shape, basis, rng))  # fmt: skip
+        if result is None:
+            break
+        found, vectors = result
+        if np.abs(found).max() <= _ZERO * (moduli[0] if moduli.size else 0.0):
+            break  # nothing left: the rest of the top is 0
         if moduli.size >= k and np.abs(found).max() <= moduli[k - 1] * (1 + _MARGIN):
             break
         # A conjugate pair spans a real invariant plane: keep both the real and imaginary parts.
+        before = basis.shape[1]
         basis, images = _extend(basis, images, np.hstack([vectors.real, vectors.imag]), op)
+        if basis.shape[1] == before:
+            break
         # Rayleigh–Ritz on the (nearly) invariant subspace: eigenpairs of T = Qᵀ J Q.
         values, small = scipy.linalg.eig(basis.T @ images)
         order = np.argsort(-np.abs(values), kind="stable")
         values, small = values[order], small[:, order]
         moduli = np.abs(values)
     top = min(k, values.size)
+    if top == 0:
+        return _padded(np.zeros(0, complex), np.zeros(0), k)
     values, small = values[:top], small[:, :top]
     small = small / np.linalg.norm(small, axis=0)  # ‖Q y‖ = ‖y‖ = 1
     residual = np.linalg.norm(images @ small - basis @ (small * values), axis=0)
-    return values, residual
+    return _padded(values, residual, k)
 
 
 def top_of_spectrum(op, blocks, k, kind, *, tol, maxiter, ncv=None, seed=0):
