@@ -88,7 +88,10 @@ class DeepGNN(nn.Module):
         ``edge_feats`` are not checked against them. ``edge_encoder`` needs a backbone that
         uses edge features.
     hop_mode : {None, "exact", "cumulative"}
-        k-hop aggregation over a graph rewired by :class:`~dgl_ssm.KHopTransform`.
+        k-hop aggregation over a graph rewired by :class:`~dgl_ssm.KHopTransform`. Each hop's
+        graph has a self loop on every node, as GCN's normalisation of ``A_k + I`` needs; a
+        backbone that adds the node's own state itself (GIN's ``(1 + ε) h_v``, SAGE's self
+        term) then counts it once more.
     max_hop : int, optional
         K, the largest hop the model reads (default ``num_layers``); must not exceed the
         ``k`` of the :class:`~dgl_ssm.KHopTransform` that rewired the graph (a graph that
@@ -100,7 +103,8 @@ class DeepGNN(nn.Module):
         With ``max_hop = num_layers`` (the default) both are the same. The cumulative mode
         always sums hops ``1..min(ℓ, K)``.
     delay : int, optional
-        ν of the cumulative mode's delay.
+        ν ≥ 1 of the cumulative mode's delay (DRew's: with ν = 0, hop ℓ would read a state
+        from before the first layer).
     allow_zero_in_degree : bool
         Skip the check for nodes without in-edges (GCN, GAT).
     conv_options : dict, optional
@@ -505,7 +509,7 @@ def _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop):
             "have to change from layer to layer. Use it without hop_mode."
         )
     max_hop = None if max_hop is None else check_count(max_hop, "max_hop")
-    delay = None if delay is None else check_count(delay, "delay", least=0)
+    delay = None if delay is None else check_count(delay, "delay", least=1)  # DRew: ν ≥ 1
     if delay is not None and hop_mode != "cumulative":  # only DRew's sum reads the past
         raise ValueError(
             f"delay applies to hop_mode='cumulative' (DRew) only; this model's hop_mode is "

@@ -190,7 +190,7 @@ class MultiHopConv(nn.Module):
             )
         self.convs = nn.ModuleList(convs)
         self.layer_index = check_count(layer_index, "layer_index", least=0, who="MultiHopConv")
-        self.delay = None if delay is None else check_count(delay, "delay", 0, "MultiHopConv")
+        self.delay = None if delay is None else check_count(delay, "delay", 1, "MultiHopConv")
 
     resets_submodules = True  # (its reset_parameters walks them: see reset_submodules)
 

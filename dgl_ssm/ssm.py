@@ -169,7 +169,9 @@ class SSMUpdate(nn.Module):
 
         Read again whenever Λ or B is replaced or changed in place (``load_state_dict``,
         ``copy_``, ``.to()``, ``torch.func.functional_call``), so the step always uses the
-        buffers as they are. A Λ or B that is being differentiated or batched (it requires
+        buffers as they are. (An edit through ``.data``, e.g. ``Λ.data.mul_(2)``, bypasses the
+        version counter this reads and is not seen: edit the buffer itself, under
+        ``torch.no_grad()``.) A Λ or B that is being differentiated or batched (it requires
         grad, or a ``torch.func`` transform wraps it) is applied as a matrix, so its
         gradient flows and ``vmap`` over stacked models works."""
         matrices = (self.state_matrix, self.input_matrix)

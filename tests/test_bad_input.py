@@ -148,7 +148,12 @@ def test_bad_sizes():
     [
         ("gcn_ssm", dict(hidden=0), "hidden must be a positive integer, got 0"),
         ("kgcn_ssm", dict(max_hop=0), "max_hop must be a positive integer, got 0"),
-        ("kgcn_ssm", dict(hop_mode="cumulative", delay=-1), "delay must be a non-negative"),
+        ("kgcn_ssm", dict(hop_mode="cumulative", delay=-1), "delay must be a positive"),
+        (
+            "kgcn_ssm",
+            dict(hop_mode="cumulative", delay=0),
+            "delay must be a positive integer, got 0",
+        ),
         (
             "gcn",
             dict(conv_options={"heads": 4}),
@@ -511,8 +516,10 @@ def test_multi_hop_conv_checks_what_it_is_built_and_called_with():
     graphs, h = hop_graphs(KHopTransform(2)(ring), 2), torch.randn(8, 4)
     with pytest.raises(TypeError, match="non-empty list of convs"):
         MultiHopConv([], 0)  # used to return the int 0 when called
-    for options in (dict(layer_index=-5), dict(layer_index=0, delay=-1)):
-        with pytest.raises(ValueError, match="must be a non-negative integer"):
+    for options, must in ((dict(layer_index=-5), "a non-negative"),
+                          (dict(layer_index=0, delay=-1), "a positive"),
+                          (dict(layer_index=1, delay=0), "a positive")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"must be {must} integer"):  # DRew's ν ≥ 1
             MultiHopConv([GraphConv(4, 4)], **options)
     delayed = MultiHopConv([GraphConv(4, 4), GraphConv(4, 4)], layer_index=1, delay=1)
     with pytest.raises(TypeError, match=r"hops 1..2: pass a list .*got one graph"):
