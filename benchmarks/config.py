@@ -134,7 +134,7 @@ class ModelConfig:
     ssm_seed: Int | None = None
     hop_mode: Str | None = None  # k-hop models: "exact" | "cumulative"
     max_hop: Annotated[Int, Field(ge=1)] | None = None  # K: rewiring radius, largest hop
-    delay: Annotated[Int, Field(ge=0)] | None = None
+    delay: Annotated[Int, Field(ge=1)] | None = None  # DRew's ν
     past_max_hop: Str | None = None  # layers past K: "empty" (hop ℓ, paper) | "repeat" hop K
     conv_options: dict[Str, Any] = field(default_factory=dict)
     # activation checkpointing: True (≈√L segments) or a count (0: off, as False)

@@ -19,7 +19,7 @@ command that continues it), so two spaces never mix in one study.
 
 Sampling: a search whose keys are all categorical is a grid (Platonov's 10 points): each new
 trial takes the next point no trial of the study has taken, in an order shuffled by the base
-seed, and the study has at most as many trials as points. Otherwise, before each new trial
+seed, until --trials or every point is taken. Otherwise, before each new trial
 the worker seeds a fresh TPE sampler (``constant_liar=True``)
 from the base seed, its worker index and the number of trials already in the study, so
 workers and resumed runs never repeat each other, and one worker with one seed is
@@ -428,10 +428,9 @@ def _grid(spec, space):
     return grid
 
 
-def trial_budget(spec, space):
-    """How many trials the study runs: ``--trials``, and no more than a grid's points."""
-    grid = space.grid(backbone_kind(spec.backbone))
-    return spec.trials if grid is None else min(spec.trials, len(grid))
+def _grid_done(grid, trials):
+    """Whether every point of ``grid`` (or None: no grid) has been taken by some trial."""
+    return grid is not None and _untaken(grid, trials) is None
 
 
 def _untaken(grid, trials):
@@ -450,7 +449,8 @@ def study_complete(spec):
     except KeyError:  # no such study
         return False
     busy = any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
-    return not busy and counted(trials) >= trial_budget(spec, spec.load_space())
+    grid = spec.load_space().grid(backbone_kind(spec.backbone))
+    return not busy and (counted(trials) >= spec.trials or _grid_done(grid, trials))
 
 
 def _check_search_settings(spec, study, log):
@@ -480,7 +480,7 @@ def _work(spec, worker_index, log, ctrl_c):
     storage, study = open_study(spec, data, space, worker_index)
     _check_search_settings(spec, study, log if worker_index == 0 else lambda *_: None)
     kind = backbone_kind(spec.backbone)
-    grid, budget = _grid(spec, space), trial_budget(spec, space)
+    grid = _grid(spec, space)
     ran, errors = 0, 0
     while True:
         ctrl_c.check()
@@ -493,8 +493,10 @@ def _work(spec, worker_index, log, ctrl_c):
             waiting = any(t.state == TrialState.WAITING for t in trials)
             running = any(t.state == TrialState.RUNNING for t in trials)
             trial = None
+            # A grid runs until --trials or until every point is taken (counting points, not
+            # trials: a study may hold repeats, sampled by TPE before grids were walked).
             point = None if waiting or grid is None else _untaken(grid, trials)
-            if waiting or (counted(trials) < budget and (grid is None or point is not None)):
+            if waiting or (counted(trials) < spec.trials and (grid is None or point is not None)):
                 study.sampler = _sampler(spec, worker_index, len(trials))
                 if point is not None:
                     study.enqueue_trial(point)  # the next study.ask() takes it
@@ -665,6 +667,11 @@ def final_evaluation(spec: SweepSpec, log=print):
             return None
         best = study.best_trial
         final = study.user_attrs.get("final")
+        stored = study.user_attrs.get("final_runs") or {}
+        if final and "raised" not in final and stored.get("trial") == best.number:
+            # (a final stored before "raised" was: its raised runs are those without a value)
+            final["raised"] = [i for i in range(len(stored.get("seeds", [])))
+                               if str(i) not in stored.get("values", {})]  # fmt: skip
         if final and final.get("trial") == best.number and not final.get("raised"):
             log(_describe(spec, final))
             return final
@@ -676,7 +683,6 @@ def final_evaluation(spec: SweepSpec, log=print):
         # Each finished run is stored at once, so an interrupted evaluation resumes where it
         # stopped (a GPP run at the paper's protocol takes an hour).
         progress = {"trial": best.number, "seeds": seeds, "values": {}}
-        stored = study.user_attrs.get("final_runs") or {}
         if (stored.get("trial"), stored.get("seeds")) == (best.number, seeds):
             progress["values"] = dict(stored["values"])
         for i, seed in enumerate(seeds):

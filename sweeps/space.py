@@ -20,7 +20,7 @@ A space file (``sweeps/spaces/<name>.yaml``) has up to eight sections::
 Keys are dotted paths into the run config (``model.*``, ``data.*``, ``data.options.*``,
 ``optim.*``, ``seed``). A key set to ``null`` in a child removes the parent's entry.
 A search whose keys are all categorical is a grid: the runner takes each point once, in an
-order shuffled by the sweep's seed, and runs at most as many trials as the grid has points.
+order shuffled by the sweep's seed, and stops at ``--trials`` or once every point is taken.
 For a (backbone, dataset) pair the runner uses ``<backbone>__<dataset>.yaml`` if it exists,
 else ``<dataset>.yaml``, else ``default.yaml``.
 
@@ -104,8 +104,9 @@ class SearchSpace:
         if not params or any(p["type"] != "categorical" for p in params.values()):
             return None
         keys = sorted(params)
-        return [dict(zip(keys, values))
-                for values in itertools.product(*(params[k]["choices"] for k in keys))]  # fmt: skip
+        choices = (params[key]["choices"] for key in keys)
+        points = [dict(zip(keys, values)) for values in itertools.product(*choices)]
+        return [p for i, p in enumerate(points) if p not in points[:i]]  # a repeated choice once
 
     def suggest(self, trial, kind):
         """Ask ``trial`` for a value of every parameter searched for ``kind``."""

@@ -108,6 +108,8 @@ def test_a_record_counts_only_for_the_data_version_it_ran_on():
     now = {"config": ring.config.to_dict(), "schema": SCHEMA}
     assert record_key({**now, "data_version": "drew-v2"}) == config_key(ring.config)
     assert record_key({**now, "data_version": "drew-v1"}) != config_key(ring.config)
+    # "no version" is a version: data that gets one later leaves such records behind
+    assert record_key({**now, "data_version": None}) != config_key(ring.config)
     assert record_key({**now, "data_version": "drew-v1"}) == record_key({
         "config": ring.config.to_dict(), "schema": 4})  # fmt: skip
 

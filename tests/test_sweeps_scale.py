@@ -279,16 +279,19 @@ def test_an_all_categorical_space_is_walked_as_a_grid_each_point_once(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = tmp_path / "grid.yaml"
     space.write_text(GRID)
-    run_sweep(spec_for(tmp_path, storage, 4, space=str(space)), log=quiet)  # part of it
-    lines = []
-    run_sweep(spec_for(tmp_path, storage, 20, space=str(space)), log=lines.append)
+    run_sweep(spec_for(tmp_path, storage, 2, space=str(space)), log=quiet)  # part of it
+    first = load(storage).trials[0]  # a repeat, as TPE sampled before grids were walked:
+    load(storage).add_trial(optuna.trial.create_trial(
+        params=first.params, distributions=first.distributions, value=0.1))  # fmt: skip
+    run_sweep(spec_for(tmp_path, storage, 20, space=str(space), final=True), log=quiet)
     points = {(layers, scale) for layers in (1, 2, 3) for scale in (0.5, 1.0)}
     taken = [(t.params["model.num_layers"], t.params["model.state_scale"])
              for t in load(storage).trials]  # fmt: skip
-    assert sorted(taken) == sorted(points)  # six trials, not 20; no point twice
+    assert set(taken) == points and len(taken) == 7  # every point, none run twice here
+    assert "final" in load(storage).user_attrs  # the grid done: the study is complete
     lines = []
     run_sweep(spec_for(tmp_path, storage, 20, space=str(space)), log=lines.append)
-    assert lines == [f"{STUDY}: 6 trial(s) done already, --trials 20, a grid of 6 points; "
+    assert lines == [f"{STUDY}: 7 trial(s) done already, --trials 20, a grid of 6 points; "
                      "no new trial to run."]  # fmt: skip
 
 
@@ -342,6 +345,8 @@ def test_a_final_run_that_raised_is_retried_when_the_sweep_runs_again(tmp_path, 
     calls = fake_train(monkeypatch, [None, None, OSError("disk full")])  # trial, run 1, run 2
     final = run_sweep(spec, log=quiet)
     assert final["values"][1] is None and final["raised"] == [1]
+    study = load(storage)  # as a sweep before "raised" was stored left it:
+    study.set_user_attr("final", {k: v for k, v in final.items() if k != "raised"})
     lines = []
     final = run_sweep(spec, log=lines.append)
     assert len(calls) == 4 and calls[3].seed == final["seeds"][1]  # run 2 alone, again

@@ -36,6 +36,16 @@ def ring_graph(size, label):
     return graph
 
 
+def _balanced(size, rng):
+    """``size`` labels in shuffled order, as many of each class as can be, the few left over
+    in distinct classes drawn at random (not always the first ones)."""
+    labels = np.arange(size - size % NUM_CLASSES) % NUM_CLASSES
+    if size % NUM_CLASSES:
+        extra = rng.choice(NUM_CLASSES, size % NUM_CLASSES, replace=False)
+        labels = np.concatenate([labels, extra])
+    return rng.permutation(labels)
+
+
 def load_ring_transfer(ring_size=20, num_graphs=2000, seed=0):
     """The RingTransfer task as :class:`BenchmarkData` (node level, scored at node 0)."""
     if num_graphs < 10:
@@ -43,10 +53,8 @@ def load_ring_transfer(ring_size=20, num_graphs=2000, seed=0):
     rng = np.random.default_rng(seed)
     train_end = int(SPLIT_FRACTIONS[0] * num_graphs)
     val_end = train_end + int(SPLIT_FRACTIONS[1] * num_graphs)
-    labels = [  # each split balanced on its own (to one graph), in shuffled order
-        rng.permutation(np.arange(size) % NUM_CLASSES)
-        for size in (train_end, val_end - train_end, num_graphs - val_end)
-    ]
+    labels = [_balanced(size, rng) for size in (train_end, val_end - train_end,
+                                                num_graphs - val_end)]  # fmt: skip
     graphs = [ring_graph(ring_size, int(label)) for label in np.concatenate(labels)]
     return BenchmarkData(
         name="ring_transfer",

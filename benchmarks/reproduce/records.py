@@ -78,10 +78,14 @@ def _uniform_scaling(name, conv_options, hidden):
     return all(k == 1 for k in scaling_exponents(layer).values())
 
 
-def config_key(config: RunConfig, version=None):
-    """The run's key; ``version`` is its data's, by default the one this code loads."""
+_LOADED = object()  # config_key's default version: the one this code loads
+
+
+def config_key(config: RunConfig, version=_LOADED):
+    """The run's key; ``version`` is its data's (None: a dataset without versions), by
+    default the one this code loads."""
     hashed = {"schema": SCHEMA, "config": canonical(config)}
-    version = version or data_version(config.data.name)
+    version = data_version(config.data.name) if version is _LOADED else version
     if version is not None:
         hashed["data_version"] = version
     text = json.dumps(hashed, sort_keys=True)
@@ -113,7 +117,8 @@ def record_key(record):
     config = RunConfig.from_dict(_migrate(record["config"], schema))
     if schema < 5:
         return config_key(config, DATA_BEFORE_SCHEMA_5.get(config.data.name))
-    return config_key(config, record.get("data_version"))  # None: written without, by hand
+    # Written by hand without it (tests, users): the data this code loads.
+    return config_key(config, record.get("data_version", _LOADED))
 
 
 def checked_key(record, where):
