@@ -263,6 +263,16 @@ def test_matrix_free_spectra_above_the_rank_or_of_a_dead_layer_are_zeros():
         assert measure(layer, graph, feat, k=3).tolist() == [0.0, 0.0, 0.0]
 
 
+def test_a_jacobian_with_every_value_equal_is_measured_where_arpack_breaks_down():
+    # Λ = I and B = 0: J = I on 1,200 coordinates. Every vector is a singular vector, so
+    # Lanczos stops at once (ARPACK error 3 at this tol); the block is then solved densely.
+    graph = ring(300)
+    layer = SSMLayer(GraphConv(4, 4), 4, SSMUpdate(4, input_scale=0.0))
+    feat = torch.randn(300, 4)
+    for measure in (top_singular_values, top_eigenvalue_moduli):
+        np.testing.assert_allclose(measure(layer, graph, feat, k=3, tol=1e-10), 1.0, atol=1e-9)
+
+
 def test_a_layer_that_couples_components_is_solved_as_one_block():
     # h ↦ h W + mean(h) mixes all nodes: no block structure, however the graph is cut.
     graph = dgl.graph(([0, 2, 4], [1, 3, 5]), num_nodes=6)

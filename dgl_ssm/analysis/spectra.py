@@ -10,7 +10,8 @@ answer exact:
    on its own, so its Jacobian is block diagonal and the spectrum is the union of the
    blocks' spectra. Small blocks (at most :data:`DENSE_BLOCK` coordinates) are formed densely
    all at once (one backward pass per row of the largest) and decomposed by LAPACK; each
-   larger block is solved matrix-free. A random probe checks that the layer really is
+   larger block is solved matrix-free (densely after all, up to :data:`DENSE_FALLBACK`
+   coordinates, if ARPACK breaks down on it). A random probe checks that the layer really is
    block diagonal; if not, the whole Jacobian is one block. Groups of blocks may come from
    different operators, their tops merged by :func:`largest_of`:
    :mod:`dgl_ssm.analysis.jacobian` takes every component but the largest from the layer on
@@ -31,6 +32,8 @@ from scipy.sparse.linalg import ArpackError, LinearOperator, eigs, svds
 
 #: Blocks with at most this many coordinates (n_c·d) are decomposed densely.
 DENSE_BLOCK = 512
+#: A larger block on which ARPACK fails is decomposed densely up to this size (128 MB).
+DENSE_FALLBACK = 4096
 
 # A value of the deflated operator counts as "above the k-th" only beyond this relative margin
 # (well above ARPACK's error at tol 1e-8, well below any gap worth reporting).
@@ -284,10 +287,18 @@ def top_of_spectrum(op, blocks, k, kind, *, tol, maxiter, ncv=None, seed=0):
             parts.append(dense_singular(mat) if kind == "singular" else dense_eigen(mat))
     for rows, cols in large:
         block = _restrict(op, rows, cols)
-        if kind == "singular":
-            parts.append(iterative_singular(block, k, tol, maxiter, seed))
-        else:
-            parts.append(iterative_eigen(block, k, tol, maxiter, ncv, seed))
+        try:
+            if kind == "singular":
+                parts.append(iterative_singular(block, k, tol, maxiter, seed))
+            else:
+                parts.append(iterative_eigen(block, k, tol, maxiter, ncv, seed))
+        except ArpackError:
+            # ARPACK breaks down when every value is equal (Λ = I, B = 0: J = I; any start is
+            # then an exact singular vector). A block that fits in memory is solved densely.
+            if max(rows.size, cols.size) > DENSE_FALLBACK:
+                raise
+            (mat,) = dense_blocks(op, [(rows, cols)])
+            parts.append(dense_singular(mat) if kind == "singular" else dense_eigen(mat))
     return largest_of(parts, k)
 
 
