@@ -19,12 +19,12 @@ command that continues it), so two spaces never mix in one study.
 
 Sampling: a search whose keys are all categorical is a grid (Platonov's 10 points): each new
 trial takes the next point no trial of the study has taken, in an order shuffled by the base
-seed, until --trials or every point is taken. Otherwise, before each new trial
-the worker seeds a fresh TPE sampler (``constant_liar=True``)
-from the base seed, its worker index and the number of trials already in the study, so
-workers and resumed runs never repeat each other, and one worker with one seed is
-reproducible (a study run in two goes samples what one go would). Parameters are suggested
-under the study's lock, so each worker sees the others' running trials.
+seed, until --trials or every point is taken. Otherwise, before each new trial the worker
+seeds a fresh TPE sampler (``constant_liar=True``) from the base seed, its worker index and
+the number of trials already in the study, so workers and resumed runs never repeat each
+other, and one worker with one seed is reproducible (a study run in two goes samples what one
+go would). Parameters are suggested under the study's lock, so each worker sees the others'
+running trials.
 
 Failures: a run that diverges or raises is recorded as a FAIL trial with its ``status`` user
 attr (``diverged`` / ``error`` and the one-line ``error``), and the sweep goes on (it stops
@@ -670,8 +670,7 @@ def final_evaluation(spec: SweepSpec, log=print):
         stored = study.user_attrs.get("final_runs") or {}
         if final and "raised" not in final and stored.get("trial") == best.number:
             # (a final stored before "raised" was: its raised runs are those without a value)
-            final["raised"] = [i for i in range(len(stored.get("seeds", [])))
-                               if str(i) not in stored.get("values", {})]  # fmt: skip
+            final["raised"] = _raised(stored)
         if final and final.get("trial") == best.number and not final.get("raised"):
             log(_describe(spec, final))
             return final
@@ -711,13 +710,20 @@ def final_evaluation(spec: SweepSpec, log=print):
             "values": values,
             "seeds": seeds,
             # the runs that raised (not diverged): a sweep run again retries just these
-            "raised": [i for i in range(len(seeds)) if str(i) not in progress["values"]],
+            "raised": _raised(progress),
             "params": best.params,
             "config": best.user_attrs["config"],
         }
         study.set_user_attr("final", final)
     log(_describe(spec, final))
     return final
+
+
+def _raised(runs):
+    """The final runs (indices) that raised: no value stored for them in ``runs``
+    (``{"seeds": […], "values": {index: value}}``; a diverged run stores None)."""
+    values = runs.get("values", {})
+    return [i for i in range(len(runs.get("seeds", []))) if str(i) not in values]
 
 
 def _describe(spec, final):

@@ -170,6 +170,15 @@ def _arpack(solver, op, rng, **options):
         raise
 
 
+def _nothing_new(found, known, k):
+    """Whether the deflated operator's values ``found`` add nothing to the ``known`` ones
+    (moduli, descending): all zero, or none above the k-th known."""
+    top = np.abs(found).max()
+    if top <= _ZERO * (known[0] if known.size else 0.0):
+        return True  # nothing left: the rest of the top is 0
+    return known.size >= k and top <= known[k - 1] * (1 + _MARGIN)
+
+
 def _padded(values, residuals, k):
     """``k`` values: those found, then zeros (exact: the operator had nothing left)."""
     missing = max(k - values.size, 0)
@@ -216,9 +225,7 @@ def iterative_singular(op, k, tol, maxiter, seed):
         if result is None:
             break
         _, found, found_vt = result
-        if found.max() <= _ZERO * (values[0] if values.size else 0.0):
-            break  # nothing left: the rest of the top is 0
-        if values.size >= k and found.max() <= values[k - 1] * (1 + _MARGIN):
+        if _nothing_new(found, values, k):
             break
         before = basis.shape[1]
         basis, images = _extend(basis, images, found_vt.T, op)
@@ -251,9 +258,7 @@ def iterative_eigen(op, k, tol, maxiter, ncv, seed):
         if result is None:
             break
         found, vectors = result
-        if np.abs(found).max() <= _ZERO * (moduli[0] if moduli.size else 0.0):
-            break  # nothing left: the rest of the top is 0
-        if moduli.size >= k and np.abs(found).max() <= moduli[k - 1] * (1 + _MARGIN):
+        if _nothing_new(found, moduli, k):
             break
         # A conjugate pair spans a real invariant plane: keep both the real and imaginary parts.
         before = basis.shape[1]
