@@ -233,7 +233,8 @@ class OptimConfig:
     lr: Annotated[Real, Field(gt=0)] = 0.01
     weight_decay: Annotated[Real, Field(ge=0)] = 5e-4
     epochs: Annotated[Int, Field(ge=1)] = 200
-    # early stopping: stop after this many epochs without a better validation metric
+    # early stopping: stop after this many epochs without a better validation metric (0 and
+    # 1 both stop at the first such epoch, as Keras' and Lightning's EarlyStopping do)
     patience: Annotated[Int, Field(ge=0)] | None = None
     batch_size: Annotated[Int, Field(ge=1)] = 64  # graphs per batch, for many-graph datasets
     # Draw the training batches once (seeded) and shuffle only their order each epoch, so

@@ -14,6 +14,7 @@ import dgl
 import networkx as nx
 import numpy as np
 import pytest
+import scipy.sparse.linalg
 import torch
 import torch.nn.functional as F
 from dgl.nn import GraphConv
@@ -271,6 +272,41 @@ def test_a_jacobian_with_every_value_equal_is_measured_where_arpack_breaks_down(
     feat = torch.randn(300, 4)
     for measure in (top_singular_values, top_eigenvalue_moduli):
         np.testing.assert_allclose(measure(layer, graph, feat, k=3, tol=1e-10), 1.0, atol=1e-9)
+
+
+def test_where_arpack_breaks_down_on_a_block_too_large_to_form_block_iteration_measures_it(
+    monkeypatch,
+):
+    # As above, but with every block "too large to form": block iteration, not LAPACK.
+    from dgl_ssm.analysis import spectra
+
+    monkeypatch.setattr(spectra, "DENSE_FALLBACK", 0)
+    graph = ring(300)
+    layer = SSMLayer(GraphConv(4, 4), 4, SSMUpdate(4, input_scale=0.0))
+    feat = torch.randn(300, 4)
+    for measure in (top_singular_values, top_eigenvalue_moduli):
+        np.testing.assert_allclose(measure(layer, graph, feat, k=3, tol=1e-10), 1.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["singular", "eigen"])
+def test_block_iteration_finds_the_top_of_a_non_normal_jacobian(kind):
+    # The fallback on its own, on GIN with a random B (conjugate pairs, no symmetry): the
+    # dense spectrum's top values, each with a small residual.
+    from dgl_ssm.analysis.spectra import subspace_top
+
+    graph = one_big_component()
+    torch.manual_seed(1)
+    model = GINSSM(3, 4, 2, num_layers=2, input="random", input_scale=1.0).eval()
+    layer_in = layer_inputs(model, graph, torch.randn(140, 3))[1]
+    jac = dense_layer_jacobian(model.layers[1], layer_in.graph, layer_in.feat).numpy()
+    singular, moduli = dense_top(jac, 4)
+    values, residuals = subspace_top(scipy.sparse.linalg.aslinearoperator(jac), 4, kind,
+                                     tol=1e-10, seed=0)  # fmt: skip
+    np.testing.assert_allclose(np.abs(values), singular if kind == "singular" else moduli,
+                               rtol=1e-7)  # fmt: skip
+    assert residuals.max() <= 1e-9 * np.abs(values).max()
+    with pytest.raises(RuntimeError, match="larger tol.*or a larger maxiter"):
+        subspace_top(scipy.sparse.linalg.aslinearoperator(jac), 4, kind, tol=1e-10, maxiter=2)
 
 
 def test_a_layer_that_couples_components_is_solved_as_one_block():

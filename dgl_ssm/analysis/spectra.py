@@ -10,8 +10,9 @@ answer exact:
    on its own, so its Jacobian is block diagonal and the spectrum is the union of the
    blocks' spectra. Small blocks (at most :data:`DENSE_BLOCK` coordinates) are formed densely
    all at once (one backward pass per row of the largest) and decomposed by LAPACK; each
-   larger block is solved matrix-free (densely after all, up to :data:`DENSE_FALLBACK`
-   coordinates, if ARPACK breaks down on it). A random probe checks that the layer really is
+   larger block is solved matrix-free: by ARPACK, or where ARPACK breaks down on it, densely
+   up to :data:`DENSE_FALLBACK` coordinates and by block iteration above
+   (:func:`subspace_top`). A random probe checks that the layer really is
    block diagonal; if not, the whole Jacobian is one block. Groups of blocks may come from
    different operators, their tops merged by :func:`largest_of`:
    :mod:`dgl_ssm.analysis.jacobian` takes every component but the largest from the layer on
@@ -299,12 +300,55 @@ def top_of_spectrum(op, blocks, k, kind, *, tol, maxiter, ncv=None, seed=0):
                 parts.append(iterative_eigen(block, k, tol, maxiter, ncv, seed))
         except ArpackError:
             # ARPACK breaks down when every value is equal (Λ = I, B = 0: J = I; any start is
-            # then an exact singular vector). A block that fits in memory is solved densely.
+            # then an exact singular vector). A block that fits in memory is solved densely,
+            # a larger one by block iteration, which such spectra do not trouble.
             if max(rows.size, cols.size) > DENSE_FALLBACK:
-                raise
+                parts.append(subspace_top(block, k, kind, tol, maxiter, seed))
+                continue
             (mat,) = dense_blocks(op, [(rows, cols)])
             parts.append(dense_singular(mat) if kind == "singular" else dense_eigen(mat))
     return largest_of(parts, k)
+
+
+def subspace_top(op, k, kind, tol, maxiter=None, seed=0):
+    """The top ``k`` values of ``op`` (with residuals) by block subspace iteration and a
+    Rayleigh–Ritz step on each block: the matrix-free fallback where ARPACK breaks down.
+
+    A block of random starts spans every copy of a repeated value at once, where a Krylov
+    method started from one vector stops (J = I). Each step multiplies the block by J (and
+    Jᵀ, for singular values); it stops when every one of the top ``k`` residuals is within
+    ``tol`` (at least 64 ulps) of the largest value, and raises after ``maxiter`` steps
+    (default 1000) without getting there.
+    """
+    rng = np.random.default_rng(seed)
+    # Spare columns: each step cuts the error by |value number width + 1| / |value number k|.
+    width = min(op.shape[1], 2 * k + 8)
+    basis = np.linalg.qr(rng.standard_normal((op.shape[1], width)))[0]
+    floor = max(tol, 64 * np.finfo(float).eps)
+    steps = maxiter or 1000
+    for _ in range(steps):
+        images = op.matmat(basis)
+        if kind == "singular":
+            left, values, right_t = np.linalg.svd(images, full_matrices=False)
+            left, values, right = left[:, :k], values[:k], basis @ right_t[:k].T
+            residuals = np.linalg.norm(op.rmatmat(left) - right * values, axis=0)
+            following = op.rmatmat(images)  # JᵀJ: the power step for singular vectors
+        else:
+            values, small = scipy.linalg.eig(basis.T @ images)
+            order = np.argsort(-np.abs(values), kind="stable")[:k]
+            values, small = values[order], small[:, order]
+            small = small / np.linalg.norm(small, axis=0)
+            residuals = np.linalg.norm(images @ small - basis @ (small * values), axis=0)
+            following = images
+        if residuals.max() <= floor * np.abs(values).max(initial=0.0):
+            return _padded(values, residuals, k)
+        basis = np.linalg.qr(following)[0]
+    raise RuntimeError(
+        f"ARPACK broke down on a block of {op.shape[1]} coordinates, and block iteration "
+        f"left residuals of up to {residuals.max():.2e} (against a largest value of "
+        f"{np.abs(values).max():.2e}) after {steps} steps. Pass a larger tol (now {tol:g}) "
+        f"or a larger maxiter."
+    )
 
 
 def largest_of(parts, k):
