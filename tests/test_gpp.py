@@ -575,3 +575,16 @@ def test_mixture_statistics_match_the_published_measurement(full):
     assert 6.0 < degree < 8.5, degree
     assert 40 < diameter.var() < 75, diameter.var()
     assert 0.08 < np.mean(disconnected) < 0.19, np.mean(disconnected)
+
+
+def test_a_data_seed_past_the_generators_counter_is_refused_with_its_range():
+    """Seed s numbers its draws from s·10⁶, and numpy's RandomState stops at 2³² − 1: seeds
+    from 4295 on failed with numpy's own message, which blamed the user's seed as a whole."""
+    from dgl_ssm_bench.datasets import get_dataset
+    from dgl_ssm_bench.datasets.gpp import MAX_SEED
+
+    assert MAX_SEED == 4293 and (MAX_SEED + 1) * 10**6 <= 2**32
+    with pytest.raises(ValueError, match=r"GPP data seed .* from 0 to 4293, got 4295"):
+        get_dataset("gpp_sssp", seed=4295, sizes=(10, 5, 5))
+    data = get_dataset("gpp_sssp", seed=MAX_SEED, sizes=(10, 5, 5))
+    assert len(data.graphs["train"]) == 10

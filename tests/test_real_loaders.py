@@ -8,6 +8,7 @@ import json
 import pickle
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,7 +132,9 @@ def test_a_file_that_is_no_npz_at_all_is_named(tmp_path):
                    str(local / "minesweeper.npz"))  # fmt: skip
 
 
-def test_a_download_that_leaves_no_file_says_how_to_use_local_files(tmp_path, monkeypatch):
+def test_a_download_that_leaves_no_file_says_how_to_use_local_files(
+    tmp_path, monkeypatch, data_dir
+):
     # Offline, DGL's download reports its failure, returns, and DGL then reads a file that is
     # not there: a bare ENOENT on a staged path the user never named.
     import dgl.data.dgl_dataset
@@ -143,6 +146,18 @@ def test_a_download_that_leaves_no_file_says_how_to_use_local_files(tmp_path, mo
     message = str(error.value)
     assert "Could not load minesweeper" in message and "minesweeper.npz is missing" in message
     assert "--data-dir" in message and "\n" not in message
+    # DGL's download makes the dataset's folder before fetching, and DGL downloads only when
+    # that folder is missing: left empty, it stopped every later run from downloading.
+    assert "the empty folder it left" in message
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+
+    def download(self):  # the network is back (DGL's download makes the folder first)
+        Path(self.raw_path).mkdir(parents=True)
+        shutil.copyfile(data_dir / "heterophilous" / "minesweeper.npz",
+                        Path(self.raw_path) / f"{self.name}.npz")  # fmt: skip
+
+    monkeypatch.setattr(dgl.data.MinesweeperDataset, "download", download)
+    assert load_heterophilous("minesweeper", None, tmp_path / "cache").graph.num_nodes() == 10000
 
 
 def test_staged_copy_follows_its_source(data_dir, tmp_path):

@@ -91,6 +91,9 @@ TASKS = ("diameter", "sssp", "eccentricity")
 BASE_KEEP = 0.9  # PNA's BASE_P
 MAX_TRIES = 10_000
 SEED_STRIDE = 1_000_000  # more draws than a dataset of the default sizes makes (≈ 10⁴)
+# The largest data seed: its counter, up to a stride past seed · SEED_STRIDE, must stay a
+# seed numpy's RandomState takes (below 2³²).
+MAX_SEED = 2**32 // SEED_STRIDE - 1
 
 
 def _largest_divisor_up_to_root(n):
@@ -293,6 +296,12 @@ def generate_gpp(seed=0, sizes=SIZES, min_nodes=MIN_NODES, batches=BATCHES):
     ``feat``, ``sssp`` and ``eccentricity``.
     """
     sizes, batches = _check_sizes(sizes), _check_batches(batches)
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(
+            f"The GPP data seed (--data-seed, data.options.seed) must be from 0 to {MAX_SEED}, "
+            f"got {seed}: seed s numbers its graphs' random draws from s·{SEED_STRIDE:,}, and "
+            "numpy's RandomState takes seeds below 2**32."
+        )
     result, seed = {}, int(seed) * SEED_STRIDE
     for split, count, split_batches in zip(SPLITS, sizes, batches):
         counts = split_node_counts(count, split_batches, int(min_nodes))

@@ -65,7 +65,8 @@ def load_heterophilous(name, data_dir_path=None, cache_path=None, verbose=False)
     with exclusive(raw_path):
         if local is not None:
             files = [_stage(key, internal, local, raw_path)]
-        with download_errors(key, f"{key}.npz", SOURCE), corrupt_files(files, raw_path, SOURCE):
+        with (download_errors(key, f"{key}.npz", SOURCE, raw_path),
+              corrupt_files(files, raw_path, SOURCE)):  # fmt: skip
             dataset = dataset_class(raw_dir=str(cache), verbose=verbose)
         if local is not None:
             seal(raw_path)

@@ -33,7 +33,7 @@ import torch
 from ..files import atomic_write
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
-from .staging import exclusive
+from .staging import download_errors, exclusive
 
 INSTALL_HINT = 'pip install "dgl-ssm[ogb]"'
 
@@ -173,7 +173,9 @@ def load_ogbn_arxiv(data_dir_path=None, cache_path=None, verbose=False):
     with exclusive(root / ARXIV_FOLDER):  # runs side by side stage and process it in turn
         if local is not None:
             _stage_arxiv(local, root / ARXIV_FOLDER, release)
-        with _no_stdin_prompt(root / ARXIV_FOLDER), _quiet(verbose):
+        with (download_errors(ARXIV, f"OGB's {ARXIV_FOLDER}/ folder (or arxiv.zip unpacked)",
+                              ARXIV_URL),
+              _no_stdin_prompt(root / ARXIV_FOLDER), _quiet(verbose)):  # fmt: skip
             dataset = DglNodePropPredDataset(name=ARXIV, root=str(root))
             split = dataset.get_idx_split()
     graph, labels = dataset[0]

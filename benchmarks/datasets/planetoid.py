@@ -39,7 +39,7 @@ def load_planetoid(name, data_dir_path=None, cache_path=None, verbose=False):
     with exclusive(raw_path):
         if local is not None:  # DGL reads ind.<internal name>.*, e.g. ind.cora_v2.x
             stage_files({source / f: f.replace(name, internal, 1) for f in needed}, raw_path)
-        with (download_errors(name, ", ".join(needed), SOURCE),
+        with (download_errors(name, ", ".join(needed), SOURCE, raw_path),
               corrupt_files(files, raw_path, SOURCE)):  # fmt: skip
             graph = dataset_class(raw_dir=str(cache), verbose=verbose)[0]
         if local is not None:

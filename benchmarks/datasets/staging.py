@@ -179,20 +179,28 @@ def _readable(path):
 
 
 @contextlib.contextmanager
-def download_errors(dataset, needed, source):
-    """Turn a failed download into one clear line that says how to use local files."""
+def download_errors(dataset, needed, source, folder=None):
+    """Turn a failed download into one clear line that says how to use local files. DGL's
+    download makes the dataset's ``folder`` before it fetches, and DGL downloads only while
+    that folder is missing: one a failed download left empty is removed, so the next run
+    tries again."""
     try:
         yield
     except (OSError, ConnectionError) as error:
+        removed = ""
+        if folder is not None and Path(folder).is_dir():
+            if not any(p.is_file() for p in Path(folder).rglob("*")):
+                shutil.rmtree(folder)
+                removed = f" (the empty folder it left, {folder}, is removed: a run tries again)"
         if isinstance(error, FileNotFoundError):  # the download "succeeded" with no file
             raise RuntimeError(
                 f"Could not load {dataset}: {error.filename or error} is missing (a download "
-                f"that failed, or a staged copy removed). Without internet, put {needed} in a "
-                f"folder and pass it with --data-dir (or set DGL_SSM_DATA); the files are at "
-                f"{source}."
+                f"that failed, or a staged copy removed){removed}. Without internet, put "
+                f"{needed} in a folder and pass it with --data-dir (or set DGL_SSM_DATA); the "
+                f"files are at {source}."
             ) from None
         raise RuntimeError(
-            f"Could not download {dataset} ({type(error).__name__}). Without internet, put "
-            f"{needed} in a folder and pass it with --data-dir (or set DGL_SSM_DATA); the "
-            f"files are at {source}."
+            f"Could not download {dataset} ({type(error).__name__}){removed}. Without "
+            f"internet, put {needed} in a folder and pass it with --data-dir (or set "
+            f"DGL_SSM_DATA); the files are at {source}."
         ) from None
