@@ -96,7 +96,7 @@ def parameter_count(model):
 # would also have the trainer rewire the graph. max_hop and delay are ignored, as by every
 # one-hop model.)
 _NOT_FOR_BASELINES = (
-    "residual", *ModelConfig.SSM_FIELDS, "hop_mode", "calibrate", "head_activation",
+    "residual", *ModelConfig.SSM_FIELDS, "hop_mode", "calibrate", "head_activation", "norm",
 )  # fmt: skip
 
 
@@ -107,6 +107,8 @@ def _check_baseline_options(config):
         given.append("conv_option")  # the flag is --conv-option KEY=VALUE
     if config.checkpoint:
         given.append("checkpoint")
+    if config.activation != ModelConfig.activation:  # each has its own (ReLU, GELU)
+        given.append("activation")
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise ValueError(

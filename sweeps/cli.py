@@ -20,7 +20,7 @@ from dgl_ssm_bench.device import device_argument
 from .leaderboard import LeaderboardError
 from .pruners import PRUNERS
 from .storage import DEFAULT_STORAGE, StorageError, redact
-from .suites import SUITES, suite_studies
+from .suites import SUITES, suite_output, suite_storage, suite_studies
 
 # (A search space's SpaceError is a ValueError.) The runner, and with it torch and DGL, are
 # imported only by the commands that train, so the leaderboard's tables and its bad-input
@@ -141,15 +141,15 @@ def suite_parser(prog="dgl-ssm leaderboard", default_suite=None):
                         help="suite of sweeps to run first (resumed if already there)")  # fmt: skip
     parser.add_argument(
         "--out",
-        default="runs/leaderboard",
-        help="folder for tables and plots (default: %(default)s)",
+        help="folder for tables and plots (default: runs/SUITE/leaderboard with --suite, else "
+        "runs/leaderboard)",
     )
     parser.add_argument("--depth-select", choices=("val", "test"), default="val",
                         help="trial per depth in the depth plots: best val or test")  # fmt: skip
     parser.add_argument(
         "--storage",
-        default=DEFAULT_STORAGE,
-        help="Optuna storage URL (default: %(default)s, relative to the current folder)",
+        help="Optuna storage URL (default: sqlite:///runs/SUITE/optuna.db with --suite, each "
+        f"suite a file of its own, else {DEFAULT_STORAGE}; relative to the current folder)",
     )
     suite_run = parser.add_argument_group("running the suite (only with --suite)")
     parser.suite_only = add_sweep_options(suite_run, storage=False)
@@ -169,6 +169,10 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
     """``dgl-ssm leaderboard [--suite NAME]``: returns the exit code (2: bad input)."""
     parser = suite_parser(prog, default_suite)
     args = parser.parse_args(argv)
+    if args.storage is None:
+        args.storage = DEFAULT_STORAGE if args.suite is None else suite_storage(args.suite)
+    if args.out is None:
+        args.out = "runs/leaderboard" if args.suite is None else suite_output(args.suite)
     if args.suite is None:
         from . import leaderboard
 

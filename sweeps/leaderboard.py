@@ -12,10 +12,14 @@ trial, ``value`` (validation) and user attrs ``test``, ``status``, ``config``) a
 - ``depth_<dataset>.png`` (test metric vs number of layers) and ``summary.png``.
 
 The same storage gives the same bytes: orderings sorted, fixed float formats, no timestamp,
-path or PNG software stamp. A published number (:mod:`dgl_ssm_bench.references`) is *comparable*,
-and set in the main table, when some finished study of ours in its column has its data version
-(where it names one), its protocol and, for a model this project implements
-(``Reference.model``: the heterophily GCN is ``gcn_platonov``, not a bare ``gcn``), that model.
+path or PNG software stamp. A dataset has a column per protocol and data version of its
+finished studies, so a column ranks like with like. A published number
+(:mod:`dgl_ssm_bench.references`) is *comparable*, and set in the main table, when some
+finished study of ours in its column has its data version (where it names one), its protocol
+and, for a model this project implements (``Reference.model``: the heterophily GCN is
+``gcn_platonov``, not a bare ``gcn``), that model in its variant (``Reference.variant``: a
+plain stack, a random Λ, …), as the study's best configuration shows. A final evaluation of a
+trial that is no longer the study's best is not ranked.
 """
 
 import argparse
@@ -76,8 +80,9 @@ def _final(raw):
     n = sum(_number(v, True) for v in values) if isinstance(values, list) else None
     failed = len(values) - n if isinstance(values, list) else 0
     n = len(seeds) if n is None and isinstance(seeds, list) else n
-    std = None if std is None else float(std)
-    return dict(final=True, mean=float(mean), std=std, n=n, failed=failed)
+    std = None if std is None or n == 1 else float(std)  # one run has no spread to show
+    return dict(final=True, mean=float(mean), std=std, n=n, failed=failed,
+                config=raw.get("config"), final_trial=raw.get("trial"))  # fmt: skip
 
 
 def _depth(config):
@@ -104,7 +109,7 @@ def _read_study(storage, summary):
     if metric in METRICS and (expected := METRICS[metric].direction) != direction:
         raise _Skip(f"metric {metric!r} is to be {expected}d, but direction is {direction!r}")
     row = dict(name=name, **{k: attrs[k] for k in KEYS}, final=False, mean=math.nan, std=None,
-               n=None, failed=0, problem=None)  # fmt: skip
+               n=None, failed=0, problem=None, config=None, final_trial=None)  # fmt: skip
     row.update({k: attrs[k] if isinstance(attrs.get(k), str) else None
                 for k in ("protocol", "data_version")})  # fmt: skip
     if attrs.get("final") is not None:
@@ -121,10 +126,27 @@ def _read_study(storage, summary):
     row["n_complete"] = len(table)
     # Diverged runs and runs without a test score say nothing about the model's quality.
     ok = (table.user_attrs_status.fillna("ok") == "ok") & table.value.map(_number, finite=True)
+    if row["final"] and (stale := _stale(row["final_trial"], table[ok.astype(bool)], direction)):
+        row.update(final=False, problem=stale)
+        log.warning("study %r: %s; listed with the unfinished sweeps", name, stale)
     table = table[(ok & table.user_attrs_test.map(_number, finite=True)).astype(bool)]
     trials = [name, table.number, table.value, table.user_attrs_test,
               table.user_attrs_config.map(_depth)]  # fmt: skip
     return row, pd.DataFrame(dict(zip(TRIALS, trials))).astype({"val": float, "test": float})
+
+
+def _stale(final_trial, complete, direction):
+    """Why a final evaluation is not of the study's best trial now (trials run after it, or
+    an evaluation interrupted before it was redone), or ""."""
+    if complete.empty or not _number(final_trial):  # (a final that names no trial: unknown)
+        return ""
+    sign = -1.0 if direction == "maximize" else 1.0
+    best = int(complete.assign(rank=sign * complete.value.astype(float))
+               .sort_values(["rank", "number"]).number.iloc[0])  # fmt: skip
+    if final_trial == best:
+        return ""
+    return (f"the final evaluation is of trial {final_trial}, but trial {best} is best now: "
+            "run the sweep again to evaluate it")  # fmt: skip
 
 
 def read_studies(storage):
@@ -149,7 +171,8 @@ def read_studies(storage):
         rows.append(row)
         trials.append(usable)
     studies = pd.DataFrame(rows, columns=["name", *KEYS, "protocol", "data_version", "final",
-                           "mean", "std", "n", "failed", "problem", "n_complete"])  # fmt: skip
+                           "mean", "std", "n", "failed", "problem", "n_complete", "config",
+                           "final_trial"])  # fmt: skip
     trials = pd.concat(trials, ignore_index=True) if trials else pd.DataFrame(columns=TRIALS)
     return studies.set_index("name"), trials, skipped
 
@@ -212,7 +235,40 @@ def place_reference(ref, studies):
                         f"no {ref.model} study of this data and protocol has finished (ours: "
                         f"{_listed(same.backbone)})")  # fmt: skip
         same = model
+    if ref.variant is not None:
+        why = {name: ref.variant(config) for name, config in same.config.items()}
+        if not (same := same[[not why[name] for name in same.index]]).empty:
+            return tuple(same.index), ""
+        return (), "other variant: " + "; ".join(f"{why[name]} (`{name}`)" for name in why)
     return tuple(same.index), ""
+
+
+def table_columns(studies):
+    """The main table's columns: one per dataset, metric, protocol and data version of the
+    finished studies (so a column only ranks like with like; a dataset with none finished
+    has one), with its ``header`` (protocol and data version said where a dataset has
+    several columns) and its studies' names (an unfinished study in the column of its kind,
+    or in its dataset's first)."""
+    keys = [*KEYS[1:], "protocol", "data_version"]
+    tagged = studies.assign(protocol=studies.protocol.fillna(""),
+                            data_version=studies.data_version.fillna(""))  # fmt: skip
+    finished = tagged.final.astype(bool)
+    unseen = ~tagged.set_index(KEYS[1:3]).index.isin(tagged[finished].set_index(KEYS[1:3]).index)
+    shown = pd.concat([tagged[finished][keys], tagged[unseen][KEYS[1:]]])  # untagged: no final
+    columns = shown.fillna("").drop_duplicates().sort_values(keys, ignore_index=True)
+    several = columns.groupby(["dataset", "metric"]).dataset.transform("size") > 1
+    columns["header"] = [
+        f"{d} ({m} {ARROWS[x]})" + (f" [{p or 'no protocol'}{', ' + v if v else ''}]" if more
+                                    else "")
+        for (d, m, x, p, v), more in zip(columns[keys].to_numpy(), several)
+    ]  # fmt: skip
+    own = {tuple(k): h for k, h in zip(columns[keys].to_numpy(), columns.header)}
+    first = columns.drop_duplicates(KEYS[1:3]).set_index(KEYS[1:3]).header
+    member = {name: own.get(tuple(row[keys]), first[(row.dataset, row.metric)])
+              for name, row in tagged.iterrows()}  # fmt: skip
+    columns["studies"] = [tuple(n for n, h in member.items() if h == header)
+                          for header in columns.header]  # fmt: skip
+    return columns[[*KEYS[1:], "header", "studies"]]
 
 
 def build_table(studies, references=REFERENCES):
@@ -220,8 +276,8 @@ def build_table(studies, references=REFERENCES):
     order (ours by backbone, then the comparable published numbers; columns sorted by dataset);
     the column headers; each reference of those columns as ``(ref, header, matched, reason)``.
     """
-    columns = studies[KEYS[1:]].drop_duplicates().sort_values(KEYS[1:], ignore_index=True)
-    columns["header"] = [f"{d} ({m} {ARROWS[x]})" for d, m, x in columns.to_numpy()]
+    columns = table_columns(studies)
+    header_of = {name: h for h, names in zip(columns.header, columns.studies) for name in names}
     ours = studies[studies.final.astype(bool)].sort_values(KEYS[:3])
     ours = ours.assign(label=ours.backbone.map(display_name), source="ours",
                        smoke=ours.protocol == SMOKE)  # fmt: skip
@@ -230,23 +286,30 @@ def build_table(studies, references=REFERENCES):
     paper, placements = [], []
     for ref in references:
         column = columns[(columns.dataset == ref.dataset) & (columns.metric == ref.metric)]
-        if not column.empty:
-            placements.append((ref, column.header.iloc[0], *place_reference(ref, studies)))
-            if placements[-1][2]:
-                paper.append((_reference_label(ref), ref.dataset, ref.metric, ref.mean, ref.std))
-    paper = pd.DataFrame(paper, columns=["label", "dataset", "metric", "mean", "std"])
+        if column.empty:
+            continue
+        matched, reason = place_reference(ref, studies)
+        # Matched studies share the reference's data and protocol: they are in one column.
+        header = header_of[matched[0]] if matched else column.header.iloc[0]
+        matched = tuple(name for name in matched if header_of[name] == header)
+        placements.append((ref, header, matched, reason))
+        if matched:
+            paper.append((_reference_label(ref), header, ref.protocol, ref.data, ref.mean,
+                          ref.std))  # fmt: skip
+    paper = pd.DataFrame(paper, columns=["label", "header", "protocol", "data_version", "mean",
+                                         "std"])  # fmt: skip
     order = {label: i for i, label in enumerate(dict.fromkeys([*ours.label, *paper.label]))}
-    paper = paper.drop_duplicates(["label", "dataset", "metric"], keep="last")
-    cells = pd.concat([ours.drop(columns="direction"),
-                       paper.assign(source="paper", failed=0, smoke=False)])  # fmt: skip
-    cells = cells.merge(columns.reset_index(names="column"), on=["dataset", "metric"])
+    paper = paper.drop_duplicates(["label", "header"], keep="last")
+    ours = ours.assign(header=ours.index.map(header_of)).drop(columns=KEYS[1:])
+    cells = pd.concat([ours, paper.assign(source="paper", failed=0, smoke=False)])
+    cells = cells.merge(columns.drop(columns="studies").reset_index(names="column"), on="header")
     cells = cells.assign(row=cells.label.map(order)).sort_values(["row", "column"])
     rounded = cells["mean"].map(lambda m: round(m, DECIMALS) if math.isfinite(m) else math.nan)
     signed = rounded.where(cells.direction == "minimize", -rounded)  # equal as shown: all best
     # A cell some of whose final runs failed is not ranked: its mean is over the runs that
     # survived, so a model that diverged on most seeds could win on the one it did not.
     signed = signed.where(cells.failed.fillna(0) == 0)
-    cells["best"] = signed == signed.groupby([cells.dataset, cells.metric]).transform("min")
+    cells["best"] = signed == signed.groupby(cells.column).transform("min")
     cells["text"] = [_text(m, s) for m, s in zip(cells["mean"], cells["std"])]
     cells["count"] = [
         "" if pd.isna(n) else f"(n={n:.0f}" + (f", {f:.0f} failed" if f else "")
@@ -308,9 +371,11 @@ def render_markdown(studies, trials, cells, headers, placements, skipped):
         "the best configuration (chosen on validation) re-run, from each study's `final`. "
         "Published (cited in the row label): set beside ours only where comparable, i.e. same "
         "data version and protocol and, for a model this project implements, our study of that "
-        "model; the others are listed below as context. ± only where published. **Bold**: best "
-        "in the column among all rows (↑ higher / ↓ lower is better; equal at 4 decimals → all "
-        f"bold; a cell with failed final runs is not ranked). {DASH}: no result.", "",
+        "model in the same variant; the others are listed below as context. A dataset whose "
+        "studies ran under several protocols or data versions has a column for each, named in "
+        "[brackets]. ± only where published and n > 1. **Bold**: best in the column among all "
+        "rows (↑ higher / ↓ lower is better; equal at 4 decimals → all bold; a cell with failed "
+        f"final runs is not ranked). {DASH}: no result.", "",
     ]  # fmt: skip
     shown = cells.text.where(~cells.best, "**" + cells.text + "**") + " " + cells["count"]
     grid = _grid(cells.assign(md=shown.str.strip()), headers, "md", DASH)
@@ -353,14 +418,21 @@ def render_markdown(studies, trials, cells, headers, placements, skipped):
 
 
 def render_csv(cells):
-    """The main table in long form, one line per (model, dataset), sorted."""
+    """The main table in long form, one line per (model, column), sorted; a smoke-size study
+    says so in ``protocol``."""
+
+    def text(values):
+        return values.map(lambda v: v if isinstance(v, str) else "")
+
     return pd.DataFrame({
         "model": cells.label, "source": cells.source, "dataset": cells.dataset,
-        "metric": cells.metric, "direction": cells.direction, "mean": cells["mean"].map(repr),
+        "metric": cells.metric, "direction": cells.direction,
+        "protocol": text(cells.protocol), "data_version": text(cells.data_version),
+        "mean": cells["mean"].map(repr),
         "std": cells["std"].map(lambda s: "" if pd.isna(s) else repr(s)),
         "n": cells.n.map(lambda n: "" if pd.isna(n) else f"{n:.0f}"),
         "best": cells.best.map({True: "true", False: "false"}),
-    }).sort_values(["dataset", "metric", "source", "model"]).to_csv(
+    }).sort_values(["dataset", "metric", "protocol", "data_version", "source", "model"]).to_csv(
         index=False, lineterminator="\n")  # fmt: skip
 
 
@@ -488,11 +560,11 @@ def _build(storage_url, out_dir, depth_select="val"):
     }
     outputs = {name: text.encode() for name, text in outputs.items()}
     curves = depth_curves(studies, trials, depth_select)
-    columns = studies[KEYS[1:]].drop_duplicates().sort_values(KEYS[1:])
-    for (dataset, metric, direction), header in zip(columns.to_numpy(), headers):
-        twice = (columns.dataset == dataset).sum() > 1  # one dataset scored in two metrics
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset}_{metric}" if twice else dataset)
-        mine = studies[(studies.dataset == dataset) & (studies.metric == metric)]
+    columns = table_columns(studies)
+    for dataset, metric, direction, header, names in columns.to_numpy():
+        twice = (columns.dataset == dataset).sum() > 1  # two metrics, protocols or data
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", header if twice else dataset).strip("_")
+        mine = studies.loc[list(names)]
         if mine := {b: curves[s] for b, s in sorted(zip(mine.backbone, mine.index)) if s in curves}:
             refs = [p[0] for p in placements if p[1] == header and p[2] and not p[0].version
                     and p[0].model in mine]  # fmt: skip

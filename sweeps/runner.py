@@ -76,6 +76,7 @@ from .storage import (
     redact,
     trial_lock,
 )
+from .suites import suite_storage
 
 MAX_ERRORS_IN_A_ROW = 3  # trials of one worker that raise in a row before the sweep stops
 INTERRUPT_GRACE_S = 30  # how long workers get to re-queue their trials after Ctrl-C
@@ -112,6 +113,13 @@ class SweepSpec:
         return load_space(self.space or find_space(self.backbone, self.dataset))
 
     def base_config(self, space):
+        """The run config of the space's fixed values (what every trial shares)."""
+        return self.trial_config(space, {})
+
+    def trial_config(self, space, values):
+        """The run config of a trial with the searched ``values``. A space's k-hop settings
+        (``model.max_hop``, ``model.past_max_hop``) serve its k-hop backbones: a one-hop
+        twin is built without them (it would ignore them, and dgl_ssm refuses that)."""
         config = RunConfig()
         config.model.name, config.data.name, config.device = (
             self.backbone,
@@ -119,7 +127,10 @@ class SweepSpec:
             self.device,
         )
         config.data.data_dir, config.data.cache_dir = self.data_dir, self.cache_dir
-        return apply_values(config, space.fixed)
+        config = apply_values(apply_values(config, space.fixed), values)
+        if not config.model.is_khop:
+            config.model.max_hop = config.model.past_max_hop = None
+        return config
 
 
 def validate(spec: SweepSpec):
@@ -144,7 +155,7 @@ def validate(spec: SweepSpec):
                        for choice in param["choices"][1:]]  # fmt: skip
     for what, values in probes:
         try:
-            validate_run(apply_values(spec.base_config(space), values))
+            validate_run(spec.trial_config(space, values))
         except (ValueError, TypeError) as error:
             raise SpaceError(f"search space {space.name!r}, {what}: {error}") from None
 
@@ -315,9 +326,11 @@ def _continue_command(spec, attrs):
     """The command that continues a study with the user attrs ``attrs``."""
     # The study's own storage: without it the command would open the default one.
     shown = shlex.quote(redact(spec.storage, spec.storage))  # pasted into a shell
-    storage = "" if spec.storage == DEFAULT_STORAGE else f" --storage {shown}"
-    if attrs.get("suite"):
-        return f"dgl-ssm leaderboard --suite {attrs['suite']}{storage}"
+    suite = attrs.get("suite")
+    default = suite_storage(suite) if suite else DEFAULT_STORAGE
+    storage = "" if spec.storage == default else f" --storage {shown}"
+    if suite:
+        return f"dgl-ssm leaderboard --suite {suite}{storage}"
     space = attrs.get("space_arg") or attrs.get("space")
     return (
         f"dgl-ssm sweep --backbone {spec.backbone} --dataset {spec.dataset}"
@@ -567,7 +580,7 @@ def _run_trial(spec, space, data, study, storage, trial, values, log, ctrl_c):
 
 
 def _train_trial(spec, space, data, study, storage, trial, values, log, ctrl_c):
-    config = apply_values(spec.base_config(space), values)
+    config = spec.trial_config(space, values)
     trial.set_user_attr("config", config.to_dict())
     trial.set_user_attr("threads", torch.get_num_threads())
     if space.max_params is not None:
@@ -674,11 +687,12 @@ def final_evaluation(spec: SweepSpec, log=print):
         if final and final.get("trial") == best.number and not final.get("raised"):
             log(_describe(spec, final))
             return final
-        runs = int(space.final.get("runs", 3))
-        # By default the seeds after the one the search trained with: run 0 with that seed
-        # (and split 0) would repeat the winning trial itself, whose score the search chose.
+        # The space's seeds (as many as its runs: checked when it loads), by default the
+        # seeds after the one the search trained with: run 0 with that seed (and split 0)
+        # would repeat the winning trial itself, whose score the search chose.
         searched = RunConfig.from_dict(best.user_attrs["config"]).seed
-        seeds = list(space.final.get("seeds") or range(searched + 1, searched + 1 + runs))[:runs]
+        runs = space.final.get("runs", 3)
+        seeds = list(space.final.get("seeds") or range(searched + 1, searched + 1 + runs))
         # Each finished run is stored at once, so an interrupted evaluation resumes where it
         # stopped (a GPP run at the paper's protocol takes an hour).
         progress = {"trial": best.number, "seeds": seeds, "values": {}}

@@ -53,7 +53,7 @@ import yaml
 
 import dgl_ssm
 from dgl_ssm.checks import check_choice, unknown_name
-from dgl_ssm_bench.config import DataConfig, ModelConfig, OptimConfig, RunConfig
+from dgl_ssm_bench.config import SEED_LIMIT, DataConfig, ModelConfig, OptimConfig, RunConfig
 
 SPACES = Path(__file__).resolve().parent / "spaces"
 SECTIONS = ("extends", "protocol", "max_params", "fixed", "search", "plain", "ssm", "final")
@@ -66,6 +66,10 @@ ONLY_FOR = {
     **{f"model.{f}": "ssm" for f in ModelConfig.SSM_FIELDS},
 }
 TYPES = ("float", "int", "categorical")
+# What the data are loaded from (once per study); ``data.options.*`` too.
+LOADED_ONCE = ("data.name", "data.data_dir", "data.cache_dir")
+# Options a fixed reference architecture has its own of (benchmarks.models refuses them).
+NOT_FOR_REFERENCES = ("model.norm", "model.activation")
 CONFIG_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig}
 
 
@@ -95,7 +99,10 @@ class SearchSpace:
         """The searched parameters for a backbone of ``kind`` (see :func:`backbone_kind`)."""
         check_choice("backbone kind", kind, KINDS)
         extra = {"plain": self.plain, "ssm": self.ssm}.get(kind, {})
-        return {**self.search, **extra}
+        params = {**self.search, **extra}
+        if kind == "reference":  # its own norm and activation: a searched one would be ignored
+            params = {k: v for k, v in params.items() if k not in NOT_FOR_REFERENCES}
+        return params
 
     def grid(self, kind):
         """Every point of the search for ``kind`` when all its keys are categorical (a finite
@@ -122,8 +129,9 @@ class SearchSpace:
                 )  # fmt: skip
             else:
                 values[key] = trial.suggest_float(
-                    key, spec["low"], spec["high"], log=spec.get("log", False)
-                )
+                    key, spec["low"], spec["high"], step=spec.get("step"),
+                    log=spec.get("log", False),
+                )  # fmt: skip
         return values
 
 
@@ -208,6 +216,12 @@ def _validate(space, path):
         for key, spec in getattr(space, section).items():
             where = f"{path}: {section}: {key}"
             _check_path(key, path, section)
+            if key in LOADED_ONCE or key.startswith("data.options."):
+                raise SpaceError(
+                    f"{where}: a study loads its data once, from the fixed values, so every "
+                    "trial would train on the same data whatever it records. Set it under "
+                    "'fixed:', with one study per value."
+                )
             if section != "search" and key in space.search:
                 raise SpaceError(
                     f"{where}: also in 'search:'; a knob both kinds of backbone have is searched "
@@ -232,15 +246,50 @@ def _validate(space, path):
                 raise SpaceError(f"{where}: needs numbers low <= high (got {low!r}, {high!r}).")
             if spec.get("log") and low <= 0:
                 raise SpaceError(f"{where}: log scale needs low > 0 (got {low!r}).")
+            if "step" in spec:
+                _check_step(spec, number, where)
             extra = set(spec) - {"type", "low", "high", "log", "step"}
             if extra:
                 raise SpaceError(f"{where}: unknown field(s) {', '.join(sorted(extra))}.")
             # A float between the bounds too: an integer option searched as float fails there.
             inside = [low + (high - low) / math.pi] if spec["type"] == "float" else []
             _try_values(key, [low, high, *inside], where)
-    unknown = set(space.final) - {"runs", "seeds"}
+    _check_final(space.final, path)
+
+
+def _check_step(spec, number, where):
+    step = spec["step"]
+    if isinstance(step, bool) or not isinstance(step, number) or not step > 0:
+        kind = "an integer" if spec["type"] == "int" else "a number"
+        raise SpaceError(f"{where}: step must be {kind} > 0 (got {step!r}).")
+    if spec.get("log") and (spec["type"] == "float" or step != 1):
+        raise SpaceError(f"{where}: a log scale takes no step (Optuna's rule); drop one.")
+
+
+def _check_final(final, path):
+    """``final: {runs: N, seeds: [...]}``: N ≥ 1 runs, distinct seeds, as many as the runs."""
+    unknown = set(final) - {"runs", "seeds"}
     if unknown:
         raise SpaceError(f"{path}: final: unknown key(s) {', '.join(sorted(unknown))}.")
+    runs, seeds = final.get("runs"), final.get("seeds")
+    if runs is not None and (isinstance(runs, bool) or not isinstance(runs, int) or runs < 1):
+        raise SpaceError(f"{path}: final: runs must be an integer ≥ 1 (got {runs!r}).")
+    if seeds is None:
+        return
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 <= x < SEED_LIMIT for x in seeds
+        )
+    ):
+        raise SpaceError(f"{path}: final: seeds must be a list of integers from 0 to "
+                         f"{SEED_LIMIT - 1} (got {seeds!r}).")  # fmt: skip
+    if len(set(seeds)) != len(seeds):
+        raise SpaceError(f"{path}: final: seeds {seeds} repeat a seed; each run needs its own.")
+    if runs is not None and runs != len(seeds):
+        raise SpaceError(f"{path}: final: runs: {runs} but {len(seeds)} seeds; give one seed "
+                         "per run, or drop runs (the seeds then say how many).")  # fmt: skip
 
 
 def _check_path(key, path, section):

@@ -248,11 +248,8 @@ def trial_lock(storage, study_name):
                 connection.commit()
         return
     # SQLite (one machine by nature) and anything else: a lock file per study.
-    folder = (
-        Path(url[len("sqlite:///") :]).resolve().parent
-        if url.startswith("sqlite:///")
-        else Path(tempfile.gettempdir())
-    )
+    target = _sqlite_target(url)  # (the file a SQLite URI-form URL names, too)
+    folder = target.parent if isinstance(target, Path) else Path(tempfile.gettempdir())
     digest = hashlib.sha1(f"{url}|{study_name}".encode()).hexdigest()[:16]
     with open(folder / f".optuna-{digest}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -46,6 +46,17 @@ SUITES = {
 }  # fmt: skip
 
 
+def suite_storage(name):
+    """Where suite ``name`` keeps its studies by default: a SQLite file of its own, so the
+    suites never meet in one storage (their studies share names, not spaces)."""
+    return f"sqlite:///runs/{name}/optuna.db"
+
+
+def suite_output(name):
+    """Where suite ``name`` writes its leaderboard by default."""
+    return f"runs/{name}/leaderboard"
+
+
 def suite_studies(name):
     """The ``(backbone, dataset, space, trials)`` of every study in suite ``name``."""
     from dgl_ssm.checks import check_choice  # here: the command line loads no torch to start

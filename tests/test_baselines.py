@@ -150,13 +150,19 @@ def test_repr_and_bad_input():
     assert allowed(no_loops, torch.randn(3, 3)).shape == (3, 2)
 
 
-def test_a_run_of_gcn_platonov_validates_and_refuses_plain_or_ssm_options():
+def test_a_run_of_gcn_platonov_validates_and_refuses_options_it_would_ignore():
     config = RunConfig(
         model=ModelConfig(name="gcn_platonov", hidden=512, num_layers=3, dropout=0.2),
         data=DataConfig(name="minesweeper"),
     )
     validate(config)  # builds the probe model, loads no data
-    for option, value in (("residual", True), ("state_scale", 1.0), ("hop_mode", "exact")):
+    for option, value in (
+        ("residual", True),
+        ("state_scale", 1.0),
+        ("hop_mode", "exact"),
+        ("norm", "batch"),
+        ("activation", "tanh"),
+    ):  # its own LN and GELU
         bad = RunConfig.from_dict(config.to_dict())
         setattr(bad.model, option, value)
         with pytest.raises(ValueError, match=f"--{option.replace('_', '-')}"):

@@ -100,10 +100,12 @@ def test_the_leaderboard_loads_neither_torch_nor_dgl(tmp_path):
 
 @pytest.mark.slow
 def test_the_installed_leaderboard_suite_end_to_end_and_its_regeneration(tmp_path):
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    first = command("dgl-ssm", "leaderboard", "--suite", "tiny", "--storage", storage,
-                    "--out", "board", cwd=tmp_path)  # fmt: skip
+    # By default a suite keeps its studies and tables in a folder of its own.
+    first = command("dgl-ssm", "leaderboard", "--suite", "tiny", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
+    storage = "sqlite:///runs/tiny/optuna.db"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["tiny"]
+    (tmp_path / "runs" / "tiny" / "leaderboard").rename(tmp_path / "board")
     table = (tmp_path / "board" / "leaderboard.md").read_text()
     assert "| GCN-SSM |" in table and "ring_transfer (accuracy ↑)" in table and "smoke" in table
     # Without --suite the command only rebuilds the tables: the same bytes from the storage.

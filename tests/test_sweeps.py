@@ -112,6 +112,21 @@ def test_spaces_inherit_and_override():
          r"valid integer"),
         ("search:\n  model.dropout: {type: categorical, choices: [0.1, 1.5]}\n",
          r"bad.yaml: search: model.dropout: ModelConfig: dropout = 1.5: should be less than 1"),
+        # The data load once per study: a searched data option would be recorded, not used.
+        ("search:\n  data.options.ring_size: {type: categorical, choices: [10, 30]}\n",
+         r"bad.yaml: search: data.options.ring_size: a study loads its data once.*'fixed:'"),
+        ("search:\n  data.name: {type: categorical, choices: [cora, citeseer]}\n",
+         r"bad.yaml: search: data.name: a study loads its data once"),
+        ("search:\n  model.num_layers: {type: int, low: 2, high: 8, step: 0}\n",
+         r"bad.yaml: search: model.num_layers: step must be an integer > 0 \(got 0\)"),
+        ("search:\n  model.hidden: {type: int, low: 8, high: 64, step: 8, log: true}\n",
+         r"bad.yaml: search: model.hidden: a log scale takes no step"),
+        ("search:\n  optim.lr: {type: float, low: 0.001, high: 0.1, step: 0.01, log: true}\n",
+         r"bad.yaml: search: optim.lr: a log scale takes no step"),
+        ("final: {runs: 2, seeds: 41}\n", r"bad.yaml: final: seeds must be a list of integers"),
+        ("final: {runs: 0}\n", r"bad.yaml: final: runs must be an integer ≥ 1 \(got 0\)"),
+        ("final: {runs: 3, seeds: [1, 2]}\n", r"bad.yaml: final: runs: 3 but 2 seeds"),
+        ("final: {seeds: [1, 1]}\n", r"bad.yaml: final: seeds \[1, 1\] repeat a seed"),
     ],
 )  # fmt: skip
 def test_malformed_space_names_file_key_and_reason(tmp_path, text, message):
@@ -130,7 +145,8 @@ def test_each_kind_of_backbone_gets_the_shared_keys_and_its_own():
     assert set(space.params("plain")) == shared | {"model.residual"}
     assert set(space.params("ssm")) == shared | {"model.state_scale", "model.input_scale",
                                                  "model.state"}  # fmt: skip
-    assert set(space.params("reference")) == shared
+    # A reference baseline has its own norm (and activation): searching it would change nothing.
+    assert set(space.params("reference")) == shared - {"model.norm"}
     with pytest.raises(ValueError, match="Unknown backbone kind 'gnn'"):
         space.params("gnn")
     # What a trial asks for, as the runner asks it: the residual knob for plain backbones only.
@@ -145,7 +161,7 @@ def test_a_trial_is_asked_for_each_parameter_as_its_space_writes_it(tmp_path):
     (tmp_path / "kinds.yaml").write_text(
         "search:\n"
         "  optim.lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}\n"
-        "  model.dropout: {type: float, low: 0.0, high: 0.5}\n"
+        "  model.dropout: {type: float, low: 0.0, high: 0.6, step: 0.3}\n"
         "  model.hidden: {type: int, low: 16, high: 256, log: true}\n"
         "  model.num_layers: {type: int, low: 2, high: 8, step: 2}\n"
         "  model.norm: {type: categorical, choices: [null, layer]}\n"
@@ -155,7 +171,7 @@ def test_a_trial_is_asked_for_each_parameter_as_its_space_writes_it(tmp_path):
     space.suggest(trial, "plain")
     assert trial.distributions == {
         "optim.lr": FloatDistribution(1e-4, 1e-1, log=True),
-        "model.dropout": FloatDistribution(0.0, 0.5),
+        "model.dropout": FloatDistribution(0.0, 0.6, step=0.3),
         "model.hidden": IntDistribution(16, 256, log=True),
         "model.num_layers": IntDistribution(2, 8, step=2),
         "model.norm": CategoricalDistribution([None, "layer"]),
@@ -410,6 +426,17 @@ def test_final_runs_take_the_spaces_seeds_and_a_split_each(
     seen.clear()
     final = runner.final_evaluation(spec, log=lambda *_: None)
     assert [seed for seed, _, _ in seen] == [1, 2] and final["seeds"] == [1, 2]
+    # Seeds without runs: one run per seed, all four (not the default three runs).
+    four = tmp_path / "four.yaml"
+    four.write_text(space.read_text().replace("final: {runs: 3, seeds: [7, 3, 5]}",
+                                              "final: {seeds: [41, 95, 12, 35]}"))  # fmt: skip
+    spec = dataclasses.replace(spec, space=str(four), storage=f"sqlite:///{tmp_path}/q.db")
+    monkeypatch.undo()
+    run_sweep(spec, log=lambda *_: None)
+    monkeypatch.setattr(runner, "train", fake_train)
+    seen.clear()
+    final = runner.final_evaluation(spec, log=lambda *_: None)
+    assert [seed for seed, _, _ in seen] == [41, 95, 12, 35] == final["seeds"]
 
 
 def test_a_lower_is_better_metric_is_minimised_and_its_lowest_trial_is_evaluated(
@@ -690,3 +717,16 @@ def test_a_study_keeps_the_seed_and_pruner_it_was_started_with(tmp_path):
     assert len(study.trials) == 2  # continued, not refused
     said = [line for line in lines if "continuing with --seed 99 --pruner none" in line]
     assert len(said) == 1 and "started with --seed 7 --pruner median" in said[0]
+
+
+def test_a_spaces_k_hop_settings_reach_its_k_hop_backbones_only():
+    """quick_cora fixes max_hop 2 and past_max_hop "repeat" for the k-hop twins; the one-hop
+    twins are built without them (dgl_ssm refuses options a model would ignore)."""
+    space = load_space("quick_cora")
+    assert space.fixed["model.max_hop"] == 2
+    for backbone, khop in (("gcn", False), ("gcn_ssm", False), ("kgcn", True),
+                           ("kgcn_ssm", True)):  # fmt: skip
+        config = SweepSpec(backbone, "cora", space="quick_cora").trial_config(space, {})
+        hops = (config.model.max_hop, config.model.past_max_hop)
+        assert hops == ((2, "repeat") if khop else (None, None)), backbone
+        validate(SweepSpec(backbone, "cora", space="quick_cora"))  # builds each probe model

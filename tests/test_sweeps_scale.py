@@ -748,3 +748,41 @@ def test_a_database_server_that_never_answers_fails_within_the_timeout(monkeypat
     finally:
         server.close()
     assert time.monotonic() - started < 60 and "pw123" not in str(error.value)
+
+
+def test_each_suite_keeps_its_studies_in_a_storage_of_its_own(monkeypatch, tmp_path):
+    """The suites' studies share names (gcn_ssm__ring_transfer) but not spaces: in one storage
+    the second suite run would be refused. By default each has its own file and folder."""
+    from dgl_ssm_sweeps import cli, runner
+
+    seen = []
+    monkeypatch.setattr(runner, "check_study", lambda spec: seen.append(spec.storage))
+    monkeypatch.setattr(runner, "run_sweep", lambda spec, workers: None)
+    monkeypatch.setattr("dgl_ssm_sweeps.leaderboard.build_leaderboard",
+                        lambda storage, out, depth_select: {"md": f"{storage} {out}"})  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    for suite in ("tiny", "quick"):
+        seen.clear()
+        assert cli.leaderboard_main(["--suite", suite]) == 0
+        assert set(seen) == {f"sqlite:///runs/{suite}/optuna.db"}
+        assert (tmp_path / "runs" / suite / "leaderboard").is_dir()
+    # A storage given is used as given.
+    seen.clear()
+    assert cli.leaderboard_main(["--suite", "tiny", "--storage", "sqlite:///x.db"]) == 0
+    assert set(seen) == {"sqlite:///x.db"}
+    parser = cli.suite_parser()
+    assert parser.get_default("storage") is None  # resolved once the suite is known
+
+
+def test_a_sqlite_uri_form_storage_keeps_its_lock_beside_its_file(tmp_path, monkeypatch):
+    """``sqlite:///file:sub/u.db?uri=true`` names sub/u.db: the study lock goes beside it (it
+    was looked for in a folder named ``file:sub``, which does not exist)."""
+    from types import SimpleNamespace
+
+    from dgl_ssm_sweeps.storage import trial_lock
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    with trial_lock(SimpleNamespace(url="sqlite:///file:sub/u.db?uri=true"), "study"):
+        locks = list((tmp_path / "sub").glob(".optuna-*.lock"))
+    assert len(locks) == 1
