@@ -10,6 +10,7 @@ import difflib
 import numbers
 import weakref
 
+import numpy as np
 import torch
 from dgl import DGLError, DGLGraph
 from torch.utils.weak import WeakIdKeyDictionary
@@ -92,6 +93,14 @@ def check_count(value, name, least=1, who=None):
     if value < least:
         raise ValueError(message)
     return int(value)
+
+
+def check_flag(value, name, who=None):
+    """``value`` as a ``bool`` when it is one (NumPy's too); else ``TypeError``: an on/off
+    option given as "False" or "no" would be truthy, and silently on."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{who + ': ' if who else ''}{name} must be True or False, got {value!r}.")
+    return bool(value)
 
 
 def check_real(value, name, kind, ok, who=None):

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import torch
 from dgl.transforms import BaseTransform
 
-from .checks import check_count, check_graph
+from .checks import check_count, check_flag, check_graph
 
 __all__ = ["KHopTransform"]
 
@@ -98,9 +98,7 @@ class KHopTransform(BaseTransform):
         self.k = int(k)
         self.hop_field = hop_field
         self.max_edges = int(max_edges)
-        if not isinstance(self_loops, (bool, np.bool_)):  # "no" would be truthy
-            raise TypeError(f"KHopTransform: self_loops must be True or False, got {self_loops!r}.")
-        self.self_loops = bool(self_loops)
+        self.self_loops = check_flag(self_loops, "self_loops", who="KHopTransform")
 
     def __repr__(self):
         return (

@@ -22,6 +22,7 @@ from .checks import (
     check_count,
     check_edge_features,
     check_finite,
+    check_flag,
     check_graph,
     check_in_degrees,
     check_node_features,
@@ -32,7 +33,7 @@ from .checks import (
 )
 from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
 from .ssm import PlainUpdate, SSMUpdate
-from .wrapper import SSMLayer, remember_initial_values, reset_submodules
+from .wrapper import SSMLayer, remember_initial_values, reset_submodules, restore_on_reset
 
 TASKS = ("node", "graph")
 SSM_OPTIONS = ("state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed")
@@ -151,6 +152,12 @@ class DeepGNN(nn.Module):
         checkpoint=False,
     ):
         super().__init__()
+        if self.backbone not in BACKBONES:  # DeepGNN and its bases name none: a subclass does
+            raise TypeError(
+                f"{type(self).__name__} has no backbone {self.backbone!r}: build a named model "
+                "(GCNSSM, GINSSM, …, or dgl_ssm.build_model(name, …)), or subclass it with "
+                f"backbone = one of {', '.join(BACKBONES)}."
+            )
         spec = BACKBONES[self.backbone]
         readout = _checked_head(task, readout, head_activation)
         hop_mode = self.default_hop_mode if hop_mode == "default" else hop_mode
@@ -159,7 +166,7 @@ class DeepGNN(nn.Module):
             for name, value in [("in_feats", in_feats), ("hidden", hidden),
                                 ("out_feats", out_feats), ("num_layers", num_layers)]
         )  # fmt: skip
-        max_hop, delay = _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop)
+        max_hop, delay = _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop, hop_field)
         check_real(dropout, "dropout", "a number in [0, 1)", lambda p: 0 <= p < 1)
         options = _checked_conv_options(spec, conv_options)
         edge_feats = _checked_encoders(spec, edge_feats, node_encoder, edge_encoder)
@@ -169,7 +176,7 @@ class DeepGNN(nn.Module):
         self.max_hop = num_layers if max_hop is None else max_hop
         self.past_max_hop = past_max_hop
         self.edge_feats = edge_feats
-        self.allow_zero_in_degree = allow_zero_in_degree
+        self.allow_zero_in_degree = check_flag(allow_zero_in_degree, "allow_zero_in_degree")
         self.segments = _segment_count(checkpoint, num_layers)
         if self.segments and hop_mode == "cumulative":
             raise ValueError(
@@ -195,6 +202,9 @@ class DeepGNN(nn.Module):
             for i in range(num_layers)
         )
         self.head = _make_head(task, readout, hidden, out_feats, activation, head_activation)
+        for encoder in (node_encoder, edge_encoder):
+            if encoder is not None and not hasattr(encoder, "reset_parameters"):
+                restore_on_reset(encoder)  # its own init, unknown here (OGB's: Xavier)
         remember_initial_values(self)
 
     def _make_conv(self, layer_index, options):
@@ -213,7 +223,8 @@ class DeepGNN(nn.Module):
 
     def reset_parameters(self):
         """Reinitialise every trainable parameter as when the model was built; Λ and B stay
-        fixed."""
+        fixed. A custom encoder without ``reset_parameters`` of its own gets back its values
+        from construction (its own initialisation is not known here)."""
         reset_submodules(self)
         if hasattr(self, "edge_embedding"):
             nn.init.normal_(self.edge_embedding, std=0.1)
@@ -287,6 +298,13 @@ class DeepGNN(nn.Module):
             check_finite(edge_feat, "Edge features", "edge_feat")
         if self._spec.needs_in_edges and self.hop_mode is None and not self.allow_zero_in_degree:
             check_in_degrees(graph, self._spec.name)
+        if self.task == "graph" and bool((graph.batch_num_nodes() == 0).any()):
+            empty = (graph.batch_num_nodes() == 0).nonzero().flatten().tolist()
+            raise dgl.DGLError(
+                f"Graph(s) {empty} of the batch of {graph.batch_size} have no nodes: the readout "
+                "would pool nothing, and the head would output its bias as their prediction. "
+                "Leave empty graphs out of the batch."
+            )
 
     def _run_layers(self, start, end, graphs, state, edges):
         for i in range(start, end):
@@ -447,7 +465,7 @@ class SSMGNN(DeepGNN):
         def make_update():
             return SSMUpdate(hidden, state, state_scale, input, input_scale, activation, generator)
 
-        shared = make_update() if shared_ssm else None
+        shared = make_update() if check_flag(shared_ssm, "shared_ssm") else None
         super().__init__(
             in_feats,
             hidden,
@@ -499,10 +517,20 @@ def _checked_head(task, readout, head_activation):
     return check_choice("readout", "mean" if readout is None else readout, READOUTS)
 
 
-def _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop):
+def _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop, hop_field):
     """``(max_hop, delay)`` checked against the hop mode and the backbone."""
     if hop_mode is not None:
         check_choice("hop_mode", hop_mode, HOP_MODES)
+    given = {"max_hop": max_hop is not None, "past_max_hop": past_max_hop != "empty",
+             "hop_field": hop_field != "hop"}  # fmt: skip
+    if hop_mode is None and any(given.values()):
+        names = ", ".join(name for name, set_ in given.items() if set_)
+        raise ValueError(
+            f"{names} {'applies' if ', ' not in names else 'apply'} to k-hop models only, and "
+            "this one reads the graph as it is "
+            "(hop_mode=None): they would be ignored. Build it with hop_mode='exact' or "
+            "'cumulative' (or use kgcn / kgcn_ssm), or drop them."
+        )
     if hop_mode is not None and spec.uses_edge_feats:
         raise ValueError(
             f"k-hop rewiring is not available for {spec.name}: its edge features would "

@@ -17,7 +17,7 @@ import torch
 from dgl import DGLError
 from torch import nn
 
-from .checks import check_choice, check_count, check_graph
+from .checks import check_choice, check_count, check_graph, check_homogeneous
 from .khop import radius_field
 from .wrapper import reset_submodules
 
@@ -63,6 +63,7 @@ def hop_graphs(graph, max_hop, hop_field="hop"):
     [10, 8, 6]
     """
     check_graph(graph, "hop_graphs", "hop_graphs(graph, max_hop)")
+    check_homogeneous(graph, "hop_graphs splits graphs of")
     max_hop = check_count(max_hop, "max_hop", who="hop_graphs")
     return _hop_graphs_and_loops(graph, max_hop, hop_field)[:max_hop]
 
@@ -77,7 +78,8 @@ def layer_hop_graphs(
     ``"repeat"`` gives hop K again. ``"cumulative"``: layer ℓ reads hops ``1..min(ℓ, K)``.
     """
     check_choice("past_max_hop", past_max_hop, PAST_MAX_HOP)
-    graphs = _hop_graphs_and_loops(graph, max_hop, hop_field)
+    # Either mode reads hops 1..min(L, K) only: a graph rewired that far is enough.
+    graphs = _hop_graphs_and_loops(graph, max_hop, hop_field, read=min(num_layers, max_hop))
     per_hop, loops_only = graphs[:max_hop], graphs[max_hop]
     if hop_mode == "cumulative":
         return [per_hop[: min(i + 1, max_hop)] for i in range(num_layers)]
@@ -85,8 +87,9 @@ def layer_hop_graphs(
     return [per_hop[i] if i < max_hop else past for i in range(num_layers)]
 
 
-def _hop_graphs_and_loops(graph, max_hop, hop_field):
-    """``[G_1, …, G_K, G_loops]``, cached; ``G_loops`` holds one self loop a node only."""
+def _hop_graphs_and_loops(graph, max_hop, hop_field, read=None):
+    """``[G_1, …, G_K, G_loops]``, cached; ``G_loops`` holds one self loop a node only.
+    ``read``: the largest hop the caller reads (default K), which the graph must hold."""
     if hop_field not in graph.edata:
         # KHopTransform(hop_field=f) leaves its radius in ndata[f + "_radius"]: a graph
         # rewired under another name says which.
@@ -107,29 +110,38 @@ def _hop_graphs_and_loops(graph, max_hop, hop_field):
     )
     # The hop and radius tensors themselves (ndata and edata return the stored objects), their
     # in-place edit counts, and what else could change the split.
-    versions = (hops._version, None if radius is None else radius._version)
-    key = (max_hop, hop_field, versions, graph.num_nodes(), graph.num_edges(), str(graph.device))
+    read = max_hop if read is None else read
+    versions = (_version(hops), None if radius is None else _version(radius))
+    key = (max_hop, read, hop_field, versions, graph.num_nodes(), graph.num_edges(),
+           str(graph.device))  # fmt: skip
     cached = getattr(graph, _CACHE_ATTRIBUTE, None)
     if cached is None or cached[0] is not hops or cached[1] is not radius or cached[2] != key:
         # Checked only here: reading the radius waits for the GPU, which a training loop's
         # forward on the same graph should not.
-        _check_radius(graph, max_hop, hop_field)
+        _check_radius(graph, read, hop_field)
         cached = (hops, radius, key, _split_hops(graph, hops, max_hop))
-        setattr(graph, _CACHE_ATTRIBUTE, cached)
+        if None not in versions[: 1 if radius is None else 2]:
+            setattr(graph, _CACHE_ATTRIBUTE, cached)
     return cached[3]
 
 
-def _check_radius(graph, max_hop, hop_field):
+def _version(tensor):
+    """The in-place edit count of ``tensor``; None for an inference tensor (made under
+    ``torch.inference_mode()``), which keeps none: its split is then never cached."""
+    return None if tensor.is_inference() else tensor._version
+
+
+def _check_radius(graph, read, hop_field):
     field = radius_field(hop_field)
     if field not in graph.ndata or graph.num_nodes() == 0:
         return  # rewired some other way: the radius is not known
     radius = int(graph.ndata[field].min())
-    if max_hop > radius:
+    if read > radius:
         raise DGLError(
-            f"This k-hop model reads hops 1..{max_hop} (max_hop, default num_layers), but the "
-            f"graph was rewired by KHopTransform(k={radius}), which stores no hop above "
-            f"{radius}: hops {radius + 1}..{max_hop} would silently be empty. Rewire with "
-            f"`KHopTransform(k={max_hop})`, or build the model with max_hop={radius} (layers "
+            f"This k-hop model reads hops 1..{read} (up to max_hop, default num_layers), but "
+            f"the graph was rewired by KHopTransform(k={radius}), which stores no hop above "
+            f"{radius}: hops {radius + 1}..{read} would silently be empty. Rewire with "
+            f"`KHopTransform(k={read})`, or build the model with max_hop={radius} (layers "
             "past it then follow past_max_hop)."
         )
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .activations import get_activation
-from .checks import check_count, check_real
+from .checks import check_count, check_flag, check_real
 
 MATRIX_KINDS = ("identity", "orthogonal", "random")
 
@@ -342,7 +342,7 @@ class PlainUpdate(nn.Module):
     def __init__(self, activation="relu", residual=False):
         super().__init__()
         self.activation = get_activation(activation)
-        self.residual = residual
+        self.residual = check_flag(residual, "residual", who="PlainUpdate")
 
     def reset_parameters(self):
         """Nothing to reset: the update has no parameters."""

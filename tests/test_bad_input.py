@@ -5,6 +5,8 @@ import pytest
 import torch
 from dgl.nn import GraphConv
 
+import dgl_ssm
+import dgl_ssm.analysis
 from dgl_ssm import SSMLayer, SSMUpdate, build_model
 from tests.conftest import random_graph
 
@@ -580,3 +582,69 @@ def test_a_misspelt_option_is_named_with_the_class_built_and_a_guess():
         build_model("gcn", **ARGS, dropuot=0.1)
     with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 2"):
         build_model("gcn_ssm", **ARGS, dropout=2)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda flag: build_model("gcn", 3, 4, 2, 2, residual=flag),
+        lambda flag: build_model("gcn_ssm", 3, 4, 2, 2, shared_ssm=flag),
+        lambda flag: build_model("gcn_ssm", 3, 4, 2, 2, allow_zero_in_degree=flag),
+        lambda flag: dgl_ssm.KHopTransform(2, self_loops=flag),
+        lambda flag: dgl_ssm.analysis.dirichlet_energy(
+            dgl.graph(([0], [1])), torch.ones(2, 1), normalized=flag),
+    ],
+    ids=["residual", "shared_ssm", "allow_zero_in_degree", "self_loops", "normalized"],
+)  # fmt: skip
+def test_an_on_off_option_given_as_text_is_refused_not_read_as_on(make):
+    """ "False" and "no" are truthy: read as they stand, they silently switched the option on."""
+    for flag in ("False", "no", 0, None):
+        with pytest.raises(TypeError, match=rf"must be True or False, got {flag!r}"):
+            make(flag)
+    make(False)
+    make(True)
+
+
+def test_an_empty_graph_in_a_batch_is_refused_by_a_graph_model():
+    """Pooled over no node, its output was the head's bias: a prediction made of nothing."""
+    model = build_model("gin_ssm", 3, 4, 2, 2, task="graph")
+    full = dgl.add_self_loop(dgl.graph(([0, 1], [1, 2])))
+    empty = dgl.graph(([], []), num_nodes=0)
+    with pytest.raises(dgl.DGLError, match=r"Graph\(s\) \[1\] of the batch of 3 have no nodes"):
+        model(dgl.batch([full, empty, full]), torch.randn(6, 3))
+    assert model(dgl.batch([full, full]), torch.randn(6, 3)).shape == (2, 2)
+    node_model = build_model("gin_ssm", 3, 4, 2, 2)  # per node: nothing is made up
+    assert node_model(dgl.batch([full, empty]), torch.randn(3, 3)).shape == (3, 2)
+
+
+@pytest.mark.parametrize("option", [dict(max_hop=2), dict(past_max_hop="repeat"),
+                                    dict(hop_field="h")])  # fmt: skip
+def test_k_hop_options_on_a_one_hop_model_are_refused_not_ignored(option):
+    """A one-hop GCN-SSM on a rewired graph aggregates every hop as one graph: a max_hop
+    it was given would have been silently ignored."""
+    with pytest.raises(ValueError, match=rf"{next(iter(option))} applies to k-hop models only"):
+        build_model("gcn_ssm", 3, 4, 2, 2, **option)
+    assert build_model("gcn_ssm", 3, 4, 2, 2, hop_mode="exact", **option).max_hop >= 2
+
+
+def test_the_exported_building_blocks_refuse_what_they_cannot_use_in_one_line():
+    from dgl_ssm import hop_graphs
+    from dgl_ssm.analysis import sensitivity_by_distance
+    from dgl_ssm.models import SSMGNN
+
+    with pytest.raises(TypeError, match=r"SSMGNN has no backbone None.*one of gcn, gin"):
+        SSMGNN(3, 4, 2, 2)  # a base class: a bare KeyError: None
+    hetero = dgl.heterograph({("a", "r", "b"): ([0], [1]), ("b", "s", "a"): ([0], [0])})
+    with pytest.raises(dgl.DGLError, match="not homogeneous"):
+        hop_graphs(hetero, 2)  # AttributeError: 'dict' object has no attribute '_version'
+    graph, model = dgl.add_self_loop(dgl.graph(([0, 1], [1, 2]))), build_model("gcn", 3, 4, 2, 2)
+    feat = torch.randn(3, 3)
+    for options, error, message in (
+        (dict(max_distance="2"), TypeError, "max_distance must be a non-negative integer"),
+        (dict(max_distance=-1), ValueError, "max_distance must be a non-negative integer"),
+        (dict(seed="a"), TypeError, "seed must be a non-negative integer"),
+    ):
+        with pytest.raises(error, match=f"sensitivity_by_distance: {message}"):
+            sensitivity_by_distance(model, graph, feat, **options)
+    assert sensitivity_by_distance(model, graph, feat, max_distance=0) == {0: pytest.approx(
+        sensitivity_by_distance(model, graph, feat)[0])}  # fmt: skip

@@ -610,6 +610,42 @@ def test_the_radius_is_checked_when_the_hop_graphs_are_built_not_on_every_forwar
         model(graph, torch.randn(8, 4))
 
 
+def test_a_model_with_max_hop_above_its_layers_needs_only_the_hops_it_reads():
+    # 2 layers read hops 1 and 2, whatever max_hop says: a graph rewired to 2 is enough, and
+    # the output is the max_hop = 2 model's (the same weights).
+    graph = KHopTransform(k=2)(ring_graph(8))
+    torch.manual_seed(0)
+    wide = build_model("kgcn_ssm", 4, 4, 2, num_layers=2, max_hop=5)
+    narrow = build_model("kgcn_ssm", 4, 4, 2, num_layers=2, max_hop=2)
+    narrow.load_state_dict(wide.state_dict())
+    feat = torch.randn(8, 4)
+    assert torch.equal(wide(graph, feat), narrow(graph, feat))
+    with pytest.raises(dgl.DGLError, match=r"reads hops 1\.\.3 .*KHopTransform\(k=2\)"):
+        build_model("kgcn_ssm", 4, 4, 2, num_layers=3, max_hop=5)(graph, feat)
+
+
+def test_a_graph_rewired_under_inference_mode_is_read_and_not_cached(monkeypatch):
+    """Inference tensors keep no edit count, which the hop-graph cache keys on: such a graph's
+    hops are split on every call (they cannot be edited in place unnoticed), not refused."""
+    from dgl_ssm import multihop
+
+    with torch.inference_mode():
+        rewired = KHopTransform(k=2)(ring_graph(8))
+    graph = KHopTransform(k=2)(ring_graph(8))
+    torch.manual_seed(0)
+    model = build_model("kgcn_ssm", 4, 4, 2, num_layers=2).eval()
+    feat = torch.randn(8, 4)
+    with torch.no_grad():
+        assert torch.equal(model(rewired, feat), model(graph, feat))
+    splits = []
+    split = multihop._split_hops
+    monkeypatch.setattr(multihop, "_split_hops", lambda *a: splits.append(1) or split(*a))
+    for _ in range(2):
+        model(rewired, feat)
+        model(graph, feat)
+    assert len(splits) == 2  # the inference graph's, each time; the other graph's was cached
+
+
 def ring_graph(n):
     nodes = torch.arange(n)
     return dgl.to_bidirected(dgl.graph((nodes, (nodes + 1) % n)))
@@ -621,3 +657,33 @@ def test_k_hop_models_are_marked_by_their_class_not_their_name():
 
     assert ModelConfig(name="gcn_ssm", hop_mode="exact").is_khop
     assert not ModelConfig(name="gcn_platonov").is_khop and ModelConfig(name="kgcn").is_khop
+
+
+def test_reset_gives_an_encoder_without_reset_parameters_its_own_initialisation_back():
+    """OGB's AtomEncoder draws its embeddings with Xavier in __init__ and has no
+    reset_parameters: a reset that called nn.Embedding's own drew N(0, 1), 12–20× larger."""
+
+    class XavierEncoder(torch.nn.Module):  # as ogb.graphproppred.mol_encoder.AtomEncoder
+        def __init__(self, dim):
+            super().__init__()
+            self.embeddings = torch.nn.ModuleList(torch.nn.Embedding(5, dim) for _ in range(3))
+            for embedding in self.embeddings:
+                torch.nn.init.xavier_uniform_(embedding.weight.data)
+
+        def forward(self, x):
+            return sum(e(x[:, i]) for i, e in enumerate(self.embeddings))
+
+    torch.manual_seed(0)
+    encoder = XavierEncoder(16)
+    model = build_model("gcn_ssm", 3, 16, 2, 2, node_encoder=encoder)
+    built = [e.weight.detach().clone() for e in encoder.embeddings]
+    bound = math.sqrt(6 / (5 + 16))  # Xavier's
+    assert max(float(w.abs().max()) for w in built) <= bound
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(7.0)
+    model.reset_parameters()
+    assert all(torch.equal(e.weight, w) for e, w in zip(encoder.embeddings, built))
+    assert not bool((model.layers[0].conv.weight == 7.0).any())  # the rest is redrawn
+    graph = dgl.add_self_loop(ring_graph(6))
+    assert model(graph, torch.randint(0, 5, (6, 3))).shape == (6, 2)

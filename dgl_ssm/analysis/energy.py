@@ -20,7 +20,7 @@ import copy
 
 import torch
 
-from ..checks import check_features, check_graph
+from ..checks import check_features, check_flag, check_graph
 from ._common import check_dtype, evaluating, one_hop_graph, run_model
 from .states import recorded_states
 
@@ -65,6 +65,7 @@ def dirichlet_energy(graph, feat, normalized=False, as_tensor=False):
     # NaN states have a NaN energy: the measure says so itself.
     who = "dirichlet_energy"
     check_features(graph, feat, who, finite=False, call=f"{who}(graph, feat)")
+    normalized = check_flag(normalized, "normalized", who="dirichlet_energy")
     h = feat.detach()
     if h.dtype not in (torch.float32, torch.float64):
         h = h.float()  # half precision would lose the differences

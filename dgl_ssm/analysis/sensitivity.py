@@ -247,6 +247,9 @@ def sensitivity_by_distance(
     check_features(graph, feat, who, call=f"{who}(model, graph, feat)", states=False)
     n = feat.shape[0]
     num_targets = check_count(num_targets, "num_targets", who=who)
+    if max_distance is not None:
+        max_distance = check_count(max_distance, "max_distance", least=0, who=who)
+    seed = check_count(seed, "seed", least=0, who=who)
     if targets is not None:
         given = targets
         iterable = isinstance(given, Iterable) and not isinstance(given, (str, bytes))
