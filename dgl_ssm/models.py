@@ -203,8 +203,8 @@ class DeepGNN(nn.Module):
         )
         self.head = _make_head(task, readout, hidden, out_feats, activation, head_activation)
         for encoder in (node_encoder, edge_encoder):
-            if encoder is not None and not hasattr(encoder, "reset_parameters"):
-                restore_on_reset(encoder)  # its own init, unknown here (OGB's: Xavier)
+            if _own_init_unknown(encoder):
+                restore_on_reset(encoder)  # (OGB's AtomEncoder: Xavier, set in its __init__)
         remember_initial_values(self)
 
     def _make_conv(self, layer_index, options):
@@ -515,6 +515,15 @@ def _checked_head(task, readout, head_activation):
             "linear layer, with no activation to set. Drop head_activation."
         )
     return check_choice("readout", "mean" if readout is None else readout, READOUTS)
+
+
+def _own_init_unknown(encoder):
+    """Whether ``encoder`` may draw its weights its own way, which no reset can repeat: it
+    has no ``reset_parameters``, and is not one of torch's containers (whose children's
+    own ``reset_parameters`` are their initialisation)."""
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+    return (encoder is not None and not hasattr(encoder, "reset_parameters")
+            and not isinstance(encoder, containers))  # fmt: skip
 
 
 def _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop, hop_field):

@@ -2,7 +2,6 @@
 
 import inspect
 import warnings
-import weakref
 from contextlib import nullcontext
 
 import torch
@@ -220,8 +219,9 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 INITIAL = "_initial_"
 
 
-#: Modules whose whole subtree a reset sets back to its values at construction.
-_RESTORED = weakref.WeakSet()
+#: Marks a module whose whole subtree a reset sets back to its values at construction (an
+#: attribute, so copies and pickles keep it).
+RESTORED = "_dgl_ssm_restored_on_reset"
 
 
 def remember_initial_values(module):
@@ -229,7 +229,8 @@ def remember_initial_values(module):
     ``module`` whose owner has no ``reset_parameters`` (GIN's learnable ε is such a
     parameter), or that is below a module passed to :func:`restore_on_reset`, so that
     :func:`reset_submodules` can set it back."""
-    below_restored = {id(m) for restored in _RESTORED for m in restored.modules()}
+    restored = [m for m in module.modules() if getattr(m, RESTORED, False)]
+    below_restored = {id(m) for r in restored for m in r.modules()}
     for owner in module.modules():
         if hasattr(owner, "reset_parameters") and id(owner) not in below_restored:
             continue
@@ -244,7 +245,7 @@ def restore_on_reset(module):
     module without ``reset_parameters`` of its own whose ``__init__`` draws its children's
     weights its own way (OGB's ``AtomEncoder``: Xavier, where ``nn.Embedding`` would draw
     N(0, 1)), the children's own draws would not be the module as built."""
-    _RESTORED.add(module)
+    setattr(module, RESTORED, True)
     remember_initial_values(module)
 
 
@@ -257,7 +258,7 @@ def reset_submodules(module):
     and every parameter below a module passed to :func:`restore_on_reset`, goes back to the
     value :func:`remember_initial_values` kept."""
     for child in module.children():
-        if child in _RESTORED:
+        if getattr(child, RESTORED, False):
             _restore(child)
             continue
         if not getattr(child, "resets_submodules", False):

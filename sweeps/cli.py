@@ -12,6 +12,7 @@ suite, ``quick`` by default).
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import optuna
 
@@ -156,6 +157,15 @@ def suite_parser(prog="dgl-ssm leaderboard", default_suite=None):
     return parser
 
 
+def _suite_storages():
+    """When the default storage does not exist, the suites' storages that do, as the options
+    that read them (else "")."""
+    if Path(DEFAULT_STORAGE[len("sqlite:///") :]).exists():
+        return ""
+    found = [s for s in SUITES if Path(suite_storage(s)[len("sqlite:///") :]).is_file()]
+    return "; ".join(f"--storage {suite_storage(s)} --out {suite_output(s)}" for s in found)
+
+
 def _suite_only_options(parser, args):
     """The options given (not left at their default) that only a suite run reads."""
     return [
@@ -169,6 +179,10 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
     """``dgl-ssm leaderboard [--suite NAME]``: returns the exit code (2: bad input)."""
     parser = suite_parser(prog, default_suite)
     args = parser.parse_args(argv)
+    if args.suite is None and args.storage is None and (hint := _suite_storages()):
+        print(f"{prog}: error: no sweeps in {DEFAULT_STORAGE} (where dgl-ssm sweep keeps its "
+              f"studies); each suite keeps its own: {hint}", file=sys.stderr)  # fmt: skip
+        return 2
     if args.storage is None:
         args.storage = DEFAULT_STORAGE if args.suite is None else suite_storage(args.suite)
     if args.out is None:

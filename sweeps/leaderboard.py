@@ -141,10 +141,13 @@ def _stale(final_trial, complete, direction):
     if complete.empty or not _number(final_trial):  # (a final that names no trial: unknown)
         return ""
     sign = -1.0 if direction == "maximize" else 1.0
-    best = int(complete.assign(rank=sign * complete.value.astype(float))
-               .sort_values(["rank", "number"]).number.iloc[0])  # fmt: skip
-    if final_trial == best:
-        return ""
+    ranked = complete.assign(rank=sign * complete.value.astype(float)).sort_values(
+        ["rank", "number"]
+    )
+    best = int(ranked.number.iloc[0])
+    own = ranked[ranked.number == final_trial]
+    if not own.empty and own["rank"].iloc[0] <= ranked["rank"].iloc[0]:
+        return ""  # its trial is (one of) the best: storages break ties their own way
     return (f"the final evaluation is of trial {final_trial}, but trial {best} is best now: "
             "run the sweep again to evaluate it")  # fmt: skip
 
@@ -289,11 +292,13 @@ def build_table(studies, references=REFERENCES):
         if column.empty:
             continue
         matched, reason = place_reference(ref, studies)
-        # Matched studies share the reference's data and protocol: they are in one column.
-        header = header_of[matched[0]] if matched else column.header.iloc[0]
-        matched = tuple(name for name in matched if header_of[name] == header)
-        placements.append((ref, header, matched, reason))
-        if matched:
+        if not matched:
+            placements.append((ref, column.header.iloc[0], (), reason))
+        # In every column that holds a match (a reference of data without versions matches
+        # studies of any recorded version):
+        for header in dict.fromkeys(header_of[name] for name in matched):
+            beside = tuple(name for name in matched if header_of[name] == header)
+            placements.append((ref, header, beside, ""))
             paper.append((_reference_label(ref), header, ref.protocol, ref.data, ref.mean,
                           ref.std))  # fmt: skip
     paper = pd.DataFrame(paper, columns=["label", "header", "protocol", "data_version", "mean",

@@ -54,7 +54,7 @@ import torch
 from optuna.trial import TrialState
 
 from dgl_ssm.checks import check_choice
-from dgl_ssm_bench.config import RunConfig
+from dgl_ssm_bench.config import ModelConfig, RunConfig
 from dgl_ssm_bench.datasets import data_version, dataset_options
 from dgl_ssm_bench.device import use_gpu_of_worker
 from dgl_ssm_bench.files import signals_held
@@ -118,8 +118,10 @@ class SweepSpec:
 
     def trial_config(self, space, values):
         """The run config of a trial with the searched ``values``. A space's k-hop settings
-        (``model.max_hop``, ``model.past_max_hop``) serve its k-hop backbones: a one-hop
-        twin is built without them (it would ignore them, and dgl_ssm refuses that)."""
+        (``model.max_hop``, ``model.past_max_hop``) serve its k-hop backbones, and its norm
+        and activation the dgl_ssm models: a one-hop twin is built without the first, a
+        reference baseline without the second (each would ignore them, and is refused
+        them)."""
         config = RunConfig()
         config.model.name, config.data.name, config.device = (
             self.backbone,
@@ -130,6 +132,8 @@ class SweepSpec:
         config = apply_values(apply_values(config, space.fixed), values)
         if not config.model.is_khop:
             config.model.max_hop = config.model.past_max_hop = None
+        if backbone_kind(self.backbone) == "reference":  # its own norm and activation
+            config.model.norm, config.model.activation = None, ModelConfig.activation
         return config
 
 
@@ -687,12 +691,13 @@ def final_evaluation(spec: SweepSpec, log=print):
         if final and final.get("trial") == best.number and not final.get("raised"):
             log(_describe(spec, final))
             return final
-        # The space's seeds (as many as its runs: checked when it loads), by default the
-        # seeds after the one the search trained with: run 0 with that seed (and split 0)
-        # would repeat the winning trial itself, whose score the search chose.
+        # The space's first `runs` seeds (one run a seed without runs), by default the seeds
+        # after the one the search trained with: run 0 with that seed (and split 0) would
+        # repeat the winning trial itself, whose score the search chose.
         searched = RunConfig.from_dict(best.user_attrs["config"]).seed
-        runs = space.final.get("runs", 3)
-        seeds = list(space.final.get("seeds") or range(searched + 1, searched + 1 + runs))
+        given = space.final.get("seeds")
+        runs = space.final.get("runs") or (len(given) if given else 3)
+        seeds = list(given or range(searched + 1, searched + 1 + runs))[:runs]
         # Each finished run is stored at once, so an interrupted evaluation resumes where it
         # stopped (a GPP run at the paper's protocol takes an hour).
         progress = {"trial": best.number, "seeds": seeds, "values": {}}

@@ -267,7 +267,7 @@ def _check_step(spec, number, where):
 
 
 def _check_final(final, path):
-    """``final: {runs: N, seeds: [...]}``: N ≥ 1 runs, distinct seeds, as many as the runs."""
+    """``final: {runs: N, seeds: [...]}``: N ≥ 1 runs, distinct seeds, at least N of them."""
     unknown = set(final) - {"runs", "seeds"}
     if unknown:
         raise SpaceError(f"{path}: final: unknown key(s) {', '.join(sorted(unknown))}.")
@@ -287,9 +287,11 @@ def _check_final(final, path):
                          f"{SEED_LIMIT - 1} (got {seeds!r}).")  # fmt: skip
     if len(set(seeds)) != len(seeds):
         raise SpaceError(f"{path}: final: seeds {seeds} repeat a seed; each run needs its own.")
-    if runs is not None and runs != len(seeds):
-        raise SpaceError(f"{path}: final: runs: {runs} but {len(seeds)} seeds; give one seed "
-                         "per run, or drop runs (the seeds then say how many).")  # fmt: skip
+    if runs is not None and runs > len(seeds):
+        raise SpaceError(
+            f"{path}: final: runs: {runs} but {len(seeds)} seeds; give a seed per run (runs "
+            "takes the first; without runs, one run a seed)."
+        )
 
 
 def _check_path(key, path, section):

@@ -14,6 +14,7 @@ import dgl
 import networkx as nx
 import numpy as np
 import pytest
+import scipy.sparse
 import scipy.sparse.linalg
 import torch
 import torch.nn.functional as F
@@ -904,3 +905,17 @@ def test_analyze_names_a_cache_folder_it_cannot_make(tmp_path, capsys, data_dir)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "as the data cache" in err and "--cache-dir" in err and err.count("\n") == 1
+
+
+def test_arpack_running_out_of_iterations_is_not_taken_for_a_breakdown():
+    # Too few iterations is ARPACK's own, clear error (raise maxiter or tol); only a breakdown
+    # sends a block to the fallbacks.
+    from scipy.sparse.linalg import ArpackNoConvergence
+
+    from dgl_ssm.analysis.spectra import top_of_spectrum
+
+    values = np.linspace(0.0, 1.0, 4200) ** 0.2
+    op = scipy.sparse.linalg.aslinearoperator(scipy.sparse.diags(values))
+    block = [(np.arange(4200), np.arange(4200))]
+    with pytest.raises(ArpackNoConvergence):
+        top_of_spectrum(op, block, 6, "eigen", tol=1e-12, maxiter=2)

@@ -630,3 +630,54 @@ def test_a_final_evaluation_of_a_trial_no_longer_best_is_not_ranked(tmp_path):
     assert "| GCN |" not in text.split("\n## ")[0]
     assert "run the sweep again to evaluate it" in section(text, "Sweeps without a final "
                                                            "evaluation")  # fmt: skip
+
+
+def test_a_final_on_a_trial_tied_for_best_is_current(tmp_path):
+    """Storages break ties in the best value their own way: a final evaluation of any trial
+    tied for the best is the best trial's."""
+    url = f"sqlite:///{tmp_path}/o.db"
+    study = optuna.create_study(storage=url, study_name="gcn__cora", direction="maximize")
+    for key, value in dict(backbone="gcn", dataset="cora", metric="accuracy",
+                           direction="maximize").items():  # fmt: skip
+        study.set_user_attr(key, value)
+    add_trial(study, 2, 0.80, 0.79)
+    add_trial(study, 4, 0.80, 0.77)
+    study.set_user_attr("final", {"trial": 1, "mean": 0.77, "std": 0.01, "values": [0.76, 0.78],
+                                  "seeds": [1, 2]})  # fmt: skip
+    studies, _, _ = read_studies(url)
+    assert studies.final["gcn__cora"] and studies.problem.isna()["gcn__cora"]
+
+
+def test_a_published_number_matching_studies_in_two_columns_sits_in_both():
+    from dgl_ssm_sweeps.leaderboard import build_table
+
+    ref = next(r for r in REFERENCES if r.label == "GCN-Platonov" and r.dataset == "minesweeper")
+    studies = _studies([
+        ("gcn_platonov__a", "gcn_platonov", "minesweeper", "heterophily", None, 0.9, {}),
+        ("gcn_platonov__b", "gcn_platonov", "minesweeper", "heterophily", "v9", 0.8, {}),
+    ]).assign(metric="roc_auc", direction="maximize")  # fmt: skip
+    cells, headers, placements = build_table(studies, references=[ref])
+    assert len(headers) == 2
+    assert {h: names for _, h, names, _ in placements} == {
+        headers[0]: ("gcn_platonov__a",),
+        headers[1]: ("gcn_platonov__b",),
+    }
+    assert sorted(cells.header[cells.source == "paper"]) == sorted(headers)
+
+
+@pytest.mark.parametrize(
+    "options,unit,random",
+    [({"state": "identity", "state_scale": 0.0}, False, False),  # Λ = 0: no eig ≈ 1
+     ({"state": "orthogonal", "state_scale": -1.0}, True, False),  # every |eig| = 1
+     ({"calibrate": 1.0}, False, False),  # Λ's scale set by calibration, not as published
+     ({"state": "random"}, False, True), ({"state": "random", "calibrate": 1.0}, False, False)],
+)  # fmt: skip
+def test_the_published_lambda_variants_read_the_configuration_as_built(options, unit, random):
+    from dgl_ssm_bench.references import random_state, unit_state
+
+    config = {"model": {"name": "gcn_ssm", **options}}
+    assert (unit_state(config) is None, random_state(config) is None) == (unit, random)
+    if options.get("state_scale") == 0.0:
+        assert "ours has Λ = 0·identity" in unit_state(config)
+    if "calibrate" in options:
+        assert unit_state(config).endswith("rescaled by calibration")

@@ -659,20 +659,20 @@ def test_k_hop_models_are_marked_by_their_class_not_their_name():
     assert not ModelConfig(name="gcn_platonov").is_khop and ModelConfig(name="kgcn").is_khop
 
 
+class XavierEncoder(torch.nn.Module):  # as ogb.graphproppred.mol_encoder.AtomEncoder
+    def __init__(self, dim):
+        super().__init__()
+        self.embeddings = torch.nn.ModuleList(torch.nn.Embedding(5, dim) for _ in range(3))
+        for embedding in self.embeddings:
+            torch.nn.init.xavier_uniform_(embedding.weight.data)
+
+    def forward(self, x):
+        return sum(e(x[:, i]) for i, e in enumerate(self.embeddings))
+
+
 def test_reset_gives_an_encoder_without_reset_parameters_its_own_initialisation_back():
     """OGB's AtomEncoder draws its embeddings with Xavier in __init__ and has no
     reset_parameters: a reset that called nn.Embedding's own drew N(0, 1), 12–20× larger."""
-
-    class XavierEncoder(torch.nn.Module):  # as ogb.graphproppred.mol_encoder.AtomEncoder
-        def __init__(self, dim):
-            super().__init__()
-            self.embeddings = torch.nn.ModuleList(torch.nn.Embedding(5, dim) for _ in range(3))
-            for embedding in self.embeddings:
-                torch.nn.init.xavier_uniform_(embedding.weight.data)
-
-        def forward(self, x):
-            return sum(e(x[:, i]) for i, e in enumerate(self.embeddings))
-
     torch.manual_seed(0)
     encoder = XavierEncoder(16)
     model = build_model("gcn_ssm", 3, 16, 2, 2, node_encoder=encoder)
@@ -685,5 +685,19 @@ def test_reset_gives_an_encoder_without_reset_parameters_its_own_initialisation_
     model.reset_parameters()
     assert all(torch.equal(e.weight, w) for e, w in zip(encoder.embeddings, built))
     assert not bool((model.layers[0].conv.weight == 7.0).any())  # the rest is redrawn
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    for copy in (pickle.loads(pickle.dumps(model)), torch.load(io.BytesIO(buffer.getvalue()))):
+        with torch.no_grad():
+            for parameter in copy.parameters():
+                parameter.fill_(7.0)
+        copy.reset_parameters()  # copies keep the mark
+        assert all(torch.equal(e.weight, w) for e, w in zip(copy.encoder.embeddings, built))
+    # torch's containers are not marked: their children's own draws are their initialisation
+    sequential = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU())
+    plain = build_model("gcn_ssm", 3, 16, 2, 2, node_encoder=sequential)
+    before = sequential[0].weight.detach().clone()
+    plain.reset_parameters()
+    assert not torch.equal(sequential[0].weight, before)
     graph = dgl.add_self_loop(ring_graph(6))
     assert model(graph, torch.randint(0, 5, (6, 3))).shape == (6, 2)

@@ -437,6 +437,16 @@ def test_final_runs_take_the_spaces_seeds_and_a_split_each(
     seen.clear()
     final = runner.final_evaluation(spec, log=lambda *_: None)
     assert [seed for seed, _, _ in seen] == [41, 95, 12, 35] == final["seeds"]
+    # A space that extends one with seeds may ask for fewer runs: the first seeds.
+    two = tmp_path / "two.yaml"
+    two.write_text(f"extends: {four}\nfinal: {{runs: 2}}\n")
+    spec = dataclasses.replace(spec, space=str(two), storage=f"sqlite:///{tmp_path}/r.db")
+    monkeypatch.undo()
+    run_sweep(spec, log=lambda *_: None)
+    monkeypatch.setattr(runner, "train", fake_train)
+    seen.clear()
+    final = runner.final_evaluation(spec, log=lambda *_: None)
+    assert [seed for seed, _, _ in seen] == [41, 95] == final["seeds"]
 
 
 def test_a_lower_is_better_metric_is_minimised_and_its_lowest_trial_is_evaluated(
@@ -730,3 +740,18 @@ def test_a_spaces_k_hop_settings_reach_its_k_hop_backbones_only():
         hops = (config.model.max_hop, config.model.past_max_hop)
         assert hops == ((2, "repeat") if khop else (None, None)), backbone
         validate(SweepSpec(backbone, "cora", space="quick_cora"))  # builds each probe model
+
+
+@pytest.mark.parametrize("dataset", ["minesweeper", "gpp_sssp", "cora"])
+def test_a_reference_baseline_is_swept_without_the_spaces_norm_and_activation(dataset):
+    """The heterophily spaces fix norm: layer, the GPP ones activation: tanh, for the dgl_ssm
+    models; a reference baseline has its own (LN and GELU, or none and ReLU) and refuses
+    them, so it is built without them rather than refused."""
+    spec = SweepSpec("gcn_platonov", dataset)
+    space = spec.load_space()
+    config = spec.trial_config(space, {})
+    assert (config.model.norm, config.model.activation) == (None, "relu")
+    validate(spec)
+    twin = SweepSpec("gcn_ssm", dataset).trial_config(space, {})
+    fixed = {k: v for k, v in space.fixed.items() if k in ("model.norm", "model.activation")}
+    assert all(getattr(twin.model, k.split(".")[1]) == v for k, v in fixed.items())

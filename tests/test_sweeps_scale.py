@@ -786,3 +786,16 @@ def test_a_sqlite_uri_form_storage_keeps_its_lock_beside_its_file(tmp_path, monk
     with trial_lock(SimpleNamespace(url="sqlite:///file:sub/u.db?uri=true"), "study"):
         locks = list((tmp_path / "sub").glob(".optuna-*.lock"))
     assert len(locks) == 1
+
+
+def test_the_leaderboard_without_a_suite_points_to_the_suites_storages(monkeypatch, tmp_path,
+                                                                       capsys):  # fmt: skip
+    from dgl_ssm_sweeps import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "quick").mkdir(parents=True)
+    (tmp_path / "runs" / "quick" / "optuna.db").write_bytes(b"")
+    assert cli.leaderboard_main([]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no sweeps in sqlite:///runs/optuna.db" in err
+    assert "--storage sqlite:///runs/quick/optuna.db --out runs/quick/leaderboard" in err

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.linalg
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from scipy.sparse.linalg import ArpackError, LinearOperator, eigs, svds
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigs, svds
 
 #: Blocks with at most this many coordinates (n_c·d) are decomposed densely.
 DENSE_BLOCK = 512
@@ -298,6 +298,8 @@ def top_of_spectrum(op, blocks, k, kind, *, tol, maxiter, ncv=None, seed=0):
                 parts.append(iterative_singular(block, k, tol, maxiter, seed))
             else:
                 parts.append(iterative_eigen(block, k, tol, maxiter, ncv, seed))
+        except ArpackNoConvergence:
+            raise  # not a breakdown: more maxiter or a larger tol is the remedy, as it says
         except ArpackError:
             # ARPACK breaks down when every value is equal (Λ = I, B = 0: J = I; any start is
             # then an exact singular vector). A block that fits in memory is solved densely,
