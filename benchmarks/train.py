@@ -271,6 +271,15 @@ def _optimizer(config, model, calibration=None):
     return kind(params, lr=optim.lr, weight_decay=optim.weight_decay)
 
 
+def _epoch_order(count, seed, epoch):
+    """The order of ``count`` training graphs at ``epoch`` of the run seeded ``seed``, from a
+    stream of its own: a torch seed of ``seed + epoch`` would give seed s + 1 the batches of
+    seed s one epoch later, and understate the spread over seeds (records before schema 6)."""
+    high, low = np.random.SeedSequence((seed, epoch)).generate_state(2, np.uint32).tolist()
+    generator = torch.Generator().manual_seed(high << 32 | low)
+    return torch.randperm(count, generator=generator)
+
+
 class _Task:
     """Feeds a model the graphs of one dataset and scores its outputs."""
 
@@ -352,13 +361,15 @@ class _Task:
 
         count, size = len(self.graphs["train"]), self.batch_size
         if not self.fixed_batches:
-            graphs = order(self.seed + epoch, count)
+            graphs = _epoch_order(count, self.seed, epoch)
             return (self._graph_batch("train", graphs[s : s + size]) for s in range(0, count, size))
         if self._fixed is None:  # built once: the batched graphs keep their hop structure
             graphs = order(self.seed, count)
             self._fixed = [
                 self._graph_batch("train", graphs[s : s + size]) for s in range(0, count, size)
             ]
+        # Seed s + 1 orders its batches as seed s did one epoch later, but each seed's batches
+        # hold other graphs, so the runs still see unrelated data (and the records stand).
         return (self._fixed[i] for i in order(self.seed + 1 + epoch, len(self._fixed)).tolist())
 
     def _step(self, model, optimizer, batch, watch=None, epoch=None):

@@ -17,7 +17,12 @@ from dgl_ssm_bench.cli import main
 from dgl_ssm_bench.config import RunConfig
 from dgl_ssm_bench.reproduce import config_key, execute, plan, read_records, report
 from dgl_ssm_bench.reproduce.plan import PARTS, Cell
-from dgl_ssm_bench.reproduce.records import SCHEMA, append_record, record_key
+from dgl_ssm_bench.reproduce.records import (
+    ORDER_BEFORE_SCHEMA_6,
+    SCHEMA,
+    append_record,
+    record_key,
+)
 
 
 def tiny_ring(seed, layers=2):
@@ -110,8 +115,25 @@ def test_a_record_counts_only_for_the_data_version_it_ran_on():
     assert record_key({**now, "data_version": "drew-v1"}) != config_key(ring.config)
     # "no version" is a version: data that gets one later leaves such records behind
     assert record_key({**now, "data_version": None}) != config_key(ring.config)
-    assert record_key({**now, "data_version": "drew-v1"}) == record_key({
+    assert record_key({**now, "schema": 5, "data_version": "drew-v1"}) == record_key({
         "config": ring.config.to_dict(), "schema": 4})  # fmt: skip
+
+
+def test_a_record_counts_only_for_the_batch_order_it_ran_with():
+    """Schema 6 draws each epoch's order of re-batched graphs from its own stream: older
+    records of such runs (RingTransfer, GPP at the paper's budget) stop counting; runs on one
+    graph, and GPP's fixed batches, did not change and keep theirs."""
+    ring = next(c for c in plan(["ring"], "cpu"))
+    gpp_fixed = next(c for c in plan(["gpp"], "cpu"))
+    gpp_fresh = next(c for c in plan(["gpp"], "paper"))
+    cora = next(c for c in plan(["cora"], "cpu"))
+    assert not ring.config.optim.fixed_batches and gpp_fixed.config.optim.fixed_batches
+    for cell, still_current in ((ring, False), (gpp_fresh, False), (gpp_fixed, True),
+                                (cora, True)):  # fmt: skip
+        version = {"data_version": "drew-v2"} if cell is ring else {}
+        before = record_key({"config": cell.config.to_dict(), "row": cell.row,
+                             "column": cell.column, "schema": 5, **version})  # fmt: skip
+        assert (before == config_key(cell.config)) is still_current, cell.part
 
 
 def test_a_record_older_than_a_new_config_field_keeps_its_key():
@@ -121,7 +143,9 @@ def test_a_record_older_than_a_new_config_field_keeps_its_key():
     config = tiny_ring(3)
     stored = config.to_dict()
     del stored["optim"]["fixed_batches"]
-    assert record_key({"config": stored, "schema": 1}) == config_key(config, "drew-v1")
+    assert record_key({"config": stored, "schema": 1}) == config_key(
+        config, "drew-v1", ORDER_BEFORE_SCHEMA_6
+    )  # its batches were ordered as in its day
 
 
 def test_calibrated_records_from_before_a_rule_change_keep_their_meaning():

@@ -21,7 +21,7 @@ from dgl_ssm import build_model
 from dgl_ssm.scaling import scaling_exponents
 
 from ..config import RunConfig
-from ..datasets import data_version
+from ..datasets import data_version, num_splits
 from ..records import append_record, read_records  # noqa: F401 (one shared implementation)
 
 # 2: calibrated runs rescale their layers' weight decay unless optim.rescale_weight_decay is
@@ -34,9 +34,14 @@ from ..records import append_record, read_records  # noqa: F401 (one shared impl
 # 5: the key covers the data's version (datasets.data_version), which records store as
 # "data_version"; earlier records are read with the version all of them ran on
 # (DATA_BEFORE_SCHEMA_5: every committed GPP record is from PNA's generator, version 2).
-SCHEMA = 5
+# 6: runs on many graphs that re-batch them every epoch draw each epoch's order from its own
+# stream (train._epoch_order); earlier ones were ordered by a torch seed of seed + epoch, so
+# seed s + 1 trained on seed s's batches one epoch late. Their keys cover ORDER_BEFORE_SCHEMA_6,
+# so they stop counting (fixed batches are unchanged: each seed's batches hold other graphs).
+SCHEMA = 6
 DATA_BEFORE_SCHEMA_5 = {"ring_transfer": "drew-v1", "gpp_diameter": "pna-v2",
                         "gpp_sssp": "pna-v2", "gpp_eccentricity": "pna-v2"}  # fmt: skip
+ORDER_BEFORE_SCHEMA_6 = "seed+epoch"
 NOT_IN_KEY = {"data": ("data_dir", "cache_dir"), None: ("device",)}
 
 
@@ -81,13 +86,16 @@ def _uniform_scaling(name, conv_options, hidden):
 _LOADED = object()  # config_key's default version: the one this code loads
 
 
-def config_key(config: RunConfig, version=_LOADED):
+def config_key(config: RunConfig, version=_LOADED, batch_order=None):
     """The run's key; ``version`` is its data's (None: a dataset without versions), by
-    default the one this code loads."""
+    default the one this code loads; ``batch_order`` names an older rule of ordering the
+    training graphs (None: this code's)."""
     hashed = {"schema": SCHEMA, "config": canonical(config)}
     version = data_version(config.data.name) if version is _LOADED else version
     if version is not None:
         hashed["data_version"] = version
+    if batch_order is not None:
+        hashed["batch_order"] = batch_order
     text = json.dumps(hashed, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -115,10 +123,12 @@ def record_key(record):
     """The key of a stored record, recomputed with the current code."""
     schema = record.get("schema", SCHEMA)
     config = RunConfig.from_dict(_migrate(record["config"], schema))
+    reshuffled = num_splits(config.data.name) is None and not config.optim.fixed_batches
+    order = ORDER_BEFORE_SCHEMA_6 if schema < 6 and reshuffled else None
     if schema < 5:
-        return config_key(config, DATA_BEFORE_SCHEMA_5.get(config.data.name))
+        return config_key(config, DATA_BEFORE_SCHEMA_5.get(config.data.name), order)
     # Written by hand without it (tests, users): the data this code loads.
-    return config_key(config, record.get("data_version", _LOADED))
+    return config_key(config, record.get("data_version", _LOADED), order)
 
 
 def checked_key(record, where):

@@ -104,9 +104,9 @@ def superseded_note(records, other=(), budget="cpu"):
     if records:
         cells = sorted({f"{r['row']} / {r['column']} (seed {r['config']['seed']})"
                         for r in records})  # fmt: skip
-        lines += ["", f"Superseded, not in the table ({len(records)} record(s) whose "
-                  "configuration the plan no longer holds, kept in the records file): "
-                  f"{'; '.join(cells)}."]  # fmt: skip
+        lines += ["", f"Superseded, not in the table ({len(records)} record(s) of a "
+                  "configuration, data version or order of training graphs the plan no longer "
+                  f"runs, kept in the records file): {'; '.join(cells)}."]  # fmt: skip
     if other:
         lines += ["", f"Not in the table: {len(other)} record(s) of another budget than "
                   f"`{budget}` (`--report --budget` shows them)."]  # fmt: skip
