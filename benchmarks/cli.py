@@ -222,6 +222,7 @@ def add_reproduce_parser(commands):
 def config_from_args(args):
     """The run's config: the YAML file (if any), then every given flag on top."""
     config = RunConfig.from_yaml(_config_path(args.config)) if args.config else RunConfig()
+    from_file = {name: getattr(config.model, name) for name in ("max_hop", "past_max_hop")}
     for flags, section in ((MODEL_FLAGS, config.model), (DATA_FLAGS, config.data),
                            (OPTIM_FLAGS, config.optim)):  # fmt: skip
         for flag, name in flags.items():
@@ -239,6 +240,12 @@ def config_from_args(args):
     for name in ("seed", "device"):
         if getattr(args, name) is not None:
             _set(config, name, getattr(args, name), name)
+    # A config file's k-hop settings are its k-hop model's: --model naming a one-hop model
+    # leaves them behind (dgl_ssm refuses options a model would ignore), unless flags set them.
+    if args.model is not None and not config.model.is_khop:
+        for name, value in from_file.items():
+            if getattr(config.model, name) == value:
+                setattr(config.model, name, None)
     return config
 
 

@@ -92,11 +92,11 @@ def parameter_count(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# Options of the dgl_ssm models that a fixed reference architecture cannot honour. (hop_mode
-# would also have the trainer rewire the graph. max_hop and delay are ignored, as by every
-# one-hop model.)
+# Options of the dgl_ssm models that a fixed reference architecture cannot honour (hop_mode
+# would also have the trainer rewire the graph); the k-hop ones, as every one-hop model.
 _NOT_FOR_BASELINES = (
-    "residual", *ModelConfig.SSM_FIELDS, "hop_mode", "calibrate", "head_activation", "norm",
+    "residual", *ModelConfig.SSM_FIELDS, "hop_mode", "max_hop", "delay", "past_max_hop",
+    "calibrate", "head_activation", "norm",
 )  # fmt: skip
 
 

@@ -204,7 +204,25 @@ class SSMUpdate(nn.Module):
                 f"{tuple(conv_out.shape)}; both must end in width {self.dim}. Build the update "
                 f"with the conv's width (SSMUpdate({conv_out.shape[-1] if conv_out.dim() else 1}))."
             )
+        try:
+            torch.broadcast_shapes(state.shape, conv_out.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"SSMUpdate got state {tuple(state.shape)} and conv output "
+                f"{tuple(conv_out.shape)}: one row of each per node, so their shapes must match."
+            ) from None
         lam, beta = self.scalars()
+        matrices = lam is None or beta is None  # (a scalar Λ and B take any float dtype)
+        mixed = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # autocast's casts
+        for name, tensor in (("state", state), ("conv output", conv_out)):
+            if not tensor.is_floating_point() or (
+                matrices and not mixed and tensor.dtype != self.state_matrix.dtype
+            ):
+                raise TypeError(
+                    f"SSMUpdate's {name} is {tensor.dtype}, its Λ and B are "
+                    f"{self.state_matrix.dtype}: cast the inputs with .to("
+                    f"{self.state_matrix.dtype}), or the update (the model) with .to(dtype)."
+                )
         if lam is not None and beta is not None and type(self.activation) is nn.ReLU:
             return _ScalarReluStep.apply(state, conv_out, lam, beta)
         coupled = self.activation(conv_out)

@@ -648,3 +648,18 @@ def test_the_exported_building_blocks_refuse_what_they_cannot_use_in_one_line():
             sensitivity_by_distance(model, graph, feat, **options)
     assert sensitivity_by_distance(model, graph, feat, max_distance=0) == {0: pytest.approx(
         sensitivity_by_distance(model, graph, feat)[0])}  # fmt: skip
+
+
+def test_ssm_update_called_directly_names_a_shape_or_dtype_it_cannot_use():
+    """Exported, SSMUpdate failed inside torch on mismatched rows, integer input, or float64
+    input against float32 matrices (and silently ran float64 with scalar ones, as it may)."""
+    with pytest.raises(ValueError, match=r"state \(3, 4\) and conv output \(5, 4\)"):
+        SSMUpdate(4)(torch.ones(3, 4), torch.ones(5, 4))
+    with pytest.raises(TypeError, match=r"state is torch.int64, its Λ and B are torch.float32"):
+        SSMUpdate(4)(torch.ones(3, 4, dtype=torch.long), torch.ones(3, 4, dtype=torch.long))
+    matrices = SSMUpdate(4, state="orthogonal")
+    with pytest.raises(TypeError, match=r"state is torch.float64.*\.to\(torch.float32\)"):
+        matrices(torch.ones(3, 4).double(), torch.ones(3, 4).double())
+    double = torch.ones(3, 4).double()
+    assert SSMUpdate(4)(double, double).dtype == torch.float64  # scalar Λ and B: any float
+    assert matrices.double()(double, double).dtype == torch.float64

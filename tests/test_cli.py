@@ -99,6 +99,26 @@ def test_yaml_config_with_flags_on_top(tmp_path):
     assert record["config"]["model"]["state_scale"] == 0.9
 
 
+def test_a_one_hop_model_named_over_a_k_hop_config_leaves_its_k_hop_settings(tmp_path,
+                                                                           capsys):  # fmt: skip
+    """`--config gpp_sssp --model gcn_ssm`: the file's max_hop belongs to its kGCN-SSM, and
+    dgl_ssm refuses it on a one-hop model; given as a flag, it is the user's, and refused."""
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "model: {name: kgcn_ssm, num_layers: 2, max_hop: 2, past_max_hop: repeat, hidden: 8}\n"
+        "data: {name: ring_transfer, options: {ring_size: 6, num_graphs: 50}}\n"
+        "optim: {epochs: 1}\n"
+    )
+    out = tmp_path / "r.jsonl"
+    argv = ["run", "--config", str(path), "--output", str(out), "--no-progress"]
+    assert main([*argv, "--model", "gcn_ssm"]) == 0
+    (record,) = records(out)
+    model = record["config"]["model"]
+    assert (model["name"], model["max_hop"], model["past_max_hop"]) == ("gcn_ssm", None, None)
+    assert main([*argv, "--model", "gcn_ssm", "--max-hop", "3"]) == 2
+    assert "max_hop applies to k-hop models only" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_config_is_valid(path):
     validate(RunConfig.from_yaml(path))
