@@ -232,17 +232,24 @@ def one_big_component(seed=0, nodes=140):
     return dgl.add_self_loop(dgl.to_bidirected(dgl.rand_graph(nodes, 300)))
 
 
-def test_matrix_free_eigenvalues_of_a_non_normal_jacobian_match_the_dense_ones():
-    # GIN with a random B: J is far from normal, so eigenvectors come in conjugate pairs
-    # whose real parts the basis must not lose (an unpivoted QR lost them: errors of 1e-2).
+def non_normal_gin_layer():
+    """GIN-SSM's second layer with a random B on :func:`one_big_component`: its layer, its
+    input, and its dense Jacobian (far from normal: eigenvectors in conjugate pairs)."""
     graph = one_big_component()
     torch.manual_seed(1)
     model = GINSSM(3, 4, 2, num_layers=2, input="random", input_scale=1.0).eval()
     layer_in = layer_inputs(model, graph, torch.randn(140, 3))[1]
     jac = dense_layer_jacobian(model.layers[1], layer_in.graph, layer_in.feat).numpy()
+    return model.layers[1], layer_in, jac
+
+
+def test_matrix_free_eigenvalues_of_a_non_normal_jacobian_match_the_dense_ones():
+    # GIN with a random B: J is far from normal, so eigenvectors come in conjugate pairs
+    # whose real parts the basis must not lose (an unpivoted QR lost them: errors of 1e-2).
+    layer, layer_in, jac = non_normal_gin_layer()
     _, moduli = dense_top(jac, 6)
-    found, residuals = top_eigenvalue_moduli(model.layers[1], layer_in.graph, layer_in.feat,
-                                             k=6, return_residuals=True)  # fmt: skip
+    found, residuals = top_eigenvalue_moduli(layer, layer_in.graph, layer_in.feat, k=6,
+                                             return_residuals=True)  # fmt: skip
     np.testing.assert_allclose(found, moduli, atol=1e-6)
     assert residuals.max() < 1e-6
 
@@ -295,11 +302,7 @@ def test_block_iteration_finds_the_top_of_a_non_normal_jacobian(kind):
     # dense spectrum's top values, each with a small residual.
     from dgl_ssm.analysis.spectra import subspace_top
 
-    graph = one_big_component()
-    torch.manual_seed(1)
-    model = GINSSM(3, 4, 2, num_layers=2, input="random", input_scale=1.0).eval()
-    layer_in = layer_inputs(model, graph, torch.randn(140, 3))[1]
-    jac = dense_layer_jacobian(model.layers[1], layer_in.graph, layer_in.feat).numpy()
+    _, _, jac = non_normal_gin_layer()
     singular, moduli = dense_top(jac, 4)
     values, residuals = subspace_top(scipy.sparse.linalg.aslinearoperator(jac), 4, kind,
                                      tol=1e-10, seed=0)  # fmt: skip

@@ -604,14 +604,20 @@ def test_a_published_model_sits_beside_ours_only_in_its_variant(options, gcn_pla
     assert not matched and "published with a random Λ (no eigenvalue control)" in reason
 
 
-def test_a_final_evaluation_of_a_trial_no_longer_best_is_not_ranked(tmp_path):
-    """Trials run after the final evaluation (or one cut short) can leave it on a trial that is
-    no longer the best: the study is then listed as unfinished, saying what to do."""
+def cora_study(tmp_path):
+    """A new storage with one sweep study of GCN on Cora (no trials yet): its URL and study."""
     url = f"sqlite:///{tmp_path}/o.db"
     study = optuna.create_study(storage=url, study_name="gcn__cora", direction="maximize")
     for key, value in dict(backbone="gcn", dataset="cora", metric="accuracy",
                            direction="maximize").items():  # fmt: skip
         study.set_user_attr(key, value)
+    return url, study
+
+
+def test_a_final_evaluation_of_a_trial_no_longer_best_is_not_ranked(tmp_path):
+    """Trials run after the final evaluation (or one cut short) can leave it on a trial that is
+    no longer the best: the study is then listed as unfinished, saying what to do."""
+    url, study = cora_study(tmp_path)
     add_trial(study, 2, 0.70, 0.69)
     study.set_user_attr("final", {"trial": 0, "mean": 0.69, "std": 0.0, "values": [0.69],
                                   "seeds": [1]})  # fmt: skip
@@ -635,11 +641,7 @@ def test_a_final_evaluation_of_a_trial_no_longer_best_is_not_ranked(tmp_path):
 def test_a_final_on_a_trial_tied_for_best_is_current(tmp_path):
     """Storages break ties in the best value their own way: a final evaluation of any trial
     tied for the best is the best trial's."""
-    url = f"sqlite:///{tmp_path}/o.db"
-    study = optuna.create_study(storage=url, study_name="gcn__cora", direction="maximize")
-    for key, value in dict(backbone="gcn", dataset="cora", metric="accuracy",
-                           direction="maximize").items():  # fmt: skip
-        study.set_user_attr(key, value)
+    url, study = cora_study(tmp_path)
     add_trial(study, 2, 0.80, 0.79)
     add_trial(study, 4, 0.80, 0.77)
     study.set_user_attr("final", {"trial": 1, "mean": 0.77, "std": 0.01, "values": [0.76, 0.78],

@@ -414,39 +414,36 @@ def test_final_runs_take_the_spaces_seeds_and_a_split_each(
     best_lr = final["params"]["optim.lr"]
     assert seen == [(7, 0, best_lr), (3, 1, best_lr), (5, 2, best_lr)]
     assert final["seeds"] == [7, 3, 5]
+
+    def final_seeds(name, text):
+        """The seeds of the final runs of a sweep on a space file of ``text``."""
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        other = dataclasses.replace(
+            spec, space=str(path), storage=f"sqlite:///{tmp_path}/{name}.db"
+        )
+        monkeypatch.undo()
+        run_sweep(other, log=lambda *_: None)
+        monkeypatch.setattr(runner, "train", fake_train)
+        seen.clear()
+        final = runner.final_evaluation(other, log=lambda *_: None)
+        assert [seed for seed, _, _ in seen] == final["seeds"]
+        return final["seeds"]
+
+    def with_final(line):
+        return space.read_text().replace("final: {runs: 3, seeds: [7, 3, 5]}", line)
+
     # Without seeds in the space: those after the search's (0), so no final run repeats the
     # trial that won (seed 0 on split 0), whose test score the search picked.
-    other = tmp_path / "other.yaml"
-    other.write_text(space.read_text().replace("final: {runs: 3, seeds: [7, 3, 5]}",
-                                               "final: {runs: 2}"))  # fmt: skip
-    spec = dataclasses.replace(spec, space=str(other), storage=f"sqlite:///{tmp_path}/p.db")
-    monkeypatch.undo()
-    run_sweep(spec, log=lambda *_: None)
-    monkeypatch.setattr(runner, "train", fake_train)
-    seen.clear()
-    final = runner.final_evaluation(spec, log=lambda *_: None)
-    assert [seed for seed, _, _ in seen] == [1, 2] and final["seeds"] == [1, 2]
+    assert final_seeds("other", with_final("final: {runs: 2}")) == [1, 2]
     # Seeds without runs: one run per seed, all four (not the default three runs).
-    four = tmp_path / "four.yaml"
-    four.write_text(space.read_text().replace("final: {runs: 3, seeds: [7, 3, 5]}",
-                                              "final: {seeds: [41, 95, 12, 35]}"))  # fmt: skip
-    spec = dataclasses.replace(spec, space=str(four), storage=f"sqlite:///{tmp_path}/q.db")
-    monkeypatch.undo()
-    run_sweep(spec, log=lambda *_: None)
-    monkeypatch.setattr(runner, "train", fake_train)
-    seen.clear()
-    final = runner.final_evaluation(spec, log=lambda *_: None)
-    assert [seed for seed, _, _ in seen] == [41, 95, 12, 35] == final["seeds"]
+    four = with_final("final: {seeds: [41, 95, 12, 35]}")
+    assert final_seeds("four", four) == [41, 95, 12, 35]
     # A space that extends one with seeds may ask for fewer runs: the first seeds.
-    two = tmp_path / "two.yaml"
-    two.write_text(f"extends: {four}\nfinal: {{runs: 2}}\n")
-    spec = dataclasses.replace(spec, space=str(two), storage=f"sqlite:///{tmp_path}/r.db")
-    monkeypatch.undo()
-    run_sweep(spec, log=lambda *_: None)
-    monkeypatch.setattr(runner, "train", fake_train)
-    seen.clear()
-    final = runner.final_evaluation(spec, log=lambda *_: None)
-    assert [seed for seed, _, _ in seen] == [41, 95] == final["seeds"]
+    assert final_seeds("two", f"extends: {tmp_path / 'four.yaml'}\nfinal: {{runs: 2}}\n") == [
+        41,
+        95,
+    ]
 
 
 def test_a_lower_is_better_metric_is_minimised_and_its_lowest_trial_is_evaluated(
