@@ -5,8 +5,11 @@ import builtins
 import gzip
 import importlib.util
 import json
+import os
 import pickle
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -498,3 +501,32 @@ def test_the_trainer_gives_bond_features_to_gatedgcn_and_no_self_loops(tmp_path,
     out = model(graph, graph.ndata["feat"], graph.edata["feat"])
     other = model(graph, graph.ndata["feat"], torch.zeros_like(graph.edata["feat"]))
     assert not torch.allclose(out, other)
+
+
+def test_a_downloaded_dataset_whose_processed_file_is_cut_short_is_processed_again(
+    tmp_path, monkeypatch, data_dir
+):
+    """Without --data-dir, DGL's own download folder: once a load has worked, a processed
+    file cut short (a killed save, a full disk) is made afresh. DGL's binary reader crashed
+    the process on it (a segfault) on every run."""
+    import dgl.data
+
+    from dgl_ssm_bench.datasets.planetoid import load_planetoid
+
+    def download(self):  # as DGL's: the folder, then the raw files (here from the local copy)
+        Path(self.raw_path).mkdir(parents=True)
+        for path in (data_dir / "planetoid").glob("ind.cora.*"):
+            shutil.copyfile(path, Path(self.raw_path) / path.name.replace("cora", "cora_v2"))
+
+    monkeypatch.delenv("DGL_SSM_DATA", raising=False)
+    monkeypatch.setattr(dgl.data.CoraGraphDataset, "download", download)
+    cache = tmp_path / "cache"
+    assert load_planetoid("cora", None, cache).num_nodes() == 2708
+    (processed,) = [p for p in cache.glob("cora_v2_*/*") if p.suffix == ".bin"]
+    truncate(processed)
+    code = ("from dgl_ssm_bench.datasets.planetoid import load_planetoid; "
+            f"print(load_planetoid('cora', None, {str(cache)!r}).num_nodes())")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "DGL_SSM_DATA"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-500:]  # (a crash: -11)
+    assert result.stdout.split()[-1] == "2708"

@@ -20,7 +20,15 @@ from dgl.data import (
 
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
-from .staging import corrupt_files, dgl_layout, download_errors, exclusive, seal, stage_files
+from .staging import (
+    corrupt_files,
+    dgl_layout,
+    download_errors,
+    drop_changed,
+    exclusive,
+    seal,
+    stage_files,
+)
 
 DATASETS = {
     "minesweeper": MinesweeperDataset,
@@ -65,11 +73,12 @@ def load_heterophilous(name, data_dir_path=None, cache_path=None, verbose=False)
     with exclusive(raw_path):
         if local is not None:
             files = [_stage(key, internal, local, raw_path)]
+        else:
+            drop_changed(raw_path)
         with (download_errors(key, f"{key}.npz", SOURCE, raw_path),
               corrupt_files(files, raw_path, SOURCE)):  # fmt: skip
             dataset = dataset_class(raw_dir=str(cache), verbose=verbose)
-        if local is not None:
-            seal(raw_path)
+        seal(raw_path)  # (downloaded too: a save killed or a file cut short later is seen)
     graph = dataset[0]
 
     masks = {split: graph.ndata.pop(f"{split}_mask") for split in ("train", "val", "test")}

@@ -4,7 +4,15 @@ from dgl.data import CiteseerGraphDataset, CoraGraphDataset, PubmedGraphDataset
 
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
-from .staging import corrupt_files, dgl_layout, download_errors, exclusive, seal, stage_files
+from .staging import (
+    corrupt_files,
+    dgl_layout,
+    download_errors,
+    drop_changed,
+    exclusive,
+    seal,
+    stage_files,
+)
 
 DATASETS = {
     "cora": CoraGraphDataset,
@@ -39,11 +47,12 @@ def load_planetoid(name, data_dir_path=None, cache_path=None, verbose=False):
     with exclusive(raw_path):
         if local is not None:  # DGL reads ind.<internal name>.*, e.g. ind.cora_v2.x
             stage_files({source / f: f.replace(name, internal, 1) for f in needed}, raw_path)
+        else:
+            drop_changed(raw_path)
         with (download_errors(name, ", ".join(needed), SOURCE, raw_path),
               corrupt_files(files, raw_path, SOURCE)):  # fmt: skip
             graph = dataset_class(raw_dir=str(cache), verbose=verbose)[0]
-        if local is not None:
-            seal(raw_path)
+        seal(raw_path)  # (downloaded too: a save killed or a file cut short later is seen)
     return graph
 
 

@@ -89,6 +89,15 @@ def seal(target):
     (target / SEALED).write_text(json.dumps(sizes, indent=1, sort_keys=True))
 
 
+def drop_changed(target):
+    """Before DGL reads a folder it downloaded into (nothing staged): once :func:`seal` has
+    recorded it, remove every file cut short since, or not recorded (a killed save), so DGL
+    makes them afresh rather than crash on them. A folder never sealed is left as it is."""
+    target = Path(target)
+    if (target / SEALED).is_file():
+        _drop_unsealed(target, {})
+
+
 def _drop_unsealed(target, manifest):
     try:
         sealed = json.loads((target / SEALED).read_text())
