@@ -385,6 +385,10 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
         if args.columns:
             cells = _only(cells, "--columns", args.columns, lambda c: c.column)
         cells = [c for c in cells if c.required or not args.only_required]
+        if not cells:  # each filter matched, but not together
+            raise ValueError("no run of the chosen parts matches --rows, --seeds, --columns "
+                             "and --only-required together; --list without some of them "
+                             "shows what there is.")  # fmt: skip
         locations = {"data_dir": args.data_dir, "cache_dir": args.cache_dir}
         locations = {k: v for k, v in locations.items() if v is not None}
         for cell in cells:

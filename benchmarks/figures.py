@@ -663,6 +663,8 @@ def monitor_figures(record, *, out, stem="monitor"):
         )
     plt = pyplot()
     epochs = [e["epoch"] for e in entries]
+    # Each cell spans its epoch ± half the monitor's step (EVERY), so it sits on its epoch.
+    half = (epochs[-1] - epochs[0]) / (len(epochs) - 1) / 2 if len(epochs) > 1 else 0.5
     rows, paths = [], []
     for name, first, title in (("grad_norm", 1, "log10 ‖∂loss/∂H⁽ℓ⁾‖"),
                                ("energy", 0, "log10 Dirichlet energy of H⁽ℓ⁾")):  # fmt: skip
@@ -673,7 +675,7 @@ def monitor_figures(record, *, out, stem="monitor"):
             logs = np.where(grid > 0, np.log10(grid), np.nan)
         fig, ax = plt.subplots(figsize=(6, 4))
         image = ax.imshow(logs, aspect="auto", origin="lower", interpolation="nearest",
-                          extent=(epochs[0] - 0.5, epochs[-1] + 0.5, first - 0.5,
+                          extent=(epochs[0] - half, epochs[-1] + half, first - 0.5,
                                   first + grid.shape[0] - 0.5))  # fmt: skip
         fig.colorbar(image, ax=ax)
         ax.set(xlabel="epoch", ylabel="layer ℓ", title=title)

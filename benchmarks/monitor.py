@@ -125,8 +125,9 @@ class TrainingMonitor:
                 graph, state, edges, kwargs = call_parts(args, kwargs)
                 if index == 0:
                     entry["energy"][0] = dirichlet_energy(graphs[0], state, as_tensor=True)
-                if index in chosen:
-                    calls[index] = LayerCall(graph, state.detach(), edges, kwargs)
+                if index in chosen:  # a copy of the history the model goes on appending to
+                    kept = {k: list(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+                    calls[index] = LayerCall(graph, state.detach(), edges, kept)
 
             return hook
 
@@ -168,7 +169,8 @@ class TrainingMonitor:
         for index, call in sorted(calls.items()):
             try:
                 job = pickle.dumps((
-                    copy.deepcopy(model.layers[index]).cpu(), call.graph.cpu(), call.feat.cpu(),
+                    copy.deepcopy(model.layers[index]).cpu(), _graph_on_cpu(call.graph),
+                    call.feat.cpu(),
                     None if call.edge_feat is None else call.edge_feat.detach().cpu(),
                     {key: _detached(value) for key, value in call.kwargs.items()},
                     self.k, self.spectrum_options,
@@ -249,6 +251,11 @@ def _as_floats(values, split):
     read = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
     floats = [next(read) if isinstance(v, torch.Tensor) else float(v) for v in values]
     return floats[:split], floats[split:]
+
+
+def _graph_on_cpu(graph):
+    """A layer's graph on the CPU: a list of hop graphs for a cumulative k-hop layer."""
+    return [g.cpu() for g in graph] if isinstance(graph, list) else graph.cpu()
 
 
 def _detached(value):

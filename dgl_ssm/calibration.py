@@ -305,8 +305,9 @@ def calibrate(
     Sets λ of :math:`\Lambda = \lambda I` and a factor on B, per group of layers that share
     one :class:`~dgl_ssm.SSMUpdate` (all layers by default; each layer with
     ``shared_ssm=False``), so that each layer's Jacobian at initialisation has its largest
-    eigenvalue modulus within ``target ± tol`` and the state norm
-    :math:`\|H^{(\ell)}\| / \|H^{(0)}\|` stays within ``[1/norm_bound, norm_bound]``. Only
+    eigenvalue modulus within ``target ± tol`` and the state norm, relative to the growth the
+    target itself asks for, :math:`\|H^{(\ell)}\| / (\mathrm{target}^\ell \|H^{(0)}\|)`,
+    stays within ``[1/norm_bound, norm_bound]`` (with ``target=1``: the norm itself). Only
     the Λ and B buffers change; trainable weights are untouched. See the module docstring for
     the method.
 
@@ -384,27 +385,37 @@ def calibrate(
         prefer = group.built_lam if lambda_rule == "nearest" else None
         return _lam_for(group.mu, group.factor, target, aim, prefer)
 
-    with _each_warning_once():  # one notice per calibration, not one per layer and round
-        eigen = _top_eigenvalues(model, inputs, options, progress)
-        radius_before, norm_before = [abs(e) for e in eigen], _norm_ratios(model, inputs, target)
-        misses = _out_of_bounds(radius_before, norm_before, target, tol / 2, norm_bound)
-        rounds, done = 0, not any(misses)
-        while not done and rounds < max_rounds:
-            rounds += 1
-            for group in groups:
-                # μ: the eigenvalue of K = J − λI (per unit factor on B) that is on top now.
-                group.mu = [(eigen[i] - _lam(group.update)) / group.factor for i in group.layers]
-                group.factor = _fit_group(group.mu, group.factor, target, aim)
-                group.set(lam_for(group))
-            _shrink_until_bounded(model, inputs, groups, target, norm_bound, lam_for,
-                                  largest=input_rule == "largest")  # fmt: skip
+    try:
+        with _each_warning_once():  # one notice per calibration, not one per layer and round
             eigen = _top_eigenvalues(model, inputs, options, progress)
-            radii, factors = [abs(e) for e in eigen], [group.factor for group in groups]
-            say(
-                f"round {rounds}: radius {min(radii):.4f}…{max(radii):.4f}, B factor "
-                f"{min(factors):.3g}…{max(factors):.3g}"
+            radius_before, norm_before = (
+                [abs(e) for e in eigen],
+                _norm_ratios(model, inputs, target),
             )
-            done = all(abs(r - target) <= tol / 2 for r in radii)  # a margin for re-measurement
+            misses = _out_of_bounds(radius_before, norm_before, target, tol / 2, norm_bound)
+            rounds, done = 0, not any(misses)
+            while not done and rounds < max_rounds:
+                rounds += 1
+                for group in groups:
+                    # μ: the eigenvalue of K = J − λI (per unit factor on B) that is on top now.
+                    group.mu = [
+                        (eigen[i] - _lam(group.update)) / group.factor for i in group.layers
+                    ]
+                    group.factor = _fit_group(group.mu, group.factor, target, aim)
+                    group.set(lam_for(group))
+                _shrink_until_bounded(model, inputs, groups, target, norm_bound, lam_for,
+                                      largest=input_rule == "largest")  # fmt: skip
+                eigen = _top_eigenvalues(model, inputs, options, progress)
+                radii, factors = [abs(e) for e in eigen], [group.factor for group in groups]
+                say(
+                    f"round {rounds}: radius {min(radii):.4f}…{max(radii):.4f}, B factor "
+                    f"{min(factors):.3g}…{max(factors):.3g}"
+                )
+                done = all(abs(r - target) <= tol / 2 for r in radii)  # a margin for re-measurement
+    except BaseException:  # (Ctrl-C too): no half-set Λ and B, the model as it was built
+        for group in groups:
+            _set(group.update, group.built_lam, 1.0, group.built_input)
+        raise
     report = CalibrationReport(
         target=target,
         tol=tol,
@@ -655,9 +666,13 @@ def _each_warning_once():
     once-per-place rule holds that to one only until a filter changes: under ``"always"``,
     or after any ``catch_warnings`` between two layers (which resets the rule's registry), a
     64-layer stack would print it 64 times a round."""
+    error = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        yield
+        try:
+            yield
+        except BaseException as raised:  # given after the warnings, which may say why
+            error = raised
     seen = set()
     for caught_warning in caught:
         message = caught_warning.message
@@ -665,6 +680,8 @@ def _each_warning_once():
             seen.add((type(message), str(message)))
             warnings.warn_explicit(message, type(message), caught_warning.filename,
                                    caught_warning.lineno)  # fmt: skip
+    if error is not None:
+        raise error
 
 
 def _top_eigenvalues(model, inputs, options, progress=None):

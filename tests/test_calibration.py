@@ -146,6 +146,26 @@ def test_progress_counts_each_layer_of_each_sweep():
         calibrate(model, graph, feat, progress=True)
 
 
+def test_a_calibration_cut_short_leaves_lambda_and_b_as_built():
+    """A progress callback (or Ctrl-C) raising in a later sweep left Λ and B half-set, and
+    the notices gathered so far were dropped."""
+    graph, feat = random_graph(16, 30, seed=2), torch.randn(16, 3)
+    torch.manual_seed(0)
+    model = build_model("gin_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=3)
+    built = {name: b.clone() for name, b in model.named_buffers()}
+    calls = []
+
+    def stop(*args):
+        calls.append(args)
+        if len(calls) == 5:  # in the second sweep: after the first round has set Λ and B
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        calibrate(model, graph, feat, progress=stop)
+    assert all(torch.equal(b, built[name]) for name, b in model.named_buffers())
+    assert calibrate(model, graph, feat).rounds >= 1  # and it calibrates afresh
+
+
 def test_an_overflowing_state_norm_keeps_halving_b(monkeypatch):
     """A state norm that overflowed (inf) or became NaN says nothing about whether halving
     helped, so B is halved again until the norms are finite and within the bound."""
@@ -366,6 +386,7 @@ def test_a_calibrated_run_records_the_report_and_its_gradient_ratio():
     assert report["ok"] and all(0.98 <= r <= 1.02 for r in report["radius_after"])
     before, after = report["grad_first_to_last"]
     assert before > 0 and 0.1 <= after <= 10
+    assert report["seconds"] > 0  # its time, apart from the training's wall_time_s
 
 
 def test_a_calibrated_run_takes_its_target_and_rule_and_records_what_it_set(monkeypatch):

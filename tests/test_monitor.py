@@ -56,6 +56,25 @@ def test_recorded_quantities_equal_the_analysis_of_the_model_at_that_step():
     assert len(first["grad_norm"]) == 5 and len(first["energy"]) == 6
 
 
+def test_a_cumulative_k_hop_model_has_its_spectra_recorded_from_what_each_layer_saw():
+    """DRew-style layers read a list of hop graphs and the states so far: the monitor kept
+    neither (a list has no .cpu(); the history it held by reference grew to every state)."""
+    data = tiny_node_task("accuracy")
+    run = config(name="kgcn_ssm", hop_mode="cumulative", num_layers=3)
+    monitor = TrainingMonitor(1, layers=[0, 2], spectra="inline")
+    result = train(run, data=data, monitor=monitor)
+    first = next(h for h in result.history if "grad_norm" in h)
+    assert "spectra" not in first  # no failure noted
+    model, graph = model_as_built(run, data)
+    calls = layer_inputs(model, graph, graph.ndata["feat"])
+    for index in (0, 2):
+        call = calls[index]
+        assert len(call.kwargs["history"]) == index + 1
+        direct = top_singular_values(model.layers[index], call.graph, call.feat, k=3,
+                                     layer_kwargs=call.kwargs)  # fmt: skip
+        assert first["singular_values"][str(index)] == pytest.approx(direct.tolist(), rel=1e-3)
+
+
 def test_checkpointing_records_the_same_gradient_norms():
     data = tiny_node_task("accuracy")
     norms = []
@@ -203,4 +222,5 @@ def test_the_heatmaps_put_layers_up_and_epochs_across(tmp_path, monkeypatch):
     image, options = drawn[0]
     expected = [[e + 10 * ell for e in epochs] for ell in layers]
     np.testing.assert_allclose(image, expected)
-    assert options["origin"] == "lower" and options["extent"] == (-0.5, 4.5, 0.5, 3.5)
+    # epochs 0, 2, 4 (EVERY = 2): cells 2 wide, centred on them (±0.5 put them off their epochs)
+    assert options["origin"] == "lower" and options["extent"] == (-1.0, 5.0, 0.5, 3.5)

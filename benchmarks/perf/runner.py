@@ -171,13 +171,19 @@ def _time_section(config, spec, device, log, records, depths=None, allocator=Non
         out = _measure(config, log, where, failed, time_epochs, *args,
                        allocator=allocator or config.allocator)  # fmt: skip
         if out:
-            medians = {}
+            medians, per_round = {}, {}
             for name, rounds in out["measurements"].items():
                 put(records, "time", graph, name, "seconds", [m.median for m in rounds], depth)
                 table.append(round_medians(rounds))
-                medians[name] = table[-1].median
-            plain = medians[variants[0]]
-            parts = ", ".join(f"{name} {t:.3g}s ({t / plain:.3f}×)" for name, t in medians.items())
+                medians[name], per_round[name] = table[-1].median, [m.median for m in rounds]
+            # The ratio the report and its targets use: the median of the per-round ratios
+            # (each round times every model back to back), not a ratio of medians.
+            plain = per_round[variants[0]]
+            parts = ", ".join(
+                f"{name} {t:.3g}s "
+                f"({statistics.median(a / b for a, b in zip(per_round[name], plain)):.3f}×)"
+                for name, t in medians.items()
+            )
             log(f"{where}: {parts}; n={config.repeats} rounds")
         status[depth] = records[key("time", graph, variants[0], "seconds", depth)]["status"]
     if table:

@@ -22,13 +22,15 @@ def records_file(out, part):
 
 
 def pending(cells, out):
-    """The cells of ``cells`` whose configuration has no record under ``out`` yet."""
+    """The cells of ``cells`` whose configuration has no record in their part's file under
+    ``out`` yet (a run in two parts, e.g. Cora's 64-layer GCN-SSM and calibration's
+    defaults, is recorded in each)."""
     done = set()
     for part in {cell.part for cell in cells}:
         path = records_file(out, part)
         for number, record in enumerate(read_records(path), 1):
-            done.add(checked_key(record, f"{path}, record {number}"))
-    return [cell for cell in cells if config_key(cell.config) not in done]
+            done.add((part, checked_key(record, f"{path}, record {number}")))
+    return [cell for cell in cells if (cell.part, config_key(cell.config)) not in done]
 
 
 def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):

@@ -85,6 +85,12 @@ CUTS = {
     "depth": "none (cora's protocol).",
     "calibration": "none (cora's protocol).",
 }
+# What the paper budget still cuts (no part runs a published protocol in full).
+PAPER_CUTS = {
+    "gpp": "no hyperparameter search: the re-implementation's configs, not the published grid.",
+    "ring": "ring sizes 10, 20, 30, 40, 50 only, not all of paper.md §5's 10–20 by 2, 24–40 "
+    "by 4, 50, 60, 70.",
+}
 
 
 @dataclass
