@@ -20,15 +20,7 @@ from dgl.data import (
 
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
-from .staging import (
-    corrupt_files,
-    dgl_layout,
-    download_errors,
-    drop_changed,
-    exclusive,
-    seal,
-    stage_files,
-)
+from .staging import dgl_layout, load_dgl_dataset, stage_files
 
 DATASETS = {
     "minesweeper": MinesweeperDataset,
@@ -69,16 +61,10 @@ def load_heterophilous(name, data_dir_path=None, cache_path=None, verbose=False)
     cache = cache_dir(cache_path)
     local = data_dir(data_dir_path)
     internal, raw_path = dgl_layout(dataset_class, cache)
-    files = [raw_path / f"{internal}.npz"]
-    with exclusive(raw_path):
-        if local is not None:
-            files = [_stage(key, internal, local, raw_path)]
-        else:
-            drop_changed(raw_path)
-        with (download_errors(key, f"{key}.npz", SOURCE, raw_path),
-              corrupt_files(files, raw_path, SOURCE)):  # fmt: skip
-            dataset = dataset_class(raw_dir=str(cache), verbose=verbose)
-        seal(raw_path)  # (downloaded too: a save killed or a file cut short later is seen)
+    stage = None if local is None else lambda: [_stage(key, internal, local, raw_path)]
+    dataset = load_dgl_dataset(dataset_class, cache, raw_path, [raw_path / f"{internal}.npz"],
+                               stage, name=key, needed=f"{key}.npz", source=SOURCE,
+                               verbose=verbose)  # fmt: skip
     graph = dataset[0]
 
     masks = {split: graph.ndata.pop(f"{split}_mask") for split in ("train", "val", "test")}

@@ -4,15 +4,7 @@ from dgl.data import CiteseerGraphDataset, CoraGraphDataset, PubmedGraphDataset
 
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
-from .staging import (
-    corrupt_files,
-    dgl_layout,
-    download_errors,
-    drop_changed,
-    exclusive,
-    seal,
-    stage_files,
-)
+from .staging import dgl_layout, load_dgl_dataset, stage_files
 
 DATASETS = {
     "cora": CoraGraphDataset,
@@ -40,20 +32,26 @@ def load_planetoid(name, data_dir_path=None, cache_path=None, verbose=False):
     local = data_dir(data_dir_path)
     needed = [f"ind.{name}.{suffix}" for suffix in RAW_SUFFIXES]
     internal, raw_path = dgl_layout(dataset_class, cache)  # Cora's internal name: cora_v2
-    files = [raw_path / f.replace(name, internal, 1) for f in needed]
+    files, stage = [raw_path / f.replace(name, internal, 1) for f in needed], None
     if local is not None:
         source = _find_source(name, local, needed)
-        files = [source / f for f in needed]
-    with exclusive(raw_path):
-        if local is not None:  # DGL reads ind.<internal name>.*, e.g. ind.cora_v2.x
+
+        def stage():  # DGL reads ind.<internal name>.*, e.g. ind.cora_v2.x
             stage_files({source / f: f.replace(name, internal, 1) for f in needed}, raw_path)
-        else:
-            drop_changed(raw_path)
-        with (download_errors(name, ", ".join(needed), SOURCE, raw_path),
-              corrupt_files(files, raw_path, SOURCE)):  # fmt: skip
-            graph = dataset_class(raw_dir=str(cache), verbose=verbose)[0]
-        seal(raw_path)  # (downloaded too: a save killed or a file cut short later is seen)
-    return graph
+            return [source / f for f in needed]
+
+    dataset = load_dgl_dataset(
+        dataset_class,
+        cache,
+        raw_path,
+        files,
+        stage,
+        name=name,
+        needed=", ".join(needed),
+        source=SOURCE,
+        verbose=verbose,
+    )
+    return dataset[0]
 
 
 def planetoid_data(name, data_dir_path=None, cache_path=None):

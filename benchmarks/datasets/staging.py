@@ -187,6 +187,26 @@ def _readable(path):
     return True
 
 
+def load_dgl_dataset(
+    dataset_class, cache, raw_path, files, stage=None, *, name, needed, source, verbose=False
+):
+    """``dataset_class(raw_dir=cache)``, DGL's loader of a dataset kept in ``raw_path``, under
+    that folder's lock: ``stage()`` first copies local files in and returns the files to check
+    (else DGL downloads into it, and what changed there since it was sealed is dropped); a
+    failed download or a bad file (``files``) is one line naming ``needed`` and ``source``;
+    the folder is sealed after a load that works."""
+    with exclusive(raw_path):
+        if stage is not None:
+            files = stage()
+        else:
+            drop_changed(raw_path)
+        with download_errors(name, needed, source, raw_path), corrupt_files(files, raw_path,
+                                                                           source):  # fmt: skip
+            dataset = dataset_class(raw_dir=str(cache), verbose=verbose)
+        seal(raw_path)  # (downloaded too: a save killed or a file cut short later is seen)
+    return dataset
+
+
 @contextlib.contextmanager
 def download_errors(dataset, needed, source, folder=None):
     """Turn a failed download into one clear line that says how to use local files. DGL's
