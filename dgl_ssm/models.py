@@ -298,8 +298,7 @@ class DeepGNN(nn.Module):
             check_finite(edge_feat, "Edge features", "edge_feat")
         if self._spec.needs_in_edges and self.hop_mode is None and not self.allow_zero_in_degree:
             check_in_degrees(graph, self._spec.name)
-        if self.task == "graph" and bool((graph.batch_num_nodes() == 0).any()):
-            empty = (graph.batch_num_nodes() == 0).nonzero().flatten().tolist()
+        if self.task == "graph" and (empty := _empty_graphs(graph)):
             raise dgl.DGLError(
                 f"Graph(s) {empty} of the batch of {graph.batch_size} have no nodes: the readout "
                 "would pool nothing, and the head would output its bias as their prediction. "
@@ -515,6 +514,11 @@ def _checked_head(task, readout, head_activation):
             "linear layer, with no activation to set. Drop head_activation."
         )
     return check_choice("readout", "mean" if readout is None else readout, READOUTS)
+
+
+def _empty_graphs(graph):
+    """The indices of the graphs of a batch that have no nodes."""
+    return (graph.batch_num_nodes() == 0).nonzero().flatten().tolist()
 
 
 def _own_init_unknown(encoder):

@@ -111,7 +111,10 @@ def _hop_graphs_and_loops(graph, max_hop, hop_field, read=None):
     # The hop and radius tensors themselves (ndata and edata return the stored objects), their
     # in-place edit counts, and what else could change the split.
     read = max_hop if read is None else read
-    versions = (_version(hops), None if radius is None else _version(radius))
+    tensors = (hops,) if radius is None else (hops, radius)
+    # Inference tensors (made under torch.inference_mode()) keep no edit count: never cached.
+    cacheable = not any(t.is_inference() for t in tensors)
+    versions = tuple(t._version for t in tensors) if cacheable else None
     key = (max_hop, read, hop_field, versions, graph.num_nodes(), graph.num_edges(),
            str(graph.device))  # fmt: skip
     cached = getattr(graph, _CACHE_ATTRIBUTE, None)
@@ -120,15 +123,9 @@ def _hop_graphs_and_loops(graph, max_hop, hop_field, read=None):
         # forward on the same graph should not.
         _check_radius(graph, read, hop_field)
         cached = (hops, radius, key, _split_hops(graph, hops, max_hop))
-        if None not in versions[: 1 if radius is None else 2]:
+        if cacheable:
             setattr(graph, _CACHE_ATTRIBUTE, cached)
     return cached[3]
-
-
-def _version(tensor):
-    """The in-place edit count of ``tensor``; None for an inference tensor (made under
-    ``torch.inference_mode()``), which keeps none: its split is then never cached."""
-    return None if tensor.is_inference() else tensor._version
 
 
 def _check_radius(graph, read, hop_field):

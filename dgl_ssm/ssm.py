@@ -205,6 +205,29 @@ class SSMUpdate(nn.Module):
                 f"with the conv's width (SSMUpdate({conv_out.shape[-1] if conv_out.dim() else 1}))."
             )
         try:
+            return self._step(state, conv_out)
+        except RuntimeError:  # checked only then: the step runs once per layer and batch
+            self._check_inputs(state, conv_out)  # inputs at fault: say which, and the fix
+            raise
+
+    def _step(self, state, conv_out):
+        lam, beta = self.scalars()
+        if lam is not None and beta is not None and type(self.activation) is nn.ReLU:
+            return _ScalarReluStep.apply(state, conv_out, lam, beta)
+        coupled = self.activation(conv_out)
+        if lam is None:
+            carried = state @ self.state_matrix.t()
+        elif lam == 1.0:
+            carried = state
+        else:
+            carried = state * lam
+        if beta is None:
+            return torch.addmm(carried, coupled, self.input_matrix.t())
+        return torch.add(carried, coupled, alpha=beta)
+
+    def _check_inputs(self, state, conv_out):
+        """Raise the error that names what is wrong with inputs the step failed on."""
+        try:
             torch.broadcast_shapes(state.shape, conv_out.shape)
         except RuntimeError:
             raise ValueError(
@@ -222,19 +245,7 @@ class SSMUpdate(nn.Module):
                     f"SSMUpdate's {name} is {tensor.dtype}, its Λ and B are "
                     f"{self.state_matrix.dtype}: cast the inputs with .to("
                     f"{self.state_matrix.dtype}), or the update (the model) with .to(dtype)."
-                )
-        if lam is not None and beta is not None and type(self.activation) is nn.ReLU:
-            return _ScalarReluStep.apply(state, conv_out, lam, beta)
-        coupled = self.activation(conv_out)
-        if lam is None:
-            carried = state @ self.state_matrix.t()
-        elif lam == 1.0:
-            carried = state
-        else:
-            carried = state * lam
-        if beta is None:
-            return torch.addmm(carried, coupled, self.input_matrix.t())
-        return torch.add(carried, coupled, alpha=beta)
+                ) from None
 
     def extra_repr(self):
         return (

@@ -52,7 +52,7 @@ from pathlib import Path
 import yaml
 
 import dgl_ssm
-from dgl_ssm.checks import check_choice, unknown_name
+from dgl_ssm.checks import check_choice, is_int, unknown_name
 from dgl_ssm_bench.config import SEED_LIMIT, DataConfig, ModelConfig, OptimConfig, RunConfig
 
 SPACES = Path(__file__).resolve().parent / "spaces"
@@ -272,16 +272,14 @@ def _check_final(final, path):
     if unknown:
         raise SpaceError(f"{path}: final: unknown key(s) {', '.join(sorted(unknown))}.")
     runs, seeds = final.get("runs"), final.get("seeds")
-    if runs is not None and (isinstance(runs, bool) or not isinstance(runs, int) or runs < 1):
+    if runs is not None and (not is_int(runs) or runs < 1):
         raise SpaceError(f"{path}: final: runs must be an integer ≥ 1 (got {runs!r}).")
     if seeds is None:
         return
     if (
         not isinstance(seeds, list)
         or not seeds
-        or not all(
-            isinstance(x, int) and not isinstance(x, bool) and 0 <= x < SEED_LIMIT for x in seeds
-        )
+        or not all(is_int(x) and 0 <= x < SEED_LIMIT for x in seeds)
     ):
         raise SpaceError(f"{path}: final: seeds must be a list of integers from 0 to "
                          f"{SEED_LIMIT - 1} (got {seeds!r}).")  # fmt: skip

@@ -191,12 +191,20 @@ def _gpp_context(context, causes):
     ]
     for row, column, summary, reference in context:
         cause = causes.get(f"{row} | {column}", "")
-        if not cause and summary.ok and summary.std > 0:  # (NaN with one seed)
-            if abs(summary.mean - reference.mean) > GAP_LIMIT * summary.std:
-                cause = "unexplained"
+        if not cause and _gap(summary, reference) is not None:
+            cause = "unexplained"
         lines.append(f"| {row} | {TASK_NAMES[column]} | {reference.mean:.4f} "
                      f"| {reference.cite} | {cause} |")  # fmt: skip
     return lines
+
+
+def _gap(summary, reference):
+    """How many of our σ ours lies from ``reference``, when beyond :data:`GAP_LIMIT`; else
+    None (also with one run, which has no σ)."""
+    if not summary.ok or not summary.std > 0:  # (NaN with one run)
+        return None
+    sigmas = (summary.mean - reference.mean) / summary.std
+    return sigmas if abs(sigmas) > GAP_LIMIT else None
 
 
 def grid_section(stats, part, budget, scale=100.0, digits=1, unit="%"):
@@ -234,10 +242,7 @@ def heterophily_context(stats, causes):
     gaps = []
     for (row, column), summary in sorted(stats.items()):
         reference = published.get((HETEROPHILY_PUBLISHED.get(row), column.split()[0]))
-        if reference is None or not summary.ok or not summary.std > 0:  # (NaN with one run)
-            continue
-        sigmas = (summary.mean - reference.mean) / summary.std
-        if abs(sigmas) > GAP_LIMIT:
+        if reference is not None and (sigmas := _gap(summary, reference)) is not None:
             cause = causes.get(f"{row} | {column}", "") or "unexplained"
             gaps.append(f"| {row} | {column} | {100 * summary.mean:.1f} | "
                         f"{100 * reference.mean:.2f} | {sigmas:+.1f}σ | {cause} |")  # fmt: skip
