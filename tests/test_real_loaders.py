@@ -530,3 +530,124 @@ def test_a_downloaded_dataset_whose_processed_file_is_cut_short_is_processed_aga
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-500:]  # (a crash: -11)
     assert result.stdout.split()[-1] == "2708"
+
+
+# ---------------------------------------------------------------- downloads that stall
+
+
+@pytest.fixture
+def stalled_server():
+    """A local address that takes connections and never answers, as a network whose firewall
+    drops packets: without a timeout a download waits on it for ever."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # connections complete in the backlog; nothing is ever sent back
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/"
+    server.close()
+
+
+def test_dgl_download_that_gets_no_answer_gives_up(tmp_path, monkeypatch, stalled_server):
+    import requests
+
+    from dgl_ssm_bench.datasets import staging
+    from dgl_ssm_bench.datasets.planetoid import load_planetoid
+
+    monkeypatch.delenv("DGL_SSM_DATA", raising=False)
+    monkeypatch.setenv("DGL_REPO", stalled_server)  # where DGL fetches cora_v2.zip from
+    monkeypatch.setattr(staging, "DOWNLOAD_TIMEOUT_S", 0.2)
+    get = requests.get
+    outcome = {}
+
+    def load():
+        try:
+            load_planetoid("cora", None, tmp_path / "cache")
+        except RuntimeError as error:
+            outcome["error"] = str(error)
+
+    worker = threading.Thread(target=load, daemon=True)  # (a hang fails, not blocks, the test)
+    worker.start()
+    worker.join(timeout=60)  # DGL tries 6 times
+    assert not worker.is_alive(), "the download still waits on a server that never answers"
+    message = outcome["error"]
+    assert "Could not download cora" in message and "no answer in 0.2 s" in message
+    assert "--data-dir" in message and "\n" not in message
+    assert requests.get is get  # put back
+
+
+def test_ogb_style_download_that_gets_no_answer_gives_up(monkeypatch, stalled_server):
+    # OGB's download is urllib's urlopen with no timeout: it takes the socket default.
+    import socket
+    import urllib.request
+
+    from dgl_ssm_bench.datasets import staging
+
+    monkeypatch.setattr(staging, "DOWNLOAD_TIMEOUT_S", 0.2)
+    outcome = {}
+
+    def fetch():
+        try:
+            with staging.download_errors("ogbn-arxiv", "the folder", "its source"):
+                urllib.request.urlopen(stalled_server).read()
+        except RuntimeError as error:
+            outcome["error"] = str(error)
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "urlopen still waits on a server that never answers"
+    assert "Could not download ogbn-arxiv" in outcome["error"]
+    assert "no answer in 0.2 s" in outcome["error"]
+    assert socket.getdefaulttimeout() is None  # put back
+
+
+def test_a_first_processing_killed_before_any_seal_is_redone(tmp_path, monkeypatch, data_dir):
+    """DGL's own download folder, whose first load was killed while saving: no seal yet, and
+    a processed file cut short. DGL's reader crashed the process on it, on every run."""
+    import dgl.data
+
+    from dgl_ssm_bench.datasets.planetoid import load_planetoid
+    from dgl_ssm_bench.datasets.staging import SEALED
+
+    def download(self):  # as DGL's: the folder, then the raw files (here from the local copy)
+        Path(self.raw_path).mkdir(parents=True)
+        for path in (data_dir / "planetoid").glob("ind.cora.*"):
+            shutil.copyfile(path, Path(self.raw_path) / path.name.replace("cora", "cora_v2"))
+
+    monkeypatch.delenv("DGL_SSM_DATA", raising=False)
+    monkeypatch.setattr(dgl.data.CoraGraphDataset, "download", download)
+    cache = tmp_path / "cache"
+    assert load_planetoid("cora", None, cache).num_nodes() == 2708
+    (folder,) = cache.glob("cora_v2_*/")
+    (folder / SEALED).unlink()  # as if the first run had been killed before its seal
+    (processed,) = folder.glob("*.bin")
+    truncate(processed)
+    code = ("from dgl_ssm_bench.datasets.planetoid import load_planetoid; "
+            f"print(load_planetoid('cora', None, {str(cache)!r}).num_nodes())")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "DGL_SSM_DATA"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-500:]  # (a crash: -11)
+    assert result.stdout.split()[-1] == "2708"
+    assert sorted(p.name for p in folder.glob("ind.cora_v2.*")) == sorted(  # raw files kept
+        f"ind.cora_v2.{s}" for s in ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
+    )
+
+
+@needs_ogb
+@pytest.mark.parametrize("sealed", [True, False], ids=["cut-short-later", "never-sealed"])
+def test_an_ogbn_arxiv_processed_file_cut_short_is_made_afresh(tmp_path, never_prompt, sealed):
+    from dgl_ssm_bench.datasets.staging import SEALED
+
+    write_tiny_arxiv(tmp_path / "data")
+    assert load_ogbn_arxiv(tmp_path / "data", tmp_path / "cache").graph.num_edges() == 10
+    processed = tmp_path / "cache" / "ogb" / "ogbn_arxiv" / "processed"
+    if not sealed:  # a first processing killed after its save, before the seal
+        (processed / SEALED).unlink()
+    truncate(processed / "dgl_data_processed")
+    data, cache = str(tmp_path / "data"), str(tmp_path / "cache")
+    code = ("from dgl_ssm_bench.datasets.ogb_data import load_ogbn_arxiv; "
+            f"print(load_ogbn_arxiv({data!r}, {cache!r}).graph.num_edges())")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.split()[-1] == "10"

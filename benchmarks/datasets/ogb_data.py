@@ -33,7 +33,7 @@ import torch
 from ..files import atomic_write
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
-from .staging import download_errors, exclusive
+from .staging import DOWNLOAD_TIMEOUT_S, download_errors, drop_changed, exclusive, seal
 
 INSTALL_HINT = 'pip install "dgl-ssm[ogb]"'
 
@@ -170,14 +170,18 @@ def load_ogbn_arxiv(data_dir_path=None, cache_path=None, verbose=False):
     root = cache_dir(cache_path) / "ogb"
     root.mkdir(parents=True, exist_ok=True)
     local = data_dir(data_dir_path)
-    with exclusive(root / ARXIV_FOLDER):  # runs side by side stage and process it in turn
+    folder = root / ARXIV_FOLDER
+    with exclusive(folder):  # runs side by side stage and process it in turn
         if local is not None:
-            _stage_arxiv(local, root / ARXIV_FOLDER, release)
+            _stage_arxiv(local, folder, release)
+        if all((folder / "raw" / name).is_file() for name in ARXIV_RAW):  # can be remade
+            drop_changed(folder / "processed")
         with (download_errors(ARXIV, f"OGB's {ARXIV_FOLDER}/ folder (or arxiv.zip unpacked)",
                               ARXIV_URL),
-              _no_stdin_prompt(root / ARXIV_FOLDER), _quiet(verbose)):  # fmt: skip
+              _no_stdin_prompt(folder), _quiet(verbose)):  # fmt: skip
             dataset = DglNodePropPredDataset(name=ARXIV, root=str(root))
             split = dataset.get_idx_split()
+        seal(folder / "processed")
     graph, labels = dataset[0]
     graph = dgl.to_bidirected(graph, copy_ndata=True)
     graph.ndata["feat"] = graph.ndata["feat"].float()
@@ -350,7 +354,10 @@ def _download(url, path, md5, verbose):
         print(f"Downloading {url}")
     with atomic_write(path) as temporary:  # a failed check or download leaves no file behind
         try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(temporary, "wb") as out:
+            with (
+                urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+                open(temporary, "wb") as out,
+            ):
                 shutil.copyfileobj(response, out)
         except OSError as error:
             raise RuntimeError(

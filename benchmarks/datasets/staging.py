@@ -10,6 +10,7 @@ import hashlib
 import json
 import pickle
 import shutil
+import socket
 import zipfile
 import zlib
 from pathlib import Path
@@ -89,13 +90,15 @@ def seal(target):
     (target / SEALED).write_text(json.dumps(sizes, indent=1, sort_keys=True))
 
 
-def drop_changed(target):
-    """Before DGL reads a folder it downloaded into (nothing staged): once :func:`seal` has
-    recorded it, remove every file cut short since, or not recorded (a killed save), so DGL
-    makes them afresh rather than crash on them. A folder never sealed is left as it is."""
+def drop_changed(target, keep=()):
+    """Before DGL (or OGB) reads a folder it downloaded into (nothing staged): remove every
+    file but ``keep`` (the downloaded raw files, names) that :func:`seal` did not record at
+    its present size, so DGL makes it afresh rather than crash on it. That is a processed
+    file cut short since the last load that worked, or one a killed save or a killed first
+    processing left before any seal."""
     target = Path(target)
-    if (target / SEALED).is_file():
-        _drop_unsealed(target, {})
+    if target.is_dir():
+        _drop_unsealed(target, set(keep))
 
 
 def _drop_unsealed(target, manifest):
@@ -192,14 +195,14 @@ def load_dgl_dataset(
 ):
     """``dataset_class(raw_dir=cache)``, DGL's loader of a dataset kept in ``raw_path``, under
     that folder's lock: ``stage()`` first copies local files in and returns the files to check
-    (else DGL downloads into it, and what changed there since it was sealed is dropped); a
+    (else DGL downloads into it, and a processed file not sealed at its size is dropped); a
     failed download or a bad file (``files``) is one line naming ``needed`` and ``source``;
     the folder is sealed after a load that works."""
     with exclusive(raw_path):
         if stage is not None:
             files = stage()
         else:
-            drop_changed(raw_path)
+            drop_changed(raw_path, keep=[path.name for path in files])
         with download_errors(name, needed, source, raw_path), corrupt_files(files, raw_path,
                                                                            source):  # fmt: skip
             dataset = dataset_class(raw_dir=str(cache), verbose=verbose)
@@ -214,7 +217,8 @@ def download_errors(dataset, needed, source, folder=None):
     that folder is missing: one a failed download left empty is removed, so the next run
     tries again."""
     try:
-        yield
+        with _network_timeout(DOWNLOAD_TIMEOUT_S):
+            yield
     except (OSError, ConnectionError) as error:
         removed = ""
         if folder is not None and Path(folder).is_dir():
@@ -228,8 +232,42 @@ def download_errors(dataset, needed, source, folder=None):
                 f"{needed} in a folder and pass it with --data-dir (or set DGL_SSM_DATA); the "
                 f"files are at {source}."
             ) from None
+        waited = f", no answer in {DOWNLOAD_TIMEOUT_S} s" if _timed_out(error) else ""
         raise RuntimeError(
-            f"Could not download {dataset} ({type(error).__name__}){removed}. Without "
+            f"Could not download {dataset} ({type(error).__name__}{waited}){removed}. Without "
             f"internet, put {needed} in a folder and pass it with --data-dir (or set "
             f"DGL_SSM_DATA); the files are at {source}."
         ) from None
+
+
+DOWNLOAD_TIMEOUT_S = 60  # per connection attempt and per read, not for the whole file
+
+
+@contextlib.contextmanager
+def _network_timeout(seconds):
+    """Give DGL's and OGB's downloads a timeout: on a network that stalls a connection (a
+    firewall that drops packets) they would wait for ever. DGL calls ``requests.get`` with
+    none (requests then ignores the socket default); OGB's ``urlopen`` takes the socket
+    default, which is none."""
+    import requests
+
+    get, default = requests.get, socket.getdefaulttimeout()
+
+    def get_with_timeout(url, *args, **kwargs):
+        kwargs.setdefault("timeout", seconds)
+        return get(url, *args, **kwargs)
+
+    requests.get = get_with_timeout
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        requests.get = get
+        socket.setdefaulttimeout(default)
+
+
+def _timed_out(error):
+    import requests
+
+    reason = getattr(error, "reason", None)  # urllib wraps a connect timeout in a URLError
+    return any(isinstance(e, (TimeoutError, requests.Timeout)) for e in (error, reason))
