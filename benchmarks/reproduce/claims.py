@@ -11,6 +11,7 @@ all if its holder ends without recording it.
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 try:
@@ -80,9 +81,7 @@ def _lock(path):
     """The open, locked claim file at ``path``, or None when another process holds it."""
     while True:
         handle = open(path, "a+")  # noqa: SIM115 (held for the whole run; closed by claim)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock_soon(handle):
             handle.close()
             return None
         try:
@@ -93,6 +92,21 @@ def _lock(path):
         if current:
             return handle
         handle.close()  # its holder finished and removed it as we opened it: try again
+
+
+def _flock_soon(handle, tries=6, pause_s=0.02):
+    """Lock ``handle`` exclusively, trying again for a moment: a look (:func:`holder`, as
+    ``--list`` does) holds a shared lock for microseconds on a claim file a killed run left,
+    and that run must not be taken for held and set aside for a while. A run's own claim is
+    held for minutes, so this pause costs nothing where the claim is really held."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < tries:
+                time.sleep(pause_s)
+    return False
 
 
 def _holder(path):
