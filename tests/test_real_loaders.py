@@ -503,15 +503,18 @@ def test_the_trainer_gives_bond_features_to_gatedgcn_and_no_self_loops(tmp_path,
     assert not torch.allclose(out, other)
 
 
+@pytest.mark.parametrize("sealed", [True, False], ids=["cut-short-later", "never-sealed"])
 def test_a_downloaded_dataset_whose_processed_file_is_cut_short_is_processed_again(
-    tmp_path, monkeypatch, data_dir
+    tmp_path, monkeypatch, data_dir, sealed
 ):
-    """Without --data-dir, DGL's own download folder: once a load has worked, a processed
-    file cut short (a killed save, a full disk) is made afresh. DGL's binary reader crashed
-    the process on it (a segfault) on every run."""
+    """Without --data-dir, DGL's own download folder: a processed file cut short (a killed
+    save, a full disk) is made afresh, whether a load worked since (the folder is sealed) or
+    the first load was killed while saving (no seal yet). DGL's binary reader crashed the
+    process on it (a segfault) on every run."""
     import dgl.data
 
     from dgl_ssm_bench.datasets.planetoid import load_planetoid
+    from dgl_ssm_bench.datasets.staging import SEALED
 
     def download(self):  # as DGL's: the folder, then the raw files (here from the local copy)
         Path(self.raw_path).mkdir(parents=True)
@@ -522,7 +525,10 @@ def test_a_downloaded_dataset_whose_processed_file_is_cut_short_is_processed_aga
     monkeypatch.setattr(dgl.data.CoraGraphDataset, "download", download)
     cache = tmp_path / "cache"
     assert load_planetoid("cora", None, cache).num_nodes() == 2708
-    (processed,) = [p for p in cache.glob("cora_v2_*/*") if p.suffix == ".bin"]
+    (folder,) = cache.glob("cora_v2_*/")
+    if not sealed:
+        (folder / SEALED).unlink()
+    (processed,) = folder.glob("*.bin")
     truncate(processed)
     code = ("from dgl_ssm_bench.datasets.planetoid import load_planetoid; "
             f"print(load_planetoid('cora', None, {str(cache)!r}).num_nodes())")  # fmt: skip
@@ -530,6 +536,9 @@ def test_a_downloaded_dataset_whose_processed_file_is_cut_short_is_processed_aga
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-500:]  # (a crash: -11)
     assert result.stdout.split()[-1] == "2708"
+    assert sorted(p.name for p in folder.glob("ind.cora_v2.*")) == sorted(  # raw files kept
+        f"ind.cora_v2.{s}" for s in ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
+    )
 
 
 # ---------------------------------------------------------------- downloads that stall
@@ -600,38 +609,6 @@ def test_ogb_style_download_that_gets_no_answer_gives_up(monkeypatch, stalled_se
     assert "Could not download ogbn-arxiv" in outcome["error"]
     assert "no answer in 0.2 s" in outcome["error"]
     assert socket.getdefaulttimeout() is None  # put back
-
-
-def test_a_first_processing_killed_before_any_seal_is_redone(tmp_path, monkeypatch, data_dir):
-    """DGL's own download folder, whose first load was killed while saving: no seal yet, and
-    a processed file cut short. DGL's reader crashed the process on it, on every run."""
-    import dgl.data
-
-    from dgl_ssm_bench.datasets.planetoid import load_planetoid
-    from dgl_ssm_bench.datasets.staging import SEALED
-
-    def download(self):  # as DGL's: the folder, then the raw files (here from the local copy)
-        Path(self.raw_path).mkdir(parents=True)
-        for path in (data_dir / "planetoid").glob("ind.cora.*"):
-            shutil.copyfile(path, Path(self.raw_path) / path.name.replace("cora", "cora_v2"))
-
-    monkeypatch.delenv("DGL_SSM_DATA", raising=False)
-    monkeypatch.setattr(dgl.data.CoraGraphDataset, "download", download)
-    cache = tmp_path / "cache"
-    assert load_planetoid("cora", None, cache).num_nodes() == 2708
-    (folder,) = cache.glob("cora_v2_*/")
-    (folder / SEALED).unlink()  # as if the first run had been killed before its seal
-    (processed,) = folder.glob("*.bin")
-    truncate(processed)
-    code = ("from dgl_ssm_bench.datasets.planetoid import load_planetoid; "
-            f"print(load_planetoid('cora', None, {str(cache)!r}).num_nodes())")  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "DGL_SSM_DATA"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stderr[-500:]  # (a crash: -11)
-    assert result.stdout.split()[-1] == "2708"
-    assert sorted(p.name for p in folder.glob("ind.cora_v2.*")) == sorted(  # raw files kept
-        f"ind.cora_v2.{s}" for s in ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
-    )
 
 
 @needs_ogb
