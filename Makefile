@@ -17,7 +17,7 @@ install: $(STAMP)
 # constraints.txt: the verified versions inside setup.cfg's ranges.
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -c constraints.txt -e ".[bench,dev,docs,ogb,postgres]"
+	$(PY) -m pip install -c constraints.txt -e ".[bench,dev,docs,ogb,postgres,pyg]"
 	touch $(STAMP)
 
 test: $(STAMP)

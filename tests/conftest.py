@@ -25,6 +25,8 @@ def data_dir():
     """The raw-data folder: $DGL_SSM_DATA, else ../shared/data beside the checkout."""
     path = Path(os.environ.get("DGL_SSM_DATA", SHARED_DATA))
     if not path.exists():
+        if os.environ.get("CI"):  # CI has ../shared beside the clone: never skip silently
+            pytest.fail(f"no local data folder at {path} in CI; put ../shared beside the clone")
         pytest.skip(f"no local data folder at {path}; set DGL_SSM_DATA")
     return path
 

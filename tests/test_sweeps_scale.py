@@ -465,8 +465,8 @@ def test_ctrl_c_with_two_workers_requeues_both_trials_in_one_line(tmp_path):
     press_ctrl_c(sweep)
     trials = load(storage).trials
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert failed and not [t for t in trials if t.state == TrialState.RUNNING]
-    for trial in failed:
+    assert len(failed) == 2 and not [t for t in trials if t.state == TrialState.RUNNING]
+    for trial in failed:  # each worker's
         assert trial.user_attrs["status"] == "interrupted"
         retry = [t for t in trials if trial.number in t.system_attrs.get("retry_history", [])]
         assert len(retry) == 1 and retry[0].state == TrialState.WAITING

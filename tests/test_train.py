@@ -95,6 +95,10 @@ def test_early_stopping_restores_the_best_validation_epoch(cora_data):
     assert result.epochs < 400 and result.epochs == result.best_epoch + 11
     best = max(h["val"] for h in result.history)
     assert result.val == pytest.approx(best)
+    # The weights are the best epoch's (not the last's): a run that stops right after that
+    # epoch (training is deterministic) scores the same on the test split.
+    run.optim.epochs = result.best_epoch + 1
+    assert train(run, data=cora_data).test == result.test
 
 
 def test_each_seed_and_epoch_draws_its_own_order_of_the_training_graphs():
