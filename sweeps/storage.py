@@ -79,8 +79,13 @@ def open_storage(url, heartbeat_interval=30, max_retry=3, *, read_only=False):
         _prepare_sqlite_folder(url)
         return _retrying_schema_races(connect)
     except Exception as error:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
-        hint = ""
-        if isinstance(error, ModuleNotFoundError) and "psycopg" in str(error):
+        hint, text = "", one_line(error)  # (a driver's name is in the cause's message)
+        if isinstance(error, ImportError) and "psycopg2" in text:
+            hint = (  # SQLAlchemy < 2.1 reads postgresql:// with psycopg2
+                " (that URL asks for psycopg2; write postgresql+psycopg://… for psycopg 3, "
+                'which pip install "dgl-ssm[postgres]" installs)'
+            )
+        elif isinstance(error, ImportError) and "psycopg" in text:
             hint = ' (PostgreSQL storage needs its driver: pip install "dgl-ssm[postgres]")'
         elif isinstance(error, ImportError) and url.startswith("mysql"):
             hint = (
@@ -93,14 +98,14 @@ def open_storage(url, heartbeat_interval=30, max_retry=3, *, read_only=False):
             hint = f". For a SQLite file at that path: sqlite:///{url}"
         elif _not_a_url(error):
             hint = f". {URL_FORMS}"
-        message = f"Cannot open storage {url}: {one_line(error)}{hint}"
+        message = f"Cannot open storage {url}: {text}{hint}"
         raise StorageError(redact(message, url)) from None
 
 
 #: What a storage URL looks like, for messages about one that is not.
 URL_FORMS = (
     "A storage URL is sqlite:///relative/path.db, sqlite:////absolute/path.db or "
-    "postgresql://user@host/database"
+    "postgresql+psycopg://user@host/database"
 )
 
 

@@ -662,6 +662,18 @@ def test_every_in_memory_sqlite_form_is_refused(url):
         open_storage(url)
 
 
+def test_a_missing_postgresql_driver_is_named_with_the_url_that_works(monkeypatch):
+    # SQLAlchemy before 2.1 reads postgresql:// with psycopg2, which the extra does not
+    # install: the message must point at postgresql+psycopg://, not the extra again.
+    url = "postgresql+psycopg2://me:s3cret@127.0.0.1:1/db"
+    with pytest.raises(StorageError, match=r"write postgresql\+psycopg://") as error:
+        open_storage(url)
+    assert "s3cret" not in str(error.value)
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # psycopg 3 not installed
+    with pytest.raises(StorageError, match=r'pip install "dgl-ssm\[postgres\]"'):
+        open_storage("postgresql+psycopg://me@127.0.0.1:1/db")
+
+
 def test_a_new_sqlite_file_is_the_file_the_driver_will_make(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert new_sqlite_file("sqlite:///runs/x.db") == tmp_path / "runs" / "x.db"
