@@ -398,7 +398,8 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
         if (args.list or args.report) and not Path(args.out).is_dir():
             # --list would call every run pending, and --report have nothing to report.
             raise FileNotFoundError(
-                f"--out {args.out}: no such folder, so no records to "
+                f"--out {args.out}: {'a file' if Path(args.out).exists() else 'no such folder'}"
+                ", so no records to "
                 f"{'list against' if args.list else 'report'}. The records are in the "
                 "checkout's results/reproduction: run from the checkout, or pass --out with the "
                 "folder that holds them."

@@ -613,6 +613,19 @@ def test_a_report_from_a_folder_without_records_says_where_they_are(tmp_path, ca
     err = capsys.readouterr().err
     assert "no records to list against" in err and "run from the checkout" in err
     assert not missing.exists()
+    # A folder without records (notes of one's own, or a README copied away from its
+    # records): the report replaced its README.md with an empty stub.
+    missing.mkdir(parents=True)
+    (missing / "README.md").write_text("my own notes\n")
+    assert main(["reproduce", "--report", "--out", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "holds no records (gpp.jsonl, ring.jsonl" in err and "left as it is" in err
+    assert (missing / "README.md").read_text() == "my own notes\n"
+    assert list(missing.iterdir()) == [missing / "README.md"]
+    afile = tmp_path / "records.jsonl"
+    afile.write_text("")
+    assert main(["reproduce", "--report", "--out", str(afile)]) == 2
+    assert f"--out {afile}: a file" in capsys.readouterr().err
 
 
 def test_runs_that_failed_leave_a_non_zero_exit_and_stay_pending(tmp_path, capsys):

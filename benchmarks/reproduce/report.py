@@ -466,6 +466,12 @@ def write_report(out, budget="cpu"):
     so it never replaces the default one."""
     out = Path(out)
     suffix = "" if budget == "cpu" else f".{budget}"
+    if not any((out / f"{part}.jsonl").is_file() for part in PARTS):  # (another README)
+        raise FileNotFoundError(
+            f"{out} holds no records ({', '.join(f'{part}.jsonl' for part in PARTS)}), so "
+            f"there is nothing to report; its README{suffix}.md is left as it is. Pass --out "
+            "with the folder that holds the records (the checkout's results/reproduction)."
+        )
     causes_file = out / "causes.yaml"
     causes = _causes(causes_file)
     lines = [
