@@ -75,6 +75,7 @@ def open_storage(url, heartbeat_interval=30, max_retry=3, *, read_only=False):
             "the sweep ends, and workers could not share it. Give a file, e.g. "
             f"{DEFAULT_STORAGE}"
         )
+    _refuse_other_databases(url)
     try:
         _prepare_sqlite_folder(url)
         return _retrying_schema_races(connect)
@@ -176,14 +177,7 @@ def _check_readable(url):
                            f"e.g. sqlite:///{path / 'optuna.db'}")  # fmt: skip
     if not path.is_file():
         raise StorageError(f"no SQLite file at {path} (from {shown}); not creating one")
-    try:
-        # Read-only URI: looking must not write (no journal, no tables).
-        with sqlite3.connect(path.as_uri() + "?mode=ro", uri=True) as con:
-            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-        con.close()
-    except sqlite3.Error as error:
-        raise StorageError(f"{path} is not a readable SQLite database: {error}") from None
-    if "studies" not in {name for (name,) in rows}:
+    if "studies" not in _sqlite_tables(path):
         raise StorageError(f"{path} is not an Optuna storage (it has no 'studies' table)")
     return shown
 
@@ -212,6 +206,33 @@ def _engine_kwargs(url):
 
 #: Seconds to wait for a database server to answer a connection.
 CONNECT_TIMEOUT = 20
+
+
+def _sqlite_tables(path):
+    """The names of the tables in the SQLite file ``path``, read without writing to it."""
+    try:
+        # Read-only URI: looking must not write (no journal, no tables).
+        with sqlite3.connect(path.as_uri() + "?mode=ro", uri=True) as con:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        con.close()
+    except sqlite3.Error as error:
+        raise StorageError(f"{path} is not a readable SQLite database: {error}") from None
+    return {name for (name,) in rows}
+
+
+def _refuse_other_databases(url):
+    """A sweep adds Optuna's tables to an existing SQLite file only if it is empty or already
+    an Optuna storage: a typo'd path must not fill another program's database."""
+    path = _sqlite_target(url)
+    if isinstance(path, Path) and path.is_file() and path.stat().st_size > 0:
+        tables = _sqlite_tables(path)
+        if tables and "studies" not in tables:
+            shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+            raise StorageError(
+                f"{path} is another program's SQLite database (tables: {shown}), not an "
+                "Optuna storage; not adding Optuna's tables to it. Give a new file or an "
+                f"Optuna storage, e.g. {DEFAULT_STORAGE}"
+            )
 
 
 def _prepare_sqlite_folder(url):

@@ -662,6 +662,28 @@ def test_every_in_memory_sqlite_form_is_refused(url):
         open_storage(url)
 
 
+def test_a_sweep_does_not_fill_another_programs_sqlite_database(tmp_path):
+    import sqlite3
+
+    other = tmp_path / "notes.db"
+    with sqlite3.connect(other) as con:
+        con.execute("CREATE TABLE foo (x INTEGER)")
+    con.close()
+    before = other.read_bytes()
+    with pytest.raises(StorageError, match=r"another program's SQLite database \(tables: foo\)"):
+        open_storage(f"sqlite:///{other}")
+    assert other.read_bytes() == before
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database at all\n")
+    with pytest.raises(StorageError, match="is not a readable SQLite database"):
+        open_storage(f"sqlite:///{text}")
+    assert text.read_text() == "not a database at all\n"
+    empty = tmp_path / "empty.db"  # an empty file, or an Optuna storage, is fine
+    empty.touch()
+    open_storage(f"sqlite:///{empty}").get_all_studies()
+    open_storage(f"sqlite:///{empty}").get_all_studies()
+
+
 def test_a_missing_postgresql_driver_is_named_with_the_url_that_works(monkeypatch):
     # SQLAlchemy before 2.1 reads postgresql:// with psycopg2, which the extra does not
     # install: the message must point at postgresql+psycopg://, not the extra again.
