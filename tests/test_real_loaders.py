@@ -628,3 +628,48 @@ def test_an_ogbn_arxiv_processed_file_cut_short_is_made_afresh(tmp_path, never_p
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-500:]
     assert result.stdout.split()[-1] == "10"
+
+
+def _changed(arrays, key, change):
+    arrays = dict(arrays)
+    arrays[key] = change(arrays[key].copy())
+    return arrays
+
+
+def _set(index, value):
+    def change(array):
+        array[index] = value
+        return array
+
+    return change
+
+
+BAD_ARRAYS = {  # what is changed → what the message says
+    "edge id -1": ("edges", _set((0, 0), -1), "edges has node ids -1 … 9999, outside 0 … 9999"),
+    "edge id N": ("edges", _set((5, 1), 10000), "node ids 0 … 10000, outside 0 … 9999"),
+    "1-D features": ("node_features", lambda a: a[:, 0], "node_features has shape (10000,)"),
+    "class 7": ("node_labels", _set(3, 7), "node_labels runs 0 … 7, outside the classes 0 and 1"),
+    "one class": ("node_labels", lambda a: a * 0, "node_labels holds one class only"),
+    "empty train split": ("train_masks", _set(3, False), "train_masks selects no node in split 3"),
+    "one split": ("val_masks", lambda a: a[:1], "val_masks is bool of shape (1, 10000)"),
+    "float edges": ("edges", lambda a: a.astype(float), "edges is float64 of shape (39402, 2)"),
+}
+
+
+@pytest.mark.parametrize("fault", list(BAD_ARRAYS))
+def test_a_heterophilous_file_dgl_would_misread_is_refused_with_its_fault(
+    fault, data_dir, tmp_path
+):
+    """Arrays that read but make no such graph: DGL crashed the process on an edge id -1
+    (heap corruption), took a file of one split for split 0, or trained on an empty split
+    and called the outcome a divergence."""
+    key, change, expected = BAD_ARRAYS[fault]
+    with np.load(data_dir / "heterophilous" / "minesweeper.npz") as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "minesweeper.npz", **_changed(arrays, key, change))
+    with pytest.raises(ValueError) as error:
+        load_heterophilous("minesweeper", tmp_path / "data", tmp_path / "cache")
+    message = str(error.value)
+    assert expected in message and str(tmp_path / "data" / "minesweeper.npz") in message
+    assert "fresh copy" in message and "\n" not in message

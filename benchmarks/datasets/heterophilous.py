@@ -9,6 +9,7 @@ DGL makes the graph undirected with ``dgl.to_bidirected`` (the ``.npz`` files li
 once), so e.g. Minesweeper has 39,402 listed edges and 78,804 directed edges once loaded.
 """
 
+import numpy as np
 import torch
 from dgl.data import (
     AmazonRatingsDataset,
@@ -64,6 +65,7 @@ def load_heterophilous(name, data_dir_path=None, cache_path=None, verbose=False)
     stage = None if local is None else lambda: [_stage(key, internal, local, raw_path)]
     dataset = load_dgl_dataset(dataset_class, cache, raw_path, [raw_path / f"{internal}.npz"],
                                stage, name=key, needed=f"{key}.npz", source=SOURCE,
+                               check=lambda files: _check_arrays(files, binary=key in BINARY),
                                verbose=verbose)  # fmt: skip
     graph = dataset[0]
 
@@ -104,3 +106,56 @@ def _stage(key, internal, local, target):
         )
     stage_files({source: f"{internal}.npz"}, target)  # DGL reads <internal name>.npz
     return source
+
+
+MASKS = ("train_masks", "val_masks", "test_masks")
+
+
+def _check_arrays(files, binary):
+    """Refuse a ``.npz`` whose arrays DGL would read into a wrong graph without a word, or
+    crash the process on (an edge id outside the nodes corrupts memory), naming each fault."""
+    (path,) = files
+    with np.load(path, allow_pickle=False) as arrays:
+        missing = [k for k in ("node_features", "node_labels", "edges", *MASKS) if k not in arrays]
+        if missing:
+            raise ValueError(
+                f"{path} holds no {', '.join(missing)}: not a heterophilous-graphs file. "
+                f"Replace it with a fresh copy from {SOURCE}."
+            )
+        faults = _faults({key: arrays[key] for key in arrays.files}, binary)
+    if faults:
+        raise ValueError(
+            f"{path} cannot be read as a graph: {'; '.join(faults)}. Replace it with a fresh "
+            f"copy from {SOURCE}."
+        )
+
+
+def _faults(arrays, binary):
+    features, labels, edges = arrays["node_features"], arrays["node_labels"], arrays["edges"]
+    n, faults = len(labels), []
+    if labels.ndim != 1 or not _integer(labels):
+        faults.append(f"node_labels is {labels.dtype} of shape {labels.shape}, not integers (N,)")
+    elif n and (labels.min() < 0 or (binary and labels.max() > 1)):
+        faults.append(f"node_labels runs {labels.min()} … {labels.max()}, outside the classes "
+                      f"{'0 and 1' if binary else '0, 1, …'}")  # fmt: skip
+    elif len(np.unique(labels)) < 2:
+        faults.append("node_labels holds one class only")
+    if features.ndim != 2 or len(features) != n:
+        faults.append(f"node_features has shape {features.shape}, not ({n}, features)")
+    if edges.ndim != 2 or edges.shape[1:] != (2,) or not _integer(edges):
+        faults.append(f"edges is {edges.dtype} of shape {edges.shape}, not integers (E, 2)")
+    elif edges.size and (edges.min() < 0 or edges.max() >= n):
+        faults.append(f"edges has node ids {edges.min()} … {edges.max()}, outside 0 … {n - 1}")
+    for key in MASKS:
+        masks = arrays[key]
+        if masks.shape != (NUM_SPLITS, n) or masks.dtype != bool:
+            faults.append(f"{key} is {masks.dtype} of shape {masks.shape}, not bool "
+                          f"({NUM_SPLITS} splits, {n})")  # fmt: skip
+        elif not masks.any(axis=1).all():
+            empty = [int(i) for i in np.flatnonzero(~masks.any(axis=1))]
+            faults.append(f"{key} selects no node in split {', '.join(map(str, empty))}")
+    return faults
+
+
+def _integer(array):
+    return np.issubdtype(array.dtype, np.integer)

@@ -191,13 +191,25 @@ def _readable(path):
 
 
 def load_dgl_dataset(
-    dataset_class, cache, raw_path, files, stage=None, *, name, needed, source, verbose=False
+    dataset_class,
+    cache,
+    raw_path,
+    files,
+    stage=None,
+    *,
+    name,
+    needed,
+    source,
+    check=None,
+    verbose=False,
 ):
     """``dataset_class(raw_dir=cache)``, DGL's loader of a dataset kept in ``raw_path``, under
     that folder's lock: ``stage()`` first copies local files in and returns the files to check
     (else DGL downloads into it, and a processed file not sealed at its size is dropped); a
     failed download or a bad file (``files``) is one line naming ``needed`` and ``source``;
-    the folder is sealed after a load that works."""
+    ``check(files)``, given, refuses files that read but that DGL would turn into a wrong
+    graph or crash on (it is called with those of ``files`` that exist, before DGL reads
+    them); the folder is sealed after a load that works."""
     with exclusive(raw_path):
         if stage is not None:
             files = stage()
@@ -205,6 +217,8 @@ def load_dgl_dataset(
             drop_changed(raw_path, keep=[path.name for path in files])
         with download_errors(name, needed, source, raw_path), corrupt_files(files, raw_path,
                                                                            source):  # fmt: skip
+            if check is not None and all(Path(path).is_file() for path in files):
+                check(files)
             dataset = dataset_class(raw_dir=str(cache), verbose=verbose)
         seal(raw_path)  # (downloaded too: a save killed or a file cut short later is seen)
     return dataset
