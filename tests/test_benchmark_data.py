@@ -98,3 +98,17 @@ def test_real_datasets_take_a_folder_and_generated_ones_a_seed():
         else:  # a local folder (--data-dir / DGL_SSM_DATA) instead of a download
             assert {"data_dir", "cache_dir"} <= options, name
     assert set(FIXED_SPLITS) <= set(DATASETS) - generated
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("ring_size", "6"), ("ring_size", 6.5), ("num_graphs", 40.7), ("num_graphs", "1.0e9"),
+     ("ring_size", True)],
+)  # fmt: skip
+def test_a_generated_datasets_integer_option_of_another_type_is_refused(option, value):
+    # From YAML: "6" compared a string with an int deep inside; 6.5 crashed DGL's C++ graph
+    # constructor; 40.7 graphs split into fractional counts.
+    with pytest.raises(ValueError, match=rf"option {option} must be an integer") as error:
+        get_dataset("ring_transfer", **{option: value})
+    assert ("drop the quotes" in str(error.value)) == isinstance(value, str)
+    assert get_dataset("ring_transfer", ring_size=np.int64(4), num_graphs=10).graphs  # NumPy's

@@ -126,6 +126,14 @@ def get_dataset(name, **options):
             f"Dataset {name!r} takes no option {', '.join(unknown)}; it accepts: "
             f"{', '.join(accepted) or 'none'}."
         )
+    defaults = {key: p.default for key, p in inspect.signature(loader).parameters.items()}
+    for key, value in options.items():  # a YAML "6" or 6.5 failed deep inside, or crashed DGL
+        default = defaults.get(key)
+        if is_int(default) and not is_int(value):
+            raise ValueError(
+                f"Dataset {name!r}: option {key} must be an integer (default {default}), got "
+                f"{value!r}{' (a string: drop the quotes)' if isinstance(value, str) else ''}."
+            )
     seed = options.get("seed")
     if seed is not None and not (is_int(seed) and 0 <= seed < 2**32):  # numpy's seed range
         raise ValueError(
