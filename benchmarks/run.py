@@ -141,7 +141,9 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
 
     Run ``i`` uses the split :func:`config_of_run` gives it. With ``resume``, a run whose
     configuration (its key, :func:`~dgl_ssm_bench.reproduce.config_key`) has a record in
-    ``output`` already is not run again. ``monitor(seed)``
+    ``output`` already, on the same data (``data_fingerprint``, from
+    :meth:`~dgl_ssm_bench.datasets.base.BenchmarkData.fingerprint`), is not run again.
+    ``monitor(seed)``
     returns a :class:`~dgl_ssm_bench.monitor.TrainingMonitor` for that run, or None.
     """
     validate(config)
@@ -155,24 +157,29 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
     if output is not None:
         check_writable(output)  # before any work, so no finished run is lost
     data = load_data(config)
+    fingerprint = data.fingerprint()  # the key leaves out where the files were, not what
     finished = _finished_runs(output) if resume else {}
     records, skipped = [], []  # this call's runs, and the runs found in output already
     for i in range(seeds):
         run_config = config_of_run(config, i, config.seed + i, data)
+        run = f"seed {run_config.seed} split {run_config.data.split}"
         if (done := finished.get(config_key(run_config))) is not None:
-            skipped.append(done)
-            log(f"seed {run_config.seed} split {run_config.data.split}: in {output} already "
-                f"(test {_fmt(done['test'])}); skipped")  # fmt: skip
-            continue
+            if done.get("data_fingerprint", fingerprint) == fingerprint:  # (older: unknown)
+                skipped.append(done)
+                log(f"{run}: in {output} already (test {_fmt(done['test'])}); skipped")
+                continue
+            log(f"{run}: in {output} on other data (data fingerprint "
+                f"{done['data_fingerprint']}, now {fingerprint}); run again")  # fmt: skip
         watch = None if monitor is None else monitor(run_config.seed)
         result = train(run_config, data=data, progress=progress, monitor=watch)
         record = run_record(run_config, result)
         record["peak_memory_mb"] = round(result.peak_memory_mb, 1)
+        record["data_fingerprint"] = fingerprint
         records.append(record)
         if output is not None:
             _append_or_show(output, record)
         log(
-            f"seed {run_config.seed} split {run_config.data.split}: {result.status}, "
+            f"{run}: {result.status}, "
             f"{result.metric} val {_fmt(result.val)} test {_fmt(result.test)} "
             f"({result.epochs} epochs, {result.wall_time_s:.1f} s)"
         )

@@ -4,6 +4,7 @@ import json
 import re
 import time
 
+import numpy as np
 import pytest
 
 from dgl_ssm_bench.cli import CONFIGS, main
@@ -55,6 +56,30 @@ def test_resume_runs_only_the_seeds_not_recorded_yet(tmp_path, capsys):
     out.write_text(json.dumps(old) + "\n")
     assert main(["run", *TINY_RING, "--resume", "--output", str(out)]) == 0
     assert len(records(out)) == 2
+
+
+def test_resume_runs_again_a_seed_recorded_on_other_data(tmp_path, capsys, data_dir):
+    # The key leaves out where the files were (CI's clone is elsewhere): a record made
+    # from another copy of the files, with other contents, is not this run's.
+    other = tmp_path / "other"
+    other.mkdir()
+    with np.load(data_dir / "heterophilous" / "minesweeper.npz") as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["edges"] = arrays["edges"][: len(arrays["edges"]) // 2]  # half the edges
+    np.savez(other / "minesweeper.npz", **arrays)
+    out = tmp_path / "results.jsonl"
+    run = ["run", "--model", "gcn", "--dataset", "minesweeper", "--hidden", "8", "--layers",
+           "1", "--epochs", "1", "--no-progress", "--threads", "1", "--output", str(out),
+           "--cache-dir", str(tmp_path / "cache"), "--resume"]  # fmt: skip
+    assert main([*run, "--data-dir", str(other)]) == 0
+    assert main([*run, "--data-dir", str(data_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum("on other data" in line and "run again" in line for line in lines) == 1
+    first, second = records(out)
+    assert first["key"] == second["key"]
+    assert first["data_fingerprint"] != second["data_fingerprint"]
+    assert main([*run, "--data-dir", str(data_dir)]) == 0  # the same data: skipped now
+    assert len(records(out)) == 2 and "already" in capsys.readouterr().out
 
 
 def test_a_record_says_whether_its_code_had_uncommitted_changes(tmp_path):
