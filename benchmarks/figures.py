@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 import dgl_ssm
 from dgl_ssm import analysis
-from dgl_ssm.checks import check_choice, unknown_name
+from dgl_ssm.checks import check_choice, is_int, unknown_name
 
 from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from .datasets import BenchmarkData
@@ -656,11 +656,7 @@ def monitor_figures(record, *, out, stem="monitor"):
     """Layer × epoch heatmaps of a monitored run's record (``dgl-ssm run --monitor EVERY``):
     log10 ‖∂loss/∂H⁽ℓ⁾‖ and log10 Dirichlet energy, and the tracked layers' top singular
     values against epoch; each with its CSV (long format: quantity, epoch, layer, value)."""
-    entries = [h for h in record.get("history", []) if "grad_norm" in h]
-    if not entries:
-        raise ValueError(
-            "This record has no monitor entries: run it with `dgl-ssm run --monitor EVERY`."
-        )
+    entries = _monitor_entries(record)
     plt = pyplot()
     epochs = [e["epoch"] for e in entries]
     # Each cell spans its epoch ± half the monitor's step (EVERY), so it sits on its epoch.
@@ -720,3 +716,45 @@ def make_figures(
         print(f"  done in {time.perf_counter() - start:.1f} s", flush=True)
     print(f"figures: {time.perf_counter() - total:.0f} s in all")
     return paths
+
+
+def _monitor_entries(record):
+    """The record's monitor entries, checked whole before anything is drawn or written (a
+    malformed one failed deep inside, some plots already written)."""
+    history = record.get("history")
+    if history is not None and not isinstance(history, list):
+        raise ValueError(f"This record's history is {type(history).__name__}, not a list.")
+    entries = [h for h in history or [] if isinstance(h, dict) and "grad_norm" in h]
+    if not entries:
+        raise ValueError(
+            "This record has no monitor entries: run it with `dgl-ssm run --monitor EVERY`."
+        )
+    numbers = lambda v: isinstance(v, list) and all(_is_number(x) for x in v)  # noqa: E731
+    shapes, last = {}, None
+    for i, entry in enumerate(entries):
+        epoch = entry.get("epoch")
+        fault = None
+        if not is_int(epoch) or (last is not None and epoch <= last):
+            fault = f"epoch {epoch!r} is not an integer after the last ({last})"
+        for name in ("grad_norm", "energy"):
+            value = entry.get(name)
+            if not numbers(value):
+                fault = fault or f"{name} is not a list of numbers"
+            elif len(value) != shapes.setdefault(name, len(value)):
+                fault = fault or f"{name} has {len(value)} layers, not {shapes[name]} as before"
+        values = entry.get("singular_values", {})
+        if not isinstance(values, dict) or not all(
+            str(k).isdigit() and numbers(v) for k, v in values.items()
+        ):
+            fault = fault or "singular_values is not {layer: [numbers]}"
+        if fault:
+            raise ValueError(
+                f"Monitor entry {i} of this record (epoch {epoch!r}) is malformed: {fault}. "
+                "Was the record edited? Run it again with `dgl-ssm run --monitor EVERY`."
+            )
+        last = epoch
+    return entries
+
+
+def _is_number(value):
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))

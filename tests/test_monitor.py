@@ -224,3 +224,33 @@ def test_the_heatmaps_put_layers_up_and_epochs_across(tmp_path, monkeypatch):
     np.testing.assert_allclose(image, expected)
     # epochs 0, 2, 4 (EVERY = 2): cells 2 wide, centred on them (±0.5 put them off their epochs)
     assert options["origin"] == "lower" and options["extent"] == (-1.0, 5.0, 0.5, 3.5)
+
+
+def _entry(epoch, **changes):
+    return {"epoch": epoch, "grad_norm": [1.0, 2.0], "energy": [1.0, 0.5, 0.2],
+            "singular_values": {"0": [1.0, 0.9]}, **changes}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("record", "fault"),
+    [
+        ({"history": None}, "no monitor entries"),
+        ({"history": {"epoch": 0}}, "history is dict, not a list"),
+        ({"history": [_entry(0), {"grad_norm": [1.0, 2.0], "energy": [1, 1, 1]}]},
+         "entry 1 of this record (epoch None) is malformed: epoch None"),
+        ({"history": [_entry(0), _entry("one")]}, "epoch 'one' is not an integer"),
+        ({"history": [_entry(5), _entry(5)]}, "epoch 5 is not an integer after the last (5)"),
+        ({"history": [_entry(0, energy="abc")]}, "energy is not a list of numbers"),
+        ({"history": [_entry(0), _entry(1, energy=[1.0])]}, "energy has 1 layers, not 3"),
+        ({"history": [_entry(0, grad_norm=None)]}, "grad_norm is not a list of numbers"),
+        ({"history": [_entry(0, singular_values={"0": "x"})]}, "singular_values is not"),
+    ],
+)  # fmt: skip
+def test_a_malformed_monitor_record_is_named_before_anything_is_written(tmp_path, record, fault):
+    from dgl_ssm_bench.figures import monitor_figures
+
+    with pytest.raises(ValueError) as error:
+        monitor_figures(record, out=tmp_path)
+    assert fault in str(error.value) and "\n" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+    monitor_figures({"history": [_entry(0), _entry(1, energy=[None, 0.5, 0.2])]}, out=tmp_path)
