@@ -673,3 +673,36 @@ def test_a_heterophilous_file_dgl_would_misread_is_refused_with_its_fault(
     message = str(error.value)
     assert expected in message and str(tmp_path / "data" / "minesweeper.npz") in message
     assert "fresh copy" in message and "\n" not in message
+
+
+def _short_labels(folder):
+    with open(folder / "ind.cora.y", "rb") as handle:
+        labels = pickle.load(handle, encoding="latin1")
+    with open(folder / "ind.cora.y", "wb") as handle:
+        pickle.dump(labels[:50], handle)
+
+
+def _negative_test_index(folder):
+    lines = (folder / "ind.cora.test.index").read_text().split()
+    (folder / "ind.cora.test.index").write_text("\n".join(["-1", *lines[1:]]) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("damage", "fault"),
+    [(_short_labels, "x has 140 rows but y 50"),
+     (_negative_test_index, "test.index runs -1 … 2707, outside the test nodes 1708 … 2707")],
+)  # fmt: skip
+def test_planetoid_files_that_disagree_are_refused(data_dir, tmp_path, damage, fault):
+    """DGL's loader trained 50 of the 140 labelled nodes on a short y, and wrapped a negative
+    test index round to the last node, without a word."""
+    from dgl_ssm_bench.datasets.planetoid import load_planetoid
+
+    local = tmp_path / "data"
+    shutil.copytree(data_dir / "planetoid", local)
+    for path in local.iterdir():
+        path.chmod(0o644)
+    damage(local)
+    with pytest.raises(ValueError) as error:
+        load_planetoid("cora", local, tmp_path / "cache")
+    message = str(error.value)
+    assert fault in message and "fresh copies" in message and "\n" not in message

@@ -1,5 +1,8 @@
 """Cora, CiteSeer and PubMed through DGL's own dataset classes, offline when files are local."""
 
+import pickle
+from pathlib import Path
+
 from dgl.data import CiteseerGraphDataset, CoraGraphDataset, PubmedGraphDataset
 
 from .base import BenchmarkData
@@ -49,8 +52,9 @@ def load_planetoid(name, data_dir_path=None, cache_path=None, verbose=False):
         name=name,
         needed=", ".join(needed),
         source=SOURCE,
+        check=lambda files: None if any(raw_path.glob("*.bin")) else _check_raw(files),
         verbose=verbose,
-    )
+    )  # (a processed graph there: DGL reads that, not the raw files)
     return dataset[0]
 
 
@@ -81,3 +85,38 @@ def _find_source(name, local, needed):
         f"{', '.join(needed)}. Get them from {SOURCE}, or unset DGL_SSM_DATA / drop "
         "--data-dir to let DGL download them."
     )
+
+
+def _check_raw(files):
+    """Refuse raw files that read but that DGL's loader would turn into another graph without
+    a word (a short label file trains fewer nodes; a negative test index wraps around)."""
+    paths = dict(zip(RAW_SUFFIXES, files))
+    arrays = {}
+    for suffix in ("x", "y", "tx", "ty", "allx", "ally", "graph"):
+        with open(paths[suffix], "rb") as handle:
+            arrays[suffix] = pickle.load(handle, encoding="latin1")
+    test = [int(line) for line in Path(paths["test.index"]).read_text().split()]
+    faults = []
+    for features, labels in (("x", "y"), ("tx", "ty"), ("allx", "ally")):
+        rows, count = arrays[features].shape[0], len(arrays[labels])
+        if rows != count:
+            faults.append(f"{features} has {rows} rows but {labels} {count}")
+    if len({arrays[key].shape[1] for key in ("x", "tx", "allx")}) != 1:
+        faults.append("x, tx and allx differ in width")
+    if len({arrays[key].shape[1] for key in ("y", "ty", "ally")}) != 1:
+        faults.append("y, ty and ally differ in width")
+    first, nodes = arrays["allx"].shape[0], len(arrays["graph"])
+    if len(test) != arrays["tx"].shape[0] or len(set(test)) != len(test):
+        faults.append(f"test.index lists {len(test)} indices ({len(set(test))} distinct) for "
+                      f"{arrays['tx'].shape[0]} test rows")  # fmt: skip
+    elif test and (min(test) < first or max(test) >= nodes):
+        faults.append(f"test.index runs {min(test)} … {max(test)}, outside the test nodes "
+                      f"{first} … {nodes - 1}")  # fmt: skip
+    ends = [n for key, ns in arrays["graph"].items() for n in (key, *ns)]
+    if ends and (min(ends) < 0 or max(ends) >= nodes):
+        faults.append(f"graph has node ids {min(ends)} … {max(ends)}, outside 0 … {nodes - 1}")
+    if faults:
+        raise ValueError(
+            f"{', '.join(str(f) for f in files[:1])} and the other ind.* files disagree: "
+            f"{'; '.join(faults)}. Replace them with fresh copies from {SOURCE}."
+        )
