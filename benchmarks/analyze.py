@@ -43,6 +43,18 @@ FIGURES_HELP = (
 )
 
 
+def positive_int(text):
+    """argparse type of a count (layers, width, nodes, ...): an integer of at least 1, so a
+    0 is named with its option rather than with the function it reaches."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def build_parser(prog="dgl-ssm-analyze"):
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -60,7 +72,7 @@ def build_parser(prog="dgl-ssm-analyze"):
     io.add_argument("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
     io.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=1,
         help="torch and BLAS threads (default 1: the diagnostics are thousands of small "
         "autograd passes, where more threads mostly add synchronisation)",
@@ -74,8 +86,10 @@ def build_parser(prog="dgl-ssm-analyze"):
         metavar="NAME",
         help=f"one or more of: {', '.join(dgl_ssm.MODELS)} (default gcn gcn_ssm)",
     )
-    setup.add_argument("--layers", type=int, help="message-passing layers (default: see command)")
-    setup.add_argument("--hidden", type=int, default=64, help="state width d (default 64)")
+    setup.add_argument(
+        "--layers", type=positive_int, help="message-passing layers (default: see command)"
+    )
+    setup.add_argument("--hidden", type=positive_int, default=64, help="state width d (default 64)")
     setup.add_argument("--activation", default="relu", help="σ (default relu)")
     setup.add_argument("--state-scale", type=float, help="SSM models: m, eigenvalue modulus of Λ")
     setup.add_argument("--input-scale", type=float, help="SSM models: β, the scale of B")
@@ -84,12 +98,16 @@ def build_parser(prog="dgl-ssm-analyze"):
         "--device", type=device_argument, default="auto",
         help="auto (a GPU when torch and DGL can use one), cpu, cuda or cuda:N",
     )  # fmt: skip
-    setup.add_argument("--ring-size", type=int, default=16, help="nodes of the ring (default 16)")
-    setup.add_argument("--num-nodes", type=int, default=200, help="random graph (default 200)")
+    setup.add_argument(
+        "--ring-size", type=positive_int, default=16, help="nodes of the ring (default 16)"
+    )
+    setup.add_argument(
+        "--num-nodes", type=positive_int, default=200, help="random graph (default 200)"
+    )
     setup.add_argument("--num-edges", type=int, default=600, help="random graph (default 600)")
     setup.add_argument(
         "--feat-dim",
-        type=int,
+        type=positive_int,
         default=16,
         help="width of the random features of ring/random (default 16)",
     )
@@ -112,8 +130,12 @@ def build_parser(prog="dgl-ssm-analyze"):
         parents=[io, setup],
         help="spectrum of one layer's Jacobian (default 2 layers, layer 1)",
     )
-    jac.add_argument("--layer", type=int, default=1, help="which layer, from 1 (default 1)")
-    jac.add_argument("--k", type=int, default=10, help="top values when matrix-free (default 10)")
+    jac.add_argument(
+        "--layer", type=positive_int, default=1, help="which layer, from 1 (default 1)"
+    )
+    jac.add_argument(
+        "--k", type=positive_int, default=10, help="top values when matrix-free (default 10)"
+    )
     jac.add_argument(
         "--max-dense",
         type=int,
@@ -125,8 +147,10 @@ def build_parser(prog="dgl-ssm-analyze"):
         parents=[io, setup],
         help="mean ‖∂h_v⁽ᴸ⁾/∂x_u‖ vs hop distance (default layers: ring size / 2, else 8)",
     )
-    sens.add_argument("--targets", type=int, default=16, help="target nodes v (default 16)")
-    sens.add_argument("--max-distance", type=int, help="largest distance shown")
+    sens.add_argument(
+        "--targets", type=positive_int, default=16, help="target nodes v (default 16)"
+    )
+    sens.add_argument("--max-distance", type=positive_int, help="largest distance shown")
     paper = commands.add_parser(
         "figures", parents=[io], help=FIGURES_HELP, description=FIGURES_HELP
     )

@@ -297,6 +297,11 @@ class RunConfig:
         except (yaml.YAMLError, UnicodeDecodeError) as error:
             message = " ".join(str(error).split())
             raise ValueError(f"{path}: not valid YAML: {message}") from None
+        if raw is None:  # (an empty file or only comments: almost surely the wrong file)
+            raise ValueError(
+                f"{path} is empty: a config sets at least one section, e.g. model: {{name: "
+                "gcn_ssm}; the run's own defaults need no --config."
+            )
         return cls.from_dict(raw, source=str(path))
 
 

@@ -45,6 +45,8 @@ def open_storage(url, heartbeat_interval=30, max_retry=3, *, read_only=False):
     or non-Optuna SQLite file is an error, never created, no table is created in any database,
     and there are no heartbeats.
     """
+    if not str(url).strip():
+        raise StorageError(f"The storage URL is empty. {URL_FORMS}, e.g. {DEFAULT_STORAGE}")
     if read_only:
         shown = _check_readable(url)
         try:

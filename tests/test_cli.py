@@ -516,3 +516,21 @@ def test_an_output_folder_checked_by_two_processes_at_once_is_fine(tmp_path):
     for thread in threads:
         thread.join()
     assert not errors and list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["energy", "--feat-dim", "0"], ["jacobian", "--k", "0"], ["gradients", "--layers", "x"],
+     ["sensitivity", "--targets", "-2"], ["jacobian", "--hidden", "0"]],
+)  # fmt: skip
+def test_analyze_names_the_option_of_a_count_below_one(argv, tmp_path, capsys):
+    # A 0 reached the library and was named by its parameter there ("in_feats", "k of
+    # top_singular_values"), or was ignored (--k with the dense Jacobian).
+    from dgl_ssm_bench import analyze
+
+    with pytest.raises(SystemExit) as exit_:
+        analyze.main([*argv, "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[1]}: must be a positive integer, got {argv[2]!r}" in err
+    assert list(tmp_path.iterdir()) == []

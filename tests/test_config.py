@@ -113,6 +113,14 @@ def test_a_directory_is_not_a_config(tmp_path):
         RunConfig.from_yaml(tmp_path)
 
 
+def test_an_empty_config_file_is_refused(tmp_path):
+    # It trained Cora with every default (and tried to download it): the wrong file, surely.
+    for text in ("", "# only a comment\n"):
+        (tmp_path / "run.yaml").write_text(text)
+        with pytest.raises(ValueError, match=r"run.yaml is empty: a config sets"):
+            RunConfig.from_yaml(tmp_path / "run.yaml")
+
+
 def test_depth_scaled_input_and_calibration_options():
     config = RunConfig.from_yaml("benchmarks/configs/cora_gcn_ssm_1024.yaml")
     assert (config.model.input_scale, config.model.checkpoint) == ("auto", True)

@@ -684,6 +684,12 @@ def test_a_sweep_does_not_fill_another_programs_sqlite_database(tmp_path):
     open_storage(f"sqlite:///{empty}").get_all_studies()
 
 
+@pytest.mark.parametrize("read_only", [False, True])
+def test_an_empty_storage_url_is_named_as_such(read_only):
+    with pytest.raises(StorageError, match="The storage URL is empty. A storage URL is"):
+        open_storage(" ", read_only=read_only)
+
+
 def test_a_missing_postgresql_driver_is_named_with_the_url_that_works(monkeypatch):
     # SQLAlchemy before 2.1 reads postgresql:// with psycopg2, which the extra does not
     # install: the message must point at postgresql+psycopg://, not the extra again.
