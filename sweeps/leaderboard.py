@@ -9,7 +9,8 @@ trial, ``value`` (validation) and user attrs ``test``, ``status``, ``config``) a
   per column in bold, beside the comparable published numbers; the others apart, as context,
   with the reason; unfinished sweeps apart, provisional, never ranked; smoke-size studies marked;
 - ``leaderboard.csv`` (the main table in long form) and ``leaderboard.tex`` (booktabs);
-- ``depth_<dataset>.png`` (test metric vs number of layers) and ``summary.png``.
+- ``depth_<dataset>.png`` (test metric vs number of layers) and ``summary.png``; such a plot
+  an earlier leaderboard left in the folder, of a dataset no longer there, is removed.
 
 The same storage gives the same bytes: orderings sorted, fixed float formats, no timestamp,
 path or PNG software stamp. A dataset has a column per protocol and data version of its
@@ -580,7 +581,11 @@ def _build(storage_url, out_dir, depth_select="val"):
         size = (5.2 * min(3, len(panels)), (0.28 * tallest + 1.4) * math.ceil(len(panels) / 3))
         outputs["summary.png"] = _png(size, _draw_summary, panels, tallest, colors)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return write_together(Path(out_dir), outputs), studies, skipped
+    written = write_together(Path(out_dir), outputs)
+    for plot in [*Path(out_dir).glob("depth_*.png"), Path(out_dir) / "summary.png"]:
+        if plot.name not in outputs:  # an earlier leaderboard's: it would read as current
+            plot.unlink(missing_ok=True)
+    return written, studies, skipped
 
 
 def build_leaderboard(storage_url, out_dir, *, depth_select="val"):

@@ -370,6 +370,12 @@ def test_regeneration_is_byte_identical(storage, board, tmp_path):
     assert digests(tmp_path) == digests(out)
     build_leaderboard(storage, tmp_path)  # over existing files, into the same folder
     assert digests(tmp_path) == digests(out)
+    # An earlier leaderboard's plot of a dataset no longer in the storage would read as
+    # current: it goes; other files in the folder stay.
+    (tmp_path / "depth_peptides_func.png").write_bytes(b"old plot")
+    (tmp_path / "notes.txt").write_text("mine")
+    build_leaderboard(storage, tmp_path)
+    assert digests(tmp_path) == {**digests(out), "notes.txt": digests(tmp_path)["notes.txt"]}
 
 
 def test_cli_prints_where_the_tables_are(storage, tmp_path, capsys):
