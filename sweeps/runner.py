@@ -353,6 +353,12 @@ def _check_identity(spec, study, space, identity):
         f"(optuna delete-study --study-name {spec.study_name} --storage "
         f"{shlex.quote(redact(spec.storage, spec.storage))})"
     )
+    ours = ("backbone", "dataset", "metric", "direction", "identity", "space", "data_version")
+    if not any(key in attrs for key in ours) and study.get_trials(deepcopy=False):
+        raise StudyMismatch(
+            f"{where} was not made by a dgl-ssm sweep (it records no backbone, dataset or "
+            f"metric), so its trials are not this sweep's; {other_storage}."
+        )
     version = data_version(spec.dataset)
     if attrs.get("data_version") != version and study.get_trials(deepcopy=False):
         raise StudyMismatch(

@@ -219,6 +219,17 @@ def test_a_study_on_other_data_says_so_and_how_to_start_afresh(tmp_path):
         run_sweep(spec, log=quiet)
 
 
+def test_a_study_no_sweep_made_is_named_as_such(tmp_path):
+    # Made with Optuna directly under the sweep's name: it was called "made on other data".
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    foreign = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
+    foreign.add_trial(optuna.trial.create_trial(value=0.2))
+    with pytest.raises(StudyMismatch, match=r"was not made by a dgl-ssm sweep \(it records no "
+                       r"backbone, dataset or metric\).*optuna delete-study"):  # fmt: skip
+        run_sweep(spec_for(tmp_path, storage, 2), log=quiet)
+    assert len(load(storage).trials) == 1
+
+
 def test_a_study_whose_own_space_changed_is_not_sent_back_to_the_same_command(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = space_file(tmp_path)
