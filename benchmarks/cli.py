@@ -419,7 +419,7 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
             make_folder(args.out)  # unwritable: fail before work
             execute.run_cells(cells, args.out, args.jobs, args.threads, locations)
             left = execute.pending(cells, args.out)
-        for path in report.write_report(args.out, args.budget):
+        for path in report.write_report(args.out, args.budget, need_records=args.report):
             print(f"wrote {path}")
     except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

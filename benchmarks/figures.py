@@ -735,7 +735,7 @@ def _monitor_entries(record):
         epoch = entry.get("epoch")
         fault = None
         if not is_int(epoch) or (last is not None and epoch <= last):
-            fault = f"epoch {epoch!r} is not an integer after the last ({last})"
+            fault = f"epoch {epoch!r} is not an integer greater than the last ({last})"
         for name in ("grad_norm", "energy"):
             value = entry.get(name)
             if not numbers(value):

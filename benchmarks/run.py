@@ -163,13 +163,14 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
     for i in range(seeds):
         run_config = config_of_run(config, i, config.seed + i, data)
         run = f"seed {run_config.seed} split {run_config.data.split}"
-        if (done := finished.get(config_key(run_config))) is not None:
-            if done.get("data_fingerprint", fingerprint) == fingerprint:  # (older: unknown)
-                skipped.append(done)
-                log(f"{run}: in {output} already (test {_fmt(done['test'])}); skipped")
-                continue
-            log(f"{run}: in {output} on other data (data fingerprint "
-                f"{done['data_fingerprint']}, now {fingerprint}); run again")  # fmt: skip
+        on_record = finished.get(config_key(run_config), {})  # by data fingerprint
+        if (done := on_record.get(fingerprint, on_record.get(None))) is not None:
+            skipped.append(done)  # (a record of before fingerprints: its data unknown, trusted)
+            log(f"{run}: in {output} already (test {_fmt(done['test'])}); skipped")
+            continue
+        if on_record:
+            log(f"{run}: in {output} on other data only (data fingerprint "
+                f"{', '.join(sorted(on_record))}; now {fingerprint}); run again")  # fmt: skip
         watch = None if monitor is None else monitor(run_config.seed)
         result = train(run_config, data=data, progress=progress, monitor=watch)
         record = run_record(run_config, result)
@@ -210,16 +211,18 @@ def _summarise(config, records, log):
 
 
 def _finished_runs(output):
-    """The records of ``output`` by their configuration's key (lines no run wrote, and records
-    of before keys, skipped)."""
+    """The records of ``output`` by their configuration's key, then by their data fingerprint
+    (None: recorded before fingerprints); lines no run wrote, and records of before keys,
+    skipped."""
     finished = {}
     for record in read_records(output):
         if "schema" not in record:  # written before keys were: its rules are not known
             continue
         try:
-            finished[record_key(record)] = record
+            key = record_key(record)
         except (KeyError, TypeError, ValueError):
             continue
+        finished.setdefault(key, {})[record.get("data_fingerprint")] = record
     return finished
 
 

@@ -227,7 +227,10 @@ def _refuse_other_databases(url):
     an Optuna storage: a typo'd path must not fill another program's database."""
     path = _sqlite_target(url)
     if isinstance(path, Path) and path.is_file() and path.stat().st_size > 0:
-        tables = _sqlite_tables(path)
+        try:
+            tables = _sqlite_tables(path)
+        except StorageError:  # e.g. a hot journal a killed worker left: the open repairs it
+            return
         if tables and "studies" not in tables:
             shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
             raise StorageError(

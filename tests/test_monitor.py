@@ -239,7 +239,7 @@ def _entry(epoch, **changes):
         ({"history": [_entry(0), {"grad_norm": [1.0, 2.0], "energy": [1, 1, 1]}]},
          "entry 1 of this record (epoch None) is malformed: epoch None"),
         ({"history": [_entry(0), _entry("one")]}, "epoch 'one' is not an integer"),
-        ({"history": [_entry(5), _entry(5)]}, "epoch 5 is not an integer after the last (5)"),
+        ({"history": [_entry(5), _entry(5)]}, "epoch 5 is not an integer greater than the last"),
         ({"history": [_entry(0, energy="abc")]}, "energy is not a list of numbers"),
         ({"history": [_entry(0), _entry(1, energy=[1.0])]}, "energy has 1 layers, not 3"),
         ({"history": [_entry(0, grad_norm=None)]}, "grad_norm is not a list of numbers"),

@@ -585,6 +585,45 @@ def test_dgl_download_that_gets_no_answer_gives_up(tmp_path, monkeypatch, stalle
     assert requests.get is get  # put back
 
 
+def test_a_download_that_stalls_mid_file_says_it_got_no_answer(monkeypatch, tmp_path):
+    # Headers and a first kilobyte, then silence: requests reports the stalled read as a
+    # ConnectionError wrapping urllib3's ReadTimeoutError.
+    import socket
+
+    from dgl.data.utils import download
+
+    from dgl_ssm_bench.datasets import staging
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+
+    def answer_then_stall():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            connection.recv(4096)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1024)
+            held.append(connection)  # open, silent
+
+    threading.Thread(target=answer_then_stall, daemon=True).start()
+    monkeypatch.setattr(staging, "DOWNLOAD_TIMEOUT_S", 0.2)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/cora_v2.zip"
+    try:
+        with pytest.raises(
+            RuntimeError, match=r"Could not download cora \(\w+, no answer in 0.2 s"
+        ):
+            with staging.download_errors("cora", "the files", "their source"):
+                download(url, path=str(tmp_path / "cora_v2.zip"), retries=1, log=False)
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+
+
 def test_ogb_style_download_that_gets_no_answer_gives_up(monkeypatch, stalled_server):
     # OGB's download is urllib's urlopen with no timeout: it takes the socket default.
     import socket

@@ -604,6 +604,20 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
 # --- the command --------------------------------------------------------------------------------
 
 
+def test_runs_that_all_failed_end_with_their_summary_not_a_missing_records_error(tmp_path, capsys):
+    # Only --report asks for records already there: after runs, the report is written and
+    # the runs still missing are summed up (here: no data, so nothing was recorded).
+    empty, out = tmp_path / "no_data", tmp_path / "new_out"
+    empty.mkdir()
+    argv = ["reproduce", "--part", "cora", "--rows", "GCN", "--seeds", "0", "--columns",
+            "L=2", "--out", str(out), "--data-dir", str(empty), "--jobs", "1", "--threads", "1",
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "holds no records" not in err and "still not recorded" in err
+    assert (out / "README.md").is_file()
+
+
 def test_a_report_from_a_folder_without_records_says_where_they_are(tmp_path, capsys):
     missing = tmp_path / "results" / "reproduction"  # e.g. run outside the checkout
     assert main(["reproduce", "--report", "--out", str(missing)]) == 2

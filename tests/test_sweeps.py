@@ -675,13 +675,32 @@ def test_a_sweep_does_not_fill_another_programs_sqlite_database(tmp_path):
     assert other.read_bytes() == before
     text = tmp_path / "notes.txt"
     text.write_text("not a database at all\n")
-    with pytest.raises(StorageError, match="is not a readable SQLite database"):
+    with pytest.raises(StorageError, match="file is not a database"):
         open_storage(f"sqlite:///{text}")
     assert text.read_text() == "not a database at all\n"
     empty = tmp_path / "empty.db"  # an empty file, or an Optuna storage, is fine
     empty.touch()
     open_storage(f"sqlite:///{empty}").get_all_studies()
     open_storage(f"sqlite:///{empty}").get_all_studies()
+
+
+def test_an_optuna_storage_a_killed_writer_left_with_a_hot_journal_opens(tmp_path):
+    # A read-only look cannot roll the journal back; the check must not refuse the file.
+    path = tmp_path / "optuna.db"
+    optuna.create_study(study_name="x", storage=f"sqlite:///{path}")
+    script = (
+        "import os, sqlite3, sys\n"
+        "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "con.execute('PRAGMA cache_size=1')\n"
+        "con.execute('BEGIN')\n"
+        "con.execute('CREATE TABLE filler (x BLOB)')\n"
+        "con.executemany('INSERT INTO filler VALUES (randomblob(4000))', [()] * 300)\n"
+        "os._exit(0)  # killed mid-transaction: the journal stays\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True)
+    assert (tmp_path / "optuna.db-journal").is_file()
+    storage = open_storage(f"sqlite:///{path}")
+    assert [study.study_name for study in storage.get_all_studies()] == ["x"]
 
 
 @pytest.mark.parametrize("read_only", [False, True])

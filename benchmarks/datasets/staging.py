@@ -280,8 +280,15 @@ def _network_timeout(seconds):
         socket.setdefaulttimeout(default)
 
 
-def _timed_out(error):
+def _timed_out(error, depth=0):
+    """Whether ``error`` is, or wraps, a timeout: urllib wraps a connect timeout in a URLError
+    (``reason``), and requests a read that stalls mid-file in a ConnectionError (``args``)."""
     import requests
+    import urllib3
 
-    reason = getattr(error, "reason", None)  # urllib wraps a connect timeout in a URLError
-    return any(isinstance(e, (TimeoutError, requests.Timeout)) for e in (error, reason))
+    if isinstance(error, (TimeoutError, requests.Timeout, urllib3.exceptions.TimeoutError)):
+        return True
+    if not isinstance(error, BaseException) or depth > 4:
+        return False
+    inner = (getattr(error, "reason", None), error.__cause__, error.__context__, *error.args)
+    return any(_timed_out(e, depth + 1) for e in inner if e is not None and e is not error)

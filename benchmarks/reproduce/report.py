@@ -460,13 +460,14 @@ def _causes(path):
     return causes
 
 
-def write_report(out, budget="cpu"):
+def write_report(out, budget="cpu", *, need_records=False):
     """Rebuild ``<out>/README.md`` and the plots from the records; return the paths written.
     Another budget's report goes beside it, as ``README.<budget>.md`` and ``<plot>.<budget>.png``,
-    so it never replaces the default one."""
+    so it never replaces the default one. ``need_records``: refuse a folder that holds none
+    (asked for a report of it, not after runs), leaving its README as it is."""
     out = Path(out)
     suffix = "" if budget == "cpu" else f".{budget}"
-    if not any((out / f"{part}.jsonl").is_file() for part in PARTS):  # (another README)
+    if need_records and not any((out / f"{part}.jsonl").is_file() for part in PARTS):
         raise FileNotFoundError(
             f"{out} holds no records ({', '.join(f'{part}.jsonl' for part in PARTS)}), so "
             f"there is nothing to report; its README{suffix}.md is left as it is. Pass --out "
