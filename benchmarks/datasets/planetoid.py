@@ -105,7 +105,8 @@ def _check_raw(files):
         faults.append("x, tx and allx differ in width")
     if len({arrays[key].shape[1] for key in ("y", "ty", "ally")}) != 1:
         faults.append("y, ty and ally differ in width")
-    first, nodes = arrays["allx"].shape[0], len(arrays["graph"])
+    first = arrays["allx"].shape[0]  # the test nodes come after allx's
+    nodes = max(len(arrays["graph"]), first + len(test))  # (a graph dict may skip a node)
     if len(test) != arrays["tx"].shape[0] or len(set(test)) != len(test):
         faults.append(f"test.index lists {len(test)} indices ({len(set(test))} distinct) for "
                       f"{arrays['tx'].shape[0]} test rows")  # fmt: skip
