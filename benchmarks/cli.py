@@ -37,6 +37,7 @@ MODEL_FLAGS = {
     "hop_mode": "hop_mode", "max_hop": "max_hop", "delay": "delay", "checkpoint": "checkpoint",
     "past_max_hop": "past_max_hop", "calibrate": "calibrate",
     "calibrate_lambda": "calibrate_lambda", "calibrate_input": "calibrate_input",
+    "calibrate_memory": "calibrate_memory",
 }  # fmt: skip
 DATA_FLAGS = {"dataset": "name", "data_dir": "data_dir", "cache_dir": "cache_dir",
               "split": "split", "self_loops": "self_loops"}  # fmt: skip
@@ -103,6 +104,12 @@ def build_parser(prog="dgl-ssm-bench"):
         "--calibrate-input", choices=list(INPUT_RULES),
         help="with --calibrate: when the state norm drifts, halve B until it stays within 2× "
         "(default), or then take the largest B that keeps it there (bisection)",
+    )  # fmt: skip
+    model.add_argument(
+        "--calibrate-memory", type=float, metavar="BOUND",
+        help="with --calibrate: keep the stack's memory of its input (Π λ over the layers) at "
+        "least 1/BOUND, shrinking B where λ is lowest; for --per-layer-ssm, whose layers can "
+        "otherwise each take a small λ and forget (default: no such bound)",
     )  # fmt: skip
     model.add_argument(
         "--conv-option", action="append", default=[], metavar="KEY=VALUE",

@@ -150,6 +150,9 @@ class ModelConfig:
     # with calibrate: how B is shrunk under the norm bound, "halve" (None: the default) or
     # "largest" (see dgl_ssm.calibrate's input_rule)
     calibrate_input: Str | None = None
+    # with calibrate: keep the stack's memory Π λ at least 1/this (see dgl_ssm.calibrate's
+    # memory_bound); None: no such bound
+    calibrate_memory: Annotated[Real, Field(gt=1)] | None = None
 
     SSM_FIELDS = SSM_OPTIONS
 
@@ -197,6 +200,11 @@ class ModelConfig:
                 raise ValueError(f"{flag} says how --calibrate {what}; add --calibrate or drop it.")
             if value not in (None, *rules):
                 raise ValueError(f"unknown {flag} {value!r}; choose one of: {', '.join(rules)}.")
+        if self.calibrate_memory is not None and self.calibrate is None:
+            raise ValueError(
+                "--calibrate-memory bounds what --calibrate may take from the stack's memory; "
+                "add --calibrate or drop it."
+            )
         if self.calibrate is not None and not ssm:
             raise ValueError(
                 f"--calibrate sets Λ and B of SSM models, but {self.name!r} is a plain model; "

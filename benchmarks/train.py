@@ -120,7 +120,7 @@ def train(
         began = time.perf_counter()
         report, calibration = task.calibrate(
             model, config.model.calibrate, config.model.calibrate_lambda or "nearest",
-            config.model.calibrate_input or "halve", progress,
+            config.model.calibrate_input or "halve", progress, config.model.calibrate_memory,
         )  # fmt: skip
         # (apart from wall_time_s, which times the training: minutes for a deep GAT-SSM)
         calibration["seconds"] = time.perf_counter() - began
@@ -304,7 +304,8 @@ class _Task:
                 for split, graphs in data.graphs.items()
             }
 
-    def calibrate(self, model, target, lambda_rule, input_rule, progress=False):
+    def calibrate(self, model, target, lambda_rule, input_rule, progress=False,
+                  memory_bound=None):  # fmt: skip
         """``dgl_ssm.calibrate`` on the training graph (the first training batch of a
         many-graph dataset): its report, and the report as a dict for the record, with the
         ratio of the first to the last layer's gradient norm of the training loss before and
@@ -329,7 +330,7 @@ class _Task:
         with _sweep_bar(len(model.layers), progress) as tick:
             report = dgl_ssm.calibrate(
                 model, graph, feat, edge_feat, target=target, lambda_rule=lambda_rule,
-                input_rule=input_rule, progress=tick,
+                input_rule=input_rule, memory_bound=memory_bound, progress=tick,
             )  # fmt: skip
         return report, {
             "ok": report.ok,
@@ -342,6 +343,7 @@ class _Task:
             "norm_after": report.norm_after,
             "state_scale": [after for _, after in report.state_scale],
             "input_factor": report.input_factor,
+            "memory": report.memory,
             "grad_first_to_last": [before, first_to_last()],
         }
 

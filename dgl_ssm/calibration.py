@@ -130,6 +130,14 @@ class CalibrationReport:
         return _out_of_bounds(self.radius_after, self.norm_after, self.target, self.tol,
                               self.norm_bound)  # fmt: skip
 
+    @property
+    def memory(self):
+        """The stack's memory of its input after calibration, Π over layers of λ / target:
+        how much of the encoder's output reaches the last layer through Λ (see
+        :func:`calibrate`'s ``memory_bound``)."""
+        return math.prod((after / self.target) ** len(layers)
+                         for (_, after), layers in zip(self.state_scale, self.groups))  # fmt: skip
+
     def rows(self):
         """One dict per layer: its group's λ and B factor, radius and norm before and after."""
         group_of = {layer: g for g, layers in enumerate(self.groups) for layer in layers}
@@ -296,6 +304,7 @@ def calibrate(
     max_rounds=4,
     lambda_rule="nearest",
     input_rule="halve",
+    memory_bound=None,
     spectrum_options=None,
     log=None,
     progress=None,
@@ -334,6 +343,14 @@ def calibrate(
         When the state norm leaves the bound: halve B until it is back within it, or then
         bisect between that B and the one before the last halving for the largest B within
         the bound (closer to the edge the bound allows; less than 2× the halved B).
+    memory_bound : float, optional
+        Also keep the stack's memory of its input, :math:`\prod_\ell \lambda_\ell /
+        \mathrm{target}^L` (how much of the encoder's output reaches the last layer through
+        Λ), at least ``1/memory_bound``, halving B (and re-fitting λ) of the group with the
+        smallest λ until it is. Layers that do not share Λ and B can otherwise each meet the
+        spectral and norm bounds with a small λ and forget their input (per-layer GIN-SSM on
+        Cora at 64 layers: λ 0.65–0.84, memory 2.5e-8, 32.5 % test accuracy). Default None:
+        no such bound.
     spectrum_options : dict, optional
         Options for :func:`~dgl_ssm.analysis.top_eigenvalue_moduli`; default
         :data:`SPECTRUM_OPTIONS`.
@@ -371,6 +388,9 @@ def calibrate(
     check_choice("lambda_rule", lambda_rule, LAMBDA_RULES)
     check_choice("input_rule", input_rule, INPUT_RULES)
     target, tol, norm_bound, max_rounds = _checked_bounds(target, tol, norm_bound, max_rounds)
+    if memory_bound is not None:
+        memory_bound = check_real(memory_bound, "memory_bound", "a number > 1 (None: no bound)",
+                                  lambda bound: bound > 1, "calibrate")  # fmt: skip
     options = _checked_spectrum_options(spectrum_options)
     for name, function in (("log", log), ("progress", progress)):
         if function is not None and not callable(function):
@@ -405,6 +425,8 @@ def calibrate(
                     group.set(lam_for(group))
                 _shrink_until_bounded(model, inputs, groups, target, norm_bound, lam_for,
                                       largest=input_rule == "largest")  # fmt: skip
+                if memory_bound is not None:
+                    _keep_memory(groups, target, memory_bound, lam_for)
                 eigen = _top_eigenvalues(model, inputs, options, progress)
                 radii, factors = [abs(e) for e in eigen], [group.factor for group in groups]
                 say(
@@ -625,6 +647,25 @@ def _shrink_until_bounded(model, inputs, groups, target, bound, lam_for, largest
         for group in halved:
             group.factor /= 2
             group.set(lam_for(group))
+
+
+def _memory(groups, target):
+    """log of the stack's memory, Π over layers of λ / target (each group's λ once a layer)."""
+    lams = [(_lam(group.update) / target, len(group.layers)) for group in groups]
+    return (
+        sum(n * math.log(lam) for lam, n in lams) if all(lam > 0 for lam, _ in lams) else -math.inf
+    )
+
+
+def _keep_memory(groups, target, bound, lam_for):
+    """Halve B (re-fitting λ) of the group with the smallest λ until the stack's memory is at
+    least ``1/bound``: a smaller B lets λ sit nearer the built one (λ = target − b·μ)."""
+    for _ in range(_MAX_SHRINK * len(groups)):
+        if _memory(groups, target) >= -math.log(bound):
+            return
+        lowest = min(groups, key=lambda group: _lam(group.update))
+        lowest.factor /= 2
+        lowest.set(lam_for(lowest))
 
 
 def _grow_within(model, inputs, groups, target, bound, lam_for):

@@ -1,6 +1,7 @@
 """The dgl-ssm-bench command: records, configs, and bad input that fails before training."""
 
 import json
+import math
 import re
 import time
 
@@ -535,3 +536,20 @@ def test_analyze_names_the_option_of_a_count_below_one(argv, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"argument {argv[1]}: must be a positive integer, got {argv[2]!r}" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_calibrate_memory_reaches_the_calibration_and_its_record(tmp_path, capsys):
+    out = tmp_path / "runs.jsonl"
+    argv = ["run", "--model", "gin_ssm", *TINY_RING, "--per-layer-ssm", "--calibrate", "1",
+            "--output", str(out)]  # fmt: skip
+    assert main([*argv, "--calibrate-memory", "1.25"]) == 0
+    (record,) = records(out)
+    lams = record["calibration"]["state_scale"]
+    assert record["calibration"]["memory"] == pytest.approx(math.prod(lams), rel=1e-6)
+    assert record["calibration"]["memory"] >= 1 / 1.25
+    assert record["config"]["model"]["calibrate_memory"] == 1.25
+    capsys.readouterr()
+    assert main(["run", "--model", "gin_ssm", *TINY_RING, "--calibrate-memory", "2"]) == 2
+    assert "--calibrate-memory bounds what --calibrate may take" in capsys.readouterr().err
+    assert main([*argv, "--calibrate-memory", "1"]) == 2
+    assert "--calibrate-memory 1.0: should be greater than 1" in capsys.readouterr().err
