@@ -413,7 +413,8 @@ def calibrate(
                 _norm_ratios(model, inputs, target),
             )
             misses = _out_of_bounds(radius_before, norm_before, target, tol / 2, norm_bound)
-            rounds, done = 0, not any(misses)
+            remembers = memory_bound is None or _memory(groups, target) >= -math.log(memory_bound)
+            rounds, done = 0, not any(misses) and remembers
             while not done and rounds < max_rounds:
                 rounds += 1
                 for group in groups:

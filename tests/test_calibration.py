@@ -641,5 +641,12 @@ def test_a_memory_bound_keeps_a_per_layer_stack_from_forgetting_its_input():
         assert all(abs(r - 1) <= 0.02 for r in dense_radii(model, graph, feat))
         assert all(torch.equal(v, weights[k]) for k, v in model.named_parameters())
     assert memories[None] < 0.4 and memories[2.0] >= 0.5
+    # A model already within the spectral and norm bounds but forgetting is not left so.
+    torch.manual_seed(1)
+    model = build_model("gin_ssm", in_feats=8, hidden=16, out_feats=3, num_layers=8,
+                        shared_ssm=False)  # fmt: skip
+    assert calibrate(model, graph, feat, norm_bound=math.inf).memory < 0.4
+    again = calibrate(model, graph, feat, memory_bound=2.0, norm_bound=math.inf)
+    assert again.rounds >= 1 and again.memory >= 0.5 and again.ok
     with pytest.raises(ValueError, match="memory_bound"):
         calibrate(model, graph, feat, memory_bound=1.0)
