@@ -107,9 +107,9 @@ def build_parser(prog="dgl-ssm-bench"):
     )  # fmt: skip
     model.add_argument(
         "--calibrate-memory", type=float, metavar="BOUND",
-        help="with --calibrate: keep the stack's memory of its input (Π λ over the layers) at "
-        "least 1/BOUND, shrinking B where λ is lowest; for --per-layer-ssm, whose layers can "
-        "otherwise each take a small λ and forget (default: no such bound)",
+        help="with --calibrate: keep the stack's memory of its input (Π λ/TARGET over the "
+        "layers) at least 1/BOUND, shrinking B where λ is lowest; for --per-layer-ssm, whose "
+        "layers can otherwise each take a small λ and forget (default: no such bound)",
     )  # fmt: skip
     model.add_argument(
         "--conv-option", action="append", default=[], metavar="KEY=VALUE",

@@ -150,7 +150,7 @@ class ModelConfig:
     # with calibrate: how B is shrunk under the norm bound, "halve" (None: the default) or
     # "largest" (see dgl_ssm.calibrate's input_rule)
     calibrate_input: Str | None = None
-    # with calibrate: keep the stack's memory Π λ at least 1/this (see dgl_ssm.calibrate's
+    # with calibrate: keep the stack's memory Π λ/target at least 1/this (dgl_ssm.calibrate's
     # memory_bound); None: no such bound
     calibrate_memory: Annotated[Real, Field(gt=1)] | None = None
 

@@ -58,6 +58,9 @@ _MAX_SHRINK = 30  # halvings of B before giving up on the norm bound
 # one before it (outside): the B kept is within the bound, and B one 16th of that gap larger
 # was found outside it (the largest within, if the norms grow with B in between).
 _BISECTIONS = 4
+# memory_bound: a halving of B that raises λ by less than this gains nothing worth a smaller B
+# (λ nears the end of what its rule allows); that group is then left as it is.
+_MEMORY_STEP = 1e-4
 #: How :func:`calibrate` picks λ among those that serve a group (see its ``lambda_rule``).
 LAMBDA_RULES = ("nearest", "centred")
 #: How :func:`calibrate` shrinks B under the norm bound (see its ``input_rule``).
@@ -119,10 +122,15 @@ class CalibrationReport:
     state_scale: list[tuple[float, float]]
     input_factor: list[float]
     rounds: int
+    memory_bound: float | None = None
     ok: bool = field(init=False)
 
     def __post_init__(self):
-        self.ok = not any(self.out_of_bounds())
+        self.ok = not any(self.out_of_bounds()) and not self.forgets()
+
+    def forgets(self):
+        """Whether a ``memory_bound`` was asked for and :attr:`memory` is below ``1/bound``."""
+        return self.memory_bound is not None and self.memory < 1 / self.memory_bound
 
     def out_of_bounds(self):
         """The layers whose top modulus is outside ``target ± tol``, and those whose state
@@ -134,9 +142,10 @@ class CalibrationReport:
     def memory(self):
         """The stack's memory of its input after calibration, Π over layers of λ / target:
         how much of the encoder's output reaches the last layer through Λ (see
-        :func:`calibrate`'s ``memory_bound``)."""
-        return math.prod((after / self.target) ** len(layers)
-                         for (_, after), layers in zip(self.state_scale, self.groups))  # fmt: skip
+        :func:`calibrate`'s ``memory_bound``); 0 when some λ is not positive."""
+        lams = [(after / self.target, len(layers))
+                for (_, after), layers in zip(self.state_scale, self.groups)]  # fmt: skip
+        return math.prod(lam**n for lam, n in lams) if all(lam > 0 for lam, _ in lams) else 0.0
 
     def rows(self):
         """One dict per layer: its group's λ and B factor, radius and norm before and after."""
@@ -451,6 +460,7 @@ def calibrate(
         state_scale=[(group.built_lam, _lam(group.update)) for group in groups],
         input_factor=[group.factor for group in groups],
         rounds=rounds,
+        memory_bound=memory_bound,
     )
     if not report.ok:
         warnings.warn(_not_within(report, len(groups) > 1), CalibrationWarning, stacklevel=2)
@@ -494,6 +504,10 @@ def _not_within(report, per_layer):
     if norm:  # halving B stopped helping
         misses.append(f"state norm ratio of layer(s) {_listed(norm)} not within ×{bound}")
         remedies.append("a wider norm_bound")
+    if report.forgets():  # λ no longer rose as B halved: the λ rule holds it below target
+        misses.append(f"memory Π λ/target {report.memory:.3g} below 1/{report.memory_bound}")
+        remedies.append("a larger memory_bound, lambda_rule=\"centred\" or a target nearer "
+                        "the built λ")  # fmt: skip
     if per_layer:
         remedies.append("one Λ and B for all layers (shared_ssm=True; on runs, no --per-layer-ssm)")
     return (
@@ -660,13 +674,22 @@ def _memory(groups, target):
 
 def _keep_memory(groups, target, bound, lam_for):
     """Halve B (re-fitting λ) of the group with the smallest λ until the stack's memory is at
-    least ``1/bound``: a smaller B lets λ sit nearer the built one (λ = target − b·μ)."""
-    for _ in range(_MAX_SHRINK * len(groups)):
-        if _memory(groups, target) >= -math.log(bound):
-            return
-        lowest = min(groups, key=lambda group: _lam(group.update))
+    least ``1/bound``: a smaller B lets λ sit nearer the built one (λ = target − b·μ). A
+    group whose λ no longer rises as its B halves (the λ rule holds it there) is left as it
+    is; when none is left, the report says the bound was missed."""
+    movable = {id(group): _MAX_SHRINK for group in groups}  # halvings left per group
+    while _memory(groups, target) < -math.log(bound) and movable:
+        lowest = min((g for g in groups if id(g) in movable), key=lambda g: _lam(g.update))
+        before = _lam(lowest.update)
         lowest.factor /= 2
         lowest.set(lam_for(lowest))
+        movable[id(lowest)] -= 1
+        if _lam(lowest.update) <= before + _MEMORY_STEP:  # no headway: undo, leave it be
+            lowest.factor *= 2
+            lowest.set(lam_for(lowest))
+            movable[id(lowest)] = 0
+        if movable[id(lowest)] == 0:
+            del movable[id(lowest)]
 
 
 def _grow_within(model, inputs, groups, target, bound, lam_for):

@@ -650,3 +650,21 @@ def test_a_memory_bound_keeps_a_per_layer_stack_from_forgetting_its_input():
     assert again.rounds >= 1 and again.memory >= 0.5 and again.ok
     with pytest.raises(ValueError, match="memory_bound"):
         calibrate(model, graph, feat, memory_bound=1.0)
+
+
+def test_a_memory_bound_the_lambda_rule_cannot_reach_is_reported_not_forced():
+    """With target 1.1 the nearest λ to the built 1 stops at 1.1 − aim, so Π λ/target cannot
+    reach 1/1.02 over 8 layers: B must not be halved to nothing chasing it, and the report
+    and a warning must say the bound was missed. A negative λ counts as no memory."""
+    graph = dgl.add_self_loop(dgl.rand_graph(60, 600))
+    feat = torch.randn(60, 8, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(1)
+    model = build_model("gin_ssm", in_feats=8, hidden=16, out_feats=3, num_layers=8,
+                        shared_ssm=False)  # fmt: skip
+    with pytest.warns(CalibrationWarning, match=r"memory Π λ/target .* below 1/1.02"):
+        report = calibrate(model, graph, feat, target=1.1, memory_bound=1.02,
+                           norm_bound=math.inf)  # fmt: skip
+    assert not report.ok and report.forgets() and report.memory < 1 / 1.02
+    assert min(report.input_factor) > 1e-6  # (it reached 2e-28 chasing the bound)
+    negative = dataclasses.replace(report, state_scale=[(1.0, -0.5)] + report.state_scale[1:])
+    assert negative.memory == 0.0
