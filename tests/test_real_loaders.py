@@ -745,3 +745,16 @@ def test_planetoid_files_that_disagree_are_refused(data_dir, tmp_path, damage, f
         load_planetoid("cora", local, tmp_path / "cache")
     message = str(error.value)
     assert fault in message and "fresh copies" in message and "\n" not in message
+
+
+def test_questions_is_a_registered_binary_heterophilous_dataset(data_dir, tmp_path):
+    # It had a loader but no name in the registry: `--dataset questions` was unknown.
+    from dgl_ssm_bench.datasets import get_dataset, num_splits
+
+    (tmp_path / "data").mkdir()  # minesweeper's arrays under Questions' name (same layout)
+    shutil.copyfile(data_dir / "heterophilous" / "minesweeper.npz",
+                    tmp_path / "data" / "questions.npz")  # fmt: skip
+    data = get_dataset("questions", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
+    assert (data.name, data.metric, data.num_outputs, data.num_splits) == (
+        "questions", "roc_auc", 2, 10)  # fmt: skip
+    assert num_splits("questions") == 10

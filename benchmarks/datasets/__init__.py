@@ -68,6 +68,7 @@ DATASETS = {
     "tolokers": _heterophilous("tolokers"),
     "roman_empire": _heterophilous("roman_empire"),
     "amazon_ratings": _heterophilous("amazon_ratings"),
+    "questions": _heterophilous("questions"),
     "ring_transfer": _ring_transfer,
     "gpp_diameter": _gpp("diameter"),
     "gpp_sssp": _gpp("sssp"),
@@ -83,7 +84,8 @@ LOCATIONS = ("data_dir", "cache_dir")
 # How many fixed train/val/test splits each single-graph dataset ships (checked before the
 # data loads); datasets of many graphs have none: their split is the graphs themselves.
 FIXED_SPLITS = {"cora": 1, "citeseer": 1, "pubmed": 1, "ogbn_arxiv": 1, "minesweeper": 10,
-                "tolokers": 10, "roman_empire": 10, "amazon_ratings": 10}  # fmt: skip
+                "tolokers": 10, "roman_empire": 10, "amazon_ratings": 10,
+                "questions": 10}  # fmt: skip
 
 
 # The datasets whose task is one output per graph (a readout); the others are per node. Known
