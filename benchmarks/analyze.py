@@ -150,7 +150,7 @@ def build_parser(prog="dgl-ssm-analyze"):
     sens.add_argument(
         "--targets", type=positive_int, default=16, help="target nodes v (default 16)"
     )
-    sens.add_argument("--max-distance", type=positive_int, help="largest distance shown")
+    sens.add_argument("--max-distance", type=int, help="largest distance shown (0 or more)")
     paper = commands.add_parser(
         "figures", parents=[io], help=FIGURES_HELP, description=FIGURES_HELP
     )
