@@ -34,6 +34,7 @@ from pydantic.dataclasses import dataclass
 
 from dgl_ssm import MODELS, is_khop, is_ssm
 from dgl_ssm.calibration import INPUT_RULES, LAMBDA_RULES
+from dgl_ssm.checks import is_real
 from dgl_ssm.models import SSM_OPTIONS
 from dgl_ssm.registry import uses_edge_feats
 
@@ -46,7 +47,7 @@ def _real(value):
             return float(value)
         except ValueError:
             raise ValueError("should be a number") from None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise ValueError("should be a number")
     return value if isinstance(value, (int, float)) else value.item()  # numpy scalars
 

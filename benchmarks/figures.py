@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 import dgl_ssm
 from dgl_ssm import analysis
-from dgl_ssm.checks import check_choice, is_int, unknown_name
+from dgl_ssm.checks import check_choice, is_int, is_real, unknown_name
 
 from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from .datasets import BenchmarkData
@@ -729,7 +729,10 @@ def _monitor_entries(record):
         raise ValueError(
             "This record has no monitor entries: run it with `dgl-ssm run --monitor EVERY`."
         )
-    numbers = lambda v: isinstance(v, list) and all(_is_number(x) for x in v)  # noqa: E731
+
+    def numbers(value):  # (None: a NaN, as JSON writes it)
+        return isinstance(value, list) and all(x is None or is_real(x) for x in value)
+
     shapes, last = {}, None
     for i, entry in enumerate(entries):
         epoch = entry.get("epoch")
@@ -754,7 +757,3 @@ def _monitor_entries(record):
             )
         last = epoch
     return entries
-
-
-def _is_number(value):
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))

@@ -143,9 +143,8 @@ class CalibrationReport:
         """The stack's memory of its input after calibration, Π over layers of λ / target:
         how much of the encoder's output reaches the last layer through Λ (see
         :func:`calibrate`'s ``memory_bound``); 0 when some λ is not positive."""
-        lams = [(after / self.target, len(layers))
-                for (_, after), layers in zip(self.state_scale, self.groups)]  # fmt: skip
-        return math.prod(lam**n for lam, n in lams) if all(lam > 0 for lam, _ in lams) else 0.0
+        lams = [(after, len(layers)) for (_, after), layers in zip(self.state_scale, self.groups)]
+        return _stack_memory(lams, self.target)
 
     def rows(self):
         """One dict per layer: its group's λ and B factor, radius and norm before and after."""
@@ -422,7 +421,7 @@ def calibrate(
                 _norm_ratios(model, inputs, target),
             )
             misses = _out_of_bounds(radius_before, norm_before, target, tol / 2, norm_bound)
-            remembers = memory_bound is None or _memory(groups, target) >= -math.log(memory_bound)
+            remembers = memory_bound is None or _memory(groups, target) >= 1 / memory_bound
             rounds, done = 0, not any(misses) and remembers
             while not done and rounds < max_rounds:
                 rounds += 1
@@ -664,12 +663,17 @@ def _shrink_until_bounded(model, inputs, groups, target, bound, lam_for, largest
             group.set(lam_for(group))
 
 
+def _stack_memory(lams, target):
+    """Π over layers of λ / target, from ``(λ, layers sharing it)`` pairs; 0 when some λ is
+    not positive."""
+    if any(lam <= 0 for lam, _ in lams):
+        return 0.0
+    return math.prod((lam / target) ** count for lam, count in lams)
+
+
 def _memory(groups, target):
-    """log of the stack's memory, Π over layers of λ / target (each group's λ once a layer)."""
-    lams = [(_lam(group.update) / target, len(group.layers)) for group in groups]
-    return (
-        sum(n * math.log(lam) for lam, n in lams) if all(lam > 0 for lam, _ in lams) else -math.inf
-    )
+    """The stack's memory now, from the groups' Λ (see :func:`_stack_memory`)."""
+    return _stack_memory([(_lam(group.update), len(group.layers)) for group in groups], target)
 
 
 def _keep_memory(groups, target, bound, lam_for):
@@ -678,7 +682,7 @@ def _keep_memory(groups, target, bound, lam_for):
     group whose λ no longer rises as its B halves (the λ rule holds it there) is left as it
     is; when none is left, the report says the bound was missed."""
     movable = {id(group): _MAX_SHRINK for group in groups}  # halvings left per group
-    while _memory(groups, target) < -math.log(bound) and movable:
+    while _memory(groups, target) < 1 / bound and movable:
         lowest = min((g for g in groups if id(g) in movable), key=lambda g: _lam(g.update))
         before = _lam(lowest.update)
         lowest.factor /= 2

@@ -82,6 +82,11 @@ def is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def is_real(value):
+    """Whether ``value`` is a real number (NumPy's too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_count(value, name, least=1, who=None):
     """``value`` as an ``int`` when it is an integer ≥ ``least``: else ``TypeError`` (not an
     integer) or ``ValueError`` (too small), naming ``name`` (and ``who``, the function)."""
@@ -110,7 +115,7 @@ def check_real(value, name, kind, ok, who=None):
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     message = f"{who + ': ' if who else ''}{name} must be {kind}, got {value!r}."
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(message)
     if not ok(value):
         raise ValueError(message)
