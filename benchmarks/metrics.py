@@ -80,7 +80,7 @@ def loss_fn(name):
 
     return {
         "cross_entropy": F.cross_entropy,
-        "bce": lambda pred, target: F.binary_cross_entropy_with_logits(pred, target.float()),
+        "bce": lambda pred, target: F.binary_cross_entropy_with_logits(pred, target.to(pred.dtype)),
         "mse": F.mse_loss,
         "l1": F.l1_loss,
     }[name]

@@ -21,12 +21,14 @@ class Backbone:
     ``uses_edge_feats``: the conv is called as ``conv(graph, h, e)`` and returns ``(h, e)``.
     ``needs_in_edges``: the conv's output is meaningless on nodes with no in-edges (GCN and
     GAT normalise by the in-degree), so models refuse such graphs unless told otherwise.
+    ``takes_edge_weight``: the conv takes DGL's ``edge_weight=`` (one scalar an edge).
     """
 
     name: str
     make_conv: Callable[..., nn.Module]
     uses_edge_feats: bool = False
     needs_in_edges: bool = False
+    takes_edge_weight: bool = False
 
 
 def _gcn(dim):
@@ -59,9 +61,9 @@ def _sage(dim, aggregator="mean"):
 
 
 BACKBONES = {
-    "gcn": Backbone("gcn", _gcn, needs_in_edges=True),
-    "gin": Backbone("gin", _gin),
+    "gcn": Backbone("gcn", _gcn, needs_in_edges=True, takes_edge_weight=True),
+    "gin": Backbone("gin", _gin, takes_edge_weight=True),
     "gatedgcn": Backbone("gatedgcn", _gatedgcn, uses_edge_feats=True),
-    "gat": Backbone("gat", _gat, needs_in_edges=True),
-    "sage": Backbone("sage", _sage),
+    "gat": Backbone("gat", _gat, needs_in_edges=True, takes_edge_weight=True),
+    "sage": Backbone("sage", _sage, takes_edge_weight=True),
 }

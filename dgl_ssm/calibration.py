@@ -584,7 +584,8 @@ def _lam(update):
 
 def _set(update, lam, factor, input_matrix):
     with torch.no_grad():
-        update.state_matrix.copy_(lam * torch.eye(update.dim, dtype=update.state_matrix.dtype))
+        matrix = update.state_matrix
+        matrix.copy_(lam * torch.eye(update.dim, dtype=matrix.dtype, device=matrix.device))
         update.input_matrix.copy_(factor * input_matrix)
 
 

@@ -296,6 +296,29 @@ def check_edge_features(graph, edge_feat, edge_feats, dtype=None):
     check_finite(edge_feat, "Edge features", "edge_feat")
 
 
+def check_edge_weights(graph, field, dtype=None):
+    """Check that ``graph.edata[field]`` holds one finite float weight an edge (of ``dtype``,
+    the model's, when given)."""
+    where = f"graph.edata[{field!r}]"
+    if field not in graph.edata:
+        fields = ", ".join(repr(f) for f in graph.edata.keys()) or "none"
+        raise DGLError(
+            f"The model reads edge weights from {where} (its edge_weight_field), but the graph "
+            f"has no such field (its edge fields: {fields}). Store one weight an edge there, "
+            f"`g.edata[{field!r}] = w`, or build the model without edge_weight_field."
+        )
+    weight = graph.edata[field]
+    rows = graph.num_edges()
+    if not torch.is_floating_point(weight) or tuple(weight.shape) not in ((rows,), (rows, 1)):
+        error = ValueError if torch.is_floating_point(weight) else TypeError
+        raise error(
+            f"Edge weights ({where}) must be a float tensor of shape ({rows},), one an edge, "
+            f"got {tuple(weight.shape)} with dtype {weight.dtype}."
+        )
+    _check_model_dtype(weight, dtype, "Edge weights", where)
+    check_finite(weight, "Edge weights", where)
+
+
 def check_in_degrees(graph, backbone_name):
     """Refuse nodes with no in-edges for convs that normalise by the in-degree."""
     if bool((graph.in_degrees() == 0).any()):
@@ -329,10 +352,10 @@ class CheckedInputs:
     def __init__(self):
         self._last = None
 
-    def once(self, check, graph, feat, edge_feat=None, weights=None):
+    def once(self, check, graph, feat, edge_feat=None, weights=None, edge_weight=None):
         """Call ``check()`` unless these very inputs (unedited) passed it last time;
         ``weights`` (e.g. the model's dtype and device) is part of what must match."""
-        key = _input_key(graph, feat, edge_feat, weights)
+        key = _input_key(graph, feat, edge_feat, weights, edge_weight)
         if key is None or key != self._last:
             check()
             self._last = key
@@ -344,16 +367,17 @@ class CheckedInputs:
         self._last = None
 
 
-def _input_key(graph, feat, edge_feat, weights):
+def _input_key(graph, feat, edge_feat, weights, edge_weight=None):
     """What identifies a checked input: the objects (weakly), their in-place edit counts and
     the dtype and device of the model's ``weights``; ``None`` when that cannot be known
     (inference tensors keep no version counter, and anything but a tensor or None is
     checked every time). ``graph._graph`` is the structure: DGL's in-place edits
     (``add_edges``, ``remove_edges``) replace it."""
-    if any(x is not None and not isinstance(x, torch.Tensor) for x in (feat, edge_feat)):
+    inputs = (feat, edge_feat, edge_weight)
+    if any(x is not None and not isinstance(x, torch.Tensor) for x in inputs):
         return None
     try:
-        tensors = [t for t in (feat, edge_feat) if t is not None]
+        tensors = [t for t in inputs if t is not None]
         versions = tuple(t._version for t in tensors)
         refs = tuple(weakref.ref(x) for x in (graph, graph._graph, *tensors))
     except (RuntimeError, TypeError, AttributeError):

@@ -21,6 +21,7 @@ from .checks import (
     check_choice,
     check_count,
     check_edge_features,
+    check_edge_weights,
     check_finite,
     check_flag,
     check_graph,
@@ -81,6 +82,13 @@ class DeepGNN(nn.Module):
         the others refuse it).
         Without it (and without ``edge_encoder``) those backbones start from a learned edge
         embedding.
+    edge_weight_field : str, optional
+        Read one weight an edge from ``graph.edata[edge_weight_field]`` (shape ``(E,)``) and
+        pass it to every conv as DGL's ``edge_weight`` (GCN, GIN, SAGE, GAT; what it does is
+        the conv's: ``GraphConv`` weights the messages and still normalises by the unweighted
+        degrees, as in DGL). Read from the graph, so calibration, the monitor and every
+        diagnostic that runs the model on the graph see the weights too. Not for k-hop
+        models (their hop graphs have edges of their own).
     node_encoder, edge_encoder : torch.nn.Module, optional
         Replace the linear input encoders: any module mapping the raw node (edge) features
         to width ``hidden``, e.g. OGB's ``AtomEncoder(hidden)`` / ``BondEncoder(hidden)``
@@ -140,6 +148,7 @@ class DeepGNN(nn.Module):
         head_activation=None,
         norm=None,
         edge_feats=None,
+        edge_weight_field=None,
         node_encoder=None,
         edge_encoder=None,
         hop_mode="default",
@@ -170,6 +179,7 @@ class DeepGNN(nn.Module):
         check_real(dropout, "dropout", "a number in [0, 1)", lambda p: 0 <= p < 1)
         options = _checked_conv_options(spec, conv_options)
         edge_feats = _checked_encoders(spec, edge_feats, node_encoder, edge_encoder)
+        self.edge_weight_field = _checked_edge_weight_field(spec, edge_weight_field, hop_mode)
         self.in_feats, self.hidden, self.out_feats = in_feats, hidden, out_feats
         self.num_layers, self.task, self.readout = num_layers, task, readout
         self.hop_mode, self.delay, self.hop_field = hop_mode, delay, hop_field
@@ -240,15 +250,19 @@ class DeepGNN(nn.Module):
         weight = next(self.parameters(), None)  # m.double() after a checked call: check again
         kind = None if weight is None else (weight.dtype, weight.device)
         device = None if weight is None else weight.device
+        field = self.edge_weight_field
+        edge_weight = graph.edata.get(field) if field is not None else None
         self._checked_inputs.once(
-            lambda: self._check_inputs(graph, feat, edge_feat, device), graph, feat, edge_feat, kind
-        )
+            lambda: self._check_inputs(graph, feat, edge_feat, device),
+            graph, feat, edge_feat, kind, edge_weight,
+        )  # fmt: skip
 
         state = self.encoder(self.input_dropout(feat))
         if self.custom_node_encoder:
             _check_encoded(state, "node_encoder", graph.num_nodes(), self.hidden)
         edges = self._encode_edges(graph, edge_feat)
         graphs = self._layer_graphs(graph)
+        weights = self._conv_kwargs(graph)
         if self.hop_mode == "cumulative":
             history = [state]
             for layer, layer_graph in zip(self.layers, graphs):
@@ -259,14 +273,15 @@ class DeepGNN(nn.Module):
             for start, end in zip(bounds[:-2], bounds[1:-1]):
                 norms = _batch_norms(self.layers[start:end])
                 state, edges = torch.utils.checkpoint.checkpoint(
-                    self._run_layers, start, end, graphs, state, edges, use_reentrant=False,
+                    self._run_layers, start, end, graphs, state, edges, weights,
+                    use_reentrant=False,
                     context_fn=lambda norms=norms: (nullcontext(), _running_stats_kept(norms)),
                 )  # fmt: skip
             # The backward pass needs the last segment's activations at once: recomputing them
             # would cost a forward pass and save no memory.
-            state, edges = self._run_layers(bounds[-2], bounds[-1], graphs, state, edges)
+            state, edges = self._run_layers(bounds[-2], bounds[-1], graphs, state, edges, weights)
         else:
-            state, edges = self._run_layers(0, self.num_layers, graphs, state, edges)
+            state, edges = self._run_layers(0, self.num_layers, graphs, state, edges, weights)
         return self._head(graph, state)
 
     def _check_inputs(self, graph, feat, edge_feat, device):
@@ -296,6 +311,9 @@ class DeepGNN(nn.Module):
         elif torch.is_floating_point(edge_feat):  # as node features meet a custom encoder
             check_same_device(graph, edge_feat, what="Edge features", name="edge_feat")
             check_finite(edge_feat, "Edge features", "edge_feat")
+        if self.edge_weight_field is not None:
+            dtype = next(self.layers.parameters()).dtype
+            check_edge_weights(graph, self.edge_weight_field, dtype)
         if self._spec.needs_in_edges and self.hop_mode is None and not self.allow_zero_in_degree:
             check_in_degrees(graph, self._spec.name)
         if self.task == "graph" and (empty := _empty_graphs(graph)):
@@ -305,13 +323,19 @@ class DeepGNN(nn.Module):
                 "Leave empty graphs out of the batch."
             )
 
-    def _run_layers(self, start, end, graphs, state, edges):
+    def _run_layers(self, start, end, graphs, state, edges, conv_kwargs):
         for i in range(start, end):
             if edges is None:
-                state = self.layers[i](graphs[i], state)
+                state = self.layers[i](graphs[i], state, **conv_kwargs)
             else:
-                state, edges = self.layers[i](graphs[i], state, edges)
+                state, edges = self.layers[i](graphs[i], state, edges, **conv_kwargs)
         return state, edges
+
+    def _conv_kwargs(self, graph):
+        """What every conv reads from the graph besides its edges: the edge weights."""
+        if self.edge_weight_field is None:
+            return {}
+        return {"edge_weight": graph.edata[self.edge_weight_field].reshape(-1)}
 
     def _encode_edges(self, graph, edge_feat):
         if not self._spec.uses_edge_feats:
@@ -355,6 +379,7 @@ class DeepGNN(nn.Module):
             f"task={self.task}"
             + (f", readout={self.readout}" if self.task == "graph" else "")
             + hops
+            + (f", edge_weight_field={self.edge_weight_field!r}" if self.edge_weight_field else "")
         )
 
 
@@ -407,7 +432,11 @@ class SSMGNN(DeepGNN):
         :func:`depth_scaled_input_scale` (0.1 up to 64 layers, then ``6.4 / num_layers``),
         which keeps a thousand-layer stack as bounded as a 64-layer one.
     shared_ssm : bool
-        One (Λ, B) for every layer (default) or a separately drawn pair per layer.
+        One (Λ, B) for every layer (default) or a separately drawn pair per layer. Shared,
+        one :class:`SSMUpdate` sits under every layer, so ``torch.func.functional_call``
+        takes it by one path, ``{"layers.0.update.state_matrix": ...}``, with
+        ``tie_weights=False``: PyTorch (to 2.x, pytorch/pytorch#164759) leaves a module
+        reached by several paths holding the values passed in once the call returns.
     ssm_seed : int
         Seed of the random kinds, so Λ and B do not depend on the global RNG.
 
@@ -472,6 +501,26 @@ class SSMGNN(DeepGNN):
             num_layers,
             update=lambda _: shared if shared_ssm else make_update(),
             **kwargs,
+        )
+
+    def _load_from_state_dict(self, state_dict, prefix, metadata, strict, missing, unexpected,
+                              error_msgs):  # fmt: skip
+        # One shared (Λ, B) would silently take the last layer's of a per-layer checkpoint.
+        shared = self.layers[0].update
+        if all(layer.update is shared for layer in self.layers[1:]):
+            for name in ("state_matrix", "input_matrix"):
+                keys = [f"{prefix}layers.{i}.update.{name}" for i in range(len(self.layers))]
+                values = [state_dict[key] for key in keys if key in state_dict]
+                if any(not torch.equal(values[0], value) for value in values[1:]):
+                    error_msgs.append(
+                        f"{type(self).__name__} shares one (Λ, B) across its layers, but the "
+                        f"state dict holds a different {name} per layer (a model built with "
+                        "shared_ssm=False, or calibrated per layer): loading would give every "
+                        "layer the last one's. Build this model with shared_ssm=False."
+                    )
+                    break
+        super()._load_from_state_dict(
+            state_dict, prefix, metadata, strict, missing, unexpected, error_msgs
         )
 
 
@@ -590,6 +639,29 @@ def _checked_encoders(spec, edge_feats, node_encoder, edge_encoder):
         if module is not None and not isinstance(module, nn.Module):
             raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}.")
     return None if edge_feats is None else check_count(edge_feats, "edge_feats")
+
+
+def _checked_edge_weight_field(spec, field, hop_mode):
+    """``field`` once the backbone's conv takes edge weights and the model reads its edges."""
+    if field is None:
+        return None
+    if not isinstance(field, str) or not field:
+        raise TypeError(
+            f"edge_weight_field names the edge field of the weights (e.g. 'w' for "
+            f"graph.edata['w']), got {field!r}."
+        )
+    if not spec.takes_edge_weight:
+        takes = ", ".join(name for name, b in BACKBONES.items() if b.takes_edge_weight)
+        raise ValueError(
+            f"The {spec.name} backbone's conv takes no edge weights, so it takes no "
+            f"edge_weight_field. Use one that does ({takes}), or pass them as edge features."
+        )
+    if hop_mode is not None:
+        raise ValueError(
+            "A k-hop model reads hop graphs built from the rewired graph, whose edges carry no "
+            "weights: edge_weight_field is for one-hop models."
+        )
+    return field
 
 
 def _make_head(task, readout, hidden, out_feats, activation, head_activation):

@@ -31,7 +31,8 @@ _CACHE_ATTRIBUTE = "_dgl_ssm_hop_graphs"
 
 
 def hop_graphs(graph, max_hop, hop_field="hop"):
-    """Split a rewired graph into ``[G_1, …, G_K]``: the hop-k edges plus one self loop a node.
+    """Split a rewired graph into ``[G_1, …, G_K]``: the hop-k edges plus one self loop a node
+    (the graph's own self loops, whatever their hop label, are distance 0 and left out).
 
     The result is cached on the graph (for its hop tensor as it is: re-assigning or editing
     ``edata[hop_field]`` invalidates it). When the graph records the radius ``k`` of the
@@ -147,8 +148,11 @@ def _split_hops(graph, hops, max_hop):
     src, dst = graph.edges()
     nodes = torch.arange(graph.num_nodes(), device=graph.device)
     graphs = []
+    # A self loop of the rewired graph is a node at distance 0, whatever its label
+    # (dgl.add_self_loop after the rewiring labels them 1): each hop graph gets one a node.
+    not_loop = src != dst
     for k in range(1, max_hop + 2):
-        mask = hops == k if k <= max_hop else torch.zeros_like(src, dtype=torch.bool)
+        mask = (hops == k) & not_loop if k <= max_hop else torch.zeros_like(not_loop)
         graphs.append(
             dgl.graph(
                 (torch.cat([src[mask], nodes]), torch.cat([dst[mask], nodes])),

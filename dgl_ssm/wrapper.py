@@ -32,7 +32,9 @@ class SSMLayer(nn.Module):
     ``GraphConv``, ``GINConv``, ``SAGEConv``, ``GATConv`` (its ``(N, heads, d/heads)`` output
     is concatenated to ``(N, d)``) and convs that take and return edge features such as
     ``GatedGCNConv`` (called as ``conv(graph, feat, edge_feat)``, returning ``(h, e)``; the
-    returned edge features pass through σ and go on to the next layer).
+    returned edge features pass through σ and go on to the next layer). A conv that reads
+    edge features but returns node features only (``GINEConv``, ``NNConv``, ``GMMConv``'s
+    ``pseudo``) passes the edge features on unchanged.
 
     The update rule is a module: by default :class:`~dgl_ssm.SSMUpdate` (GNN-SSM). Passing
     :class:`~dgl_ssm.PlainUpdate` gives the ordinary layer ``σ(F(G, H))``, which is how every
@@ -92,11 +94,12 @@ class SSMLayer(nn.Module):
         """Reinitialise the conv and the norm as when they were built (Λ and B stay)."""
         reset_submodules(self)
 
-    def forward(self, graph, feat, edge_feat=None, **conv_kwargs):
+    def forward(self, graph, feat, edge_feat=None, /, **conv_kwargs):
         """Apply one layer.
 
         Returns the new node states, or ``(node states, edge features)`` when ``edge_feat``
-        is given.
+        is given. ``edge_feat`` is positional, so a conv's own argument of that name
+        (``GINEConv``'s) can also go by name with ``conv_kwargs``.
         """
         self._check_call(graph, feat, edge_feat, conv_kwargs)
         with graph.local_scope() if hasattr(graph, "local_scope") else nullcontext():
@@ -118,6 +121,8 @@ class SSMLayer(nn.Module):
             new_state = self.norm(self.update(feat, node_out))
             if edge_feat is None:
                 return new_state
+            if edge_out is None:  # the conv read them and made none: they go on as they are
+                return new_state, edge_feat
             return new_state, self.update.activation(edge_out)
 
     def _check_call(self, graph, feat, edge_feat, conv_kwargs):
@@ -169,7 +174,11 @@ class SSMLayer(nn.Module):
 
     def _checked_output(self, node_out, edge_out, feat, edge_feat):
         """The conv's node output as ``(N, d)`` (heads flattened), once it fits the state."""
-        if edge_feat is not None and edge_out is None:
+        if (
+            edge_feat is not None
+            and edge_out is None
+            and self._third_argument not in _EDGE_FEATURES
+        ):
             raise TypeError(
                 f"{type(self.conv).__name__} returned no edge features, so it took "
                 f"edge_feat as its {self._third_argument!r}: SSMLayer's third argument is "
@@ -192,8 +201,16 @@ class SSMLayer(nn.Module):
 
 
 # Third parameters of DGL's convs that are not edge features: SSMLayer would pass edge_feat
-# there, and GraphConv would take it as its weight, SAGEConv and GINConv as edge weights.
-_NOT_EDGE_FEATURES = ("weight", "edge_weight", "get_attention")
+# there, and GraphConv would take it as its weight, SAGEConv and GINConv as edge weights,
+# ChebConv as λ_max, RelGraphConv as edge types, EGNNConv as coordinates.
+_NOT_EDGE_FEATURES = (
+    "weight", "edge_weight", "get_attention", "lambda_max", "etypes", "coord_feat"
+)  # fmt: skip
+
+# Third parameters of DGL's convs that are edge features even where the conv returns node
+# features only (GINEConv, PNAConv, EdgeGATConv, CFConv, NNConv, GMMConv): the edge features
+# then go on to the next layer unchanged.
+_EDGE_FEATURES = ("edge_feat", "edge_feats", "efeat", "efeats", "pseudo")
 
 
 def _autocasting(device):

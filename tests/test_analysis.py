@@ -1,6 +1,7 @@
 """dgl_ssm.analysis against independent computations: numpy theory, dense autograd, hand sums."""
 
 import contextlib
+import copy
 import csv
 import math
 import struct
@@ -662,6 +663,45 @@ def test_hooks_are_removed_when_the_forward_pass_fails():
         layer_gradient_norms(model, random_graph(5, 5), torch.randn(5, 7), lambda out: out.sum())
     assert model.training
     assert not any(layer._forward_hooks or layer._forward_pre_hooks for layer in model.layers)
+
+
+def test_layer_energies_in_float64_keep_integer_features_for_an_embedding():
+    class AtomCodes(torch.nn.Module):  # an OGB-style encoder: integer codes → embeddings
+        def __init__(self, hidden):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(10, hidden)
+
+        def forward(self, codes):
+            return self.embedding(codes[:, 0])
+
+    torch.manual_seed(0)
+    graph = random_graph(12, 30, seed=2)
+    model = build_model("gcn_ssm", 1, 8, 2, num_layers=3, node_encoder=AtomCodes(8))
+    codes = torch.randint(0, 10, (12, 1))
+    in_float32 = layer_energies(model, graph, codes)
+    in_float64 = layer_energies(model, graph, codes, dtype=torch.float64)
+    np.testing.assert_allclose(in_float64, in_float32, rtol=1e-5)
+
+
+def test_spectrum_of_a_cumulative_khop_layer_without_its_keyword_arguments():
+    # A cumulative k-hop layer reads a list of hop graphs; on a graph of several components
+    # the spectrum is cut per component, which needs one graph to take a subgraph of.
+    torch.manual_seed(0)
+    parts = [dgl.to_bidirected(dgl.rand_graph(8, 14)) for _ in range(3)]
+    graph = KHopTransform(3)(dgl.batch(parts))
+    model = build_model("kgcn_ssm", 4, 8, 2, num_layers=3, hop_mode="cumulative")
+    call = layer_inputs(model, graph, torch.randn(24, 4))[2]
+    assert isinstance(call.graph, (list, tuple))
+    layer = model.layers[2]
+    moduli = top_eigenvalue_moduli(layer, call.graph, call.feat, k=3)
+    with_kwargs = top_eigenvalue_moduli(layer, call.graph, call.feat, k=3, layer_kwargs=call.kwargs)
+    in_float64 = copy.deepcopy(layer).double()
+    jac = torch.autograd.functional.jacobian(
+        lambda h: in_float64(call.graph, h, **call.kwargs), call.feat.double()
+    )
+    _, dense = dense_top(jac.reshape(call.feat.numel(), -1).numpy(), 3)
+    np.testing.assert_allclose(moduli.numpy(), dense, rtol=1e-5)
+    np.testing.assert_allclose(with_kwargs.numpy(), dense, rtol=1e-5)
 
 
 def test_layer_inputs_feed_the_jacobian_of_a_model_layer():

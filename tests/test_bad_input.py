@@ -575,6 +575,23 @@ def test_a_conv_whose_third_argument_is_not_edge_features_takes_it_by_name():
         layer(g, h)
 
 
+def test_a_conv_that_reads_edge_features_and_returns_nodes_passes_them_on():
+    # GINEConv(graph, feat, edge_feat) returns node features only: the edge features go on
+    # unchanged, and its own edge_feat can also go by name (SSMLayer's is positional).
+    g, h = random_graph(6, 10, seed=1), torch.randn(6, 4)
+    edges = torch.randn(g.num_edges(), 4)
+    layer = SSMLayer(dgl.nn.GINEConv(torch.nn.Linear(4, 4)), 4)
+    expected = h + 0.1 * torch.relu(layer.conv(g, h, edges))  # Λ = I, B = 0.1·I
+    state, edges_out = layer(g, h, edges)
+    torch.testing.assert_close(state, expected)
+    assert edges_out is edges
+    torch.testing.assert_close(layer(g, h, edge_feat=edges), expected)
+    # ChebConv's third argument is λ_max: refused before the conv misreads it.
+    cheb = SSMLayer(dgl.nn.ChebConv(4, 4, 2), 4)
+    with pytest.raises(TypeError, match="ChebConv takes no edge features.*'lambda_max'"):
+        cheb(g, h, edges)
+
+
 def test_a_misspelt_option_is_named_with_the_class_built_and_a_guess():
     with pytest.raises(TypeError, match=r"GCNSSM got an unknown option 'num_layer'.*'num_layers'"):
         build_model("gcn_ssm", 5, 8, 2, 3, num_layer=4)

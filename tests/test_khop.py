@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dgl_ssm import khop
+from dgl_ssm import hop_graphs, khop
 from dgl_ssm.khop import KHopTransform
 
 
@@ -309,3 +309,26 @@ def test_a_rewired_graph_is_not_rewired_again(hop_field):
         KHopTransform(3, hop_field=hop_field)(rewired)
     with pytest.raises(dgl.DGLError, match="rewired already"):
         KHopTransform(3)(dgl.batch([rewired, rewired]))
+
+
+@pytest.mark.parametrize("self_loops", ["before", "after", "transform"])
+def test_each_hop_graph_has_the_pairs_at_that_distance_and_one_self_loop_a_node(self_loops):
+    # Self loops added before the rewiring, after it (dgl.add_self_loop labels them hop 1) or
+    # by the transform (hop 0) are all distance 0: hop k holds the pairs networkx puts k apart.
+    g = dgl.to_bidirected(
+        dgl.graph(
+            (torch.tensor([0, 1, 2, 3, 5, 6, 8, 9]), torch.tensor([1, 2, 3, 4, 6, 7, 9, 10])),
+            num_nodes=12,
+        )
+    )
+    distances = dict(nx.all_pairs_shortest_path_length(g.to_networkx()))
+    if self_loops == "before":
+        g = dgl.add_self_loop(g)
+    rewired = KHopTransform(3, self_loops=self_loops == "transform")(g)
+    if self_loops == "after":
+        rewired = dgl.add_self_loop(rewired)
+    for k, hop in enumerate(hop_graphs(rewired, 3), start=1):
+        pairs = sorted(zip(*(t.tolist() for t in hop.edges())))
+        expected = sorted([(u, v) for u in distances for v, d in distances[u].items() if d == k]
+                          + [(u, u) for u in range(12)])  # fmt: skip
+        assert pairs == expected

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dgl_ssm_bench.metrics import METRICS
+from dgl_ssm_bench.metrics import METRICS, loss_fn
 
 
 def test_accuracy_counts_the_argmax_hits():
@@ -58,3 +58,12 @@ def test_better_follows_the_direction_of_each_metric(name, lower):
     # A missing or NaN value is the worst: anything beats it, it beats nothing.
     assert metric.better(0.5, None) and metric.better(0.5, math.nan)
     assert not metric.better(None, 0.5) and not metric.better(math.nan, 0.5)
+
+
+def test_binary_loss_is_taken_in_the_model_dtype():
+    # ln(1 + e^{-x}) for label 1 and ln(1 + e^{x}) for label 0, at x = 0.1 and 2: in float64
+    # to ~1e-16, which a float32 copy of the labels would round to ~1e-8.
+    pred = torch.tensor([[0.1], [2.0]], dtype=torch.float64)
+    loss = loss_fn("bce")(pred, torch.tensor([[1], [0]]))
+    expected = (math.log1p(math.exp(-0.1)) + math.log1p(math.exp(2.0))) / 2
+    assert loss.dtype == torch.float64 and abs(loss.item() - expected) < 1e-14

@@ -91,6 +91,40 @@ def test_save_load_round_trip_gives_identical_outputs(name):
     torch.testing.assert_close(other(graph, feat), model(graph, feat), rtol=0, atol=0)
 
 
+def test_a_per_layer_checkpoint_is_refused_by_a_shared_model():
+    torch.manual_seed(0)
+    graph, feat = graph_for("gcn_ssm"), torch.randn(30, 5)
+    per_layer = build_model("gcn_ssm", **ARGS, state="orthogonal", shared_ssm=False).eval()
+    shared = build_model("gcn_ssm", **ARGS, state="orthogonal")
+    with pytest.raises(RuntimeError, match="different state_matrix per layer.*shared_ssm=False"):
+        shared.load_state_dict(per_layer.state_dict())
+    # The other way is exact: a shared (Λ, B) is a per-layer one that happens to be equal.
+    twin = build_model("gcn_ssm", **ARGS, shared_ssm=False).eval()
+    twin.load_state_dict(shared.state_dict())
+    torch.testing.assert_close(twin(graph, feat), shared.eval()(graph, feat), rtol=0, atol=0)
+    again = build_model("gcn_ssm", **ARGS, state="orthogonal", shared_ssm=False).eval()
+    again.load_state_dict(per_layer.state_dict())
+    torch.testing.assert_close(again(graph, feat), per_layer(graph, feat), rtol=0, atol=0)
+
+
+def test_functional_call_on_a_shared_lambda_by_one_path_leaves_the_model_as_it_was():
+    # As the shared_ssm docstring says: one path, tie_weights=False (pytorch#164759).
+    torch.manual_seed(0)
+    graph, feat = graph_for("gcn_ssm"), torch.randn(30, 5)
+    model = build_model("gcn_ssm", **ARGS).eval()
+    before = model(graph, feat)
+    halved = build_model("gcn_ssm", **ARGS).eval()
+    halved.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        halved.layers[0].update.state_matrix.mul_(0.5)  # every layer's: it is one buffer
+    lam = model.layers[0].update.state_matrix
+    out = torch.func.functional_call(
+        model, {"layers.0.update.state_matrix": 0.5 * lam}, (graph, feat), tie_weights=False
+    )
+    torch.testing.assert_close(out, halved(graph, feat), rtol=0, atol=0)
+    torch.testing.assert_close(model(graph, feat), before, rtol=0, atol=0)
+
+
 def test_per_layer_matrices_differ_and_shared_ones_are_one():
     shared = build_model("gcn_ssm", **ARGS, state="orthogonal")
     per_layer = build_model("gcn_ssm", **ARGS, state="orthogonal", shared_ssm=False)
@@ -708,3 +742,72 @@ def test_reset_gives_an_encoder_without_reset_parameters_its_own_initialisation_
     assert not torch.equal(sequential[0].weight, before)
     graph = dgl.add_self_loop(ring_graph(6))
     assert model(graph, torch.randint(0, 5, (6, 3))).shape == (6, 2)
+
+
+def test_edge_weights_from_the_graph_weight_gcn_messages_as_by_hand():
+    # One GCN-SSM step with weighted edges: DGL's GraphConv (norm="both") weights each message
+    # and still normalises by the unweighted degrees, H₁ = H₀ + 0.1·relu(D^-½ AᵂD^-½ H₀ W + b).
+    torch.manual_seed(0)
+    graph, feat = random_graph(12, 20, seed=4), torch.randn(12, 5)
+    graph.edata["w"] = torch.rand(graph.num_edges()) * 3
+    model = build_model("gcn_ssm", **dict(ARGS, num_layers=1), edge_weight_field="w")
+    src, dst = (t.numpy() for t in graph.edges())
+    weighted = np.zeros((12, 12))
+    np.add.at(weighted, (dst, src), graph.edata["w"].numpy())
+    d_in, d_out = np.bincount(dst, minlength=12), np.bincount(src, minlength=12)
+    a_hat = weighted / np.sqrt(d_in)[:, None] / np.sqrt(d_out)[None, :]
+    p = {name: v.detach().double().numpy() for name, v in model.named_parameters()}
+    h0 = feat.double().numpy() @ p["encoder.weight"].T + p["encoder.bias"]
+    conv = a_hat @ h0 @ p["layers.0.conv.weight"] + p["layers.0.conv.bias"]
+    h1 = h0 + 0.1 * np.maximum(conv, 0)
+    expected = h1 @ p["head.weight"].T + p["head.bias"]
+    np.testing.assert_allclose(model(graph, feat).detach().numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gcn_ssm", "gin_ssm", "sage_ssm", "gat_ssm", "gcn"])
+def test_edge_weights_reach_every_conv_that_takes_them(name):
+    torch.manual_seed(0)
+    graph, feat = graph_for(name), torch.randn(30, 5)
+    model = build_model(name, **ARGS, edge_weight_field="w")
+    plain = build_model(name, **ARGS)
+    plain.load_state_dict(model.state_dict())
+    graph.edata["w"] = torch.ones(graph.num_edges())  # weights of one change nothing
+    torch.testing.assert_close(model(graph, feat), plain(graph, feat))
+    graph.edata["w"] = torch.rand(graph.num_edges())
+    assert not torch.allclose(model(graph, feat), plain(graph, feat), atol=1e-4)
+    # Read from the graph, so the diagnostics replay each layer with them.
+    assert torch.equal(layer_inputs(model, graph, feat)[2].kwargs["edge_weight"], graph.edata["w"])
+
+
+def test_edge_weights_with_checkpointing_give_the_same_gradients():
+    graph, feat = graph_for("gcn_ssm"), torch.randn(30, 5)
+    results = []
+    for checkpoint in (False, 3):
+        torch.manual_seed(0)
+        model = build_model("gcn_ssm", **dict(ARGS, num_layers=7), edge_weight_field="w",
+                            checkpoint=checkpoint)  # fmt: skip
+        graph.edata["w"] = torch.linspace(0.5, 2, graph.num_edges()).requires_grad_()
+        out = model(graph, feat)
+        out.pow(2).sum().backward()
+        results.append((out.detach(), graph.edata["w"].grad, model.encoder.weight.grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+
+
+def test_bad_edge_weights_are_named():
+    graph, feat = graph_for("gcn_ssm"), torch.randn(30, 5)
+    with pytest.raises(ValueError, match="gatedgcn backbone's conv takes no edge weights"):
+        build_model("gatedgcn_ssm", **ARGS, edge_weight_field="w")
+    with pytest.raises(ValueError, match="k-hop model.*one-hop models"):
+        build_model("kgcn_ssm", **ARGS, edge_weight_field="w")
+    model = build_model("gcn_ssm", **ARGS, edge_weight_field="w")
+    with pytest.raises(dgl.DGLError, match=r"graph.edata\['w'\].*no such field"):
+        model(graph, feat)
+    graph.edata["w"] = torch.ones(graph.num_edges(), 2)
+    with pytest.raises(ValueError, match=r"shape \(\d+,\), one an edge, got \(\d+, 2\)"):
+        model(graph, feat)
+    graph.edata["w"] = torch.ones(graph.num_edges())
+    model(graph, feat)
+    graph.edata["w"][3] = float("nan")  # edited in place after a checked call: checked again
+    with pytest.raises(ValueError, match="Edge weights contain NaN or Inf values in 1 of"):
+        model(graph, feat)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from dgl.nn import GraphConv
 
-from dgl_ssm import PlainUpdate, SSMLayer, SSMUpdate, build_matrix
+from dgl_ssm import GCNSSM, PlainUpdate, SSMLayer, SSMUpdate, build_matrix
 
 # Path 0 - 1 - 2 with self loops: degrees (with the loop) 2, 3, 2, so the GCN operator
 # D^-1/2 (A + I) D^-1/2 is, entry by entry:
@@ -169,6 +169,21 @@ def test_matrix_kinds_have_the_promised_spectra():
         torch.testing.assert_close(scaled, 0.5 * unit)
 
 
+def test_a_custom_matrix_is_built_in_the_default_dtype():
+    q, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator()))
+    assert build_matrix(q, 6).dtype == build_matrix(q.numpy(), 6).dtype == torch.float32
+    assert build_matrix(torch.eye(6, dtype=torch.int64), 6).dtype == torch.float32
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        lam = GCNSSM(3, 6, 2, 2, state=q).layers[0].update.state_matrix
+    finally:
+        torch.set_default_dtype(default)
+    # Q Qᵀ = I to ~1e-15 in float64; a float32 copy would miss it by ~1e-7.
+    assert lam.dtype == torch.float64
+    assert float((lam @ lam.T - torch.eye(6, dtype=torch.float64)).abs().max()) < 1e-12
+
+
 def test_lambda_and_b_are_buffers_and_survive_a_reload():
     update = SSMUpdate(4, state="orthogonal", input="random", generator=torch.Generator())
     assert list(update.parameters()) == []
@@ -243,3 +258,17 @@ def test_repr_reports_kind_eigenvalue_modulus_and_norm():
     text = repr(SSMUpdate(4, state_scale=0.9, input_scale=0.1))
     assert "state=identity(|eig|=0.9, ‖·‖₂=0.9)" in text
     assert "input=identity(|eig|=0.1, ‖·‖₂=0.1)" in text
+
+
+def test_repr_of_wide_matrices_needs_no_eigendecomposition():
+    # Λ = 0.5·Q with Q orthogonal, 512 wide: the RMS singular value is 0.5 exactly, with no
+    # LAPACK call (a 64-layer model printed in ~0.8 s a layer before).
+    update = SSMUpdate(512, state="orthogonal", state_scale=0.5, generator=torch.Generator())
+    with torch.autograd.profiler.profile() as profile:
+        text = repr(update)
+    assert "state=orthogonal(512×512, ‖·‖_F/√d=0.5)" in text
+    assert "input=identity(|eig|=0.1, ‖·‖₂=0.1)" in text
+    assert not [e for e in profile.function_events if "eig" in e.name or "svd" in e.name]
+    # Up to 64 wide, the spectrum itself: a rotation by 90° in the plane, |eig| = ‖·‖₂ = 2.
+    rotation = torch.tensor([[0.0, -2.0], [2.0, 0.0]])
+    assert "state=custom(|eig|=2, ‖·‖₂=2)" in repr(SSMUpdate(2, state=rotation))

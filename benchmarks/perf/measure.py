@@ -48,7 +48,12 @@ def round_medians(measurements):
 def _setup(config, device="cpu"):
     if config.threads:
         torch.set_num_threads(config.threads)
-    return torch.device(device)
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is not None:
+        # Timer's torch.cuda.synchronize() waits for the current device only: make it ours,
+        # or times on cuda:1 would stop before its kernels do.
+        torch.cuda.set_device(device)
+    return device
 
 
 def time_epochs(config, spec, depth, variants, label, device):

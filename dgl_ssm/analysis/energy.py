@@ -138,8 +138,10 @@ def layer_energies(
     measure_on = one_hop_graph(graph) if energy_graph is None else energy_graph
     if dtype is not None:
         model = copy.deepcopy(model).to(dtype)
-        feat = feat.to(dtype)
-        edge_feat = None if edge_feat is None else edge_feat.to(dtype)
+        # Integer features (atom and bond codes for an embedding) stay integers.
+        feat = feat.to(dtype) if feat.is_floating_point() else feat
+        if edge_feat is not None and edge_feat.is_floating_point():
+            edge_feat = edge_feat.to(dtype)
     with evaluating(model), torch.no_grad():
         with recorded_states(model, who="layer_energies") as states:
             run_model(model, graph, feat, edge_feat)

@@ -93,8 +93,11 @@ def _layer_function(layer, graph, feat, edge_feat, layer_kwargs, dtype, who):
 
     def on_nodes(nodes):
         """The same layer on the subgraph ``nodes`` induce, with its point; None when the
-        layer also reads tensors held per node elsewhere (keyword arguments)."""
-        if any(_has_tensor(value) for value in kwargs.values()):
+        layer also reads tensors held per node elsewhere (keyword arguments) or reads a list
+        of hop graphs (a cumulative k-hop layer)."""
+        if not isinstance(graph, dgl.DGLGraph) or any(
+            _has_tensor(value) for value in kwargs.values()
+        ):
             return None
         index = torch.as_tensor(nodes, dtype=graph.idtype, device=graph.device)
         sub = dgl.node_subgraph(graph, index)
