@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import torch
 from dgl.transforms import BaseTransform
 
-from .checks import check_count, check_flag, check_graph
+from .checks import check_count, check_flag, check_graph, check_homogeneous
 
 __all__ = ["KHopTransform"]
 
@@ -108,12 +108,7 @@ class KHopTransform(BaseTransform):
 
     def __call__(self, g):
         check_graph(g, "KHopTransform", "KHopTransform(k)(graph)")
-        if len(g.ntypes) != 1 or len(g.canonical_etypes) != 1:
-            raise dgl.DGLError(
-                "KHopTransform only works on homogeneous graphs (one node type and one edge "
-                f"type), got node types {g.ntypes} and edge types {g.canonical_etypes}. "
-                "Convert the graph first with dgl.to_homogeneous(g)."
-            )
+        check_homogeneous(g, "KHopTransform rewires graphs of")
         rewired = [field for field in g.edata.keys() if radius_field(field) in g.ndata]
         if rewired:
             # Its edges already join nodes up to that many hops apart: hops counted on them

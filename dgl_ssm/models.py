@@ -233,7 +233,8 @@ class DeepGNN(nn.Module):
 
     def reset_parameters(self):
         """Reinitialise every trainable parameter as when the model was built; Λ and B stay
-        fixed. A custom encoder without ``reset_parameters`` of its own gets back its values
+        as they are (a calibration fitted them to the old weights: calibrate again after a
+        reset). A custom encoder without ``reset_parameters`` of its own gets back its values
         from construction (its own initialisation is not known here)."""
         reset_submodules(self)
         if hasattr(self, "edge_embedding"):

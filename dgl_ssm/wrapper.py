@@ -91,7 +91,8 @@ class SSMLayer(nn.Module):
     resets_submodules = True  # (its reset_parameters walks them: see reset_submodules)
 
     def reset_parameters(self):
-        """Reinitialise the conv and the norm as when they were built (Λ and B stay)."""
+        """Reinitialise the conv and the norm as when they were built. Λ and B stay as they
+        are: a calibration fitted them to the old weights, so calibrate again after a reset."""
         reset_submodules(self)
 
     def forward(self, graph, feat, edge_feat=None, /, **conv_kwargs):
@@ -123,6 +124,8 @@ class SSMLayer(nn.Module):
                 return new_state
             if edge_out is None:  # the conv read them and made none: they go on as they are
                 return new_state, edge_feat
+            if edge_out.dim() == 3:  # multi-head edge outputs (EGATConv), as the nodes'
+                edge_out = edge_out.flatten(1)
             return new_state, self.update.activation(edge_out)
 
     def _check_call(self, graph, feat, edge_feat, conv_kwargs):

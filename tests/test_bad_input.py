@@ -592,6 +592,18 @@ def test_a_conv_that_reads_edge_features_and_returns_nodes_passes_them_on():
         cheb(g, h, edges)
 
 
+def test_multi_head_edge_outputs_are_concatenated_like_the_nodes():
+    # EGATConv returns (N, heads, d/heads) nodes and (E, heads, d_e/heads) edges: two layers
+    # stack only if both are flattened, and each flat row is the heads side by side.
+    g, h = random_graph(6, 10, seed=1), torch.randn(6, 4)
+    edges = torch.randn(g.num_edges(), 6)
+    layers = [SSMLayer(dgl.nn.EGATConv(4, 6, 2, 3, num_heads=2), 4) for _ in range(2)]
+    state, edges_out = layers[0](g, h, edges)
+    _, raw_edges = layers[0].conv(g, h, edges)
+    torch.testing.assert_close(edges_out, torch.relu(raw_edges.reshape(-1, 6)))
+    assert layers[1](g, state, edges_out)[1].shape == (g.num_edges(), 6)
+
+
 def test_a_misspelt_option_is_named_with_the_class_built_and_a_guess():
     with pytest.raises(TypeError, match=r"GCNSSM got an unknown option 'num_layer'.*'num_layers'"):
         build_model("gcn_ssm", 5, 8, 2, 3, num_layer=4)

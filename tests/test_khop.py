@@ -257,6 +257,9 @@ def test_heterograph_rejected():
     with pytest.raises(dgl.DGLError, match="homogeneous") as info:
         KHopTransform(2)(g)
     assert "dgl.to_homogeneous" in str(info.value)
+    block = dgl.to_block(dgl.graph(([0, 1], [1, 2])), torch.tensor([1, 2]))
+    with pytest.raises(dgl.DGLError, match="block.*sample subgraphs instead"):
+        KHopTransform(2)(block)
 
 
 def test_empty_graph():
