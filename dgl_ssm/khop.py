@@ -175,22 +175,21 @@ class KHopTransform(BaseTransform):
                 self._check_bound(total, hop)
                 # Sorted blocks make the sum below a merge whose rows come out sorted.
                 new.sort_indices()
+                new.data[:] = hop + 1  # (its values are 1; the frontier's are not read)
                 new_blocks.append(new)
-                reached_blocks.append(before + new * (hop + 1))
+                reached_blocks.append(before + new)
             if sum(block.nnz for block in new_blocks) == 0:
                 break
             reached = _stack(reached_blocks)
             if hop < self.k:
                 frontier = _stack(new_blocks)
         reached.sort_indices()  # a no-op check when the merges kept rows sorted
+        reached.data -= 1  # hop counts; the diagonal (hop 0) is each row's only zero
+        if not self.self_loops:
+            reached.eliminate_zeros()  # in place, in C++: drops the diagonal, rows stay sorted
         indptr = reached.indptr.astype(np.int64)
         indices = reached.indices.astype(np.int64)
-        hops = reached.data.astype(np.int64) - 1
-        if not self.self_loops:
-            # Every row holds its diagonal (hop 0) exactly once: drop it.
-            keep = hops != 0
-            indices, hops = indices[keep], hops[keep]
-            indptr = indptr - np.arange(n + 1, dtype=np.int64)
+        hops = reached.data.astype(np.int64)
         return indptr, indices, hops
 
     def _check_bound(self, total, hop):

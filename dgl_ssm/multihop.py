@@ -147,15 +147,20 @@ def _check_radius(graph, read, hop_field):
 def _split_hops(graph, hops, max_hop):
     src, dst = graph.edges()
     nodes = torch.arange(graph.num_nodes(), device=graph.device)
-    graphs = []
     # A self loop of the rewired graph is a node at distance 0, whatever its label
     # (dgl.add_self_loop after the rewiring labels them 1): each hop graph gets one a node.
-    not_loop = src != dst
+    hops = torch.where(src != dst, hops.long(), 0)
+    # One stable sort by hop, then a slice a hop (its edges in their order): a mask a hop would
+    # pass over every edge K times, and a new batch of graphs is split every step.
+    order = torch.argsort(hops, stable=True)
+    src, dst = src[order], dst[order]
+    ends = [0, *torch.bincount(hops, minlength=max_hop + 1).cumsum(0).tolist()]
+    graphs = []
     for k in range(1, max_hop + 2):
-        mask = (hops == k) & not_loop if k <= max_hop else torch.zeros_like(not_loop)
+        start, end = (ends[k], ends[k + 1]) if k <= max_hop else (0, 0)
         graphs.append(
             dgl.graph(
-                (torch.cat([src[mask], nodes]), torch.cat([dst[mask], nodes])),
+                (torch.cat([src[start:end], nodes]), torch.cat([dst[start:end], nodes])),
                 num_nodes=graph.num_nodes(),
             )
         )

@@ -251,3 +251,27 @@ def test_self_loops_are_added_only_for_models_that_read_no_edge_features():
         for name in ("gatedgcn_ssm", "gcn_ssm", "gcn_platonov")
     }
     assert edges == {"gatedgcn_ssm": 2, "gcn_ssm": 2 + 3, "gcn_platonov": 2 + 3}
+
+
+def test_khop_graphs_rewired_in_one_batched_call_are_those_rewired_one_by_one():
+    import networkx as nx
+
+    from dgl_ssm_bench.train import prepare_graph, prepare_graphs
+
+    config = RunConfig.from_dict({"model": {"name": "kgcn_ssm", "num_layers": 3}})
+    torch.manual_seed(0)
+    graphs = [dgl.to_bidirected(dgl.rand_graph(n, 2 * n)) for n in (5, 9, 12)]
+    graphs.insert(2, dgl.graph(([], []), num_nodes=1))  # a graph of one node, no edges
+    graphs[1] = dgl.add_self_loop(graphs[1])  # prepare_graph drops them before rewiring
+    together = prepare_graphs(graphs, config)
+    for graph, rewired in zip(graphs, together, strict=True):
+        alone = prepare_graph(graph, config)
+        assert torch.equal(torch.stack(rewired.edges()), torch.stack(alone.edges()))
+        assert torch.equal(rewired.edata["hop"], alone.edata["hop"])
+        assert rewired.batch_size == 1 and rewired.num_nodes() == graph.num_nodes()
+        # and each is right on its own: hop = networkx's distance, for pairs ≤ 3 apart
+        distances = dict(nx.all_pairs_shortest_path_length(graph.to_networkx()))
+        expected = sorted((u, v, d) for u in distances for v, d in distances[u].items()
+                          if 0 < d <= 3)  # fmt: skip
+        src, dst = rewired.edges()
+        assert sorted(zip(src.tolist(), dst.tolist(), rewired.edata["hop"].tolist())) == expected
