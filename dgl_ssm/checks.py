@@ -312,8 +312,8 @@ def check_edge_weights(graph, field, dtype=None):
     if not torch.is_floating_point(weight) or tuple(weight.shape) not in ((rows,), (rows, 1)):
         error = ValueError if torch.is_floating_point(weight) else TypeError
         raise error(
-            f"Edge weights ({where}) must be a float tensor of shape ({rows},), one an edge, "
-            f"got {tuple(weight.shape)} with dtype {weight.dtype}."
+            f"Edge weights ({where}) must be a float tensor of shape ({rows},) or ({rows}, 1), "
+            f"one weight an edge, got {tuple(weight.shape)} with dtype {weight.dtype}."
         )
     _check_model_dtype(weight, dtype, "Edge weights", where)
     check_finite(weight, "Edge weights", where)

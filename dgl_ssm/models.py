@@ -132,6 +132,7 @@ class DeepGNN(nn.Module):
 
     backbone = None
     default_hop_mode = None
+    edge_weight_field = None  # (also for models pickled before the option)
 
     def __init__(
         self,
@@ -512,7 +513,7 @@ class SSMGNN(DeepGNN):
             for name in ("state_matrix", "input_matrix"):
                 keys = [f"{prefix}layers.{i}.update.{name}" for i in range(len(self.layers))]
                 values = [state_dict[key] for key in keys if key in state_dict]
-                if any(not torch.equal(values[0], value) for value in values[1:]):
+                if any(not _same(values[0], value) for value in values[1:]):
                     error_msgs.append(
                         f"{type(self).__name__} shares one (Λ, B) across its layers, but the "
                         f"state dict holds a different {name} per layer (a model built with "
@@ -640,6 +641,11 @@ def _checked_encoders(spec, edge_feats, node_encoder, edge_encoder):
         if module is not None and not isinstance(module, nn.Module):
             raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}.")
     return None if edge_feats is None else check_count(edge_feats, "edge_feats")
+
+
+def _same(a, b):
+    """Equal tensors, NaN equal to NaN (a broken Λ saved once is still one Λ)."""
+    return a.shape == b.shape and torch.allclose(a, b, rtol=0, atol=0, equal_nan=True)
 
 
 def _checked_edge_weight_field(spec, field, hop_mode):

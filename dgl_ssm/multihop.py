@@ -149,7 +149,9 @@ def _split_hops(graph, hops, max_hop):
     nodes = torch.arange(graph.num_nodes(), device=graph.device)
     # A self loop of the rewired graph is a node at distance 0, whatever its label
     # (dgl.add_self_loop after the rewiring labels them 1): each hop graph gets one a node.
-    hops = torch.where(src != dst, hops.long(), 0)
+    # A label that is no hop count (negative, fractional) matches no hop, and is left out.
+    counts = (hops >= 1) & (hops == hops.round()) if hops.is_floating_point() else hops >= 1
+    hops = torch.where((src != dst) & counts, hops.long(), 0)
     # One stable sort by hop, then a slice a hop (its edges in their order): a mask a hop would
     # pass over every edge K times, and a new batch of graphs is split every step.
     order = torch.argsort(hops, stable=True)

@@ -95,12 +95,11 @@ class SSMLayer(nn.Module):
         are: a calibration fitted them to the old weights, so calibrate again after a reset."""
         reset_submodules(self)
 
-    def forward(self, graph, feat, edge_feat=None, /, **conv_kwargs):
+    def forward(self, graph, feat, edge_feat=None, **conv_kwargs):
         """Apply one layer.
 
         Returns the new node states, or ``(node states, edge features)`` when ``edge_feat``
-        is given. ``edge_feat`` is positional, so a conv's own argument of that name
-        (``GINEConv``'s) can also go by name with ``conv_kwargs``.
+        is given (a conv that returns node features only passes them on unchanged).
         """
         self._check_call(graph, feat, edge_feat, conv_kwargs)
         with graph.local_scope() if hasattr(graph, "local_scope") else nullcontext():

@@ -577,7 +577,7 @@ def test_a_conv_whose_third_argument_is_not_edge_features_takes_it_by_name():
 
 def test_a_conv_that_reads_edge_features_and_returns_nodes_passes_them_on():
     # GINEConv(graph, feat, edge_feat) returns node features only: the edge features go on
-    # unchanged, and its own edge_feat can also go by name (SSMLayer's is positional).
+    # unchanged, given third or by name.
     g, h = random_graph(6, 10, seed=1), torch.randn(6, 4)
     edges = torch.randn(g.num_edges(), 4)
     layer = SSMLayer(dgl.nn.GINEConv(torch.nn.Linear(4, 4)), 4)
@@ -585,7 +585,9 @@ def test_a_conv_that_reads_edge_features_and_returns_nodes_passes_them_on():
     state, edges_out = layer(g, h, edges)
     torch.testing.assert_close(state, expected)
     assert edges_out is edges
-    torch.testing.assert_close(layer(g, h, edge_feat=edges), expected)
+    state, edges_out = layer(graph=g, feat=h, edge_feat=edges)
+    torch.testing.assert_close(state, expected)
+    assert edges_out is edges
     # ChebConv's third argument is λ_max: refused before the conv misreads it.
     cheb = SSMLayer(dgl.nn.ChebConv(4, 4, 2), 4)
     with pytest.raises(TypeError, match="ChebConv takes no edge features.*'lambda_max'"):

@@ -335,3 +335,15 @@ def test_each_hop_graph_has_the_pairs_at_that_distance_and_one_self_loop_a_node(
         expected = sorted([(u, v) for u in distances for v, d in distances[u].items() if d == k]
                           + [(u, u) for u in range(12)])  # fmt: skip
         assert pairs == expected
+
+
+def test_hop_labels_that_count_no_hop_are_left_out():
+    # A triangle labelled by hand: only the whole, positive labels 1 and 2 are hops.
+    g = dgl.graph(([0, 1, 2, 0], [1, 2, 0, 2]))
+    g.edata["hop"] = torch.tensor([1, -1, 2, 0])
+    assert [h.num_edges() for h in hop_graphs(g, 2)] == [3 + 1, 3 + 1]
+    g.edata["hop"] = torch.tensor([1.0, 1.5, 2.0, 1.0])
+    assert [sorted(zip(*(t.tolist() for t in h.edges()))) for h in hop_graphs(g, 2)] == [
+        [(0, 0), (0, 1), (0, 2), (1, 1), (2, 2)],
+        [(0, 0), (1, 1), (2, 0), (2, 2)],
+    ]

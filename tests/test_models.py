@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dgl_ssm import MODELS, KHopTransform, build_model, is_khop, is_ssm
-from dgl_ssm.analysis import layer_inputs
+from dgl_ssm.analysis import layer_energies, layer_inputs
 from tests.conftest import layer_by_layer, random_graph
 from tests.test_analysis import numpy_gcn_adjacency
 
@@ -804,10 +804,29 @@ def test_bad_edge_weights_are_named():
     with pytest.raises(dgl.DGLError, match=r"graph.edata\['w'\].*no such field"):
         model(graph, feat)
     graph.edata["w"] = torch.ones(graph.num_edges(), 2)
-    with pytest.raises(ValueError, match=r"shape \(\d+,\), one an edge, got \(\d+, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"shape \(\d+,\) or \(\d+, 1\), one weight an edge, got \(\d+, 2\)"
+    ):
         model(graph, feat)
     graph.edata["w"] = torch.ones(graph.num_edges())
     model(graph, feat)
     graph.edata["w"][3] = float("nan")  # edited in place after a checked call: checked again
     with pytest.raises(ValueError, match="Edge weights contain NaN or Inf values in 1 of"):
         model(graph, feat)
+
+
+def test_edge_weights_in_float64_diagnostics_and_models_pickled_before_the_option():
+    torch.manual_seed(0)
+    graph, feat = graph_for("gcn_ssm"), torch.randn(30, 5)
+    graph.edata["w"] = torch.rand(graph.num_edges())
+    model = build_model("gcn_ssm", **ARGS, edge_weight_field="w")
+    in_float32 = layer_energies(model, graph, feat)
+    in_float64 = layer_energies(model, graph, feat, dtype=torch.float64)
+    np.testing.assert_allclose(in_float64, in_float32, rtol=1e-5)
+    assert graph.edata["w"].dtype == torch.float32  # the caller's graph is left as it was
+    # A model pickled before edge_weight_field existed has no such attribute of its own.
+    old = build_model("gcn_ssm", **ARGS)
+    del old.__dict__["edge_weight_field"]
+    again = pickle.loads(pickle.dumps(old))
+    torch.testing.assert_close(again(graph, feat), old(graph, feat))
+    assert "edge_weight_field" not in repr(again)

@@ -253,10 +253,15 @@ def test_self_loops_are_added_only_for_models_that_read_no_edge_features():
     assert edges == {"gatedgcn_ssm": 2, "gcn_ssm": 2 + 3, "gcn_platonov": 2 + 3}
 
 
-def test_khop_graphs_rewired_in_one_batched_call_are_those_rewired_one_by_one():
+def test_khop_graphs_rewired_in_one_batched_call_are_those_rewired_one_by_one(monkeypatch):
     import networkx as nx
 
+    from dgl_ssm import KHopTransform
     from dgl_ssm_bench.train import prepare_graph, prepare_graphs
+
+    calls = []
+    rewire = KHopTransform.__call__
+    monkeypatch.setattr(KHopTransform, "__call__", lambda *a: calls.append(1) or rewire(*a))
 
     config = RunConfig.from_dict({"model": {"name": "kgcn_ssm", "num_layers": 3}})
     torch.manual_seed(0)
@@ -264,6 +269,7 @@ def test_khop_graphs_rewired_in_one_batched_call_are_those_rewired_one_by_one():
     graphs.insert(2, dgl.graph(([], []), num_nodes=1))  # a graph of one node, no edges
     graphs[1] = dgl.add_self_loop(graphs[1])  # prepare_graph drops them before rewiring
     together = prepare_graphs(graphs, config)
+    assert len(calls) == 1  # one call for the four
     for graph, rewired in zip(graphs, together, strict=True):
         alone = prepare_graph(graph, config)
         assert torch.equal(torch.stack(rewired.edges()), torch.stack(alone.edges()))

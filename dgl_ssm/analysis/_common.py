@@ -66,7 +66,7 @@ def call_parts(args, kwargs):
     kwargs = dict(kwargs)
     graph = args[0] if args else kwargs.pop("graph")
     feat = args[1] if len(args) > 1 else kwargs.pop("feat")
-    edge_feat = args[2] if len(args) > 2 else None  # (by name, it is the conv's own)
+    edge_feat = args[2] if len(args) > 2 else kwargs.pop("edge_feat", None)
     return graph, feat, edge_feat, kwargs
 
 

@@ -142,6 +142,10 @@ def layer_energies(
         feat = feat.to(dtype) if feat.is_floating_point() else feat
         if edge_feat is not None and edge_feat.is_floating_point():
             edge_feat = edge_feat.to(dtype)
+        field = getattr(model, "edge_weight_field", None)
+        if field is not None and field in graph.edata:  # the weights the model reads
+            graph = graph.local_var()
+            graph.edata[field] = graph.edata[field].to(dtype)
     with evaluating(model), torch.no_grad():
         with recorded_states(model, who="layer_energies") as states:
             run_model(model, graph, feat, edge_feat)
