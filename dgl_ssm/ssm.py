@@ -101,7 +101,7 @@ DESCRIBED_SPECTRUM_WIDTH = 64
 def describe_matrix(matrix):
     """A short text with the spectral radius and the spectral norm of ``matrix``: exact and
     free for m·I; by LAPACK up to :data:`DESCRIBED_SPECTRUM_WIDTH` wide; for a wider matrix
-    its RMS singular value ‖·‖_F/√d instead (|m| for m × an orthogonal matrix)."""
+    its RMS singular value ``‖·‖_F/√d`` instead (``abs(m)`` for m × an orthogonal matrix)."""
     if not bool(torch.isfinite(matrix).all()):  # LAPACK may crash or hang on these
         return "not finite"
     scalar = scaled_identity_scalar(matrix)
