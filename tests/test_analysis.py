@@ -356,6 +356,47 @@ def test_small_components_are_solved_on_their_own_subgraph():
     assert sizes == [80, 20, 80, 20]  # each linearised on the graph, then on the squares
 
 
+def test_edge_weights_are_cut_with_their_edges():
+    # DGL's edge_weight is held one row an edge: the squares' subgraph takes their edges'
+    # weights (by edge ID), so the cut still happens and the spectrum is still the dense one.
+    graph = ring_and_squares()
+    torch.manual_seed(6)
+    conv = GraphConv(8, 8).double()
+    weight = torch.rand(graph.num_edges(), dtype=torch.float64) + 0.5
+    sizes = []
+
+    def layer(g, h, edge_weight):
+        sizes.append(g.num_nodes())
+        return h + 0.5 * torch.tanh(conv(g, h, edge_weight=edge_weight))
+
+    feat = torch.randn(80, 8)
+    kwargs = {"edge_weight": weight}
+    dense = dense_layer_jacobian(layer, graph, feat, layer_kwargs=kwargs).numpy()
+    singular, moduli = dense_top(dense, 12)
+    sizes.clear()
+    np.testing.assert_allclose(
+        top_singular_values(layer, graph, feat, k=12, layer_kwargs=kwargs), singular, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        top_eigenvalue_moduli(layer, graph, feat, k=12, layer_kwargs=kwargs), moduli, atol=1e-6
+    )
+    assert sizes == [80, 20, 80, 20]
+
+    # A layer's own "edge_weight" that is not one row an edge (here one scale for the whole
+    # graph) cannot be cut by edge ID: the spectrum is taken on the whole graph alone.
+    def scaled(g, h, edge_weight):
+        sizes.append(g.num_nodes())
+        return edge_weight * h + 0.5 * torch.tanh(conv(g, h))
+
+    scale = {"edge_weight": torch.tensor([0.7], dtype=torch.float64)}
+    singular = dense_top(dense_layer_jacobian(scaled, graph, feat, layer_kwargs=scale).numpy(), 12)
+    sizes.clear()
+    np.testing.assert_allclose(
+        top_singular_values(scaled, graph, feat, k=12, layer_kwargs=scale), singular[0], atol=1e-6
+    )
+    assert sizes == [80]
+
+
 @pytest.mark.parametrize("point", ["random", "zero"])
 def test_a_layer_that_reads_the_whole_graph_keeps_the_whole_graph(point):
     # Block diagonal, but the blocks depend on the graph's size: the squares' subgraph would

@@ -56,6 +56,10 @@ DEFAULT_MAX_DIM = 4096
 
 _MATRIX_FREE = "top_singular_values, top_eigenvalue_moduli or spectral_density"
 
+# Keyword arguments held one row an edge (DGL's name for edge weights): a node subgraph takes
+# the rows of its edges, so a layer reading them can still be cut into components.
+_PER_EDGE_KWARGS = ("edge_weight",)
+
 
 def _cast(value, dtype):
     if isinstance(value, torch.Tensor):
@@ -83,7 +87,7 @@ def _layer_function(layer, graph, feat, edge_feat, layer_kwargs, dtype, who):
     edge_feat = _cast(edge_feat, dtype)
     kwargs = _cast(dict(layer_kwargs or {}), dtype)
 
-    def on(graph, edge_feat):
+    def on(graph, edge_feat, kwargs):
         def function(h):
             if edge_feat is None:
                 return node_state(layer(graph, h, **kwargs))
@@ -93,18 +97,26 @@ def _layer_function(layer, graph, feat, edge_feat, layer_kwargs, dtype, who):
 
     def on_nodes(nodes):
         """The same layer on the subgraph ``nodes`` induce, with its point; None when the
-        layer also reads tensors held per node elsewhere (keyword arguments) or reads a list
-        of hop graphs (a cumulative k-hop layer)."""
+        layer also reads tensors other than DGL's per-edge ``edge_weight`` in its keyword
+        arguments, or reads a list of hop graphs (a cumulative k-hop layer)."""
+        per_edge = {name for name in _PER_EDGE_KWARGS if name in kwargs}
         if not isinstance(graph, dgl.DGLGraph) or any(
-            _has_tensor(value) for value in kwargs.values()
+            _has_tensor(value) for name, value in kwargs.items() if name not in per_edge
         ):
             return None
         index = torch.as_tensor(nodes, dtype=graph.idtype, device=graph.device)
         sub = dgl.node_subgraph(graph, index)
-        sub_edge_feat = None if edge_feat is None else edge_feat[sub.edata[dgl.EID].long()]
-        return on(sub, sub_edge_feat), feat[index.long()]
+        edges = sub.edata[dgl.EID].long()
+        sub_edge_feat = None if edge_feat is None else edge_feat[edges]
+        sub_kwargs = dict(kwargs)
+        for name in per_edge:
+            value = kwargs[name]
+            if not isinstance(value, torch.Tensor) or value.shape[:1] != (graph.num_edges(),):
+                return None
+            sub_kwargs[name] = value[edges]
+        return on(sub, sub_edge_feat, sub_kwargs), feat[index.long()]
 
-    return on(graph, edge_feat), feat, on_nodes
+    return on(graph, edge_feat, kwargs), feat, on_nodes
 
 
 def _has_tensor(value):
