@@ -20,6 +20,8 @@ import dgl
 import pytest
 import torch
 
+import dgl_ssm_bench.train
+from dgl_ssm_bench.datasets.gpp import generate_graph
 from dgl_ssm_bench.memory import PeakMeter, process_rss_mb, resident_mb
 from dgl_ssm_bench.perf import main, runner
 from dgl_ssm_bench.perf.cli import PerfConfig, build_parser, config_from_args
@@ -34,12 +36,12 @@ from dgl_ssm_bench.perf.isolation import (
 )
 from dgl_ssm_bench.perf.measure import epoch_memory, interleaved, khop_cost
 from dgl_ssm_bench.perf.report import all_ratios, evaluate_targets, put, ratio
-from dgl_ssm_bench.perf.workload import GraphSpec, pyg_available
+from dgl_ssm_bench.perf.workload import GraphSpec, gpp_sized_graphs, pyg_available
 
 TINY = [
     "--graphs", "synthetic", "--synthetic-nodes", "300", "--synthetic-edges", "1500",
     "--depths", "2", "--repeats", "2", "--warmup", "0", "--min-time", "0", "--hidden", "8",
-    "--khop-max-k", "2", "--no-subprocess",
+    "--khop-max-k", "2", "--rewire-graphs", "12", "--no-subprocess",
 ]  # fmt: skip
 SECTIONS = (
     "## Machine",
@@ -48,6 +50,7 @@ SECTIONS = (
     "## Time per training epoch",
     "## Peak memory per epoch",
     "## k-hop transform",
+    "## k-hop rewiring of many small graphs",
     "## Reference: PyTorch Geometric",
     "## Where the SSM time goes",
     "## All ratios",
@@ -261,6 +264,7 @@ def test_tiny_run_writes_every_section_and_ratio(tmp_path, capsys):
         ("time", "gcn_ssm+ckpt / gcn"),
         ("time", "gcn_ssm+ckpt / gcn_ssm"),
         ("khop", "khop(K=1) / input"),
+        ("rewire", "batched / one at a time"),
         ("breakdown", "ssm layer / plain layer"),
     ]
     for section, label in expected:
@@ -276,7 +280,8 @@ def test_tiny_run_writes_every_section_and_ratio(tmp_path, capsys):
         assert "not installed" in report
 
     raw = json.loads((tmp_path / "perf.json").read_text())
-    assert {r["section"] for r in raw["records"]} >= {"time", "memory", "khop", "breakdown"}
+    assert {r["section"] for r in raw["records"]} >= {"time", "memory", "khop", "rewire",
+                                                      "breakdown"}  # fmt: skip
     assert raw["machine"]["threads"] == torch.get_num_threads()
     seconds = {r["variant"]: r["values"] for r in raw["records"] if r["section"] == "time"}
     per_round = [a / b for a, b in zip(seconds["gcn_ssm"], seconds["gcn"])]
@@ -438,3 +443,40 @@ def test_perf_errors_under_the_root_command_name_the_subcommand(tmp_path, capsys
         root_main([*argv, "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("dgl-ssm perf: error: No raw cora files")
+
+
+def test_gpp_sized_graphs_are_the_generators_graphs():
+    graphs = gpp_sized_graphs(12, seed=3)
+    assert [g.num_nodes() for g in graphs] == [25 + i % 10 for i in range(12)]
+    for i, graph in enumerate(graphs):
+        edges, *_ = generate_graph(25 + i % 10, 3 + i)
+        pairs = {tuple(e) for e in edges.tolist()}
+        src, dst = (t.tolist() for t in graph.edges())
+        assert set(zip(src, dst)) == pairs | {(v, u) for u, v in pairs}  # both directions
+        assert graph.in_degrees().min() > 0  # the generator redraws isolated nodes
+
+
+def test_the_rewire_section_times_both_ways_and_flags_different_graphs(tmp_path, monkeypatch,
+                                                                        capsys):  # fmt: skip
+    args = ["--graphs", "synthetic", "--synthetic-nodes", "300", "--synthetic-edges", "1500",
+            "--sections", "rewire", "--rewire-graphs", "6", "--repeats", "2", "--warmup", "0",
+            "--min-time", "0", "--no-subprocess"]  # fmt: skip
+    result = main([*args, "--out", str(tmp_path / "a")])
+    assert "the same graphs" in capsys.readouterr().out
+    (found,) = [r for r in result["ratios"] if r["section"] == "rewire"]
+    assert (found["numerator"], found["denominator"]) == ("batched", "one at a time")
+    assert "## k-hop rewiring of many small graphs" in (tmp_path / "a" / "perf.md").read_text()
+
+    real = dgl_ssm_bench.train.prepare_graphs
+
+    def drops_an_edge(graphs, config):
+        prepared = real(graphs, config)
+        prepared[-1] = dgl.remove_edges(prepared[-1], [0])
+        return prepared
+
+    monkeypatch.setattr(dgl_ssm_bench.train, "prepare_graphs", drops_an_edge)
+    result = main([*args, "--out", str(tmp_path / "b")])
+    assert "DIFFERENT graphs" in capsys.readouterr().out
+    assert not [r for r in result["ratios"] if r["section"] == "rewire"]
+    report = (tmp_path / "b" / "perf.md").read_text()
+    assert "rewire, gpp-sized: different graphs" in report

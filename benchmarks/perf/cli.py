@@ -17,7 +17,7 @@ from dgl_ssm_bench.records import make_folder
 
 from .isolation import ALLOCATORS, find_tcmalloc
 
-SECTIONS = ("time", "memory", "khop", "reference", "breakdown", "monitor", "deep")
+SECTIONS = ("time", "memory", "khop", "rewire", "reference", "breakdown", "monitor", "deep")
 PROG = "python -m dgl_ssm_bench.perf"
 
 
@@ -45,6 +45,7 @@ class PerfConfig:
     khop_max_k: int = 6
     monitor_every: int = 10
     deep_depth: int = 1024
+    rewire_graphs: int = 1000
     khop_max_edges: int = 50_000_000
     memory_budget_gb: float | None = None
     subprocess: bool = True
@@ -81,6 +82,7 @@ class PerfConfig:
             )  # fmt: skip
         at_least = {"hidden": 1, "warmup": 0, "min_time": 0, "synthetic_nodes": 1,
                     "synthetic_edges": 0, "khop_max_k": 1, "khop_max_edges": 0, "threads": 1,
+                    "rewire_graphs": 1,
                     "memory_depth": 1, "memory_budget_gb": 1e-3}  # fmt: skip
         for name, least in at_least.items():
             value = getattr(self, name)
@@ -114,6 +116,7 @@ class PerfConfig:
 QUICK = {
     "depths": (2, 16), "repeats": 2, "min_time": 0.3, "synthetic_nodes": 10_000,
     "synthetic_edges": 100_000, "reference_depths": (2, 16), "khop_max_k": 3, "deep_depth": 128,
+    "rewire_graphs": 200,
 }  # fmt: skip
 
 
@@ -148,6 +151,11 @@ def build_parser(parser=None):
     add("--deep-depth", type=int,
         help=f"layers of the checkpointed GCN-SSM set against 64 layers on Cora (default "
         f"{d.deep_depth})")  # fmt: skip
+    add(
+        "--rewire-graphs",
+        type=int,
+        help=f"GPP-sized graphs rewired one at a time and batched (default {d.rewire_graphs})",
+    )
     add("--memory-budget-gb", type=float, help="stop a measurement above this (default 80%% free)")
     add("--sections", nargs="+", choices=SECTIONS, help="default: all")
     add("--threads", type=int, help="torch.set_num_threads for all measurements (default: unset)")

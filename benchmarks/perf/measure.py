@@ -12,7 +12,7 @@ from torch.utils.benchmark import Measurement, Timer, timer
 from dgl_ssm import KHopTransform, PlainUpdate, SSMLayer, SSMUpdate
 
 from ..memory import PeakMeter
-from .workload import bare_graph, load_graph, make_epoch
+from .workload import GPP_CONFIG, bare_graph, gpp_sized_graphs, load_graph, make_epoch
 
 
 def interleaved(runs, rounds, warmup=0, round_seconds=0.0, label="", description=""):
@@ -162,6 +162,40 @@ def khop_cost(config, spec):
             break  # a larger K only has more edges
     return {"status": "ok", "input_edges": graph.num_edges(), "steps": steps,
             "resettable": meter.resettable}  # fmt: skip
+
+
+def rewire_cost(config, label):
+    """Seconds to rewire ``config.rewire_graphs`` graphs of the GPP generator's sizes for the
+    shipped kGCN-SSM GPP config (K = 10), as training prepares them: one graph at a time
+    (``prepare_graph``) and in batched calls (``prepare_graphs``), in interleaved rounds. Both
+    must give the same graphs (edges and hop labels): ``same`` says whether they did."""
+    from ..config import RunConfig
+    from ..train import prepare_graph, prepare_graphs
+
+    _setup(config)
+    run_config = RunConfig.from_yaml(GPP_CONFIG)
+    graphs = gpp_sized_graphs(config.rewire_graphs, config.seed)
+    one_by_one = [prepare_graph(graph, run_config) for graph in graphs]
+    same = all(_same_graph(a, b) for a, b in zip(one_by_one, prepare_graphs(graphs, run_config)))
+    runs = {
+        "one at a time": lambda: [prepare_graph(graph, run_config) for graph in graphs],
+        "batched": lambda: prepare_graphs(graphs, run_config),
+    }
+    seconds = config.min_time / config.repeats
+    where = f"{len(graphs)} graphs, K={run_config.model.max_hop}"
+    measured = interleaved(runs, config.repeats, config.warmup, seconds, label, where)
+    edges = sum(graph.num_edges() for graph in one_by_one)
+    return {"status": "ok", "measurements": measured, "same": same, "edges": edges,
+            "k": run_config.model.max_hop}  # fmt: skip
+
+
+def _same_graph(a, b):
+    return (
+        a.num_nodes() == b.num_nodes()
+        and all(torch.equal(x, y) for x, y in zip(a.edges(), b.edges()))
+        and a.edata.keys() == b.edata.keys()
+        and all(torch.equal(a.edata[name], b.edata[name]) for name in a.edata.keys())
+    )
 
 
 def layer_parts(data, hidden, seed=0):

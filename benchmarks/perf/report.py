@@ -1,8 +1,9 @@
 """Records, the ratios and target verdicts made of them, and the report that shows them.
 
-A record is a dict: one quantity (``section`` time, memory, khop or breakdown; ``metric``
-seconds, peak_mb or edges) of one ``variant`` on one ``graph`` at ``depth`` layers or hop
-``k``, every sample in ``values`` (per round for times: variants timed together pair up).
+A record is a dict: one quantity (``section`` time, memory, khop, rewire, monitor, deep or
+breakdown; ``metric`` seconds, peak_mb or edges) of one ``variant`` on one ``graph`` at
+``depth`` layers or hop ``k``, every sample in ``values`` (per round for times: variants
+timed together pair up).
 """
 
 import csv
@@ -95,6 +96,9 @@ def all_ratios(records, config):
                 break
             for metric in STEP if ok(step["edges"]) else ("edges",):
                 found.append(ratio("khop", step[metric], plain[metric], metric, paired=False))
+    for graph in graphs(records, "rewire"):
+        batched, one = (get("rewire", graph, v, "seconds") for v in ("batched", "one at a time"))
+        found.append(ratio("rewire", batched, one, "seconds"))
     for graph in graphs(records, "monitor"):
         runs = {r["variant"]: r for k, r in records.items() if k[:2] == ("monitor", graph)}
         found.append(ratio("monitor", runs.get("gcn_ssm+monitor"), runs.get("gcn_ssm"), "seconds"))
@@ -272,7 +276,8 @@ def render_markdown(config, records, ratios, targets, meta):
         for t in targets
     ])  # fmt: skip
     lines += _time_section(config, records, ratios) + _memory_section(config, records, ratios)
-    lines += _khop_section(config, records, ratios) + _deep_section(config, records, ratios)
+    lines += _khop_section(config, records, ratios) + _rewire_section(config, records, ratios)
+    lines += _deep_section(config, records, ratios)
     lines += ["## Reference: PyTorch Geometric", "", meta["reference"], ""]
     lines += _breakdown_section(records, ratios, meta["breakdown_ops"])
     lines += ["## All ratios", "", "```", *ratio_lines(ratios), "```", ""]
@@ -396,3 +401,20 @@ def _breakdown_section(records, ratios, profiles):
             for o in ops[:12]
         ])  # fmt: skip
     return lines
+
+
+def _rewire_section(config, records, ratios):
+    rows = [(r["graph"], r["variant"], _samples(r),
+             _cells(ratios, "rewire", r["graph"], r["variant"])
+             or ("1 (reference)" if ok(r) else "—"))
+            for r in records.values() if r["section"] == "rewire"]  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "## k-hop rewiring of many small graphs", "",
+        f"What a k-hop GPP run does before training: {config.rewire_graphs} graphs of the GPP "
+        "generator's families and sizes (25–34 nodes), rewired at the shipped kGCN-SSM "
+        "config's K, one `prepare_graph` call a graph, or `prepare_graphs` (batched calls, as "
+        "training does), timed in interleaved rounds in one fresh process. Both give the same "
+        "graphs (checked in the run; a difference is a failed record, in the notes).", "",
+    ] + _table("graphs;variant;s median [min–max];ratio", rows)  # fmt: skip

@@ -22,6 +22,7 @@ from .measure import (
     breakdown,
     epoch_memory,
     khop_cost,
+    rewire_cost,
     round_medians,
     time_epochs,
     time_monitor,
@@ -55,6 +56,8 @@ def run(config, log=print, argv=None, prog="python -m dgl_ssm_bench.perf"):
     specs = graph_specs(config)
     # The memory section and the checkpointing targets use the large (synthetic) graph.
     large = next((s for s in specs if s.kind == "synthetic"), specs[-1]).name
+    if "rewire" in config.sections:
+        _rewire_section(config, log, records)
     for spec in specs:
         data = load_graph(spec, config.hidden, device)  # for the breakdown and the report
         described.append(data.describe())
@@ -139,6 +142,38 @@ def _khop_section(config, spec, log, records):
         keep("edges", [edges] if status == "ok" else [], note=step["message"])
         keep("seconds", [step["seconds"]])
         keep("peak_mb", [step["peak_mb"]], note=note)
+
+
+REWIRED = "gpp-sized"  # the rewire section's graphs (see workload.gpp_sized_graphs)
+REWIRE_VARIANTS = ("one at a time", "batched")
+
+
+def _rewire_section(config, log, records):
+    """Seconds to k-hop rewire GPP-sized graphs one at a time and in batched calls, as training
+    prepares them, in one fresh process; the two must give the same graphs."""
+    where = f"[rewire] {config.rewire_graphs} {REWIRED} graphs"
+
+    def failed(**status):
+        for v in REWIRE_VARIANTS:
+            put(records, "rewire", REWIRED, v, "seconds", **status)
+
+    out = _measure(config, log, where, failed, rewire_cost, config, "k-hop rewiring")
+    if not out:
+        return
+    status = {} if out["same"] else {
+        "status": "different graphs",
+        "note": "batched rewiring gave other edges or hop labels than one graph at a time",
+    }  # fmt: skip
+    medians = {}
+    for name, rounds in out["measurements"].items():
+        put(records, "rewire", REWIRED, name, "seconds", [m.median for m in rounds], **status)
+        medians[name] = round_medians(rounds).median
+    one, batched = (medians[v] for v in REWIRE_VARIANTS)
+    same = "the same graphs" if out["same"] else "DIFFERENT graphs (a bug: see the notes)"
+    log(
+        f"{where} at K={out['k']} ({out['edges']:,} edges after): one at a time {one:.3g}s, "
+        f"batched {batched:.3g}s ({batched / one:.3f}×); {same}"
+    )
 
 
 def variants_at(config, depth):

@@ -1,6 +1,7 @@
 """What the benchmark trains: the graphs, the model variants, one epoch, the PyG reference."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import dgl
 import torch
@@ -40,6 +41,24 @@ def graph_specs(config):
     cora = GraphSpec("cora", data_dir=config.data_dir, cache_dir=config.cache_dir)
     synthetic = GraphSpec("synthetic", config.synthetic_nodes, config.synthetic_edges, config.seed)
     return [cora if kind == "cora" else synthetic for kind in config.graphs]
+
+
+GPP_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "gpp_eccentricity.yaml"
+
+
+def gpp_sized_graphs(count, seed=0):
+    """``count`` bidirected graphs drawn as the GPP generator draws its graphs (its families,
+    its sizes: 25 … 34 nodes in turn), from seeds ``seed``, ``seed + 1``, …: the graphs a
+    k-hop GPP run rewires, without generating the whole dataset."""
+    from ..datasets.gpp import BATCHES, MIN_NODES, generate_graph
+
+    graphs = []
+    for i in range(count):
+        edges, *_ = generate_graph(MIN_NODES + i % BATCHES[0], seed + i)
+        src, dst = torch.from_numpy(edges).T
+        num_nodes = MIN_NODES + i % BATCHES[0]
+        graphs.append(dgl.to_bidirected(dgl.graph((src, dst), num_nodes=num_nodes)))
+    return graphs
 
 
 @dataclass
