@@ -390,6 +390,23 @@ def _check_identity(spec, study, space, identity):
     )
 
 
+def _check_direction(spec, study, metric, direction):
+    """Refuse a study that optimises the other way (Optuna's ``load_if_exists`` loads it
+    without a word): its sampler and pruner would work against the metric, and the final
+    evaluation would re-run the worst trial."""
+    stored = study.direction.name.lower()
+    if stored == direction:
+        return
+    shown = redact(spec.storage, spec.storage)
+    raise StudyMismatch(
+        f"Study {spec.study_name} in {shown} is set to {stored}, but {spec.dataset}'s metric "
+        f"({metric}) is to be {direction}d: it was not made by this sweep (`optuna "
+        f"create-study` makes studies that minimize unless told). Delete it (optuna "
+        f"delete-study --study-name {spec.study_name} --storage {shlex.quote(shown)}), or give "
+        "this sweep another --storage."
+    )
+
+
 def check_study(spec: SweepSpec):
     """Refuse, before anything runs, a sweep whose study exists with another identity (a
     suite checks all its studies first, not each when its turn comes)."""
@@ -424,6 +441,7 @@ def open_study(spec, data, space, worker_index=0):
             _sampler(spec, worker_index, 0),
             make_pruner(spec.pruner),
         )
+        _check_direction(spec, study, data.metric, direction)
         _check_identity(spec, study, space, study_identity(spec, space))
         attrs = {"backbone": spec.backbone, "dataset": spec.dataset, "metric": data.metric,
                  "direction": direction, "space": space.name, "protocol": space.protocol,
@@ -636,7 +654,8 @@ def _train_trial(spec, space, data, study, storage, trial, values, log, ctrl_c):
             return f"error: {message}"
     attrs = {"val": result.val, "test": result.test, "status": result.status,
              "epochs": result.epochs, "wall_time_s": result.wall_time_s,
-             "peak_memory_mb": result.peak_memory_mb}  # fmt: skip
+             "peak_memory_mb": result.peak_memory_mb,
+             "device": result.device}  # where it ran (the config says only what was asked)  # fmt: skip
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     if result.status != "ok" or result.val is None or not math.isfinite(result.val):

@@ -363,6 +363,9 @@ def test_a_tiny_sweep_end_to_end_stores_trials_and_the_final_numbers(tmp_path):
     config = study.best_trial.user_attrs["config"]
     assert config["model"]["state_scale"] == study.best_trial.params["model.state_scale"]
     assert "model.residual" not in study.best_trial.params  # an SSM backbone
+    # Where each trial ran, not only what was asked for ("auto").
+    assert config["device"] == "auto"
+    assert {t.user_attrs["device"] for t in study.trials} == {"cpu"}
     # What the leaderboard needs to know what the numbers may be compared with.
     assert (study.user_attrs["space"], study.user_attrs["protocol"]) == ("tiny", "smoke")
     assert study.user_attrs["data_version"] == "drew-v2"  # classes balanced per split

@@ -230,6 +230,18 @@ def test_a_study_no_sweep_made_is_named_as_such(tmp_path):
     assert len(load(storage).trials) == 1
 
 
+def test_an_empty_study_set_to_the_other_direction_is_refused_before_any_trial(tmp_path):
+    # `optuna create-study` minimises unless told; with load_if_exists Optuna loads such a
+    # study without a word, and the sweep would minimise accuracy and keep the worst trial.
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name=STUDY, storage=storage, direction="minimize")
+    with pytest.raises(StudyMismatch, match=rf"Study {STUDY} in .* is set to minimize, but "
+                       r"ring_transfer's metric \(accuracy\) is to be maximized.*optuna "
+                       "delete-study"):  # fmt: skip
+        run_sweep(spec_for(tmp_path, storage, 2), log=quiet)
+    assert load(storage).trials == [] and load(storage).user_attrs == {}
+
+
 def test_a_study_whose_own_space_changed_is_not_sent_back_to_the_same_command(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = space_file(tmp_path)
