@@ -54,13 +54,14 @@ DATA_NOTES = {
     "heterophilous": "heterophilous-graphs .npz (Platonov et al. 2023), 10 fixed splits",
     "lrgb": "LRGB Peptides, official splits",
 }
+SMOKE = "smoke"  # the quick suite's budget: never set beside a published number
 PROTOCOLS = {
     "gpp": "A-DGN grid: hidden {10, 20, 30}, layers {1, 5, 10, 20}, Adam lr 3e-3, wd 1e-6, "
     "≤ 1500 epochs, patience 100, 4 seeds",
     "heterophily": "mean over the 10 fixed splits, best validation step of ≤ 1000",
     "lrgb": "LRGB protocol, ≤ 500k parameters",
     "lrgb-v1": "LRGB splits and metric; the paper's v1 states no parameter budget",
-    "smoke": "a smoke-size budget (quick suite): checks the pipeline, reproduces nothing",
+    SMOKE: "a smoke-size budget (quick suite): checks the pipeline, reproduces nothing",
 }
 
 

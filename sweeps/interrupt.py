@@ -14,8 +14,15 @@ Worker processes are started by :func:`start_holding_ctrl_c` and take Ctrl-C bac
 :func:`take_back_ctrl_c`: between the two, SIGINT is blocked, so a Ctrl-C that comes while the
 parent starts them or while they import (seconds of torch and DGL) is held, neither lost nor a
 traceback, and raised where each process can act on it.
+
+SIGTERM (``kill``, ``timeout``, a batch scheduler) stops a sweep as Ctrl-C does: the parent
+takes it as ``KeyboardInterrupt`` (:func:`terminate_as_ctrl_c`) and forwards a stop to its
+workers (:func:`forwarded_stop`), and a worker's :class:`CtrlC` takes either signal. A worker
+also gets SIGTERM from the kernel if its parent dies, even killed (:func:`die_with`), so no
+worker trains on alone.
 """
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -23,6 +30,45 @@ from contextlib import contextmanager
 from dgl_ssm_bench.files import signals_held
 
 _MASKS = hasattr(signal, "pthread_sigmask")  # POSIX; elsewhere nothing is held
+STOPS = (signal.SIGINT, signal.SIGTERM)  # what stops a sweep as a Ctrl-C does
+
+
+@contextmanager
+def terminate_as_ctrl_c():
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler) raises ``KeyboardInterrupt`` in the
+    block, as Ctrl-C does, so the sweep stops its workers the same way: their trials queued
+    again, none left running. Unchanged where SIGTERM is ignored or off the main thread."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def forwarded_stop():
+    """The signal that asks a worker to stop: SIGINT, but SIGTERM where SIGINT is ignored (a
+    sweep started in the background: its workers inherit the ignoring, not SIGTERM's)."""
+    return signal.SIGTERM if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else signal.SIGINT
+
+
+def die_with(parent_pid):
+    """Have the kernel send this process SIGTERM when ``parent_pid`` (its parent) dies, even
+    killed (Linux only): a worker left without its sweep stops as on a Ctrl-C rather than
+    train on alone. Raises ``KeyboardInterrupt`` if the parent is already gone."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's own stop must do
+        pass
+    if os.getppid() != parent_pid:  # it died before the request was made
+        raise KeyboardInterrupt
 
 
 class CtrlC:
@@ -50,22 +96,23 @@ class CtrlC:
     @classmethod
     @contextmanager
     def installed(cls):
-        """A fresh :class:`CtrlC` handling SIGINT for the block; a Ctrl-C not raised yet is
-        raised when the block ends. Where SIGINT is ignored (a background job) or off the main
-        thread, the handler is left as it is."""
+        """A fresh :class:`CtrlC` handling SIGINT and SIGTERM (a scheduler's or ``timeout``'s
+        stop, taken as a Ctrl-C) for the block; one not raised yet is raised when the block
+        ends. A signal ignored (SIGINT in a background job) keeps being ignored; off the main
+        thread the handlers are left as they are."""
         ctrl_c = cls()
         if threading.current_thread() is not threading.main_thread():
             yield ctrl_c
             return
-        previous = signal.getsignal(signal.SIGINT)
-        if previous is signal.SIG_IGN:
-            yield ctrl_c
-            return
-        signal.signal(signal.SIGINT, ctrl_c._handle)
+        previous = {sig: signal.getsignal(sig) for sig in STOPS}
+        taken = [sig for sig, handler in previous.items() if handler is not signal.SIG_IGN]
+        for sig in taken:
+            signal.signal(sig, ctrl_c._handle)
         try:
             yield ctrl_c
         finally:
-            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+            for sig in taken:
+                signal.signal(sig, signal.SIG_DFL if previous[sig] is None else previous[sig])
         ctrl_c.check()
 
     @contextmanager

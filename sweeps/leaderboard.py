@@ -37,7 +37,7 @@ import pandas as pd
 from dgl_ssm_bench.files import write_together
 from dgl_ssm_bench.metrics import METRICS
 from dgl_ssm_bench.names import display_name
-from dgl_ssm_bench.references import DATA_NOTES, PROTOCOLS, REFERENCES
+from dgl_ssm_bench.references import DATA_NOTES, PROTOCOLS, REFERENCES, SMOKE
 
 from .storage import DEFAULT_STORAGE, StorageError, one_line, open_storage, redact
 
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 PROG = "dgl-ssm-leaderboard"
 KEYS = ["backbone", "dataset", "metric", "direction"]  # the user attrs every study must have
 TRIALS = ["study", "number", "val", "test", "depth"]
-DECIMALS, DASH, SMOKE, DPI = 4, "–", "smoke", 100
+DECIMALS, DASH, DPI = 4, "–", 100
 ARROWS = {"maximize": "↑", "minimize": "↓"}
 TEX = dict(zip("\\&%$#_{}~^±Λ≈↑↓–", [
     r"\textbackslash{}", r"\&", r"\%", r"\$", r"\#", r"\_", r"\{", r"\}", r"\textasciitilde{}",
@@ -231,8 +231,9 @@ def place_reference(ref, studies):
         if (ours.protocol == SMOKE).all():
             return (), (f"ours ran at a smoke-size budget (quick suite), not the {ref.protocol} "
                         "protocol")  # fmt: skip
+        # None: a space that names no protocol, e.g. one that changed its parent's values.
         return (), (f"other protocol: published {ref.protocol}, ours "
-                    f"{_listed(ours.protocol.fillna('not recorded'))}")  # fmt: skip
+                    f"{_listed(ours.protocol.fillna('none named by its space'))}")  # fmt: skip
     if ref.model is not None:
         if (model := same[same.backbone == ref.model]).empty:
             return (), (f"other model: {ref.architecture or ref.label} is our {ref.model}, and "

@@ -64,7 +64,14 @@ from dgl_ssm_bench.run import config_of_run
 from dgl_ssm_bench.run import validate as validate_run
 from dgl_ssm_bench.train import load_data, train
 
-from .interrupt import CtrlC, start_holding_ctrl_c, take_back_ctrl_c
+from .interrupt import (
+    CtrlC,
+    die_with,
+    forwarded_stop,
+    start_holding_ctrl_c,
+    take_back_ctrl_c,
+    terminate_as_ctrl_c,
+)
 from .pruners import PRUNERS, make_pruner
 from .space import SpaceError, apply_values, backbone_kind, find_space, load_space
 from .storage import (
@@ -178,6 +185,8 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
     if workers < 1:
         raise ValueError("--workers must be at least 1.")
     validate(spec)
+    if note := spec.load_space().protocol_note:
+        log(f"{spec.study_name}: {note}")
     new = new_sqlite_file(spec.storage)
     open_storage(spec.storage, spec.heartbeat)  # unreachable storage: one line, before forking
     if new is not None:  # a typo in the path would otherwise start an empty study unsaid
@@ -186,11 +195,12 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
     if spec.threads:
         torch.set_num_threads(spec.threads)
     try:
-        if workers == 1:
-            work(spec, worker_index=0, log=log)
-        else:
-            _run_processes(spec, workers, log)
-        return final_evaluation(spec, log=log) if spec.final else None
+        with terminate_as_ctrl_c():
+            if workers == 1:
+                work(spec, worker_index=0, log=log)
+            else:
+                _run_processes(spec, workers, log)
+            return final_evaluation(spec, log=log) if spec.final else None
     except BaseException:
         if new is not None:  # e.g. a wrong --data-dir: no empty file left to find later
             _remove_if_empty(new, spec)
@@ -224,7 +234,7 @@ def _run_processes(spec, workers, log):
     processes = [
         context.Process(
             target=_work_in_process,
-            args=(spec, i, threads, optuna.logging.get_verbosity()),
+            args=(spec, i, threads, optuna.logging.get_verbosity(), os.getpid()),
         )
         for i in range(workers)
     ]
@@ -251,10 +261,11 @@ def _stop(processes):
             process.join(timeout=2)  # a terminal's Ctrl-C reached them: they stop themselves
     except KeyboardInterrupt:
         pass
+    stop = forwarded_stop()
     for process in processes:
         if process.is_alive():
             try:
-                os.kill(process.pid, signal.SIGINT)
+                os.kill(process.pid, stop)
             except ProcessLookupError:
                 pass
     deadline = time.monotonic() + INTERRUPT_GRACE_S
@@ -265,7 +276,9 @@ def _stop(processes):
             except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
                 deadline = 0
         if process.is_alive():
-            process.terminate()  # its trial is failed and re-queued by the heartbeat
+            # Its trial is failed and re-queued by the heartbeat. SIGKILL: a worker takes a
+            # second SIGTERM as the Ctrl-C it has already seen, and would not stop.
+            process.kill()
             process.join()
 
 
@@ -277,9 +290,11 @@ def _drop_swallowed_interrupt(unraisable):
         sys.__unraisablehook__(unraisable)
 
 
-def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
+def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING, parent=None):
     sys.unraisablehook = _drop_swallowed_interrupt
     try:
+        if parent is not None:
+            die_with(parent)  # a sweep killed outright stops its workers too
         # Ctrl-C was held while this process imported; it is raised here if one came. The
         # loop then takes it as it should (work() installs its handler).
         take_back_ctrl_c()
@@ -652,10 +667,10 @@ def _train_trial(spec, space, data, study, storage, trial, values, log, ctrl_c):
             study.tell(trial, state=TrialState.FAIL)
             log(f"{spec.study_name}: trial {trial.number} failed: {message}")
             return f"error: {message}"
+    # "device": where it ran (the config says only what was asked for, e.g. auto).
     attrs = {"val": result.val, "test": result.test, "status": result.status,
              "epochs": result.epochs, "wall_time_s": result.wall_time_s,
-             "peak_memory_mb": result.peak_memory_mb,
-             "device": result.device}  # where it ran (the config says only what was asked)  # fmt: skip
+             "peak_memory_mb": result.peak_memory_mb, "device": result.device}  # fmt: skip
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     if result.status != "ok" or result.val is None or not math.isfinite(result.val):

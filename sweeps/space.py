@@ -35,7 +35,11 @@ reference baselines (``gcn_kipf``, ``gcn_platonov``: fixed published architectur
 ``protocol`` names the published protocol a space follows (e.g. ``gpp``, ``heterophily``,
 ``lrgb``), or ``smoke`` for a smoke-size budget that checks the pipeline and reproduces
 nothing (the quick suite). The runner stores it with the study; the leaderboard sets a
-published number beside a study only when the protocols agree.
+published number beside a study only when the protocols agree. A space that extends another
+inherits its protocol only if it changes none of its values (``fixed``, the searched sections,
+``final``, ``max_params``): a few epochs on a small part of the data is not the protocol its
+parent follows. Such a space follows no protocol unless it names one (``protocol: gpp``, when
+the change keeps it), and :attr:`SearchSpace.protocol_note` says why.
 
 ``max_params`` is the protocol's budget of trainable parameters (LRGB: 500k). The runner
 counts each trial's model before training it; a configuration over the budget is refused
@@ -54,6 +58,7 @@ import yaml
 import dgl_ssm
 from dgl_ssm.checks import check_choice, is_int, unknown_name
 from dgl_ssm_bench.config import SEED_LIMIT, DataConfig, ModelConfig, OptimConfig, RunConfig
+from dgl_ssm_bench.references import SMOKE
 
 SPACES = Path(__file__).resolve().parent / "spaces"
 SECTIONS = ("extends", "protocol", "max_params", "fixed", "search", "plain", "ssm", "final")
@@ -94,6 +99,8 @@ class SearchSpace:
     plain: dict = field(default_factory=dict)
     ssm: dict = field(default_factory=dict)
     final: dict = field(default_factory=dict)
+    # Why the protocol of the space extended was not inherited (see the module docstring).
+    protocol_note: str | None = field(default=None, compare=False)
 
     def params(self, kind):
         """The searched parameters for a backbone of ``kind`` (see :func:`backbone_kind`)."""
@@ -183,8 +190,26 @@ def load_space(name, folder=SPACES, _seen=()):
             raise SpaceError(f"{path}: {section}: must be a mapping.")
         merged = {**getattr(parent, section), **entries}
         setattr(space, section, {k: v for k, v in merged.items() if v is not None})
+    if "protocol" not in raw and parent.protocol not in (None, SMOKE):
+        _drop_changed_protocol(space, parent, path)
     _validate(space, path)
     return space
+
+
+def _drop_changed_protocol(space, parent, path):
+    """No inherited protocol for a space that changes its parent's values (a smoke budget
+    stays one: it is never set beside a published number anyway)."""
+    changed = [section for section in ("max_params", "fixed", *SEARCHED, "final")
+               if getattr(space, section) != getattr(parent, section)]  # fmt: skip
+    if not changed:
+        return
+    space.protocol = None
+    space.protocol_note = (
+        f"{path.name} changes {', '.join(changed)} of {parent.name}, which follows the "
+        f"{parent.protocol!r} protocol, so its studies follow none: the leaderboard sets no "
+        f"published {parent.protocol} number beside them. If the change keeps the protocol, "
+        f"say so in the file: protocol: {parent.protocol}"
+    )
 
 
 def _parent_of(extends, path):

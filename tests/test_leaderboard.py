@@ -536,6 +536,17 @@ def test_a_cell_with_failed_final_runs_is_not_ranked():
     assert best == {"GCN": False, "GCN-SSM": True}
 
 
+def test_a_study_whose_space_names_no_protocol_is_not_placed_beside_a_published_one():
+    # A space that changed its parent's values follows no protocol (see sweeps/space.py).
+    from dgl_ssm_sweeps.leaderboard import place_reference
+
+    paper = next(r for r in REFERENCES if r.dataset == "gpp_sssp" and r.label == "GCN")
+    pilot = _studies([("gcn__gpp_sssp", "gcn", "gpp_sssp", None, "pna-v2", 1.3, {})])
+    matched, reason = place_reference(paper, pilot)
+    assert matched == ()
+    assert reason == "other protocol: published gpp, ours none named by its space"
+
+
 def _studies(rows):
     """A studies table as read_studies gives it: (name, backbone, dataset, protocol, data
     version, mean, model options of the best configuration)."""

@@ -237,6 +237,61 @@ def test_protocol_tags_of_the_shipped_spaces_and_suites():
     assert all(paper[("gcn_platonov", d)] == 10 for d in HETEROPHILY)  # the 10-point grid
 
 
+def test_trials_are_told_their_validation_score_never_their_test_score(tmp_path, monkeypatch):
+    # Telling Optuna the test score would search on the test set; nothing noticed it.
+    import dataclasses
+
+    real = runner.train
+    monkeypatch.setattr(runner, "train", lambda config, **kw: dataclasses.replace(
+        real(config, **kw), test=0.987))  # fmt: skip
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=3, storage=storage,
+                     space=tiny_space(tmp_path), pruner="none", final=False)  # fmt: skip
+    run_sweep(spec, log=lambda *_: None)
+    trials = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert all(t.value == t.user_attrs["val"] != 0.987 for t in trials)
+
+
+def test_a_space_that_changes_its_parents_values_does_not_inherit_its_protocol(tmp_path):
+    # A pilot of the GPP protocol (2 epochs, 64 training graphs) was ranked beside the
+    # published GPP numbers: the protocol came with `extends:`.
+    def child(name, text):
+        (tmp_path / f"{name}.yaml").write_text(f"extends: gpp_sssp\n{text}")
+        return load_space(str(tmp_path / f"{name}.yaml"))
+
+    same = child("same", "")  # nothing changed: the protocol is the parent's
+    assert (same.protocol, same.protocol_note) == ("gpp", None)
+    pilot = child("pilot", "fixed: {data.options.sizes: [64, 16, 32], optim.epochs: 2}\n")
+    assert pilot.protocol is None
+    assert pilot.protocol_note.startswith("pilot.yaml changes fixed of gpp_sssp, which follows "
+                                          "the 'gpp' protocol")  # fmt: skip
+    assert pilot.protocol_note.endswith("say so in the file: protocol: gpp")
+    grid = child("grid", "search: {model.hidden: {type: categorical, choices: [10]}}\n"
+                 "final: {runs: 2}\n")  # fmt: skip
+    assert grid.protocol is None and "changes search, final of gpp_sssp" in grid.protocol_note
+    kept = child("kept", "protocol: gpp\nfinal: {runs: 4, seeds: [41, 95, 12, 36]}\n")
+    assert (kept.protocol, kept.protocol_note) == ("gpp", None)  # the user's own statement
+    # A smoke budget stays one; the shipped children of a protocol change nothing.
+    (tmp_path / "smoky.yaml").write_text("extends: tiny_ring_transfer\nfixed: {optim.epochs: 9}\n")
+    assert load_space(str(tmp_path / "smoky.yaml")).protocol == "smoke"
+    assert load_space("gcn_platonov__minesweeper").protocol == "heterophily"
+
+
+def test_a_sweep_says_why_its_space_follows_no_protocol(tmp_path):
+    (tmp_path / "parent.yaml").write_text(TINY_SPACE.format(epochs=3, graphs=60).replace(
+        "protocol: smoke", "protocol: gpp"))  # fmt: skip
+    (tmp_path / "child.yaml").write_text("extends: parent\nfixed: {optim.epochs: 1}\n")
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=1, storage=storage,
+                     space=str(tmp_path / "child.yaml"), pruner="none", final=False)  # fmt: skip
+    lines = []
+    run_sweep(spec, log=lines.append)
+    assert lines[0].startswith("gcn_ssm__ring_transfer: child.yaml changes fixed of parent")
+    study = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage)
+    assert study.user_attrs.get("protocol") is None and len(study.trials) == 1
+
+
 def test_the_gpp_data_version_is_the_one_the_published_numbers_use():
     from dgl_ssm_bench.datasets import gpp
 

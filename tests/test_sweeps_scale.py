@@ -404,6 +404,29 @@ def test_ctrl_c_requeues_the_trial_prints_one_line_and_exits_130(tmp_path, monke
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
 
 
+def test_sigterm_mid_trial_is_taken_as_ctrl_c(tmp_path, monkeypatch, capsys):
+    # kill, timeout and batch schedulers stop a job with SIGTERM: it used to end the sweep
+    # on the spot, its trial left RUNNING until a heartbeat check much later.
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    real = runner.train
+
+    def terminated_in_training(config, **kwargs):
+        kwargs["on_epoch"] = lambda *_: signal.raise_signal(signal.SIGTERM)
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(runner, "train", terminated_in_training)
+    argv = ["--backbone", "gcn_ssm", "--dataset", "ring_transfer", "--space",
+            space_file(tmp_path, epochs=5), "--storage", storage, "--trials", "2",
+            "--pruner", "none"]  # fmt: skip
+    handler = signal.getsignal(signal.SIGTERM)
+    assert sweep_main(argv) == 130
+    assert "interrupted; running trials are queued again" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is handler  # put back
+    trials = load(storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[0].user_attrs["status"] == "interrupted"
+
+
 def test_ctrl_c_during_a_storage_call_is_raised_after_it(tmp_path, monkeypatch):
     # Raised inside a storage call, a KeyboardInterrupt can leave a cursor holding SQLite's
     # lock, and the re-queueing then waits on it: the worker must raise it after the call.
@@ -559,6 +582,32 @@ def test_a_sweep_started_in_the_background_ignores_ctrl_c_in_its_workers_too(tmp
     _, err = sweep.communicate(timeout=600)
     assert sweep.returncode == 0, err
     assert [t.state for t in load(storage).trials] == [TrialState.COMPLETE] * 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
+def test_a_background_sweep_stopped_or_killed_stops_its_workers(tmp_path, stop):
+    # Started with `&` from a script (SIGINT ignored), then stopped by SIGTERM to the parent
+    # alone (kill, timeout, a scheduler) or killed outright: the workers used to train on,
+    # parentless. Now they stop as on a Ctrl-C, their trials queued again.
+    storage, sweep = two_workers_in_a_terminal(tmp_path, background=True)
+    wait_for_running(storage, 2)
+    workers = workers_of(psutil.Process(sweep.pid))
+    assert len(workers) == 2
+    if stop == "sigterm":
+        sweep.send_signal(signal.SIGTERM)
+        _, err = sweep.communicate(timeout=120)
+        assert sweep.returncode == 130, err
+    else:
+        sweep.kill()
+        sweep.communicate(timeout=120)
+    gone, alive = psutil.wait_procs(workers, timeout=120)
+    assert not alive, "a worker outlived its sweep"
+    trials = load(storage).trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert len(failed) == 2 and all(t.user_attrs["status"] == "interrupted" for t in failed)
+    assert sum(t.state == TrialState.WAITING for t in trials) == 2
 
 
 def workers_of(parent):
