@@ -634,6 +634,20 @@ def test_sensitivity_matches_dense_autograd():
         assert curve[d] == pytest.approx(np.mean(values), rel=1e-5)
 
 
+def test_hop_distances_follow_the_edges_direction_as_networkx_does():
+    # Messages flow along edges: d(u, v) is the length of a path u → … → v. On a bidirected
+    # graph both directions agree, so only a directed one can tell them apart.
+    src, dst = [0, 1, 3, 3], [1, 2, 1, 4]
+    graph, nx_graph = dgl.graph((src, dst), num_nodes=5), nx.DiGraph(zip(src, dst))
+    nx_graph.add_nodes_from(range(5))
+    targets = [0, 1, 2, 4]
+    expected = [[nx.shortest_path_length(nx_graph, source=u, target=v)
+                 if nx.has_path(nx_graph, u, v) else math.inf for u in range(5)]
+                for v in targets]  # fmt: skip
+    assert hop_distances(graph, targets).tolist() == expected
+    assert expected[2] == [2, 1, 0, 2, math.inf]  # to node 2: from 0 and 3 in two hops
+
+
 def test_hop_distances_of_a_rewired_graph_are_the_original_ones():
     bare = ring(12, self_loops=False)
     rewired = KHopTransform(k=4)(bare)

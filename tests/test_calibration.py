@@ -290,6 +290,25 @@ def test_the_warning_names_the_missed_bound_and_only_its_remedies():
     assert "shared_ssm" not in message and "top |eigenvalue|" not in message
 
 
+def test_the_memory_of_a_shared_lambda_counts_every_layer_sharing_it():
+    # One λ = 0.9 shared by 4 layers: the input reaches the last layer through Λ⁴, so the
+    # memory is 0.9⁴ = 0.6561, below 1/1.5: the bound is missed.
+    from dgl_ssm.calibration import CalibrationReport
+
+    report = CalibrationReport(target=1.0, tol=0.05, norm_bound=2.0, groups=[[0, 1, 2, 3]],
+                               radius_before=[1.0] * 4, radius_after=[1.0] * 4,
+                               norm_before=[1.0] * 4, norm_after=[1.0] * 4,
+                               state_scale=[(1.0, 0.9)], input_factor=[1.0], rounds=1,
+                               memory_bound=1.5)  # fmt: skip
+    assert report.memory == pytest.approx(0.9**4)
+    assert report.forgets() and not report.ok
+    # Per layer (four groups of one), the same λs give the same memory.
+    per_layer = dataclasses.replace(
+        report, groups=[[0], [1], [2], [3]], state_scale=[(1.0, 0.9)] * 4, input_factor=[1.0] * 4
+    )
+    assert per_layer.memory == pytest.approx(0.9**4)
+
+
 def test_what_it_cannot_calibrate_is_refused_with_the_remedy():
     graph, feat = random_graph(10, 20), torch.randn(10, 3)
     with pytest.raises(TypeError, match="SSM twin"):

@@ -250,6 +250,17 @@ def test_one_seed_counter_runs_through_the_splits():
             assert FAMILY_NAMES[arrays[split]["family"][i]] == family
 
 
+def test_the_source_node_is_drawn_from_every_node():
+    """PNA draws the source with ``randint(0, N)``: every node, the last one included (an
+    upper bound of N − 1 would never pick node N − 1, and shift every later draw)."""
+    seed, sources = 0, Counter()
+    for _ in range(300):
+        _, _, source, _, seed = gpp.generate_graph(25, seed + 1)
+        sources[source] += 1
+    assert set(sources) == set(range(25))  # ≈ 12 each; a node missed in 300: p ≈ 1e-4
+    assert max(sources.values()) < 30
+
+
 def test_a_draw_with_an_isolated_node_is_redrawn_from_the_next_seeds_in_its_family():
     """Seed 13 draws a 25-node star with an isolated node once randomised; PNA redraws the
     same family from seeds 14, 15, … and the counter stays at the seed of the kept graph."""

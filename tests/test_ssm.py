@@ -153,6 +153,26 @@ def test_plain_update_is_the_ordinary_layer():
     np.testing.assert_allclose(out.detach().numpy(), np.maximum(A_HAT @ H @ W, 0) + H, atol=1e-6)
 
 
+def test_a_diagonal_lambda_is_not_taken_for_a_scaled_identity():
+    from dgl_ssm.ssm import scaled_identity_scalar
+
+    lam = torch.diag(torch.tensor([0.5, 2.0]))
+    assert scaled_identity_scalar(lam) is None
+    assert scaled_identity_scalar(0.5 * torch.eye(2)) == 0.5
+    # H Λᵀ with σ(F) = 0: each coordinate keeps its own λ.
+    out = SSMUpdate(2, state=lam)(torch.ones(1, 2), torch.zeros(1, 2))
+    torch.testing.assert_close(out, torch.tensor([[0.5, 2.0]]))
+
+
+def test_orthogonal_lambda_is_haar_distributed():
+    # QR of a Gaussian matrix is Haar only once R's diagonal is made positive; LAPACK's signs
+    # otherwise bias the first column (mean of q₀₀ ≈ −0.62 over these draws).
+    generator = torch.Generator().manual_seed(0)
+    first = torch.stack([build_matrix("orthogonal", 2, generator=generator)[0, 0]
+                         for _ in range(2000)])  # fmt: skip
+    assert abs(float(first.mean())) < 0.05  # Haar: q₀₀ = cos θ, θ uniform; std 0.016
+
+
 def test_matrix_kinds_have_the_promised_spectra():
     generator = torch.Generator().manual_seed(0)
     identity = build_matrix("identity", 6, 0.5)

@@ -101,6 +101,30 @@ def test_early_stopping_restores_the_best_validation_epoch(cora_data):
     assert train(run, data=cora_data).test == result.test
 
 
+def test_the_reported_scores_are_each_splits_own_at_the_best_epoch(monkeypatch):
+    """The test score is the test split's, the validation score the validation split's, both
+    of the restored best weights: scoring val twice passed every run (Kipf's GCN clears the
+    published accuracy on validation too)."""
+    from dgl_ssm_bench.train import _Task
+
+    real, calls = _Task.evaluate, []
+
+    def marked(task, model, split):
+        calls.append(split)
+        real(task, model, split)  # the real pass, then a score that names its split
+        return {"train": 0.5, "val": 0.25, "test": 0.75}[split]
+
+    monkeypatch.setattr(_Task, "evaluate", marked)
+    config = RunConfig.from_dict({
+        "model": {"name": "gcn_ssm", "num_layers": 2, "hidden": 8},
+        "data": {"name": "ring_transfer", "options": {"ring_size": 6, "num_graphs": 20}},
+        "optim": {"epochs": 2},
+    })  # fmt: skip
+    result = train(config)
+    assert (result.val, result.test) == (0.25, 0.75)
+    assert calls.count("test") == 1 and calls[-1] == "test"  # once, after training
+
+
 def test_each_seed_and_epoch_draws_its_own_order_of_the_training_graphs():
     """Re-batched every epoch, the runs of seeds 0, 1, 2 see unrelated orders: no seed trains
     on another's batches one epoch later (a torch seed of seed + epoch did just that)."""
