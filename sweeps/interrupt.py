@@ -59,16 +59,19 @@ def forwarded_stop():
 def die_with(parent_pid):
     """Have the kernel send this process SIGTERM when ``parent_pid`` (its parent) dies, even
     killed (Linux only): a worker left without its sweep stops as on a Ctrl-C rather than
-    train on alone. Raises ``KeyboardInterrupt`` if the parent is already gone."""
+    train on alone. Whether the kernel took the request; raises ``KeyboardInterrupt`` if the
+    parent is already gone."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the parent's own stop must do
-        pass
+        args = (1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG, the signal
+        failed = libc.prctl(*(ctypes.c_ulong(a) for a in args)) != 0
+    except (OSError, AttributeError):  # no prctl (not Linux): the parent's own stop must do
+        failed = True
     if os.getppid() != parent_pid:  # it died before the request was made
         raise KeyboardInterrupt
+    return not failed
 
 
 class CtrlC:
@@ -142,8 +145,11 @@ def start_holding_ctrl_c(processes):
     reset by exec: each calls :func:`take_back_ctrl_c`. Where this process ignores SIGINT (a
     background job), nothing is blocked and they inherit the ignoring."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN or not _MASKS:
-        for process in processes:
-            process.start()
+        # A SIGTERM is raised once they have all started, not mid-start. SIGINT stays ignored:
+        # a handled signal would start them with its default action (exec resets handlers).
+        with signals_held((signal.SIGTERM,)):
+            for process in processes:
+                process.start()
         return
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     try:

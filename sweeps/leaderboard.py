@@ -231,9 +231,10 @@ def place_reference(ref, studies):
         if (ours.protocol == SMOKE).all():
             return (), (f"ours ran at a smoke-size budget (quick suite), not the {ref.protocol} "
                         "protocol")  # fmt: skip
-        # None: a space that names no protocol, e.g. one that changed its parent's values.
+        # None: a space that names no protocol (e.g. one that changed its parent's values),
+        # or a study from before protocols were recorded.
         return (), (f"other protocol: published {ref.protocol}, ours "
-                    f"{_listed(ours.protocol.fillna('none named by its space'))}")  # fmt: skip
+                    f"{_listed(ours.protocol.fillna('none recorded'))}")  # fmt: skip
     if ref.model is not None:
         if (model := same[same.backbone == ref.model]).empty:
             return (), (f"other model: {ref.architecture or ref.label} is our {ref.model}, and "

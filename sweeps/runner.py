@@ -34,6 +34,7 @@ parameters, as a killed worker's trial is. A worker raises Ctrl-C only between s
 (:mod:`dgl_ssm_sweeps.interrupt`), so the re-queueing never waits on a lock it holds itself.
 """
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -55,7 +56,7 @@ from optuna.trial import TrialState
 
 from dgl_ssm.checks import check_choice
 from dgl_ssm_bench.config import ModelConfig, RunConfig
-from dgl_ssm_bench.datasets import data_version, dataset_options
+from dgl_ssm_bench.datasets import data_version, dataset_metric, dataset_options
 from dgl_ssm_bench.device import use_gpu_of_worker
 from dgl_ssm_bench.files import signals_held
 from dgl_ssm_bench.metrics import METRICS
@@ -256,9 +257,23 @@ def _run_processes(spec, workers, log):
 
 def _stop(processes):
     """Ctrl-C: let every worker re-queue its trial (they got SIGINT too, or get it now)."""
+    # One stop is enough: a repeated SIGTERM (coreutils' timeout sends two) must not cut the
+    # workers' grace short. A second Ctrl-C still does.
+    if threading.current_thread() is not threading.main_thread():
+        _stop_workers(processes)  # (no signal reaches it there)
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        _stop_workers(processes)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _stop_workers(processes):
+    deadline = time.monotonic() + 2  # a terminal's Ctrl-C reached them: they stop themselves
     try:
         for process in processes:
-            process.join(timeout=2)  # a terminal's Ctrl-C reached them: they stop themselves
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
     except KeyboardInterrupt:
         pass
     stop = forwarded_stop()
@@ -293,8 +308,10 @@ def _drop_swallowed_interrupt(unraisable):
 def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING, parent=None):
     sys.unraisablehook = _drop_swallowed_interrupt
     try:
-        if parent is not None:
-            die_with(parent)  # a sweep killed outright stops its workers too
+        if parent is not None and not die_with(parent):  # a sweep killed stops them too
+            print(f"dgl-ssm-sweep: worker {index}: cannot ask to be stopped with the sweep "
+                  "(no prctl: not Linux); if the sweep is killed outright, stop this worker "
+                  "yourself", flush=True)  # fmt: skip
         # Ctrl-C was held while this process imported; it is raised here if one came. The
         # loop then takes it as it should (work() installs its handler).
         take_back_ctrl_c()
@@ -313,6 +330,7 @@ def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING, par
         # one that asks PyPI for its latest version): a Ctrl-C forwarded meanwhile would
         # only print a traceback.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the stop forwarded in the background
 
 
 def study_identity(spec, space, config=None):
@@ -363,6 +381,13 @@ def _check_identity(spec, study, space, identity):
     recorded = attrs.get("identity")
     if recorded == identity:
         return
+    if space.dropped_protocol is not None:
+        inherited = dataclasses.replace(space, protocol=space.dropped_protocol)
+        if recorded == study_identity(spec, inherited):
+            # Made before a space that changes its parent's values stopped inheriting its
+            # protocol: the same study, now following none (open_study re-tags it).
+            study.set_user_attr("identity", identity)
+            return
     where = f"Study {spec.study_name} in {redact(spec.storage, spec.storage)}"
     other_storage = "give this sweep another --storage, or delete the study " + (
         f"(optuna delete-study --study-name {spec.study_name} --storage "
@@ -433,6 +458,8 @@ def check_study(spec: SweepSpec):
         study = optuna.load_study(study_name=spec.study_name, storage=storage)
     except KeyError:  # no such study yet
         return
+    _check_direction(spec, study, dataset_metric(spec.dataset),
+                     METRICS[dataset_metric(spec.dataset)].direction)  # fmt: skip
     space = spec.load_space()
     _check_identity(spec, study, space, study_identity(spec, space))
 

@@ -99,7 +99,8 @@ class SearchSpace:
     plain: dict = field(default_factory=dict)
     ssm: dict = field(default_factory=dict)
     final: dict = field(default_factory=dict)
-    # Why the protocol of the space extended was not inherited (see the module docstring).
+    # The protocol of the space extended, not inherited (see the module docstring), and why.
+    dropped_protocol: str | None = field(default=None, compare=False)
     protocol_note: str | None = field(default=None, compare=False)
 
     def params(self, kind):
@@ -203,7 +204,7 @@ def _drop_changed_protocol(space, parent, path):
                if getattr(space, section) != getattr(parent, section)]  # fmt: skip
     if not changed:
         return
-    space.protocol = None
+    space.protocol, space.dropped_protocol = None, parent.protocol
     space.protocol_note = (
         f"{path.name} changes {', '.join(changed)} of {parent.name}, which follows the "
         f"{parent.protocol!r} protocol, so its studies follow none: the leaderboard sets no "

@@ -381,6 +381,9 @@ def test_edge_weights_are_cut_with_their_edges():
         top_eigenvalue_moduli(layer, graph, feat, k=12, layer_kwargs=kwargs), moduli, atol=1e-6
     )
     assert sizes == [80, 20, 80, 20]
+    sizes.clear()  # no weights given: the cut as for any layer
+    top_singular_values(layer, graph, feat, k=12, layer_kwargs={"edge_weight": None})
+    assert sizes == [80, 20]
 
     # A layer's own "edge_weight" that is not one row an edge (here one scale for the whole
     # graph) cannot be cut by edge ID: the spectrum is taken on the whole graph alone.

@@ -544,7 +544,7 @@ def test_a_study_whose_space_names_no_protocol_is_not_placed_beside_a_published_
     pilot = _studies([("gcn__gpp_sssp", "gcn", "gpp_sssp", None, "pna-v2", 1.3, {})])
     matched, reason = place_reference(paper, pilot)
     assert matched == ()
-    assert reason == "other protocol: published gpp, ours none named by its space"
+    assert reason == "other protocol: published gpp, ours none recorded"
 
 
 def _studies(rows):

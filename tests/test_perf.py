@@ -474,9 +474,13 @@ def test_the_rewire_section_times_both_ways_and_flags_different_graphs(tmp_path,
         prepared[-1] = dgl.remove_edges(prepared[-1], [0])
         return prepared
 
-    monkeypatch.setattr(dgl_ssm_bench.train, "prepare_graphs", drops_an_edge)
-    result = main([*args, "--out", str(tmp_path / "b")])
-    assert "DIFFERENT graphs" in capsys.readouterr().out
-    assert not [r for r in result["ratios"] if r["section"] == "rewire"]
-    report = (tmp_path / "b" / "perf.md").read_text()
-    assert "rewire, gpp-sized: different graphs" in report
+    def drops_a_graph(graphs, config):
+        return real(graphs, config)[:-1]
+
+    for name, wrong in (("edge", drops_an_edge), ("graph", drops_a_graph)):
+        monkeypatch.setattr(dgl_ssm_bench.train, "prepare_graphs", wrong)
+        result = main([*args, "--out", str(tmp_path / name)])
+        assert "DIFFERENT graphs" in capsys.readouterr().out, name
+        assert not [r for r in result["ratios"] if r["section"] == "rewire"]
+        report = (tmp_path / name / "perf.md").read_text()
+        assert "rewire, gpp-sized: different graphs" in report

@@ -14,11 +14,11 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from dgl_ssm_bench.config import ModelConfig
-from dgl_ssm_bench.datasets import data_version, get_dataset
+from dgl_ssm_bench.datasets import DATASETS, data_version, get_dataset
 from dgl_ssm_bench.references import GPP_DATA
 from dgl_ssm_sweeps import runner
 from dgl_ssm_sweeps.cli import sweep_main
-from dgl_ssm_sweeps.runner import SweepSpec, counted, run_sweep, validate
+from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, validate
 from dgl_ssm_sweeps.space import SPACES, SpaceError, backbone_kind, find_space, load_space
 from dgl_ssm_sweeps.storage import StorageError, new_sqlite_file, open_storage
 from dgl_ssm_sweeps.suites import suite_studies
@@ -290,6 +290,30 @@ def test_a_sweep_says_why_its_space_follows_no_protocol(tmp_path):
     assert lines[0].startswith("gcn_ssm__ring_transfer: child.yaml changes fixed of parent")
     study = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage)
     assert study.user_attrs.get("protocol") is None and len(study.trials) == 1
+
+
+def test_a_study_of_a_space_that_lost_its_inherited_protocol_is_resumed_and_retagged(tmp_path):
+    # Made before the rule: its identity holds the parent's protocol. Resuming it must not
+    # be refused as "your space changed", and it must stop claiming that protocol.
+    (tmp_path / "parent.yaml").write_text(TINY_SPACE.format(epochs=3, graphs=60).replace(
+        "protocol: smoke", "protocol: gpp"))  # fmt: skip
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: parent\nprotocol: gpp\nfixed: {optim.epochs: 1}\n")  # as before
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=1, storage=storage, space=str(child),
+                     pruner="none", final=False)  # fmt: skip
+    run_sweep(spec, log=lambda *_: None)
+    study = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage)
+    assert study.user_attrs["protocol"] == "gpp"
+    child.write_text("extends: parent\nfixed: {optim.epochs: 1}\n")  # now: no protocol
+    spec.trials = 2
+    run_sweep(spec, log=lambda *_: None)
+    study = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage)
+    assert len(study.trials) == 2 and study.user_attrs["protocol"] is None
+    other = tmp_path / "other.yaml"  # a real change is still refused
+    other.write_text("extends: parent\nfixed: {optim.epochs: 2}\n")
+    with pytest.raises(StudyMismatch, match="another search space"):
+        run_sweep(dataclasses.replace(spec, space=str(other)), log=lambda *_: None)
 
 
 def test_the_gpp_data_version_is_the_one_the_published_numbers_use():
@@ -799,12 +823,18 @@ def test_a_space_with_a_graph_head_on_a_node_dataset_is_refused_before_any_trial
         validate(spec)
 
 
-def test_the_level_known_before_loading_is_the_loaded_one(data_dir):
-    from dgl_ssm_bench.datasets import dataset_level
+def test_the_level_and_metric_known_before_loading_are_the_loaded_ones(data_dir, tmp_path):
+    from dgl_ssm_bench.datasets import METRIC, dataset_level, dataset_metric
+    from dgl_ssm_bench.metrics import METRICS
 
-    for name, options in [("cora", {"data_dir": data_dir}), ("ring_transfer", {"num_graphs": 10}),
-                          ("minesweeper", {"data_dir": data_dir})]:  # fmt: skip
-        assert dataset_level(name) == get_dataset(name, **options).level
+    tiny_gpp = {"sizes": (20, 10, 10), "cache_dir": str(tmp_path)}
+    local = {"data_dir": data_dir}
+    for name, options in [("cora", local), ("citeseer", local), ("minesweeper", local),
+                          ("tolokers", local), ("ring_transfer", {"num_graphs": 10}),
+                          ("gpp_sssp", tiny_gpp), ("gpp_diameter", tiny_gpp)]:  # fmt: skip
+        data = get_dataset(name, **options)
+        assert (dataset_level(name), dataset_metric(name)) == (data.level, data.metric), name
+    assert set(METRIC) == set(DATASETS) and set(METRIC.values()) <= set(METRICS)
 
 
 @pytest.mark.parametrize("read_only", [False, True])  # a sweep's storage, the leaderboard's

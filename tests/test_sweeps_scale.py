@@ -242,6 +242,19 @@ def test_an_empty_study_set_to_the_other_direction_is_refused_before_any_trial(t
     assert load(storage).trials == [] and load(storage).user_attrs == {}
 
 
+def test_a_suite_refuses_a_study_set_to_the_other_direction_before_running_any(
+    tmp_path, monkeypatch, capsys
+):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="kgcn_ssm__cora", storage=storage)  # minimize, empty
+    ran = []
+    monkeypatch.setattr(runner, "train", lambda *a, **k: ran.append(1) / 0)
+    code = bench_main(["leaderboard", "--suite", "quick", "--storage", storage,
+                       "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2 and ran == []
+    assert "kgcn_ssm__cora in" in (err := capsys.readouterr().err) and "is set to minimize" in err
+
+
 def test_a_study_whose_own_space_changed_is_not_sent_back_to_the_same_command(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = space_file(tmp_path)

@@ -93,6 +93,22 @@ FIXED_SPLITS = {"cora": 1, "citeseer": 1, "pubmed": 1, "ogbn_arxiv": 1, "mineswe
 GRAPH_LEVEL = {"gpp_diameter", "peptides_func", "peptides_struct"}
 
 
+# The metric each dataset is scored by, known before the data loads, so a sweep can check
+# a stored study's direction before a suite runs (each loader gives its own; a test checks
+# they agree).
+METRIC = {"cora": "accuracy", "citeseer": "accuracy", "pubmed": "accuracy",
+          "minesweeper": "roc_auc", "tolokers": "roc_auc", "questions": "roc_auc",
+          "roman_empire": "accuracy", "amazon_ratings": "accuracy", "ring_transfer": "accuracy",
+          "gpp_diameter": "log10_mse", "gpp_sssp": "log10_mse", "gpp_eccentricity": "log10_mse",
+          "ogbn_arxiv": "accuracy", "peptides_func": "ap", "peptides_struct": "mae"}  # fmt: skip
+
+
+def dataset_metric(name):
+    """The metric dataset ``name`` is scored by (a key of ``dgl_ssm_bench.metrics.METRICS``)."""
+    _loader(name)  # unknown names list the valid ones
+    return METRIC[name]
+
+
 def dataset_level(name):
     """``"graph"`` or ``"node"``: the level of dataset ``name``'s task."""
     _loader(name)  # unknown names list the valid ones
@@ -181,6 +197,7 @@ __all__ = [
     "BenchmarkData",
     "data_version",
     "dataset_level",
+    "dataset_metric",
     "dataset_options",
     "get_dataset",
     "num_splits",

@@ -168,7 +168,7 @@ def rewire_cost(config, label):
     """Seconds to rewire ``config.rewire_graphs`` graphs of the GPP generator's sizes for the
     shipped kGCN-SSM GPP config (K = 10), as training prepares them: one graph at a time
     (``prepare_graph``) and in batched calls (``prepare_graphs``), in interleaved rounds. Both
-    must give the same graphs (edges and hop labels): ``same`` says whether they did."""
+    must give the same graphs (edges, hop labels, node data): ``same`` says whether they did."""
     from ..config import RunConfig
     from ..train import prepare_graph, prepare_graphs
 
@@ -176,7 +176,8 @@ def rewire_cost(config, label):
     run_config = RunConfig.from_yaml(GPP_CONFIG)
     graphs = gpp_sized_graphs(config.rewire_graphs, config.seed)
     one_by_one = [prepare_graph(graph, run_config) for graph in graphs]
-    same = all(_same_graph(a, b) for a, b in zip(one_by_one, prepare_graphs(graphs, run_config)))
+    batched = prepare_graphs(graphs, run_config)
+    same = len(batched) == len(one_by_one) and all(map(_same_graph, one_by_one, batched))
     runs = {
         "one at a time": lambda: [prepare_graph(graph, run_config) for graph in graphs],
         "batched": lambda: prepare_graphs(graphs, run_config),
@@ -190,11 +191,14 @@ def rewire_cost(config, label):
 
 
 def _same_graph(a, b):
+    """The same nodes, edges in the same order, and the same node and edge data."""
     return (
         a.num_nodes() == b.num_nodes()
         and all(torch.equal(x, y) for x, y in zip(a.edges(), b.edges()))
-        and a.edata.keys() == b.edata.keys()
-        and all(torch.equal(a.edata[name], b.edata[name]) for name in a.edata.keys())
+        and all(
+            x.keys() == y.keys() and all(torch.equal(x[name], y[name]) for name in x.keys())
+            for x, y in ((a.ndata, b.ndata), (a.edata, b.edata))
+        )
     )
 
 

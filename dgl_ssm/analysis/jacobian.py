@@ -99,7 +99,7 @@ def _layer_function(layer, graph, feat, edge_feat, layer_kwargs, dtype, who):
         """The same layer on the subgraph ``nodes`` induce, with its point; None when the
         layer also reads tensors other than DGL's per-edge ``edge_weight`` in its keyword
         arguments, or reads a list of hop graphs (a cumulative k-hop layer)."""
-        per_edge = {name for name in _PER_EDGE_KWARGS if name in kwargs}
+        per_edge = {name for name in _PER_EDGE_KWARGS if kwargs.get(name) is not None}
         if not isinstance(graph, dgl.DGLGraph) or any(
             _has_tensor(value) for name, value in kwargs.items() if name not in per_edge
         ):
