@@ -547,6 +547,26 @@ def test_a_study_whose_space_names_no_protocol_is_not_placed_beside_a_published_
     assert reason == "other protocol: published gpp, ours none recorded"
 
 
+def test_a_final_run_that_is_not_finite_counts_as_failed():
+    # The mean is over the finite runs only: n must say 2, not 3.
+    from dgl_ssm_sweeps.leaderboard import _final
+
+    for bad in (float("nan"), float("inf")):
+        found = _final({"mean": 0.7, "std": 0.1, "values": [0.6, bad, 0.8], "seeds": [1, 2, 3]})
+        assert (found["n"], found["failed"]) == (2, 1)
+
+
+def test_means_equal_at_the_shown_decimals_are_both_bold():
+    # 0.70001 and 0.70004 both read 0.7000: the reader cannot tell them apart, nor may bold.
+    from dgl_ssm_sweeps.leaderboard import build_table
+
+    studies = _studies([(f"{b}__cora", b, "cora", "p", None, m, {})
+                        for b, m in (("gcn", 0.70001), ("gcn_ssm", 0.70004))])  # fmt: skip
+    studies = studies.assign(metric="accuracy", direction="maximize", std=0.01)
+    cells, _, _ = build_table(studies, references=[])
+    assert list(cells.best) == [True, True]
+
+
 def _studies(rows):
     """A studies table as read_studies gives it: (name, backbone, dataset, protocol, data
     version, mean, model options of the best configuration)."""

@@ -192,6 +192,30 @@ def test_graph_readout_pools_per_graph():
     torch.testing.assert_close(both, alone.expand(2, -1))
 
 
+def test_the_default_readout_is_the_mean():
+    # One graph, and one made of two disjoint copies of it: the mean of each node's state is
+    # the same, the sum doubles (a sum default would tell them apart).
+    model = build_model("gcn_ssm", **ARGS, task="graph").eval()
+    g = random_graph(30, 60, seed=1)
+    feat = torch.randn(30, 5)
+    doubled = dgl.batch([g, g])
+    doubled.set_batch_num_nodes(torch.tensor([60]))
+    doubled.set_batch_num_edges(torch.tensor([2 * g.num_edges()]))
+    torch.testing.assert_close(model(doubled, torch.cat([feat, feat])), model(g, feat))
+
+
+def test_input_dropout_acts_on_the_raw_features_before_the_encoder():
+    # With all-zero features, dropout before the encoder changes nothing: the first layer
+    # sees the encoder's bias on every node. After it, entries would be zeroed or doubled.
+    torch.manual_seed(0)
+    model = build_model("gcn_ssm", **ARGS, dropout=0.5).train()
+    g, seen = random_graph(30, 60, seed=1), []
+    hook = model.layers[0].register_forward_pre_hook(lambda m, args: seen.append(args[1]))
+    model(g, torch.zeros(30, 5))
+    hook.remove()
+    torch.testing.assert_close(seen[0], model.encoder.bias.detach().expand(30, -1))
+
+
 def test_gatedgcn_uses_edge_features_and_returns_them_through_the_stack():
     g = random_graph(30, 60, seed=1)
     model = build_model("gatedgcn_ssm", **ARGS, edge_feats=2)

@@ -125,6 +125,37 @@ def test_the_reported_scores_are_each_splits_own_at_the_best_epoch(monkeypatch):
     assert calls.count("test") == 1 and calls[-1] == "test"  # once, after training
 
 
+def test_the_run_trains_and_scores_on_the_split_it_names():
+    # Heterophily results are means over 10 fixed splits: a trainer always on split 0 would
+    # report one split ten times.
+    from dgl_ssm_bench.datasets import BenchmarkData
+    from dgl_ssm_bench.train import _Task
+
+    graph = dgl.to_bidirected(dgl.graph((torch.arange(6), (torch.arange(6) + 1) % 6)))
+    graph.ndata["feat"], graph.ndata["label"] = torch.randn(6, 2), torch.arange(6) % 2
+    i = torch.arange(6)
+    splits = [{"train": i[:2], "val": i[2:4], "test": i[4:]},
+              {"train": i[4:], "val": i[:2], "test": i[2:4]}]  # fmt: skip
+    data = BenchmarkData("tiny", "node", "cross_entropy", "accuracy", 2, 2, graph=graph,
+                         splits=splits)  # fmt: skip
+    config = RunConfig.from_dict({"model": {"name": "gcn", "num_layers": 1, "hidden": 4},
+                                  "data": {"name": "cora", "split": 1}})  # fmt: skip
+    index = _Task(data, config, torch.device("cpu")).index
+    assert {k: v.tolist() for k, v in index.items()} == {"train": [4, 5], "val": [0, 1],
+                                                         "test": [2, 3]}  # fmt: skip
+
+
+def test_a_graphs_own_self_loops_are_replaced_not_doubled():
+    # Node 0 looped twice would count itself twice in GCN's degree normalisation.
+    from dgl_ssm_bench.train import prepare_graph
+
+    graph = dgl.graph(([0, 0, 1], [0, 1, 2]))
+    prepared = prepare_graph(graph, RunConfig.from_dict({"model": {"name": "gcn_ssm"}}))
+    src, dst = prepared.edges()
+    loops = sorted(s for s, d in zip(src.tolist(), dst.tolist()) if s == d)
+    assert prepared.num_edges() == 5 and loops == [0, 1, 2]
+
+
 def test_each_seed_and_epoch_draws_its_own_order_of_the_training_graphs():
     """Re-batched every epoch, the runs of seeds 0, 1, 2 see unrelated orders: no seed trains
     on another's batches one epoch later (a torch seed of seed + epoch did just that)."""
