@@ -31,7 +31,9 @@ class signals_held:
     def __enter__(self):
         self.caught, self.previous = [], {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self._record) for s in self.signals}
+            # An ignored signal stays ignored (processes started meanwhile inherit that).
+            held = [s for s in self.signals if signal.getsignal(s) is not signal.SIG_IGN]
+            self.previous = {s: signal.signal(s, self._record) for s in held}
         return self
 
     def _record(self, signum, frame):

@@ -43,11 +43,18 @@ def terminate_as_ctrl_c():
     ):
         yield
         return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = signal.signal(signal.SIGTERM, _terminate_once)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _terminate_once(signum, frame):
+    # Ignored from now on: a second SIGTERM (coreutils' timeout sends two, microseconds
+    # apart) must not interrupt the stop this one starts before it can begin.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def forwarded_stop():

@@ -330,7 +330,8 @@ def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING, par
         # one that asks PyPI for its latest version): a Ctrl-C forwarded meanwhile would
         # only print a traceback.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the stop forwarded in the background
+        # (SIGTERM keeps its default action: it ends the process at once, with no traceback,
+        # even if exiting waits on that thread forever.)
 
 
 def study_identity(spec, space, config=None):
@@ -385,8 +386,9 @@ def _check_identity(spec, study, space, identity):
         inherited = dataclasses.replace(space, protocol=space.dropped_protocol)
         if recorded == study_identity(spec, inherited):
             # Made before a space that changes its parent's values stopped inheriting its
-            # protocol: the same study, now following none (open_study re-tags it).
+            # protocol: the same study, now following none.
             study.set_user_attr("identity", identity)
+            study.set_user_attr("protocol", space.protocol)
             return
     where = f"Study {spec.study_name} in {redact(spec.storage, spec.storage)}"
     other_storage = "give this sweep another --storage, or delete the study " + (

@@ -440,6 +440,23 @@ def test_sigterm_mid_trial_is_taken_as_ctrl_c(tmp_path, monkeypatch, capsys):
     assert trials[0].user_attrs["status"] == "interrupted"
 
 
+def test_the_parent_takes_one_sigterm_and_ignores_the_next_until_it_has_stopped():
+    # coreutils' timeout sends SIGTERM twice, microseconds apart: the second must not
+    # interrupt the stop the first one starts (the workers would be left running).
+    from dgl_ssm_bench.files import signals_held
+    from dgl_ssm_sweeps.interrupt import terminate_as_ctrl_c
+
+    handler = signal.getsignal(signal.SIGTERM)
+    with terminate_as_ctrl_c():
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)  # ignored: no second KeyboardInterrupt
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        with signals_held():  # an ignored signal is not taken over (children inherit it)
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is handler
+
+
 def test_ctrl_c_during_a_storage_call_is_raised_after_it(tmp_path, monkeypatch):
     # Raised inside a storage call, a KeyboardInterrupt can leave a cursor holding SQLite's
     # lock, and the re-queueing then waits on it: the worker must raise it after the call.
