@@ -15,9 +15,8 @@ from pathlib import Path
 
 
 class signals_held:
-    """Hold SIGINT and SIGTERM (or ``signals``) back (main thread only) while a few writes must
-    all happen; a signal that came meanwhile is delivered, to the handler it had, when the
-    block ends.
+    """Hold SIGINT and SIGTERM back (main thread only) while a few writes must all happen;
+    a signal that came meanwhile is delivered, to the handler it had, when the block ends.
 
     (Python handlers, not a signal mask: a process-directed signal would reach another
     thread, e.g. a torch or SQLite one, that does not block it.)
@@ -25,14 +24,11 @@ class signals_held:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, signals=SIGNALS):
-        self.signals = signals
-
     def __enter__(self):
         self.caught, self.previous = [], {}
         if threading.current_thread() is threading.main_thread():
             # An ignored signal stays ignored (processes started meanwhile inherit that).
-            held = [s for s in self.signals if signal.getsignal(s) is not signal.SIG_IGN]
+            held = [s for s in self.SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
             self.previous = {s: signal.signal(s, self._record) for s in held}
         return self
 

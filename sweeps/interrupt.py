@@ -152,9 +152,9 @@ def start_holding_ctrl_c(processes):
     reset by exec: each calls :func:`take_back_ctrl_c`. Where this process ignores SIGINT (a
     background job), nothing is blocked and they inherit the ignoring."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN or not _MASKS:
-        # A SIGTERM is raised once they have all started, not mid-start. SIGINT stays ignored:
-        # a handled signal would start them with its default action (exec resets handlers).
-        with signals_held((signal.SIGTERM,)):
+        # A SIGTERM is raised once they have all started, not mid-start (an ignored SIGINT is
+        # left ignored by signals_held, so they inherit that).
+        with signals_held():
             for process in processes:
                 process.start()
         return

@@ -432,10 +432,11 @@ def _check_identity(spec, study, space, identity):
     )
 
 
-def _check_direction(spec, study, metric, direction):
-    """Refuse a study that optimises the other way (Optuna's ``load_if_exists`` loads it
-    without a word): its sampler and pruner would work against the metric, and the final
-    evaluation would re-run the worst trial."""
+def _check_direction(spec, study, metric):
+    """Refuse a study that optimises the other way from ``metric`` (Optuna's
+    ``load_if_exists`` loads it without a word): its sampler and pruner would work against the
+    metric, and the final evaluation would re-run the worst trial."""
+    direction = METRICS[metric].direction
     stored = study.direction.name.lower()
     if stored == direction:
         return
@@ -460,8 +461,7 @@ def check_study(spec: SweepSpec):
         study = optuna.load_study(study_name=spec.study_name, storage=storage)
     except KeyError:  # no such study yet
         return
-    _check_direction(spec, study, dataset_metric(spec.dataset),
-                     METRICS[dataset_metric(spec.dataset)].direction)  # fmt: skip
+    _check_direction(spec, study, dataset_metric(spec.dataset))
     space = spec.load_space()
     _check_identity(spec, study, space, study_identity(spec, space))
 
@@ -485,7 +485,7 @@ def open_study(spec, data, space, worker_index=0):
             _sampler(spec, worker_index, 0),
             make_pruner(spec.pruner),
         )
-        _check_direction(spec, study, data.metric, direction)
+        _check_direction(spec, study, data.metric)
         _check_identity(spec, study, space, study_identity(spec, space))
         attrs = {"backbone": spec.backbone, "dataset": spec.dataset, "metric": data.metric,
                  "direction": direction, "space": space.name, "protocol": space.protocol,

@@ -162,7 +162,7 @@ def _rewire_section(config, log, records):
         return
     status = {} if out["same"] else {
         "status": "different graphs",
-        "note": "batched rewiring gave other edges or hop labels than one graph at a time",
+        "note": "batched rewiring gave other graphs than one graph at a time",
     }  # fmt: skip
     medians = {}
     for name, rounds in out["measurements"].items():
