@@ -769,9 +769,12 @@ def final_evaluation(spec: SweepSpec, log=print):
         seeds = list(given or range(searched + 1, searched + 1 + runs))[:runs]
         # Each finished run is stored at once, so an interrupted evaluation resumes where it
         # stopped (a GPP run at the paper's protocol takes an hour).
-        progress = {"trial": best.number, "seeds": seeds, "values": {}}
+        # "devices": where each run ran, as a trial records it (a final evaluation may run
+        # on another machine than the search did).
+        progress = {"trial": best.number, "seeds": seeds, "values": {}, "devices": {}}
         if (stored.get("trial"), stored.get("seeds")) == (best.number, seeds):
             progress["values"] = dict(stored["values"])
+            progress["devices"] = dict(stored.get("devices") or {})
         for i, seed in enumerate(seeds):
             if str(i) in progress["values"]:
                 continue
@@ -786,6 +789,7 @@ def final_evaluation(spec: SweepSpec, log=print):
                 continue  # not stored: the next evaluation of this study retries it
             value = result.test if result.status == "ok" else None
             progress["values"][str(i)] = value
+            progress["devices"][str(i)] = result.device
             study.set_user_attr("final_runs", progress)
             shown = "diverged" if value is None else f"test {value:.4g}"
             log(f"{spec.study_name}: final run {i + 1}/{len(seeds)} (seed {seed}): {shown}")
@@ -797,6 +801,7 @@ def final_evaluation(spec: SweepSpec, log=print):
             "std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
             "values": values,
             "seeds": seeds,
+            "devices": [progress["devices"].get(str(i)) for i in range(len(seeds))],
             # the runs that raised (not diverged): a sweep run again retries just these
             "raised": _raised(progress),
             "params": best.params,

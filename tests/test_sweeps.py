@@ -401,6 +401,7 @@ def test_the_final_runs_use_this_sweeps_device_not_the_best_trials(tmp_path):
     lines = []
     final = run_sweep(spec, log=lines.append)
     assert final is not None and None not in final["values"], lines
+    assert final["devices"] == ["cpu", "cpu"]  # where they ran, recorded per run
 
 
 def test_an_interrupted_final_evaluation_resumes_where_it_stopped(tmp_path, monkeypatch):
@@ -426,6 +427,7 @@ def test_an_interrupted_final_evaluation_resumes_where_it_stopped(tmp_path, monk
     final = run_sweep(spec, log=lines.append)
     assert trained[2:] == [2]  # only final run 2 (seed 2: the seeds after the search's 0)
     assert len(final["values"]) == 2 and None not in final["values"]
+    assert final["devices"] == ["cpu", "cpu"]  # run 1's device kept through the resume
     assert any("final run 2/2 (seed 2): test" in line for line in lines)
 
 
@@ -464,7 +466,9 @@ def test_the_final_numbers_are_the_mean_and_sample_std_of_the_runs(tmp_path, mon
     run_sweep(spec, log=lambda *_: None)
     scores = iter([0.5, 0.7])
     monkeypatch.setattr(
-        runner, "train", lambda config, data: SimpleNamespace(test=next(scores), status="ok")
+        runner,
+        "train",
+        lambda config, data: SimpleNamespace(test=next(scores), status="ok", device="cpu"),
     )
     final = runner.final_evaluation(spec, log=lambda *_: None)
     # Worked by hand: mean (0.5 + 0.7) / 2; sample std √((0.1² + 0.1²) / (2 − 1)).
@@ -490,7 +494,7 @@ def test_final_runs_take_the_spaces_seeds_and_a_split_each(
 
     def fake_train(config, data):
         seen.append((config.seed, config.data.split, config.optim.lr))
-        return SimpleNamespace(test=0.5, status="ok")
+        return SimpleNamespace(test=0.5, status="ok", device="cpu")
 
     monkeypatch.setattr(runner, "train", fake_train)
     final = runner.final_evaluation(spec, log=lambda *_: None)
