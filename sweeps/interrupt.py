@@ -18,8 +18,8 @@ traceback, and raised where each process can act on it.
 SIGTERM (``kill``, ``timeout``, a batch scheduler) stops a sweep as Ctrl-C does: the parent
 takes it as ``KeyboardInterrupt`` (:func:`terminate_as_ctrl_c`) and forwards a stop to its
 workers (:func:`forwarded_stop`), and a worker's :class:`CtrlC` takes either signal. A worker
-also gets SIGTERM from the kernel if its parent dies, even killed (:func:`die_with`), so no
-worker trains on alone.
+also sends itself SIGTERM once its parent has exited, even killed (:func:`stop_with_parent`),
+so no worker trains on alone.
 """
 
 import os
@@ -28,6 +28,7 @@ import threading
 from contextlib import contextmanager
 
 from dgl_ssm_bench.files import signals_held
+from dgl_ssm_bench.orphans import on_parent_exit
 
 _MASKS = hasattr(signal, "pthread_sigmask")  # POSIX; elsewhere nothing is held
 STOPS = (signal.SIGINT, signal.SIGTERM)  # what stops a sweep as a Ctrl-C does
@@ -63,22 +64,11 @@ def forwarded_stop():
     return signal.SIGTERM if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else signal.SIGINT
 
 
-def die_with(parent_pid):
-    """Have the kernel send this process SIGTERM when ``parent_pid`` (its parent) dies, even
-    killed (Linux only): a worker left without its sweep stops as on a Ctrl-C rather than
-    train on alone. Whether the kernel took the request; raises ``KeyboardInterrupt`` if the
-    parent is already gone."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        args = (1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG, the signal
-        failed = libc.prctl(*(ctypes.c_ulong(a) for a in args)) != 0
-    except (OSError, AttributeError):  # no prctl (not Linux): the parent's own stop must do
-        failed = True
-    if os.getppid() != parent_pid:  # it died before the request was made
-        raise KeyboardInterrupt
-    return not failed
+def stop_with_parent():
+    """Have this worker stopped as on a Ctrl-C (SIGTERM to itself) once its parent, the sweep,
+    has exited, even killed outright, so that no worker trains on alone. Whether there is a
+    parent to watch (a process that multiprocessing spawned)."""
+    return on_parent_exit(lambda: os.kill(os.getpid(), signal.SIGTERM))
 
 
 class CtrlC:

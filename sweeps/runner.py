@@ -67,9 +67,9 @@ from dgl_ssm_bench.train import load_data, train
 
 from .interrupt import (
     CtrlC,
-    die_with,
     forwarded_stop,
     start_holding_ctrl_c,
+    stop_with_parent,
     take_back_ctrl_c,
     terminate_as_ctrl_c,
 )
@@ -235,7 +235,7 @@ def _run_processes(spec, workers, log):
     processes = [
         context.Process(
             target=_work_in_process,
-            args=(spec, i, threads, optuna.logging.get_verbosity(), os.getpid()),
+            args=(spec, i, threads, optuna.logging.get_verbosity()),
         )
         for i in range(workers)
     ]
@@ -305,13 +305,10 @@ def _drop_swallowed_interrupt(unraisable):
         sys.__unraisablehook__(unraisable)
 
 
-def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING, parent=None):
+def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
     sys.unraisablehook = _drop_swallowed_interrupt
     try:
-        if parent is not None and not die_with(parent):  # a sweep killed stops them too
-            print(f"dgl-ssm-sweep: worker {index}: cannot ask to be stopped with the sweep "
-                  "(no prctl: not Linux); if the sweep is killed outright, stop this worker "
-                  "yourself", flush=True)  # fmt: skip
+        stop_with_parent()  # a sweep killed outright stops them too
         # Ctrl-C was held while this process imported; it is raised here if one came. The
         # loop then takes it as it should (work() installs its handler).
         take_back_ctrl_c()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..device import CURRENT_GPU, use_gpu_of_worker
+from ..orphans import on_parent_exit
 from ..records import append_record, read_records
 from .claims import claim
 from .records import SCHEMA, checked_key, config_key
@@ -147,7 +148,7 @@ def _run_in_pool(cells, out, jobs, threads, locations, log):
     once and the queue dropped; every finished run is already on disk."""
     context = get_context("spawn")  # fresh interpreters: no forked torch or DGL state
     started = context.Value("i", 0)  # numbers the workers, to spread them over the GPUs
-    initargs = (threads, started, os.getpid(), _device(cells))
+    initargs = (threads, started, _device(cells))
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                                initargs=initargs)  # fmt: skip
     runs, running, written, lost, broken = _Runs(cells, out, log), {}, 0, [], False
@@ -244,28 +245,23 @@ def _device(cells):
     return "cuda" if any(cell.config.device in CURRENT_GPU for cell in cells) else "cpu"
 
 
-def _init_worker(threads, started=None, parent=None, device="cpu"):
+def _init_worker(threads, started=None, device="cpu"):
+    """Set up this process to run cells: ``threads`` torch threads; in a pool's worker
+    (``started`` counts them), its GPU, and the parent's stops."""
     import torch
 
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    if started is not None:
-        with started.get_lock():
-            index, started.value = started.value, started.value + 1
-        use_gpu_of_worker(index, device)
-    if parent is not None:
-        # Ctrl-C reaches the whole process group: the parent stops the workers, so a worker
-        # does not turn it into an error of the run it is in.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
-
-
-def _exit_without(parent):
-    """End this worker once its parent is gone (killed with SIGKILL, say): an orphan would go
-    on training runs whose records nobody will write."""
-    while os.getppid() == parent:
-        time.sleep(2)
-    os._exit(1)
+    if started is None:
+        return
+    with started.get_lock():
+        index, started.value = started.value, started.value + 1
+    use_gpu_of_worker(index, device)
+    # Ctrl-C reaches the whole process group: the parent stops the workers, so a worker does
+    # not turn it into an error of the run it is in.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Its parent killed outright (SIGKILL, say), nobody would write the records of its runs.
+    on_parent_exit(lambda: os._exit(1))
 
 
 def _outcome(function, *args):
