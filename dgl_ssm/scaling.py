@@ -156,7 +156,8 @@ def scaling_exponents(module):
 def unknown_convs(module):
     """The parametrised submodules of ``module`` that no known conv covers: their weights get
     :math:`k = 1` from :func:`scaling_exponents`, exact only if the output is linear in them.
-    By qualified name; empty for the layers of the models this library builds."""
+    By qualified name; for the layers of the models this library builds, empty but for a
+    ``norm`` (whose affine weights the normalisation, not the conv, scales)."""
     known = [prefix for prefix, sub in module.named_modules() if output_scaling(sub) is not None]
 
     def covered(prefix):

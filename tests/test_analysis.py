@@ -498,6 +498,23 @@ def test_normalized_energy_ignores_self_loops_in_the_degree():
     assert dirichlet_energy(partial, feat, normalized=True) == pytest.approx(expected, rel=1e-12)
 
 
+def test_layer_energies_pass_normalized_on_and_leave_the_model_as_it_was():
+    """The normalised energy of each state H⁽⁰⁾ … H⁽ᴸ⁾ (networkx degrees), measured in float64
+    on a copy: the caller's model keeps its float32 weights and trains on."""
+    torch.manual_seed(0)
+    graph = dgl.add_self_loop(dgl.graph(([0, 0, 1, 2, 3, 4], [1, 2, 2, 3, 4, 0])))
+    model = build_model("gcn_ssm", 3, 4, 2, num_layers=3)
+    feat = torch.randn(5, 3)
+    calls, last = layer_by_layer(copy.deepcopy(model), graph, feat)
+    edges = list(zip(*(t.tolist() for t in graph.edges())))
+    expected = [networkx_normalized_energy(edges, 5, h) for h in [*(c[1] for c in calls), last]]
+    before = copy.deepcopy(model.state_dict())
+    measured = layer_energies(model, graph, feat, normalized=True, dtype=torch.float64)
+    assert measured == pytest.approx(expected, rel=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_normalized_energy_on_cora_is_the_same_with_and_without_self_loops(cora):
     bare = dgl.remove_self_loop(cora)
     looped = dgl.add_self_loop(bare)
@@ -624,17 +641,43 @@ def test_sensitivity_matches_dense_autograd():
             sensitivity(model, graph, feat, pairs, ord=ord), expected, rtol=1e-5, atol=1e-12
         )
 
-    # sensitivity_by_distance = means of the dense blocks grouped by networkx distances.
-    curve = sensitivity_by_distance(model, graph, feat)
+    assert_curve(sensitivity_by_distance(model, graph, feat), jac, graph, range(10))
+    # A target named twice is one target (its blocks counted once, not twice).
+    curve = sensitivity_by_distance(model, graph, feat, targets=[0, 4, 0])
+    assert_curve(curve, jac, graph, [0, 4])
+
+
+def assert_curve(curve, jac, graph, targets):
+    """``curve`` (distance → mean) is the mean of the dense Jacobian's blocks ``∂h_v/∂x_u``
+    (Frobenius norms) of each target v, grouped by the networkx distance from u to v."""
     lengths = dict(nx.all_pairs_shortest_path_length(dgl.to_networkx(graph)))
     groups = {}
-    for v in range(10):
-        for u in range(10):
+    for v in targets:
+        for u in range(graph.num_nodes()):
             if v in lengths[u]:
                 groups.setdefault(lengths[u][v], []).append(jac[v, :, u, :].norm().item())
     assert sorted(curve) == sorted(groups)
     for d, values in groups.items():
         assert curve[d] == pytest.approx(np.mean(values), rel=1e-5)
+
+
+def test_diagnostics_of_a_model_in_training_mode_measure_it_without_dropout():
+    """Sensitivity and each layer's input are the model's own (eval mode), not one random
+    dropout draw; the model is left training."""
+    torch.manual_seed(0)
+    graph = random_graph(10, 14, seed=7)
+    model = build_model("gcn_ssm", 3, 4, 2, num_layers=3, dropout=0.5).train()
+    feat = torch.randn(10, 3)
+    in_eval = copy.deepcopy(model).eval()
+    jac = dense_final_state_jacobian(in_eval, graph, feat).double()
+    pairs = [(0, 0), (0, 5), (3, 9), (7, 2)]
+    expected = [torch.linalg.matrix_norm(jac[v, :, u, :]).item() for v, u in pairs]
+    np.testing.assert_allclose(sensitivity(model, graph, feat, pairs), expected, rtol=1e-5)
+    assert_curve(sensitivity_by_distance(model, graph, feat), jac, graph, range(10))
+    calls = layer_inputs(model, graph, feat)
+    for (_, state, _), call in zip(layer_by_layer(in_eval, graph, feat)[0], calls, strict=True):
+        torch.testing.assert_close(call.feat, state)
+    assert all(module.training for module in model.modules())
 
 
 def test_hop_distances_follow_the_edges_direction_as_networkx_does():
@@ -967,6 +1010,12 @@ def test_sensitivity_refuses_what_is_not_a_list_of_node_pairs():
     cases = [
         (dict(targets=[]), ValueError, r"targets must be a non-empty list of node ids .*got \[\]"),
         (dict(targets=3), TypeError, r"targets must be a non-empty list of node ids .*got 3"),
+        (
+            dict(targets=torch.tensor(3)),
+            TypeError,
+            r"targets must be a non-empty list .*got tensor\(3\)",
+        ),
+        (dict(targets=np.int64(3)), TypeError, r"targets must be a non-empty list .*got 3"),
         (dict(num_targets=0), ValueError, "num_targets must be a positive integer, got 0"),
         (dict(num_targets=2.5), TypeError, "num_targets must be a positive integer, got 2.5"),
     ]

@@ -7,7 +7,7 @@ from dgl.nn import GraphConv
 
 import dgl_ssm
 import dgl_ssm.analysis
-from dgl_ssm import SSMLayer, SSMUpdate, build_model
+from dgl_ssm import SSMLayer, SSMUpdate, build_model, is_ssm, model_class
 from tests.conftest import random_graph
 
 ARGS = dict(in_feats=5, hidden=8, out_feats=2, num_layers=3)
@@ -117,6 +117,11 @@ def test_unknown_names_list_the_valid_ones():
         build_model("gcn_ssm", **ARGS, activation="tanhh")
     with pytest.raises(ValueError, match=r"Unknown hop_mode \['exact'\]"):  # unhashable
         build_model("kgcn_ssm", **ARGS, hop_mode=["exact"])
+    for call in (model_class, is_ssm, lambda name: build_model(name, **ARGS)):
+        with pytest.raises(ValueError, match=r"Unknown model \['gcn_ssm'\].*Valid: gcn, gcn_ssm"):
+            call(["gcn_ssm"])  # `name: [gcn_ssm]` in a YAML file
+        with pytest.raises(ValueError, match=r"Unknown model 'gcn_sm'. Did you mean 'gcn_ssm'"):
+            call("gcn_sm")  # not a plain model for want of "_ssm" at the end
 
 
 def test_plain_models_refuse_ssm_options():

@@ -65,6 +65,21 @@ def test_scaling_the_weights_by_their_exponents_scales_the_output(name):
     assert torch.allclose(_call(uniform, graph, feat, edge_feat)[0], c * node, atol=1e-4) == linear
 
 
+@pytest.mark.parametrize("relu", [nn.functional.relu, torch.relu])
+def test_a_conv_given_relu_as_a_function_keeps_its_symmetry(relu):
+    # GraphConv(..., activation=F.relu), DGL's usual spelling: relu(c·x) = c·relu(x), c > 0.
+    torch.manual_seed(0)
+    graph, feat = random_graph(9, 15, seed=3), torch.randn(9, D)
+    conv = GraphConv(D, D, activation=relu)
+    nn.init.normal_(conv.bias)
+    assert output_scaling(conv) == {"weight": 1, "bias": 1}
+    with torch.no_grad():
+        before = conv(graph, feat)
+        for p in conv.parameters():
+            p.mul_(2.5)
+    torch.testing.assert_close(conv(graph, feat), 2.5 * before)
+
+
 def test_hand_worked_exponents():
     assert output_scaling(GraphConv(D, D)) == {"weight": 1, "bias": 1}
     assert output_scaling(GATConv(D, 2, 4)) == {"attn_l": -1, "attn_r": -1, "bias": 1,

@@ -8,7 +8,7 @@ import dgl
 import numpy as np
 import pytest
 import torch
-from dgl.nn import GraphConv
+from dgl.nn import GATConv, GraphConv
 
 from dgl_ssm import GCNSSM, PlainUpdate, SSMLayer, SSMUpdate, build_matrix
 
@@ -52,6 +52,38 @@ def test_the_norm_acts_on_the_new_state():
     centred = state - state.mean(axis=1, keepdims=True)  # LayerNorm at init: weight 1, bias 0
     expected = centred / np.sqrt((centred**2).mean(axis=1, keepdims=True) + 1e-5)
     np.testing.assert_allclose(out.detach().numpy(), expected, atol=1e-5)
+
+
+class SumOfNeighbours(torch.nn.Module):
+    """A user's conv that writes its messages onto the graph, without a scope of its own."""
+
+    def forward(self, graph, feat):
+        graph.ndata["h"] = feat
+        graph.update_all(dgl.function.copy_u("h", "m"), dgl.function.sum("m", "h"))
+        return graph.ndata["h"]
+
+
+def test_a_conv_that_writes_on_the_graph_leaves_the_callers_graph_as_it_was():
+    graph = dgl.graph(([0, 1, 2], [1, 2, 0]))  # 0 → 1 → 2 → 0: node j sums node j − 1
+    graph.ndata["x"] = torch.zeros(3, 2)
+    feat = torch.tensor(H, dtype=torch.float32)
+    out = SSMLayer(SumOfNeighbours(), dim=2)(graph, feat)
+    assert list(graph.ndata) == ["x"] and not graph.edata
+    expected = H + 0.1 * np.maximum(H[[2, 0, 1]], 0)  # Λ = I, B = 0.1·I
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-6)
+
+
+def test_the_heads_of_a_multi_head_conv_are_concatenated_head_after_head():
+    torch.manual_seed(0)
+    graph = dgl.add_self_loop(dgl.graph(([0, 1, 1, 2], [1, 0, 2, 1])))
+    feat = torch.randn(3, 4)
+    layer = SSMLayer(GATConv(4, 2, num_heads=2), dim=4)
+    with torch.no_grad():
+        out = layer(graph, feat)
+        heads = layer.conv(graph, feat)  # (nodes, heads, 2)
+    assert heads.shape == (3, 2, 2)
+    conv = torch.cat([heads[:, 0], heads[:, 1]], dim=1)  # GAT's ‖ of the heads, not interleaved
+    torch.testing.assert_close(out, feat + 0.1 * torch.relu(conv))
 
 
 def test_dropout_acts_on_the_conv_input_only():

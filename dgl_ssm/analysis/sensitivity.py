@@ -253,7 +253,7 @@ def sensitivity_by_distance(
     if targets is not None:
         given = targets
         iterable = isinstance(given, Iterable) and not isinstance(given, (str, bytes))
-        targets = list(given) if iterable else None
+        targets = list(given) if iterable and getattr(given, "ndim", 1) != 0 else None
         if not targets:
             raise (TypeError if targets is None else ValueError)(
                 f"{who}: targets must be a non-empty list of node ids (or None to draw "
