@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from dgl.nn import GraphConv
+from torch import nn
 
 import dgl_ssm_bench.baselines
-from dgl_ssm_bench.baselines import PlatonovBlock, PlatonovGCN
+from dgl_ssm_bench.baselines import KipfGCN, PlatonovBlock, PlatonovGCN
 from dgl_ssm_bench.config import DataConfig, ModelConfig, RunConfig
 from dgl_ssm_bench.run import validate
 
@@ -194,3 +195,41 @@ def test_inputs_are_checked_once_per_unchanged_graph_and_features(monkeypatch, n
     feat[0, 0] = math.nan
     with pytest.raises(ValueError, match="NaN"):
         model(graph, feat)
+
+
+def ring(n=5):
+    return dgl.add_self_loop(
+        dgl.to_bidirected(dgl.graph((list(range(n)), [(i + 1) % n for i in range(n)])))
+    )
+
+
+@pytest.mark.parametrize("layers,expected", [(2, 23063), (3, 23063 + 16 * 16 + 16)])
+def test_kipf_gcn_has_num_layers_convs_and_the_papers_parameter_count(layers, expected):
+    # Kipf & Welling on Cora: 1433 → 16 → 7, GraphConv(a, b) has a·b weights + b biases:
+    # 1433·16 + 16 + 16·7 + 7 = 23,063; one more hidden layer adds 16·16 + 16.
+    model = KipfGCN(1433, 16, 7, num_layers=layers)
+    assert len(model.convs) == layers
+    assert sum(p.numel() for p in model.parameters()) == expected
+
+
+def test_kipf_gcn_drops_out_its_input_features_too():
+    # "dropout before each conv": with one conv, the only dropout is on the input features.
+    model = KipfGCN(3, 8, 2, num_layers=1, dropout=0.5).train()
+    graph, x = ring(), torch.randn(5, 3)
+    torch.manual_seed(0)
+    assert not torch.allclose(model(graph, x), model(graph, x))
+    model.eval()
+    torch.testing.assert_close(model(graph, x), model(graph, x))
+
+
+def test_platonov_gcn_applies_its_dropout_after_the_input_map_and_in_every_block():
+    # Input map: 1 dropout; each block: after each of its 2 linear maps → 1 + 2·L calls,
+    # every one at the run's rate.
+    layers, rate = 3, 0.3
+    model = PlatonovGCN(3, 8, 2, num_layers=layers, dropout=rate).train()
+    rates = []
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.register_forward_hook(lambda m, _i, _o: rates.append(m.p))
+    model(ring(), torch.randn(5, 3))
+    assert rates == [rate] * (1 + 2 * layers)

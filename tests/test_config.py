@@ -4,10 +4,13 @@ the stored form (``to_dict``), which keys reproduction records, unchanged by the
 import json
 
 import pytest
+from torch import nn
 
 from dgl_ssm_bench.config import ModelConfig, RunConfig
+from dgl_ssm_bench.models import build_for
 from dgl_ssm_bench.reproduce import config_key, plan
 from dgl_ssm_bench.reproduce.records import record_key
+from dgl_ssm_bench.run import _Probe
 
 # The config of a reproduction record as the first runs wrote it (results/reproduction/
 # gpp.jsonl, commit 0560a3b: plain dataclasses, before the typed config and before
@@ -124,9 +127,6 @@ def test_an_empty_config_file_is_refused(tmp_path):
 def test_depth_scaled_input_and_calibration_options():
     config = RunConfig.from_yaml("benchmarks/configs/cora_gcn_ssm_1024.yaml")
     assert (config.model.input_scale, config.model.checkpoint) == ("auto", True)
-    from dgl_ssm_bench.models import build_for
-    from dgl_ssm_bench.run import _Probe
-
     model = build_for(config.model, _Probe(level="node"))
     assert float(model.layers[0].update.input_matrix[0, 0]) == pytest.approx(0.00625)
     assert model.segments == 32
@@ -158,3 +158,45 @@ def test_a_weight_decay_rule_for_calibration_without_calibration_is_refused():
             validate(config)
         config.model.calibrate = 1.0
         validate(config)  # with it, the rule applies
+
+
+def built(**options):
+    return build_for(ModelConfig(hidden=8, num_layers=2, **options), _Probe(level="node"))
+
+
+def test_the_skip_connection_reaches_the_plain_model():
+    assert all(layer.update.residual for layer in built(name="gcn", residual=True).layers)
+    assert not any(layer.update.residual for layer in built(name="gcn").layers)
+
+
+def test_the_dropout_reaches_the_model():
+    rates = {m.p for m in built(name="gcn", dropout=0.3).modules() if isinstance(m, nn.Dropout)}
+    assert rates == {0.3}
+
+
+def test_drews_delay_reaches_the_k_hop_model():
+    model = built(name="kgcn_ssm", hop_mode="cumulative", max_hop=2, delay=2)
+    assert model.delay == 2
+
+
+def test_a_memory_bound_is_more_than_one_and_needs_calibrate():
+    # "keep the stack's memory at least 1/this": 1 would ask for no loss of memory at all,
+    # which dgl_ssm.calibrate refuses; refused here, when the config is built.
+    with pytest.raises(ValueError, match="calibrate_memory = 1: should be greater than 1"):
+        ModelConfig(name="gcn_ssm", calibrate=1.0, calibrate_memory=1)
+    assert ModelConfig(name="gcn_ssm", calibrate=1.0, calibrate_memory=1.5).model_kwargs()
+    with pytest.raises(ValueError, match="--calibrate-memory bounds .* add --calibrate"):
+        ModelConfig(name="gcn_ssm", calibrate_memory=2.0).model_kwargs()
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_calibration_refuses_a_norm_after_the_update(norm):
+    with pytest.raises(ValueError, match="--calibrate needs Λ = λI and no norm"):
+        ModelConfig(name="gcn_ssm", calibrate=1.0, norm=norm).model_kwargs()
+    assert ModelConfig(name="gcn_ssm", calibrate=1.0, norm="none").model_kwargs()
+
+
+def test_seeds_stop_below_two_to_the_31():
+    assert RunConfig(seed=2**31 - 1).seed == 2**31 - 1
+    with pytest.raises(ValueError, match="seed = 2147483648: should be less than 2147483648"):
+        RunConfig(seed=2**31)

@@ -15,15 +15,18 @@ import statistics
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import dgl
 import pytest
 import torch
+from torch.utils.benchmark.utils.common import Measurement, TaskSpec
 
+import dgl_ssm_bench.monitor
 import dgl_ssm_bench.train
 from dgl_ssm_bench.datasets.gpp import generate_graph
 from dgl_ssm_bench.memory import PeakMeter, process_rss_mb, resident_mb
-from dgl_ssm_bench.perf import main, runner
+from dgl_ssm_bench.perf import main, measure, runner
 from dgl_ssm_bench.perf.cli import PerfConfig, build_parser, config_from_args
 from dgl_ssm_bench.perf.isolation import (
     COMPACT,
@@ -35,7 +38,7 @@ from dgl_ssm_bench.perf.isolation import (
     split_label,
 )
 from dgl_ssm_bench.perf.measure import epoch_memory, interleaved, khop_cost
-from dgl_ssm_bench.perf.report import all_ratios, evaluate_targets, put, ratio
+from dgl_ssm_bench.perf.report import all_ratios, evaluate_targets, put, ratio, target
 from dgl_ssm_bench.perf.workload import GraphSpec, gpp_sized_graphs, pyg_available
 
 TINY = [
@@ -484,3 +487,67 @@ def test_the_rewire_section_times_both_ways_and_flags_different_graphs(tmp_path,
         assert not [r for r in result["ratios"] if r["section"] == "rewire"]
         report = (tmp_path / name / "perf.md").read_text()
         assert "rewire, gpp-sized: different graphs" in report
+
+
+def test_the_monitor_section_reports_seconds_per_epoch_not_per_block(monkeypatch):
+    # Every "epoch" costs exactly 1 s (the fake timer counts epochs); a block is
+    # monitor_every = 4 epochs, so each variant's per-epoch time must be 1.0, not 4.0.
+    epochs = []
+    monkeypatch.setattr(measure, "load_graph", lambda *a, **k: None)
+    monkeypatch.setattr(measure, "make_epoch", lambda *a, **k: lambda *_: epochs.append(1))
+
+    class Monitor:
+        entries = []
+
+        def __init__(self, every):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(dgl_ssm_bench.monitor, "TrainingMonitor", Monitor)
+
+    def fake_interleaved(runs, rounds, warmup=0, round_seconds=0.0, label="", description=""):
+        measured = {}
+        for key, run in runs.items():
+            measured[key] = []
+            for _ in range(rounds):
+                epochs.clear()
+                run()
+                measured[key].append(Measurement(1, [float(len(epochs))], TaskSpec("run()", "")))
+        return measured
+
+    monkeypatch.setattr(measure, "interleaved", fake_interleaved)
+    config = SimpleNamespace(
+        threads=0, hidden=8, monitor_every=4, min_time=0.0, repeats=2, warmup=0, seed=0
+    )
+    found = measure.time_monitor(config, None, 2, "label", "cpu")
+    for key in ("gcn_ssm", "gcn_ssm+monitor"):
+        assert [m.median for m in found["measurements"][key]] == [1.0, 1.0]
+
+
+def test_same_graph_compares_the_edges_not_only_the_node_count():
+    a = dgl.graph(([0, 1], [1, 2]), num_nodes=3)
+    assert measure._same_graph(a, dgl.graph(([0, 1], [1, 2]), num_nodes=3))
+    assert not measure._same_graph(a, dgl.graph(([0, 2], [1, 1]), num_nodes=3))  # other edges
+    assert not measure._same_graph(a, dgl.graph(([1, 0], [2, 1]), num_nodes=3))  # other order
+
+
+def test_a_ratio_exactly_at_its_goal_passes():
+    # The goals read "≤ threshold" (e.g. checkpointed peak ≤ 0.25 of the plain model's).
+    assert target("t", 0.25, {"value": 0.25})["verdict"] == "PASS"
+    assert target("t", 0.25, {"value": 0.2500001})["verdict"] == "MISS"
+    assert target("t", 0.25, None)["verdict"] == "N/A"
+
+
+def test_without_64_layers_the_time_target_is_read_at_the_deepest_timed_depth():
+    config = PerfConfig(depths=(2, 8), memory_depth=8, reference_depths=(2,))
+    records = {}
+    for depth, ssm in ((2, [3.0, 3.0]), (8, [1.05, 1.05])):  # 3.0 at 2 layers, 1.05 at 8
+        put(records, "time", "g", "gcn", "seconds", [1.0, 1.0], depth=depth)
+        put(records, "time", "g", "gcn_ssm", "seconds", ssm, depth=depth)
+    targets = evaluate_targets(all_ratios(records, config), config, "g")
+    (time,) = [t for t in targets if t["name"].startswith("gcn_ssm / gcn time per epoch")]
+    assert time["name"] == "gcn_ssm / gcn time per epoch, 8 layers, g"
+    assert time["note"] == "read at 8 layers (64 not timed)"
+    assert time["ratio"]["value"] == pytest.approx(1.05) and time["verdict"] == "PASS"

@@ -20,6 +20,7 @@ import torch
 from dgl_ssm_bench.datasets import ogb_data
 from dgl_ssm_bench.datasets.heterophilous import load_heterophilous
 from dgl_ssm_bench.datasets.ogb_data import load_ogbn_arxiv, load_peptides
+from dgl_ssm_bench.datasets.staging import stage_files
 
 HAVE_OGB = all(importlib.util.find_spec(m) is not None for m in ("ogb", "rdkit", "pandas"))
 needs_ogb = pytest.mark.skipif(
@@ -758,3 +759,15 @@ def test_questions_is_a_registered_binary_heterophilous_dataset(data_dir, tmp_pa
     assert (data.name, data.metric, data.num_outputs, data.num_splits) == (
         "questions", "roc_auc", 2, 10)  # fmt: skip
     assert num_splits("questions") == 10
+
+
+def test_a_source_replaced_by_another_of_the_same_size_is_staged_afresh(tmp_path):
+    # A fixed file of the same size (a re-download, a bit flip repaired) must replace the
+    # staged copy: the manifest records each source's SHA-256, not only its size.
+    source, target = tmp_path / "data.npz", tmp_path / "cache" / "raw"
+    source.write_bytes(b"AAAA")
+    stage_files({source: "data.npz"}, target)
+    assert (target / "data.npz").read_bytes() == b"AAAA"
+    source.write_bytes(b"BBBB")
+    stage_files({source: "data.npz"}, target)
+    assert (target / "data.npz").read_bytes() == b"BBBB"

@@ -834,3 +834,37 @@ def test_filters_that_match_no_run_together_are_an_error(tmp_path, capsys):
     code = main(["reproduce", "--list", "--only-required", "--part", "heterophily", "--rows",
                  "GCN-SSM, β = 1", "--out", str(tmp_path / "out")])  # fmt: skip
     assert code == 2 and "no run of the chosen parts matches" in capsys.readouterr().err
+
+
+def test_ring_runs_are_at_depth_n_over_2_with_k_hop_radius_n_over_2():
+    # paper.md §5: RingTransfer of n nodes at depth n/2 (the distance to the source).
+    for budget in ("cpu", "paper"):
+        cells = plan(["ring"], budget)
+        assert len(cells) == 3 * 5 * 4  # seeds × ring sizes × rows
+        for cell in cells:
+            n = cell.config.data.options["ring_size"]
+            assert cell.column == f"n={n}" and cell.config.model.num_layers == n / 2
+            if cell.row in ("kGCN", "kGCN-SSM"):
+                assert cell.config.model.max_hop == n / 2
+
+
+def test_heterophily_runs_every_split_of_its_budget():
+    # cpu: the first 5 of the 10 fixed splits at hidden 128; paper: all 10 at hidden 512.
+    for budget, splits, hidden in (("cpu", range(5), 128), ("paper", range(10), 512)):
+        cells = plan(["heterophily"], budget)
+        assert {c.config.data.split for c in cells} == set(splits)
+        assert {c.config.model.hidden for c in cells} == {hidden}
+        for split in splits:  # each (row, column) once per split: none skipped or repeated
+            rows = [(c.row, c.column) for c in cells if c.config.data.split == split]
+            assert len(rows) == len(set(rows)) == 2 * (3 + 2) + 2  # + the β = 1 finding
+
+
+def test_the_residual_row_has_the_skip_connection_and_only_it():
+    cells = plan(["cora"])
+    assert {c.config.model.residual for c in cells if c.row == "GCN + residual"} == {True}
+    assert {c.config.model.residual for c in cells if c.row != "GCN + residual"} == {None}
+
+
+def test_required_runs_come_before_every_finding():
+    flags = [c.required for c in plan(PARTS)]
+    assert flags == sorted(flags, reverse=True) and flags[0] and not flags[-1]

@@ -16,11 +16,11 @@ from optuna.trial import TrialState
 from dgl_ssm_bench.config import ModelConfig
 from dgl_ssm_bench.datasets import DATASETS, data_version, get_dataset
 from dgl_ssm_bench.references import GPP_DATA
-from dgl_ssm_sweeps import runner
+from dgl_ssm_sweeps import runner, storage
 from dgl_ssm_sweeps.cli import sweep_main
 from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, validate
 from dgl_ssm_sweeps.space import SPACES, SpaceError, backbone_kind, find_space, load_space
-from dgl_ssm_sweeps.storage import StorageError, new_sqlite_file, open_storage
+from dgl_ssm_sweeps.storage import OPEN_ATTEMPTS, StorageError, new_sqlite_file, open_storage
 from dgl_ssm_sweeps.suites import suite_studies
 from tests.conftest import fresh_postgres_database
 
@@ -905,3 +905,101 @@ def test_a_reference_baseline_is_swept_without_the_spaces_norm_and_activation(da
     validate(SweepSpec("gcn_platonov", dataset))
     twin = SweepSpec("gcn_ssm", dataset).trial_config(space, {})
     assert all(getattr(twin.model, k.split(".")[1]) == v for k, v in fixed.items())
+
+
+def _space(tmp_path, text):
+    (tmp_path / "s.yaml").write_text(text)
+    return load_space(str(tmp_path / "s.yaml"))
+
+
+def test_a_grid_with_a_repeated_choice_takes_each_point_once(tmp_path):
+    # space.py grid(): choices [2, 2, 4] × [8] is two distinct points, not three.
+    space = _space(
+        tmp_path,
+        "search:\n"
+        "  model.num_layers: {type: categorical, choices: [2, 2, 4]}\n"
+        "  model.hidden: {type: categorical, choices: [8]}\n",
+    )
+    assert space.grid("plain") == [
+        {"model.hidden": 8, "model.num_layers": 2},
+        {"model.hidden": 8, "model.num_layers": 4},
+    ]
+
+
+@pytest.mark.parametrize("budget", [0, -5])
+def test_a_parameter_budget_of_zero_or_less_is_refused(tmp_path, budget):
+    # Every model has > 0 parameters: a budget of 0 would prune every trial of the study.
+    with pytest.raises(SpaceError, match="max_params: must be a positive integer"):
+        _space(tmp_path, f"max_params: {budget}\n")
+
+
+def test_equal_bounds_are_a_fixed_value_not_an_error(tmp_path):
+    # The message promises "low <= high"; Optuna takes low == high (one value).
+    space = _space(
+        tmp_path,
+        "search:\n  model.dropout: {type: float, low: 0.5, high: 0.5}\n"
+        "  model.hidden: {type: int, low: 16, high: 16}\n",
+    )
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    assert space.suggest(trial, "plain") == {"model.dropout": 0.5, "model.hidden": 16}
+
+
+def test_a_log_scale_from_zero_is_refused_when_the_file_loads(tmp_path):
+    # weight_decay = 0 is a valid config value, so only the log-scale check can refuse it
+    # before a trial (Optuna raises on log=True with low=0 at the first suggest).
+    with pytest.raises(SpaceError, match=r"optim.weight_decay: log scale needs low > 0 \(got 0"):
+        _space(
+            tmp_path,
+            "search:\n  optim.weight_decay: {type: float, low: 0, high: 1.0e-3, log: true}\n",
+        )
+
+
+def test_final_seeds_stop_below_two_to_the_31(tmp_path):
+    # dgl.seed takes a C int: a seed of 2**31 would fail only in the final runs, after the
+    # whole search has been spent.
+    with pytest.raises(
+        SpaceError,
+        match=r"final: seeds must be a list of integers from 0 to "
+        r"2147483647 \(got \[2147483648\]\)",
+    ):
+        _space(tmp_path, "final: {seeds: [2147483648]}\n")
+    assert _space(tmp_path, "final: {seeds: [2147483647]}\n").final == {"seeds": [2147483647]}
+
+
+def test_a_data_option_path_is_one_level_deep(tmp_path):
+    # data.options.ring.size is no option: it must not set options["ring"] without a word.
+    with pytest.raises(
+        SpaceError,
+        match=r"fixed: data.options.ring.size: data has no field "
+        r"'options.ring.size'",
+    ):
+        _space(tmp_path, "fixed:\n  data.options.ring.size: 6\n")
+
+
+@pytest.mark.parametrize("url", ["sqlite:///?uri=true", "sqlite:///file:?uri=true"])
+def test_an_empty_sqlite_file_name_is_refused_as_a_database_nothing_outlives(url):
+    # SQLite opens an empty file name as a private temporary database, deleted on close:
+    # as lost as :memory:, and it must be named so (not "the current folder is a folder").
+    with pytest.raises(StorageError, match="is an in-memory SQLite database"):
+        open_storage(url)
+
+
+def test_a_schema_race_that_never_settles_raises_its_last_error(monkeypatch):
+    monkeypatch.setattr(storage.time, "sleep", lambda _s: None)
+    calls = []
+
+    def always_racing():
+        calls.append(1)
+        raise RuntimeError(f'relation "studies" already exists ({len(calls)})')
+
+    with pytest.raises(RuntimeError, match=rf"already exists \({OPEN_ATTEMPTS}\)"):
+        storage._retrying_schema_races(always_racing)
+    assert len(calls) == OPEN_ATTEMPTS  # (a None returned here would be used as a storage)
+
+
+def test_a_trial_is_declared_dead_after_three_missed_heartbeats(tmp_path):
+    # The docstring's contract: stale after 3 × heartbeat_interval, retried max_retry times.
+    opened = open_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=5, max_retry=2)
+    assert opened.get_heartbeat_interval() == 5
+    assert opened.grace_period == 15
+    assert opened.failed_trial_callback._max_retry == 2
