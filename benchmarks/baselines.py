@@ -26,6 +26,9 @@ class KipfGCN(nn.Module):
         super().__init__()
         if task != "node":
             raise ValueError("gcn_kipf is a node classifier; use gcn or gcn_ssm for graph tasks.")
+        sizes = [("in_feats", in_feats), ("hidden", hidden), ("out_feats", out_feats),
+                 ("num_layers", num_layers)]  # fmt: skip
+        in_feats, hidden, out_feats, num_layers = (check_count(v, name) for name, v in sizes)
         widths = [in_feats] + [hidden] * (num_layers - 1) + [out_feats]
         self.in_feats = in_feats
         self.convs = nn.ModuleList(GraphConv(a, b) for a, b in zip(widths[:-1], widths[1:]))

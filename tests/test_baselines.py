@@ -142,8 +142,9 @@ def test_repr_and_bad_input():
     assert "in_feats=3, hidden=8, out_feats=2, layers=2" in text and "ffn_dim=16" in text
     with pytest.raises(ValueError, match="node classifier"):
         PlatonovGCN(3, 8, 2, task="graph")
-    with pytest.raises(ValueError, match="num_layers must be a positive integer"):
-        PlatonovGCN(3, 8, 2, num_layers=0)
+    for model in (PlatonovGCN, KipfGCN):
+        with pytest.raises(ValueError, match="num_layers must be a positive integer"):
+            model(3, 8, 2, num_layers=0)  # (Kipf's built one conv without a word)
     no_loops = dgl.graph(([0, 1], [1, 2]), num_nodes=3)  # node 0 has no in-edge
     with pytest.raises(dgl.DGLError, match="0-in-degree"):
         PlatonovGCN(3, 8, 2)(no_loops, torch.randn(3, 3))

@@ -277,7 +277,7 @@ def test_missing_data_directory_names_the_files(tmp_path, capsys):
 def test_malformed_yaml_names_the_file_and_key(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("model: {name: gcn_ssm, layers: 3}\n")
-    assert main(["run", "--config", str(path)]) == 2
+    assert main(["run", "--config", str(path), "--output", str(tmp_path / "out.jsonl")]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "model" in err and "layers" in err
 
@@ -549,7 +549,10 @@ def test_calibrate_memory_reaches_the_calibration_and_its_record(tmp_path, capsy
     assert record["calibration"]["memory"] >= 1 / 1.25
     assert record["config"]["model"]["calibrate_memory"] == 1.25
     capsys.readouterr()
-    assert main(["run", "--model", "gin_ssm", *TINY_RING, "--calibrate-memory", "2"]) == 2
+    refused = tmp_path / "refused.jsonl"  # (were it not refused, its record would go here)
+    assert main(["run", "--model", "gin_ssm", *TINY_RING, "--calibrate-memory", "2",
+                 "--output", str(refused)]) == 2  # fmt: skip
     assert "--calibrate-memory bounds what --calibrate may take" in capsys.readouterr().err
+    assert not refused.exists()
     assert main([*argv, "--calibrate-memory", "1"]) == 2
     assert "--calibrate-memory 1.0: should be greater than 1" in capsys.readouterr().err
