@@ -39,6 +39,8 @@ from dgl_ssm.analysis import LayerCall, dirichlet_energy, one_hop_graph, top_sin
 from dgl_ssm.analysis._common import call_parts, node_state
 from dgl_ssm.checks import check_choice
 
+from .orphans import on_parent_exit
+
 SPECTRA = ("background", "inline", "off")
 _LIMITS = None  # the helper's thread limits, kept alive
 
@@ -277,6 +279,8 @@ def _one_thread():
         with suppress(OSError):
             os.nice(19)
     torch.set_num_threads(1)
+    # It waits on a queue it holds itself: with the run killed outright, it would wait forever.
+    on_parent_exit(lambda: os._exit(1))
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

@@ -16,9 +16,10 @@ from multiprocessing import connection, parent_process
 def on_parent_exit(act):
     """Call ``act()``, from a daemon thread, once this process's parent has exited, even
     killed outright. Meant for processes that multiprocessing started with the ``spawn``
-    method (forked ones inherit each other's copies of the parent's ends, and would wait for
-    their siblings too). Returns whether there is such a parent to watch: ``False`` in a
-    process that multiprocessing did not start, which is left as it is."""
+    method, whose parent does not fork while they run: a forked copy of the parent holds its
+    end of the pipe too, and the worker would wait for that copy as well. Returns whether
+    there is such a parent to watch: ``False`` in a process that multiprocessing did not
+    start, which is left as it is."""
     parent = parent_process()
     if parent is None or parent.sentinel is None:
         return False

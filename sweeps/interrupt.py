@@ -66,8 +66,9 @@ def forwarded_stop():
 
 def stop_with_parent():
     """Have this worker stopped as on a Ctrl-C (SIGTERM to itself) once its parent, the sweep,
-    has exited, even killed outright, so that no worker trains on alone. Whether there is a
-    parent to watch (a process that multiprocessing spawned)."""
+    has exited, even killed outright, so that no worker trains on alone. (On Windows SIGTERM
+    ends a process at once: its trial is then failed by the next sweep's heartbeat check.)
+    Whether there is a parent to watch (a process that multiprocessing spawned)."""
     return on_parent_exit(lambda: os.kill(os.getpid(), signal.SIGTERM))
 
 

@@ -83,3 +83,20 @@ def fresh_postgres_database(url):
         connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
+
+
+def still_running(processes, timeout):
+    """Those of ``processes`` (psutil) still running after up to ``timeout`` seconds. Not
+    counted: zombies (dead, waiting to be reaped), which processes that are not this one's
+    children stay where no init reaps orphans (a container's PID 1 may not)."""
+    import psutil
+
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    running = []
+    for process in alive:
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return running

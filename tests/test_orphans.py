@@ -10,6 +10,7 @@ import time
 import psutil
 
 from dgl_ssm_bench.orphans import on_parent_exit
+from tests.conftest import still_running
 
 # A parent that spawns one worker and waits for it forever; the worker prints its PID, and
 # when the parent is gone writes a file (its act) and exits.
@@ -29,28 +30,48 @@ FAMILY = textwrap.dedent("""
         child.join()
 """)
 
+# A run with a training monitor, whose helper process computes spectra in the background.
+MONITORED_RUN = textwrap.dedent("""
+    import os, time
+    from dgl_ssm_bench.monitor import TrainingMonitor
 
-def test_a_worker_acts_once_its_parent_is_killed_and_not_before(tmp_path):
-    (tmp_path / "family.py").write_text(FAMILY)
-    done = tmp_path / "parent-gone"
-    parent = subprocess.Popen([sys.executable, "family.py", str(done)], cwd=tmp_path,
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    if __name__ == "__main__":
+        helper = TrainingMonitor(every=1)._executor().submit(os.getpid).result()
+        print(helper, True, flush=True)
+        time.sleep(600)
+""")
+
+
+def killed_parent_leaves(tmp_path, script):
+    """Run ``script`` (which prints its worker's PID), check the worker lives while the
+    script does, SIGKILL the script: the worker's psutil.Process, if it outlived it."""
+    (tmp_path / "parent.py").write_text(script)
+    parent = subprocess.Popen([sys.executable, "parent.py", str(tmp_path / "parent-gone")],
+                              cwd=tmp_path, stdout=subprocess.PIPE, text=True)  # fmt: skip
     worker = None
     try:
         pid, watched = parent.stdout.readline().split()
         worker = psutil.Process(int(pid))
         assert watched == "True"
         time.sleep(1)
-        assert worker.is_running() and not done.exists()  # the parent lives: nothing done
+        assert worker.is_running()  # the parent lives: nothing done
         parent.send_signal(signal.SIGKILL)  # no chance to stop its worker itself
         parent.wait(timeout=30)
-        gone, alive = psutil.wait_procs([worker], timeout=30)
-        assert not alive, "the worker outlived its parent"
-        assert done.exists()  # it went by its act, not by some other way
+        return still_running([worker], timeout=30)
     finally:  # a failed run's leftovers
         parent.kill()
         if worker is not None and worker.is_running():
             worker.kill()
+
+
+def test_a_worker_acts_once_its_parent_is_killed_and_not_before(tmp_path):
+    assert not killed_parent_leaves(tmp_path, FAMILY), "the worker outlived its parent"
+    assert (tmp_path / "parent-gone").exists()  # it went by its act, not by some other way
+
+
+def test_the_monitors_helper_ends_with_its_run(tmp_path):
+    # It waits on a queue it holds itself: a run killed outright would leave it waiting.
+    assert not killed_parent_leaves(tmp_path, MONITORED_RUN), "the helper outlived its run"
 
 
 def test_a_process_multiprocessing_did_not_start_is_left_alone():
