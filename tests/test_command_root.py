@@ -173,7 +173,7 @@ def test_ctrl_c_stops_a_run_in_one_line_and_keeps_the_finished_records(tmp_path)
         _, err = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 130
+    assert process.returncode == 130, err  # (what it printed, should the interrupt be lost)
     assert "Traceback" not in err
     assert (
         err.strip().splitlines()[-1]
