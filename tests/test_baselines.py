@@ -14,6 +14,7 @@ import dgl_ssm_bench.baselines
 from dgl_ssm_bench.baselines import KipfGCN, PlatonovBlock, PlatonovGCN
 from dgl_ssm_bench.config import DataConfig, ModelConfig, RunConfig
 from dgl_ssm_bench.run import validate
+from tests.test_analysis import ring
 
 # A directed graph with one self loop a node: out-degrees (with the loop) 3, 3, 2, 2, 2;
 # in-degrees 2, 2, 3, 2, 3, so a normalisation by the in-degree would not match.
@@ -198,12 +199,6 @@ def test_inputs_are_checked_once_per_unchanged_graph_and_features(monkeypatch, n
         model(graph, feat)
 
 
-def ring(n=5):
-    return dgl.add_self_loop(
-        dgl.to_bidirected(dgl.graph((list(range(n)), [(i + 1) % n for i in range(n)])))
-    )
-
-
 @pytest.mark.parametrize("layers,expected", [(2, 23063), (3, 23063 + 16 * 16 + 16)])
 def test_kipf_gcn_has_num_layers_convs_and_the_papers_parameter_count(layers, expected):
     # Kipf & Welling on Cora: 1433 → 16 → 7, GraphConv(a, b) has a·b weights + b biases:
@@ -216,7 +211,7 @@ def test_kipf_gcn_has_num_layers_convs_and_the_papers_parameter_count(layers, ex
 def test_kipf_gcn_drops_out_its_input_features_too():
     # "dropout before each conv": with one conv, the only dropout is on the input features.
     model = KipfGCN(3, 8, 2, num_layers=1, dropout=0.5).train()
-    graph, x = ring(), torch.randn(5, 3)
+    graph, x = ring(5), torch.randn(5, 3)
     torch.manual_seed(0)
     assert not torch.allclose(model(graph, x), model(graph, x))
     model.eval()
@@ -232,5 +227,5 @@ def test_platonov_gcn_applies_its_dropout_after_the_input_map_and_in_every_block
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.register_forward_hook(lambda m, _i, _o: rates.append(m.p))
-    model(ring(), torch.randn(5, 3))
+    model(ring(5), torch.randn(5, 3))
     assert rates == [rate] * (1 + 2 * layers)
