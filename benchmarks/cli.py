@@ -8,6 +8,7 @@ dgl-ssm-bench reproduce --part gpp --jobs 2  # the paper's experiments, resumabl
 """
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from dgl_ssm.calibration import INPUT_RULES, LAMBDA_RULES
 from dgl_ssm.models import READOUTS
 
 from .config import RunConfig
+from .ctrl_c import CtrlC
 from .datasets import DATASETS
 from .device import device_argument, resolve_device
 from .models import model_names
@@ -317,10 +319,14 @@ def run_command(args, argv=None, prog="dgl-ssm-bench"):
         if args.gpp_sizes is not None and min(args.gpp_sizes) < 1:
             raise ValueError("--gpp-sizes needs at least 1 graph in each split (TRAIN VAL TEST).")
         monitor = _monitor_factory(args, config.model.num_layers)
-        with threads(args.threads):
-            records = run_seeds(config, args.seeds, output=args.output,
-                                progress=not args.no_progress, monitor=monitor,
-                                resume=args.resume)  # fmt: skip
+        # A Ctrl-C raises at once, as usual; one a finalizer swallowed is raised again after
+        # the epoch (see dgl_ssm_bench.ctrl_c). SIGTERM keeps its default: it ends the run.
+        with threads(args.threads), CtrlC.installed(signals=[signal.SIGINT]) as ctrl_c:
+            with ctrl_c.interruptible():
+                records = run_seeds(config, args.seeds, output=args.output,
+                                    progress=not args.no_progress, monitor=monitor,
+                                    resume=args.resume,
+                                    on_epoch=lambda epoch, val: ctrl_c.check())  # fmt: skip
         print(f"{len(records)} record(s) appended to {args.output}")
     except (ValueError, TypeError, OSError, ImportError, RuntimeError, DGLError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -136,7 +136,7 @@ def config_of_run(config: RunConfig, index, seed, data):
 
 
 def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print, monitor=None,
-              resume=False):  # fmt: skip
+              resume=False, on_epoch=None):  # fmt: skip
     """Train ``config`` with seeds ``seed … seed+seeds-1``; append each record to ``output``.
 
     Run ``i`` uses the split :func:`config_of_run` gives it. With ``resume``, a run whose
@@ -144,7 +144,9 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
     ``output`` already, on the same data (``data_fingerprint``, from
     :meth:`~dgl_ssm_bench.datasets.base.BenchmarkData.fingerprint`), is not run again.
     ``monitor(seed)``
-    returns a :class:`~dgl_ssm_bench.monitor.TrainingMonitor` for that run, or None.
+    returns a :class:`~dgl_ssm_bench.monitor.TrainingMonitor` for that run, or None;
+    ``on_epoch(epoch, val_metric)`` is called after each epoch of each run, as by
+    :func:`~dgl_ssm_bench.train.train`.
     """
     validate(config)
     if config.seed + seeds > SEED_LIMIT:
@@ -172,7 +174,7 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
             log(f"{run}: in {output} on other data only (data fingerprint "
                 f"{', '.join(sorted(on_record))}; now {fingerprint}); run again")  # fmt: skip
         watch = None if monitor is None else monitor(run_config.seed)
-        result = train(run_config, data=data, progress=progress, monitor=watch)
+        result = train(run_config, data=data, on_epoch=on_epoch, progress=progress, monitor=watch)
         record = run_record(run_config, result)
         record["peak_memory_mb"] = round(result.peak_memory_mb, 1)
         record["data_fingerprint"] = fingerprint

@@ -4,11 +4,12 @@ A ``KeyboardInterrupt`` raised at an arbitrary point can land inside a storage c
 SQLite running a query and SQLAlchemy closing its cursor. The cursor, kept alive by the
 traceback, holds SQLite's shared lock, so the worker's own re-queueing of its trial then
 waits on itself until the busy timeout (60 s) and fails; meanwhile the parent gives up and
-kills it. So a worker's SIGINT handler only notes the Ctrl-C, and raises at once only inside
-code marked :meth:`CtrlC.interruptible` (training, data loading, sleeping), which touches no
-storage. Elsewhere the interrupt is raised at the next :meth:`CtrlC.check` (each epoch's
-report, the worker loop before it takes a trial) or when the worker's block ends. A second
-SIGINT (the parent forwards Ctrl-C to its workers) is ignored: one interrupt per worker.
+kills it. So a worker loops under a :class:`~dgl_ssm_bench.ctrl_c.CtrlC`, whose handler
+only notes the Ctrl-C, and raises at once only inside code marked ``interruptible``
+(training, data loading, sleeping), which touches no storage. Elsewhere the interrupt is
+raised at the next ``check`` (each epoch's report, the worker loop before it takes a trial)
+or when the worker's block ends. A second SIGINT (the parent forwards Ctrl-C to its workers)
+is ignored: one interrupt per worker.
 
 Worker processes are started by :func:`start_holding_ctrl_c` and take Ctrl-C back with
 :func:`take_back_ctrl_c`: between the two, SIGINT is blocked, so a Ctrl-C that comes while the
@@ -17,7 +18,7 @@ traceback, and raised where each process can act on it.
 
 SIGTERM (``kill``, ``timeout``, a batch scheduler) stops a sweep as Ctrl-C does: the parent
 takes it as ``KeyboardInterrupt`` (:func:`terminate_as_ctrl_c`) and forwards a stop to its
-workers (:func:`forwarded_stop`), and a worker's :class:`CtrlC` takes either signal. A worker
+workers (:func:`forwarded_stop`), and a worker's ``CtrlC`` takes either signal. A worker
 also sends itself SIGTERM once its parent has exited, even killed (:func:`stop_with_parent`),
 so no worker trains on alone.
 """
@@ -31,7 +32,6 @@ from dgl_ssm_bench.files import signals_held
 from dgl_ssm_bench.orphans import on_parent_exit
 
 _MASKS = hasattr(signal, "pthread_sigmask")  # POSIX; elsewhere nothing is held
-STOPS = (signal.SIGINT, signal.SIGTERM)  # what stops a sweep as a Ctrl-C does
 
 
 @contextmanager
@@ -70,71 +70,6 @@ def stop_with_parent():
     ends a process at once: its trial is then failed by the next sweep's heartbeat check.)
     Whether there is a parent to watch (a process that multiprocessing spawned)."""
     return on_parent_exit(lambda: os.kill(os.getpid(), signal.SIGTERM))
-
-
-class CtrlC:
-    """One worker loop's Ctrl-C: whether one came, and whether it may be raised at once.
-
-    Made by :meth:`installed`; off the main thread (no signal reaches it there) it is inert.
-    """
-
-    def __init__(self):
-        self.seen = False
-        self.raise_at_once = False
-
-    def _handle(self, signum, frame):
-        if self.seen:
-            return
-        self.seen = True
-        if self.raise_at_once:
-            raise KeyboardInterrupt
-
-    def check(self):
-        """Raise ``KeyboardInterrupt`` if a Ctrl-C came."""
-        if self.seen:
-            raise KeyboardInterrupt
-
-    @classmethod
-    @contextmanager
-    def installed(cls):
-        """A fresh :class:`CtrlC` handling SIGINT and SIGTERM (a scheduler's or ``timeout``'s
-        stop, taken as a Ctrl-C) for the block; one not raised yet is raised when the block
-        ends. A signal ignored (SIGINT in a background job) keeps being ignored; off the main
-        thread the handlers are left as they are."""
-        ctrl_c = cls()
-        if threading.current_thread() is not threading.main_thread():
-            yield ctrl_c
-            return
-        previous = {sig: signal.getsignal(sig) for sig in STOPS}
-        taken = [sig for sig, handler in previous.items() if handler is not signal.SIG_IGN]
-        for sig in taken:
-            signal.signal(sig, ctrl_c._handle)
-        try:
-            yield ctrl_c
-        finally:
-            for sig in taken:
-                signal.signal(sig, signal.SIG_DFL if previous[sig] is None else previous[sig])
-        ctrl_c.check()
-
-    @contextmanager
-    def interruptible(self):
-        """A block that touches no storage: Ctrl-C raises in it at once."""
-        outer, self.raise_at_once = self.raise_at_once, True
-        try:
-            self.check()  # after raise_at_once: a Ctrl-C in between is not lost
-            yield
-        finally:
-            self.raise_at_once = outer
-
-    @contextmanager
-    def deferred(self):
-        """A storage call inside an interruptible block: Ctrl-C waits until it is done."""
-        outer, self.raise_at_once = self.raise_at_once, False
-        try:
-            yield
-        finally:
-            self.raise_at_once = outer
-        self.check()
 
 
 def start_holding_ctrl_c(processes):

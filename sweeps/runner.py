@@ -44,7 +44,6 @@ import random
 import shlex
 import signal
 import statistics
-import sys
 import threading
 import time
 import warnings
@@ -56,6 +55,7 @@ from optuna.trial import TrialState
 
 from dgl_ssm.checks import check_choice
 from dgl_ssm_bench.config import ModelConfig, RunConfig
+from dgl_ssm_bench.ctrl_c import CtrlC
 from dgl_ssm_bench.datasets import data_version, dataset_metric, dataset_options
 from dgl_ssm_bench.device import use_gpu_of_worker
 from dgl_ssm_bench.files import signals_held
@@ -66,7 +66,6 @@ from dgl_ssm_bench.run import validate as validate_run
 from dgl_ssm_bench.train import load_data, train
 
 from .interrupt import (
-    CtrlC,
     forwarded_stop,
     start_holding_ctrl_c,
     stop_with_parent,
@@ -297,16 +296,7 @@ def _stop_workers(processes):
             process.join()
 
 
-def _drop_swallowed_interrupt(unraisable):
-    """A KeyboardInterrupt raised while Python ran a finalizer (a weakref callback, a __del__)
-    is swallowed and printed: not printed here, since the worker raises it again at the next
-    epoch (its :class:`~dgl_ssm_sweeps.interrupt.CtrlC` has seen it)."""
-    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
-        sys.__unraisablehook__(unraisable)
-
-
 def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
-    sys.unraisablehook = _drop_swallowed_interrupt
     try:
         stop_with_parent()  # a sweep killed outright stops them too
         # Ctrl-C was held while this process imported; it is raised here if one came. The
@@ -668,7 +658,7 @@ def _train_trial(spec, space, data, study, storage, trial, values, log, ctrl_c):
             return "over budget"
 
     def report(epoch, value):
-        ctrl_c.check()  # one a finalizer swallowed (see _drop_swallowed_interrupt)
+        ctrl_c.check()  # one a finalizer swallowed (see dgl_ssm_bench.ctrl_c)
         if value is None or not math.isfinite(value):
             return
         with ctrl_c.deferred():  # Ctrl-C: raised after the storage calls, not inside them

@@ -18,7 +18,6 @@ import dgl_ssm_sweeps.runner as runner
 from dgl_ssm_bench.files import write_together
 from dgl_ssm_bench.train import RunResult
 from dgl_ssm_sweeps.cli import bench_main, sweep_main
-from dgl_ssm_sweeps.interrupt import CtrlC
 from dgl_ssm_sweeps.leaderboard import main as leaderboard_main
 from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, threads_per_worker
 from dgl_ssm_sweeps.storage import StorageError, open_storage, redact
@@ -480,26 +479,6 @@ def test_ctrl_c_during_a_storage_call_is_raised_after_it(tmp_path, monkeypatch):
     assert sorted(trials[0].intermediate_values) == [0, 1, 2, 3, 4]
     assert trials[0].user_attrs["status"] == "interrupted"
     assert signal.getsignal(signal.SIGINT) is handler  # put back
-
-
-def test_a_worker_takes_ctrl_c_once_and_at_once_only_where_no_storage_is_touched():
-    with pytest.raises(KeyboardInterrupt), CtrlC.installed() as ctrl_c:
-        with pytest.raises(KeyboardInterrupt), ctrl_c.interruptible():
-            signal.raise_signal(signal.SIGINT)
-            time.sleep(5)  # never reached
-        signal.raise_signal(signal.SIGINT)  # the parent forwards it: ignored
-        with pytest.raises(KeyboardInterrupt):
-            ctrl_c.check()  # the loop's next check still stops the worker
-        # ... and so does the end of the loop, if no check came.
-    with pytest.raises(KeyboardInterrupt), CtrlC.installed() as fresh:
-        with fresh.interruptible():
-            with fresh.deferred():
-                signal.raise_signal(signal.SIGINT)
-                done = True  # the storage call finishes
-            pytest.fail("the interrupt is raised when the storage call ends")
-    assert done
-    with CtrlC.installed() as later:  # a new loop does not inherit an old Ctrl-C
-        later.check()
 
 
 def ctrl_c_as_in_a_terminal():

@@ -1,0 +1,135 @@
+"""A Ctrl-C is never lost: raised at once where allowed, else at the next check, and raised
+again when a finalizer swallowed it (``dgl_ssm_bench.ctrl_c``), in a sweep worker's loop and in
+``dgl-ssm run``."""
+
+import json
+import signal
+import sys
+import time
+
+import pytest
+
+import dgl_ssm_cli
+from dgl_ssm_bench import train as train_module
+from dgl_ssm_bench.ctrl_c import CtrlC
+
+
+@pytest.fixture(autouse=True)
+def python_takes_ctrl_c():
+    """SIGINT raises KeyboardInterrupt, as in a terminal, even where the tests were started in
+    a background job (which ignores it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+class _SwallowsCtrlC:
+    """An object whose finalizer is running when Ctrl-C comes, as DGL's ``__del__`` of a
+    freed graph or index may be: Python prints the KeyboardInterrupt and ignores it."""
+
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+        for _ in range(1000):  # Python runs the handler here, inside the finalizer
+            pass
+
+
+def ctrl_c_inside_a_finalizer():
+    _SwallowsCtrlC()  # freed at once
+
+
+def test_a_worker_takes_ctrl_c_once_and_at_once_only_where_no_storage_is_touched():
+    with pytest.raises(KeyboardInterrupt), CtrlC.installed() as ctrl_c:
+        with pytest.raises(KeyboardInterrupt), ctrl_c.interruptible():
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(5)  # never reached
+        signal.raise_signal(signal.SIGINT)  # the parent forwards it: ignored
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c.check()  # the loop's next check still stops the worker
+        # ... and so does the end of the loop, if no check came.
+    with pytest.raises(KeyboardInterrupt), CtrlC.installed() as fresh:
+        with fresh.interruptible():
+            with fresh.deferred():
+                signal.raise_signal(signal.SIGINT)
+                done = True  # the storage call finishes
+            pytest.fail("the interrupt is raised when the storage call ends")
+    assert done
+    with CtrlC.installed() as later:  # a new loop does not inherit an old Ctrl-C
+        later.check()
+
+
+def shown_unraisable(monkeypatch):
+    """What reaches the ``unraisablehook`` there was (which prints "Exception ignored")."""
+    shown = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: shown.append(unraisable))
+    return shown
+
+
+def test_a_ctrl_c_a_finalizer_swallowed_is_raised_at_the_next_check_and_not_shown(monkeypatch):
+    shown = shown_unraisable(monkeypatch)
+    hook = sys.unraisablehook
+    with pytest.raises(KeyboardInterrupt), CtrlC.installed() as ctrl_c:
+        with ctrl_c.interruptible():
+            ctrl_c_inside_a_finalizer()  # raised in the finalizer, and lost there
+            with pytest.raises(KeyboardInterrupt):
+                ctrl_c.check()
+    assert shown == []
+    assert sys.unraisablehook is hook  # put back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_after_a_swallowed_ctrl_c_the_next_one_raises_at_once():
+    # One interrupt per loop, but the lost one does not count: a user who presses Ctrl-C
+    # again is not ignored until the next check.
+    with pytest.raises(KeyboardInterrupt), CtrlC.installed() as ctrl_c:
+        with ctrl_c.interruptible():
+            ctrl_c_inside_a_finalizer()
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+                time.sleep(5)  # never reached
+            signal.raise_signal(signal.SIGINT)  # a third, once the second was raised: ignored
+
+
+def test_other_unraisable_errors_still_reach_the_hook_there_was(monkeypatch):
+    class Broken:
+        def __del__(self):
+            raise RuntimeError("a finalizer's own error")
+
+    shown = shown_unraisable(monkeypatch)
+    with CtrlC.installed():
+        Broken()
+    assert [str(unraisable.exc_value) for unraisable in shown] == ["a finalizer's own error"]
+
+
+def test_ctrl_c_outside_the_handled_signals_keeps_its_own_handler():
+    with CtrlC.installed(signals=[signal.SIGINT]):
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_run_stops_after_the_epoch_in_which_a_finalizer_swallowed_ctrl_c(
+    tmp_path, monkeypatch, capsys
+):
+    # Seeds of 3 epochs: the Ctrl-C comes during seed 1's second epoch, inside a finalizer.
+    epochs_trained = []
+    train_epoch = train_module._Task.train_epoch
+
+    def train_epoch_then_ctrl_c(self, *args, **kwargs):
+        loss = train_epoch(self, *args, **kwargs)
+        epochs_trained.append(len(epochs_trained))
+        if len(epochs_trained) == 5:
+            ctrl_c_inside_a_finalizer()
+        return loss
+
+    monkeypatch.setattr(train_module._Task, "train_epoch", train_epoch_then_ctrl_c)
+    shown = shown_unraisable(monkeypatch)
+    output = tmp_path / "runs.jsonl"
+    argv = ["run", "--model", "gcn", "--dataset", "ring_transfer", "--ring-size", "4",
+            "--num-graphs", "20", "--layers", "2", "--epochs", "3", "--seeds", "3",
+            "--no-progress", "--output", str(output)]  # fmt: skip
+    assert dgl_ssm_cli.main(argv) == 130
+    err = capsys.readouterr().err
+    assert shown == [] and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("dgl-ssm run: interrupted (Ctrl-C)")
+    assert len(epochs_trained) == 5  # not one epoch more
+    seeds = [json.loads(line)["config"]["seed"] for line in output.read_text().splitlines()]
+    assert seeds == [0]  # the finished seed is kept
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
