@@ -97,8 +97,9 @@ class CalibrationReport:
     rounds : int
         Measure-and-set rounds run (0: the model was already within the bounds).
     ok : bool
-        Every radius within ``target ± tol`` and every norm ratio within
-        ``[1/norm_bound, norm_bound]``.
+        Every radius within ``target ± tol``, every norm ratio within
+        ``[1/norm_bound, norm_bound]`` and, with a ``memory_bound``, :attr:`memory` at least
+        ``1/memory_bound``.
 
     Examples
     --------
@@ -341,7 +342,9 @@ def calibrate(
     norm_bound : float
         Accepted growth or shrinkage of the state norm across the stack.
     max_rounds : int
-        Measure-and-set rounds before giving up (the report then says ``ok=False``).
+        Measure-and-set rounds at most; each aims at ``target ± tol/2`` (a margin for
+        re-measurement), and once they run out the report's ``ok`` says whether the last one
+        is within the bounds.
     lambda_rule : {"nearest", "centred"}
         Of the λ that put every layer of a group near ``target``, the one nearest the λ the
         model was built with (moving Λ, and so the stack's memory, no more than needed), or
@@ -377,8 +380,8 @@ def calibrate(
     Warns
     -----
     CalibrationWarning
-        When some layer is left outside ``target ± tol`` or the state norm outside the bound:
-        which layers, and the remedies for that bound.
+        When some layer is left outside ``target ± tol``, the state norm outside the bound,
+        or the memory below ``1/memory_bound``: which layers, and the remedies for that bound.
 
     Examples
     --------

@@ -102,9 +102,10 @@ class DeepGNN(nn.Module):
         backbone that adds the node's own state itself (GIN's ``(1 + ε) h_v``, SAGE's self
         term) then counts it once more.
     max_hop : int, optional
-        K, the largest hop the model reads (default ``num_layers``); must not exceed the
-        ``k`` of the :class:`~dgl_ssm.KHopTransform` that rewired the graph (a graph that
-        records a smaller ``k`` is refused with a ``DGLError``).
+        K, the largest hop the model may read (default ``num_layers``); the layers read hops
+        up to ``min(num_layers, max_hop)``, and a graph rewired by a
+        :class:`~dgl_ssm.KHopTransform` with a smaller ``k`` than that is refused with a
+        ``DGLError``.
     past_max_hop : {"empty", "repeat"}
         What ``"exact"`` layers past K read (``num_layers > max_hop``): ``"empty"`` (default)
         reads hop ℓ of a graph rewired with radius K as the paper does, i.e. no other node
@@ -123,7 +124,7 @@ class DeepGNN(nn.Module):
         Activation checkpointing while training: the stack is cut into segments (``True``:
         about √L of them; an int: that many, 0 as ``False``) and only each segment's input
         is kept; the rest is recomputed in the backward pass (except the last segment's,
-        which the backward pass needs at once; so one segment, e.g. ``True`` with 3 layers or
+        which the backward pass needs at once; so one segment, e.g. ``True`` with 2 layers or
         fewer, recomputes nothing and keeps everything). Memory falls from O(L) to O(√L)
         layer states for at most one more forward pass of compute; BatchNorm's running
         statistics are still updated once per step. Not available with

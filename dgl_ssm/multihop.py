@@ -8,8 +8,9 @@ hop distance. Two modes (paper §3):
   the choice ``past_max_hop`` applies: ``"empty"`` (default, the paper's and the known
   re-implementation's reading: hop ℓ > K is empty, the layer sees its own node only) or
   ``"repeat"`` (every layer past K reads hop K again).
-- ``"cumulative"`` (DRew): layer ℓ sums a separate conv per hop ``k ≤ min(ℓ, K)``; with a
-  delay ν, hop k reads the delayed state ``H^(ℓ − τ(k))``, ``τ(k) = max(0, k − ν)``.
+- ``"cumulative"`` (DRew): layer ℓ (from ``H^(ℓ−1)`` to ``H^(ℓ)``) sums a separate conv per
+  hop ``k ≤ min(ℓ, K)``; with a delay ν, hop k reads the delayed state ``H^(ℓ−1−τ(k))``
+  (``H^(0)`` at the earliest), ``τ(k) = max(0, k − ν)``.
 """
 
 import dgl

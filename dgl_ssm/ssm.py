@@ -128,8 +128,9 @@ class SSMUpdate(nn.Module):
 
     Λ and B act on the feature dimension, identically for every node, and are buffers: they
     are saved in ``state_dict()`` but never trained. The layer Jacobian is
-    :math:`I_n \otimes \Lambda + (I_n \otimes B) J_F`, so with :math:`\Lambda = I` and a
-    small B its spectrum sits near 1 and gradients neither vanish nor explode.
+    :math:`I_n \otimes \Lambda + (I_n \otimes B)\, \mathrm{diag}(\sigma'(F))\, J_F` (:math:`J_F`
+    the conv's Jacobian), so with :math:`\Lambda = I` and a small B its spectrum sits near 1
+    and gradients neither vanish nor explode.
 
     Parameters
     ----------
@@ -240,7 +241,9 @@ class SSMUpdate(nn.Module):
         else:
             carried = state * lam
         if beta is None:
-            return torch.addmm(carried, coupled, self.input_matrix.t())
+            if coupled.dim() == 2:  # one fused kernel; addmm takes matrices only
+                return torch.addmm(carried, coupled, self.input_matrix.t())
+            return carried + coupled @ self.input_matrix.t()
         return torch.add(carried, coupled, alpha=beta)
 
     def _check_inputs(self, state, conv_out):
@@ -277,10 +280,11 @@ class _ScalarReluStep(torch.autograd.Function):
 
     Autograd would record relu and the scaled add as two nodes: it keeps relu's output and
     allocates β·grad, then the masked copy of it. Here the backward is one masked copy,
-    scaled in place, and the state's gradient passes through untouched, so the step costs
-    the deep stack little more than a plain relu (see ``python -m dgl_ssm_bench.perf``). The
-    backward is made of differentiable ops (double backward works), and forward mode and
-    ``torch.func`` (``vmap``, ``jacrev``, ``jacfwd``, ``jvp``) work as they do for relu.
+    scaled in place, and the state's gradient is passed on as it is (λ·grad when λ ≠ 1), so
+    the step costs the deep stack little more than a plain relu (see
+    ``python -m dgl_ssm_bench.perf``). The backward is made of differentiable ops (double
+    backward works), and forward mode and ``torch.func`` (``vmap``, ``jacrev``, ``jacfwd``,
+    ``jvp``) work as they do for relu.
     """
 
     @staticmethod

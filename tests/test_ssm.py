@@ -179,6 +179,17 @@ def test_relu_step_promotes_and_broadcasts_like_torch():
         torch.testing.assert_close(out, expected)
 
 
+def test_a_matrix_b_takes_leading_dimensions_as_each_slice_alone():
+    # (N, d) goes through addmm, which takes matrices only; (S, N, d) must give each slice's.
+    torch.manual_seed(0)
+    update = SSMUpdate(4, state="orthogonal", input="orthogonal")
+    state, conv_out = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    out = update(state, conv_out)
+    torch.testing.assert_close(out, torch.stack([update(s, c) for s, c in zip(state, conv_out)]))
+    lam, b = update.state_matrix, update.input_matrix  # and the formula, slice 0 by hand
+    torch.testing.assert_close(out[0], state[0] @ lam.T + torch.relu(conv_out[0]) @ b.T)
+
+
 def test_plain_update_is_the_ordinary_layer():
     graph, layer = three_node_layer(PlainUpdate("relu", residual=True))
     out = layer(graph, torch.tensor(H, dtype=torch.float32))

@@ -12,7 +12,8 @@ For the linear GCN layer :math:`\tilde A H W` this is :math:`J = \tilde A \otime
 (the paper writes :math:`W^\top \otimes \tilde A` for the column-major ``vec``), whose
 singular values are :math:`|\lambda_i(\tilde A)|\,\sigma_j(W)`. For the GNN-SSM layer
 :math:`H \Lambda^\top + \sigma(F(G, H)) B^\top` it is
-:math:`I_n \otimes \Lambda + (I_n \otimes B) J_F`.
+:math:`I_n \otimes \Lambda + (I_n \otimes B)\, \mathrm{diag}(\sigma'(F))\, J_F`, with
+:math:`J_F` the conv's Jacobian.
 
 The Jacobian is taken at a fixed linearisation point ``feat``, with a copy of the layer in
 eval mode (no dropout, BatchNorm with its running statistics), in float64 by default; the
