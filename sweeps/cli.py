@@ -51,14 +51,14 @@ def add_sweep_options(parser, storage=True):
             help="Optuna storage URL (default: %(default)s, relative to the current folder)",
         )
     add("--workers", type=int, default=1, help="worker processes here")
-    add(
-        "--threads", type=int, help="torch threads per worker (default: the cores here ÷ --workers)"
-    )
+    add("--threads", type=int,
+        help="torch threads per worker (default: torch's own with one worker, the cores here "
+             "÷ --workers with several)")  # fmt: skip
     add("--seed", type=int, default=0, help="sampler seed")
     add("--pruner", choices=PRUNERS, default="median")
     add("--heartbeat", type=int, default=30,
         help="seconds between heartbeats; a trial silent for 3× this is failed and "
-        "retried")  # fmt: skip
+        "retried (3 times at most)")  # fmt: skip
     add("--data-dir", help="local raw data (default $DGL_SSM_DATA)")
     add("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
     add("--device", type=device_argument, default="auto", help="auto, cpu, cuda or cuda:N")

@@ -9,8 +9,9 @@ trial, ``value`` (validation) and user attrs ``test``, ``status``, ``config``) a
   per column in bold, beside the comparable published numbers; the others apart, as context,
   with the reason; unfinished sweeps apart, provisional, never ranked; smoke-size studies marked;
 - ``leaderboard.csv`` (the main table in long form) and ``leaderboard.tex`` (booktabs);
-- ``depth_<dataset>.png`` (test metric vs number of layers) and ``summary.png``; such a plot
-  an earlier leaderboard left in the folder, of a dataset no longer there, is removed.
+- ``depth_<dataset>.png`` (test metric vs number of layers; ``depth_<column header>.png``
+  where a dataset has several columns) and ``summary.png``; such a plot an earlier
+  leaderboard left in the folder, of a dataset no longer there, is removed.
 
 The same storage gives the same bytes: orderings sorted, fixed float formats, no timestamp,
 path or PNG software stamp. A dataset has a column per protocol and data version of its

@@ -5,7 +5,7 @@ re-queued with the same parameters), then take a queued trial or create a new on
 study has fewer than the requested number; train it outside the lock with a heartbeat, and
 report every epoch's validation metric so the pruner can stop it. When no trial is left,
 the best configuration is re-run over several seeds and its test mean ± std is stored with
-the study (``study.user_attrs["final"]``), which is all the leaderboard reads.
+the study (``study.user_attrs["final"]``), which the leaderboard ranks.
 
 A plain backbone is searched over the space's ``search`` and ``plain`` keys, an SSM backbone
 over ``search`` and ``ssm``, a reference baseline over ``search`` only (see
@@ -29,7 +29,7 @@ running trials.
 Failures: a run that diverges or raises is recorded as a FAIL trial with its ``status`` user
 attr (``diverged`` / ``error`` and the one-line ``error``), and the sweep goes on (it stops
 after :data:`MAX_ERRORS_IN_A_ROW` errors in a row: that is a bug, not a bad configuration). A
-trial interrupted by Ctrl-C (or any non-``Exception``) is failed and re-queued with the same
+trial interrupted by Ctrl-C (or SIGTERM, or SystemExit) is failed and re-queued with the same
 parameters, as a killed worker's trial is. A worker raises Ctrl-C only between storage calls
 (:mod:`dgl_ssm_sweeps.interrupt`), so the re-queueing never waits on a lock it holds itself.
 """
@@ -110,7 +110,7 @@ class SweepSpec:
     device: str = "auto"
     final: bool = True
     suite: str | None = None  # the suite that runs this study, part of its identity
-    threads: int | None = None  # torch threads per worker (default: cores ÷ workers)
+    threads: int | None = None  # per worker (default: torch's with one, else cores ÷ workers)
 
     @property
     def study_name(self):
@@ -623,10 +623,10 @@ def _requeue(study, trial):
 
 
 def _run_trial(spec, space, data, study, storage, trial, values, log, ctrl_c):
-    """Train one trial and tell the study; returns ``"ok"``, ``"pruned"``, the run's status
-    (e.g. ``"diverged"``) or ``"error: <one line>"``. Interrupted (Ctrl-C, SystemExit) at
-    any point before it was told, the trial is failed and re-queued, and the interrupt goes
-    on."""
+    """Train one trial and tell the study; returns ``"ok"``, ``"pruned"``, ``"over budget"``,
+    the run's status (e.g. ``"diverged"``), ``"no finite validation value"`` or
+    ``"error: <one line>"``. Interrupted (Ctrl-C, SystemExit) at any point before it was
+    told, the trial is failed and re-queued, and the interrupt goes on."""
     try:
         return _train_trial(spec, space, data, study, storage, trial, values, log, ctrl_c)
     except (KeyboardInterrupt, SystemExit):

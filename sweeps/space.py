@@ -39,7 +39,8 @@ published number beside a study only when the protocols agree. A space that exte
 inherits its protocol only if it changes none of its values (``fixed``, the searched sections,
 ``final``, ``max_params``): a few epochs on a small part of the data is not the protocol its
 parent follows. Such a space follows no protocol unless it names one (``protocol: gpp``, when
-the change keeps it), and :attr:`SearchSpace.protocol_note` says why.
+the change keeps it), and :attr:`SearchSpace.protocol_note` says why. (``smoke`` is kept:
+a smaller smoke test is still one.)
 
 ``max_params`` is the protocol's budget of trainable parameters (LRGB: 500k). The runner
 counts each trial's model before training it; a configuration over the budget is refused

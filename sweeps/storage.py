@@ -8,7 +8,8 @@ worker on every machine runs the same command against it. Two things make that s
   ``CREATE TYPE studydirection``); a retry then finds the tables made.
 - :func:`trial_lock` serialises "count the trials, then create one" across processes (a
   PostgreSQL advisory lock, or a file lock next to a SQLite database), so a study ends with
-  exactly the requested number of trials and trial numbers never repeat.
+  exactly the requested number of trials (a failed attempt re-queued as a retry is kept but
+  not counted: :func:`~dgl_ssm_sweeps.runner.counted`) and trial numbers never repeat.
 """
 
 import contextlib
@@ -264,7 +265,8 @@ def _is_schema_race(error):
 
 @contextlib.contextmanager
 def trial_lock(storage, study_name):
-    """Hold a lock, shared by every process on every machine using ``storage``, for a study."""
+    """Hold a lock on a study, shared by every process using ``storage``: on every machine
+    for PostgreSQL (an advisory lock), on this machine only for other databases (a file)."""
     url = str(storage.url) if hasattr(storage, "url") else ""
     if url.startswith("postgresql"):
         key = int.from_bytes(hashlib.sha1(study_name.encode()).digest()[:8], "big", signed=True)
@@ -304,7 +306,7 @@ def create_or_load_study(storage, name, direction, sampler, pruner):
             )
         )
     except ValueError:
-        raise  # e.g. an existing study with the other direction: Optuna's message is clear
+        raise  # Optuna's own message is clear (another direction: runner._check_direction)
     except Exception as error:  # noqa: BLE001
         url = str(getattr(storage, "url", ""))
         raise StorageError(
