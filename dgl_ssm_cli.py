@@ -1,6 +1,6 @@
 """``dgl-ssm``: the one command of the project, above every room.
 
-    dgl-ssm run --config cora_gcn_ssm_64           # one configuration, several seeds
+    dgl-ssm run --config cora_gcn_ssm_64 --seeds 3 # one configuration, several seeds
     dgl-ssm sweep --backbone gcn_ssm --dataset cora
     dgl-ssm leaderboard --suite quick               # the main job
     dgl-ssm analyze jacobian --dataset cora

@@ -9,7 +9,8 @@ dgl-ssm analyze figures --quick --only sensitivity_ring
 dgl-ssm analyze monitor runs/results.jsonl --index -1
 
 Every command writes ``<name>.png`` and ``<name>.csv`` into ``--out`` (default
-``runs/analysis``). Models are taken at initialisation (seeded with ``--seed``; a plain model
+``runs/analysis``; ``monitor`` writes three plots, ``monitor_<quantity>.png``, and one
+``monitor.csv``). Models are taken at initialisation (seeded with ``--seed``; a plain model
 and its SSM twin get the same weights), except for the accuracy-vs-depth figure, which trains.
 One-hop models get one self loop per node, k-hop models (``kgcn``, ``kgcn_ssm``) the graph
 rewired with ``KHopTransform(k=layers)``; distances and energies are measured on the graph

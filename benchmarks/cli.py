@@ -144,13 +144,14 @@ def build_parser(prog="dgl-ssm-bench"):
     decay_rule.add_argument(
         "--same-weight-decay", dest="rescale_weight_decay", action="store_false", default=None,
         help="with --calibrate: keep one weight decay for every layer (default: each weight of a "
-        "calibrated layer × (B factor)^(2k), k from its conv's output-scaling symmetry, see "
-        "dgl_ssm.CalibrationReport.param_groups)",
+        "calibrated layer × (B factor)^(2k), k from its conv's output-scaling symmetry; "
+        "^k with adamw's decoupled decay; see dgl_ssm.CalibrationReport.param_groups)",
     )  # fmt: skip
     decay_rule.add_argument(
         "--uniform-weight-decay", dest="rescale_weight_decay", action="store_const",
-        const="uniform", help="with --calibrate: every weight of a calibrated layer × (B factor)², "
-        "as if the conv were linear in all its weights (the rule before the symmetries)",
+        const="uniform", help="with --calibrate: every weight of a calibrated layer × (B factor)² "
+        "(× B factor with adamw), as if the conv were linear in all its weights (the rule "
+        "before the symmetries)",
     )  # fmt: skip
 
     runs = run.add_argument_group("runs")
@@ -200,7 +201,8 @@ def add_reproduce_parser(commands):
         help="run the paper's experiments (resumable), then rebuild tables and plots",
         description="Runs every configuration of the chosen parts that has no record in "
         "OUT/<part>.jsonl yet, appending one record per finished run, then rebuilds "
-        "OUT/README.md and the plots from the records alone.",
+        "OUT/README.md (README.<budget>.md for another --budget than cpu) and the plots from "
+        "the records alone.",
     )
     reproduce.add_argument("--part", action="append", choices=PARTS,
                            help="part to run (repeatable; default: all)")  # fmt: skip

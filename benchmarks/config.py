@@ -247,8 +247,9 @@ class OptimConfig:
     patience: Annotated[Int, Field(ge=0)] | None = None
     batch_size: Annotated[Int, Field(ge=1)] = 64  # graphs per batch, for many-graph datasets
     # Draw the training batches once (seeded) and shuffle only their order each epoch, so
-    # each batch, with its hop structure, is built once: several times faster per epoch for
-    # k-hop models on many small graphs. Default: graphs re-shuffled into new batches.
+    # each batch, with its hop structure, is built once: ≈2× faster per epoch for k-hop
+    # models on many small graphs (kGCN-SSM on GPP eccentricity, one thread: 2.9 → 1.5 s).
+    # Default: graphs re-shuffled into new batches.
     fixed_batches: Bool = False
     # With model.calibrate: each calibrated layer's weight decay scaled to the factor its B
     # was shrunk by (see dgl_ssm.CalibrationReport.param_groups), so calibration does not

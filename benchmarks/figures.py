@@ -655,7 +655,9 @@ FIGURE_NAMES = tuple(figure.name for figure in FIGURES)
 def monitor_figures(record, *, out, stem="monitor"):
     """Layer × epoch heatmaps of a monitored run's record (``dgl-ssm run --monitor EVERY``):
     log10 ‖∂loss/∂H⁽ℓ⁾‖ and log10 Dirichlet energy, and the tracked layers' top singular
-    values against epoch; each with its CSV (long format: quantity, epoch, layer, value)."""
+    values against epoch (``<stem>_grad_norm.png``, ``<stem>_energy.png``,
+    ``<stem>_singular_values.png``), and one CSV of them all, ``<stem>.csv`` (long format:
+    quantity, epoch, layer, value)."""
     entries = _monitor_entries(record)
     plt = pyplot()
     epochs = [e["epoch"] for e in entries]

@@ -11,6 +11,7 @@ measured correctly: :attr:`PeakMeter.resettable` says which.
 """
 
 import resource
+import sys
 
 import psutil
 import torch
@@ -66,8 +67,9 @@ def resident_mb():
 def high_water_mark_mb():
     """Highest resident set size since start (or since the last reset), in MB."""
     value = _status_kb("VmHWM")  # psutil does not read the high-water mark
-    if value is None:  # not Linux: ru_maxrss is KiB on Linux, bytes on macOS
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if value is None:  # not Linux: getrusage's ru_maxrss, in bytes on macOS, KiB elsewhere
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
     return value / 1024
 
 

@@ -22,11 +22,13 @@ import pytest
 import torch
 from torch.utils.benchmark.utils.common import Measurement, TaskSpec
 
+import dgl_ssm_bench.memory as memory
 import dgl_ssm_bench.monitor
 import dgl_ssm_bench.train
 from dgl_ssm_bench.datasets.gpp import generate_graph
 from dgl_ssm_bench.memory import PeakMeter, process_rss_mb, resident_mb
 from dgl_ssm_bench.perf import main, measure, runner
+from dgl_ssm_bench.perf import report as perf_report
 from dgl_ssm_bench.perf.cli import PerfConfig, build_parser, config_from_args
 from dgl_ssm_bench.perf.isolation import (
     COMPACT,
@@ -193,6 +195,18 @@ def test_the_compact_allocator_reaches_the_child():
     assert tunables == "glibc.malloc.mmap_threshold=65536"
 
 
+@pytest.mark.parametrize("platform,maxrss", [("darwin", 3 * 2**30), ("freebsd14", 3 * 2**20)])
+def test_off_linux_the_high_water_mark_reads_ru_maxrss_in_its_platforms_unit(
+    monkeypatch, platform, maxrss
+):
+    # getrusage(2): ru_maxrss is in bytes on macOS and in kilobytes on the BSDs (and Linux).
+    monkeypatch.setattr(memory, "_status_kb", lambda field: None)  # no /proc/self/status
+    monkeypatch.setattr(memory.sys, "platform", platform)
+    usage = type("Usage", (), {"ru_maxrss": maxrss})()
+    monkeypatch.setattr(memory.resource, "getrusage", lambda who: usage)
+    assert memory.high_water_mark_mb() == 3 * 1024  # 3 GiB, in MB
+
+
 def test_the_memory_meter_sees_memory_allocated_after_its_start():
     meter = PeakMeter("cpu")
     meter.start()
@@ -237,6 +251,22 @@ def test_retimed_graph_names_round_trip():
     for kind in (TCMALLOC, COMPACT):
         assert split_label(retimed_label("random-100k", kind)) == ("random-100k", kind)
     assert split_label("random-100k") == ("random-100k", None)
+
+
+def test_a_report_that_fails_half_way_leaves_the_last_one_whole(tmp_path, monkeypatch):
+    # perf.csv, perf.json and perf.md are one set: a failure while rendering the last (or a
+    # Ctrl-C) must not leave a new table beside an old summary.
+    main([*TINY, "--sections", "time", "--out", str(tmp_path)])
+    before = {name: (tmp_path / name).read_bytes() for name in ("perf.csv", "perf.json", "perf.md")}
+
+    def fails(*args):
+        raise RuntimeError("rendering failed")
+
+    monkeypatch.setattr(perf_report, "render_markdown", fails)
+    with pytest.raises(RuntimeError, match="rendering failed"):
+        main([*TINY, "--sections", "time", "--depths", "3", "--out", str(tmp_path)])
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)  # no temporary left
 
 
 @pytest.mark.skipif(find_tcmalloc() is None, reason="tcmalloc is not installed")
@@ -457,6 +487,21 @@ def test_gpp_sized_graphs_are_the_generators_graphs():
         src, dst = (t.tolist() for t in graph.edges())
         assert set(zip(src, dst)) == pairs | {(v, u) for u, v in pairs}  # both directions
         assert graph.in_degrees().min() > 0  # the generator redraws isolated nodes
+
+
+def test_the_rewire_timings_run_under_the_allocator_asked_for(monkeypatch):
+    # A timing, as the time and monitor sections: --allocator (here its default, glibc's),
+    # not the compact allocator the memory section measures under.
+    config = PerfConfig(sections=("rewire",), memory_budget_gb=1.0)
+    used = []
+
+    def fake_isolated(function, args, budget_mb, allocator, fresh):
+        used.append((function.__name__, allocator))
+        return {"status": "failed", "message": "not run"}
+
+    monkeypatch.setattr(runner.isolation, "isolated", fake_isolated)
+    runner._rewire_section(config, lambda *_: None, {})
+    assert used == [("rewire_cost", "default")]
 
 
 def test_the_rewire_section_times_both_ways_and_flags_different_graphs(tmp_path, monkeypatch,

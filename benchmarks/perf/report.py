@@ -7,10 +7,12 @@ timed together pair up).
 """
 
 import csv
+import io
 import json
 import statistics
 from dataclasses import asdict
 
+from ..files import write_together
 from .isolation import COMPACT, TCMALLOC, retimed_label, split_label
 
 SSM_OVERHEAD = 1.10  # GCN-SSM / GCN time per epoch at TARGET_DEPTH layers
@@ -208,17 +210,19 @@ def write_report(out, config, records, ratios, targets, meta):
         stats = (statistics.median(v), min(v), max(v)) if v else (None, None, None)
         rows.append({**r, **dict(zip(("median", "min", "max"), stats)), "n": len(v)})
     columns = "section graph depth k variant metric median min max n values status note".split()
-    with open(out / "perf.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "values": " ".join(f"{v:.6g}" for v in row["values"])})
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "values": " ".join(f"{v:.6g}" for v in row["values"])})
     payload = {"config": asdict(config), **meta, "records": rows, "ratios": ratios,
                "targets": targets}  # fmt: skip
-    (out / "perf.json").write_text(json.dumps(payload, indent=1, default=str))
-    markdown = out / "perf.md"
-    markdown.write_text(render_markdown(config, records, ratios, targets, meta))
-    return markdown
+    written = write_together(out, {  # one set: never a new table beside an old summary
+        "perf.csv": table.getvalue().encode(),
+        "perf.json": json.dumps(payload, indent=1, default=str).encode(),
+        "perf.md": render_markdown(config, records, ratios, targets, meta).encode(),
+    })  # fmt: skip
+    return written["perf.md"]
 
 
 def _samples(found, scale=1.0, digits=3):

@@ -157,7 +157,16 @@ def _rewire_section(config, log, records):
         for v in REWIRE_VARIANTS:
             put(records, "rewire", REWIRED, v, "seconds", **status)
 
-    out = _measure(config, log, where, failed, rewire_cost, config, "k-hop rewiring")
+    out = _measure(
+        config,
+        log,
+        where,
+        failed,
+        rewire_cost,
+        config,
+        "k-hop rewiring",
+        allocator=config.allocator,
+    )
     if not out:
         return
     status = {} if out["same"] else {

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from ..files import atomic_write
 from ..references import DATA_NOTES, GPP_DATA, PROTOCOLS, REFERENCES
 from .execute import records_file
 from .plan import (
@@ -433,7 +434,8 @@ def plot_accuracy(series, path, xlabel, size=(5.5, 3.6), fontsize=8, log2=False)
     axis.legend(fontsize=fontsize)
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=120, metadata={"Software": None})
+    with atomic_write(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=120, metadata={"Software": None})
     plt.close(figure)
     return path
 
@@ -544,5 +546,6 @@ def write_report(out, budget="cpu", *, need_records=False):
             lines += ["", "β auto = 0.1·min(1, 64/L) (`input_scale: auto`); 256 layers and "
                       "deeper with activation checkpointing.", "", figure]  # fmt: skip
     readme = out / f"README{suffix}.md"
-    readme.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with atomic_write(readme) as temporary:
+        temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return [readme, *written]
