@@ -310,7 +310,8 @@ def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
         raise SystemExit(130) from None
     except Exception as error:  # noqa: BLE001 - one line per failed worker, then exit code 1
         message = redact(f"{type(error).__name__}: {error}", spec.storage)
-        print(f"dgl-ssm-sweep: worker {index}: {message}", flush=True)
+        # (named by its study, as the trial lines are: the command's name is the parent's)
+        print(f"{spec.study_name}: worker {index} failed: {message}", flush=True)
         raise SystemExit(1) from None
     finally:
         # Its work is done. Exiting waits for other threads (OGB, which DGL imports, starts
