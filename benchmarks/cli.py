@@ -321,9 +321,9 @@ def run_command(args, argv=None, prog="dgl-ssm-bench"):
         if args.gpp_sizes is not None and min(args.gpp_sizes) < 1:
             raise ValueError("--gpp-sizes needs at least 1 graph in each split (TRAIN VAL TEST).")
         monitor = _monitor_factory(args, config.model.num_layers)
-        # A Ctrl-C raises at once, as usual; one a finalizer swallowed is raised again after
+        # Each Ctrl-C raises at once, as usual; one a finalizer swallowed is raised again after
         # the epoch (see dgl_ssm_bench.ctrl_c). SIGTERM keeps its default: it ends the run.
-        with threads(args.threads), CtrlC.installed(signals=[signal.SIGINT]) as ctrl_c:
+        with threads(args.threads), CtrlC.installed([signal.SIGINT], once=False) as ctrl_c:
             with ctrl_c.interruptible():
                 records = run_seeds(config, args.seeds, output=args.output,
                                     progress=not args.no_progress, monitor=monitor,

@@ -8,9 +8,9 @@ that should stop trains on to the end. :class:`CtrlC`'s handler notes the signal
 raises, so a loop that calls :meth:`CtrlC.check` (every epoch) raises it again, and the
 swallowed one is not printed.
 
-``dgl-ssm run`` and each sweep worker loop under a :class:`CtrlC`; a sweep worker also raises
-it at once only where no storage call can be cut in two (:meth:`CtrlC.interruptible`,
-:meth:`CtrlC.deferred`).
+``dgl-ssm run``, each sweep worker and a sweep's final evaluation loop under a :class:`CtrlC`;
+the sweeps raise it at once only where no storage call can be cut in two
+(:meth:`CtrlC.interruptible`, :meth:`CtrlC.deferred`).
 """
 
 import signal
@@ -25,22 +25,26 @@ class CtrlC:
     Made by :meth:`installed`; off the main thread (no signal reaches it there) it is inert.
     """
 
-    def __init__(self):
+    def __init__(self, once=True):
         self.seen = False
         self.raise_at_once = False
+        self.once = once
         self._lost = False  # the one raised was swallowed by a finalizer
 
     def _handle(self, signum, frame):
-        # One interrupt per loop (a sweep worker gets the terminal's and its parent's), but
-        # one lost in a finalizer does not count: the next one raises.
-        if self.seen and not self._lost:
+        # With ``once``, one interrupt per loop (a sweep worker gets the terminal's and its
+        # parent's), but one lost in a finalizer does not count: the next one raises.
+        if self.seen and self.once and not self._lost:
             return
         self.seen, self._lost = True, False
         if self.raise_at_once:
             raise KeyboardInterrupt
 
     def _swallowed(self, unraisable, hook):
-        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+        # (A signal's KeyboardInterrupt is raised in the main thread only.)
+        if issubclass(unraisable.exc_type, KeyboardInterrupt) and (
+            threading.current_thread() is threading.main_thread()
+        ):
             self._lost = True  # (not printed: the next check raises it again)
         else:
             hook(unraisable)
@@ -48,16 +52,19 @@ class CtrlC:
     def check(self):
         """Raise ``KeyboardInterrupt`` if a Ctrl-C came."""
         if self.seen:
+            self._lost = False  # raised now: the interrupt of this loop
             raise KeyboardInterrupt
 
     @classmethod
     @contextmanager
-    def installed(cls, signals=(signal.SIGINT, signal.SIGTERM)):
+    def installed(cls, signals=(signal.SIGINT, signal.SIGTERM), once=True):
         """A fresh :class:`CtrlC` handling ``signals`` for the block (by default SIGTERM too: a
         scheduler's or ``timeout``'s stop, taken as a Ctrl-C); one not raised yet is raised
-        when the block ends. A signal ignored (SIGINT in a background job) keeps being
-        ignored; off the main thread the handlers are left as they are."""
-        ctrl_c = cls()
+        when the block ends. With ``once``, a signal after the one raised is ignored (the
+        stop it started is not cut short); without, each one raises, as Python's own handler
+        does. A signal ignored (SIGINT in a background job) keeps being ignored; off the main
+        thread the handlers are left as they are."""
+        ctrl_c = cls(once)
         if threading.current_thread() is not threading.main_thread():
             yield ctrl_c
             return

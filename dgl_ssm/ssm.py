@@ -240,10 +240,14 @@ class SSMUpdate(nn.Module):
             carried = state
         else:
             carried = state * lam
-        if beta is None:
-            if coupled.dim() == 2:  # one fused kernel; addmm takes matrices only
-                return torch.addmm(carried, coupled, self.input_matrix.t())
-            return carried + coupled @ self.input_matrix.t()
+        if beta is None:  # one fused kernel, and one dtype rule (addmm's) for every rank
+            shape = coupled.shape
+            if carried.shape != shape:  # broadcast as torch would (rare: a copy)
+                shape = torch.broadcast_shapes(carried.shape, shape)
+                carried, coupled = carried.expand(shape), coupled.expand(shape)
+            rows = (-1, shape[-1])  # addmm takes matrices: leading dimensions flattened
+            out = torch.addmm(carried.reshape(rows), coupled.reshape(rows), self.input_matrix.t())
+            return out.view(shape)
         return torch.add(carried, coupled, alpha=beta)
 
     def _check_inputs(self, state, conv_out):

@@ -726,6 +726,29 @@ class _Heartbeat:
         return False
 
 
+def _final_runs(spec, best, seeds, data, study, progress, log, ctrl_c):
+    """Run the final seeds not in ``progress`` yet, storing each one as it finishes."""
+    for i, seed in enumerate(seeds):
+        if str(i) in progress["values"]:
+            continue
+        config = config_of_run(RunConfig.from_dict(best.user_attrs["config"]), i, seed, data)
+        config.device = spec.device  # this sweep's, not the one the best trial ran on
+        try:
+            with ctrl_c.interruptible():
+                result = train(config, data=data, on_epoch=lambda epoch, val: ctrl_c.check())
+        except Exception as error:  # noqa: BLE001 - as in a trial: logged, not fatal
+            message = redact(one_line(error), spec.storage)
+            log(f"{spec.study_name}: final run {i + 1}/{len(seeds)} (seed {seed}) failed: "
+                f"{message}")  # fmt: skip
+            continue  # not stored: the next evaluation of this study retries it
+        value = result.test if result.status == "ok" else None
+        progress["values"][str(i)] = value
+        progress["devices"][str(i)] = result.device
+        study.set_user_attr("final_runs", progress)
+        shown = "diverged" if value is None else f"test {value:.4g}"
+        log(f"{spec.study_name}: final run {i + 1}/{len(seeds)} (seed {seed}): {shown}")
+
+
 def final_evaluation(spec: SweepSpec, log=print):
     """Re-run the best trial's configuration over the space's final seeds; store mean ± std.
 
@@ -763,24 +786,8 @@ def final_evaluation(spec: SweepSpec, log=print):
         if (stored.get("trial"), stored.get("seeds")) == (best.number, seeds):
             progress["values"] = dict(stored["values"])
             progress["devices"] = dict(stored.get("devices") or {})
-        for i, seed in enumerate(seeds):
-            if str(i) in progress["values"]:
-                continue
-            config = config_of_run(RunConfig.from_dict(best.user_attrs["config"]), i, seed, data)
-            config.device = spec.device  # this sweep's, not the one the best trial ran on
-            try:
-                result = train(config, data=data)
-            except Exception as error:  # noqa: BLE001 - as in a trial: logged, not fatal
-                message = redact(one_line(error), spec.storage)
-                log(f"{spec.study_name}: final run {i + 1}/{len(seeds)} (seed {seed}) failed: "
-                    f"{message}")  # fmt: skip
-                continue  # not stored: the next evaluation of this study retries it
-            value = result.test if result.status == "ok" else None
-            progress["values"][str(i)] = value
-            progress["devices"][str(i)] = result.device
-            study.set_user_attr("final_runs", progress)
-            shown = "diverged" if value is None else f"test {value:.4g}"
-            log(f"{spec.study_name}: final run {i + 1}/{len(seeds)} (seed {seed}): {shown}")
+        with CtrlC.installed() as ctrl_c:  # as in a worker: raised in training, or after
+            _final_runs(spec, best, seeds, data, study, progress, log, ctrl_c)
         values = [progress["values"].get(str(i)) for i in range(len(seeds))]
         finite = [v for v in values if v is not None and math.isfinite(v)]
         final = {

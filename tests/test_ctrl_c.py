@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 
+import optuna
 import pytest
 
 import dgl_ssm_cli
@@ -34,7 +35,11 @@ class _SwallowsCtrlC:
 
 
 def ctrl_c_inside_a_finalizer():
+    """Ctrl-C, lost in a finalizer: the handler raised there, since nothing escapes. Returns
+    True, for the caller to note that it got past the call (had the interrupt been raised
+    elsewhere, it would not have)."""
     _SwallowsCtrlC()  # freed at once
+    return True
 
 
 def test_a_worker_takes_ctrl_c_once_and_at_once_only_where_no_storage_is_touched():
@@ -69,10 +74,12 @@ def test_a_ctrl_c_a_finalizer_swallowed_is_raised_at_the_next_check_and_not_show
     hook = sys.unraisablehook
     with pytest.raises(KeyboardInterrupt), CtrlC.installed() as ctrl_c:
         with ctrl_c.interruptible():
-            ctrl_c_inside_a_finalizer()  # raised in the finalizer, and lost there
+            lost = ctrl_c_inside_a_finalizer()  # raised in the finalizer, and lost there
             with pytest.raises(KeyboardInterrupt):
                 ctrl_c.check()
-    assert shown == []
+            signal.raise_signal(signal.SIGINT)  # once raised, it is the loop's one: ignored
+            ignored = True
+    assert lost and ignored and shown == []
     assert sys.unraisablehook is hook  # put back
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
@@ -82,11 +89,23 @@ def test_after_a_swallowed_ctrl_c_the_next_one_raises_at_once():
     # again is not ignored until the next check.
     with pytest.raises(KeyboardInterrupt), CtrlC.installed() as ctrl_c:
         with ctrl_c.interruptible():
-            ctrl_c_inside_a_finalizer()
+            lost = ctrl_c_inside_a_finalizer()
             with pytest.raises(KeyboardInterrupt):
                 signal.raise_signal(signal.SIGINT)
                 time.sleep(5)  # never reached
             signal.raise_signal(signal.SIGINT)  # a third, once the second was raised: ignored
+            ignored = True
+    assert lost and ignored
+
+
+def test_without_once_every_ctrl_c_raises_as_pythons_own_handler_does():
+    # dgl-ssm run: a second Ctrl-C must still break a clean-up that hangs.
+    with pytest.raises(KeyboardInterrupt), CtrlC.installed(once=False) as ctrl_c:
+        with ctrl_c.interruptible():
+            for _ in range(2):
+                with pytest.raises(KeyboardInterrupt):
+                    signal.raise_signal(signal.SIGINT)
+                    time.sleep(5)  # never reached
 
 
 def test_other_unraisable_errors_still_reach_the_hook_there_was(monkeypatch):
@@ -101,22 +120,23 @@ def test_other_unraisable_errors_still_reach_the_hook_there_was(monkeypatch):
 
 
 def test_ctrl_c_outside_the_handled_signals_keeps_its_own_handler():
+    before = signal.getsignal(signal.SIGTERM)
     with CtrlC.installed(signals=[signal.SIGINT]):
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_run_stops_after_the_epoch_in_which_a_finalizer_swallowed_ctrl_c(
     tmp_path, monkeypatch, capsys
 ):
     # Seeds of 3 epochs: the Ctrl-C comes during seed 1's second epoch, inside a finalizer.
-    epochs_trained = []
+    epochs_trained, lost = [], []
     train_epoch = train_module._Task.train_epoch
 
     def train_epoch_then_ctrl_c(self, *args, **kwargs):
         loss = train_epoch(self, *args, **kwargs)
         epochs_trained.append(len(epochs_trained))
         if len(epochs_trained) == 5:
-            ctrl_c_inside_a_finalizer()
+            lost.append(ctrl_c_inside_a_finalizer())
         return loss
 
     monkeypatch.setattr(train_module._Task, "train_epoch", train_epoch_then_ctrl_c)
@@ -129,7 +149,35 @@ def test_a_run_stops_after_the_epoch_in_which_a_finalizer_swallowed_ctrl_c(
     err = capsys.readouterr().err
     assert shown == [] and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("dgl-ssm run: interrupted (Ctrl-C)")
-    assert len(epochs_trained) == 5  # not one epoch more
+    assert lost == [True] and len(epochs_trained) == 5  # not one epoch more
     seeds = [json.loads(line)["config"]["seed"] for line in output.read_text().splitlines()]
     assert seeds == [0]  # the finished seed is kept
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_sweeps_final_evaluation_stops_after_the_epoch_in_which_ctrl_c_was_swallowed(
+    tmp_path, monkeypatch
+):
+    from dgl_ssm_sweeps import runner
+    from tests.test_sweeps import tiny_space
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = runner.SweepSpec("gcn_ssm", "ring_transfer", trials=1, storage=storage,
+                            space=tiny_space(tmp_path), pruner="none", final=False)  # fmt: skip
+    runner.run_sweep(spec, log=lambda *_: None)  # the search: one trial of 3 epochs
+    epochs_trained, lost = [], []
+    train_epoch = train_module._Task.train_epoch
+
+    def train_epoch_then_ctrl_c(self, *args, **kwargs):
+        loss = train_epoch(self, *args, **kwargs)
+        epochs_trained.append(len(epochs_trained))
+        if len(epochs_trained) == 2:  # final run 1, epoch 2
+            lost.append(ctrl_c_inside_a_finalizer())
+        return loss
+
+    monkeypatch.setattr(train_module._Task, "train_epoch", train_epoch_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        runner.final_evaluation(spec, log=lambda *_: None)
+    assert lost == [True] and len(epochs_trained) == 2  # not one epoch more
+    study = optuna.load_study(study_name=spec.study_name, storage=storage)
+    assert "final" not in study.user_attrs and "final_runs" not in study.user_attrs

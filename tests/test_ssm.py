@@ -179,15 +179,31 @@ def test_relu_step_promotes_and_broadcasts_like_torch():
         torch.testing.assert_close(out, expected)
 
 
-def test_a_matrix_b_takes_leading_dimensions_as_each_slice_alone():
-    # (N, d) goes through addmm, which takes matrices only; (S, N, d) must give each slice's.
+@pytest.mark.parametrize(
+    "state_shape,conv_shape",
+    [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (3, 4)), ((3, 4), (2, 3, 4)), ((3, 4), (1, 4)),
+     ((1, 4), (3, 4)), ((1, 1, 4), (3, 4))],
+)  # fmt: skip
+def test_a_matrix_b_broadcasts_over_leading_dimensions_as_torch_does(state_shape, conv_shape):
+    # (N, d) goes through addmm, which takes matrices only; every other shape that broadcasts
+    # must give numpy's broadcasting of the formula.
     torch.manual_seed(0)
     update = SSMUpdate(4, state="orthogonal", input="orthogonal")
-    state, conv_out = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
-    out = update(state, conv_out)
-    torch.testing.assert_close(out, torch.stack([update(s, c) for s, c in zip(state, conv_out)]))
-    lam, b = update.state_matrix, update.input_matrix  # and the formula, slice 0 by hand
-    torch.testing.assert_close(out[0], state[0] @ lam.T + torch.relu(conv_out[0]) @ b.T)
+    state, conv_out = torch.randn(state_shape), torch.randn(conv_shape)
+    lam, b = update.state_matrix.numpy(), update.input_matrix.numpy()
+    expected = state.numpy() @ lam.T + np.maximum(conv_out.numpy(), 0) @ b.T
+    np.testing.assert_allclose(update(state, conv_out).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_a_matrix_b_takes_the_same_dtypes_at_every_rank(rank):
+    # The batch's rank must not decide whether mixed dtypes are refused or promoted.
+    update = SSMUpdate(4, input="orthogonal")  # Λ = I, B a matrix
+    shape = (2, 3, 4)[-rank:]
+    with pytest.raises(TypeError, match="SSMUpdate's state is torch.float64"):
+        update(torch.randn(shape, dtype=torch.float64), torch.randn(shape))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert update(torch.randn(shape), torch.randn(shape)).dtype == torch.bfloat16
 
 
 def test_plain_update_is_the_ordinary_layer():
