@@ -143,7 +143,7 @@ class SSMUpdate(nn.Module):
     input : str or torch.Tensor
         Kind of B. Default ``"identity"``.
     input_scale : float
-        Scale β of B. Default 0.1.
+        Scale β of B for the named kinds (a tensor B is used as given). Default 0.1.
     activation : str or nn.Module
         The coupling activation σ: ``"relu"``, ``"tanh"``, ``"identity"``, …
     generator : torch.Generator, optional

@@ -480,7 +480,7 @@ def test_the_final_numbers_are_the_mean_and_sample_std_of_the_runs(tmp_path, mon
     monkeypatch.setattr(
         runner,
         "train",
-        lambda config, data: SimpleNamespace(test=next(scores), status="ok", device="cpu"),
+        lambda config, data, **_: SimpleNamespace(test=next(scores), status="ok", device="cpu"),
     )
     final = runner.final_evaluation(spec, log=lambda *_: None)
     # Worked by hand: mean (0.5 + 0.7) / 2; sample std √((0.1² + 0.1²) / (2 − 1)).
@@ -504,7 +504,7 @@ def test_final_runs_take_the_spaces_seeds_and_a_split_each(
     run_sweep(spec, log=lambda *_: None)
     seen = []
 
-    def fake_train(config, data):
+    def fake_train(config, data, **_):  # (on_epoch: the final runs' Ctrl-C check)
         seen.append((config.seed, config.data.split, config.optim.lr))
         return SimpleNamespace(test=0.5, status="ok", device="cpu")
 
