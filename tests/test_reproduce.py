@@ -858,7 +858,7 @@ def test_heterophily_runs_every_split_of_its_budget():
         assert {c.config.model.hidden for c in cells} == {hidden}
         for split in splits:  # each (row, column) once per split: none skipped or repeated
             rows = [(c.row, c.column) for c in cells if c.config.data.split == split]
-            assert len(rows) == len(set(rows)) == 2 * (3 + 2) + 2  # + the β = 1 finding
+            assert len(rows) == len(set(rows)) == 3 * (3 + 2)  # two rows and the β = 1 finding
 
 
 def test_the_residual_row_has_the_skip_connection_and_only_it():
