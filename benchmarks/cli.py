@@ -327,8 +327,7 @@ def run_command(args, argv=None, prog="dgl-ssm-bench"):
             with ctrl_c.interruptible():
                 records = run_seeds(config, args.seeds, output=args.output,
                                     progress=not args.no_progress, monitor=monitor,
-                                    resume=args.resume,
-                                    on_epoch=lambda epoch, val: ctrl_c.check())  # fmt: skip
+                                    resume=args.resume, on_epoch=ctrl_c.check)  # fmt: skip
         print(f"{len(records)} record(s) appended to {args.output}")
     except (ValueError, TypeError, OSError, ImportError, RuntimeError, DGLError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -49,8 +49,9 @@ class CtrlC:
         else:
             hook(unraisable)
 
-    def check(self):
-        """Raise ``KeyboardInterrupt`` if a Ctrl-C came."""
+    def check(self, *_):
+        """Raise ``KeyboardInterrupt`` if a Ctrl-C came. (Any arguments are ignored, so it
+        serves as a trainer's ``on_epoch(epoch, val)``.)"""
         if self.seen:
             self._lost = False  # raised now: the interrupt of this loop
             raise KeyboardInterrupt

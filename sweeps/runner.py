@@ -735,7 +735,7 @@ def _final_runs(spec, best, seeds, data, study, progress, log, ctrl_c):
         config.device = spec.device  # this sweep's, not the one the best trial ran on
         try:
             with ctrl_c.interruptible():
-                result = train(config, data=data, on_epoch=lambda epoch, val: ctrl_c.check())
+                result = train(config, data=data, on_epoch=ctrl_c.check)
         except Exception as error:  # noqa: BLE001 - as in a trial: logged, not fatal
             message = redact(one_line(error), spec.storage)
             log(f"{spec.study_name}: final run {i + 1}/{len(seeds)} (seed {seed}) failed: "

@@ -157,16 +157,8 @@ def _rewire_section(config, log, records):
         for v in REWIRE_VARIANTS:
             put(records, "rewire", REWIRED, v, "seconds", **status)
 
-    out = _measure(
-        config,
-        log,
-        where,
-        failed,
-        rewire_cost,
-        config,
-        "k-hop rewiring",
-        allocator=config.allocator,
-    )
+    out = _measure(config, log, where, failed, rewire_cost, config, "k-hop rewiring",
+                   allocator=config.allocator)  # fmt: skip
     if not out:
         return
     status = {} if out["same"] else {
