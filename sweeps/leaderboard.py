@@ -471,7 +471,8 @@ def render_latex(cells, headers):
         lines.insert(rule + 1 + ours, "\\midrule")
     if grid.empty:
         del lines[rule]
-    head = [f"% {PROG}: test metric, mean $\\pm$ std over n seeds; bold = best per column.",
+    head = ["% dgl-ssm leaderboard: test metric, mean $\\pm$ std over n seeds;"
+            " bold = best per column.",
             "% Needs \\usepackage{booktabs}."]  # fmt: skip
     if cells.smoke.any():
         head.append("% Cells marked smoke: a smoke-size budget (quick suite), not a reproduction.")

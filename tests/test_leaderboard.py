@@ -328,7 +328,7 @@ def test_csv_long_format(board):
 def test_latex_escapes(board):
     _, files = board
     tex = files["leaderboard.tex"].read_text(encoding="utf-8")
-    assert tex.startswith("% dgl-ssm-leaderboard: test metric")
+    assert tex.startswith("% dgl-ssm leaderboard: test metric")
     assert tex.count("\\begin{tabular}{lrrrrrr}") == 1 and tex.endswith("\\end{tabular}\n")
     assert tex.count("\\midrule") == 2  # under the header; between our rows and the paper's
     assert all(rule in tex for rule in ("\\toprule", "\\midrule", "\\bottomrule"))
