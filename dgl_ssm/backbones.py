@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from dgl.nn import GATConv, GatedGCNConv, GINConv, GraphConv, SAGEConv
 from torch import nn
 
-from .checks import check_count
+from .checks import check_choice, check_count, check_flag
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ def _gcn(dim):
 
 def _gin(dim, learn_eps=False):
     mlp = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+    learn_eps = check_flag(learn_eps, "GIN's learn_eps")  # "no" would be truthy: ε learned
     return GINConv(mlp, aggregator_type="sum", learn_eps=learn_eps)
 
 
@@ -56,7 +57,12 @@ def _gat(dim, heads=4):
     return GATConv(dim, dim // heads, heads, allow_zero_in_degree=True)
 
 
+#: DGL's SAGEConv aggregators.
+SAGE_AGGREGATORS = ("mean", "gcn", "pool", "lstm")
+
+
 def _sage(dim, aggregator="mean"):
+    aggregator = check_choice("SAGE aggregator", aggregator, SAGE_AGGREGATORS)
     return SAGEConv(dim, dim, aggregator_type=aggregator)
 
 

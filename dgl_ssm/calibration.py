@@ -396,6 +396,11 @@ def calibrate(
     """
     check_graph(graph, "calibrate", "calibrate(model, graph, feat)")
     groups = _ssm_groups(model)
+    if edge_feat is None and getattr(model, "edge_feats", None) is not None:
+        raise ValueError(  # (the model's own message would say "pass edge_feat to forward")
+            f"calibrate: the model was built with edge_feats={model.edge_feats}, so it needs "
+            "the graph's edge features: calibrate(model, graph, feat, edge_feat=...)."
+        )
     check_choice("lambda_rule", lambda_rule, LAMBDA_RULES)
     check_choice("input_rule", input_rule, INPUT_RULES)
     target, tol, norm_bound, max_rounds = _checked_bounds(target, tol, norm_bound, max_rounds)

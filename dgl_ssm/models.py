@@ -242,13 +242,16 @@ class DeepGNN(nn.Module):
         if hasattr(self, "edge_embedding"):
             nn.init.normal_(self.edge_embedding, std=0.1)
 
-    def forward(self, graph, feat, edge_feat=None):
+    def forward(self, graph, feat, edge_feat=None, **unexpected):
         """Return node outputs ``(N, out_feats)`` or graph outputs ``(B, out_feats)``.
 
         The inputs are checked (shapes, dtypes, NaN/Inf, nodes without in-edges) the first
         time a (graph, features) pair is seen; calls with the same, unchanged objects (a
         full-batch training loop) skip the checks, so no forward pass waits on the device.
+        Edge weights are read from the graph (``edge_weight_field``), not passed here.
         """
+        if unexpected:
+            _refuse_forward_options(self, unexpected)
         check_graph(graph, type(self).__name__)
         weight = next(self.parameters(), None)  # m.double() after a checked call: check again
         kind = None if weight is None else (weight.dtype, weight.device)
@@ -288,6 +291,14 @@ class DeepGNN(nn.Module):
         return self._head(graph, state)
 
     def _check_inputs(self, graph, feat, edge_feat, device):
+        weight = next(self.parameters(), None)
+        if weight is not None and weight.dtype == torch.float16 and weight.device.type == "cpu":
+            raise TypeError(
+                f"{type(self).__name__} has float16 weights on the CPU, where torch has no "
+                "float16 matrix product. Keep the model float32 (model.float()) and, for mixed "
+                "precision, run under torch.autocast('cpu', dtype=torch.bfloat16), or move it "
+                "to a GPU."
+            )
         if self.custom_node_encoder:  # its own input format: only the rows are checked
             check_node_features(graph, feat, in_feats=None, device=device)
         else:
@@ -716,6 +727,21 @@ def _segment_count(checkpoint, num_layers):
     if checkpoint < 0:
         raise ValueError(f"checkpoint must be a bool or a segment count, got {checkpoint!r}.")
     return min(int(checkpoint), num_layers)
+
+
+def _refuse_forward_options(model, options):
+    """The ``TypeError`` for keywords a model's forward does not take (DGL's convs take
+    ``edge_weight=``; these models read the weights from the graph)."""
+    name = type(model).__name__
+    if "edge_weight" in options:
+        raise TypeError(
+            f"{name} reads edge weights from the graph, not from forward: store them as "
+            "graph.edata['w'] = weights and build the model with edge_weight_field='w'."
+        )
+    raise TypeError(
+        f"{name}.forward takes (graph, feat, edge_feat=None), got the unknown keyword(s) "
+        f"{', '.join(map(repr, options))}."
+    )
 
 
 def _check_options(model, kwargs, extra=()):

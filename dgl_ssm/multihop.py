@@ -67,7 +67,7 @@ def hop_graphs(graph, max_hop, hop_field="hop"):
     check_graph(graph, "hop_graphs", "hop_graphs(graph, max_hop)")
     check_homogeneous(graph, "hop_graphs splits graphs of")
     max_hop = check_count(max_hop, "max_hop", who="hop_graphs")
-    return _hop_graphs_and_loops(graph, max_hop, hop_field)[:max_hop]
+    return _hop_graphs_and_loops(graph, max_hop, hop_field, for_model=False)[:max_hop]
 
 
 def layer_hop_graphs(
@@ -89,21 +89,24 @@ def layer_hop_graphs(
     return [per_hop[i] if i < max_hop else past for i in range(num_layers)]
 
 
-def _hop_graphs_and_loops(graph, max_hop, hop_field, read=None):
+def _hop_graphs_and_loops(graph, max_hop, hop_field, read=None, for_model=True):
     """``[G_1, …, G_K, G_loops]``, cached; ``G_loops`` holds one self loop a node only.
-    ``read``: the largest hop the caller reads (default K), which the graph must hold."""
+    ``read``: the largest hop the caller reads (default K), which the graph must hold.
+    ``for_model``: errors give a model's fixes (else :func:`hop_graphs`'s)."""
     if hop_field not in graph.edata:
         # KHopTransform(hop_field=f) leaves its radius in ndata[f + "_radius"]: a graph
         # rewired under another name says which.
         other = [f for f in graph.edata.keys() if radius_field(f) in graph.ndata]
+        who, where = ("This k-hop model", "build the model with") if for_model else (
+            "hop_graphs", f"call hop_graphs(g, {max_hop},")  # fmt: skip
         fix = (
-            f"It was rewired with hop_field={other[0]!r}: build the model with "
-            f"hop_field={other[0]!r}."
+            f"It was rewired with hop_field={other[0]!r}: {where} hop_field={other[0]!r}"
+            f"{')' * (not for_model)}."
             if other
             else f"Rewire it first: `g = dgl_ssm.KHopTransform(k={max_hop})(g)`."
         )
         raise DGLError(
-            f"This k-hop model needs edge hop distances in graph.edata[{hop_field!r}], but the "
+            f"{who} needs edge hop distances in graph.edata[{hop_field!r}], but the "
             f"graph has none. {fix}"
         )
     hops = graph.edata[hop_field]
@@ -123,25 +126,29 @@ def _hop_graphs_and_loops(graph, max_hop, hop_field, read=None):
     if cached is None or cached[0] is not hops or cached[1] is not radius or cached[2] != key:
         # Checked only here: reading the radius waits for the GPU, which a training loop's
         # forward on the same graph should not.
-        _check_radius(graph, read, hop_field)
+        _check_radius(graph, read, hop_field, for_model)
         cached = (hops, radius, key, _split_hops(graph, hops, max_hop))
         if cacheable:
             setattr(graph, _CACHE_ATTRIBUTE, cached)
     return cached[3]
 
 
-def _check_radius(graph, read, hop_field):
+def _check_radius(graph, read, hop_field, for_model=True):
     field = radius_field(hop_field)
     if field not in graph.ndata or graph.num_nodes() == 0:
         return  # rewired some other way: the radius is not known
     radius = int(graph.ndata[field].min())
     if read > radius:
+        reads, other_fix = (
+            ("This k-hop model reads", f"build the model with max_hop={radius} (layers past "
+             "it then follow past_max_hop)")
+            if for_model else ("hop_graphs was asked for", f"ask for hop_graphs(g, {radius})")
+        )  # fmt: skip
         raise DGLError(
-            f"This k-hop model reads hops 1..{read} (up to max_hop, default num_layers), but "
+            f"{reads} hops 1..{read}{' (up to max_hop, default num_layers)' * for_model}, but "
             f"the graph was rewired by KHopTransform(k={radius}), which stores no hop above "
             f"{radius}: hops {radius + 1}..{read} would silently be empty. Rewire with "
-            f"`KHopTransform(k={read})`, or build the model with max_hop={radius} (layers "
-            "past it then follow past_max_hop)."
+            f"`KHopTransform(k={read})`, or {other_fix}."
         )
 
 

@@ -60,6 +60,12 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
     if not isinstance(kind, (str, torch.Tensor)) and hasattr(kind, "__array__"):
         kind = torch.as_tensor(kind)  # a NumPy matrix is a custom matrix too
     if isinstance(kind, torch.Tensor):
+        if kind.is_complex():  # .to(float) would drop the imaginary part with a mere warning
+            raise TypeError(
+                f"A custom SSM matrix must be real, got dtype {kind.dtype}: Λ and B act on real "
+                "states. For complex eigenvalues a ± bi, pass a real matrix with 2×2 blocks "
+                "[[a, -b], [b, a]]."
+            )
         matrix = kind.detach().clone().to(torch.get_default_dtype())
         if matrix.shape != (dim, dim):
             raise ValueError(

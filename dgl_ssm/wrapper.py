@@ -8,7 +8,7 @@ import torch
 from dgl import DGLGraph
 from torch import nn
 
-from .checks import check_choice, check_count, check_homogeneous
+from .checks import check_choice, check_count, check_homogeneous, check_real
 from .ssm import SSMUpdate
 
 NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
@@ -67,6 +67,7 @@ class SSMLayer(nn.Module):
     def __init__(self, conv, dim, update=None, norm=None, dropout=0.0):
         super().__init__()
         dim = check_count(dim, "dim", who="SSMLayer")
+        check_real(dropout, "dropout", "a number in [0, 1)", lambda p: 0 <= p < 1, "SSMLayer")
         for name, module in (("conv", conv), ("update", update)):
             if module is not None and not isinstance(module, nn.Module):
                 raise TypeError(
@@ -147,6 +148,19 @@ class SSMLayer(nn.Module):
                     f"SSMLayer got {feat.shape[0]} rows of node states for a graph of "
                     f"{graph.num_nodes()} nodes; pass one row per node."
                 )
+            rows = getattr(edge_feat, "shape", (graph.num_edges(),))[:1]
+            reads_edges = self._third_argument in _EDGE_FEATURES  # (else refused below)
+            if edge_feat is not None and reads_edges and rows != (graph.num_edges(),):
+                raise ValueError(
+                    f"SSMLayer got edge features of shape {tuple(edge_feat.shape)} for a graph "
+                    f"of {graph.num_edges()} edges; pass one row per edge, in the graph's edge "
+                    "order."
+                )
+        if not feat.is_floating_point():
+            raise TypeError(
+                f"SSMLayer got node states of dtype {feat.dtype}; states are floating point. "
+                "Convert them with feat.float()."
+            )
         weight = next(self.conv.parameters(), None)
         if (
             weight is not None

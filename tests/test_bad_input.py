@@ -699,3 +699,57 @@ def test_ssm_update_called_directly_names_a_shape_or_dtype_it_cannot_use():
     double = torch.ones(3, 4).double()
     assert SSMUpdate(4)(double, double).dtype == torch.float64  # scalar Λ and B: any float
     assert matrices.double()(double, double).dtype == torch.float64
+
+
+def test_inputs_that_failed_deep_inside_or_were_read_wrongly_are_named():
+    """Each of these failed inside torch or DGL, named the wrong function, or ran silently
+    wrong (a complex Λ lost its imaginary part; learn_eps="no" learned ε; a detached loss
+    gave gradient norms of 0, as if they had vanished)."""
+    from dgl.nn import GatedGCNConv
+
+    from dgl_ssm import KHopTransform, calibrate, hop_graphs
+    from dgl_ssm.analysis import (
+        dirichlet_energy,
+        layer_energies,
+        layer_gradient_norms,
+        one_hop_graph,
+    )
+
+    g = dgl.add_self_loop(random_graph(12, 20, seed=3))
+    x, model = torch.randn(12, 5), build_model("gcn_ssm", **ARGS)
+    gated = SSMLayer(GatedGCNConv(8, 8, 8), 8)
+    path = dgl.to_bidirected(dgl.graph(([0, 1, 2], [1, 2, 3])))
+    for call, error, message in [
+        (lambda: build_model("gcn_ssm", **ARGS, state=torch.eye(8, dtype=torch.complex64)),
+         TypeError, "must be real, got dtype torch.complex64"),
+        (lambda: build_model("gin_ssm", **ARGS, conv_options={"learn_eps": "no"}),
+         TypeError, "learn_eps must be True or False"),
+        (lambda: build_model("sage_ssm", **ARGS, conv_options={"aggregator": "meen"}),
+         ValueError, "Unknown SAGE aggregator 'meen'. Did you mean 'mean'"),
+        (lambda: SSMLayer(GraphConv(8, 8), 8, dropout=1.5), ValueError, "SSMLayer: dropout"),
+        (lambda: SSMLayer(GraphConv(8, 8), 8)(g, torch.ones(12, 8, dtype=torch.long)),
+         TypeError, r"dtype torch.int64; .* feat.float\(\)"),
+        (lambda: gated(g, torch.randn(12, 8), torch.randn(5, 8)),
+         ValueError, rf"edge features of shape \(5, 8\) for a graph of {g.num_edges()} edges"),
+        (lambda: build_model("gcn_ssm", **ARGS).half()(g, x.half()),
+         TypeError, "float16 weights on the CPU"),
+        (lambda: model(g, x, edge_weight=torch.ones(g.num_edges())),
+         TypeError, "edge_weight_field='w'"),
+        (lambda: model(g, x, egde_feat=None), TypeError, "unknown keyword.*'egde_feat'"),
+        (lambda: calibrate(build_model("gatedgcn_ssm", **ARGS, edge_feats=3), g, x),
+         ValueError, r"calibrate\(model, graph, feat, edge_feat=...\)"),
+        (lambda: layer_gradient_norms(model, g, x, lambda out: out.detach().sum()),
+         ValueError, "does not depend on the model's output"),
+        (lambda: layer_gradient_norms(model, x, g, lambda out: out.sum()),
+         TypeError, "layer_gradient_norms needs a dgl.DGLGraph"),
+        (lambda: layer_gradient_norms(model, g, x, lambda out: out.sum(), eval_mode="no"),
+         TypeError, "eval_mode must be True or False"),
+        (lambda: layer_energies(model, g, x, energy_graph=random_graph(5, 4)),
+         ValueError, "energy_graph has 5 nodes but the model's graph has 12"),
+        (lambda: dirichlet_energy([g, g], torch.randn(12, 3)), TypeError, "got list"),
+        (lambda: one_hop_graph(torch.ones(3)), TypeError, "one_hop_graph needs a dgl.DGLGraph"),
+        (lambda: hop_graphs(KHopTransform(2)(path), 5),
+         dgl.DGLError, r"hop_graphs was asked for hops 1..5.*hop_graphs\(g, 2\)"),
+    ]:  # fmt: skip
+        with pytest.raises(error, match=message):
+            call()

@@ -6,6 +6,8 @@ import dgl
 import torch
 from torch import nn
 
+from ..checks import check_graph
+
 
 def model_layers(model, who):
     """Return ``model.layers`` or raise a ``TypeError`` that says what is needed."""
@@ -96,6 +98,7 @@ def one_hop_graph(graph, hop_field="hop"):
     >>> rewired.num_edges(), one_hop_graph(rewired).num_edges()
     (12, 6)
     """
+    check_graph(graph, "one_hop_graph", "one_hop_graph(graph)")
     if hop_field not in graph.edata:
         return graph
     # In the graph's own id type: KHopTransform keeps int32 graphs int32.

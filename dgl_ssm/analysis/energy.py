@@ -64,6 +64,7 @@ def dirichlet_energy(graph, feat, normalized=False, as_tensor=False):
     """
     # NaN states have a NaN energy: the measure says so itself.
     who = "dirichlet_energy"
+    check_graph(graph, who, f"{who}(graph, feat)")  # one graph (check_features takes lists)
     check_features(graph, feat, who, finite=False, call=f"{who}(graph, feat)")
     normalized = check_flag(normalized, "normalized", who="dirichlet_energy")
     h = feat.detach()
@@ -134,6 +135,15 @@ def layer_energies(
         if tensor is not None and not isinstance(tensor, torch.Tensor):
             raise TypeError(
                 f"layer_energies: {name} must be a torch.Tensor, got {type(tensor).__name__}."
+            )
+    if energy_graph is not None:
+        check_graph(energy_graph, "layer_energies' energy_graph", "layer_energies(model, "
+                    "graph, feat, energy_graph=g)")  # fmt: skip
+        if energy_graph.num_nodes() != graph.num_nodes():
+            raise ValueError(
+                f"layer_energies: energy_graph has {energy_graph.num_nodes()} nodes but the "
+                f"model's graph has {graph.num_nodes()}: measure on a graph of the same nodes "
+                "(e.g. the graph before rewiring), or leave energy_graph out."
             )
     measure_on = one_hop_graph(graph) if energy_graph is None else energy_graph
     if dtype is not None:

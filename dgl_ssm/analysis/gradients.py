@@ -12,6 +12,7 @@ geometrically towards the first layers, while GNN-SSM layers (spectrum near 1) k
 
 import torch
 
+from ..checks import check_flag, check_graph
 from ._common import evaluating, run_model
 from .states import recorded_states
 
@@ -60,6 +61,10 @@ def layer_gradient_norms(
     >>> len(norms), all(p.grad is None for p in model.parameters())
     (5, True)
     """
+    who = "layer_gradient_norms"
+    check_graph(graph, who, f"{who}(model, graph, feat, loss_fn)")
+    include_input = check_flag(include_input, "include_input", who)
+    eval_mode = check_flag(eval_mode, "eval_mode", who)
     if not callable(loss_fn):  # before the forward pass, not after it
         raise TypeError(
             "layer_gradient_norms: loss_fn must be a function of the model's output returning "
@@ -76,9 +81,16 @@ def layer_gradient_norms(
                 f"{type(loss).__name__}{tuple(getattr(loss, 'shape', ()))}. Reduce it, "
                 "e.g. with .mean()."
             )
+        if not loss.requires_grad:  # else every norm would read 0: "vanished", falsely
+            raise ValueError(
+                "layer_gradient_norms: loss_fn's result does not depend on the model's output "
+                "through autograd (it was detached, taken through .item() or NumPy, or built "
+                "under torch.no_grad()). Return a tensor computed from the output, e.g. "
+                "lambda out: F.cross_entropy(out[mask], labels[mask])."
+            )
         connected = [i for i, state in enumerate(states) if state.requires_grad]
         norms = [0.0] * len(states)
-        if connected and loss.requires_grad:
+        if connected:
             grads = torch.autograd.grad(
                 loss.reshape(()), [states[i] for i in connected], allow_unused=True
             )
