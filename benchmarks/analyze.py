@@ -187,7 +187,7 @@ def main(argv=None, prog="dgl-ssm-analyze"):
             raise ValueError("--max-distance must be at least 0 (hops from the target).")
         with threads(getattr(args, "threads", None)):  # (monitor draws; it takes no --threads)
             run(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError, DGLError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError, DGLError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -222,9 +222,10 @@ def add_reproduce_parser(commands):
     reproduce.add_argument("--columns", nargs="+", metavar="COLUMN",
                            help="only these columns, as --list prints them, e.g. defaults "
                                 "'calibrated, weight decay rescaled'")  # fmt: skip
-    reproduce.add_argument("--list", action="store_true", help="list pending runs and stop")
-    reproduce.add_argument("--report", action="store_true",
-                           help="only rebuild the tables and plots from the records")  # fmt: skip
+    only = reproduce.add_mutually_exclusive_group()  # (--list used to win silently)
+    only.add_argument("--list", action="store_true", help="list pending runs and stop")
+    only.add_argument("--report", action="store_true",
+                      help="only rebuild the tables and plots from the records")  # fmt: skip
     reproduce.add_argument("--data-dir", help="local raw data (default $DGL_SSM_DATA)")
     reproduce.add_argument("--cache-dir", help="processed-data cache (default $DGL_SSM_CACHE)")
     reproduce.add_argument("--device", type=device_argument, help="auto, cpu, cuda or cuda:N")

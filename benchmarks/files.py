@@ -47,6 +47,16 @@ def _temporary_name(path):
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
 
 
+def _check_not_folder(path):
+    """Refuse a target that is a folder now: the rename at the end would fail on it, after
+    all the work (and, for a set, after the first files of the set were renamed)."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"cannot write {path}: a folder has that name. Move or remove it, or choose "
+            "another output folder."
+        )
+
+
 @contextlib.contextmanager
 def atomic_write(path):
     """Yield a temporary path beside ``path``; when the block ends without error the file
@@ -59,6 +69,7 @@ def atomic_write(path):
             np.savez(temporary, **arrays)
     """
     path = Path(path)
+    _check_not_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_name(path)
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
@@ -81,6 +92,8 @@ def write_together(out_dir, outputs):
     and the old files stay as they were (unless the renaming itself failed part-way).
     """
     out_dir = Path(out_dir)
+    for name in outputs:
+        _check_not_folder(out_dir / name)
     temps = {}
     with signals_held():
         try:

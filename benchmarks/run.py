@@ -20,7 +20,7 @@ from .device import resolve_device
 from .metrics import METRICS
 from .models import build_for, check_model_name
 from .records import append_record, check_writable, read_records
-from .reproduce.records import SCHEMA, config_key, record_key
+from .reproduce.records import SCHEMA, check_outcome, config_key, record_key
 from .train import check_split, load_data, optimizer_class, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,13 +214,14 @@ def _summarise(config, records, log):
 
 def _finished_runs(output):
     """The records of ``output`` by their configuration's key, then by their data fingerprint
-    (None: recorded before fingerprints); lines no run wrote, and records of before keys,
-    skipped."""
+    (None: recorded before fingerprints); lines no run wrote (or edited past reading), and
+    records of before keys, skipped: their runs run again."""
     finished = {}
     for record in read_records(output):
         if "schema" not in record:  # written before keys were: its rules are not known
             continue
         try:
+            check_outcome(record, need_metric=True)  # the summary reads its metric
             key = record_key(record)
         except (KeyError, TypeError, ValueError):
             continue

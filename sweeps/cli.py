@@ -90,15 +90,24 @@ def _spec(args, backbone, dataset, trials, space, suite=None):
     )  # fmt: skip
 
 
+#: Longest --heartbeat, a day: far past any real need, and short of the date overflow a huge
+#: one met in every heartbeat thread (which then died, leaving the trials unwatched).
+MAX_HEARTBEAT_S = 86_400
+
+
 def _check_counts(args, prog):
-    """``--workers`` / ``--threads`` / ``--heartbeat`` below 1: the one-line error, before any
-    work."""
+    """``--workers`` / ``--threads`` / ``--heartbeat`` below 1 (or a heartbeat above a day):
+    the one-line error, before any work."""
     counts = [("--workers", args.workers), ("--threads", args.threads),
               ("--heartbeat", args.heartbeat)]  # fmt: skip
     for flag, value in counts:
         if value is not None and value < 1:
             print(f"{prog}: error: {flag} must be at least 1.", file=sys.stderr)
             return False
+    if args.heartbeat is not None and args.heartbeat > MAX_HEARTBEAT_S:
+        print(f"{prog}: error: --heartbeat must be at most {MAX_HEARTBEAT_S} s (a day).",
+              file=sys.stderr)  # fmt: skip
+        return False
     return True
 
 

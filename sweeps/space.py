@@ -168,6 +168,11 @@ def load_space(name, folder=SPACES, _seen=()):
         raise SpaceError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(raw, dict):
         raise SpaceError(f"{path}: the top level must be a mapping of {', '.join(SECTIONS)}.")
+    if not raw:  # else a sweep of one fixed trial, with every default (200 epochs on Cora)
+        raise SpaceError(
+            f"{path}: the space is empty. Give it at least one of {', '.join(SECTIONS)} (e.g. "
+            "extends: default)."
+        )
     for section in raw:
         if section not in SECTIONS:
             raise SpaceError(f"{path}: {section}: unknown section; valid: {', '.join(SECTIONS)}.")

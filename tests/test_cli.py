@@ -52,6 +52,15 @@ def test_resume_runs_only_the_seeds_not_recorded_yet(tmp_path, capsys):
     assert len(records(out)) == 4 and len({r["key"] for r in records(out)}) == 4
     assert main(["run", *TINY_RING, "--resume", "--output", str(out)]) == 0  # nothing to do
     assert len(records(out)) == 4
+    # A record edited past reading is not trusted either: its run runs again (each edit was
+    # a KeyError, AttributeError or format error from deep inside).
+    first = records(out)[0]
+    for edit in ({"test": None}, {"status": None}, {"metric": "bogus"}, {"test": "abc"},
+                 {"config": 5}, {"config": {**first["config"], "model": 7}}):  # fmt: skip
+        bad = {k: v for k, v in {**first, **edit}.items() if v is not None}
+        out.write_text(json.dumps(bad) + "\n")
+        assert main(["run", *TINY_RING, "--resume", "--output", str(out)]) == 0
+        assert len(records(out)) == 2 and records(out)[1]["status"] == "ok"
     # A record written before keys were is not trusted: its rules (schema) are unknown.
     old = {k: v for k, v in records(out)[0].items() if k not in ("key", "schema")}
     out.write_text(json.dumps(old) + "\n")
@@ -272,6 +281,13 @@ def test_missing_data_directory_names_the_files(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "minesweeper.npz" in err and "heterophilous-graphs" in err
+    data_file = tmp_path / "minesweeper.npz"  # the file itself, not its folder
+    data_file.write_bytes(b"")
+    argv[argv.index("--data-dir") + 1] = str(data_file)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--data-dir {data_file} is a file; it names the folder" in err
+    assert f"Pass {tmp_path}." in err
 
 
 def test_malformed_yaml_names_the_file_and_key(tmp_path, capsys):
@@ -385,6 +401,13 @@ def test_a_record_file_that_is_not_one_is_refused_and_a_bad_byte_costs_one_line(
     assert main(["run", *TINY_RING, "--output", str(csv)]) == 2
     assert "holds no JSON-lines records" in capsys.readouterr().err
     assert csv.read_text() == "model,acc\ngcn,0.8\n"  # nothing appended
+    config = tmp_path / "one.yaml"  # one line, as a first record cut short would be
+    config.write_text("model: {name: gcn, num_layers: 2}\n")
+    assert main(["run", *TINY_RING, "--output", str(config)]) == 2
+    assert config.read_text() == "model: {name: gcn, num_layers: 2}\n"
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text('{"status": "o')  # that first record: the run's goes on a new line
+    assert main(["run", *TINY_RING, "--output", str(cut)]) == 0
     out = tmp_path / "r.jsonl"
     out.write_bytes(b'{"whole": 1}\n\xff\xfe\n')  # a stray byte from an editor or a disk
     assert main(["run", *TINY_RING, "--output", str(out)]) == 0
@@ -422,6 +445,17 @@ def test_output_folder_under_a_file_is_refused_at_once(tmp_path, capsys, command
     assert code == 2
     err = capsys.readouterr().err
     assert f"--out {out}: {blocker} is a file, not a folder." in err and err.count("\n") == 1
+
+
+def test_an_output_file_whose_name_a_folder_holds_is_a_one_line_error(tmp_path, capsys):
+    # A traceback from the rename at the end (IsADirectoryError) before.
+    from dgl_ssm_bench import analyze
+
+    (tmp_path / "energy_random.png").mkdir()
+    assert analyze.main(["energy", "--dataset", "random", "--layers", "2",
+                         "--out", str(tmp_path)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "energy_random.png: a folder has that name" in err
 
 
 def test_divergence_on_a_roc_auc_dataset_is_recorded(tmp_path, data_dir, cache_dir):

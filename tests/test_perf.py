@@ -282,6 +282,22 @@ def test_the_tcmalloc_environment_loads_tcmalloc_in_the_child():
     assert "tcmalloc" in maps
 
 
+def test_a_report_that_cannot_be_written_is_shown_not_lost(tmp_path, monkeypatch, capsys):
+    # A full disk after the measuring: one line, and the measurements in it (a traceback
+    # before, and the timings gone).
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(perf_report, "write_together", full)
+    with pytest.raises(SystemExit) as stop:
+        main([*TINY, "--sections", "time", "--out", str(tmp_path)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    head, _, document = err.partition("\n")
+    assert head.endswith("(No space left on device); its perf.json follows, to save by hand:")
+    assert {r["section"] for r in json.loads(document)["records"]} == {"time"}
+
+
 @pytest.mark.slow
 def test_tiny_run_writes_every_section_and_ratio(tmp_path, capsys):
     result = main([*TINY, "--out", str(tmp_path)])

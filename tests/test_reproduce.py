@@ -489,15 +489,27 @@ def test_a_bad_record_or_causes_file_is_named_in_the_error(tmp_path):
         report.write_report(tmp_path)
     (tmp_path / "gpp.jsonl").write_text(json.dumps({k: v for k, v in good.items()
                                                     if k != "cpu_time_s"}) + "\n")  # fmt: skip
-    with pytest.raises(ValueError, match=r"gpp.jsonl, record 1: .*missing field cpu_time_s"):
+    with pytest.raises(ValueError, match=r"gpp.jsonl, record 1: .*missing field 'cpu_time_s'"):
         report.write_report(tmp_path)  # (a KeyError and a traceback)
+    for edit, message in [  # each was an AttributeError or TypeError from deep inside
+        ({"config": 5}, "its config is not a mapping"),
+        ({"config": {**good["config"], "model": 7}}, "its config is not a mapping"),
+        ({"test": "abc"}, "test score 'abc' of a finished run is not a number"),
+        ({"test": None}, "test score None of a finished run is not a number"),
+        ({"status": ["ok"]}, r"status \['ok'\] is not a word"),
+        ({"metric": "bogus"}, "metric 'bogus' is none of"),
+    ]:
+        (tmp_path / "gpp.jsonl").write_text(json.dumps({**good, **edit}) + "\n")
+        with pytest.raises(ValueError, match=rf"gpp.jsonl, record 1: .*{message}"):
+            report.write_report(tmp_path)
     (tmp_path / "gpp.jsonl").write_text(json.dumps(good) + "\n")
     (tmp_path / "causes.yaml").write_text("- a list, not a mapping\n")
     with pytest.raises(ValueError, match=r"causes.yaml must map"):
         report.write_report(tmp_path)
     (tmp_path / "causes.yaml").write_text('"GCN | gpp_sssp": [unclosed\n')
-    with pytest.raises(ValueError, match=r"causes.yaml is not valid YAML"):
+    with pytest.raises(ValueError, match=r"causes.yaml is not valid YAML") as error:
         report.write_report(tmp_path)
+    assert "\n" not in str(error.value) and "line 1, column" in str(error.value)
 
 
 def test_ring_report_checks_the_long_ring_claim(tmp_path):
@@ -736,6 +748,9 @@ def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
     assert [(row, column) for _, row, column, _ in listed] == [(c.row, c.column) for c in expected]
     assert main(["reproduce", "--part", "calibration", "--rows", "GNC-SSM", "--list"]) == 2
     assert "--rows: no 'GNC-SSM'" in (err := capsys.readouterr().err) and "GatedGCN-SSM" in err
+    with pytest.raises(SystemExit):  # --list won, silently, over --report
+        main(["reproduce", "--list", "--report", "--out", str(tmp_path)])
+    assert "--report: not allowed with argument --list" in capsys.readouterr().err
     seeds = ["--rows", "SAGE-SSM", "--seeds", "4", "3"]
     assert (
         main(["reproduce", "--part", "calibration", *seeds, "--list", "--out", str(tmp_path)]) == 0

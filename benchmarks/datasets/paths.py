@@ -13,7 +13,16 @@ def data_dir(path=None):
     ``None`` means "no local copy": loaders then download as DGL/OGB usually do.
     """
     chosen = path if path is not None else os.environ.get(DATA_ENV)
-    return Path(chosen).expanduser() if chosen else None
+    if not chosen:
+        return None
+    chosen = Path(chosen).expanduser()
+    if chosen.is_file():  # a data file named itself: its loader looks for it in a folder
+        where = "--data-dir" if path is not None else DATA_ENV
+        raise ValueError(
+            f"{where} {chosen} is a file; it names the folder that holds the data files. "
+            f"Pass {chosen.parent}."
+        )
+    return chosen
 
 
 def cache_dir(path=None):

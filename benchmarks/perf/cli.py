@@ -203,4 +203,8 @@ def run_from_args(args, argv=None, prog=PROG, name=None):
     # torch.utils.benchmark can print a CUDA notice, which must not precede a bad option's line.
     from .runner import run
 
-    return run(config, argv=argv, prog=prog)
+    try:
+        return run(config, argv=argv, prog=prog)
+    except OSError as error:  # the report could not be written: it is in the message
+        print(f"{name or prog}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -217,11 +217,18 @@ def write_report(out, config, records, ratios, targets, meta):
         writer.writerow({**row, "values": " ".join(f"{v:.6g}" for v in row["values"])})
     payload = {"config": asdict(config), **meta, "records": rows, "ratios": ratios,
                "targets": targets}  # fmt: skip
-    written = write_together(out, {  # one set: never a new table beside an old summary
-        "perf.csv": table.getvalue().encode(),
-        "perf.json": json.dumps(payload, indent=1, default=str).encode(),
-        "perf.md": render_markdown(config, records, ratios, targets, meta).encode(),
-    })  # fmt: skip
+    document = json.dumps(payload, indent=1, default=str)
+    try:
+        written = write_together(out, {  # one set: never a new table beside an old summary
+            "perf.csv": table.getvalue().encode(),
+            "perf.json": document.encode(),
+            "perf.md": render_markdown(config, records, ratios, targets, meta).encode(),
+        })  # fmt: skip
+    except OSError as error:  # a full disk, say: the measurements must not go with it
+        raise OSError(
+            f"could not write the report into {out} ({error.strerror or error}); its "
+            f"perf.json follows, to save by hand:\n{document}"
+        ) from None
     return written["perf.md"]
 
 

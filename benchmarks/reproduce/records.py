@@ -18,10 +18,12 @@ import warnings
 import torch
 
 from dgl_ssm import build_model
+from dgl_ssm.checks import is_real
 from dgl_ssm.scaling import scaling_exponents
 
 from ..config import RunConfig
 from ..datasets import data_version, num_splits
+from ..metrics import METRICS
 from ..records import append_record, read_records  # noqa: F401 (one shared implementation)
 
 # 2: calibrated runs rescale their layers' weight decay unless optim.rescale_weight_decay is
@@ -120,7 +122,13 @@ def _migrate(config_dict, schema):
 
 
 def record_key(record):
-    """The key of a stored record, recomputed with the current code."""
+    """The key of a stored record, recomputed with the current code (``KeyError``,
+    ``TypeError`` or ``ValueError`` for a record whose fields a reader would trip on)."""
+    config = record["config"]
+    if not isinstance(config, dict) or any(
+        not isinstance(config.get(section) or {}, dict) for section in ("model", "optim")
+    ):
+        raise TypeError("its config is not a mapping of sections (model, data, optim, …)")
     schema = record.get("schema", SCHEMA)
     config = RunConfig.from_dict(_migrate(record["config"], schema))
     reshuffled = num_splits(config.data.name) is None and not config.optim.fixed_batches
@@ -131,10 +139,28 @@ def record_key(record):
     return config_key(config, record.get("data_version", _LOADED), order)
 
 
-def checked_key(record, where):
-    """The record's key, or a ValueError saying which record could not be read."""
+def check_outcome(record, need_metric=False):
+    """Refuse a record whose outcome a table or a summary could not read: a status that is
+    no word, a metric of no known name (or none, with ``need_metric``), a finished run
+    (status "ok") without a numeric test score."""
+    status, metric, test = record["status"], record.get("metric"), record.get("test")
+    if not isinstance(status, str):
+        raise TypeError(f"status {status!r} is not a word such as 'ok'")
+    if (need_metric or metric is not None) and metric not in METRICS:
+        raise ValueError(f"metric {metric!r} is none of {', '.join(METRICS)}")
+    if status == "ok" and not is_real(test):
+        raise TypeError(f"test score {test!r} of a finished run is not a number")
+
+
+def checked_key(record, where, outcome=False):
+    """The record's key, or a ValueError saying which record (``where``) could not be read;
+    ``outcome``: also what a table reads of it (:func:`check_outcome`, and its CPU time)."""
     try:
         record["row"], record["column"]
+        if outcome:
+            if missing := [f for f in ("status", "test", "cpu_time_s") if f not in record]:
+                raise KeyError(", ".join(missing))
+            check_outcome(record)
         return record_key(record)
     except (KeyError, TypeError, ValueError) as error:
         detail = f"missing field {error}" if isinstance(error, KeyError) else str(error)
