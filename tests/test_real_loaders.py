@@ -693,6 +693,7 @@ BAD_ARRAYS = {  # what is changed → what the message says
     "empty train split": ("train_masks", _set(3, False), "train_masks selects no node in split 3"),
     "one split": ("val_masks", lambda a: a[:1], "val_masks is bool of shape (1, 10000)"),
     "float edges": ("edges", lambda a: a.astype(float), "edges is float64 of shape (39402, 2)"),
+    "no edges": ("edges", lambda a: a[:0], "edges is empty: the graph has no edges"),
 }
 
 

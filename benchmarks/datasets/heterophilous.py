@@ -144,7 +144,9 @@ def _faults(arrays, binary):
         faults.append(f"node_features has shape {features.shape}, not ({n}, features)")
     if edges.ndim != 2 or edges.shape[1:] != (2,) or not _integer(edges):
         faults.append(f"edges is {edges.dtype} of shape {edges.shape}, not integers (E, 2)")
-    elif edges.size and (edges.min() < 0 or edges.max() >= n):
+    elif not edges.size:  # a GNN on it would be an MLP that reports as a GNN
+        faults.append("edges is empty: the graph has no edges")
+    elif edges.min() < 0 or edges.max() >= n:
         faults.append(f"edges has node ids {edges.min()} … {edges.max()}, outside 0 … {n - 1}")
     for key in MASKS:
         masks = arrays[key]
