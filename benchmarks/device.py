@@ -48,8 +48,8 @@ def resolve_device(name):
     problem = _cuda_problem("cuda" if name == "auto" else name)
     if problem and name != "auto":
         raise RuntimeError(
-            f"device {name} was asked for (by --device, or device: in a --config file), but "
-            f"{problem}. Use device auto or cpu, or install the CUDA builds (see README, GPU)."
+            f"device {name} was asked for, but {problem}. Ask for device auto or cpu "
+            "(--device), or install the CUDA builds (see README, GPU)."
         )
     if problem:
         if torch.cuda.is_available():  # a GPU left unused deserves a word

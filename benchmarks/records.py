@@ -40,10 +40,10 @@ def check_writable(path):
 
 def _holds_records(path):
     """Whether ``path`` is empty or has a JSON record line (a file with only one bad line
-    that opens a JSON object may be a first record cut short by a kill, which the next
-    append leaves behind; a one-line YAML config or note is not)."""
+    that opens a record as ``json.dumps`` does may be a first record cut short by a kill,
+    which the next append leaves behind; a one-line YAML config or note is not)."""
     lines = [line for line in path.read_bytes().splitlines() if line.strip()]
-    cut_short = len(lines) == 1 and lines[0].lstrip().startswith(b"{")
+    cut_short = len(lines) == 1 and lines[0].startswith(b'{"')  # as json.dumps writes one
     return not lines or cut_short or any(_is_json(line) for line in lines)
 
 

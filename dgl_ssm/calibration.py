@@ -396,10 +396,13 @@ def calibrate(
     """
     check_graph(graph, "calibrate", "calibrate(model, graph, feat)")
     groups = _ssm_groups(model)
-    if edge_feat is None and getattr(model, "edge_feats", None) is not None:
-        raise ValueError(  # (the model's own message would say "pass edge_feat to forward")
-            f"calibrate: the model was built with edge_feats={model.edge_feats}, so it needs "
-            "the graph's edge features: calibrate(model, graph, feat, edge_feat=...)."
+    reads_edges = getattr(model, "edge_feats", None) is not None or getattr(
+        model, "custom_edge_encoder", False
+    )
+    if edge_feat is None and reads_edges:  # (the model's own message says "pass to forward")
+        raise ValueError(
+            "calibrate: the model reads edge features (edge_feats or an edge_encoder), so it "
+            "needs the graph's: calibrate(model, graph, feat, edge_feat=...)."
         )
     check_choice("lambda_rule", lambda_rule, LAMBDA_RULES)
     check_choice("input_rule", input_rule, INPUT_RULES)

@@ -34,7 +34,13 @@ from .checks import (
 )
 from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
 from .ssm import PlainUpdate, SSMUpdate
-from .wrapper import SSMLayer, remember_initial_values, reset_submodules, restore_on_reset
+from .wrapper import (
+    SSMLayer,
+    autocasting,
+    remember_initial_values,
+    reset_submodules,
+    restore_on_reset,
+)
 
 TASKS = ("node", "graph")
 SSM_OPTIONS = ("state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed")
@@ -292,7 +298,12 @@ class DeepGNN(nn.Module):
 
     def _check_inputs(self, graph, feat, edge_feat, device):
         weight = next(self.parameters(), None)
-        if weight is not None and weight.dtype == torch.float16 and weight.device.type == "cpu":
+        if (
+            weight is not None
+            and weight.dtype == torch.float16
+            and weight.device.type == "cpu"
+            and not autocasting(weight.device)  # autocast computes in its own dtype
+        ):
             raise TypeError(
                 f"{type(self).__name__} has float16 weights on the CPU, where torch has no "
                 "float16 matrix product. Keep the model float32 (model.float()) and, for mixed "
@@ -733,11 +744,17 @@ def _refuse_forward_options(model, options):
     """The ``TypeError`` for keywords a model's forward does not take (DGL's convs take
     ``edge_weight=``; these models read the weights from the graph)."""
     name = type(model).__name__
-    if "edge_weight" in options:
+    if "edge_weight" in options and model._spec.takes_edge_weight and model.hop_mode is None:
         raise TypeError(
             f"{name} reads edge weights from the graph, not from forward: store them as "
             "graph.edata['w'] = weights and build the model with edge_weight_field='w'."
         )
+    if "edge_weight" in options:
+        raise TypeError(
+            f"{name} takes no edge weights (its convs, or its k-hop graphs, have none)"
+            + (": edge features go third, model(graph, feat, edge_feat)."
+               if model._spec.uses_edge_feats else ".")
+        )  # fmt: skip
     raise TypeError(
         f"{name}.forward takes (graph, feat, edge_feat=None), got the unknown keyword(s) "
         f"{', '.join(map(repr, options))}."

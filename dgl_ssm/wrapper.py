@@ -166,7 +166,7 @@ class SSMLayer(nn.Module):
             weight is not None
             and weight.is_floating_point()
             and feat.dtype != weight.dtype
-            and not _autocasting(feat.device)  # mixed precision: the casts are autocast's
+            and not autocasting(feat.device)  # mixed precision: the casts are autocast's
         ):
             raise TypeError(
                 f"SSMLayer got node states of dtype {feat.dtype}, but the conv's weights are "
@@ -229,7 +229,8 @@ _NOT_EDGE_FEATURES = (
 _EDGE_FEATURES = ("edge_feat", "edge_feats", "efeat", "efeats", "pseudo")
 
 
-def _autocasting(device):
+def autocasting(device):
+    """Whether torch.autocast is on for ``device``'s type (it then casts each op's inputs)."""
     return torch.is_autocast_enabled() if device.type == "cuda" else torch.is_autocast_cpu_enabled()
 
 

@@ -73,7 +73,7 @@ from .interrupt import (
     terminate_as_ctrl_c,
 )
 from .pruners import PRUNERS, make_pruner
-from .space import SpaceError, apply_values, backbone_kind, find_space, load_space
+from .space import SpaceError, apply_values, backbone_kind, find_space, sweep_space
 from .storage import (
     DEFAULT_STORAGE,
     create_or_load_study,
@@ -117,7 +117,7 @@ class SweepSpec:
         return f"{self.backbone}__{self.dataset}"
 
     def load_space(self):
-        return load_space(self.space or find_space(self.backbone, self.dataset))
+        return sweep_space(self.space or find_space(self.backbone, self.dataset))
 
     def base_config(self, space):
         """The run config of the space's fixed values (what every trial shares)."""

@@ -152,6 +152,19 @@ def find_space(backbone, dataset, folder=SPACES):
     raise SpaceError(f"{folder}: no default.yaml, and no space for {backbone} × {dataset}.")
 
 
+def sweep_space(name, folder=SPACES):
+    """:func:`load_space`, for a sweep: a space that fixes and searches nothing is refused
+    (it would sweep one trial of every default, 200 epochs on Cora). A part of one, say its
+    ``final`` section alone, is a space to extend, not to sweep."""
+    space = load_space(name, folder)
+    if not any(getattr(space, section) for section in ("fixed", *SEARCHED)):
+        raise SpaceError(
+            f"{name}: the space is empty: it fixes and searches nothing. Give it fixed or "
+            f"{', '.join(SEARCHED)} entries, or extend one (e.g. extends: default)."
+        )
+    return space
+
+
 def load_space(name, folder=SPACES, _seen=()):
     """Load and validate a space, resolving ``extends`` chains."""
     path = Path(name) if str(name).endswith(".yaml") else Path(folder) / f"{name}.yaml"
@@ -168,11 +181,6 @@ def load_space(name, folder=SPACES, _seen=()):
         raise SpaceError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(raw, dict):
         raise SpaceError(f"{path}: the top level must be a mapping of {', '.join(SECTIONS)}.")
-    if not raw:  # else a sweep of one fixed trial, with every default (200 epochs on Cora)
-        raise SpaceError(
-            f"{path}: the space is empty. Give it at least one of {', '.join(SECTIONS)} (e.g. "
-            "extends: default)."
-        )
     for section in raw:
         if section not in SECTIONS:
             raise SpaceError(f"{path}: {section}: unknown section; valid: {', '.join(SECTIONS)}.")

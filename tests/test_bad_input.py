@@ -736,6 +736,8 @@ def test_inputs_that_failed_deep_inside_or_were_read_wrongly_are_named():
         (lambda: model(g, x, edge_weight=torch.ones(g.num_edges())),
          TypeError, "edge_weight_field='w'"),
         (lambda: model(g, x, egde_feat=None), TypeError, "unknown keyword.*'egde_feat'"),
+        (lambda: build_model("gatedgcn_ssm", **ARGS)(g, x, edge_weight=torch.ones(32)),
+         TypeError, r"takes no edge weights .*model\(graph, feat, edge_feat\)"),
         (lambda: calibrate(build_model("gatedgcn_ssm", **ARGS, edge_feats=3), g, x),
          ValueError, r"calibrate\(model, graph, feat, edge_feat=...\)"),
         (lambda: layer_gradient_norms(model, g, x, lambda out: out.detach().sum()),
@@ -753,3 +755,11 @@ def test_inputs_that_failed_deep_inside_or_were_read_wrongly_are_named():
     ]:  # fmt: skip
         with pytest.raises(error, match=message):
             call()
+
+
+def test_a_half_model_runs_under_autocast_on_the_cpu():
+    # Refused outside autocast (no float16 matrix product on the CPU), but autocast casts
+    # each op's inputs to its own dtype, so there it runs.
+    g, model = dgl.add_self_loop(random_graph(12, 20, seed=3)), build_model("gcn_ssm", **ARGS)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.half()(g, torch.randn(12, 5).half()).shape == (12, 2)

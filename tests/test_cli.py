@@ -286,8 +286,8 @@ def test_missing_data_directory_names_the_files(tmp_path, capsys):
     argv[argv.index("--data-dir") + 1] = str(data_file)
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert f"--data-dir {data_file} is a file; it names the folder" in err
-    assert f"Pass {tmp_path}." in err
+    assert f"The data folder {data_file} is a file: --data-dir (or data_dir: in a config)" in err
+    assert f"names the folder that holds the data files, here {tmp_path.resolve()}." in err
 
 
 def test_malformed_yaml_names_the_file_and_key(tmp_path, capsys):
@@ -402,9 +402,10 @@ def test_a_record_file_that_is_not_one_is_refused_and_a_bad_byte_costs_one_line(
     assert "holds no JSON-lines records" in capsys.readouterr().err
     assert csv.read_text() == "model,acc\ngcn,0.8\n"  # nothing appended
     config = tmp_path / "one.yaml"  # one line, as a first record cut short would be
-    config.write_text("model: {name: gcn, num_layers: 2}\n")
-    assert main(["run", *TINY_RING, "--output", str(config)]) == 2
-    assert config.read_text() == "model: {name: gcn, num_layers: 2}\n"
+    for text in ("model: {name: gcn, num_layers: 2}\n", "{model: {name: gcn}}\n"):
+        config.write_text(text)
+        assert main(["run", *TINY_RING, "--output", str(config)]) == 2
+        assert config.read_text() == text
     cut = tmp_path / "cut.jsonl"
     cut.write_text('{"status": "o')  # that first record: the run's goes on a new line
     assert main(["run", *TINY_RING, "--output", str(cut)]) == 0

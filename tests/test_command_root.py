@@ -62,7 +62,7 @@ def test_the_root_lists_its_subcommands_and_the_old_names_still_work():
 
 def test_run_loads_neither_optuna_nor_the_sweeps_runner(tmp_path):
     out = tmp_path / "runs.jsonl"
-    out.write_text("junk\n")  # a line the resumed run skips, with a one-line warning
+    out.write_text('{"killed": \n')  # a line the resumed run skips, with a one-line warning
     argv = ["run", "--model", "gcn_ssm", "--dataset", "ring_transfer", "--ring-size", "6",
             "--num-graphs", "20", "--layers", "2", "--hidden", "8", "--epochs", "1",
             "--no-progress", "--output", str(out), "--resume"]  # fmt: skip

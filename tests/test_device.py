@@ -35,9 +35,7 @@ def test_device_names():
 def test_without_a_gpu_auto_is_the_cpu_and_cuda_is_refused(fresh_probe, recwarn):
     assert resolve_device("auto") == torch.device("cpu") and not recwarn.list
     for name in ("cuda", "cuda:1"):
-        with pytest.raises(
-            RuntimeError, match=f"device {name} was asked for .*, but torch sees no"
-        ):
+        with pytest.raises(RuntimeError, match=f"device {name} was asked for, but torch sees no"):
             resolve_device(name)
 
 

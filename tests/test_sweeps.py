@@ -667,10 +667,11 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         (["--backbone", "gcn", "--dataset", "cora", "--heartbeat", "99999999999999999999"],
          "--heartbeat must be at most 86400 s"),  # a date overflow in every heartbeat thread
     ]  # fmt: skip
-    empty = tmp_path / "empty.yaml"  # ran one trial of every default (200 epochs on Cora)
-    empty.write_text("")
-    cases.append((["--backbone", "gcn", "--dataset", "cora", "--space", str(empty)],
-                  "the space is empty"))  # fmt: skip
+    for text in ("", "fixed: {}\n", "final: {runs: 3}\n"):  # one trial of every default
+        empty = tmp_path / f"empty{len(cases)}.yaml"
+        empty.write_text(text)
+        cases.append((["--backbone", "gcn", "--dataset", "cora", "--space", str(empty)],
+                      "the space is empty: it fixes and searches nothing"))  # fmt: skip
     for argv, message in cases:
         assert sweep_main([*argv, "--trials", "1"]) == 2
         err = capsys.readouterr().err

@@ -753,6 +753,17 @@ def test_a_failed_write_leaves_the_old_tables_and_no_temporary_file(tmp_path):
     assert all(p.read_bytes() == b"old" for p in folder.iterdir())
 
 
+def test_a_folder_in_the_place_of_one_file_fails_before_any_file_is_replaced(tmp_path):
+    old_board(tmp_path / "board")
+    (tmp_path / "board" / "c.png").unlink()
+    (tmp_path / "board" / "c.png").mkdir()  # the rename of the last file would fail on it
+    with pytest.raises(IsADirectoryError, match=r"board/c.png: a folder has that name"):
+        write_together(tmp_path / "board", {"a.md": b"new", "b.csv": b"new", "c.png": b"new"})
+    folder = tmp_path / "board"  # not a new a.md and b.csv beside the old set's remains
+    assert sorted(p.name for p in folder.iterdir()) == ["a.md", "b.csv", "c.png"]
+    assert [(folder / name).read_bytes() for name in ("a.md", "b.csv")] == [b"old", b"old"]
+
+
 def test_a_signal_between_files_waits_until_the_whole_set_is_written(tmp_path, monkeypatch):
     old_board(tmp_path / "board")
     real = os.replace

@@ -17,10 +17,10 @@ def data_dir(path=None):
         return None
     chosen = Path(chosen).expanduser()
     if chosen.is_file():  # a data file named itself: its loader looks for it in a folder
-        where = "--data-dir" if path is not None else DATA_ENV
+        where = "--data-dir (or data_dir: in a config)" if path is not None else f"${DATA_ENV}"
         raise ValueError(
-            f"{where} {chosen} is a file; it names the folder that holds the data files. "
-            f"Pass {chosen.parent}."
+            f"The data folder {chosen} is a file: {where} names the folder that holds the "
+            f"data files, here {chosen.resolve().parent}."
         )
     return chosen
 

@@ -152,19 +152,33 @@ def check_outcome(record, need_metric=False):
         raise TypeError(f"test score {test!r} of a finished run is not a number")
 
 
-def checked_key(record, where, outcome=False):
-    """The record's key, or a ValueError saying which record (``where``) could not be read;
-    ``outcome``: also what a table reads of it (:func:`check_outcome`, and its CPU time)."""
+def checked_key(record, where):
+    """The record's key, or a ValueError saying which record (``where``) could not be read."""
     try:
         record["row"], record["column"]
-        if outcome:
-            if missing := [f for f in ("status", "test", "cpu_time_s") if f not in record]:
-                raise KeyError(", ".join(missing))
-            check_outcome(record)
         return record_key(record)
     except (KeyError, TypeError, ValueError) as error:
-        detail = f"missing field {error}" if isinstance(error, KeyError) else str(error)
-        raise ValueError(
-            f"{where}: not a reproduction record this code can read ({detail}). Fix or remove "
-            "that line; the other records are unaffected."
-        ) from None
+        raise _unreadable(where, error) from None
+
+
+def checked_outcome(record, where):
+    """Refuse, as :func:`checked_key` does, a record whose outcome a table cannot read
+    (:func:`check_outcome`, and its CPU time)."""
+    try:
+        if missing := [f for f in ("status", "test", "cpu_time_s") if f not in record]:
+            raise KeyError(*missing)
+        check_outcome(record)
+    except (KeyError, TypeError, ValueError) as error:
+        raise _unreadable(where, error) from None
+
+
+def _unreadable(where, error):
+    if isinstance(error, KeyError):
+        names = ", ".join(map(str, error.args))
+        detail = f"missing field{'s' * (len(error.args) > 1)} {names}"
+    else:
+        detail = str(error)
+    return ValueError(
+        f"{where}: not a reproduction record this code can read ({detail}). Fix or remove "
+        "that line; the other records are unaffected."
+    )

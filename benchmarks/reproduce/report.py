@@ -37,7 +37,7 @@ from .plan import (
     UNIFORM_COLUMN,
     plan,
 )
-from .records import checked_key, config_key, read_records
+from .records import checked_key, checked_outcome, config_key, read_records
 
 TASK_NAMES = {"gpp_eccentricity": "Eccentricity", "gpp_sssp": "SSSP", "gpp_diameter": "Diameter"}
 GAP_LIMIT = 2.0  # in our standard deviations
@@ -90,7 +90,7 @@ def current_records(out, part, budget="cpu"):
         key = checked_key(record, f"{path}, record {number}")
         cell = planned.get(key)
         if cell is not None:
-            checked_key(record, f"{path}, record {number}", outcome=True)  # its table reads it
+            checked_outcome(record, f"{path}, record {number}")  # its table reads it
             if key not in seen:  # a relabelled column keeps its records
                 seen.add(key)
                 current.append({**record, "row": cell.row, "column": cell.column})

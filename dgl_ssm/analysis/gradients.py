@@ -81,14 +81,14 @@ def layer_gradient_norms(
                 f"{type(loss).__name__}{tuple(getattr(loss, 'shape', ()))}. Reduce it, "
                 "e.g. with .mean()."
             )
-        if not loss.requires_grad:  # else every norm would read 0: "vanished", falsely
+        connected = [i for i, state in enumerate(states) if state.requires_grad]
+        if connected and not loss.requires_grad:  # else every norm would read 0: "vanished"
             raise ValueError(
                 "layer_gradient_norms: loss_fn's result does not depend on the model's output "
                 "through autograd (it was detached, taken through .item() or NumPy, or built "
                 "under torch.no_grad()). Return a tensor computed from the output, e.g. "
                 "lambda out: F.cross_entropy(out[mask], labels[mask])."
             )
-        connected = [i for i, state in enumerate(states) if state.requires_grad]
         norms = [0.0] * len(states)
         if connected:
             grads = torch.autograd.grad(
