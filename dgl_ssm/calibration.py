@@ -396,10 +396,8 @@ def calibrate(
     """
     check_graph(graph, "calibrate", "calibrate(model, graph, feat)")
     groups = _ssm_groups(model)
-    reads_edges = getattr(model, "edge_feats", None) is not None or getattr(
-        model, "custom_edge_encoder", False
-    )
-    if edge_feat is None and reads_edges:  # (the model's own message says "pass to forward")
+    if edge_feat is None and getattr(model, "needs_edge_feat", False):
+        # (the model's own message would say "pass edge_feat to forward")
         raise ValueError(
             "calibrate: the model reads edge features (edge_feats or an edge_encoder), so it "
             "needs the graph's: calibrate(model, graph, feat, edge_feat=...)."

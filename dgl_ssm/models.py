@@ -237,6 +237,12 @@ class DeepGNN(nn.Module):
         """Whether the backbone reads edge features (pass them as ``edge_feat``)."""
         return self._spec.uses_edge_feats
 
+    @property
+    def needs_edge_feat(self):
+        """Whether every call must pass ``edge_feat``: the model was built with ``edge_feats``
+        or an ``edge_encoder`` (else a backbone that reads edge features learns one)."""
+        return self.edge_feats is not None or self.custom_edge_encoder
+
     resets_submodules = True  # (its reset_parameters walks them: see reset_submodules)
 
     def reset_parameters(self):
@@ -366,7 +372,7 @@ class DeepGNN(nn.Module):
         if not self._spec.uses_edge_feats:
             return None
         if edge_feat is None:
-            if self.edge_feats is not None or self.custom_edge_encoder:
+            if self.needs_edge_feat:
                 raise ValueError(
                     f"The model was built with edge_feats={self.edge_feats}; pass edge_feat "
                     "to forward, or build it without edge_feats."

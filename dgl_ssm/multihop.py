@@ -97,14 +97,15 @@ def _hop_graphs_and_loops(graph, max_hop, hop_field, read=None, for_model=True):
         # KHopTransform(hop_field=f) leaves its radius in ndata[f + "_radius"]: a graph
         # rewired under another name says which.
         other = [f for f in graph.edata.keys() if radius_field(f) in graph.ndata]
-        who, where = ("This k-hop model", "build the model with") if for_model else (
-            "hop_graphs", f"call hop_graphs(g, {max_hop},")  # fmt: skip
-        fix = (
-            f"It was rewired with hop_field={other[0]!r}: {where} hop_field={other[0]!r}"
-            f"{')' * (not for_model)}."
-            if other
-            else f"Rewire it first: `g = dgl_ssm.KHopTransform(k={max_hop})(g)`."
-        )
+        who = "This k-hop model" if for_model else "hop_graphs"
+        if not other:
+            fix = f"Rewire it first: `g = dgl_ssm.KHopTransform(k={max_hop})(g)`."
+        elif for_model:
+            fix = (f"It was rewired with hop_field={other[0]!r}: build the model with "
+                   f"hop_field={other[0]!r}.")  # fmt: skip
+        else:
+            fix = (f"It was rewired with hop_field={other[0]!r}: call "
+                   f"hop_graphs(g, {max_hop}, hop_field={other[0]!r}).")  # fmt: skip
         raise DGLError(
             f"{who} needs edge hop distances in graph.edata[{hop_field!r}], but the "
             f"graph has none. {fix}"
@@ -139,13 +140,15 @@ def _check_radius(graph, read, hop_field, for_model=True):
         return  # rewired some other way: the radius is not known
     radius = int(graph.ndata[field].min())
     if read > radius:
-        reads, other_fix = (
-            ("This k-hop model reads", f"build the model with max_hop={radius} (layers past "
-             "it then follow past_max_hop)")
-            if for_model else ("hop_graphs was asked for", f"ask for hop_graphs(g, {radius})")
-        )  # fmt: skip
+        if for_model:
+            reads = f"This k-hop model reads hops 1..{read} (up to max_hop, default num_layers)"
+            other_fix = (f"build the model with max_hop={radius} (layers past it then follow "
+                         "past_max_hop)")  # fmt: skip
+        else:
+            reads = f"hop_graphs was asked for hops 1..{read}"
+            other_fix = f"ask for hop_graphs(g, {radius})"
         raise DGLError(
-            f"{reads} hops 1..{read}{' (up to max_hop, default num_layers)' * for_model}, but "
+            f"{reads}, but "
             f"the graph was rewired by KHopTransform(k={radius}), which stores no hop above "
             f"{radius}: hops {radius + 1}..{read} would silently be empty. Rewire with "
             f"`KHopTransform(k={read})`, or {other_fix}."

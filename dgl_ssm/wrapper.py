@@ -148,9 +148,11 @@ class SSMLayer(nn.Module):
                     f"SSMLayer got {feat.shape[0]} rows of node states for a graph of "
                     f"{graph.num_nodes()} nodes; pass one row per node."
                 )
-            rows = getattr(edge_feat, "shape", (graph.num_edges(),))[:1]
-            reads_edges = self._third_argument in _EDGE_FEATURES  # (else refused below)
-            if edge_feat is not None and reads_edges and rows != (graph.num_edges(),):
+            if (
+                edge_feat is not None
+                and self._third_argument in _EDGE_FEATURES  # (else refused below)
+                and getattr(edge_feat, "shape", (None,))[:1] != (graph.num_edges(),)
+            ):
                 raise ValueError(
                     f"SSMLayer got edge features of shape {tuple(edge_feat.shape)} for a graph "
                     f"of {graph.num_edges()} edges; pass one row per edge, in the graph's edge "

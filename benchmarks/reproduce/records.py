@@ -124,13 +124,13 @@ def _migrate(config_dict, schema):
 def record_key(record):
     """The key of a stored record, recomputed with the current code (``KeyError``,
     ``TypeError`` or ``ValueError`` for a record whose fields a reader would trip on)."""
-    config = record["config"]
-    if not isinstance(config, dict) or any(
-        not isinstance(config.get(section) or {}, dict) for section in ("model", "optim")
+    stored = record["config"]
+    if not isinstance(stored, dict) or any(
+        not isinstance(stored.get(section) or {}, dict) for section in ("model", "optim")
     ):
         raise TypeError("its config is not a mapping of sections (model, data, optim, …)")
     schema = record.get("schema", SCHEMA)
-    config = RunConfig.from_dict(_migrate(record["config"], schema))
+    config = RunConfig.from_dict(_migrate(stored, schema))
     reshuffled = num_splits(config.data.name) is None and not config.optim.fixed_batches
     order = ORDER_BEFORE_SCHEMA_6 if schema < 6 and reshuffled else None
     if schema < 5:
