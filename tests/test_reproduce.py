@@ -472,6 +472,20 @@ def test_each_table_holds_one_budget_and_each_run_once(tmp_path):
     assert "≥ 90 %: none → the claim does not hold here (1 of 4 models measured)" in paper_view
 
 
+def test_the_earliest_record_counts_whichever_schema_stamped_it(tmp_path):
+    """The first schema's records said ``finished`` where later ones say ``time``: a record of
+    it is still the earliest, wherever it sits in the file."""
+    later = {**fake_record("ring", "kGCN-SSM", "n=50", 0.9, 0), "time": "2026-01-01T00:00:00"}
+    oldest = {k: v for k, v in later.items() if k != "time"}
+    oldest |= {"test": 0.4, "finished": "2025-12-31T00:00:00"}
+    for record in (later, oldest):
+        append_record(tmp_path / "ring.jsonl", {**record, "metric": "accuracy"})
+    report.write_report(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| kGCN-SSM |"))
+    assert "| 40.0 (1) |" in row
+
+
 def test_the_long_ring_claim_has_no_verdict_without_kgcn_ssm(tmp_path):
     for row in ("GCN", "GCN-SSM"):
         record = fake_record("ring", row, "n=50", 0.2, 0)

@@ -76,6 +76,12 @@ def summaries(records):
     return {key: Summary(rs) for key, rs in cells.items()}
 
 
+def _finished_at(record):
+    """When the run finished, as an ISO string that sorts in time order: records of the first
+    schema stored it as ``finished``, the later ones as ``time``."""
+    return str(record.get("time", record.get("finished", "")))
+
+
 def current_records(out, part, budget="cpu"):
     """``(current, superseded, other)``: the part's records whose configuration ``budget``'s
     plan holds, under the row and column the plan gives it now (each configuration once, the
@@ -86,7 +92,7 @@ def current_records(out, part, budget="cpu"):
     path = records_file(out, part)
     current, superseded, other, seen = [], [], [], set()
     for number, record in sorted(enumerate(read_records(path), 1),
-                                 key=lambda item: (str(item[1].get("time")), item[0])):  # fmt: skip
+                                 key=lambda item: (_finished_at(item[1]), item[0])):  # fmt: skip
         key = checked_key(record, f"{path}, record {number}")
         cell = planned.get(key)
         if cell is not None:
@@ -480,7 +486,8 @@ def write_report(out, budget="cpu", *, need_records=False):
         "",
         "Built by `dgl-ssm reproduce --report` from the JSON-lines records beside this "
         f"file (one per finished run); budget `{budget}`. Regenerating from the same records "
-        "gives the same bytes.",
+        "gives the same bytes. Every ± is a sample standard deviation (n − 1): over a cell's "
+        "runs, or over the per-seed differences of a paired verdict.",
     ]
     written = []
     sections = {
