@@ -51,7 +51,11 @@ OPTIM_FLAGS = {"optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_dec
 
 
 def build_parser(prog="dgl-ssm-bench"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="The benchmark suite's commands, now also dgl-ssm's (dgl-ssm --help has "
+        "them all). `dgl-ssm-bench leaderboard` runs a suite, quick by default, then the tables.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="train one configuration over one or more seeds")
     run.add_argument("--config", help="YAML file, or the name of a shipped config")
@@ -165,7 +169,7 @@ def build_parser(prog="dgl-ssm-bench"):
     runs.add_argument("--output", default="runs/results.jsonl", help="JSON-lines file")
     runs.add_argument(
         "--resume", action="store_true",
-        help="skip the seeds whose run is in --output already (same config)",
+        help="skip the seeds whose run is in --output already (same config, same data)",
     )  # fmt: skip
     runs.add_argument("--no-progress", action="store_true")
     runs.add_argument(

@@ -79,6 +79,16 @@ Real = Annotated[StrictInt | StrictFloat, BeforeValidator(_real), Field(allow_in
 Int = Annotated[StrictInt, BeforeValidator(_int)]
 Str, Bool = StrictStr, StrictBool
 
+# A field's command-line flag is its name in kebab case, except where the flag says the
+# opposite of the field's default (shared Λ and B are the default; the flag asks for per-layer).
+_FLAGS = {"shared_ssm": "--per-layer-ssm", "self_loops": "--no-self-loops"}
+
+
+def option_flag(name):
+    """The command-line flag that sets the config field ``name``, for messages."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
 _CHECKED = ConfigDict(validate_assignment=True, extra="forbid", strict=False)
 
 
@@ -189,8 +199,8 @@ class ModelConfig:
             if (name == "residual") == ssm:
                 kind = "plain" if ssm else "SSM"
                 raise ValueError(
-                    f"--{name.replace('_', '-')} is a {kind}-model option, but {self.name!r} "
-                    f"is {'an SSM' if ssm else 'a plain'} model."
+                    f"{option_flag(name)} is {'a' if ssm else 'an'} {kind}-model option, but "
+                    f"{self.name!r} is {'an SSM' if ssm else 'a plain'} model."
                 )
             kwargs[name] = value
         for flag, value, rules, what in (

@@ -4,7 +4,7 @@ import dgl_ssm
 from dgl_ssm.checks import unknown_name
 
 from .baselines import BASELINES
-from .config import ModelConfig
+from .config import ModelConfig, option_flag
 from .datasets.base import BenchmarkData
 
 
@@ -96,7 +96,8 @@ def parameter_count(model):
 # would also have the trainer rewire the graph); the k-hop ones, as every one-hop model.
 _NOT_FOR_BASELINES = (
     "residual", *ModelConfig.SSM_FIELDS, "hop_mode", "max_hop", "delay", "past_max_hop",
-    "calibrate", "head_activation", "norm",
+    "calibrate", "calibrate_lambda", "calibrate_input", "calibrate_memory", "head_activation",
+    "norm",
 )  # fmt: skip
 
 
@@ -110,7 +111,7 @@ def _check_baseline_options(config):
     if config.activation != ModelConfig.activation:  # each has its own (ReLU, GELU)
         given.append("activation")
     if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        flags = ", ".join(option_flag(name) for name in given)
         raise ValueError(
             f"{config.name!r} is a fixed reference architecture: it takes no {flags}. Drop "
             f"{'it' if len(given) == 1 else 'them'}, or use one of the dgl_ssm models "

@@ -96,6 +96,11 @@ class CalibrationReport:
         The factor B was multiplied by, per group.
     rounds : int
         Measure-and-set rounds run (0: the model was already within the bounds).
+    memory_bound : float or None
+        The bound on the stack's memory asked for (see :func:`calibrate`), or ``None``.
+    memory : float
+        Π over layers of λ / target after calibration: how much of the encoder's output
+        reaches the last layer through Λ.
     ok : bool
         Every radius within ``target ± tol``, every norm ratio within
         ``[1/norm_bound, norm_bound]`` and, with a ``memory_bound``, :attr:`memory` at least
@@ -342,9 +347,10 @@ def calibrate(
     norm_bound : float
         Accepted growth or shrinkage of the state norm across the stack.
     max_rounds : int
-        Measure-and-set rounds at most; each aims at ``target ± tol/2`` (a margin for
-        re-measurement), and once they run out the report's ``ok`` says whether the last one
-        is within the bounds.
+        Measure-and-set rounds at most; each aims at ``target ± tol/4`` and they stop once
+        every layer is within ``target ± tol/2`` (margins for re-measurement, as the states
+        move with λ and B); once they run out the report's ``ok`` says whether the last one is
+        within the bounds.
     lambda_rule : {"nearest", "centred"}
         Of the λ that put every layer of a group near ``target``, the one nearest the λ the
         model was built with (moving Λ, and so the stack's memory, no more than needed), or

@@ -121,6 +121,10 @@ class DeepGNN(nn.Module):
     delay : int, optional
         ν ≥ 1 of the cumulative mode's delay (DRew's: with ν = 0, hop ℓ would read a state
         from before the first layer).
+    hop_field : str
+        The edge field of the rewired graph that holds each edge's hop distance (default
+        ``"hop"``; the same as the ``hop_field`` of the :class:`~dgl_ssm.KHopTransform` that
+        rewired it); k-hop models only.
     allow_zero_in_degree : bool
         Skip the check for nodes without in-edges (GCN, GAT).
     conv_options : dict, optional

@@ -150,7 +150,7 @@ class SSMUpdate(nn.Module):
         Kind of B. Default ``"identity"``.
     input_scale : float
         Scale β of B for the named kinds (a tensor B is used as given). Default 0.1.
-    activation : str or nn.Module
+    activation : str, nn.Module or callable
         The coupling activation σ: ``"relu"``, ``"tanh"``, ``"identity"``, …
     generator : torch.Generator, optional
         Randomness for random kinds.
@@ -385,7 +385,7 @@ class PlainUpdate(nn.Module):
 
     Parameters
     ----------
-    activation : str or nn.Module
+    activation : str, nn.Module or callable
         The activation σ.
     residual : bool
         Add the skip connection (the usual deep baseline). Default ``False``.

@@ -174,7 +174,14 @@ def test_a_shipped_config_is_found_with_or_without_its_extension(tmp_path, monke
     [
         (["--model", "gcn_sm"], r"Unknown model 'gcn_sm'. Did you mean 'gcn_ssm'\?"),
         (["--model", "GCN_SSM"], r"Unknown model 'GCN_SSM'. Did you mean 'gcn_ssm'\?"),
-        (["--model", "gcn", "--state-scale", "0.5"], r"--state-scale is a SSM-model option"),
+        (["--model", "gcn", "--state-scale", "0.5"], r"--state-scale is an SSM-model option"),
+        # the flag a user types, not the field it sets (shared_ssm)
+        (["--model", "gcn", "--per-layer-ssm"], r"error: --per-layer-ssm is an SSM-model option"),
+        (["--model", "gcn_kipf", "--per-layer-ssm"], r"it takes no --per-layer-ssm\. Drop"),
+        (
+            ["--model", "gcn_kipf", "--calibrate-memory", "2"],
+            r"it takes no --calibrate-memory\. Drop",
+        ),
         (["--model", "gcn_ssm", "--residual"], r"--residual is a plain-model option"),
         (["--model", "gcn_ssm", "--dataset", "kora"], r"Unknown dataset 'kora'"),
         (["--model", "gcn_ssm", "--activation", "swish"], r"Unknown activation 'swish'"),

@@ -252,7 +252,7 @@ def layer_jacobian_operator(
     Returns
     -------
     scipy.sparse.linalg.LinearOperator
-        Of shape ``(n·d, n·d)`` and the working precision's dtype.
+        Of shape ``(n·d_out, n·d_in)`` and the working precision's dtype.
 
     Examples
     --------

@@ -224,6 +224,12 @@ def sensitivity_by_distance(
         The graph distances are measured on. Default ``graph`` — or its hop-1 edges when it
         carries ``edata[hop_field]`` (k-hop rewired), so distances are those of the original
         graph, not of the rewiring.
+    num_targets : int
+        How many targets to draw when ``targets`` is not given (default 16).
+    seed : int
+        Seed of that draw (default 0).
+    hop_field : str
+        The edge field of a k-hop rewired graph holding hop distances (default ``"hop"``).
 
     Returns
     -------
