@@ -11,6 +11,9 @@ STAMP := $(VENV)/.installed
 # (else DGL downloads what it needs). Override with `make leaderboard DATA=/path`.
 DATA ?= $(wildcard ../shared/data)
 SUITE ?= quick
+# Torch threads per trial (empty: torch's default, one per core); 1 on a machine shared with
+# other jobs, where waiting on busy cores makes each trial many times slower.
+THREADS ?=
 
 install: $(STAMP)
 
@@ -24,7 +27,8 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 leaderboard: $(STAMP)
-	$(VENV)/bin/dgl-ssm leaderboard --suite $(SUITE) $(if $(DATA),--data-dir $(DATA))
+	$(VENV)/bin/dgl-ssm leaderboard --suite $(SUITE) $(if $(DATA),--data-dir $(DATA)) \
+		$(if $(THREADS),--threads $(THREADS))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -432,6 +432,9 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
             if not waiting:  # said on stderr: stdout stays one line per pending run
                 print(f"nothing pending: all {len(cells)} runs asked for are recorded in "
                       f"{args.out}", file=sys.stderr)  # fmt: skip
+            if optional := sum(not cell.required for cell in waiting):
+                print(f"{optional} of the {len(waiting)} pending runs are optional: no claim "
+                      "needs them (--only-required leaves them out)", file=sys.stderr)  # fmt: skip
             return 0
         left = []
         if not args.report:

@@ -369,8 +369,8 @@ def render_markdown(studies, trials, cells, headers, placements, skipped):
             else f"All {len(studies)} studies"
         )
         out += [
-            f"**Smoke-size budget, not a reproduction.** {some} ran a "
-            f"smoke space (protocol `{SMOKE}`: the quick suite's few short trials on small data), "
+            f"**Smoke-size budget, not a reproduction.** {some} ran a smoke space (protocol "
+            f"`{SMOKE}`: the tiny and quick suites' few short trials on small data), "
             "and their cells say so: they check that the pipeline runs end to end, and reproduce "
             "no published number; none is compared with them. Studies: "
             + ", ".join(f"`{_esc(name)}`" for name in smoke) + ".", "",

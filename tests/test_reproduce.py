@@ -761,8 +761,12 @@ def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
     assert (
         main(["reproduce", "--part", "calibration", *rows, "--list", "--out", str(tmp_path)]) == 0
     )
-    listed = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    captured = capsys.readouterr()
+    listed = [line.split("\t") for line in captured.out.splitlines()]
     expected = [c for c in plan(["calibration"]) if c.row in ("GCN-SSM", "GIN-SSM")]
+    optional = sum(not c.required for c in expected)
+    assert 0 < optional < len(expected)  # a mix, and the optional ones are counted apart
+    assert f"{optional} of the {len(expected)} pending runs are optional" in captured.err
     assert [(row, column) for _, row, column, _ in listed] == [(c.row, c.column) for c in expected]
     assert main(["reproduce", "--part", "calibration", "--rows", "GNC-SSM", "--list"]) == 2
     assert "--rows: no 'GNC-SSM'" in (err := capsys.readouterr().err) and "GatedGCN-SSM" in err
