@@ -190,6 +190,32 @@ def test_a_child_above_the_budget_is_stopped_and_a_failing_one_reported():
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc tunable")
+def test_a_measurement_interrupted_in_the_parent_stops_its_child(monkeypatch):
+    """Ctrl-C (or SIGTERM) reaching only the benchmark's process must not leave the measuring
+    child running on alone."""
+    import _thread
+    import threading
+
+    import psutil
+
+    started = []
+    real_popen = psutil.Popen
+
+    def remembered(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(psutil, "Popen", remembered)
+    timer = threading.Timer(1.0, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            isolated(time.sleep, (60,), budget_mb=4000)
+    finally:
+        timer.cancel()
+    assert len(started) == 1 and not started[0].is_running()
+
+
 def test_the_compact_allocator_reaches_the_child():
     tunables = isolated(os.getenv, ("GLIBC_TUNABLES",), budget_mb=1000, allocator=COMPACT)
     assert tunables == "glibc.malloc.mmap_threshold=65536"

@@ -102,7 +102,11 @@ def isolated(function, args, budget_mb, allocator=COMPACT, fresh=True):
         command = [sys.executable, "-m", "dgl_ssm_bench.perf.isolation", str(job), str(result)]
         with open(errors, "w") as stderr:
             child = psutil.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-            stopped_at = _watch(child, budget_mb)
+            try:
+                stopped_at = _watch(child, budget_mb)
+            except BaseException:  # Ctrl-C or SIGTERM here: the measurement stops with us
+                _stop(child)
+                raise
         if stopped_at is not None:
             message = f"stopped at {stopped_at:,.0f} MB resident (budget {budget_mb:,.0f} MB)"
             return {"status": "over budget", "message": message}
@@ -125,9 +129,22 @@ def _watch(child, budget_mb):
         except psutil.Error:  # it has just ended
             continue
         if resident_mb > budget_mb:
-            child.kill()
-            child.wait()
+            _stop(child)
             return resident_mb
+
+
+def _stop(child):
+    """Kill ``child`` and whatever it started (a worker of its own would run on alone)."""
+    try:
+        family = [*child.children(recursive=True), child]
+    except psutil.Error:  # it has just ended
+        family = [child]
+    for process in family:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(family, timeout=10)
 
 
 if __name__ == "__main__":
