@@ -788,7 +788,22 @@ def _check_options(model, kwargs, extra=()):
 
 
 class GCN(PlainGNN):
-    """Deep GCN (Kipf & Welling) of ``GraphConv`` layers; arguments: :class:`PlainGNN`."""
+    """Deep GCN (Kipf & Welling) of ``GraphConv`` layers; arguments: :class:`PlainGNN`.
+
+    Examples
+    --------
+    The plain twin of :class:`GCNSSM`: the same arguments, the same trainable parameters.
+
+    >>> import dgl, torch
+    >>> from dgl_ssm import GCN, GCNSSM
+    >>> g = dgl.add_self_loop(dgl.to_bidirected(dgl.rand_graph(10, 15)))
+    >>> model = GCN(in_feats=5, hidden=16, out_feats=3, num_layers=64)
+    >>> model(g, torch.randn(10, 5)).shape
+    torch.Size([10, 3])
+    >>> count = lambda m: sum(p.numel() for p in m.parameters())
+    >>> count(model) == count(GCNSSM(in_feats=5, hidden=16, out_feats=3, num_layers=64))
+    True
+    """
 
     backbone = "gcn"
 
@@ -810,7 +825,17 @@ class GCNSSM(SSMGNN):
 
 
 class GIN(PlainGNN):
-    """Deep GIN of ``GINConv`` layers with 2-layer MLPs; arguments: :class:`PlainGNN`."""
+    """Deep GIN of ``GINConv`` layers with 2-layer MLPs; arguments: :class:`PlainGNN`.
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> from dgl_ssm import GIN
+    >>> batch = dgl.batch([dgl.rand_graph(6, 12), dgl.rand_graph(4, 8)])
+    >>> model = GIN(5, 16, 1, num_layers=8, task="graph", readout="sum")
+    >>> model(batch, torch.randn(10, 5)).shape
+    torch.Size([2, 1])
+    """
 
     backbone = "gin"
 
@@ -834,7 +859,17 @@ class GINSSM(SSMGNN):
 
 
 class GatedGCN(PlainGNN):
-    """Deep GatedGCN (edge features in, edge features out); arguments: :class:`PlainGNN`."""
+    """Deep GatedGCN (edge features in, edge features out); arguments: :class:`PlainGNN`.
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> from dgl_ssm import GatedGCN
+    >>> g = dgl.rand_graph(10, 30)
+    >>> model = GatedGCN(5, 16, 3, num_layers=8, edge_feats=3)
+    >>> model(g, torch.randn(10, 5), torch.randn(30, 3)).shape
+    torch.Size([10, 3])
+    """
 
     backbone = "gatedgcn"
 
@@ -858,7 +893,17 @@ class GatedGCNSSM(SSMGNN):
 
 
 class GAT(PlainGNN):
-    """Deep GAT, heads concatenated (``conv_options={"heads": 4}``); see :class:`PlainGNN`."""
+    """Deep GAT, heads concatenated (``conv_options={"heads": 4}``); see :class:`PlainGNN`.
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> from dgl_ssm import GAT
+    >>> g = dgl.add_self_loop(dgl.rand_graph(10, 30))
+    >>> model = GAT(5, 16, 3, num_layers=8, conv_options={"heads": 4})  # 4 heads of 4
+    >>> model(g, torch.randn(10, 5)).shape
+    torch.Size([10, 3])
+    """
 
     backbone = "gat"
 
@@ -880,7 +925,17 @@ class GATSSM(SSMGNN):
 
 
 class SAGE(PlainGNN):
-    """Deep GraphSAGE (mean aggregator by default); arguments: :class:`PlainGNN`."""
+    """Deep GraphSAGE (mean aggregator by default); arguments: :class:`PlainGNN`.
+
+    Examples
+    --------
+    >>> import dgl, torch
+    >>> from dgl_ssm import SAGE
+    >>> g = dgl.rand_graph(10, 30)
+    >>> model = SAGE(5, 16, 3, num_layers=8, conv_options={"aggregator": "pool"})
+    >>> model(g, torch.randn(10, 5)).shape
+    torch.Size([10, 3])
+    """
 
     backbone = "sage"
 
