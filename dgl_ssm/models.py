@@ -831,10 +831,10 @@ class GIN(PlainGNN):
     --------
     >>> import dgl, torch
     >>> from dgl_ssm import GIN
-    >>> batch = dgl.batch([dgl.rand_graph(6, 12), dgl.rand_graph(4, 8)])
-    >>> model = GIN(5, 16, 1, num_layers=8, task="graph", readout="sum")
-    >>> model(batch, torch.randn(10, 5)).shape
-    torch.Size([2, 1])
+    >>> g = dgl.rand_graph(10, 30)
+    >>> model = GIN(5, 16, 3, num_layers=4, conv_options={"learn_eps": True})  # ε trained
+    >>> model(g, torch.randn(10, 5)).shape
+    torch.Size([10, 3])
     """
 
     backbone = "gin"
@@ -865,9 +865,8 @@ class GatedGCN(PlainGNN):
     --------
     >>> import dgl, torch
     >>> from dgl_ssm import GatedGCN
-    >>> g = dgl.rand_graph(10, 30)
-    >>> model = GatedGCN(5, 16, 3, num_layers=8, edge_feats=3)
-    >>> model(g, torch.randn(10, 5), torch.randn(30, 3)).shape
+    >>> model = GatedGCN(5, 16, 3, num_layers=8)  # no edge features: one learned embedding
+    >>> model(dgl.rand_graph(10, 30), torch.randn(10, 5)).shape
     torch.Size([10, 3])
     """
 
@@ -899,8 +898,8 @@ class GAT(PlainGNN):
     --------
     >>> import dgl, torch
     >>> from dgl_ssm import GAT
-    >>> g = dgl.add_self_loop(dgl.rand_graph(10, 30))
-    >>> model = GAT(5, 16, 3, num_layers=8, conv_options={"heads": 4})  # 4 heads of 4
+    >>> g = dgl.rand_graph(10, 30)  # nodes without in-edges are allowed, as DGL lets one
+    >>> model = GAT(5, 16, 3, num_layers=8, conv_options={"heads": 2}, allow_zero_in_degree=True)
     >>> model(g, torch.randn(10, 5)).shape
     torch.Size([10, 3])
     """
@@ -932,7 +931,7 @@ class SAGE(PlainGNN):
     >>> import dgl, torch
     >>> from dgl_ssm import SAGE
     >>> g = dgl.rand_graph(10, 30)
-    >>> model = SAGE(5, 16, 3, num_layers=8, conv_options={"aggregator": "pool"})
+    >>> model = SAGE(5, 16, 3, num_layers=8, residual=True)  # a plain model's own knob
     >>> model(g, torch.randn(10, 5)).shape
     torch.Size([10, 3])
     """
