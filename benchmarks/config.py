@@ -79,9 +79,9 @@ Real = Annotated[StrictInt | StrictFloat, BeforeValidator(_real), Field(allow_in
 Int = Annotated[StrictInt, BeforeValidator(_int)]
 Str, Bool = StrictStr, StrictBool
 
-# A field's command-line flag is its name in kebab case, except where the flag says the
+# A model field's command-line flag is its name in kebab case, except where the flag says the
 # opposite of the field's default (shared Λ and B are the default; the flag asks for per-layer).
-_FLAGS = {"shared_ssm": "--per-layer-ssm", "self_loops": "--no-self-loops"}
+_FLAGS = {"shared_ssm": "--per-layer-ssm"}
 
 
 def option_flag(name):

@@ -754,12 +754,12 @@ def _refuse_forward_options(model, options):
     """The ``TypeError`` for keywords a model's forward does not take (DGL's convs take
     ``edge_weight=``; these models read the weights from the graph)."""
     name = type(model).__name__
-    if "edge_weight" in options and model._spec.takes_edge_weight and model.hop_mode is None:
-        raise TypeError(
-            f"{name} reads edge weights from the graph, not from forward: store them as "
-            "graph.edata['w'] = weights and build the model with edge_weight_field='w'."
-        )
     if "edge_weight" in options:
+        if model._spec.takes_edge_weight and model.hop_mode is None:
+            raise TypeError(
+                f"{name} reads edge weights from the graph, not from forward: store them as "
+                "graph.edata['w'] = weights and build the model with edge_weight_field='w'."
+            )
         raise TypeError(
             f"{name} takes no edge weights (its convs, or its k-hop graphs, have none)"
             + (": edge features go third, model(graph, feat, edge_feat)."
