@@ -678,6 +678,8 @@ def _train_trial(spec, space, data, study, storage, trial, values, log, ctrl_c):
             log(f"{spec.study_name}: trial {trial.number} pruned")
             return "pruned"
         except Exception as error:  # noqa: BLE001 - e.g. a metric given NaN scores
+            if ctrl_c.seen:  # the Ctrl-C landed in C code that re-raised it as another error
+                raise KeyboardInterrupt from error
             message = redact(one_line(error), spec.storage)
             trial.set_user_attr("status", "error")
             trial.set_user_attr("error", message)

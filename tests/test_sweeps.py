@@ -443,6 +443,32 @@ def test_an_interrupted_final_evaluation_resumes_where_it_stopped(tmp_path, monk
     assert any("final run 2/2 (seed 2): test" in line for line in lines)
 
 
+def test_a_ctrl_c_that_c_code_turns_into_another_error_still_requeues_the_trial(
+    tmp_path, monkeypatch
+):
+    """SIGINT inside a C extension can come back as some other exception (a callback's
+    KeyboardInterrupt re-raised as a RuntimeError): the trial was interrupted, not failed."""
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=1, storage=storage,
+                     space=tiny_space(tmp_path), pruner="none")  # fmt: skip
+
+    def interrupted_in_c(config, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here, as it would inside the C call
+        except KeyboardInterrupt:
+            raise RuntimeError("DGL callback failed") from None
+        raise AssertionError("SIGINT was not delivered")
+
+    monkeypatch.setattr(runner, "train", interrupted_in_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, log=lambda *_: None)
+    trials = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]  # re-queued
+    assert trials[0].user_attrs["status"] == "interrupted"
+    assert trials[1].params == trials[0].params
+
+
 def test_a_tiny_sweep_end_to_end_stores_trials_and_the_final_numbers(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     spec = SweepSpec("gcn_ssm", "ring_transfer", trials=3, storage=storage,
