@@ -9,6 +9,8 @@ warning; an explicit ``cuda`` is refused before any work, with the fix (README, 
 import argparse
 import functools
 import re
+import subprocess
+import sys
 import warnings
 
 # torch and DGL are imported where a device is resolved: the sweeps' command line checks the
@@ -64,19 +66,35 @@ def use_gpu_of_worker(index, device):
     """In worker process ``index`` of a parallel run on ``--device device``, make GPU
     ``index mod count`` current, so that N workers asked for ``cuda`` (or ``auto``) spread
     over the GPUs instead of all sharing GPU 0. Nothing for ``cpu`` (no CUDA context is made)
-    or ``cuda:N`` (it stays where it was asked), or without several GPUs."""
+    or ``cuda:N`` (it stays where it was asked), without several GPUs, or when DGL cannot use
+    them (making a GPU current would take memory on it for a run that stays on the CPU)."""
     import torch
 
     if device not in CURRENT_GPU:
         return
-    if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+    if torch.cuda.is_available() and torch.cuda.device_count() > 1 and not _cuda_problem("cuda"):
         torch.cuda.set_device(index % torch.cuda.device_count())
+
+
+# DGL's probe runs in a child process: a CUDA context made in this one would hold hundreds of
+# MB of GPU memory for as long as it lives, in a sweep's or reproduction's parent that only
+# checks the option, or on GPU 0 in every worker before it takes its own GPU.
+_PROBE = """
+import sys
+try:
+    import dgl
+    dgl.graph(([0], [0])).to(sys.argv[1])
+except Exception as error:
+    text = str(error).strip()
+    print(text.splitlines()[0] if text else type(error).__name__)
+    sys.exit(1)
+"""
+_PROBE_SECONDS = 300
 
 
 @functools.lru_cache
 def _cuda_problem(name):
     """Why ``name`` (``cuda`` or ``cuda:N``) cannot run a DGL graph here, or None."""
-    import dgl
     import torch
 
     if not torch.cuda.is_available():
@@ -85,14 +103,20 @@ def _cuda_problem(name):
     if index is not None and index >= count:
         return f"torch sees {count} CUDA device(s), cuda:0 … cuda:{count - 1}"
     try:
-        dgl.graph(([0], [0])).to(name)
-    except Exception as error:  # noqa: BLE001 - DGLError, or torch's own driver errors
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        return (
-            f"DGL cannot put a graph on it ({reason}); DGL's PyPI build is CPU-only, the "
-            "CUDA build comes from DGL's wheel index"
-        )
-    return None
+        probe = subprocess.run(
+            [sys.executable, "-c", _PROBE, name],
+            capture_output=True, text=True, timeout=_PROBE_SECONDS,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return f"moving a DGL graph to it did not finish in {_PROBE_SECONDS} s"
+    if probe.returncode == 0:
+        return None
+    lines = probe.stdout.strip().splitlines() or probe.stderr.strip().splitlines()
+    reason = lines[-1] if lines else f"exit code {probe.returncode}"
+    return (
+        f"DGL cannot put a graph on it ({reason}); DGL's PyPI build is CPU-only, the "
+        "CUDA build comes from DGL's wheel index"
+    )
 
 
 def describe(device):

@@ -127,6 +127,11 @@ def train(
     """Train and evaluate one configuration; see the module docstring. With a ``monitor``
     (:class:`~dgl_ssm_bench.monitor.TrainingMonitor`), its entries join the history."""
     device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # also for the work that names no device (cuda:N)
+        # A sweep's or reproduction's worker runs one configuration after another: what the
+        # allocator keeps cached from earlier ones goes back to the GPU that other workers share.
+        torch.cuda.empty_cache()
     if monitor is not None and (monitor.entries or monitor.closed):
         raise ValueError("A TrainingMonitor records one run; give each run a new one.")
     data = load_data(config) if data is None else data

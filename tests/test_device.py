@@ -3,6 +3,9 @@ GPU a parallel worker takes. This machine has no GPU; the cases where torch sees
 by patching torch's answers, while DGL's probe runs for real (and fails, as a CPU-only DGL
 build does on a GPU machine)."""
 
+import subprocess
+
+import dgl
 import pytest
 import torch
 
@@ -48,9 +51,24 @@ def test_a_gpu_dgl_cannot_use_is_named_and_auto_falls_back_to_the_cpu(torch_sees
         resolve_device("cuda:2")
 
 
+def test_dgls_probe_of_a_gpu_runs_in_another_process(torch_sees_gpus, monkeypatch):
+    # A CUDA context made by the probe would hold GPU memory in a parent that only checks
+    # the option: here no graph may be moved in this process, while the answer is the same.
+    moved = []
+    monkeypatch.setattr(dgl.DGLGraph, "to", lambda graph, *args, **kwargs: moved.append(args))
+    with pytest.warns(RuntimeWarning, match=r"DGL cannot put a graph on it \(.+\); DGL's PyPI"):
+        assert resolve_device("auto") == torch.device("cpu")
+    assert moved == []
+
+
 def test_parallel_workers_take_the_gpus_in_turn(torch_sees_gpus, monkeypatch):
     chosen = []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    use_gpu_of_worker(1, "auto")  # DGL's CPU-only build: no GPU is made current, none used
+    assert chosen == []
+    # A CUDA build of DGL: its probe succeeds.
+    monkeypatch.setattr(subprocess, "run", lambda args, **_: subprocess.CompletedProcess(args, 0))
+    devices._cuda_problem.cache_clear()
     for index in range(5):
         use_gpu_of_worker(index, "auto")
     assert chosen == [0, 1, 0, 1, 0]

@@ -248,6 +248,16 @@ def test_matrix_kinds_have_the_promised_spectra():
         torch.testing.assert_close(scaled, 0.5 * unit)
 
 
+def test_random_kinds_are_drawn_by_a_cpu_generator_under_another_default_device():
+    # torch.set_default_device("cuda") would make a CPU generator's draw fail; "meta" (no
+    # values) fails the same way, and shows where the matrix is put: the default device.
+    for kind in ("orthogonal", "random"):
+        with torch.device("meta"):
+            matrix = build_matrix(kind, 4, 0.5, torch.Generator().manual_seed(0))
+            lam = GCNSSM(3, 4, 2, 2, state=kind, ssm_seed=0).layers[0].update.state_matrix
+        assert matrix.device.type == lam.device.type == "meta" and matrix.shape == (4, 4)
+
+
 def test_a_custom_matrix_is_built_in_the_default_dtype():
     q, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator()))
     assert build_matrix(q, 6).dtype == build_matrix(q.numpy(), 6).dtype == torch.float32

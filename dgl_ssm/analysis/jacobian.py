@@ -188,8 +188,12 @@ class _Linearization:
 
     def _check_adjoint(self, seed):
         generator = torch.Generator().manual_seed(seed)
-        u = torch.randn(self.y.shape, generator=generator, dtype=self.dtype).to(self.y.device)
-        v = torch.randn(self.x.shape, generator=generator, dtype=self.dtype).to(self.x.device)
+        u = torch.randn(self.y.shape, generator=generator, dtype=self.dtype, device="cpu").to(
+            self.y.device
+        )
+        v = torch.randn(self.x.shape, generator=generator, dtype=self.dtype, device="cpu").to(
+            self.x.device
+        )
         jv, jtu = self.matvec(v), self.rmatvec(u)
         if self.finite_differences:
             return
@@ -573,7 +577,7 @@ def _on_small_components(lin, members, seed):
         return None
     u = torch.zeros_like(lin.y)
     u[index] = torch.randn(
-        whole.shape, generator=torch.Generator().manual_seed(seed), dtype=lin.dtype
+        whole.shape, generator=torch.Generator().manual_seed(seed), dtype=lin.dtype, device="cpu"
     ).to(u.device)
     if not _same(sub_lin.rmatvec(u[index]), lin.rmatvec(u)[index]):
         return None
