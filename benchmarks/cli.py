@@ -16,12 +16,15 @@ from dgl import DGLError
 
 from dgl_ssm.calibration import INPUT_RULES, LAMBDA_RULES
 from dgl_ssm.models import READOUTS
+from dgl_ssm.multihop import HOP_MODES, PAST_MAX_HOP
+from dgl_ssm.wrapper import NORMS
 
 from .config import RunConfig
 from .ctrl_c import CtrlC
 from .datasets import DATASETS
 from .device import device_argument, resolve_device
 from .models import model_names
+from .monitor import SPECTRA
 from .perf import cli as perf_cli
 from .records import make_folder
 from .threads import threads
@@ -66,7 +69,7 @@ def build_parser(prog="dgl-ssm-bench"):
     model.add_argument("--layers", type=int, help="number of message-passing layers")
     model.add_argument("--dropout", type=float)
     model.add_argument("--activation", help="relu, tanh, identity, gelu, …")
-    model.add_argument("--norm", choices=["batch", "layer", "none"])
+    model.add_argument("--norm", choices=[*NORMS, "none"])
     model.add_argument("--readout", choices=READOUTS)
     model.add_argument(
         "--head-activation", help="graph tasks: the head's activation (default: --activation)"
@@ -84,11 +87,11 @@ def build_parser(prog="dgl-ssm-bench"):
         help="draw Λ, B per layer instead of sharing them",
     )  # fmt: skip
     model.add_argument("--ssm-seed", type=int)
-    model.add_argument("--hop-mode", choices=["exact", "cumulative"])
+    model.add_argument("--hop-mode", choices=HOP_MODES)
     model.add_argument("--max-hop", type=int, help="K: rewiring radius and largest hop read")
     model.add_argument("--delay", type=int, help="ν of the cumulative mode's delay")
     model.add_argument(
-        "--past-max-hop", choices=["empty", "repeat"],
+        "--past-max-hop", choices=PAST_MAX_HOP,
         help="layers past K read hop ℓ (empty, the paper's) or hop K again",
     )  # fmt: skip
     model.add_argument(
@@ -182,7 +185,7 @@ def build_parser(prog="dgl-ssm-bench"):
         help="layers (0-based) whose singular values are tracked (default: first, middle, last)",
     )  # fmt: skip
     runs.add_argument(
-        "--monitor-spectra", choices=["background", "inline", "off"],
+        "--monitor-spectra", choices=SPECTRA,
         help="where the singular values are computed: a helper process on CPU time training "
         "leaves idle, so some recorded epochs have none (default); in the training step, "
         "every recorded epoch, at its cost; or not at all",

@@ -37,7 +37,7 @@ from dgl_ssm.checks import check_choice, is_int, is_real, unknown_name
 from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from .datasets import BenchmarkData
 from .device import resolve_device
-from .files import atomic_write
+from .files import atomic_write, save_png
 from .names import display_name
 from .train import load_data, prepare_graph, train
 
@@ -182,8 +182,7 @@ def pyplot():
 
 def save(fig, path):
     fig.tight_layout()
-    with atomic_write(path) as temporary:
-        fig.savefig(temporary, format="png", dpi=120, metadata={"Software": None})
+    save_png(fig, path)
     pyplot().close(fig)
     print(f"wrote {path}")
     return path

@@ -82,6 +82,14 @@ def atomic_write(path):
         temporary.unlink(missing_ok=True)
 
 
+def save_png(figure, path, dpi=120):
+    """Write matplotlib's ``figure`` to ``path`` as a PNG (atomically) with no software or
+    version stamp, so that its bytes depend on what it shows: a figure rebuilt from unchanged
+    results is an unchanged file."""
+    with atomic_write(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=dpi, metadata={"Software": None})
+
+
 def write_together(out_dir, outputs):
     """Write ``{name: bytes}`` into ``out_dir`` as one set, as far as a file system allows.
 

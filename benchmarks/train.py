@@ -255,7 +255,7 @@ def optimizer_class(name):
 
 
 @contextmanager
-def _sweep_bar(layers, enabled):
+def _calibration_bar(layers, enabled):
     """A tqdm bar over calibration's layer spectra, sweep by sweep (otherwise a deep model
     is silent for minutes before its first epoch), as its ``progress`` callback; or None."""
     if not enabled:
@@ -282,7 +282,7 @@ def _sweep_bar(layers, enabled):
         bar.close()
 
 
-def _optimizer(config, model, calibration=None):
+def _optimizer(config, model, calibration_report=None):
     """The configured optimizer; after a calibration (its report given), with each calibrated
     layer's weight decay rescaled unless ``optim.rescale_weight_decay`` is False (by each
     conv's output-scaling symmetry, or as if every weight scaled the output if it says
@@ -290,11 +290,12 @@ def _optimizer(config, model, calibration=None):
     optim = config.optim
     kind = optimizer_class(optim.optimizer)
     params = model.parameters()
-    if calibration is not None and optim.rescale_weight_decay is not False:
+    if calibration_report is not None and optim.rescale_weight_decay is not False:
         decoupled = kind is torch.optim.AdamW
         rule = "uniform" if optim.rescale_weight_decay == "uniform" else "symmetry"
-        params = calibration.param_groups(model, optim.weight_decay, decoupled=decoupled,
-                                          rule=rule)  # fmt: skip
+        params = calibration_report.param_groups(
+            model, optim.weight_decay, decoupled=decoupled, rule=rule
+        )
     return kind(params, lr=optim.lr, weight_decay=optim.weight_decay)
 
 
@@ -350,7 +351,7 @@ class _Task:
             return norms[0] / norms[-1] if norms[-1] > 0 else math.inf
 
         before = first_to_last()
-        with _sweep_bar(len(model.layers), progress) as tick:
+        with _calibration_bar(len(model.layers), progress) as tick:
             report = dgl_ssm.calibrate(
                 model, graph, feat, edge_feat, target=target, lambda_rule=lambda_rule,
                 input_rule=input_rule, memory_bound=memory_bound, progress=tick,

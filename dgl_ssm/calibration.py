@@ -53,7 +53,9 @@ SPECTRUM_KEYS = {"k", "tol", "maxiter", "ncv", "seed", "dtype"}
 # Aim inside the tolerance: the states move when (λ, B) do, and the next measurement must
 # still land within ``tol``.
 _AIM = 0.25
-_MAX_SHRINK = 30  # halvings of B before giving up on the norm bound
+# Halvings of B before a loop gives up (fitting one λ to a group, the norm bound, the memory
+# bound): B × 2⁻³⁰ (~1e-9) adds less than float32 resolves in a state of order 1.
+_MAX_SHRINK = 30
 # input_rule="largest": bisection steps between the last halved B (within the bound) and the
 # one before it (outside): the B kept is within the bound, and B one 16th of that gap larger
 # was found outside it (the largest within, if the norms grow with B in between).
@@ -426,7 +428,7 @@ def calibrate(
 
     def lam_for(group):  # λ of a group for its layers' μ and its current factor
         prefer = group.built_lam if lambda_rule == "nearest" else None
-        return _lam_for(group.mu, group.factor, target, aim, prefer)
+        return _group_lambda(group.mu, group.factor, target, aim, prefer)
 
     try:
         with _each_warning_once():  # one notice per calibration, not one per layer and round
@@ -614,7 +616,7 @@ def _roots(mu, factor, target):
     return roots
 
 
-def _lam_for(mu, factor, target, aim, prefer=None):
+def _group_lambda(mu, factor, target, aim, prefer=None):
     """One λ for a group: with ``prefer`` None, the middle of its roots; else the λ nearest
     ``prefer`` that puts every layer within ``target ± aim`` (the middle again if none does)."""
     roots = [r for r in _roots(mu, factor, target) if r is not None]

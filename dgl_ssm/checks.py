@@ -352,10 +352,10 @@ class CheckedInputs:
     def __init__(self):
         self._last = None
 
-    def once(self, check, graph, feat, edge_feat=None, weights=None, edge_weight=None):
+    def once(self, check, graph, feat, edge_feat=None, dtype_device=None, edge_weight=None):
         """Call ``check()`` unless these very inputs (unedited) passed it last time;
-        ``weights`` (e.g. the model's dtype and device) is part of what must match."""
-        key = _input_key(graph, feat, edge_feat, weights, edge_weight)
+        ``dtype_device`` (the model's dtype and device) is part of what must match."""
+        key = _input_key(graph, feat, edge_feat, dtype_device, edge_weight)
         if key is None or key != self._last:
             check()
             self._last = key
@@ -367,9 +367,9 @@ class CheckedInputs:
         self._last = None
 
 
-def _input_key(graph, feat, edge_feat, weights, edge_weight=None):
+def _input_key(graph, feat, edge_feat, dtype_device, edge_weight=None):
     """What identifies a checked input: the objects (weakly), their in-place edit counts and
-    the dtype and device of the model's ``weights``; ``None`` when that cannot be known
+    the dtype and device of the model (``dtype_device``); ``None`` when that cannot be known
     (inference tensors keep no version counter, and anything but a tensor or None is
     checked every time). ``graph._graph`` is the structure: DGL's in-place edits
     (``add_edges``, ``remove_edges``) replace it."""
@@ -382,12 +382,12 @@ def _input_key(graph, feat, edge_feat, weights, edge_weight=None):
         refs = tuple(weakref.ref(x) for x in (graph, graph._graph, *tensors))
     except (RuntimeError, TypeError, AttributeError):
         return None
-    return _InputKey(refs, versions, weights, graph.num_nodes(), graph.num_edges())
+    return _InputKey(refs, versions, dtype_device, graph.num_nodes(), graph.num_edges())
 
 
 class _InputKey:
-    def __init__(self, refs, versions, weights, num_nodes, num_edges):
-        self.refs, self.rest = refs, (versions, weights, num_nodes, num_edges)
+    def __init__(self, refs, versions, dtype_device, num_nodes, num_edges):
+        self.refs, self.rest = refs, (versions, dtype_device, num_nodes, num_edges)
 
     def __eq__(self, other):
         return (

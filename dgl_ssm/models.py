@@ -270,13 +270,13 @@ class DeepGNN(nn.Module):
             _refuse_forward_options(self, unexpected)
         check_graph(graph, type(self).__name__)
         weight = next(self.parameters(), None)  # m.double() after a checked call: check again
-        kind = None if weight is None else (weight.dtype, weight.device)
+        dtype_device = None if weight is None else (weight.dtype, weight.device)
         device = None if weight is None else weight.device
         field = self.edge_weight_field
         edge_weight = graph.edata.get(field) if field is not None else None
         self._checked_inputs.once(
             lambda: self._check_inputs(graph, feat, edge_feat, device),
-            graph, feat, edge_feat, kind, edge_weight,
+            graph, feat, edge_feat, dtype_device, edge_weight,
         )  # fmt: skip
 
         state = self.encoder(self.input_dropout(feat))
@@ -284,7 +284,7 @@ class DeepGNN(nn.Module):
             _check_encoded(state, "node_encoder", graph.num_nodes(), self.hidden)
         edges = self._encode_edges(graph, edge_feat)
         graphs = self._layer_graphs(graph)
-        weights = self._conv_kwargs(graph)
+        conv_kwargs = self._conv_kwargs(graph)
         if self.hop_mode == "cumulative":
             history = [state]
             for layer, layer_graph in zip(self.layers, graphs):
@@ -295,15 +295,17 @@ class DeepGNN(nn.Module):
             for start, end in zip(bounds[:-2], bounds[1:-1]):
                 norms = _batch_norms(self.layers[start:end])
                 state, edges = torch.utils.checkpoint.checkpoint(
-                    self._run_layers, start, end, graphs, state, edges, weights,
+                    self._run_layers, start, end, graphs, state, edges, conv_kwargs,
                     use_reentrant=False,
                     context_fn=lambda norms=norms: (nullcontext(), _running_stats_kept(norms)),
                 )  # fmt: skip
             # The backward pass needs the last segment's activations at once: recomputing them
             # would cost a forward pass and save no memory.
-            state, edges = self._run_layers(bounds[-2], bounds[-1], graphs, state, edges, weights)
+            state, edges = self._run_layers(
+                bounds[-2], bounds[-1], graphs, state, edges, conv_kwargs
+            )
         else:
-            state, edges = self._run_layers(0, self.num_layers, graphs, state, edges, weights)
+            state, edges = self._run_layers(0, self.num_layers, graphs, state, edges, conv_kwargs)
         return self._head(graph, state)
 
     def _check_inputs(self, graph, feat, edge_feat, device):

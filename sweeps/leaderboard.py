@@ -31,14 +31,16 @@ import math
 import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import optuna
 import pandas as pd
 
+from dgl_ssm.checks import is_int, is_real
 from dgl_ssm_bench.files import write_together
 from dgl_ssm_bench.metrics import METRICS
 from dgl_ssm_bench.names import display_name
-from dgl_ssm_bench.references import DATA_NOTES, PROTOCOLS, REFERENCES, SMOKE
+from dgl_ssm_bench.references import DATA_NOTES, PROTOCOLS, REFERENCES, SMOKE, Reference
 
 from .storage import DEFAULT_STORAGE, StorageError, one_line, open_storage, redact
 
@@ -46,6 +48,9 @@ log = logging.getLogger(__name__)
 
 PROG = "dgl-ssm-leaderboard"
 KEYS = ["backbone", "dataset", "metric", "direction"]  # the user attrs every study must have
+STUDY = ["backbone", "dataset", "metric"]  # one study of each: a second is skipped
+COLUMN = ["dataset", "metric", "direction"]  # what a column of the table is of, at least
+DATASET_METRIC = ["dataset", "metric"]
 TRIALS = ["study", "number", "val", "test", "depth"]
 DECIMALS, DASH, DPI = 4, "–", 100
 ARROWS = {"maximize": "↑", "minimize": "↓"}
@@ -53,6 +58,16 @@ TEX = dict(zip("\\&%$#_{}~^±Λ≈↑↓–", [
     r"\textbackslash{}", r"\&", r"\%", r"\$", r"\#", r"\_", r"\{", r"\}", r"\textasciitilde{}",
     r"\textasciicircum{}", r"$\pm$", r"$\Lambda$", r"$\approx$", r"$\uparrow$", r"$\downarrow$",
     "--"]))  # fmt: skip
+
+
+class Placement(NamedTuple):
+    """Where a published number goes: in column ``header`` beside the studies ``beside`` (names
+    of ours it is comparable with), or, with ``beside`` empty, apart as context, for ``reason``."""
+
+    ref: Reference
+    header: str
+    beside: tuple
+    reason: str
 
 
 class LeaderboardError(Exception):
@@ -64,8 +79,7 @@ class _Skip(Exception):
 
 
 def _number(x, finite=False):
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and (
-        not finite or math.isfinite(x))  # fmt: skip
+    return is_real(x) and (not finite or math.isfinite(x))
 
 
 def _final(raw):
@@ -93,7 +107,7 @@ def _depth(config):
         depth = config["model"]["num_layers"]
     except (KeyError, TypeError, IndexError):
         return None
-    return depth if isinstance(depth, int) and not isinstance(depth, bool) and depth > 0 else None
+    return depth if is_int(depth) and depth > 0 else None
 
 
 def _read_study(storage, summary):
@@ -165,7 +179,7 @@ def read_studies(storage):
     for summary in sorted(summaries, key=lambda s: s.study_name):
         try:
             row, usable = _read_study(storage, summary)
-            if (key := tuple(row[k] for k in KEYS[:3])) in seen:
+            if (key := tuple(row[k] for k in STUDY)) in seen:
                 raise _Skip(f"same backbone, dataset and metric as study {seen[key]!r}")
         except Exception as exc:  # a malformed study must never take the leaderboard down
             reason = str(exc) if isinstance(exc, _Skip) else f"unreadable: {one_line(exc)}"
@@ -256,12 +270,13 @@ def table_columns(studies):
     has one), with its ``header`` (protocol and data version said where a dataset has
     several columns) and its studies' names (an unfinished study in the column of its kind,
     or in its dataset's first)."""
-    keys = [*KEYS[1:], "protocol", "data_version"]
+    keys = [*COLUMN, "protocol", "data_version"]
     tagged = studies.assign(protocol=studies.protocol.fillna(""),
                             data_version=studies.data_version.fillna(""))  # fmt: skip
     finished = tagged.final.astype(bool)
-    unseen = ~tagged.set_index(KEYS[1:3]).index.isin(tagged[finished].set_index(KEYS[1:3]).index)
-    shown = pd.concat([tagged[finished][keys], tagged[unseen][KEYS[1:]]])  # untagged: no final
+    of_finished = tagged[finished].set_index(DATASET_METRIC).index
+    unseen = ~tagged.set_index(DATASET_METRIC).index.isin(of_finished)
+    shown = pd.concat([tagged[finished][keys], tagged[unseen][COLUMN]])  # untagged: no final
     columns = shown.fillna("").drop_duplicates().sort_values(keys, ignore_index=True)
     several = columns.groupby(["dataset", "metric"]).dataset.transform("size") > 1
     columns["header"] = [
@@ -270,22 +285,22 @@ def table_columns(studies):
         for (d, m, x, p, v), more in zip(columns[keys].to_numpy(), several)
     ]  # fmt: skip
     own = {tuple(k): h for k, h in zip(columns[keys].to_numpy(), columns.header)}
-    first = columns.drop_duplicates(KEYS[1:3]).set_index(KEYS[1:3]).header
+    first = columns.drop_duplicates(DATASET_METRIC).set_index(DATASET_METRIC).header
     member = {name: own.get(tuple(row[keys]), first[(row.dataset, row.metric)])
               for name, row in tagged.iterrows()}  # fmt: skip
     columns["studies"] = [tuple(n for n, h in member.items() if h == header)
                           for header in columns.header]  # fmt: skip
-    return columns[[*KEYS[1:], "header", "studies"]]
+    return columns[[*COLUMN, "header", "studies"]]
 
 
 def build_table(studies, references=REFERENCES):
     """``(cells, headers, placements)``: the main table in long form, one row per cell, in
     order (ours by backbone, then the comparable published numbers; columns sorted by dataset);
-    the column headers; each reference of those columns as ``(ref, header, matched, reason)``.
+    the column headers; each reference of those columns as a :class:`Placement`.
     """
     columns = table_columns(studies)
     header_of = {name: h for h, names in zip(columns.header, columns.studies) for name in names}
-    ours = studies[studies.final.astype(bool)].sort_values(KEYS[:3])
+    ours = studies[studies.final.astype(bool)].sort_values(STUDY)
     ours = ours.assign(label=ours.backbone.map(display_name), source="ours",
                        smoke=ours.protocol == SMOKE)  # fmt: skip
     twins = ours.groupby("label").backbone.transform("nunique") > 1  # gcn_ssm and gcn-ssm
@@ -297,19 +312,19 @@ def build_table(studies, references=REFERENCES):
             continue
         matched, reason = place_reference(ref, studies)
         if not matched:
-            placements.append((ref, column.header.iloc[0], (), reason))
+            placements.append(Placement(ref, column.header.iloc[0], (), reason))
         # In every column that holds a match (a reference of data without versions matches
         # studies of any recorded version):
         for header in dict.fromkeys(header_of[name] for name in matched):
             beside = tuple(name for name in matched if header_of[name] == header)
-            placements.append((ref, header, beside, ""))
+            placements.append(Placement(ref, header, beside, ""))
             paper.append((_reference_label(ref), header, ref.protocol, ref.data, ref.mean,
                           ref.std))  # fmt: skip
     paper = pd.DataFrame(paper, columns=["label", "header", "protocol", "data_version", "mean",
                                          "std"])  # fmt: skip
     order = {label: i for i, label in enumerate(dict.fromkeys([*ours.label, *paper.label]))}
     paper = paper.drop_duplicates(["label", "header"], keep="last")
-    ours = ours.assign(header=ours.index.map(header_of)).drop(columns=KEYS[1:])
+    ours = ours.assign(header=ours.index.map(header_of)).drop(columns=COLUMN)
     cells = pd.concat([ours, paper.assign(source="paper", failed=0, smoke=False)])
     cells = cells.merge(columns.drop(columns="studies").reset_index(names="column"), on="header")
     cells = cells.assign(row=cells.label.map(order)).sort_values(["row", "column"])
@@ -345,13 +360,15 @@ def _grid(cells, headers, text, empty):
 
 
 def _published(title, intro, placements, header, cells):
-    protocols = sorted({p[0].protocol for p in placements if p[0].protocol})
+    protocols = sorted({p.ref.protocol for p in placements if p.ref.protocol})
     legend = "; ".join(f"`{t}`: {PROTOCOLS.get(t, t)}" for t in protocols)
     rows = []
-    for ref, column, *rest in placements:
+    for place in placements:
+        ref = place.ref
         data = (ref.data_note or DASH) + (f" ({ref.data})" if ref.data else "")
-        about = [_reference_label(ref), column, ref.architecture or ref.label, data, ref.protocol]
-        rows.append([*(_esc(c or DASH) for c in about), *cells(ref, *rest)])
+        about = [_reference_label(ref), place.header, ref.architecture or ref.label, data,
+                 ref.protocol]  # fmt: skip
+        rows.append([*(_esc(c or DASH) for c in about), *cells(place)])
     head = ["Published", "Column", "Architecture", "Data", "Protocol", *header]
     return [f"## {title}", "", intro, "", *_md_table(head, rows, (5,) if len(header) > 1 else ()),
             _esc(f"Protocols: {legend}."), ""]  # fmt: skip
@@ -393,20 +410,20 @@ def render_markdown(studies, trials, cells, headers, placements, skipped):
                      right=range(1, len(headers) + 1))  # fmt: skip
     out += ["Accuracy, ROC-AUC and AP are fractions in [0, 1]: heterophily numbers published in "
             "% are divided by 100. v1/v2: the arXiv version of the paper.", ""]  # fmt: skip
-    if placed := [p for p in placements if p[2]]:
+    if placed := [p for p in placements if p.beside]:
         out += _published(
             "Published numbers in the table",
             "What each published row is, and the studies of ours it is comparable with (same "
             "data version and protocol; the same model where we implement it).",
-            placed, ["Beside"], lambda ref, names, _: [_esc(", ".join(f"`{n}`" for n in names))],
+            placed, ["Beside"], lambda place: [_esc(", ".join(f"`{n}`" for n in place.beside))],
         )  # fmt: skip
-    if context := [p for p in placements if not p[2]]:
+    if context := [p for p in placements if not p.beside]:
         out += _published(
             "Published numbers shown as context",
             "Not comparable with any study here, so not in the table above, never bold, and "
             "not to be read as a gap between ours and theirs. The last column says why.",
             context, ["Value", "Why not comparable"],
-            lambda ref, _, reason: [_text(ref.mean, ref.std), _esc(reason)],
+            lambda place: [_text(place.ref.mean, place.ref.std), _esc(place.reason)],
         )  # fmt: skip
     if not (pending := studies[~studies.final.astype(bool)]).empty:
         best = best_trials(studies, trials, "val").set_index("study")
@@ -576,8 +593,8 @@ def _build(storage_url, out_dir, depth_select="val"):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", header if twice else dataset).strip("_")
         mine = studies.loc[list(names)]
         if mine := {b: curves[s] for b, s in sorted(zip(mine.backbone, mine.index)) if s in curves}:
-            refs = [p[0] for p in placements if p[1] == header and p[2] and not p[0].version
-                    and p[0].model in mine]  # fmt: skip
+            refs = [p.ref for p in placements if p.header == header and p.beside
+                    and not p.ref.version and p.ref.model in mine]  # fmt: skip
             args = (dataset, metric, direction), mine, colors, refs, depth_select
             outputs[f"depth_{name}.png"] = _png((6.4, 4.2), _draw_depth, *args)
     if panels := [(h, cells[cells.header == h]) for h in headers if (cells.header == h).any()]:

@@ -100,7 +100,7 @@ class SweepSpec:
     backbone: str
     dataset: str
     trials: int = 20
-    storage: str = "sqlite:///runs/optuna.db"
+    storage: str = DEFAULT_STORAGE
     space: str | None = None  # default: the most specific file for the pair
     seed: int = 0
     pruner: str = "median"
@@ -457,6 +457,8 @@ def check_study(spec: SweepSpec):
 def _sampler(spec, worker_index, n_trials):
     """TPE seeded from the base seed, the worker and the trials already in the study."""
     digest = hashlib.sha256(f"{spec.seed}:{worker_index}:{n_trials}".encode()).digest()
+    # 5 random trials before TPE models the space, not Optuna's 10: half of the default
+    # budget of 20 trials would otherwise be spent at random.
     return optuna.samplers.TPESampler(
         seed=int.from_bytes(digest[:4], "big"), n_startup_trials=5, constant_liar=True
     )
@@ -624,7 +626,7 @@ def _requeue(study, trial):
 
 
 def _run_trial(spec, space, data, study, storage, trial, values, log, ctrl_c):
-    """Train one trial and tell the study; returns ``"ok"``, ``"pruned"``, ``"over budget"``,
+    """Train one trial and tell the study; returns ``"ok"``, ``"pruned"``, ``"over_budget"``,
     the run's status (e.g. ``"diverged"``), ``"no finite validation value"`` or
     ``"error: <one line>"``. Interrupted (Ctrl-C, SystemExit) at any point before it was
     told, the trial is failed and re-queued, and the interrupt goes on."""
@@ -656,7 +658,7 @@ def _train_trial(spec, space, data, study, storage, trial, values, log, ctrl_c):
             trial.set_user_attr("error", message)
             study.tell(trial, state=TrialState.PRUNED)  # a bad outcome TPE learns to avoid
             log(f"{spec.study_name}: trial {trial.number}: {message}")
-            return "over budget"
+            return "over_budget"
 
     def report(epoch, value):
         ctrl_c.check()  # one a finalizer swallowed (see dgl_ssm_bench.ctrl_c)

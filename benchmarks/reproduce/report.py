@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from ..files import atomic_write
+from ..files import atomic_write, save_png
 from ..references import DATA_NOTES, GPP_DATA, PROTOCOLS, REFERENCES
 from .execute import records_file
 from .plan import (
@@ -435,8 +435,7 @@ def plot_accuracy(series, path, xlabel, size=(5.5, 3.6), fontsize=8, log2=False)
     axis.legend(fontsize=fontsize)
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    with atomic_write(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=120, metadata={"Software": None})
+    save_png(figure, path)
     plt.close(figure)
     return path
 
