@@ -7,7 +7,6 @@ have the same trainable parameters: Λ and B are buffers.
 
 import inspect
 from collections.abc import Mapping
-from contextlib import contextmanager, nullcontext
 
 import dgl
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 
 from .activations import get_activation
 from .backbones import BACKBONES
+from .checkpointing import run_in_segments, segment_count
 from .checks import (
     CheckedInputs,
     check_choice,
@@ -33,14 +33,9 @@ from .checks import (
     is_int,
 )
 from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
+from .reset import remember_initial_values, reset_submodules, restore_on_reset
 from .ssm import PlainUpdate, SSMUpdate
-from .wrapper import (
-    SSMLayer,
-    autocasting,
-    remember_initial_values,
-    reset_submodules,
-    restore_on_reset,
-)
+from .wrapper import SSMLayer, autocasting
 
 TASKS = ("node", "graph")
 SSM_OPTIONS = ("state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed")
@@ -199,7 +194,7 @@ class DeepGNN(nn.Module):
         self.past_max_hop = past_max_hop
         self.edge_feats = edge_feats
         self.allow_zero_in_degree = check_flag(allow_zero_in_degree, "allow_zero_in_degree")
-        self.segments = _segment_count(checkpoint, num_layers)
+        self.segments = segment_count(checkpoint, num_layers)
         if self.segments and hop_mode == "cumulative":
             raise ValueError(
                 "checkpoint is not available with hop_mode='cumulative' (its layers read "
@@ -290,22 +285,14 @@ class DeepGNN(nn.Module):
             for layer, layer_graph in zip(self.layers, graphs):
                 history.append(layer(layer_graph, history[-1], history=history))
             return self._head(graph, history[-1])
+
+        def run_layers(start, end, state, edges):
+            return self._run_layers(start, end, graphs, state, edges, conv_kwargs)
+
         if self.segments and self.training and torch.is_grad_enabled():
-            bounds = torch.linspace(0, self.num_layers, self.segments + 1).round().long().tolist()
-            for start, end in zip(bounds[:-2], bounds[1:-1]):
-                norms = _batch_norms(self.layers[start:end])
-                state, edges = torch.utils.checkpoint.checkpoint(
-                    self._run_layers, start, end, graphs, state, edges, conv_kwargs,
-                    use_reentrant=False,
-                    context_fn=lambda norms=norms: (nullcontext(), _running_stats_kept(norms)),
-                )  # fmt: skip
-            # The backward pass needs the last segment's activations at once: recomputing them
-            # would cost a forward pass and save no memory.
-            state, edges = self._run_layers(
-                bounds[-2], bounds[-1], graphs, state, edges, conv_kwargs
-            )
+            state, edges = run_in_segments(run_layers, self.layers, self.segments, state, edges)
         else:
-            state, edges = self._run_layers(0, self.num_layers, graphs, state, edges, conv_kwargs)
+            state, edges = run_layers(0, self.num_layers, state, edges)
         return self._head(graph, state)
 
     def _check_inputs(self, graph, feat, edge_feat, device):
@@ -715,41 +702,6 @@ def _make_head(task, readout, hidden, out_feats, activation, head_activation):
         get_activation(activation if head_activation is None else head_activation),
         nn.Linear(hidden, out_feats),
     )
-
-
-def _batch_norms(modules):
-    return [m for m in modules.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-@contextmanager
-def _running_stats_kept(norms):
-    """While a checkpointed segment is recomputed: BatchNorm normalises with the batch's
-    statistics as in the forward pass (the output is the same) but leaves its running
-    statistics as they are, so each training step updates them once, not twice. (Momentum 0
-    keeps them; the recomputation must run the same ops, so the update itself stays.)"""
-    kept = [(norm.momentum, norm.num_batches_tracked) for norm in norms]
-    kept = [(m, None if n is None else n.clone()) for m, n in kept]
-    for norm in norms:
-        norm.momentum = 0.0
-    try:
-        yield
-    finally:
-        for norm, (momentum, batches) in zip(norms, kept):
-            norm.momentum = momentum
-            if batches is not None:
-                norm.num_batches_tracked.copy_(batches)
-
-
-def _segment_count(checkpoint, num_layers):
-    if checkpoint is True:
-        return max(1, round(num_layers**0.5))
-    if checkpoint is False or checkpoint is None:
-        return 0
-    if not is_int(checkpoint):
-        raise TypeError(f"checkpoint must be a bool or a segment count, got {checkpoint!r}.")
-    if checkpoint < 0:
-        raise ValueError(f"checkpoint must be a bool or a segment count, got {checkpoint!r}.")
-    return min(int(checkpoint), num_layers)
 
 
 def _refuse_forward_options(model, options):

@@ -20,7 +20,7 @@ from torch import nn
 
 from .checks import check_choice, check_count, check_graph, check_homogeneous
 from .khop import radius_field
-from .wrapper import reset_submodules
+from .reset import reset_submodules
 
 HOP_MODES = ("exact", "cumulative")
 PAST_MAX_HOP = ("empty", "repeat")

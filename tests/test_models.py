@@ -625,10 +625,10 @@ def test_a_parameter_attached_after_construction_that_reset_cannot_restore_is_na
     with pytest.warns(
         UserWarning,
         match=r"GINConv.eps was not reset: .* attached after the "
-        r"model was built. Call dgl_ssm.wrapper.remember_initial_values\(model\)",
+        r"model was built. Call dgl_ssm.reset.remember_initial_values\(model\)",
     ):
         model.reset_parameters()
-    from dgl_ssm.wrapper import remember_initial_values
+    from dgl_ssm.reset import remember_initial_values
 
     remember_initial_values(model)
     with torch.no_grad():
