@@ -40,6 +40,7 @@ from dgl_ssm.analysis._common import call_parts, node_state
 from dgl_ssm.checks import check_choice
 
 from .orphans import on_parent_exit
+from .threads import set_threads
 
 SPECTRA = ("background", "inline", "off")
 _LIMITS = None  # the helper's thread limits, kept alive
@@ -278,7 +279,7 @@ def _one_thread():
     except (AttributeError, OSError):  # not Linux
         with suppress(OSError):
             os.nice(19)
-    torch.set_num_threads(1)
+    set_threads(1)
     # It waits on a queue it holds itself: with the run killed outright, it would wait forever.
     on_parent_exit(lambda: os._exit(1))
     try:

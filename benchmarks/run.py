@@ -17,6 +17,7 @@ import dgl_ssm
 from .config import SEED_LIMIT, RunConfig
 from .datasets import data_version, dataset_level, dataset_options, num_splits
 from .device import resolve_device
+from .machine import cpu_kernels, cpu_model
 from .metrics import METRICS
 from .models import build_for, check_model_name
 from .records import append_record, check_writable, read_records
@@ -88,7 +89,8 @@ _COMMIT_AT_IMPORT, _UNCOMMITTED_AT_IMPORT = _git_state()
 
 def environment(device=None):
     """Package versions, the git commit this process's code was imported at (and whether its
-    code differed from that commit) and the device a run used, so a record says what produced
+    code differed from that commit), the device a run used, and the CPU and the instruction
+    set of its kernels (see :mod:`dgl_ssm_bench.machine`), so a record says what produced
     it."""
     return {
         **({"device": device} if device is not None else {}),
@@ -100,6 +102,8 @@ def environment(device=None):
         "git_commit": _COMMIT_AT_IMPORT,
         "uncommitted_changes": _UNCOMMITTED_AT_IMPORT,
         "machine": platform.platform(),
+        "cpu": cpu_model(),
+        **cpu_kernels(),
     }
 
 

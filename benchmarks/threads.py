@@ -9,19 +9,45 @@ a calibrated 4-layer Cora run beside two busy runs on 2 cores took 116 s with 2 
 from contextlib import contextmanager, nullcontext
 
 
+def set_threads(count):
+    """Compute with ``count`` threads in torch and in DGL. With PyPI's wheels the two share
+    one OpenMP runtime (torch's libgomp) and torch's setting is DGL's too; a DGL built
+    against another runtime (conda's, say) would otherwise keep a thread per core while the
+    record says ``count``."""
+    import dgl.utils
+    import torch
+
+    torch.set_num_threads(count)
+    dgl.utils.set_num_threads(count)
+
+
+def get_threads():
+    """``(torch's, DGL's)`` thread counts, to put back with :func:`restore_threads`."""
+    import dgl.utils
+    import torch
+
+    return torch.get_num_threads(), dgl.utils.get_num_threads()
+
+
+def restore_threads(counts):
+    import dgl.utils
+    import torch
+
+    torch.set_num_threads(counts[0])
+    dgl.utils.set_num_threads(counts[1])
+
+
 @contextmanager
 def threads(count):
-    """Run with ``count`` torch (and, with threadpoolctl, BLAS) threads, then restore; with
+    """Run with ``count`` torch and DGL (and, with threadpoolctl, BLAS) threads, then restore; with
     ``count`` None, as they are."""
     if count is None:
         yield
         return
     if count < 1:
         raise ValueError(f"--threads must be at least 1, got {count}.")
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
+    previous = get_threads()
+    set_threads(count)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -32,4 +58,4 @@ def threads(count):
         with limits:
             yield
     finally:
-        torch.set_num_threads(previous)
+        restore_threads(previous)

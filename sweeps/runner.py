@@ -63,6 +63,7 @@ from dgl_ssm_bench.metrics import METRICS
 from dgl_ssm_bench.models import build_for, check_model_name, parameter_count
 from dgl_ssm_bench.run import config_of_run
 from dgl_ssm_bench.run import validate as validate_run
+from dgl_ssm_bench.threads import get_threads, restore_threads, set_threads
 from dgl_ssm_bench.train import load_data, train
 
 from .interrupt import (
@@ -191,9 +192,9 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
     open_storage(spec.storage, spec.heartbeat)  # unreachable storage: one line, before forking
     if new is not None:  # a typo in the path would otherwise start an empty study unsaid
         log(f"New storage {new} (no file was there).")
-    previous = torch.get_num_threads()
+    previous = get_threads()
     if spec.threads:
-        torch.set_num_threads(spec.threads)
+        set_threads(spec.threads)
     try:
         with terminate_as_ctrl_c():
             if workers == 1:
@@ -206,7 +207,7 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
             _remove_if_empty(new, spec)
         raise
     finally:
-        torch.set_num_threads(previous)
+        restore_threads(previous)
 
 
 def _remove_if_empty(path, spec):
@@ -303,7 +304,7 @@ def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
         # loop then takes it as it should (work() installs its handler).
         take_back_ctrl_c()
         optuna.logging.set_verbosity(verbosity)  # as in the parent (spawned: not inherited)
-        torch.set_num_threads(threads)
+        set_threads(threads)
         use_gpu_of_worker(index, spec.device)
         work(spec, worker_index=index)
     except KeyboardInterrupt:  # the parent says it once; the trial was re-queued

@@ -37,6 +37,25 @@ def test_run_appends_one_full_record_per_seed(tmp_path):
     assert "git_commit" in env and "uncommitted_changes" in env and env["device"] == "cpu"
 
 
+def test_a_record_names_the_cpu_and_the_instruction_set_of_its_kernels(tmp_path, monkeypatch):
+    # Another CPU (AVX2 against AVX-512 kernels) can move a deep run's numbers: a record
+    # says which it ran on, and the settings that choose the kernels when they are set.
+    import torch
+
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS", raising=False)
+    out = tmp_path / "results.jsonl"
+    assert main(["run", *TINY_RING, "--output", str(out)]) == 0
+    (record,) = records(out)
+    env = record["environment"]
+    with open("/proc/cpuinfo") as handle:
+        cpuinfo = handle.read()
+    assert env["cpu"] == re.search(r"^model name\s*:\s*(.*\S)", cpuinfo, re.M).group(1)
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX"}
+    assert env["MKL_CBWR"] == "COMPATIBLE" and "MKL_ENABLE_INSTRUCTIONS" not in env
+
+
 def test_resume_runs_only_the_seeds_not_recorded_yet(tmp_path, capsys):
     out = tmp_path / "results.jsonl"
     assert main(["run", *TINY_RING, "--seeds", "2", "--output", str(out)]) == 0
@@ -227,24 +246,30 @@ def test_bad_input_fails_before_training_with_one_line(tmp_path, capsys, argv, m
 
 
 def test_threads_holds_the_run_to_that_many_torch_threads_then_restores_them(tmp_path, monkeypatch):
+    import dgl.utils
     import torch
 
     seen = []
 
     def run_seeds(config, seeds, **options):
-        seen.append(torch.get_num_threads())
+        seen.append((torch.get_num_threads(), dgl_pool[0]))
         return []
 
+    # A DGL built against an OpenMP runtime of its own (PyPI's shares torch's): its pool is
+    # told too, and put back.
+    dgl_pool = [5]
+    monkeypatch.setattr(dgl.utils, "get_num_threads", lambda: dgl_pool[0])
+    monkeypatch.setattr(dgl.utils, "set_num_threads", lambda n: dgl_pool.__setitem__(0, n))
     monkeypatch.setattr("dgl_ssm_bench.run.run_seeds", run_seeds)
     outer = torch.get_num_threads()
     torch.set_num_threads(3)  # not 1, whatever the test run was started with
     try:
         assert main(["run", *TINY_RING, "--threads", "1", "--output", str(tmp_path / "r")]) == 0
-        assert torch.get_num_threads() == 3
+        assert torch.get_num_threads() == 3 and dgl_pool == [5]
         assert main(["run", *TINY_RING, "--output", str(tmp_path / "r")]) == 0
     finally:
         torch.set_num_threads(outer)
-    assert seen == [1, 3]
+    assert seen == [(1, 1), (3, 5)]
 
 
 def test_a_cache_folder_that_cannot_be_made_names_the_flag(tmp_path, capsys, data_dir):

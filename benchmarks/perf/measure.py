@@ -12,6 +12,7 @@ from torch.utils.benchmark import Measurement, Timer, timer
 from dgl_ssm import KHopTransform, PlainUpdate, SSMLayer, SSMUpdate
 
 from ..memory import PeakMeter
+from ..threads import set_threads
 from .workload import GPP_CONFIG, bare_graph, gpp_sized_graphs, load_graph, make_epoch
 
 
@@ -47,7 +48,7 @@ def round_medians(measurements):
 
 def _setup(config, device="cpu"):
     if config.threads:
-        torch.set_num_threads(config.threads)
+        set_threads(config.threads)
     device = torch.device(device)
     if device.type == "cuda" and device.index is not None:
         # Timer's torch.cuda.synchronize() waits for the current device only: make it ours,

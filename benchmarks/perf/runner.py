@@ -8,7 +8,6 @@ from dataclasses import replace
 from functools import partial
 from importlib.metadata import version
 from math import nan
-from pathlib import Path
 
 import dgl
 import psutil
@@ -16,6 +15,8 @@ import torch
 from torch.utils.benchmark import Compare, Timer, timer
 
 from dgl_ssm_bench.device import resolve_device
+from dgl_ssm_bench.machine import cpu_model
+from dgl_ssm_bench.threads import set_threads
 
 from . import isolation, report
 from .measure import (
@@ -45,7 +46,7 @@ def run(config, log=print, argv=None, prog="python -m dgl_ssm_bench.perf"):
     ``report`` (the path of perf.md), ``records``, ``ratios``, ``targets`` and ``machine``."""
     started = timer()
     if config.threads:
-        torch.set_num_threads(config.threads)
+        set_threads(config.threads)
     if config.memory_budget_gb is None:
         config = replace(config, memory_budget_gb=0.8 * psutil.virtual_memory().available / 2**30)
     device = resolve_device(config.device)
@@ -304,12 +305,9 @@ def describe_machine(device, config):
     """What the numbers of one run depend on: CPU, libraries, threads, device, load."""
     if device.type == "cuda":
         device = f"cuda ({torch.cuda.get_device_name(device)})"
-    cpuinfo = Path("/proc/cpuinfo")  # Linux names the CPU model only there
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    cpu = models[0] if models else platform.processor() or platform.machine()
     return {
-        "cpu": cpu, "cores": psutil.cpu_count(), "memory_gb": psutil.virtual_memory().total / 2**30,
+        "cpu": cpu_model(), "cores": psutil.cpu_count(),
+        "memory_gb": psutil.virtual_memory().total / 2**30,
         "python": platform.python_version(), "torch": torch.__version__, "dgl": dgl.__version__,
         "threads": torch.get_num_threads(), "device": str(device),
         "allocator": isolation.describe_allocators(config.subprocess, config.allocator),

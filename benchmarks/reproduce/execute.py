@@ -14,6 +14,7 @@ from ..config import RunConfig
 from ..device import CURRENT_GPU, use_gpu_of_worker
 from ..orphans import on_parent_exit
 from ..records import append_record, read_records
+from ..threads import set_threads
 from .claims import claim
 from .records import SCHEMA, checked_key, config_key
 
@@ -248,9 +249,8 @@ def _device(cells):
 def _init_worker(threads, started=None, device="cpu"):
     """Set up this process to run cells: ``threads`` torch threads; in a pool's worker
     (``started`` counts them), its GPU, and the parent's stops."""
-    import torch
-
-    torch.set_num_threads(threads)
+    set_threads(threads)
+    # (for the processes it starts: this one's OpenMP read it at import)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if started is None:
         return

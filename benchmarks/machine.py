@@ -1,0 +1,35 @@
+"""What a CPU run's numbers depend on besides the code, the data and the seed: the CPU, and
+the instruction set its math libraries take on it.
+
+MKL and torch pick their kernels for the CPU they find (AVX2, AVX-512, …), and kernels of
+different widths sum floats in other orders: one 4-layer GCN run on Cora gave seven different
+results under thirteen settings of MKL_ENABLE_INSTRUCTIONS, MKL_CBWR and ATEN_CPU_CAPABILITY
+on one machine (test accuracy 73.4–76.0 %). A record names both, so that a rerun that differs
+can be told from one that should not.
+"""
+
+import functools
+import os
+import platform
+from pathlib import Path
+
+# Settings that choose those kernels, recorded when set.
+KERNEL_SETTINGS = ("MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+
+
+@functools.lru_cache
+def cpu_model():
+    """The CPU's model name (Linux names it only in /proc/cpuinfo), else what platform says."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return models[0] if models else platform.processor() or platform.machine()
+
+
+def cpu_kernels():
+    """The instruction set torch's CPU kernels use here (e.g. ``AVX512``) and the settings
+    of :data:`KERNEL_SETTINGS` that are set."""
+    import torch
+
+    settings = {name: os.environ[name] for name in KERNEL_SETTINGS if name in os.environ}
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), **settings}
