@@ -9,6 +9,7 @@ warning; an explicit ``cuda`` is refused before any work, with the fix (README, 
 import argparse
 import functools
 import re
+import signal
 import subprocess
 import sys
 import warnings
@@ -79,14 +80,15 @@ def use_gpu_of_worker(index, device):
 # DGL's probe runs in a child process: a CUDA context made in this one would hold hundreds of
 # MB of GPU memory for as long as it lives, in a sweep's or reproduction's parent that only
 # checks the option, or on GPU 0 in every worker before it takes its own GPU.
-_PROBE = """
+_PROBE_SAYS = "dgl-ssm probe: "
+_PROBE = f"""
 import sys
 try:
     import dgl
     dgl.graph(([0], [0])).to(sys.argv[1])
 except Exception as error:
     text = str(error).strip()
-    print(text.splitlines()[0] if text else type(error).__name__)
+    print({_PROBE_SAYS!r} + (text.splitlines()[0] if text else type(error).__name__))
     sys.exit(1)
 """
 _PROBE_SECONDS = 300
@@ -111,8 +113,19 @@ def _cuda_problem(name):
         return f"moving a DGL graph to it did not finish in {_PROBE_SECONDS} s"
     if probe.returncode == 0:
         return None
-    lines = probe.stdout.strip().splitlines() or probe.stderr.strip().splitlines()
-    reason = lines[-1] if lines else f"exit code {probe.returncode}"
+    # Its own line if it got to say why (DGL may print to stdout on a first import), else
+    # what ended it.
+    said = [line for line in probe.stdout.splitlines() if line.startswith(_PROBE_SAYS)]
+    errors = probe.stderr.strip().splitlines()
+    if said:
+        reason = said[-1][len(_PROBE_SAYS) :]
+    elif probe.returncode < 0:
+        try:
+            reason = f"the probe was killed by {signal.Signals(-probe.returncode).name}"
+        except ValueError:
+            reason = f"the probe was killed by signal {-probe.returncode}"
+    else:
+        reason = errors[-1] if errors else f"the probe exited with code {probe.returncode}"
     return (
         f"DGL cannot put a graph on it ({reason}); DGL's PyPI build is CPU-only, the "
         "CUDA build comes from DGL's wheel index"

@@ -29,7 +29,17 @@ def cpu_model():
 def cpu_kernels():
     """The instruction set torch's CPU kernels use here (e.g. ``AVX512``) and the settings
     of :data:`KERNEL_SETTINGS` that are set."""
+    settings = {name: os.environ[name] for name in KERNEL_SETTINGS if name in os.environ}
+    return {"cpu_capability": _cpu_capability(), **settings}
+
+
+def _cpu_capability():
     import torch
 
-    settings = {name: os.environ[name] for name in KERNEL_SETTINGS if name in os.environ}
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), **settings}
+    if hasattr(torch.backends.cpu, "get_cpu_capability"):  # torch ≥ 2.1
+        return torch.backends.cpu.get_cpu_capability()
+    # torch 2.0 says it only in its build summary ("CPU capability usage: AVX2").
+    for line in torch.__config__.show().splitlines():
+        if "CPU capability usage:" in line:
+            return line.split(":", 1)[1].strip()
+    return None

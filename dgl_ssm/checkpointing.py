@@ -6,6 +6,7 @@ training step holds about 2√L layers' activations instead of L, for one more f
 from contextlib import contextmanager, nullcontext
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from .checks import is_int

@@ -18,7 +18,7 @@ import optuna
 
 from dgl_ssm_bench.device import device_argument
 
-from .leaderboard import LeaderboardError
+from .leaderboard import DEFAULT_OUT, DEPTH_SELECTS, LeaderboardError, write_leaderboard
 from .pruners import PRUNERS
 from .storage import DEFAULT_STORAGE, StorageError, redact
 from .suites import SUITES, suite_output, suite_storage, suite_studies
@@ -152,9 +152,9 @@ def suite_parser(prog="dgl-ssm leaderboard", default_suite=None):
     parser.add_argument(
         "--out",
         help="folder for tables and plots (default: runs/SUITE/leaderboard with --suite, else "
-        "runs/leaderboard)",
+        f"{DEFAULT_OUT})",
     )
-    parser.add_argument("--depth-select", choices=("val", "test"), default="val",
+    parser.add_argument("--depth-select", choices=DEPTH_SELECTS, default="val",
                         help="trial per depth in the depth plots: best val or test")  # fmt: skip
     parser.add_argument(
         "--storage",
@@ -195,10 +195,8 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
     if args.storage is None:
         args.storage = DEFAULT_STORAGE if args.suite is None else suite_storage(args.suite)
     if args.out is None:
-        args.out = "runs/leaderboard" if args.suite is None else suite_output(args.suite)
+        args.out = DEFAULT_OUT if args.suite is None else suite_output(args.suite)
     if args.suite is None:
-        from . import leaderboard
-
         if given := _suite_only_options(parser, args):
             verb = "applies" if len(given) == 1 else "apply"
             print(f"{prog}: error: {', '.join(given)} only {verb} with --suite (they run its "
@@ -206,8 +204,7 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
                   file=sys.stderr)  # fmt: skip
             return 2
 
-        options = ["--storage", args.storage, "--out", args.out]
-        return leaderboard.main([*options, "--depth-select", args.depth_select], prog=prog)
+        return write_leaderboard(args.storage, args.out, args.depth_select, prog)
     if not _check_counts(args, prog):
         return 2
 

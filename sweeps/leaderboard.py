@@ -36,7 +36,6 @@ from typing import NamedTuple
 import optuna
 import pandas as pd
 
-from dgl_ssm.checks import is_int, is_real
 from dgl_ssm_bench.files import write_together
 from dgl_ssm_bench.metrics import METRICS
 from dgl_ssm_bench.names import display_name
@@ -54,6 +53,8 @@ DATASET_METRIC = ["dataset", "metric"]
 TRIALS = ["study", "number", "val", "test", "depth"]
 DECIMALS, DASH, DPI = 4, "–", 100
 ARROWS = {"maximize": "↑", "minimize": "↓"}
+DEFAULT_OUT = "runs/leaderboard"
+DEPTH_SELECTS = ("val", "test")  # the trial per depth in the depth plots: best val or test
 TEX = dict(zip("\\&%$#_{}~^±Λ≈↑↓–", [
     r"\textbackslash{}", r"\&", r"\%", r"\$", r"\#", r"\_", r"\{", r"\}", r"\textasciitilde{}",
     r"\textasciicircum{}", r"$\pm$", r"$\Lambda$", r"$\approx$", r"$\uparrow$", r"$\downarrow$",
@@ -78,8 +79,11 @@ class _Skip(Exception):
     """A study that does not follow the sweep contract; the message says what is wrong."""
 
 
+# (dgl_ssm.checks has is_real and is_int, but importing dgl_ssm loads torch and DGL: seconds
+# the leaderboard, which reads numbers from JSON, does without.)
 def _number(x, finite=False):
-    return is_real(x) and (not finite or math.isfinite(x))
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and (
+        not finite or math.isfinite(x))  # fmt: skip
 
 
 def _final(raw):
@@ -107,7 +111,7 @@ def _depth(config):
         depth = config["model"]["num_layers"]
     except (KeyError, TypeError, IndexError):
         return None
-    return depth if is_int(depth) and depth > 0 else None
+    return depth if isinstance(depth, int) and not isinstance(depth, bool) and depth > 0 else None
 
 
 def _read_study(storage, summary):
@@ -637,31 +641,38 @@ def main(argv=None, prog=PROG):
                                      "of the sweeps.")  # fmt: skip
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL "
                         "(default: %(default)s); only read, never created")  # fmt: skip
-    parser.add_argument("--out", default="runs/leaderboard",
+    parser.add_argument("--out", default=DEFAULT_OUT,
                         help="output folder (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--depth-select", choices=("val", "test"), default="val",
+    parser.add_argument("--depth-select", choices=DEPTH_SELECTS, default="val",
                         help="trial per depth in the depth plots: best validation (default) "
                         "or best test")  # fmt: skip
     args = parser.parse_args(argv)
+    return write_leaderboard(args.storage, args.out, args.depth_select, prog)
+
+
+def write_leaderboard(storage, out, depth_select="val", prog=PROG):
+    """The command's work once its options are parsed: build the leaderboard from ``storage``
+    into ``out``, say what was written, or one line of error; returns the exit code (2: bad
+    input)."""
     # Warnings (skipped studies) as plain "prog: WARNING: ..." lines on stderr.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{prog}: %(levelname)s: %(message)s"))
     log.addHandler(handler)
     propagate, log.propagate = log.propagate, False
     try:
-        files, studies, skipped = _build(args.storage, args.out, args.depth_select)
+        files, studies, skipped = _build(storage, out, depth_select)
     except (LeaderboardError, StorageError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"{prog}: error: {write_error(args.out, exc)}", file=sys.stderr)
+        print(f"{prog}: error: {write_error(out, exc)}", file=sys.stderr)
         return 2
     finally:
         log.removeHandler(handler)
         log.propagate = propagate
     pending = int((~studies.final.astype(bool)).sum())
     print(f"{len(studies)} studies ({pending} without final evaluation, {len(skipped)} skipped) "
-          f"→ {Path(args.out)}")  # fmt: skip
+          f"→ {Path(out)}")  # fmt: skip
     print("\n".join(f"  {path}" for path in files.values()))
     return 0
 

@@ -52,7 +52,8 @@ def test_a_record_names_the_cpu_and_the_instruction_set_of_its_kernels(tmp_path,
         cpuinfo = handle.read()
     assert env["cpu"] == re.search(r"^model name\s*:\s*(.*\S)", cpuinfo, re.M).group(1)
     assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    assert env["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX"}
+    summary = torch.__config__.show()  # torch's build summary names it too
+    assert f"CPU capability usage: {env['cpu_capability']}" in summary
     assert env["MKL_CBWR"] == "COMPATIBLE" and "MKL_ENABLE_INSTRUCTIONS" not in env
 
 

@@ -61,6 +61,24 @@ def test_dgls_probe_of_a_gpu_runs_in_another_process(torch_sees_gpus, monkeypatc
     assert moved == []
 
 
+def test_the_probes_reason_is_its_own_line_or_what_ended_it(torch_sees_gpus, monkeypatch):
+    dgl_says = "Setting the default backend to pytorch."  # DGL's first import, on stdout
+    for stdout, code, reason in [
+        (f"{dgl_says}\ndgl-ssm probe: Device API cuda is not enabled.\n", 1,
+         "(Device API cuda is not enabled.)"),
+        (f"{dgl_says}\n", -11, "(the probe was killed by SIGSEGV)"),
+        (f"{dgl_says}\n", 1, "(ImportError: libcudart.so.12)"),
+    ]:  # fmt: skip
+        done = subprocess.CompletedProcess(
+            [], code, stdout, "Traceback\nImportError: libcudart.so.12\n"
+        )
+        monkeypatch.setattr(subprocess, "run", lambda args, done=done, **_: done)
+        devices._cuda_problem.cache_clear()
+        with pytest.raises(RuntimeError) as refused:
+            resolve_device("cuda")
+        assert f"DGL cannot put a graph on it {reason}; DGL's PyPI" in str(refused.value)
+
+
 def test_parallel_workers_take_the_gpus_in_turn(torch_sees_gpus, monkeypatch):
     chosen = []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
