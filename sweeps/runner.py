@@ -560,36 +560,9 @@ def _work(spec, worker_index, log, ctrl_c):
     ran, errors = 0, 0
     while True:
         ctrl_c.check()
-        with trial_lock(storage, spec.study_name):
-            ctrl_c.check()  # one that came while this worker waited for the lock
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # fail_stale_trials is "experimental"
-                optuna.storages.fail_stale_trials(study)
-            trials = study.get_trials(deepcopy=False)
-            waiting = any(t.state == TrialState.WAITING for t in trials)
-            running = any(t.state == TrialState.RUNNING for t in trials)
-            trial = None
-            # A grid runs until --trials or until every point is taken (counting points, not
-            # trials: a study may hold repeats, sampled by TPE before grids were walked).
-            point = None if waiting or grid is None else _untaken(grid, trials)
-            if waiting or (counted(trials) < spec.trials and (grid is None or point is not None)):
-                study.sampler = _sampler(spec, worker_index, len(trials))
-                if point is not None:
-                    study.enqueue_trial(point)  # the next study.ask() takes it
-                with warnings.catch_warnings():
-                    # Optuna warns that heartbeats are meant for Study.optimize; this loop
-                    # records them itself (see _Heartbeat).
-                    warnings.simplefilter("ignore", UserWarning)
-                    ctrl_c.check()  # not a trial that will never train
-                    trial = study.ask()
-                # At once, not when training starts: a worker killed before its first
-                # heartbeat would leave a RUNNING trial that never goes stale.
-                storage.record_heartbeat(trial._trial_id)
-                try:  # under the lock: the next worker's sampler sees these parameters
-                    values = space.suggest(trial, kind)
-                except BaseException:
-                    study.tell(trial, state=TrialState.FAIL)
-                    raise
+        trial, values, trials, running = _claim_trial(
+            spec, space, study, storage, grid, kind, worker_index, ctrl_c
+        )
         if trial is None:
             if not running:
                 if ran == 0 and worker_index == 0:  # a re-run of a finished sweep: say so
@@ -611,6 +584,44 @@ def _work(spec, worker_index, log, ctrl_c):
                 f"{spec.study_name}: {errors} trials in a row raised an error, the last: "
                 f"{outcome[len('error: ') :]}"
             )
+
+
+def _claim_trial(spec, space, study, storage, grid, kind, worker_index, ctrl_c):
+    """Under the study's lock: fail stale trials, then ask for the next trial (a waiting one,
+    the grid's next untaken point, or TPE's) and draw its values, while the study is short of
+    ``--trials``. Returns ``(trial, values, trials, running)``: ``trial`` None when there is
+    none to run; ``trials`` the study's, and whether any of them is running."""
+    with trial_lock(storage, spec.study_name):
+        ctrl_c.check()  # one that came while this worker waited for the lock
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fail_stale_trials is "experimental"
+            optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        running = any(t.state == TrialState.RUNNING for t in trials)
+        trial = values = None
+        # A grid runs until --trials or until every point is taken (counting points, not
+        # trials: a study may hold repeats, sampled by TPE before grids were walked).
+        point = None if waiting or grid is None else _untaken(grid, trials)
+        if waiting or (counted(trials) < spec.trials and (grid is None or point is not None)):
+            study.sampler = _sampler(spec, worker_index, len(trials))
+            if point is not None:
+                study.enqueue_trial(point)  # the next study.ask() takes it
+            with warnings.catch_warnings():
+                # Optuna warns that heartbeats are meant for Study.optimize; this loop
+                # records them itself (see _Heartbeat).
+                warnings.simplefilter("ignore", UserWarning)
+                ctrl_c.check()  # not a trial that will never train
+                trial = study.ask()
+            # At once, not when training starts: a worker killed before its first
+            # heartbeat would leave a RUNNING trial that never goes stale.
+            storage.record_heartbeat(trial._trial_id)
+            try:  # under the lock: the next worker's sampler sees these parameters
+                values = space.suggest(trial, kind)
+            except BaseException:
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+    return trial, values, trials, running
 
 
 def _short(value):
