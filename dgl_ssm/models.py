@@ -728,7 +728,11 @@ def _refuse_forward_options(model, options):
 def _check_options(model, kwargs, extra=()):
     """Refuse a keyword no model takes (a typo such as ``num_layer``), naming the model class
     the user built rather than :class:`DeepGNN`, with a close match when there is one."""
-    shared = list(inspect.signature(DeepGNN.__init__).parameters)[6:]  # after the sizes, update
+    shared = [
+        name
+        for name, parameter in inspect.signature(DeepGNN.__init__).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name != "update"  # ours to set
+    ]
     valid = sorted({*shared, *extra})
     sizes = ["in_feats", "hidden", "out_feats", "num_layers"]  # guessed, not listed
     for key in kwargs:
