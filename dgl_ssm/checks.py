@@ -155,37 +155,45 @@ def check_node_features(graph, feat, in_feats, dtype=None, device=None):
         raise TypeError(f"Node features must be a torch.Tensor, got {type(feat).__name__}.")
     check_same_device(graph, feat, device)
     if in_feats is None:
-        if feat.dim() == 0 or feat.shape[0] != graph.num_nodes():
-            raise ValueError(
-                f"Node features have shape {tuple(feat.shape)}, but the graph has "
-                f"{graph.num_nodes()} nodes: give one row per node."
-            )
-    elif not torch.is_floating_point(feat):
+        _check_one_row_per_node(graph, feat)
+    else:
+        _check_feature_matrix(graph, feat, in_feats, dtype)
+    if torch.is_floating_point(feat):
+        check_finite(feat, "Node features", "feat")
+
+
+def _check_one_row_per_node(graph, feat):
+    """What a model with its own node encoder needs: any dtype and width, a row a node."""
+    if feat.dim() == 0 or feat.shape[0] != graph.num_nodes():
+        raise ValueError(
+            f"Node features have shape {tuple(feat.shape)}, but the graph has "
+            f"{graph.num_nodes()} nodes: give one row per node."
+        )
+
+
+def _check_feature_matrix(graph, feat, in_feats, dtype):
+    """What the linear encoder needs: a float ``(num_nodes, in_feats)`` matrix of the model's
+    ``dtype``."""
+    if not torch.is_floating_point(feat):
         raise TypeError(
             f"Node features have dtype {feat.dtype}, but the model needs floating point "
             f"features. Convert them with feat.float() (or one-hot encode integer labels)."
         )
-    if in_feats is not None:
-        _check_model_dtype(feat, dtype, "Node features", "feat")
-    if in_feats is not None and (
-        feat.dim() != 2 or feat.shape[0] != graph.num_nodes() or feat.shape[1] != in_feats
-    ):
-        expected = f"expected ({graph.num_nodes()}, {in_feats})"
-        if feat.dim() != 2:
-            fix = (
-                "Pass a 2-D (num_nodes, in_feats) tensor (feat.view(-1, 1) for one scalar a node)."
-            )
-        elif feat.shape[0] != graph.num_nodes():
-            fix = "Give one row per node of this graph."
-        else:
-            fix = f"Build the model with in_feats={feat.shape[1]} or pass the matching features."
-        raise ValueError(
-            f"Node features have shape {tuple(feat.shape)}, but the graph has "
-            f"{graph.num_nodes()} nodes and the model was built with in_feats={in_feats}: "
-            f"{expected}. {fix}"
-        )
-    if torch.is_floating_point(feat):
-        check_finite(feat, "Node features", "feat")
+    _check_model_dtype(feat, dtype, "Node features", "feat")
+    if feat.dim() == 2 and feat.shape == (graph.num_nodes(), in_feats):
+        return
+    expected = f"expected ({graph.num_nodes()}, {in_feats})"
+    if feat.dim() != 2:
+        fix = "Pass a 2-D (num_nodes, in_feats) tensor (feat.view(-1, 1) for one scalar a node)."
+    elif feat.shape[0] != graph.num_nodes():
+        fix = "Give one row per node of this graph."
+    else:
+        fix = f"Build the model with in_feats={feat.shape[1]} or pass the matching features."
+    raise ValueError(
+        f"Node features have shape {tuple(feat.shape)}, but the graph has "
+        f"{graph.num_nodes()} nodes and the model was built with in_feats={in_feats}: "
+        f"{expected}. {fix}"
+    )
 
 
 def _check_model_dtype(tensor, dtype, what, name):
