@@ -9,32 +9,24 @@ a calibrated 4-layer Cora run beside two busy runs on 2 cores took 116 s with 2 
 from contextlib import contextmanager, nullcontext
 
 
-def set_threads(count):
-    """Compute with ``count`` threads in torch and in DGL. With PyPI's wheels the two share
-    one OpenMP runtime (torch's libgomp) and torch's setting is DGL's too; a DGL built
-    against another runtime (conda's, say) would otherwise keep a thread per core while the
-    record says ``count``."""
+def set_threads(count, dgl_count=None):
+    """Compute with ``count`` threads in torch and in DGL (``dgl_count`` there, if given).
+    With PyPI's wheels the two share one OpenMP runtime (torch's libgomp) and torch's
+    setting is DGL's too; a DGL built against another runtime (conda's, say) would otherwise
+    keep a thread per core while the record says ``count``."""
     import dgl.utils
     import torch
 
     torch.set_num_threads(count)
-    dgl.utils.set_num_threads(count)
+    dgl.utils.set_num_threads(count if dgl_count is None else dgl_count)
 
 
 def get_threads():
-    """``(torch's, DGL's)`` thread counts, to put back with :func:`restore_threads`."""
+    """``(torch's, DGL's)`` thread counts, to put back with ``set_threads(*counts)``."""
     import dgl.utils
     import torch
 
     return torch.get_num_threads(), dgl.utils.get_num_threads()
-
-
-def restore_threads(counts):
-    import dgl.utils
-    import torch
-
-    torch.set_num_threads(counts[0])
-    dgl.utils.set_num_threads(counts[1])
 
 
 @contextmanager
@@ -58,4 +50,4 @@ def threads(count):
         with limits:
             yield
     finally:
-        restore_threads(previous)
+        set_threads(*previous)

@@ -82,16 +82,17 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
     # Drawn where the generator is (a CPU one fails to draw on CUDA, e.g. under
     # torch.set_default_device("cuda")), then put where torch makes tensors by default.
     drawn_on = None if generator is None else generator.device
+    default_device = torch.empty(0).device
     if kind == "orthogonal":
         gaussian = torch.randn(dim, dim, generator=generator, device=drawn_on)
         q, r = torch.linalg.qr(gaussian)
         # Fixing the signs makes Q Haar-distributed rather than biased by the QR convention.
         q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
-        return (scale * q).to(torch.empty(0).device)
+        return (scale * q).to(default_device)
     if kind == "random":
         bound = 1.0 / math.sqrt(dim)  # kaiming_uniform_(a=√5), nn.Linear's default
         uniform = torch.rand(dim, dim, generator=generator, device=drawn_on)
-        return (scale * (2 * uniform - 1) * bound).to(torch.empty(0).device)
+        return (scale * (2 * uniform - 1) * bound).to(default_device)
     raise (ValueError if isinstance(kind, str) else TypeError)(
         f"Unknown SSM matrix kind {kind!r}. Valid kinds: {', '.join(MATRIX_KINDS)}, "
         f"or a square tensor."

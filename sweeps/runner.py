@@ -63,7 +63,7 @@ from dgl_ssm_bench.metrics import METRICS
 from dgl_ssm_bench.models import build_for, check_model_name, parameter_count
 from dgl_ssm_bench.run import config_of_run
 from dgl_ssm_bench.run import validate as validate_run
-from dgl_ssm_bench.threads import get_threads, restore_threads, set_threads
+from dgl_ssm_bench.threads import get_threads, set_threads
 from dgl_ssm_bench.train import load_data, train
 
 from .interrupt import (
@@ -207,7 +207,7 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
             _remove_if_empty(new, spec)
         raise
     finally:
-        restore_threads(previous)
+        set_threads(*previous)
 
 
 def _remove_if_empty(path, spec):

@@ -188,12 +188,8 @@ class _Linearization:
 
     def _check_adjoint(self, seed):
         generator = torch.Generator().manual_seed(seed)
-        u = torch.randn(self.y.shape, generator=generator, dtype=self.dtype, device="cpu").to(
-            self.y.device
-        )
-        v = torch.randn(self.x.shape, generator=generator, dtype=self.dtype, device="cpu").to(
-            self.x.device
-        )
+        u = _normal_like(self.y, generator, self.dtype)
+        v = _normal_like(self.x, generator, self.dtype)
         jv, jtu = self.matvec(v), self.rmatvec(u)
         if self.finite_differences:
             return
@@ -555,6 +551,14 @@ def _top_of_spectrum(lin, graph, k, kind, tol, maxiter, ncv, seed, who):
     return largest_of(parts, k)
 
 
+def _normal_like(tensor, generator, dtype):
+    """N(0, 1) draws of ``tensor``'s shape from a CPU ``generator`` (the same numbers whatever
+    the device), put on ``tensor``'s device."""
+    return torch.randn(tensor.shape, generator=generator, dtype=dtype, device="cpu").to(
+        tensor.device
+    )
+
+
 def _on_small_components(lin, members, seed):
     """The linearisation on the subgraph of every component but the largest, the components
     in its numbering, and the largest one's index; None if the layer cannot be cut there.
@@ -576,9 +580,7 @@ def _on_small_components(lin, members, seed):
     if sub_lin.y.shape != whole.shape or not _same(sub_lin.y, whole):
         return None
     u = torch.zeros_like(lin.y)
-    u[index] = torch.randn(
-        whole.shape, generator=torch.Generator().manual_seed(seed), dtype=lin.dtype, device="cpu"
-    ).to(u.device)
+    u[index] = _normal_like(whole, torch.Generator().manual_seed(seed), lin.dtype)
     if not _same(sub_lin.rmatvec(u[index]), lin.rmatvec(u)[index]):
         return None
     return sub_lin, _numbered(rest), biggest
