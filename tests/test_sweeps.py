@@ -711,23 +711,27 @@ def test_killed_worker_loses_nothing_and_its_trial_is_retried(tmp_path):
                             "--heartbeat", "1", "--no-final")  # fmt: skip
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400
-    completed, killed = {}, None
-    while time.time() < deadline:
+    seen = False
+    while not seen and time.time() < deadline:
         time.sleep(0.5)
         try:
             trials = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage).trials
         except Exception:  # noqa: BLE001 - the study may not exist yet
             continue
-        done = [t for t in trials if t.state == TrialState.COMPLETE]
         # (with its parameters: a trial is asked, then given them, under the study's lock)
-        running = [t for t in trials if t.state == TrialState.RUNNING and t.params]
-        if done and running:
-            completed = {t.number: (t.params, t.value) for t in done}
-            killed = running[0]
-            break
-    assert killed is not None, "never saw a completed and a running trial together"
+        seen = any(t.state == TrialState.COMPLETE for t in trials) and any(
+            t.state == TrialState.RUNNING and t.params for t in trials
+        )
+    assert seen, "never saw a completed and a running trial together"
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
+    # Read after the kill: the trial seen running may have ended just before it, and the
+    # worker gone on to the next one.
+    trials = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage).trials
+    completed = {t.number: (t.params, t.value) for t in trials if t.state == TrialState.COMPLETE}
+    left = [t for t in trials if t.state == TrialState.RUNNING]
+    assert completed and len(left) == 1 and left[0].params, "the kill came between two trials"
+    killed = left[0]
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr

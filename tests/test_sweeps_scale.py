@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -487,9 +488,16 @@ def ctrl_c_as_in_a_terminal():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def two_workers_in_a_terminal(tmp_path, background=False, trials=4, epochs=300):
+# Epochs for trials that must still be training when a test stops them. An epoch of the tiny
+# space takes about 8 ms on an idle core: a trial of 300 epochs once finished in 2.3 s, before
+# the stop came, and the test that expected it interrupted failed.
+UNTIL_STOPPED = 1_000_000
+
+
+def two_workers_in_a_terminal(tmp_path, background=False, trials=4, epochs=UNTIL_STOPPED):
     """A sweep of two workers started as from a terminal (``background``: as ``sweep &`` from
-    a script, with SIGINT ignored): its storage URL and its process."""
+    a script, with SIGINT ignored): its storage URL and its process. By default their trials
+    never end on their own."""
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = space_file(tmp_path, epochs=epochs)
     argv = command(space, storage, trials, "--workers", "2", "--no-final")
@@ -561,7 +569,7 @@ def test_ctrl_c_while_the_parent_starts_its_workers_is_held_not_lost(tmp_path, m
 
     monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", start_then_ctrl_c)
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    spec = spec_for(tmp_path, storage, 4, space=space_file(tmp_path, epochs=300))
+    spec = spec_for(tmp_path, storage, 4, space=space_file(tmp_path, epochs=UNTIL_STOPPED))
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
     # Another thread that takes signals (as torch's or OGB's do): the kernel may give it the
     # Ctrl-C that the blocked main thread cannot take.
@@ -585,12 +593,16 @@ def test_ctrl_c_while_the_parent_starts_its_workers_is_held_not_lost(tmp_path, m
 
 @pytest.mark.slow
 def test_a_sweep_started_in_the_background_ignores_ctrl_c_in_its_workers_too(tmp_path):
-    storage, sweep = two_workers_in_a_terminal(tmp_path, background=True, trials=2, epochs=80)
+    # (Long enough to be still training at the Ctrl-C, about 3 s on an idle core.)
+    storage, sweep = two_workers_in_a_terminal(tmp_path, background=True, trials=2, epochs=400)
     wait_for_running(storage, 2)
+    pressed = datetime.now()
     os.killpg(sweep.pid, signal.SIGINT)  # a Ctrl-C meant for the script that started it
     _, err = sweep.communicate(timeout=600)
     assert sweep.returncode == 0, err
-    assert [t.state for t in load(storage).trials] == [TrialState.COMPLETE] * 2
+    trials = load(storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert all(t.datetime_complete > pressed for t in trials), "ended before the Ctrl-C"
 
 
 @pytest.mark.slow
