@@ -52,17 +52,21 @@ def test_a_claim_of_a_killed_process_is_free_at_once(tmp_path):
         assert taken is None
 
 
-def test_a_look_at_a_free_claim_does_not_keep_a_run_from_taking_it(tmp_path):
+def test_a_look_at_a_free_claim_does_not_keep_a_run_from_taking_it(tmp_path, monkeypatch):
     """``--list`` looks at a claim file a killed run left with a shared lock, for a moment;
     a run claiming it just then took it for held and set it aside for 30 s."""
     import fcntl
+
+    from dgl_ssm_bench.reproduce import claims
 
     (tmp_path / CLAIMS).mkdir()
     stale = tmp_path / CLAIMS / "ring-abc"
     stale.write_text("process 1234\n")  # left by a run killed with -9
     with open(stale) as look:
         fcntl.flock(look, fcntl.LOCK_SH | fcntl.LOCK_NB)  # as holder() looks
-        threading.Timer(0.01, lambda: fcntl.flock(look, fcntl.LOCK_UN)).start()
+        # The look ends while the run pauses before trying again (a timer thread once did it,
+        # and had to be scheduled within the run's pauses).
+        monkeypatch.setattr(claims.time, "sleep", lambda _: fcntl.flock(look, fcntl.LOCK_UN))
         with claim(tmp_path, "ring", "abc") as taken:
             assert taken is None
 

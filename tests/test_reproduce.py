@@ -36,6 +36,12 @@ def tiny_ring(seed, layers=2):
     })  # fmt: skip
 
 
+def slow_ring(seed, epochs):
+    config = tiny_ring(seed)
+    config.optim.epochs = epochs
+    return config
+
+
 # --- keys ---------------------------------------------------------------------------------------
 
 
@@ -197,7 +203,8 @@ def test_partial_lines_are_skipped_and_appends_start_on_a_new_line(tmp_path):
 
 
 def test_runs_resume_and_a_failed_run_loses_only_itself(tmp_path):
-    cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in (0, 1)]
+    # (30 epochs: a CPU time well above the record's 0.1 s rounding on any machine)
+    cells = [Cell("ring", "GCN-SSM", "n=6", slow_ring(seed, 30)) for seed in (0, 1)]
     broken = tiny_ring(2)
     broken.model.conv_options = {"no_such_option": 1}  # raises inside the run
     cells.append(Cell("ring", "GCN-SSM", "n=6", broken))
@@ -243,27 +250,25 @@ def pool_workers(parent):
     return found
 
 
-def slow_ring(seed, epochs):
-    config = tiny_ring(seed)
-    config.optim.epochs = epochs
-    return config
-
-
 def test_a_worker_that_dies_costs_only_unfinished_runs(tmp_path):
     """The OOM killer (here SIGKILL) ends one worker: new workers take the runs not finished,
     and every run ends up recorded once."""
-    cells = [Cell("ring", "GCN-SSM", "n=6", slow_ring(seed, 150)) for seed in (0, 1, 2)]
+    # Seed 0 is short, 1 and 2 long: the kill comes once seed 0 is recorded and while seed 1
+    # still runs (a fixed wait once raced the runs: on a fast machine all of them could end
+    # before it, on a slow one the workers were still importing).
+    epochs = {0: 20, 1: 600, 2: 600}
+    cells = [Cell("ring", "GCN-SSM", "n=6", slow_ring(seed, epochs[seed])) for seed in epochs]
+    records = tmp_path / "ring.jsonl"
     killed = []
 
     def kill_one_worker():
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
             workers = pool_workers(os.getpid())
-            if len(workers) == 2:
-                time.sleep(3)  # into the runs
+            if len(workers) == 2 and records.exists() and read_records(records):
                 os.kill(workers[0], signal.SIGKILL)
                 killed.append(workers[0])
-            time.sleep(0.2)
+            time.sleep(0.05)
 
     killer = threading.Thread(target=kill_one_worker, daemon=True)
     killer.start()
@@ -271,8 +276,8 @@ def test_a_worker_that_dies_costs_only_unfinished_runs(tmp_path):
     written = execute.run_cells(cells, tmp_path, jobs=2, threads=1, log=lines.append)
     killer.join()
     assert killed and any("a worker process died" in line for line in lines), lines
-    records = read_records(tmp_path / "ring.jsonl")
-    assert written == 3 and sorted(r["config"]["seed"] for r in records) == [0, 1, 2]
+    seeds = [r["config"]["seed"] for r in read_records(records)]
+    assert written == 3 and seeds[0] == 0 and sorted(seeds) == [0, 1, 2]  # seed 0 not rerun
 
 
 STOP_SCRIPT = """

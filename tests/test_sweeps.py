@@ -711,27 +711,25 @@ def test_killed_worker_loses_nothing_and_its_trial_is_retried(tmp_path):
                             "--heartbeat", "1", "--no-final")  # fmt: skip
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 400
-    seen = False
-    while not seen and time.time() < deadline:
+    killed = None
+    while killed is None and time.time() < deadline:
         time.sleep(0.5)
-        try:
-            trials = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage).trials
-        except Exception:  # noqa: BLE001 - the study may not exist yet
+        trials = _trials_now(storage)
+        if trials is None or not _a_completed_and_a_running_trial(trials):
             continue
-        # (with its parameters: a trial is asked, then given them, under the study's lock)
-        seen = any(t.state == TrialState.COMPLETE for t in trials) and any(
-            t.state == TrialState.RUNNING and t.params for t in trials
-        )
-    assert seen, "never saw a completed and a running trial together"
-    os.kill(worker.pid, signal.SIGKILL)
+        # Stopped, the worker commits nothing more: the state read now is the one the kill
+        # leaves (the trial seen running a moment ago may have ended since).
+        os.kill(worker.pid, signal.SIGSTOP)
+        trials = _trials_now(storage)
+        if trials is not None and _a_completed_and_a_running_trial(trials):
+            os.kill(worker.pid, signal.SIGKILL)
+            killed = next(t for t in trials if t.state == TrialState.RUNNING)
+            completed = {t.number: (t.params, t.value) for t in trials
+                         if t.state == TrialState.COMPLETE}  # fmt: skip
+        else:
+            os.kill(worker.pid, signal.SIGCONT)
+    assert killed is not None, "never saw a completed and a running trial together"
     worker.wait()
-    # Read after the kill: the trial seen running may have ended just before it, and the
-    # worker gone on to the next one.
-    trials = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage).trials
-    completed = {t.number: (t.params, t.value) for t in trials if t.state == TrialState.COMPLETE}
-    left = [t for t in trials if t.state == TrialState.RUNNING]
-    assert completed and len(left) == 1 and left[0].params, "the kill came between two trials"
-    killed = left[0]
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
@@ -746,6 +744,22 @@ def test_killed_worker_loses_nothing_and_its_trial_is_retried(tmp_path):
     assert retries[0].params == killed.params
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
     assert counted(study.trials) == 3
+
+
+def _trials_now(storage):
+    """The study's trials, or None while it does not exist yet (or its file is locked)."""
+    try:
+        return optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage).trials
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _a_completed_and_a_running_trial(trials):
+    # (running with its parameters: a trial is asked, then given them, under the study's lock)
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    return any(t.state == TrialState.COMPLETE for t in trials) and (
+        len(running) == 1 and running[0].params
+    )
 
 
 POSTGRES = os.environ.get("DGL_SSM_TEST_POSTGRES")
