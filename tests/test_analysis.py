@@ -131,6 +131,15 @@ def test_matrix_free_spectra_match_the_dense_ones(update):
     bandwidth = 0.025 * dense_sv[0]
     expected = (dense_sv**2).mean() + bandwidth**2  # the kernel adds its own variance
     assert mean_square == pytest.approx(expected, rel=0.1)
+    # The whole curve, against the same kernel (mirrored at 0) on the dense singular values:
+    # the SSM layer's values all lie near 1, where two moments cannot tell a wrong
+    # quadrature (weights ignored: L1 0.59; θ for √θ: 0.24) from the right one (0.005).
+    g = grid.numpy()
+    kernel = np.exp(-0.5 * ((g[:, None] - dense_sv) / bandwidth) ** 2) + np.exp(
+        -0.5 * ((g[:, None] + dense_sv) / bandwidth) ** 2
+    )
+    reference = kernel.mean(axis=1) / (bandwidth * math.sqrt(2 * math.pi))
+    assert np.trapz(np.abs(density.numpy() - reference), g) < 0.1
 
 
 @pytest.mark.parametrize("backbone", ["gin", "sage", "gat", "gatedgcn"])
@@ -249,10 +258,48 @@ def test_matrix_free_eigenvalues_of_a_non_normal_jacobian_match_the_dense_ones()
     # whose real parts the basis must not lose (an unpivoted QR lost them: errors of 1e-2).
     layer, layer_in, jac = non_normal_gin_layer()
     _, moduli = dense_top(jac, 6)
-    found, residuals = top_eigenvalue_moduli(layer, layer_in.graph, layer_in.feat, k=6,
-                                             return_residuals=True)  # fmt: skip
+    found, eigenvalues, residuals = top_eigenvalue_moduli(
+        layer, layer_in.graph, layer_in.feat, k=6, return_eigenvalues=True, return_residuals=True
+    )
     np.testing.assert_allclose(found, moduli, atol=1e-6)
     assert residuals.max() < 1e-6
+    # The complex eigenvalues themselves (calibration reads them), in the moduli's order.
+    dense = np.linalg.eigvals(jac)
+    assert np.iscomplex(dense[np.argsort(-np.abs(dense))[:6]]).any()  # a conjugate pair on top
+    assert torch.equal(eigenvalues.abs(), found)
+    for value in eigenvalues.numpy():
+        assert np.abs(dense - value).min() < 1e-6
+
+
+def test_the_residuals_of_a_loose_solve_bound_its_distance_to_the_true_spectrum():
+    # With ARPACK's tolerance at 0.1 the values miss the dense ones by more than rounding,
+    # and each residual must be large enough to bound that miss (residuals of 0 pass every
+    # test of an exact solve). Singular triples: Jv = σu holds exactly after Rayleigh–Ritz,
+    # so [u; v]/√2 is an approximate eigenvector of the symmetric [[0, J], [Jᵀ, 0]], whose
+    # eigenvalues are ±σᵢ: some σᵢ lies within r/√2. Eigenpairs of a symmetric J: some
+    # eigenvalue lies within r (Bauer–Fike with condition number 1).
+    layer, layer_in, jac = non_normal_gin_layer()
+    values, residuals = top_singular_values(layer, layer_in.graph, layer_in.feat, k=6, tol=0.1,
+                                            maxiter=3, return_residuals=True)  # fmt: skip
+    miss = [np.abs(np.linalg.svd(jac, compute_uv=False) - v).min() for v in values.numpy()]
+    assert max(miss) > 1e-11  # not exact, or the check below is empty
+    assert all(m <= r / math.sqrt(2) + 1e-13 for m, r in zip(miss, residuals.numpy()))
+
+    graph, feat = one_big_component(), torch.randn(140, 4)  # 560 coordinates: matrix-free
+    torch.manual_seed(0)
+    conv = GraphConv(4, 4, bias=False)  # Â ⊗ Wᵀ, symmetric for a symmetric W
+    with torch.no_grad():
+        conv.weight.copy_((conv.weight + conv.weight.T) / 2)
+    layer = SSMLayer(conv, 4, PlainUpdate("identity"))
+    jac = dense_layer_jacobian(layer, graph, feat).numpy()
+    assert np.abs(jac - jac.T).max() < 1e-12
+    _, eigenvalues, residuals = top_eigenvalue_moduli(
+        layer, graph, feat, k=6, tol=0.1, maxiter=3, return_eigenvalues=True,
+        return_residuals=True,
+    )  # fmt: skip
+    miss = [np.abs(np.linalg.eigvalsh(jac) - v).min() for v in eigenvalues.numpy()]
+    assert max(miss) > 1e-11
+    assert all(m <= r + 1e-13 for m, r in zip(miss, residuals.numpy()))
 
 
 def test_matrix_free_spectra_above_the_rank_or_of_a_dead_layer_are_zeros():

@@ -1,6 +1,7 @@
 """dgl_ssm.calibrate: every layer at the edge of chaos, checked with dense Jacobians (LAPACK),
 not with the ARPACK path the calibration itself measures with."""
 
+import copy
 import dataclasses
 import math
 import warnings
@@ -8,6 +9,7 @@ import warnings
 import dgl
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dgl_ssm import (
     GCN,
@@ -406,6 +408,47 @@ def test_a_calibrated_run_records_the_report_and_its_gradient_ratio():
     before, after = report["grad_first_to_last"]
     assert before > 0 and 0.1 <= after <= 10
     assert report["seconds"] > 0  # its time, apart from the training's wall_time_s
+
+
+def test_a_calibrated_runs_gradient_ratio_is_that_of_its_training_loss(monkeypatch):
+    # The ratio recorded (issue 14's acceptance reads it), against the layers called one by
+    # one with each output's gradient kept, for the cross-entropy of the training nodes.
+    import dgl_ssm
+    from dgl_ssm_bench.config import RunConfig
+    from dgl_ssm_bench.train import train
+    from tests.test_train import tiny_node_task
+
+    real, seen = dgl_ssm.calibrate, {}
+
+    def calibrate(model, graph, feat, edge_feat=None, **options):
+        seen.update(model=copy.deepcopy(model), graph=graph, feat=feat, options=options)
+        return real(model, graph, feat, edge_feat, **options)
+
+    monkeypatch.setattr(dgl_ssm, "calibrate", calibrate)
+    data = tiny_node_task("accuracy")
+    model = {"name": "gcn_ssm", "num_layers": 4, "hidden": 8, "calibrate": 1.0, "dropout": 0.5}
+    result = train(RunConfig.from_dict({"model": model, "optim": {"epochs": 1}}), data=data)
+    train_nodes = data.splits[0]["train"]
+
+    def first_to_last(model):
+        model.eval()  # (dropout off, as the measurement has it)
+        state, outputs = model.encoder(seen["feat"]), []
+        for layer in model.layers:
+            state = layer(seen["graph"], state)
+            state.retain_grad()
+            outputs.append(state)
+        out = model.head(state)
+        F.cross_entropy(out[train_nodes], data.graph.ndata["label"][train_nodes]).backward()
+        return float(outputs[0].grad.norm() / outputs[-1].grad.norm())
+
+    twin = seen["model"]
+    expected_before = first_to_last(twin)
+    options = {k: v for k, v in seen["options"].items() if k != "progress"}
+    real(twin, seen["graph"], seen["feat"], **options)
+    expected_after = first_to_last(twin)
+    recorded = result.calibration["grad_first_to_last"]
+    assert recorded == pytest.approx([expected_before, expected_after], rel=1e-6)
+    assert abs(expected_before - expected_after) > 1e-3  # calibration moved it
 
 
 def test_a_calibrated_run_takes_its_target_and_rule_and_records_what_it_set(monkeypatch):

@@ -181,4 +181,4 @@ def test_ctrl_c_stops_a_run_in_one_line_and_keeps_the_finished_records(tmp_path)
         "the rest."
     )
     lines = output.read_text().splitlines()
-    assert 1 <= len(lines) < 50 and all(json.loads(line)["status"] for line in lines)
+    assert 1 <= len(lines) < 50 and all(json.loads(line)["status"] == "ok" for line in lines)

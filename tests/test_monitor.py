@@ -191,6 +191,7 @@ def test_a_monitor_records_one_run_and_a_failing_helper_spares_the_run(monkeypat
     monkeypatch.setattr("dgl_ssm_bench.monitor._singular_values", broken)
     result = train(config(), data=data, monitor=monitor)
     assert result.status == "ok"
+    assert len(monitor.entries) == 3  # one an epoch (an empty list would pass the next line)
     assert all(e["spectra"].startswith("failed: RuntimeError") for e in monitor.entries)
     with pytest.raises(ValueError, match="new one"):
         train(config(), data=data, monitor=monitor)
