@@ -25,7 +25,8 @@ state itself drifts): halved until it does (``input_rule="halve"``), or then gro
 bisection towards the one before the last halving, to the largest B found within the bound
 (``"largest"``; less than twice the halved one).
 Changing (λ, B) changes the states the later layers see, so the spectra are measured again,
-and the step repeated, until every layer is within ``tol`` of ``target``.
+and the step repeated, until every layer is within ``tol/2`` of ``target`` (a margin for
+re-measurement).
 """
 
 import contextlib
@@ -191,7 +192,8 @@ class CalibrationReport:
         keeps the balance of decay and step it had in the uncalibrated coordinates. Weights
         of convs with no known symmetry, and every weight with ``rule="uniform"`` (a
         comparison: one exponent for all), get :math:`k = 1`; a :class:`CalibrationWarning`
-        says when the symmetry rule is not exact (such convs, or a σ other than ReLU).
+        says when the symmetry rule is not exact (such convs, or a σ that is not an
+        ``nn.ReLU`` or ``nn.Identity`` module: ``torch.relu`` passed as a function warns too).
         Parameters outside the calibrated layers keep α. The learning rate is left to the
         optimizer: scaling it by :math:`1/f` too keeps Adam's pace in function space for GCN,
         but made GIN-SSM collapse and GatedGCN-SSM diverge in exploratory runs (Cora, 64
@@ -347,7 +349,8 @@ def calibrate(
     tol : float
         Accepted distance of each layer's top modulus from ``target``.
     norm_bound : float
-        Accepted growth or shrinkage of the state norm across the stack.
+        Accepted growth or shrinkage of the state norm across the stack: a number > 1
+        (``math.inf``: no norm bound).
     max_rounds : int
         Measure-and-set rounds at most; each aims at ``target ± tol/4`` and they stop once
         every layer is within ``target ± tol/2`` (margins for re-measurement, as the states
@@ -371,8 +374,9 @@ def calibrate(
         Cora at 64 layers: λ 0.65–0.84, memory 2.5e-8, 32.5 % test accuracy). Default None:
         no such bound.
     spectrum_options : dict, optional
-        Options for :func:`~dgl_ssm.analysis.top_eigenvalue_moduli`; default
-        :data:`SPECTRUM_OPTIONS`.
+        Options for :func:`~dgl_ssm.analysis.top_eigenvalue_moduli` (``k``, ``tol``,
+        ``maxiter``, ``ncv``, ``seed``, ``dtype``), on top of :data:`SPECTRUM_OPTIONS`
+        (``k=1, tol=1e-3``): ``{"seed": 1}`` keeps those two.
     log : callable, optional
         Called with one line per round.
     progress : callable, optional
@@ -384,6 +388,15 @@ def calibrate(
     Returns
     -------
     CalibrationReport
+
+    Raises
+    ------
+    TypeError
+        For a model without SSM layers (a plain twin) or a layer whose update is not an
+        :class:`~dgl_ssm.SSMUpdate`.
+    ValueError
+        For a layer with a norm, a Λ that is not λI, a model that reads edge features called
+        without ``edge_feat``, or an option out of range.
 
     Warns
     -----
@@ -494,7 +507,7 @@ def _checked_bounds(target, tol, norm_bound, max_rounds):
 
 
 def _checked_spectrum_options(spectrum_options):
-    options = dict(SPECTRUM_OPTIONS if spectrum_options is None else spectrum_options)
+    options = {**SPECTRUM_OPTIONS, **(spectrum_options or {})}
     unknown = sorted(set(options) - SPECTRUM_KEYS)
     if unknown:
         raise ValueError(

@@ -73,6 +73,12 @@ class KHopTransform(BaseTransform):
         If True, also add a self loop :math:`u \to u` with hop count 0 for every node.
         Default: False.
 
+    Raises
+    ------
+    dgl.DGLError
+        For a graph this transform has rewired already (its edges are no longer the
+        original graph's), or a heterogeneous one.
+
     Examples
     --------
 

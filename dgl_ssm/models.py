@@ -462,7 +462,7 @@ class SSMGNN(DeepGNN):
         ``tie_weights=False``: PyTorch (to 2.x, pytorch/pytorch#164759) leaves a module
         reached by several paths holding the values passed in once the call returns.
     ssm_seed : int
-        Seed of the random kinds, so Λ and B do not depend on the global RNG.
+        Seed of the random kinds, so Λ and B do not depend on the global RNG. Default 0.
 
     Examples
     --------

@@ -150,13 +150,16 @@ class SSMUpdate(nn.Module):
     state : str or torch.Tensor
         Kind of Λ (see :func:`build_matrix`). Default ``"identity"``.
     state_scale : float
-        Eigenvalue modulus ``m`` of Λ for the identity and orthogonal kinds. Default 1.
+        Scale ``m`` of Λ's named kinds: the eigenvalue modulus for the identity and
+        orthogonal kinds, a factor on the random one (a tensor Λ is used as given).
+        Default 1.
     input : str or torch.Tensor
         Kind of B. Default ``"identity"``.
     input_scale : float
         Scale β of B for the named kinds (a tensor B is used as given). Default 0.1.
     activation : str, nn.Module or callable
         The coupling activation σ: ``"relu"``, ``"tanh"``, ``"identity"``, …
+        Default ``"relu"``.
     generator : torch.Generator, optional
         Randomness for random kinds.
 
@@ -391,7 +394,7 @@ class PlainUpdate(nn.Module):
     Parameters
     ----------
     activation : str, nn.Module or callable
-        The activation σ.
+        The activation σ. Default ``"relu"``.
     residual : bool
         Add the skip connection (the usual deep baseline). Default ``False``.
 

@@ -613,6 +613,12 @@ def test_layer_energies_of_a_rewired_graph_use_the_original_edges():
     assert len(energies) == 4
     assert energies == pytest.approx([dirichlet_energy(bare, h) for h in states], rel=1e-5)
     assert energies != pytest.approx([dirichlet_energy(rewired, h) for h in states], rel=1e-2)
+    # A model reading its hops from another field: measured on the original edges all the same
+    # (they were once taken from edata["hop"] alone, and the whole rewired graph measured).
+    other = build_model("kgcn_ssm", 3, 4, 2, num_layers=3, hop_field="d")
+    other.load_state_dict(model.state_dict())
+    renamed = KHopTransform(k=3, hop_field="d")(bare)
+    assert layer_energies(other, renamed, feat) == pytest.approx(energies, rel=1e-6)
 
 
 # --- gradient norms ------------------------------------------------------------------------

@@ -730,3 +730,22 @@ def test_a_memory_bound_the_lambda_rule_cannot_reach_is_reported_not_forced():
     assert min(report.input_factor) > 1e-6  # (it reached 2e-28 chasing the bound)
     negative = dataclasses.replace(report, state_scale=[(1.0, -0.5)] + report.state_scale[1:])
     assert negative.memory == 0.0
+
+
+def test_spectrum_options_are_laid_over_the_fast_defaults(monkeypatch):
+    # {"seed": 1} used to replace the defaults (k=1, tol=1e-3) as a whole, and the spectra
+    # then ran at top_eigenvalue_moduli's own k=10, tol=1e-8: many times slower, unsaid.
+    import dgl_ssm.calibration as calibration
+
+    real, seen = calibration.top_eigenvalue_moduli, []
+
+    def recording(*args, **options):
+        seen.append({key: options.get(key) for key in ("k", "tol", "seed")})
+        return real(*args, **options)
+
+    monkeypatch.setattr(calibration, "top_eigenvalue_moduli", recording)
+    torch.manual_seed(0)
+    g = dgl.add_self_loop(dgl.graph((torch.arange(12), (torch.arange(12) + 1) % 12)))
+    model = build_model("gin_ssm", 4, 4, 2, num_layers=2)
+    calibrate(model, g, torch.randn(12, 4), spectrum_options={"seed": 1})
+    assert seen and all(call == {"k": 1, "tol": 1e-3, "seed": 1} for call in seen)

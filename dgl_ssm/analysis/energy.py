@@ -107,8 +107,8 @@ def layer_energies(
         Degree-normalised energy (see :func:`dirichlet_energy`).
     energy_graph : dgl.DGLGraph, optional
         The graph to measure on. Default: ``graph``, or for a graph rewired by
-        :class:`~dgl_ssm.KHopTransform` (hop distances in ``edata["hop"]``) its hop-1 edges,
-        i.e. the original graph.
+        :class:`~dgl_ssm.KHopTransform` (hop distances in the model's ``hop_field``, by
+        default ``edata["hop"]``) its hop-1 edges, i.e. the original graph.
     dtype : torch.dtype, optional
         Run a copy of the model in this precision. ``torch.float64`` resolves energies
         below the float32 rounding floor (about :math:`(10^{-7}\,\|h\|)^2` per edge), which
@@ -145,7 +145,9 @@ def layer_energies(
                 f"model's graph has {graph.num_nodes()}: measure on a graph of the same nodes "
                 "(e.g. the graph before rewiring), or leave energy_graph out."
             )
-    measure_on = one_hop_graph(graph) if energy_graph is None else energy_graph
+    # (the hop field the model reads: a model built with hop_field="d" finds hops there)
+    hop_field = getattr(model, "hop_field", "hop")
+    measure_on = one_hop_graph(graph, hop_field) if energy_graph is None else energy_graph
     if dtype is not None:
         model = copy.deepcopy(model).to(dtype)
         # Integer features (atom and bond codes for an embedding) stay integers.

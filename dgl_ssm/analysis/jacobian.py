@@ -10,7 +10,8 @@ the layer Jacobian is
 with ``vec`` the row-major flattening (entry ``(i, k)`` of ``H`` is coordinate ``i·d + k``).
 For the linear GCN layer :math:`\tilde A H W` this is :math:`J = \tilde A \otimes W^\top`
 (the paper writes :math:`W^\top \otimes \tilde A` for the column-major ``vec``), whose
-singular values are :math:`|\lambda_i(\tilde A)|\,\sigma_j(W)`. For the GNN-SSM layer
+singular values are :math:`\sigma_i(\tilde A)\,\sigma_j(W)` (:math:`|\lambda_i(\tilde A)|\,
+\sigma_j(W)` for an undirected graph, whose :math:`\tilde A` is symmetric). For the GNN-SSM layer
 :math:`H \Lambda^\top + \sigma(F(G, H)) B^\top` it is
 :math:`I_n \otimes \Lambda + (I_n \otimes B)\, \mathrm{diag}(\sigma'(F))\, J_F`, with
 :math:`J_F` the conv's Jacobian.
@@ -237,9 +238,9 @@ def layer_jacobian_operator(
         Called as ``layer(graph, h)`` (or ``layer(graph, h, edge_feat)``), returning the new
         node states or an ``(h, e)`` tuple. Modules are copied, cast to ``dtype`` and put in
         eval mode; the layer itself is left as it was.
-    graph : dgl.DGLGraph
-        The graph the layer reads (for a k-hop layer: its hop graph, see
-        :func:`~dgl_ssm.analysis.layer_inputs`).
+    graph : dgl.DGLGraph or list of dgl.DGLGraph
+        The graph the layer reads (for a k-hop layer: its hop graph, or for a cumulative one
+        the list of its hop graphs; see :func:`~dgl_ssm.analysis.layer_inputs`).
     feat : torch.Tensor
         The linearisation point :math:`H^{(\ell)}`, shape ``(n, d)``.
     edge_feat : torch.Tensor, optional
@@ -401,7 +402,9 @@ def top_singular_values(
     layer, graph, feat, edge_feat, layer_kwargs, dtype
         As for :func:`layer_jacobian_operator`.
     k : int
-        How many values (all ``n·d`` of them when ``k`` reaches ``n·d``).
+        How many values (all ``n·d`` of them when ``k`` reaches ``n·d``, if no connected
+        component spans more than 4 096 coordinates: a ``k`` within 2 of a larger one's
+        size raises ``ValueError``, as :func:`dense_layer_jacobian` would).
     tol, maxiter : float, int
         ARPACK's relative tolerance and iteration limit.
     seed : int
@@ -465,7 +468,8 @@ def top_eigenvalue_moduli(
     layer, graph, feat, edge_feat, layer_kwargs, dtype
         As for :func:`layer_jacobian_operator`; the layer must map width ``d`` to ``d``.
     k : int
-        How many eigenvalues (all ``n·d`` of them when ``k`` reaches ``n·d``).
+        How many eigenvalues (all ``n·d`` of them when ``k`` reaches ``n·d``; see
+        :func:`top_singular_values` for components over 4 096 coordinates).
     tol, maxiter, seed
         As for :func:`top_singular_values`.
     ncv : int, optional
