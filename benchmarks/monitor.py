@@ -116,10 +116,11 @@ class TrainingMonitor:
         entry = {"epoch": epoch, "grad_norm": [0.0] * len(layers),
                  "energy": [math.nan] * (len(layers) + 1), "singular_values": {}}  # fmt: skip
         calls, seen, graphs = {}, set(), []
+        hop_field = getattr(model, "hop_field", "hop")
 
         def keep_graph(_module, args, kwargs):
             if not graphs:  # k-hop models: energies on the graph before rewiring
-                graphs.append(one_hop_graph(args[0] if args else kwargs["graph"]))
+                graphs.append(one_hop_graph(args[0] if args else kwargs["graph"], hop_field))
 
         def before(index):
             def hook(_module, args, kwargs):

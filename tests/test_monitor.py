@@ -75,6 +75,30 @@ def test_a_cumulative_k_hop_model_has_its_spectra_recorded_from_what_each_layer_
         assert first["singular_values"][str(index)] == pytest.approx(direct.tolist(), rel=1e-3)
 
 
+def test_a_k_hop_model_reading_another_hop_field_has_its_energies_on_the_original_edges():
+    # The monitor looked for the original edges in edata["hop"] only: a model built with
+    # hop_field="d" had its energies taken on the whole rewired graph.
+    import dgl
+    import torch
+
+    from dgl_ssm import KHopTransform, build_model
+
+    bare = dgl.to_bidirected(dgl.graph((torch.arange(9), torch.arange(1, 10))))  # a path
+    feat = torch.randn(10, 3)
+    energies = []
+    for field in ("hop", "d"):
+        torch.manual_seed(0)
+        model = build_model("kgcn_ssm", 3, 4, 2, num_layers=3, hop_field=field)
+        monitor = TrainingMonitor(1, spectra="off")
+        with monitor.watching(model, 0):
+            model(KHopTransform(3, hop_field=field)(bare), feat).sum().backward()
+        energies.append(monitor.entries[0]["energy"])
+    assert energies[1] == pytest.approx(energies[0], rel=1e-6)
+    torch.manual_seed(0)
+    model = build_model("kgcn_ssm", 3, 4, 2, num_layers=3)
+    assert energies[0] == pytest.approx(layer_energies(model, KHopTransform(3)(bare), feat))
+
+
 def test_checkpointing_records_the_same_gradient_norms():
     data = tiny_node_task("accuracy")
     norms = []
