@@ -101,7 +101,8 @@ class DeepGNN(nn.Module):
         k-hop aggregation over a graph rewired by :class:`~dgl_ssm.KHopTransform`. Each hop's
         graph has a self loop on every node, as GCN's normalisation of ``A_k + I`` needs; a
         backbone that adds the node's own state itself (GIN's ``(1 + ε) h_v``, SAGE's self
-        term) then counts it once more.
+        term) then counts it once more. Default: the class's (``None``, one-hop, for the
+        named models; ``"exact"`` for :class:`KGCN` and :class:`KGCNSSM`).
     max_hop : int, optional
         K, the largest hop the model may read (default ``num_layers``); the layers read hops
         up to ``min(num_layers, max_hop)``, and a graph rewired by a

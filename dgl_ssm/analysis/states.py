@@ -36,6 +36,8 @@ def recorded_states(model, include_input=True, who="recorded_states"):
         A deep GNN with a ``.layers`` list (any dgl_ssm model).
     include_input : bool
         Also record :math:`H^{(0)}`.
+    who : str
+        The name that error messages give the caller (a diagnostic built on this one).
 
     Examples
     --------
