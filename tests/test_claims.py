@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import pytest
 
@@ -66,7 +67,8 @@ def test_a_look_at_a_free_claim_does_not_keep_a_run_from_taking_it(tmp_path, mon
         fcntl.flock(look, fcntl.LOCK_SH | fcntl.LOCK_NB)  # as holder() looks
         # The look ends while the run pauses before trying again (a timer thread once did it,
         # and had to be scheduled within the run's pauses).
-        monkeypatch.setattr(claims.time, "sleep", lambda _: fcntl.flock(look, fcntl.LOCK_UN))
+        look_away = types.SimpleNamespace(sleep=lambda _: fcntl.flock(look, fcntl.LOCK_UN))
+        monkeypatch.setattr(claims, "time", look_away)  # (claims' own: not time.sleep itself)
         with claim(tmp_path, "ring", "abc") as taken:
             assert taken is None
 

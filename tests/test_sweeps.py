@@ -710,26 +710,29 @@ def test_killed_worker_loses_nothing_and_its_trial_is_retried(tmp_path):
     command = sweep_command(tiny_space(tmp_path, epochs=200), storage, 3,
                             "--heartbeat", "1", "--no-final")  # fmt: skip
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 400
-    killed = None
-    while killed is None and time.time() < deadline:
-        time.sleep(0.5)
-        trials = _trials_now(storage)
-        if trials is None or not _a_completed_and_a_running_trial(trials):
-            continue
-        # Stopped, the worker commits nothing more: the state read now is the one the kill
-        # leaves (the trial seen running a moment ago may have ended since).
-        os.kill(worker.pid, signal.SIGSTOP)
-        trials = _trials_now(storage)
-        if trials is not None and _a_completed_and_a_running_trial(trials):
-            os.kill(worker.pid, signal.SIGKILL)
-            killed = next(t for t in trials if t.state == TrialState.RUNNING)
-            completed = {t.number: (t.params, t.value) for t in trials
-                         if t.state == TrialState.COMPLETE}  # fmt: skip
-        else:
-            os.kill(worker.pid, signal.SIGCONT)
-    assert killed is not None, "never saw a completed and a running trial together"
-    worker.wait()
+    try:
+        deadline = time.time() + 400
+        killed = None
+        while killed is None and time.time() < deadline:
+            time.sleep(0.5)
+            trials = _trials_now(storage)
+            if trials is None or not _a_completed_and_a_running_trial(trials):
+                continue
+            # Stopped, the worker commits nothing more: the state read now is the one the kill
+            # leaves (the trial seen running a moment ago may have ended since).
+            os.kill(worker.pid, signal.SIGSTOP)
+            trials = _trials_now(storage)
+            if trials is not None and _a_completed_and_a_running_trial(trials):
+                os.kill(worker.pid, signal.SIGKILL)
+                killed = next(t for t in trials if t.state == TrialState.RUNNING)
+                completed = {t.number: (t.params, t.value) for t in trials
+                             if t.state == TrialState.COMPLETE}  # fmt: skip
+            else:
+                os.kill(worker.pid, signal.SIGCONT)
+        assert killed is not None, "never saw a completed and a running trial together"
+    finally:  # (stopped, or still running should an assertion fail)
+        worker.kill()
+        worker.wait()
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr

@@ -490,8 +490,24 @@ def ctrl_c_as_in_a_terminal():
 
 # Epochs for trials that must still be training when a test stops them. An epoch of the tiny
 # space takes about 8 ms on an idle core: a trial of 300 epochs once finished in 2.3 s, before
-# the stop came, and the test that expected it interrupted failed.
-UNTIL_STOPPED = 1_000_000
+# the stop came, and the test that expected it interrupted failed. (Minutes, not hours: a
+# sweep a failing test leaves is killed at its end, but an in-process one runs out.)
+UNTIL_STOPPED = 20_000
+_STARTED = []  # sweeps started by two_workers_in_a_terminal, killed after each test
+
+
+@pytest.fixture(autouse=True)
+def _no_sweep_outlives_its_test():
+    yield
+    while _STARTED:
+        sweep = _STARTED.pop()
+        try:  # its workers are in its process group (a session of its own)
+            os.killpg(sweep.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        sweep.wait()
+        for pipe in (sweep.stdout, sweep.stderr):
+            pipe.close()
 
 
 def two_workers_in_a_terminal(tmp_path, background=False, trials=4, epochs=UNTIL_STOPPED):
@@ -504,6 +520,7 @@ def two_workers_in_a_terminal(tmp_path, background=False, trials=4, epochs=UNTIL
     how = ctrl_c_ignored if background else ctrl_c_as_in_a_terminal
     sweep = subprocess.Popen(argv, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              start_new_session=True, preexec_fn=how)  # fmt: skip
+    _STARTED.append(sweep)
     return storage, sweep
 
 

@@ -539,7 +539,13 @@ def _top_of_spectrum(lin, graph, k, kind, tol, maxiter, ncv, seed, who):
         members, blocks = None, [(np.arange(lin.shape[0]), np.arange(lin.shape[1]))]
     largest = max(max(rows.size, cols.size) for rows, cols in blocks)
     if largest > DEFAULT_MAX_DIM and k >= largest - 2:
-        _refuse(who, largest, largest, DEFAULT_MAX_DIM, lin.x.element_size())
+        # (ARPACK finds at most size − 2 values: all of them is the dense decomposition)
+        raise ValueError(
+            f"{who}: k={k:,} asks for all the values of a connected component of {largest:,} "
+            f"coordinates, which only the dense Jacobian gives, and it is above "
+            f"{DEFAULT_MAX_DIM:,} × {DEFAULT_MAX_DIM:,}. Ask for k < {largest - 2:,}, or "
+            "use dense_layer_jacobian with a larger max_dim if you have the memory and time."
+        )
     options = dict(tol=tol, maxiter=maxiter, ncv=ncv, seed=seed)
     parts = []
     local = _on_small_components(lin, members, seed) if members and len(members) > 1 else None

@@ -202,7 +202,7 @@ def sensitivity_by_distance(
     edge_feat=None,
     num_targets=16,
     seed=0,
-    hop_field="hop",
+    hop_field=None,
 ):
     r"""Mean sensitivity :math:`\|\partial h_v^{(L)} / \partial x_u\|_F` per hop distance.
 
@@ -228,8 +228,9 @@ def sensitivity_by_distance(
         How many targets to draw when ``targets`` is not given (default 16).
     seed : int
         Seed of that draw (default 0).
-    hop_field : str
-        The edge field of a k-hop rewired graph holding hop distances (default ``"hop"``).
+    hop_field : str, optional
+        The edge field of a k-hop rewired graph holding hop distances. Default: the model's
+        own ``hop_field`` (``"hop"`` for a model that has none).
 
     Returns
     -------
@@ -280,6 +281,8 @@ def sensitivity_by_distance(
             f"{who}: distance_graph has {base.num_nodes()} nodes but the model's graph has "
             f"{n}; it must be the same graph before rewiring."
         )
+    if hop_field is None:  # where the model itself finds the hops
+        hop_field = getattr(model, "hop_field", "hop")
     distances = hop_distances(base, targets, hop_field)
 
     # Summed where the gradients are, and moved once: a copy per backward pass waits for it.
