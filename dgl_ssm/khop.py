@@ -77,7 +77,9 @@ class KHopTransform(BaseTransform):
     ------
     dgl.DGLError
         For a graph this transform has rewired already (its edges are no longer the
-        original graph's), or a heterogeneous one.
+        original graph's), a heterogeneous one or a block.
+    ValueError
+        When the rewired graph would have more than ``max_edges`` edges.
 
     Examples
     --------
