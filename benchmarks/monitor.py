@@ -36,7 +36,7 @@ from multiprocessing import get_context
 import torch
 
 from dgl_ssm.analysis import LayerCall, dirichlet_energy, one_hop_graph, top_singular_values
-from dgl_ssm.analysis._common import call_parts, node_state
+from dgl_ssm.analysis._common import call_parts, hop_field_of, node_state
 from dgl_ssm.checks import check_choice
 
 from .orphans import on_parent_exit
@@ -116,7 +116,7 @@ class TrainingMonitor:
         entry = {"epoch": epoch, "grad_norm": [0.0] * len(layers),
                  "energy": [math.nan] * (len(layers) + 1), "singular_values": {}}  # fmt: skip
         calls, seen, graphs = {}, set(), []
-        hop_field = getattr(model, "hop_field", "hop")
+        hop_field = hop_field_of(model)
 
         def keep_graph(_module, args, kwargs):
             if not graphs:  # k-hop models: energies on the graph before rewiring

@@ -84,6 +84,12 @@ def node_state(value):
     return value.flatten(1) if value.dim() == 3 else value  # raw multi-head conv output
 
 
+def hop_field_of(model):
+    """The edge field where ``model`` reads a k-hop graph's hop distances (its ``hop_field``;
+    ``"hop"``, :class:`~dgl_ssm.KHopTransform`'s default, for a model that has none)."""
+    return getattr(model, "hop_field", "hop")
+
+
 def one_hop_graph(graph, hop_field="hop"):
     """The graph's original edges: for a graph rewired by :class:`~dgl_ssm.KHopTransform`
     (hop distances in ``edata[hop_field]``), only the hop-1 edges; otherwise the graph.

@@ -21,7 +21,7 @@ import copy
 import torch
 
 from ..checks import check_features, check_flag, check_graph
-from ._common import check_dtype, evaluating, one_hop_graph, run_model
+from ._common import check_dtype, evaluating, hop_field_of, one_hop_graph, run_model
 from .states import recorded_states
 
 __all__ = ["dirichlet_energy", "layer_energies"]
@@ -145,9 +145,7 @@ def layer_energies(
                 f"model's graph has {graph.num_nodes()}: measure on a graph of the same nodes "
                 "(e.g. the graph before rewiring), or leave energy_graph out."
             )
-    # (the hop field the model reads: a model built with hop_field="d" finds hops there)
-    hop_field = getattr(model, "hop_field", "hop")
-    measure_on = one_hop_graph(graph, hop_field) if energy_graph is None else energy_graph
+    measure_on = one_hop_graph(graph, hop_field_of(model)) if energy_graph is None else energy_graph
     if dtype is not None:
         model = copy.deepcopy(model).to(dtype)
         # Integer features (atom and bond codes for an embedding) stay integers.

@@ -23,7 +23,7 @@ import torch
 from scipy.sparse.csgraph import shortest_path
 
 from ..checks import check_count, check_features, check_graph, check_homogeneous, is_int
-from ._common import evaluating, model_layers, one_hop_graph, run_model
+from ._common import evaluating, hop_field_of, model_layers, one_hop_graph, run_model
 from .states import recorded_states
 
 __all__ = ["hop_distances", "sensitivity", "sensitivity_by_distance"]
@@ -281,9 +281,7 @@ def sensitivity_by_distance(
             f"{who}: distance_graph has {base.num_nodes()} nodes but the model's graph has "
             f"{n}; it must be the same graph before rewiring."
         )
-    if hop_field is None:  # where the model itself finds the hops
-        hop_field = getattr(model, "hop_field", "hop")
-    distances = hop_distances(base, targets, hop_field)
+    distances = hop_distances(base, targets, hop_field or hop_field_of(model))
 
     # Summed where the gradients are, and moved once: a copy per backward pass waits for it.
     squared = {v: torch.zeros(n, dtype=torch.float64, device=feat.device) for v in targets}
