@@ -39,7 +39,14 @@ import torch
 from .analysis import layer_inputs, top_eigenvalue_moduli
 from .analysis._common import evaluating, run_model
 from .analysis.states import recorded_states
-from .checks import check_choice, check_count, check_graph, check_real
+from .checks import (
+    check_choice,
+    check_count,
+    check_flag,
+    check_graph,
+    check_options,
+    check_real,
+)
 from .scaling import positively_homogeneous, scaling_exponents, unknown_convs
 from .ssm import SSMUpdate, scaled_identity_scalar
 
@@ -242,6 +249,7 @@ class CalibrationReport:
                 f"given has {len(layers)}. Pass the model that was calibrated."
             )
         self._check_calibrated(model, layers)
+        decoupled = check_flag(decoupled, "decoupled", "param_groups")
         weight_decay = check_real(weight_decay, "weight_decay", "a finite number ≥ 0",
                                   lambda decay: math.isfinite(decay) and decay >= 0)  # fmt: skip
         if rule == "symmetry":
@@ -507,7 +515,8 @@ def _checked_bounds(target, tol, norm_bound, max_rounds):
 
 
 def _checked_spectrum_options(spectrum_options):
-    options = {**SPECTRUM_OPTIONS, **(spectrum_options or {})}
+    given = check_options(spectrum_options, "spectrum_options", "{'seed': 1}", "calibrate")
+    options = {**SPECTRUM_OPTIONS, **given}
     unknown = sorted(set(options) - SPECTRUM_KEYS)
     if unknown:
         raise ValueError(

@@ -9,6 +9,8 @@ Inf, a count below its least) or device.
 import difflib
 import numbers
 import weakref
+from collections.abc import Mapping
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -108,6 +110,19 @@ def check_flag(value, name, who=None):
     return bool(value)
 
 
+def check_options(value, name, example, who=None):
+    """``value`` as a ``dict`` when it is a mapping of keyword options (``{}`` for None);
+    else ``TypeError``, with ``example`` (e.g. ``{'heads': 4}``) as the form to give."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{who + ': ' if who else ''}{name} must be a dict of keyword options (e.g. "
+            f"{example}), got {value!r}."
+        )
+    return dict(value)
+
+
 def check_real(value, name, kind, ok, who=None):
     """``value`` when it is a real number (not a bool; a one-element tensor gives its number)
     for which ``ok(value)`` holds; else ``TypeError`` (not a number) or ``ValueError`` (out of
@@ -120,6 +135,25 @@ def check_real(value, name, kind, ok, who=None):
     if not ok(value):
         raise ValueError(message)
     return value
+
+
+# torch's wording for operands whose shapes do not fit (a matrix product, a broadcast).
+_SHAPE_ERRORS = ("shapes cannot be multiplied", "must match the size of tensor")
+
+
+@contextmanager
+def shape_errors_named(who, inputs, fix):
+    """Re-raise a shape mismatch from deep inside a conv the user built (torch's "mat1 and
+    mat2 shapes cannot be multiplied") as a ``ValueError`` naming ``who``, what it was given
+    (``inputs``) and the ``fix``, with torch's error as its cause; any other error passes."""
+    try:
+        yield
+    except RuntimeError as error:
+        if not any(text in str(error) for text in _SHAPE_ERRORS):
+            raise
+        raise ValueError(
+            f"{who} failed on {inputs} with a shape mismatch ({error}). {fix}"
+        ) from error
 
 
 def check_same_device(graph, feat, device=None, what="Node features", name="feat"):

@@ -6,7 +6,8 @@ have the same trainable parameters: Λ and B are buffers.
 """
 
 import inspect
-from collections.abc import Mapping
+import math
+import warnings
 
 import dgl
 import torch
@@ -27,6 +28,7 @@ from .checks import (
     check_graph,
     check_in_degrees,
     check_node_features,
+    check_options,
     check_real,
     check_same_device,
     close_match,
@@ -451,7 +453,8 @@ class SSMGNN(DeepGNN):
     ----------
     state, state_scale : str or Tensor, float
         Λ's kind (``"identity"``, ``"orthogonal"``, ``"random"``) and eigenvalue modulus m.
-        Default ``m·I`` with m = 1.
+        Default ``m·I`` with m = 1. With |m| > 1 the state grows as |m|^L through the
+        stack (a ``UserWarning`` past 1e3).
     input, input_scale : str or Tensor, float or "auto"
         B's kind and scale β. Default ``0.1·I``. ``"auto"`` scales β with depth:
         :func:`depth_scaled_input_scale` (0.1 up to 64 layers, then ``6.4 / num_layers``),
@@ -519,6 +522,7 @@ class SSMGNN(DeepGNN):
             return SSMUpdate(hidden, state, state_scale, input, input_scale, activation, generator)
 
         shared = make_update() if check_flag(shared_ssm, "shared_ssm") else None
+        _warn_if_the_state_compounds(state, state_scale, num_layers, type(self).__name__)
         super().__init__(
             in_feats,
             hidden,
@@ -546,6 +550,23 @@ class SSMGNN(DeepGNN):
                     break
         super()._load_from_state_dict(
             state_dict, prefix, metadata, strict, missing, unexpected, error_msgs
+        )
+
+
+def _warn_if_the_state_compounds(state, state_scale, num_layers, name):
+    """Λ = m·I or m·Q multiplies the state by |m| at every layer, |m|^L through the stack:
+    warn when that passes 1e3 (a 256-layer stack at m = 1.5 overflows float32 to NaN)."""
+    if not isinstance(state, str) or state not in ("identity", "orthogonal"):
+        return
+    if abs(state_scale) <= 1:
+        return
+    growth = num_layers * math.log10(abs(state_scale))
+    if growth > 3:
+        warnings.warn(
+            f"{name}: state_scale={state_scale} multiplies the state by |m|^L = 1e{growth:.0f} "
+            f"through {num_layers} layers (float32 overflows past 1e38). The step is built "
+            "for |m| ≤ 1 (default 1); dgl_ssm.calibrate sets m from the measured spectrum.",
+            stacklevel=3,
         )
 
 
@@ -623,6 +644,11 @@ def _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop, hop_field):
             f"k-hop rewiring is not available for {spec.name}: its edge features would "
             "have to change from layer to layer. Use it without hop_mode."
         )
+    if not isinstance(hop_field, str) or not hop_field:  # else a KeyError at the first call
+        raise TypeError(
+            f"hop_field must be a non-empty str (the edge field KHopTransform wrote the hop "
+            f"distances to, default 'hop'), got {hop_field!r}."
+        )
     max_hop = None if max_hop is None else check_count(max_hop, "max_hop")
     delay = None if delay is None else check_count(delay, "delay", least=1)  # DRew: ν ≥ 1
     if delay is not None and hop_mode != "cumulative":  # only DRew's sum reads the past
@@ -636,19 +662,15 @@ def _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop, hop_field):
 
 def _checked_conv_options(spec, conv_options):
     """A copy of ``conv_options``, once each is an option of the backbone's conv."""
-    if conv_options is not None and not isinstance(conv_options, Mapping):
-        raise TypeError(
-            f"conv_options must be a dict of the conv's options (e.g. {{'heads': 4}}), got "
-            f"{conv_options!r}."
-        )
+    conv_options = check_options(conv_options, "conv_options", "{'heads': 4}")
     accepted = list(inspect.signature(spec.make_conv).parameters)[1:]
-    unknown = sorted(set(conv_options or {}) - set(accepted))
+    unknown = sorted(set(conv_options) - set(accepted))
     if unknown:
         raise ValueError(
             f"The {spec.name} backbone takes no conv option {', '.join(unknown)}; it "
             f"accepts: {', '.join(accepted) or 'none'}."
         )
-    return dict(conv_options or {})
+    return conv_options
 
 
 def _checked_encoders(spec, edge_feats, node_encoder, edge_encoder):

@@ -18,7 +18,13 @@ import torch
 from dgl import DGLError
 from torch import nn
 
-from .checks import check_choice, check_count, check_graph, check_homogeneous
+from .checks import (
+    check_choice,
+    check_count,
+    check_graph,
+    check_homogeneous,
+    shape_errors_named,
+)
 from .khop import radius_field
 from .reset import reset_submodules
 
@@ -111,6 +117,13 @@ def _hop_graphs_and_loops(graph, max_hop, hop_field, read=None, for_model=True):
             f"graph has none. {fix}"
         )
     hops = graph.edata[hop_field]
+    if hops.dim() != 1 or not (hops.is_floating_point() or _is_integer(hops)):
+        raise DGLError(
+            f"graph.edata[{hop_field!r}] must hold one hop count per edge (a 1-D integer "
+            f"tensor of {graph.num_edges()} entries), got {hops.dtype} of shape "
+            f"{tuple(hops.shape)}. KHopTransform writes them so; labels of shape (E, 1) "
+            f"become one with g.edata[{hop_field!r}] = g.edata[{hop_field!r}].squeeze(1)."
+        )
     radius = (
         graph.ndata[radius_field(hop_field)] if radius_field(hop_field) in graph.ndata else None
     )
@@ -128,6 +141,7 @@ def _hop_graphs_and_loops(graph, max_hop, hop_field, read=None, for_model=True):
         # Checked only here: reading the radius waits for the GPU, which a training loop's
         # forward on the same graph should not.
         _check_radius(graph, read, hop_field, for_model)
+        _check_some_hop_is_read(graph, hops, read, hop_field)
         cached = (hops, radius, key, _split_hops(graph, hops, max_hop))
         if cacheable:
             setattr(graph, _CACHE_ATTRIBUTE, cached)
@@ -155,6 +169,26 @@ def _check_radius(graph, read, hop_field, for_model=True):
         )
 
 
+def _is_integer(tensor):
+    return not tensor.is_floating_point() and not tensor.is_complex() and tensor.dtype != torch.bool
+
+
+def _check_some_hop_is_read(graph, hops, read, hop_field):
+    """Refuse labels that leave every hop 1..read empty on a graph with edges between
+    nodes: every layer would silently see its own node only."""
+    src, dst = graph.edges()
+    between = src != dst
+    if bool(between.any()) and not bool(((hops >= 1) & (hops <= read))[between].any()):
+        labels = torch.unique(hops[between]).tolist()
+        shown = ", ".join(map(str, labels[:5])) + (", …" if len(labels) > 5 else "")
+        raise DGLError(
+            f"No edge of the graph is labelled with a hop in 1..{read} in "
+            f"graph.edata[{hop_field!r}] (labels found: {shown}), "
+            "so every hop graph would hold self loops only. Rewire the original graph with "
+            f"dgl_ssm.KHopTransform(k={read}), which labels each edge with its hop distance."
+        )
+
+
 def _split_hops(graph, hops, max_hop):
     src, dst = graph.edges()
     nodes = torch.arange(graph.num_nodes(), device=graph.device)
@@ -178,6 +212,25 @@ def _split_hops(graph, hops, max_hop):
             )
         )
     return graphs
+
+
+def _check_states(states, num_nodes, name, like=None):
+    """``states`` when they are a float ``(num_nodes, d)`` tensor (of ``like``'s shape, when
+    given); else ``TypeError`` or ``ValueError`` naming ``name``."""
+    if not isinstance(states, torch.Tensor) or not states.is_floating_point():
+        kind = getattr(states, "dtype", type(states).__name__)
+        raise TypeError(f"MultiHopConv: {name} must be a floating-point torch.Tensor, got {kind}.")
+    if like is not None and states.shape != like.shape:
+        raise ValueError(
+            f"MultiHopConv: {name} has shape {tuple(states.shape)}, but the layer's states "
+            f"(feat) have shape {tuple(like.shape)}: every state in history has that shape."
+        )
+    if states.dim() != 2 or states.shape[0] != num_nodes:
+        raise ValueError(
+            f"MultiHopConv: {name} has shape {tuple(states.shape)}, but the hop graphs have "
+            f"{num_nodes} nodes: pass a 2-D tensor with one row per node."
+        )
+    return states
 
 
 class MultiHopConv(nn.Module):
@@ -236,6 +289,10 @@ class MultiHopConv(nn.Module):
                 f"MultiHopConv reads hops 1..{len(self.convs)}: pass a list of that many hop "
                 f"graphs (dgl_ssm.hop_graphs(g, {len(self.convs)})), got {got}."
             )
+        for graph in graphs:
+            check_graph(graph, "MultiHopConv", "conv(graphs, feat, history=states)")
+        num_nodes = graphs[0].num_nodes()
+        _check_states(feat, num_nodes, "feat")
         delayed = self.delay is not None and len(self.convs) > self.delay
         if delayed and (history is None or len(history) <= self.layer_index):
             raise ValueError(
@@ -246,8 +303,16 @@ class MultiHopConv(nn.Module):
         out = 0
         for k, conv in enumerate(self.convs, start=1):
             lag = 0 if self.delay is None else max(0, k - self.delay)
-            source = feat if lag == 0 else history[max(0, self.layer_index - lag)]
-            out = out + conv(graphs[k - 1], source)
+            step = max(0, self.layer_index - lag)
+            source = (
+                feat
+                if lag == 0
+                else _check_states(history[step], num_nodes, f"history[{step}]", feat)
+            )
+            who = f"MultiHopConv's hop-{k} {type(conv).__name__}"
+            fix = f"Each hop's conv must map the states' width, {feat.shape[1]}, to itself."
+            with shape_errors_named(who, f"states of shape {tuple(source.shape)}", fix):
+                out = out + conv(graphs[k - 1], source)
         return out
 
     def extra_repr(self):

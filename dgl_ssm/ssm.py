@@ -77,6 +77,11 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
             raise ValueError("A custom SSM matrix must be finite; this one holds NaN or Inf.")
         return matrix
     scale = _finite_scale(scale, "scale")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)), got "
+            f"{type(generator).__name__}; a model takes a seed as ssm_seed=."
+        )
     if kind == "identity":
         return scale * torch.eye(dim)
     # Drawn where the generator is (a CPU one fails to draw on CUDA, e.g. under
@@ -418,6 +423,12 @@ class PlainUpdate(nn.Module):
 
     def forward(self, state, conv_out):
         out = self.activation(conv_out)
+        if self.residual and out.shape != state.shape:
+            raise ValueError(
+                f"PlainUpdate(residual=True) adds the state to the conv's output: they must "
+                f"have one shape, got state {tuple(state.shape)} and conv output "
+                f"{tuple(conv_out.shape)}."
+            )
         return out + state if self.residual else out
 
     def extra_repr(self):

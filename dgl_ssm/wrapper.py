@@ -7,7 +7,15 @@ import torch
 from dgl import DGLGraph
 from torch import nn
 
-from .checks import check_choice, check_count, check_homogeneous, check_real
+from .checks import (
+    check_choice,
+    check_count,
+    check_graph,
+    check_homogeneous,
+    check_real,
+    shape_errors_named,
+)
+from .multihop import MultiHopConv
 from .reset import remember_initial_values, reset_submodules
 from .ssm import SSMUpdate
 
@@ -105,10 +113,11 @@ class SSMLayer(nn.Module):
         self._check_call(graph, feat, edge_feat, conv_kwargs)
         with graph.local_scope() if hasattr(graph, "local_scope") else nullcontext():
             conv_in = self.dropout(feat)
-            if edge_feat is None:
-                out = self.conv(graph, conv_in, **conv_kwargs)
-            else:
-                out = self.conv(graph, conv_in, edge_feat, **conv_kwargs)
+            with shape_errors_named(*self._conv_call_named(feat, edge_feat)):
+                if edge_feat is None:
+                    out = self.conv(graph, conv_in, **conv_kwargs)
+                else:
+                    out = self.conv(graph, conv_in, edge_feat, **conv_kwargs)
             if isinstance(out, tuple) and edge_feat is None:
                 raise TypeError(
                     f"{type(self.conv).__name__} returned {len(out)} outputs (e.g. attention, "
@@ -128,6 +137,24 @@ class SSMLayer(nn.Module):
                 edge_out = edge_out.flatten(1)
             return new_state, self.update.activation(edge_out)
 
+    def _conv_call_named(self, feat, edge_feat):
+        """What :func:`shape_errors_named` says when the conv's widths do not fit its input
+        (a conv built for another width than the layer's, edge features of another width)."""
+        name = type(self.conv).__name__
+        given = f"node states of shape {tuple(feat.shape)}"
+        if edge_feat is not None:
+            given += f" and edge features of shape {tuple(edge_feat.shape)}"
+        fix = (
+            f"SSMLayer(conv, dim={self.dim}) needs a conv that takes and returns width "
+            f"{self.dim} (e.g. GraphConv({self.dim}, {self.dim}))"
+            + (
+                ", and edge features of the width it was built for."
+                if edge_feat is not None
+                else "."
+            )  # fmt: skip
+        )
+        return f"SSMLayer's {name}", given, fix
+
     def _check_call(self, graph, feat, edge_feat, conv_kwargs):
         """Refuse arguments the conv would fail on deep inside, or silently misread."""
         if not isinstance(feat, torch.Tensor) or isinstance(graph, torch.Tensor):
@@ -135,6 +162,8 @@ class SSMLayer(nn.Module):
                 f"SSMLayer is called as layer(graph, feat), got ({type(graph).__name__}, "
                 f"{type(feat).__name__})."
             )
+        if not isinstance(self.conv, MultiHopConv):  # (which takes a list of hop graphs)
+            check_graph(graph, "SSMLayer", "layer(graph, feat)")
         if feat.dim() != 2 or feat.shape[1] != self.dim:
             raise ValueError(
                 f"SSMLayer of width {self.dim} got node states of shape {tuple(feat.shape)}; "
@@ -156,6 +185,13 @@ class SSMLayer(nn.Module):
                 raise ValueError(
                     f"SSMLayer got edge features of shape {tuple(edge_feat.shape)} for a graph "
                     f"of {graph.num_edges()} edges; pass one row per edge, in the graph's edge "
+                    "order."
+                )
+            weight = conv_kwargs.get("edge_weight")
+            if isinstance(weight, torch.Tensor) and weight.shape[:1] != (graph.num_edges(),):
+                raise ValueError(
+                    f"SSMLayer got edge weights of shape {tuple(weight.shape)} for a graph of "
+                    f"{graph.num_edges()} edges; pass one weight per edge, in the graph's edge "
                     "order."
                 )
         if not feat.is_floating_point():

@@ -1,5 +1,7 @@
 """Bad input fails early, with a message that says what was wrong and what to do."""
 
+import warnings
+
 import dgl
 import pytest
 import torch
@@ -763,3 +765,106 @@ def test_a_half_model_runs_under_autocast_on_the_cpu():
     g, model = dgl.add_self_loop(random_graph(12, 20, seed=3)), build_model("gcn_ssm", **ARGS)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert model.half()(g, torch.randn(12, 5).half()).shape == (12, 2)
+
+
+def test_building_blocks_name_what_failed_deep_inside_or_ran_silently_wrong():
+    """Each of these failed inside torch or DGL (a bare AssertionError, "mat1 and mat2
+    shapes cannot be multiplied", "'list' object has no attribute 'local_scope'", "bincount
+    only supports 1-d …") or ran silently wrong: an empty mask's NaN loss read as gradient
+    norms of 0, decoupled="no" as True."""
+    import torch.nn.functional as F
+    from dgl.nn import GatedGCNConv
+
+    from dgl_ssm import KHopTransform, MultiHopConv, PlainUpdate, calibrate, hop_graphs
+    from dgl_ssm.analysis import layer_gradient_norms, top_eigenvalue_moduli
+    from dgl_ssm.ssm import build_matrix
+
+    g, x = dgl.add_self_loop(random_graph(6, 10, seed=1)), torch.randn(6, 4)
+    layer, model = SSMLayer(GraphConv(4, 4), 4), build_model("gcn_ssm", 4, 8, 3, 2)
+    ring = dgl.to_bidirected(dgl.graph((torch.arange(8), (torch.arange(8) + 1) % 8)))
+    graphs, h = hop_graphs(KHopTransform(2)(ring), 2), torch.randn(8, 4)
+    delayed = MultiHopConv([GraphConv(4, 4), GraphConv(4, 4)], layer_index=1, delay=1)
+    none = torch.zeros(6, dtype=torch.bool)
+    report = calibrate(model, g, x)
+    for call, error, message in [
+        (lambda: layer_gradient_norms(
+            model, g, x, lambda out: F.cross_entropy(out[none], torch.zeros(0, dtype=torch.long))),
+         ValueError, r"loss_fn returned nan.*empty mask"),
+        (lambda: layer(g, x, edge_weight=torch.ones(3)),
+         ValueError, rf"edge weights of shape \(3,\) for a graph of {g.num_edges()} edges"),
+        (lambda: layer([g], x), TypeError, "SSMLayer needs a dgl.DGLGraph as its graph, got list"),
+        (lambda: top_eigenvalue_moduli(layer, [g, g], x), TypeError, "got list"),
+        (lambda: SSMLayer(GraphConv(3, 4), 4)(g, x),
+         ValueError, r"GraphConv failed on node states of shape \(6, 4\).*returns width 4"),
+        (lambda: SSMLayer(GatedGCNConv(4, 4, 4), 4)(g, x, torch.randn(g.num_edges(), 3)),
+         ValueError, rf"edge features of shape \({g.num_edges()}, 3\).*width it was built for"),
+        (lambda: delayed(graphs, torch.randn(8, 5), history=[torch.randn(8, 5)] * 2),
+         ValueError, r"hop-1 GraphConv failed on states of shape \(8, 5\)"),
+        (lambda: delayed(graphs, torch.randn(5, 4), history=[torch.randn(5, 4)] * 2),
+         ValueError, r"feat has shape \(5, 4\), but the hop graphs have 8 nodes"),
+        (lambda: delayed(graphs, h, history=[torch.randn(8, 5), h]),
+         ValueError, r"history\[0\] has shape \(8, 5\), but the layer's states .* \(8, 4\)"),
+        (lambda: delayed([torch.ones(3)] * 2, h, history=[h, h]),
+         TypeError, "MultiHopConv needs a dgl.DGLGraph as its graph, got Tensor"),
+        (lambda: build_matrix("orthogonal", 3, generator=0),
+         TypeError, r"generator must be a torch.Generator .*got int"),
+        (lambda: calibrate(model, g, x, spectrum_options=[("k", 1)]),
+         TypeError, r"spectrum_options must be a dict of keyword options"),
+        (lambda: top_eigenvalue_moduli(layer, g, x, layer_kwargs=[1]),
+         TypeError, "layer_kwargs must be a dict of keyword options"),
+        (lambda: PlainUpdate(residual=True)(torch.randn(6, 4), torch.randn(5, 4)),
+         ValueError, r"got state \(6, 4\) and conv output \(5, 4\)"),
+        (lambda: build_model("kgcn_ssm", 4, 8, 3, 2, hop_field=None),
+         TypeError, "hop_field must be a non-empty str"),
+        (lambda: report.param_groups(model, 1e-2, decoupled="no"),
+         TypeError, "decoupled must be True or False, got 'no'"),
+    ]:  # fmt: skip
+        with pytest.raises(error, match=message):
+            call()
+    # The deep error stays attached as the cause, for whoever wants torch's own words.
+    with pytest.raises(ValueError) as caught:
+        SSMLayer(GraphConv(3, 4), 4)(g, x)
+    assert "mat1 and mat2" in str(caught.value.__cause__)
+
+
+def test_hop_labels_that_split_into_nothing_are_refused():
+    """(E, 1) labels failed in torch.bincount; labels that leave every hop 1..K empty gave
+    a model whose every layer saw its own node only, without a word."""
+    from dgl_ssm import KHopTransform, hop_graphs
+
+    ring = dgl.to_bidirected(dgl.graph((torch.arange(8), (torch.arange(8) + 1) % 8)))
+    model, x = build_model("kgcn_ssm", 4, 8, 3, 2), torch.randn(8, 4)
+    column = KHopTransform(2)(ring)
+    column.edata["hop"] = column.edata["hop"].view(-1, 1)
+    with pytest.raises(dgl.DGLError, match=r"one hop count per edge .*shape \(32, 1\).*squeeze"):
+        model(column, x)
+    for labels in (torch.zeros(16, dtype=torch.long), torch.full((16,), 3)):
+        unlabelled = ring.clone()
+        unlabelled.edata["hop"] = labels
+        with pytest.raises(dgl.DGLError, match=r"No edge .* hop in 1..2 .*KHopTransform\(k=2\)"):
+            model(unlabelled, x)
+        with pytest.raises(dgl.DGLError, match=r"No edge .* hop in 1..2"):
+            hop_graphs(unlabelled, 2)
+    loops = dgl.add_self_loop(dgl.graph(([], []), num_nodes=8))  # no edge between nodes
+    loops.edata["hop"] = torch.zeros(8, dtype=torch.long)
+    assert model(loops, x).shape == (8, 3)
+    partly = ring.clone()  # one hop-1 edge is enough
+    partly.edata["hop"] = torch.tensor([1] + [3] * 15)
+    assert model(partly, x).shape == (8, 3)
+
+
+def test_a_state_scale_that_compounds_past_1e3_through_the_stack_warns():
+    """At m = 1.5 a 256-layer stack overflowed float32 to NaN, and the loss, energies and
+    sensitivities all read NaN, without a warning."""
+    g, x = dgl.add_self_loop(random_graph(6, 10, seed=1)), torch.randn(6, 4)
+    with pytest.warns(UserWarning, match=r"state_scale=1.5 .* 1e45 through 256 layers"):
+        model = build_model("gcn_ssm", 4, 8, 3, 256, state_scale=1.5)
+    assert not torch.isfinite(model(g, x)).all()  # what the warning is for
+    with pytest.warns(UserWarning, match=r"1e5 through 64"):
+        build_model("gcn_ssm", 4, 8, 3, 64, state="orthogonal", state_scale=-1.2)
+    with warnings.catch_warnings(record=True) as caught:  # (not "error": another thread's
+        warnings.simplefilter("always")  # warnings, such as OGB's version check, land here)
+        for scale, layers in ((1.0, 1024), (1.1, 72), (-0.9, 1024), (1.006, 1024)):
+            build_model("gcn_ssm", 4, 8, 3, layers, state_scale=scale)  # 1.1**72 = 959
+        build_model("gcn_ssm", 4, 8, 3, 256, state="random", state_scale=1.5)  # m is no modulus
+    assert not [w for w in caught if "state_scale" in str(w.message)]

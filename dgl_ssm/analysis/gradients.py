@@ -81,6 +81,13 @@ def layer_gradient_norms(
                 f"{type(loss).__name__}{tuple(getattr(loss, 'shape', ()))}. Reduce it, "
                 "e.g. with .mean()."
             )
+        if not torch.isfinite(loss.detach()).all():  # its gradients would read 0 or NaN
+            raise ValueError(
+                f"layer_gradient_norms: loss_fn returned {loss.item()}, so the gradients would "
+                "be NaN (or 0, reading as vanished). Cross-entropy over an empty mask gives "
+                "NaN: check that the mask selects nodes (mask.any()), and that the model's "
+                "output is finite."
+            )
         connected = [i for i, state in enumerate(states) if state.requires_grad]
         if connected and not loss.requires_grad:  # else every norm would read 0: "vanished"
             raise ValueError(

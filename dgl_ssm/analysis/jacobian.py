@@ -39,7 +39,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
 
-from ..checks import check_count, check_features, check_real, is_int
+from ..checks import check_count, check_features, check_options, check_real, is_int
 from ._common import check_dtype, node_state
 from .spectra import components, coordinate_blocks, is_block_diagonal, largest_of, top_of_spectrum
 
@@ -87,7 +87,7 @@ def _layer_function(layer, graph, feat, edge_feat, layer_kwargs, dtype, who):
         raise TypeError(f"{who}: layer must be a module or a callable, got {type(layer)}.")
     feat = _cast(feat, dtype)
     edge_feat = _cast(edge_feat, dtype)
-    kwargs = _cast(dict(layer_kwargs or {}), dtype)
+    kwargs = _cast(check_options(layer_kwargs, "layer_kwargs", "{'edge_weight': w}", who), dtype)
 
     def on(graph, edge_feat, kwargs):
         def function(h):
