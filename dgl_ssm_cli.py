@@ -33,6 +33,7 @@ def main(argv=None):
         description="GNN-SSM for DGL: runs, sweeps, leaderboards, diagnostics, benchmarks.",
         epilog=f"'{PROG} COMMAND --help' shows a command's options.",
     )
+    parser.add_argument("--version", action="version", version=_versions())
     choices = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in commands.items():
         choices.add_parser(name, help=command.help, add_help=False)
@@ -49,6 +50,20 @@ def main(argv=None):
         return 130
     finally:
         warnings.formatwarning = previous
+
+
+def _versions():
+    """This package's version and those of the libraries its numbers depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in ("dgl-ssm", "dgl", "torch", "optuna"):
+        try:
+            found.append(version(name))
+        except PackageNotFoundError:
+            found.append("not installed")
+    ours, dgl, torch, optuna = found
+    return f"{PROG} {ours} (dgl {dgl}, torch {torch}, optuna {optuna})"
 
 
 def _one_line_warnings(prog):

@@ -44,16 +44,21 @@ FIGURES_HELP = (
 )
 
 
-def positive_int(text):
-    """argparse type of a count (layers, width, nodes, ...): an integer of at least 1, so a
-    0 is named with its option rather than with the function it reaches."""
+def positive_int(text, least=1):
+    """argparse type of a count (layers, width, nodes, ...): an integer of at least 1 (or
+    ``least``), so a 0 is named with its option rather than with the function it reaches."""
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        value = least - 1
+    if value < least:
+        kind = "a positive integer" if least == 1 else f"an integer ≥ {least}"
+        raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}")
     return value
+
+
+def non_negative_int(text):
+    return positive_int(text, least=0)
 
 
 def build_parser(prog="dgl-ssm-analyze"):
@@ -139,9 +144,9 @@ def build_parser(prog="dgl-ssm-analyze"):
     )
     jac.add_argument(
         "--max-dense",
-        type=int,
+        type=non_negative_int,
         default=analysis.DEFAULT_MAX_DIM,
-        help="largest n·d for the dense Jacobian (default %(default)s)",
+        help="largest n·d for the dense Jacobian (default %(default)s; 0: always matrix-free)",
     )
     sens = commands.add_parser(
         "sensitivity",
@@ -221,6 +226,13 @@ def run(args):
             device=resolve_device(args.device),
         )
         return
+    scales = dict(state_scale=args.state_scale, input_scale=args.input_scale)
+    given = [f"--{key.replace('_', '-')}" for key, value in scales.items() if value is not None]
+    if given and not any(dgl_ssm.is_ssm(name) for name in args.model):
+        raise ValueError(  # (they go to the SSM models among several, and only there)
+            f"{' and '.join(given)} set Λ and B of SSM models, and --model names none "
+            f"({', '.join(args.model)}): add one (e.g. gcn_ssm), or drop {given[0]}."
+        )
     if args.dataset == "random" and (args.num_nodes < 2 or args.num_edges < 1):
         raise ValueError("--num-nodes must be at least 2 and --num-edges at least 1.")
     data = figures.analysis_data(
@@ -239,7 +251,6 @@ def run(args):
         layers = DEFAULT_LAYERS.get(args.command, default)
     if layers < 1 or args.hidden < 1:
         raise ValueError("--layers and --hidden must be positive.")
-    scales = dict(state_scale=args.state_scale, input_scale=args.input_scale)
     configs = [
         figures.model_config(name, layers, args.hidden, activation=args.activation, **scales)
         for name in args.model

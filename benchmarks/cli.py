@@ -15,6 +15,7 @@ from pathlib import Path
 from dgl import DGLError
 
 from dgl_ssm.calibration import INPUT_RULES, LAMBDA_RULES
+from dgl_ssm.checks import close_match
 from dgl_ssm.models import READOUTS
 from dgl_ssm.multihop import HOP_MODES, PAST_MAX_HOP
 from dgl_ssm.wrapper import NORMS
@@ -253,8 +254,8 @@ def config_from_args(args):
             config.data.options[name] = getattr(args, flag)
     for option in args.conv_option:
         key, sep, value = option.partition("=")
-        if not sep:
-            raise ValueError(f"--conv-option takes KEY=VALUE, got {option!r}.")
+        if not sep or not key.strip():
+            raise ValueError(f"--conv-option takes KEY=VALUE (e.g. heads=4), got {option!r}.")
         config.model.conv_options[key] = _parse_value(value)
     for name in ("seed", "device"):
         if getattr(args, name) is not None:
@@ -285,8 +286,12 @@ def _config_path(name):
     shipped = CONFIGS / f"{stem}.yaml"
     if shipped.exists():
         return shipped
-    available = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml")))
-    raise FileNotFoundError(f"No config file {name!r}; shipped configs: {available}.")
+    shipped = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    close = close_match(stem, shipped)
+    hint = f" Did you mean {close!r}?" if close else ""
+    raise FileNotFoundError(
+        f"No config file {name!r}.{hint} Shipped configs: {', '.join(shipped)}."
+    )
 
 
 def _number_or_auto(text):
@@ -385,10 +390,33 @@ def _only(cells, flag, wanted, key):
     known = {str(key(c)).lower(): str(key(c)) for c in cells}
     if unknown := [w for w in wanted if str(w).lower() not in known]:
         there_are = ", ".join(map(repr, dict.fromkeys(known.values())))  # quoted: names hold commas
-        raise ValueError(f"{flag}: no {', '.join(map(repr, unknown))} in the chosen parts; "
-                         f"there are: {there_are}.")  # fmt: skip
+        close = close_match(str(unknown[0]), list(dict.fromkeys(known.values())))
+        hint = f" Did you mean {close!r}?" if close else ""
+        raise ValueError(f"{flag}: no {', '.join(map(repr, unknown))} in the chosen parts.{hint} "
+                         f"There are: {there_are}.")  # fmt: skip
     chosen = {str(w).lower() for w in wanted}
     return [c for c in cells if str(key(c)).lower() in chosen]
+
+
+def _load_each_dataset_once(cells, locations):
+    """Load each dataset read from files (not generated) that the ``cells`` train on, once,
+    before any run: a wrong --data-dir is then one error, not a FAILED line a run (138 of
+    them for --part cora heterophily). The processed data is cached for the runs."""
+    from .datasets import dataset_options
+    from .train import load_data
+
+    seen = set()
+    for cell in cells:
+        config = cell.config
+        if "data_dir" not in dataset_options(config.data.name):
+            continue
+        key = (config.data.name, repr(sorted(config.data.options.items())))
+        if key not in seen:
+            seen.add(key)
+            config = RunConfig.from_dict(config.to_dict())
+            for name, value in locations.items():
+                setattr(config.data, name, value)
+            load_data(config)
 
 
 def reproduce_command(args, prog="dgl-ssm-bench"):
@@ -442,6 +470,7 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
         left = []
         if not args.report:
             make_folder(args.out)  # unwritable: fail before work
+            _load_each_dataset_once(execute.pending(cells, args.out), locations)
             execute.run_cells(cells, args.out, args.jobs, args.threads, locations)
             left = execute.pending(cells, args.out)
         for path in report.write_report(args.out, args.budget, need_records=args.report):

@@ -34,9 +34,11 @@ from pydantic.dataclasses import dataclass
 
 from dgl_ssm import MODELS, is_khop, is_ssm
 from dgl_ssm.calibration import INPUT_RULES, LAMBDA_RULES
-from dgl_ssm.checks import is_real
+from dgl_ssm.checks import close_match, is_real
 from dgl_ssm.models import SSM_OPTIONS
 from dgl_ssm.registry import uses_edge_feats
+
+from .yaml_files import load_yaml
 
 
 def _real(value):
@@ -313,7 +315,7 @@ class RunConfig:
         if not path.is_file():
             raise ValueError(f"Config {path} is a directory, not a YAML file.")
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = load_yaml(path.read_text())
         except (yaml.YAMLError, UnicodeDecodeError) as error:
             message = " ".join(str(error).split())
             raise ValueError(f"{path}: not valid YAML: {message}") from None
@@ -338,7 +340,10 @@ def _build(kind, values, where):
         )
     unknown = sorted(set(values or {}) - set(names))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {sorted(names)}.")
+        close = close_match(unknown[0], names)
+        hint = f" Did you mean {close!r}?" if close else ""
+        valid = ", ".join(sorted(names))
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}.{hint} Valid: {valid}.")
     try:
         return kind(**(values or {}))
     except ValueError as error:

@@ -453,8 +453,8 @@ class SSMGNN(DeepGNN):
     ----------
     state, state_scale : str or Tensor, float
         Λ's kind (``"identity"``, ``"orthogonal"``, ``"random"``) and eigenvalue modulus m.
-        Default ``m·I`` with m = 1. With |m| > 1 the state grows as |m|^L through the
-        stack (a ``UserWarning`` past 1e3).
+        Default ``m·I`` with m = 1. With ``|m| > 1`` the state grows as ``|m|^L`` through
+        the stack (a ``UserWarning`` past 1e3).
     input, input_scale : str or Tensor, float or "auto"
         B's kind and scale β. Default ``0.1·I``. ``"auto"`` scales β with depth:
         :func:`depth_scaled_input_scale` (0.1 up to 64 layers, then ``6.4 / num_layers``),

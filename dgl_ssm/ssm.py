@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .activations import get_activation
-from .checks import check_count, check_flag, check_real
+from .checks import check_count, check_flag, check_real, unknown_name
 
 MATRIX_KINDS = ("identity", "orthogonal", "random")
 
@@ -98,7 +98,9 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
         bound = 1.0 / math.sqrt(dim)  # kaiming_uniform_(a=√5), nn.Linear's default
         uniform = torch.rand(dim, dim, generator=generator, device=drawn_on)
         return (scale * (2 * uniform - 1) * bound).to(default_device)
-    raise (ValueError if isinstance(kind, str) else TypeError)(
+    if isinstance(kind, str):
+        raise unknown_name("SSM matrix kind", kind, MATRIX_KINDS, also=", or a square tensor")
+    raise TypeError(
         f"Unknown SSM matrix kind {kind!r}. Valid kinds: {', '.join(MATRIX_KINDS)}, "
         f"or a square tensor."
     )
@@ -191,6 +193,11 @@ class SSMUpdate(nn.Module):
         super().__init__()
         state_scale = _finite_scale(state_scale, "state_scale")
         input_scale = _finite_scale(input_scale, "input_scale")
+        for name, kind in (("state", state), ("input", input)):  # which one was mistyped
+            if isinstance(kind, str) and kind not in MATRIX_KINDS:
+                raise unknown_name(
+                    f"{name} matrix kind", kind, MATRIX_KINDS, ", or a square tensor"
+                )
         state_matrix = build_matrix(state, dim, state_scale, generator)
         input_matrix = build_matrix(input, dim, input_scale, generator)
         self.dim = int(dim)

@@ -201,6 +201,7 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
                 work(spec, worker_index=0, log=log)
             else:
                 _run_processes(spec, workers, log)
+            _refuse_a_study_of_errors_only(spec)
             return final_evaluation(spec, log=log) if spec.final else None
     except BaseException:
         if new is not None:  # e.g. a wrong --data-dir: no empty file left to find later
@@ -208,6 +209,24 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
         raise
     finally:
         set_threads(*previous)
+
+
+def _refuse_a_study_of_errors_only(spec):
+    """``RuntimeError`` when no trial of the study completed and some raised an error (bad
+    data, a bug): the sweep found nothing, and a one-trial sweep used to exit 0 all the same.
+    (Fewer than MAX_ERRORS_IN_A_ROW errors in a row do not stop the workers.)"""
+    storage = open_storage(spec.storage, spec.heartbeat)
+    try:
+        study = optuna.load_study(study_name=spec.study_name, storage=storage)
+    except KeyError:  # no study: the workers stopped before creating it
+        return
+    trials = study.get_trials(deepcopy=False)
+    errors = [t for t in trials if t.user_attrs.get("status") == "error"]
+    if errors and not any(t.state == TrialState.COMPLETE for t in trials):
+        raise RuntimeError(
+            f"{spec.study_name}: no trial completed, and {len(errors)} of {len(trials)} raised "
+            f"an error, the last: {errors[-1].user_attrs.get('error')}"
+        )
 
 
 def _remove_if_empty(path, spec):

@@ -57,9 +57,10 @@ from pathlib import Path
 import yaml
 
 import dgl_ssm
-from dgl_ssm.checks import check_choice, is_int, unknown_name
+from dgl_ssm.checks import check_choice, close_match, is_int, unknown_name
 from dgl_ssm_bench.config import SEED_LIMIT, DataConfig, ModelConfig, OptimConfig, RunConfig
 from dgl_ssm_bench.references import SMOKE
+from dgl_ssm_bench.yaml_files import load_yaml
 
 SPACES = Path(__file__).resolve().parent / "spaces"
 SECTIONS = ("extends", "protocol", "max_params", "fixed", "search", "plain", "ssm", "final")
@@ -171,12 +172,14 @@ def load_space(name, folder=SPACES, _seen=()):
     if not path.exists():
         if Path(name).is_dir():
             raise SpaceError(f"--space {name} is a folder; give a space's name or its .yaml file.")
-        available = ", ".join(sorted(p.stem for p in Path(folder).glob("*.yaml")))
-        raise SpaceError(f"No search space {str(name)!r}; available: {available}.")
+        available = sorted(p.stem for p in Path(folder).glob("*.yaml"))
+        close = close_match(Path(str(name)).stem, available)
+        hint = f" Did you mean {close!r}?" if close else ""
+        raise SpaceError(f"No search space {str(name)!r}.{hint} Available: {', '.join(available)}.")
     if path.resolve() in _seen:
         raise SpaceError(f"{path}: extends: circular inheritance.")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:  # one line, with the position
         raise SpaceError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(raw, dict):

@@ -55,9 +55,8 @@ def open_storage(url, heartbeat_interval=30, max_retry=3, *, read_only=False):
                 warnings.simplefilter("ignore")  # keep bad input to one stderr line
                 return RDBStorage(url, skip_table_creation=True, engine_kwargs=_engine_kwargs(url))
         except Exception as error:  # noqa: BLE001 - unknown dialect, no driver, refused, old schema
-            raise StorageError(
-                redact(f"cannot open storage {shown}: {one_line(error)}", url)
-            ) from None
+            message = f"cannot open storage {shown}: {one_line(error)}{_driver_hint(error, url)}"
+            raise StorageError(redact(message, url)) from None
 
     def connect():
         with warnings.catch_warnings():
@@ -83,27 +82,34 @@ def open_storage(url, heartbeat_interval=30, max_retry=3, *, read_only=False):
         _prepare_sqlite_folder(url)
         return _retrying_schema_races(connect)
     except Exception as error:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
-        hint, text = "", one_line(error)  # (a driver's name is in the cause's message)
-        if isinstance(error, ImportError) and "psycopg2" in text:
-            hint = (  # SQLAlchemy < 2.1 reads postgresql:// with psycopg2
-                " (that URL asks for psycopg2; write postgresql+psycopg://… for psycopg 3, "
-                'which pip install "dgl-ssm[postgres]" installs)'
-            )
-        elif isinstance(error, ImportError) and "psycopg" in text:
-            hint = ' (PostgreSQL storage needs its driver: pip install "dgl-ssm[postgres]")'
-        elif isinstance(error, ImportError) and url.startswith("mysql"):
-            hint = (
-                " (MySQL storage needs a driver the project does not install: pip install "
-                "mysqlclient for mysql://, or pip install PyMySQL and write mysql+pymysql://)"
-            )
-        elif url.startswith("postgres://"):
-            hint = " (SQLAlchemy spells the scheme postgresql://)"
-        elif "://" not in url:
+        hint = _driver_hint(error, url)
+        if not hint and "://" not in url:
             hint = f". For a SQLite file at that path: sqlite:///{url}"
-        elif _not_a_url(error):
+        elif not hint and _not_a_url(error):
             hint = f". {URL_FORMS}"
-        message = f"Cannot open storage {url}: {text}{hint}"
+        message = f"Cannot open storage {url}: {one_line(error)}{hint}"
         raise StorageError(redact(message, url)) from None
+
+
+def _driver_hint(error, url):
+    """What to install or write when ``error`` says a database driver is missing (its name is
+    in the cause's message), or the scheme is misspelt as PostgreSQL's own; else ""."""
+    text = one_line(error)
+    if isinstance(error, ImportError) and "psycopg2" in text:
+        return (  # SQLAlchemy < 2.1 reads postgresql:// with psycopg2
+            " (that URL asks for psycopg2; write postgresql+psycopg://… for psycopg 3, "
+            'which pip install "dgl-ssm[postgres]" installs)'
+        )
+    if isinstance(error, ImportError) and "psycopg" in text:
+        return ' (PostgreSQL storage needs its driver: pip install "dgl-ssm[postgres]")'
+    if isinstance(error, ImportError) and url.startswith("mysql"):
+        return (
+            " (MySQL storage needs a driver the project does not install: pip install "
+            "mysqlclient for mysql://, or pip install PyMySQL and write mysql+pymysql://)"
+        )
+    if url.startswith("postgres://"):
+        return " (SQLAlchemy spells the scheme postgresql://)"
+    return ""
 
 
 #: What a storage URL looks like, for messages about one that is not.

@@ -1014,6 +1014,14 @@ def test_cli_gradients_jacobian_and_errors(tmp_path, capsys):
     assert main(["sensitivity", "--max-distance", "-1", *graph_args, *out]) == 2
     assert "--max-distance must be at least 0" in capsys.readouterr().err
     assert not (tmp_path / "sensitivity_random.csv").exists()
+    # Accepted without a word: a negative bound (read as 0), and SSM scales no model took.
+    with pytest.raises(SystemExit):
+        main(["jacobian", "--max-dense", "-5", *graph_args, *out])
+    assert "--max-dense: must be an integer ≥ 0, got '-5'" in capsys.readouterr().err
+    assert main(["energy", "--model", "gcn", "--state-scale", "0.5", *graph_args, *out]) == 2
+    assert "--state-scale set Λ and B of SSM models, and --model names none (gcn)" in (
+        capsys.readouterr().err
+    )
     # --device: the same numbers on the CPU when asked; a GPU this machine lacks is one line.
     assert main(["gradients", "--layers", "5", "--device", "cpu", *graph_args, *out]) == 0
     assert read_csv(tmp_path / "gradients_random.csv") == grads

@@ -102,8 +102,10 @@ def test_unknown_names_list_the_valid_ones():
         build_model("gcn_sm", **ARGS)
     with pytest.raises(ValueError, match=r"Unknown activation 'swish'.*relu"):
         build_model("gcn_ssm", **ARGS, activation="swish")
-    with pytest.raises(ValueError, match=r"Unknown SSM matrix kind 'unitary'.*orthogonal"):
+    with pytest.raises(ValueError, match=r"Unknown state matrix kind 'unitary'.*orthogonal"):
         build_model("gcn_ssm", **ARGS, state="unitary")
+    with pytest.raises(ValueError, match=r"Unknown input matrix kind 'orthogonl'. Did you mean "):
+        build_model("gcn_ssm", **ARGS, input="orthogonl")  # which of the two was mistyped
     with pytest.raises(ValueError, match=r"Unknown readout 'avg'. Valid: mean, sum"):
         build_model("gcn_ssm", **ARGS, task="graph", readout="avg")
     with pytest.raises(ValueError, match=r"Unknown hop_mode 'all'. Valid: exact, cumulative"):

@@ -206,7 +206,11 @@ def test_a_shipped_config_is_found_with_or_without_its_extension(tmp_path, monke
         (["--model", "gcn_ssm", "--activation", "swish"], r"Unknown activation 'swish'"),
         (["--model", "gcn_ssm", "--device", "cuda"], r"no CUDA device"),
         (["--model", "gcn_ssm", "--epochs", "0"], r"--epochs 0: should be greater than or equal"),
-        (["--config", "nope"], r"No config file 'nope'; shipped configs: .*ring_transfer"),
+        (["--config", "nope"], r"No config file 'nope'. Shipped configs: .*ring_transfer"),
+        (
+            ["--config", "cora_gcn_ssm64"],
+            r"No config file 'cora_gcn_ssm64'. Did you mean 'cora_gcn_ssm_64'\?",
+        ),
         (["--model", "gcn_ssm", "--hidden", "0"], r"--hidden 0: should be greater than or equal"),
         (["--patience", "-1"], r"--patience -1: should be greater than or equal to 0"),
         (["--threads", "0"], r"--threads must be at least 1, got 0"),
@@ -218,6 +222,7 @@ def test_a_shipped_config_is_found_with_or_without_its_extension(tmp_path, monke
             ["--model", "gcn", "--conv-option", "heads=4"],
             r"gcn backbone takes no conv option heads",
         ),
+        (["--model", "gat", "--conv-option", "=4"], r"--conv-option takes KEY=VALUE \(e.g."),
         (
             ["--model", "kgcn_ssm", "--max-hop", "0"],
             r"--max-hop 0: should be greater than or equal",

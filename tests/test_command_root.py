@@ -48,7 +48,9 @@ def test_the_root_lists_its_subcommands_and_the_old_names_still_work():
         *[("dgl-ssm", name, "--help") for name in subs],
         *[(old, "--help") for old in OLD_NAMES],
         ("dgl-ssm", "trian"),
+        ("dgl-ssm", "--version"),
     )
+    *done, version = done
     assert root.returncode == 0
     listed = [m.group(1) for m in re.finditer(r"^ {4}(\S+)", root.stdout, re.MULTILINE)]
     assert tuple(listed) == SUBCOMMANDS
@@ -58,6 +60,12 @@ def test_the_root_lists_its_subcommands_and_the_old_names_still_work():
         assert alias.returncode == 0 and alias.stdout.startswith(f"usage: {old} ")
     unknown = done[-1]
     assert unknown.returncode == 2 and "invalid choice: 'trian'" in unknown.stderr
+    import dgl
+    import torch
+
+    assert version.returncode == 0 and version.stdout.startswith("dgl-ssm 0.")
+    torch_version = torch.__version__.split("+")[0]  # (a local build tag such as +cu121)
+    assert f"(dgl {dgl.__version__}, torch {torch_version}" in version.stdout
 
 
 def test_run_loads_neither_optuna_nor_the_sweeps_runner(tmp_path):

@@ -78,7 +78,8 @@ def test_yaml_float_written_as_1e_minus_3_is_accepted(tmp_path):
         ({"data": {"split": -1}}, "data.split = -1: should be greater than or equal to 0"),
         ({"data": {"self_loops": "no"}}, "data.self_loops = 'no': should be a valid boolean"),
         ({"seed": "x"}, "seed = 'x': should be a valid integer"),
-        ({"optim": {"lr_max": 1}}, r"optim: unknown key\(s\) lr_max; valid: \["),
+        ({"optim": {"lr_max": 1}}, r"optim: unknown key\(s\) lr_max. Valid: .*weight_decay"),
+        ({"model": {"hiden": 8}}, r"model: unknown key\(s\) hiden. Did you mean 'hidden'\?"),
         ({"trainer": {}}, "unknown key 'trainer'; valid: model, data, optim, seed, device"),
         ([1, 2], r"expected a mapping of sections, got \[1, 2\]"),
     ],
@@ -114,6 +115,21 @@ def test_public_api_is_kept():
 def test_a_directory_is_not_a_config(tmp_path):
     with pytest.raises(ValueError, match="is a directory, not a YAML file"):
         RunConfig.from_yaml(tmp_path)
+
+
+def test_a_key_given_twice_is_refused_not_overwritten(tmp_path):
+    """YAML keeps the last of two equal keys: the first optim section (epochs: 1) was
+    silently dropped, and the run trained its default 200 epochs."""
+    path = tmp_path / "run.yaml"
+    for text, key, line in (("optim: {epochs: 1}\nmodel: {name: gcn}\noptim: {lr: 0.1}\n",
+                             "optim", 3),
+                            ("model:\n  name: gcn\n  name: gcn_ssm\n", "name", 3)):  # fmt: skip
+        path.write_text(text)
+        with pytest.raises(ValueError, match=rf"the key '{key}' is given twice.*line {line},"):
+            RunConfig.from_yaml(path)
+    path.write_text("model: &m {name: gcn, hidden: 8}\nother:\n  <<: *m\n  hidden: 16\n")
+    with pytest.raises(ValueError, match="unknown key 'other'"):  # a merge key is no repeat
+        RunConfig.from_yaml(path)
 
 
 def test_an_empty_config_file_is_refused(tmp_path):

@@ -694,6 +694,13 @@ BAD_ARRAYS = {  # what is changed → what the message says
     "one split": ("val_masks", lambda a: a[:1], "val_masks is bool of shape (1, 10000)"),
     "float edges": ("edges", lambda a: a.astype(float), "edges is float64 of shape (39402, 2)"),
     "no edges": ("edges", lambda a: a[:0], "edges is empty: the graph has no edges"),
+    # Each trial of a sweep failed on them, and a one-trial sweep ended "successfully".
+    "NaN features": (
+        "node_features",
+        _set((slice(4, 7), 2), np.nan),
+        "node_features holds NaN or Inf in 3 of 10000 rows",
+    ),
+    "text features": ("node_features", lambda a: a.astype(str), "node_features is <U"),
 }
 
 

@@ -533,6 +533,9 @@ def test_a_bad_record_or_causes_file_is_named_in_the_error(tmp_path):
     with pytest.raises(ValueError, match=r"causes.yaml is not valid YAML") as error:
         report.write_report(tmp_path)
     assert "\n" not in str(error.value) and "line 1, column" in str(error.value)
+    (tmp_path / "causes.yaml").write_text('"GCN | gpp_sssp": a\n"GCN | gpp_sssp": b\n')
+    with pytest.raises(ValueError, match=r"causes.yaml is not valid YAML: the key .* twice"):
+        report.write_report(tmp_path)
 
 
 def test_ring_report_checks_the_long_ring_claim(tmp_path):
@@ -708,18 +711,49 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
 # --- the command --------------------------------------------------------------------------------
 
 
-def test_runs_that_all_failed_end_with_their_summary_not_a_missing_records_error(tmp_path, capsys):
+def _runs_raise(monkeypatch):
+    """Every run raises (as a full disk or a bug would), after the data loaded fine."""
+
+    def run(config_dict, locations):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(execute, "_run", run)
+
+
+def test_runs_that_all_failed_end_with_their_summary_not_a_missing_records_error(
+    tmp_path, capsys, monkeypatch, data_dir
+):
     # Only --report asks for records already there: after runs, the report is written and
-    # the runs still missing are summed up (here: no data, so nothing was recorded).
-    empty, out = tmp_path / "no_data", tmp_path / "new_out"
-    empty.mkdir()
+    # the runs still missing are summed up (here: every run raised, so nothing was recorded).
+    _runs_raise(monkeypatch)
+    out = tmp_path / "new_out"
     argv = ["reproduce", "--part", "cora", "--rows", "GCN", "--seeds", "0", "--columns",
-            "L=2", "--out", str(out), "--data-dir", str(empty), "--jobs", "1", "--threads", "1",
-            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+            "L=2", "--out", str(out), "--data-dir", str(data_dir), "--jobs", "1", "--threads",
+            "1", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "holds no records" not in err and "still not recorded" in err
     assert (out / "README.md").is_file()
+
+
+def test_missing_data_is_one_error_before_any_run(tmp_path, capsys, monkeypatch, data_dir):
+    """Each run used to fail on it in turn: 138 identical FAILED lines for --part cora
+    heterophily, and only then the exit code."""
+    started = []
+    monkeypatch.setattr(execute, "_run", lambda *args: started.append(args))
+    argv = ["reproduce", "--part", "cora", "--part", "heterophily", "--out", str(tmp_path),
+            "--cache-dir", str(tmp_path / "cache"), "--data-dir"]  # fmt: skip
+    assert main([*argv, str(tmp_path / "no")]) == 2
+    captured = capsys.readouterr()
+    assert "reproduce: error: No raw cora files in " in captured.err
+    assert "FAILED" not in captured.out and started == []
+    assert not list(tmp_path.glob("*.jsonl"))
+    planetoid_only = tmp_path / "planetoid_only"  # Cora loads; the heterophilous files lack
+    (planetoid_only / "planetoid").mkdir(parents=True)
+    for source in (data_dir / "planetoid").glob("ind.cora.*"):
+        (planetoid_only / "planetoid" / source.name).symlink_to(source)
+    assert main([*argv, str(planetoid_only)]) == 2
+    assert "minesweeper" in capsys.readouterr().err and started == []
 
 
 def test_a_report_from_a_folder_without_records_says_where_they_are(tmp_path, capsys):
@@ -746,11 +780,15 @@ def test_a_report_from_a_folder_without_records_says_where_they_are(tmp_path, ca
     assert f"--out {afile}: a file" in capsys.readouterr().err
 
 
-def test_runs_that_failed_leave_a_non_zero_exit_and_stay_pending(tmp_path, capsys):
+def test_runs_that_failed_leave_a_non_zero_exit_and_stay_pending(
+    tmp_path, capsys, monkeypatch, data_dir
+):
+    _runs_raise(monkeypatch)
     one = ["--part", "cora", "--rows", "GCN", "--columns", "L=2", "--seeds", "0"]
-    code = main(["reproduce", *one, "--out", str(tmp_path), "--data-dir", str(tmp_path / "no")])
+    code = main(["reproduce", *one, "--out", str(tmp_path), "--data-dir", str(data_dir),
+                 "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
     captured = capsys.readouterr()
-    assert code == 1 and "FAILED (FileNotFoundError: No raw cora files" in captured.out
+    assert code == 1 and "FAILED (RuntimeError: the disk is full)" in captured.out
     assert "1 of the 1 runs asked for are still not recorded" in captured.err
     assert not (tmp_path / "cora.jsonl").exists()
     assert main(["reproduce", *one, "--list", "--out", str(tmp_path)]) == 0
@@ -775,6 +813,10 @@ def test_command_lists_pending_runs_and_refuses_bad_input(tmp_path, capsys):
     assert [(row, column) for _, row, column, _ in listed] == [(c.row, c.column) for c in expected]
     assert main(["reproduce", "--part", "calibration", "--rows", "GNC-SSM", "--list"]) == 2
     assert "--rows: no 'GNC-SSM'" in (err := capsys.readouterr().err) and "GatedGCN-SSM" in err
+    assert main(["reproduce", "--part", "calibration", "--rows", "GCN-SM", "--list"]) == 2
+    assert "--rows: no 'GCN-SM' in the chosen parts. Did you mean 'GCN-SSM'?" in (
+        capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):  # --list won, silently, over --report
         main(["reproduce", "--list", "--report", "--out", str(tmp_path)])
     assert "--report: not allowed with argument --list" in capsys.readouterr().err

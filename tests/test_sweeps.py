@@ -139,12 +139,24 @@ def test_spaces_inherit_and_override():
         # Not an option: it must not set options["ring"] without a word.
         ("fixed:\n  data.options.ring.size: 6\n",
          r"bad.yaml: fixed: data.options.ring.size: data has no field 'options.ring.size'"),
+        # YAML keeps the last of two equal keys: the first section was silently dropped.
+        ("fixed:\n  optim.epochs: 2\nfixed:\n  optim.lr: 0.1\n",
+         r"bad.yaml: not valid YAML: the key 'fixed' is given twice \(first on line 1\).*line 3"),
     ],
 )  # fmt: skip
 def test_malformed_space_names_file_key_and_reason(tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)
     with pytest.raises(SpaceError, match=message):
         load_space(str(tmp_path / "bad.yaml"))
+
+
+def test_a_misspelt_space_name_gets_a_guess():
+    with pytest.raises(
+        SpaceError,
+        match=r"No search space 'tiny_ring_transfr'. Did you mean "
+        r"'tiny_ring_transfer'\? Available: amazon_ratings",
+    ):
+        load_space("tiny_ring_transfr")
 
 
 def test_each_kind_of_backbone_gets_the_shared_keys_and_its_own():
@@ -360,7 +372,7 @@ def test_every_categorical_choice_is_tried_before_any_trial_runs(tmp_path):
         "extends: tiny_ring_transfer\n"
         "ssm:\n  model.state: {type: categorical, choices: [identity, ortho]}\n"
     )
-    with pytest.raises(SpaceError, match=r"model.state = 'ortho': Unknown SSM matrix kind"):
+    with pytest.raises(SpaceError, match=r"model.state = 'ortho': Unknown state matrix kind"):
         validate(spec)
     validate(SweepSpec("gcn", "ring_transfer", space=str(tmp_path / "mine.yaml")))  # no Λ
 

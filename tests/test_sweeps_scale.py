@@ -375,6 +375,20 @@ def test_trials_that_all_raise_stop_the_sweep_after_a_few(tmp_path, monkeypatch)
     assert [t.user_attrs["status"] for t in load(storage).trials] == ["error"] * 3
 
 
+def test_a_sweep_whose_trials_raised_and_none_completed_fails(tmp_path, monkeypatch):
+    """Fewer errors than stop the workers, and no trial completed: the sweep used to log "no
+    completed trial" and exit 0, as if it had found something."""
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    fake_train(monkeypatch, ["diverged", ValueError("NaN in the features")])
+    message = r"no trial completed, and 1 of 2 raised an error, the last: ValueError: NaN in"
+    with pytest.raises(RuntimeError, match=message):
+        run_sweep(spec_for(tmp_path, storage, 2, final=True), log=quiet)
+    assert [t.user_attrs["status"] for t in load(storage).trials] == ["diverged", "error"]
+    fake_train(monkeypatch, ["diverged"] * 2)  # a bad configuration is an outcome, not a fault
+    other = f"sqlite:///{tmp_path}/other.db"
+    assert run_sweep(spec_for(tmp_path, other, 2, final=True), log=quiet) is None
+
+
 def test_a_final_run_that_raised_is_retried_when_the_sweep_runs_again(tmp_path, monkeypatch):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     spec = spec_for(tmp_path, storage, 1, final=True)

@@ -142,6 +142,11 @@ def _faults(arrays, binary):
         faults.append("node_labels holds one class only")
     if features.ndim != 2 or len(features) != n:
         faults.append(f"node_features has shape {features.shape}, not ({n}, features)")
+    elif not np.issubdtype(features.dtype, np.number) or np.iscomplexobj(features):
+        faults.append(f"node_features is {features.dtype}, not real numbers")
+    elif not np.isfinite(features).all():  # a trial would fail on them, after the loading
+        rows = int((~np.isfinite(features)).any(axis=1).sum())
+        faults.append(f"node_features holds NaN or Inf in {rows} of {n} rows")
     if edges.ndim != 2 or edges.shape[1:] != (2,) or not _integer(edges):
         faults.append(f"edges is {edges.dtype} of shape {edges.shape}, not integers (E, 2)")
     elif not edges.size:  # a GNN on it would be an MLP that reports as a GNN

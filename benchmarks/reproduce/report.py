@@ -25,6 +25,7 @@ import yaml
 
 from ..files import atomic_write, save_png
 from ..references import DATA_NOTES, GPP_DATA, PROTOCOLS, REFERENCES
+from ..yaml_files import load_yaml
 from .execute import records_file
 from .plan import (
     BUDGETS,
@@ -453,7 +454,7 @@ def _causes(path):
     if not path.exists():
         return {}
     try:
-        causes = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        causes = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         # One line, with the position, as every command's errors are.
         raise ValueError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
