@@ -33,7 +33,7 @@ def main(argv=None):
         description="GNN-SSM for DGL: runs, sweeps, leaderboards, diagnostics, benchmarks.",
         epilog=f"'{PROG} COMMAND --help' shows a command's options.",
     )
-    parser.add_argument("--version", action="version", version=_versions())
+    parser.add_argument("--version", action=_Versions, nargs=0, help="show the versions and exit")
     choices = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in commands.items():
         choices.add_parser(name, help=command.help, add_help=False)
@@ -52,18 +52,22 @@ def main(argv=None):
         warnings.formatwarning = previous
 
 
-def _versions():
-    """This package's version and those of the libraries its numbers depend on."""
-    from importlib.metadata import PackageNotFoundError, version
+class _Versions(argparse.Action):
+    """``--version``: this package's version and those of the libraries its numbers depend
+    on, looked up only when asked for."""
 
-    found = []
-    for name in ("dgl-ssm", "dgl", "torch", "optuna"):
-        try:
-            found.append(version(name))
-        except PackageNotFoundError:
-            found.append("not installed")
-    ours, dgl, torch, optuna = found
-    return f"{PROG} {ours} (dgl {dgl}, torch {torch}, optuna {optuna})"
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        found = []
+        for name in ("dgl-ssm", "dgl", "torch", "optuna"):
+            try:
+                found.append(version(name))
+            except PackageNotFoundError:
+                found.append("not installed")
+        ours, dgl, torch, optuna = found
+        print(f"{PROG} {ours} (dgl {dgl}, torch {torch}, optuna {optuna})")
+        parser.exit()
 
 
 def _one_line_warnings(prog):

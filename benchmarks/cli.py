@@ -15,7 +15,7 @@ from pathlib import Path
 from dgl import DGLError
 
 from dgl_ssm.calibration import INPUT_RULES, LAMBDA_RULES
-from dgl_ssm.checks import close_match
+from dgl_ssm.checks import did_you_mean
 from dgl_ssm.models import READOUTS
 from dgl_ssm.multihop import HOP_MODES, PAST_MAX_HOP
 from dgl_ssm.wrapper import NORMS
@@ -287,8 +287,7 @@ def _config_path(name):
     if shipped.exists():
         return shipped
     shipped = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
-    close = close_match(stem, shipped)
-    hint = f" Did you mean {close!r}?" if close else ""
+    hint = did_you_mean(stem, shipped)
     raise FileNotFoundError(
         f"No config file {name!r}.{hint} Shipped configs: {', '.join(shipped)}."
     )
@@ -390,8 +389,7 @@ def _only(cells, flag, wanted, key):
     known = {str(key(c)).lower(): str(key(c)) for c in cells}
     if unknown := [w for w in wanted if str(w).lower() not in known]:
         there_are = ", ".join(map(repr, dict.fromkeys(known.values())))  # quoted: names hold commas
-        close = close_match(str(unknown[0]), list(dict.fromkeys(known.values())))
-        hint = f" Did you mean {close!r}?" if close else ""
+        hint = did_you_mean(str(unknown[0]), list(dict.fromkeys(known.values())))
         raise ValueError(f"{flag}: no {', '.join(map(repr, unknown))} in the chosen parts.{hint} "
                          f"There are: {there_are}.")  # fmt: skip
     chosen = {str(w).lower() for w in wanted}
@@ -400,23 +398,31 @@ def _only(cells, flag, wanted, key):
 
 def _load_each_dataset_once(cells, locations):
     """Load each dataset read from files (not generated) that the ``cells`` train on, once,
-    before any run: a wrong --data-dir is then one error, not a FAILED line a run (138 of
-    them for --part cora heterophily). The processed data is cached for the runs."""
+    before any run: a wrong --data-dir is then one error naming every dataset missing, not a
+    FAILED line a run (138 of them for --part cora heterophily). The processed data is cached
+    for the runs."""
     from .datasets import dataset_options
     from .train import load_data
 
-    seen = set()
+    seen, faults = set(), []
     for cell in cells:
         config = cell.config
-        if "data_dir" not in dataset_options(config.data.name):
-            continue
         key = (config.data.name, repr(sorted(config.data.options.items())))
-        if key not in seen:
-            seen.add(key)
-            config = RunConfig.from_dict(config.to_dict())
-            for name, value in locations.items():
-                setattr(config.data, name, value)
+        if key in seen or "data_dir" not in dataset_options(config.data.name):
+            continue
+        seen.add(key)
+        config = RunConfig.from_dict(config.to_dict())
+        for name, value in locations.items():
+            setattr(config.data, name, value)
+        try:
             load_data(config)
+        except (ValueError, OSError) as error:  # (FileNotFoundError is an OSError)
+            faults.append(f"{config.data.name}: {error}")
+    if faults:
+        raise FileNotFoundError(
+            f"{len(faults)} of the {len(seen)} datasets these runs read did not load, so no "
+            f"run was started (--part chooses the parts to run): {' | '.join(faults)}"
+        )
 
 
 def reproduce_command(args, prog="dgl-ssm-bench"):

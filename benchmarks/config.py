@@ -34,7 +34,7 @@ from pydantic.dataclasses import dataclass
 
 from dgl_ssm import MODELS, is_khop, is_ssm
 from dgl_ssm.calibration import INPUT_RULES, LAMBDA_RULES
-from dgl_ssm.checks import close_match, is_real
+from dgl_ssm.checks import did_you_mean, is_real
 from dgl_ssm.models import SSM_OPTIONS
 from dgl_ssm.registry import uses_edge_feats
 
@@ -340,8 +340,7 @@ def _build(kind, values, where):
         )
     unknown = sorted(set(values or {}) - set(names))
     if unknown:
-        close = close_match(unknown[0], names)
-        hint = f" Did you mean {close!r}?" if close else ""
+        hint = did_you_mean(unknown[0], names)
         valid = ", ".join(sorted(names))
         raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}.{hint} Valid: {valid}.")
     try:

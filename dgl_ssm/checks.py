@@ -1,13 +1,15 @@
 """Input checks, so bad input fails with a remedy, not deep inside.
 
 Errors follow one rule: ``DGLError`` for the graph's structure (heterogeneous, empty, nodes
-without in-edges), ``TypeError`` for an argument of the wrong kind or dtype (a tensor where a
-graph belongs, a float where a count belongs), ``ValueError`` for a wrong shape, value (NaN,
-Inf, a count below its least) or device.
+without in-edges, hop labels that are no hop counts), ``TypeError`` for an argument of the
+wrong kind or dtype (a tensor where a graph belongs, a float where a count belongs),
+``ValueError`` for a wrong shape, value (NaN, Inf, a count below its least) or device.
 """
 
 import difflib
 import numbers
+import os
+import sys
 import weakref
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -49,6 +51,25 @@ def check_homogeneous(graph, who):
         )
 
 
+def user_stacklevel():
+    """The ``stacklevel`` that makes a ``warnings.warn`` in the calling function point at the
+    first line outside this package (the user's ``GCNSSM(...)``, not ``build_model``'s)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def did_you_mean(name, valid):
+    """``" Did you mean 'x'?"`` for the valid name nearest ``name`` (see :func:`close_match`),
+    or ``""``."""
+    close = close_match(name, valid)
+    return f" Did you mean {close!r}?" if close else ""
+
+
 def close_match(name, valid):
     """The valid name nearest ``name`` (as typed, then lower-cased: ``GCN_SSM`` for
     ``gcn_ssm``), or None."""
@@ -63,8 +84,7 @@ def unknown_name(kind, name, valid, also=""):
     """The ``ValueError`` for ``name`` that is no known ``kind`` (a model, a dataset, a norm,
     …): a close match if any, then the valid names (``also``: what else is accepted)."""
     valid = list(valid)
-    close = close_match(name, valid)
-    hint = f" Did you mean {close!r}?" if close else ""
+    hint = did_you_mean(name, valid)
     return ValueError(f"Unknown {kind} {name!r}.{hint} Valid: {', '.join(map(str, valid))}{also}.")
 
 
@@ -142,18 +162,18 @@ _SHAPE_ERRORS = ("shapes cannot be multiplied", "must match the size of tensor")
 
 
 @contextmanager
-def shape_errors_named(who, inputs, fix):
+def shape_errors_named(describe):
     """Re-raise a shape mismatch from deep inside a conv the user built (torch's "mat1 and
-    mat2 shapes cannot be multiplied") as a ``ValueError`` naming ``who``, what it was given
-    (``inputs``) and the ``fix``, with torch's error as its cause; any other error passes."""
+    mat2 shapes cannot be multiplied") as a ``ValueError``, with torch's error as its cause;
+    any other error passes. ``describe()`` gives ``(what failed on what, the fix)``, built
+    only then (the block wraps every forward pass)."""
     try:
         yield
     except RuntimeError as error:
         if not any(text in str(error) for text in _SHAPE_ERRORS):
             raise
-        raise ValueError(
-            f"{who} failed on {inputs} with a shape mismatch ({error}). {fix}"
-        ) from error
+        what, fix = describe()
+        raise ValueError(f"{what} with a shape mismatch ({error}). {fix}") from error
 
 
 def check_same_device(graph, feat, device=None, what="Node features", name="feat"):

@@ -31,8 +31,9 @@ from .checks import (
     check_options,
     check_real,
     check_same_device,
-    close_match,
+    did_you_mean,
     is_int,
+    user_stacklevel,
 )
 from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
 from .reset import remember_initial_values, reset_submodules, restore_on_reset
@@ -454,7 +455,7 @@ class SSMGNN(DeepGNN):
     state, state_scale : str or Tensor, float
         Λ's kind (``"identity"``, ``"orthogonal"``, ``"random"``) and eigenvalue modulus m.
         Default ``m·I`` with m = 1. With ``|m| > 1`` the state grows as ``|m|^L`` through
-        the stack (a ``UserWarning`` past 1e3).
+        the stack (a ``UserWarning`` past 1e3, unless a ``norm`` rescales the state).
     input, input_scale : str or Tensor, float or "auto"
         B's kind and scale β. Default ``0.1·I``. ``"auto"`` scales β with depth:
         :func:`depth_scaled_input_scale` (0.1 up to 64 layers, then ``6.4 / num_layers``),
@@ -522,7 +523,8 @@ class SSMGNN(DeepGNN):
             return SSMUpdate(hidden, state, state_scale, input, input_scale, activation, generator)
 
         shared = make_update() if check_flag(shared_ssm, "shared_ssm") else None
-        _warn_if_the_state_compounds(state, state_scale, num_layers, type(self).__name__)
+        if kwargs.get("norm") in (None, "none"):  # (a norm rescales the state every layer)
+            _warn_if_the_state_compounds(state, state_scale, num_layers, type(self).__name__)
         super().__init__(
             in_feats,
             hidden,
@@ -562,11 +564,13 @@ def _warn_if_the_state_compounds(state, state_scale, num_layers, name):
         return
     growth = num_layers * math.log10(abs(state_scale))
     if growth > 3:
+        shown = f"{10**growth:.1e}" if growth < 300 else f"1e{growth:.0f}"
         warnings.warn(
-            f"{name}: state_scale={state_scale} multiplies the state by |m|^L = 1e{growth:.0f} "
-            f"through {num_layers} layers (float32 overflows past 1e38). The step is built "
-            "for |m| ≤ 1 (default 1); dgl_ssm.calibrate sets m from the measured spectrum.",
-            stacklevel=3,
+            f"{name}: state_scale={state_scale} multiplies the state by |m|^L = {shown} "
+            f"through {num_layers} layers (float32 overflows past 3.4e38). The step is built "
+            "for |m| ≤ 1 (default 1); dgl_ssm.calibrate sets m from the measured spectrum, "
+            "and a norm (norm='layer') rescales the state every layer.",
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -760,8 +764,7 @@ def _check_options(model, kwargs, extra=()):
     sizes = ["in_feats", "hidden", "out_feats", "num_layers"]  # guessed, not listed
     for key in kwargs:
         if key not in valid:
-            close = close_match(key, valid + sizes)
-            hint = f" Did you mean {close!r}?" if close else ""
+            hint = did_you_mean(key, valid + sizes)
             raise TypeError(
                 f"{type(model).__name__} got an unknown option {key!r}.{hint} Options: "
                 f"{', '.join(valid)}."

@@ -13,6 +13,9 @@ hop distance. Two modes (paper §3):
   (``H^(0)`` at the earliest), ``τ(k) = max(0, k − ν)``.
 """
 
+import functools
+import itertools
+
 import dgl
 import torch
 from dgl import DGLError
@@ -61,6 +64,13 @@ def hop_graphs(graph, max_hop, hop_field="hop"):
     -------
     list of dgl.DGLGraph
         ``K`` graphs on the same nodes; graph ``k − 1`` holds the edges at exactly ``k`` hops.
+
+    Raises
+    ------
+    dgl.DGLError
+        When the graph has no ``edata[hop_field]``, labels that are not one number per edge,
+        no edge between two nodes labelled with a hop count (an integer ≥ 1: every hop graph
+        would hold self loops only), or a recorded radius below ``max_hop``.
 
     Examples
     --------
@@ -141,8 +151,7 @@ def _hop_graphs_and_loops(graph, max_hop, hop_field, read=None, for_model=True):
         # Checked only here: reading the radius waits for the GPU, which a training loop's
         # forward on the same graph should not.
         _check_radius(graph, read, hop_field, for_model)
-        _check_some_hop_is_read(graph, hops, read, hop_field)
-        cached = (hops, radius, key, _split_hops(graph, hops, max_hop))
+        cached = (hops, radius, key, _split_hops(graph, hops, max_hop, hop_field))
         if cacheable:
             setattr(graph, _CACHE_ATTRIBUTE, cached)
     return cached[3]
@@ -173,35 +182,30 @@ def _is_integer(tensor):
     return not tensor.is_floating_point() and not tensor.is_complex() and tensor.dtype != torch.bool
 
 
-def _check_some_hop_is_read(graph, hops, read, hop_field):
-    """Refuse labels that leave every hop 1..read empty on a graph with edges between
-    nodes: every layer would silently see its own node only."""
-    src, dst = graph.edges()
-    between = src != dst
-    if bool(between.any()) and not bool(((hops >= 1) & (hops <= read))[between].any()):
-        labels = torch.unique(hops[between]).tolist()
-        shown = ", ".join(map(str, labels[:5])) + (", …" if len(labels) > 5 else "")
-        raise DGLError(
-            f"No edge of the graph is labelled with a hop in 1..{read} in "
-            f"graph.edata[{hop_field!r}] (labels found: {shown}), "
-            "so every hop graph would hold self loops only. Rewire the original graph with "
-            f"dgl_ssm.KHopTransform(k={read}), which labels each edge with its hop distance."
-        )
-
-
-def _split_hops(graph, hops, max_hop):
+def _split_hops(graph, hops, max_hop, hop_field):
     src, dst = graph.edges()
     nodes = torch.arange(graph.num_nodes(), device=graph.device)
     # A self loop of the rewired graph is a node at distance 0, whatever its label
     # (dgl.add_self_loop after the rewiring labels them 1): each hop graph gets one a node.
     # A label that is no hop count (negative, fractional) matches no hop, and is left out.
     counts = (hops >= 1) & (hops == hops.round()) if hops.is_floating_point() else hops >= 1
-    hops = torch.where((src != dst) & counts, hops.long(), 0)
+    between = src != dst
+    labels, hops = hops, torch.where(between & counts, hops.long(), 0)
     # One stable sort by hop, then a slice a hop (its edges in their order): a mask a hop would
     # pass over every edge K times, and a new batch of graphs is split every step.
     order = torch.argsort(hops, stable=True)
     src, dst = src[order], dst[order]
-    ends = [0, *torch.bincount(hops, minlength=max_hop + 1).cumsum(0).tolist()]
+    sizes = torch.bincount(hops, minlength=max_hop + 1).tolist()
+    if sizes[0] == len(hops) and bool(between.any()):  # (hops above K are fine: a subgraph's)
+        found = torch.unique(labels[between]).tolist()
+        shown = ", ".join(map(str, found[:5])) + (", …" if len(found) > 5 else "")
+        raise DGLError(
+            f"No edge between two nodes carries a hop count (an integer ≥ 1) in "
+            f"graph.edata[{hop_field!r}] (labels found: {shown}), so every hop graph would "
+            "hold self loops only. Rewire the original graph with "
+            f"dgl_ssm.KHopTransform(k={max_hop}), which labels each edge with its hop distance."
+        )
+    ends = [0, *itertools.accumulate(sizes)]
     graphs = []
     for k in range(1, max_hop + 2):
         start, end = (ends[k], ends[k + 1]) if k <= max_hop else (0, 0)
@@ -231,6 +235,17 @@ def _check_states(states, num_nodes, name, like=None):
             f"{num_nodes} nodes: pass a 2-D tensor with one row per node."
         )
     return states
+
+
+def _conv_failed(k, conv, states):
+    """What :func:`shape_errors_named` says when hop ``k``'s conv does not fit the states."""
+    width = states.shape[1] if states.dim() == 2 else "d"
+    return (
+        f"MultiHopConv's hop-{k} {type(conv).__name__} failed on states of shape "
+        f"{tuple(states.shape)}",
+        f"Pass states of the width the hop convs were built for (each maps d to d), or "
+        f"build them for width {width}.",
+    )
 
 
 class MultiHopConv(nn.Module):
@@ -263,6 +278,8 @@ class MultiHopConv(nn.Module):
     >>> conv(graphs, states[1], history=states).shape
     torch.Size([8, 4])
     """
+
+    takes_graph_list = True  # SSMLayer then passes its list of hop graphs on unchecked
 
     def __init__(self, convs, layer_index, delay=None):
         super().__init__()
@@ -309,9 +326,7 @@ class MultiHopConv(nn.Module):
                 if lag == 0
                 else _check_states(history[step], num_nodes, f"history[{step}]", feat)
             )
-            who = f"MultiHopConv's hop-{k} {type(conv).__name__}"
-            fix = f"Each hop's conv must map the states' width, {feat.shape[1]}, to itself."
-            with shape_errors_named(who, f"states of shape {tuple(source.shape)}", fix):
+            with shape_errors_named(functools.partial(_conv_failed, k, conv, source)):
                 out = out + conv(graphs[k - 1], source)
         return out
 

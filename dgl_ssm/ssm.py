@@ -17,7 +17,7 @@ from .checks import check_count, check_flag, check_real, unknown_name
 MATRIX_KINDS = ("identity", "orthogonal", "random")
 
 
-def build_matrix(kind, dim, scale=1.0, generator=None):
+def build_matrix(kind, dim, scale=1.0, generator=None, *, role="SSM"):
     r"""Build a frozen ``dim × dim`` matrix for Λ or B.
 
     Parameters
@@ -38,6 +38,8 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
         The factor ``s``.
     generator : torch.Generator, optional
         Source of randomness for the random kinds, so matrices are reproducible.
+    role : str
+        What the matrix is, for errors: ``"state"`` (Λ), ``"input"`` (B) or ``"SSM"``.
 
     Returns
     -------
@@ -99,7 +101,7 @@ def build_matrix(kind, dim, scale=1.0, generator=None):
         uniform = torch.rand(dim, dim, generator=generator, device=drawn_on)
         return (scale * (2 * uniform - 1) * bound).to(default_device)
     if isinstance(kind, str):
-        raise unknown_name("SSM matrix kind", kind, MATRIX_KINDS, also=", or a square tensor")
+        raise unknown_name(f"{role} matrix kind", kind, MATRIX_KINDS, ", or a square tensor")
     raise TypeError(
         f"Unknown SSM matrix kind {kind!r}. Valid kinds: {', '.join(MATRIX_KINDS)}, "
         f"or a square tensor."
@@ -193,13 +195,8 @@ class SSMUpdate(nn.Module):
         super().__init__()
         state_scale = _finite_scale(state_scale, "state_scale")
         input_scale = _finite_scale(input_scale, "input_scale")
-        for name, kind in (("state", state), ("input", input)):  # which one was mistyped
-            if isinstance(kind, str) and kind not in MATRIX_KINDS:
-                raise unknown_name(
-                    f"{name} matrix kind", kind, MATRIX_KINDS, ", or a square tensor"
-                )
-        state_matrix = build_matrix(state, dim, state_scale, generator)
-        input_matrix = build_matrix(input, dim, input_scale, generator)
+        state_matrix = build_matrix(state, dim, state_scale, generator, role="state")
+        input_matrix = build_matrix(input, dim, input_scale, generator, role="input")
         self.dim = int(dim)
         self.state_kind = state if isinstance(state, str) else "custom"
         self.input_kind = input if isinstance(input, str) else "custom"

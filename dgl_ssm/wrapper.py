@@ -15,7 +15,6 @@ from .checks import (
     check_real,
     shape_errors_named,
 )
-from .multihop import MultiHopConv
 from .reset import remember_initial_values, reset_submodules
 from .ssm import SSMUpdate
 
@@ -113,7 +112,7 @@ class SSMLayer(nn.Module):
         self._check_call(graph, feat, edge_feat, conv_kwargs)
         with graph.local_scope() if hasattr(graph, "local_scope") else nullcontext():
             conv_in = self.dropout(feat)
-            with shape_errors_named(*self._conv_call_named(feat, edge_feat)):
+            with shape_errors_named(lambda: self._conv_call_named(feat, edge_feat)):
                 if edge_feat is None:
                     out = self.conv(graph, conv_in, **conv_kwargs)
                 else:
@@ -140,20 +139,13 @@ class SSMLayer(nn.Module):
     def _conv_call_named(self, feat, edge_feat):
         """What :func:`shape_errors_named` says when the conv's widths do not fit its input
         (a conv built for another width than the layer's, edge features of another width)."""
-        name = type(self.conv).__name__
         given = f"node states of shape {tuple(feat.shape)}"
+        fix = (f"SSMLayer(conv, dim={self.dim}) needs a conv that takes and returns width "
+               f"{self.dim} (e.g. GraphConv({self.dim}, {self.dim}))")  # fmt: skip
         if edge_feat is not None:
             given += f" and edge features of shape {tuple(edge_feat.shape)}"
-        fix = (
-            f"SSMLayer(conv, dim={self.dim}) needs a conv that takes and returns width "
-            f"{self.dim} (e.g. GraphConv({self.dim}, {self.dim}))"
-            + (
-                ", and edge features of the width it was built for."
-                if edge_feat is not None
-                else "."
-            )  # fmt: skip
-        )
-        return f"SSMLayer's {name}", given, fix
+            fix += ", and edge features of the width it was built for"
+        return f"SSMLayer's {type(self.conv).__name__} failed on {given}", fix + "."
 
     def _check_call(self, graph, feat, edge_feat, conv_kwargs):
         """Refuse arguments the conv would fail on deep inside, or silently misread."""
@@ -162,7 +154,7 @@ class SSMLayer(nn.Module):
                 f"SSMLayer is called as layer(graph, feat), got ({type(graph).__name__}, "
                 f"{type(feat).__name__})."
             )
-        if not isinstance(self.conv, MultiHopConv):  # (which takes a list of hop graphs)
+        if not getattr(self.conv, "takes_graph_list", False):  # MultiHopConv's hop graphs
             check_graph(graph, "SSMLayer", "layer(graph, feat)")
         if feat.dim() != 2 or feat.shape[1] != self.dim:
             raise ValueError(
@@ -177,23 +169,20 @@ class SSMLayer(nn.Module):
                     f"SSMLayer got {feat.shape[0]} rows of node states for a graph of "
                     f"{graph.num_nodes()} nodes; pass one row per node."
                 )
-            if (
-                edge_feat is not None
-                and self._third_argument in _EDGE_FEATURES  # (else refused below)
-                and getattr(edge_feat, "shape", (None,))[:1] != (graph.num_edges(),)
-            ):
-                raise ValueError(
-                    f"SSMLayer got edge features of shape {tuple(edge_feat.shape)} for a graph "
-                    f"of {graph.num_edges()} edges; pass one row per edge, in the graph's edge "
-                    "order."
-                )
-            weight = conv_kwargs.get("edge_weight")
-            if isinstance(weight, torch.Tensor) and weight.shape[:1] != (graph.num_edges(),):
-                raise ValueError(
-                    f"SSMLayer got edge weights of shape {tuple(weight.shape)} for a graph of "
-                    f"{graph.num_edges()} edges; pass one weight per edge, in the graph's edge "
-                    "order."
-                )
+            edge_features = edge_feat if self._third_argument in _EDGE_FEATURES else None
+            for what, per_edge in (("edge features", edge_features),  # (else refused below)
+                                   ("edge weights", conv_kwargs.get("edge_weight"))):  # fmt: skip
+                if per_edge is None:
+                    continue
+                if not isinstance(per_edge, torch.Tensor):
+                    raise TypeError(f"SSMLayer's {what} must be a torch.Tensor, got "
+                                    f"{type(per_edge).__name__}.")  # fmt: skip
+                if per_edge.shape[:1] != (graph.num_edges(),):
+                    raise ValueError(
+                        f"SSMLayer got {what} of shape {tuple(per_edge.shape)} for a graph of "
+                        f"{graph.num_edges()} edges; pass one row per edge, in the graph's edge "
+                        "order."
+                    )
         if not feat.is_floating_point():
             raise TypeError(
                 f"SSMLayer got node states of dtype {feat.dtype}; states are floating point. "

@@ -28,7 +28,8 @@ running trials.
 
 Failures: a run that diverges or raises is recorded as a FAIL trial with its ``status`` user
 attr (``diverged`` / ``error`` and the one-line ``error``), and the sweep goes on (it stops
-after :data:`MAX_ERRORS_IN_A_ROW` errors in a row: that is a bug, not a bad configuration). A
+after :data:`MAX_ERRORS_IN_A_ROW` errors in a row: that is a bug, not a bad configuration; and
+it fails, once its workers end, when no trial completed and some raised). A
 trial interrupted by Ctrl-C (or SIGTERM, or SystemExit) is failed and re-queued with the same
 parameters, as a killed worker's trial is. A worker raises Ctrl-C only between storage calls
 (:mod:`dgl_ssm_sweeps.interrupt`), so the re-queueing never waits on a lock it holds itself.

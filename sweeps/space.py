@@ -57,7 +57,7 @@ from pathlib import Path
 import yaml
 
 import dgl_ssm
-from dgl_ssm.checks import check_choice, close_match, is_int, unknown_name
+from dgl_ssm.checks import check_choice, did_you_mean, is_int, unknown_name
 from dgl_ssm_bench.config import SEED_LIMIT, DataConfig, ModelConfig, OptimConfig, RunConfig
 from dgl_ssm_bench.references import SMOKE
 from dgl_ssm_bench.yaml_files import load_yaml
@@ -173,8 +173,7 @@ def load_space(name, folder=SPACES, _seen=()):
         if Path(name).is_dir():
             raise SpaceError(f"--space {name} is a folder; give a space's name or its .yaml file.")
         available = sorted(p.stem for p in Path(folder).glob("*.yaml"))
-        close = close_match(Path(str(name)).stem, available)
-        hint = f" Did you mean {close!r}?" if close else ""
+        hint = did_you_mean(Path(str(name)).stem, available)
         raise SpaceError(f"No search space {str(name)!r}.{hint} Available: {', '.join(available)}.")
     if path.resolve() in _seen:
         raise SpaceError(f"{path}: extends: circular inheritance.")

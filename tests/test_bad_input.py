@@ -788,10 +788,16 @@ def test_building_blocks_name_what_failed_deep_inside_or_ran_silently_wrong():
     delayed = MultiHopConv([GraphConv(4, 4), GraphConv(4, 4)], layer_index=1, delay=1)
     none = torch.zeros(6, dtype=torch.bool)
     report = calibrate(model, g, x)
+    with pytest.warns(UserWarning, match="state_scale=1e"):
+        diverging = build_model("gcn_ssm", 4, 8, 3, 2, state_scale=1e30)
     for call, error, message in [
         (lambda: layer_gradient_norms(
             model, g, x, lambda out: F.cross_entropy(out[none], torch.zeros(0, dtype=torch.long))),
          ValueError, r"loss_fn returned nan.*empty mask"),
+        (lambda: layer_gradient_norms(diverging, g, x, lambda out: out.sum()),
+         ValueError, r"loss_fn returned (nan|-?inf).*output is not finite: the model diverged"),
+        (lambda: SSMLayer(GatedGCNConv(4, 4, 4), 4)(g, x, [1, 2]),
+         TypeError, "SSMLayer's edge features must be a torch.Tensor, got list"),
         (lambda: layer(g, x, edge_weight=torch.ones(3)),
          ValueError, rf"edge weights of shape \(3,\) for a graph of {g.num_edges()} edges"),
         (lambda: layer([g], x), TypeError, "SSMLayer needs a dgl.DGLGraph as its graph, got list"),
@@ -823,6 +829,19 @@ def test_building_blocks_name_what_failed_deep_inside_or_ran_silently_wrong():
     ]:  # fmt: skip
         with pytest.raises(error, match=message):
             call()
+
+    # A conv of one's own that takes a list of graphs, as MultiHopConv does, says so.
+    class SumOverGraphs(torch.nn.Module):
+        takes_graph_list = True
+
+        def __init__(self):
+            super().__init__()
+            self.conv = GraphConv(4, 4)
+
+        def forward(self, graphs, feat):
+            return sum(self.conv(one, feat) for one in graphs)
+
+    assert SSMLayer(SumOverGraphs(), 4)([g, g], x).shape == (6, 4)
     # The deep error stays attached as the cause, for whoever wants torch's own words.
     with pytest.raises(ValueError) as caught:
         SSMLayer(GraphConv(3, 4), 4)(g, x)
@@ -830,8 +849,8 @@ def test_building_blocks_name_what_failed_deep_inside_or_ran_silently_wrong():
 
 
 def test_hop_labels_that_split_into_nothing_are_refused():
-    """(E, 1) labels failed in torch.bincount; labels that leave every hop 1..K empty gave
-    a model whose every layer saw its own node only, without a word."""
+    """(E, 1) labels failed in torch.bincount; labels that are no hop count (0, 1.5) gave a
+    model whose every layer saw its own node only, without a word."""
     from dgl_ssm import KHopTransform, hop_graphs
 
     ring = dgl.to_bidirected(dgl.graph((torch.arange(8), (torch.arange(8) + 1) % 8)))
@@ -840,33 +859,47 @@ def test_hop_labels_that_split_into_nothing_are_refused():
     column.edata["hop"] = column.edata["hop"].view(-1, 1)
     with pytest.raises(dgl.DGLError, match=r"one hop count per edge .*shape \(32, 1\).*squeeze"):
         model(column, x)
-    for labels in (torch.zeros(16, dtype=torch.long), torch.full((16,), 3)):
+    for labels, found in (
+        (torch.zeros(16, dtype=torch.long), "0"),
+        (torch.full((16,), 1.5), "1.5"),
+    ):
         unlabelled = ring.clone()
         unlabelled.edata["hop"] = labels
-        with pytest.raises(dgl.DGLError, match=r"No edge .* hop in 1..2 .*KHopTransform\(k=2\)"):
+        message = rf"No edge between two nodes carries a hop count .*\(labels found: {found}\)"
+        with pytest.raises(dgl.DGLError, match=message + r".*KHopTransform\(k=2\)"):
             model(unlabelled, x)
-        with pytest.raises(dgl.DGLError, match=r"No edge .* hop in 1..2"):
+        with pytest.raises(dgl.DGLError, match=message):
             hop_graphs(unlabelled, 2)
     loops = dgl.add_self_loop(dgl.graph(([], []), num_nodes=8))  # no edge between nodes
     loops.edata["hop"] = torch.zeros(8, dtype=torch.long)
     assert model(loops, x).shape == (8, 3)
-    partly = ring.clone()  # one hop-1 edge is enough
-    partly.edata["hop"] = torch.tensor([1] + [3] * 15)
-    assert model(partly, x).shape == (8, 3)
+    # A sampled subgraph may keep only hops above those the model reads (nodes 0, 3, 6 of a
+    # 12-ring rewired with k = 3 are 3 hops apart): its layers then rightly see self loops.
+    ring12 = dgl.to_bidirected(dgl.graph((torch.arange(12), (torch.arange(12) + 1) % 12)))
+    sub = dgl.node_subgraph(KHopTransform(3)(ring12), [0, 3, 6])
+    assert sub.edata["hop"].tolist() == [3, 3, 3, 3]
+    deep = build_model("kgcn_ssm", 4, 8, 3, 2, max_hop=3)  # reads hops 1..2
+    assert torch.isfinite(deep(sub, torch.randn(3, 4))).all()
 
 
 def test_a_state_scale_that_compounds_past_1e3_through_the_stack_warns():
     """At m = 1.5 a 256-layer stack overflowed float32 to NaN, and the loss, energies and
     sensitivities all read NaN, without a warning."""
+    from dgl_ssm import GCNSSM
+
     g, x = dgl.add_self_loop(random_graph(6, 10, seed=1)), torch.randn(6, 4)
-    with pytest.warns(UserWarning, match=r"state_scale=1.5 .* 1e45 through 256 layers"):
+    with pytest.warns(UserWarning, match=r"state_scale=1.5 .* 1.2e\+45 through 256 layers") as by:
         model = build_model("gcn_ssm", 4, 8, 3, 256, state_scale=1.5)
     assert not torch.isfinite(model(g, x)).all()  # what the warning is for
-    with pytest.warns(UserWarning, match=r"1e5 through 64"):
-        build_model("gcn_ssm", 4, 8, 3, 64, state="orthogonal", state_scale=-1.2)
+    with pytest.warns(UserWarning, match=r"1.2e\+05 through 64") as direct:
+        GCNSSM(4, 8, 3, 64, state="orthogonal", state_scale=-1.2)
+    for caught in (by, direct):  # the line that built the model, not the library's
+        assert [w.filename for w in caught if "state_scale" in str(w.message)] == [__file__]
     with warnings.catch_warnings(record=True) as caught:  # (not "error": another thread's
         warnings.simplefilter("always")  # warnings, such as OGB's version check, land here)
         for scale, layers in ((1.0, 1024), (1.1, 72), (-0.9, 1024), (1.006, 1024)):
             build_model("gcn_ssm", 4, 8, 3, layers, state_scale=scale)  # 1.1**72 = 959
         build_model("gcn_ssm", 4, 8, 3, 256, state="random", state_scale=1.5)  # m is no modulus
+        normed = build_model("gcn_ssm", 4, 8, 3, 256, state_scale=1.5, norm="layer")
     assert not [w for w in caught if "state_scale" in str(w.message)]
+    assert torch.isfinite(normed(g, x)).all()  # the norm holds the state

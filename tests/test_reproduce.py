@@ -713,23 +713,24 @@ def test_beyond_the_paper_parts_are_planned_and_reported(tmp_path):
 
 def _runs_raise(monkeypatch):
     """Every run raises (as a full disk or a bug would), after the data loaded fine."""
+    import dgl_ssm_bench.train
 
     def run(config_dict, locations):
         raise RuntimeError("the disk is full")
 
+    monkeypatch.setattr(dgl_ssm_bench.train, "load_data", lambda config: None)
     monkeypatch.setattr(execute, "_run", run)
 
 
 def test_runs_that_all_failed_end_with_their_summary_not_a_missing_records_error(
-    tmp_path, capsys, monkeypatch, data_dir
+    tmp_path, capsys, monkeypatch
 ):
     # Only --report asks for records already there: after runs, the report is written and
     # the runs still missing are summed up (here: every run raised, so nothing was recorded).
     _runs_raise(monkeypatch)
     out = tmp_path / "new_out"
     argv = ["reproduce", "--part", "cora", "--rows", "GCN", "--seeds", "0", "--columns",
-            "L=2", "--out", str(out), "--data-dir", str(data_dir), "--jobs", "1", "--threads",
-            "1", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+            "L=2", "--out", str(out), "--jobs", "1", "--threads", "1"]  # fmt: skip
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "holds no records" not in err and "still not recorded" in err
@@ -745,7 +746,10 @@ def test_missing_data_is_one_error_before_any_run(tmp_path, capsys, monkeypatch,
             "--cache-dir", str(tmp_path / "cache"), "--data-dir"]  # fmt: skip
     assert main([*argv, str(tmp_path / "no")]) == 2
     captured = capsys.readouterr()
-    assert "reproduce: error: No raw cora files in " in captured.err
+    assert "reproduce: error: 3 of the 3 datasets these runs read did not load" in captured.err
+    for name in ("cora: No raw cora files in ", "minesweeper: ", "tolokers: "):
+        assert name in captured.err  # every one missing, not the first only
+    assert captured.err.count("\n") == 1
     assert "FAILED" not in captured.out and started == []
     assert not list(tmp_path.glob("*.jsonl"))
     planetoid_only = tmp_path / "planetoid_only"  # Cora loads; the heterophilous files lack
@@ -753,7 +757,8 @@ def test_missing_data_is_one_error_before_any_run(tmp_path, capsys, monkeypatch,
     for source in (data_dir / "planetoid").glob("ind.cora.*"):
         (planetoid_only / "planetoid" / source.name).symlink_to(source)
     assert main([*argv, str(planetoid_only)]) == 2
-    assert "minesweeper" in capsys.readouterr().err and started == []
+    err = capsys.readouterr().err
+    assert "2 of the 3 datasets" in err and "cora:" not in err and started == []
 
 
 def test_a_report_from_a_folder_without_records_says_where_they_are(tmp_path, capsys):
@@ -780,13 +785,10 @@ def test_a_report_from_a_folder_without_records_says_where_they_are(tmp_path, ca
     assert f"--out {afile}: a file" in capsys.readouterr().err
 
 
-def test_runs_that_failed_leave_a_non_zero_exit_and_stay_pending(
-    tmp_path, capsys, monkeypatch, data_dir
-):
+def test_runs_that_failed_leave_a_non_zero_exit_and_stay_pending(tmp_path, capsys, monkeypatch):
     _runs_raise(monkeypatch)
     one = ["--part", "cora", "--rows", "GCN", "--columns", "L=2", "--seeds", "0"]
-    code = main(["reproduce", *one, "--out", str(tmp_path), "--data-dir", str(data_dir),
-                 "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    code = main(["reproduce", *one, "--out", str(tmp_path)])
     captured = capsys.readouterr()
     assert code == 1 and "FAILED (RuntimeError: the disk is full)" in captured.out
     assert "1 of the 1 runs asked for are still not recorded" in captured.err

@@ -50,6 +50,13 @@ def layer_gradient_norms(
         Norms for :math:`\ell = 1, \dots, L` (``0, …, L`` with ``include_input``); a state
         the loss does not depend on gets 0.
 
+    Raises
+    ------
+    ValueError
+        When ``loss_fn`` returns no scalar, a loss that does not depend on the output through
+        autograd, or a NaN or infinite loss (an empty mask, a diverged model): the norms would
+        read 0 or NaN, as if the gradients had vanished.
+
     Examples
     --------
     >>> import dgl, torch
@@ -82,11 +89,16 @@ def layer_gradient_norms(
                 "e.g. with .mean()."
             )
         if not torch.isfinite(loss.detach()).all():  # its gradients would read 0 or NaN
+            cause = (
+                "The model's output is not finite: the model diverged (see "
+                "dgl_ssm.analysis.layer_energies; a state_scale above 1 compounds with depth)."
+                if not torch.isfinite(output.detach()).all()
+                else "Cross-entropy over an empty mask gives NaN: check that the mask selects "
+                "nodes (mask.any())."
+            )
             raise ValueError(
                 f"layer_gradient_norms: loss_fn returned {loss.item()}, so the gradients would "
-                "be NaN (or 0, reading as vanished). Cross-entropy over an empty mask gives "
-                "NaN: check that the mask selects nodes (mask.any()), and that the model's "
-                "output is finite."
+                f"be NaN (or 0, reading as vanished). {cause}"
             )
         connected = [i for i, state in enumerate(states) if state.requires_grad]
         if connected and not loss.requires_grad:  # else every norm would read 0: "vanished"
