@@ -22,7 +22,11 @@ class FunctionActivation(nn.Module):
         super().__init__()
         self.function = function
 
+    def reset_parameters(self):
+        """Nothing to reset: a function has no parameters (here for DGL's module convention)."""
+
     def forward(self, x):
+        """``function(x)``."""
         return self.function(x)
 
     def extra_repr(self):

@@ -66,6 +66,7 @@ def _sage(dim, aggregator="mean"):
     return SAGEConv(dim, dim, aggregator_type=aggregator)
 
 
+#: Backbone name → :class:`Backbone`: the conv each named model wraps, and what it reads.
 BACKBONES = {
     "gcn": Backbone("gcn", _gcn, needs_in_edges=True, takes_edge_weight=True),
     "gin": Backbone("gin", _gin, takes_edge_weight=True),

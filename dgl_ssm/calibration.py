@@ -50,7 +50,7 @@ from .checks import (
 from .scaling import positively_homogeneous, scaling_exponents, unknown_convs
 from .ssm import SSMUpdate, scaled_identity_scalar
 
-__all__ = ["CalibrationReport", "CalibrationWarning", "calibrate"]
+__all__ = ["SPECTRUM_OPTIONS", "CalibrationReport", "CalibrationWarning", "calibrate"]
 
 #: Options of :func:`~dgl_ssm.analysis.top_eigenvalue_moduli` used by default: only the top
 #: modulus matters here, to well within the tolerance (ARPACK's ``tol`` is relative).

@@ -65,21 +65,21 @@ class DeepGNN(nn.Module):
         Number of message-passing layers ``L``.
     update : callable
         ``update(layer_index)`` returns the state update of that layer.
-    task : {"node", "graph"}
+    task : {"node", "graph"}, default "node"
         Per-node outputs, or one output per graph of a (batched) graph after ``readout``.
     readout : {"mean", "sum", "max", "sum+max+mean"}, optional
         Pooling for graph tasks (default ``"mean"``); ``"sum+max+mean"`` concatenates the
         three (``3·hidden`` wide), as the graph-property models of A-DGN and SWAN do.
-    dropout : float
+    dropout : float, default 0
         Dropout on the input features and on each conv's input.
-    activation : str or callable
+    activation : str or callable, default "relu"
         σ, used by the update and (unless ``head_activation`` is given) by the graph head's MLP.
         A module with weights (``nn.PReLU()``) is one module, shared by every layer and the head.
     head_activation : str, optional
         The graph head's activation, when it should differ from σ: a tanh head saturates on
         unnormalised regression targets (GPP's diameter, 1 … 30+) and stops learning, where
         the A-DGN / SWAN graph-property models read out with LeakyReLU.
-    norm : {None, "batch", "layer"}
+    norm : {None, "batch", "layer"}, default None
         Normalisation after each update.
     edge_feats : int, optional
         Width of the input edge features, for backbones that use edge features (GatedGCN;
@@ -100,12 +100,12 @@ class DeepGNN(nn.Module):
         are then passed to it as they are (any dtype, any width); ``in_feats`` and
         ``edge_feats`` are not checked against them. ``edge_encoder`` needs a backbone that
         uses edge features.
-    hop_mode : {None, "exact", "cumulative"}
+    hop_mode : {None, "exact", "cumulative"}, optional
         k-hop aggregation over a graph rewired by :class:`~dgl_ssm.KHopTransform`. Each hop's
         graph has a self loop on every node, as GCN's normalisation of ``A_k + I`` needs; a
         backbone that adds the node's own state itself (GIN's ``(1 + ε) h_v``, SAGE's self
         term) then counts it once more. Default: the class's (``None``, one-hop, for the
-        named models; ``"exact"`` for :class:`KGCN` and :class:`KGCNSSM`).
+        named models; ``"exact"`` for :class:`KGCN` and :class:`KGCNSSM`), when left out.
     max_hop : int, optional
         K, the largest hop the model may read (default ``num_layers``); the layers read hops
         up to ``min(num_layers, max_hop)``, and a graph rewired by a
@@ -124,12 +124,12 @@ class DeepGNN(nn.Module):
         The edge field of the rewired graph that holds each edge's hop distance (default
         ``"hop"``; the same as the ``hop_field`` of the :class:`~dgl_ssm.KHopTransform` that
         rewired it); k-hop models only.
-    allow_zero_in_degree : bool
+    allow_zero_in_degree : bool, default False
         Skip the check for nodes without in-edges (GCN, GAT).
     conv_options : dict, optional
         Extra backbone options, e.g. ``{"heads": 4}`` for GAT, ``{"aggregator": "pool"}``
         for SAGE, ``{"learn_eps": True}`` for GIN.
-    checkpoint : bool or int
+    checkpoint : bool or int, default False
         Activation checkpointing while training: the stack is cut into segments (``True``:
         about √L of them; an int: that many, 0 as ``False``) and only each segment's input
         is kept; the rest is recomputed in the backward pass (except the last segment's,
@@ -138,6 +138,21 @@ class DeepGNN(nn.Module):
         layer states for at most one more forward pass of compute; BatchNorm's running
         statistics are still updated once per step. Not available with
         ``hop_mode="cumulative"``.
+
+    Examples
+    --------
+    A model of one's own is a subclass that names its backbone, with any update per layer
+    (here an orthogonal Λ drawn per layer):
+
+    >>> import dgl, torch
+    >>> from dgl_ssm import DeepGNN, SSMUpdate
+    >>> class OrthogonalGCNSSM(DeepGNN):
+    ...     backbone = "gcn"
+    >>> draw = torch.Generator().manual_seed(0)
+    >>> model = OrthogonalGCNSSM(5, 16, 3, num_layers=4,
+    ...                          update=lambda i: SSMUpdate(16, "orthogonal", generator=draw))
+    >>> model(dgl.add_self_loop(dgl.rand_graph(10, 30)), torch.randn(10, 5)).shape
+    torch.Size([10, 3])
     """
 
     backbone = None
@@ -414,7 +429,13 @@ class DeepGNN(nn.Module):
 class PlainGNN(DeepGNN):
     """A plain deep GNN, ``H ← σ(F(G, H))`` (``+ H`` with ``residual=True``).
 
-    Takes :class:`DeepGNN`'s arguments (but ``update``), plus ``residual``.
+    Parameters
+    ----------
+    in_feats, hidden, out_feats, num_layers, **kwargs
+        As :class:`DeepGNN` (all but ``update``).
+    residual : bool, default False
+        Add each layer's input to its output, ``H ← H + σ(F(G, H))``: the skip connection an
+        SSM model's ``H Λᵀ`` with Λ = I also has, so the plain twin can be given it too.
 
     Examples
     --------
@@ -446,12 +467,16 @@ class PlainGNN(DeepGNN):
 
 
 class SSMGNN(DeepGNN):
-    r"""A GNN-SSM: ``H ← H Λᵀ + σ(F(G, H)) Bᵀ`` with frozen Λ, B (see :class:`SSMUpdate`).
+    r"""A GNN-SSM: every layer a state-space step with frozen Λ, B (see
+    :class:`~dgl_ssm.ssm.SSMUpdate`).
 
-    Takes :class:`DeepGNN`'s arguments (but ``update``), plus:
+    .. math::
+        H^{(\ell+1)} = H^{(\ell)} \Lambda^\top + \sigma\big(F_\ell(G_\ell, H^{(\ell)})\big) B^\top
 
     Parameters
     ----------
+    in_feats, hidden, out_feats, num_layers, **kwargs
+        As :class:`DeepGNN` (all but ``update``).
     state, state_scale : str or Tensor, float
         Λ's kind (``"identity"``, ``"orthogonal"``, ``"random"``) and eigenvalue modulus m.
         Default ``m·I`` with m = 1. With ``|m| > 1`` the state grows as ``|m|^L`` through
@@ -462,8 +487,9 @@ class SSMGNN(DeepGNN):
         which keeps a thousand-layer stack as bounded as a 64-layer one.
     shared_ssm : bool
         One (Λ, B) for every layer (default) or a separately drawn pair per layer. Shared,
-        one :class:`SSMUpdate` sits under every layer, so ``torch.func.functional_call``
-        takes it by one path, ``{"layers.0.update.state_matrix": ...}``, with
+        one :class:`~dgl_ssm.ssm.SSMUpdate` sits under every layer, so
+        ``torch.func.functional_call`` takes it by one path,
+        ``{"layers.0.update.state_matrix": ...}``, with
         ``tie_weights=False``: PyTorch (to 2.x, pytorch/pytorch#164759) leaves a module
         reached by several paths holding the values passed in once the call returns.
     ssm_seed : int

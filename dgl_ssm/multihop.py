@@ -300,6 +300,8 @@ class MultiHopConv(nn.Module):
         reset_submodules(self)
 
     def forward(self, graphs, feat, history=None):
+        """The sum over hops ``k`` of ``convs[k-1](graphs[k-1], state)``, each hop reading the
+        current ``feat`` or (with a delay) an earlier state of ``history``."""
         if not isinstance(graphs, (list, tuple)) or len(graphs) < len(self.convs):
             got = f"{len(graphs)} graphs" if isinstance(graphs, (list, tuple)) else "one graph"
             raise TypeError(

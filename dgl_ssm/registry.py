@@ -4,6 +4,7 @@ from . import models
 from .backbones import BACKBONES
 from .checks import unknown_name
 
+#: Model name → class: the names ``build_model``, configs, sweeps and the CLI take.
 MODELS = {
     "gcn": models.GCN,
     "gcn_ssm": models.GCNSSM,
@@ -80,6 +81,15 @@ def is_ssm(name):
     """Whether the model registered as ``name`` uses the SSM update (rather than the plain
     one); unknown names raise :func:`model_class`'s error.
 
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODELS`.
+
+    Returns
+    -------
+    bool
+
     Examples
     --------
     >>> from dgl_ssm import is_ssm
@@ -93,6 +103,15 @@ def is_khop(name):
     """Whether the model registered as ``name`` reads a k-hop rewired graph by default (its
     class's ``default_hop_mode``), as ``kgcn`` and ``kgcn_ssm`` do; unknown names raise
     :func:`model_class`'s error.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODELS`.
+
+    Returns
+    -------
+    bool
 
     Examples
     --------

@@ -2,7 +2,7 @@
 before parents, and the values kept at construction for the parameters that no
 ``reset_parameters`` draws (GIN's learnable ε) or that a module drew its own way (OGB's
 ``AtomEncoder``). ``reset_parameters`` of the SSM layers and the models calls
-:func:`reset_submodules`."""
+``reset_submodules``."""
 
 import warnings
 

@@ -426,6 +426,7 @@ class PlainUpdate(nn.Module):
         """Nothing to reset: the update has no parameters."""
 
     def forward(self, state, conv_out):
+        """``σ(conv_out)``, plus ``state`` with ``residual``."""
         out = self.activation(conv_out)
         if self.residual and out.shape != state.shape:
             raise ValueError(

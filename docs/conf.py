@@ -22,3 +22,31 @@ html_theme = "alabaster"
 # DGL's own docstrings (inherited by our convs) use "Example"/"Note" headings numpydoc does
 # not know; ours use numpydoc's. Silence only theirs.
 warnings.filterwarnings("ignore", message=r"Unknown section .* in .*/dgl/", category=UserWarning)
+
+
+def _defining_module(app, env, node, contnode):
+    """Resolve ``dgl_ssm.X`` and ``dgl_ssm.analysis.X`` (how docstrings name what the package
+    exports) to where autodoc documents X: the module that defines it."""
+    target = node.get("reftarget", "")
+    if node.get("refdomain") != "py" or not target.startswith("dgl_ssm."):
+        return None
+    obj, parts = dgl_ssm, target.split(".")[1:]
+    try:
+        for part in parts:
+            obj = getattr(obj, part)
+    except AttributeError:
+        return None
+    owner = getattr(obj, "__module__", None)
+    if owner is None or not hasattr(obj, "__qualname__"):
+        return None
+    real = f"{owner}.{obj.__qualname__}"
+    if real == target:
+        return None
+    domain = env.get_domain("py")
+    return domain.resolve_xref(
+        env, node["refdoc"], app.builder, node["reftype"], real, node, contnode
+    )
+
+
+def setup(app):
+    app.connect("missing-reference", _defining_module)

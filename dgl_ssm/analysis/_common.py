@@ -94,6 +94,18 @@ def one_hop_graph(graph, hop_field="hop"):
     """The graph's original edges: for a graph rewired by :class:`~dgl_ssm.KHopTransform`
     (hop distances in ``edata[hop_field]``), only the hop-1 edges; otherwise the graph.
 
+    Parameters
+    ----------
+    graph : dgl.DGLGraph
+        A graph, rewired or not.
+    hop_field : str, default "hop"
+        The edge field of the hop distances.
+
+    Returns
+    -------
+    dgl.DGLGraph
+        The hop-1 subgraph (the same nodes), or ``graph`` itself when it has no such field.
+
     Examples
     --------
     >>> import dgl

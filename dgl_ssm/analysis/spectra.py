@@ -8,13 +8,13 @@ answer exact:
 
 1. **Blocks.** A message-passing layer acts on each weakly connected component of its graph
    on its own, so its Jacobian is block diagonal and the spectrum is the union of the
-   blocks' spectra. Small blocks (at most :data:`DENSE_BLOCK` coordinates) are formed densely
+   blocks' spectra. Small blocks (at most ``DENSE_BLOCK`` coordinates) are formed densely
    all at once (one backward pass per row of the largest) and decomposed by LAPACK; each
    larger block is solved matrix-free: by ARPACK, or where ARPACK breaks down on it, densely
-   up to :data:`DENSE_FALLBACK` coordinates and by block iteration above
-   (:func:`subspace_top`). A random probe checks that the layer really is
+   up to ``DENSE_FALLBACK`` coordinates and by block iteration above
+   (``subspace_top``). A random probe checks that the layer really is
    block diagonal; if not, the whole Jacobian is one block. Groups of blocks may come from
-   different operators, their tops merged by :func:`largest_of`:
+   different operators, their tops merged by ``largest_of``:
    :mod:`dgl_ssm.analysis.jacobian` takes every component but the largest from the layer on
    the subgraph they induce, so their products do not pass over the whole graph.
 2. **Deflation.** On a matrix-free block, ARPACK is run again on the operator with every

@@ -34,10 +34,16 @@ def recorded_states(model, include_input=True, who="recorded_states"):
     ----------
     model : torch.nn.Module
         A deep GNN with a ``.layers`` list (any dgl_ssm model).
-    include_input : bool
+    include_input : bool, default True
         Also record :math:`H^{(0)}`.
     who : str
         The name that error messages give the caller (a diagnostic built on this one).
+
+    Yields
+    ------
+    list of torch.Tensor
+        The states, filled in as the block runs the model (``L`` or ``L + 1`` tensors a
+        forward pass).
 
     Examples
     --------
@@ -72,9 +78,20 @@ def recorded_states(model, include_input=True, who="recorded_states"):
 
 
 class LayerCall(NamedTuple):
-    """What one layer was called with: ``layer(graph, feat[, edge_feat], **kwargs)``, as
+    r"""What one layer was called with: ``layer(graph, feat[, edge_feat], **kwargs)``, as
     :func:`layer_inputs` records it (``graph`` is a list of hop graphs for a cumulative k-hop
     layer).
+
+    Attributes
+    ----------
+    graph : dgl.DGLGraph or list of dgl.DGLGraph
+        The graph the layer read (its hop graph, or hop graphs, in a k-hop model).
+    feat : torch.Tensor
+        Its input states :math:`H^{(\ell-1)}`.
+    edge_feat : torch.Tensor or None
+        Its edge features (GatedGCN), else None.
+    kwargs : dict
+        Its other keyword arguments (e.g. ``edge_weight``, ``history``).
 
     Examples
     --------
