@@ -352,24 +352,24 @@ def calibrate(
         An SSM model (GCNSSM, GINSSM, …) with ``state="identity"`` and no ``norm``.
     graph, feat, edge_feat
         The inputs the model will be trained on (the spectra depend on them).
-    target : float
+    target : float, default 1.0
         The modulus to put the top eigenvalue at (1: neither contracting nor expanding).
-    tol : float
+    tol : float, default 0.02
         Accepted distance of each layer's top modulus from ``target``.
-    norm_bound : float
+    norm_bound : float, default 2.0
         Accepted growth or shrinkage of the state norm across the stack: a number > 1
         (``math.inf``: no norm bound).
-    max_rounds : int
+    max_rounds : int, default 4
         Measure-and-set rounds at most; each aims at ``target ± tol/4`` and they stop once
         every layer is within ``target ± tol/2`` (margins for re-measurement, as the states
         move with λ and B); once they run out the report's ``ok`` says whether the last one is
         within the bounds.
-    lambda_rule : {"nearest", "centred"}
+    lambda_rule : {"nearest", "centred"}, default "nearest"
         Of the λ that put every layer of a group near ``target``, the one nearest the λ the
         model was built with (moving Λ, and so the stack's memory, no more than needed), or
         the one that centres the group's radii on ``target`` (the first rule, kept for the
         runs recorded with it).
-    input_rule : {"halve", "largest"}
+    input_rule : {"halve", "largest"}, default "halve"
         When the state norm leaves the bound: halve B until it is back within it, or then
         bisect between that B and the one before the last halving for the largest B within
         the bound (closer to the edge the bound allows; less than 2× the halved B).

@@ -57,7 +57,7 @@ def hop_graphs(graph, max_hop, hop_field="hop"):
         ``edata[hop_field]``).
     max_hop : int
         K, the number of hop graphs.
-    hop_field : str
+    hop_field : str, default "hop"
         The edge field holding the hop distances.
 
     Returns

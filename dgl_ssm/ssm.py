@@ -34,11 +34,11 @@ def build_matrix(kind, dim, scale=1.0, generator=None, *, role="SSM"):
         would be rounded to ~1e-7.
     dim : int
         The feature width ``d``.
-    scale : float
+    scale : float, default 1.0
         The factor ``s``.
     generator : torch.Generator, optional
         Source of randomness for the random kinds, so matrices are reproducible.
-    role : str
+    role : str, default "SSM"
         What the matrix is, for errors: ``"state"`` (Λ), ``"input"`` (B) or ``"SSM"``.
 
     Returns
@@ -156,17 +156,17 @@ class SSMUpdate(nn.Module):
     ----------
     dim : int
         Feature width ``d``.
-    state : str or torch.Tensor
+    state : str or torch.Tensor, default "identity"
         Kind of Λ (see :func:`build_matrix`). Default ``"identity"``.
-    state_scale : float
+    state_scale : float, default 1.0
         Scale ``m`` of Λ's named kinds: the eigenvalue modulus for the identity and
         orthogonal kinds, a factor on the random one (a tensor Λ is used as given).
         Default 1.
-    input : str or torch.Tensor
+    input : str or torch.Tensor, default "identity"
         Kind of B. Default ``"identity"``.
-    input_scale : float
+    input_scale : float, default 0.1
         Scale β of B for the named kinds (a tensor B is used as given). Default 0.1.
-    activation : str, nn.Module or callable
+    activation : str, nn.Module or callable, default "relu"
         The coupling activation σ: ``"relu"``, ``"tanh"``, ``"identity"``, …
         Default ``"relu"``.
     generator : torch.Generator, optional
@@ -402,9 +402,9 @@ class PlainUpdate(nn.Module):
 
     Parameters
     ----------
-    activation : str, nn.Module or callable
+    activation : str, nn.Module or callable, default "relu"
         The activation σ. Default ``"relu"``.
-    residual : bool
+    residual : bool, default False
         Add the skip connection (the usual deep baseline). Default ``False``.
 
     Examples

@@ -55,9 +55,9 @@ class SSMLayer(nn.Module):
         Feature width ``d`` (input and output of the conv).
     update : torch.nn.Module, optional
         The state update; default ``SSMUpdate(dim)`` (Λ = I, B = 0.1·I, relu).
-    norm : {None, "batch", "layer"}
+    norm : {None, "batch", "layer"}, default None
         Normalisation after the update.
-    dropout : float
+    dropout : float, default 0.0
         Dropout on the conv's input (the state path itself is not dropped).
 
     Examples

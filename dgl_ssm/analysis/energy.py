@@ -36,10 +36,10 @@ def dirichlet_energy(graph, feat, normalized=False, as_tensor=False):
         Homogeneous graph; its stored (directed) edges are summed over.
     feat : torch.Tensor
         Node states ``(n, d)``.
-    normalized : bool
+    normalized : bool, default False
         Use :math:`h_i / \sqrt{1 + d_i}` with :math:`d_i` the in-degree not counting self
         loops (see the module docstring).
-    as_tensor : bool
+    as_tensor : bool, default False
         Return a 0-d float64 tensor on the states' device instead of a float, so a caller in a
         training step does not wait for a GPU to read it (a monitor reads many at once).
 
@@ -103,7 +103,7 @@ def layer_energies(
         A deep GNN with ``.layers`` (any dgl_ssm model).
     graph, feat, edge_feat
         The model's inputs.
-    normalized : bool
+    normalized : bool, default False
         Degree-normalised energy (see :func:`dirichlet_energy`).
     energy_graph : dgl.DGLGraph, optional
         The graph to measure on. Default: ``graph``, or for a graph rewired by

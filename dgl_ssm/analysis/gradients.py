@@ -38,9 +38,9 @@ def layer_gradient_norms(
     loss_fn : callable
         ``loss_fn(model_output)`` → scalar tensor, e.g.
         ``lambda out: F.cross_entropy(out[mask], labels[mask])``.
-    include_input : bool
+    include_input : bool, default False
         Prepend the norm for :math:`H^{(0)}` (the encoder output).
-    eval_mode : bool
+    eval_mode : bool, default True
         Run the model in eval mode (no dropout, BatchNorm running statistics), restoring
         each module's flag afterwards; ``False`` uses the model's current mode.
 

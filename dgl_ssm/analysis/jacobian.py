@@ -247,7 +247,7 @@ def layer_jacobian_operator(
         Edge features, held fixed.
     layer_kwargs : dict, optional
         Extra keyword arguments of the layer (held fixed).
-    dtype : torch.dtype or None
+    dtype : torch.dtype or None, default torch.float64
         Working precision (default float64); ``None`` keeps the layer's.
 
     Returns
@@ -306,7 +306,7 @@ def dense_layer_jacobian(
     ----------
     layer, graph, feat, edge_feat, layer_kwargs, dtype
         As for :func:`layer_jacobian_operator`.
-    max_dim : int
+    max_dim : int, default DEFAULT_MAX_DIM
         Largest allowed ``n·d`` (default 4096).
 
     Returns
@@ -401,15 +401,15 @@ def top_singular_values(
     ----------
     layer, graph, feat, edge_feat, layer_kwargs, dtype
         As for :func:`layer_jacobian_operator`.
-    k : int
+    k : int, default 10
         How many values (all ``n·d`` of them when ``k`` reaches ``n·d``, if no connected
         component spans more than 4 096 coordinates: a ``k`` within 2 of a larger one's
         size raises ``ValueError``, as :func:`dense_layer_jacobian` would).
     tol, maxiter : float, int
         ARPACK's relative tolerance and iteration limit.
-    seed : int
+    seed : int, default 0
         Seed of the start vectors and probes (results are deterministic).
-    return_residuals : bool
+    return_residuals : bool, default False
         Also return the residual norm of each singular triple (0 up to rounding when exact).
 
     Returns
@@ -467,7 +467,7 @@ def top_eigenvalue_moduli(
     ----------
     layer, graph, feat, edge_feat, layer_kwargs, dtype
         As for :func:`layer_jacobian_operator`; the layer must map width ``d`` to ``d``.
-    k : int
+    k : int, default 10
         How many eigenvalues (all ``n·d`` of them when ``k`` reaches ``n·d``; see
         :func:`top_singular_values` for components over 4 096 coordinates).
     tol, maxiter, seed
@@ -475,9 +475,9 @@ def top_eigenvalue_moduli(
     ncv : int, optional
         Size of the Arnoldi basis; default ``max(4k, 40)``. A small basis can converge to
         the wrong eigenvalues when many moduli are close (non-normal Jacobians).
-    return_eigenvalues : bool
+    return_eigenvalues : bool, default False
         Also return the complex eigenvalues, in the same order.
-    return_residuals : bool
+    return_residuals : bool, default False
         Also return the residual norm ‖Jx − λx‖ (‖x‖ = 1) of each eigenpair.
 
     Returns
@@ -646,11 +646,11 @@ def spectral_density(
         As for :func:`layer_jacobian_operator`.
     num_probes, lanczos_steps : int
         Random probes and Lanczos steps per probe (full reorthogonalisation).
-    num_points : int
+    num_points : int, default 256
         Size of the grid, from 0 to a little beyond the largest Ritz singular value.
     bandwidth : float, optional
         Kernel width :math:`h`; default 2.5 % of the largest singular value.
-    seed : int
+    seed : int, default 0
         Seed of the probes.
 
     Returns

@@ -102,7 +102,7 @@ def sensitivity(model, graph, feat, pairs, *, edge_feat=None, ord="fro"):
         The model's inputs (for k-hop models: the rewired graph).
     pairs : sequence of (int, int) or tensor of shape (P, 2)
         ``(target v, source u)`` node pairs.
-    ord : {"fro", 2}
+    ord : {"fro", 2}, default "fro"
         Frobenius or spectral norm of the :math:`d_{\text{out}} \times d_{\text{in}}` block.
 
     Returns
@@ -162,7 +162,7 @@ def hop_distances(graph, targets, hop_field="hop"):
         A homogeneous graph, rewired or not.
     targets : sequence of int
         The nodes :math:`v` to measure distances to.
-    hop_field : str
+    hop_field : str, default "hop"
         The edge field of a rewired graph's hop distances.
 
     Returns
@@ -224,9 +224,9 @@ def sensitivity_by_distance(
         The graph distances are measured on. Default ``graph`` — or its hop-1 edges when it
         carries ``edata[hop_field]`` (k-hop rewired), so distances are those of the original
         graph, not of the rewiring.
-    num_targets : int
+    num_targets : int, default 16
         How many targets to draw when ``targets`` is not given (default 16).
-    seed : int
+    seed : int, default 0
         Seed of that draw (default 0).
     hop_field : str, optional
         The edge field of a k-hop rewired graph holding hop distances. Default: the model's

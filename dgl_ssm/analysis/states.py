@@ -36,7 +36,7 @@ def recorded_states(model, include_input=True, who="recorded_states"):
         A deep GNN with a ``.layers`` list (any dgl_ssm model).
     include_input : bool, default True
         Also record :math:`H^{(0)}`.
-    who : str
+    who : str, default "recorded_states"
         The name that error messages give the caller (a diagnostic built on this one).
 
     Yields
