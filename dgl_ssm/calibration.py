@@ -212,9 +212,9 @@ class CalibrationReport:
             The model this report calibrated.
         weight_decay : float
             The weight decay α the uncalibrated model would train with.
-        decoupled : bool
+        decoupled : bool, default False
             Whether the optimizer decouples weight decay (AdamW).
-        rule : {"symmetry", "uniform"}
+        rule : {"symmetry", "uniform"}, default "symmetry"
             Each weight's exponent from its conv's output-scaling symmetry, or 1 for all.
 
         Returns

@@ -189,8 +189,12 @@ def _split_hops(graph, hops, max_hop, hop_field):
     # (dgl.add_self_loop after the rewiring labels them 1): each hop graph gets one a node.
     # A label that is no hop count (negative, fractional) matches no hop, and is left out.
     counts = (hops >= 1) & (hops == hops.round()) if hops.is_floating_point() else hops >= 1
+    if hops.is_floating_point():  # (inf rounds to itself, and .long() makes it negative)
+        counts &= torch.isfinite(hops)
     between = src != dst
-    labels, hops = hops, torch.where(between & counts, hops.long(), 0)
+    # Hops past K are read by no layer: one bin holds them all, however large the label.
+    clamped = hops.clamp(max=max_hop + 1).long()
+    labels, hops = hops, torch.where(between & counts, clamped, 0)
     # One stable sort by hop, then a slice a hop (its edges in their order): a mask a hop would
     # pass over every edge K times, and a new batch of graphs is split every step.
     order = torch.argsort(hops, stable=True)

@@ -862,6 +862,7 @@ def test_hop_labels_that_split_into_nothing_are_refused():
     for labels, found in (
         (torch.zeros(16, dtype=torch.long), "0"),
         (torch.full((16,), 1.5), "1.5"),
+        (torch.full((16,), float("inf")), "inf"),  # (was torch.bincount's error)
     ):
         unlabelled = ring.clone()
         unlabelled.edata["hop"] = labels
@@ -870,6 +871,9 @@ def test_hop_labels_that_split_into_nothing_are_refused():
             model(unlabelled, x)
         with pytest.raises(dgl.DGLError, match=message):
             hop_graphs(unlabelled, 2)
+    huge = ring.clone()  # a label far past K needs no bin of its own
+    huge.edata["hop"] = torch.tensor([1] + [10**12] * 15)
+    assert [g.num_edges() for g in hop_graphs(huge, 2)] == [9, 8]
     loops = dgl.add_self_loop(dgl.graph(([], []), num_nodes=8))  # no edge between nodes
     loops.edata["hop"] = torch.zeros(8, dtype=torch.long)
     assert model(loops, x).shape == (8, 3)

@@ -371,6 +371,24 @@ def test_gpp_plan_is_the_re_implementation_at_the_published_protocol():
         if cell.column == "gpp_diameter":  # A-DGN's graph readout, not a saturating tanh head
             assert (model.readout, model.head_activation) == ("sum+max+mean", "leaky_relu")
     assert not any(c.config.optim.fixed_batches for c in plan(["gpp"], "paper"))
+    # The residual twins (findings): the bare GCN's run with the skip connection, and kGCN
+    # at kGCN-SSM's K = 10, on every seed and task.
+    everything = plan(["gpp"], "cpu")
+    for row, bare_row in (("GCN + residual", "GCN"), ("kGCN + residual", None)):
+        twins = [c for c in everything if c.row == row]
+        assert len(twins) == 4 * 3 and not any(c.required for c in twins)
+        for cell in twins:
+            model = cell.config.model
+            assert model.residual is True and model.state is None
+            assert (model.name, model.max_hop) == (("gcn", None) if bare_row else ("kgcn", 10))
+            if bare_row:
+                bare = next(
+                    c
+                    for c in everything
+                    if (c.row, c.column, c.config.seed) == (bare_row, cell.column, cell.config.seed)
+                )
+                bare.config.model.residual = True
+                assert bare.config == cell.config
 
 
 def test_a_record_the_plan_no_longer_holds_leaves_the_table_and_is_listed(tmp_path):

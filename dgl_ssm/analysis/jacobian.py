@@ -405,8 +405,8 @@ def top_singular_values(
         How many values (all ``n·d`` of them when ``k`` reaches ``n·d``, if no connected
         component spans more than 4 096 coordinates: a ``k`` within 2 of a larger one's
         size raises ``ValueError``, as :func:`dense_layer_jacobian` would).
-    tol, maxiter : float, int
-        ARPACK's relative tolerance and iteration limit.
+    tol, maxiter : float, int, default 1e-8, None
+        ARPACK's relative tolerance and iteration limit (None: ARPACK's own).
     seed : int, default 0
         Seed of the start vectors and probes (results are deterministic).
     return_residuals : bool, default False
@@ -644,7 +644,7 @@ def spectral_density(
     ----------
     layer, graph, feat, edge_feat, layer_kwargs, dtype
         As for :func:`layer_jacobian_operator`.
-    num_probes, lanczos_steps : int
+    num_probes, lanczos_steps : int, default 10, 60
         Random probes and Lanczos steps per probe (full reorthogonalisation).
     num_points : int, default 256
         Size of the grid, from 0 to a little beyond the largest Ritz singular value.
