@@ -402,6 +402,7 @@ def _load_each_dataset_once(cells, locations):
     FAILED line a run (138 of them for --part cora heterophily). The processed data is cached
     for the runs."""
     from .datasets import dataset_options
+    from .reproduce import execute
     from .train import load_data
 
     seen, faults = set(), []
@@ -411,11 +412,8 @@ def _load_each_dataset_once(cells, locations):
         if key in seen or "data_dir" not in dataset_options(config.data.name):
             continue
         seen.add(key)
-        config = RunConfig.from_dict(config.to_dict())
-        for name, value in locations.items():
-            setattr(config.data, name, value)
         try:
-            load_data(config)
+            load_data(execute.located(config.to_dict(), locations))
         except (ValueError, OSError) as error:  # (FileNotFoundError is an OSError)
             faults.append(f"{config.data.name}: {error}")
     if faults:

@@ -188,9 +188,9 @@ def _split_hops(graph, hops, max_hop, hop_field):
     # A self loop of the rewired graph is a node at distance 0, whatever its label
     # (dgl.add_self_loop after the rewiring labels them 1): each hop graph gets one a node.
     # A label that is no hop count (negative, fractional) matches no hop, and is left out.
-    counts = (hops >= 1) & (hops == hops.round()) if hops.is_floating_point() else hops >= 1
-    if hops.is_floating_point():  # (inf rounds to itself, and .long() makes it negative)
-        counts &= torch.isfinite(hops)
+    # (inf rounds to itself, and .long() would make it negative)
+    whole = (hops == hops.round()) & torch.isfinite(hops) if hops.is_floating_point() else True
+    counts = (hops >= 1) & whole
     between = src != dst
     # Hops past K are read by no layer: one bin holds them all, however large the label.
     clamped = hops.clamp(max=max_hop + 1).long()

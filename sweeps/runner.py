@@ -190,7 +190,7 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
     if note := spec.load_space().protocol_note:
         log(f"{spec.study_name}: {note}")
     new = new_sqlite_file(spec.storage)
-    open_storage(spec.storage, spec.heartbeat)  # unreachable storage: one line, before forking
+    storage = open_storage(spec.storage, spec.heartbeat)  # unreachable: one line, before forking
     if new is not None:  # a typo in the path would otherwise start an empty study unsaid
         log(f"New storage {new} (no file was there).")
     previous = get_threads()
@@ -202,7 +202,7 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
                 work(spec, worker_index=0, log=log)
             else:
                 _run_processes(spec, workers, log)
-            _refuse_a_study_of_errors_only(spec)
+            _refuse_a_study_of_errors_only(spec, storage)
             return final_evaluation(spec, log=log) if spec.final else None
     except BaseException:
         if new is not None:  # e.g. a wrong --data-dir: no empty file left to find later
@@ -212,11 +212,10 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
         set_threads(*previous)
 
 
-def _refuse_a_study_of_errors_only(spec):
+def _refuse_a_study_of_errors_only(spec, storage):
     """``RuntimeError`` when no trial of the study completed and some raised an error (bad
     data, a bug): the sweep found nothing, and a one-trial sweep used to exit 0 all the same.
     (Fewer than MAX_ERRORS_IN_A_ROW errors in a row do not stop the workers.)"""
-    storage = open_storage(spec.storage, spec.heartbeat)
     try:
         study = optuna.load_study(study_name=spec.study_name, storage=storage)
     except KeyError:  # no study: the workers stopped before creating it

@@ -271,15 +271,21 @@ def _outcome(function, *args):
         return None, f"{type(error).__name__}: {error}"
 
 
+def located(config_dict, locations):
+    """The run's config with the local data and cache folders set (records keep them out)."""
+    config = RunConfig.from_dict(config_dict)
+    for name, value in locations.items():
+        setattr(config.data, name, value)
+    return config
+
+
 def _run(config_dict, locations):
     import torch
 
     from ..run import run_record
     from ..train import train
 
-    config = RunConfig.from_dict(config_dict)
-    for name, value in locations.items():
-        setattr(config.data, name, value)
+    config = located(config_dict, locations)
     start = time.process_time()
     result = train(config)
     record = run_record(RunConfig.from_dict(config_dict), result)  # without the local paths
