@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -624,16 +623,34 @@ def test_ctrl_c_while_the_parent_starts_its_workers_is_held_not_lost(tmp_path, m
 
 @pytest.mark.slow
 def test_a_sweep_started_in_the_background_ignores_ctrl_c_in_its_workers_too(tmp_path):
-    # (Long enough to be still training at the Ctrl-C, about 3 s on an idle core.)
-    storage, sweep = two_workers_in_a_terminal(tmp_path, background=True, trials=2, epochs=400)
+    # Trials that never end on their own, so the test does not race the machine's speed: the
+    # workers must train on, epoch after epoch, past a Ctrl-C meant for the script.
+    storage, sweep = two_workers_in_a_terminal(tmp_path, background=True, trials=2)
     wait_for_running(storage, 2)
-    pressed = datetime.now()
+    before = last_epochs(storage)
     os.killpg(sweep.pid, signal.SIGINT)  # a Ctrl-C meant for the script that started it
-    _, err = sweep.communicate(timeout=600)
-    assert sweep.returncode == 0, err
-    trials = load(storage).trials
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
-    assert all(t.datetime_complete > pressed for t in trials), "ended before the Ctrl-C"
+
+    def trained_on(epochs):  # three epochs more than at the Ctrl-C, each worker
+        return all(epochs[n] >= before.get(n, -1) + 3 for n in epochs)
+
+    deadline = time.time() + 120
+    while time.time() < deadline:  # each worker reports (and checks for a Ctrl-C) each epoch
+        epochs = last_epochs(storage)
+        if len(epochs) < 2 or trained_on(epochs):
+            break
+        time.sleep(0.3)
+    assert len(epochs) == 2 and trained_on(epochs), f"stopped by the Ctrl-C: {before} {epochs}"
+    assert sweep.poll() is None, sweep.communicate()[1]
+    assert [t.state for t in load(storage).trials] == [TrialState.RUNNING] * 2
+    sweep.send_signal(signal.SIGTERM)  # what does stop it
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, err
+
+
+def last_epochs(storage):
+    """Each running trial's last reported epoch, by trial number."""
+    return {t.number: max(t.intermediate_values, default=-1)
+            for t in load(storage).trials if t.state == TrialState.RUNNING}  # fmt: skip
 
 
 @pytest.mark.slow
