@@ -312,6 +312,20 @@ def check_features(graph, feat, who, name="feat", finite=True, call=None, states
     num_nodes = graphs[0].num_nodes()
     if num_nodes == 0:
         raise DGLError(f"{who}: the graph has no nodes; there is nothing to measure.")
+    check_node_rows(feat, num_nodes, who, name)
+    if finite and states:
+        diverged = (
+            "There is nothing finite to measure; if these are a model's states, the model "
+            "diverged before this layer (see dgl_ssm.analysis.layer_energies)."
+        )
+        check_finite(feat, f"{who}: the states in {name}", name, remedy=diverged)
+    elif finite:
+        check_finite(feat, f"{who}: the node features in {name}", name)
+
+
+def check_node_rows(feat, num_nodes, who, name="feat"):
+    """``feat`` when it is a 2-D float tensor with one row per node of a graph of
+    ``num_nodes``; else ``TypeError`` or ``ValueError`` naming ``who`` and ``name``."""
     if not isinstance(feat, torch.Tensor) or not torch.is_floating_point(feat):
         kind = getattr(feat, "dtype", type(feat).__name__)
         raise TypeError(f"{who}: {name} must be a floating-point torch.Tensor, got {kind}.")
@@ -324,14 +338,7 @@ def check_features(graph, feat, who, name="feat", finite=True, call=None, states
             f"{who}: {name} has {feat.shape[0]} rows but the graph has "
             f"{num_nodes} nodes; pass one row per node."
         )
-    if finite and states:
-        diverged = (
-            "There is nothing finite to measure; if these are a model's states, the model "
-            "diverged before this layer (see dgl_ssm.analysis.layer_energies)."
-        )
-        check_finite(feat, f"{who}: the states in {name}", name, remedy=diverged)
-    elif finite:
-        check_finite(feat, f"{who}: the node features in {name}", name)
+    return feat
 
 
 def check_edge_features(graph, edge_feat, edge_feats, dtype=None):

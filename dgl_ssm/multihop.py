@@ -26,6 +26,7 @@ from .checks import (
     check_count,
     check_graph,
     check_homogeneous,
+    check_node_rows,
     shape_errors_named,
 )
 from .khop import radius_field
@@ -225,18 +226,11 @@ def _split_hops(graph, hops, max_hop, hop_field):
 def _check_states(states, num_nodes, name, like=None):
     """``states`` when they are a float ``(num_nodes, d)`` tensor (of ``like``'s shape, when
     given); else ``TypeError`` or ``ValueError`` naming ``name``."""
-    if not isinstance(states, torch.Tensor) or not states.is_floating_point():
-        kind = getattr(states, "dtype", type(states).__name__)
-        raise TypeError(f"MultiHopConv: {name} must be a floating-point torch.Tensor, got {kind}.")
+    check_node_rows(states, num_nodes, "MultiHopConv", name)
     if like is not None and states.shape != like.shape:
         raise ValueError(
             f"MultiHopConv: {name} has shape {tuple(states.shape)}, but the layer's states "
             f"(feat) have shape {tuple(like.shape)}: every state in history has that shape."
-        )
-    if states.dim() != 2 or states.shape[0] != num_nodes:
-        raise ValueError(
-            f"MultiHopConv: {name} has shape {tuple(states.shape)}, but the hop graphs have "
-            f"{num_nodes} nodes: pass a 2-D tensor with one row per node."
         )
     return states
 

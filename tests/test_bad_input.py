@@ -809,7 +809,7 @@ def test_building_blocks_name_what_failed_deep_inside_or_ran_silently_wrong():
         (lambda: delayed(graphs, torch.randn(8, 5), history=[torch.randn(8, 5)] * 2),
          ValueError, r"hop-1 GraphConv failed on states of shape \(8, 5\)"),
         (lambda: delayed(graphs, torch.randn(5, 4), history=[torch.randn(5, 4)] * 2),
-         ValueError, r"feat has shape \(5, 4\), but the hop graphs have 8 nodes"),
+         ValueError, r"MultiHopConv: feat has 5 rows but the graph has 8 nodes"),
         (lambda: delayed(graphs, h, history=[torch.randn(8, 5), h]),
          ValueError, r"history\[0\] has shape \(8, 5\), but the layer's states .* \(8, 4\)"),
         (lambda: delayed([torch.ones(3)] * 2, h, history=[h, h]),
