@@ -30,6 +30,7 @@ import dgl_ssm
 from dgl_ssm import analysis
 
 from . import figures
+from .console import escape_unencodable
 from .device import device_argument, resolve_device
 from .records import make_folder, read_records
 from .threads import threads
@@ -186,6 +187,7 @@ def build_parser(prog="dgl-ssm-analyze"):
 
 
 def main(argv=None, prog="dgl-ssm-analyze"):
+    escape_unencodable()
     args = build_parser(prog).parse_args(argv)
     try:
         if getattr(args, "max_distance", None) is not None and args.max_distance < 0:

@@ -21,6 +21,7 @@ from dgl_ssm.multihop import HOP_MODES, PAST_MAX_HOP
 from dgl_ssm.wrapper import NORMS
 
 from .config import RunConfig
+from .console import escape_unencodable
 from .ctrl_c import CtrlC
 from .datasets import DATASETS
 from .device import device_argument, resolve_device
@@ -312,6 +313,7 @@ def _parse_value(text):
 
 
 def main(argv=None, prog="dgl-ssm-bench"):
+    escape_unencodable()
     return run_command(build_parser(prog).parse_args(argv), argv, prog)
 
 

@@ -315,7 +315,7 @@ class RunConfig:
         if not path.is_file():
             raise ValueError(f"Config {path} is a directory, not a YAML file.")
         try:
-            raw = load_yaml(path.read_text())
+            raw = load_yaml(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as error:
             message = " ".join(str(error).split())
             raise ValueError(f"{path}: not valid YAML: {message}") from None

@@ -189,7 +189,10 @@ def save(fig, path):
 
 
 def write_csv(path, header, rows):
-    with atomic_write(path) as temporary, open(temporary, "w", newline="") as handle:
+    with (
+        atomic_write(path) as temporary,
+        open(temporary, "w", newline="", encoding="utf-8") as handle,
+    ):
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)

@@ -13,6 +13,10 @@ import signal
 import threading
 from pathlib import Path
 
+# A file of our own, to write bytes into. (O_BINARY: Windows would otherwise open the
+# descriptor in text mode, writing each "\n" byte of a PNG as "\r\n".)
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
 
 class signals_held:
     """Hold SIGINT and SIGTERM back (main thread only) while a few writes must all happen;
@@ -72,7 +76,7 @@ def atomic_write(path):
     _check_not_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_name(path)
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    os.close(os.open(temporary, NEW_FILE, 0o666))
     try:
         yield temporary
         with open(temporary, "rb+") as stream:  # the bytes on disk before the name points at them
@@ -107,7 +111,7 @@ def write_together(out_dir, outputs):
         try:
             for name, data in outputs.items():
                 tmp = _temporary_name(out_dir / name)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                fd = os.open(tmp, NEW_FILE, 0o666)
                 temps[name] = tmp
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)

@@ -6,12 +6,17 @@ perf benchmark.
 On Linux the kernel's high-water mark of the resident set (``VmHWM``, what
 ``getrusage().ru_maxrss`` reports) can be reset to the current size by writing ``5`` to
 ``/proc/self/clear_refs``, so one process can measure several stretches in turn. Where that
-is not possible the mark cannot be reset, and only the first stretch of a fresh process is
-measured correctly: :attr:`PeakMeter.resettable` says which.
+is not possible (macOS, Windows) the mark cannot be reset: only the first stretch of a fresh
+process is measured (:attr:`PeakMeter.resettable` says which), and a later one's peak is
+``None``, not the process's peak so far passed off as its own.
 """
 
-import resource
 import sys
+
+try:
+    import resource
+except ImportError:  # Windows: psutil's peak working set instead
+    resource = None
 
 import psutil
 import torch
@@ -25,13 +30,17 @@ class PeakMeter:
 
     ``start()`` takes the baseline (and resets the high-water mark); ``peak_mb()`` is the
     highest usage since then minus that baseline, ``peak_total_mb()`` the highest usage itself
-    (resident set on CPU, memory allocated by tensors on CUDA).
+    (resident set on CPU, memory allocated by tensors on CUDA). Where the mark cannot be reset,
+    ``peak_total_mb()`` is ``None`` unless this is the process's first CPU measurement.
     """
+
+    _started_in_process = False  # a CPU meter has started here (the mark holds its peak)
 
     def __init__(self, device):
         self.device = torch.device(device)
         self.baseline = 0.0
         self.resettable = self.device.type == "cuda" or _can_reset()
+        self.own = True  # the peak is this stretch's, not an earlier one's
 
     def start(self):
         if self.device.type == "cuda":
@@ -41,6 +50,9 @@ class PeakMeter:
             return
         if self.resettable:
             _reset_high_water_mark()
+        else:
+            self.own = not PeakMeter._started_in_process
+        PeakMeter._started_in_process = True
         self.baseline = resident_mb()
 
     def peak_mb(self):
@@ -50,13 +62,15 @@ class PeakMeter:
         return high_water_mark_mb() - self.baseline
 
     def peak_total_mb(self):
-        return self.peak_mb() + self.baseline
+        return self.peak_mb() + self.baseline if self.own else None
 
     @property
     def method(self):
         if self.device.type == "cuda":
             return "torch.cuda.max_memory_allocated"
-        return "peak RSS (VmHWM, reset per measurement)" if self.resettable else "ru_maxrss"
+        if self.resettable:
+            return "peak RSS (VmHWM, reset per measurement)"
+        return "ru_maxrss" if resource is not None else "peak working set"
 
 
 def resident_mb():
@@ -67,10 +81,14 @@ def resident_mb():
 def high_water_mark_mb():
     """Highest resident set size since start (or since the last reset), in MB."""
     value = _status_kb("VmHWM")  # psutil does not read the high-water mark
-    if value is None:  # not Linux: getrusage's ru_maxrss, in bytes on macOS, KiB elsewhere
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-    return value / 1024
+    if value is not None:
+        return value / 1024
+    if resource is None:  # Windows: the peak working set, in bytes
+        info = psutil.Process().memory_info()
+        return getattr(info, "peak_wset", info.rss) / 2**20
+    # Not Linux: getrusage's ru_maxrss, in bytes on macOS, KiB elsewhere.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def process_rss_mb(pid):

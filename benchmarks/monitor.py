@@ -278,7 +278,7 @@ def _one_thread():
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux
-        with suppress(OSError):
+        with suppress(AttributeError, OSError):  # (no os.nice on Windows: normal priority)
             os.nice(19)
     set_threads(1)
     # It waits on a queue it holds itself: with the run killed outright, it would wait forever.

@@ -180,7 +180,8 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
         watch = None if monitor is None else monitor(run_config.seed)
         result = train(run_config, data=data, on_epoch=on_epoch, progress=progress, monitor=watch)
         record = run_record(run_config, result)
-        record["peak_memory_mb"] = round(result.peak_memory_mb, 1)
+        peak = result.peak_memory_mb
+        record["peak_memory_mb"] = None if peak is None else round(peak, 1)
         record["data_fingerprint"] = fingerprint
         records.append(record)
         if output is not None:

@@ -6,7 +6,8 @@ A run never knows whether it is a trial: a sweep passes ``on_epoch(epoch, val_me
 which may raise to stop it (Optuna's pruning does). ``peak_memory_mb`` is the run's own peak
 (the resident set's high-water mark, reset when the run starts; on CUDA the tensors'
 ``max_memory_allocated`` after ``reset_peak_memory_stats``), so every trial of a sweep that
-runs in one process reports its own.
+runs in one process reports its own. Where the mark cannot be reset (macOS, Windows) only a
+process's first run has one; later runs report ``None``.
 """
 
 import math
@@ -47,7 +48,7 @@ class RunResult:
     best_epoch: int
     epochs: int
     wall_time_s: float
-    peak_memory_mb: float
+    peak_memory_mb: float | None
     history: list[dict[str, float]] = field(default_factory=list)
     monitored: bool = False  # the history holds the monitor's entries (keep it in the record)
     calibration: dict | None = None  # dgl_ssm.calibrate's report, when the config asks for it

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 
+from dgl_ssm_bench.console import escape_unencodable
 from dgl_ssm_bench.device import device_argument
 
 from .leaderboard import DEFAULT_OUT, DEPTH_SELECTS, LeaderboardError, write_leaderboard
@@ -128,6 +129,7 @@ def _guarded(action, prog, storage=""):
 
 
 def sweep_main(argv=None, prog="dgl-ssm-sweep"):
+    escape_unencodable()
     args = sweep_parser(prog).parse_args(argv)
     if not _check_counts(args, prog):
         return 2
@@ -186,6 +188,7 @@ def _suite_only_options(parser, args):
 
 def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
     """``dgl-ssm leaderboard [--suite NAME]``: returns the exit code (2: bad input)."""
+    escape_unencodable()
     parser = suite_parser(prog, default_suite)
     args = parser.parse_args(argv)
     if args.suite is None and args.storage is None and (hint := _suite_storages()):

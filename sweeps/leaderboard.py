@@ -36,6 +36,7 @@ from typing import NamedTuple
 import optuna
 import pandas as pd
 
+from dgl_ssm_bench.console import escape_unencodable
 from dgl_ssm_bench.files import write_together
 from dgl_ssm_bench.metrics import METRICS
 from dgl_ssm_bench.names import display_name
@@ -636,6 +637,7 @@ def write_error(out_dir, error):
 
 def main(argv=None, prog=PROG):
     """``dgl-ssm-leaderboard --storage URL --out DIR``: returns the exit code (2: bad input)."""
+    escape_unencodable()
     parser = argparse.ArgumentParser(prog=prog, description="Build the leaderboard (Markdown, "
                                      "CSV, LaTeX tables and PNG plots) from the Optuna storage "
                                      "of the sweeps.")  # fmt: skip

@@ -297,7 +297,9 @@ def _stop_workers(processes):
         pass
     stop = forwarded_stop()
     for process in processes:
-        if process.is_alive():
+        # (Not on Windows: there os.kill ends a process outright, and a console's Ctrl-C
+        # reaches every worker itself.)
+        if process.is_alive() and os.name != "nt":
             try:
                 os.kill(process.pid, stop)
             except ProcessLookupError:

@@ -178,7 +178,7 @@ def load_space(name, folder=SPACES, _seen=()):
     if path.resolve() in _seen:
         raise SpaceError(f"{path}: extends: circular inheritance.")
     try:
-        raw = load_yaml(path.read_text()) or {}
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:  # one line, with the position
         raise SpaceError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(raw, dict):

@@ -13,7 +13,6 @@ worker on every machine runs the same command against it. Two things make that s
 """
 
 import contextlib
-import fcntl
 import hashlib
 import random
 import re
@@ -27,6 +26,8 @@ from pathlib import Path
 import optuna
 import sqlalchemy.engine
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from dgl_ssm_bench.locks import exclusive_lock
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
 OPEN_ATTEMPTS = 8
@@ -290,12 +291,8 @@ def trial_lock(storage, study_name):
     target = _sqlite_target(url)  # (the file a SQLite URI-form URL names, too)
     folder = target.parent if isinstance(target, Path) else Path(tempfile.gettempdir())
     digest = hashlib.sha1(f"{url}|{study_name}".encode()).hexdigest()[:16]
-    with open(folder / f".optuna-{digest}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_lock(folder / f".optuna-{digest}.lock"):
+        yield
 
 
 def create_or_load_study(storage, name, direction, sampler, pruner):

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..locks import exclusive_lock
+
 
 def dgl_layout(dataset_class, raw_dir):
     """DGL's internal name and raw folder for ``dataset_class`` under ``raw_dir``.
@@ -62,18 +64,10 @@ def exclusive(target):
     Runs side by side (two ``reproduce`` queues, or ``--jobs 2``) would otherwise stage the
     same folder at once, one replacing it while the other renames into it or reads it, and
     both let DGL write its processed files there. An advisory ``flock`` on ``<target>.lock``
-    serialises them, and is released however its holder exits. Where the system has no
-    ``fcntl`` (Windows) it is a no-op: runs side by side should then not share a cache.
+    serialises them (``msvcrt`` on Windows), and is released however its holder exits.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover (not POSIX)
-        yield
-        return
-    with open(target.with_name(f"{target.name}.lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+    with exclusive_lock(target.with_name(f"{target.name}.lock")):
         yield
 
 

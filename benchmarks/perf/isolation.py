@@ -31,7 +31,11 @@ POLL_SECONDS = 0.2
 
 
 def find_tcmalloc():
-    """The shared-library name of tcmalloc for ``LD_PRELOAD``, or ``None`` if not installed."""
+    """The shared-library name of tcmalloc for ``LD_PRELOAD``, or ``None`` if not installed
+    (or not Linux: macOS's loader ignores ``LD_PRELOAD``, so a timing there would not be
+    tcmalloc's, whatever its label said)."""
+    if not sys.platform.startswith("linux"):
+        return None
     return ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
 
 

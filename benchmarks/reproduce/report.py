@@ -552,5 +552,5 @@ def write_report(out, budget="cpu", *, need_records=False):
                       "deeper with activation checkpointing.", "", figure]  # fmt: skip
     readme = out / f"README{suffix}.md"
     with atomic_write(readme) as temporary:
-        temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        temporary.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
     return [readme, *written]
