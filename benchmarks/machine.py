@@ -11,6 +11,8 @@ can be told from one that should not.
 import functools
 import os
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 # Settings that choose those kernels, recorded when set.
@@ -19,11 +21,22 @@ KERNEL_SETTINGS = ("MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
 
 @functools.lru_cache
 def cpu_model():
-    """The CPU's model name (Linux names it only in /proc/cpuinfo), else what platform says."""
+    """The CPU's model name (Linux names it only in /proc/cpuinfo, macOS in sysctl), else
+    what platform says."""
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
     models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return models[0] if models else platform.processor() or platform.machine()
+    if models:
+        return models[0]
+    if sys.platform == "darwin":  # e.g. "Apple M2", where platform says only "arm"
+        try:
+            asked = ["sysctl", "-n", "machdep.cpu.brand_string"]
+            named = subprocess.run(asked, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            named = ""
+        if named:
+            return named
+    return platform.processor() or platform.machine()
 
 
 def cpu_kernels():

@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from dgl_ssm_bench import locks, memory, monitor
+from dgl_ssm_bench import locks, machine, memory, monitor
 from dgl_ssm_bench.memory import PeakMeter
 from dgl_ssm_bench.perf import isolation
 
@@ -144,3 +144,18 @@ def test_tcmalloc_is_offered_only_where_ld_preload_works(monkeypatch, platform):
     monkeypatch.setattr(isolation.sys, "platform", platform)
     assert isolation.find_tcmalloc() is None
     assert isolation.deep_allocator() == isolation.COMPACT
+
+
+def test_on_macos_a_record_names_the_cpu_model_sysctl_gives(monkeypatch, tmp_path):
+    asked = []
+
+    def sysctl(argv, **kwargs):
+        asked.append(argv)
+        return subprocess.CompletedProcess(argv, 0, stdout="Apple M2\n", stderr="")
+
+    monkeypatch.setattr(machine, "Path", lambda path: tmp_path / "no-cpuinfo")
+    monkeypatch.setattr(machine.sys, "platform", "darwin")
+    monkeypatch.setattr(machine.subprocess, "run", sysctl)
+    monkeypatch.setattr(machine.platform, "processor", lambda: "arm")
+    assert machine.cpu_model.__wrapped__() == "Apple M2"  # (platform says "arm")
+    assert asked == [["sysctl", "-n", "machdep.cpu.brand_string"]]
