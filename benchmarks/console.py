@@ -8,9 +8,11 @@ import sys
 
 def escape_unencodable():
     """Have stdout and stderr write a character their encoding lacks as an escape (``\\u03bb``)
-    instead of raising, in this process and in the workers it starts. A UTF-8 console is
-    unchanged; so is a ``PYTHONIOENCODING`` the user set."""
+    instead of raising. Called by each command and by each worker process a command starts
+    (their streams are their own). A UTF-8 console is unchanged, and so is the choice of a
+    user who set ``PYTHONIOENCODING``."""
+    if "PYTHONIOENCODING" in os.environ:
+        return
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):  # (not a stream a caller put in its place)
             stream.reconfigure(errors="backslashreplace")
-    os.environ.setdefault("PYTHONIOENCODING", ":backslashreplace")  # read by spawned workers

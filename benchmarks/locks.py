@@ -39,7 +39,7 @@ def exclusive_lock(path):
             try:
                 msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
                 break
-            except OSError:
+            except PermissionError:  # (EACCES: another process holds it)
                 time.sleep(POLL_SECONDS)
         try:
             yield

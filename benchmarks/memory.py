@@ -6,9 +6,11 @@ perf benchmark.
 On Linux the kernel's high-water mark of the resident set (``VmHWM``, what
 ``getrusage().ru_maxrss`` reports) can be reset to the current size by writing ``5`` to
 ``/proc/self/clear_refs``, so one process can measure several stretches in turn. Where that
-is not possible (macOS, Windows) the mark cannot be reset: only the first stretch of a fresh
-process is measured (:attr:`PeakMeter.resettable` says which), and a later one's peak is
-``None``, not the process's peak so far passed off as its own.
+is not possible (macOS, Windows, a Linux that refuses the write) the mark cannot be reset:
+only the first stretch of a process is measured (:attr:`PeakMeter.resettable` says whether
+the mark resets, :attr:`PeakMeter.own` whether a stretch's peak is its own). A later one's
+``peak_total_mb()`` is ``None``, not the process's peak so far passed off as its own, and its
+``peak_mb()`` is the growth of that cumulative mark.
 """
 
 import sys

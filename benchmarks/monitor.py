@@ -39,6 +39,7 @@ from dgl_ssm.analysis import LayerCall, dirichlet_energy, one_hop_graph, top_sin
 from dgl_ssm.analysis._common import call_parts, hop_field_of, node_state
 from dgl_ssm.checks import check_choice
 
+from .console import escape_unencodable
 from .orphans import on_parent_exit
 from .threads import set_threads
 
@@ -281,6 +282,7 @@ def _one_thread():
         with suppress(AttributeError, OSError):  # (no os.nice on Windows: normal priority)
             os.nice(19)
     set_threads(1)
+    escape_unencodable()
     # It waits on a queue it holds itself: with the run killed outright, it would wait forever.
     on_parent_exit(lambda: os._exit(1))
     try:

@@ -56,6 +56,7 @@ from optuna.trial import TrialState
 
 from dgl_ssm.checks import check_choice
 from dgl_ssm_bench.config import ModelConfig, RunConfig
+from dgl_ssm_bench.console import escape_unencodable
 from dgl_ssm_bench.ctrl_c import CtrlC
 from dgl_ssm_bench.datasets import data_version, dataset_metric, dataset_options
 from dgl_ssm_bench.device import use_gpu_of_worker
@@ -321,6 +322,7 @@ def _stop_workers(processes):
 def _work_in_process(spec, index, threads, verbosity=optuna.logging.WARNING):
     try:
         stop_with_parent()  # a sweep killed outright stops them too
+        escape_unencodable()
         # Ctrl-C was held while this process imported; it is raised here if one came. The
         # loop then takes it as it should (work() installs its handler).
         take_back_ctrl_c()

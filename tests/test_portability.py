@@ -12,6 +12,7 @@ import pytest
 from dgl_ssm_bench import locks, machine, memory, monitor
 from dgl_ssm_bench.memory import PeakMeter
 from dgl_ssm_bench.perf import isolation
+from dgl_ssm_bench.threads import get_threads, set_threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,10 +21,10 @@ def fake_msvcrt(contended=1):
     """A stand-in for Windows' msvcrt: ``locking`` refuses the first ``contended`` tries."""
     calls = []
 
-    def locking(descriptor, mode, size):
-        calls.append((mode, size))
-        if mode == fake.LK_NBLCK and sum(m == fake.LK_NBLCK for m, _ in calls) <= contended:
-            raise OSError(36, "Resource deadlock avoided")
+    def locking(descriptor, mode, size):  # (it locks from the file's current position)
+        calls.append((mode, size, os.lseek(descriptor, 0, os.SEEK_CUR)))
+        if mode == fake.LK_NBLCK and sum(c[0] == fake.LK_NBLCK for c in calls) <= contended:
+            raise PermissionError(13, "Permission denied")
 
     fake = types.SimpleNamespace(LK_NBLCK=2, LK_UNLCK=0, locking=locking, calls=calls)
     return fake
@@ -54,12 +55,14 @@ def test_the_lock_takes_turns_with_msvcrt_where_there_is_no_fcntl(tmp_path, monk
     monkeypatch.setattr(locks, "msvcrt", fake, raising=False)
     monkeypatch.setattr(locks, "POLL_SECONDS", 0.0)
     with locks.exclusive_lock(tmp_path / "sub" / "x.lock"):
-        # Waited while another process held the byte, then took it; not yet released.
-        assert fake.calls == [(fake.LK_NBLCK, 1)] * 3
-    assert fake.calls[-1] == (fake.LK_UNLCK, 1)
+        # Waited while another process held the first byte, then took it; not yet released.
+        assert fake.calls == [(fake.LK_NBLCK, 1, 0)] * 3
+    assert fake.calls[-1] == (fake.LK_UNLCK, 1, 0)
+    (tmp_path / "y.lock").write_text("not empty")  # (opened for appending: at its end)
     with pytest.raises(RuntimeError), locks.exclusive_lock(tmp_path / "y.lock"):
+        assert fake.calls[-1] == (fake.LK_NBLCK, 1, 0)
         raise RuntimeError("the block failed")
-    assert fake.calls[-1] == (fake.LK_UNLCK, 1)  # released all the same
+    assert fake.calls[-1] == (fake.LK_UNLCK, 1, 0)  # the same byte, released all the same
 
 
 ASCII_CONSOLE = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
@@ -128,14 +131,15 @@ def test_on_windows_the_high_water_mark_is_the_peak_working_set(monkeypatch):
 def test_the_monitors_helper_starts_where_there_is_no_nice_or_scheduler(monkeypatch):
     monkeypatch.delattr(os, "sched_setscheduler", raising=False)
     monkeypatch.delattr(os, "nice")
-    limits = monitor._LIMITS
+    threads, limits = get_threads(), monitor._LIMITS
     try:
         monitor._one_thread()  # (raised AttributeError: every monitored epoch's spectra failed)
-    finally:
+        assert get_threads()[0] == 1
+    finally:  # (this process is pytest's, not a helper's)
+        if monitor._LIMITS is not limits:
+            monitor._LIMITS.restore_original_limits()
         monitor._LIMITS = limits
-    import torch
-
-    assert torch.get_num_threads() == 1
+        set_threads(*threads)
 
 
 @pytest.mark.parametrize("platform", ["darwin", "win32"])
@@ -159,3 +163,35 @@ def test_on_macos_a_record_names_the_cpu_model_sysctl_gives(monkeypatch, tmp_pat
     monkeypatch.setattr(machine.platform, "processor", lambda: "arm")
     assert machine.cpu_model.__wrapped__() == "Apple M2"  # (platform says "arm")
     assert asked == [["sysctl", "-n", "machdep.cpu.brand_string"]]
+
+
+@pytest.fixture
+def a_mark_that_cannot_be_reset(monkeypatch):
+    """As on macOS and Windows, in a process that has measured nothing yet."""
+    monkeypatch.setattr(memory, "_can_reset", lambda: False)
+    monkeypatch.setattr(PeakMeter, "_started_in_process", False)
+
+
+def test_without_a_resettable_mark_a_second_seed_records_no_peak(a_mark_that_cannot_be_reset):
+    from dgl_ssm_bench.config import RunConfig
+    from dgl_ssm_bench.run import run_seeds
+
+    config = RunConfig.from_dict({
+        "model": {"name": "gcn", "num_layers": 1, "hidden": 4},
+        "data": {"name": "ring_transfer", "options": {"ring_size": 4, "num_graphs": 10}},
+        "optim": {"epochs": 1},
+    })  # fmt: skip
+    records = run_seeds(config, seeds=2, progress=False, log=lambda *_: None)
+    first, second = (record["peak_memory_mb"] for record in records)
+    assert first > 0 and second is None
+
+
+def test_perf_in_one_process_refuses_a_peak_the_mark_cannot_tell(a_mark_that_cannot_be_reset):
+    from dgl_ssm_bench.perf.cli import PerfConfig
+    from dgl_ssm_bench.perf.measure import epoch_memory
+    from dgl_ssm_bench.perf.workload import GraphSpec
+
+    config, spec = PerfConfig(depths=(2,), hidden=8), GraphSpec("synthetic", 200, 1000)
+    assert epoch_memory(config, spec, "gcn", "cpu")["status"] == "ok"  # the process's first
+    out = epoch_memory(config, spec, "gcn_ssm", "cpu")
+    assert out["status"] == "failed" and "drop --no-subprocess" in out["message"]

@@ -131,6 +131,9 @@ def epoch_memory(config, spec, variant, device, depth=None, timed_epochs=0):
     epoch()
     seconds = timer() - start
     peak = meter.peak_mb()
+    if not meter.own:  # (--no-subprocess where the mark holds an earlier measurement's peak)
+        return {"status": "failed", "message": "this system cannot reset the peak-memory mark "
+                "within a process: measure each in a fresh one (drop --no-subprocess)"}  # fmt: skip
     more = []
     for _ in range(timed_epochs):
         start = timer()

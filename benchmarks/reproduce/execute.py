@@ -11,6 +11,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ..config import RunConfig
+from ..console import escape_unencodable
 from ..device import CURRENT_GPU, use_gpu_of_worker
 from ..orphans import on_parent_exit
 from ..records import append_record, read_records
@@ -249,6 +250,7 @@ def _device(cells):
 def _init_worker(threads, started=None, device="cpu"):
     """Set up this process to run cells: ``threads`` torch threads; in a pool's worker
     (``started`` counts them), its GPU, and the parent's stops."""
+    escape_unencodable()
     set_threads(threads)
     # (for the processes it starts: this one's OpenMP read it at import)
     os.environ["OMP_NUM_THREADS"] = str(threads)
