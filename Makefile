@@ -14,6 +14,9 @@ SUITE ?= quick
 # Torch threads per trial (empty: torch's default, one per core); 1 on a machine shared with
 # other jobs, where waiting on busy cores makes each trial many times slower.
 THREADS ?=
+# Test processes side by side (pytest-xdist; each test file runs whole in one of them, so its
+# fixtures are built once); 0 runs the suite in this process.
+TEST_JOBS ?= 2
 
 install: $(STAMP)
 
@@ -24,7 +27,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile
 
 leaderboard: $(STAMP)
 	$(VENV)/bin/dgl-ssm leaderboard --suite $(SUITE) $(if $(DATA),--data-dir $(DATA)) \

@@ -65,7 +65,7 @@ from dgl_ssm_bench.metrics import METRICS
 from dgl_ssm_bench.models import build_for, check_model_name, parameter_count
 from dgl_ssm_bench.run import config_of_run
 from dgl_ssm_bench.run import validate as validate_run
-from dgl_ssm_bench.threads import get_threads, set_threads
+from dgl_ssm_bench.threads import get_threads, set_threads, threads_per_worker
 from dgl_ssm_bench.train import load_data, train
 
 from .interrupt import (
@@ -237,16 +237,6 @@ def _remove_if_empty(path, spec):
             path.unlink(missing_ok=True)
     except Exception:  # noqa: BLE001 - best effort: the sweep's own error is the one to show
         pass
-
-
-def threads_per_worker(threads, workers, cores=None):
-    """Torch threads for each of ``workers`` processes: ``threads`` or cores ÷ workers."""
-    if threads:
-        return threads
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        cores = cores or os.cpu_count() or 1
-    return max(1, cores // workers)
 
 
 def _run_processes(spec, workers, log):

@@ -11,6 +11,24 @@ import torch
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``make test``: ``-n 2``), each of the N test processes computes with
+    its share of the cores, in torch, DGL and the BLAS, as do the commands its tests start
+    (``OMP_NUM_THREADS``, unless set): with a thread per core in every process, threads would
+    wait on each other's busy cores at every small operation."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers is None:
+        return
+    from threadpoolctl import threadpool_limits
+
+    from dgl_ssm_bench.threads import set_threads, threads_per_worker
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_worker(None, int(workers))))
+    share = int(os.environ["OMP_NUM_THREADS"])
+    set_threads(share)
+    threadpool_limits(share)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def ctrl_c_as_in_a_terminal():
     """Ctrl-C raises KeyboardInterrupt, as in a terminal, for the tests of what Ctrl-C does.
@@ -31,9 +49,15 @@ def data_dir():
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("dgl_ssm_cache")
+    """The processed-data cache of this test session, also for the code and commands that
+    tests run without a cache folder (``$DGL_SSM_CACHE``): the user's own cache is neither
+    read, which would let its state decide a test, nor written."""
+    path = tmp_path_factory.mktemp("dgl_ssm_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DGL_SSM_CACHE", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")
@@ -73,12 +97,26 @@ def layer_by_layer(model, graph, feat):
     return calls, state
 
 
+def postgres_url():
+    """``$DGL_SSM_TEST_POSTGRES``, naming a database of its own for each pytest-xdist worker:
+    tests on two workers at once would otherwise drop each other's database."""
+    url, worker = os.environ.get("DGL_SSM_TEST_POSTGRES"), os.environ.get("PYTEST_XDIST_WORKER")
+    if not (url and worker):
+        return url
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{worker}").render_as_string(False)
+
+
 def fresh_postgres_database(url):
     """Drop and re-create the database of the PostgreSQL ``url``, closing its other sessions."""
     import sqlalchemy
+    from sqlalchemy.engine import make_url
 
-    server, name = url.rsplit("/", 1)
-    admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    parsed = make_url(url)
+    name = parsed.database
+    admin = sqlalchemy.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
 
 from dgl_ssm_bench.cli import main
 from dgl_ssm_bench.config import RunConfig
@@ -24,6 +25,7 @@ from dgl_ssm_bench.reproduce.records import (
     append_record,
     record_key,
 )
+from dgl_ssm_bench.threads import get_threads
 from tests.conftest import still_running
 
 
@@ -219,6 +221,27 @@ def test_runs_resume_and_a_failed_run_loses_only_itself(tmp_path):
     assert execute.pending(cells, tmp_path) == cells[2:]
     assert execute.run_cells(cells[:2], tmp_path, log=lines.append) == 0
     assert len(read_records(tmp_path / "ring.jsonl")) == 2
+
+
+def test_runs_in_this_process_put_its_threads_back(tmp_path, monkeypatch):
+    # (The runs take every core, or 3 threads; the caller had 1, and its children 1.)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = get_threads()
+    seen = []
+
+    def fake_run(*_):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("not trained: the threads it ran with are what is checked")
+
+    monkeypatch.setattr(execute, "_run", fake_run)
+    execute.run_cells([Cell("ring", "GCN-SSM", "n=6", tiny_ring(0))], tmp_path, threads=3,
+                      log=lambda _: None)  # fmt: skip
+    assert seen == [3]
+    assert get_threads() == before and os.environ["OMP_NUM_THREADS"] == "1"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    execute.run_cells([Cell("ring", "GCN-SSM", "n=6", tiny_ring(1))], tmp_path, threads=3,
+                      log=lambda _: None)  # fmt: skip
+    assert get_threads() == before and "OMP_NUM_THREADS" not in os.environ
 
 
 def test_a_run_that_two_parts_share_is_pending_in_each_until_each_records_it(tmp_path):

@@ -22,7 +22,7 @@ from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, 
 from dgl_ssm_sweeps.space import SPACES, SpaceError, backbone_kind, find_space, load_space
 from dgl_ssm_sweeps.storage import OPEN_ATTEMPTS, StorageError, new_sqlite_file, open_storage
 from dgl_ssm_sweeps.suites import suite_studies
-from tests.conftest import fresh_postgres_database
+from tests.conftest import fresh_postgres_database, postgres_url
 
 HETEROPHILY = ("minesweeper", "tolokers", "roman_empire", "amazon_ratings")
 # Spaces for the fixed reference baselines (Platonov's protocol), not for plain/SSM twins.
@@ -777,7 +777,7 @@ def _a_completed_and_a_running_trial(trials):
     )
 
 
-POSTGRES = os.environ.get("DGL_SSM_TEST_POSTGRES")
+POSTGRES = postgres_url()
 
 
 @pytest.mark.skipif(

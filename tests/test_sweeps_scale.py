@@ -16,12 +16,13 @@ from optuna.trial import TrialState
 
 import dgl_ssm_sweeps.runner as runner
 from dgl_ssm_bench.files import write_together
+from dgl_ssm_bench.threads import threads_per_worker
 from dgl_ssm_bench.train import RunResult
 from dgl_ssm_sweeps.cli import bench_main, sweep_main
 from dgl_ssm_sweeps.leaderboard import main as leaderboard_main
-from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, threads_per_worker
+from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep
 from dgl_ssm_sweeps.storage import StorageError, open_storage, redact
-from tests.conftest import fresh_postgres_database
+from tests.conftest import fresh_postgres_database, postgres_url
 
 STUDY = "gcn_ssm__ring_transfer"
 # Every searched parameter continuous: N trials must give N distinct parameter sets.
@@ -40,7 +41,7 @@ ssm:
   model.state_scale: {{type: float, low: 0.5, high: 1.0}}
 final: {{runs: 2}}
 """
-POSTGRES = os.environ.get("DGL_SSM_TEST_POSTGRES")
+POSTGRES = postgres_url()
 
 
 def quiet(*_):

@@ -15,7 +15,7 @@ from ..console import escape_unencodable
 from ..device import CURRENT_GPU, use_gpu_of_worker
 from ..orphans import on_parent_exit
 from ..records import append_record, read_records
-from ..threads import set_threads
+from ..threads import get_threads, set_threads, threads_per_worker
 from .claims import claim
 from .records import SCHEMA, checked_key, config_key
 
@@ -44,7 +44,7 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
     if that process leaves it unrecorded; a run recorded meanwhile is skipped. A run that
     raises is reported and left pending. Returns the number of records written."""
     todo = pending(cells, out)
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_worker(threads, jobs)
     log(f"{len(cells) - len(todo)} of {len(cells)} runs already recorded; {len(todo)} to go "
         f"({jobs} at a time, {threads} torch thread(s) each)")  # fmt: skip
     locations = dict(locations or {})
@@ -52,17 +52,17 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
     if not todo:
         return written
     if jobs == 1:
-        _init_worker(threads)
-        runs = _Runs(todo, out, log)
-        while runs:
-            taken = runs.take()
-            if taken is None:  # the runs left (if any) are other processes'
-                runs.wait_for_others()
-                continue
-            cell, held = taken
-            with held:
-                record, error = _outcome(_run, cell.config.to_dict(), locations)
-                written += _finish(cell, record, error, out, log)
+        with _working_here(threads):
+            runs = _Runs(todo, out, log)
+            while runs:
+                taken = runs.take()
+                if taken is None:  # the runs left (if any) are other processes'
+                    runs.wait_for_others()
+                    continue
+                cell, held = taken
+                with held:
+                    record, error = _outcome(_run, cell.config.to_dict(), locations)
+                    written += _finish(cell, record, error, out, log)
         return written
     left, restarts = todo, 0
     with _sigterm_as_exit():  # a plain kill stops the workers too, not only this process
@@ -245,6 +245,23 @@ def _finish(cell, record, error, out, log):
 def _device(cells):
     """The device the cells ask for: ``cuda`` when any may use a GPU (``auto``, ``cuda``)."""
     return "cuda" if any(cell.config.device in CURRENT_GPU for cell in cells) else "cpu"
+
+
+@contextlib.contextmanager
+def _working_here(threads):
+    """This process set up to run cells for the block, then its thread counts and
+    ``OMP_NUM_THREADS`` put back: a longer-lived caller (a test session, a notebook) keeps
+    its own."""
+    previous, omp = get_threads(), os.environ.get("OMP_NUM_THREADS")
+    _init_worker(threads)
+    try:
+        yield
+    finally:
+        set_threads(*previous)
+        if omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = omp
 
 
 def _init_worker(threads, started=None, device="cpu"):
