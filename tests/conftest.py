@@ -12,21 +12,22 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def pytest_configure(config):
-    """Under pytest-xdist (``make test``: ``-n 2``), each of the N test processes computes with
-    its share of the cores, in torch, DGL and the BLAS, as do the commands its tests start
-    (``OMP_NUM_THREADS``, unless set): with a thread per core in every process, threads would
+    """In a pytest-xdist worker (``make test``: ``-n 2``), compute with this worker's share of
+    the cores, in torch, DGL and the BLAS, and let the commands its tests start do the same
+    (``OMP_NUM_THREADS``, unless set): with a thread per core in every worker, threads would
     wait on each other's busy cores at every small operation."""
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers is None:
+    if not hasattr(config, "workerinput"):  # one process, or xdist's controller
         return
-    from threadpoolctl import threadpool_limits
-
     from dgl_ssm_bench.threads import set_threads, threads_per_worker
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_worker(None, int(workers))))
-    share = int(os.environ["OMP_NUM_THREADS"])
+    share = threads_per_worker(None, config.workerinput["workercount"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(share))
     set_threads(share)
-    threadpool_limits(share)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(share)  # (applied at once, for the process's life)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,8 +53,8 @@ def data_dir():
 @pytest.fixture(scope="session", autouse=True)
 def cache_dir(tmp_path_factory):
     """The processed-data cache of this test session, also for the code and commands that
-    tests run without a cache folder (``$DGL_SSM_CACHE``): the user's own cache is neither
-    read, which would let its state decide a test, nor written."""
+    tests under ``tests/`` run without a cache folder (``$DGL_SSM_CACHE``): the user's own
+    cache is neither read, which would let its state decide a test, nor written."""
     path = tmp_path_factory.mktemp("dgl_ssm_cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DGL_SSM_CACHE", str(path))
@@ -106,7 +107,7 @@ def postgres_url():
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    return parsed.set(database=f"{parsed.database}_{worker}").render_as_string(False)
+    return parsed.set(database=f"{parsed.database}_{worker}").render_as_string(hide_password=False)
 
 
 def fresh_postgres_database(url):

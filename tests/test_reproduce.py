@@ -224,7 +224,7 @@ def test_runs_resume_and_a_failed_run_loses_only_itself(tmp_path):
 
 
 def test_runs_in_this_process_put_its_threads_back(tmp_path, monkeypatch):
-    # (The runs take every core, or 3 threads; the caller had 1, and its children 1.)
+    # (The runs take 3 threads; the caller's count and its children's, 1, come back after.)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     before = get_threads()
     seen = []
@@ -241,6 +241,15 @@ def test_runs_in_this_process_put_its_threads_back(tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS")
     execute.run_cells([Cell("ring", "GCN-SSM", "n=6", tiny_ring(1))], tmp_path, threads=3,
                       log=lambda _: None)  # fmt: skip
+    assert get_threads() == before and "OMP_NUM_THREADS" not in os.environ
+
+    def ctrl_c(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(execute, "_run", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):  # a Ctrl-C in a run, too
+        execute.run_cells([Cell("ring", "GCN-SSM", "n=6", tiny_ring(2))], tmp_path, threads=3,
+                          log=lambda _: None)  # fmt: skip
     assert get_threads() == before and "OMP_NUM_THREADS" not in os.environ
 
 
@@ -366,7 +375,8 @@ def test_two_jobs_write_whole_records(tmp_path):
     assert execute.run_cells(cells, tmp_path, jobs=2, log=lambda line: None) == 3
     records = read_records(tmp_path / "ring.jsonl")
     assert sorted(r["config"]["seed"] for r in records) == [0, 1, 2]
-    assert all(r["threads"] == max(1, os.cpu_count() // 2) for r in records)  # cores ÷ jobs
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert all(r["threads"] == max(1, cores // 2) for r in records)  # this process's cores ÷ jobs
 
 
 # --- the plan -----------------------------------------------------------------------------------
