@@ -32,12 +32,14 @@ FAMILY = textwrap.dedent("""
 """)
 
 # A run with a training monitor, whose helper process computes spectra in the background.
+# (The monitor is kept: a monitor let go shuts its helper down itself, about 2 s later.)
 MONITORED_RUN = textwrap.dedent("""
     import os, time
     from dgl_ssm_bench.monitor import TrainingMonitor
 
     if __name__ == "__main__":
-        helper = TrainingMonitor(every=1)._executor().submit(os.getpid).result()
+        monitor = TrainingMonitor(every=1)
+        helper = monitor._executor().submit(os.getpid).result()
         print(helper, True, flush=True)
         time.sleep(600)
 """)
