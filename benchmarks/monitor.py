@@ -41,7 +41,7 @@ from dgl_ssm.checks import check_choice
 
 from .console import escape_unencodable
 from .orphans import on_parent_exit
-from .threads import set_threads
+from .threads import blas_limits, set_threads
 
 SPECTRA = ("background", "inline", "off")
 _LIMITS = None  # the helper's thread limits, kept alive
@@ -285,12 +285,8 @@ def _one_thread():
     escape_unencodable()
     # It waits on a queue it holds itself: with the run killed outright, it would wait forever.
     on_parent_exit(lambda: os._exit(1))
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
     global _LIMITS
-    _LIMITS = threadpool_limits(1)
+    _LIMITS = blas_limits(1)
 
 
 def _singular_values(job):

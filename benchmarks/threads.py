@@ -54,13 +54,18 @@ def threads(count):
     previous = get_threads()
     set_threads(count)
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits = nullcontext()
-    else:
-        limits = threadpool_limits(count)
-    try:
-        with limits:
+        with blas_limits(count):
             yield
     finally:
         set_threads(*previous)
+
+
+def blas_limits(count):
+    """Limit the BLAS and OpenMP pools under numpy and scipy to ``count`` threads, at once:
+    threadpoolctl's limits (used as a context manager, they are restored after the block;
+    kept, they hold for the process's life), or a null context without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return nullcontext()
+    return threadpool_limits(count)

@@ -18,16 +18,12 @@ def pytest_configure(config):
     wait on each other's busy cores at every small operation."""
     if not hasattr(config, "workerinput"):  # one process, or xdist's controller
         return
-    from dgl_ssm_bench.threads import set_threads, threads_per_worker
+    from dgl_ssm_bench.threads import blas_limits, set_threads, threads_per_worker
 
     share = threads_per_worker(None, config.workerinput["workercount"])
     os.environ.setdefault("OMP_NUM_THREADS", str(share))
     set_threads(share)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(share)  # (applied at once, for the process's life)
+    blas_limits(share)  # (applied at once, for the process's life)
 
 
 @pytest.fixture(scope="session", autouse=True)
