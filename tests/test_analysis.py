@@ -29,6 +29,7 @@ from dgl_ssm.analysis import (
     layer_energies,
     layer_gradient_norms,
     layer_inputs,
+    layer_jacobian_operator,
     one_hop_graph,
     sensitivity,
     sensitivity_by_distance,
@@ -162,6 +163,25 @@ def test_every_backbone_linearises_correctly(backbone):
     if backbone != "gat":
         moduli = top_eigenvalue_moduli(layer, graph, feat, k=5, edge_feat=edge_feat)
         np.testing.assert_allclose(moduli, dense_moduli[:5], atol=1e-4)
+
+
+@pytest.mark.parametrize("backbone", ["gcn", "gat"])
+def test_the_jacobian_operator_multiplies_as_the_dense_jacobian(backbone):
+    # The spectra above solve graphs this small densely, from Jᵀu alone; J·v (by double
+    # backward, or for GAT by central differences) is what ARPACK iterates on larger ones.
+    torch.manual_seed(2)
+    graph, dim = random_graph(20, 40, seed=5), 8
+    options = {"heads": 2} if backbone == "gat" else {}
+    layer = SSMLayer(BACKBONES[backbone].make_conv(dim, **options), dim, PlainUpdate("tanh"))
+    feat = torch.randn(20, dim)
+    jac = dense_layer_jacobian(layer, graph, feat).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # GAT's finite-difference notice
+        op = layer_jacobian_operator(layer, graph, feat)
+    rng = np.random.default_rng(0)
+    v, u = rng.standard_normal(jac.shape[1]), rng.standard_normal(jac.shape[0])
+    np.testing.assert_allclose(op @ v, jac @ v, atol=1e-6 * np.abs(jac @ v).max())
+    np.testing.assert_allclose(op.rmatvec(u), jac.T @ u, atol=1e-9 * np.abs(jac.T @ u).max())
 
 
 def test_the_finite_difference_notice_is_given_once_per_place_across_calls():
@@ -663,17 +683,18 @@ def test_all_the_values_of_a_component_too_large_for_the_dense_jacobian_are_refu
 def test_gradient_norms_match_a_manual_chain(name):
     torch.manual_seed(0)
     graph = random_graph(12, 24, seed=6)
-    model = build_model(name, 5, 8, 3, num_layers=3)
+    model = build_model(name, 5, 8, 3, num_layers=3, dropout=0.5).train()
     feat, labels = torch.randn(12, 5), torch.randint(0, 3, (12,))
 
     def loss_fn(out):
         return F.cross_entropy(out, labels)
 
-    norms = layer_gradient_norms(model, graph, feat, loss_fn)
+    norms = layer_gradient_norms(model, graph, feat, loss_fn)  # in eval mode, by default
     assert all(p.grad is None for p in model.parameters())
     assert not any(layer._forward_hooks or layer._forward_pre_hooks for layer in model.layers)
+    assert model.training  # put back as it was
 
-    model.eval()  # the same computation, written out by hand
+    model.eval()  # the same computation, written out by hand, without dropout
     states, h = [], model.encoder(feat)
     edges = model.edge_embedding.expand(graph.num_edges(), -1) if "gated" in name else None
     for layer in model.layers:
@@ -802,6 +823,8 @@ def test_int32_rewired_graphs_are_measured_on_their_original_edges():
     assert hop1.idtype == torch.int32
     path = {(u, v) for a, b in nx.path_graph(7).edges() for u, v in ((a, b), (b, a))}
     assert set(zip(*(t.tolist() for t in hop1.edges()))) == path
+    looped = one_hop_graph(KHopTransform(k=3, self_loops=True)(bare))  # its loops: hop 0
+    assert sorted(zip(*(t.tolist() for t in looped.edges()))) == sorted(path)
     torch.manual_seed(0)
     model = build_model("kgcn_ssm", 3, 8, 2, num_layers=3)
     feat = torch.randn(7, 3, generator=torch.Generator().manual_seed(1))
@@ -891,6 +914,20 @@ def test_spectrum_of_a_cumulative_khop_layer_without_its_keyword_arguments():
     _, dense = dense_top(jac.reshape(call.feat.numel(), -1).numpy(), 3)
     np.testing.assert_allclose(moduli.numpy(), dense, rtol=1e-5)
     np.testing.assert_allclose(with_kwargs.numpy(), dense, rtol=1e-5)
+
+
+def test_layer_inputs_give_a_cumulative_layer_the_hops_it_reads():
+    # DRew's cumulative mode: layer ℓ (from 0) reads hops 1 … min(ℓ + 1, K), graph j − 1 of
+    # its list holding the pairs j hops apart (networkx's distances) and a self loop a node.
+    bare = dgl.to_bidirected(dgl.graph(([0, 1, 2, 3, 4], [1, 2, 3, 4, 5])))  # a path
+    model = build_model("kgcn_ssm", 3, 4, 2, num_layers=4, hop_mode="cumulative", max_hop=3)
+    calls = layer_inputs(model, KHopTransform(3)(bare), torch.randn(6, 3))
+    assert [len(call.graph) for call in calls] == [1, 2, 3, 3]
+    lengths = dict(nx.all_pairs_shortest_path_length(nx.path_graph(6)))
+    for hop, graph in enumerate(calls[-1].graph, start=1):
+        pairs = set(zip(*(t.tolist() for t in graph.edges())))
+        apart = {(u, v) for u in range(6) for v in range(6) if lengths[u][v] == hop}
+        assert pairs == apart | {(u, u) for u in range(6)}
 
 
 def test_layer_inputs_feed_the_jacobian_of_a_model_layer():

@@ -101,6 +101,60 @@ def test_a_linear_layer_gets_the_hand_worked_lambda(rule, lam):
     assert report.radius_after == [pytest.approx(lam + 0.1, abs=1e-3)]
 
 
+def test_a_radius_inside_the_tolerance_but_not_its_margin_is_moved_into_it():
+    """A layer is left alone only within tol/2 of the target, a margin for measuring again
+    (ARPACK's own tolerance is 1e-3). The hand-worked linear layer above with β = 0.015 starts
+    at λ + β = 1.015: inside tol = 0.02, outside tol/2, so it is moved, to the top of the
+    band the nearest rule aims for: λ = 1.005 − 0.015 = 0.99."""
+    graph = random_graph(12, 20, seed=3)
+    model = build_model("gcn_ssm", in_feats=3, hidden=3, out_feats=2, num_layers=1,
+                        activation="identity", input_scale=0.015)  # fmt: skip
+    with torch.no_grad():
+        model.layers[0].conv.weight.copy_(torch.eye(3))
+        model.layers[0].conv.bias.zero_()
+    report = calibrate(model, graph, torch.randn(12, 3))
+    assert report.radius_before == [pytest.approx(1.015, abs=1e-3)]
+    assert report.rounds == 1 and report.input_factor == [1.0]
+    assert report.state_scale[0] == (1.0, pytest.approx(0.99, abs=1e-3))
+    assert report.radius_after == [pytest.approx(1.005, abs=1e-3)]
+
+
+def test_rounds_go_on_until_every_radius_is_within_the_margin(monkeypatch):
+    """The spectra as measured, scripted: 1.1 at first, 1.015 after the first round (inside
+    tol, outside tol/2), 1.0 after the second. Calibration stops after the second round."""
+    import dgl_ssm.calibration as calibration
+
+    measured = iter([1.1, 1.015, 1.0])
+    monkeypatch.setattr(calibration, "_top_eigenvalues",
+                        lambda *args, **kwargs: [complex(next(measured))])  # fmt: skip
+    model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=1)
+    graph, feat = random_graph(16, 30, seed=2), torch.randn(16, 3)
+    report = calibrate(model, graph, feat, tol=0.02, norm_bound=math.inf)
+    assert report.rounds == 2 and report.radius_after == [pytest.approx(1.0)]
+
+
+def test_halving_b_stops_once_it_no_longer_brings_the_state_back(monkeypatch):
+    """A state norm that drifts whatever B is (scripted: 3× at every layer) gets one halving,
+    which does not help, and no more: B is not halved to nothing chasing it, and the report
+    says the bound was missed."""
+    import dgl_ssm.calibration as calibration
+
+    graph = random_graph(16, 30, seed=2)
+    feat = torch.randn(16, 3, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(calibration, "_norm_ratios",
+                        lambda model, inputs, target: [3.0] * len(model.layers))  # fmt: skip
+    factors = {}
+    for bound in (math.inf, 2.0):
+        torch.manual_seed(0)
+        model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CalibrationWarning)
+            report = calibrate(model, graph, feat, norm_bound=bound, max_rounds=1)
+        factors[bound] = report.input_factor[0]
+    assert not report.ok
+    assert factors[2.0] / factors[math.inf] == pytest.approx(0.5)
+
+
 def test_a_target_below_one_contracts_without_collapsing_b():
     """At target 0.9 the state is meant to shrink like 0.9^ℓ: the norm bound is relative to
     that, so B keeps a usable size."""
@@ -388,7 +442,9 @@ def test_depth_scaled_input_scale_keeps_a_deep_stack_bounded():
 
     reference = output_norm(64, 0.1)
     deep = build_model("gcn_ssm", 8, 16, 2, 512, input_scale="auto")
-    assert float(deep.layers[0].update.input_matrix[0, 0]) == pytest.approx(0.0125)
+    assert float(deep.layers[0].update.input_matrix[0, 0]) == pytest.approx(0.0125)  # 0.1·64/512
+    shallow = build_model("gcn_ssm", 8, 16, 2, 8, input_scale="auto")  # never above 0.1
+    assert float(shallow.layers[0].update.input_matrix[0, 0]) == pytest.approx(0.1)
     assert output_norm(512, "auto") < 4 * reference
     assert output_norm(512, 0.1) > 100 * reference
     with pytest.raises(ValueError, match="'auto'"):
@@ -690,19 +746,26 @@ def test_a_memory_bound_keeps_a_per_layer_stack_from_forgetting_its_input():
     edge of chaos (dense eigenvalues) and only Λ and B changed."""
     graph = dgl.add_self_loop(dgl.rand_graph(60, 600))  # (a fixed graph under the seed)
     feat = torch.randn(60, 8, generator=torch.Generator().manual_seed(3))
-    memories = {}
+    memories, lams, factors = {}, {}, {}
     for bound in (None, 2.0):
         torch.manual_seed(1)
         model = build_model("gin_ssm", in_feats=8, hidden=16, out_feats=3, num_layers=8,
                             shared_ssm=False)  # fmt: skip
         weights = {k: v.clone() for k, v in model.named_parameters()}
         report = calibrate(model, graph, feat, memory_bound=bound, norm_bound=math.inf)
-        lams = [float(layer.update.state_matrix.diagonal().mean()) for layer in model.layers]
-        memories[bound] = math.prod(lams)  # from the model's own Λ, not the report
+        lams[bound] = [float(layer.update.state_matrix.diagonal().mean())
+                       for layer in model.layers]  # fmt: skip
+        memories[bound] = math.prod(lams[bound])  # from the model's own Λ, not the report
+        factors[bound] = report.input_factor  # (one group a layer, in order)
         assert report.memory == pytest.approx(memories[bound], rel=1e-6)
         assert all(abs(r - 1) <= 0.02 for r in dense_radii(model, graph, feat))
         assert all(torch.equal(v, weights[k]) for k, v in model.named_parameters())
     assert memories[None] < 0.4 and memories[2.0] >= 0.5
+    # B shrank where λ was lowest: every layer whose B the bound halved had, without the
+    # bound, a lower λ than every layer whose B it left.
+    shrunk = [lam for lam, factor in zip(lams[None], factors[2.0]) if factor < 1]
+    kept = [lam for lam, factor in zip(lams[None], factors[2.0]) if factor == 1]
+    assert shrunk and kept and max(shrunk) < min(kept)
     # A model already within the spectral and norm bounds but forgetting is not left so.
     torch.manual_seed(1)
     model = build_model("gin_ssm", in_feats=8, hidden=16, out_feats=3, num_layers=8,

@@ -337,6 +337,18 @@ def test_each_hop_graph_has_the_pairs_at_that_distance_and_one_self_loop_a_node(
         assert pairs == expected
 
 
+def test_fewer_hop_graphs_than_the_rewiring_computed_hold_only_their_own_hops():
+    # Rewired to 5 hops, read to 2 (a kGCN with max_hop below the transform's k): hop graph k
+    # holds the pairs exactly k apart, not those beyond max_hop lumped into the last one.
+    rewired = KHopTransform(5)(path_graph(6))
+    distances = dict(nx.all_pairs_shortest_path_length(nx.path_graph(6)))
+    for k, hop in enumerate(hop_graphs(rewired, 2), start=1):
+        pairs = sorted(zip(*(t.tolist() for t in hop.edges())))
+        expected = sorted([(u, v) for u in distances for v, d in distances[u].items() if d == k]
+                          + [(u, u) for u in range(6)])  # fmt: skip
+        assert pairs == expected
+
+
 def test_hop_labels_that_count_no_hop_are_left_out():
     # A triangle labelled by hand: only the whole, positive labels 1 and 2 are hops.
     g = dgl.graph(([0, 1, 2, 0], [1, 2, 0, 2]))

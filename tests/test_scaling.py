@@ -98,6 +98,7 @@ def test_hand_worked_exponents():
         GATConv(D, D, 1, residual=True),  # identity residual: adds the unscaled input
         GATConv(D, D // 2, 2, activation=nn.functional.elu),
         GatedGCNConv(D, D, D, batch_norm=True),  # the norm undoes any scale
+        GatedGCNConv(D, D, D, batch_norm=False, residual=True),  # adds its unscaled input
         GraphConv(D, D, activation=torch.tanh),
         GraphConv(D, D, weight=False),  # the aggregated input plus a bias: nothing scales it
         SAGEConv(D, D, "mean", norm=nn.LayerNorm(D)),
