@@ -176,6 +176,9 @@ def test_base_graphs_have_the_family_shape():
                 assert nx.is_isomorphic(graph, nx.grid_2d_graph(rows, n // rows)), n
             if family == "ladder":
                 assert graph.number_of_edges() == 3 * (n // 2) - 2 + n % 2
+                # k = n // 2 rungs: corner to opposite corner is k − 1 along and 1 across; PNA
+                # hangs an odd n's last node from corner 0, one hop further from the far one.
+                assert nx.diameter(graph) == n // 2 + n % 2, n
     assert checked >= set(FAMILIES) - {"powerlaw_tree"}
 
 

@@ -30,6 +30,14 @@ def test_roc_auc_keeps_the_order_of_confident_logits():
     assert METRICS["roc_auc"].fn(pred, torch.tensor([0, 1, 1, 0])) == 1.0
 
 
+def test_roc_auc_of_two_free_logits_ranks_by_the_margin():
+    # A model's two logits are both free: the class-1 probability softmax(·)[:, 1] orders the
+    # samples by the margin b − a (−1, 0.5, 0.2, −1): both positives above both negatives, 1.0.
+    # Column 1 alone (1, 0.5, 3.2, −2) would put the negative at 1 above the positive at 0.5.
+    pred = torch.tensor([[2.0, 1.0], [0.0, 0.5], [3.0, 3.2], [-1.0, -2.0]])
+    assert METRICS["roc_auc"].fn(pred, torch.tensor([0, 1, 1, 0])) == 1.0
+
+
 def test_average_precision_is_the_mean_over_tasks_with_both_classes():
     pred = torch.tensor([[0.9, 0.2, 0.3], [0.8, 0.9, 0.1], [0.7, 0.5, 0.2], [0.1, 0.1, 0.4]])
     target = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]])
@@ -37,6 +45,10 @@ def test_average_precision_is_the_mean_over_tasks_with_both_classes():
     # task 2 has no positive and is skipped.
     assert METRICS["ap"].fn(pred, target) == pytest.approx((5 / 6 + 1) / 2)
     assert math.isnan(METRICS["ap"].fn(pred[:, 2:], target[:, 2:]))
+    # A task whose labels are all positive has one class too, and is skipped alike (OGB).
+    assert METRICS["ap"].fn(
+        pred, torch.cat([target[:, :2], torch.ones_like(target[:, 2:])], 1)
+    ) == (pytest.approx((5 / 6 + 1) / 2))
 
 
 def test_mae_and_log10_mse_of_errors_one_and_three():

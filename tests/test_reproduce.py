@@ -110,6 +110,19 @@ def test_the_committed_records_keep_the_keys_they_were_written_with():
     assert [record_key(r) for r in stored] == [r["key"] for r in stored]
 
 
+def test_the_plan_still_holds_the_committed_records():
+    """A record counts while the plan holds its configuration: a change to a planned config (a
+    split's seed, a default) would silently leave committed runs behind as superseded. The
+    ones superseded are those the tables list (RingTransfer's on its first data, GPP's first
+    diameter head); every other record counts. Each heterophily split trains on its own seed."""
+    folder = Path(__file__).resolve().parent.parent / "results" / "reproduction"
+    superseded = {part: len(report.current_records(folder, part)[1]) for part in PARTS}
+    assert superseded == {part: {"ring": 150, "gpp": 1}.get(part, 0) for part in PARTS}
+    for budget in ("cpu", "paper"):
+        cells = plan(["heterophily"], budget)
+        assert cells and all(cell.config.seed == cell.config.data.split for cell in cells)
+
+
 def test_a_record_counts_only_for_the_data_version_it_ran_on():
     """RingTransfer's generator changed (classes balanced within each split, version 2): its
     records from before stop matching the plan, while GPP's, whose data did not change, keep

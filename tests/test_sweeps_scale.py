@@ -331,6 +331,23 @@ def test_an_all_categorical_space_is_walked_as_a_grid_each_point_once(tmp_path):
                      "no new trial to run."]  # fmt: skip
 
 
+def test_the_grid_order_is_shuffled_by_the_sweep_seed(tmp_path):
+    # With fewer trials than points, the order decides which points run: --seed's shuffle,
+    # so sweeps with other seeds try other points first, and one seed always the same ones.
+    space = tmp_path / "grid.yaml"
+    space.write_text(GRID)
+    points = {(layers, scale) for layers in (1, 2, 3) for scale in (0.5, 1.0)}
+
+    def order(seed):
+        spec = spec_for(tmp_path, "sqlite:///unused.db", 2, space=str(space), seed=seed)
+        grid = runner._grid(spec, spec.load_space())
+        return [(point["model.num_layers"], point["model.state_scale"]) for point in grid]
+
+    orders = [order(seed) for seed in range(5)]
+    assert all(len(o) == 6 and set(o) == points for o in orders)
+    assert len({tuple(o) for o in orders}) > 1 and order(3) == orders[3]
+
+
 # ----------------------------------------------------------------- 3. divergence, errors
 
 

@@ -248,6 +248,21 @@ def tiny_node_task(metric):
     return BenchmarkData("tiny", "node", loss, metric, 4, outputs, graph=graph, splits=[split])
 
 
+def test_full_batch_runs_of_other_seeds_start_from_other_weights():
+    # One graph and no batches to order: the seed is all that tells two runs apart (weights,
+    # dropout), so a seed that did not reach them would give every seed the same run, and a
+    # mean ± std over seeds of a single run repeated.
+    data = tiny_node_task("accuracy")
+
+    def first_loss(seed):
+        run = config(model={"name": "gcn", "num_layers": 2, "hidden": 8}, optim={"epochs": 1},
+                     seed=seed)  # fmt: skip
+        return train(run, data=data).history[0]["loss"]
+
+    losses = [first_loss(seed) for seed in (0, 1, 2)]
+    assert len(set(losses)) == 3, losses
+
+
 @pytest.mark.parametrize("metric", ["accuracy", "roc_auc", "ap", "mae", "log10_mse"])
 def test_divergence_is_recorded_for_every_metric(metric):
     """lr 1e30 overflows the weights in the first step: the loss of that step is finite, the
