@@ -143,14 +143,19 @@ def test_matrix_free_spectra_match_the_dense_ones(update):
     assert np.trapz(np.abs(density.numpy() - reference), g) < 0.1
 
 
-@pytest.mark.parametrize("backbone", ["gin", "sage", "gat", "gatedgcn"])
-def test_every_backbone_linearises_correctly(backbone):
+def tanh_layer(backbone, dim=8):
+    """A layer of ``backbone``'s conv and a tanh (no SSM step), a 20-node graph, its input."""
     torch.manual_seed(2)
-    graph, dim = random_graph(20, 40, seed=5), 8
+    graph = random_graph(20, 40, seed=5)
     options = {"heads": 2} if backbone == "gat" else {}
     layer = SSMLayer(BACKBONES[backbone].make_conv(dim, **options), dim, PlainUpdate("tanh"))
-    feat = torch.randn(20, dim)
-    edge_feat = torch.randn(graph.num_edges(), dim) if backbone == "gatedgcn" else None
+    return layer, graph, torch.randn(20, dim)
+
+
+@pytest.mark.parametrize("backbone", ["gin", "sage", "gat", "gatedgcn"])
+def test_every_backbone_linearises_correctly(backbone):
+    layer, graph, feat = tanh_layer(backbone)
+    edge_feat = torch.randn(graph.num_edges(), 8) if backbone == "gatedgcn" else None
     jac = dense_layer_jacobian(layer, graph, feat, edge_feat).numpy()
     dense_sv = np.sort(np.linalg.svd(jac, compute_uv=False))[::-1]
     dense_moduli = np.sort(np.abs(np.linalg.eigvals(jac)))[::-1]
@@ -169,11 +174,7 @@ def test_every_backbone_linearises_correctly(backbone):
 def test_the_jacobian_operator_multiplies_as_the_dense_jacobian(backbone):
     # The spectra above solve graphs this small densely, from Jᵀu alone; J·v (by double
     # backward, or for GAT by central differences) is what ARPACK iterates on larger ones.
-    torch.manual_seed(2)
-    graph, dim = random_graph(20, 40, seed=5), 8
-    options = {"heads": 2} if backbone == "gat" else {}
-    layer = SSMLayer(BACKBONES[backbone].make_conv(dim, **options), dim, PlainUpdate("tanh"))
-    feat = torch.randn(20, dim)
+    layer, graph, feat = tanh_layer(backbone)
     jac = dense_layer_jacobian(layer, graph, feat).numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # GAT's finite-difference notice
