@@ -1,6 +1,5 @@
 """dgl_ssm.analysis against independent computations: numpy theory, dense autograd, hand sums."""
 
-import contextlib
 import copy
 import csv
 import math
@@ -38,6 +37,7 @@ from dgl_ssm.analysis import (
     top_singular_values,
 )
 from dgl_ssm.backbones import BACKBONES
+from dgl_ssm_bench.threads import threads
 from tests.conftest import layer_by_layer, random_graph
 
 
@@ -46,17 +46,8 @@ def one_thread():
     """These tests run thousands of small autograd passes and ARPACK steps, where intra-op
     threads (torch's and OpenBLAS's) only add synchronisation, and stall badly when other
     jobs share the cores: use one thread here, then restore the settings."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits = contextlib.nullcontext()
-    else:
-        limits = threadpool_limits(1)
-    with limits:
+    with threads(1):
         yield
-    torch.set_num_threads(threads)
 
 
 def ring(n, self_loops=True):
