@@ -1,5 +1,6 @@
 """Bad input fails early, with a message that says what was wrong and what to do."""
 
+import re
 import warnings
 
 import dgl
@@ -907,3 +908,18 @@ def test_a_state_scale_that_compounds_past_1e3_through_the_stack_warns():
         normed = build_model("gcn_ssm", 4, 8, 3, 256, state_scale=1.5, norm="layer")
     assert not [w for w in caught if "state_scale" in str(w.message)]
     assert torch.isfinite(normed(g, x)).all()  # the norm holds the state
+
+
+def test_edge_features_of_the_wrong_shape_are_named():
+    graph = random_graph(12, 20, seed=3)
+    model = build_model("gatedgcn_ssm", **ARGS, edge_feats=3)
+    x, edges = torch.randn(12, 5), graph.num_edges()
+    for shape in ((edges, 4), (edges - 1, 3), (edges, 3, 1)):
+        expected = f"Edge features must be a float tensor of shape ({edges}, 3), got {shape}"
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            model(graph, x, torch.randn(*shape))
+
+
+def test_a_name_in_capitals_gets_its_lower_case_suggestion():
+    with pytest.raises(ValueError, match=r"Unknown model 'GCN_SSM'. Did you mean 'gcn_ssm'\?"):
+        build_model("GCN_SSM", **ARGS)

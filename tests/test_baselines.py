@@ -229,3 +229,18 @@ def test_platonov_gcn_applies_its_dropout_after_the_input_map_and_in_every_block
             module.register_forward_hook(lambda m, _i, _o: rates.append(m.p))
     model(ring(5), torch.randn(5, 3))
     assert rates == [rate] * (1 + 2 * layers)
+
+
+def test_a_node_without_out_edges_has_its_degree_clamped_to_one():
+    # 0 <-> 1 and 0 -> 2: node 2 has an in-edge but no out-edge (degree 0, clamped to 1), so
+    # (Ax)_2 = x_0 / sqrt(d_0 * 1) with d_0 = 2, where 1/sqrt(0) would make it inf.
+    graph = dgl.graph(([0, 1, 0], [1, 0, 2]))
+    out = dgl_ssm_bench.baselines.gcn_propagate(graph, torch.tensor([[4.0], [9.0], [1.0]]))
+    expected = torch.tensor([[9.0 / 2**0.5], [4.0 / 2**0.5], [4.0 / 2**0.5]])
+    torch.testing.assert_close(out, expected)
+
+
+def test_platonovs_gcn_defaults_to_their_published_dropout():
+    # paper.md section 6: Platonov et al.'s GCN, "dropout 0.2".
+    rates = {m.p for m in PlatonovGCN(4, 8, 2).modules() if isinstance(m, nn.Dropout)}
+    assert rates == {0.2}

@@ -10,7 +10,7 @@ from dgl_ssm_bench.config import ModelConfig, RunConfig
 from dgl_ssm_bench.models import build_for
 from dgl_ssm_bench.reproduce import config_key, plan
 from dgl_ssm_bench.reproduce.records import record_key
-from dgl_ssm_bench.run import _Probe
+from dgl_ssm_bench.run import _Probe, validate
 
 # The config of a reproduction record as the first runs wrote it (results/reproduction/
 # gpp.jsonl, commit 0560a3b: plain dataclasses, before the typed config and before
@@ -216,3 +216,9 @@ def test_seeds_stop_below_two_to_the_31():
     assert RunConfig(seed=2**31 - 1).seed == 2**31 - 1
     with pytest.raises(ValueError, match="seed = 2147483648: should be less than 2147483648"):
         RunConfig(seed=2**31)
+
+
+def test_calibration_with_a_random_lambda_is_refused_before_any_work():
+    model = {"name": "gcn_ssm", "calibrate": 1.0, "state": "random"}
+    with pytest.raises(ValueError, match=r"--calibrate needs Λ = λI .*state='random'"):
+        validate(RunConfig.from_dict({"model": model}))

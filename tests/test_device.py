@@ -100,3 +100,9 @@ def test_a_bad_device_is_one_line_before_any_work(capsys):
         main(["run", "--device", "mps"])
     (error,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert exited.value.code == 2 and "--device: Unknown device 'mps'" in error
+
+
+def test_a_gpu_index_followed_by_anything_is_no_device():
+    for name in ("cuda:0x", "cuda:1 ", "cuda:1,2"):
+        with pytest.raises(ValueError, match="Unknown device"):
+            check_device_name(name)

@@ -17,7 +17,13 @@ from optuna.trial import TrialState, create_trial
 
 from dgl_ssm_bench.names import display_name
 from dgl_ssm_bench.references import REFERENCES
-from dgl_ssm_sweeps.leaderboard import build_leaderboard, depth_curves, main, read_studies
+from dgl_ssm_sweeps.leaderboard import (
+    build_leaderboard,
+    depth_curves,
+    main,
+    place_reference,
+    read_studies,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [41, 95, 12, 35]
@@ -730,3 +736,38 @@ def test_the_published_lambda_variants_read_the_configuration_as_built(options, 
         assert "ours has Λ = 0·identity" in unit_state(config)
     if "calibrate" in options:
         assert unit_state(config).endswith("rescaled by calibration")
+
+
+def paper_section_6():
+    text = (ROOT / "docs" / "paper.md").read_text(encoding="utf-8")
+    return text.split("## 6.")[1].split("\n## ")[0].replace("−", "-")
+
+
+def test_gpp_references_are_paper_md_section_6_number_for_number():
+    gpp = paper_section_6().split("Diameter baselines")[0].split("(Eccentricity / SSSP):")[1]
+    published = {label.strip(): (float(ecc), float(sssp)) for label, ecc, sssp in
+                 re.findall(r"([^;]+?) (-?\d\.\d{4}) / (-?\d\.\d{4})", gpp)}  # fmt: skip
+    assert len(published) == 12
+    ours = {(r.label, r.dataset): r.mean for r in REFERENCES if r.dataset.startswith("gpp_")}
+    for label, (ecc, sssp) in published.items():
+        assert ours[label, "gpp_eccentricity"] == ecc, label
+        assert ours[label, "gpp_sssp"] == sssp, label
+
+
+def test_heterophily_references_are_paper_md_percentages_over_100():
+    section, ours = paper_section_6(), {(r.label, r.dataset): r.mean for r in REFERENCES}
+    names = {"Roman-empire": "roman_empire", "Amazon-ratings": "amazon_ratings",
+             "Minesweeper": "minesweeper"}  # fmt: skip
+    for name, dataset in names.items():
+        gcn, ssm = re.search(rf"{name}\s+(\d+\.\d+) → (\d+\.\d+)", section).groups()
+        assert ours["GCN-Platonov", dataset] == pytest.approx(float(gcn) / 100, abs=1e-9)
+        assert ours["GCN-SSM", dataset] == pytest.approx(float(ssm) / 100, abs=1e-9)
+
+
+def test_an_lrgb_v1_number_never_sits_beside_a_study_at_the_500k_budget():
+    # v1 states no parameter budget: only v2's number is at the protocol our LRGB spaces run.
+    study = ("kgcn_ssm__peptides_func", "kgcn_ssm", "peptides_func", "lrgb", None, 0.7, {})
+    studies = _studies([study]).assign(metric="ap", direction="maximize")
+    placed = {r.version: bool(place_reference(r, studies)[0])
+              for r in REFERENCES if r.dataset == "peptides_func"}  # fmt: skip
+    assert placed == {"v1": False, "v2": True}

@@ -854,3 +854,10 @@ def test_edge_weights_in_float64_diagnostics_and_models_pickled_before_the_optio
     again = pickle.loads(pickle.dumps(old))
     torch.testing.assert_close(again(graph, feat), old(graph, feat))
     assert "edge_weight_field" not in repr(again)
+
+
+def test_checkpoint_counts_are_at_most_the_depth_and_zero_is_off():
+    assert build_model("gcn_ssm", **ARGS, checkpoint=10).segments == ARGS["num_layers"]
+    assert build_model("gcn_ssm", **ARGS, checkpoint=0).segments == 0
+    with pytest.raises(ValueError, match="checkpoint must be a bool or a segment count"):
+        build_model("gcn_ssm", **ARGS, checkpoint=-1)

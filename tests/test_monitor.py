@@ -2,13 +2,19 @@
 the model as it was at that step."""
 
 import json
+import pickle
 import subprocess
 import sys
+from concurrent.futures import Future
 
+import dgl
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as F
 
+import dgl_ssm_bench.monitor
+from dgl_ssm import KHopTransform, build_model
 from dgl_ssm.analysis import layer_energies, layer_gradient_norms, layer_inputs, top_singular_values
 from dgl_ssm_bench.config import RunConfig
 from dgl_ssm_bench.models import build_for
@@ -279,3 +285,92 @@ def test_a_malformed_monitor_record_is_named_before_anything_is_written(tmp_path
     assert fault in str(error.value) and "\n" not in str(error.value)
     assert list(tmp_path.iterdir()) == []
     monitor_figures({"history": [_entry(0), _entry(1, energy=[None, 0.5, 0.2])]}, out=tmp_path)
+
+
+@pytest.mark.parametrize("layer", [-1, 3])
+def test_monitor_layers_outside_the_model_are_refused(layer):
+    # A 3-layer model has layers 0, 1, 2: --monitor-layers 3 or -1 would otherwise record no
+    # spectra at all (the hooks only ever see indices 0..2), silently.
+    with pytest.raises(ValueError, match=r"the model has layers 0\.\.2"):
+        TrainingMonitor(1, layers=[layer]).chosen_layers(3)
+    assert TrainingMonitor(1, layers=[2, 0, 2]).chosen_layers(3) == [0, 2]
+
+
+def test_tensorboard_gets_the_loss_as_loss_and_the_metric_as_metric(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monitor = TrainingMonitor(1, spectra="off", tensorboard=tmp_path / "tb")
+    for epoch, (loss, val) in enumerate([(2.5, 0.25), (1.5, 0.75)]):
+        monitor.log_epoch(epoch, loss, val)
+    monitor.close()
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    assert [e.value for e in events.Scalars("train/loss")] == pytest.approx([2.5, 1.5])
+    assert [e.value for e in events.Scalars("val/metric")] == pytest.approx([0.25, 0.75])
+
+
+class _DoneWhenSubmitted:
+    """An executor whose jobs are done when submitted: the helper, idle again at once."""
+
+    def submit(self, fn, *args):
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self):
+        pass
+
+
+def tiny_gcn_ssm():
+    graph = dgl.add_self_loop(dgl.to_bidirected(dgl.graph(([0, 1, 2, 3], [1, 2, 3, 4]))))
+    torch.manual_seed(0)
+    return build_model("gcn_ssm", 3, 4, 2, num_layers=3), graph, torch.randn(5, 3)
+
+
+def test_background_spectra_resume_once_the_helper_has_finished(monkeypatch):
+    # With the helper done with epoch 0's layers by epoch 1, epoch 1 gets its own singular
+    # values, not "skipped" (skipping is only for a helper still busy).
+    monkeypatch.setattr(TrainingMonitor, "_executor", lambda self: _DoneWhenSubmitted())
+    model, graph, feat = tiny_gcn_ssm()
+    monitor = TrainingMonitor(1, layers=[1], spectra="background")
+    for epoch in range(3):  # no optimiser step: the model stays as built
+        with monitor.watching(model, epoch):
+            model(graph, feat).sum().backward()
+    entries = monitor.close()
+    call = layer_inputs(model, graph, feat)[1]
+    direct = top_singular_values(model.layers[1], call.graph, call.feat, k=3).tolist()
+    assert [e.get("spectra") for e in entries] == [None, None, None]
+    for entry in entries:
+        assert entry["singular_values"]["1"] == pytest.approx(direct, rel=1e-3)
+
+
+def test_spectrum_options_given_override_the_default_tolerance(monkeypatch):
+    # spectrum_options are laid over the default tol=1e-3: a caller asking for tol=0
+    # (ARPACK to machine precision) gets it.
+    seen, real = [], dgl_ssm_bench.monitor.top_singular_values
+    monkeypatch.setattr(dgl_ssm_bench.monitor, "top_singular_values",
+                        lambda *a, **k: seen.append(k["tol"]) or real(*a, **k))  # fmt: skip
+    model, graph, feat = tiny_gcn_ssm()
+    monitor = TrainingMonitor(1, layers=[0], spectra="inline", spectrum_options={"tol": 0})
+    with monitor.watching(model, 0):
+        model(graph, feat).sum().backward()
+    assert seen == [0] and len(monitor.close()[0]["singular_values"]["0"]) == 3
+
+
+def test_the_helpers_job_holds_only_the_states_its_layer_saw(monkeypatch):
+    # A DRew-style layer l is called with the history H(0)..H(l), a list the model goes on
+    # appending to. The job sent to the helper holds a copy of those l + 1 states, not all
+    # L + 1 (at 1024 layers on Cora: hundreds of MB pickled for the last layer).
+    sizes = []
+
+    def history_length(job):  # the job: (layer, graph, feat, edge_feat, kwargs, k, options)
+        sizes.append(len(pickle.loads(job)[4]["history"]))
+        return [1.0]
+
+    monkeypatch.setattr(dgl_ssm_bench.monitor, "_singular_values", history_length)
+    graph = KHopTransform(4)(dgl.to_bidirected(dgl.graph((torch.arange(9), torch.arange(1, 10)))))
+    torch.manual_seed(0)
+    model = build_model("kgcn_ssm", 3, 4, 2, num_layers=4, hop_mode="cumulative")
+    monitor = TrainingMonitor(1, layers=[0, 2], spectra="inline")
+    with monitor.watching(model, 0):
+        model(graph, torch.randn(10, 3)).sum().backward()
+    assert sizes == [1, 3]

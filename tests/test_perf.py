@@ -641,3 +641,25 @@ def test_without_64_layers_the_time_target_is_read_at_the_deepest_timed_depth():
     assert time["name"] == "gcn_ssm / gcn time per epoch, 8 layers, g"
     assert time["note"] == "read at 8 layers (64 not timed)"
     assert time["ratio"]["value"] == pytest.approx(1.05) and time["verdict"] == "PASS"
+
+
+def test_the_high_water_mark_is_in_the_same_mb_as_the_resident_set():
+    meter = PeakMeter("cpu")
+    if not meter.resettable:
+        pytest.skip("the mark cannot be reset here")
+    meter.start()  # the mark is now the resident set: both in MiB (VmHWM is in KiB)
+    assert resident_mb() * 0.995 <= meter.peak_total_mb() <= resident_mb() * 1.005
+
+
+@pytest.mark.skipif(not os.access(memory.CLEAR_REFS, os.W_OK), reason="no resettable mark")
+def test_on_linux_a_second_stretch_has_its_own_peak(monkeypatch):
+    monkeypatch.setattr(PeakMeter, "_started_in_process", False)
+    first, second = PeakMeter("cpu"), PeakMeter("cpu")
+    first.start()
+    block = mmap.mmap(-1, 64 * 2**20)
+    for offset in range(0, len(block), mmap.PAGESIZE):
+        block[offset] = 1
+    block.close()
+    assert first.peak_mb() > 60
+    second.start()  # after the 64 MB were freed: they are not the second stretch's
+    assert second.peak_total_mb() is not None and second.peak_mb() < 32
