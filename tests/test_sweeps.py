@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from dgl_ssm_bench.config import ModelConfig
 from dgl_ssm_bench.datasets import DATASETS, data_version, get_dataset
 from dgl_ssm_bench.references import GPP_DATA
 from dgl_ssm_sweeps import runner, storage
-from dgl_ssm_sweeps.cli import sweep_main
+from dgl_ssm_sweeps.cli import leaderboard_main, sweep_main
 from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, validate
 from dgl_ssm_sweeps.space import SPACES, SpaceError, backbone_kind, find_space, load_space
 from dgl_ssm_sweeps.storage import OPEN_ATTEMPTS, StorageError, new_sqlite_file, open_storage
@@ -804,8 +805,6 @@ def test_two_workers_on_an_empty_postgres_database_share_one_study(tmp_path):
 
 
 def test_suite_options_without_a_suite_are_refused_not_ignored(tmp_path, capsys):
-    from dgl_ssm_sweeps.cli import leaderboard_main
-
     storage = f"sqlite:///{tmp_path}/none.db"
     argv = ["--storage", storage, "--out", str(tmp_path / "board"), "--workers", "0",
             "--device", "cuda"]  # fmt: skip
@@ -1044,3 +1043,111 @@ def test_a_trial_is_declared_dead_after_three_missed_heartbeats(tmp_path):
     opened = open_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=5, max_retry=2)
     assert opened.get_heartbeat_interval() == 5
     assert opened.grace_period == 15
+
+
+def test_a_section_that_is_not_a_mapping_is_named(tmp_path):
+    (tmp_path / "bad.yaml").write_text("search:\n- optim.lr\n")
+    with pytest.raises(SpaceError, match=r"bad.yaml: search: must be a mapping"):
+        load_space(str(tmp_path / "bad.yaml"))
+
+
+def test_each_suite_runs_the_studies_its_docs_name():
+    twins = ("gcn", "gcn_ssm", "kgcn", "kgcn_ssm")
+    # suites.py: "tiny": one study of one short trial.
+    assert suite_studies("tiny") == [("gcn_ssm", "ring_transfer", "tiny_ring_transfer", 1)]
+    # README: quick tunes GCN, GCN-SSM, kGCN, kGCN-SSM on RingTransfer, GPP-SSSP and Cora, a
+    # few trials each (3: the budget its "about 5 minutes" was measured with).
+    quick = {(b, d): (s, t) for b, d, s, t in suite_studies("quick")}
+    assert quick == {(b, d): (f"quick_{d}", 3) for b in twins
+                     for d in ("ring_transfer", "gpp_sssp", "cora")}  # fmt: skip
+    # docs/paper.md §4: every dataset of the paper's experiments; 50 trials (README).
+    paper = {(b, d): t for b, d, _, t in suite_studies("paper") if b in twins}
+    datasets = {"gpp_eccentricity", "gpp_sssp", "gpp_diameter", "ring_transfer", "cora",
+                "roman_empire", "amazon_ratings", "minesweeper", "peptides_func",
+                "peptides_struct"}  # fmt: skip
+    assert paper == {(b, d): 50 for b in twins for d in datasets}
+
+
+def test_zero_trials_or_workers_are_refused_before_any_storage_is_made(tmp_path, capsys):
+    db = tmp_path / "o.db"
+    argv = ["--backbone", "gcn_ssm", "--dataset", "ring_transfer", "--space",
+            tiny_space(tmp_path), "--storage", f"sqlite:///{db}", "--trials", "0"]  # fmt: skip
+    assert sweep_main(argv) == 2  # it exited 0 having run nothing
+    assert "--trials must be at least 1" in capsys.readouterr().err
+    spec = SweepSpec("gcn_ssm", "ring_transfer", trials=1, storage=f"sqlite:///{db}",
+                     space=tiny_space(tmp_path), pruner="none")  # fmt: skip
+    with pytest.raises(ValueError, match="--workers must be at least 1"):
+        run_sweep(spec, workers=0, log=lambda *_: None)
+    assert not db.exists()
+
+
+def test_a_configuration_exactly_at_the_budget_is_trained(tmp_path):
+    data, hidden = get_dataset("ring_transfer", ring_size=6, num_graphs=20), 8
+    # Counted by hand as in the budget test: encoder, 2 GraphConv layers, linear head.
+    count = (data.num_features + 1) * hidden + 2 * (hidden + 1) * hidden
+    count += (hidden + 1) * data.num_outputs
+    space = width_space(tmp_path, [hidden], max_params=count)  # only "over" is refused
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    run_sweep(SweepSpec("gcn_ssm", "ring_transfer", trials=1, storage=url, space=str(space),
+                        pruner="none", final=False), log=lambda *_: None)  # fmt: skip
+    (trial,) = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=url).trials
+    assert trial.user_attrs["parameters"] == count and trial.state == TrialState.COMPLETE
+
+
+def test_a_dead_trial_is_retried_three_times_at_most(tmp_path):
+    # --heartbeat's help: "a trial silent for 3x this is failed and retried (3 times at most)".
+    db = tmp_path / "optuna.db"
+    opened = open_storage(f"sqlite:///{db}", heartbeat_interval=1)
+    study = optuna.create_study(storage=opened)
+    for _ in range(6):
+        trial = study.ask()  # the queued retry, else a new trial
+        opened.record_heartbeat(trial._trial_id)
+        with sqlite3.connect(db) as con:  # its worker died long ago
+            con.execute("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'")
+        con.close()
+        optuna.storages.fail_stale_trials(study)
+        if not study.get_trials(states=(TrialState.WAITING,)):
+            break
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 4  # the first and 3 retries
+
+
+def test_a_database_locked_while_workers_start_is_retried(monkeypatch):
+    monkeypatch.setattr(storage.time, "sleep", lambda _s: None)
+    calls = []
+
+    def locked_once():
+        calls.append(1)
+        if len(calls) == 1:  # as SQLAlchemy words SQLite's error
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return "storage"
+
+    assert storage._retrying_schema_races(locked_once) == "storage"
+
+
+def test_every_sweep_option_reaches_the_sweep(monkeypatch):
+    seen = []
+    monkeypatch.setattr(runner, "run_sweep", lambda spec, workers: seen.append((spec, workers)))
+    base = ["--backbone", "gcn_ssm", "--dataset", "ring_transfer"]
+    argv = [*base, "--trials", "7", "--space", "s.yaml", "--storage", "sqlite:///x.db",
+            "--seed", "5", "--pruner", "hyperband", "--heartbeat", "86400",  # a day: allowed
+            "--data-dir", "d", "--cache-dir", "c", "--device", "cpu", "--no-final",
+            "--workers", "2", "--threads", "1"]  # fmt: skip
+    assert sweep_main(argv) == 0 and sweep_main(base) == 0
+    assert seen == [
+        (SweepSpec("gcn_ssm", "ring_transfer", trials=7, storage="sqlite:///x.db",
+                   space="s.yaml", seed=5, pruner="hyperband", heartbeat=86400, data_dir="d",
+                   cache_dir="c", device="cpu", final=False, threads=1), 2),
+        # The defaults --help states: 20 trials, seed 0, median pruning, 30 s heartbeats.
+        (SweepSpec("gcn_ssm", "ring_transfer", trials=20, storage="sqlite:///runs/optuna.db",
+                   seed=0, pruner="median", heartbeat=30, final=True), 1),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("option", [["--workers", "2"], ["--threads", "1"], ["--seed", "3"],
+                                    ["--pruner", "none"], ["--heartbeat", "5"],
+                                    ["--data-dir", "d"], ["--cache-dir", "c"],
+                                    ["--device", "cpu"], ["--no-final"]])  # fmt: skip
+def test_each_suite_only_option_alone_is_refused_without_a_suite(tmp_path, capsys, option):
+    argv = ["--storage", f"sqlite:///{tmp_path}/none.db", "--out", str(tmp_path / "b"), *option]
+    assert leaderboard_main(argv) == 2
+    assert f"{option[0]} only applies with --suite" in capsys.readouterr().err

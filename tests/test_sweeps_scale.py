@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import psutil
@@ -21,7 +22,7 @@ from dgl_ssm_bench.train import RunResult
 from dgl_ssm_sweeps.cli import bench_main, sweep_main
 from dgl_ssm_sweeps.leaderboard import main as leaderboard_main
 from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep
-from dgl_ssm_sweeps.storage import StorageError, open_storage, redact
+from dgl_ssm_sweeps.storage import StorageError, open_storage, redact, trial_lock
 from tests.conftest import fresh_postgres_database, postgres_url
 
 STUDY = "gcn_ssm__ring_transfer"
@@ -970,3 +971,139 @@ def test_the_leaderboard_without_a_suite_points_to_the_suites_storages(monkeypat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no sweeps in sqlite:///runs/optuna.db" in err
     assert "--storage sqlite:///runs/quick/optuna.db --out runs/quick/leaderboard" in err
+
+
+def test_a_space_without_final_runs_three_seeds_after_the_search(tmp_path, monkeypatch):
+    path = tmp_path / "nofinal.yaml"
+    path.write_text(SPACE.format(epochs=1).replace("final: {runs: 2}\n", ""))
+    spec = spec_for(tmp_path, f"sqlite:///{tmp_path}/o.db", 1, space=str(path), seed=0)
+    run_sweep(spec, log=quiet)
+    seen = []
+    monkeypatch.setattr(runner, "train", lambda config, data, **_: seen.append(config.seed)
+                        or SimpleNamespace(test=0.5, status="ok", device="cpu"))  # fmt: skip
+    final = runner.final_evaluation(spec, log=quiet)
+    assert seen == final["seeds"] == [1, 2, 3]  # the search trained with seed 0
+
+
+def test_a_study_whose_final_section_changed_is_refused(tmp_path):
+    # Resumed, it returned the final numbers of seeds [1, 2] as those of the new seeds.
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    space = space_file(tmp_path)
+    run_sweep(spec_for(tmp_path, storage, 1, space=space, final=True), log=quiet)
+    Path(space).write_text(SPACE.format(epochs=1).replace("{runs: 2}", "{seeds: [41, 95]}"))
+    with pytest.raises(StudyMismatch, match="search space or data options have changed since"):
+        run_sweep(spec_for(tmp_path, storage, 1, space=space, final=True), log=quiet)
+
+
+def test_a_study_resumes_with_its_data_in_another_folder(tmp_path):
+    # Where the raw data are read from is not what they are (another machine, a moved folder).
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    run_sweep(spec_for(tmp_path, storage, 1, data_dir=str(tmp_path / "a")), log=quiet)
+    run_sweep(spec_for(tmp_path, storage, 2, data_dir=str(tmp_path / "b"),
+                       cache_dir=str(tmp_path / "cache")), log=quiet)  # fmt: skip
+    assert len(load(storage).trials) == 2
+
+
+def test_tpe_models_the_space_after_five_random_trials():
+    # runner._sampler: 5, not Optuna's 10, or half the default 20 trials are random.
+    assert runner._sampler(SweepSpec("gcn_ssm", "ring_transfer"), 0, 0)._n_startup_trials == 5
+
+
+def test_errors_not_in_a_row_do_not_stop_the_sweep(tmp_path, monkeypatch):
+    # README: the sweep "stops after 3 errors in a row"; these three are not in a row.
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    fake_train(monkeypatch, [RuntimeError("a"), None, RuntimeError("b"), None, RuntimeError("c")])
+    run_sweep(spec_for(tmp_path, storage, 5), log=quiet)
+    statuses = [t.user_attrs["status"] for t in load(storage).trials]
+    assert statuses == ["error", "ok", "error", "ok", "error"]
+
+
+class _AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_a_trial_its_pruner_stops_is_pruned_at_that_epoch(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "make_pruner", lambda name: _AlwaysPrune())
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    run_sweep(spec_for(tmp_path, storage, 1, space=space_file(tmp_path, epochs=3)), log=quiet)
+    (trial,) = load(storage).trials
+    assert trial.state == TrialState.PRUNED and trial.user_attrs["status"] == "pruned"
+    assert list(trial.intermediate_values) == [0]  # not trained past the first epoch
+
+
+def test_a_new_best_trial_is_evaluated_with_runs_of_its_own(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = spec_for(tmp_path, storage, 1, final=True)
+    run_sweep(spec, log=quiet)  # the final of trial 0: 2 runs, seeds 1 and 2
+    first = load(storage).trials[0]
+    load(storage).add_trial(optuna.trial.create_trial(  # resumed: a better trial since
+        params=first.params, distributions=first.distributions, value=2.0,
+        user_attrs={"config": first.user_attrs["config"]}))  # fmt: skip
+    scores = iter([0.9, 0.8])
+    monkeypatch.setattr(runner, "train", lambda config, data, **_: SimpleNamespace(
+        test=next(scores), status="ok", device="cpu"))  # fmt: skip
+    final = runner.final_evaluation(spec, log=quiet)
+    assert final["trial"] == 1 and final["values"] == [0.9, 0.8]
+
+
+def test_a_grid_point_whose_trial_failed_is_not_taken_again(tmp_path, monkeypatch):
+    # It would fail again (same configuration, same seed); taken again, it used up --trials
+    # and the grid's later points never ran.
+    space = tmp_path / "grid.yaml"
+    space.write_text(GRID.replace("[1, 2, 3]", "[1, 2]").replace("[0.5, 1.0]", "[0.5]"))
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    fake_train(monkeypatch, ["diverged"])
+    run_sweep(spec_for(tmp_path, storage, 20, space=str(space)), log=quiet)
+    trials = load(storage).trials
+    assert sorted(t.params["model.num_layers"] for t in trials) == [1, 2]
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_one_study_name_in_two_storages_takes_two_locks(tmp_path):
+    # A final evaluation holds its study's lock for hours: another storage must not wait.
+    a, b = (SimpleNamespace(url=f"sqlite:///{tmp_path}/{n}.db") for n in "ab")
+    got = threading.Event()
+
+    def take_b():
+        with trial_lock(b, STUDY + ":final"):
+            got.set()
+
+    with trial_lock(a, STUDY + ":final"):
+        thread = threading.Thread(target=take_b, daemon=True)
+        thread.start()
+        assert got.wait(timeout=5)
+    thread.join()
+
+
+def test_a_password_is_hidden_whole_not_its_decoded_prefix_first():
+    url = "postgresql://me:ab%25@db/x"  # the password ab%25 reads ab% decoded
+    assert redact("FATAL: password ab%25 refused", url) == "FATAL: password *** refused"
+
+
+def test_a_suites_options_reach_each_of_its_sweeps(tmp_path, monkeypatch):
+    from dgl_ssm_sweeps import cli
+
+    seen = []
+    monkeypatch.setattr(runner, "check_study", lambda spec: None)
+    monkeypatch.setattr(runner, "run_sweep", lambda spec, workers: seen.append((spec, workers)))
+    monkeypatch.setattr("dgl_ssm_sweeps.leaderboard.build_leaderboard",
+                        lambda storage, out, depth_select: {})  # fmt: skip
+    argv = ["--suite", "tiny", "--storage", "sqlite:///x.db", "--out", str(tmp_path / "b"),
+            "--workers", "2", "--seed", "4", "--no-final"]  # fmt: skip
+    assert cli.leaderboard_main(argv) == 0
+    assert seen == [
+        (
+            SweepSpec(
+                "gcn_ssm",
+                "ring_transfer",
+                trials=1,
+                storage="sqlite:///x.db",
+                space="tiny_ring_transfer",
+                seed=4,
+                final=False,
+                suite="tiny",
+            ),
+            2,
+        )
+    ]
