@@ -1094,6 +1094,7 @@ def test_a_configuration_exactly_at_the_budget_is_trained(tmp_path):
     assert trial.user_attrs["parameters"] == count and trial.state == TrialState.COMPLETE
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_a_dead_trial_is_retried_three_times_at_most(tmp_path):
     # --heartbeat's help: "a trial silent for 3x this is failed and retried (3 times at most)".
     db = tmp_path / "optuna.db"
