@@ -19,6 +19,7 @@ import dgl_ssm_sweeps.runner as runner
 from dgl_ssm_bench.files import write_together
 from dgl_ssm_bench.threads import threads_per_worker
 from dgl_ssm_bench.train import RunResult
+from dgl_ssm_sweeps import cli
 from dgl_ssm_sweeps.cli import bench_main, sweep_main
 from dgl_ssm_sweeps.leaderboard import main as leaderboard_main
 from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep
@@ -925,8 +926,6 @@ def test_a_database_server_that_never_answers_fails_within_the_timeout(monkeypat
 def test_each_suite_keeps_its_studies_in_a_storage_of_its_own(monkeypatch, tmp_path):
     """The suites' studies share names (gcn_ssm__ring_transfer) but not spaces: in one storage
     the second suite run would be refused. By default each has its own file and folder."""
-    from dgl_ssm_sweeps import cli, runner
-
     seen = []
     monkeypatch.setattr(runner, "check_study", lambda spec: seen.append(spec.storage))
     monkeypatch.setattr(runner, "run_sweep", lambda spec, workers: None)
@@ -962,8 +961,6 @@ def test_a_sqlite_uri_form_storage_keeps_its_lock_beside_its_file(tmp_path, monk
 
 def test_the_leaderboard_without_a_suite_points_to_the_suites_storages(monkeypatch, tmp_path,
                                                                        capsys):  # fmt: skip
-    from dgl_ssm_sweeps import cli
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs" / "quick").mkdir(parents=True)
     (tmp_path / "runs" / "quick" / "optuna.db").write_bytes(b"")
@@ -1082,8 +1079,6 @@ def test_a_password_is_hidden_whole_not_its_decoded_prefix_first():
 
 
 def test_a_suites_options_reach_each_of_its_sweeps(tmp_path, monkeypatch):
-    from dgl_ssm_sweeps import cli
-
     seen = []
     monkeypatch.setattr(runner, "check_study", lambda spec: None)
     monkeypatch.setattr(runner, "run_sweep", lambda spec, workers: seen.append((spec, workers)))
