@@ -604,6 +604,18 @@ def test_a_conv_that_reads_edge_features_and_returns_nodes_passes_them_on():
         cheb(g, h, edges)
 
 
+def test_nnconv_takes_its_efeat_as_edge_features_and_passes_them_on():
+    # NNConv(graph, feat, efeat) reads edge features under another name and returns nodes only:
+    # the layer must take them as edge features (not refuse them) and pass them on unchanged.
+    g, h = random_graph(6, 10, seed=1), torch.randn(6, 4)
+    edges = torch.randn(g.num_edges(), 3)
+    layer = SSMLayer(dgl.nn.NNConv(4, 4, torch.nn.Linear(3, 16), "sum"), 4)
+    expected = h + 0.1 * torch.relu(layer.conv(g, h, edges))  # Λ = I, B = 0.1·I
+    state, edges_out = layer(g, h, edges)
+    torch.testing.assert_close(state, expected)
+    assert edges_out is edges
+
+
 def test_multi_head_edge_outputs_are_concatenated_like_the_nodes():
     # EGATConv returns (N, heads, d/heads) nodes and (E, heads, d_e/heads) edges: two layers
     # stack only if both are flattened, and each flat row is the heads side by side.
@@ -923,3 +935,21 @@ def test_edge_features_of_the_wrong_shape_are_named():
 def test_a_name_in_capitals_gets_its_lower_case_suggestion():
     with pytest.raises(ValueError, match=r"Unknown model 'GCN_SSM'. Did you mean 'gcn_ssm'\?"):
         build_model("GCN_SSM", **ARGS)
+
+
+def test_k_hop_rewiring_of_an_edge_feature_backbone_is_refused_when_built():
+    """GatedGCN's edge features belong to the input graph's edges, which a k-hop layer's hop
+    graph does not have: refused at construction, not by a shape error deep in a forward."""
+    for hop_mode in ("exact", "cumulative"):
+        with pytest.raises(ValueError, match="k-hop rewiring is not available for gatedgcn"):
+            build_model("gatedgcn_ssm", **ARGS, hop_mode=hop_mode)
+
+
+def test_a_dropout_of_one_is_refused_by_layers_and_models():
+    """p = 1 would zero every conv input (the layer would add σ(F(G, 0)) whatever the state):
+    dropout is a number in [0, 1), the bound itself excluded."""
+    with pytest.raises(ValueError, match=r"SSMLayer: dropout must be a number in \[0, 1\)"):
+        SSMLayer(GraphConv(8, 8), 8, dropout=1.0)
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 1"):
+        build_model("gcn_ssm", **ARGS, dropout=1.0)
+    assert SSMLayer(GraphConv(8, 8), 8, dropout=0.99).dropout.p == 0.99

@@ -689,6 +689,16 @@ def test_a_model_with_max_hop_above_its_layers_needs_only_the_hops_it_reads():
         build_model("kgcn_ssm", 4, 4, 2, num_layers=3, max_hop=5)(graph, feat)
 
 
+def test_hop_graphs_split_for_fewer_hops_do_not_let_a_deeper_model_skip_the_radius_check():
+    # The same max_hop, more layers: hops 1..3 are read where 1..2 were, on a graph rewired to
+    # 2. The split cached by the first model must not spare the second the refusal.
+    graph = KHopTransform(k=2)(ring_graph(8))
+    feat = torch.randn(8, 4)
+    build_model("kgcn_ssm", 4, 4, 2, num_layers=2, max_hop=5)(graph, feat)
+    with pytest.raises(dgl.DGLError, match=r"reads hops 1\.\.3 .*KHopTransform\(k=2\)"):
+        build_model("kgcn_ssm", 4, 4, 2, num_layers=3, max_hop=5)(graph, feat)
+
+
 def test_a_graph_rewired_under_inference_mode_is_read_and_not_cached(monkeypatch):
     """Inference tensors keep no edit count, which the hop-graph cache keys on: such a graph's
     hops are split on every call (they cannot be edited in place unnoticed), not refused."""
@@ -861,3 +871,181 @@ def test_checkpoint_counts_are_at_most_the_depth_and_zero_is_off():
     assert build_model("gcn_ssm", **ARGS, checkpoint=0).segments == 0
     with pytest.raises(ValueError, match="checkpoint must be a bool or a segment count"):
         build_model("gcn_ssm", **ARGS, checkpoint=-1)
+
+
+# --- backbones, activations, knobs: each against a dense computation or the DGL layer's shapes
+
+
+def dense_adjacency(graph):
+    """A[dst, src] = number of edges src → dst (self loops included), numpy from the edge list."""
+    n = graph.num_nodes()
+    src, dst = (t.numpy() for t in graph.edges())
+    adj = np.zeros((n, n))
+    np.add.at(adj, (dst, src), 1.0)
+    return adj
+
+
+# encoder 5·16 + 16 and head 16·3 + 3 around 4 layers of width 16 (each Linear d·d + d = 272)
+PER_LAYER = {
+    "gcn": 16 * 16 + 16,  # GraphConv: weight, bias
+    "gin": 2 * (16 * 16 + 16),  # the MLP's two Linears; ε fixed (a buffer) unless learn_eps
+    # GatedGCNConv's A, B, C, D, E, and the affine weights of the two BatchNorms DGL builds
+    # even with batch_norm=False (unused)
+    "gatedgcn": 5 * (16 * 16 + 16) + 2 * 2 * 16,
+    "gat": 16 * 16 + 3 * 16,  # fc without bias (4 heads × 4), attn_l, attn_r, bias
+    "sage": 2 * 16 * 16 + 16,  # mean aggregator: fc_self (with bias), fc_neigh (without)
+    "kgcn": 16 * 16 + 16,
+}
+
+
+@pytest.mark.parametrize("plain,ssm", TWINS)
+def test_trainable_parameter_counts_are_those_of_the_dgl_layers_by_hand(plain, ssm):
+    """Guards against a backbone option drifting (GIN learning ε, SAGE's aggregator) and
+    against GatedGCN's learnt edge state becoming a buffer: the SSM adds nothing trainable."""
+    expected = 5 * 16 + 16 + 4 * PER_LAYER[plain] + 16 * 3 + 3
+    expected += 16 if plain == "gatedgcn" else 0  # the edge state learnt without edge_feats
+    for name in (plain, ssm):
+        model = build_model(name, **ARGS)
+        assert sum(p.numel() for p in model.parameters()) == expected, name
+
+
+def test_gin_and_sage_ssm_layers_equal_their_dense_formulas():
+    """One SSM step around GIN (sum of the neighbours plus (1 + 0)·h, then Linear-ReLU-Linear)
+    and SAGE (mean of the in-neighbours), with the adjacency matrix from numpy."""
+    torch.manual_seed(0)
+    graph, feat = random_graph(12, 24, seed=4), torch.randn(12, 5)
+    adj = dense_adjacency(graph)
+    mean = adj / adj.sum(1, keepdims=True)  # every node has its self loop: no zero rows
+    for name in ("gin_ssm", "sage_ssm"):
+        model = build_model(name, **ARGS)
+        calls, _ = layer_by_layer(model, graph, feat)
+        for layer, state, _ in calls:
+            h = arr(state)
+            p = {k: arr(v) for k, v in layer.conv.named_parameters()}
+            if name == "gin_ssm":
+                hidden = np.maximum((h + adj @ h) @ p["apply_func.0.weight"].T
+                                    + p["apply_func.0.bias"], 0)  # fmt: skip
+                conv = hidden @ p["apply_func.2.weight"].T + p["apply_func.2.bias"]
+            else:
+                conv = (h @ p["fc_self.weight"].T + p["fc_self.bias"]
+                        + (mean @ h) @ p["fc_neigh.weight"].T)  # fmt: skip
+            expected = h + 0.1 * np.maximum(conv, 0)  # Λ = I, B = 0.1·I
+            with torch.no_grad():
+                np.testing.assert_allclose(arr(layer(graph, state)), expected, atol=1e-5)
+
+
+def test_gat_has_four_concatenated_heads_unless_told_otherwise():
+    # hidden 16 = 4 heads of 4 by default (the GAT docstrings), 2 of 8 when asked
+    default = build_model("gat_ssm", **ARGS).layers[0].conv
+    assert default.attn_l.shape == (1, 4, 4) and default.fc.weight.shape == (16, 16)
+    two = build_model("gat_ssm", **ARGS, conv_options={"heads": 2}).layers[0].conv
+    assert two.attn_l.shape == (1, 2, 8)
+
+
+def test_the_activation_reaches_plain_layers_and_the_graph_head():
+    """activation="tanh" is σ of the plain twin's layers, H' = tanh(Â H W + b) with Â from
+    numpy, and of the graph head's MLP unless head_activation is given."""
+    torch.manual_seed(0)
+    bare, feat = random_graph(12, 24, seed=4, self_loops=False), torch.randn(12, 5)
+    graph, a_hat = dgl.add_self_loop(bare), numpy_gcn_adjacency(bare)
+    model = build_model("gcn", **ARGS, activation="tanh")
+    calls, _ = layer_by_layer(model, graph, feat)
+    for layer, state, _ in calls:
+        expected = np.tanh(a_hat @ arr(state) @ arr(layer.conv.weight) + arr(layer.conv.bias))
+        with torch.no_grad():
+            np.testing.assert_allclose(arr(layer(graph, state)), expected, atol=1e-5)
+    for name in ("gcn", "gcn_ssm"):
+        head = build_model(name, **ARGS, task="graph", activation="tanh").head
+        assert isinstance(head[1], torch.nn.Tanh), name
+
+
+@pytest.mark.parametrize(
+    "name, function",
+    [
+        ("relu", torch.relu),
+        ("tanh", torch.tanh),
+        ("identity", lambda x: x),
+        ("gelu", torch.nn.functional.gelu),
+        ("elu", torch.nn.functional.elu),
+        ("leaky_relu", lambda x: torch.where(x > 0, x, 0.01 * x)),
+        ("sigmoid", torch.sigmoid),
+    ],
+)
+def test_activation_names_compute_the_function_they_name(name, function):
+    from dgl_ssm.activations import ACTIVATIONS, get_activation
+
+    assert name in ACTIVATIONS
+    x = torch.linspace(-3, 3, 13)
+    torch.testing.assert_close(get_activation(name)(x), function(x))
+
+
+def test_reset_redraws_the_learnt_edge_state_at_its_initial_scale():
+    """GatedGCN's edge state is drawn N(0, 0.1²) at construction; a reset must draw it the same
+    way (not N(0, 1)): 512 draws put the sample deviation within 20% of 0.1."""
+    torch.manual_seed(0)
+    model = build_model("gatedgcn_ssm", 4, 512, 2, 1)
+    assert 0.08 < float(model.edge_embedding.std()) < 0.12
+    with torch.no_grad():
+        model.edge_embedding.fill_(7.0)
+    model.reset_parameters()
+    assert 0.08 < float(model.edge_embedding.std()) < 0.12
+    assert abs(float(model.edge_embedding.mean())) < 0.02
+
+
+def test_repr_names_the_hop_mode_and_the_largest_hop_read():
+    model = build_model("kgcn_ssm", **ARGS, max_hop=2)
+    assert "hop_mode=exact, K=2" in repr(model)
+    assert "K=4" in repr(build_model("kgcn_ssm", **ARGS, hop_mode="cumulative"))
+
+
+def test_norm_none_as_text_is_no_norm():
+    """norm="none" (a YAML or CLI spelling) builds the model norm=None builds."""
+    torch.manual_seed(0)
+    graph, feat = graph_for("gcn_ssm"), torch.randn(30, 5)
+    model = build_model("gcn_ssm", **ARGS, norm="none").eval()
+    assert all(isinstance(layer.norm, torch.nn.Identity) for layer in model.layers)
+    plain = build_model("gcn_ssm", **ARGS).eval()
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model(graph, feat), plain(graph, feat), rtol=0, atol=0)
+
+
+def test_a_layer_built_alone_resets_a_learnable_eps_to_its_initial_value():
+    """SSMLayer keeps the values no reset_parameters draws (GINConv's learnable ε) itself,
+    not only inside a model."""
+    from dgl.nn import GINConv
+
+    from dgl_ssm import SSMLayer
+
+    layer = SSMLayer(GINConv(torch.nn.Linear(4, 4), learn_eps=True, init_eps=0.5), 4)
+    with torch.no_grad():
+        for parameter in layer.parameters():
+            parameter.fill_(7.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer.reset_parameters()
+    assert layer.conv.eps.item() == 0.5
+    assert not bool((layer.conv.apply_func.weight == 7.0).any())
+
+
+def test_a_multi_hop_conv_delayed_past_the_first_state_reads_h0():
+    """τ(k) = max(0, k − ν) can exceed the layer index of a MultiHopConv built by hand: hop 3
+    of layer index 1 with ν = 1 then reads H⁽⁰⁾ (the earliest), not the last state of history."""
+    from dgl.nn import GraphConv
+
+    from dgl_ssm import MultiHopConv, hop_graphs
+
+    torch.manual_seed(0)
+    bare = random_graph(10, 14, seed=3, self_loops=False)
+    graphs = hop_graphs(KHopTransform(k=3)(bare), 3)
+    convs = [GraphConv(4, 4) for _ in range(3)]
+    conv = MultiHopConv(convs, layer_index=1, delay=1)
+    h0, h1 = torch.randn(10, 4, dtype=torch.float64), torch.randn(10, 4, dtype=torch.float64)
+    conv.double()
+    with torch.no_grad():
+        out = conv(graphs, h1, history=[h0, h1]).numpy()
+    # hop 1: H⁽¹⁾ (τ = 0); hop 2: H⁽⁰⁾ (τ = 1); hop 3: H⁽⁰⁾ (τ = 2, clamped at the first state)
+    expected = sum(
+        hop_adjacency(bare, k) @ arr(state) @ arr(c.weight) + arr(c.bias)
+        for k, (c, state) in enumerate(zip(convs, [h1, h0, h0]), start=1)
+    )
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)

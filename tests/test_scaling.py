@@ -100,6 +100,7 @@ def test_hand_worked_exponents():
         GatedGCNConv(D, D, D, batch_norm=True),  # the norm undoes any scale
         GatedGCNConv(D, D, D, batch_norm=False, residual=True),  # adds its unscaled input
         GraphConv(D, D, activation=torch.tanh),
+        GraphConv(D, D, activation=nn.ELU()),  # ELU(c·x) ≠ c·ELU(x) for x < 0
         GraphConv(D, D, weight=False),  # the aggregated input plus a bias: nothing scales it
         SAGEConv(D, D, "mean", norm=nn.LayerNorm(D)),
         GINConv(nn.Sequential(nn.Linear(D, D), nn.Tanh()), "sum"),
