@@ -33,7 +33,14 @@ import torch
 from ..files import atomic_write
 from .base import BenchmarkData
 from .paths import cache_dir, data_dir
-from .staging import DOWNLOAD_TIMEOUT_S, download_errors, drop_changed, exclusive, seal
+from .staging import (
+    DOWNLOAD_TIMEOUT_S,
+    download_errors,
+    drop_changed,
+    exclusive,
+    seal,
+    stage_files,
+)
 
 INSTALL_HINT = 'pip install "dgl-ssm[ogb]"'
 
@@ -219,13 +226,13 @@ def _stage_arxiv(local, target, release):
             f"{', '.join(needed)}. Get it from {ARXIV_URL} (unzip it there), or unset "
             "DGL_SSM_DATA / drop --data-dir to let OGB download it."
         )
-    if target.exists():
-        return
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial)
-    (partial / release).touch()  # without it OGB thinks the copy is outdated and asks on stdin
-    partial.rename(target)  # a killed run never leaves a half-staged folder behind
+    # The files OGB reads, staged afresh whenever the source changes (as every local dataset
+    # is): the raw files it processes, else the processed graph they were made into.
+    files = [f"split/time/{f}" for f in ARXIV_SPLIT]
+    has_raw = all((source / "raw" / f).is_file() for f in ARXIV_RAW)
+    files += [f"raw/{f}" for f in ARXIV_RAW] if has_raw else [str(processed)]
+    stage_files({source / name: name for name in files}, target)
+    (target / release).touch()  # without it OGB thinks the copy is outdated and asks on stdin
 
 
 def load_peptides(task, data_dir_path=None, cache_path=None, verbose=False):

@@ -33,7 +33,8 @@ def dgl_layout(dataset_class, raw_dir):
 
 
 def stage_files(copies, target):
-    """Copy ``{source path: file name}`` into the folder ``target``, all or nothing.
+    """Copy ``{source path: file name}`` into the folder ``target``, all or nothing (a name
+    may be a path inside ``target``, such as ``raw/edge.csv.gz``).
 
     Files go to ``target.partial`` first, which is renamed at the end, so a killed run never
     leaves a half-staged folder that DGL would take as complete. The folder records each
@@ -51,6 +52,7 @@ def stage_files(copies, target):
     shutil.rmtree(partial, ignore_errors=True)  # what a killed run left
     partial.mkdir(parents=True)
     for source, name in copies.items():
+        (partial / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, partial / name)
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     shutil.rmtree(target, ignore_errors=True)
