@@ -1,13 +1,15 @@
 """Datasets behind one registry: real files offline, generated ones exact and reproducible."""
 
 import pickle
+import shutil
 
+import dgl
 import networkx as nx
 import numpy as np
 import pytest
 import torch
 
-from dgl_ssm_bench.datasets import DATASETS, get_dataset
+from dgl_ssm_bench.datasets import DATASETS, BenchmarkData, get_dataset
 from dgl_ssm_bench.datasets.planetoid import load_planetoid
 
 
@@ -36,6 +38,44 @@ def test_cora_through_the_registry(data_dir, cache_dir):
 def test_missing_planetoid_files_say_which_and_where(tmp_path, cache_dir):
     with pytest.raises(FileNotFoundError, match=r"ind\.cora\.x.*ind\.cora\.test\.index.*planetoid"):
         get_dataset("cora", data_dir=tmp_path, cache_dir=cache_dir)
+
+
+def test_a_partial_set_of_planetoid_files_is_passed_over_for_a_complete_one(data_dir, tmp_path):
+    # ind.cora.x alone beside a complete planetoid/ folder: the folder is read, not the
+    # partial set (whose missing files would fail as a bare "No such file" while staging).
+    shutil.copytree(data_dir / "planetoid", tmp_path / "planetoid")
+    shutil.copyfile(data_dir / "planetoid" / "ind.cora.x", tmp_path / "ind.cora.x")
+    assert load_planetoid("cora", tmp_path, tmp_path / "cache").num_nodes() == 2708
+    (tmp_path / "planetoid" / "ind.cora.tx").unlink()  # neither complete: all that is needed
+    with pytest.raises(
+        FileNotFoundError, match=r"Needed: ind\.cora\.x, .*ind\.cora\.tx, .*kimiyoung"
+    ):
+        load_planetoid("cora", tmp_path, tmp_path / "cache2")
+
+
+def test_folders_given_from_the_home_directory_are_expanded(tmp_path, monkeypatch):
+    # "~/data" from a config or the environment: no shell expands it; unexpanded, a literal
+    # "~" folder under the working directory would be searched (and, for the cache, made).
+    from dgl_ssm_bench.datasets.paths import cache_dir, data_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert data_dir("~/raw") == tmp_path / "raw"
+    monkeypatch.setenv("DGL_SSM_DATA", "~/raw")
+    assert data_dir() == tmp_path / "raw"
+    assert cache_dir("~/cache") == tmp_path / "cache" and (tmp_path / "cache").is_dir()
+    assert not (tmp_path / "~").exists()
+
+
+def test_a_none_option_means_the_datasets_default():
+    # Callers pass every option they have, unset ones as None: a None seed is the default
+    # seed 0, neither refused as "not an integer" nor numpy's fresh random default_rng(None).
+    def labels(data):
+        return [int(g.ndata["label"][0]) for s in ("train", "val", "test") for g in data.graphs[s]]
+
+    unset = labels(get_dataset("ring_transfer", ring_size=4, num_graphs=40, seed=None))
+    assert unset == labels(get_dataset("ring_transfer", ring_size=4, num_graphs=40, seed=None))
+    assert unset == labels(get_dataset("ring_transfer", ring_size=4, num_graphs=40, seed=0))
 
 
 def test_unknown_dataset_and_option():
@@ -94,6 +134,41 @@ def test_ring_transfer_is_balanced_within_each_split_and_reproducible(num_graphs
     assert first != [int(g.ndata["label"][0]) for g in other.graphs["test"]]
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"num_graphs": 9}, "num_graphs must be at least 10"),  # 9 graphs: 7/0/2, no val graph
+     ({"ring_size": 2}, "ring_size must be at least 3")],  # 2 nodes: one edge, not a ring
+)  # fmt: skip
+def test_ring_transfer_refuses_too_few_graphs_or_nodes(options, message):
+    with pytest.raises(ValueError, match=message):
+        get_dataset("ring_transfer", **{"num_graphs": 10, "ring_size": 6, **options})
+    fewest = get_dataset("ring_transfer", num_graphs=10, ring_size=3)  # the smallest allowed
+    assert [len(fewest.graphs[s]) for s in ("train", "val", "test")] == [8, 1, 1]
+
+
+def test_a_data_seed_is_refused_outside_numpys_seed_range():
+    # The message promises 0 … 2**32 - 1 (numpy's seed range): exactly that is accepted.
+    for seed in (-1, 2**32):
+        with pytest.raises(ValueError, match=r"integer from 0 to 2\*\*32 - 1, got "):
+            get_dataset("ring_transfer", ring_size=4, num_graphs=10, seed=seed)
+    assert get_dataset("ring_transfer", ring_size=4, num_graphs=10, seed=2**32 - 1).graphs
+
+
+def test_split_counts_and_task_levels_known_before_loading():
+    """Checked before any data loads (``--split``, a graph head's options), so they must be
+    the datasets' own: Planetoid and ogbn-arxiv ship one split, the heterophilous graphs of
+    Platonov et al. ten; Peptides and GPP diameter predict one value per graph."""
+    from dgl_ssm_bench.datasets import dataset_level, num_splits
+
+    splits = {"cora": 1, "citeseer": 1, "pubmed": 1, "ogbn_arxiv": 1, "minesweeper": 10,
+              "tolokers": 10, "roman_empire": 10, "amazon_ratings": 10,
+              "questions": 10}  # fmt: skip
+    graph_level = {"gpp_diameter", "peptides_func", "peptides_struct"}
+    for name in DATASETS:
+        assert num_splits(name) == splits.get(name), name  # None: many graphs, no fixed split
+        assert dataset_level(name) == ("graph" if name in graph_level else "node"), name
+
+
 def test_real_datasets_take_a_folder_and_generated_ones_a_seed():
     from dgl_ssm_bench.datasets import FIXED_SPLITS, dataset_options
 
@@ -119,3 +194,43 @@ def test_a_generated_datasets_integer_option_of_another_type_is_refused(option, 
         get_dataset("ring_transfer", **{option: value})
     assert ("drop the quotes" in str(error.value)) == isinstance(value, str)
     assert get_dataset("ring_transfer", ring_size=np.int64(4), num_graphs=10).graphs  # NumPy's
+
+
+def _triangle(feat):
+    graph = dgl.graph(([0, 1, 2], [1, 2, 0]))
+    graph.ndata["feat"], graph.ndata["label"] = feat, torch.tensor([0, 1, 0])
+    return graph
+
+
+def test_the_data_fingerprint_covers_the_splits_and_the_graph_targets():
+    """A run is resumed (not run again) on data of the same fingerprint: data that differ only
+    in their splits, or only in their graph-level targets, must not share one."""
+    one, two, three = torch.tensor([0]), torch.tensor([1]), torch.tensor([2])
+
+    def node_task(train, val):
+        split = {"train": train, "val": val, "test": three}
+        return BenchmarkData("t", "node", "cross_entropy", "accuracy", 1, 2,
+                             graph=_triangle(torch.ones(3, 1)), splits=[split])  # fmt: skip
+
+    assert node_task(one, two).fingerprint() == node_task(one, two).fingerprint()
+    assert node_task(one, two).fingerprint() != node_task(two, one).fingerprint()
+
+    def graph_task(diameter):
+        graphs = {s: [_triangle(torch.ones(3, 1))] for s in ("train", "val", "test")}
+        labels = {s: torch.tensor([[diameter]]) for s in graphs}
+        return BenchmarkData("g", "graph", "mse", "log10_mse", 1, 1, graphs=graphs,
+                             graph_labels=labels)  # fmt: skip
+
+    assert graph_task(1.0).fingerprint() == graph_task(1.0).fingerprint()
+    assert graph_task(1.0).fingerprint() != graph_task(2.0).fingerprint()
+
+
+def test_a_many_graph_dataset_has_one_split_a_one_graph_dataset_its_fixed_ones():
+    # run.py cycles seeds through the splits (split index modulo num_splits): a many-graph
+    # dataset has exactly one, its graphs' own split.
+    ring = get_dataset("ring_transfer", ring_size=4, num_graphs=10)
+    assert not ring.transductive and ring.num_splits == 1
+    split = {"train": torch.tensor([0]), "val": torch.tensor([1]), "test": torch.tensor([2])}
+    cycle = BenchmarkData("t", "node", "cross_entropy", "accuracy", 1, 2,
+                          graph=_triangle(torch.ones(3, 1)), splits=[split, split])  # fmt: skip
+    assert cycle.transductive and cycle.num_splits == 2

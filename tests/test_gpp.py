@@ -231,6 +231,16 @@ def test_the_batch_scheme_is_an_option_and_pnas_keeps_its_cache_name(tmp_path):
         get_dataset("gpp_sssp", sizes=(20, 10, 6), batches=(10, 0, 5), cache_dir=tmp_path)
 
 
+def test_the_registry_uses_pnas_batch_scheme_by_default(tmp_path):
+    """``get_dataset`` without ``batches``: A-DGN's scheme, val and test over 5 node counts
+    (25…29), train over 10 (25…34), not every split over 25…34."""
+    data = get_dataset("gpp_sssp", sizes=(10, 10, 10), cache_dir=tmp_path)
+    node_counts = {split: [g.num_nodes() for g in graphs] for split, graphs in data.graphs.items()}
+    assert node_counts == {"train": list(range(25, 35)),
+                           "val": [n for n in range(25, 30) for _ in (0, 1)],
+                           "test": [n for n in range(25, 30) for _ in (0, 1)]}  # fmt: skip
+
+
 def test_split_sizes_follow_the_batch_scheme():
     """A-DGN's scheme: train batch b has N = 25 + b (b < 10), val and test 25 + b (b < 5)."""
     arrays = generate_gpp(seed=1, sizes=(20, 10, 11))

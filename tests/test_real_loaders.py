@@ -88,6 +88,36 @@ def test_hyphenated_file_name_is_accepted(data_dir, tmp_path):
     assert data.graph.num_nodes() == 10000
 
 
+def test_a_multi_class_heterophilous_file_keeps_all_its_classes(data_dir, tmp_path):
+    # Only the binary sets (Minesweeper, Tolokers, Questions) are limited to classes 0 and 1:
+    # Roman-empire has 18 classes, Amazon-ratings 5. Minesweeper's arrays with five classes
+    # stand in for Amazon-ratings.
+    with np.load(data_dir / "heterophilous" / "minesweeper.npz") as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["node_labels"] = np.arange(10000) % 5
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "amazon_ratings.npz", **arrays)
+    data = load_heterophilous("amazon_ratings", tmp_path / "data", tmp_path / "cache")
+    assert (data.metric, data.num_outputs) == ("accuracy", 5)
+    assert data.graph.ndata["label"][:7].tolist() == [0, 1, 2, 3, 4, 0, 1]
+
+
+def test_features_and_labels_of_other_dtypes_are_loaded_as_float32_and_int64(data_dir, tmp_path):
+    # A file re-saved with other dtypes: DGL keeps them, and a float32 model refuses float64
+    # features at its first layer, cross-entropy int32 targets.
+    with np.load(data_dir / "heterophilous" / "minesweeper.npz") as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["node_features"] = arrays["node_features"].astype(np.float64)
+    arrays["node_labels"] = arrays["node_labels"].astype(np.int32)
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "minesweeper.npz", **arrays)
+    data = load_heterophilous("minesweeper", tmp_path / "data", tmp_path / "cache")
+    assert data.graph.ndata["feat"].dtype == torch.float32
+    assert data.graph.ndata["label"].dtype == torch.int64
+    assert np.array_equal(data.graph.ndata["feat"].numpy(), arrays["node_features"])
+    assert np.array_equal(data.graph.ndata["label"].numpy(), arrays["node_labels"])
+
+
 def test_missing_heterophilous_file_says_what_is_needed(tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         load_heterophilous("roman_empire", tmp_path, tmp_path / "cache")
@@ -304,6 +334,36 @@ def test_ogbn_arxiv_from_local_raw_files(tmp_path, never_prompt):
 
 
 @needs_ogb
+def test_an_ogbn_arxiv_source_fixed_since_it_was_staged_is_read_afresh(tmp_path, never_prompt):
+    """The staged copy (and OGB's processed graph made from it) follows its source, as every
+    local dataset's does: a label file fixed since the first load is what the second reads."""
+    folder = write_tiny_arxiv(tmp_path / "data")
+    first = load_ogbn_arxiv(tmp_path / "data", tmp_path / "cache")
+    assert first.graph.ndata["label"].tolist() == [3, 0, 39, 3, 7, 12]
+    write_csv_gz(folder / "raw" / "node-label.csv.gz", [1, 2, 3, 4, 5, 6])
+    again = load_ogbn_arxiv(tmp_path / "data", tmp_path / "cache")
+    assert again.graph.ndata["label"].tolist() == [1, 2, 3, 4, 5, 6]
+    staged = tmp_path / "cache" / "ogb" / "ogbn_arxiv"
+    assert (staged / "RELEASE_v1.txt").exists()  # or OGB would ask on stdin
+
+
+@needs_ogb
+def test_an_ogbn_arxiv_folder_of_splits_and_processed_graph_only_is_staged(tmp_path, never_prompt):
+    # A copy of OGB's processed graph (no raw files): staged and read as it is.
+    write_tiny_arxiv(tmp_path / "data")
+    load_ogbn_arxiv(tmp_path / "data", tmp_path / "cache")
+    made = tmp_path / "cache" / "ogb" / "ogbn_arxiv"
+    only = tmp_path / "processed_only" / "ogbn_arxiv"
+    for name in ("processed/dgl_data_processed", "split/time/train.csv.gz",
+                 "split/time/valid.csv.gz", "split/time/test.csv.gz"):  # fmt: skip
+        (only / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(made / name, only / name)
+    data = load_ogbn_arxiv(tmp_path / "processed_only", tmp_path / "cache2")
+    assert data.graph.ndata["label"].tolist() == [3, 0, 39, 3, 7, 12]
+    assert data.splits[0]["test"].tolist() == [5]
+
+
+@needs_ogb
 def test_ogb_update_prompt_fails_fast_instead_of_hanging(tmp_path, never_prompt, monkeypatch):
     # A cached folder without its release file makes OGB ask "Will you update...? (y/N)".
     monkeypatch.delenv("DGL_SSM_DATA", raising=False)  # no local folder: OGB's own download
@@ -427,6 +487,53 @@ def test_unnormalized_peptides_struct_file_is_standardised(tmp_path):
     labels = torch.cat([data.graph_labels[s] for s in SPLIT])  # splits cover all 6 rows
     assert torch.allclose(labels.mean(0), torch.zeros(11), atol=1e-5)
     assert torch.allclose(labels.std(0), torch.ones(11), atol=1e-5)
+
+
+@needs_ogb
+def test_a_changed_peptides_split_file_is_read_not_the_graphs_cached_from_the_old_one(tmp_path):
+    write_peptides(tmp_path / "data", "func")
+    load_peptides("func", tmp_path / "data", tmp_path / "cache")  # cached with SPLIT
+    reversed_split = {"train": np.array([5, 4, 3]), "val": np.array([2, 1]), "test": np.array([0])}
+    with open(tmp_path / "data" / "splits_random_stratified_peptide.pickle", "wb") as handle:
+        pickle.dump(reversed_split, handle)
+    data = load_peptides("func", tmp_path / "data", tmp_path / "cache")
+    for split, index in reversed_split.items():
+        expected = torch.as_tensor(FUNC_LABELS[index], dtype=torch.float32)
+        assert torch.equal(data.graph_labels[split], expected), split
+        assert [g.num_nodes() for g in data.graphs[split]] == [
+            rdkit_counts(SMILES[i])[0] for i in index
+        ]
+
+
+@needs_ogb
+def test_a_split_file_naming_its_validation_set_valid_is_read(tmp_path):
+    # OGB's name for the validation split; LRGB's pickle says "val".
+    write_peptides(tmp_path / "data", "struct")
+    with open(tmp_path / "data" / "splits_random_stratified_peptide_structure.pickle", "wb") as h:
+        pickle.dump({"train": SPLIT["train"], "valid": SPLIT["val"], "test": SPLIT["test"]}, h)
+    data = load_peptides("struct", tmp_path / "data", tmp_path / "cache")
+    check_peptide_graphs(data)
+    expected = torch.as_tensor(STRUCT_LABELS[SPLIT["val"]], dtype=torch.float32)
+    assert torch.allclose(data.graph_labels["val"], expected)
+
+
+@needs_ogb
+def test_a_downloaded_peptides_file_with_the_wrong_md5_is_refused_and_not_kept(
+    tmp_path, monkeypatch
+):
+    import hashlib
+    import io
+
+    monkeypatch.delenv("DGL_SSM_DATA", raising=False)
+    # a captive portal's page, or a file LRGB replaced: it reads, but it is not the data
+    monkeypatch.setattr(ogb_data.urllib.request, "urlopen",
+                        lambda url, timeout: io.BytesIO(b"<html>sign in</html>"))  # fmt: skip
+    found = hashlib.md5(b"<html>sign in</html>").hexdigest()
+    with pytest.raises(
+        RuntimeError, match=f"MD5 {found}, expected 701eb743e899f4d793f0e13c8fa5a1b4"
+    ):
+        load_peptides("func", None, tmp_path / "cache")
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 
 
 @needs_ogb
@@ -701,6 +808,23 @@ BAD_ARRAYS = {  # what is changed → what the message says
         "node_features holds NaN or Inf in 3 of 10000 rows",
     ),
     "text features": ("node_features", lambda a: a.astype(str), "node_features is <U"),
+    # A list of triples is no edge list of (E, 2) pairs, whatever DGL makes of it.
+    "3-column edges": (
+        "edges",
+        lambda a: np.hstack([a, a[:, :1]]),
+        "edges is int64 of shape (39402, 3), not integers (E, 2)",
+    ),
+    # Arrays of one node fewer than the labels: another dataset's rows, or a cut copy.
+    "features of N - 1 nodes": (
+        "node_features",
+        lambda a: a[:-1],
+        "node_features has shape (9999, 7), not (10000, features)",
+    ),
+    "masks of N - 1 nodes": (
+        "test_masks",
+        lambda a: a[:, :-1],
+        "test_masks is bool of shape (10, 9999)",
+    ),
 }
 
 
@@ -735,10 +859,40 @@ def _negative_test_index(folder):
     (folder / "ind.cora.test.index").write_text("\n".join(["-1", *lines[1:]]) + "\n")
 
 
+def _test_index_past_the_last_node(folder):  # 2708 for the first index (2692): no such node
+    lines = (folder / "ind.cora.test.index").read_text().split()
+    (folder / "ind.cora.test.index").write_text("\n".join(["2708", *lines[1:]]) + "\n")
+
+
+def _repeated_test_index(folder):  # the second index (2532) becomes the first (2692) again
+    lines = (folder / "ind.cora.test.index").read_text().split()
+    (folder / "ind.cora.test.index").write_text("\n".join([lines[0], lines[0], *lines[2:]]) + "\n")
+
+
+def _edge_past_the_last_node(folder):
+    with open(folder / "ind.cora.graph", "rb") as handle:
+        graph = pickle.load(handle, encoding="latin1")
+    graph[0].append(2708)  # Cora's nodes are 0 … 2707
+    with open(folder / "ind.cora.graph", "wb") as handle:
+        pickle.dump(graph, handle)
+
+
+def _wider_test_labels(folder):  # an eighth class column in ty only
+    with open(folder / "ind.cora.ty", "rb") as handle:
+        labels = pickle.load(handle, encoding="latin1")
+    with open(folder / "ind.cora.ty", "wb") as handle:
+        pickle.dump(np.hstack([labels, np.zeros((len(labels), 1))]), handle)
+
+
 @pytest.mark.parametrize(
     ("damage", "fault"),
     [(_short_labels, "x has 140 rows but y 50"),
-     (_negative_test_index, "test.index runs -1 … 2707, outside the test nodes 1708 … 2707")],
+     (_negative_test_index, "test.index runs -1 … 2707, outside the test nodes 1708 … 2707"),
+     (_test_index_past_the_last_node,
+      "test.index runs 1708 … 2708, outside the test nodes 1708 … 2707"),
+     (_repeated_test_index, "test.index lists 1000 indices (999 distinct) for 1000 test rows"),
+     (_edge_past_the_last_node, "graph has node ids 0 … 2708, outside 0 … 2707"),
+     (_wider_test_labels, "y, ty and ally differ in width")],
 )  # fmt: skip
 def test_planetoid_files_that_disagree_are_refused(data_dir, tmp_path, damage, fault):
     """DGL's loader trained 50 of the 140 labelled nodes on a short y, and wrapped a negative
