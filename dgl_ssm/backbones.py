@@ -44,7 +44,11 @@ def _gin(dim, learn_eps=False):
 
 def _gatedgcn(dim):
     # σ, the residual path and the norm belong to the wrapper, so the conv is kept linear.
-    return GatedGCNConv(dim, dim, dim, batch_norm=False, residual=False, activation=nn.Identity())
+    conv = GatedGCNConv(dim, dim, dim, batch_norm=False, residual=False, activation=nn.Identity())
+    # DGL builds its two BatchNorms even with batch_norm=False: never used, they would count
+    # 4·dim trainable parameters a layer against a parameter budget, and never train.
+    conv.bn_node = conv.bn_edge = None
+    return conv
 
 
 def _gat(dim, heads=4):

@@ -889,9 +889,8 @@ def dense_adjacency(graph):
 PER_LAYER = {
     "gcn": 16 * 16 + 16,  # GraphConv: weight, bias
     "gin": 2 * (16 * 16 + 16),  # the MLP's two Linears; ε fixed (a buffer) unless learn_eps
-    # GatedGCNConv's A, B, C, D, E, and the affine weights of the two BatchNorms DGL builds
-    # even with batch_norm=False (unused)
-    "gatedgcn": 5 * (16 * 16 + 16) + 2 * 2 * 16,
+    # GatedGCNConv's A, B, C, D, E (not the two BatchNorms DGL builds with batch_norm=False)
+    "gatedgcn": 5 * (16 * 16 + 16),
     "gat": 16 * 16 + 3 * 16,  # fc without bias (4 heads × 4), attn_l, attn_r, bias
     "sage": 2 * 16 * 16 + 16,  # mean aggregator: fc_self (with bias), fc_neigh (without)
     "kgcn": 16 * 16 + 16,
@@ -907,6 +906,17 @@ def test_trainable_parameter_counts_are_those_of_the_dgl_layers_by_hand(plain, s
     for name in (plain, ssm):
         model = build_model(name, **ARGS)
         assert sum(p.numel() for p in model.parameters()) == expected, name
+
+
+@pytest.mark.parametrize("name", [name for twin in TWINS for name in twin])
+def test_every_trainable_parameter_gets_a_gradient(name):
+    """A parameter no forward uses (GatedGCNConv's BatchNorms under batch_norm=False) never
+    trains, yet counts against a parameter budget: every one must take part."""
+    torch.manual_seed(0)
+    model = build_model(name, **ARGS)
+    model(graph_for(name), torch.randn(30, 5)).square().sum().backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not unused, unused
 
 
 def test_gin_and_sage_ssm_layers_equal_their_dense_formulas():
