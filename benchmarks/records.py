@@ -112,3 +112,15 @@ def append_record(path, record):
                 line = "\n" + line
         handle.write(line.encode("utf-8"))
         handle.flush()
+
+
+def append_or_show(path, record, what):
+    """Append ``record`` to ``path``; if that fails (a full disk, say), raise an ``OSError``
+    that carries the record, so the run (``what``, for the message) is not lost with it."""
+    try:
+        append_record(path, record)
+    except OSError as error:
+        raise OSError(
+            f"could not append the record of {what} to {path} ({error.strerror or error}); "
+            f"it follows, to add by hand:\n{json.dumps(record, sort_keys=True)}"
+        ) from None

@@ -1,7 +1,6 @@
 """Run a configuration over several seeds and append one JSON line per run."""
 
 import dataclasses
-import json
 import platform
 import statistics
 import subprocess
@@ -20,7 +19,7 @@ from .device import resolve_device
 from .machine import cpu_kernels, cpu_model
 from .metrics import METRICS
 from .models import build_for, check_model_name
-from .records import append_record, check_writable, read_records
+from .records import append_or_show, check_writable, read_records
 from .reproduce.records import SCHEMA, check_outcome, config_key, record_key
 from .train import check_split, load_data, optimizer_class, train
 
@@ -185,7 +184,7 @@ def run_seeds(config: RunConfig, seeds=1, output=None, progress=True, log=print,
         record["data_fingerprint"] = fingerprint
         records.append(record)
         if output is not None:
-            _append_or_show(output, record)
+            append_or_show(output, record, f"seed {record['config']['seed']}")
         log(
             f"{run}: {result.status}, "
             f"{result.metric} val {_fmt(result.val)} test {_fmt(result.test)} "
@@ -232,19 +231,6 @@ def _finished_runs(output):
             continue
         finished.setdefault(key, {})[record.get("data_fingerprint")] = record
     return finished
-
-
-def _append_or_show(output, record):
-    """Append ``record`` to ``output``; if that fails (a full disk, say), raise an error that
-    carries the record, so the run is not lost with it."""
-    try:
-        append_record(output, record)
-    except OSError as error:
-        raise OSError(
-            f"could not append the record of seed {record['config']['seed']} to {output} "
-            f"({error.strerror or error}); it follows, to add by hand:\n"
-            f"{json.dumps(record, sort_keys=True)}"
-        ) from None
 
 
 def calibration_summary(calibration):

@@ -15,7 +15,7 @@ from dgl_ssm_bench.reproduce import execute, read_records
 from dgl_ssm_bench.reproduce.claims import CLAIMS, claim
 from dgl_ssm_bench.reproduce.plan import Cell
 from dgl_ssm_bench.reproduce.records import SCHEMA, append_record, config_key
-from tests.test_reproduce import tiny_ring
+from tests.test_reproduce import ThreadPool, tiny_ring
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="claims need flock")
 
@@ -71,6 +71,57 @@ def test_a_look_at_a_free_claim_does_not_keep_a_run_from_taking_it(tmp_path, mon
         monkeypatch.setattr(claims, "time", look_away)  # (claims' own: not time.sleep itself)
         with claim(tmp_path, "ring", "abc") as taken:
             assert taken is None
+
+
+def test_a_stale_claim_file_taken_over_names_only_its_new_holder(tmp_path):
+    """A claim file a killed run left still holds its text: a run taking it over must replace
+    it, not append to it, or a look at the claim names a process long gone beside this one."""
+    (tmp_path / CLAIMS).mkdir()
+    (tmp_path / CLAIMS / "ring-abc").write_text("process 1234\n")  # left by a kill -9
+    with claim(tmp_path, "ring", "abc") as taken:
+        assert taken is None
+        with claim(tmp_path, "ring", "abc") as other:
+            assert other == f"process {os.getpid()}"
+
+
+def test_a_claim_file_removed_as_it_was_locked_is_claimed_anew(tmp_path, monkeypatch):
+    """The holder of a claim removes its file as it finishes: a run that opened the file just
+    before and locks it then holds a lock on a file no longer there, which a third process
+    would not see (it makes a new one). It must claim the file at the path instead."""
+    from dgl_ssm_bench.reproduce import claims
+
+    path = tmp_path / CLAIMS / "ring-abc"
+    real, removed = claims._flock_soon, []
+
+    def holder_finishes_meanwhile(handle):
+        if not removed:  # opened by this run; its holder removes it before the lock is taken
+            path.unlink()
+            removed.append(path)
+        return real(handle)
+
+    monkeypatch.setattr(claims, "_flock_soon", holder_finishes_meanwhile)
+    with claim(tmp_path, "ring", "abc") as taken:
+        assert taken is None and removed
+        assert path.exists()  # the file others open is the one held
+        assert claims.holder(tmp_path, "ring", "abc") == f"process {os.getpid()}"
+
+
+def test_a_pool_claims_only_the_runs_it_starts(tmp_path, monkeypatch):
+    """With --jobs 2, two runs are claimed at a time: a third claimed while it waits for a
+    worker would be left by every other process ("being run by …") though none runs it."""
+    held = []
+
+    def fake_run(config_dict, locations):
+        time.sleep(0.2)  # the parent has taken every claim it will take meanwhile
+        held.append(len(list((tmp_path / CLAIMS).iterdir())))
+        return {"status": "ok", "test": 0.5, "metric": "accuracy", "epochs": 1,
+                "cpu_time_s": 1.0, "config": config_dict}  # fmt: skip
+
+    monkeypatch.setattr(execute, "ProcessPoolExecutor", ThreadPool)
+    monkeypatch.setattr(execute, "_run", fake_run)
+    cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in range(4)]
+    assert execute.run_cells(cells, tmp_path, jobs=2, threads=1, log=lambda _: None) == 4
+    assert len(held) == 4 and max(held) == 2
 
 
 def hold(out, key):

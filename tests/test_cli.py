@@ -459,6 +459,46 @@ def test_a_record_file_that_is_not_one_is_refused_and_a_bad_byte_costs_one_line(
     assert main(["run", *TINY_RING, "--output", str(out), "--resume"]) == 0
 
 
+def test_an_output_file_that_is_empty_or_new_is_writable_and_a_new_one_not_left(tmp_path):
+    """check_writable refuses a file that holds no records (a CSV), but an empty one is a
+    records file with no records yet (``touch r.jsonl``); and the probe of a file that did
+    not exist leaves none behind, for a run that then fails before its first record."""
+    from dgl_ssm_bench.records import check_writable
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    check_writable(empty)
+    assert empty.read_text() == ""
+    new = tmp_path / "sub" / "new.jsonl"
+    check_writable(new)
+    assert new.parent.is_dir() and not new.exists()
+
+
+def test_resume_trusts_a_record_of_before_fingerprints_but_not_one_without_its_metric(
+    tmp_path, capsys
+):
+    """A record written before data fingerprints existed is its run's (its data unknown,
+    trusted), so --resume skips it; one without its metric cannot be summed up, so its run
+    runs again (it was a KeyError in the summary)."""
+    out = tmp_path / "results.jsonl"
+    assert main(["run", *TINY_RING, "--output", str(out)]) == 0
+    first = records(out)[0]
+    out.write_text(json.dumps({k: v for k, v in first.items() if k != "data_fingerprint"}) + "\n")
+    capsys.readouterr()
+    assert main(["run", *TINY_RING, "--resume", "--output", str(out)]) == 0
+    assert len(records(out)) == 1 and "already" in capsys.readouterr().out
+    out.write_text(json.dumps({k: v for k, v in first.items() if k != "metric"}) + "\n")
+    assert main(["run", *TINY_RING, "--resume", "--output", str(out)]) == 0
+    assert len(records(out)) == 2 and records(out)[1]["status"] == "ok"
+
+
+def test_the_largest_seed_is_run_not_refused(tmp_path):
+    """Seeds stop below 2**31 (dgl.seed takes a C int): 2**31 - 1 itself is a seed."""
+    out = tmp_path / "r.jsonl"
+    assert main(["run", *TINY_RING, "--seed", str(2**31 - 1), "--output", str(out)]) == 0
+    assert [r["config"]["seed"] for r in records(out)] == [2**31 - 1]
+
+
 def test_a_record_that_cannot_be_written_is_shown_not_lost(capsys):
     assert main(["run", *TINY_RING, "--output", "/dev/full"]) == 2  # no space left on device
     err = capsys.readouterr().err

@@ -62,6 +62,17 @@ def test_a_worker_takes_ctrl_c_once_and_at_once_only_where_no_storage_is_touched
         later.check()
 
 
+def test_a_ctrl_c_before_an_interruptible_block_is_raised_as_it_starts():
+    """A Ctrl-C that came while storage was touched (no raise at once) is raised as the next
+    interruptible block starts, not after the block's work (a whole trial's training)."""
+    started = []
+    with pytest.raises(KeyboardInterrupt), CtrlC.installed() as ctrl_c:
+        signal.raise_signal(signal.SIGINT)  # noted only: not in an interruptible block
+        with pytest.raises(KeyboardInterrupt), ctrl_c.interruptible():
+            started.append(True)
+    assert started == []
+
+
 def shown_unraisable(monkeypatch):
     """What reaches the ``unraisablehook`` there was (which prints "Exception ignored")."""
     shown = []

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -203,6 +204,24 @@ def test_calibrated_records_from_before_a_rule_change_keep_their_meaning():
     assert record_key({"config": stored, "schema": 1}) == config_key(cells["defaults"].config)
 
 
+def test_a_record_of_a_newer_schema_is_refused_not_read_by_older_rules():
+    """A record written by newer code follows rules this code does not know (a field
+    re-interpreted): read as if of this schema, it could pass for another run's record."""
+    config = tiny_ring(0)
+    with pytest.raises(ValueError, match=f"schema {SCHEMA + 1} is newer than this code's"):
+        record_key({"config": config.to_dict(), "schema": SCHEMA + 1})
+
+
+def test_a_schema_5_record_keeps_the_data_version_it_stored():
+    """Schema 5 is the first to store ``data_version``: its records are keyed by the version
+    they name, not by the one every record before them ran on (DATA_BEFORE_SCHEMA_5)."""
+    config = RunConfig.from_dict({**tiny_ring(0).to_dict(), "optim": {
+        **tiny_ring(0).to_dict()["optim"], "fixed_batches": True}})  # fmt: skip
+    stored = {"config": config.to_dict(), "schema": 5, "data_version": "drew-v2"}
+    assert record_key(stored) == config_key(config, "drew-v2")  # batches fixed: order as now
+    assert record_key({**stored, "data_version": "drew-v1"}) == config_key(config, "drew-v1")
+
+
 def test_partial_lines_are_skipped_and_appends_start_on_a_new_line(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text('{"a": 1}\n{"b": ')  # a writer killed mid-line
@@ -266,6 +285,103 @@ def test_runs_in_this_process_put_its_threads_back(tmp_path, monkeypatch):
     assert get_threads() == before and "OMP_NUM_THREADS" not in os.environ
 
 
+def test_a_run_here_tells_the_processes_it_starts_its_thread_count(tmp_path, monkeypatch):
+    """OMP_NUM_THREADS is set to the run's threads while it runs, for any process it starts
+    (a monitor's helper): they would otherwise take one thread per core beside it."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    seen = []
+
+    def fake_run(*_):
+        seen.append(os.environ.get("OMP_NUM_THREADS"))
+        raise RuntimeError("not trained: the environment it ran with is what is checked")
+
+    monkeypatch.setattr(execute, "_run", fake_run)
+    execute.run_cells([Cell("ring", "GCN-SSM", "n=6", tiny_ring(0))], tmp_path, threads=3,
+                      log=lambda _: None)  # fmt: skip
+    assert seen == ["3"] and os.environ["OMP_NUM_THREADS"] == "1"
+
+
+def fake_training(monkeypatch, seconds):
+    """``train`` replaced by a wait of ``seconds`` (no CPU work) that returns a finished run;
+    returns the configs it was given."""
+    import dgl_ssm_bench.train
+    from dgl_ssm_bench.train import RunResult
+
+    given = []
+
+    def train(config):
+        given.append(config)
+        time.sleep(seconds)
+        return RunResult("ok", "accuracy", 0.5, 0.5, 0, 1, seconds, None)
+
+    monkeypatch.setattr(dgl_ssm_bench.train, "train", train)
+    return given
+
+
+class ThreadPool(ThreadPoolExecutor):
+    """The reproduction pool's bookkeeping on threads, without spawning worker processes
+    (for ``execute.ProcessPoolExecutor``)."""
+
+    def __init__(self, jobs, mp_context=None, initializer=None, initargs=()):
+        super().__init__(jobs)
+
+
+def full_disk(monkeypatch):
+    """Every record append fails as on a full disk."""
+    import dgl_ssm_bench.records
+
+    def no_space(path, record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dgl_ssm_bench.records, "append_record", no_space)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_record_that_cannot_be_appended_is_shown_and_no_run_started_after_it(
+    tmp_path, monkeypatch, jobs
+):
+    """A full disk must not lose a finished run: its record is in the error (to add by hand),
+    with those of the runs already running (--jobs 2: the first two), and no run starts
+    that could not be recorded either."""
+    given = fake_training(monkeypatch, 0.2)
+    full_disk(monkeypatch)
+    monkeypatch.setattr(execute, "ProcessPoolExecutor", ThreadPool)
+    cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in range(4)]
+    with pytest.raises(OSError) as error:
+        execute.run_cells(cells, tmp_path, jobs=jobs, threads=1, log=lambda _: None)
+    assert len(given) == jobs
+    shown = [json.loads(line) for line in str(error.value).splitlines() if line.startswith("{")]
+    assert sorted(r["config"]["seed"] for r in shown) == list(range(jobs))
+    assert all(r["key"] == config_key(cells[r["config"]["seed"]].config) for r in shown)
+    assert str(error.value).count("No space left on device") == jobs
+    assert not (tmp_path / "ring.jsonl").exists()
+
+
+def test_a_records_cpu_time_is_the_processors_not_the_clocks(tmp_path, monkeypatch):
+    """``cpu_time_s`` (the report's CPU minutes) counts the CPU the run used: a run that waits
+    for a second uses next to none of it."""
+    fake_training(monkeypatch, 1.0)
+    cell = Cell("ring", "GCN-SSM", "n=6", tiny_ring(0))
+    assert execute.run_cells([cell], tmp_path, threads=1, log=lambda _: None) == 1
+    (record,) = read_records(tmp_path / "ring.jsonl")
+    assert record["cpu_time_s"] < 0.5
+
+
+def test_a_run_reads_the_local_folders_and_its_record_leaves_them_out(tmp_path, monkeypatch):
+    """--data-dir and --cache-dir reach the run, but not its record: records are shared (the
+    committed ones), and a path of one machine says nothing of the run."""
+    given = fake_training(monkeypatch, 0.0)
+    cell = Cell("ring", "GCN-SSM", "n=6", tiny_ring(0))
+    local = {"data_dir": str(tmp_path / "raw"), "cache_dir": str(tmp_path / "cache")}
+    assert execute.run_cells([cell], tmp_path, threads=1, locations=local,
+                             log=lambda _: None) == 1  # fmt: skip
+    assert (given[0].data.data_dir, given[0].data.cache_dir) == (local["data_dir"],
+                                                                  local["cache_dir"])  # fmt: skip
+    (record,) = read_records(tmp_path / "ring.jsonl")
+    assert (record["config"]["data"]["data_dir"], record["config"]["data"]["cache_dir"]) == (
+        None, None)  # fmt: skip
+
+
 def test_a_run_that_two_parts_share_is_pending_in_each_until_each_records_it(tmp_path):
     """Cora's 64-layer GCN-SSM is also calibration's "defaults" run: each part keeps its own
     record, so one part's record must not hide the other's run (it was never run)."""
@@ -279,6 +395,26 @@ def test_a_run_that_two_parts_share_is_pending_in_each_until_each_records_it(tmp
         {"row": cora.row, "column": cora.column, "config": cora.config.to_dict(), "schema": SCHEMA},
     )
     assert execute.pending([cora, twin], tmp_path) == [twin]
+
+
+def test_a_record_without_its_row_or_column_is_named_not_counted(tmp_path):
+    """A record the tables cannot place (no row or column: an edit) is refused by name when
+    pending runs are counted, not taken for its run's record."""
+    cell = Cell("ring", "GCN-SSM", "n=6", tiny_ring(0))
+    append_record(tmp_path / "ring.jsonl",
+                  {"column": "n=6", "config": cell.config.to_dict(), "schema": SCHEMA})  # fmt: skip
+    with pytest.raises(ValueError, match=r"ring.jsonl, record 1: .*missing field row"):
+        execute.pending([cell], tmp_path)
+
+
+def test_a_record_written_without_a_schema_is_read_by_this_codes_rules(tmp_path):
+    """A record written by hand (a user's, a test's) without ``schema`` is one of this code's
+    (as one without ``data_version`` ran on the data this code loads): read by the first
+    schema's rules, a ring run's record would name old data and stay pending."""
+    cell = Cell("ring", "GCN-SSM", "n=6", tiny_ring(0))
+    record = {"row": cell.row, "column": cell.column, "config": cell.config.to_dict()}
+    append_record(tmp_path / "ring.jsonl", record)
+    assert execute.pending([cell], tmp_path) == []
 
 
 def pool_workers(parent):

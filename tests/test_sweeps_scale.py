@@ -764,6 +764,15 @@ def test_threads_per_worker_divide_the_cores():
     assert threads_per_worker(3, 2, cores=8) == 3
 
 
+def test_threads_per_worker_share_the_cores_this_process_may_run_on(monkeypatch):
+    """A container or ``taskset`` narrows the cores below the machine's: their share is what
+    each worker gets, not the machine's (8 threads each on 1 allowed core)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert threads_per_worker(None, 1) == 1
+    assert threads_per_worker(None, 2) == 1
+
+
 @pytest.mark.slow
 def test_workers_train_with_their_share_of_the_threads(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path}/optuna.db"

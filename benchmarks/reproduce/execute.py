@@ -14,7 +14,7 @@ from ..config import RunConfig
 from ..console import escape_unencodable
 from ..device import CURRENT_GPU, use_gpu_of_worker
 from ..orphans import on_parent_exit
-from ..records import append_record, read_records
+from ..records import append_or_show, read_records
 from ..threads import get_threads, set_threads, threads_per_worker
 from .claims import claim
 from .records import SCHEMA, checked_key, config_key
@@ -42,7 +42,9 @@ def run_cells(cells, out, jobs=1, threads=None, locations=None, log=print):
     of them down many times). Each finished run is appended to ``<out>/<part>.jsonl`` at
     once. A run another process is running (:mod:`.claims`) waits for it, and is taken here
     if that process leaves it unrecorded; a run recorded meanwhile is skipped. A run that
-    raises is reported and left pending. Returns the number of records written."""
+    raises is reported and left pending. A record that cannot be appended (a full disk) is
+    shown in the ``OSError`` raised, after the runs already running finish (no new one
+    starts), and theirs with it. Returns the number of records written."""
     todo = pending(cells, out)
     threads = threads_per_worker(threads, jobs)
     log(f"{len(cells) - len(todo)} of {len(cells)} runs already recorded; {len(todo)} to go "
@@ -154,6 +156,7 @@ def _run_in_pool(cells, out, jobs, threads, locations, log):
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                                initargs=initargs)  # fmt: skip
     runs, running, written, lost, broken = _Runs(cells, out, log), {}, 0, [], False
+    unwritten = []  # records that could not be appended (a full disk): shown, then raised
     try:
         while running or runs and not broken:
             while not broken and len(running) < jobs and (taken := runs.take()) is not None:
@@ -182,7 +185,12 @@ def _run_in_pool(cells, out, jobs, threads, locations, log):
                         lost.append(cell)
                         broken = True
                         continue
-                    written += _finish(cell, record, error, out, log)
+                    try:
+                        written += _finish(cell, record, error, out, log)
+                    except OSError as failure:  # the running runs finish and are shown too
+                        log(str(failure))
+                        unwritten.append(str(failure))
+                        runs.drop()  # no run is started that could not be recorded either
             if not runs.queue:
                 runs.look_again()
     except BaseException:
@@ -191,6 +199,8 @@ def _run_in_pool(cells, out, jobs, threads, locations, log):
             held.close()
         raise
     pool.shutdown()
+    if unwritten:
+        raise OSError("\n".join(unwritten))
     order = {id(cell): index for index, cell in enumerate(cells)}  # the plan's, required first
     return written, sorted(lost + runs.drop(), key=lambda cell: order[id(cell)])
 
@@ -234,7 +244,7 @@ def _finish(cell, record, error, out, log):
         return 0
     record.update(part=cell.part, row=cell.row, column=cell.column, schema=SCHEMA,
                   key=config_key(cell.config))  # fmt: skip
-    append_record(records_file(out, cell.part), record)
+    append_or_show(records_file(out, cell.part), record, label)  # (or raise, showing it)
     test = record["test"]
     shown = f"{test:.4g}" if isinstance(test, float) else test  # None when it diverged
     log(f"{label}: {record['status']}, test {record['metric']} {shown} "
