@@ -204,19 +204,20 @@ def curves_rows(curves):
     return [(name, x, y) for name, (xs, ys) in curves.items() for x, y in zip(xs, ys)]
 
 
-def positive(xs, ys):
-    """Points that a log axis can show (finite and > 0)."""
-    pairs = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y) and y > 0]
+def shown_points(xs, ys, logy=True):
+    """Points the axis can show: finite, and > 0 on a log axis (a linear one shows 0 and
+    negative values, such as a test accuracy of 0)."""
+    pairs = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y) and (y > 0 or not logy)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def plot_curves(ax, curves, xlabel, ylabel, title=None, logy=True):
-    """Curves ``{label: (xs, ys)}``; values a log axis cannot show are left out and the
-    label says where the curve stops being finite."""
+    """Curves ``{label: (xs, ys)}``; values the axis cannot show (non-finite; on a log axis,
+    also ≤ 0) are left out and the label says where the curve stops being finite."""
     from matplotlib.ticker import MaxNLocator
 
     for name, (xs, ys) in curves.items():
-        shown_x, shown_y = positive(xs, ys)
+        shown_x, shown_y = shown_points(xs, ys, logy)
         bad = [x for x, y in zip(xs, ys) if not math.isfinite(y)]
         note = f" (overflow from ℓ={bad[0]})" if bad else ""
         ax.plot(shown_x, shown_y, marker=".", markersize=3, label=name + note)

@@ -1200,3 +1200,96 @@ def test_arpack_running_out_of_iterations_is_not_taken_for_a_breakdown():
     block = [(np.arange(4200), np.arange(4200))]
     with pytest.raises(ArpackNoConvergence):
         top_of_spectrum(op, block, 6, "eigen", tol=1e-12, maxiter=2)
+
+
+@pytest.mark.parametrize(("logy", "shown"), [(True, [0, 4]), (False, [0, 1, 3, 4])])
+def test_an_axis_is_given_the_values_it_can_show(logy, shown):
+    """A zero energy or gradient norm (a dead model) cannot sit on a log axis: it is left out,
+    as are NaN and overflow, and the other points keep their layers. A linear axis (accuracy
+    vs depth) shows 0 and negative values: a test accuracy of 0 is a point, not a gap."""
+    from dgl_ssm_bench.figures import plot_curves, pyplot
+
+    ys = {0: 1.0, 1: 0.0, 2: math.nan, 3: -2.0, 4: 0.5}
+    fig, ax = pyplot().subplots()
+    plot_curves(ax, {"model": (list(ys), list(ys.values()))}, "layer", "y", logy=logy)
+    (line,) = ax.get_lines()
+    assert list(line.get_xdata()) == shown
+    assert list(line.get_ydata()) == [ys[x] for x in shown]
+    pyplot().close(fig)
+
+
+def test_accuracy_vs_depth_writes_each_runs_test_and_val_accuracy_at_the_sessions_depths(
+    tmp_path, monkeypatch
+):
+    from types import SimpleNamespace
+
+    from dgl_ssm_bench import figures
+
+    trained = []
+
+    def fake_train(config, data=None):
+        name, depth = config.model.name, config.model.num_layers
+        trained.append((name, depth))  # test 0.5 + depth / 100, val 0.1 (told apart below)
+        return SimpleNamespace(test=0.5 + depth / 100, val=0.1, best_epoch=depth,
+                               status="ok")  # fmt: skip
+
+    monkeypatch.setattr(figures, "train", fake_train)
+    settings = figures.Settings(depths=(2, 4), epochs=3, patience=None, ring=8)
+    session = figures.Session(tmp_path, settings=settings)
+    session.__dict__["cora"] = None  # (the fake training reads no data)
+    figures.accuracy_vs_depth(session, "acc")
+    assert trained == [("gcn", 2), ("gcn", 4), ("gcn_ssm", 2), ("gcn_ssm", 4)]
+    rows = [(r["model"], r["layers"], r["test_accuracy"], r["val_accuracy"])
+            for r in read_csv(tmp_path / "acc.csv")]  # fmt: skip
+    assert rows == [("gcn", "2", "0.52", "0.1"), ("gcn", "4", "0.54", "0.1"),
+                    ("gcn_ssm", "2", "0.52", "0.1"), ("gcn_ssm", "4", "0.54", "0.1")]  # fmt: skip
+
+
+def test_energy_recipes_pass_normalized_and_float64_on(tmp_path, monkeypatch):
+    from dgl_ssm_bench import figures
+
+    asked = []
+
+    def fake_energy_curves(configs, data, seed, normalized=False, dtype=None):
+        asked.append((normalized, dtype))
+        return {"GCN": ([0, 1], [1.0, 0.5])}
+
+    monkeypatch.setattr(figures, "energy_curves", fake_energy_curves)
+    data = figures.analysis_data("random", num_nodes=10, num_edges=20)
+    configs = [figures.model_config("gcn", 1, 4)]
+    figures.energy_vs_layer(data, configs, out=tmp_path, normalized=True)
+    figures.energy_vs_layer(data, configs, out=tmp_path, float64=True)
+    assert asked == [(True, None), (False, torch.float64)]
+    # The paper's Cora energies are in float64 (float32 rounds the vanishing ones to noise).
+    monkeypatch.setattr(figures.Data, "from_benchmark", lambda cora: data)
+    session = figures.Session(tmp_path)
+    session.__dict__["cora"] = None
+    figures.energy_cora(session, "energy", ("gcn",), layers=1, hidden=4)
+    assert asked[2:] == [(False, torch.float64)]
+
+
+def test_cli_options_reach_the_recipes(tmp_path, monkeypatch):
+    # What the commands hand their recipe: the ring's default depth (ring size / 2), --k, and
+    # data drawn from --seed (recomputed here: the graph's two endpoint draws, then features).
+    from dgl_ssm_bench import analyze, figures
+
+    given = {}
+
+    def recorder(name):
+        return lambda data, configs, **options: given.update({name: (data, configs, options)})
+
+    for name in ("sensitivity_vs_distance", "jacobian_spectrum", "energy_vs_layer"):
+        monkeypatch.setattr(figures, name, recorder(name))
+    out = ["--out", str(tmp_path)]
+    assert analyze.main(["sensitivity", "--dataset", "ring", "--ring-size", "8", *out]) == 0
+    assert [c.num_layers for c in given["sensitivity_vs_distance"][1]] == [4, 4]
+    random = ["--dataset", "random", "--num-nodes", "20", "--num-edges", "30", "--seed", "3"]
+    assert analyze.main(["jacobian", "--k", "3", *random, *out]) == 0
+    assert given["jacobian_spectrum"][2]["k"] == 3
+    assert analyze.main(["energy", *random, *out]) == 0
+    data, _, options = given["energy_vs_layer"]
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(2):
+        torch.randint(0, 20, (30,), generator=generator)
+    torch.testing.assert_close(data.feat, torch.randn(20, 16, generator=generator))
+    assert options["seed"] == 3

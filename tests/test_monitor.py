@@ -374,3 +374,31 @@ def test_the_helpers_job_holds_only_the_states_its_layer_saw(monkeypatch):
     with monitor.watching(model, 0):
         model(graph, torch.randn(10, 3)).sum().backward()
     assert sizes == [1, 3]
+
+
+def test_the_monitor_csv_numbers_energies_from_the_input_and_spectra_by_layer(tmp_path):
+    """energy[ℓ] is H⁽ℓ⁾ from the input H⁽⁰⁾, grad_norm[ℓ-1] is H⁽ℓ⁾: the CSV's layer column
+    must say so, and singular values keep the layer they were taken at (not their rank)."""
+    import csv
+
+    from dgl_ssm_bench.figures import monitor_figures
+
+    history = [{"epoch": 0, "grad_norm": [2.0, 3.0], "energy": [5.0, 6.0, 7.0],
+                "singular_values": {"1": [0.9, 0.4]}}]  # fmt: skip
+    monitor_figures({"history": history}, out=tmp_path)
+    with open(tmp_path / "monitor.csv", newline="") as handle:
+        rows = [(r["quantity"], int(r["layer"]), float(r["value"])) for r in csv.DictReader(handle)]
+    assert rows == [("grad_norm", 1, 2.0), ("grad_norm", 2, 3.0), ("energy", 0, 5.0),
+                    ("energy", 1, 6.0), ("energy", 2, 7.0), ("singular_value", 1, 0.9),
+                    ("singular_value", 1, 0.4)]  # fmt: skip
+
+
+def test_an_index_past_the_last_record_is_a_one_line_error(tmp_path, capsys):
+    from dgl_ssm_bench.analyze import main
+
+    records = tmp_path / "runs.jsonl"
+    records.write_text(json.dumps({"history": [_entry(0)]}) + "\n")
+    out = ["--out", str(tmp_path / "out")]
+    assert main(["monitor", str(records), "--index", "1", *out]) == 2  # one record: 0 or -1
+    assert f"--index 1: {records} has 1 record(s)" in capsys.readouterr().err
+    assert main(["monitor", str(records), "--index", "-1", *out]) == 0

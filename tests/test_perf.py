@@ -407,6 +407,7 @@ def test_allocator_option_errors_say_what_to_do(tmp_path, capsys):
         (["--hidden", "0"], "hidden must be at least 1, got 0"),
         (["--threads", "0"], "threads must be at least 1, got 0"),
         (["--synthetic-nodes", "0"], "synthetic_nodes must be at least 1, got 0"),
+        (["--repeats", "0"], "repeats must be at least 1, got 0"),  # (0 divided min_time)
     ],
 )
 def test_options_that_cannot_be_measured_stop_before_the_report_is_touched(
@@ -663,3 +664,238 @@ def test_on_linux_a_second_stretch_has_its_own_peak(monkeypatch):
     assert first.peak_mb() > 60
     second.start()  # after the 64 MB were freed: they are not the second stretch's
     assert second.peak_total_mb() is not None and second.peak_mb() < 32
+
+
+def _round(*seconds, variant="v"):
+    """One round's Measurement: ``seconds`` per block (median ≠ mean when they are skewed)."""
+    task = TaskSpec("run()", "", label="time", sub_label=variant, description="d")
+    return Measurement(1, list(seconds), task)
+
+
+def test_a_ratio_is_placed_at_its_numerators_depth_and_k():
+    # The deep ratio sets 1024 layers against 64: it was measured at 1024 (the numerator's);
+    # the k-hop peak ratio at K = 1, the numerator's, and at the plain peak's 64 layers (the
+    # numerator has no depth).
+    config = PerfConfig(depths=(2, 64), graphs=("cora",), sections=("deep", "khop", "memory"))
+    records = {}
+    put(records, "deep", "cora", "gcn_ssm", "peak_mb", [100.0], depth=64)
+    put(records, "deep", "cora", "gcn_ssm+ckpt", "peak_mb", [150.0], depth=1024)
+    put(records, "memory", "cora", "gcn", "peak_mb", [400.0], depth=64)
+    put(records, "khop", "cora", "input", "edges", [1000], k=0)
+    put(records, "khop", "cora", "khop(K=1)", "edges", [1000], k=1)
+    put(records, "khop", "cora", "khop(K=1)", "peak_mb", [40.0], k=1)
+    found = {(r["section"], r["metric"]): r for r in all_ratios(records, config)}
+    assert (found["deep", "peak_mb"]["depth"], found["deep", "peak_mb"]["value"]) == (1024, 1.5)
+    assert (found["khop", "peak_mb"]["depth"], found["khop", "peak_mb"]["k"]) == (64, 1)
+
+
+def test_the_khop_time_ratio_is_against_the_plain_epoch_at_the_shallowest_depth():
+    # Depths given out of order are sorted: the k-hop cost is set against one plain epoch at
+    # 2 layers (1 s), not at the deepest, 64 (10 s).
+    config = PerfConfig(depths=(64, 2, 2), sections=("time", "khop"))
+    assert config.depths == (2, 64)
+    records = {}
+    put(records, "time", "g", "gcn", "seconds", [1.0], depth=2)
+    put(records, "time", "g", "gcn", "seconds", [10.0], depth=64)
+    put(records, "khop", "g", "input", "edges", [1000], k=0)
+    put(records, "khop", "g", "khop(K=1)", "edges", [1000], k=1)
+    put(records, "khop", "g", "khop(K=1)", "seconds", [0.5], k=1)
+    (found,) = [r for r in all_ratios(records, config) if r["metric"] == "seconds"]
+    assert (found["numerator"], found["denominator"], found["value"]) == ("khop(K=1)", "gcn", 0.5)
+
+
+def test_targets_read_the_default_allocator_the_memory_depth_and_the_deepest_reference():
+    config = PerfConfig(depths=(2, 16, 64), memory_depth=16, reference_depths=(2, 16))
+    records = {}
+    # 64 layers timed under both allocators: the default one's ratio (1.05) is the target's,
+    # the tcmalloc one (1.2) only stands in when the default one is missing.
+    put(records, "time", "g", "gcn", "seconds", [1.0], depth=64)
+    put(records, "time", "g", "gcn_ssm", "seconds", [1.05], depth=64)
+    put(records, "time", retimed_label("g", TCMALLOC), "gcn", "seconds", [1.0], depth=64)
+    put(records, "time", retimed_label("g", TCMALLOC), "gcn_ssm", "seconds", [1.2], depth=64)
+    # --memory-depth 16: checkpointing is read at 16 layers, not at the largest depth.
+    for variant, peak in {"gcn": [400.0], "gcn_ssm": [400.0], "gcn_ssm+ckpt": [80.0]}.items():
+        put(records, "memory", "g", variant, "peak_mb", peak, depth=16)
+    # PyG timed at 2 and 16 layers (64 not among the reference depths): read at 16.
+    for depth, ours in ((2, [3.0]), (16, [0.9])):
+        put(records, "time", "g", "pyg:gcn_ssm", "seconds", [1.0], depth=depth)
+        put(records, "time", "g", "gcn_ssm", "seconds", ours, depth=depth)
+    verdicts = {t["name"]: (t["verdict"], t["ratio"] and t["ratio"]["value"])
+                for t in evaluate_targets(all_ratios(records, config), config, "g")}  # fmt: skip
+    assert verdicts["gcn_ssm / gcn time per epoch, 64 layers, g"] == ("PASS", pytest.approx(1.05))
+    assert verdicts["checkpointed / gcn peak memory, 16 layers, g (≥ 4× lower)"] == ("PASS", 0.2)
+    assert verdicts["ours / PyG GCN-SSM time per epoch, 16 layers, g (aim)"] == ("PASS", 0.9)
+
+
+def test_the_monitor_overhead_goal_is_at_most_ten_percent():
+    config = PerfConfig(depths=(2,), sections=("monitor",), monitor_every=10)
+    for seconds, verdict in ((1.1, "PASS"), (1.15, "MISS")):
+        records = {}
+        put(records, "monitor", "cora", "gcn_ssm", "seconds", [1.0], depth=2)
+        put(records, "monitor", "cora", "gcn_ssm+monitor", "seconds", [seconds], depth=2)
+        targets = evaluate_targets(all_ratios(records, config), config, "cora")
+        (goal,) = [t for t in targets if t["name"].startswith("monitored (every 10)")]
+        assert (goal["goal"], goal["verdict"]) == ("≤ 1.1", verdict)
+
+
+def test_the_report_table_holds_median_min_max_and_each_depths_own_ratio(tmp_path):
+    config = PerfConfig(out=tmp_path, depths=(2, 8), sections=("time",), graphs=("synthetic",))
+    records = {}
+    put(records, "time", "g", "gcn", "seconds", [1.0, 1.0, 1.0, 1.0], depth=2)
+    put(records, "time", "g", "gcn_ssm", "seconds", [3.0, 1.0, 2.0, 10.0], depth=2)
+    put(records, "time", "g", "gcn", "seconds", [1.0], depth=8)
+    put(records, "time", "g", "gcn_ssm", "seconds", [7.0], depth=8)
+    ratios = all_ratios(records, config)
+    meta = {"machine_lines": [], "command": "perf", "wall_s": 0.0, "graphs": [],
+            "reference": "", "breakdown_ops": {}, "notes": []}  # fmt: skip
+    perf_report.write_report(tmp_path, config, records, ratios, [], meta)
+    rows = {(r["depth"], r["variant"]): r for r in csv.DictReader(open(tmp_path / "perf.csv"))}
+    # 3, 1, 2, 10: median 2.5 (mean 4), min 1, max 10
+    row = rows["2", "gcn_ssm"]
+    assert (row["median"], row["min"], row["max"], row["n"]) == ("2.5", "1.0", "10.0", "4")
+    lines = (tmp_path / "perf.md").read_text().splitlines()
+    (at_2,) = [line for line in lines if line.startswith("| 2 | gcn_ssm |")]
+    assert at_2.endswith("| / gcn: 2.500 [1.000–10.000] |")  # not also the 8-layer 7.000
+    (at_8,) = [line for line in lines if line.startswith("| 8 | gcn_ssm |")]
+    assert at_8.endswith("| / gcn: 7.000 |")
+
+
+def test_time_records_are_round_medians_and_the_deepest_fitting_depth_is_timed_again(
+    monkeypatch,
+):
+    # 2 and 8 layers fit under the default allocator, 32 does not: 8 (the deepest that fitted,
+    # to compare the allocators on) and 32 are timed again. Each round's value is its median.
+    config = PerfConfig(depths=(2, 8, 32), memory_budget_gb=1.0, sections=("time",), repeats=2)
+    calls = []
+
+    def fake_isolated(function, args, budget_mb, allocator, fresh):
+        depth, variants = args[2], args[3]
+        calls.append((depth, allocator))
+        if allocator == "default" and depth > 8:
+            return {"status": "over budget", "message": "stopped at 2,000 MB resident"}
+        rounds = {v: [_round(1.0, 2.0, 6.0, variant=v), _round(4.0, 5.0, 30.0, variant=v)]
+                  for v in variants}  # fmt: skip
+        return {"status": "ok", "measurements": rounds}
+
+    monkeypatch.setattr(runner.isolation, "isolated", fake_isolated)
+    monkeypatch.setattr(runner.isolation, "deep_allocator", lambda: TCMALLOC)
+    records = {}
+    runner._time_section(config, GraphSpec("synthetic", 10, 20), "cpu", lambda *_: None, records)
+    assert calls == [(2, "default"), (8, "default"), (32, "default"),
+                     (8, TCMALLOC), (32, TCMALLOC)]  # fmt: skip
+    assert records[("time", "random-10", "gcn_ssm", "seconds", 2, None)]["values"] == [2.0, 5.0]
+
+    # Asked for another allocator, a depth over budget stays over budget: it is not retimed
+    # under a third one that the report would call glibc's fallback.
+    config = PerfConfig(depths=(2, 32), memory_budget_gb=1.0, sections=("time",),
+                        allocator=COMPACT)  # fmt: skip
+    calls.clear()
+    monkeypatch.setattr(
+        runner.isolation,
+        "isolated",
+        lambda f, args, b, allocator, fresh: (
+            calls.append((args[2], allocator)) or {"status": "over budget", "message": "over"}
+        ),
+    )
+    runner._time_section(config, GraphSpec("synthetic", 10, 20), "cpu", lambda *_: None, {})
+    assert calls == [(2, COMPACT), (32, COMPACT)]
+
+
+def test_each_section_measures_where_and_under_the_allocator_it_reports(monkeypatch):
+    # Peak memory under the compact allocator at --memory-depth; the deep section's peak under
+    # compact and its times under --allocator; the monitor at the deepest timed depth; every
+    # child within the budget in MiB (GB here are GiB, as psutil's figures are divided).
+    config = PerfConfig(depths=(2, 16), memory_depth=8, memory_budget_gb=2.0, deep_depth=96,
+                        sections=("memory", "deep", "monitor"), repeats=2)  # fmt: skip
+    calls = []
+
+    def fake_isolated(function, args, budget_mb, allocator, fresh):
+        calls.append((function.__name__, args[2:], allocator, budget_mb))
+        if function.__name__ == "time_monitor":
+            rounds = [_round(1.0), _round(1.0)]
+            return {"status": "ok", "measurements": {"gcn_ssm": rounds, "gcn_ssm+monitor": rounds},
+                    "entries": 1, "with_spectra": 1, "helper_cpu_s": 0.0}  # fmt: skip
+        return {"status": "ok", "peak_mb": 10.0, "seconds": 1.0, "method": "m",
+                "epoch_seconds": [1.0, 2.0]}  # fmt: skip
+
+    monkeypatch.setattr(runner.isolation, "isolated", fake_isolated)
+    records, spec = {}, GraphSpec("cora")
+    runner._memory_section(config, GraphSpec("synthetic", 10, 20), "cpu", lambda *_: None, records)
+    runner._deep_section(config, spec, "cpu", lambda *_: None, records)
+    runner._monitor_section(config, spec, "cpu", lambda *_: None, records)
+    assert {budget for *_, budget in calls} == {2048.0}
+    memory = [(args, allocator) for name, args, allocator, _ in calls[:3]]
+    assert memory == [(("gcn", "cpu"), COMPACT), (("gcn_ssm", "cpu"), COMPACT),
+                      (("gcn_ssm+ckpt", "cpu"), COMPACT)]  # fmt: skip
+    assert {(r["variant"], r["depth"]) for r in records.values() if r["section"] == "memory"} == {
+        ("gcn", 8), ("gcn_ssm", 8), ("gcn_ssm+ckpt", 8)}  # fmt: skip
+    deep = [(args, allocator) for name, args, allocator, _ in calls[3:7]]
+    assert deep == [(("gcn_ssm", "cpu", 64), COMPACT), (("gcn_ssm", "cpu", 64, 2), "default"),
+                    (("gcn_ssm+ckpt", "cpu", 96), COMPACT),
+                    (("gcn_ssm+ckpt", "cpu", 96, 2), "default")]  # fmt: skip
+    assert calls[7][:2] == ("time_monitor", (16, "monitor every 10, cora", "cpu"))
+
+
+def test_each_measurement_builds_the_model_and_depth_it_reports(monkeypatch):
+    built, timed = [], []
+    monkeypatch.setattr(measure, "load_graph", lambda *a, **k: None)
+
+    def fake_make_epoch(variant, data, depth, hidden, seed=0, monitor=None):
+        built.append((variant, depth))
+        return lambda *_: None
+
+    def fake_interleaved(runs, rounds, warmup=0, round_seconds=0.0, label="", description=""):
+        timed.append((sorted(runs), rounds, round_seconds))
+        return {key: [_round(1.0) for _ in range(rounds)] for key in runs}
+
+    class Monitor:
+        entries = []
+
+        def __init__(self, every):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(measure, "make_epoch", fake_make_epoch)
+    monkeypatch.setattr(measure, "interleaved", fake_interleaved)
+    monkeypatch.setattr(dgl_ssm_bench.monitor, "TrainingMonitor", Monitor)
+    config = PerfConfig(depths=(2, 16), hidden=8, repeats=4, min_time=2.0, monitor_every=5)
+    # The deep section's 96 layers, not the memory section's 16.
+    assert epoch_memory(config, None, "gcn_ssm+ckpt", "cpu", 96)["status"] == "ok"
+    assert built == [("gcn_ssm+ckpt", 96)]
+    # Monitored and unmonitored runs are both GCN-SSM (the overhead is the monitor's alone).
+    measure.time_monitor(config, None, 16, "label", "cpu")
+    assert built[1:] == [("gcn_ssm", 16), ("gcn_ssm", 16)]
+    # min_time is each model's time over all rounds: 2 s in 4 rounds of 0.5 s.
+    measure.time_epochs(config, None, 2, ["gcn", "gcn_ssm"], "label", "cpu")
+    assert timed[-1] == (["gcn", "gcn_ssm"], 4, 0.5)
+
+
+def test_the_khop_cost_stops_at_the_first_k_over_max_edges(monkeypatch):
+    tried = []
+
+    class Transform:
+        def __init__(self, k, max_edges):
+            self.k = k
+
+        def __call__(self, graph):
+            tried.append(self.k)
+            if self.k >= 2:
+                raise ValueError("would exceed max_edges")
+            return graph
+
+    monkeypatch.setattr(measure, "KHopTransform", Transform)
+    config = PerfConfig(depths=(2,), khop_max_k=5)
+    out = khop_cost(config, GraphSpec("synthetic", 20, 40))
+    assert tried == [1, 2]  # a larger K only has more edges
+    assert [(s["k"], s["status"]) for s in out["steps"]] == [(1, "ok"), (2, "exceeds max_edges")]
+
+
+def test_the_compact_allocator_replaces_an_mmap_threshold_already_set():
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("a glibc tunable")
+    env = allocator_environment(
+        COMPACT, {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1048576:glibc.malloc.arena_max=2"}
+    )
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536"
