@@ -143,19 +143,29 @@ def test_targets_read_their_ratios_and_fall_back_to_retimed_graphs():
     }
 
 
-def test_depths_over_the_budget_are_timed_again_under_the_deep_allocator(monkeypatch):
-    config = PerfConfig(depths=(2, 8, 32), memory_budget_gb=1.0, sections=("time",))
-    calls = []
+def isolated_fitting(up_to, calls, measure):
+    """A stand-in for ``isolation.isolated`` timing runs: depths above ``up_to`` are over the
+    budget under the default allocator, the others return ``measure(variants)``; each call's
+    (depth, allocator) is appended to ``calls``."""
 
     def fake_isolated(function, args, budget_mb, allocator, fresh):
         depth, variants = args[2], args[3]
         calls.append((depth, allocator))
-        if allocator == "default" and depth > 2:
+        if allocator == "default" and depth > up_to:
             return {"status": "over budget", "message": "stopped at 2,000 MB resident"}
-        runs = {variant: lambda: None for variant in variants}
-        return {"status": "ok", "measurements": interleaved(runs, rounds=config.repeats)}
+        return {"status": "ok", "measurements": measure(variants)}
 
-    monkeypatch.setattr(runner.isolation, "isolated", fake_isolated)
+    return fake_isolated
+
+
+def test_depths_over_the_budget_are_timed_again_under_the_deep_allocator(monkeypatch):
+    config = PerfConfig(depths=(2, 8, 32), memory_budget_gb=1.0, sections=("time",))
+    calls = []
+
+    def measure(variants):
+        return interleaved({variant: lambda: None for variant in variants}, config.repeats)
+
+    monkeypatch.setattr(runner.isolation, "isolated", isolated_fitting(2, calls, measure))
     monkeypatch.setattr(runner.isolation, "deep_allocator", lambda: TCMALLOC)
     records, log = {}, []
     runner._time_section(config, GraphSpec("synthetic", 10, 20), "cpu", log.append, records)
@@ -580,6 +590,18 @@ def test_the_rewire_section_times_both_ways_and_flags_different_graphs(tmp_path,
         assert "rewire, gpp-sized: different graphs" in report
 
 
+class IdleMonitor:
+    """A TrainingMonitor that records nothing: the timing code's bookkeeping alone."""
+
+    entries = []
+
+    def __init__(self, every):
+        pass
+
+    def close(self):
+        pass
+
+
 def test_the_monitor_section_reports_seconds_per_epoch_not_per_block(monkeypatch):
     # Every "epoch" costs exactly 1 s (the fake timer counts epochs); a block is
     # monitor_every = 4 epochs, so each variant's per-epoch time must be 1.0, not 4.0.
@@ -587,16 +609,7 @@ def test_the_monitor_section_reports_seconds_per_epoch_not_per_block(monkeypatch
     monkeypatch.setattr(measure, "load_graph", lambda *a, **k: None)
     monkeypatch.setattr(measure, "make_epoch", lambda *a, **k: lambda *_: epochs.append(1))
 
-    class Monitor:
-        entries = []
-
-        def __init__(self, every):
-            pass
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(dgl_ssm_bench.monitor, "TrainingMonitor", Monitor)
+    monkeypatch.setattr(dgl_ssm_bench.monitor, "TrainingMonitor", IdleMonitor)
 
     def fake_interleaved(runs, rounds, warmup=0, round_seconds=0.0, label="", description=""):
         measured = {}
@@ -768,16 +781,11 @@ def test_time_records_are_round_medians_and_the_deepest_fitting_depth_is_timed_a
     config = PerfConfig(depths=(2, 8, 32), memory_budget_gb=1.0, sections=("time",), repeats=2)
     calls = []
 
-    def fake_isolated(function, args, budget_mb, allocator, fresh):
-        depth, variants = args[2], args[3]
-        calls.append((depth, allocator))
-        if allocator == "default" and depth > 8:
-            return {"status": "over budget", "message": "stopped at 2,000 MB resident"}
-        rounds = {v: [_round(1.0, 2.0, 6.0, variant=v), _round(4.0, 5.0, 30.0, variant=v)]
-                  for v in variants}  # fmt: skip
-        return {"status": "ok", "measurements": rounds}
+    def measure(variants):
+        return {v: [_round(1.0, 2.0, 6.0, variant=v), _round(4.0, 5.0, 30.0, variant=v)]
+                for v in variants}  # fmt: skip
 
-    monkeypatch.setattr(runner.isolation, "isolated", fake_isolated)
+    monkeypatch.setattr(runner.isolation, "isolated", isolated_fitting(8, calls, measure))
     monkeypatch.setattr(runner.isolation, "deep_allocator", lambda: TCMALLOC)
     records = {}
     runner._time_section(config, GraphSpec("synthetic", 10, 20), "cpu", lambda *_: None, records)
@@ -848,18 +856,9 @@ def test_each_measurement_builds_the_model_and_depth_it_reports(monkeypatch):
         timed.append((sorted(runs), rounds, round_seconds))
         return {key: [_round(1.0) for _ in range(rounds)] for key in runs}
 
-    class Monitor:
-        entries = []
-
-        def __init__(self, every):
-            pass
-
-        def close(self):
-            pass
-
     monkeypatch.setattr(measure, "make_epoch", fake_make_epoch)
     monkeypatch.setattr(measure, "interleaved", fake_interleaved)
-    monkeypatch.setattr(dgl_ssm_bench.monitor, "TrainingMonitor", Monitor)
+    monkeypatch.setattr(dgl_ssm_bench.monitor, "TrainingMonitor", IdleMonitor)
     config = PerfConfig(depths=(2, 16), hidden=8, repeats=4, min_time=2.0, monitor_every=5)
     # The deep section's 96 layers, not the memory section's 16.
     assert epoch_memory(config, None, "gcn_ssm+ckpt", "cpu", 96)["status"] == "ok"
