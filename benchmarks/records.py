@@ -114,13 +114,18 @@ def append_record(path, record):
         handle.flush()
 
 
+class RecordNotAppended(OSError):
+    """A finished run's record that could not be appended; the message holds the record."""
+
+
 def append_or_show(path, record, what):
-    """Append ``record`` to ``path``; if that fails (a full disk, say), raise an ``OSError``
-    that carries the record, so the run (``what``, for the message) is not lost with it."""
+    """Append ``record`` to ``path``; if that fails (a full disk, say), raise
+    :class:`RecordNotAppended`, which carries the record, so the run (``what``, for the
+    message) is not lost with it."""
     try:
         append_record(path, record)
     except OSError as error:
-        raise OSError(
+        raise RecordNotAppended(
             f"could not append the record of {what} to {path} ({error.strerror or error}); "
             f"it follows, to add by hand:\n{json.dumps(record, sort_keys=True)}"
         ) from None

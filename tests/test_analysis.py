@@ -1211,11 +1211,13 @@ def test_an_axis_is_given_the_values_it_can_show(logy, shown):
 
     ys = {0: 1.0, 1: 0.0, 2: math.nan, 3: -2.0, 4: 0.5}
     fig, ax = pyplot().subplots()
-    plot_curves(ax, {"model": (list(ys), list(ys.values()))}, "layer", "y", logy=logy)
-    (line,) = ax.get_lines()
-    assert list(line.get_xdata()) == shown
-    assert list(line.get_ydata()) == [ys[x] for x in shown]
-    pyplot().close(fig)
+    try:
+        plot_curves(ax, {"model": (list(ys), list(ys.values()))}, "layer", "y", logy=logy)
+        (line,) = ax.get_lines()
+        assert list(line.get_xdata()) == shown
+        assert list(line.get_ydata()) == [ys[x] for x in shown]
+    finally:
+        pyplot().close(fig)
 
 
 def test_accuracy_vs_depth_writes_each_runs_test_and_val_accuracy_at_the_sessions_depths(

@@ -109,10 +109,11 @@ def test_a_claim_file_removed_as_it_was_locked_is_claimed_anew(tmp_path, monkeyp
 def test_a_pool_claims_only_the_runs_it_starts(tmp_path, monkeypatch):
     """With --jobs 2, two runs are claimed at a time: a third claimed while it waits for a
     worker would be left by every other process ("being run by …") though none runs it."""
-    held = []
+    held, both_started = [], threading.Barrier(2, timeout=30)
 
     def fake_run(config_dict, locations):
-        time.sleep(0.2)  # the parent has taken every claim it will take meanwhile
+        both_started.wait()  # (runs go in pairs) both are claimed: at least 2 claims
+        time.sleep(0.2)  # and a third, wrongly taken while both run, has been taken
         held.append(len(list((tmp_path / CLAIMS).iterdir())))
         return {"status": "ok", "test": 0.5, "metric": "accuracy", "epochs": 1,
                 "cpu_time_s": 1.0, "config": config_dict}  # fmt: skip

@@ -438,7 +438,8 @@ def test_timings_can_run_under_tcmalloc(tmp_path):
     main([*argv, "--sections", "time", "--allocator", "tcmalloc", "--out", str(tmp_path)])
     report = (tmp_path / "perf.md").read_text()
     assert "timings: tcmalloc (--allocator)" in report
-    rows = list(csv.DictReader(open(tmp_path / "perf.csv")))
+    with open(tmp_path / "perf.csv") as handle:
+        rows = list(csv.DictReader(handle))
     assert {row["variant"] for row in rows if row["section"] == "time"} >= {"gcn", "gcn_ssm"}
 
 
@@ -762,7 +763,8 @@ def test_the_report_table_holds_median_min_max_and_each_depths_own_ratio(tmp_pat
     meta = {"machine_lines": [], "command": "perf", "wall_s": 0.0, "graphs": [],
             "reference": "", "breakdown_ops": {}, "notes": []}  # fmt: skip
     perf_report.write_report(tmp_path, config, records, ratios, [], meta)
-    rows = {(r["depth"], r["variant"]): r for r in csv.DictReader(open(tmp_path / "perf.csv"))}
+    with open(tmp_path / "perf.csv") as handle:
+        rows = {(r["depth"], r["variant"]): r for r in csv.DictReader(handle)}
     # 3, 1, 2, 10: median 2.5 (mean 4), min 1, max 10
     row = rows["2", "gcn_ssm"]
     assert (row["median"], row["min"], row["max"], row["n"]) == ("2.5", "1.0", "10.0", "4")

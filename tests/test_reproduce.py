@@ -342,13 +342,18 @@ def test_a_record_that_cannot_be_appended_is_shown_and_no_run_started_after_it(
 ):
     """A full disk must not lose a finished run: its record is in the error (to add by hand),
     with those of the runs already running (--jobs 2: the first two), and no run starts
-    that could not be recorded either."""
+    that could not be recorded either; even when the log is on that disk too."""
     given = fake_training(monkeypatch, 0.2)
     full_disk(monkeypatch)
     monkeypatch.setattr(execute, "ProcessPoolExecutor", ThreadPool)
     cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in range(4)]
+
+    def log(message):
+        if "could not append" in message:
+            raise OSError(28, "No space left on device")
+
     with pytest.raises(OSError) as error:
-        execute.run_cells(cells, tmp_path, jobs=jobs, threads=1, log=lambda _: None)
+        execute.run_cells(cells, tmp_path, jobs=jobs, threads=1, log=log)
     assert len(given) == jobs
     shown = [json.loads(line) for line in str(error.value).splitlines() if line.startswith("{")]
     assert sorted(r["config"]["seed"] for r in shown) == list(range(jobs))

@@ -4,11 +4,12 @@ Both need the optional ``ogb`` and ``rdkit`` packages (``pip install "dgl-ssm[og
 are imported only when a loader runs.
 
 ogbn-arxiv: OGB keeps a dataset in ``root/ogbn_arxiv/`` (``raw/``, ``split/``, ``mapping/``,
-``RELEASE_v1.txt``) and writes its processed graph to ``processed/`` there. A local copy of that
-folder is staged into the writable cache (``<cache>/ogb/ogbn_arxiv``), with the release file
-added if it is missing, so OGB processes it without downloading. OGB asks a yes/no question on
-stdin when a folder looks outdated or a download is over 1 GB; here any such question fails at
-once with an explanation instead of waiting for an answer that never comes.
+``RELEASE_v1.txt``) and writes its processed graph to ``processed/`` there. The files OGB reads
+from a local copy of that folder (``split/time/``, and ``raw/`` or else the processed graph)
+are staged into the writable cache (``<cache>/ogb/ogbn_arxiv``), afresh whenever they change,
+with the release file added, so OGB processes them without downloading. OGB asks a yes/no
+question on stdin when a folder looks outdated or a download is over 1 GB; here any such
+question fails at once with an explanation instead of waiting for an answer that never comes.
 
 Peptides-func / Peptides-struct (Dwivedi et al. 2022, LRGB): the raw CSV of SMILES strings and
 targets plus the stratified split pickle, as the LRGB/GraphGPS loaders read them; each SMILES

@@ -14,7 +14,7 @@ from ..config import RunConfig
 from ..console import escape_unencodable
 from ..device import CURRENT_GPU, use_gpu_of_worker
 from ..orphans import on_parent_exit
-from ..records import append_or_show, read_records
+from ..records import RecordNotAppended, append_or_show, read_records
 from ..threads import get_threads, set_threads, threads_per_worker
 from .claims import claim
 from .records import SCHEMA, checked_key, config_key
@@ -149,7 +149,9 @@ def _run_in_pool(cells, out, jobs, threads, locations, log):
     """Run ``cells`` on ``jobs`` worker processes: ``(records written, cells left unfinished
     because a worker died)``. A cell is claimed when a worker is free to start it, and the
     claim held until its record is on disk. On Ctrl-C or SIGTERM the workers are stopped at
-    once and the queue dropped; every finished run is already on disk."""
+    once and the queue dropped; every finished run is already on disk. A record that cannot
+    be appended stops new runs; once the running ones end, :class:`RecordNotAppended` holds
+    every such record (and says if a worker died)."""
     context = get_context("spawn")  # fresh interpreters: no forked torch or DGL state
     started = context.Value("i", 0)  # numbers the workers, to spread them over the GPUs
     initargs = (threads, started, _device(cells))
@@ -187,10 +189,11 @@ def _run_in_pool(cells, out, jobs, threads, locations, log):
                         continue
                     try:
                         written += _finish(cell, record, error, out, log)
-                    except OSError as failure:  # the running runs finish and are shown too
-                        log(str(failure))
+                    except RecordNotAppended as failure:  # the running runs finish first
                         unwritten.append(str(failure))
                         runs.drop()  # no run is started that could not be recorded either
+                        with contextlib.suppress(OSError):  # (the log may be on that disk)
+                            log(str(failure))
             if not runs.queue:
                 runs.look_again()
     except BaseException:
@@ -200,7 +203,9 @@ def _run_in_pool(cells, out, jobs, threads, locations, log):
         raise
     pool.shutdown()
     if unwritten:
-        raise OSError("\n".join(unwritten))
+        if lost:
+            unwritten.append(f"{len(lost)} run(s) left pending: a worker process died")
+        raise RecordNotAppended("\n".join(unwritten))
     order = {id(cell): index for index, cell in enumerate(cells)}  # the plan's, required first
     return written, sorted(lost + runs.drop(), key=lambda cell: order[id(cell)])
 
