@@ -182,7 +182,7 @@ def load_ogbn_arxiv(data_dir_path=None, cache_path=None, verbose=False):
     with exclusive(folder):  # runs side by side stage and process it in turn
         if local is not None:
             _stage_arxiv(local, folder, release)
-        if all((folder / "raw" / name).is_file() for name in ARXIV_RAW):  # can be remade
+        if _has_raw_arxiv(folder):  # its processed graph can be remade
             drop_changed(folder / "processed")
         with (download_errors(ARXIV, f"OGB's {ARXIV_FOLDER}/ folder (or arxiv.zip unpacked)",
                               ARXIV_URL),
@@ -216,8 +216,7 @@ def _stage_arxiv(local, target, release):
 
     def complete(folder):
         split_ok = all((folder / "split" / "time" / f).is_file() for f in ARXIV_SPLIT)
-        raw_ok = all((folder / "raw" / f).is_file() for f in ARXIV_RAW)
-        return split_ok and (raw_ok or (folder / processed).is_file())
+        return split_ok and (_has_raw_arxiv(folder) or (folder / processed).is_file())
 
     source = next((folder for folder in candidates if complete(folder)), None)
     if source is None:
@@ -230,10 +229,14 @@ def _stage_arxiv(local, target, release):
     # The files OGB reads, staged afresh whenever the source changes (as every local dataset
     # is): the raw files it processes, else the processed graph they were made into.
     files = [f"split/time/{f}" for f in ARXIV_SPLIT]
-    has_raw = all((source / "raw" / f).is_file() for f in ARXIV_RAW)
-    files += [f"raw/{f}" for f in ARXIV_RAW] if has_raw else [str(processed)]
+    files += [f"raw/{f}" for f in ARXIV_RAW] if _has_raw_arxiv(source) else [str(processed)]
     stage_files({source / name: name for name in files}, target)
     (target / release).touch()  # without it OGB thinks the copy is outdated and asks on stdin
+
+
+def _has_raw_arxiv(folder):
+    """Whether ``folder`` holds every raw file OGB processes ogbn-arxiv from."""
+    return all((folder / "raw" / name).is_file() for name in ARXIV_RAW)
 
 
 def load_peptides(task, data_dir_path=None, cache_path=None, verbose=False):
