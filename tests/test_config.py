@@ -222,3 +222,40 @@ def test_calibration_with_a_random_lambda_is_refused_before_any_work():
     model = {"name": "gcn_ssm", "calibrate": 1.0, "state": "random"}
     with pytest.raises(ValueError, match=r"--calibrate needs Λ = λI .*state='random'"):
         validate(RunConfig.from_dict({"model": model}))
+
+
+def test_a_baseline_gets_the_runs_dropout_and_refuses_what_it_cannot_honour():
+    """Platonov's GCN takes the run's dropout (not its own 0.2); a graph task, an integer
+    encoder and checkpointing are refused, not silently dropped."""
+    rates = {m.p for m in built(name="gcn_platonov", dropout=0.3).modules()
+             if isinstance(m, nn.Dropout)}  # fmt: skip
+    assert rates == {0.3}
+    model = ModelConfig(name="gcn_platonov", hidden=8, num_layers=2)
+    with pytest.raises(ValueError, match="for graph tasks"):
+        build_for(model, _Probe(level="graph"))
+    with pytest.raises(ValueError, match="needs the ogb_atom encoder"):
+        build_for(model, _Probe(level="node", node_encoder="ogb_atom"))
+    with pytest.raises(ValueError, match="takes no --checkpoint"):
+        built(name="gcn_platonov", checkpoint=True)
+
+
+def test_a_graph_heads_activation_is_the_one_asked_for():
+    config = ModelConfig(name="gcn_ssm", hidden=8, num_layers=2, head_activation="tanh")
+    assert isinstance(build_for(config, _Probe(level="graph")).head[1], nn.Tanh)
+
+
+def test_an_unknown_input_encoder_is_named():
+    from dgl_ssm_bench.models import input_encoders
+
+    with pytest.raises(ValueError, match=r"Unknown input encoder \['atom'\]; known: ogb_atom"):
+        input_encoders("atom", None, 8)
+
+
+def test_the_parameter_count_leaves_out_frozen_parameters():
+    """GCN, 1 → 8 → 1, two layers: encoder 8 + 8, layers 2 × (64 + 8), head 8 + 1 = 169."""
+    from dgl_ssm_bench.models import parameter_count
+
+    model = built(name="gcn")
+    assert parameter_count(model) == 169
+    model.encoder.weight.requires_grad_(False)
+    assert parameter_count(model) == 169 - 8

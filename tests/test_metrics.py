@@ -79,3 +79,39 @@ def test_binary_loss_is_taken_in_the_model_dtype():
     loss = loss_fn("bce")(pred, torch.tensor([[1], [0]]))
     expected = (math.log1p(math.exp(-0.1)) + math.log1p(math.exp(2.0))) / 2
     assert loss.dtype == torch.float64 and abs(loss.item() - expected) < 1e-14
+
+
+def test_mae_counts_an_error_below_the_target_as_much_as_one_above():
+    """Errors +1 and −2: MAE 1.5 (sklearn's too), not the mean signed error −0.5."""
+    from sklearn.metrics import mean_absolute_error
+
+    pred, target = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    assert METRICS["mae"].fn(pred, target) == pytest.approx(1.5)
+    assert METRICS["mae"].fn(pred, target) == pytest.approx(mean_absolute_error(target, pred))
+
+
+def test_log10_mse_of_a_perfect_prediction_is_a_floor_not_an_error():
+    """An exact fit has MSE 0, whose log10 would raise: the metric reports log10(1e-300)."""
+    target = torch.tensor([0.5, -2.0, 3.0])
+    assert METRICS["log10_mse"].fn(target.clone(), target) == pytest.approx(-300.0)
+
+
+def test_regression_losses_of_errors_one_and_three():
+    """``mse`` trains on the mean squared error (5), ``l1`` on the mean absolute error (2)."""
+    pred, target = torch.tensor([1.0, 5.0]), torch.tensor([0.0, 2.0])
+    assert loss_fn("mse")(pred, target).item() == pytest.approx(5.0)
+    assert loss_fn("l1")(pred, target).item() == pytest.approx(2.0)
+
+
+def test_average_precision_counts_the_last_task_too():
+    """The hand-worked tasks in reverse order (the one-class task first): the same mean."""
+    pred = torch.tensor([[0.3, 0.2, 0.9], [0.1, 0.9, 0.8], [0.2, 0.5, 0.7], [0.4, 0.1, 0.1]])
+    target = torch.tensor([[0, 0, 1], [0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    assert METRICS["ap"].fn(pred, target) == pytest.approx((1 + 5 / 6) / 2)
+
+
+def test_ranking_metrics_take_predictions_that_still_require_grad():
+    """A model's raw output (with a graph for autograd) is scored as its values are."""
+    pred = torch.tensor([[2.0, 1.0], [0.0, 0.5], [3.0, 3.2], [-1.0, -2.0]], requires_grad=True)
+    assert METRICS["roc_auc"].fn(pred, torch.tensor([0, 1, 1, 0])) == 1.0
+    assert METRICS["roc_auc"].fn(pred[:, 1:], torch.tensor([0, 1, 1, 0])) == 0.75

@@ -1059,3 +1059,24 @@ def test_a_multi_hop_conv_delayed_past_the_first_state_reads_h0():
         for k, (c, state) in enumerate(zip(convs, [h1, h0, h0]), start=1)
     )
     np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_a_checkpoint_that_is_no_whole_number_is_refused():
+    with pytest.raises(TypeError, match="checkpoint must be a bool or a segment count"):
+        build_model("gcn_ssm", **ARGS, checkpoint=2.5)
+
+
+def test_a_checkpointed_forward_pass_updates_batch_norm_statistics_as_it_runs():
+    """The running statistics move in the training forward pass (as without checkpointing),
+    before any backward pass recomputes a segment."""
+    graph, feat = graph_for("gcn_ssm"), torch.randn(30, 5)
+    means = []
+    for checkpoint in (False, True):
+        torch.manual_seed(0)
+        model = build_model("gcn_ssm", **dict(ARGS, num_layers=9), norm="batch",
+                            checkpoint=checkpoint)  # fmt: skip
+        model(graph, feat)  # no backward
+        means.append([layer.norm.running_mean.clone() for layer in model.layers])
+    assert all(bool(mean.any()) for mean in means[0])  # every layer's moved off zero
+    for a, b in zip(*means, strict=True):
+        torch.testing.assert_close(b, a)

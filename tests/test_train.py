@@ -1,5 +1,6 @@
 """The trainer: the classic Cora check, RingTransfer, determinism and divergence."""
 
+import math
 import statistics
 
 import dgl
@@ -9,6 +10,7 @@ import torch
 from dgl_ssm_bench.config import RunConfig
 from dgl_ssm_bench.datasets import get_dataset
 from dgl_ssm_bench.train import train
+from tests.conftest import random_graph
 
 
 def config(**sections):
@@ -351,3 +353,150 @@ def test_khop_graphs_rewired_in_one_batched_call_are_those_rewired_one_by_one(mo
                           if 0 < d <= 3)  # fmt: skip
         src, dst = rewired.edges()
         assert sorted(zip(src.tolist(), dst.tolist(), rewired.edata["hop"].tolist())) == expected
+
+
+def test_full_batch_training_is_a_plain_adam_loop():
+    """Each epoch is one Adam step (weight decay, dropout on) on the training nodes' cross
+    entropy, then the val nodes' accuracy in eval mode: as a loop written by hand."""
+    import torch.nn.functional as F
+
+    from dgl_ssm import build_model
+
+    data = tiny_node_task("accuracy")
+    run = config(model={"name": "gcn", "num_layers": 2, "hidden": 8, "dropout": 0.5},
+                 optim={"epochs": 4, "lr": 0.05, "weight_decay": 0.01}, seed=3)  # fmt: skip
+    history = train(run, data=data).history
+    graph = dgl.add_self_loop(dgl.remove_self_loop(data.graph))
+    feat, label, split = graph.ndata["feat"], graph.ndata["label"], data.splits[0]
+    torch.manual_seed(3)
+    model = build_model("gcn", 4, 8, 3, 2, dropout=0.5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05, weight_decay=0.01)
+    expected = []
+    for _ in range(4):
+        model.train()
+        loss = F.cross_entropy(model(graph, feat)[split["train"]], label[split["train"]])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            hits = model.eval()(graph, feat)[split["val"]].argmax(1) == label[split["val"]]
+        expected += [loss.item(), hits.float().mean().item()]
+    assert [x for h in history for x in (h["loss"], h["val"])] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_graph_level_epoch_is_the_mean_over_its_batches_with_each_graphs_own_label():
+    """Graph targets shuffled into batches stay with their graphs: at a negligible lr, the
+    epoch's loss is the MSE of the 12 training graphs each scored alone (3 batches of 4), and
+    val the MAE of the 4 val graphs scored alone."""
+    from dgl_ssm import build_model
+    from dgl_ssm_bench.datasets import BenchmarkData
+
+    generator = torch.Generator().manual_seed(0)
+    graphs = [random_graph(n, 2 * n, seed=i) for i, n in enumerate(range(3, 23))]
+    for graph in graphs:
+        graph.ndata["feat"] = torch.randn(graph.num_nodes(), 2, generator=generator)
+    labels = torch.randn(20, 1, generator=generator)
+    parts = {"train": slice(0, 12), "val": slice(12, 16), "test": slice(16, 20)}
+    data = BenchmarkData("tiny_graphs", "graph", "mse", "mae", 2, 1,
+                         graphs={s: graphs[p] for s, p in parts.items()},
+                         graph_labels={s: labels[p] for s, p in parts.items()})  # fmt: skip
+    run = config(model={"name": "gcn", "num_layers": 2, "hidden": 8},
+                 optim={"epochs": 1, "lr": 1e-9, "batch_size": 4})  # fmt: skip
+    item = train(run, data=data).history[0]
+    torch.manual_seed(0)
+    model = build_model("gcn", 2, 8, 1, 2, task="graph").eval()
+    with torch.no_grad():
+        error = torch.cat([model(g, g.ndata["feat"]) for g in graphs])[:, 0] - labels[:, 0]
+    assert item["loss"] == pytest.approx(error[:12].pow(2).mean().item(), rel=1e-5)
+    assert item["val"] == pytest.approx(error[12:16].abs().mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("fault", ["loss", "val", "test"])
+def test_a_run_that_diverges_after_good_epochs_reports_no_scores(monkeypatch, fault):
+    """A NaN loss at epoch 2, an infinite val score there (a metric its predictions break),
+    or a NaN test score of the best weights: the run is diverged, without scores, though
+    epochs 0 and 1 went well."""
+    from dgl_ssm_bench.train import _Task
+
+    real_epoch, real_evaluate, epochs = _Task.train_epoch, _Task.evaluate, []
+
+    def train_epoch(task, model, optimizer, epoch, watch=None):
+        epochs.append(epoch)
+        loss = real_epoch(task, model, optimizer, epoch, watch)
+        return math.nan if fault == "loss" and epoch == 2 else loss
+
+    def evaluate(task, model, split):
+        score = real_evaluate(task, model, split)
+        if split == fault and (split == "test" or epochs[-1] == 2):
+            return math.nan if split == "test" else math.inf
+        return score
+
+    monkeypatch.setattr(_Task, "train_epoch", train_epoch)
+    monkeypatch.setattr(_Task, "evaluate", evaluate)
+    run = config(model={"name": "gcn", "num_layers": 2, "hidden": 8}, optim={"epochs": 4})
+    result = train(run, data=tiny_node_task("accuracy"))
+    assert (result.status, result.val, result.test) == ("diverged", None, None)
+    assert len(result.history) == (4 if fault == "test" else 2)
+
+
+def test_predictions_non_finite_at_one_node_make_the_score_nan():
+    """One NaN logit among the val nodes' is a divergence, not an accuracy."""
+    from dgl_ssm_bench.train import _Task
+
+    class OneNaN(torch.nn.Module):
+        def forward(self, graph, feat):
+            out = torch.zeros(graph.num_nodes(), 3)
+            out[15, 1] = math.nan  # node 15 is a val node
+            return out
+
+    data = tiny_node_task("accuracy")
+    task = _Task(data, config(model={"name": "gcn", "num_layers": 2}), torch.device("cpu"))
+    assert math.isnan(task.evaluate(OneNaN(), "val"))
+    assert task.evaluate(OneNaN(), "test") == pytest.approx(0.3)  # argmax 0: nodes 21, 24, 27
+
+
+def test_a_sweep_is_told_each_epochs_own_validation_score():
+    """``on_epoch`` (Optuna's report) gets each epoch's val, not the best so far."""
+    seen = []
+    run = config(model={"name": "gcn", "num_layers": 2, "hidden": 8},
+                 optim={"epochs": 12, "lr": 0.05}, seed=1)  # fmt: skip
+    result = train(run, data=tiny_node_task("mae"), on_epoch=lambda *args: seen.append(args))
+    assert seen == [(h["epoch"], h["val"]) for h in result.history]
+    assert result.best_epoch < len(seen) - 1  # later epochs were worse than the best
+
+
+def test_a_split_past_the_last_is_refused_with_the_valid_range():
+    from dgl_ssm_bench.train import check_split
+
+    check_split("tiny", 1, 2)
+    with pytest.raises(
+        ValueError, match=r"2 fixed split\(s\); split 2 does not exist \(valid: 0..1\)"
+    ):
+        check_split("tiny", 2, 2)
+    with pytest.raises(ValueError, match=r"no fixed splits; split 1 does not exist"):
+        check_split("tiny", 1, None)
+
+
+def test_khop_graphs_rewired_in_chunks_come_back_each_once_in_order(monkeypatch):
+    """Chunks of two, one of them too large to batch (rewired graph by graph): five graphs
+    in, the same five out, each rewired as it would be alone."""
+    import dgl_ssm_bench.train as train_module
+    from dgl_ssm import KHopTransform
+
+    rewire = KHopTransform.__call__
+
+    def refusing(transform, graph):  # the chunk of the 6- and 7-node graphs: "too many edges"
+        if graph.batch_size > 1 and graph.num_nodes() == 6 + 7:
+            raise ValueError("above max_edges")
+        return rewire(transform, graph)
+
+    monkeypatch.setattr(train_module, "_KHOP_CHUNK", 2)
+    monkeypatch.setattr(KHopTransform, "__call__", refusing)
+    graphs = [random_graph(n, 2 * n, seed=n, self_loops=False) for n in (4, 5, 6, 7, 8)]
+    config_ = RunConfig.from_dict({"model": {"name": "kgcn_ssm", "num_layers": 2}})
+    rewired = train_module.prepare_graphs(graphs, config_)
+    assert [g.num_nodes() for g in rewired] == [4, 5, 6, 7, 8]
+    for graph, out in zip(graphs, rewired, strict=True):
+        alone = rewire(KHopTransform(k=2), graph)
+        assert torch.equal(torch.stack(out.edges()), torch.stack(alone.edges()))
+        assert torch.equal(out.edata["hop"], alone.edata["hop"])
