@@ -286,8 +286,10 @@ class SSMUpdate(nn.Module):
         matrices = lam is None or beta is None  # (a scalar Λ and B take any float dtype)
         mixed = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # autocast's casts
         for name, tensor in (("state", state), ("conv output", conv_out)):
+            # autocast casts every float dtype but float64: a float64 one still mismatches
+            cast = mixed and torch.float64 not in (tensor.dtype, self.state_matrix.dtype)
             if not tensor.is_floating_point() or (
-                matrices and not mixed and tensor.dtype != self.state_matrix.dtype
+                matrices and not cast and tensor.dtype != self.state_matrix.dtype
             ):
                 raise TypeError(
                     f"SSMUpdate's {name} is {tensor.dtype}, its Λ and B are "

@@ -1295,3 +1295,77 @@ def test_cli_options_reach_the_recipes(tmp_path, monkeypatch):
         torch.randint(0, 20, (30,), generator=generator)
     torch.testing.assert_close(data.feat, torch.randn(20, 16, generator=generator))
     assert options["seed"] == 3
+
+
+def numpy_energy(graph, h):
+    """(1/n) Σ over stored edges of ‖h_i − h_j‖², in numpy float64."""
+    src, dst = (t.numpy() for t in graph.edges())
+    h = h.double().numpy()
+    return float(((h[src] - h[dst]) ** 2).sum()) / graph.num_nodes()
+
+
+def test_half_precision_states_are_subtracted_in_float32():
+    """1000 − (−1000.5) is 2000.5 in float32 but rounds to 2000 in float16."""
+    graph, feat = dgl.graph(([0], [1])), torch.tensor([[1000.0], [-1000.5]], dtype=torch.float16)
+    assert dirichlet_energy(graph, feat) == 2000.5**2 / 2
+
+
+def test_layer_energies_of_a_training_model_are_measured_without_dropout_on_energy_graph():
+    """Eval-mode states (no dropout draw), measured on the energy_graph given, by numpy."""
+    torch.manual_seed(0)
+    graph, other = random_graph(8, 12, seed=2), dgl.graph(([0, 1, 2, 3], [4, 5, 6, 7]))
+    model = build_model("gcn_ssm", 3, 4, 2, num_layers=2, dropout=0.5).train()
+    feat = torch.randn(8, 3)
+    calls, last = layer_by_layer(copy.deepcopy(model), graph, feat)
+    states = [*(c[1] for c in calls), last]
+    measured = layer_energies(model, graph, feat, energy_graph=other)
+    assert measured == pytest.approx([numpy_energy(other, h) for h in states], rel=1e-5)
+    assert model.training
+
+
+def manual_gradient_norms(model, graph, feat, loss_fn):
+    """‖∂loss/∂H⁽ℓ⁾‖ for ℓ = 0 … L, from a chain written out by hand."""
+    h = model.encoder(feat.detach().requires_grad_(True))
+    states = [h]
+    for layer in model.layers:
+        h = layer(graph, h)
+        states.append(h)
+    grads = torch.autograd.grad(loss_fn(model.head(h)), states)
+    return [g.norm().item() for g in grads]
+
+
+def test_gradient_norms_of_a_frozen_model_under_no_grad_with_the_input_state():
+    """Frozen weights and a caller's no_grad still give the norms, H⁽⁰⁾'s first."""
+    torch.manual_seed(0)
+    graph, feat = random_graph(10, 16, seed=4), torch.randn(10, 3)
+    model = build_model("gcn", 3, 4, 2, num_layers=3).eval().requires_grad_(False)
+
+    def loss_fn(out):
+        return out.pow(2).sum()
+
+    expected = manual_gradient_norms(model, graph, feat, loss_fn)
+    assert min(expected) > 0
+    with torch.no_grad():
+        norms = layer_gradient_norms(model, graph, feat, loss_fn, include_input=True)
+    np.testing.assert_allclose(norms, expected, rtol=1e-6)
+
+
+def test_sensitivity_by_distance_on_a_distance_graph_named_by_field_up_to_max_distance():
+    """Distances from the distance_graph's hop-1 edges under the hop_field given, ≤ max."""
+    torch.manual_seed(0)
+    bare = ring(8, self_loops=False)
+    graph = dgl.add_self_loop(KHopTransform(k=2)(bare))  # the model reads 2 hops at once
+    del graph.edata["hop"]
+    model = build_model("gcn_ssm", 3, 4, 2, num_layers=2).eval()
+    feat = torch.randn(8, 3)
+    jac = dense_final_state_jacobian(model, graph, feat).double()
+    distance_graph = KHopTransform(k=3, hop_field="d")(bare)
+    curve = sensitivity_by_distance(
+        model, graph, feat, [0, 3], max_distance=3, distance_graph=distance_graph, hop_field="d"
+    )
+    ring_distance = {(u, v): min(abs(u - v), 8 - abs(u - v)) for u in range(8) for v in range(8)}
+    for d in range(4):
+        blocks = [jac[v, :, u, :].norm().item() for v in (0, 3) for u in range(8)
+                  if ring_distance[u, v] == d]  # fmt: skip
+        assert curve[d] == pytest.approx(np.mean(blocks), rel=1e-5)
+    assert sorted(curve) == [0, 1, 2, 3]

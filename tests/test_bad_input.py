@@ -443,6 +443,9 @@ def test_an_update_refuses_states_of_another_width():
         SSMUpdate(4)(torch.ones(3, 5), torch.ones(3, 5))
     with pytest.raises(ValueError, match="width 4"):
         SSMUpdate(4, state="orthogonal")(torch.ones(3, 4), torch.ones(3, 5))
+    # A state of width 1 would broadcast silently against a scalar Λ: refused too.
+    with pytest.raises(ValueError, match=r"width 4 got state \(3, 1\)"):
+        SSMUpdate(4)(torch.ones(3, 1), torch.ones(3, 4))
 
 
 def test_hop_graphs_and_distances_refuse_bad_arguments():
@@ -780,6 +783,17 @@ def test_a_half_model_runs_under_autocast_on_the_cpu():
     g, model = dgl.add_self_loop(random_graph(12, 20, seed=3)), build_model("gcn_ssm", **ARGS)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert model.half()(g, torch.randn(12, 5).half()).shape == (12, 2)
+
+
+def test_a_float64_input_under_autocast_is_named_as_outside_it():
+    """autocast never casts float64: such an input against float32 matrices is named, not
+    left to torch's matmul error."""
+    update = SSMUpdate(4, state="orthogonal", input="orthogonal")
+    for state, conv_out in [(torch.ones(3, 4).double(), torch.ones(3, 4).double()),
+                            (torch.ones(3, 4), torch.ones(3, 4).double())]:  # fmt: skip
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            with pytest.raises(TypeError, match=r"torch.float64, its Λ and B are torch.float32"):
+                update(state, conv_out)
 
 
 def test_building_blocks_name_what_failed_deep_inside_or_ran_silently_wrong():

@@ -180,6 +180,14 @@ def test_batched_equals_batch_of_transforms(idtype):
         assert triples(part) == triples(transform(g))
 
 
+def test_a_batch_of_two_graphs_keeps_its_batch_information():
+    """Two graphs (a path 0-1-2 and an edge 3-4) stay a batch of 2, edges counted per graph."""
+    batched = KHopTransform(2)(dgl.batch([path_graph(3), path_graph(2)]))
+    assert batched.batch_size == 2
+    assert batched.batch_num_nodes().tolist() == [3, 2]
+    assert batched.batch_num_edges().tolist() == [6, 2]  # all 6 ordered pairs of 3; 3→4, 4→3
+
+
 def test_node_data_copied_edge_data_dropped():
     g = path_graph(5)
     g.ndata["x"] = torch.randn(5, 3)

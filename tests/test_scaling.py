@@ -104,6 +104,7 @@ def test_hand_worked_exponents():
         GraphConv(D, D, weight=False),  # the aggregated input plus a bias: nothing scales it
         SAGEConv(D, D, "mean", norm=nn.LayerNorm(D)),
         GINConv(nn.Sequential(nn.Linear(D, D), nn.Tanh()), "sum"),
+        GINConv(nn.Linear(D, D), "sum", activation=torch.tanh),  # σ applied after the MLP
         nn.Linear(D, D),  # not a conv this module knows
     ],
 )
@@ -127,3 +128,11 @@ def test_weights_no_known_conv_covers_are_named():
     normed = GCNSSM(in_feats=3, hidden=8, out_feats=2, num_layers=1, norm="layer").layers[0]
     assert unknown_convs(normed) == ["norm"]
     assert unknown_convs(SSMLayer(GraphConv(D, D, weight=False), D)) == ["conv"]
+
+
+def test_a_parametrised_module_beside_a_known_conv_is_not_taken_as_part_of_it():
+    """Only the conv's own submodules are covered: a sibling whose name merely starts with the
+    conv's name is not, and a container is named by its parametrised leaves."""
+    layer = nn.ModuleDict({"conv": GraphConv(D, D), "conv_skip": nn.Linear(D, D),
+                           "head": nn.Sequential(nn.Linear(D, D))})  # fmt: skip
+    assert unknown_convs(layer) == ["conv_skip", "head.0"]

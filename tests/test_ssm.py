@@ -248,6 +248,16 @@ def test_matrix_kinds_have_the_promised_spectra():
         torch.testing.assert_close(scaled, 0.5 * unit)
 
 
+def test_an_orthogonal_matrix_is_the_q_of_its_gaussian_draw_with_a_positive_r():
+    """Q of G = QR with R's diagonal positive (the Haar sign fix), not rows flipped instead."""
+    gaussian = torch.randn(5, 5, generator=torch.Generator().manual_seed(3)).double()
+    q = build_matrix("orthogonal", 5, 1.0, torch.Generator().manual_seed(3)).double()
+    r = q.T @ gaussian  # Qᵀ G = R: upper triangular with a positive diagonal (seed 3: LAPACK
+    # gives R two negative diagonal entries, which the fix must flip)
+    assert float(torch.tril(r, diagonal=-1).abs().max()) < 1e-5
+    assert bool((torch.diagonal(r) > 0).all())
+
+
 def test_random_kinds_are_drawn_by_a_cpu_generator_under_another_default_device():
     # torch.set_default_device("cuda") would make a CPU generator's draw fail; "meta" (no
     # values) fails the same way, and shows where the matrix is put: the default device.
@@ -361,3 +371,20 @@ def test_repr_of_wide_matrices_needs_no_eigendecomposition():
     # Up to 64 wide, the spectrum itself: a rotation by 90° in the plane, |eig| = ‖·‖₂ = 2.
     rotation = torch.tensor([[0.0, -2.0], [2.0, 0.0]])
     assert "state=custom(|eig|=2, ‖·‖₂=2)" in repr(SSMUpdate(2, state=rotation))
+
+
+@pytest.mark.parametrize(
+    "matrix,text",
+    [
+        (torch.diag(torch.tensor([0.5, 2.0])), "|eig|∈[0.5, 2], ‖·‖₂=2"),
+        (torch.diag(torch.tensor([0.9, 0.95])), "|eig|∈[0.9, 0.95], ‖·‖₂=0.95"),
+        # Jordan block: both eigenvalues 0.5, ‖·‖₂ = (1 + √2)/2 by hand
+        (torch.tensor([[0.5, 1.0], [0.0, 0.5]]), "|eig|=0.5, ‖·‖₂=1.21"),
+        # 64 wide is still described by its spectrum, not by ‖·‖_F/√d
+        (torch.diag(torch.linspace(0.25, 1.0, 64)), "|eig|∈[0.25, 1], ‖·‖₂=1"),
+    ],
+)
+def test_repr_of_a_matrix_with_unequal_moduli_or_a_non_normal_one(matrix, text):
+    """The repr gives the range of |eig| and the spectral norm, computed by hand here."""
+    width = matrix.shape[0]
+    assert f"state=custom({text})" in repr(SSMUpdate(width, state=matrix))
