@@ -699,6 +699,8 @@ def test_the_exported_building_blocks_refuse_what_they_cannot_use_in_one_line():
         (dict(max_distance="2"), TypeError, "max_distance must be a non-negative integer"),
         (dict(max_distance=-1), ValueError, "max_distance must be a non-negative integer"),
         (dict(seed="a"), TypeError, "seed must be a non-negative integer"),
+        (dict(targets=[0, 3]), IndexError, r"targets \[3\] out of range .* \(valid: 0..2\)"),
+        (dict(targets=[-1]), IndexError, r"targets \[-1\] out of range for a graph of 3 nodes"),
     ):
         with pytest.raises(error, match=f"sensitivity_by_distance: {message}"):
             sensitivity_by_distance(model, graph, feat, **options)
