@@ -176,6 +176,34 @@ def test_the_jacobian_operator_multiplies_as_the_dense_jacobian(backbone):
     np.testing.assert_allclose(op.rmatvec(u), jac.T @ u, atol=1e-9 * np.abs(jac.T @ u).max())
 
 
+def test_finite_differences_are_accurate_to_about_eps_to_the_two_thirds():
+    """GAT's J·v by central differences, step eps^(1/3): errors ~1e-10 of |Jv| (a step of
+    eps^(1/2) leaves ~5e-9)."""
+    layer, graph, feat = tanh_layer("gat")
+    jac = dense_layer_jacobian(layer, graph, feat).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the finite-difference notice
+        op = layer_jacobian_operator(layer, graph, feat)
+    rng = np.random.default_rng(0)
+    errors = []
+    for _ in range(5):
+        v = rng.standard_normal(jac.shape[1])
+        errors.append(np.abs(op @ v - jac @ v).max() / np.abs(jac @ v).max())
+    assert np.median(errors) < 1.5e-9, errors
+
+
+def test_a_layer_in_training_mode_is_linearised_without_dropout():
+    """The Jacobian is the eval-mode layer's, whatever mode the layer given is in."""
+    torch.manual_seed(0)
+    graph, feat = random_graph(8, 12, seed=1), torch.randn(8, 4)
+    layer = SSMLayer(GraphConv(4, 4), 4, SSMUpdate(4, input_scale=0.5), dropout=0.5).train()
+    twin = copy.deepcopy(layer).eval().double()
+    expected = torch.autograd.functional.jacobian(lambda h: twin(graph, h), feat.double())
+    jac = dense_layer_jacobian(layer, graph, feat)
+    torch.testing.assert_close(jac, expected.reshape(32, 32))
+    assert layer.training  # (and the layer is left in its mode)
+
+
 def test_the_finite_difference_notice_is_given_once_per_place_across_calls():
     # GAT's notice, measured layer after layer (a monitor's every sample): the spectra must
     # not reset Python's once-per-place registry (``catch_warnings`` does), or it repeats.
@@ -275,6 +303,10 @@ def test_matrix_free_eigenvalues_of_a_non_normal_jacobian_match_the_dense_ones()
     )
     np.testing.assert_allclose(found, moduli, atol=1e-6)
     assert residuals.max() < 1e-6
+    singular, residuals = top_singular_values(layer, layer_in.graph, layer_in.feat, k=6,
+                                              return_residuals=True)  # fmt: skip
+    np.testing.assert_allclose(singular, dense_top(jac, 6)[0], atol=1e-6)
+    assert residuals.max() < 1e-6  # ‖Jᵀu − σv‖ of exact triples
     # The complex eigenvalues themselves (calibration reads them), in the moduli's order.
     dense = np.linalg.eigvals(jac)
     assert np.iscomplex(dense[np.argsort(-np.abs(dense))[:6]]).any()  # a conjugate pair on top
@@ -385,6 +417,23 @@ def test_block_iteration_finds_the_top_of_a_non_normal_jacobian(kind):
         subspace_top(scipy.sparse.linalg.aslinearoperator(jac), 4, kind, tol=1e-10, maxiter=2)
 
 
+@pytest.mark.parametrize("kind", ["singular", "eigen"])
+def test_every_value_of_a_component_just_above_the_dense_block_size(monkeypatch, kind):
+    """A component a few coordinates above DENSE_BLOCK with k at its size (ARPACK finds at
+    most size − 2 values) is decomposed densely: every value, none padded with 0."""
+    from dgl_ssm.analysis import spectra
+
+    monkeypatch.setattr(spectra, "DENSE_BLOCK", 16)
+    graph, feat = ring(5), torch.randn(5, 4)  # one component of 20 coordinates
+    layer = gcn_layer(4, SSMUpdate(4, input_scale=0.5))
+    singular, moduli = dense_top(dense_layer_jacobian(layer, graph, feat).numpy(), 20)
+    measure = top_singular_values if kind == "singular" else top_eigenvalue_moduli
+    expected = singular if kind == "singular" else moduli
+    for k in (19, 20):
+        np.testing.assert_allclose(measure(layer, graph, feat, k=k), expected[:k], atol=1e-9)
+    assert expected.min() > 0.1  # (a value padded with 0 would show)
+
+
 def test_a_layer_that_couples_components_is_solved_as_one_block():
     # h ↦ h W + mean(h) mixes all nodes: no block structure, however the graph is cut.
     graph = dgl.graph(([0, 2, 4], [1, 3, 5]), num_nodes=6)
@@ -397,6 +446,56 @@ def test_a_layer_that_couples_components_is_solved_as_one_block():
     singular, moduli = dense_top(dense_layer_jacobian(layer, graph, feat).numpy(), 5)
     np.testing.assert_allclose(top_singular_values(layer, graph, feat, k=5), singular, atol=1e-9)
     np.testing.assert_allclose(top_eigenvalue_moduli(layer, graph, feat, k=5), moduli, atol=1e-9)
+
+
+def test_a_coupling_of_two_components_is_found_whatever_the_seed():
+    """Two probes on a random half of the blocks each put both blocks of a two-component
+    graph on one side one time in four (seed 4: wrong spectra); a one-way coupling shows
+    only under J or only under Jᵀ."""
+    graph = dgl.graph(([0, 2], [1, 3]), num_nodes=4)
+    weight = torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def mean(g, h):
+        return h @ weight + h.mean(0, keepdim=True)
+
+    def first_to_last(g, h):  # node 0 (first block) feeds node 3 (second block) only
+        return torch.tanh(h @ weight) + 3 * F.one_hot(torch.tensor(3), 4)[:, None] * h[0]
+
+    def last_to_first(g, h):
+        return torch.tanh(h @ weight) + 3 * F.one_hot(torch.tensor(0), 4)[:, None] * h[3]
+
+    feat = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    for layer in (mean, first_to_last, last_to_first):
+        singular, moduli = dense_top(dense_layer_jacobian(layer, graph, feat).numpy(), 5)
+        for seed in range(8):
+            found = top_singular_values(layer, graph, feat, k=5, seed=seed)
+            np.testing.assert_allclose(found, singular, atol=1e-9, err_msg=f"seed {seed}")
+            found = top_eigenvalue_moduli(layer, graph, feat, k=5, seed=seed)
+            np.testing.assert_allclose(found, moduli, atol=1e-9, err_msg=f"seed {seed}")
+
+
+def test_a_layer_whose_output_is_not_per_node_is_one_block():
+    """A readout (one row for the graph) has no per-node blocks: its Jacobian is one block."""
+    graph = dgl.graph(([0, 2], [1, 3]), num_nodes=5)
+    weight = torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def readout(g, h):
+        return torch.tanh(h).sum(0, keepdim=True) @ weight
+
+    feat = torch.randn(5, 3)
+    singular = np.linalg.svd(dense_layer_jacobian(readout, graph, feat).numpy(), compute_uv=False)
+    np.testing.assert_allclose(top_singular_values(readout, graph, feat, k=3), singular, atol=1e-9)
+
+
+def test_eigenvalues_of_a_layer_that_changes_width_are_refused():
+    """A non-square Jacobian has no eigenvalues: refused with the remedy, not LAPACK's error."""
+    weight = torch.randn(4, 6, dtype=torch.float64)  # 4 features in, 6 out
+
+    def layer(g, h):
+        return torch.tanh(h @ weight)
+
+    with pytest.raises(ValueError, match="square Jacobian.*Use top_singular_values instead"):
+        top_eigenvalue_moduli(layer, random_graph(10, 20), torch.randn(10, 4), k=3)
 
 
 def ring_and_squares():
@@ -469,6 +568,37 @@ def test_edge_weights_are_cut_with_their_edges():
         top_singular_values(scaled, graph, feat, k=12, layer_kwargs=scale), singular[0], atol=1e-6
     )
     assert sizes == [80]
+
+
+@pytest.mark.parametrize("case", ["directed", "wider"])
+def test_weak_components_and_width_changes_are_cut_as_any_graph(case):
+    """A directed graph is cut into weakly connected components (its directed 4-paths are
+    not strongly connected), and a layer that changes width into blocks of d_in columns and
+    d_out rows: the squares are still solved on their own subgraph."""
+    ring_nodes = torch.arange(60)
+    paths = [(60 + 4 * c + i, 60 + 4 * c + i + 1) for c in range(5) for i in range(3)]
+    src = [*ring_nodes.tolist(), *(a for a, _ in paths)]
+    dst = [*((ring_nodes + 1) % 60).tolist(), *(b for _, b in paths)]
+    graph = dgl.add_self_loop(dgl.graph((src, dst)))
+    if case == "wider":
+        graph = dgl.to_bidirected(dgl.remove_self_loop(graph))
+        graph = dgl.add_self_loop(graph)
+    torch.manual_seed(5)
+    width = 5 if case == "wider" else 8
+    conv = GraphConv(8, width).double()
+    sizes = []
+
+    def layer(g, h):
+        sizes.append(g.num_nodes())
+        return torch.tanh(conv(g, h)) + h[:, :width]
+
+    feat = torch.randn(80, 8)
+    jac = dense_layer_jacobian(layer, graph, feat).numpy()
+    assert jac.shape == (80 * width, 80 * 8)
+    sizes.clear()
+    np.testing.assert_allclose(top_singular_values(layer, graph, feat, k=12),
+                               np.linalg.svd(jac, compute_uv=False)[:12], atol=1e-6)  # fmt: skip
+    assert sizes == [80, 20]
 
 
 @pytest.mark.parametrize("point", ["random", "zero"])
@@ -666,6 +796,22 @@ def test_all_the_values_of_a_component_too_large_for_the_dense_jacobian_are_refu
     for top in (top_singular_values, top_eigenvalue_moduli):
         with pytest.raises(ValueError, match=r"k=4,399 .*4,400 coordinates.*k < 4,398"):
             top(layer, graph, feat, k=4399)
+
+
+def test_the_refusal_of_all_the_values_starts_above_the_dense_limit(monkeypatch):
+    """With the dense limit at 40 coordinates: a component of 40 gives all its values (the
+    dense ones), one of 44 refuses k = 42 = size − 2 and gives k = 41."""
+    from dgl_ssm.analysis import jacobian
+
+    monkeypatch.setattr(jacobian, "DEFAULT_MAX_DIM", 40)
+    layer = gcn_layer(4, SSMUpdate(4, input_scale=0.5))
+    graph, feat = ring(10), torch.randn(10, 4)
+    _, moduli = dense_top(dense_layer_jacobian(layer, graph, feat).numpy(), 40)
+    np.testing.assert_allclose(top_eigenvalue_moduli(layer, graph, feat, k=40), moduli, atol=1e-9)
+    graph, feat = ring(11), torch.randn(11, 4)
+    with pytest.raises(ValueError, match=r"k=42 .*44 coordinates.*k < 42"):
+        top_eigenvalue_moduli(layer, graph, feat, k=42)
+    assert top_eigenvalue_moduli(layer, graph, feat, k=41).shape == (41,)
 
 
 # --- gradient norms ------------------------------------------------------------------------

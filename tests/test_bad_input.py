@@ -508,6 +508,7 @@ def test_spectrum_options_are_checked_before_arpack_sees_them():
         with pytest.raises(error, match=message):
             call()
     assert top_eigenvalue_moduli(layer, g, h, k=3, ncv=5).shape == (3,)
+    assert top_singular_values(layer, g, h, k=3, tol=0).shape == (3,)  # 0: machine precision
 
 
 def test_options_a_model_or_transform_would_ignore_are_refused():

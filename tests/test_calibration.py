@@ -119,6 +119,78 @@ def test_a_radius_inside_the_tolerance_but_not_its_margin_is_moved_into_it():
     assert report.radius_after == [pytest.approx(1.005, abs=1e-3)]
 
 
+def test_a_target_above_the_built_lambda_is_met_from_below():
+    """The hand-worked linear layer (top of J = λ + 0.1) at target 1.2: the λ of the band
+    1.2 ± 0.005 nearest the built λ = 1 is its bottom, 1.195 − 0.1 = 1.095."""
+    graph = random_graph(12, 20, seed=3)
+    model = build_model("gcn_ssm", in_feats=3, hidden=3, out_feats=2, num_layers=1,
+                        activation="identity")  # fmt: skip
+    with torch.no_grad():
+        model.layers[0].conv.weight.copy_(torch.eye(3))
+        model.layers[0].conv.bias.zero_()
+    report = calibrate(model, graph, torch.randn(12, 3), target=1.2)
+    assert report.state_scale[0] == (1.0, pytest.approx(1.095, abs=1e-3))
+    assert report.radius_after == [pytest.approx(1.195, abs=1e-3)] and report.ok
+
+
+def scripted(monkeypatch, *measured):
+    """Make calibrate measure the given top eigenvalues, one list per sweep, in turn."""
+    import dgl_ssm.calibration as calibration
+
+    sweeps = iter(measured)
+    monkeypatch.setattr(calibration, "_top_eigenvalues",
+                        lambda *args, **kwargs: [complex(e) for e in next(sweeps)])  # fmt: skip
+
+
+def test_a_later_round_keeps_to_the_lambda_nearest_the_built_one(monkeypatch):
+    """Scripted: 1.1 (μ = 0.1: λ = 1.005 − 0.1 = 0.905), then 0.98 (μ = 0.075); the band
+    for μ = 0.075 is [0.92, 0.93], and its λ nearest the built λ = 1, not the current
+    0.905, is 0.93."""
+    scripted(monkeypatch, [1.1], [0.98], [1.0])
+    model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=1)
+    report = calibrate(model, random_graph(16, 30, seed=2), torch.randn(16, 3),
+                       norm_bound=math.inf)  # fmt: skip
+    assert report.rounds == 2 and report.state_scale == [(1.0, pytest.approx(0.93))]
+
+
+@pytest.mark.parametrize("second, factor, lam", [(1.109, 1.0, 0.896), (1.112, 0.5, 0.949)])
+def test_b_is_halved_only_when_the_layers_roots_spread_beyond_twice_the_aim(
+    monkeypatch, second, factor, lam
+):
+    """Two layers sharing Λ, B with μ = 0.1 and 0.109 (roots 0.9, 0.891: 0.009 apart, within
+    2·aim = 0.01) keep B, at λ = 1.005 − 0.109 = 0.896; μ = 0.112 (0.012 apart) halves it:
+    b·μ = 0.05 and 0.056, so λ = 1.005 − 0.056 = 0.949."""
+    scripted(monkeypatch, [1.1, second], [1.0, 1.0])
+    model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=2)
+    report = calibrate(model, random_graph(16, 30, seed=2), torch.randn(16, 3),
+                       norm_bound=math.inf)  # fmt: skip
+    assert report.input_factor == [factor]
+    assert report.state_scale == [(1.0, pytest.approx(lam))]
+
+
+def test_a_complex_top_eigenvalue_is_put_on_the_target_circle(monkeypatch):
+    """μ = 1.5i is beyond the unit circle's reach (|b·Im μ| > 1) until B is halved: then
+    |λ + 0.75i| ∈ [0.995, 1.005] nearest λ = 1 is λ = √(1.005² − 0.75²). And with the
+    centred rule, B halved by the norm bound (scripted: 3× after the first setting), the
+    root for μ = 0.6i at b = 1/2 is √(1 − 0.3²)."""
+    import dgl_ssm.calibration as calibration
+
+    graph, feat = random_graph(16, 30, seed=2), torch.randn(16, 3)
+    scripted(monkeypatch, [1 + 1.5j], [1.0])
+    model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=1)
+    report = calibrate(model, graph, feat, norm_bound=math.inf)
+    assert report.input_factor == [0.5]
+    assert report.state_scale == [(1.0, pytest.approx(math.sqrt(1.005**2 - 0.75**2)))]
+
+    scripted(monkeypatch, [1 + 0.6j], [1.0])
+    norms = iter([[1.0], [3.0], [1.0], [1.0]])
+    monkeypatch.setattr(calibration, "_norm_ratios", lambda *args: next(norms))
+    model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=1)
+    report = calibrate(model, graph, feat, lambda_rule="centred")
+    assert report.input_factor == [0.5]
+    assert report.state_scale == [(1.0, pytest.approx(math.sqrt(1 - 0.3**2)))]
+
+
 def test_rounds_go_on_until_every_radius_is_within_the_margin(monkeypatch):
     """The spectra as measured, scripted: 1.1 at first, 1.015 after the first round (inside
     tol, outside tol/2), 1.0 after the second. Calibration stops after the second round."""
@@ -230,13 +302,13 @@ def test_an_overflowing_state_norm_keeps_halving_b(monkeypatch):
     graph, feat = random_graph(12, 20, seed=3), torch.randn(12, 3)
     model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=2)
     (group,) = calibration._ssm_groups(model)
-    seen = iter([[math.inf, math.inf], [1.5, math.nan], [1.5, 1.8]])
+    seen = iter([[math.inf, math.inf], [1.5, math.nan], [0.0, 1.8], [1.5, 1.8]])
     monkeypatch.setattr(calibration, "_norm_ratios", lambda *args: next(seen))
     group.mu = [0.1, 0.1]
     calibration._shrink_until_bounded(model, (graph, feat, None), [group], 1.0, 2.0,
                                       lambda group: 1.0)  # fmt: skip
-    assert group.factor == 0.25
-    assert torch.allclose(group.update.input_matrix, group.built_input / 4)
+    assert group.factor == 0.125  # (a vanished state, 0, too)
+    assert torch.allclose(group.update.input_matrix, group.built_input / 8)
 
 
 def test_per_layer_groups_shrink_together_under_the_norm_bound():
@@ -346,6 +418,21 @@ def test_the_warning_names_the_missed_bound_and_only_its_remedies():
     assert "shared_ssm" not in message and "top |eigenvalue|" not in message
 
 
+def test_report_rows_give_each_layer_its_groups_lambda_and_b_factor():
+    """rows(): each layer with the λ after (not before) and the B factor of its own group."""
+    report = CalibrationReport(target=1.0, tol=0.02, norm_bound=2.0, groups=[[0, 2], [1]],
+                               radius_before=[1.1, 1.2, 1.3], radius_after=[1.0, 0.99, 1.01],
+                               norm_before=[1.0, 1.1, 1.2], norm_after=[1.0, 1.0, 0.9],
+                               state_scale=[(1.0, 0.9), (0.8, 0.95)], input_factor=[0.5, 0.25],
+                               rounds=1)  # fmt: skip
+    rows = report.rows()
+    assert [(row["layer"], row["state_scale"], row["input_factor"]) for row in rows] == [
+        (0, 0.9, 0.5), (1, 0.95, 0.25), (2, 0.9, 0.5)
+    ]  # fmt: skip
+    assert [row["radius_before"] for row in rows] == [1.1, 1.2, 1.3]
+    assert [row["norm_after"] for row in rows] == [1.0, 1.0, 0.9]
+
+
 def test_the_memory_of_a_shared_lambda_counts_every_layer_sharing_it():
     # One λ = 0.9 shared by 4 layers: the input reaches the last layer through Λ⁴, so the
     # memory is 0.9⁴ = 0.6561, below 1/1.5: the bound is missed.
@@ -377,6 +464,8 @@ def test_what_it_cannot_calibrate_is_refused_with_the_remedy():
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, tol=0)
     with pytest.raises(ValueError, match=r"norm_bound must be a number > 1 \(inf: no bound\)"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, norm_bound=0.5)
+    with pytest.raises(ValueError, match=r"norm_bound must be a number > 1"):
+        calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, norm_bound=1.0)
     with pytest.raises(TypeError, match="calibrate: target must be a finite number > 0, got '1'"):
         calibrate(build_model("gcn_ssm", 3, 4, 2, num_layers=2), graph, feat, target="1")
     with pytest.raises(ValueError, match="Unknown lambda_rule 'middle'. Valid: nearest, centred"):
@@ -812,3 +901,6 @@ def test_spectrum_options_are_laid_over_the_fast_defaults(monkeypatch):
     model = build_model("gin_ssm", 4, 4, 2, num_layers=2)
     calibrate(model, g, torch.randn(12, 4), spectrum_options={"seed": 1})
     assert seen and all(call == {"k": 1, "tol": 1e-3, "seed": 1} for call in seen)
+    seen.clear()  # and the defaults given are the caller's
+    calibrate(model, g, torch.randn(12, 4), spectrum_options={"k": 2, "tol": 1e-6})
+    assert seen and all(call == {"k": 2, "tol": 1e-6, "seed": None} for call in seen)

@@ -73,13 +73,17 @@ def coordinate_blocks(members, rows, cols, num_nodes):
     ]  # fmt: skip
 
 
-def is_block_diagonal(op, blocks, seed, probes=2):
-    """Whether random probes supported on half of the blocks stay there under J and Jᵀ."""
+def is_block_diagonal(op, blocks, seed):
+    """Whether random probes supported on some of the blocks stay there under J and Jᵀ.
+    Probe ``b`` is supported on the blocks whose index has bit ``b`` set, so every two blocks
+    are on different sides of one of the ⌈log₂ m⌉ probes and a coupling of any two shows (two
+    probes on a random half each missed a coupling of two blocks one time in four)."""
     if len(blocks) == 1:
         return True
     rng = np.random.default_rng(seed)
-    for _ in range(probes):
-        chosen = rng.random(len(blocks)) < 0.5
+    index = np.arange(len(blocks))
+    for bit in range((len(blocks) - 1).bit_length()):
+        chosen = (index >> bit) & 1 == 1
         out_mask, in_mask = np.zeros(op.shape[0], bool), np.zeros(op.shape[1], bool)
         for (rows, cols), keep in zip(blocks, chosen):
             out_mask[rows], in_mask[cols] = keep, keep
