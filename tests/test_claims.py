@@ -73,6 +73,21 @@ def test_a_look_at_a_free_claim_does_not_keep_a_run_from_taking_it(tmp_path, mon
             assert taken is None
 
 
+def test_two_looks_at_a_free_claim_at_once_both_see_it_free(tmp_path):
+    """Two ``--list`` at once: a look holds a shared lock for a moment, which another look
+    must not take for a run holding the claim."""
+    import fcntl
+
+    from dgl_ssm_bench.reproduce.claims import holder
+
+    (tmp_path / CLAIMS).mkdir()
+    stale = tmp_path / CLAIMS / "ring-abc"
+    stale.write_text("process 1234\n")  # left by a run killed with -9
+    with open(stale) as look:
+        fcntl.flock(look, fcntl.LOCK_SH | fcntl.LOCK_NB)  # the other look, as holder() looks
+        assert holder(tmp_path, "ring", "abc") is None
+
+
 def test_a_stale_claim_file_taken_over_names_only_its_new_holder(tmp_path):
     """A claim file a killed run left still holds its text: a run taking it over must replace
     it, not append to it, or a look at the claim names a process long gone beside this one."""

@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import importlib.util
+import io
 import re
 import statistics
 import subprocess
@@ -18,11 +19,18 @@ from optuna.trial import TrialState, create_trial
 from dgl_ssm_bench.names import display_name
 from dgl_ssm_bench.references import REFERENCES
 from dgl_ssm_sweeps.leaderboard import (
+    _depth,
+    _final,
+    _text,
     build_leaderboard,
+    build_table,
     depth_curves,
     main,
     place_reference,
     read_studies,
+    render_csv,
+    render_markdown,
+    table_columns,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,6 +265,7 @@ def test_published_numbers_sit_beside_ours_only_when_comparable(board):
     row = placed[("GCN-Platonov (Platonov 2023)", mine)]
     assert row[2] == "Platonov residual GCN (pre-norm LN+FFN), hidden 512"
     assert row[-1] == "`gcn_platonov__minesweeper`"
+    assert placed[("GCN-SSM (paper)", mine)][-1] == "`gcn_ssm__minesweeper`"  # not Platonov's
     assert placed[("PH-DGN (paper)", "gpp_sssp (log10_mse ↓)")][-1] == (
         "`gcn__gpp_sssp`, `gcn_ssm__gpp_sssp`"  # a model we do not run: data + protocol
     )
@@ -338,6 +347,11 @@ def test_latex_escapes(board):
     assert tex.startswith("% dgl-ssm leaderboard: test metric")
     assert tex.count("\\begin{tabular}{lrrrrrr}") == 1 and tex.endswith("\\end{tabular}\n")
     assert tex.count("\\midrule") == 2  # under the header; between our rows and the paper's
+    lines = tex.splitlines()
+    first = lines.index("\\midrule")
+    ours = [line.split(" & ")[0] for line in lines[first + 1 : first + 5]]
+    assert ours == ["GCN", "GCN-Platonov", "GCN-SSM", "kGCN-SSM"]  # the 4 models with a final
+    assert lines[first + 5] == "\\midrule"
     assert all(rule in tex for rule in ("\\toprule", "\\midrule", "\\bottomrule"))
     assert "gpp\\_sssp (log10\\_mse $\\downarrow$)" in tex
     assert "GCN-SSM + eig($\\Lambda$)$\\approx$1 (paper)" in tex
@@ -540,16 +554,17 @@ def test_a_cell_with_failed_final_runs_is_not_ranked():
 
     from dgl_ssm_sweeps.leaderboard import build_table
 
-    rows = [("gcn", 0.95, 1, 2), ("gcn_ssm", 0.80, 4, 0)]  # (backbone, mean, n, failed)
-    studies = pd.DataFrame(
-        [dict(backbone=b, dataset="cora", metric="accuracy", direction="maximize", final=True,
-              mean=m, std=0.01, n=n, failed=f, protocol="smoke", data_version=None)
-         for b, m, n, f in rows],
-        index=[f"{b}__cora" for b, *_ in rows],
-    )  # fmt: skip
-    cells, _, _ = build_table(studies, references=[])
-    best = dict(zip(cells.label, cells.best))
-    assert best == {"GCN": False, "GCN-SSM": True}
+    for failed in (1, 2):  # one failed run is enough
+        rows = [("gcn", 0.95, 3 - failed, failed), ("gcn_ssm", 0.80, 4, 0)]  # (b, mean, n, f)
+        studies = pd.DataFrame(
+            [dict(backbone=b, dataset="cora", metric="accuracy", direction="maximize",
+                  final=True, mean=m, std=0.01, n=n, failed=f, protocol="smoke",
+                  data_version=None) for b, m, n, f in rows],
+            index=[f"{b}__cora" for b, *_ in rows],
+        )  # fmt: skip
+        cells, _, _ = build_table(studies, references=[])
+        best = dict(zip(cells.label, cells.best))
+        assert best == {"GCN": False, "GCN-SSM": True}, failed
 
 
 def test_a_study_whose_space_names_no_protocol_is_not_placed_beside_a_published_one():
@@ -617,6 +632,10 @@ def test_a_column_ranks_only_studies_of_one_protocol_and_data():
     best = cells[cells.best]
     assert sorted(zip(best.label, best.header)) == [("PH-DGN (paper)", headers[0]),
                                                     ("kGCN-SSM", headers[1])]  # fmt: skip
+    # The CSV: the gpp column's rows (ours, then the paper's), then the smoke column's.
+    rows = list(csv.DictReader(io.StringIO(render_csv(cells))))
+    protocols = [r["protocol"] for r in rows]
+    assert protocols == ["gpp"] * (len(rows) - 1) + ["smoke"] and rows[0]["model"] == "GCN"
 
 
 @pytest.mark.parametrize(
@@ -712,7 +731,8 @@ def test_a_published_number_matching_studies_in_two_columns_sits_in_both():
         ("gcn_platonov__b", "gcn_platonov", "minesweeper", "heterophily", "v9", 0.8, {}),
     ]).assign(metric="roc_auc", direction="maximize")  # fmt: skip
     cells, headers, placements = build_table(studies, references=[ref])
-    assert len(headers) == 2
+    assert headers == ["minesweeper (roc_auc ↑) [heterophily]",
+                       "minesweeper (roc_auc ↑) [heterophily, v9]"]  # fmt: skip
     assert {h: names for _, h, names, _ in placements} == {
         headers[0]: ("gcn_platonov__a",),
         headers[1]: ("gcn_platonov__b",),
@@ -771,3 +791,162 @@ def test_an_lrgb_v1_number_never_sits_beside_a_study_at_the_500k_budget():
     placed = {r.version: bool(place_reference(r, studies)[0])
               for r in REFERENCES if r.dataset == "peptides_func"}  # fmt: skip
     assert placed == {"v1": False, "v2": True}
+
+
+def test_diameter_heterophily_and_lrgb_references_are_paper_md_section_6():
+    """The numbers the GPP test above does not read: Diameter, Tolokers, Amazon's std, LRGB."""
+    section = paper_section_6()
+    diameter = section.split("Diameter baselines")[1].split("Heterophily")[0]
+    published = dict(re.findall(r"([A-Z][\w-]*)\s+(-?\d\.\d{3})\b", diameter))
+    assert published == {"GCN": "0.742", "GIN": "0.613", "GCNII": "0.529", "A-DGN": "-0.546"}
+    ours = {(r.label, r.dataset, r.version): r for r in REFERENCES}
+    for label, value in published.items():
+        assert ours[label, "gpp_diameter", None].mean == float(value)
+    tolokers = float(re.search(r"Tolokers GCN (\d+\.\d+)", section)[1])
+    assert ours["GCN-Platonov", "tolokers", None].mean == pytest.approx(tolokers / 100, abs=1e-9)
+    amazon = float(re.search(r"48\.70 ± (\d\.\d+)", section)[1])
+    assert ours["GCN-Platonov", "amazon_ratings", None].std == pytest.approx(amazon / 100)
+    lrgb = re.search(
+        r"Peptides-func AP (\S+) ± (\S+) \(v1\) / (\S+) \(v2.*?"
+        r"Peptides-struct MAE (\S+) \(v1\) / (\S+) \(v2\)",
+        section,
+        re.S,
+    )
+    func_v1, func_v2 = (
+        ours["kGCN-SSM", "peptides_func", "v1"],
+        ours["kGCN-SSM", "peptides_func", "v2"],
+    )
+    struct_v1, struct_v2 = (ours["kGCN-SSM", "peptides_struct", v] for v in ("v1", "v2"))
+    assert (func_v1.mean, func_v1.std, func_v2.mean, struct_v1.mean, struct_v2.mean) == tuple(
+        map(float, lrgb.groups())
+    )
+    assert func_v2.std is None and struct_v1.std is None
+
+
+def test_a_final_without_values_counts_its_seeds():
+    """A final that lists its seeds but no per-run values: n is the number of seeds, none failed."""
+    found = _final({"mean": 0.7, "std": 0.1, "seeds": [1, 2, 3]})
+    assert (found["n"], found["failed"], found["std"]) == (3, 0, 0.1)
+
+
+def test_only_a_positive_integer_is_a_depth():
+    """A depth plot's x: num_layers 0, negative, a bool or a float is no depth."""
+    depths = [_depth({"model": {"num_layers": d}}) for d in (3, 0, -1, True, 2.0)]
+    assert depths == [3, None, None, None, None] and _depth({}) is None and _depth(None) is None
+
+
+def test_a_trial_that_recorded_no_status_is_a_usable_point(tmp_path):
+    """A trial without a ``status`` user attr (no divergence recorded) counts as ok."""
+    url, study = cora_study(tmp_path)
+    study.add_trial(create_trial(
+        value=0.8, params={"num_layers": 4}, distributions={"num_layers": IntDistribution(1, 64)},
+        user_attrs={"config": {"model": {"num_layers": 4}}, "test": 0.75}))  # fmt: skip
+    _, trials, _ = read_studies(url)
+    assert (list(trials.test), list(trials.depth)) == ([0.75], [4])
+
+
+def test_a_mean_that_rounds_to_zero_reads_0_not_minus_0():
+    """-0.00004 is shown as 0.0000 (never "-0.0000"); -0.00006 still as -0.0001."""
+    assert _text(-0.00004, -0.00001) == "0.0000 ± 0.0000"
+    assert _text(-0.00006, None) == "-0.0001"
+
+
+def test_a_published_number_is_matched_on_its_metric_too():
+    """Our Minesweeper study scored in accuracy is no match for a number published in ROC-AUC."""
+    ref = next(r for r in REFERENCES if (r.label, r.dataset) == ("GCN-SSM", "minesweeper"))
+    ours = ("gcn_ssm__minesweeper", "gcn_ssm", "minesweeper", "heterophily", None, 0.9, {})
+    studies = _studies([ours]).assign(metric="accuracy", direction="maximize")
+    assert place_reference(ref, studies) == ((), "no finished study of ours on this dataset")
+    assert place_reference(ref, studies.assign(metric="roc_auc")) == ((ours[0],), "")
+
+
+def test_a_column_of_smoke_and_another_protocol_names_both():
+    """Only a column all of whose studies are smoke-size is said to be one."""
+    ref = next(r for r in REFERENCES if (r.label, r.dataset) == ("GCN", "gpp_sssp"))
+    smoke = ("gcn__gpp_sssp", "gcn", "gpp_sssp", "smoke", "pna-v2", 1.0, {})
+    pilot = ("gin__gpp_sssp", "gin", "gpp_sssp", "pilot", "pna-v2", 1.0, {})
+    assert place_reference(ref, _studies([smoke, pilot])) == (
+        (), "other protocol: published gpp, ours pilot, smoke")  # fmt: skip
+    assert place_reference(ref, _studies([smoke])) == (
+        (), "ours ran at a smoke-size budget (quick suite), not the gpp protocol")  # fmt: skip
+
+
+def test_a_study_that_recorded_no_data_version_is_not_the_published_data():
+    """A published GPP number is of pna-v2: a study with no data version recorded is no match."""
+    ref = next(r for r in REFERENCES if (r.label, r.dataset) == ("GCN", "gpp_sssp"))
+    old = _studies([("gcn__gpp_sssp", "gcn", "gpp_sssp", "gpp", None, 1.3, {})])
+    assert place_reference(ref, old) == ((), (
+        "other data: published on pna-v2 (PNA generator, A-DGN 25–35-node variant, "
+        "unnormalised labels), ours on not recorded"))  # fmt: skip
+
+
+def test_the_published_gin_is_a_plain_stack_too():
+    """Our GIN with a skip connection is not the published GIN; without one, it is."""
+    ref = next(r for r in REFERENCES if (r.label, r.dataset) == ("GIN", "gpp_sssp"))
+    for residual, matched in ((True, ()), (False, ("gin__gpp_sssp",))):
+        study = ("gin__gpp_sssp", "gin", "gpp_sssp", "gpp", "pna-v2", 1.0, {"residual": residual})
+        assert place_reference(ref, _studies([study]))[0] == matched
+
+
+def test_brackets_only_where_one_dataset_and_metric_has_several_columns():
+    """Two metrics of one dataset are two columns the metric tells apart: no brackets."""
+    studies = _studies([
+        ("gcn__a", "gcn", "minesweeper", "heterophily", None, 0.9, {}),
+        ("gcn__b", "gcn", "minesweeper", "heterophily", None, 0.8, {}),
+    ]).assign(metric=["accuracy", "roc_auc"], direction="maximize")  # fmt: skip
+    assert list(table_columns(studies).header) == ["minesweeper (accuracy ↑)",
+                                                   "minesweeper (roc_auc ↑)"]  # fmt: skip
+
+
+def test_an_unfinished_study_of_no_column_of_its_own_joins_its_datasets_first():
+    """A running sweep under a protocol no finished study has sits in the dataset's first column."""
+    studies = _studies([
+        ("gcn__a", "gcn", "gpp_sssp", "gpp", "pna-v2", 0.9, {}),
+        ("gin__b", "gin", "gpp_sssp", "smoke", "pna-v2", 0.8, {}),
+        ("gat__c", "gat", "gpp_sssp", "pilot", None, 0.7, {}),
+    ])  # fmt: skip
+    studies.loc["gat__c", "final"] = False
+    assert list(table_columns(studies).studies) == [("gcn__a", "gat__c"), ("gin__b",)]
+
+
+def test_a_dataset_with_no_finished_study_has_one_column():
+    """Running sweeps of one dataset under two protocols share its one, untagged column."""
+    studies = _studies([
+        ("gat__c", "gat", "gpp_sssp", "pilot", None, 0.7, {}),
+        ("gin__d", "gin", "gpp_sssp", "smoke", "pna-v2", 0.8, {}),
+    ]).assign(final=False)  # fmt: skip
+    columns = table_columns(studies)
+    assert list(zip(columns.header, columns.studies)) == [
+        ("gpp_sssp (log10_mse ↓)", ("gat__c", "gin__d"))
+    ]
+
+
+def test_the_smoke_banner_counts_the_studies():
+    """All studies smoke-size: "All 2 studies"; one study in all: "The one study"."""
+    rows = [("kgcn_ssm__gpp_sssp", "kgcn_ssm", "gpp_sssp", "smoke", "pna-v2", -4.5, {}),
+            ("gcn__gpp_sssp", "gcn", "gpp_sssp", "smoke", "pna-v2", 0.9, {})]  # fmt: skip
+    for studies, some in ((_studies(rows), "All 2 studies"), (_studies(rows[:1]), "The one study")):
+        text = render_markdown(studies, None, *build_table(studies), [])
+        assert f"{some} ran a smoke space" in text
+
+
+def test_two_studies_of_one_model_and_dataset_in_two_metrics_are_both_read(tmp_path):
+    """Only a second study of the same backbone, dataset *and metric* is skipped."""
+    url = f"sqlite:///{tmp_path}/o.db"
+    for name, metric in (("a", "accuracy"), ("b", "roc_auc"), ("c", "roc_auc")):
+        study = optuna.create_study(storage=url, study_name=name, direction="maximize")
+        for key, value in dict(backbone="gcn", dataset="minesweeper", metric=metric,
+                               direction="maximize").items():  # fmt: skip
+            study.set_user_attr(key, value)
+    studies, _, skipped = read_studies(url)
+    assert list(studies.index) == ["a", "b"] and [name for name, _ in skipped] == ["c"]
+
+
+@pytest.mark.parametrize("scale,unit", [(0.95, True), (1.05, True), (-0.95, True),
+                                        (0.9499, False), (1.0501, False)])  # fmt: skip
+def test_eig_lambda_within_0_05_of_1_includes_the_bounds(scale, unit):
+    """The paper's "eig(Λ) ≈ 1" is |eig| in [0.95, 1.05], bounds included (inexact in binary)."""
+    from dgl_ssm_bench.references import unit_state
+
+    config = {"model": {"name": "gcn_ssm", "state": "identity", "state_scale": scale}}
+    assert (unit_state(config) is None) is unit
