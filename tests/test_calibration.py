@@ -82,6 +82,16 @@ def test_every_layer_ends_at_the_edge_of_chaos(name, shared):
         assert torch.equal(lam, lam[0, 0] * torch.eye(4))
 
 
+def linear_layer_model(input_scale=0.1):
+    """One GCN-SSM layer with identity activation, W = I and no bias: J = λI + β(Â ⊗ I)."""
+    model = build_model("gcn_ssm", in_feats=3, hidden=3, out_feats=2, num_layers=1,
+                        activation="identity", input_scale=input_scale)  # fmt: skip
+    with torch.no_grad():
+        model.layers[0].conv.weight.copy_(torch.eye(3))
+        model.layers[0].conv.bias.zero_()
+    return model
+
+
 @pytest.mark.parametrize("rule, lam", [("centred", 0.9), ("nearest", 0.905)])
 def test_a_linear_layer_gets_the_hand_worked_lambda(rule, lam):
     """GCN-SSM, identity activation, W = I, no bias: J = λI + β(Â ⊗ I), and Â's top eigenvalue
@@ -89,11 +99,7 @@ def test_a_linear_layer_gets_the_hand_worked_lambda(rule, lam):
     rule stops short of it, at the top of the band it aims for (1 ± tol/4 = 1 ± 0.005): the λ
     in it closest to the built λ = 1 is 1.005 − 0.1."""
     graph = random_graph(12, 20, seed=3)
-    model = build_model("gcn_ssm", in_feats=3, hidden=3, out_feats=2, num_layers=1,
-                        activation="identity")  # fmt: skip
-    with torch.no_grad():
-        model.layers[0].conv.weight.copy_(torch.eye(3))
-        model.layers[0].conv.bias.zero_()
+    model = linear_layer_model()
     report = calibrate(model, graph, torch.randn(12, 3), lambda_rule=rule)
     assert report.state_scale[0] == (1.0, pytest.approx(lam, abs=1e-3))
     assert report.input_factor == [1.0]  # B needed no change
@@ -107,11 +113,7 @@ def test_a_radius_inside_the_tolerance_but_not_its_margin_is_moved_into_it():
     at λ + β = 1.015: inside tol = 0.02, outside tol/2, so it is moved, to the top of the
     band the nearest rule aims for: λ = 1.005 − 0.015 = 0.99."""
     graph = random_graph(12, 20, seed=3)
-    model = build_model("gcn_ssm", in_feats=3, hidden=3, out_feats=2, num_layers=1,
-                        activation="identity", input_scale=0.015)  # fmt: skip
-    with torch.no_grad():
-        model.layers[0].conv.weight.copy_(torch.eye(3))
-        model.layers[0].conv.bias.zero_()
+    model = linear_layer_model(input_scale=0.015)
     report = calibrate(model, graph, torch.randn(12, 3))
     assert report.radius_before == [pytest.approx(1.015, abs=1e-3)]
     assert report.rounds == 1 and report.input_factor == [1.0]
@@ -123,11 +125,7 @@ def test_a_target_above_the_built_lambda_is_met_from_below():
     """The hand-worked linear layer (top of J = λ + 0.1) at target 1.2: the λ of the band
     1.2 ± 0.005 nearest the built λ = 1 is its bottom, 1.195 − 0.1 = 1.095."""
     graph = random_graph(12, 20, seed=3)
-    model = build_model("gcn_ssm", in_feats=3, hidden=3, out_feats=2, num_layers=1,
-                        activation="identity")  # fmt: skip
-    with torch.no_grad():
-        model.layers[0].conv.weight.copy_(torch.eye(3))
-        model.layers[0].conv.bias.zero_()
+    model = linear_layer_model()
     report = calibrate(model, graph, torch.randn(12, 3), target=1.2)
     assert report.state_scale[0] == (1.0, pytest.approx(1.095, abs=1e-3))
     assert report.radius_after == [pytest.approx(1.195, abs=1e-3)] and report.ok

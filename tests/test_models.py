@@ -302,6 +302,16 @@ def test_checkpointing_gives_the_same_outputs_and_gradients(name, checkpoint):
     assert saved.segments == 3  # asked for 3, or True: round(√7) = 3
 
 
+def batch_norm_model(checkpoint, momentum=0.1):
+    """A 9-layer GCN-SSM with BatchNorm, the same weights with and without checkpointing."""
+    torch.manual_seed(0)
+    model = build_model("gcn_ssm", **dict(ARGS, num_layers=9), norm="batch",
+                        checkpoint=checkpoint)  # fmt: skip
+    for layer in model.layers:
+        layer.norm.momentum = momentum
+    return model
+
+
 @pytest.mark.parametrize("momentum", [0.1, None])  # None: BatchNorm's cumulative average
 def test_checkpointing_updates_batch_norm_statistics_once_per_step(momentum):
     """The recomputation in the backward pass must not update the running statistics again:
@@ -309,11 +319,7 @@ def test_checkpointing_updates_batch_norm_statistics_once_per_step(momentum):
     graph, feat = graph_for("gcn_ssm"), torch.randn(30, 5)
     models = []
     for checkpoint in (False, True):
-        torch.manual_seed(0)
-        model = build_model("gcn_ssm", **dict(ARGS, num_layers=9), norm="batch",
-                            checkpoint=checkpoint)  # fmt: skip
-        for layer in model.layers:
-            layer.norm.momentum = momentum
+        model = batch_norm_model(checkpoint, momentum)
         for _ in range(2):
             model(graph, feat).pow(2).sum().backward()
         models.append(model)
@@ -1072,9 +1078,7 @@ def test_a_checkpointed_forward_pass_updates_batch_norm_statistics_as_it_runs():
     graph, feat = graph_for("gcn_ssm"), torch.randn(30, 5)
     means = []
     for checkpoint in (False, True):
-        torch.manual_seed(0)
-        model = build_model("gcn_ssm", **dict(ARGS, num_layers=9), norm="batch",
-                            checkpoint=checkpoint)  # fmt: skip
+        model = batch_norm_model(checkpoint)
         model(graph, feat)  # no backward
         means.append([layer.norm.running_mean.clone() for layer in model.layers])
     assert all(bool(mean.any()) for mean in means[0])  # every layer's moved off zero
