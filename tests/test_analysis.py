@@ -2,6 +2,7 @@
 
 import copy
 import csv
+import itertools
 import math
 import struct
 import subprocess
@@ -177,7 +178,7 @@ def test_the_jacobian_operator_multiplies_as_the_dense_jacobian(backbone):
 
 
 def test_finite_differences_are_accurate_to_about_eps_to_the_two_thirds():
-    """GAT's J·v by central differences, step eps^(1/3): errors ~1e-10 of |Jv| (a step of
+    """GAT's J·v by central differences, step eps^(1/3): errors ~3e-10 of |Jv| (a step of
     eps^(1/2) leaves ~5e-9)."""
     layer, graph, feat = tanh_layer("gat")
     jac = dense_layer_jacobian(layer, graph, feat).numpy()
@@ -424,6 +425,7 @@ def test_every_value_of_a_component_just_above_the_dense_block_size(monkeypatch,
     from dgl_ssm.analysis import spectra
 
     monkeypatch.setattr(spectra, "DENSE_BLOCK", 16)
+    torch.manual_seed(0)
     graph, feat = ring(5), torch.randn(5, 4)  # one component of 20 coordinates
     layer = gcn_layer(4, SSMUpdate(4, input_scale=0.5))
     singular, moduli = dense_top(dense_layer_jacobian(layer, graph, feat).numpy(), 20)
@@ -448,24 +450,33 @@ def test_a_layer_that_couples_components_is_solved_as_one_block():
     np.testing.assert_allclose(top_eigenvalue_moduli(layer, graph, feat, k=5), moduli, atol=1e-9)
 
 
+def seeded_weight():
+    return torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+
+def coupling(source, target, num_nodes, weight):
+    """A per-node layer plus one coupling: node ``source`` also feeds node ``target``."""
+
+    def layer(g, h):
+        into = F.one_hot(torch.tensor(target), num_nodes)[:, None]
+        return torch.tanh(h @ weight) + 3 * into * h[source]
+
+    return layer
+
+
 def test_a_coupling_of_two_components_is_found_whatever_the_seed():
     """Two probes on a random half of the blocks each put both blocks of a two-component
     graph on one side one time in four (seed 4: wrong spectra); a one-way coupling shows
     only under J or only under Jᵀ."""
-    graph = dgl.graph(([0, 2], [1, 3]), num_nodes=4)
-    weight = torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    graph, weight = dgl.graph(([0, 2], [1, 3]), num_nodes=4), seeded_weight()
 
     def mean(g, h):
         return h @ weight + h.mean(0, keepdim=True)
 
-    def first_to_last(g, h):  # node 0 (first block) feeds node 3 (second block) only
-        return torch.tanh(h @ weight) + 3 * F.one_hot(torch.tensor(3), 4)[:, None] * h[0]
-
-    def last_to_first(g, h):
-        return torch.tanh(h @ weight) + 3 * F.one_hot(torch.tensor(0), 4)[:, None] * h[3]
-
+    # node 0 (first block) feeds node 3 (second block) only, and the other way round
+    layers = (mean, coupling(0, 3, 4, weight), coupling(3, 0, 4, weight))
     feat = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
-    for layer in (mean, first_to_last, last_to_first):
+    for layer in layers:
         singular, moduli = dense_top(dense_layer_jacobian(layer, graph, feat).numpy(), 5)
         for seed in range(8):
             found = top_singular_values(layer, graph, feat, k=5, seed=seed)
@@ -474,10 +485,21 @@ def test_a_coupling_of_two_components_is_found_whatever_the_seed():
             np.testing.assert_allclose(found, moduli, atol=1e-9, err_msg=f"seed {seed}")
 
 
+def test_a_coupling_of_any_two_of_five_components_is_found():
+    """Five isolated nodes, five blocks: a coupling from any node into any other is seen (one
+    probe on a half of the blocks, say 1 and 3 against 0, 2 and 4, misses 1 → 3)."""
+    graph, weight = dgl.graph(([], []), num_nodes=5), seeded_weight()
+    feat = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    for source, target in itertools.permutations(range(5), 2):
+        layer = coupling(source, target, 5, weight)
+        singular, _ = dense_top(dense_layer_jacobian(layer, graph, feat).numpy(), 4)
+        found = top_singular_values(layer, graph, feat, k=4)
+        np.testing.assert_allclose(found, singular, atol=1e-9, err_msg=f"{source} → {target}")
+
+
 def test_a_layer_whose_output_is_not_per_node_is_one_block():
     """A readout (one row for the graph) has no per-node blocks: its Jacobian is one block."""
-    graph = dgl.graph(([0, 2], [1, 3]), num_nodes=5)
-    weight = torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    graph, weight = dgl.graph(([0, 2], [1, 3]), num_nodes=5), seeded_weight()
 
     def readout(g, h):
         return torch.tanh(h).sum(0, keepdim=True) @ weight
@@ -574,7 +596,7 @@ def test_edge_weights_are_cut_with_their_edges():
 def test_weak_components_and_width_changes_are_cut_as_any_graph(case):
     """A directed graph is cut into weakly connected components (its directed 4-paths are
     not strongly connected), and a layer that changes width into blocks of d_in columns and
-    d_out rows: the squares are still solved on their own subgraph."""
+    d_out rows: the paths are still solved on their own subgraph."""
     ring_nodes = torch.arange(60)
     paths = [(60 + 4 * c + i, 60 + 4 * c + i + 1) for c in range(5) for i in range(3)]
     src = [*ring_nodes.tolist(), *(a for a, _ in paths)]

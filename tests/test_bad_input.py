@@ -789,14 +789,19 @@ def test_a_half_model_runs_under_autocast_on_the_cpu():
 
 
 def test_a_float64_input_under_autocast_is_named_as_outside_it():
-    """autocast never casts float64: such an input against float32 matrices is named, not
-    left to torch's matmul error."""
+    """autocast never casts float64: such an input against float32 matrices (or the reverse)
+    is named, not left to torch's matmul error; float64 throughout still runs."""
     update = SSMUpdate(4, state="orthogonal", input="orthogonal")
     for state, conv_out in [(torch.ones(3, 4).double(), torch.ones(3, 4).double()),
                             (torch.ones(3, 4), torch.ones(3, 4).double())]:  # fmt: skip
         with torch.autocast("cpu", dtype=torch.bfloat16):
             with pytest.raises(TypeError, match=r"torch.float64, its Λ and B are torch.float32"):
                 update(state, conv_out)
+    # and the other way round: float32 inputs against float64 matrices (a model.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(TypeError, match=r"torch.float32, its Λ and B are torch.float64"):
+            update.double()(torch.ones(3, 4), torch.ones(3, 4))
+        assert update(torch.ones(3, 4).double(), torch.ones(3, 4).double()).dtype == torch.float64
 
 
 def test_building_blocks_name_what_failed_deep_inside_or_ran_silently_wrong():

@@ -192,11 +192,7 @@ def test_a_complex_top_eigenvalue_is_put_on_the_target_circle(monkeypatch):
 def test_rounds_go_on_until_every_radius_is_within_the_margin(monkeypatch):
     """The spectra as measured, scripted: 1.1 at first, 1.015 after the first round (inside
     tol, outside tol/2), 1.0 after the second. Calibration stops after the second round."""
-    import dgl_ssm.calibration as calibration
-
-    measured = iter([1.1, 1.015, 1.0])
-    monkeypatch.setattr(calibration, "_top_eigenvalues",
-                        lambda *args, **kwargs: [complex(next(measured))])  # fmt: skip
+    scripted(monkeypatch, [1.1], [1.015], [1.0])
     model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=1)
     graph, feat = random_graph(16, 30, seed=2), torch.randn(16, 3)
     report = calibrate(model, graph, feat, tol=0.02, norm_bound=math.inf)

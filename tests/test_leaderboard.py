@@ -519,8 +519,6 @@ def test_a_published_number_of_unknown_protocol_is_never_placed_beside_ours():
     data, under the published grid's protocol and with the same model, is not its match."""
     import pandas as pd
 
-    from dgl_ssm_sweeps.leaderboard import place_reference
-
     glstm = next(r for r in REFERENCES if r.dataset == "gpp_diameter" and r.label == "GCN")
     paper = next(r for r in REFERENCES if r.dataset == "gpp_sssp" and r.label == "GCN")
     studies = pd.DataFrame(
@@ -552,8 +550,6 @@ def test_a_cell_with_failed_final_runs_is_not_ranked():
     GCN-SSM's four."""
     import pandas as pd
 
-    from dgl_ssm_sweeps.leaderboard import build_table
-
     for failed in (1, 2):  # one failed run is enough
         rows = [("gcn", 0.95, 3 - failed, failed), ("gcn_ssm", 0.80, 4, 0)]  # (b, mean, n, f)
         studies = pd.DataFrame(
@@ -569,7 +565,6 @@ def test_a_cell_with_failed_final_runs_is_not_ranked():
 
 def test_a_study_whose_space_names_no_protocol_is_not_placed_beside_a_published_one():
     # A space that changed its parent's values follows no protocol (see sweeps/space.py).
-    from dgl_ssm_sweeps.leaderboard import place_reference
 
     paper = next(r for r in REFERENCES if r.dataset == "gpp_sssp" and r.label == "GCN")
     pilot = _studies([("gcn__gpp_sssp", "gcn", "gpp_sssp", None, "pna-v2", 1.3, {})])
@@ -580,7 +575,6 @@ def test_a_study_whose_space_names_no_protocol_is_not_placed_beside_a_published_
 
 def test_a_final_run_that_is_not_finite_counts_as_failed():
     # The mean is over the finite runs only: n must say 2, not 3.
-    from dgl_ssm_sweeps.leaderboard import _final
 
     for bad in (float("nan"), float("inf")):
         found = _final({"mean": 0.7, "std": 0.1, "values": [0.6, bad, 0.8], "seeds": [1, 2, 3]})
@@ -589,7 +583,6 @@ def test_a_final_run_that_is_not_finite_counts_as_failed():
 
 def test_means_equal_at_the_shown_decimals_are_both_bold():
     # 0.70001 and 0.70004 both read 0.7000: the reader cannot tell them apart, nor may bold.
-    from dgl_ssm_sweeps.leaderboard import build_table
 
     studies = _studies([(f"{b}__cora", b, "cora", "p", None, m, {})
                         for b, m in (("gcn", 0.70001), ("gcn_ssm", 0.70004))])  # fmt: skip
@@ -616,7 +609,6 @@ def test_a_column_ranks_only_studies_of_one_protocol_and_data():
     """A smoke-size study and a study at the published protocol on one dataset are two
     columns: the published numbers join the second only, and the smoke study's −4.5 is never
     ranked against PH-DGN's −4.2993."""
-    from dgl_ssm_sweeps.leaderboard import build_table
 
     studies = _studies([
         ("gcn__gpp_sssp", "gcn", "gpp_sssp", "gpp", "pna-v2", 0.9, {}),
@@ -647,7 +639,6 @@ def test_a_column_ranks_only_studies_of_one_protocol_and_data():
 def test_a_published_model_sits_beside_ours_only_in_its_variant(options, gcn_placed, unit_placed):
     """The published GCN is a plain stack; the paper's GCN-SSM rows have a random Λ and an
     eig(Λ) ≈ 1: our best configuration decides which of them it is."""
-    from dgl_ssm_sweeps.leaderboard import place_reference
 
     plain = {k: v for k, v in options.items() if k == "residual"}
     ssm = {k: v for k, v in options.items() if k != "residual"}
@@ -723,7 +714,6 @@ def test_a_final_on_a_trial_tied_for_best_is_current(tmp_path):
 
 
 def test_a_published_number_matching_studies_in_two_columns_sits_in_both():
-    from dgl_ssm_sweeps.leaderboard import build_table
 
     ref = next(r for r in REFERENCES if r.label == "GCN-Platonov" and r.dataset == "minesweeper")
     studies = _studies([
@@ -847,7 +837,7 @@ def test_a_trial_that_recorded_no_status_is_a_usable_point(tmp_path):
 
 def test_a_mean_that_rounds_to_zero_reads_0_not_minus_0():
     """-0.00004 is shown as 0.0000 (never "-0.0000"); -0.00006 still as -0.0001."""
-    assert _text(-0.00004, -0.00001) == "0.0000 ± 0.0000"
+    assert _text(-0.00004, -0.00001) == "0.0000 ± 0.0000"  # (a std shown as given)
     assert _text(-0.00006, None) == "-0.0001"
 
 

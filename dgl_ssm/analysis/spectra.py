@@ -83,16 +83,16 @@ def is_block_diagonal(op, blocks, seed):
     rng = np.random.default_rng(seed)
     index = np.arange(len(blocks))
     for bit in range((len(blocks) - 1).bit_length()):
-        chosen = (index >> bit) & 1 == 1
+        chosen = ((index >> bit) & 1).astype(bool)
         out_mask, in_mask = np.zeros(op.shape[0], bool), np.zeros(op.shape[1], bool)
         for (rows, cols), keep in zip(blocks, chosen):
             out_mask[rows], in_mask[cols] = keep, keep
-        for apply, inside, outside in [
+        for apply, inside, allowed in [
             (op.matvec, in_mask, out_mask),
             (op.rmatvec, out_mask, in_mask),
         ]:
             result = apply(np.where(inside, rng.standard_normal(inside.size), 0.0))
-            leak = np.abs(result[~outside]).max(initial=0.0)
+            leak = np.abs(result[~allowed]).max(initial=0.0)
             if leak > 1e-10 * max(np.abs(result).max(initial=0.0), 1e-300):
                 return False
     return True
