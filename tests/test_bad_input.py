@@ -975,3 +975,16 @@ def test_a_dropout_of_one_is_refused_by_layers_and_models():
     with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 1"):
         build_model("gcn_ssm", **ARGS, dropout=1.0)
     assert SSMLayer(GraphConv(8, 8), 8, dropout=0.99).dropout.p == 0.99
+
+
+def test_the_compounding_warning_counts_norm_none_as_no_norm_and_starts_past_1e3():
+    """norm="none" (the YAML spelling) rescales nothing, so it warns as None does; 10³
+    exactly (m = 10, 3 layers) is not past 1e3, 2¹⁰ = 1024 is."""
+    with pytest.warns(UserWarning, match=r"1.2e\+45 through 256 layers"):
+        build_model("gcn_ssm", 4, 8, 3, 256, state_scale=1.5, norm="none")
+    with pytest.warns(UserWarning, match=r"1.0e\+03 through 10 layers"):
+        build_model("gcn_ssm", 4, 8, 3, 10, state_scale=2.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_model("gcn_ssm", 4, 8, 3, 3, state_scale=10.0)
+    assert not [w for w in caught if "state_scale" in str(w.message)]

@@ -105,6 +105,11 @@ def test_a_per_layer_checkpoint_is_refused_by_a_shared_model():
     again = build_model("gcn_ssm", **ARGS, state="orthogonal", shared_ssm=False).eval()
     again.load_state_dict(per_layer.state_dict())
     torch.testing.assert_close(again(graph, feat), per_layer(graph, feat), rtol=0, atol=0)
+    two = dict(ARGS, num_layers=2)  # only the second layer's Λ differs from the first's
+    with pytest.raises(RuntimeError, match="different state_matrix per layer"):
+        build_model("gcn_ssm", **two, state="orthogonal").load_state_dict(
+            build_model("gcn_ssm", **two, state="orthogonal", shared_ssm=False).state_dict()
+        )
 
 
 def test_functional_call_on_a_shared_lambda_by_one_path_leaves_the_model_as_it_was():
@@ -347,13 +352,14 @@ def saved_bytes(model, graph, feat):
     return sum(storages.values())
 
 
-def test_checkpointing_keeps_about_sqrt_l_states_instead_of_l():
-    graph, feat = graph_for("gcn_ssm"), torch.randn(30, 5)
+@pytest.mark.parametrize("name", ["gcn_ssm", "gcn"])
+def test_checkpointing_keeps_about_sqrt_l_states_instead_of_l(name):
+    graph, feat = graph_for(name), torch.randn(30, 5)
     args = dict(ARGS, num_layers=16, hidden=32)
     torch.manual_seed(0)
-    full = saved_bytes(build_model("gcn_ssm", **args), graph, feat)
+    full = saved_bytes(build_model(name, **args), graph, feat)
     # 4 segments: the inputs of the 3 recomputed ones are kept, and the 4 layers of the last.
-    kept = saved_bytes(build_model("gcn_ssm", **args, checkpoint=True), graph, feat)
+    kept = saved_bytes(build_model(name, **args, checkpoint=True), graph, feat)
     state = 30 * 32 * 4  # one (N, d) float32 layer state
     assert full > 16 * state  # every layer keeps at least one state-sized tensor
     # A layer keeps about full / 16; the last segment keeps 4 layers' worth, and the 3 other
@@ -813,6 +819,8 @@ def test_edge_weights_reach_every_conv_that_takes_them(name):
     plain.load_state_dict(model.state_dict())
     graph.edata["w"] = torch.ones(graph.num_edges())  # weights of one change nothing
     torch.testing.assert_close(model(graph, feat), plain(graph, feat))
+    graph.edata["w"] = torch.ones(graph.num_edges(), 1)  # nor do they as an (E, 1) column
+    torch.testing.assert_close(model(graph, feat), plain(graph, feat))
     graph.edata["w"] = torch.rand(graph.num_edges())
     assert not torch.allclose(model(graph, feat), plain(graph, feat), atol=1e-4)
     # Read from the graph, so the diagnostics replay each layer with them.
@@ -1012,6 +1020,9 @@ def test_repr_names_the_hop_mode_and_the_largest_hop_read():
     model = build_model("kgcn_ssm", **ARGS, max_hop=2)
     assert "hop_mode=exact, K=2" in repr(model)
     assert "K=4" in repr(build_model("kgcn_ssm", **ARGS, hop_mode="cumulative"))
+    graph_model = build_model("gcn", **ARGS, task="graph", readout="sum+max+mean")
+    assert "task=graph, readout=sum+max+mean" in repr(graph_model)
+    assert "readout" not in repr(build_model("gcn", **ARGS))
 
 
 def test_norm_none_as_text_is_no_norm():
@@ -1084,3 +1095,95 @@ def test_a_checkpointed_forward_pass_updates_batch_norm_statistics_as_it_runs():
     assert all(bool(mean.any()) for mean in means[0])  # every layer's moved off zero
     for a, b in zip(*means, strict=True):
         torch.testing.assert_close(b, a)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gcn_ssm"])
+def test_graph_models_of_both_twins_equal_their_forward_pass_by_hand(name):
+    """Encoder, 2 GCN layers of σ = tanh, per-graph sum, LeakyReLU head: numpy, in train mode."""
+    torch.manual_seed(0)
+    bare = [random_graph(n, 2 * n, seed=n, self_loops=False) for n in (7, 9)]
+    batch, feat = dgl.batch([dgl.add_self_loop(g) for g in bare]), torch.randn(16, 5)
+    a_hat = np.zeros((16, 16))
+    a_hat[:7, :7], a_hat[7:, 7:] = (numpy_gcn_adjacency(g) for g in bare)
+    model = build_model(name, **dict(ARGS, num_layers=2), task="graph", readout="sum",
+                        activation="tanh", head_activation="leaky_relu").train()  # fmt: skip
+    head = 16 * 16 + 16 + 16 * 3 + 3  # Linear(16, 16), LeakyReLU, Linear(16, 3)
+    assert sum(p.numel() for p in model.parameters()) == 5 * 16 + 16 + 2 * PER_LAYER["gcn"] + head
+    p = {k: arr(v) for k, v in model.named_parameters()}
+    h = arr(feat) @ p["encoder.weight"].T + p["encoder.bias"]
+    for i in range(2):
+        conv = np.tanh(a_hat @ h @ p[f"layers.{i}.conv.weight"] + p[f"layers.{i}.conv.bias"])
+        h = h + 0.1 * conv if name == "gcn_ssm" else conv  # Λ = I, B = 0.1·I
+    pooled = np.stack([h[:7].sum(0), h[7:].sum(0)]) @ p["head.0.weight"].T + p["head.0.bias"]
+    expected = np.where(pooled > 0, pooled, 0.01 * pooled) @ p["head.2.weight"].T
+    np.testing.assert_allclose(arr(model(batch, feat)), expected + p["head.2.bias"], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gcn_ssm"])
+def test_input_dropout_zeroes_or_doubles_raw_features_while_training_only(name):
+    """dropout=0.5 on all-one features: solved back from H⁰ = X Wᵀ + b, the encoder read
+    entries of 0 or 2 while training, and exactly 1 in eval mode."""
+    torch.manual_seed(0)
+    model = build_model(name, **ARGS, dropout=0.5)
+    g, seen = random_graph(30, 60, seed=1), []
+    model.layers[0].register_forward_pre_hook(lambda m, args: seen.append(args[1]))
+    for mode in (model.train, model.eval):
+        mode()
+        model(g, torch.ones(30, 5))
+    w, b = arr(model.encoder.weight), arr(model.encoder.bias)
+    train, evaluated = (np.linalg.lstsq(w, (arr(s) - b).T, rcond=None)[0] for s in seen)
+    assert np.allclose(np.minimum(abs(train), abs(train - 2)), 0, atol=1e-4)
+    assert (abs(train) < 1e-4).any() and (abs(train - 2) < 1e-4).any()
+    np.testing.assert_allclose(evaluated, 1, atol=1e-4)
+
+
+def test_the_plain_twin_takes_the_hop_and_encoder_options_of_its_ssm_twin():
+    """Counted by hand: cumulative hops up to K = 2 over 4 layers are 1 + 2 + 2 + 2
+    GraphConvs, a node encoder of two 4-row tables replaces the linear one, and edge_feats
+    adds a linear edge encoder."""
+    for name in ("kgcn", "kgcn_ssm"):
+        model = build_model(name, **ARGS, hop_mode="cumulative", max_hop=2)
+        expected = 5 * 16 + 16 + 7 * PER_LAYER["kgcn"] + 16 * 3 + 3
+        assert sum(p.numel() for p in model.parameters()) == expected, name
+    graph, atoms = random_graph(12, 30, seed=1), torch.randint(0, 4, (12, 2))
+    for name in ("gcn", "gcn_ssm"):
+        model = build_model(name, 2, 8, 3, 2, node_encoder=SumOfEmbeddings([4, 4], 8))
+        assert sum(p.numel() for p in model.parameters()) == 2 * 4 * 8 + 2 * 72 + 8 * 3 + 3
+        assert model(graph, atoms).shape == (12, 3)
+    for name in ("gatedgcn", "gatedgcn_ssm"):  # edge features of width 3, a linear encoder
+        model = build_model(name, **ARGS, edge_feats=3)
+        expected = 5 * 16 + 16 + 3 * 16 + 16 + 4 * PER_LAYER["gatedgcn"] + 16 * 3 + 3
+        assert sum(p.numel() for p in model.parameters()) == expected, name
+        edges = torch.randn(graph.num_edges(), 3)
+        assert model(graph, torch.randn(12, 5), edges).shape == (12, 3)
+
+
+def test_ssm_seed_seeds_the_generator_that_draws_lambda():
+    """ssm_seed=s gives the Λ that SSMUpdate draws from a generator seeded with s."""
+    from dgl_ssm import SSMUpdate
+
+    for seed in (0, 5):
+        model = build_model("gcn_ssm", **ARGS, state="orthogonal", ssm_seed=seed)
+        alone = SSMUpdate(16, "orthogonal", generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(model.layers[0].update.state_matrix, alone.state_matrix,
+                                   rtol=0, atol=0)  # fmt: skip
+
+
+def test_remembering_initial_values_again_keeps_those_from_construction():
+    """remember_initial_values(model) after training (as the reset warning advises once a
+    module is attached) keeps GIN's ε from construction, 0, for the next reset."""
+    from dgl_ssm.reset import remember_initial_values
+
+    model = build_model("gin_ssm", **ARGS, conv_options={"learn_eps": True})
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.conv.eps.fill_(5.0)
+    remember_initial_values(model)
+    model.reset_parameters()
+    assert all(float(layer.conv.eps) == 0.0 for layer in model.layers)
+
+
+def test_a_registered_name_starting_with_k_is_not_read_as_k_hop(monkeypatch):
+    """is_khop reads the class, so a one-hop model registered as "kite_gcn" is one-hop."""
+    monkeypatch.setitem(MODELS, "kite_gcn", MODELS["gcn"])
+    assert not is_khop("kite_gcn")
