@@ -234,3 +234,32 @@ def test_a_many_graph_dataset_has_one_split_a_one_graph_dataset_its_fixed_ones()
     cycle = BenchmarkData("t", "node", "cross_entropy", "accuracy", 1, 2,
                           graph=_triangle(torch.ones(3, 1)), splits=[split, split])  # fmt: skip
     assert cycle.transductive and cycle.num_splits == 2
+
+
+def test_the_data_fingerprint_sees_dtype_shape_and_edge_data_not_insertion_order():
+    """Equal bytes of another dtype, or other edge features, give another
+    fingerprint; the same data entered in another order (splits, ndata keys) give the same."""
+
+    def graph_task(feat, label, edge_feat=None, order=("train", "val", "test"), label_first=False):
+        graphs = {}
+        for split in order:
+            graph = dgl.graph(([0, 1, 2], [1, 2, 0]))
+            for key in ("label", "feat") if label_first else ("feat", "label"):
+                graph.ndata[key] = label + len(split) if key == "label" else feat  # per split
+            if edge_feat is not None:
+                graph.edata["feat"] = edge_feat
+            graphs[split] = [graph]
+        return BenchmarkData("g", "node", "mse", "log10_mse", 1, 1, graphs=graphs).fingerprint()
+
+    feat, label = torch.zeros(3, 1), torch.tensor([0.0, 1.0, 0.0])
+    same = graph_task(feat, label)
+    assert same == graph_task(feat, label, order=("test", "val", "train"), label_first=True)
+    assert same != graph_task(torch.zeros(3, 1, dtype=torch.int32), label)  # same zero bytes
+    assert same != graph_task(feat, label, edge_feat=torch.ones(3, 1))
+    assert graph_task(feat, label, torch.ones(3, 1)) != graph_task(feat, label, torch.zeros(3, 1))
+
+
+@pytest.mark.parametrize(("level", "loss"), [("edge", "mse"), ("node", "hinge")])
+def test_a_bad_level_or_a_bad_loss_alone_is_refused(level, loss):
+    with pytest.raises(ValueError, match="bad level"):
+        BenchmarkData("t", level, loss, "accuracy", 1, 2, graphs={"train": []})

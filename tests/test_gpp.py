@@ -618,3 +618,144 @@ def test_a_data_seed_past_the_generators_counter_is_refused_with_its_range():
         get_dataset("gpp_sssp", seed=4295, sizes=(10, 5, 5))
     data = get_dataset("gpp_sssp", seed=MAX_SEED, sizes=(10, 5, 5))
     assert len(data.graphs["train"]) == 10
+
+
+# --- PNA's random streams, draw for draw ------------------------------------------------------
+# The statistics above see the distribution only. PNA's rules are exact per seed (a draw with
+# seed s reads Python's and numpy's generators seeded with s, in PNA's order), so seed for
+# seed its data can be rebuilt: transcribed here from PNA's graph_generation.py and
+# multitask_dataset.py (docs/paper.md §5), with instances in place of its global generators.
+
+
+def pna_draw(n, seed, family=None):
+    """PNA's ``generate_graph(n, family, seed)``: ``(adjacency, values, family, numpy state)``."""
+    py, rs = random.Random(seed), np.random.RandomState(seed)
+    names = list(PAPER_MIXTURE)
+    if family is None:
+        family = names[rs.choice(len(names), 1, p=list(PAPER_MIXTURE.values()))[0]]
+    m = max(i for i in range(1, int(math.sqrt(n)) + 1) if n % i == 0)
+    if family == "erdos_renyi":
+        graph = nx.fast_gnp_random_graph(n, py.random() * n / n, seed, directed=False)
+    elif family == "barabasi_albert":
+        graph = nx.barabasi_albert_graph(n, int(py.random() * (n - 1)) + 1, seed)
+    elif family in ("grid", "caveman"):
+        graph = (nx.grid_2d_graph if family == "grid" else nx.caveman_graph)(m, n // m)
+    elif family == "powerlaw_tree":
+        graph = nx.random_powerlaw_tree(n, seed=seed, tries=10000)
+    elif family == "ladder":
+        graph = nx.ladder_graph(n // 2)
+        if n % 2:
+            graph.add_edge(0, n - 1)
+    elif family in ("path", "star"):
+        graph = nx.path_graph(n) if family == "path" else nx.star_graph(n - 1)
+    else:  # caterpillar, lobster: numpy re-seeded
+        rs.seed(seed)
+        b = rs.randint(low=1, high=n)
+        f = rs.randint(low=b + 1, high=n + 1) if family == "lobster" else n
+        graph = nx.empty_graph(n)
+        graph.add_edges_from((i - 1, i) for i in range(1, b))
+        graph.add_edges_from((i, rs.randint(b)) for i in range(b, f))
+        graph.add_edges_from((i, rs.randint(low=b, high=f)) for i in range(f, n))
+    nodes = list(graph)
+    py.shuffle(nodes)
+    a = nx.to_numpy_array(graph, nodes)
+    values = rs.uniform(low=0, high=1, size=n)
+    e = a.sum() / 2
+    r = n * (n - 1) / 2 - e
+    ep, rp = (0.9, 0.1 * e / r) if e <= r else (0.9 + 0.1 * (e - r) / e, 0.1)
+    u = rs.uniform(size=(n, n), low=0.0, high=0.5)
+    u = u + u.T
+    a = np.where(u < ep, 1, 0) * a + np.where(u < rp, 1, 0) * (1 - a) * (1 - np.eye(n))
+    return a, values, family, rs
+
+
+def pna_dataset_graph(n, seed):
+    """PNA's dataset loop for one graph: seed += 1, redraw the family while a node is isolated,
+    then the source from numpy. Returns ``(adjacency, values, source, family, seed)``."""
+    family = None
+    while True:
+        seed += 1
+        try:
+            a, values, family, rs = pna_draw(n, seed, family)
+        except nx.NetworkXError:  # no power-law tree: redrawn like an isolated node
+            family = family or "powerlaw_tree"
+            continue
+        if np.min(np.max(a, 0)) > 0:
+            return a, values, rs.randint(0, n), family, seed
+
+
+def test_the_data_are_pnas_draw_for_draw():
+    """Every graph, node value, source and family of a small dataset equals PNA's for the same
+    seed counter (12·10⁶ on): a rule that keeps the distribution but not the stream (an
+    argument order, a missing re-seed, another generator) changes the data."""
+    arrays = generate_gpp(seed=12, sizes=(20, 5, 5))
+    seed, seen = 12 * gpp.SEED_STRIDE, set()
+    for split, per_batch, batches in (("train", 2, 10), ("val", 1, 5), ("test", 1, 5)):
+        sizes = [25 + b for b in range(batches) for _ in range(per_batch)]
+        got = arrays[split]
+        assert got["num_nodes"].tolist() == sizes
+        offsets = np.concatenate([[0], np.cumsum(got["num_edges"])])
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        for i, n in enumerate(sizes):
+            a, values, source, family, seed = pna_dataset_graph(n, seed)
+            seen.add(family)
+            assert FAMILY_NAMES[got["family"][i]] == family, (split, i)
+            edges = got["edges"][offsets[i] : offsets[i + 1]]
+            assert np.array_equal(edges, np.argwhere(np.triu(a, 1) > 0)), (split, i, family)
+            feat = got["feat"][starts[i] : starts[i + 1]]
+            assert np.array_equal(feat[:, 1], values.astype(np.float32)), (split, i)
+            assert feat[:, 0].tolist() == [float(v == source) for v in range(n)], (split, i)
+    assert len(seen) >= 6, seen
+
+
+@pytest.mark.parametrize("family", list(PAPER_MIXTURE))
+def test_each_family_is_pnas_draw_for_draw(family):
+    """Each family, its rules seed for seed (the mixture above may not draw every family)."""
+    for n, seed in ((25, 300), (30, 301), (33, 302)):
+        try:
+            a, values, _, rs = pna_draw(n, seed, family)
+        except nx.NetworkXError:
+            with pytest.raises(nx.NetworkXError):
+                gpp.draw_graph(n, seed, family)
+            continue
+        adjacency, ours_values, drawn, ours_rs = gpp.draw_graph(n, seed, family)
+        assert drawn == family and np.array_equal(adjacency, a), (family, n)
+        assert np.array_equal(ours_values, values)
+        assert ours_rs.randint(0, n) == rs.randint(0, n)  # the state the source is drawn from
+
+
+def test_randomize_adds_edges_at_the_rate_of_rp_over_the_non_edges():
+    """Near the balance (e = 200, r = 235 on 30 nodes) rp = 0.1·200/235 is large enough to
+    read off: a non-edge appears with 2·rp² ≈ 0.0145 (rp over all pairs, 0.1·200/435: 0.0042)."""
+    n, rng = 30, np.random.default_rng(5)
+    upper = np.argwhere(np.triu(np.ones((n, n)), 1))
+    chosen = upper[rng.choice(len(upper), 200, replace=False)]
+    base = np.zeros((n, n))
+    base[chosen[:, 0], chosen[:, 1]] = base[chosen[:, 1], chosen[:, 0]] = 1
+    rp, rs, trials, added = 0.1 * 200 / 235, np.random.RandomState(1), 500, 0
+    for _ in range(trials):
+        added += (gpp.randomize(base, rs) * (1 - base)).sum() / 2
+    expected = 2 * rp**2 * 235 * trials  # ≈ 1700, sd ≈ 41
+    assert abs(added - expected) < 5 * math.sqrt(expected), (added, expected)
+
+
+def test_a_power_law_tree_not_found_is_redrawn_as_a_power_law_tree(monkeypatch):
+    """networkx finding no tree in 10000 tries (rare at 25–34 nodes): the next seed draws a
+    tree again, like a redraw for an isolated node, not a new family from the mixture."""
+    probs = list(PAPER_MIXTURE.values())
+    seed = next(s for s in range(1, 1000)  # the first seed whose mixture draw is a tree
+                if np.random.RandomState(s).choice(10, 1, p=probs)[0] == 4)  # fmt: skip
+    tree, calls = nx.random_powerlaw_tree, []
+
+    def fails_once(*args, **kwargs):
+        calls.append(kwargs["seed"])
+        if len(calls) == 1:
+            raise nx.NetworkXError("exceeded max (10000) attempts")
+        return tree(*args, **kwargs)
+
+    monkeypatch.setattr(gpp.nx, "random_powerlaw_tree", fails_once)
+    edges, _, _, family, kept = gpp.generate_graph(25, seed)
+    assert family == "powerlaw_tree" and calls[:2] == [seed, seed + 1]
+    monkeypatch.undo()
+    a, _, _, _ = pna_draw(25, kept, "powerlaw_tree")  # the kept draw: a tree's, seed for seed
+    assert kept > seed and np.array_equal(edges, np.argwhere(np.triu(a, 1) > 0))
