@@ -702,6 +702,11 @@ def test_the_exported_building_blocks_refuse_what_they_cannot_use_in_one_line():
         (dict(seed="a"), TypeError, "seed must be a non-negative integer"),
         (dict(targets=[0, 3]), IndexError, r"targets \[3\] out of range .* \(valid: 0..2\)"),
         (dict(targets=[-1]), IndexError, r"targets \[-1\] out of range for a graph of 3 nodes"),
+        (
+            dict(distance_graph=dgl.graph(([0], [1]), num_nodes=4)),
+            ValueError,
+            "distance_graph has 4 nodes but the model's graph has 3",
+        ),
     ):
         with pytest.raises(error, match=f"sensitivity_by_distance: {message}"):
             sensitivity_by_distance(model, graph, feat, **options)
