@@ -55,6 +55,9 @@ DATA_NOTES = {
     "lrgb": "LRGB Peptides, official splits",
 }
 SMOKE = "smoke"  # the quick suite's budget: never set beside a published number
+# A bound given in decimal is met within this: in binary |0.95 − 1| is 0.05000000000000004,
+# and an accuracy mean of exactly 90 % can be fmean([0.82, 0.94, 0.94]) = 0.8999999999999999.
+ROUNDING = 1e-9
 PROTOCOLS = {
     "gpp": "A-DGN grid: hidden {10, 20, 30}, layers {1, 5, 10, 20}, Adam lr 3e-3, wd 1e-6, "
     "≤ 1500 epochs, patience 100, 4 seeds",
@@ -122,8 +125,7 @@ def random_state(config):
 def unit_state(config):
     """The paper's "GCN-SSM + eig(Λ)≈1" row: every eigenvalue of Λ of modulus 1 (± 0.05)."""
     state, scale, shown, calibrated = _state(config)
-    # (+ 1e-9: in binary 0.95 and 1.05 lie a hair more than 0.05 from 1, and are within.)
-    near_one = abs(abs(scale) - 1.0) <= 0.05 + 1e-9
+    near_one = abs(abs(scale) - 1.0) <= 0.05 + ROUNDING  # 0.95 and 1.05 included
     if state in ("identity", "orthogonal") and near_one and not calibrated:
         return None
     return f"published with eig(Λ) ≈ 1, ours has {shown}"

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from ..files import atomic_write, save_png
-from ..references import DATA_NOTES, GPP_DATA, PROTOCOLS, REFERENCES
+from ..references import DATA_NOTES, GPP_DATA, PROTOCOLS, REFERENCES, ROUNDING
 from ..yaml_files import load_yaml
 from .execute import records_file
 from .plan import (
@@ -42,9 +42,6 @@ from .records import checked_key, checked_outcome, config_key, read_records
 
 TASK_NAMES = {"gpp_eccentricity": "Eccentricity", "gpp_sssp": "SSSP", "gpp_diameter": "Diameter"}
 GAP_LIMIT = 2.0  # in our standard deviations
-# Accuracies are fractions k/n whose float means can miss a bound they meet in decimal
-# (fmean([0.82, 0.94, 0.94]) = 0.8999999999999999): a bound is met within this.
-ROUNDING = 1e-9
 
 
 class Summary:
