@@ -1,5 +1,6 @@
 """Bad input fails early, with a message that says what was wrong and what to do."""
 
+import math
 import re
 import warnings
 
@@ -546,6 +547,23 @@ def test_multi_hop_conv_checks_what_it_is_built_and_called_with():
     assert delayed(graphs, h, history=[h, h]).shape == (8, 4)
 
 
+def test_multi_hop_conv_checks_every_hop_graph_and_needs_no_history_within_its_delay():
+    from dgl_ssm import KHopTransform, MultiHopConv, hop_graphs
+
+    ring = dgl.to_bidirected(dgl.graph((torch.arange(8), (torch.arange(8) + 1) % 8)))
+    graphs, h = hop_graphs(KHopTransform(2)(ring), 2), torch.randn(8, 4)
+    two = MultiHopConv([GraphConv(4, 4), GraphConv(4, 4)], layer_index=1)
+    with pytest.raises(TypeError, match="MultiHopConv needs a dgl.DGLGraph as its graph, got "
+                       "Tensor"):  # fmt: skip
+        two([graphs[0], torch.ones(8, 8)], h)
+    # τ(k) = max(0, k − ν) is 0 for every hop k ≤ ν: no past state is read, none is needed.
+    within = MultiHopConv([GraphConv(4, 4), GraphConv(4, 4)], layer_index=1, delay=2)
+    expected = within.convs[0](graphs[0], h) + within.convs[1](graphs[1], h)
+    torch.testing.assert_close(within(graphs, h), expected)
+    torch.testing.assert_close(within(tuple(graphs), h), expected)  # a tuple is a list of graphs
+    assert repr(within).startswith("MultiHopConv(\n  hops=1..2, delay=2\n")
+
+
 def test_a_numpy_matrix_is_a_custom_ssm_matrix():
     np = pytest.importorskip("numpy")
     update = SSMUpdate(4, state=0.5 * np.eye(4), input=np.diag([0.1, 0.2, 0.3, 0.4]))
@@ -618,6 +636,35 @@ def test_nnconv_takes_its_efeat_as_edge_features_and_passes_them_on():
     state, edges_out = layer(g, h, edges)
     torch.testing.assert_close(state, expected)
     assert edges_out is edges
+
+
+class PositionalOnlySum(torch.nn.Module):
+    """A conv whose edge features can only be given by position: sum of in-neighbours."""
+
+    def forward(self, graph, feat, edge_feat, /):
+        with graph.local_scope():
+            graph.ndata["h"] = feat
+            graph.update_all(dgl.function.copy_u("h", "m"), dgl.function.sum("m", "h"))
+            return graph.ndata["h"]
+
+
+def test_gmm_pseudo_and_a_positional_only_third_argument_are_edge_features_passed_on():
+    # GMMConv(graph, feat, pseudo) reads its pseudo-coordinates per edge and returns nodes only,
+    # as does a conv whose third parameter is positional-only: both go on unchanged.
+    g, h = random_graph(6, 10, seed=1), torch.randn(6, 4)
+    pseudo = torch.rand(g.num_edges(), 2)
+    gmm = SSMLayer(dgl.nn.GMMConv(4, 4, dim=2, n_kernels=3, allow_zero_in_degree=True), 4)
+    state, edges_out = gmm(g, h, pseudo)
+    torch.testing.assert_close(state, h + 0.1 * torch.relu(gmm.conv(g, h, pseudo)))
+    assert edges_out is pseudo
+    summed = SSMLayer(PositionalOnlySum(), 4)
+    adjacency = torch.zeros(6, 6)
+    adjacency.index_put_(tuple(reversed(g.edges())), torch.ones(g.num_edges()), accumulate=True)
+    state, edges_out = summed(g, h, pseudo)
+    torch.testing.assert_close(state, h + 0.1 * torch.relu(adjacency @ h))
+    assert edges_out is pseudo
+    with pytest.raises(TypeError, match=r"needs a third argument, 'edge_feat'"):
+        summed(g, h)
 
 
 def test_multi_head_edge_outputs_are_concatenated_like_the_nodes():
@@ -993,3 +1040,144 @@ def test_the_compounding_warning_counts_norm_none_as_no_norm_and_starts_past_1e3
         warnings.simplefilter("always")
         build_model("gcn_ssm", 4, 8, 3, 3, state_scale=10.0)
     assert not [w for w in caught if "state_scale" in str(w.message)]
+
+
+def test_numbers_given_as_bools_lists_or_tensors_are_read_as_the_checks_promise():
+    """A bool is no number (True would be a scale of 1, False a dropout of 0), a one-element
+    tensor gives its number, a longer one is no number; a list is no name (unhashable) and
+    NumPy's bool is a bool."""
+    np = pytest.importorskip("numpy")
+    from dgl_ssm import KHopTransform
+
+    with pytest.raises(TypeError, match="state_scale must be a finite real number, got True"):
+        build_model("gcn_ssm", **ARGS, state_scale=True)
+    with pytest.raises(TypeError, match=r"SSMLayer: dropout must be a number in \[0, 1\)"):
+        SSMLayer(GraphConv(8, 8), 8, dropout=False)
+    with pytest.raises(TypeError, match=r"dropout must be a number in \[0, 1\), got tensor"):
+        build_model("gcn_ssm", **ARGS, dropout=torch.tensor([0.1, 0.2]))
+    half = build_model("gcn_ssm", **ARGS, state_scale=torch.tensor(0.5), dropout=torch.tensor(0.5))
+    assert torch.equal(half.layers[0].update.state_matrix, 0.5 * torch.eye(8))
+    with pytest.raises(ValueError, match=r"Unknown norm \['layer'\]. Did you mean 'layer'"):
+        build_model("gcn_ssm", **ARGS, norm=["layer"])
+    assert KHopTransform(2, self_loops=np.bool_(True)).self_loops is True
+
+
+class WrongWidthBias(torch.nn.Module):
+    """A conv whose bias is 6 wide on 4-wide states: torch's broadcast error, not a matmul's."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(6))
+
+    def forward(self, graph, feat):
+        return feat + self.bias
+
+
+def test_a_broadcast_failure_inside_a_conv_is_named_like_a_matrix_product_failure():
+    g = random_graph(6, 10, seed=1)
+    message = (r"SSMLayer's WrongWidthBias failed on node states of shape \(6, 4\) with a "
+               r"shape mismatch.*takes and returns width 4")  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        SSMLayer(WrongWidthBias(), 4)(g, torch.randn(6, 4))
+
+
+def test_a_model_with_its_own_node_encoder_still_refuses_nan_and_a_scalar(graph):
+    model = build_model("gcn_ssm", **ARGS, node_encoder=torch.nn.Linear(5, 8))
+    x = torch.randn(12, 5)
+    x[4, 0] = float("nan")
+    with pytest.raises(ValueError, match="Node features contain NaN or Inf values in 1 of 12"):
+        model(graph, x)
+    with pytest.raises(ValueError, match=r"shape \(\), but the graph has 12 nodes"):
+        model(graph, torch.tensor(1.0))
+    with pytest.raises(TypeError, match="Node features must be a torch.Tensor, got ndarray"):
+        model(graph, x.numpy())
+
+
+def test_features_of_another_graph_and_width_get_the_row_fix_and_bfloat16_the_autocast_one(
+    graph,
+):
+    model = build_model("gcn_ssm", **ARGS)
+    with pytest.raises(ValueError, match=r"\(11, 7\).*one row per node") as both:
+        model(graph, torch.randn(11, 7))  # rows first: they belong to another graph
+    assert "in_feats=7" not in str(both.value)
+    with pytest.raises(TypeError, match=r"bfloat16.*feat.float\(\).*autocast") as bf16:
+        model(graph, torch.randn(12, 5).bfloat16())
+    assert "model.to(torch.bfloat16)" not in str(bf16.value)  # bfloat16 weights: autocast's
+
+
+def test_a_finite_tensor_is_scanned_once_until_written_in_place(monkeypatch):
+    from dgl_ssm.checks import check_finite
+
+    feat, scans, isfinite = torch.randn(5, 3), [], torch.isfinite
+    monkeypatch.setattr(torch, "isfinite", lambda x: scans.append(x is feat) or isfinite(x))
+    for _ in range(3):  # (no CheckedInputs here: the finite scan itself is remembered)
+        check_finite(feat, "Node features", "feat")
+    assert scans.count(True) == 1
+    feat[0, 0] = 1.0
+    check_finite(feat, "Node features", "feat")
+    assert scans.count(True) == 2
+
+
+def test_diagnostics_check_every_hop_graph_and_what_each_measure_promises():
+    from dgl_ssm.analysis import dirichlet_energy, layer_jacobian_operator, sensitivity_by_distance
+
+    np = pytest.importorskip("numpy")
+
+    g = dgl.graph(([0, 1], [1, 2]))
+    states = torch.tensor([[0.0], [1.0], [float("nan")]])
+    assert math.isnan(dirichlet_energy(g, states))  # a NaN state's energy says NaN itself
+    with pytest.raises(dgl.DGLError, match="dirichlet_energy: the graph has no nodes"):
+        dirichlet_energy(dgl.graph(([], []), num_nodes=0), torch.zeros(0, 3))
+    with pytest.raises(ValueError, match=r"feat must be a 2-D \(num_nodes, dim\) tensor, got "
+                       r"shape \(3,\)"):  # fmt: skip
+        dirichlet_energy(g, torch.tensor([0.0, 1.0, 3.0]))
+    looped, model = dgl.add_self_loop(g), build_model("gcn", 3, 4, 2, 2)
+    with pytest.raises(ValueError, match="sensitivity_by_distance: the node features in feat "
+                       r"contain NaN.*nan_to_num\(feat\)"):  # fmt: skip
+        sensitivity_by_distance(model, looped, torch.full((3, 3), float("nan")))
+    with pytest.raises(TypeError, match="feat must be a floating-point torch.Tensor, got "
+                       "torch.int64"):  # fmt: skip
+        dirichlet_energy(g, torch.ones(3, 1, dtype=torch.long))
+    identity = layer_jacobian_operator(lambda graphs, h: h, (looped, looped), torch.randn(3, 2))
+    np.testing.assert_allclose(identity @ np.arange(6.0), np.arange(6.0))  # hop graphs as a tuple
+    with pytest.raises(ValueError, match=r"the states in feat contain NaN.*the model diverged"):
+        layer_jacobian_operator(lambda graph, h: h, looped, torch.full((3, 2), float("inf")))
+    hetero = dgl.heterograph({("a", "r", "b"): ([0], [1]), ("b", "s", "a"): ([0], [0])})
+    with pytest.raises(dgl.DGLError, match="layer_jacobian_operator measures graphs of one"):
+        layer_jacobian_operator(lambda graphs, h: h, [looped, hetero], torch.randn(3, 2))
+
+
+def test_edge_features_for_a_model_built_without_them_name_edge_feats(graph):
+    with pytest.raises(ValueError, match=r"built without edge_feats\. Pass edge_feats=<width>"):
+        build_model("gatedgcn_ssm", **ARGS)(
+            graph, torch.randn(12, 5), torch.randn(graph.num_edges(), 3)
+        )
+
+
+def test_edge_weights_of_another_dtype_than_the_model_are_named(graph):
+    graph.edata["w"] = torch.rand(graph.num_edges(), dtype=torch.float64)
+    model = build_model("gcn_ssm", **ARGS, edge_weight_field="w", allow_zero_in_degree=True)
+    with pytest.raises(TypeError, match=r"Edge weights have dtype torch.float64, but the "
+                       r"model's weights are torch.float32.*\.float\(\)"):  # fmt: skip
+        model(graph, torch.randn(12, 5))
+
+
+def test_integer_edge_features_are_the_wrong_kind_not_the_wrong_shape(graph):
+    model, edges = build_model("gatedgcn_ssm", **ARGS, edge_feats=3), graph.num_edges()
+    with pytest.raises(TypeError, match=rf"shape \({edges}, 3\), got \({edges}, 3\) with dtype "
+                       "torch.int64"):  # fmt: skip
+        model(graph, torch.randn(12, 5), torch.ones(edges, 3, dtype=torch.long))
+
+
+def test_gat_heads_that_do_not_divide_hidden_get_a_width_that_works():
+    with pytest.raises(ValueError, match=r"hidden \(8\).*heads \(3\)\. Choose e\.g\. hidden=6 or"):
+        build_model("gat_ssm", **{**ARGS, "conv_options": {"heads": 3}})
+    with pytest.raises(ValueError, match=r"hidden \(2\).*Choose e\.g\. hidden=3 or heads=1"):
+        build_model("gat_ssm", **{**ARGS, "hidden": 2, "conv_options": {"heads": 3}})
+
+
+def test_every_sage_aggregator_dgl_has_is_accepted(graph):
+    for aggregator in ("mean", "gcn", "pool", "lstm"):
+        model = build_model("sage_ssm", **ARGS, conv_options={"aggregator": aggregator})
+        assert model.layers[0].conv._aggre_type == aggregator
+        assert model(graph, torch.randn(12, 5)).shape == (12, 2)

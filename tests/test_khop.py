@@ -367,3 +367,27 @@ def test_hop_labels_that_count_no_hop_are_left_out():
         [(0, 0), (0, 1), (0, 2), (1, 1), (2, 2)],
         [(0, 0), (1, 1), (2, 0), (2, 2)],
     ]
+
+
+def test_an_empty_rewired_graph_splits_into_empty_hop_graphs():
+    # Its recorded radius has no entries (no minimum to read): nothing to check, nothing to split.
+    empty = KHopTransform(3)(dgl.graph(([], []), num_nodes=0))
+    split = hop_graphs(empty, 3)
+    assert [(g.num_nodes(), g.num_edges()) for g in split] == [(0, 0)] * 3
+
+
+def test_boolean_hop_labels_are_no_hop_counts():
+    g = KHopTransform(2)(path_graph(3))
+    g.edata["hop"] = g.edata["hop"] >= 1  # a mask is no distance, though True == 1
+    with pytest.raises(dgl.DGLError, match=r"one hop count per edge .* got torch.bool"):
+        hop_graphs(g, 2)
+
+
+def test_hop_labels_replaced_outside_inference_mode_still_split_with_an_inference_radius():
+    # Rewired under inference mode, then labels rewritten outside it: the recorded radius is
+    # still an inference tensor (no edit count), so the split is not cached, not refused.
+    with torch.inference_mode():
+        g = KHopTransform(2)(path_graph(4))
+    g.edata["hop"] = g.edata["hop"].clone()  # (a normal tensor again)
+    assert g.ndata["hop_radius"].is_inference() and not g.edata["hop"].is_inference()
+    assert [h.num_edges() for h in hop_graphs(g, 2)] == [6 + 4, 4 + 4]  # + 4 self loops

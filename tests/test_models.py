@@ -586,6 +586,13 @@ def test_activations_are_names_modules_or_callables():
         build_model("gcn_ssm", 3, 6, 2, 3, activation=3)
 
 
+def test_an_activation_module_is_used_itself_not_wrapped():
+    from dgl_ssm.activations import get_activation
+
+    prelu = torch.nn.PReLU()  # its slope trains: the model must hold this very module
+    assert get_activation(prelu) is prelu
+
+
 @pytest.mark.parametrize(
     "name, options",
     [

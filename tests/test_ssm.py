@@ -359,6 +359,10 @@ def test_repr_reports_kind_eigenvalue_modulus_and_norm():
     assert "input=identity(|eig|=0.1, ‖·‖₂=0.1)" in text
 
 
+def test_a_layer_repr_starts_with_its_width():
+    assert repr(SSMLayer(GraphConv(3, 3), dim=3)).startswith("SSMLayer(\n  dim=3\n  (conv): ")
+
+
 def test_repr_of_wide_matrices_needs_no_eigendecomposition():
     # Λ = 0.5·Q with Q orthogonal, 512 wide: the RMS singular value is 0.5 exactly, with no
     # LAPACK call (a 64-layer model printed in ~0.8 s a layer before).
