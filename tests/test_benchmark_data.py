@@ -17,6 +17,8 @@ def test_citeseer_statistics(data_dir, cache_dir):
     g = load_planetoid("citeseer", data_dir, cache_dir)
     assert (g.num_nodes(), g.num_edges(), g.ndata["feat"].shape[1]) == (3327, 9228, 3703)
     assert int(g.ndata["label"].max()) + 1 == 6
+    data = get_dataset("citeseer", data_dir=data_dir, cache_dir=cache_dir)  # its 6 classes
+    assert (data.num_features, data.num_outputs) == (3703, 6)
 
 
 def test_cora_through_the_registry(data_dir, cache_dir):
@@ -263,3 +265,61 @@ def test_the_data_fingerprint_sees_dtype_shape_and_edge_data_not_insertion_order
 def test_a_bad_level_or_a_bad_loss_alone_is_refused(level, loss):
     with pytest.raises(ValueError, match="bad level"):
         BenchmarkData("t", level, loss, "accuracy", 1, 2, graphs={"train": []})
+
+
+def test_the_data_fingerprint_sees_the_edges_and_the_shape_of_equal_bytes():
+    """Data that differ only in their edges (each edge turned round), or only in a tensor's
+    shape over the same bytes (labels (N,) or (N, 1)), are other data: a resumed run must not
+    take one's record for the other's."""
+
+    def node_task(dst, label):
+        graph = dgl.graph(([0, 1, 2], dst), num_nodes=3)
+        graph.ndata["feat"], graph.ndata["label"] = torch.ones(3, 1), label
+        split = {"train": torch.tensor([0]), "val": torch.tensor([1]), "test": torch.tensor([2])}
+        return BenchmarkData("t", "node", "cross_entropy", "accuracy", 1, 2, graph=graph,
+                             splits=[split]).fingerprint()  # fmt: skip
+
+    label = torch.tensor([0, 1, 0])
+    cycle = node_task([1, 2, 0], label)
+    assert cycle == node_task([1, 2, 0], label.clone())
+    assert cycle != node_task([2, 0, 1], label)  # the same cycle the other way round
+    assert cycle != node_task([1, 2, 0], label.view(3, 1))
+
+
+def test_one_graph_and_many_graphs_at_once_are_refused():
+    # Which would a trainer read? transductive says the one graph, the graphs would be dropped.
+    graph = _triangle(torch.ones(3, 1))
+    split = {"train": torch.tensor([0]), "val": torch.tensor([1]), "test": torch.tensor([2])}
+    with pytest.raises(ValueError, match="give either one graph with splits, or graphs"):
+        BenchmarkData("t", "node", "cross_entropy", "accuracy", 1, 2, graph=graph,
+                      splits=[split], graphs={"train": [graph]})  # fmt: skip
+
+
+def test_a_dataset_name_that_is_no_string_is_an_unknown_dataset():
+    # A YAML `data: {name: [cora]}`: the registry's usual message, not a TypeError from a dict.
+    with pytest.raises(ValueError, match=r"Unknown dataset \['cora'\].*Valid: cora"):
+        get_dataset(["cora"])
+
+
+def test_ring_transfer_without_a_ring_size_has_the_shipped_configs_20_nodes():
+    # `--dataset ring_transfer` without --ring-size: the rings of configs/ring_transfer.yaml.
+    data = get_dataset("ring_transfer", num_graphs=10)
+    assert {g.num_nodes() for s in data.graphs.values() for g in s} == {20}
+
+
+def test_an_empty_data_folder_variable_means_no_local_copy(monkeypatch, tmp_path):
+    # `export DGL_SSM_DATA=` (set but empty) is no folder: the loaders download as without
+    # it, rather than look for the files in the working directory.
+    from dgl_ssm_bench.datasets.paths import data_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DGL_SSM_DATA", "")
+    assert data_dir() is None
+
+
+def test_a_generated_dataset_drops_the_data_folders_it_does_not_need():
+    # `--data-dir` / DGL_SSM_DATA on a RingTransfer run (one config for every dataset): the
+    # folders are dropped, as the registry promises, not refused as unknown options.
+    data = get_dataset("ring_transfer", ring_size=4, num_graphs=10, data_dir="/no/such/folder",
+                       cache_dir="/no/such/cache")  # fmt: skip
+    assert [len(data.graphs[s]) for s in ("train", "val", "test")] == [8, 1, 1]

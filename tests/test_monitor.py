@@ -6,6 +6,7 @@ import pickle
 import subprocess
 import sys
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 
 import dgl
 import numpy as np
@@ -402,3 +403,118 @@ def test_an_index_past_the_last_record_is_a_one_line_error(tmp_path, capsys):
     assert main(["monitor", str(records), "--index", "1", *out]) == 2  # one record: 0 or -1
     assert f"--index 1: {records} has 1 record(s)" in capsys.readouterr().err
     assert main(["monitor", str(records), "--index", "-1", *out]) == 0
+
+
+def test_a_monitor_takes_a_whole_number_of_epochs_not_a_flag():
+    # True is an int to Python: --monitor's value from a config's `monitor: true` was taken as
+    # "every epoch" rather than refused.
+    with pytest.raises(ValueError, match="positive number of epochs, got True"):
+        TrainingMonitor(True)
+
+
+def test_spectra_off_computes_no_singular_values(monkeypatch):
+    # `--monitor-spectra off`: gradient norms and energies only, no helper, no ARPACK.
+    monkeypatch.setattr(TrainingMonitor, "_executor", lambda self: _DoneWhenSubmitted())
+    monkeypatch.setattr(dgl_ssm_bench.monitor, "_singular_values",
+                        lambda job: pytest.fail("spectra computed with spectra off"))  # fmt: skip
+    model, graph, feat = tiny_gcn_ssm()
+    monitor = TrainingMonitor(1, layers=[0, 2], spectra="off")
+    with monitor.watching(model, 0):
+        model(graph, feat).sum().backward()
+    (entry,) = monitor.close()
+    assert entry["singular_values"] == {} and "spectra" not in entry
+    assert len(entry["grad_norm"]) == 3 and all(n > 0 for n in entry["grad_norm"])
+
+
+def test_k_singular_values_are_recorded_as_asked():
+    model, graph, feat = tiny_gcn_ssm()
+    monitor = TrainingMonitor(1, layers=[1], k=2, spectra="inline")
+    with monitor.watching(model, 0):
+        model(graph, feat).sum().backward()
+    (entry,) = monitor.close()
+    call = layer_inputs(model, graph, feat)[1]
+    direct = top_singular_values(model.layers[1], call.graph, call.feat, k=3).tolist()
+    assert entry["singular_values"]["1"] == pytest.approx(direct[:2], rel=1e-3)  # the top two
+
+
+def test_a_helper_that_died_is_replaced_and_a_failed_job_is_noted(monkeypatch):
+    # Epoch 0: the helper process is gone (killed by the OOM killer); epoch 1: a new one,
+    # whose first job fails; epoch 2: its values. Each entry says what became of its spectra.
+    class Dead(_DoneWhenSubmitted):
+        def submit(self, fn, *args):
+            raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    class FirstJobFails(_DoneWhenSubmitted):
+        jobs = 0
+
+        def submit(self, fn, *args):
+            self.jobs += 1
+            if self.jobs > 1:
+                return super().submit(fn, *args)
+            future = Future()
+            future.set_exception(RuntimeError("helper out of memory"))
+            return future
+
+    pools = iter([Dead(), FirstJobFails()])
+    monkeypatch.setattr(dgl_ssm_bench.monitor, "ProcessPoolExecutor", lambda *a, **k: next(pools))
+    model, graph, feat = tiny_gcn_ssm()
+    monitor = TrainingMonitor(1, layers=[1], spectra="background")
+    for epoch in range(3):
+        with monitor.watching(model, epoch):
+            model(graph, feat).sum().backward()
+    dead, failed, done = monitor.close()
+    assert dead["spectra"].startswith("failed: BrokenProcessPool") and not dead["singular_values"]
+    assert failed["spectra"] == "failed: RuntimeError: helper out of memory"
+    assert "spectra" not in done and len(done["singular_values"]["1"]) == 3
+
+
+def test_tensorboard_plots_each_states_numbers_at_the_epoch_they_were_taken(tmp_path):
+    # grad_norm/H<l> is ‖∂loss/∂H⁽ˡ⁾‖ (l from 1), energy/H<l> the energy of H⁽ˡ⁾ (l from 0),
+    # each point at its epoch: here 0 and 2, the model unchanged between them.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model, graph, feat = tiny_gcn_ssm()
+    monitor = TrainingMonitor(2, spectra="off", tensorboard=tmp_path / "tb")
+    for epoch in (0, 2):
+        with monitor.watching(model, epoch):
+            model(graph, feat).sum().backward()
+    monitor.close()
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    norms = layer_gradient_norms(model, graph, feat, lambda out: out.sum())
+    energies = layer_energies(model, graph, feat)
+    for name, first, values in (("grad_norm", 1, norms), ("energy", 0, energies)):
+        for state, value in enumerate(values, start=first):
+            logged = events.Scalars(f"{name}/H{state}")
+            assert [e.step for e in logged] == [0, 2], (name, state)
+            assert [e.value for e in logged] == pytest.approx([value, value], rel=1e-5)
+
+
+def test_a_closed_monitor_records_nothing_more():
+    model, graph, feat = tiny_gcn_ssm()
+    monitor = TrainingMonitor(1, spectra="off")
+    monitor.close()
+    with pytest.raises(RuntimeError, match="closed: it records one run"):
+        with monitor.watching(model, 0):
+            model(graph, feat).sum().backward()
+    assert monitor.entries == []
+
+
+def test_closing_the_monitor_ends_its_helper(monkeypatch):
+    # A sweep trains run after run in one process: each run's idle helper (a process with
+    # torch loaded) must end with its run, not pile up until the sweep exits.
+    pools = []
+
+    class Helper(_DoneWhenSubmitted):
+        ended = False
+
+        def shutdown(self):
+            self.ended = True
+
+    monkeypatch.setattr(dgl_ssm_bench.monitor, "ProcessPoolExecutor",
+                        lambda *a, **k: pools.append(Helper()) or pools[-1])  # fmt: skip
+    model, graph, feat = tiny_gcn_ssm()
+    monitor = TrainingMonitor(1, layers=[1], spectra="background")
+    with monitor.watching(model, 0):
+        model(graph, feat).sum().backward()
+    assert len(monitor.close()[0]["singular_values"]["1"]) == 3
+    assert len(pools) == 1 and pools[0].ended

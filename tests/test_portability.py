@@ -142,6 +142,25 @@ def test_the_monitors_helper_starts_where_there_is_no_nice_or_scheduler(monkeypa
         set_threads(*threads)
 
 
+def test_where_there_is_no_idle_scheduler_the_monitors_helper_takes_the_lowest_priority(
+    monkeypatch,
+):
+    # macOS has no SCHED_IDLE: the helper is niced to 19, the lowest, so it still takes only
+    # the CPU time training leaves (os.nice adds its argument to the process's niceness).
+    monkeypatch.delattr(os, "sched_setscheduler", raising=False)
+    increments = []
+    monkeypatch.setattr(os, "nice", increments.append)
+    threads, limits = get_threads(), monitor._LIMITS
+    try:
+        monitor._one_thread()
+    finally:  # (this process is pytest's, not a helper's)
+        if monitor._LIMITS is not limits:
+            monitor._LIMITS.restore_original_limits()
+        monitor._LIMITS = limits
+        set_threads(*threads)
+    assert increments == [19]
+
+
 @pytest.mark.parametrize("platform", ["darwin", "win32"])
 def test_tcmalloc_is_offered_only_where_ld_preload_works(monkeypatch, platform):
     monkeypatch.setattr(isolation.ctypes.util, "find_library", lambda name: f"lib{name}.so")

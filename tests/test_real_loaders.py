@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from dgl_ssm_bench.datasets import ogb_data
+from dgl_ssm_bench.datasets import dataset_metric, ogb_data
 from dgl_ssm_bench.datasets.heterophilous import load_heterophilous
 from dgl_ssm_bench.datasets.ogb_data import load_ogbn_arxiv, load_peptides
 from dgl_ssm_bench.datasets.staging import stage_files
@@ -85,6 +85,9 @@ def test_hyphenated_file_name_is_accepted(data_dir, tmp_path):
     shutil.copyfile(data_dir / "heterophilous" / "minesweeper.npz", tmp_path / "roman-empire.npz")
     data = load_heterophilous("roman_empire", tmp_path, tmp_path / "cache")
     assert (data.name, data.metric, data.num_outputs) == ("roman_empire", "accuracy", 2)
+    assert dataset_metric("roman_empire") == "accuracy"  # as known before loading
+    again = load_heterophilous("Roman-Empire", tmp_path, tmp_path / "cache")  # upstream's spelling
+    assert again.name == "roman_empire" and again.graph.num_nodes() == 10000
     assert data.graph.num_nodes() == 10000
 
 
@@ -99,6 +102,7 @@ def test_a_multi_class_heterophilous_file_keeps_all_its_classes(data_dir, tmp_pa
     np.savez(tmp_path / "data" / "amazon_ratings.npz", **arrays)
     data = load_heterophilous("amazon_ratings", tmp_path / "data", tmp_path / "cache")
     assert (data.metric, data.num_outputs) == ("accuracy", 5)
+    assert dataset_metric("amazon_ratings") == "accuracy"  # as known before loading
     assert data.graph.ndata["label"][:7].tolist() == [0, 1, 2, 3, 4, 0, 1]
 
 
@@ -308,9 +312,10 @@ def never_prompt(monkeypatch):
 
 
 @needs_ogb
-def test_ogbn_arxiv_from_local_raw_files(tmp_path, never_prompt):
+def test_ogbn_arxiv_from_local_raw_files(tmp_path, never_prompt, capsys):
     write_tiny_arxiv(tmp_path / "data")  # no RELEASE_v1.txt: the loader must add it
     data = load_ogbn_arxiv(tmp_path / "data", tmp_path / "cache")
+    assert capsys.readouterr().out == ""  # OGB's progress lines only with verbose=True
     graph = data.graph
     assert graph.num_nodes() == 6 and graph.num_edges() == 10  # bidirected, duplicates merged
     src, dst = graph.edges()
@@ -343,6 +348,7 @@ def test_an_ogbn_arxiv_source_fixed_since_it_was_staged_is_read_afresh(tmp_path,
     write_csv_gz(folder / "raw" / "node-label.csv.gz", [1, 2, 3, 4, 5, 6])
     again = load_ogbn_arxiv(tmp_path / "data", tmp_path / "cache")
     assert again.graph.ndata["label"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert again.num_outputs == 40  # OGB's 40 subject areas, not the 7 these labels reach
     staged = tmp_path / "cache" / "ogb" / "ogbn_arxiv"
     assert (staged / "RELEASE_v1.txt").exists()  # or OGB would ask on stdin
 
@@ -382,6 +388,22 @@ def test_missing_ogbn_arxiv_files_say_what_is_needed(tmp_path):
     with pytest.raises(FileNotFoundError, match="raw/node-feat.csv.gz") as error:
         load_ogbn_arxiv(tmp_path, tmp_path / "cache")
     assert "arxiv.zip" in str(error.value) and "DGL_SSM_DATA" in str(error.value)
+    # every raw file but a split's: as incomplete (not a bare "No such file" while staging)
+    folder = write_tiny_arxiv(tmp_path / "no_valid")
+    (folder / "split" / "time" / "valid.csv.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="split/time/valid.csv.gz") as error:
+        load_ogbn_arxiv(tmp_path / "no_valid", tmp_path / "cache")
+    assert "arxiv.zip" in str(error.value)
+
+
+@needs_ogb
+def test_ogbn_arxiv_unzipped_as_arxiv_in_an_ogb_folder_is_found(tmp_path, never_prompt):
+    # arxiv.zip unpacks to arxiv/; OGB's own root keeps it in ogb/: both as the docs say.
+    write_tiny_arxiv(tmp_path / "data").rename(tmp_path / "arxiv")
+    (tmp_path / "data" / "ogb").mkdir()
+    (tmp_path / "arxiv").rename(tmp_path / "data" / "ogb" / "arxiv")
+    data = load_ogbn_arxiv(tmp_path / "data", tmp_path / "cache")
+    assert data.graph.ndata["label"].tolist() == [3, 0, 39, 3, 7, 12]
 
 
 # ---------------------------------------------------------------- Peptides (LRGB raw format)
@@ -515,6 +537,38 @@ def test_a_split_file_naming_its_validation_set_valid_is_read(tmp_path):
     check_peptide_graphs(data)
     expected = torch.as_tensor(STRUCT_LABELS[SPLIT["val"]], dtype=torch.float32)
     assert torch.allclose(data.graph_labels["val"], expected)
+
+
+@needs_ogb
+def test_the_same_struct_bytes_under_the_standardised_files_name_are_not_standardised(tmp_path):
+    # The file's name says whether its targets are standardised: graphs cached from the older
+    # unstandardised file are not served for the same bytes under the newer file's name.
+    old, new = "peptide_structure_dataset.csv.gz", "peptide_structure_normalized_dataset.csv.gz"
+    write_peptides(tmp_path / "data", "struct", struct_file=old)
+    load_peptides("struct", tmp_path / "data", tmp_path / "cache")  # standardised, cached
+    (tmp_path / "data" / old).rename(tmp_path / "data" / new)
+    data = load_peptides("struct", tmp_path / "data", tmp_path / "cache")
+    for split, index in SPLIT.items():
+        expected = torch.as_tensor(STRUCT_LABELS[index], dtype=torch.float32)
+        assert torch.allclose(data.graph_labels[split], expected), split
+
+
+@needs_ogb
+@pytest.mark.parametrize("where", ["peptides", "peptides_func", "lrgb/peptides-functional"])
+def test_peptides_files_are_found_in_each_folder_the_loader_names(tmp_path, where):
+    write_peptides(tmp_path / "data" / where, "func")
+    data = load_peptides("func", tmp_path / "data", tmp_path / "cache")
+    expected = torch.as_tensor(FUNC_LABELS[SPLIT["val"]], dtype=torch.float32)
+    assert torch.equal(data.graph_labels["val"], expected)
+
+
+@needs_ogb
+def test_peptides_files_downloaded_once_are_read_again_offline(tmp_path, monkeypatch):
+    monkeypatch.delenv("DGL_SSM_DATA", raising=False)
+    write_peptides(tmp_path / "cache" / "peptides_func" / "raw", "func")  # as a download left them
+    monkeypatch.setattr(ogb_data.urllib.request, "urlopen",
+                        lambda url, timeout: pytest.fail(f"{url} downloaded again"))  # fmt: skip
+    check_peptide_graphs(load_peptides("func", None, tmp_path / "cache"))
 
 
 @needs_ogb
@@ -758,6 +812,22 @@ def test_ogb_style_download_that_gets_no_answer_gives_up(monkeypatch, stalled_se
     assert socket.getdefaulttimeout() is None  # put back
 
 
+def test_a_timeout_the_downloader_wrapped_twice_is_still_no_answer():
+    # A read that timed out, re-raised "from" it, then wrapped by two layers of the download
+    # code (as urllib3's ProtocolError in requests' ConnectionError): still no answer.
+    from dgl_ssm_bench.datasets import staging
+
+    with pytest.raises(RuntimeError, match=r"Could not download cora \(OSError, no answer in"):
+        with staging.download_errors("cora", "the files", "their source"):
+            try:
+                raise TimeoutError("timed out")
+            except TimeoutError as timeout:
+                try:
+                    raise OSError("read failed") from timeout
+                except OSError as read:
+                    raise OSError(ConnectionError(read)) from None
+
+
 @needs_ogb
 @pytest.mark.parametrize("sealed", [True, False], ids=["cut-short-later", "never-sealed"])
 def test_an_ogbn_arxiv_processed_file_cut_short_is_made_afresh(tmp_path, never_prompt, sealed):
@@ -796,6 +866,7 @@ BAD_ARRAYS = {  # what is changed → what the message says
     "edge id N": ("edges", _set((5, 1), 10000), "node ids 0 … 10000, outside 0 … 9999"),
     "1-D features": ("node_features", lambda a: a[:, 0], "node_features has shape (10000,)"),
     "class 7": ("node_labels", _set(3, 7), "node_labels runs 0 … 7, outside the classes 0 and 1"),
+    "class -1": ("node_labels", _set(3, -1), "node_labels runs -1 … 1, outside the classes 0"),
     "one class": ("node_labels", lambda a: a * 0, "node_labels holds one class only"),
     "empty train split": ("train_masks", _set(3, False), "train_masks selects no node in split 3"),
     "one split": ("val_masks", lambda a: a[:1], "val_masks is bool of shape (1, 10000)"),
@@ -808,6 +879,17 @@ BAD_ARRAYS = {  # what is changed → what the message says
         "node_features holds NaN or Inf in 3 of 10000 rows",
     ),
     "text features": ("node_features", lambda a: a.astype(str), "node_features is <U"),
+    "complex features": (
+        "node_features",
+        lambda a: a.astype(np.complex128),
+        "node_features is complex128, not real numbers",
+    ),
+    # An infinite feature fails a trial as a NaN does (isnan alone lets it through).
+    "Inf features": (
+        "node_features",
+        _set((slice(0, 2), 1), np.inf),
+        "node_features holds NaN or Inf in 2 of 10000 rows",
+    ),
     # A list of triples is no edge list of (E, 2) pairs, whatever DGL makes of it.
     "3-column edges": (
         "edges",
@@ -854,6 +936,13 @@ def _short_labels(folder):
         pickle.dump(labels[:50], handle)
 
 
+def _short_test_labels(folder):
+    with open(folder / "ind.cora.ty", "rb") as handle:
+        labels = pickle.load(handle, encoding="latin1")
+    with open(folder / "ind.cora.ty", "wb") as handle:
+        pickle.dump(labels[:-1], handle)
+
+
 def _negative_test_index(folder):
     lines = (folder / "ind.cora.test.index").read_text().split()
     (folder / "ind.cora.test.index").write_text("\n".join(["-1", *lines[1:]]) + "\n")
@@ -867,6 +956,11 @@ def _test_index_past_the_last_node(folder):  # 2708 for the first index (2692): 
 def _repeated_test_index(folder):  # the second index (2532) becomes the first (2692) again
     lines = (folder / "ind.cora.test.index").read_text().split()
     (folder / "ind.cora.test.index").write_text("\n".join([lines[0], lines[0], *lines[2:]]) + "\n")
+
+
+def _test_index_one_short(folder):  # 999 indices for the 1000 rows of tx
+    lines = (folder / "ind.cora.test.index").read_text().split()
+    (folder / "ind.cora.test.index").write_text("\n".join(lines[:-1]) + "\n")
 
 
 def _edge_past_the_last_node(folder):
@@ -884,15 +978,37 @@ def _wider_test_labels(folder):  # an eighth class column in ty only
         pickle.dump(np.hstack([labels, np.zeros((len(labels), 1))]), handle)
 
 
+def _edge_to_node_minus_one(folder):  # DGL's loader would take -1 as one more node
+    with open(folder / "ind.cora.graph", "rb") as handle:
+        graph = pickle.load(handle, encoding="latin1")
+    graph[0].append(-1)
+    with open(folder / "ind.cora.graph", "wb") as handle:
+        pickle.dump(graph, handle)
+
+
+def _wider_test_features(folder):  # a 1434th feature column in tx only
+    import scipy.sparse
+
+    with open(folder / "ind.cora.tx", "rb") as handle:
+        features = pickle.load(handle, encoding="latin1")
+    extra = scipy.sparse.csr_matrix((features.shape[0], 1))
+    with open(folder / "ind.cora.tx", "wb") as handle:
+        pickle.dump(scipy.sparse.hstack([features, extra]).tocsr(), handle)
+
+
 @pytest.mark.parametrize(
     ("damage", "fault"),
     [(_short_labels, "x has 140 rows but y 50"),
+     (_short_test_labels, "tx has 1000 rows but ty 999"),
      (_negative_test_index, "test.index runs -1 … 2707, outside the test nodes 1708 … 2707"),
      (_test_index_past_the_last_node,
       "test.index runs 1708 … 2708, outside the test nodes 1708 … 2707"),
      (_repeated_test_index, "test.index lists 1000 indices (999 distinct) for 1000 test rows"),
+     (_test_index_one_short, "test.index lists 999 indices (999 distinct) for 1000 test rows"),
      (_edge_past_the_last_node, "graph has node ids 0 … 2708, outside 0 … 2707"),
-     (_wider_test_labels, "y, ty and ally differ in width")],
+     (_wider_test_labels, "y, ty and ally differ in width"),
+     (_edge_to_node_minus_one, "graph has node ids -1 … 2707, outside 0 … 2707"),
+     (_wider_test_features, "x, tx and allx differ in width")],
 )  # fmt: skip
 def test_planetoid_files_that_disagree_are_refused(data_dir, tmp_path, damage, fault):
     """DGL's loader trained 50 of the 140 labelled nodes on a short y, and wrapped a negative
@@ -910,6 +1026,24 @@ def test_planetoid_files_that_disagree_are_refused(data_dir, tmp_path, damage, f
     assert fault in message and "fresh copies" in message and "\n" not in message
 
 
+def test_a_graph_file_without_a_key_for_the_last_node_still_has_it(data_dir, tmp_path):
+    # Its edges are listed under its neighbours too: the node is there (DGL makes it from
+    # them), with its test index, so the files agree and all 2708 nodes load.
+    from dgl_ssm_bench.datasets.planetoid import load_planetoid
+
+    local = tmp_path / "data"
+    shutil.copytree(data_dir / "planetoid", local)
+    for path in local.iterdir():
+        path.chmod(0o644)
+    with open(local / "ind.cora.graph", "rb") as handle:
+        graph = pickle.load(handle, encoding="latin1")
+    del graph[2707]  # its neighbours 598, 165, 1473 and 2706 still list it
+    with open(local / "ind.cora.graph", "wb") as handle:
+        pickle.dump(graph, handle)
+    loaded = load_planetoid("cora", local, tmp_path / "cache")
+    assert (loaded.num_nodes(), loaded.num_edges()) == (2708, 10556)
+
+
 def test_questions_is_a_registered_binary_heterophilous_dataset(data_dir, tmp_path):
     # It had a loader but no name in the registry: `--dataset questions` was unknown.
     from dgl_ssm_bench.datasets import get_dataset, num_splits
@@ -921,6 +1055,7 @@ def test_questions_is_a_registered_binary_heterophilous_dataset(data_dir, tmp_pa
     assert (data.name, data.metric, data.num_outputs, data.num_splits) == (
         "questions", "roc_auc", 2, 10)  # fmt: skip
     assert num_splits("questions") == 10
+    assert dataset_metric("questions") == "roc_auc"  # known before loading, for a sweep's direction
 
 
 def test_a_source_replaced_by_another_of_the_same_size_is_staged_afresh(tmp_path):
@@ -933,3 +1068,55 @@ def test_a_source_replaced_by_another_of_the_same_size_is_staged_afresh(tmp_path
     source.write_bytes(b"BBBB")
     stage_files({source: "data.npz"}, target)
     assert (target / "data.npz").read_bytes() == b"BBBB"
+
+
+def test_a_partial_copy_a_killed_run_left_is_replaced(tmp_path):
+    # A run killed while staging leaves <target>.partial: the next one stages afresh.
+    source, target = tmp_path / "data.npz", tmp_path / "cache" / "raw"
+    source.write_bytes(b"AAAA")
+    (tmp_path / "cache" / "raw.partial").mkdir(parents=True)
+    (tmp_path / "cache" / "raw.partial" / "data.npz").write_bytes(b"AA")  # cut mid-copy
+    stage_files({source: "data.npz"}, target)
+    assert (target / "data.npz").read_bytes() == b"AAAA"
+    assert not (tmp_path / "cache" / "raw.partial").exists()
+
+
+def test_a_current_staged_copy_keeps_the_processed_files_sealed_beside_it(tmp_path):
+    # Staging the same sources again copies nothing: what DGL processed there (sealed at its
+    # size) is kept, and only a processed file cut short since is dropped for DGL to remake.
+    from dgl_ssm_bench.datasets.staging import seal
+
+    source, target = tmp_path / "data.npz", tmp_path / "cache" / "raw"
+    source.write_bytes(b"AAAA")
+    stage_files({source: "data.npz"}, target)
+    (target / "graph.bin").write_bytes(b"0123")  # as DGL's processing saves it
+    seal(target)
+    stage_files({source: "data.npz"}, target)
+    assert (target / "graph.bin").read_bytes() == b"0123"
+    (target / "graph.bin").write_bytes(b"01")
+    stage_files({source: "data.npz"}, target)
+    assert not (target / "graph.bin").exists() and (target / "data.npz").read_bytes() == b"AAAA"
+
+
+def test_a_corrupt_download_is_removed_so_the_next_run_downloads_again(
+    tmp_path, monkeypatch, data_dir
+):
+    # DGL downloads only while the dataset's folder is missing: a cut download kept there
+    # would fail every later run, however good the network.
+    import dgl.data
+
+    whole = (data_dir / "heterophilous" / "minesweeper.npz").read_bytes()
+
+    def download(content):
+        def fetch(self):  # as DGL's: the folder first, then the file
+            Path(self.raw_path).mkdir(parents=True)
+            (Path(self.raw_path) / f"{self.name}.npz").write_bytes(content)
+
+        return fetch
+
+    monkeypatch.delenv("DGL_SSM_DATA", raising=False)
+    monkeypatch.setattr(dgl.data.MinesweeperDataset, "download", download(whole[:1000]))
+    one_line_error(lambda: load_heterophilous("minesweeper", None, tmp_path / "cache"),
+                   "minesweeper.npz")  # fmt: skip
+    monkeypatch.setattr(dgl.data.MinesweeperDataset, "download", download(whole))
+    assert load_heterophilous("minesweeper", None, tmp_path / "cache").graph.num_nodes() == 10000
