@@ -37,8 +37,8 @@ from .checks import (
 )
 from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
 from .reset import remember_initial_values, reset_submodules, restore_on_reset
-from .ssm import PlainUpdate, SSMUpdate
-from .wrapper import SSMLayer, autocasting
+from .ssm import PlainUpdate, SSMUpdate, autocasting
+from .wrapper import SSMLayer
 
 TASKS = ("node", "graph")
 SSM_OPTIONS = ("state", "state_scale", "input", "input_scale", "shared_ssm", "ssm_seed")

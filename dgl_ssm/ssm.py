@@ -17,6 +17,11 @@ from .checks import check_count, check_flag, check_real, unknown_name
 MATRIX_KINDS = ("identity", "orthogonal", "random")
 
 
+def autocasting(device):
+    """Whether torch.autocast is on for ``device``'s type (it then casts each op's inputs)."""
+    return torch.is_autocast_enabled() if device.type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
 def build_matrix(kind, dim, scale=1.0, generator=None, *, role="SSM"):
     r"""Build a frozen ``dim × dim`` matrix for Λ or B.
 
@@ -284,17 +289,14 @@ class SSMUpdate(nn.Module):
             ) from None
         lam, beta = self.scalars()
         matrices = lam is None or beta is None  # (a scalar Λ and B take any float dtype)
-        mixed = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()  # autocast's casts
+        dtype = self.state_matrix.dtype
         for name, tensor in (("state", state), ("conv output", conv_out)):
-            # autocast casts every float dtype but float64: a float64 one still mismatches
-            cast = mixed and torch.float64 not in (tensor.dtype, self.state_matrix.dtype)
-            if not tensor.is_floating_point() or (
-                matrices and not cast and tensor.dtype != self.state_matrix.dtype
-            ):
+            # autocast (the one of the tensor's device) casts every float dtype but float64
+            cast = autocasting(tensor.device) and torch.float64 not in (tensor.dtype, dtype)
+            if not tensor.is_floating_point() or (matrices and not cast and tensor.dtype != dtype):
                 raise TypeError(
-                    f"SSMUpdate's {name} is {tensor.dtype}, its Λ and B are "
-                    f"{self.state_matrix.dtype}: cast the inputs with .to("
-                    f"{self.state_matrix.dtype}), or the update (the model) with .to(dtype)."
+                    f"SSMUpdate's {name} is {tensor.dtype}, its Λ and B are {dtype}: cast the "
+                    f"inputs with .to({dtype}), or the update (the model) with .to(dtype)."
                 ) from None
 
     def extra_repr(self):

@@ -16,7 +16,7 @@ from .checks import (
     shape_errors_named,
 )
 from .reset import remember_initial_values, reset_submodules
-from .ssm import SSMUpdate
+from .ssm import SSMUpdate, autocasting
 
 NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
 
@@ -254,11 +254,6 @@ _NOT_EDGE_FEATURES = (
 # features only (GINEConv, PNAConv, EdgeGATConv, CFConv, NNConv, GMMConv): the edge features
 # then go on to the next layer unchanged.
 _EDGE_FEATURES = ("edge_feat", "edge_feats", "efeat", "efeats", "pseudo")
-
-
-def autocasting(device):
-    """Whether torch.autocast is on for ``device``'s type (it then casts each op's inputs)."""
-    return torch.is_autocast_enabled() if device.type == "cuda" else torch.is_autocast_cpu_enabled()
 
 
 def _third_argument(conv):

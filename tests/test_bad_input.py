@@ -856,6 +856,20 @@ def test_a_float64_input_under_autocast_is_named_as_outside_it():
         assert update(torch.ones(3, 4).double(), torch.ones(3, 4).double()).dtype == torch.float64
 
 
+def test_autocast_on_another_device_excuses_no_dtype_mismatch(monkeypatch):
+    """Only the autocast of the tensors' own device casts them: CPU tensors inside a CUDA
+    autocast block (torch's flag for it faked on: no GPU here) are matched as outside autocast,
+    so a bfloat16 state against float32 Λ and B is named, not left to torch's addmm error."""
+    update = SSMUpdate(4, state="orthogonal", input="orthogonal")
+    state, conv_out = torch.ones(3, 4, dtype=torch.bfloat16), torch.ones(3, 4)
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda: True)  # CUDA's autocast is on
+    assert not torch.is_autocast_cpu_enabled()
+    with pytest.raises(TypeError, match=r"torch.bfloat16, its Λ and B are torch.float32"):
+        update(state, conv_out)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the CPU's own autocast does cast them
+        assert update(state, conv_out).shape == (3, 4)
+
+
 def test_building_blocks_name_what_failed_deep_inside_or_ran_silently_wrong():
     """Each of these failed inside torch or DGL (a bare AssertionError, "mat1 and mat2
     shapes cannot be multiplied", "'list' object has no attribute 'local_scope'", "bincount
