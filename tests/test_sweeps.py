@@ -143,6 +143,26 @@ def test_spaces_inherit_and_override():
         # YAML keeps the last of two equal keys: the first section was silently dropped.
         ("fixed:\n  optim.epochs: 2\nfixed:\n  optim.lr: 0.1\n",
          r"bad.yaml: not valid YAML: the key 'fixed' is given twice \(first on line 1\).*line 3"),
+        ("- fixed\n", r"bad.yaml: the top level must be a mapping of extends, protocol"),
+        ("extends: bad.yaml\n", r"bad.yaml: extends: circular inheritance"),
+        ("max_params: true\n", r"bad.yaml: max_params: must be a positive integer"),
+        ("protocol: ' '\n", r"bad.yaml: protocol: must be a name"),
+        ("fixed:\n  model: 8\n", r"bad.yaml: fixed: model: not a run-config path"),
+        # It would set model.hidden, not what the file says.
+        ("fixed:\n  model.hidden.size: 8\n",
+         r"bad.yaml: fixed: model.hidden.size: model has no field 'hidden.size'"),
+        ("search:\n  data.cache_dir: {type: categorical, choices: [a, b]}\n",
+         r"bad.yaml: search: data.cache_dir: a study loads its data once"),
+        ("search:\n  model.hidden: {type: categorical, choices: []}\n",
+         r"bad.yaml: search: model.hidden: categorical needs a non-empty list 'choices'"),
+        # A misspelt field (lg: log) would be searched on a linear scale without a word.
+        ("search:\n  optim.lr: {type: float, low: 1.0e-4, high: 1.0e-1, lg: true}\n",
+         r"bad.yaml: search: optim.lr: unknown field\(s\) lg\."),
+        ("search:\n  model.dropout: {type: float, low: 0.0, high: 1.5}\n",
+         r"bad.yaml: search: model.dropout: ModelConfig: dropout = 1.5: should be less than 1"),
+        ("search:\n  model.num_layers: {type: int, low: 2, high: 8, step: true}\n",
+         r"bad.yaml: search: model.num_layers: step must be an integer > 0 \(got True\)"),
+        ("final: {run: 3}\n", r"bad.yaml: final: unknown key\(s\) run\."),
     ],
 )  # fmt: skip
 def test_malformed_space_names_file_key_and_reason(tmp_path, text, message):
@@ -292,6 +312,8 @@ def test_a_space_that_changes_its_parents_values_does_not_inherit_its_protocol(t
     assert pilot.protocol_note.startswith("pilot.yaml changes fixed of gpp_sssp, which follows "
                                           "the 'gpp' protocol")  # fmt: skip
     assert pilot.protocol_note.endswith("say so in the file: protocol: gpp")
+    budget = child("budget", "max_params: 100000\n")  # a budget the protocol does not set
+    assert budget.protocol is None and "changes max_params of gpp_sssp" in budget.protocol_note
     grid = child("grid", "search: {model.hidden: {type: categorical, choices: [10]}}\n"
                  "final: {runs: 2}\n")  # fmt: skip
     assert grid.protocol is None and "changes search, final of gpp_sssp" in grid.protocol_note
@@ -376,6 +398,17 @@ def test_every_categorical_choice_is_tried_before_any_trial_runs(tmp_path):
     with pytest.raises(SpaceError, match=r"model.state = 'ortho': Unknown state matrix kind"):
         validate(spec)
     validate(SweepSpec("gcn", "ring_transfer", space=str(tmp_path / "mine.yaml")))  # no Λ
+
+
+def test_a_null_in_a_child_space_removes_its_parents_entry(tmp_path):
+    (tmp_path / "base.yaml").write_text("fixed: {optim.epochs: 5, optim.lr: 0.01}\n")
+    (tmp_path / "child.yaml").write_text("extends: base\nfixed: {optim.epochs: null}\n")
+    assert load_space(str(tmp_path / "child.yaml")).fixed == {"optim.lr": 0.01}
+    # The same for a budget or a protocol ("or null", as the errors say).
+    (tmp_path / "open.yaml").write_text("extends: peptides_func\nmax_params: null\n"
+                                        "protocol: null\n")  # fmt: skip
+    space = load_space(str(tmp_path / "open.yaml"))
+    assert (space.max_params, space.protocol) == (None, None)
 
 
 def test_a_space_extends_its_own_folder_first_then_the_shipped_spaces(tmp_path):
@@ -843,6 +876,12 @@ def test_a_sweep_does_not_fill_another_programs_sqlite_database(tmp_path):
     assert text.read_text() == "not a database at all\n"
     empty = tmp_path / "empty.db"  # an empty file, or an Optuna storage, is fine
     empty.touch()
+    no_tables = tmp_path / "versioned.db"  # a database with no table yet is empty too
+    with sqlite3.connect(no_tables) as con:
+        con.execute("PRAGMA user_version = 1")
+    con.close()
+    assert no_tables.stat().st_size > 0
+    open_storage(f"sqlite:///{no_tables}").get_all_studies()
     open_storage(f"sqlite:///{empty}").get_all_studies()
     open_storage(f"sqlite:///{empty}").get_all_studies()
 
@@ -870,6 +909,39 @@ def test_an_optuna_storage_a_killed_writer_left_with_a_hot_journal_opens(tmp_pat
 def test_an_empty_storage_url_is_named_as_such(read_only):
     with pytest.raises(StorageError, match="The storage URL is empty. A storage URL is"):
         open_storage(" ", read_only=read_only)
+
+
+def test_a_new_storage_in_folders_that_do_not_exist_yet_is_made_with_them(tmp_path):
+    open_storage(f"sqlite:///{tmp_path}/runs/quick/optuna.db").get_all_studies()
+    assert (tmp_path / "runs" / "quick" / "optuna.db").is_file()
+
+
+def test_an_error_is_one_line_with_its_type_and_the_drivers_cause():
+    try:
+        try:
+            raise OSError("Connection refused\n\tIs the server running?")
+        except OSError as cause:
+            raise RuntimeError("could not connect to server\nDETAIL: ...") from cause
+    except RuntimeError as error:
+        assert storage.one_line(error) == (
+            "RuntimeError: could not connect to server (Connection refused)"
+        )
+        # Optuna's wrapper says only that the commit failed: its cause is the message.
+        wrapped = optuna.exceptions.StorageInternalError(
+            "An exception is raised during the commit."
+        )
+        wrapped.__cause__ = error
+        assert storage.one_line(wrapped) == storage.one_line(error)
+    repeated = ValueError("disk I/O error")
+    repeated.__cause__ = OSError("disk I/O error")
+    assert storage.one_line(repeated) == "ValueError: disk I/O error"  # said once
+
+
+def test_a_short_password_is_hidden_in_its_url_not_in_every_word():
+    # Replaced everywhere, a password "pw" would turn "pwd" into "***d" all through a message.
+    url = "postgresql://u:pw@db/sweeps"
+    shown = storage.redact(f"Cannot open {url}: no pwd", url)
+    assert shown == "Cannot open postgresql://u:***@db/sweeps: no pwd"
 
 
 def test_a_missing_postgresql_driver_is_named_with_the_url_that_works(monkeypatch):
@@ -1012,8 +1084,14 @@ def test_values_at_the_edges_are_taken(tmp_path):
     )
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     assert space.suggest(trial, "plain") == {"model.dropout": 0.5, "model.hidden": 16}
-    # dgl.seed takes a C int: 2**31 - 1 is the last seed (2**31 is refused, see above).
-    assert _space(tmp_path, "final: {seeds: [2147483647]}\n").final == {"seeds": [2147483647]}
+    # dgl.seed takes a C int: 0 to 2**31 - 1 (2**31 is refused, see above).
+    seeds = _space(tmp_path, "final: {seeds: [0, 2147483647]}\n").final["seeds"]
+    assert seeds == [0, 2147483647]
+    # Optuna takes a log scale with step 1 (an int's own step): not refused as "a step".
+    space = _space(tmp_path, "search:\n  model.hidden: {type: int, low: 16, high: 64, log: true, "
+                   "step: 1}\n")  # fmt: skip
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    assert 16 <= space.suggest(trial, "plain")["model.hidden"] <= 64
 
 
 @pytest.mark.parametrize("url", ["sqlite:///?uri=true", "sqlite:///file:?uri=true"])
@@ -1078,6 +1156,11 @@ def test_zero_trials_or_workers_are_refused_before_any_storage_is_made(tmp_path,
                      space=tiny_space(tmp_path), pruner="none")  # fmt: skip
     with pytest.raises(ValueError, match="--workers must be at least 1"):
         run_sweep(spec, workers=0, log=lambda *_: None)
+    with pytest.raises(ValueError, match="--threads must be at least 1"):  # (not the default)
+        run_sweep(dataclasses.replace(spec, threads=0), log=lambda *_: None)
+    # (the command line's choices; a SweepSpec's misspelt pruner would sweep unpruned)
+    with pytest.raises(ValueError, match="Unknown pruner 'medain'"):
+        run_sweep(dataclasses.replace(spec, pruner="medain"), log=lambda *_: None)
     assert not db.exists()
 
 

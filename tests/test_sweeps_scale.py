@@ -1,6 +1,7 @@
 """Sweeps at scale (issue 11): distinct sampling per worker and resume, study identity,
 divergence and errors in trials, Ctrl-C, dead workers, threads, secrets, atomic leaderboard."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from dgl_ssm_sweeps import cli
 from dgl_ssm_sweeps.cli import bench_main, sweep_main
 from dgl_ssm_sweeps.leaderboard import main as leaderboard_main
 from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep
+from dgl_ssm_sweeps.space import SearchSpace
 from dgl_ssm_sweeps.storage import StorageError, open_storage, redact, trial_lock
 from tests.conftest import fresh_postgres_database, postgres_url
 
@@ -257,6 +259,22 @@ def test_a_suite_refuses_a_study_set_to_the_other_direction_before_running_any(
     assert "kgcn_ssm__cora in" in (err := capsys.readouterr().err) and "is set to minimize" in err
 
 
+def test_every_section_of_the_resolved_space_is_part_of_a_studys_identity(tmp_path):
+    # So a study is never resumed with a space that searches or fixes something else.
+    spec = SweepSpec("gcn", "ring_transfer", space=space_file(tmp_path))
+    space = spec.load_space()
+    identity = runner.study_identity(spec, space)
+    residual = {"model.residual": {"type": "categorical", "choices": [False, True]}}
+    changes = {"protocol": "gpp", "fixed": {**space.fixed, "optim.epochs": 2}, "search": {},
+               "plain": residual, "ssm": {}, "final": {"runs": 3}, "max_params": 10**6}  # fmt: skip
+    for section, value in changes.items():
+        other = dataclasses.replace(space, **{section: value})
+        assert runner.study_identity(spec, other) != identity, section
+    # Where the data are read from is not what they are.
+    moved = dataclasses.replace(spec, data_dir="elsewhere", cache_dir="cache")
+    assert runner.study_identity(moved, space) == identity
+
+
 def test_a_study_whose_own_space_changed_is_not_sent_back_to_the_same_command(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     space = space_file(tmp_path)
@@ -333,6 +351,21 @@ def test_an_all_categorical_space_is_walked_as_a_grid_each_point_once(tmp_path):
                      "no new trial to run."]  # fmt: skip
 
 
+def test_a_grid_trial_interrupted_is_run_again_without_taking_another_point(tmp_path, monkeypatch):
+    # The queued retry fills the study's one trial: no point of the grid beside it.
+    space = tmp_path / "grid.yaml"
+    space.write_text(GRID)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    fake_train(monkeypatch, [KeyboardInterrupt()])
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec_for(tmp_path, storage, 1, space=str(space)), log=quiet)
+    monkeypatch.undo()
+    run_sweep(spec_for(tmp_path, storage, 1, space=str(space)), log=quiet)
+    interrupted, retry = load(storage).trials
+    assert (interrupted.state, retry.state) == (TrialState.FAIL, TrialState.COMPLETE)
+    assert retry.params == interrupted.params
+
+
 def test_the_grid_order_is_shuffled_by_the_sweep_seed(tmp_path):
     # With fewer trials than points, the order decides which points run: --seed's shuffle,
     # so sweeps with other seeds try other points first, and one seed always the same ones.
@@ -386,6 +419,22 @@ def test_a_diverged_or_raising_trial_is_failed_with_its_status_and_the_sweep_goe
     assert final["trial"] == 2 and len(final["values"]) == 2
 
 
+def test_a_completed_trial_records_what_its_run_produced(tmp_path, monkeypatch):
+    # (what optuna-dashboard shows of a trial: its epochs, time, memory and where it ran)
+    result = RunResult("ok", "accuracy", 0.75, 0.5, 2, 3, 1.5, 7.0, device="cuda:0 (X)")
+    monkeypatch.setattr(runner, "train", lambda config, **_: result)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    run_sweep(spec_for(tmp_path, storage, 1), log=quiet)
+    (trial,) = load(storage).trials
+    recorded = {
+        k: trial.user_attrs.get(k)
+        for k in ("val", "test", "status", "epochs", "wall_time_s", "peak_memory_mb", "device")
+    }
+    assert recorded == {"val": 0.75, "test": 0.5, "status": "ok", "epochs": 3, "wall_time_s": 1.5,
+                        "peak_memory_mb": 7.0, "device": "cuda:0 (X)"}  # fmt: skip
+    assert trial.value == 0.75
+
+
 def test_trials_that_all_raise_stop_the_sweep_after_a_few(tmp_path, monkeypatch):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     fake_train(monkeypatch, [RuntimeError("a bug")] * 10)
@@ -421,6 +470,14 @@ def test_a_final_run_that_raised_is_retried_when_the_sweep_runs_again(tmp_path, 
     assert len(calls) == 4 and calls[3].seed == final["seeds"][1]  # run 2 alone, again
     assert None not in final["values"] and final["raised"] == []
     assert run_sweep(spec, log=quiet) == final and len(calls) == 4  # done: not run again
+
+
+def test_a_final_run_that_raised_does_not_stop_the_runs_after_it(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    calls = fake_train(monkeypatch, [None, OSError("disk full")])  # the trial, final run 1
+    final = run_sweep(spec_for(tmp_path, storage, 1, final=True), log=quiet)
+    assert len(calls) == 3 and final["raised"] == [0]
+    assert final["values"][0] is None and final["values"][1] == final["mean"]
 
 
 # ----------------------------------------------------------------- 4. Ctrl-C, dead workers
@@ -490,6 +547,26 @@ def test_the_parent_takes_one_sigterm_and_ignores_the_next_until_it_has_stopped(
     assert signal.getsignal(signal.SIGTERM) is handler
 
 
+def test_sigterm_ignored_stays_ignored_and_ctrl_c_ignored_is_forwarded_as_sigterm():
+    # A sweep started under nohup (SIGTERM ignored) is not made to stop by one; workers of a
+    # sweep that ignores SIGINT (a background job) ignore it too, so they are sent SIGTERM.
+    from dgl_ssm_sweeps.interrupt import forwarded_stop, terminate_as_ctrl_c
+
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with terminate_as_ctrl_c():
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert forwarded_stop() == signal.SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        assert forwarded_stop() == signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_during_a_storage_call_is_raised_after_it(tmp_path, monkeypatch):
     # Raised inside a storage call, a KeyboardInterrupt can leave a cursor holding SQLite's
     # lock, and the re-queueing then waits on it: the worker must raise it after the call.
@@ -513,6 +590,12 @@ def test_ctrl_c_during_a_storage_call_is_raised_after_it(tmp_path, monkeypatch):
     assert sorted(trials[0].intermediate_values) == [0, 1, 2, 3, 4]
     assert trials[0].user_attrs["status"] == "interrupted"
     assert signal.getsignal(signal.SIGINT) is handler  # put back
+    # Run again, the study's one trial is the queued retry: it runs, though a study of one
+    # trial already holds one (a retry fills the place of the attempt it repeats).
+    monkeypatch.undo()
+    run_sweep(spec_for(tmp_path, storage, 1, space=space), log=quiet)
+    trials = load(storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
 
 
 def ctrl_c_as_in_a_terminal():
@@ -1030,9 +1113,12 @@ class _AlwaysPrune(optuna.pruners.BasePruner):
 
 
 def test_a_trial_its_pruner_stops_is_pruned_at_that_epoch(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "make_pruner", lambda name: _AlwaysPrune())
+    asked = []
+    monkeypatch.setattr(runner, "make_pruner", lambda name: asked.append(name) or _AlwaysPrune())
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    run_sweep(spec_for(tmp_path, storage, 1, space=space_file(tmp_path, epochs=3)), log=quiet)
+    space = space_file(tmp_path, epochs=3)
+    run_sweep(spec_for(tmp_path, storage, 1, space=space, pruner="hyperband"), log=quiet)
+    assert asked == ["hyperband"]  # --pruner's, not the default median
     (trial,) = load(storage).trials
     assert trial.state == TrialState.PRUNED and trial.user_attrs["status"] == "pruned"
     assert list(trial.intermediate_values) == [0]  # not trained past the first epoch
@@ -1092,10 +1178,12 @@ def test_a_suites_options_reach_each_of_its_sweeps(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "check_study", lambda spec: None)
     monkeypatch.setattr(runner, "run_sweep", lambda spec, workers: seen.append((spec, workers)))
     monkeypatch.setattr("dgl_ssm_sweeps.leaderboard.build_leaderboard",
-                        lambda storage, out, depth_select: {})  # fmt: skip
+                        lambda storage, out, depth_select: seen.append(depth_select)
+                        or {})  # fmt: skip
     argv = ["--suite", "tiny", "--storage", "sqlite:///x.db", "--out", str(tmp_path / "b"),
-            "--workers", "2", "--seed", "4", "--no-final"]  # fmt: skip
+            "--workers", "2", "--seed", "4", "--no-final", "--depth-select", "test"]  # fmt: skip
     assert cli.leaderboard_main(argv) == 0
+    assert seen.pop() == "test"  # the tables' option reaches the tables
     assert seen == [
         (
             SweepSpec(
@@ -1111,3 +1199,96 @@ def test_a_suites_options_reach_each_of_its_sweeps(tmp_path, monkeypatch):
             2,
         )
     ]
+
+
+def test_the_error_named_when_no_trial_completed_is_the_last_one(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    fake_train(monkeypatch, [RuntimeError("first"), "diverged", RuntimeError("second")])
+    with pytest.raises(RuntimeError, match=r"2 of 3 raised an error, the last: RuntimeError: "
+                       r"second$"):  # fmt: skip
+        run_sweep(spec_for(tmp_path, storage, 3), log=quiet)
+
+
+def test_checking_a_suites_study_makes_no_storage_file(tmp_path):
+    db = tmp_path / "new.db"
+    assert runner.check_study(spec_for(tmp_path, f"sqlite:///{db}", 1)) is None
+    assert not db.exists()  # the sweep makes it, and says so
+
+
+def test_a_study_is_complete_with_its_trials_none_running_or_queued(tmp_path):
+    # (what lets the final evaluation run after a worker died: runner._run_processes)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    spec = spec_for(tmp_path, storage, 2)
+    assert not runner.study_complete(spec)  # no study yet
+    study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    assert not runner.study_complete(spec)  # 1 of 2
+    study.add_trial(optuna.trial.create_trial(value=0.6))
+    assert runner.study_complete(spec)  # 2 of 2
+    study.enqueue_trial({})  # a retry still to run
+    assert not runner.study_complete(spec)
+    # A grid is complete once every point is taken, --trials or not.
+    space = tmp_path / "grid.yaml"
+    space.write_text(GRID)
+    grid_spec = spec_for(tmp_path, f"sqlite:///{tmp_path}/grid.db", 20, space=str(space))
+    grid_study = optuna.create_study(study_name=STUDY, storage=grid_spec.storage,
+                                     direction="maximize")  # fmt: skip
+    layers = optuna.distributions.CategoricalDistribution([1, 2, 3])
+    scales = optuna.distributions.CategoricalDistribution([0.5, 1.0])
+    for n, scale in [(n, s) for n in (1, 2, 3) for s in (0.5, 1.0)]:
+        assert not runner.study_complete(grid_spec)
+        grid_study.add_trial(optuna.trial.create_trial(
+            params={"model.num_layers": n, "model.state_scale": scale},
+            distributions={"model.num_layers": layers, "model.state_scale": scales},
+            value=0.5))  # fmt: skip
+    assert runner.study_complete(grid_spec)  # 6 trials of 20: every point
+
+
+def test_a_trial_that_cannot_draw_its_values_is_failed_not_left_running(tmp_path, monkeypatch):
+    # Left RUNNING, it would hold up the next sweep until its heartbeat went stale.
+    def broken(self, trial, kind):
+        raise ValueError("no values")
+
+    monkeypatch.setattr(SearchSpace, "suggest", broken)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    with pytest.raises(ValueError, match="no values"):
+        run_sweep(spec_for(tmp_path, storage, 1), log=quiet)
+    assert [t.state for t in load(storage).trials] == [TrialState.FAIL]
+
+
+def test_an_interrupt_after_the_trial_was_told_leaves_it_as_told(tmp_path):
+    # _run_trial re-queues a trial interrupted before it was told, not one told already.
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+
+    def log(line):
+        if " val " in line:  # the line said once the trial is told
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec_for(tmp_path, storage, 1), log=log)
+    assert [t.state for t in load(storage).trials] == [TrialState.COMPLETE]
+
+
+def test_the_final_seeds_follow_the_seed_the_space_fixes(tmp_path, monkeypatch):
+    # Not those after 0: a space that fixes seed 7 searched with it; 8 and 9 come after.
+    path = tmp_path / "seeded.yaml"
+    path.write_text(SPACE.format(epochs=1).replace("fixed:\n", "fixed:\n  seed: 7\n"))
+    spec = spec_for(tmp_path, f"sqlite:///{tmp_path}/o.db", 1, space=str(path))
+    run_sweep(spec, log=quiet)
+    seen = []
+    monkeypatch.setattr(runner, "train", lambda config, data, **_: seen.append(config.seed)
+                        or SimpleNamespace(test=0.5, status="ok", device="cpu"))  # fmt: skip
+    final = runner.final_evaluation(spec, log=quiet)
+    assert seen == final["seeds"] == [8, 9]
+
+
+def test_the_leaderboard_without_a_suite_reads_the_storage_given_as_asked(monkeypatch, tmp_path):
+    # A suite's storage here, none at the default: a --storage given is read all the same.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "quick").mkdir(parents=True)
+    (tmp_path / "runs" / "quick" / "optuna.db").write_bytes(b"")
+    seen = []
+    monkeypatch.setattr(cli, "write_leaderboard", lambda *args: seen.append(args) or 0)
+    argv = ["--storage", "sqlite:///x.db", "--out", "board", "--depth-select", "test"]
+    assert cli.leaderboard_main(argv) == 0
+    assert seen == [("sqlite:///x.db", "board", "test", "dgl-ssm leaderboard")]
