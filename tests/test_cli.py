@@ -239,6 +239,9 @@ def test_a_shipped_config_is_found_with_or_without_its_extension(tmp_path, monke
         (["--seed", "2147483648"], r"--seed 2147483648: should be less than 2147483648"),
         (["--seed", "2147483647", "--seeds", "2"], r"2147483648 go past the largest seed"),
         (["--data-seed", "-1"], r"seed of a generated dataset \(--data-seed.*got -1"),
+        (["--seed", "-1"], r"--seed -1: should be greater than or equal to 0"),
+        (["--seeds", "0"], r"--seeds must be at least 1\."),
+        (["--dataset", "gpp_sssp", "--gpp-sizes", "4", "0", "2"], r"--gpp-sizes needs at least 1"),
     ],
 )
 def test_bad_input_fails_before_training_with_one_line(tmp_path, capsys, argv, message):
@@ -570,7 +573,17 @@ def test_divergence_on_a_roc_auc_dataset_is_recorded(tmp_path, data_dir, cache_d
      (["--lr", "0.002"], "optim", "lr", 0.002),
      (["--weight-decay", "0.01"], "optim", "weight_decay", 0.01),
      (["--patience", "9"], "optim", "patience", 9),
-     (["--batch-size", "8"], "optim", "batch_size", 8)],
+     (["--batch-size", "8"], "optim", "batch_size", 8),
+     (["--state", "orthogonal"], "model", "state", "orthogonal"),
+     (["--input", "orthogonal"], "model", "input", "orthogonal"),
+     (["--hop-mode", "cumulative"], "model", "hop_mode", "cumulative"),
+     (["--past-max-hop", "repeat"], "model", "past_max_hop", "repeat"),
+     (["--optimizer", "adamw"], "optim", "optimizer", "adamw"),
+     (["--data-seed", "3"], "data", "options", {"seed": 3}),
+     (["--gpp-sizes", "3", "2", "1"], "data", "options", {"sizes": [3, 2, 1]}),
+     (["--gpp-batches", "2", "1", "1"], "data", "options", {"batches": [2, 1, 1]}),
+     (["--conv-option", "heads=4", "--conv-option", "bias=False"], "model", "conv_options",
+      {"heads": 4, "bias": False})],
 )  # fmt: skip
 def test_each_run_flag_sets_its_config_field(argv, section, field, value):
     from dgl_ssm_bench.cli import build_parser, config_from_args
@@ -669,3 +682,160 @@ def test_calibrate_memory_reaches_the_calibration_and_its_record(tmp_path, capsy
     assert not refused.exists()
     assert main([*argv, "--calibrate-memory", "1"]) == 2
     assert "--calibrate-memory 1.0: should be greater than 1" in capsys.readouterr().err
+
+
+def fake_train(tests, calls=None):
+    """A ``train`` whose runs return the scores ``tests`` in turn (val 0.25, best epoch 3 of
+    9, 1.23456 s, 12.345 MB), noting each call's seed and keywords in ``calls``."""
+    from dgl_ssm_bench.train import RunResult
+
+    tests = iter(tests)
+
+    def train(config, **options):
+        if calls is not None:
+            calls.append((config.seed, options))
+        return RunResult(status="ok", metric="accuracy", val=0.25, test=next(tests),
+                         best_epoch=3, epochs=9, wall_time_s=1.23456,
+                         peak_memory_mb=12.345)  # fmt: skip
+
+    return train
+
+
+def test_a_record_holds_what_its_run_returned_and_the_summary_the_sample_spread(
+    tmp_path, capsys, monkeypatch
+):
+    """Each field of the record is the run's own (val is not test, best_epoch not the epochs
+    run), times and memory rounded as documented, no calibration or history a run did not
+    make; the summary is the mean ± the sample standard deviation (n - 1) of the tests."""
+    monkeypatch.setattr("dgl_ssm_bench.run.train", fake_train([0.5, 0.75]))
+    out = tmp_path / "r.jsonl"
+    assert main(["run", *TINY_RING, "--seeds", "2", "--output", str(out)]) == 0
+    first, second = records(out)
+    assert (first["val"], first["test"], second["test"]) == (0.25, 0.5, 0.75)
+    assert (first["best_epoch"], first["epochs"]) == (3, 9)
+    assert (first["wall_time_s"], first["peak_memory_mb"]) == (1.235, 12.3)
+    assert "calibration" not in first and "history" not in first
+    summary = capsys.readouterr().out.splitlines()[-2]
+    # mean 0.625; sample spread sqrt(((0.5-0.625)² + (0.75-0.625)²) / 1) = 0.17678
+    assert summary.endswith("test accuracy 0.6250 ± 0.1768 over 2 run(s) (higher is better)")
+
+
+def test_a_one_hop_backbone_given_a_hop_mode_trains_on_the_rewired_graph(tmp_path):
+    # --hop-mode turns GCN-SSM into a k-hop model, which reads the hop distances that only
+    # the k-hop rewiring gives the graph.
+    out = tmp_path / "r.jsonl"
+    argv = ["run", "--model", "gcn_ssm", "--hop-mode", "exact", *TINY_RING, "--output", str(out)]
+    assert main(argv) == 0
+    (record,) = records(out)
+    assert record["status"] == "ok" and record["config"]["model"]["hop_mode"] == "exact"
+
+
+def test_each_seed_gets_a_monitor_of_its_own_and_a_progress_bar_unless_told(tmp_path,
+                                                                         monkeypatch):  # fmt: skip
+    """--monitor: one TrainingMonitor per seed, with spectra in the background by default and
+    TensorBoard's run in DIR/seed_<seed>; the progress bar shows unless --no-progress."""
+    calls = []
+    monkeypatch.setattr("dgl_ssm_bench.run.train", fake_train([0.5, 0.75], calls))
+    board = tmp_path / "tb"
+    assert TINY_RING[-1] == "--no-progress"
+    argv = ["run", *TINY_RING[:-1], "--seeds", "2", "--monitor", "2", "--tensorboard", str(board),
+            "--output", str(tmp_path / "r.jsonl")]  # fmt: skip
+    assert main(argv) == 0
+    for _, options in calls:
+        options["monitor"].close()
+    seen = [(seed, o["progress"], o["monitor"].spectra, o["monitor"].every) for seed, o in calls]
+    assert seen == [(0, True, "background", 2), (1, True, "background", 2)]
+    assert sorted(p.name for p in board.iterdir()) == ["seed_0", "seed_1"]
+    calls.clear()
+    monkeypatch.setattr("dgl_ssm_bench.run.train", fake_train([0.5], calls))
+    assert main(["run", *TINY_RING, "--output", str(tmp_path / "r.jsonl")]) == 0
+    assert [(seed, o["progress"], o["monitor"]) for seed, o in calls] == [(0, False, None)]
+
+
+def test_which_files_hold_records_and_how_they_are_read_back(tmp_path):
+    """A records file whose first record a kill cut short, with whole records after it, is
+    still one (a later run appends to it); two lines that only open records, none whole, are
+    not; a blank line (an editor's) is no record and no fault; each line's keys are sorted,
+    so a records file changes line by line."""
+    import warnings
+
+    from dgl_ssm_bench.records import append_record, check_writable
+
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"status": "o\n{"whole": 1}\n')
+    check_writable(path)
+    path.write_text('{"status": "o\n{"test": 0.\n')
+    with pytest.raises(OSError, match="holds no JSON-lines records"):
+        check_writable(path)
+    path.write_text('{"whole": 1}\n\n')
+    append_record(path, {"b": 2, "a": 1})
+    assert path.read_text() == '{"whole": 1}\n\n{"a": 1, "b": 2}\n'
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_records(path) == [{"whole": 1}, {"a": 1, "b": 2}]
+
+
+def test_an_output_folder_that_is_a_file_is_named_so(tmp_path):
+    from dgl_ssm_bench.records import make_folder
+
+    blocker = tmp_path / "results"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match=f"^--out {blocker}: {blocker} is a file, not a folder"):
+        make_folder(blocker)
+
+
+def test_a_config_files_k_hop_option_on_its_own_one_hop_model_is_refused(tmp_path, capsys):
+    # Only --model naming another model leaves the file's k-hop settings behind (the test
+    # above); a file that sets them on its own one-hop model is refused, not trained without.
+    path = tmp_path / "run.yaml"
+    path.write_text("model: {name: gcn_ssm, max_hop: 2}\n")
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--config", str(path), *TINY_RING, "--output", str(out)]) == 2
+    assert "max_hop applies to k-hop models only" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_conv_option_written_as_a_whole_number_is_an_int(tmp_path):
+    # GAT takes its heads as an integer: "heads=2" read as 2.0 was refused.
+    out = tmp_path / "r.jsonl"
+    argv = ["run", "--model", "gat", "--conv-option", "heads=2", *TINY_RING, "--output", str(out)]
+    assert main(argv) == 0
+    (record,) = records(out)
+    assert record["config"]["model"]["conv_options"] == {"heads": 2}
+    assert json.dumps(record["config"]["model"]["conv_options"]) == '{"heads": 2}'
+
+
+def test_the_calibration_line_gives_a_value_once_and_a_spread_as_a_range():
+    from dgl_ssm_bench.run import calibration_summary
+
+    report = {"ok": True, "rounds": 1, "radius_before": [1.5, 2.0], "radius_after": [1.0, 1.0],
+              "norm_before": [3.0, 3.0], "norm_after": [1.25, 1.5], "state_scale": [0.5, 0.5],
+              "input_factor": [1.0, 0.25], "grad_first_to_last": [10.0, 1.5]}  # fmt: skip
+    assert calibration_summary(report) == (
+        "  calibration: ok after 1 round; top |eigenvalue| 1.5…2 → 1, state norm ×3 → "
+        "×1.25…1.5, λ 0.5, B × 0.25…1, gradient norm ratio first/last layer 10 → 1.5"
+    )
+    report["rounds"] = 0  # within its bounds as built
+    assert calibration_summary(report).startswith("  calibration: ok after 0 rounds; top")
+
+
+def test_resume_without_an_output_file_is_refused_before_any_work(monkeypatch):
+    from dgl_ssm_bench.run import run_seeds
+
+    monkeypatch.setattr("dgl_ssm_bench.run.load_data", lambda *_: pytest.fail("data loaded"))
+    with pytest.raises(ValueError, match=r"--resume skips the runs already in --output; give"):
+        run_seeds(RunConfig(), resume=True, output=None, log=lambda *_: None)
+
+
+def test_threads_holds_the_blas_pools_too_then_gives_them_back():
+    # numpy's and scipy's BLAS (Jacobian spectra, metrics) would otherwise keep their own
+    # thread per core beside torch's one.
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from dgl_ssm_bench.threads import threads
+
+    with threadpool_limits(2):
+        with threads(1):
+            inside = [pool["num_threads"] for pool in threadpool_info()]
+        after = [pool["num_threads"] for pool in threadpool_info()]
+    assert inside and set(inside) == {1} and set(after) == {2}

@@ -192,3 +192,28 @@ def test_ctrl_c_stops_a_run_in_one_line_and_keeps_the_finished_records(tmp_path)
     )
     lines = output.read_text().splitlines()
     assert 1 <= len(lines) < 50 and all(json.loads(line)["status"] == "ok" for line in lines)
+
+
+def test_the_projects_warnings_are_one_line_and_others_keep_pythons_form():
+    # "dgl-ssm run: warning: --device auto runs on the CPU: …" (a RuntimeWarning) as one
+    # line; a library's warning, or a deprecation pointing into our code, as Python shows it.
+    import warnings
+
+    import torch
+
+    import dgl_ssm_cli
+    from dgl_ssm_bench import device
+
+    default = warnings.formatwarning
+    previous = dgl_ssm_cli._one_line_warnings("dgl-ssm run")
+    try:
+        ours, theirs = device.__file__, torch.__file__
+        for category in (UserWarning, RuntimeWarning):
+            shown = warnings.formatwarning("no GPU", category, ours, 7)
+            assert shown == "dgl-ssm run: warning: no GPU\n"
+        for category, filename in ((UserWarning, theirs), (FutureWarning, ours)):
+            shown = warnings.formatwarning("no GPU", category, filename, 7)
+            assert shown == default("no GPU", category, filename, 7)
+    finally:
+        warnings.formatwarning = previous
+    assert previous is default

@@ -3,6 +3,7 @@ the stored form (``to_dict``), which keys reproduction records, unchanged by the
 
 import json
 
+import numpy as np
 import pytest
 from torch import nn
 
@@ -49,6 +50,11 @@ def test_numbers_keep_their_type_and_strings_are_read_as_numbers():
     # json text, as the key hashes it: 0 stays 0 (not 0.0), "1e-3" becomes 0.001
     assert json.dumps([optim["lr"], optim["weight_decay"], optim["epochs"]]) == "[0.001, 0, 2]"
     assert config.model.dropout == 0.5
+    # numpy's numbers (a sweep's grid, say) too: its integer 0 is 0, as a Python 0 is
+    config = RunConfig.from_dict({"optim": {"lr": np.float32(0.5), "weight_decay": np.int64(0),
+                                            "epochs": np.int64(2)}})  # fmt: skip
+    optim = config.to_dict()["optim"]
+    assert json.dumps([optim["lr"], optim["weight_decay"], optim["epochs"]]) == "[0.5, 0, 2]"
 
 
 def test_yaml_float_written_as_1e_minus_3_is_accepted(tmp_path):
@@ -193,6 +199,17 @@ def test_the_dropout_reaches_the_model():
 def test_drews_delay_reaches_the_k_hop_model():
     model = built(name="kgcn_ssm", hop_mode="cumulative", max_hop=2, delay=2)
     assert model.delay == 2
+
+
+def test_the_choice_past_the_largest_hop_reaches_the_k_hop_model():
+    assert built(name="kgcn_ssm", max_hop=1, past_max_hop="repeat").past_max_hop == "repeat"
+    assert built(name="kgcn_ssm", max_hop=1).past_max_hop == "empty"  # the paper's
+
+
+def test_a_run_without_epochs_trains_the_200_the_readme_states():
+    # README, "Benchmarks: one run from the command line": "200 epochs × 3 seeds" for a
+    # command that gives no --epochs.
+    assert RunConfig().optim.epochs == RunConfig.from_dict({}).optim.epochs == 200
 
 
 def test_a_memory_bound_is_more_than_one_and_needs_calibrate():

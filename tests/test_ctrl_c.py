@@ -193,3 +193,53 @@ def test_a_sweeps_final_evaluation_stops_after_the_epoch_in_which_ctrl_c_was_swa
     assert lost == [True] and len(epochs_trained) == 2  # not one epoch more
     study = optuna.load_study(study_name=spec.study_name, storage=storage)
     assert "final" not in study.user_attrs and "final_runs" not in study.user_attrs
+
+
+def test_a_second_ctrl_c_breaks_a_run_whose_stop_hangs(tmp_path, monkeypatch):
+    # dgl-ssm run takes each Ctrl-C as Python's own handler does: one caught on the way out
+    # (a clean-up, a finalizer) does not make the next one wait for the end of the run.
+    went_on = []
+
+    def run_seeds(config, seeds, **options):
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(5)  # never reached
+        signal.raise_signal(signal.SIGINT)
+        for _ in range(1000):  # Python runs the handler here
+            pass
+        went_on.append(True)
+        return []
+
+    monkeypatch.setattr("dgl_ssm_bench.run.run_seeds", run_seeds)
+    argv = ["run", "--model", "gcn", "--dataset", "ring_transfer", "--no-progress",
+            "--output", str(tmp_path / "runs.jsonl")]  # fmt: skip
+    assert dgl_ssm_cli.main(argv) == 130
+    assert went_on == []
+
+
+def test_an_ignored_ctrl_c_stays_ignored():
+    # A run started in the background (`dgl-ssm run … &`) ignores SIGINT: so do the
+    # processes it starts, and a Ctrl-C meant for the terminal's foreground job.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with CtrlC.installed() as ctrl_c:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            signal.raise_signal(signal.SIGINT)
+        assert not ctrl_c.seen and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_only_an_interrupted_run_is_told_to_resume(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    def interrupted(argv, prog):
+        raise KeyboardInterrupt
+
+    commands = {name: SimpleNamespace(help="", main=interrupted) for name in ("run", "perf")}
+    monkeypatch.setattr(dgl_ssm_cli, "benchmark_commands", lambda: commands)
+    for name, told in (("run", True), ("perf", False)):
+        assert dgl_ssm_cli.main([name]) == 130
+        err = capsys.readouterr().err
+        assert err.startswith(f"dgl-ssm {name}: interrupted (Ctrl-C); what had finished is kept")
+        assert ("add --resume" in err) == told

@@ -106,3 +106,20 @@ def test_a_gpu_index_followed_by_anything_is_no_device():
     for name in ("cuda:0x", "cuda:1 ", "cuda:1,2"):
         with pytest.raises(ValueError, match="Unknown device"):
             check_device_name(name)
+
+
+def test_reproduce_runs_every_cell_on_the_device_asked_for(tmp_path, capsys, fresh_probe):
+    # The plan's cells say "auto"; --device cuda is theirs, and without a GPU refused at once.
+    argv = ["reproduce", "--part", "gpp", "--list", "--out", str(tmp_path)]
+    assert main([*argv, "--device", "cuda"]) == 2
+    assert "device cuda was asked for, but torch sees no CUDA device" in capsys.readouterr().err
+    assert main([*argv, "--device", "cpu"]) == 0
+
+
+def test_auto_and_cuda_run_on_the_gpu_a_worker_made_current(torch_sees_gpus, monkeypatch):
+    # use_gpu_of_worker made GPU 1 current in worker 1: its runs go there, not to GPU 0.
+    monkeypatch.setattr(subprocess, "run", lambda args, **_: subprocess.CompletedProcess(args, 0))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    for name in ("auto", "cuda"):
+        assert resolve_device(name) == torch.device("cuda", 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)

@@ -844,6 +844,7 @@ def test_threads_per_worker_divide_the_cores():
     assert threads_per_worker(None, 2, cores=2) == 1
     assert threads_per_worker(None, 3, cores=2) == 1
     assert threads_per_worker(None, 2, cores=8) == 4
+    assert threads_per_worker(None, 3, cores=8) == 2  # 3 × 3 would be 9 threads on 8 cores
     assert threads_per_worker(3, 2, cores=8) == 3
 
 
@@ -935,6 +936,33 @@ def test_a_folder_in_the_place_of_one_file_fails_before_any_file_is_replaced(tmp
     folder = tmp_path / "board"  # not a new a.md and b.csv beside the old set's remains
     assert sorted(p.name for p in folder.iterdir()) == ["a.md", "b.csv", "c.png"]
     assert [(folder / name).read_bytes() for name in ("a.md", "b.csv")] == [b"old", b"old"]
+
+
+def test_one_file_is_0644_whole_or_not_there_and_a_figure_bears_no_version(tmp_path):
+    """atomic_write, the home of every cache, table and figure: the usual mode, as ``open``
+    gives (caches are shared); a failed write leaves the old file and no temporary one; a
+    PNG has no software stamp, so an unchanged figure is an unchanged file."""
+    from matplotlib.figure import Figure
+
+    from dgl_ssm_bench.files import atomic_write, save_png
+
+    path = tmp_path / "cache.npz"
+    previous = os.umask(0o022)
+    try:
+        with atomic_write(path) as temporary:
+            temporary.write_bytes(b"old")
+    finally:
+        os.umask(previous)
+    assert (path.stat().st_mode & 0o777) == 0o644
+    with pytest.raises(RuntimeError), atomic_write(path) as temporary:
+        temporary.write_bytes(b"half")
+        raise RuntimeError("the writer failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.npz"] and path.read_bytes() == b"old"
+    figure = Figure()
+    figure.add_subplot().plot([0, 1])
+    save_png(figure, tmp_path / "plot.png")
+    png = (tmp_path / "plot.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and b"Software" not in png and b"atplotlib" not in png
 
 
 def test_a_signal_between_files_waits_until_the_whole_set_is_written(tmp_path, monkeypatch):
