@@ -5,10 +5,12 @@ DGL imports OGB (``dgl.data.lrgb``), and OGB starts, at import, threads that ask
 apart; the interpreter waits for them before it exits. Offline (the usual machine for a long
 reproduction), every process that imported DGL waited for them: a process doing only
 ``import dgl`` took 5.0 s instead of 2.9 s on an idle 2-core machine, 8.5 s instead of 4.5 s on
-a busy one. The harness starts such a process per command, per reproduction worker and per
-monitor helper. The harness is an application, so its processes skip the check: ``outdated``
-is marked absent before DGL is imported, which OGB reads as "no check". The library
-(``dgl_ssm``) leaves its user's process as it finds it.
+a busy one. The harness starts such a process per command, per reproduction or sweep worker
+and per monitor helper. So both harness packages, on import, mark ``outdated`` absent, which
+OGB reads as "no check", when DGL is not yet imported: every process of the harness imports
+one of them first, and its spawned workers import the function they run from one. In a
+user's own process that imports the harness first, OGB's check is off too (and ``import
+outdated`` fails), as the README says; the library (``dgl_ssm``) leaves the check on.
 """
 
 import sys

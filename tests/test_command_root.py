@@ -95,6 +95,15 @@ def test_run_loads_neither_optuna_nor_the_sweeps_runner_nor_asks_pypi_for_versio
     assert "UserWarning" not in result.stderr
 
 
+def test_a_process_importing_the_sweeps_first_skips_ogbs_version_check_the_library_not():
+    # A script calling run_sweep, and each sweep worker it spawns, import dgl_ssm_sweeps (and
+    # through its runner DGL, then OGB) before dgl_ssm_bench; a library user imports dgl_ssm.
+    check = "import sys, {}; print(sys.modules['ogb.version'].check_outdated is None)"
+    sweeps, library = side_by_side(["python", "-c", check.format("dgl_ssm_sweeps.runner")],
+                                   ["python", "-c", check.format("dgl_ssm")])  # fmt: skip
+    assert (sweeps.stdout, library.stdout) == ("True\n", "False\n"), sweeps.stderr + library.stderr
+
+
 def test_the_leaderboard_loads_neither_torch_nor_dgl(tmp_path):
     # Tables and bad-input errors come from Optuna's storage alone: no 4-8 s of imports.
     argv = ["leaderboard", "--storage", f"sqlite:///{tmp_path}/none.db", "--out", str(tmp_path)]
