@@ -198,10 +198,17 @@ def test_a_generated_datasets_integer_option_of_another_type_is_refused(option, 
     assert get_dataset("ring_transfer", ring_size=np.int64(4), num_graphs=10).graphs  # NumPy's
 
 
-def _triangle(feat):
-    graph = dgl.graph(([0, 1, 2], [1, 2, 0]))
-    graph.ndata["feat"], graph.ndata["label"] = feat, torch.tensor([0, 1, 0])
+def _triangle(feat, dst=(1, 2, 0), label=None):
+    """The cycle 0 → 1 → 2 → 0 (or the edges to ``dst``), labels 0, 1, 0 unless given."""
+    graph = dgl.graph(([0, 1, 2], list(dst)), num_nodes=3)
+    graph.ndata["feat"] = feat
+    graph.ndata["label"] = torch.tensor([0, 1, 0]) if label is None else label
     return graph
+
+
+def _one_node_each():
+    """A split of the triangle: node 0 to train on, 1 to validate, 2 to test."""
+    return {"train": torch.tensor([0]), "val": torch.tensor([1]), "test": torch.tensor([2])}
 
 
 def test_the_data_fingerprint_covers_the_splits_and_the_graph_targets():
@@ -232,7 +239,7 @@ def test_a_many_graph_dataset_has_one_split_a_one_graph_dataset_its_fixed_ones()
     # dataset has exactly one, its graphs' own split.
     ring = get_dataset("ring_transfer", ring_size=4, num_graphs=10)
     assert not ring.transductive and ring.num_splits == 1
-    split = {"train": torch.tensor([0]), "val": torch.tensor([1]), "test": torch.tensor([2])}
+    split = _one_node_each()
     cycle = BenchmarkData("t", "node", "cross_entropy", "accuracy", 1, 2,
                           graph=_triangle(torch.ones(3, 1)), splits=[split, split])  # fmt: skip
     assert cycle.transductive and cycle.num_splits == 2
@@ -273,11 +280,9 @@ def test_the_data_fingerprint_sees_the_edges_and_the_shape_of_equal_bytes():
     take one's record for the other's."""
 
     def node_task(dst, label):
-        graph = dgl.graph(([0, 1, 2], dst), num_nodes=3)
-        graph.ndata["feat"], graph.ndata["label"] = torch.ones(3, 1), label
-        split = {"train": torch.tensor([0]), "val": torch.tensor([1]), "test": torch.tensor([2])}
+        graph = _triangle(torch.ones(3, 1), dst, label)
         return BenchmarkData("t", "node", "cross_entropy", "accuracy", 1, 2, graph=graph,
-                             splits=[split]).fingerprint()  # fmt: skip
+                             splits=[_one_node_each()]).fingerprint()  # fmt: skip
 
     label = torch.tensor([0, 1, 0])
     cycle = node_task([1, 2, 0], label)
@@ -288,8 +293,7 @@ def test_the_data_fingerprint_sees_the_edges_and_the_shape_of_equal_bytes():
 
 def test_one_graph_and_many_graphs_at_once_are_refused():
     # Which would a trainer read? transductive says the one graph, the graphs would be dropped.
-    graph = _triangle(torch.ones(3, 1))
-    split = {"train": torch.tensor([0]), "val": torch.tensor([1]), "test": torch.tensor([2])}
+    graph, split = _triangle(torch.ones(3, 1)), _one_node_each()
     with pytest.raises(ValueError, match="give either one graph with splits, or graphs"):
         BenchmarkData("t", "node", "cross_entropy", "accuracy", 1, 2, graph=graph,
                       splits=[split], graphs={"train": [graph]})  # fmt: skip

@@ -830,12 +830,19 @@ def test_resume_without_an_output_file_is_refused_before_any_work(monkeypatch):
 def test_threads_holds_the_blas_pools_too_then_gives_them_back():
     # numpy's and scipy's BLAS (Jacobian spectra, metrics) would otherwise keep their own
     # thread per core beside torch's one.
+    import torch
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from dgl_ssm_bench.threads import threads
 
-    with threadpool_limits(2):
+    def blas():  # (not OpenMP's pool: torch's own count sets it back, per xdist worker)
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    torch_threads = torch.get_num_threads()
+    with threadpool_limits(2, user_api="blas"):
+        before = blas()
         with threads(1):
-            inside = [pool["num_threads"] for pool in threadpool_info()]
-        after = [pool["num_threads"] for pool in threadpool_info()]
-    assert inside and set(inside) == {1} and set(after) == {2}
+            inside = blas()
+        after = blas()
+    assert before and set(before) == {2} and set(inside) == {1} and after == before
+    assert torch.get_num_threads() == torch_threads

@@ -128,36 +128,34 @@ def test_on_windows_the_high_water_mark_is_the_peak_working_set(monkeypatch):
     assert PeakMeter("cpu").method == "peak working set"
 
 
-def test_the_monitors_helper_starts_where_there_is_no_nice_or_scheduler(monkeypatch):
+@pytest.fixture
+def one_thread():
+    """The monitor's helper set-up (``monitor._one_thread``), called in pytest's process: the
+    thread counts and BLAS limits it sets are put back afterwards."""
+    threads, limits = get_threads(), monitor._LIMITS
+    yield monitor._one_thread
+    if monitor._LIMITS is not limits:
+        monitor._LIMITS.restore_original_limits()
+    monitor._LIMITS = limits
+    set_threads(*threads)
+
+
+def test_the_monitors_helper_starts_where_there_is_no_nice_or_scheduler(monkeypatch, one_thread):
     monkeypatch.delattr(os, "sched_setscheduler", raising=False)
     monkeypatch.delattr(os, "nice")
-    threads, limits = get_threads(), monitor._LIMITS
-    try:
-        monitor._one_thread()  # (raised AttributeError: every monitored epoch's spectra failed)
-        assert get_threads()[0] == 1
-    finally:  # (this process is pytest's, not a helper's)
-        if monitor._LIMITS is not limits:
-            monitor._LIMITS.restore_original_limits()
-        monitor._LIMITS = limits
-        set_threads(*threads)
+    one_thread()  # (raised AttributeError: every monitored epoch's spectra failed)
+    assert get_threads()[0] == 1
 
 
 def test_where_there_is_no_idle_scheduler_the_monitors_helper_takes_the_lowest_priority(
-    monkeypatch,
+    monkeypatch, one_thread
 ):
     # macOS has no SCHED_IDLE: the helper is niced to 19, the lowest, so it still takes only
     # the CPU time training leaves (os.nice adds its argument to the process's niceness).
     monkeypatch.delattr(os, "sched_setscheduler", raising=False)
     increments = []
     monkeypatch.setattr(os, "nice", increments.append)
-    threads, limits = get_threads(), monitor._LIMITS
-    try:
-        monitor._one_thread()
-    finally:  # (this process is pytest's, not a helper's)
-        if monitor._LIMITS is not limits:
-            monitor._LIMITS.restore_original_limits()
-        monitor._LIMITS = limits
-        set_threads(*threads)
+    one_thread()
     assert increments == [19]
 
 

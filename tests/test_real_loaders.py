@@ -218,10 +218,7 @@ def test_staged_copy_follows_its_source(data_dir, tmp_path):
 def test_truncated_planetoid_file_is_named_and_the_fixed_file_is_used(data_dir, tmp_path, suffix):
     from dgl_ssm_bench.datasets.planetoid import load_planetoid
 
-    local, cache = tmp_path / "data", tmp_path / "cache"
-    shutil.copytree(data_dir / "planetoid", local)
-    for path in local.iterdir():
-        path.chmod(0o644)
+    local, cache = local_planetoid(data_dir, tmp_path), tmp_path / "cache"
     bad = local / f"ind.cora.{suffix}"
     whole = truncate(bad)
     one_line_error(lambda: load_planetoid("cora", local, cache), str(bad), "planetoid")
@@ -929,18 +926,29 @@ def test_a_heterophilous_file_dgl_would_misread_is_refused_with_its_fault(
     assert "fresh copy" in message and "\n" not in message
 
 
+def local_planetoid(data_dir, tmp_path):
+    """A writable copy of the shared Planetoid files, for a test to damage."""
+    local = tmp_path / "data"
+    shutil.copytree(data_dir / "planetoid", local)
+    for path in local.iterdir():
+        path.chmod(0o644)
+    return local
+
+
+def _edit_pickle(folder, suffix, edit):
+    """Replace the object pickled in ``ind.cora.<suffix>`` by ``edit(object)``."""
+    with open(folder / f"ind.cora.{suffix}", "rb") as handle:
+        edited = edit(pickle.load(handle, encoding="latin1"))
+    with open(folder / f"ind.cora.{suffix}", "wb") as handle:
+        pickle.dump(edited, handle)
+
+
 def _short_labels(folder):
-    with open(folder / "ind.cora.y", "rb") as handle:
-        labels = pickle.load(handle, encoding="latin1")
-    with open(folder / "ind.cora.y", "wb") as handle:
-        pickle.dump(labels[:50], handle)
+    _edit_pickle(folder, "y", lambda labels: labels[:50])
 
 
 def _short_test_labels(folder):
-    with open(folder / "ind.cora.ty", "rb") as handle:
-        labels = pickle.load(handle, encoding="latin1")
-    with open(folder / "ind.cora.ty", "wb") as handle:
-        pickle.dump(labels[:-1], handle)
+    _edit_pickle(folder, "ty", lambda labels: labels[:-1])
 
 
 def _negative_test_index(folder):
@@ -963,37 +971,34 @@ def _test_index_one_short(folder):  # 999 indices for the 1000 rows of tx
     (folder / "ind.cora.test.index").write_text("\n".join(lines[:-1]) + "\n")
 
 
+def _edge_to(node):
+    def edit(graph):
+        graph[0].append(node)
+        return graph
+
+    return edit
+
+
 def _edge_past_the_last_node(folder):
-    with open(folder / "ind.cora.graph", "rb") as handle:
-        graph = pickle.load(handle, encoding="latin1")
-    graph[0].append(2708)  # Cora's nodes are 0 … 2707
-    with open(folder / "ind.cora.graph", "wb") as handle:
-        pickle.dump(graph, handle)
+    _edit_pickle(folder, "graph", _edge_to(2708))  # Cora's nodes are 0 … 2707
 
 
 def _wider_test_labels(folder):  # an eighth class column in ty only
-    with open(folder / "ind.cora.ty", "rb") as handle:
-        labels = pickle.load(handle, encoding="latin1")
-    with open(folder / "ind.cora.ty", "wb") as handle:
-        pickle.dump(np.hstack([labels, np.zeros((len(labels), 1))]), handle)
+    _edit_pickle(folder, "ty", lambda labels: np.hstack([labels, np.zeros((len(labels), 1))]))
 
 
 def _edge_to_node_minus_one(folder):  # DGL's loader would take -1 as one more node
-    with open(folder / "ind.cora.graph", "rb") as handle:
-        graph = pickle.load(handle, encoding="latin1")
-    graph[0].append(-1)
-    with open(folder / "ind.cora.graph", "wb") as handle:
-        pickle.dump(graph, handle)
+    _edit_pickle(folder, "graph", _edge_to(-1))
 
 
 def _wider_test_features(folder):  # a 1434th feature column in tx only
     import scipy.sparse
 
-    with open(folder / "ind.cora.tx", "rb") as handle:
-        features = pickle.load(handle, encoding="latin1")
-    extra = scipy.sparse.csr_matrix((features.shape[0], 1))
-    with open(folder / "ind.cora.tx", "wb") as handle:
-        pickle.dump(scipy.sparse.hstack([features, extra]).tocsr(), handle)
+    def wider(features):
+        extra = scipy.sparse.csr_matrix((features.shape[0], 1))
+        return scipy.sparse.hstack([features, extra]).tocsr()
+
+    _edit_pickle(folder, "tx", wider)
 
 
 @pytest.mark.parametrize(
@@ -1015,10 +1020,7 @@ def test_planetoid_files_that_disagree_are_refused(data_dir, tmp_path, damage, f
     test index round to the last node, without a word."""
     from dgl_ssm_bench.datasets.planetoid import load_planetoid
 
-    local = tmp_path / "data"
-    shutil.copytree(data_dir / "planetoid", local)
-    for path in local.iterdir():
-        path.chmod(0o644)
+    local = local_planetoid(data_dir, tmp_path)
     damage(local)
     with pytest.raises(ValueError) as error:
         load_planetoid("cora", local, tmp_path / "cache")
@@ -1031,15 +1033,13 @@ def test_a_graph_file_without_a_key_for_the_last_node_still_has_it(data_dir, tmp
     # them), with its test index, so the files agree and all 2708 nodes load.
     from dgl_ssm_bench.datasets.planetoid import load_planetoid
 
-    local = tmp_path / "data"
-    shutil.copytree(data_dir / "planetoid", local)
-    for path in local.iterdir():
-        path.chmod(0o644)
-    with open(local / "ind.cora.graph", "rb") as handle:
-        graph = pickle.load(handle, encoding="latin1")
-    del graph[2707]  # its neighbours 598, 165, 1473 and 2706 still list it
-    with open(local / "ind.cora.graph", "wb") as handle:
-        pickle.dump(graph, handle)
+    local = local_planetoid(data_dir, tmp_path)
+
+    def without_2707(graph):
+        del graph[2707]  # its neighbours 598, 165, 1473 and 2706 still list it
+        return graph
+
+    _edit_pickle(local, "graph", without_2707)
     loaded = load_planetoid("cora", local, tmp_path / "cache")
     assert (loaded.num_nodes(), loaded.num_edges()) == (2708, 10556)
 

@@ -356,10 +356,9 @@ def test_a_grid_trial_interrupted_is_run_again_without_taking_another_point(tmp_
     space = tmp_path / "grid.yaml"
     space.write_text(GRID)
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    fake_train(monkeypatch, [KeyboardInterrupt()])
+    fake_train(monkeypatch, [KeyboardInterrupt(), "ok"])
     with pytest.raises(KeyboardInterrupt):
         run_sweep(spec_for(tmp_path, storage, 1, space=str(space)), log=quiet)
-    monkeypatch.undo()
     run_sweep(spec_for(tmp_path, storage, 1, space=str(space)), log=quiet)
     interrupted, retry = load(storage).trials
     assert (interrupted.state, retry.state) == (TrialState.FAIL, TrialState.COMPLETE)
@@ -387,7 +386,8 @@ def test_the_grid_order_is_shuffled_by_the_sweep_seed(tmp_path):
 
 
 def fake_train(monkeypatch, outcomes):
-    """Replace the sweep's trainer: the i-th call does outcomes[i] (the rest train)."""
+    """Replace the sweep's trainer: the i-th call does outcomes[i] (the rest train); "ok" is a
+    finished run at once (val and test 0.5), for tests that need a trial completed, not run."""
     real, calls = runner.train, []
 
     def train(config, **kwargs):
@@ -395,6 +395,8 @@ def fake_train(monkeypatch, outcomes):
         outcome = outcomes[len(calls) - 1] if len(calls) <= len(outcomes) else None
         if outcome == "diverged":
             return RunResult("diverged", "accuracy", None, None, -1, 1, 0.1, 0.0)
+        if outcome == "ok":
+            return RunResult("ok", "accuracy", 0.5, 0.5, 0, 1, 0.1, 0.0)
         if isinstance(outcome, BaseException):
             raise outcome
         return real(config, **kwargs)
@@ -592,7 +594,7 @@ def test_ctrl_c_during_a_storage_call_is_raised_after_it(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is handler  # put back
     # Run again, the study's one trial is the queued retry: it runs, though a study of one
     # trial already holds one (a retry fills the place of the attempt it repeats).
-    monkeypatch.undo()
+    fake_train(monkeypatch, ["ok"])
     run_sweep(spec_for(tmp_path, storage, 1, space=space), log=quiet)
     trials = load(storage).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
