@@ -4,7 +4,7 @@ DGL imports OGB (``dgl.data.lrgb``), and OGB starts, at import, threads that ask
 ``ogb`` and ``outdated`` (the package it asks with) are the newest versions, retrying a second
 apart; the interpreter waits for them before it exits. Offline (the usual machine for a long
 reproduction), every process that imported DGL waited for them: a process doing only
-``import dgl`` took 5.0 s instead of 2.9 s on an idle 2-core machine, 8.5 s instead of 4.5 s on
+``import dgl`` took 4.4 s instead of 2.4 s on an idle 2-core machine, 8.5 s instead of 4.5 s on
 a busy one. The harness starts such a process per command, per reproduction or sweep worker
 and per monitor helper. So both harness packages, on import, mark ``outdated`` absent, which
 OGB reads as "no check", when DGL is not yet imported: every process of the harness imports
