@@ -1463,6 +1463,34 @@ def test_cli_options_reach_the_recipes(tmp_path, monkeypatch):
         torch.randint(0, 20, (30,), generator=generator)
     torch.testing.assert_close(data.feat, torch.randn(20, 16, generator=generator))
     assert options["seed"] == 3
+    # Each command's default depth: energy 64, Jacobian 2, sensitivity off the ring 8.
+    assert [c.num_layers for c in given["energy_vs_layer"][1]] == [64, 64]
+    assert [c.num_layers for c in given["jacobian_spectrum"][1]] == [2, 2]
+    assert analyze.main(["sensitivity", *random, *out]) == 0
+    assert [c.num_layers for c in given["sensitivity_vs_distance"][1]] == [8, 8]
+    # The options reach the recipe (and 0 is a valid --max-dense and --max-distance; a
+    # 1-layer model with 1 Jacobian value to keep is a valid size).
+    options = ["--float64", "--feat-dim", "5", "--activation", "tanh"]
+    assert analyze.main(["energy", *options, *random, *out]) == 0
+    data, configs, options = given["energy_vs_layer"]
+    assert options["float64"] and data.feat.shape == (20, 5)
+    assert [c.activation for c in configs] == ["tanh", "tanh"]
+    options = ["--max-dense", "0", "--layers", "1", "--k", "1"]
+    assert analyze.main(["jacobian", *options, *random, *out]) == 0
+    assert given["jacobian_spectrum"][2]["max_dense"] == 0
+    assert given["jacobian_spectrum"][2]["k"] == 1
+    assert analyze.main(["sensitivity", "--max-distance", "0", "--targets", "3", *random,
+                         *out]) == 0  # fmt: skip
+    assert (given["sensitivity_vs_distance"][2]["max_distance"],
+            given["sensitivity_vs_distance"][2]["targets"]) == (0, 3)  # fmt: skip
+    # A random graph of one node has no edge to draw.
+    one = ["--dataset", "random", "--num-nodes", "1", "--num-edges", "30"]
+    assert analyze.main(["energy", *one, *out]) == 2
+    made = []
+    monkeypatch.setattr(figures, "make_figures", lambda out, **options: made.append(options))
+    assert analyze.main(["figures", "--quick", "--only", "sensitivity_ring", "--seed", "4",
+                         *out]) == 0  # fmt: skip
+    assert [(m["quick"], m["only"], m["seed"]) for m in made] == [(True, ["sensitivity_ring"], 4)]
 
 
 def numpy_energy(graph, h):
@@ -1537,3 +1565,94 @@ def test_sensitivity_by_distance_on_a_distance_graph_named_by_field_up_to_max_di
                   if ring_distance[u, v] == d]  # fmt: skip
         assert curve[d] == pytest.approx(np.mean(blocks), rel=1e-5)
     assert sorted(curve) == [0, 1, 2, 3]
+
+
+def test_a_layers_spectrum_is_dense_up_to_max_dense_and_the_last_layer_can_be_asked_for():
+    from dgl_ssm_bench import figures
+
+    data = figures.analysis_data("random", num_nodes=10, num_edges=20, feat_dim=3)
+    config = figures.model_config("gcn_ssm", 2, 4)
+    # n·d = 10 × 4 = 40: at max_dense = 40 every one of the 40 values, dense (no density).
+    values, density = figures.layer_spectrum(config, data, 0, 2, 40, 3)
+    assert density is None and len(values["eig_modulus"]) == len(values["singular_value"]) == 40
+    assert list(values["eig_modulus"]) == sorted(values["eig_modulus"], reverse=True)
+    with pytest.raises(ValueError, match=r"--layer must be in 1\.\.2, got 3"):
+        figures.layer_spectrum(config, data, 0, 3, 40, 3)
+
+
+def test_ssm_curves_name_their_state_scale():
+    from dgl_ssm_bench import figures
+
+    assert figures.label(figures.model_config("gcn_ssm", 2, 4, state_scale=0.5)) == (
+        "GCN-SSM (‖Λ‖₂=0.5)"
+    )
+    assert figures.label(figures.model_config("gcn", 2, 4, state_scale=0.5)) == "GCN"
+
+
+def test_a_run_without_a_test_accuracy_is_written_as_nan_not_0(tmp_path, monkeypatch):
+    # A diverged run has no test accuracy: its row must not read as a measured 0.
+    from types import SimpleNamespace
+
+    from dgl_ssm_bench import figures
+
+    def diverged(config, data=None):
+        return SimpleNamespace(test=None, val=None, best_epoch=None, status="diverged")
+
+    monkeypatch.setattr(figures, "train", diverged)
+    monkeypatch.setattr(figures.Session, "cora", None)  # (the fake training reads no data)
+    settings = figures.Settings(depths=(2,), epochs=1, patience=None, ring=8)
+    figures.accuracy_vs_depth(figures.Session(tmp_path, settings=settings), "acc", ("gcn",))
+    (row,) = read_csv(tmp_path / "acc.csv")
+    assert (row["test_accuracy"], row["status"]) == ("nan", "diverged")
+
+
+def test_quick_figures_train_at_the_quick_depths(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from dgl_ssm_bench import figures
+
+    depths = []
+
+    def fake_train(config, data=None):
+        depths.append(config.model.num_layers)
+        return SimpleNamespace(test=0.5, val=0.5, best_epoch=1, status="ok")
+
+    monkeypatch.setattr(figures, "train", fake_train)
+    monkeypatch.setattr(figures.Session, "cora", None)
+    figures.make_figures(tmp_path, quick=True, only=["accuracy_vs_depth_cora"])
+    assert depths == [2, 4, 8, 16, 32, 64] * 2  # gcn, then gcn_ssm; no 128 (the full run's)
+
+
+def test_sensitivity_targets_are_drawn_from_the_seed(tmp_path):
+    # 3 of 12 nodes as targets: which three is the seed's choice, as the library draws them.
+    from dgl_ssm_bench import figures
+
+    data = figures.analysis_data("random", seed=3, num_nodes=12, num_edges=30, feat_dim=3)
+    config = figures.model_config("gcn_ssm", 2, 8)
+    curves = figures.sensitivity_curves([config], data, seed=3, num_targets=3)
+    torch.manual_seed(3)
+    model = build_model("gcn_ssm", 3, 8, data.num_classes, num_layers=2)
+    graph = dgl.add_self_loop(data.graph)
+    expected = sensitivity_by_distance(
+        model, graph, data.feat, distance_graph=data.graph, num_targets=3, seed=3
+    )
+    assert curves["GCN-SSM"] == (list(expected), pytest.approx(list(expected.values())))
+
+
+def test_gradient_curves_take_the_loss_on_the_training_nodes_only():
+    from dgl_ssm_bench import figures
+
+    data = figures.analysis_data("random", num_nodes=12, num_edges=30, feat_dim=3)
+    data.train_mask[4:] = False  # Cora's split: the loss reads 4 of the 12 nodes
+    config = figures.model_config("gcn_ssm", 2, 8)
+    (layers, norms) = figures.gradient_curves([config], data, seed=0)["GCN-SSM"]
+    torch.manual_seed(0)
+    model = build_model("gcn_ssm", 3, 8, data.num_classes, num_layers=2).eval()
+    mask = data.train_mask
+    expected = manual_gradient_norms(
+        model,
+        dgl.add_self_loop(data.graph),
+        data.feat,
+        lambda out: F.cross_entropy(out[mask], data.labels[mask]),
+    )
+    assert layers == [0, 1, 2] and norms == pytest.approx(expected, rel=1e-5)

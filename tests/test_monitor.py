@@ -256,6 +256,10 @@ def test_the_heatmaps_put_layers_up_and_epochs_across(tmp_path, monkeypatch):
     np.testing.assert_allclose(image, expected)
     # epochs 0, 2, 4 (EVERY = 2): cells 2 wide, centred on them (±0.5 put them off their epochs)
     assert options["origin"] == "lower" and options["extent"] == (-1.0, 5.0, 0.5, 3.5)
+    # Two epochs, 0 and 4 (EVERY = 4): cells 4 wide.
+    drawn.clear()
+    monitor_figures({"history": [history[0], {**history[2], "epoch": 4}]}, out=tmp_path)
+    assert drawn[0][1]["extent"] == (-2.0, 6.0, 0.5, 3.5)
 
 
 def _entry(epoch, **changes):
@@ -276,6 +280,7 @@ def _entry(epoch, **changes):
         ({"history": [_entry(0), _entry(1, energy=[1.0])]}, "energy has 1 layers, not 3"),
         ({"history": [_entry(0, grad_norm=None)]}, "grad_norm is not a list of numbers"),
         ({"history": [_entry(0, singular_values={"0": "x"})]}, "singular_values is not"),
+        ({"history": [_entry(0, singular_values={"top": [1.0]})]}, "singular_values is not"),
     ],
 )  # fmt: skip
 def test_a_malformed_monitor_record_is_named_before_anything_is_written(tmp_path, record, fault):

@@ -418,6 +418,14 @@ def test_allocator_option_errors_say_what_to_do(tmp_path, capsys):
         (["--threads", "0"], "threads must be at least 1, got 0"),
         (["--synthetic-nodes", "0"], "synthetic_nodes must be at least 1, got 0"),
         (["--repeats", "0"], "repeats must be at least 1, got 0"),  # (0 divided min_time)
+        # (0 layers is no model; a 0 memory depth was read as "the largest"; K = 0 measured
+        # nothing; a monitor every 0 epochs never records)
+        (["--depths", "0", "2"], "depths must be positive layer counts"),
+        (["--reference-depths", "0"], r"reference_depths must be positive, got \(0,\)"),
+        (["--deep-depth", "0"], "deep_depth must be a positive layer count, got 0"),
+        (["--memory-depth", "0"], "memory_depth must be at least 1, got 0"),
+        (["--khop-max-k", "0"], "khop_max_k must be at least 1, got 0"),
+        (["--monitor-every", "0"], "monitor_every must be at least 1, got 0"),
     ],
 )
 def test_options_that_cannot_be_measured_stop_before_the_report_is_touched(
@@ -606,9 +614,15 @@ class IdleMonitor:
 def test_the_monitor_section_reports_seconds_per_epoch_not_per_block(monkeypatch):
     # Every "epoch" costs exactly 1 s (the fake timer counts epochs); a block is
     # monitor_every = 4 epochs, so each variant's per-epoch time must be 1.0, not 4.0.
-    epochs = []
+    epochs, watched = [], []
+
+    def fake_make_epoch(*args, monitor=None, **kwargs):
+        if monitor is None:
+            return lambda: epochs.append(1)
+        return lambda watch: epochs.append(1) or watched.append(watch)
+
     monkeypatch.setattr(measure, "load_graph", lambda *a, **k: None)
-    monkeypatch.setattr(measure, "make_epoch", lambda *a, **k: lambda *_: epochs.append(1))
+    monkeypatch.setattr(measure, "make_epoch", fake_make_epoch)
 
     monkeypatch.setattr(dgl_ssm_bench.monitor, "TrainingMonitor", IdleMonitor)
 
@@ -629,6 +643,8 @@ def test_the_monitor_section_reports_seconds_per_epoch_not_per_block(monkeypatch
     found = measure.time_monitor(config, None, 2, "label", "cpu")
     for key in ("gcn_ssm", "gcn_ssm+monitor"):
         assert [m.median for m in found["measurements"][key]] == [1.0, 1.0]
+    # The monitor records the first epoch of each block of 4, as `--monitor 4` would.
+    assert watched == [True, False, False, False] * 2
 
 
 def test_same_graph_compares_the_edges_not_only_the_node_count():
@@ -759,18 +775,30 @@ def test_the_report_table_holds_median_min_max_and_each_depths_own_ratio(tmp_pat
     put(records, "time", "g", "gcn_ssm", "seconds", [3.0, 1.0, 2.0, 10.0], depth=2)
     put(records, "time", "g", "gcn", "seconds", [1.0], depth=8)
     put(records, "time", "g", "gcn_ssm", "seconds", [7.0], depth=8)
+    put(records, "memory", "g", "gcn_ssm+ckpt", "peak_mb", [1234.5678], depth=8)
     ratios = all_ratios(records, config)
+    targets = evaluate_targets(ratios, config, "g")
     meta = {"machine_lines": [], "command": "perf", "wall_s": 0.0, "graphs": [],
             "reference": "", "breakdown_ops": {}, "notes": []}  # fmt: skip
-    perf_report.write_report(tmp_path, config, records, ratios, [], meta)
+    perf_report.write_report(tmp_path, config, records, ratios, targets, meta)
     with open(tmp_path / "perf.csv") as handle:
         rows = {(r["depth"], r["variant"]): r for r in csv.DictReader(handle)}
     # 3, 1, 2, 10: median 2.5 (mean 4), min 1, max 10
     row = rows["2", "gcn_ssm"]
     assert (row["median"], row["min"], row["max"], row["n"]) == ("2.5", "1.0", "10.0", "4")
+    assert rows["8", "gcn"]["values"] == "1" and rows["2", "gcn_ssm"]["values"] == "3 1 2 10"
+    assert rows["8", "gcn_ssm+ckpt"]["values"] == "1234.57"  # 6 digits, as perf.json's
+    # perf.json keeps the verdicts too: 7 s / 1 s at 8 layers misses the 1.1 goal.
+    written = json.loads((tmp_path / "perf.json").read_text())["targets"]
+    assert {t["name"]: t["verdict"] for t in written}[
+        "gcn_ssm / gcn time per epoch, 8 layers, g"] == "MISS"  # fmt: skip
     lines = (tmp_path / "perf.md").read_text().splitlines()
     (at_2,) = [line for line in lines if line.startswith("| 2 | gcn_ssm |")]
+    assert at_2.startswith("| 2 | gcn_ssm | 2.5 [1–10] n=4 |")  # median [min–max]
     assert at_2.endswith("| / gcn: 2.500 [1.000–10.000] |")  # not also the 8-layer 7.000
+    # The plain model is the reference of its ratios (an "ours / PyG" cell is PyG's row only).
+    (plain,) = [line for line in lines if line.startswith("| 2 | gcn |")]
+    assert plain == "| 2 | gcn | 1 [1–1] n=4 | 1 (reference) |"
     (at_8,) = [line for line in lines if line.startswith("| 8 | gcn_ssm |")]
     assert at_8.endswith("| / gcn: 7.000 |")
 
@@ -868,6 +896,8 @@ def test_each_measurement_builds_the_model_and_depth_it_reports(monkeypatch):
     # Monitored and unmonitored runs are both GCN-SSM (the overhead is the monitor's alone).
     measure.time_monitor(config, None, 16, "label", "cpu")
     assert built[1:] == [("gcn_ssm", 16), ("gcn_ssm", 16)]
+    # A round times a block of monitor_every = 5 epochs: 2 s × 5 epochs over 4 rounds.
+    assert timed[-1] == (["gcn_ssm", "gcn_ssm+monitor"], 4, 2.5)
     # min_time is each model's time over all rounds: 2 s in 4 rounds of 0.5 s.
     measure.time_epochs(config, None, 2, ["gcn", "gcn_ssm"], "label", "cpu")
     assert timed[-1] == (["gcn", "gcn_ssm"], 4, 0.5)
@@ -900,3 +930,142 @@ def test_the_compact_allocator_replaces_an_mmap_threshold_already_set():
         COMPACT, {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1048576:glibc.malloc.arena_max=2"}
     )
     assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536"
+
+
+def test_every_k_hop_step_up_to_khop_max_k_gets_its_ratios():
+    config = PerfConfig(depths=(2,), sections=("khop",), khop_max_k=2)
+    records = {}
+    put(records, "khop", "g", "input", "edges", [1000], k=0)
+    for k, edges in ((1, 1000), (2, 4000)):
+        put(records, "khop", "g", f"khop(K={k})", "edges", [edges], k=k)
+    found = {(r["k"], r["metric"]): r["value"] for r in all_ratios(records, config)}
+    assert found == {(1, "edges"): 1.0, (2, "edges"): 4.0}  # K = 2, the last, too
+
+
+def test_the_pyg_aim_is_read_at_a_timed_depth_and_the_deep_goal_only_when_deep_runs():
+    # Default reference depths 2 and 64 with 64 not timed: the aim is read at 2 layers (not
+    # "N/A at 64"). The deep section was not selected: it has no goal in the list.
+    config = PerfConfig(depths=(2, 8), graphs=("cora",), sections=("time", "reference"))
+    records = {}
+    put(records, "time", "cora", "pyg:gcn_ssm", "seconds", [2.0], depth=2)
+    put(records, "time", "cora", "gcn_ssm", "seconds", [1.0], depth=2)
+    targets = evaluate_targets(all_ratios(records, config), config, "cora")
+    names = {t["name"]: (t["verdict"], t["ratio"] and t["ratio"]["value"]) for t in targets}
+    assert names["ours / PyG GCN-SSM time per epoch, 2 layers, cora (aim)"] == ("PASS", 0.5)
+    assert not [name for name in names if name.startswith("checkpointed GCN-SSM at")]
+
+
+def _machine(**changes):
+    """An idle 2-core machine, as ``runner.describe_machine`` describes one."""
+    return {"load_before": (1.0, 1.0, 1.0), "load_after": (1.0, 1.0, 1.0), "cores": 2,
+            "op_latency_ms": 0.01, "op_latency_after_ms": 0.01, "threads": 2,
+            **changes}  # fmt: skip
+
+
+def test_the_notes_say_what_disturbed_the_run_and_what_failed():
+    config = PerfConfig(depths=(2,))
+    assert runner._notes({}, _machine(), config) == []
+    # Busy above 1.25 × the cores (2.5 of 2 is not above); a tiny op slow before or after,
+    # which only matters when torch runs more than one thread.
+    assert runner._notes({}, _machine(load_after=(2.5, 1.0, 1.0)), config) == []
+    (busy,) = runner._notes({}, _machine(load_after=(2.6, 1.0, 1.0)), config)
+    assert busy.startswith("The machine was busy (load average up to 2.6 on 2 cores)")
+    (stalled,) = runner._notes({}, _machine(op_latency_after_ms=0.75), config)
+    assert stalled.startswith("A tiny parallel op took 0.75 ms")
+    assert runner._notes({}, _machine(op_latency_ms=0.75, threads=1), config) == []
+    # A k-hop step stopped at max_edges is a result; a depth over the budget is a failure.
+    records = {}
+    put(records, "khop", "g", "khop(K=3)", "edges", k=3, status="exceeds max_edges", note="big")
+    put(records, "time", "g", "gcn", "seconds", depth=8, status="over budget", note="2 GB")
+    assert runner._notes(records, _machine(), config) == ["time, g at 8 layers: over budget — 2 GB"]
+    (here,) = runner._notes({}, _machine(), PerfConfig(depths=(2,), subprocess=False))
+    assert "(--no-subprocess)" in here
+
+
+def test_each_depth_times_the_variants_it_reports(monkeypatch):
+    # Checkpointing at --memory-depth (where its targets are read), not at the largest depth;
+    # PyG only at the reference depths; --quick times PyG at both of its depths.
+    monkeypatch.setattr(runner, "pyg_available", lambda: None)
+    config = PerfConfig(depths=(2, 8, 64), memory_depth=8, reference_depths=(2, 64))
+    assert [runner.variants_at(config, d) for d in (2, 8, 64)] == [
+        ["gcn", "gcn_ssm", "pyg:gcn_ssm"],
+        ["gcn", "gcn_ssm", "gcn_ssm+ckpt"],
+        ["gcn", "gcn_ssm", "pyg:gcn_ssm"],
+    ]
+    quick = config_from_args(build_parser().parse_args(["--quick"]))
+    assert runner.variants_at(quick, 16) == ["gcn", "gcn_ssm", "gcn_ssm+ckpt", "pyg:gcn_ssm"]
+
+
+def test_the_default_memory_budget_is_80_percent_of_the_memory_available(tmp_path, monkeypatch):
+    memory_now = SimpleNamespace(total=16 * 2**30, available=10 * 2**30)
+    monkeypatch.setattr(runner.psutil, "virtual_memory", lambda: memory_now)
+    main([*TINY, "--sections", "time", "--out", str(tmp_path)])
+    config = json.loads((tmp_path / "perf.json").read_text())["config"]
+    assert config["memory_budget_gb"] == pytest.approx(8.0)
+
+
+def test_same_graph_compares_node_and_edge_data_too():
+    a = dgl.graph(([0, 1], [1, 2]), num_nodes=3)
+    b = dgl.graph(([0, 1], [1, 2]), num_nodes=3)
+    a.ndata["hop"], b.ndata["hop"] = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2])
+    a.edata["w"], b.edata["w"] = torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0])
+    assert measure._same_graph(a, b)
+    b.edata["w"] = torch.tensor([1.0, 3.0])
+    assert not measure._same_graph(a, b)
+    b.edata["w"], b.ndata["hop"] = torch.tensor([1.0, 2.0]), torch.tensor([0, 2, 2])
+    assert not measure._same_graph(a, b)
+
+
+def test_the_breakdown_times_at_least_5_rounds_and_lists_ops_whose_count_differs(monkeypatch):
+    timed = []
+
+    def fake_interleaved(runs, rounds, warmup=0, round_seconds=0.0, label="", description=""):
+        timed.append((rounds, warmup, round_seconds))
+        return {}
+
+    tables = {"plain layer": {"mm": (2, 0.5), "relu": (1, 0.1), "add": (1, 0.2)},
+              "ssm layer": {"mm": (3, 0.1), "relu": (1, 0.9), "mul": (1, 0.3)}}  # fmt: skip
+    monkeypatch.setattr(measure, "interleaved", fake_interleaved)
+    monkeypatch.setattr(measure, "layer_parts", lambda *a: {k: k for k in tables})
+    monkeypatch.setattr(measure, "_op_table", lambda run, repeats, device: tables[run])
+    data = SimpleNamespace(spec=GraphSpec("synthetic", 10, 20), feat=torch.zeros(1))
+    config = PerfConfig(depths=(2,), repeats=1, warmup=0, min_time=1.0)
+    _, ops = measure.breakdown(config, data)
+    assert timed == [(5, 1, 0.2)]  # max(5, 3 × 1) rounds sharing 1 s, one warm-up
+    # relu: the same count (only its time differs); by |Δ ms|: mm −0.4, mul +0.3, add −0.2
+    assert [(o["op"], o["plain_calls"], o["ssm_calls"]) for o in ops] == [
+        ("mm", 2, 3), ("mul", 0, 1), ("add", 1, 0)]  # fmt: skip
+    assert [o["delta_ms"] for o in ops] == pytest.approx([-0.4, 0.3, -0.2])
+
+
+def test_synthetic_graphs_are_named_by_their_size():
+    assert [GraphSpec("synthetic", n).name for n in (1_000_000, 100_000, 1500, 2_000_000)] == [
+        "random-1M", "random-100k", "random-1500", "random-2M"]  # fmt: skip
+    assert GraphSpec("cora", 2708).name == "cora"
+
+
+def test_the_khop_peak_says_when_it_is_cumulative_over_k(monkeypatch):
+    # Without a high-water reset (not Linux) the peak of K = 2 includes K = 1's: its note says so.
+    for resettable, note in (
+        (True, ""),
+        (False, "peak is cumulative over K (no high-water reset)"),
+    ):
+        step = dict(k=1, edges=40, status="ok", seconds=0.1, peak_mb=5.0, message="")
+        out = {"status": "ok", "input_edges": 20, "steps": [step], "resettable": resettable}
+        monkeypatch.setattr(runner.isolation, "isolated", lambda *args, out=out: out)
+        records = {}
+        config = PerfConfig(depths=(2,), memory_budget_gb=1.0)
+        runner._khop_section(config, GraphSpec("synthetic", 10, 20), lambda *_: None, records)
+        peak = records[("khop", "random-10", "khop(K=1)", "peak_mb", None, 1)]
+        assert (peak["values"], peak["note"]) == ([5.0], note)
+        assert records[("khop", "random-10", "input", "edges", None, 0)]["values"] == [20]
+
+
+def test_the_breakdown_table_is_in_milliseconds():
+    config = PerfConfig(depths=(2,), sections=("breakdown",))
+    records = {}
+    put(records, "breakdown", "g", "plain layer", "seconds", [0.002, 0.004, 0.003])
+    put(records, "breakdown", "g", "ssm layer", "seconds", [0.004, 0.008, 0.006])
+    lines = perf_report._breakdown_section(records, all_ratios(records, config), {})
+    assert "| g | plain layer | 3 [2–4] n=3 | 1 (reference) |" in lines
+    assert "| g | ssm layer | 6 [4–8] n=3 | / plain layer: 2.000 |" in lines  # (exact halves)
