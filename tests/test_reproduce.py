@@ -1,5 +1,6 @@
 """The reproduction: stable record keys, resumable runs, the plan's configs, the report."""
 
+import contextlib
 import json
 import math
 import os
@@ -204,6 +205,20 @@ def test_calibrated_records_from_before_a_rule_change_keep_their_meaning():
     assert record_key({"config": stored, "schema": 1}) == config_key(cells["defaults"].config)
 
 
+def test_a_rescaled_record_of_before_the_symmetry_rule_is_the_uniform_run_however_spelt():
+    """Schemas 2 and 3 rescaled every weight's decay alike whether ``rescale_weight_decay``
+    was unset or spelt ``True`` (the rule's switch then): both are GAT-SSM's uniform run, not
+    the calibrated column's symmetry rule this code means by ``True``."""
+    gat = {c.column: c for c in plan(["calibration"])
+           if (c.row, c.config.seed) == ("GAT-SSM", 0)}  # fmt: skip
+    stored = gat["calibrated, weight decay rescaled"].config.to_dict()
+    stored["model"]["calibrate_lambda"] = "centred"  # as schemas 2 and 3 did
+    stored["optim"]["rescale_weight_decay"] = True
+    uniform = config_key(gat["centred λ, weight decay rescaled uniformly"].config)
+    assert record_key({"config": stored, "schema": 3}) == uniform
+    assert record_key({"config": stored, "schema": 4}) != uniform  # True: the symmetry rule
+
+
 def test_a_record_of_a_newer_schema_is_refused_not_read_by_older_rules():
     """A record written by newer code follows rules this code does not know (a field
     re-interpreted): read as if of this schema, it could pass for another run's record."""
@@ -359,6 +374,7 @@ def test_a_record_that_cannot_be_appended_is_shown_and_no_run_started_after_it(
     assert sorted(r["config"]["seed"] for r in shown) == list(range(jobs))
     assert all(r["key"] == config_key(cells[r["config"]["seed"]].config) for r in shown)
     assert str(error.value).count("No space left on device") == jobs
+    assert "worker process died" not in str(error.value)  # none did
     assert not (tmp_path / "ring.jsonl").exists()
 
 
@@ -402,13 +418,15 @@ def test_a_run_that_two_parts_share_is_pending_in_each_until_each_records_it(tmp
     assert execute.pending([cora, twin], tmp_path) == [twin]
 
 
-def test_a_record_without_its_row_or_column_is_named_not_counted(tmp_path):
+@pytest.mark.parametrize("missing", ["row", "column"])
+def test_a_record_without_its_row_or_column_is_named_not_counted(tmp_path, missing):
     """A record the tables cannot place (no row or column: an edit) is refused by name when
     pending runs are counted, not taken for its run's record."""
     cell = Cell("ring", "GCN-SSM", "n=6", tiny_ring(0))
-    append_record(tmp_path / "ring.jsonl",
-                  {"column": "n=6", "config": cell.config.to_dict(), "schema": SCHEMA})  # fmt: skip
-    with pytest.raises(ValueError, match=r"ring.jsonl, record 1: .*missing field row"):
+    record = {"row": "GCN-SSM", "column": "n=6", "config": cell.config.to_dict(), "schema": SCHEMA}
+    del record[missing]
+    append_record(tmp_path / "ring.jsonl", record)
+    with pytest.raises(ValueError, match=rf"ring.jsonl, record 1: .*missing field {missing}"):
         execute.pending([cell], tmp_path)
 
 
@@ -420,6 +438,137 @@ def test_a_record_written_without_a_schema_is_read_by_this_codes_rules(tmp_path)
     record = {"row": cell.row, "column": cell.column, "config": cell.config.to_dict()}
     append_record(tmp_path / "ring.jsonl", record)
     assert execute.pending([cell], tmp_path) == []
+
+
+def fake_run_of(cpu_time_s=90.0, test=0.123456):
+    """A stand-in for ``execute._run``: a finished run's record, without training."""
+
+    def fake_run(config_dict, locations):
+        return {"status": "ok", "test": test, "metric": "accuracy", "epochs": 7,
+                "cpu_time_s": cpu_time_s, "config": config_dict}  # fmt: skip
+
+    return fake_run
+
+
+def test_the_log_counts_the_runs_and_each_record_is_stamped_with_its_cell(tmp_path, monkeypatch):
+    """The first line counts what is done and what is left; each finished run's line gives
+    its score and CPU minutes; its record names its part, row, column, schema and key (the
+    report places it by them, and a later schema reads it by its own)."""
+    monkeypatch.setattr(execute, "_run", fake_run_of(cpu_time_s=90.0))
+    cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in (0, 1, 2)]
+    append_record(tmp_path / "ring.jsonl", {"row": "GCN-SSM", "column": "n=6", "schema": SCHEMA,
+                                            "config": cells[1].config.to_dict()})  # fmt: skip
+    lines = []
+    assert execute.run_cells(cells, tmp_path, threads=2, log=lines.append) == 2
+    assert lines == [
+        "1 of 3 runs already recorded; 2 to go (1 at a time, 2 torch thread(s) each)",
+        "ring: GCN-SSM on n=6, seed 0: ok, test accuracy 0.1235 (7 epochs, 1.5 CPU min)",
+        "ring: GCN-SSM on n=6, seed 2: ok, test accuracy 0.1235 (7 epochs, 1.5 CPU min)",
+    ]
+    records = read_records(tmp_path / "ring.jsonl")[1:]
+    assert [(r["part"], r["row"], r["column"], r["schema"], r["key"]) for r in records] == [
+        ("ring", "GCN-SSM", "n=6", SCHEMA, config_key(cells[seed].config)) for seed in (0, 2)
+    ]
+
+
+def test_a_run_another_process_holds_is_said_once_however_long_it_waits(tmp_path, monkeypatch):
+    """Each look at a run another process holds must not add a line: one line says who
+    holds it, and the run is taken here once that process lets it go unrecorded."""
+    looks = []
+
+    @contextlib.contextmanager
+    def fake_claim(out, part, key):
+        looks.append(key)
+        held_elsewhere = key == config_key(cells[0].config) and looks.count(key) <= 3
+        yield "process 4242" if held_elsewhere else None
+
+    monkeypatch.setattr(execute, "claim", fake_claim)
+    monkeypatch.setattr(execute, "_LOOK_AGAIN_S", 0)
+    monkeypatch.setattr(execute, "_run", fake_run_of())
+    cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in (0, 1)]
+    lines = []
+    assert execute.run_cells(cells, tmp_path, threads=1, log=lines.append) == 2
+    assert looks.count(config_key(cells[0].config)) == 4  # held three times, then free
+    said = [line for line in lines if "being run by" in line]
+    assert said == ["ring: GCN-SSM on n=6, seed 0: being run by process 4242; waiting for its "
+                    "record"]  # fmt: skip
+    assert sorted(r["config"]["seed"] for r in read_records(tmp_path / "ring.jsonl")) == [0, 1]
+
+
+class BrokenPool(ThreadPool):
+    """A pool whose worker died before it could start a run (``submit`` raises, as a
+    ``ProcessPoolExecutor``'s with a dead worker does): the first ``breaks`` pools made."""
+
+    made = breaks = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        type(self).made += 1
+        self.broken = type(self).made <= type(self).breaks
+
+    def submit(self, *args, **kwargs):
+        if self.broken:
+            from concurrent.futures.process import BrokenProcessPool
+
+            raise BrokenProcessPool("a worker died")
+        return super().submit(*args, **kwargs)
+
+
+@pytest.mark.parametrize("breaks", [1, 3])
+def test_a_broken_pool_loses_no_queued_run_and_is_replaced_twice_at_most(
+    tmp_path, monkeypatch, breaks
+):
+    """A worker that dies stops the pool: the run it was given and those still queued are
+    taken by new workers (README: twice at most, then they are left pending)."""
+    pool = type("Pool", (BrokenPool,), {"breaks": breaks})
+    monkeypatch.setattr(execute, "ProcessPoolExecutor", pool)
+    monkeypatch.setattr(execute, "_run", fake_run_of())
+    cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in range(4)]
+    lines = []
+    written = execute.run_cells(cells, tmp_path, jobs=2, threads=1, log=lines.append)
+    died = [line for line in lines if "worker" in line]
+    seeds = sorted(r["config"]["seed"] for r in read_records(tmp_path / "ring.jsonl"))
+    if breaks == 1:  # the second pool runs all four
+        assert (written, seeds, pool.made) == (4, [0, 1, 2, 3], 2)
+    else:
+        assert (written, seeds, pool.made) == (0, [], 3)
+        assert died[-1] == ("workers died 3 times; 4 run(s) left pending: re-run the same "
+                            "command to resume (fewer --jobs if memory ran out)")  # fmt: skip
+    assert died[0] == ("a worker process died (killed, or out of memory?) with 4 run(s) "
+                       "unfinished; 2 new workers take them")  # fmt: skip
+
+
+def test_a_pool_readies_its_workers_for_a_gpu_when_any_run_may_use_one(tmp_path, monkeypatch):
+    """Workers are spread over the GPUs (``use_gpu_of_worker``) when any run's device may be
+    a GPU ("auto", "cuda"); a pool of runs all asked onto the CPU leaves the GPUs alone."""
+    devices = []
+
+    class Pool(ThreadPool):
+        def __init__(self, jobs, mp_context=None, initializer=None, initargs=()):
+            super().__init__(jobs)
+            devices.append(initargs[-1])
+
+    monkeypatch.setattr(execute, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(execute, "_run", fake_run_of())
+    for asked in (["cpu", "auto"], ["cpu", "cuda"], ["cpu", "cpu"]):
+        cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in (0, 1)]
+        for cell, device in zip(cells, asked):
+            cell.config.device = device
+        out = tmp_path / "-".join(asked)
+        assert execute.run_cells(cells, out, jobs=2, threads=1, log=lambda _: None) == 2
+    assert devices == ["cuda", "cuda", "cpu"]
+
+
+def test_a_plain_kill_of_a_parallel_run_exits_as_killed_and_the_handler_comes_back():
+    """SIGTERM in a pool's parent raises SystemExit(128 + 15), the shell's code for a kill,
+    so the pool is stopped on the way out; its handler is put back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are the main thread's")
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped, execute._sigterm_as_exit():
+        signal.raise_signal(signal.SIGTERM)
+    assert stopped.value.code == 143
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def pool_workers(parent):
@@ -1209,6 +1358,15 @@ def test_the_residual_row_has_the_skip_connection_and_only_it():
 def test_required_runs_come_before_every_finding():
     flags = [c.required for c in plan(PARTS)]
     assert flags == sorted(flags, reverse=True) and flags[0] and not flags[-1]
+
+
+def test_the_1024_layer_gcn_ssm_is_the_depth_parts_one_required_run():
+    """The acceptance list needs GCN-SSM at 1024 layers (β auto), on every seed: the depth
+    part's only required run, so ``--only-required`` and the plan's order put it first."""
+    depth = plan(["depth"])
+    required = [(c.row, c.column, c.config.seed) for c in depth if c.required]
+    assert required == [("GCN-SSM, β auto", "L=1024", seed) for seed in (0, 1, 2)]
+    assert [c.required for c in depth[:4]] == [True, True, True, False]
 
 
 def test_a_gap_is_strictly_beyond_two_sigma_and_needs_a_spread():
