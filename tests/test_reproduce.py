@@ -655,15 +655,14 @@ def test_a_stopped_parallel_run_stops_its_workers_at_once(tmp_path, sig):
 
 def test_a_cell_another_process_recorded_meanwhile_is_not_run_again(tmp_path, monkeypatch):
     cells = [Cell("ring", "GCN-SSM", "n=6", tiny_ring(seed)) for seed in (0, 1)]
-    ran = []
+    ran, finished = [], fake_run_of(cpu_time_s=1.0, test=0.5)
 
     def fake_run(config_dict, locations):  # while seed 0 runs, "another process" adds seed 1
         ran.append(config_dict["seed"])
         other = {"row": "GCN-SSM", "column": "n=6", "status": "ok", "test": 0.5,
                  "config": cells[1].config.to_dict(), "schema": SCHEMA}  # fmt: skip
         append_record(tmp_path / "ring.jsonl", other)
-        return {"status": "ok", "test": 0.5, "metric": "accuracy", "epochs": 1,
-                "cpu_time_s": 1.0, "config": config_dict}  # fmt: skip
+        return finished(config_dict, locations)
 
     monkeypatch.setattr(execute, "_run", fake_run)
     lines = []
