@@ -1,10 +1,13 @@
-"""Shared fixtures: local data (no network), small graphs."""
+"""Shared fixtures and the small inputs several test files build: local data (no network),
+small graphs, a tiny node task, a tiny run config and sweep space."""
 
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dgl
+import numpy as np
 import pytest
 import torch
 
@@ -73,6 +76,23 @@ def random_graph(num_nodes, num_edges, seed=0, self_loops=True):
     return dgl.add_self_loop(graph) if self_loops else graph
 
 
+def ring(n, self_loops=True):
+    """The n-cycle, both directions, with one self loop per node unless ``self_loops=False``."""
+    nodes = torch.arange(n)
+    graph = dgl.to_bidirected(dgl.graph((nodes, (nodes + 1) % n)))
+    return dgl.add_self_loop(graph) if self_loops else graph
+
+
+def numpy_gcn_adjacency(graph_without_loops):
+    """Ã = D^-1/2 (A + I) D^-1/2, built from the edge list with numpy only."""
+    n = graph_without_loops.num_nodes()
+    src, dst = (t.numpy() for t in graph_without_loops.edges())
+    adj = np.eye(n)
+    adj[dst, src] = 1.0
+    deg = adj.sum(axis=1)
+    return adj / np.sqrt(np.outer(deg, deg))
+
+
 def layer_by_layer(model, graph, feat):
     """``([(layer, H⁽ℓ⁾, E⁽ℓ⁾), …], last state)``: each layer's input from calling the layers
     one by one (eval mode), so that a test's linearisation points do not come from the hooks
@@ -135,3 +155,77 @@ def still_running(processes, timeout):
         except psutil.NoSuchProcess:
             pass
     return running
+
+
+# --- small inputs for the trainer, the reproduction and the sweeps -----------------------------
+
+
+def tiny_node_task(metric):
+    """A 30-node random graph scored by ``metric``, with the loss and targets it needs."""
+    from dgl_ssm_bench.datasets import BenchmarkData
+
+    generator = torch.Generator().manual_seed(0)
+    # Edges from the seeded generator, not dgl.rand_graph's global RNG: the same graph
+    # whichever tests ran before.
+    src, dst = torch.randint(0, 30, (2, 90), generator=generator)
+    graph = dgl.to_bidirected(dgl.to_simple(dgl.graph((src, dst), num_nodes=30)))
+    graph.ndata["feat"] = torch.randn(30, 4, generator=generator)
+    tasks = {"accuracy": ("cross_entropy", 3), "roc_auc": ("cross_entropy", 2),
+             "ap": ("bce", 2), "mae": ("l1", 1), "log10_mse": ("mse", 1)}  # fmt: skip
+    loss, outputs = tasks[metric]
+    if loss == "cross_entropy":
+        graph.ndata["label"] = torch.arange(30) % outputs
+    elif loss == "bce":
+        graph.ndata["label"] = torch.stack([torch.arange(30) % 2, torch.arange(30) // 15], 1)
+    else:
+        graph.ndata["label"] = torch.randn(30, 1, generator=generator)
+    index = torch.arange(30)
+    split = {"train": index[:10], "val": index[10:20], "test": index[20:]}
+    return BenchmarkData("tiny", "node", loss, metric, 4, outputs, graph=graph, splits=[split])
+
+
+def tiny_ring(seed, layers=2):
+    """A one-epoch GCN-SSM run on 40 six-node RingTransfer graphs."""
+    from dgl_ssm_bench.config import RunConfig
+
+    return RunConfig.from_dict({
+        "model": {"name": "gcn_ssm", "num_layers": layers, "hidden": 8},
+        "data": {"name": "ring_transfer", "options": {"ring_size": 6, "num_graphs": 40}},
+        "optim": {"epochs": 1, "batch_size": 16},
+        "seed": seed,
+    })  # fmt: skip
+
+
+class ThreadPool(ThreadPoolExecutor):
+    """The reproduction pool's bookkeeping on threads, without spawning worker processes
+    (for ``execute.ProcessPoolExecutor``)."""
+
+    def __init__(self, jobs, mp_context=None, initializer=None, initargs=()):
+        super().__init__(jobs)
+
+
+# A study small enough for a trial in about a second: two-layer twins on RingTransfer, one
+# searched value each (format it with `epochs` and `graphs`).
+TINY_SPACE = """
+protocol: smoke
+fixed:
+  data.options.ring_size: 6
+  data.options.num_graphs: {graphs}
+  model.hidden: 8
+  model.num_layers: 2
+  optim.epochs: {epochs}
+search:
+  optim.lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}
+plain:
+  model.residual: {{type: categorical, choices: [false, true]}}
+ssm:
+  model.state_scale: {{type: float, low: 0.5, high: 1.0}}
+final: {{runs: 2}}
+"""
+
+
+def tiny_space(tmp_path, epochs=3, graphs=60):
+    """``TINY_SPACE`` written to a file in ``tmp_path``: its path."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPACE.format(epochs=epochs, graphs=graphs))
+    return str(path)

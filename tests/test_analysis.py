@@ -39,7 +39,7 @@ from dgl_ssm.analysis import (
 )
 from dgl_ssm.backbones import BACKBONES
 from dgl_ssm_bench.threads import threads
-from tests.conftest import layer_by_layer, random_graph
+from tests.conftest import layer_by_layer, numpy_gcn_adjacency, random_graph, ring
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -49,22 +49,6 @@ def one_thread():
     jobs share the cores: use one thread here, then restore the settings."""
     with threads(1):
         yield
-
-
-def ring(n, self_loops=True):
-    nodes = torch.arange(n)
-    graph = dgl.to_bidirected(dgl.graph((nodes, (nodes + 1) % n)))
-    return dgl.add_self_loop(graph) if self_loops else graph
-
-
-def numpy_gcn_adjacency(graph_without_loops):
-    """Ã = D^-1/2 (A + I) D^-1/2, built from the edge list with numpy only."""
-    n = graph_without_loops.num_nodes()
-    src, dst = (t.numpy() for t in graph_without_loops.edges())
-    adj = np.eye(n)
-    adj[dst, src] = 1.0
-    deg = adj.sum(axis=1)
-    return adj / np.sqrt(np.outer(deg, deg))
 
 
 def gcn_layer(dim, update):

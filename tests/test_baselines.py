@@ -14,7 +14,7 @@ import dgl_ssm_bench.baselines
 from dgl_ssm_bench.baselines import KipfGCN, PlatonovBlock, PlatonovGCN
 from dgl_ssm_bench.config import DataConfig, ModelConfig, RunConfig
 from dgl_ssm_bench.run import validate
-from tests.test_analysis import ring
+from tests.conftest import ring
 
 # A directed graph with one self loop a node: out-degrees (with the loop) 3, 3, 2, 2, 2;
 # in-degrees 2, 2, 3, 2, 3, so a normalisation by the in-degree would not match.

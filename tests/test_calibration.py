@@ -20,7 +20,7 @@ from dgl_ssm import (
     calibrate,
 )
 from dgl_ssm.analysis import dense_layer_jacobian, layer_inputs
-from tests.conftest import layer_by_layer, random_graph
+from tests.conftest import layer_by_layer, random_graph, tiny_node_task
 
 BACKBONES = ["gcn_ssm", "gin_ssm", "sage_ssm", "gat_ssm", "gatedgcn_ssm"]
 
@@ -537,7 +537,6 @@ def test_depth_scaled_input_scale_keeps_a_deep_stack_bounded():
 def test_a_calibrated_run_records_the_report_and_its_gradient_ratio():
     from dgl_ssm_bench.config import RunConfig
     from dgl_ssm_bench.train import train
-    from tests.test_train import tiny_node_task
 
     model = {"name": "gcn_ssm", "num_layers": 4, "hidden": 8, "calibrate": 1.0}
     result = train(RunConfig.from_dict({"model": model, "optim": {"epochs": 2}}),
@@ -555,7 +554,6 @@ def test_a_calibrated_runs_gradient_ratio_is_that_of_its_training_loss(monkeypat
     import dgl_ssm
     from dgl_ssm_bench.config import RunConfig
     from dgl_ssm_bench.train import train
-    from tests.test_train import tiny_node_task
 
     real, seen = dgl_ssm.calibrate, {}
 
@@ -594,7 +592,6 @@ def test_a_calibrated_run_takes_its_target_and_rule_and_records_what_it_set(monk
     import dgl_ssm
     from dgl_ssm_bench.config import RunConfig
     from dgl_ssm_bench.train import train
-    from tests.test_train import tiny_node_task
 
     calibrated = []
     measured = dgl_ssm.calibrate
@@ -625,7 +622,6 @@ def test_a_calibrated_run_says_what_the_calibration_did(capsys, monkeypatch):
     from dgl_ssm_bench.config import RunConfig
     from dgl_ssm_bench.run import calibration_summary
     from dgl_ssm_bench.train import train
-    from tests.test_train import tiny_node_task
 
     model = {"name": "gin_ssm", "num_layers": 3, "hidden": 8, "calibrate": 1.0}
     config = RunConfig.from_dict({"model": model, "optim": {"epochs": 2}})

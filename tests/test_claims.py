@@ -15,7 +15,7 @@ from dgl_ssm_bench.reproduce import execute, read_records
 from dgl_ssm_bench.reproduce.claims import CLAIMS, claim
 from dgl_ssm_bench.reproduce.plan import Cell
 from dgl_ssm_bench.reproduce.records import SCHEMA, append_record, config_key
-from tests.test_reproduce import ThreadPool, tiny_ring
+from tests.conftest import ThreadPool, tiny_ring
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="claims need flock")
 

@@ -171,7 +171,7 @@ def test_a_sweeps_final_evaluation_stops_after_the_epoch_in_which_ctrl_c_was_swa
     tmp_path, monkeypatch
 ):
     from dgl_ssm_sweeps import runner
-    from tests.test_sweeps import tiny_space
+    from tests.conftest import tiny_space
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
     spec = runner.SweepSpec("gcn_ssm", "ring_transfer", trials=1, storage=storage,

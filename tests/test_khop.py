@@ -10,6 +10,7 @@ import torch
 
 from dgl_ssm import hop_graphs, khop
 from dgl_ssm.khop import KHopTransform
+from tests.conftest import ring
 
 
 def bidirected(src, dst, num_nodes):
@@ -18,10 +19,6 @@ def bidirected(src, dst, num_nodes):
 
 def path_graph(n):
     return bidirected(list(range(n - 1)), list(range(1, n)), n)
-
-
-def ring_graph(n):
-    return bidirected(list(range(n)), [(i + 1) % n for i in range(n)], n)
 
 
 def triples(g, hop_field="hop"):
@@ -104,7 +101,7 @@ def test_directed_path_follows_edge_direction():
 @pytest.mark.parametrize("k", [2, 5])
 def test_ring(k):
     n = 10
-    got = triples(KHopTransform(k)(ring_graph(n)))
+    got = triples(KHopTransform(k)(ring(n, self_loops=False)))
     assert len(got) == len({(u, v) for u, v, _ in got})  # each pair exactly once
     expected = []
     for i in range(n):
@@ -159,7 +156,7 @@ def test_input_self_loops_do_not_become_edges():
 @pytest.mark.parametrize("idtype", [torch.int64, torch.int32])
 def test_batched_equals_batch_of_transforms(idtype):
     g1 = random_case(2)[1].astype(idtype)
-    g2 = ring_graph(10).astype(idtype)
+    g2 = ring(10, self_loops=False).astype(idtype)
     g3 = dgl.graph(([], []), num_nodes=3, idtype=idtype)  # no edges: batch_num_edges holds 0
     g4 = random_case(5)[1].astype(idtype)
     transform = KHopTransform(3)
@@ -223,7 +220,7 @@ def test_bound_error():
 
 
 def test_bound_is_inclusive_and_counts_later_hops():
-    g = ring_graph(10)  # 90 ordered pairs within 5 hops, 20 of them at hop 1
+    g = ring(10, self_loops=False)  # 90 ordered pairs within 5 hops, 20 of them at hop 1
     assert KHopTransform(5, max_edges=90)(g).num_edges() == 90
     with pytest.raises(ValueError, match="max_edges=89") as info:
         KHopTransform(5, max_edges=89)(g)
@@ -300,7 +297,7 @@ def test_docstring_example_runs():
 
 
 def test_radius_is_recorded_and_survives_batching():
-    g1, g2 = path_graph(5), ring_graph(7)
+    g1, g2 = path_graph(5), ring(7, self_loops=False)
     transform = KHopTransform(3)
     t1, t2 = transform(g1), transform(g2)
     assert t1.ndata["hop_radius"].tolist() == [3] * 5

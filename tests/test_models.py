@@ -13,8 +13,7 @@ import torch
 
 from dgl_ssm import MODELS, KHopTransform, build_model, is_khop, is_ssm
 from dgl_ssm.analysis import layer_energies, layer_inputs
-from tests.conftest import layer_by_layer, random_graph
-from tests.test_analysis import numpy_gcn_adjacency
+from tests.conftest import layer_by_layer, numpy_gcn_adjacency, random_graph, ring
 
 TWINS = [
     ("gcn", "gcn_ssm"),
@@ -661,7 +660,7 @@ def test_a_parameter_attached_after_construction_that_reset_cannot_restore_is_na
 def test_hop_graphs_are_cached_on_the_graph_and_follow_its_hops():
     from dgl_ssm.multihop import layer_hop_graphs
 
-    graph = KHopTransform(k=3)(ring_graph(8))
+    graph = KHopTransform(k=3)(ring(8, self_loops=False))
     first = layer_hop_graphs(graph, 3, 3)
     assert layer_hop_graphs(graph, 3, 3)[0] is first[0]  # built once
     assert first[1].num_edges() == 8 * 2 + 8  # hop 2 both ways, plus self loops
@@ -678,7 +677,7 @@ def test_the_radius_is_checked_when_the_hop_graphs_are_built_not_on_every_forwar
     checks = []
     check = multihop._check_radius
     monkeypatch.setattr(multihop, "_check_radius", lambda *a: checks.append(a) or check(*a))
-    graph = KHopTransform(k=3)(ring_graph(8))
+    graph = KHopTransform(k=3)(ring(8, self_loops=False))
     model = build_model("kgcn_ssm", 4, 4, 2, num_layers=3)
     for _ in range(3):  # a training loop: the same graph every epoch (on a GPU, a wait each)
         model(graph, torch.randn(8, 4))
@@ -697,7 +696,7 @@ def test_the_radius_is_checked_when_the_hop_graphs_are_built_not_on_every_forwar
 def test_a_model_with_max_hop_above_its_layers_needs_only_the_hops_it_reads():
     # 2 layers read hops 1 and 2, whatever max_hop says: a graph rewired to 2 is enough, and
     # the output is the max_hop = 2 model's (the same weights).
-    graph = KHopTransform(k=2)(ring_graph(8))
+    graph = KHopTransform(k=2)(ring(8, self_loops=False))
     torch.manual_seed(0)
     wide = build_model("kgcn_ssm", 4, 4, 2, num_layers=2, max_hop=5)
     narrow = build_model("kgcn_ssm", 4, 4, 2, num_layers=2, max_hop=2)
@@ -711,7 +710,7 @@ def test_a_model_with_max_hop_above_its_layers_needs_only_the_hops_it_reads():
 def test_hop_graphs_split_for_fewer_hops_do_not_let_a_deeper_model_skip_the_radius_check():
     # The same max_hop, more layers: hops 1..3 are read where 1..2 were, on a graph rewired to
     # 2. The split cached by the first model must not spare the second the refusal.
-    graph = KHopTransform(k=2)(ring_graph(8))
+    graph = KHopTransform(k=2)(ring(8, self_loops=False))
     feat = torch.randn(8, 4)
     build_model("kgcn_ssm", 4, 4, 2, num_layers=2, max_hop=5)(graph, feat)
     with pytest.raises(dgl.DGLError, match=r"reads hops 1\.\.3 .*KHopTransform\(k=2\)"):
@@ -724,8 +723,8 @@ def test_a_graph_rewired_under_inference_mode_is_read_and_not_cached(monkeypatch
     from dgl_ssm import multihop
 
     with torch.inference_mode():
-        rewired = KHopTransform(k=2)(ring_graph(8))
-    graph = KHopTransform(k=2)(ring_graph(8))
+        rewired = KHopTransform(k=2)(ring(8, self_loops=False))
+    graph = KHopTransform(k=2)(ring(8, self_loops=False))
     torch.manual_seed(0)
     model = build_model("kgcn_ssm", 4, 4, 2, num_layers=2).eval()
     feat = torch.randn(8, 4)
@@ -738,11 +737,6 @@ def test_a_graph_rewired_under_inference_mode_is_read_and_not_cached(monkeypatch
         model(rewired, feat)
         model(graph, feat)
     assert len(splits) == 2  # the inference graph's, each time; the other graph's was cached
-
-
-def ring_graph(n):
-    nodes = torch.arange(n)
-    return dgl.to_bidirected(dgl.graph((nodes, (nodes + 1) % n)))
 
 
 def test_k_hop_models_are_marked_by_their_class_not_their_name():
@@ -793,7 +787,7 @@ def test_reset_gives_an_encoder_without_reset_parameters_its_own_initialisation_
     before = sequential[0].weight.detach().clone()
     plain.reset_parameters()
     assert not torch.equal(sequential[0].weight, before)
-    graph = dgl.add_self_loop(ring_graph(6))
+    graph = ring(6)
     assert model(graph, torch.randint(0, 5, (6, 3))).shape == (6, 2)
 
 

@@ -21,7 +21,7 @@ from dgl_ssm_bench.config import RunConfig
 from dgl_ssm_bench.models import build_for
 from dgl_ssm_bench.monitor import TrainingMonitor
 from dgl_ssm_bench.train import prepare_graph, seed_everything, train
-from tests.test_train import tiny_node_task
+from tests.conftest import tiny_node_task
 
 
 def config(**model):

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -28,16 +27,7 @@ from dgl_ssm_bench.reproduce.records import (
     record_key,
 )
 from dgl_ssm_bench.threads import get_threads
-from tests.conftest import still_running
-
-
-def tiny_ring(seed, layers=2):
-    return RunConfig.from_dict({
-        "model": {"name": "gcn_ssm", "num_layers": layers, "hidden": 8},
-        "data": {"name": "ring_transfer", "options": {"ring_size": 6, "num_graphs": 40}},
-        "optim": {"epochs": 1, "batch_size": 16},
-        "seed": seed,
-    })  # fmt: skip
+from tests.conftest import ThreadPool, still_running, tiny_ring
 
 
 def slow_ring(seed, epochs):
@@ -331,14 +321,6 @@ def fake_training(monkeypatch, seconds):
 
     monkeypatch.setattr(dgl_ssm_bench.train, "train", train)
     return given
-
-
-class ThreadPool(ThreadPoolExecutor):
-    """The reproduction pool's bookkeeping on threads, without spawning worker processes
-    (for ``execute.ProcessPoolExecutor``)."""
-
-    def __init__(self, jobs, mp_context=None, initializer=None, initargs=()):
-        super().__init__(jobs)
 
 
 def full_disk(monkeypatch):

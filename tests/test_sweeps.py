@@ -23,7 +23,7 @@ from dgl_ssm_sweeps.runner import StudyMismatch, SweepSpec, counted, run_sweep, 
 from dgl_ssm_sweeps.space import SPACES, SpaceError, backbone_kind, find_space, load_space
 from dgl_ssm_sweeps.storage import OPEN_ATTEMPTS, StorageError, new_sqlite_file, open_storage
 from dgl_ssm_sweeps.suites import suite_studies
-from tests.conftest import fresh_postgres_database, postgres_url
+from tests.conftest import TINY_SPACE, fresh_postgres_database, postgres_url, tiny_space
 
 HETEROPHILY = ("minesweeper", "tolokers", "roman_empire", "amazon_ratings")
 # Spaces for the fixed reference baselines (Platonov's protocol), not for plain/SSM twins.
@@ -32,29 +32,6 @@ SSM_KEYS = {f"model.{name}" for name in ModelConfig.SSM_FIELDS}
 
 # A sweep seed whose first trial draws the large model (checked by the test that uses it).
 SEED_BIG_FIRST = 0
-
-TINY_SPACE = """
-protocol: smoke
-fixed:
-  data.options.ring_size: 6
-  data.options.num_graphs: {graphs}
-  model.hidden: 8
-  model.num_layers: 2
-  optim.epochs: {epochs}
-search:
-  optim.lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}
-plain:
-  model.residual: {{type: categorical, choices: [false, true]}}
-ssm:
-  model.state_scale: {{type: float, low: 0.5, high: 1.0}}
-final: {{runs: 2}}
-"""
-
-
-def tiny_space(tmp_path, epochs=3, graphs=60):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY_SPACE.format(epochs=epochs, graphs=graphs))
-    return str(path)
 
 
 def sweep_command(space, storage, trials, *extra):

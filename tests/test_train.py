@@ -10,7 +10,7 @@ import torch
 from dgl_ssm_bench.config import RunConfig
 from dgl_ssm_bench.datasets import get_dataset
 from dgl_ssm_bench.train import train
-from tests.conftest import random_graph
+from tests.conftest import random_graph, tiny_node_task
 
 
 def config(**sections):
@@ -221,33 +221,6 @@ def test_fixed_batches_are_built_once_and_only_reordered():
         assert [b[0].batch_size for b in batches] == [8, 2]
         feats = torch.cat([b[0].ndata["feat"] for b in batches])
         assert torch.equal(feats, torch.cat([g.ndata["feat"] for g in data.graphs[split]]))
-
-
-def tiny_node_task(metric):
-    """A 30-node random graph scored by ``metric``, with the loss and targets it needs."""
-    import dgl
-    import torch
-
-    from dgl_ssm_bench.datasets import BenchmarkData
-
-    generator = torch.Generator().manual_seed(0)
-    # Edges from the seeded generator, not dgl.rand_graph's global RNG: the same graph
-    # whichever tests ran before.
-    src, dst = torch.randint(0, 30, (2, 90), generator=generator)
-    graph = dgl.to_bidirected(dgl.to_simple(dgl.graph((src, dst), num_nodes=30)))
-    graph.ndata["feat"] = torch.randn(30, 4, generator=generator)
-    tasks = {"accuracy": ("cross_entropy", 3), "roc_auc": ("cross_entropy", 2),
-             "ap": ("bce", 2), "mae": ("l1", 1), "log10_mse": ("mse", 1)}  # fmt: skip
-    loss, outputs = tasks[metric]
-    if loss == "cross_entropy":
-        graph.ndata["label"] = torch.arange(30) % outputs
-    elif loss == "bce":
-        graph.ndata["label"] = torch.stack([torch.arange(30) % 2, torch.arange(30) // 15], 1)
-    else:
-        graph.ndata["label"] = torch.randn(30, 1, generator=generator)
-    index = torch.arange(30)
-    split = {"train": index[:10], "val": index[10:20], "test": index[20:]}
-    return BenchmarkData("tiny", "node", loss, metric, 4, outputs, graph=graph, splits=[split])
 
 
 def test_full_batch_runs_of_other_seeds_start_from_other_weights():
