@@ -30,7 +30,7 @@ from .monitor import SPECTRA
 from .perf import cli as perf_cli
 from .records import make_folder
 from .threads import threads
-from .train import OPTIMIZERS
+from .train import OPTIMIZERS, load_each_dataset_once
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -398,33 +398,6 @@ def _only(cells, flag, wanted, key):
     return [c for c in cells if str(key(c)).lower() in chosen]
 
 
-def _load_each_dataset_once(cells, locations):
-    """Load each dataset read from files (not generated) that the ``cells`` train on, once,
-    before any run: a wrong --data-dir is then one error naming every dataset missing, not a
-    FAILED line a run (138 of them for --part cora heterophily). The processed data is cached
-    for the runs."""
-    from .datasets import dataset_options
-    from .reproduce import execute
-    from .train import load_data
-
-    seen, faults = set(), []
-    for cell in cells:
-        config = cell.config
-        key = (config.data.name, repr(sorted(config.data.options.items())))
-        if key in seen or "data_dir" not in dataset_options(config.data.name):
-            continue
-        seen.add(key)
-        try:
-            load_data(execute.located(config.to_dict(), locations))
-        except (ValueError, OSError) as error:  # (FileNotFoundError is an OSError)
-            faults.append(f"{config.data.name}: {error}")
-    if faults:
-        raise FileNotFoundError(
-            f"{len(faults)} of the {len(seen)} datasets these runs read did not load, so no "
-            f"run was started (--part chooses the parts to run): {' | '.join(faults)}"
-        )
-
-
 def reproduce_command(args, prog="dgl-ssm-bench"):
     from .reproduce import PARTS, config_key, execute, plan, report
     from .reproduce.claims import holder
@@ -476,7 +449,13 @@ def reproduce_command(args, prog="dgl-ssm-bench"):
         left = []
         if not args.report:
             make_folder(args.out)  # unwritable: fail before work
-            _load_each_dataset_once(execute.pending(cells, args.out), locations)
+            load_each_dataset_once(
+                [
+                    execute.located(c.config.to_dict(), locations)
+                    for c in execute.pending(cells, args.out)
+                ],
+                "no run was started (--part chooses the parts to run)",
+            )
             execute.run_cells(cells, args.out, args.jobs, args.threads, locations)
             left = execute.pending(cells, args.out)
         for path in report.write_report(args.out, args.budget, need_records=args.report):

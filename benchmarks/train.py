@@ -118,6 +118,31 @@ def load_data(config: RunConfig):
     return get_dataset(data.name, data_dir=data.data_dir, cache_dir=data.cache_dir, **data.options)
 
 
+def load_each_dataset_once(configs, nothing_started):
+    """Load each dataset read from files (not generated) that ``configs`` train on, once,
+    before any of them runs: a wrong ``--data-dir``, or none offline, is then one error naming
+    every dataset missing, not a failure per run or a suite stopped at its first such study
+    after hours of the others. The processed data is cached for the runs. ``nothing_started``
+    ends the error's first part (what was not started, and how to choose less)."""
+    from .datasets import dataset_options
+
+    seen, faults = set(), []
+    for config in configs:
+        key = (config.data.name, repr(sorted(config.data.options.items())))
+        if key in seen or "data_dir" not in dataset_options(config.data.name):
+            continue
+        seen.add(key)
+        try:
+            load_data(config)
+        except (ValueError, OSError, RuntimeError, ImportError) as error:  # (a failed download
+            faults.append(f"{config.data.name}: {error}")  # is a RuntimeError, no file an OSError)
+    if faults:
+        raise FileNotFoundError(
+            f"{len(faults)} of the {len(seen)} datasets these runs read did not load, so "
+            f"{nothing_started}: {' | '.join(faults)}"
+        )
+
+
 def train(
     config: RunConfig,
     data: BenchmarkData | None = None,

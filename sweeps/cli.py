@@ -213,6 +213,7 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
 
     def suite():
         from dgl_ssm_bench.records import make_folder
+        from dgl_ssm_bench.train import load_each_dataset_once
 
         from .leaderboard import build_leaderboard, write_error
         from .runner import check_study, run_sweep
@@ -223,6 +224,11 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
                  for backbone, dataset, space, trials in suite_studies(args.suite)]  # fmt: skip
         for spec in specs:  # a clash with a study already stored: now, not hours in
             check_study(spec)
+        # Data read from files (Cora): a wrong or missing --data-dir, or no internet, now.
+        load_each_dataset_once(
+            [s.base_config(s.load_space()) for s in specs],
+            "no sweep was started",
+        )
         for spec in specs:
             run_sweep(spec, workers=args.workers)
         try:

@@ -783,6 +783,26 @@ def test_a_download_that_stalls_mid_file_says_it_got_no_answer(monkeypatch, tmp_
             connection.close()
 
 
+def test_a_refused_download_is_not_called_unanswered(monkeypatch):
+    # urllib3 derives the error of a refused connection (or of a host name that does not
+    # resolve, as offline) from its ConnectTimeoutError: the message said "no answer in 60 s"
+    # of a failure that took milliseconds.
+    import socket
+
+    import requests
+
+    from dgl_ssm_bench.datasets import staging
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: the connection is refused at once
+    with pytest.raises(RuntimeError) as info:
+        with staging.download_errors("cora", "the files", "their source"):
+            requests.get(f"http://127.0.0.1:{port}/cora_v2.zip", timeout=30)
+    assert str(info.value).startswith("Could not download cora (ConnectionError). ")
+
+
 def test_ogb_style_download_that_gets_no_answer_gives_up(monkeypatch, stalled_server):
     # OGB's download is urllib's urlopen with no timeout: it takes the socket default.
     import socket

@@ -1322,3 +1322,20 @@ def test_the_leaderboard_without_a_suite_reads_the_storage_given_as_asked(monkey
     argv = ["--storage", "sqlite:///x.db", "--out", "board", "--depth-select", "test"]
     assert cli.leaderboard_main(argv) == 0
     assert seen == [("sqlite:///x.db", "board", "test", "dgl-ssm leaderboard")]
+
+
+def test_a_suite_without_its_data_files_stops_before_any_sweep(tmp_path, monkeypatch, capsys):
+    """The quick suite's Cora studies come last: offline without --data-dir, or with a wrong
+    one, it used to train every RingTransfer and GPP trial (minutes) before Cora's failed."""
+    ran = []
+    monkeypatch.setattr(runner, "train", lambda *a, **k: ran.append(1) / 0)
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    code = bench_main(["leaderboard", "--suite", "quick", "--storage", storage, "--out",
+                       str(tmp_path / "out"), "--data-dir", str(tmp_path / "no-such-folder"),
+                       "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and ran == []
+    assert err.count("\n") == 1
+    assert "1 of the 1 datasets these runs read did not load, so no sweep was started" in err
+    assert "cora: No raw cora files in " in err and "no-such-folder" in err
+    assert not (tmp_path / "optuna.db").exists()  # no study was made

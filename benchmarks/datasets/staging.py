@@ -282,6 +282,8 @@ def _timed_out(error, depth=0):
     import requests
     import urllib3
 
+    if isinstance(error, urllib3.exceptions.NewConnectionError):
+        return False  # refused, or no such host: a TimeoutError only for urllib3's old callers
     if isinstance(error, (TimeoutError, requests.Timeout, urllib3.exceptions.TimeoutError)):
         return True
     if not isinstance(error, BaseException) or depth > 4:
