@@ -30,6 +30,7 @@ import dgl_ssm
 from dgl_ssm import analysis
 
 from . import figures
+from .arguments import parse_arguments
 from .console import escape_unencodable
 from .device import device_argument, resolve_device
 from .records import make_folder, read_records
@@ -188,7 +189,7 @@ def build_parser(prog="dgl-ssm-analyze"):
 
 def main(argv=None, prog="dgl-ssm-analyze"):
     escape_unencodable()
-    args = build_parser(prog).parse_args(argv)
+    args = parse_arguments(build_parser(prog), argv)
     try:
         if getattr(args, "max_distance", None) is not None and args.max_distance < 0:
             raise ValueError("--max-distance must be at least 0 (hops from the target).")

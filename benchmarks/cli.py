@@ -20,6 +20,7 @@ from dgl_ssm.models import READOUTS
 from dgl_ssm.multihop import HOP_MODES, PAST_MAX_HOP
 from dgl_ssm.wrapper import NORMS
 
+from .arguments import parse_arguments
 from .config import RunConfig
 from .console import escape_unencodable
 from .ctrl_c import CtrlC
@@ -314,7 +315,7 @@ def _parse_value(text):
 
 def main(argv=None, prog="dgl-ssm-bench"):
     escape_unencodable()
-    return run_command(build_parser(prog).parse_args(argv), argv, prog)
+    return run_command(parse_arguments(build_parser(prog), argv), argv, prog)
 
 
 def run_command(args, argv=None, prog="dgl-ssm-bench"):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 
+from dgl_ssm_bench.arguments import parse_arguments
 from dgl_ssm_bench.console import escape_unencodable
 from dgl_ssm_bench.device import device_argument
 
@@ -130,7 +131,7 @@ def _guarded(action, prog, storage=""):
 
 def sweep_main(argv=None, prog="dgl-ssm-sweep"):
     escape_unencodable()
-    args = sweep_parser(prog).parse_args(argv)
+    args = parse_arguments(sweep_parser(prog), argv)
     if not _check_counts(args, prog):
         return 2
 
@@ -190,7 +191,7 @@ def leaderboard_main(argv=None, prog="dgl-ssm leaderboard", default_suite=None):
     """``dgl-ssm leaderboard [--suite NAME]``: returns the exit code (2: bad input)."""
     escape_unencodable()
     parser = suite_parser(prog, default_suite)
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
     if args.suite is None and args.storage is None and (hint := _suite_storages()):
         print(f"{prog}: error: no sweeps in {DEFAULT_STORAGE} (where dgl-ssm sweep keeps its "
               f"studies); each suite keeps its own: {hint}", file=sys.stderr)  # fmt: skip

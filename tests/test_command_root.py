@@ -226,3 +226,33 @@ def test_the_projects_warnings_are_one_line_and_others_keep_pythons_form():
     finally:
         warnings.formatwarning = previous
     assert previous is default
+
+
+@pytest.mark.parametrize(
+    "argv, named, hint",
+    [
+        (["run", "--layrs", "4"], "dgl-ssm run", "--layrs 4. Did you mean '--layers'?"),
+        (["run", "--config", "cora_kipf", "extra"], "dgl-ssm run", "extra."),
+        (["perf", "--quik"], "dgl-ssm perf", "--quik. Did you mean '--quick'?"),
+        (["reproduce", "--lsit"], "dgl-ssm reproduce", "--lsit. Did you mean '--list'?"),
+        (["analyze", "energy", "--layrs=8"], "dgl-ssm analyze energy",
+         "--layrs=8. Did you mean '--layers'?"),
+        (["sweep", "--backbone", "gcn", "--dataset", "cora", "--trails", "3"], "dgl-ssm sweep",
+         "--trails 3. Did you mean '--trials'?"),
+        (["leaderboard", "--sute", "quick"], "dgl-ssm leaderboard",
+         "--sute quick. Did you mean '--suite'?"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_option_is_named_by_its_command_with_the_option_meant(argv, named, hint,
+                                                                         capsys):  # fmt: skip
+    # argparse named an option unknown to `run`, `perf` or `reproduce` under the root's usage
+    # ("usage: dgl-ssm [-h] {run,perf,reproduce} ...", not every command) and `analyze
+    # energy`'s under `analyze`'s, and no command suggested the option meant.
+    import dgl_ssm_cli
+
+    with pytest.raises(SystemExit) as exit_:
+        dgl_ssm_cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith(f"usage: {named} ")
+    assert err.splitlines()[-1] == f"{named}: error: unrecognized arguments: {hint}"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dgl_ssm import MODELS, is_khop
 from dgl_ssm.checks import check_choice
+from dgl_ssm_bench.arguments import parse_arguments
 from dgl_ssm_bench.console import escape_unencodable
 from dgl_ssm_bench.device import device_argument, resolve_device
 from dgl_ssm_bench.records import make_folder
@@ -183,7 +184,7 @@ def config_from_args(args):
 def main(argv=None):
     """Parse ``argv`` (default ``sys.argv[1:]``), run, and return the run's result."""
     escape_unencodable()
-    return run_from_args(build_parser().parse_args(argv), argv=argv)
+    return run_from_args(parse_arguments(build_parser(), argv), argv=argv)
 
 
 def run_from_args(args, argv=None, prog=PROG, name=None):
