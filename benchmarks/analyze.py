@@ -6,7 +6,7 @@ dgl-ssm analyze jacobian --model gcn gcn_ssm --dataset random --layer 1
 dgl-ssm analyze sensitivity --model gcn kgcn_ssm --dataset ring --ring-size 16 --layers 8
 dgl-ssm analyze figures --quick --out runs/analysis
 dgl-ssm analyze figures --quick --only sensitivity_ring
-dgl-ssm analyze monitor runs/results.jsonl --index -1
+dgl-ssm analyze monitor runs/results.jsonl  # the last monitored run (--index: another)
 
 Every command writes ``<name>.png`` and ``<name>.csv`` into ``--out`` (default
 ``runs/analysis``; ``monitor`` writes three plots, ``monitor_<quantity>.png``, and one
@@ -182,7 +182,10 @@ def build_parser(prog="dgl-ssm-analyze"):
     )
     monitor.add_argument("records", type=Path, help="the run's JSON-lines file")
     monitor.add_argument(
-        "--index", type=int, default=-1, help="which record of the file (default -1: the last)"
+        "--index",
+        type=int,
+        help="which record of the file (0 the first, -1 the last; default: the last that has "
+        "monitor entries, so runs appended after it do not hide it)",
     )
     return parser
 
@@ -214,9 +217,27 @@ def run(args):
         records = read_records(args.records)
         if not records:
             raise FileNotFoundError(f"No records in {args.records}.")
-        if not -len(records) <= args.index < len(records):
+        monitored = [i for i, record in enumerate(records) if figures.has_monitor_entries(record)]
+        if args.index is None:
+            if not monitored:
+                raise ValueError(
+                    f"None of the {len(records)} record(s) in {args.records} has monitor "
+                    "entries: run with `dgl-ssm run --monitor EVERY`."
+                )
+            index = monitored[-1]
+            print(f"record {index} of {args.records} (records 0..{len(records) - 1}; the last "
+                  "with monitor entries, --index chooses another)")  # fmt: skip
+        elif not -len(records) <= args.index < len(records):
             raise ValueError(f"--index {args.index}: {args.records} has {len(records)} record(s).")
-        figures.monitor_figures(records[args.index], out=out)
+        else:
+            index = args.index % len(records)
+            if index not in monitored:
+                those = (
+                    f"records {', '.join(map(str, monitored))} have" if monitored else "none has"
+                )
+                raise ValueError(f"Record {args.index} of {args.records} has no monitor entries "
+                                 f"({those}): run with `dgl-ssm run --monitor EVERY`.")  # fmt: skip
+        figures.monitor_figures(records[index], out=out)
         return
     if args.command == "figures":
         figures.make_figures(

@@ -723,13 +723,23 @@ def make_figures(
     return paths
 
 
+def has_monitor_entries(record):
+    """Whether ``record`` (a run's, as read from its JSONL file) holds monitor entries."""
+    history = record.get("history") if isinstance(record, dict) else None
+    return isinstance(history, list) and any(_is_monitor_entry(h) for h in history)
+
+
+def _is_monitor_entry(item):
+    return isinstance(item, dict) and "grad_norm" in item
+
+
 def _monitor_entries(record):
     """The record's monitor entries, checked whole before anything is drawn or written (a
     malformed one failed deep inside, some plots already written)."""
     history = record.get("history")
     if history is not None and not isinstance(history, list):
         raise ValueError(f"This record's history is {type(history).__name__}, not a list.")
-    entries = [h for h in history or [] if isinstance(h, dict) and "grad_norm" in h]
+    entries = [h for h in history or [] if _is_monitor_entry(h)]
     if not entries:
         raise ValueError(
             "This record has no monitor entries: run it with `dgl-ssm run --monitor EVERY`."

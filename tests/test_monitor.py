@@ -1,6 +1,7 @@
 """The training-dynamics monitor: what it records equals dgl_ssm.analysis called directly on
 the model as it was at that step."""
 
+import csv
 import json
 import pickle
 import subprocess
@@ -385,8 +386,6 @@ def test_the_helpers_job_holds_only_the_states_its_layer_saw(monkeypatch):
 def test_the_monitor_csv_numbers_energies_from_the_input_and_spectra_by_layer(tmp_path):
     """energy[ℓ] is H⁽ℓ⁾ from the input H⁽⁰⁾, grad_norm[ℓ-1] is H⁽ℓ⁾: the CSV's layer column
     must say so, and singular values keep the layer they were taken at (not their rank)."""
-    import csv
-
     from dgl_ssm_bench.figures import monitor_figures
 
     history = [{"epoch": 0, "grad_norm": [2.0, 3.0], "energy": [5.0, 6.0, 7.0],
@@ -408,6 +407,29 @@ def test_an_index_past_the_last_record_is_a_one_line_error(tmp_path, capsys):
     assert main(["monitor", str(records), "--index", "1", *out]) == 2  # one record: 0 or -1
     assert f"--index 1: {records} has 1 record(s)" in capsys.readouterr().err
     assert main(["monitor", str(records), "--index", "-1", *out]) == 0
+
+
+def test_the_last_monitored_record_is_drawn_though_runs_came_after_it(tmp_path, capsys):
+    # The file a run appends to: a monitored run, then one without --monitor. Drawing took the
+    # last record and said it had no monitor entries, naming neither it nor --index.
+    from dgl_ssm_bench.analyze import main
+
+    records = tmp_path / "runs.jsonl"
+    monitored = {"history": [_entry(0), _entry(1, grad_norm=[4.0, 8.0])]}
+    later = {"history": [{"epoch": 0}]}
+    records.write_text("".join(json.dumps(r) + "\n" for r in ({"history": []}, monitored, later)))
+    out = tmp_path / "out"
+    assert main(["monitor", str(records), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"record 1 of {records} (records 0..2; the last ")
+    with open(out / "monitor.csv", newline="") as handle:
+        grads = [float(r["value"]) for r in csv.DictReader(handle) if r["quantity"] == "grad_norm"]
+    assert sorted(grads) == [1.0, 2.0, 4.0, 8.0]  # record 1's, both epochs
+    assert main(["monitor", str(records), "--index", "-1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"Record -1 of {records} has no monitor entries (records 1 have)" in err
+    records.write_text(json.dumps({"history": [{"epoch": 0}]}) + "\n")
+    assert main(["monitor", str(records), "--out", str(out)]) == 2
+    assert f"None of the 1 record(s) in {records} has monitor entries" in capsys.readouterr().err
 
 
 def test_a_monitor_takes_a_whole_number_of_epochs_not_a_flag():
