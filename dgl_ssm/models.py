@@ -1013,3 +1013,41 @@ def _check_encoded(out, name, rows, hidden):
             f"returned {type(out).__name__} of shape {shape}. Make its output width {hidden}, "
             "e.g. end it with nn.Linear(..., hidden)."
         )
+
+
+# --- the named models' docstrings -------------------------------------------------------------
+
+
+def _parameter_entries(cls):
+    """The entries of ``cls``'s own docstring's Parameters section: ``[(name line, text)]``."""
+    lines = inspect.cleandoc(cls.__doc__).splitlines()
+    start = lines.index("Parameters") + 2  # past the heading and its underline
+    entries = []
+    for i in range(start, len(lines)):
+        line = lines[i]
+        if i + 1 < len(lines) and set(lines[i + 1]) == {"-"}:  # the next section's heading
+            break
+        if line and not line.startswith(" "):
+            entries.append([line, []])
+        elif entries:
+            entries[-1][1].append(line)
+    return [(name, "\n".join(text).rstrip()) for name, text in entries]
+
+
+def _with_parameters(cls):
+    """``cls``'s docstring with every argument it takes described in it, from its base's
+    Parameters (:class:`PlainGNN` or :class:`SSMGNN`) and :class:`DeepGNN`'s, placed before
+    its Examples: ``help(GCNSSM)`` then says what ``hidden`` or ``dropout`` mean, as
+    ``help(dgl.nn.GraphConv)`` does, and one text serves every named model."""
+    base = PlainGNN if issubclass(cls, PlainGNN) else SSMGNN
+    own = [(n, t) for n, t in _parameter_entries(base) if "**kwargs" not in n]
+    shared = [(n, t) for n, t in _parameter_entries(DeepGNN) if not n.startswith("update ")]
+    section = "\n".join(f"{name}\n{text}" for name, text in shared[:2] + own + shared[2:])
+    doc = inspect.cleandoc(cls.__doc__)
+    head, examples, tail = doc.partition("\nExamples\n--------\n")
+    return f"{head.rstrip()}\n\nParameters\n----------\n{section}\n{examples}{tail}"
+
+
+for _named in (GCN, GCNSSM, GIN, GINSSM, GatedGCN, GatedGCNSSM, GAT, GATSSM, SAGE, SAGESSM,
+               KGCN, KGCNSSM):  # fmt: skip
+    _named.__doc__ = _with_parameters(_named)

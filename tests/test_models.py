@@ -1188,3 +1188,25 @@ def test_a_registered_name_starting_with_k_is_not_read_as_k_hop(monkeypatch):
     """is_khop reads the class, so a one-hop model registered as "kite_gcn" is one-hop."""
     monkeypatch.setitem(MODELS, "kite_gcn", MODELS["gcn"])
     assert not is_khop("kite_gcn")
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_each_named_model_documents_every_argument_it_takes(name):
+    # help(GCNSSM) showed torch's "Initializes internal Module state" for __init__, and the
+    # class said only "arguments: SSMGNN": what `hidden` or `dropout` mean took two more hops.
+    # Read with numpydoc's parser (as `make docs` reads it), against the constructors' own
+    # signatures, so an argument added to DeepGNN, PlainGNN or SSMGNN must be documented.
+    import inspect
+
+    from dgl_ssm.models import SSMGNN, DeepGNN, PlainGNN
+
+    NumpyDocString = pytest.importorskip("numpydoc.docscrape").NumpyDocString
+    model = MODELS[name]
+    documented = set()
+    for parameter in NumpyDocString(model.__doc__)["Parameters"]:
+        documented |= {n.strip() for n in parameter.name.split(",")}
+    takes = set()
+    for cls in (DeepGNN, SSMGNN if is_ssm(name) else PlainGNN):
+        takes |= set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs", "update"}
+    assert takes <= documented, sorted(takes - documented)
+    assert NumpyDocString(model.__doc__)["Examples"]  # still there, after the parameters
