@@ -1069,3 +1069,26 @@ def test_the_breakdown_table_is_in_milliseconds():
     lines = perf_report._breakdown_section(records, all_ratios(records, config), {})
     assert "| g | plain layer | 3 [2–4] n=3 | 1 (reference) |" in lines
     assert "| g | ssm layer | 6 [4–8] n=3 | / plain layer: 2.000 |" in lines  # (exact halves)
+
+
+def test_only_the_goals_of_the_sections_run_are_listed_and_off_depth_ones_say_so():
+    # `perf --sections monitor` listed four "N/A ... not measured" goals of sections not
+    # asked for; `perf --quick` judged the checkpoint and monitor goals at 16 layers with no
+    # word that they were set for 128 and 64 (0.497 "MISS" against ≤ 0.25).
+    config = PerfConfig(depths=(2, 16), sections=("monitor",))
+    records = {}
+    put(records, "monitor", "cora", "gcn_ssm", "seconds", [1.0], depth=16)
+    put(records, "monitor", "cora", "gcn_ssm+monitor", "seconds", [1.2], depth=16)
+    targets = evaluate_targets(all_ratios(records, config), config, "cora")
+    assert [(t["verdict"], t["note"]) for t in targets] == [("MISS", "goal set for 64 layers")]
+    config, records = PerfConfig(depths=(2, 16), sections=("memory",)), {}
+    for variant, peak in {"gcn": [100.0], "gcn_ssm": [100.0], "gcn_ssm+ckpt": [50.0]}.items():
+        put(records, "memory", "g", variant, "peak_mb", peak, depth=16)
+    targets = evaluate_targets(all_ratios(records, config), config, "g")
+    assert [(t["name"], t["note"]) for t in targets] == [
+        ("checkpointed / gcn peak memory, 16 layers, g (≥ 4× lower)", "goal set for 128 layers"),
+        ("checkpointed / gcn_ssm peak memory, 16 layers, g (≥ 4× lower)",
+         "goal set for 128 layers"),
+    ]  # fmt: skip
+    at_128 = PerfConfig(depths=(2, 128), sections=("memory",))
+    assert all(t["note"] == "" for t in evaluate_targets([], at_128, "g"))
