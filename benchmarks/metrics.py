@@ -50,6 +50,7 @@ def log10_mse(pred, target):
 class Metric:
     fn: Callable
     higher_is_better: bool
+    bounds: tuple = (-math.inf, math.inf)  # the values the metric can take
 
     @property
     def direction(self):
@@ -66,10 +67,10 @@ class Metric:
 
 
 METRICS = {
-    "accuracy": Metric(accuracy, True),
-    "roc_auc": Metric(roc_auc, True),
-    "ap": Metric(average_precision, True),
-    "mae": Metric(mae, False),
+    "accuracy": Metric(accuracy, True, (0.0, 1.0)),
+    "roc_auc": Metric(roc_auc, True, (0.0, 1.0)),
+    "ap": Metric(average_precision, True, (0.0, 1.0)),
+    "mae": Metric(mae, False, (0.0, math.inf)),
     "log10_mse": Metric(log10_mse, False),
 }
 

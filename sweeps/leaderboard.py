@@ -544,14 +544,16 @@ def _draw_depth(fig, column, curves, colors, references, select):
 
 
 def _draw_summary(fig, panels, tallest, colors):
-    """One panel per column: every row's value with its ± std as an error bar."""
+    """One panel per column: every row's value with its ± std as an error bar, cut at the
+    values the metric can take (accuracy, ROC-AUC, AP in [0, 1]; MAE ≥ 0): two seeds at 1.0
+    and 0.6 have std 0.28, and a bar to 1.08 would draw a score no run can reach."""
     ncols = min(3, len(panels))
     axes = fig.subplots(math.ceil(len(panels) / ncols), ncols, squeeze=False).ravel()
     for ax, (header, rows) in zip(axes, panels):
         for y, row in enumerate(rows.itertuples()):
             ours = row.source == "ours"
             color = colors.get(row.backbone, "0.4") if ours else "0.4"
-            ax.errorbar(row.mean, -y, xerr=None if pd.isna(row.std) else row.std,
+            ax.errorbar(row.mean, -y, xerr=_error_bar(row.mean, row.std, row.metric),
                         fmt="o" if ours else "D", color=color,
                         markerfacecolor=color if ours else "white", capsize=3)  # fmt: skip
         ax.set_yticks([-y for y in range(len(rows))])
@@ -563,6 +565,17 @@ def _draw_summary(fig, panels, tallest, colors):
         ax.grid(True, axis="x", alpha=0.3)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
+
+
+def _error_bar(mean, std, metric):
+    """``[[below], [above]]`` the mean for Matplotlib's ``xerr``: ± std within the metric's
+    bounds (a metric not in :data:`METRICS`, none), or None without a std."""
+    if pd.isna(std):
+        return None
+    low, high = METRICS[metric].bounds if metric in METRICS else (-math.inf, math.inf)
+    if not low <= mean <= high:  # (no value of this metric: drawn as it is)
+        return std
+    return [[min(std, mean - low)], [min(std, high - mean)]]
 
 
 def _build(storage_url, out_dir, depth_select="val"):

@@ -940,3 +940,29 @@ def test_eig_lambda_within_0_05_of_1_includes_the_bounds(scale, unit):
 
     config = {"model": {"name": "gcn_ssm", "state": "identity", "state_scale": scale}}
     assert (unit_state(config) is None) is unit
+
+
+def test_summary_error_bars_stop_at_the_values_the_metric_can_take():
+    # The quick leaderboard's RingTransfer accuracies, 2 seeds at 1.0 and 0.6: 0.8 ± 0.28,
+    # drawn to 1.08, an accuracy no run can reach. Regression values have no bound.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from dgl_ssm_sweeps.leaderboard import _draw_summary
+
+    rows = pd.DataFrame({
+        "mean": [0.8, 0.1, 0.5, -2.5, 0.3], "std": [0.28, 0.25, float("nan"), 0.4, 0.5],
+        "metric": ["accuracy", "accuracy", "accuracy", "log10_mse", "mae"],
+        "source": "ours", "backbone": "gcn", "label": list("abcde"), "best": False,
+    })  # fmt: skip
+    fig = plt.figure()
+    _draw_summary(fig, [("column", rows)], len(rows), {"gcn": "C0"})
+    spans = []
+    for bar in fig.axes[0].containers:
+        segments = bar.lines[2][0].get_segments() if bar.has_xerr else []
+        spans.append(tuple(round(float(x), 6) for x in segments[0][:, 0]) if segments else None)
+    plt.close(fig)
+    assert spans == [(0.52, 1.0), (0.0, 0.35), None, (-2.9, -2.1), (0.0, 0.8)]
