@@ -66,9 +66,9 @@ def non_negative_int(text):
 def build_parser(prog="dgl-ssm-analyze"):
     parser = argparse.ArgumentParser(
         prog=prog,
-        description=__doc__.split("\n")[0],
+        description=(__doc__ or "").split("\n")[0],  # (None under python -OO)
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.split("\n")[2:]),
+        epilog="\n".join((__doc__ or "").split("\n")[2:]),
     )
     output = argparse.ArgumentParser(add_help=False)  # all a drawing from a record needs
     output.add_argument(

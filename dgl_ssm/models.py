@@ -1048,6 +1048,7 @@ def _with_parameters(cls):
     return f"{head.rstrip()}\n\nParameters\n----------\n{section}\n{examples}{tail}"
 
 
-for _named in (GCN, GCNSSM, GIN, GINSSM, GatedGCN, GatedGCNSSM, GAT, GATSSM, SAGE, SAGESSM,
-               KGCN, KGCNSSM):  # fmt: skip
-    _named.__doc__ = _with_parameters(_named)
+if DeepGNN.__doc__ is not None:  # (``python -OO`` strips docstrings)
+    for _named in (GCN, GCNSSM, GIN, GINSSM, GatedGCN, GatedGCNSSM, GAT, GATSSM, SAGE, SAGESSM,
+                   KGCN, KGCNSSM):  # fmt: skip
+        _named.__doc__ = _with_parameters(_named)

@@ -256,3 +256,24 @@ def test_a_mistyped_option_is_named_by_its_command_with_the_option_meant(argv, n
     assert exit_.value.code == 2
     assert err.startswith(f"usage: {named} ")
     assert err.splitlines()[-1] == f"{named}: error: unrecognized arguments: {hint}"
+
+
+def test_the_library_and_the_commands_work_without_docstrings():
+    # `python -OO` strips docstrings: `import dgl_ssm` crashed building the named models'
+    # parameter docs from them, and `analyze --help` / `perf --help` on their description.
+    code = (
+        "import dgl, torch, dgl_ssm, dgl_ssm_cli\n"
+        "g = dgl.add_self_loop(dgl.rand_graph(6, 12))\n"
+        "print(tuple(dgl_ssm.GCNSSM(3, 4, 2, num_layers=2)(g, torch.randn(6, 3)).shape))\n"
+        "for command in ('analyze', 'perf', 'run', 'sweep', 'leaderboard'):\n"
+        "    try:\n"
+        "        dgl_ssm_cli.main([command, '--help'])\n"
+        "    except SystemExit as exit_:\n"
+        "        print('exit', command, exit_.code)\n"
+    )
+    result = subprocess.run([sys.executable, "-OO", "-c", code], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "(6, 2)"
+    exits = [line for line in result.stdout.splitlines() if line.startswith("exit ")]
+    assert exits == [f"exit {c} 0" for c in ("analyze", "perf", "run", "sweep", "leaderboard")]

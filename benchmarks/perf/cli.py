@@ -126,7 +126,7 @@ def build_parser(parser=None):
     """The perf options, on ``parser`` (e.g. the ``dgl-ssm perf`` subcommand) or a new one."""
     d = PerfConfig()
     if parser is None:
-        parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+        parser = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n")[0])
     add = parser.add_argument
     add("--quick", action="store_true", help="small sizes (depths 2 16, 10k nodes)")
     add("--out", help=f"report folder (default {d.out})")
