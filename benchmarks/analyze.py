@@ -232,9 +232,9 @@ def run(args):
         else:
             index = args.index % len(records)
             if index not in monitored:
-                those = (
-                    f"records {', '.join(map(str, monitored))} have" if monitored else "none has"
-                )
+                those = "none has" if not monitored else (
+                    f"record {monitored[0]} has" if len(monitored) == 1
+                    else f"records {', '.join(map(str, monitored))} have")  # fmt: skip
                 raise ValueError(f"Record {args.index} of {args.records} has no monitor entries "
                                  f"({those}): run with `dgl-ssm run --monitor EVERY`.")  # fmt: skip
         figures.monitor_figures(records[index], out=out)

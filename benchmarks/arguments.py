@@ -16,9 +16,10 @@ def parse_arguments(parser, argv=None):
         command = _chosen(parser, args)
         # (argparse lists a parser's actions only in private attributes; stable since 3.2)
         options = [flag for action in command._actions for flag in action.option_strings]
-        first = unknown[0].partition("=")[0]
+        options_typed = unknown[: unknown.index("--")] if "--" in unknown else unknown
+        typed = [u.partition("=")[0] for u in options_typed if u.startswith("--")]
         # (difflib, not dgl_ssm.checks.did_you_mean: the leaderboard loads neither torch nor DGL)
-        close = difflib.get_close_matches(first, options, n=1) if first.startswith("--") else []
+        close = difflib.get_close_matches(typed[0], options, n=1) if typed else []
         hint = f" Did you mean {close[0]!r}?" if close else ""
         command.error(f"unrecognized arguments: {' '.join(unknown)}.{hint}")
     return args
@@ -28,5 +29,6 @@ def _chosen(parser, args):
     """The parser of the (sub)subcommand ``args`` chose, or ``parser`` if it has none."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return _chosen(action.choices[getattr(args, action.dest)], args)
+            name = getattr(args, action.dest, None)  # (None: an optional one left out)
+            return _chosen(action.choices[name], args) if name in action.choices else parser
     return parser

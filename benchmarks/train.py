@@ -134,8 +134,9 @@ def load_each_dataset_once(configs, nothing_started):
         seen.add(key)
         try:
             load_data(config)
-        except (ValueError, OSError, RuntimeError, ImportError) as error:  # (a failed download
-            faults.append(f"{config.data.name}: {error}")  # is a RuntimeError, no file an OSError)
+        # (a failed download is a RuntimeError, no file an OSError, a bad graph a DGLError)
+        except (ValueError, OSError, RuntimeError, ImportError, dgl.DGLError) as error:
+            faults.append(f"{config.data.name}: {error}")
     if faults:
         raise FileNotFoundError(
             f"{len(faults)} of the {len(seen)} datasets these runs read did not load, so "

@@ -1042,7 +1042,9 @@ def _with_parameters(cls):
     base = PlainGNN if issubclass(cls, PlainGNN) else SSMGNN
     own = [(n, t) for n, t in _parameter_entries(base) if "**kwargs" not in n]
     shared = [(n, t) for n, t in _parameter_entries(DeepGNN) if not n.startswith("update ")]
-    section = "\n".join(f"{name}\n{text}" for name, text in shared[:2] + own + shared[2:])
+    after = 1 + next(i for i, (name, _) in enumerate(shared) if name.startswith("num_layers "))
+    entries = shared[:after] + own + shared[after:]  # the sizes first, then the model's own
+    section = "\n".join(f"{name}\n{text}" for name, text in entries)
     doc = inspect.cleandoc(cls.__doc__)
     head, examples, tail = doc.partition("\nExamples\n--------\n")
     return f"{head.rstrip()}\n\nParameters\n----------\n{section}\n{examples}{tail}"

@@ -36,6 +36,7 @@ from typing import NamedTuple
 import optuna
 import pandas as pd
 
+from dgl_ssm_bench.arguments import parse_arguments
 from dgl_ssm_bench.console import escape_unencodable
 from dgl_ssm_bench.files import write_together
 from dgl_ssm_bench.metrics import METRICS
@@ -661,7 +662,7 @@ def main(argv=None, prog=PROG):
     parser.add_argument("--depth-select", choices=DEPTH_SELECTS, default="val",
                         help="trial per depth in the depth plots: best validation (default) "
                         "or best test")  # fmt: skip
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
     return write_leaderboard(args.storage, args.out, args.depth_select, prog)
 
 

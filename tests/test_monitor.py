@@ -426,7 +426,7 @@ def test_the_last_monitored_record_is_drawn_though_runs_came_after_it(tmp_path, 
     assert sorted(grads) == [1.0, 2.0, 4.0, 8.0]  # record 1's, both epochs
     assert main(["monitor", str(records), "--index", "-1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"Record -1 of {records} has no monitor entries (records 1 have)" in err
+    assert f"Record -1 of {records} has no monitor entries (record 1 has)" in err
     records.write_text(json.dumps({"history": [{"epoch": 0}]}) + "\n")
     assert main(["monitor", str(records), "--out", str(out)]) == 2
     assert f"None of the 1 record(s) in {records} has monitor entries" in capsys.readouterr().err
