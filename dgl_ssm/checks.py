@@ -80,12 +80,26 @@ def close_match(name, valid):
     return None
 
 
+def shown(value, width=80):
+    """``value`` as an error message shows it: a tensor of more than 8 numbers by dtype and
+    shape, a module by its class, anything else by its ``repr`` cut to ``width`` characters
+    (a tensor or a model passed in the wrong place was printed whole, hundreds of lines)."""
+    if isinstance(value, torch.Tensor) and value.numel() > 8:  # (a few numbers: shown as such)
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, torch.nn.Module):
+        return f"a {type(value).__name__} module"
+    text = repr(value)
+    return text if len(text) <= width else f"{text[: width - 1]}…"
+
+
 def unknown_name(kind, name, valid, also=""):
     """The ``ValueError`` for ``name`` that is no known ``kind`` (a model, a dataset, a norm,
     …): a close match if any, then the valid names (``also``: what else is accepted)."""
     valid = list(valid)
     hint = did_you_mean(name, valid)
-    return ValueError(f"Unknown {kind} {name!r}.{hint} Valid: {', '.join(map(str, valid))}{also}.")
+    return ValueError(
+        f"Unknown {kind} {shown(name)}.{hint} Valid: {', '.join(map(str, valid))}{also}."
+    )
 
 
 def check_choice(kind, value, valid, also=""):
@@ -114,7 +128,7 @@ def check_count(value, name, least=1, who=None):
     integer) or ``ValueError`` (too small), naming ``name`` (and ``who``, the function)."""
     kinds = {0: "a non-negative integer", 1: "a positive integer"}
     kind = kinds.get(least, f"an integer ≥ {least}")
-    message = f"{who + ': ' if who else ''}{name} must be {kind}, got {value!r}."
+    message = f"{who + ': ' if who else ''}{name} must be {kind}, got {shown(value)}."
     if not is_int(value):
         raise TypeError(message)
     if value < least:
@@ -126,7 +140,9 @@ def check_flag(value, name, who=None):
     """``value`` as a ``bool`` when it is one (NumPy's too); else ``TypeError``: an on/off
     option given as "False" or "no" would be truthy, and silently on."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{who + ': ' if who else ''}{name} must be True or False, got {value!r}.")
+        raise TypeError(
+            f"{who + ': ' if who else ''}{name} must be True or False, got {shown(value)}."
+        )
     return bool(value)
 
 
@@ -138,7 +154,7 @@ def check_options(value, name, example, who=None):
     if not isinstance(value, Mapping):
         raise TypeError(
             f"{who + ': ' if who else ''}{name} must be a dict of keyword options (e.g. "
-            f"{example}), got {value!r}."
+            f"{example}), got {shown(value)}."
         )
     return dict(value)
 
@@ -149,7 +165,7 @@ def check_real(value, name, kind, ok, who=None):
     range): "``name`` must be ``kind``", naming ``who``, the function."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
-    message = f"{who + ': ' if who else ''}{name} must be {kind}, got {value!r}."
+    message = f"{who + ': ' if who else ''}{name} must be {kind}, got {shown(value)}."
     if not is_real(value):
         raise TypeError(message)
     if not ok(value):

@@ -386,8 +386,9 @@ class DeepGNN(nn.Module):
         if edge_feat is None:
             if self.needs_edge_feat:
                 raise ValueError(
-                    f"The model was built with edge_feats={self.edge_feats}; pass edge_feat "
-                    "to forward, or build it without edge_feats."
+                    f"The model was built with edge_feats={self.edge_feats}, and no edge "
+                    "features came: call it as model(graph, feat, edge_feat) (the diagnostics "
+                    "and calibrate take edge_feat= too), or build it without edge_feats."
                 )
             return self.edge_embedding.expand(graph.num_edges(), -1)
         edges = self.edge_encoder(edge_feat)

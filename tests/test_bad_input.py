@@ -365,7 +365,10 @@ def test_inputs_a_cached_check_has_not_seen_are_checked(graph):
     with pytest.raises(dgl.DGLError, match="0-in-degree"):
         model(ring, feat)
     gated = build_model("gatedgcn_ssm", **ARGS, edge_feats=4)
-    with pytest.raises(ValueError, match="built with edge_feats=4; pass edge_feat"):
+    with pytest.raises(
+        ValueError,
+        match=r"edge_feats=4, and no edge features came: call it as model\(graph, feat, edge_feat",
+    ):
         gated(graph, feat)
     with pytest.raises(TypeError, match="Edge features must be a torch.Tensor, got ndarray"):
         gated(graph, feat, np.ones((graph.num_edges(), 4), "f"))
@@ -1195,3 +1198,32 @@ def test_every_sage_aggregator_dgl_has_is_accepted(graph):
         model = build_model("sage_ssm", **ARGS, conv_options={"aggregator": aggregator})
         assert model.layers[0].conv._aggre_type == aggregator
         assert model(graph, torch.randn(12, 5)).shape == (12, 2)
+
+
+def test_a_tensor_or_model_in_the_wrong_place_is_named_by_kind_not_printed_whole():
+    # is_ssm(model) printed the model's whole repr (700 characters) as the unknown name, and
+    # layer_energies(model, g, x, e) the edge features' every number as `normalized`.
+    from dgl_ssm.analysis import layer_energies
+
+    graph = dgl.add_self_loop(dgl.rand_graph(6, 12))
+    model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=2)
+    with pytest.raises(ValueError) as error:
+        is_ssm(model)
+    message = str(error.value)
+    assert (
+        message.startswith("Unknown model a GCNSSM module. Valid: gcn, gcn_ssm")
+        and len(message) < 300
+    )
+    edges = torch.randn(graph.num_edges(), 3)
+    with pytest.raises(TypeError) as error:
+        layer_energies(model, graph, torch.randn(6, 3), edges)
+    assert str(error.value) == (
+        "layer_energies: its fourth argument is normalized (True or False), got a float32 "
+        f"tensor of shape ({graph.num_edges()}, 3); pass edge features by keyword: edge_feat=…"
+    )
+    with pytest.raises(
+        TypeError,
+        match=r"residual must be True or False, got a float32 tensor of shape \(3, 3\)\.$",
+    ):
+        build_model("gcn", in_feats=3, hidden=4, out_feats=2, num_layers=2,
+                    residual=torch.ones(3, 3))  # fmt: skip

@@ -20,7 +20,7 @@ import copy
 
 import torch
 
-from ..checks import check_features, check_flag, check_graph
+from ..checks import check_features, check_flag, check_graph, shown
 from ._common import check_dtype, evaluating, hop_field_of, one_hop_graph, run_model
 from .states import recorded_states
 
@@ -131,6 +131,11 @@ def layer_energies(
     """
     check_dtype(dtype, "layer_energies")
     check_graph(graph, "layer_energies", "layer_energies(model, graph, feat)")
+    if isinstance(normalized, torch.Tensor):  # edge features given fourth, where calibrate has them
+        raise TypeError(
+            f"layer_energies: its fourth argument is normalized (True or False), got "
+            f"{shown(normalized)}; pass edge features by keyword: edge_feat=…"
+        )
     for name, tensor in (("feat", feat), ("edge_feat", edge_feat)):
         if tensor is not None and not isinstance(tensor, torch.Tensor):
             raise TypeError(
