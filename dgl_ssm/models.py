@@ -33,6 +33,7 @@ from .checks import (
     check_same_device,
     did_you_mean,
     is_int,
+    is_real,
     user_stacklevel,
 )
 from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
@@ -552,6 +553,13 @@ class SSMGNN(DeepGNN):
         shared = make_update() if check_flag(shared_ssm, "shared_ssm") else None
         if kwargs.get("norm") in (None, "none"):  # (a norm rescales the state every layer)
             _warn_if_the_state_compounds(state, state_scale, num_layers, type(self).__name__)
+        if isinstance(input, str) and is_real(input_scale) and input_scale == 0:
+            warnings.warn(
+                f"{type(self).__name__}: input_scale=0 makes B = 0, so no conv adds anything "
+                "to the state and the model ignores the graph (encoder, then head). The default "
+                "is 0.1; dgl_ssm.calibrate sets β from the measured spectrum.",
+                stacklevel=user_stacklevel(),
+            )
         super().__init__(
             in_feats,
             hidden,

@@ -249,8 +249,9 @@ def test_the_centred_rule_centres_the_radii_of_a_group_on_the_target():
 
 def test_a_model_within_bounds_is_left_as_it_is():
     graph, feat = random_graph(16, 30, seed=2), torch.randn(16, 3)
-    model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=2,
-                        input_scale=0.0)  # J = I exactly  # fmt: skip
+    with pytest.warns(UserWarning, match="input_scale=0 makes B = 0"):
+        model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=2,
+                            input_scale=0.0)  # J = I exactly  # fmt: skip
     report = calibrate(model, graph, feat)
     assert report.rounds == 0 and report.ok and report.state_scale == [(1.0, 1.0)]
 

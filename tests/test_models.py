@@ -1210,3 +1210,17 @@ def test_each_named_model_documents_every_argument_it_takes(name):
         takes |= set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs", "update"}
     assert takes <= documented, sorted(takes - documented)
     assert NumpyDocString(model.__doc__)["Examples"]  # still there, after the parameters
+
+
+def test_an_input_scale_of_zero_warns_that_the_model_ignores_the_graph():
+    # B = 0: every layer's step is H Λᵀ, so the output is the head of the encoded features,
+    # whatever the edges; accepted without a word before.
+    graph, feat = random_graph(8, 20), torch.randn(8, 3)
+    with pytest.warns(UserWarning, match=r"input_scale=0 makes B = 0.*ignores the graph"):
+        model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=3,
+                            input_scale=0.0)  # fmt: skip
+    other = dgl.add_self_loop(dgl.graph(([], []), num_nodes=8))  # no edge but the self loops
+    torch.testing.assert_close(model(graph, feat), model(other, feat))  # as the warning says
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=3, input_scale=0.1)
