@@ -61,7 +61,8 @@ class DeepGNN(nn.Module):
     Parameters
     ----------
     in_feats, hidden, out_feats : int
-        Input feature width, state width ``d`` and number of outputs.
+        Input feature width (may be None with a ``node_encoder``), state width ``d`` and
+        number of outputs.
     num_layers : int
         Number of message-passing layers ``L``.
     update : callable
@@ -197,11 +198,13 @@ class DeepGNN(nn.Module):
         spec = BACKBONES[self.backbone]
         readout = _checked_head(task, readout, head_activation)
         hop_mode = self.default_hop_mode if hop_mode == "default" else hop_mode
-        in_feats, hidden, out_feats, num_layers = (
+        hidden, out_feats, num_layers = (
             check_count(value, name)
-            for name, value in [("in_feats", in_feats), ("hidden", hidden),
-                                ("out_feats", out_feats), ("num_layers", num_layers)]
+            for name, value in [("hidden", hidden), ("out_feats", out_feats),
+                                ("num_layers", num_layers)]
         )  # fmt: skip
+        if in_feats is not None or node_encoder is None:  # (a node encoder reads its own width)
+            in_feats = check_count(in_feats, "in_feats")
         max_hop, delay = _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop, hop_field)
         check_real(dropout, "dropout", "a number in [0, 1)", lambda p: 0 <= p < 1)
         options = _checked_conv_options(spec, conv_options)

@@ -1224,3 +1224,14 @@ def test_an_input_scale_of_zero_warns_that_the_model_ignores_the_graph():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=3, input_scale=0.1)
+
+
+def test_a_model_with_its_own_node_encoder_needs_no_input_width():
+    # The encoder reads the raw features at their own width, which the model does not check:
+    # in_feats=None was refused all the same, so a user passed a dummy width.
+    encoder = torch.nn.Embedding(10, 8)
+    model = build_model("gcn_ssm", None, 8, 3, 2, node_encoder=encoder)
+    graph, codes = random_graph(6, 12), torch.randint(0, 10, (6,))
+    assert model(graph, codes).shape == (6, 3)
+    with pytest.raises(TypeError, match="in_feats must be a positive integer, got None"):
+        build_model("gcn_ssm", None, 8, 3, 2)  # the linear encoder needs it
