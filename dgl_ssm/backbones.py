@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from dgl.nn import GATConv, GatedGCNConv, GINConv, GraphConv, SAGEConv
 from torch import nn
 
-from .checks import check_choice, check_count, check_flag
+from .checks import check_choice, check_count, check_flag, check_real
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,19 @@ def _gatedgcn(dim):
     return conv
 
 
-def _gat(dim, heads=4):
+def _gat(dim, heads=4, feat_drop=0.0, attn_drop=0.0, negative_slope=0.2):
+    # (DGL's defaults; Veličković et al.'s Cora GAT drops 0.6 of both)
     heads = check_count(heads, "GAT's heads")
     if dim % heads:
         raise ValueError(
             f"GAT concatenates its heads, so hidden ({dim}) must be divisible by heads "
             f"({heads}). Choose e.g. hidden={dim - dim % heads or heads} or heads=1."
         )
-    return GATConv(dim, dim // heads, heads, allow_zero_in_degree=True)
+    for name, value in (("feat_drop", feat_drop), ("attn_drop", attn_drop)):
+        check_real(value, f"GAT's {name}", "a number in [0, 1)", lambda p: 0 <= p < 1)
+    slope = check_real(negative_slope, "GAT's negative_slope", "a number ≥ 0", lambda a: a >= 0)
+    return GATConv(dim, dim // heads, heads, float(feat_drop), float(attn_drop), float(slope),
+                   allow_zero_in_degree=True)  # fmt: skip
 
 
 #: DGL's SAGEConv aggregators.

@@ -129,8 +129,9 @@ class DeepGNN(nn.Module):
     allow_zero_in_degree : bool, default False
         Skip the check for nodes without in-edges (GCN, GAT).
     conv_options : dict, optional
-        Extra backbone options, e.g. ``{"heads": 4}`` for GAT, ``{"aggregator": "pool"}``
-        for SAGE, ``{"learn_eps": True}`` for GIN.
+        Extra backbone options, e.g. ``{"heads": 4}`` for GAT (also ``feat_drop``,
+        ``attn_drop`` and ``negative_slope``, as in ``dgl.nn.GATConv``),
+        ``{"aggregator": "pool"}`` for SAGE, ``{"learn_eps": True}`` for GIN.
     checkpoint : bool or int, default False
         Activation checkpointing while training: the stack is cut into segments (``True``:
         about √L of them; an int: that many, 0 as ``False``) and only each segment's input
@@ -208,6 +209,7 @@ class DeepGNN(nn.Module):
         max_hop, delay = _checked_hops(spec, hop_mode, max_hop, delay, past_max_hop, hop_field)
         check_real(dropout, "dropout", "a number in [0, 1)", lambda p: 0 <= p < 1)
         options = _checked_conv_options(spec, conv_options)
+        self.conv_options = options  # (shown by print(model): GAT's heads are in no conv's repr)
         edge_feats = _checked_encoders(spec, edge_feats, node_encoder, edge_encoder)
         self.edge_weight_field = _checked_edge_weight_field(spec, edge_weight_field, hop_mode)
         self.in_feats, self.hidden, self.out_feats = in_feats, hidden, out_feats
@@ -428,6 +430,7 @@ class DeepGNN(nn.Module):
             + (f", readout={self.readout}" if self.task == "graph" else "")
             + hops
             + (f", edge_weight_field={self.edge_weight_field!r}" if self.edge_weight_field else "")
+            + (f", conv_options={self.conv_options}" if getattr(self, "conv_options", None) else "")
         )
 
 

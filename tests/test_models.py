@@ -1235,3 +1235,20 @@ def test_a_model_with_its_own_node_encoder_needs_no_input_width():
     assert model(graph, codes).shape == (6, 3)
     with pytest.raises(TypeError, match="in_feats must be a positive integer, got None"):
         build_model("gcn_ssm", None, 8, 3, 2)  # the linear encoder needs it
+
+
+def test_gat_takes_dgls_dropouts_and_slope_and_the_model_shows_its_conv_options():
+    # The usual Cora GAT drops 0.6 of features and attention; by name, GAT took only heads,
+    # and print(model) named no head count (DGL's GATConv repr shows its fc only).
+    options = {"heads": 2, "feat_drop": 0.6, "attn_drop": 0.5, "negative_slope": 0.1}
+    model = build_model("gat_ssm", 3, 8, 2, 2, conv_options=options)
+    conv = model.layers[1].conv
+    assert (conv._num_heads, conv.feat_drop.p, conv.attn_drop.p) == (2, 0.6, 0.5)
+    assert conv.leaky_relu.negative_slope == 0.1
+    assert f"conv_options={options}" in repr(model).splitlines()[1]
+    assert "conv_options" not in repr(build_model("gat_ssm", 3, 8, 2, 2))
+    model.eval()  # (no dropout: the same output twice)
+    graph, feat = random_graph(10, 25), torch.randn(10, 3)
+    torch.testing.assert_close(model(graph, feat), model(graph, feat))
+    with pytest.raises(ValueError, match=r"GAT's attn_drop must be a number in \[0, 1\), got 1"):
+        build_model("gat", 3, 8, 2, 2, conv_options={"attn_drop": 1})
