@@ -203,10 +203,11 @@ class SSMLayer(nn.Module):
         if edge_feat is None and self._needs_third and self._third_argument not in conv_kwargs:
             raise TypeError(
                 f"{type(self.conv).__name__} needs a third argument, {self._third_argument!r}: "
-                "edge features go third, layer(graph, feat, edge_feat) (inside a model, a "
-                "layer's own are dgl_ssm.analysis.layer_inputs(model, graph, feat, "
-                f"edge_feat)[i].edge_feat); anything else by name, layer(graph, feat, "
-                f"{self._third_argument}=...)."
+                "edge features go third, layer(graph, feat, edge_feat), or by name to the "
+                "diagnostics that run the layer (top_singular_values(layer, graph, feat, "
+                "edge_feat=e), …) (inside a model, a layer's own are dgl_ssm.analysis."
+                "layer_inputs(model, graph, feat, edge_feat)[i].edge_feat); anything else by "
+                f"name, layer(graph, feat, {self._third_argument}=...)."
             )
         if edge_feat is not None and self._third_argument in _NOT_EDGE_FEATURES:
             raise TypeError(

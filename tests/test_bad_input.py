@@ -591,6 +591,8 @@ def test_diagnostics_name_a_missing_or_misplaced_input():
     call = layer_inputs(gated, g, x)[0]
     with pytest.raises(TypeError, match=r"GatedGCNConv needs a third argument.*\.edge_feat"):
         top_eigenvalue_moduli(gated.layers[0], g, call.feat)
+    with pytest.raises(TypeError, match=r"or by name to the diagnostics.*edge_feat=e\)"):
+        top_eigenvalue_moduli(gated.layers[0], g, call.feat)  # what to pass them to, here
     with_edges = top_eigenvalue_moduli(gated.layers[0], g, call.feat, edge_feat=call.edge_feat)
     assert with_edges.shape == (10,)
     with pytest.raises(TypeError, match="seed must be an integer"):
