@@ -23,14 +23,15 @@ __all__ = ["LayerCall", "layer_inputs", "recorded_states"]
 
 @contextmanager
 def recorded_states(model, include_input=True, who="recorded_states"):
-    r"""Record the node states of every forward pass of ``model`` run inside the block.
+    r"""Record the node states of every forward pass run inside the block.
 
     Yields a list that fills up with :math:`H^{(0)}` (the input of the first layer, i.e. the
     encoder output; only with ``include_input``) and then every layer's output
     :math:`H^{(1)}, \dots, H^{(L)}` — the very tensors the model uses, so they stay connected
-    to the autograd graph. Layers that return ``(h, e)`` contribute ``h``. Layers run outside
-    the model's forward pass are not recorded: those a checkpointed model (``checkpoint=True``)
-    runs again in its backward pass, or a layer called on its own.
+    to the autograd graph. Layers that return ``(h, e)`` contribute ``h``. A checkpointed
+    model (``checkpoint=True``) runs its layers again in its backward pass, and those re-runs
+    append their states too: with ``backward()`` inside the block, the first ``L + 1`` (or
+    ``L``) entries are still the forward pass's.
 
     Parameters
     ----------
@@ -61,28 +62,14 @@ def recorded_states(model, include_input=True, who="recorded_states"):
     """
     layers = model_layers(model, who)
     states = []
-    # The model's forward passes in progress: a checkpointed model's backward pass runs its
-    # layers again, outside them, and those re-runs are no new states.
-    running = []
 
     def keep_input(_module, args, kwargs):
-        if running:
-            states.append(node_state(args[1] if len(args) > 1 else kwargs["feat"]))
+        states.append(node_state(args[1] if len(args) > 1 else kwargs["feat"]))
 
     def keep_output(_module, _args, output):
-        if running:
-            states.append(node_state(output))
+        states.append(node_state(output))
 
-    def enter(*_):
-        running.append(True)
-
-    def leave(*_):  # (returns None: a forward hook's result would replace the output)
-        running.pop()
-
-    handles = [
-        model.register_forward_pre_hook(enter),
-        model.register_forward_hook(leave, always_call=True),  # (also when it raised)
-    ]
+    handles = []
     try:
         if include_input:
             handles.append(layers[0].register_forward_pre_hook(keep_input, with_kwargs=True))
