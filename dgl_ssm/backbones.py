@@ -4,6 +4,7 @@ Every named model (plain or SSM, one hop or k hops) gets its convs from here, so
 backbone is one entry in :data:`BACKBONES`.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,7 +62,8 @@ def _gat(dim, heads=4, feat_drop=0.0, attn_drop=0.0, negative_slope=0.2):
         )
     for name, value in (("feat_drop", feat_drop), ("attn_drop", attn_drop)):
         check_real(value, f"GAT's {name}", "a number in [0, 1)", lambda p: 0 <= p < 1)
-    slope = check_real(negative_slope, "GAT's negative_slope", "a number ≥ 0", lambda a: a >= 0)
+    slope = check_real(negative_slope, "GAT's negative_slope", "a finite number ≥ 0",
+                       lambda a: 0 <= a < math.inf)  # fmt: skip
     return GATConv(dim, dim // heads, heads, float(feat_drop), float(attn_drop), float(slope),
                    allow_zero_in_degree=True)  # fmt: skip
 

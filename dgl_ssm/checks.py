@@ -86,6 +86,8 @@ def shown(value, width=80):
     (a tensor or a model passed in the wrong place was printed whole, hundreds of lines)."""
     if isinstance(value, torch.Tensor) and value.numel() > 8:  # (a few numbers: shown as such)
         return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, np.ndarray) and value.size > 8:
+        return f"a {value.dtype} NumPy array of shape {value.shape}"
     if isinstance(value, torch.nn.Module):
         return f"a {type(value).__name__} module"
     text = repr(value)

@@ -559,11 +559,13 @@ class SSMGNN(DeepGNN):
         shared = make_update() if check_flag(shared_ssm, "shared_ssm") else None
         if kwargs.get("norm") in (None, "none"):  # (a norm rescales the state every layer)
             _warn_if_the_state_compounds(state, state_scale, num_layers, type(self).__name__)
-        if isinstance(input, str) and is_real(input_scale) and input_scale == 0:
+        zero = input_scale.numel() == 1 and input_scale.item() == 0 if isinstance(
+            input_scale, torch.Tensor) else is_real(input_scale) and input_scale == 0  # fmt: skip
+        if isinstance(input, str) and zero:
             warnings.warn(
                 f"{type(self).__name__}: input_scale=0 makes B = 0, so no conv adds anything "
-                "to the state and the model ignores the graph (encoder, then head). The default "
-                "is 0.1; dgl_ssm.calibrate sets β from the measured spectrum.",
+                "to the state and the model ignores the graph (encoder, then head). Build it "
+                "with input_scale > 0 (default 0.1; dgl_ssm.calibrate rescales the B built).",
                 stacklevel=user_stacklevel(),
             )
         super().__init__(

@@ -1219,6 +1219,8 @@ def test_an_input_scale_of_zero_warns_that_the_model_ignores_the_graph():
     with pytest.warns(UserWarning, match=r"input_scale=0 makes B = 0.*ignores the graph"):
         model = build_model("gcn_ssm", in_feats=3, hidden=4, out_feats=2, num_layers=3,
                             input_scale=0.0)  # fmt: skip
+    with pytest.warns(UserWarning, match=r"input_scale=0 makes B = 0"):
+        build_model("gcn_ssm", 3, 4, 2, 3, input_scale=torch.tensor(0.0))
     other = dgl.add_self_loop(dgl.graph(([], []), num_nodes=8))  # no edge but the self loops
     torch.testing.assert_close(model(graph, feat), model(other, feat))  # as the warning says
     with warnings.catch_warnings():
@@ -1247,8 +1249,13 @@ def test_gat_takes_dgls_dropouts_and_slope_and_the_model_shows_its_conv_options(
     assert conv.leaky_relu.negative_slope == 0.1
     assert f"conv_options={options}" in repr(model).splitlines()[1]
     assert "conv_options" not in repr(build_model("gat_ssm", 3, 8, 2, 2))
-    model.eval()  # (no dropout: the same output twice)
     graph, feat = random_graph(10, 25), torch.randn(10, 3)
-    torch.testing.assert_close(model(graph, feat), model(graph, feat))
+    torch.manual_seed(0)
+    assert not torch.equal(model(graph, feat), model(graph, feat))  # training: dropped
+    plain = build_model("gat_ssm", 3, 8, 2, 2, conv_options={"heads": 2, "negative_slope": 0.1})
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model.eval()(graph, feat), plain.eval()(graph, feat))
+    with pytest.raises(ValueError, match="negative_slope must be a finite number ≥ 0, got inf"):
+        build_model("gat", 3, 8, 2, 2, conv_options={"negative_slope": math.inf})
     with pytest.raises(ValueError, match=r"GAT's attn_drop must be a number in \[0, 1\), got 1"):
         build_model("gat", 3, 8, 2, 2, conv_options={"attn_drop": 1})
