@@ -349,7 +349,9 @@ def calibrate(
     Parameters
     ----------
     model : dgl_ssm.SSMGNN
-        An SSM model (GCNSSM, GINSSM, …) with ``state="identity"`` and no ``norm``.
+        An SSM model (GCNSSM, GINSSM, …) with ``state="identity"`` and no ``norm``, or a
+        module of one's own whose ``.layers`` are such :class:`~dgl_ssm.SSMLayer`\ s (it is
+        called as ``model(graph, feat[, edge_feat])``).
     graph, feat, edge_feat
         The inputs the model will be trained on (the spectra depend on them).
     target : float, default 1.0
@@ -572,7 +574,8 @@ def _ssm_groups(model):
     layers = getattr(model, "layers", None)
     if layers is None or len(layers) == 0:
         raise TypeError(
-            f"calibrate needs a dgl_ssm SSM model (GCNSSM, GINSSM, …), got {type(model).__name__}."
+            f"calibrate needs a dgl_ssm SSM model (GCNSSM, GINSSM, …), or a module of your own "
+            f"whose .layers are SSMLayers; {type(model).__name__} has no layers."
         )
     groups = []
     for index, layer in enumerate(layers):

@@ -895,3 +895,35 @@ def test_spectrum_options_are_laid_over_the_fast_defaults(monkeypatch):
     seen.clear()  # and the defaults given are the caller's
     calibrate(model, g, torch.randn(12, 4), spectrum_options={"k": 2, "tol": 1e-6})
     assert seen and all(call == {"k": 2, "tol": 1e-6, "seed": None} for call in seen)
+
+
+def test_a_module_of_ones_own_whose_layers_are_ssm_layers_is_calibrated():
+    # calibrate's docs and error named only dgl_ssm's models, though it reads .layers alone.
+    from dgl.nn import GraphConv
+
+    from dgl_ssm import SSMLayer
+    from dgl_ssm.analysis import top_eigenvalue_moduli
+
+    class Mine(torch.nn.Module):
+        def __init__(self, width=8, depth=3):
+            super().__init__()
+            self.embed = torch.nn.Linear(3, width)
+            self.layers = torch.nn.ModuleList(
+                SSMLayer(GraphConv(width, width), width) for _ in range(depth)
+            )
+
+        def forward(self, graph, feat):
+            state = self.embed(feat)
+            for layer in self.layers:
+                state = layer(graph, state)
+            return state
+
+    torch.manual_seed(0)
+    graph, feat = random_graph(24, 50), torch.randn(24, 3)
+    model = Mine()
+    assert calibrate(model, graph, feat).ok
+    for call, layer in zip(layer_inputs(model, graph, feat), model.layers):
+        top = top_eigenvalue_moduli(layer, call.graph, call.feat, k=1)
+        assert 0.98 <= float(top[0]) <= 1.02
+    with pytest.raises(TypeError, match=r"or a module of your own whose \.layers are SSMLayers"):
+        calibrate(torch.nn.Linear(3, 3), graph, feat)
