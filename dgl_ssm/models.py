@@ -33,12 +33,11 @@ from .checks import (
     check_same_device,
     did_you_mean,
     is_int,
-    is_real,
     user_stacklevel,
 )
 from .multihop import HOP_MODES, PAST_MAX_HOP, MultiHopConv, layer_hop_graphs
 from .reset import remember_initial_values, reset_submodules, restore_on_reset
-from .ssm import PlainUpdate, SSMUpdate, autocasting
+from .ssm import PlainUpdate, SSMUpdate, autocasting, finite_scale
 from .wrapper import SSMLayer
 
 TASKS = ("node", "graph")
@@ -559,9 +558,8 @@ class SSMGNN(DeepGNN):
         shared = make_update() if check_flag(shared_ssm, "shared_ssm") else None
         if kwargs.get("norm") in (None, "none"):  # (a norm rescales the state every layer)
             _warn_if_the_state_compounds(state, state_scale, num_layers, type(self).__name__)
-        zero = input_scale.numel() == 1 and input_scale.item() == 0 if isinstance(
-            input_scale, torch.Tensor) else is_real(input_scale) and input_scale == 0  # fmt: skip
-        if isinstance(input, str) and zero:
+        # (the scale as SSMUpdate reads it: a number, or a one-element tensor's)
+        if isinstance(input, str) and finite_scale(input_scale, "input_scale") == 0:
             warnings.warn(
                 f"{type(self).__name__}: input_scale=0 makes B = 0, so no conv adds anything "
                 "to the state and the model ignores the graph (encoder, then head). Build it "

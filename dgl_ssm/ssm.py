@@ -83,7 +83,7 @@ def build_matrix(kind, dim, scale=1.0, generator=None, *, role="SSM"):
         if not bool(torch.isfinite(matrix).all()):
             raise ValueError("A custom SSM matrix must be finite; this one holds NaN or Inf.")
         return matrix
-    scale = _finite_scale(scale, "scale")
+    scale = finite_scale(scale, "scale")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
             f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)), got "
@@ -113,7 +113,7 @@ def build_matrix(kind, dim, scale=1.0, generator=None, *, role="SSM"):
     )
 
 
-def _finite_scale(scale, name):
+def finite_scale(scale, name):
     # A NaN or Inf scale would give NaN states silently (and hang LAPACK in describe_matrix).
     return float(check_real(scale, f"The SSM matrix {name}", "a finite real number", math.isfinite))
 
@@ -198,8 +198,8 @@ class SSMUpdate(nn.Module):
         generator=None,
     ):
         super().__init__()
-        state_scale = _finite_scale(state_scale, "state_scale")
-        input_scale = _finite_scale(input_scale, "input_scale")
+        state_scale = finite_scale(state_scale, "state_scale")
+        input_scale = finite_scale(input_scale, "input_scale")
         state_matrix = build_matrix(state, dim, state_scale, generator, role="state")
         input_matrix = build_matrix(input, dim, input_scale, generator, role="input")
         self.dim = int(dim)
