@@ -49,8 +49,9 @@ def cpu_kernels():
 def _cpu_capability():
     import torch
 
-    if hasattr(torch.backends.cpu, "get_cpu_capability"):  # torch ≥ 2.1
-        return torch.backends.cpu.get_cpu_capability()
+    backend = getattr(torch.backends, "cpu", None)  # torch ≥ 2.1
+    if hasattr(backend, "get_cpu_capability"):
+        return backend.get_cpu_capability()
     # torch 2.0 says it only in its build summary ("CPU capability usage: AVX2").
     for line in torch.__config__.show().splitlines():
         if "CPU capability usage:" in line:

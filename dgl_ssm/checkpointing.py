@@ -32,15 +32,28 @@ def run_in_segments(run_layers, layers, segments, state, edges):
     ``(state, edges)``."""
     bounds = torch.linspace(0, len(layers), segments + 1, device="cpu").round().long().tolist()
     for start, end in zip(bounds[:-2], bounds[1:-1]):
-        norms = _batch_norms(layers[start:end])
+        segment = _recomputed_with_stats_kept(run_layers, _batch_norms(layers[start:end]))
         state, edges = torch.utils.checkpoint.checkpoint(
-            run_layers, start, end, state, edges,
-            use_reentrant=False,
-            context_fn=lambda norms=norms: (nullcontext(), _running_stats_kept(norms)),
-        )  # fmt: skip
+            segment, start, end, state, edges, use_reentrant=False
+        )
     # The backward pass needs the last segment's activations at once: recomputing them would
     # cost a forward pass and save no memory.
     return run_layers(bounds[-2], bounds[-1], state, edges)
+
+
+def _recomputed_with_stats_kept(run_layers, norms):
+    """``run_layers`` for one checkpointed call: its first run is the forward pass, every
+    later one a recomputation in the backward pass, which keeps ``norms``' running statistics.
+    (Not checkpoint's ``context_fn``, which torch 2.0 lacks.)"""
+    runs = 0
+
+    def segment(*args):
+        nonlocal runs
+        runs += 1
+        with nullcontext() if runs == 1 else _running_stats_kept(norms):
+            return run_layers(*args)
+
+    return segment
 
 
 def _batch_norms(modules):

@@ -237,7 +237,8 @@ class SSMUpdate(nn.Module):
     def __getstate__(self):
         # A copy (deepcopy, pickle, torch.save) reads its scalars from its own buffers: the
         # cache names this module's tensors and their versions, which a copy does not share.
-        return {**super().__getstate__(), "_scalars_of": None, "_scalars": None}
+        # (self.__dict__: object.__getstate__, which nn.Module inherits, is Python 3.11+.)
+        return {**self.__dict__, "_scalars_of": None, "_scalars": None}
 
     def reset_parameters(self):
         """Nothing to reset: Λ and B are fixed by construction."""
