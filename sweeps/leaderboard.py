@@ -88,6 +88,10 @@ def _number(x, finite=False):
         not finite or math.isfinite(x))  # fmt: skip
 
 
+def _finite_number(x):  # (Series.map passes no keywords before pandas 3)
+    return _number(x, finite=True)
+
+
 def _final(raw):
     """The columns a ``final`` evaluation fills; ``ValueError`` saying what is malformed."""
     if not isinstance(raw, dict):
@@ -147,11 +151,11 @@ def _read_study(storage, summary):
     table = table[table.state == "COMPLETE"]
     row["n_complete"] = len(table)
     # Diverged runs and runs without a test score say nothing about the model's quality.
-    ok = (table.user_attrs_status.fillna("ok") == "ok") & table.value.map(_number, finite=True)
+    ok = (table.user_attrs_status.fillna("ok") == "ok") & table.value.map(_finite_number)
     if row["final"] and (stale := _stale(row["final_trial"], table[ok.astype(bool)], direction)):
         row.update(final=False, problem=stale)
         log.warning("study %r: %s; listed with the unfinished sweeps", name, stale)
-    table = table[(ok & table.user_attrs_test.map(_number, finite=True)).astype(bool)]
+    table = table[(ok & table.user_attrs_test.map(_finite_number)).astype(bool)]
     trials = [name, table.number, table.value, table.user_attrs_test,
               table.user_attrs_config.map(_depth)]  # fmt: skip
     return row, pd.DataFrame(dict(zip(TRIALS, trials))).astype({"val": float, "test": float})
