@@ -57,7 +57,9 @@ def add_sweep_options(parser, storage=True):
         help="torch threads per worker (default: torch's own with one worker, the cores here "
              "÷ --workers with several)")  # fmt: skip
     add("--seed", type=int, default=0, help="sampler seed")
-    add("--pruner", choices=PRUNERS, default="median")
+    add("--pruner", choices=PRUNERS,
+        help="stops poor trials early (default: none in a space that follows a published "
+        "protocol, which trains every configuration to its end; median in the others)")  # fmt: skip
     add("--heartbeat", type=int, default=30,
         help="seconds between heartbeats; a trial silent for 3× this is failed and "
         "retried (3 times at most)")  # fmt: skip

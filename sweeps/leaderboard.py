@@ -148,6 +148,10 @@ def _read_study(storage, summary):
         attrs=("number", "value", "state", "user_attrs")).reindex(columns=[
             "number", "value", "state", "user_attrs_test", "user_attrs_status",
             "user_attrs_config"])  # fmt: skip
+    # Trials a pruner stopped (not those refused for the parameter budget, which a protocol
+    # such as LRGB's has): none may be, for the study to follow a published protocol.
+    row["pruned"] = int(((table.state == "PRUNED")
+                         & (table.user_attrs_status != "over_budget")).sum())  # fmt: skip
     table = table[table.state == "COMPLETE"]
     row["n_complete"] = len(table)
     # Diverged runs and runs without a test score say nothing about the model's quality.
@@ -181,7 +185,8 @@ def _stale(final_trial, complete, direction):
 def read_studies(storage):
     """``(studies, trials, skipped)``: the studies that follow the sweep contract, one row each
     indexed by name (user attrs; ``final``: a usable final evaluation, with ``mean``, ``std``,
-    ``n``, ``failed``, else the ``problem`` with it; ``n_complete`` trials); their usable trials
+    ``n``, ``failed``, else the ``problem`` with it; ``n_complete`` trials, ``pruned`` by a
+    pruner); their usable trials
     (complete, not diverged, finite val and test; with ``depth``); the others' ``(name, reason)``.
     """
     rows, trials, skipped, seen = [], [], [], {}
@@ -200,8 +205,8 @@ def read_studies(storage):
         rows.append(row)
         trials.append(usable)
     studies = pd.DataFrame(rows, columns=["name", *KEYS, "protocol", "data_version", "final",
-                           "mean", "std", "n", "failed", "problem", "n_complete", "config",
-                           "final_trial"])  # fmt: skip
+                           "mean", "std", "n", "failed", "problem", "n_complete", "pruned",
+                           "config", "final_trial"])  # fmt: skip
     trials = pd.concat(trials, ignore_index=True) if trials else pd.DataFrame(columns=TRIALS)
     return studies.set_index("name"), trials, skipped
 
@@ -239,7 +244,8 @@ def _listed(values):
 def place_reference(ref, studies):
     """``(names of the comparable studies, "")`` or ``((), why it is not comparable)``: the
     first that fails of some finished study of the column on its data version (if it names
-    one), of those some on its protocol, of those some of its model (if we implement it)."""
+    one), of those some on its protocol with no trial pruned, of those some of its model (if
+    we implement it)."""
     ours = studies[(studies.dataset == ref.dataset) & (studies.metric == ref.metric)]
     if (ours := ours[ours.final.astype(bool)]).empty:
         return (), "no finished study of ours on this dataset"
@@ -260,6 +266,12 @@ def place_reference(ref, studies):
         # or a study from before protocols were recorded.
         return (), (f"other protocol: published {ref.protocol}, ours "
                     f"{_listed(ours.protocol.fillna('none recorded'))}")  # fmt: skip
+    if (unpruned := same[same.pruned == 0]).empty:
+        return (), (f"pruned: the {ref.protocol} protocol trains every configuration to its "
+                    "end, ours stopped some early ("
+                    + ", ".join(f"`{name}` {n}" for name, n in same.pruned.items())
+                    + " trials pruned)")  # fmt: skip
+    same = unpruned
     if ref.model is not None:
         if (model := same[same.backbone == ref.model]).empty:
             return (), (f"other model: {ref.architecture or ref.label} is our {ref.model}, and "

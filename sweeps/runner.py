@@ -75,7 +75,7 @@ from .interrupt import (
     take_back_ctrl_c,
     terminate_as_ctrl_c,
 )
-from .pruners import PRUNERS, make_pruner
+from .pruners import PRUNERS, default_pruner, make_pruner, prunes_the_protocol
 from .space import SpaceError, apply_values, backbone_kind, find_space, sweep_space
 from .storage import (
     DEFAULT_STORAGE,
@@ -106,7 +106,7 @@ class SweepSpec:
     storage: str = DEFAULT_STORAGE
     space: str | None = None  # default: the most specific file for the pair
     seed: int = 0
-    pruner: str = "median"
+    pruner: str | None = None  # default: the space's (pruners.default_pruner)
     heartbeat: int = 30
     data_dir: str | None = None
     cache_dir: str | None = None
@@ -121,6 +121,10 @@ class SweepSpec:
 
     def load_space(self):
         return sweep_space(self.space or find_space(self.backbone, self.dataset))
+
+    def pruner_for(self, space):
+        """The pruner named, else the space's default (none under a published protocol)."""
+        return self.pruner or default_pruner(space.protocol)
 
     def base_config(self, space):
         """The run config of the space's fixed values (what every trial shares)."""
@@ -151,7 +155,8 @@ def validate(spec: SweepSpec):
     """Every name and file checked before any worker starts (errors list the valid values)."""
     check_model_name(spec.backbone)
     dataset_options(spec.dataset)
-    check_choice("pruner", spec.pruner, PRUNERS)
+    if spec.pruner is not None:
+        check_choice("pruner", spec.pruner, PRUNERS)
     if spec.trials < 1:
         raise ValueError("--trials must be at least 1.")
     if spec.threads is not None and spec.threads < 1:
@@ -188,8 +193,14 @@ def run_sweep(spec: SweepSpec, workers=1, log=print):
     if workers < 1:
         raise ValueError("--workers must be at least 1.")
     validate(spec)
-    if note := spec.load_space().protocol_note:
+    space = spec.load_space()
+    if note := space.protocol_note:
         log(f"{spec.study_name}: {note}")
+    if prunes_the_protocol(spec.pruner_for(space), space.protocol):
+        log(f"{spec.study_name}: --pruner {spec.pruner} stops trials that the space's "
+            f"{space.protocol!r} protocol trains to their end, so once one is pruned the "
+            f"leaderboard sets no published {space.protocol} number beside this study "
+            "(without --pruner, such a space's sweep prunes none)")  # fmt: skip
     new = new_sqlite_file(spec.storage)
     storage = open_storage(spec.storage, spec.heartbeat)  # unreachable: one line, before forking
     if new is not None:  # a typo in the path would otherwise start an empty study unsaid
@@ -487,7 +498,7 @@ def open_study(spec, data, space, worker_index=0):
             spec.study_name,
             direction,
             _sampler(spec, worker_index, 0),
-            make_pruner(spec.pruner),
+            make_pruner(spec.pruner_for(space)),
         )
         _check_direction(spec, study, data.metric)
         _check_identity(spec, study, space, study_identity(spec, space))
@@ -542,16 +553,17 @@ def study_complete(spec):
     return not busy and (counted(trials) >= spec.trials or _grid_done(grid, trials))
 
 
-def _check_search_settings(spec, study, log):
+def _check_search_settings(spec, space, study, log):
     """``--seed`` and ``--pruner`` are not part of a study's identity (it may be continued
     with others), but they shape its trials: the study keeps those it was started with, and
     a sweep continuing it with others says so."""
-    now = {"seed": spec.seed, "pruner": spec.pruner}
+    pruner = spec.pruner_for(space)
+    now = {"seed": spec.seed, "pruner": pruner}
     first = study.user_attrs.get("search_settings")
     if first is None:
         study.set_user_attr("search_settings", now)
     elif first != now:
-        log(f"{spec.study_name}: continuing with --seed {spec.seed} --pruner {spec.pruner}; "
+        log(f"{spec.study_name}: continuing with --seed {spec.seed} --pruner {pruner}; "
             f"the study was started with --seed {first['seed']} --pruner {first['pruner']}, "
             "so its trials are not those of one sweep with either")  # fmt: skip
 
@@ -567,7 +579,7 @@ def _work(spec, worker_index, log, ctrl_c):
     with ctrl_c.interruptible():
         data = load_data(spec.base_config(space))
     storage, study = open_study(spec, data, space, worker_index)
-    _check_search_settings(spec, study, log if worker_index == 0 else lambda *_: None)
+    _check_search_settings(spec, space, study, log if worker_index == 0 else lambda *_: None)
     kind = backbone_kind(spec.backbone)
     grid = _grid(spec, space)
     ran, errors = 0, 0

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from dgl_ssm_bench.names import display_name
-from dgl_ssm_bench.references import REFERENCES
+from dgl_ssm_bench.references import GPP_DATA, REFERENCES
 from dgl_ssm_sweeps.leaderboard import (
     _depth,
     _final,
@@ -112,7 +113,8 @@ def make_storage(path):
                 add_trial(study, depth, sign * depth / 100, sign * depth / 90)
         # Neither a diverged run, a pruned nor a failed trial may show up anywhere.
         add_trial(study, 5, 99.0 * (1 if direction == "maximize" else -1), 99.0, status="diverged")
-        add_trial(study, 5, None, None, state=TrialState.PRUNED)
+        # (refused for the parameter budget: the one pruned trial a published protocol has)
+        add_trial(study, 5, None, None, state=TrialState.PRUNED, status="over_budget")
         add_trial(study, 5, None, None, state=TrialState.FAIL)
     optuna.create_study(storage=url, study_name="orphan")  # no user attrs: skipped
     bad = optuna.create_study(storage=url, study_name="gcn__roman_empire", direction="minimize")
@@ -228,14 +230,16 @@ def test_markdown_rows_columns_numbers_and_bold(board):
     mean_std, n = fmt(values[("gcn_ssm", "gpp_sssp")])
     assert table["GCN-SSM"][sssp] == f"{mean_std} {n}"
     assert table["PH-DGN (paper)"][sssp] == f"**{paper('PH-DGN', 'gpp_sssp')}**"
-    # The paper's GCN-SSM row has a random Λ, ours the default Λ = I; its eig(Λ) ≈ 1 row is ours.
-    assert table["GCN-SSM (paper)"][sssp] == "–"
+    # The paper's GCN-SSM row has a random Λ, ours the default Λ = I; its eig(Λ) ≈ 1 row is
+    # ours. (Its heterophily numbers give no protocol: the row has no number placed.)
+    assert "GCN-SSM (paper)" not in table
     assert table["GCN-SSM + eig(Λ)≈1 (paper)"][sssp] == paper("GCN-SSM + eig(Λ)≈1", "gpp_sssp")
     assert sum("**" in row[sssp] for row in table.values()) == 1
-    # ↑ against the paper: our 0.9705 beats the published GCN-SSM 0.9602 on Minesweeper.
+    # ↑ against a published number: our 0.9705 beats Platonov's GCN 0.8975 on Minesweeper.
     mean_std, n = fmt(values[("gcn_ssm", "minesweeper")])
     assert table["GCN-SSM"]["minesweeper (roc_auc ↑)"] == f"**{mean_std}** {n}"
-    assert table["GCN-SSM (paper)"]["minesweeper (roc_auc ↑)"] == "0.9602"
+    assert table["GCN-Platonov (Platonov 2023)"]["minesweeper (roc_auc ↑)"] == "0.8975"
+    # (The paper's GCN-SSM 0.9602 gives no protocol, splits, width, steps: context only.)
     assert table["GCN (paper)"]["cora (accuracy ↑)"] == "–"
 
     # Running sweep: provisional best trial by validation (depth 20 → test 20/90), n=1.
@@ -262,15 +266,16 @@ def test_published_numbers_sit_beside_ours_only_when_comparable(board):
     mean_std, n = fmt([0.90, 0.895, 0.905])
     assert table["GCN-Platonov"][mine] == f"{mean_std} {n}"
     placed = {(r[0], r[1]): r for r in section_rows(text, "Published numbers in the table")}
+    context = {(r[0], r[1]): r for r in section_rows(text, "Published numbers shown as context")}
     row = placed[("GCN-Platonov (Platonov 2023)", mine)]
     assert row[2] == "Platonov residual GCN (pre-norm LN+FFN), hidden 512"
     assert row[-1] == "`gcn_platonov__minesweeper`"
-    assert placed[("GCN-SSM (paper)", mine)][-1] == "`gcn_ssm__minesweeper`"  # not Platonov's
+    row = context[("GCN-SSM (paper)", mine)]  # depth tuned, on splits and steps not given
+    assert row[-2] == "0.9602" and row[-1].startswith("protocol not known:")
     assert placed[("PH-DGN (paper)", "gpp_sssp (log10_mse ↓)")][-1] == (
         "`gcn__gpp_sssp`, `gcn_ssm__gpp_sssp`"  # a model we do not run: data + protocol
     )
     assert placed[("GCN (paper)", "gpp_sssp (log10_mse ↓)")][-1] == "`gcn__gpp_sssp`"
-    context = {(r[0], r[1]): r for r in section_rows(text, "Published numbers shown as context")}
     row = context[("GCN-Platonov (Platonov 2023)", tolokers)]
     assert row[-2] == "0.8364"
     assert row[-1].startswith("other model:") and "(ours: gcn)" in row[-1]
@@ -523,7 +528,7 @@ def test_a_published_number_of_unknown_protocol_is_never_placed_beside_ours():
     paper = next(r for r in REFERENCES if r.dataset == "gpp_sssp" and r.label == "GCN")
     studies = pd.DataFrame(
         [dict(dataset=d, metric="log10_mse", final=True, data_version="pna-v2", protocol="gpp",
-              backbone="gcn", config={}) for d in ("gpp_diameter", "gpp_sssp")],
+              pruned=0, backbone="gcn", config={}) for d in ("gpp_diameter", "gpp_sssp")],
         index=["gcn__gpp_diameter", "gcn__gpp_sssp"],
     )  # fmt: skip
     assert glstm.protocol is None
@@ -598,7 +603,7 @@ def _studies(rows):
 
     return pd.DataFrame(
         [dict(backbone=b, dataset=d, metric="log10_mse", direction="minimize", final=True,
-              mean=m, std=0.1, n=4, failed=0, protocol=p, data_version=v,
+              mean=m, std=0.1, n=4, failed=0, protocol=p, data_version=v, pruned=0,
               config={"model": {"name": b, **options}})
          for _, b, d, p, v, m, options in rows],
         index=[name for name, *_ in rows],
@@ -841,10 +846,46 @@ def test_a_mean_that_rounds_to_zero_reads_0_not_minus_0():
     assert _text(-0.00006, None) == "-0.0001"
 
 
+def test_a_study_that_pruned_trials_did_not_follow_a_published_protocol(tmp_path):
+    """The A-DGN grid trains every configuration to its end: a study whose pruner stopped a
+    trial chose among others than the protocol's. A trial refused for the parameter budget
+    (LRGB's protocol has one) is no such trial."""
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(storage=url, study_name="gcn__gpp_sssp", direction="minimize")
+    attrs = dict(
+        backbone="gcn",
+        dataset="gpp_sssp",
+        metric="log10_mse",
+        direction="minimize",
+        final={"trial": 0, "mean": 1.0, "std": 0.1, "values": [0.9, 1.1]},
+        **FULL_GPP,
+    )
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    add_trial(study, 5, 1.0, 1.0)
+    add_trial(study, 5, None, None, state=TrialState.PRUNED, status="over_budget")
+    ref = next(r for r in REFERENCES if (r.label, r.dataset) == ("GCN", "gpp_sssp"))
+    studies, _, _ = read_studies(url)
+    assert studies.pruned["gcn__gpp_sssp"] == 0
+    assert place_reference(ref, studies) == (("gcn__gpp_sssp",), "")
+    for _ in range(2):
+        add_trial(study, 10, None, None, state=TrialState.PRUNED, status="pruned")
+    studies, _, _ = read_studies(url)
+    assert studies.pruned["gcn__gpp_sssp"] == 2
+    assert place_reference(ref, studies) == ((), (
+        "pruned: the gpp protocol trains every configuration to its end, ours stopped some "
+        "early (`gcn__gpp_sssp` 2 trials pruned)"))  # fmt: skip
+    # Of two studies of the column, the unpruned one is still the match.
+    other = _studies([("gcn_b", "gcn", "gpp_sssp", "gpp", GPP_DATA, 1.0, {})])
+    both = pd.concat([studies.assign(config=[{"model": {"name": "gcn"}}]), other])
+    assert place_reference(ref, both) == (("gcn_b",), "")
+
+
 def test_a_published_number_is_matched_on_its_metric_too():
     """Our Minesweeper study scored in accuracy is no match for a number published in ROC-AUC."""
-    ref = next(r for r in REFERENCES if (r.label, r.dataset) == ("GCN-SSM", "minesweeper"))
-    ours = ("gcn_ssm__minesweeper", "gcn_ssm", "minesweeper", "heterophily", None, 0.9, {})
+    ref = next(r for r in REFERENCES if (r.label, r.dataset) == ("GCN-Platonov", "minesweeper"))
+    ours = ("gcn_platonov__minesweeper", "gcn_platonov", "minesweeper", "heterophily", None, 0.9,
+            {})  # fmt: skip
     studies = _studies([ours]).assign(metric="accuracy", direction="maximize")
     assert place_reference(ref, studies) == ((), "no finished study of ours on this dataset")
     assert place_reference(ref, studies.assign(metric="roc_auc")) == ((ours[0],), "")

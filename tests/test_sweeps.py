@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.pruners import NopPruner
 from optuna.trial import TrialState
 
 from dgl_ssm_bench.config import ModelConfig
@@ -1004,6 +1005,34 @@ def test_a_study_keeps_the_seed_and_pruner_it_was_started_with(tmp_path):
     assert len(said) == 1 and "started with --seed 7 --pruner median" in said[0]
 
 
+@pytest.mark.parametrize(
+    "protocol, asked, used, warned",
+    [("smoke", None, "median", False), ("null", None, "median", False),
+     ("heterophily", None, "none", False), ("heterophily", "median", "median", True),
+     ("heterophily", "none", "none", False)],
+)  # fmt: skip
+def test_a_published_protocol_is_swept_unpruned_unless_asked(
+    tmp_path, monkeypatch, protocol, asked, used, warned
+):
+    """A published protocol (Platonov's grid, the A-DGN grid) trains every configuration to
+    its end, so its sweep prunes none by default; a pruner asked for is used, and said to
+    cost the study its published numbers."""
+    space = tmp_path / "protocol.yaml"
+    space.write_text(TINY_SPACE.format(epochs=1, graphs=60).replace(
+        "protocol: smoke", f"protocol: {protocol}"))  # fmt: skip
+    made = []
+    monkeypatch.setattr(runner, "make_pruner", lambda name: made.append(name) or NopPruner())
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    lines = []
+    run_sweep(SweepSpec("gcn_ssm", "ring_transfer", trials=1, storage=storage, space=str(space),
+                        pruner=asked, final=False), log=lines.append)  # fmt: skip
+    assert made == [used]
+    study = optuna.load_study(study_name="gcn_ssm__ring_transfer", storage=storage)
+    assert study.user_attrs["search_settings"]["pruner"] == used
+    said = [line for line in lines if "protocol trains to their end" in line]
+    assert len(said) == warned and all("'heterophily'" in line for line in said)
+
+
 def test_a_spaces_k_hop_settings_reach_its_k_hop_backbones_only():
     """quick_cora fixes max_hop 2 and past_max_hop "repeat" for the k-hop twins; the one-hop
     twins are built without them (dgl_ssm refuses options a model would ignore)."""
@@ -1198,9 +1227,9 @@ def test_every_sweep_option_reaches_the_sweep(monkeypatch):
         (SweepSpec("gcn_ssm", "ring_transfer", trials=7, storage="sqlite:///x.db",
                    space="s.yaml", seed=5, pruner="hyperband", heartbeat=86400, data_dir="d",
                    cache_dir="c", device="cpu", final=False, threads=1), 2),
-        # The defaults --help states: 20 trials, seed 0, median pruning, 30 s heartbeats.
+        # The defaults --help states: 20 trials, seed 0, the space's pruner, 30 s heartbeats.
         (SweepSpec("gcn_ssm", "ring_transfer", trials=20, storage="sqlite:///runs/optuna.db",
-                   seed=0, pruner="median", heartbeat=30, final=True), 1),
+                   seed=0, pruner=None, heartbeat=30, final=True), 1),
     ]  # fmt: skip
 
 

@@ -275,6 +275,12 @@ def ring_claim(stats, budget):
         "",
         f'Claim "only kGCN-SSM solves long rings" at {last}: models with mean accuracy ≥ 90 %: '
         f"{verdict} → {outcome} ({len(measured)} of {len(rows)} models measured).",
+        "",
+        "What the accuracy measures: the generator (DRew's, paper.md §5) makes five distinct "
+        "graphs per ring size, one per class (every node's features are the same but the "
+        "class node's one-hot and the read-out node's zeros), so the validation and test "
+        "graphs are copies of training graphs: a model at 100 % carries the class n/2 hops "
+        "to the read-out node; it is not shown to generalise to unseen graphs.",
     ]
 
 
