@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test leaderboard lint format docs clean
+.PHONY: install test ends leaderboard lint format docs clean
 
 # Raw data for machines without internet: ../shared/data beside the checkout when present
 # (else DGL downloads what it needs). Override with `make leaderboard DATA=/path`.
@@ -28,6 +28,11 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile
+
+# The whole suite in fresh environments at the oldest and newest versions setup.cfg accepts
+# (about 8 minutes each; CI runs it after `test`).
+ends:
+	.ci/ends
 
 leaderboard: $(STAMP)
 	$(VENV)/bin/dgl-ssm leaderboard --suite $(SUITE) $(if $(DATA),--data-dir $(DATA)) \
