@@ -237,8 +237,10 @@ class SSMUpdate(nn.Module):
     def __getstate__(self):
         # A copy (deepcopy, pickle, torch.save) reads its scalars from its own buffers: the
         # cache names this module's tensors and their versions, which a copy does not share.
-        # (self.__dict__: object.__getstate__, which nn.Module inherits, is Python 3.11+.)
-        return {**self.__dict__, "_scalars_of": None, "_scalars": None}
+        # (nn.Module's own __getstate__ is torch 2.1+, object's Python 3.11+.)
+        base = getattr(super(), "__getstate__", None)
+        return {**(self.__dict__ if base is None else base()), "_scalars_of": None,
+                "_scalars": None}  # fmt: skip
 
     def reset_parameters(self):
         """Nothing to reset: Λ and B are fixed by construction."""

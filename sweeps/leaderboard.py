@@ -244,8 +244,8 @@ def _listed(values):
 def place_reference(ref, studies):
     """``(names of the comparable studies, "")`` or ``((), why it is not comparable)``: the
     first that fails of some finished study of the column on its data version (if it names
-    one), of those some on its protocol with no trial pruned, of those some of its model (if
-    we implement it)."""
+    one), of those some on its protocol, of those some of its model (if we implement it), of
+    those some with no trial pruned."""
     ours = studies[(studies.dataset == ref.dataset) & (studies.metric == ref.metric)]
     if (ours := ours[ours.final.astype(bool)]).empty:
         return (), "no finished study of ours on this dataset"
@@ -266,18 +266,18 @@ def place_reference(ref, studies):
         # or a study from before protocols were recorded.
         return (), (f"other protocol: published {ref.protocol}, ours "
                     f"{_listed(ours.protocol.fillna('none recorded'))}")  # fmt: skip
-    if (unpruned := same[same.pruned == 0]).empty:
-        return (), (f"pruned: the {ref.protocol} protocol trains every configuration to its "
-                    "end, ours stopped some early ("
-                    + ", ".join(f"`{name}` {n}" for name, n in same.pruned.items())
-                    + " trials pruned)")  # fmt: skip
-    same = unpruned
     if ref.model is not None:
         if (model := same[same.backbone == ref.model]).empty:
             return (), (f"other model: {ref.architecture or ref.label} is our {ref.model}, and "
                         f"no {ref.model} study of this data and protocol has finished (ours: "
                         f"{_listed(same.backbone)})")  # fmt: skip
         same = model
+    if (unpruned := same[same.pruned == 0]).empty:
+        return (), (f"pruned: the {ref.protocol} protocol trains every configuration to its "
+                    "end, ours stopped some early ("
+                    + ", ".join(f"`{name}` {n}" for name, n in same.pruned.items())
+                    + " trials pruned; a new study swept without --pruner follows it)")  # fmt: skip
+    same = unpruned
     if ref.variant is not None:
         why = {name: ref.variant(config) for name, config in same.config.items()}
         if not (same := same[[not why[name] for name in same.index]]).empty:

@@ -556,16 +556,27 @@ def study_complete(spec):
 def _check_search_settings(spec, space, study, log):
     """``--seed`` and ``--pruner`` are not part of a study's identity (it may be continued
     with others), but they shape its trials: the study keeps those it was started with, and
-    a sweep continuing it with others says so."""
+    a sweep continuing it with others says so. It also says when a study of a published
+    protocol has trials a pruner stopped (e.g. swept before such spaces went unpruned): the
+    leaderboard sets no published number beside it."""
     pruner = spec.pruner_for(space)
     now = {"seed": spec.seed, "pruner": pruner}
     first = study.user_attrs.get("search_settings")
     if first is None:
         study.set_user_attr("search_settings", now)
     elif first != now:
-        log(f"{spec.study_name}: continuing with --seed {spec.seed} --pruner {pruner}; "
+        named = f"--pruner {pruner}" + ("" if spec.pruner else " (the space's default)")
+        log(f"{spec.study_name}: continuing with --seed {spec.seed} {named}; "
             f"the study was started with --seed {first['seed']} --pruner {first['pruner']}, "
             "so its trials are not those of one sweep with either")  # fmt: skip
+    if default_pruner(space.protocol) == "none" and (pruned := sum(
+        t.state == TrialState.PRUNED and t.user_attrs.get("status") != "over_budget"
+        for t in study.get_trials(deepcopy=False)
+    )):  # as the leaderboard counts them  # fmt: skip
+        log(f"{spec.study_name}: {pruned} of its trials were pruned, which the "
+            f"{space.protocol!r} protocol does not do, so the leaderboard sets no published "
+            f"{space.protocol} number beside this study; a new study (another --storage, or "
+            "this one deleted) swept without --pruner follows the protocol")  # fmt: skip
 
 
 def work(spec: SweepSpec, worker_index=0, log=print):

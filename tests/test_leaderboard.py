@@ -874,11 +874,16 @@ def test_a_study_that_pruned_trials_did_not_follow_a_published_protocol(tmp_path
     assert studies.pruned["gcn__gpp_sssp"] == 2
     assert place_reference(ref, studies) == ((), (
         "pruned: the gpp protocol trains every configuration to its end, ours stopped some "
-        "early (`gcn__gpp_sssp` 2 trials pruned)"))  # fmt: skip
-    # Of two studies of the column, the unpruned one is still the match.
+        "early (`gcn__gpp_sssp` 2 trials pruned; a new study swept without --pruner follows "
+        "it)"))  # fmt: skip
+    # Of two studies of the column, the unpruned one is still the match; an unpruned study of
+    # another model does not hide why the model's own study is not.
     other = _studies([("gcn_b", "gcn", "gpp_sssp", "gpp", GPP_DATA, 1.0, {})])
     both = pd.concat([studies.assign(config=[{"model": {"name": "gcn"}}]), other])
     assert place_reference(ref, both) == (("gcn_b",), "")
+    ssm = _studies([("gcn_ssm__gpp_sssp", "gcn_ssm", "gpp_sssp", "gpp", GPP_DATA, 1.0, {})])
+    matched, why = place_reference(ref, pd.concat([studies, ssm]))
+    assert matched == () and why.startswith("pruned:") and "`gcn__gpp_sssp` 2" in why
 
 
 def test_a_published_number_is_matched_on_its_metric_too():

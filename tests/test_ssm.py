@@ -334,6 +334,21 @@ def test_edits_to_lambda_and_b_take_effect_however_they_are_made():
         torch.testing.assert_close(copied(h, f), by_hand(0.35 * torch.eye(3), 0.1 * torch.eye(3)))
 
 
+@pytest.mark.skipif(not hasattr(torch.nn.Module, "compile"), reason="Module.compile: torch 2.1+")
+def test_a_compiled_update_is_copied_and_pickled_as_torch_copies_a_module():
+    """A copy leaves the compiled call of its original behind (nn.Module.__getstate__ drops
+    it): a deep copy must not run the original's buffers, and pickling must work."""
+    update = SSMUpdate(3)
+    update.compile()  # (lazy: nothing is compiled until a call)
+    copied = copy.deepcopy(update)
+    assert "_compiled_call_impl" not in vars(copied) or copied._compiled_call_impl is None
+    with torch.no_grad():
+        copied.state_matrix.mul_(0.5)
+    h, f = torch.ones(2, 3), torch.zeros(2, 3)
+    torch.testing.assert_close(copied.forward(h, f), 0.5 * h)
+    assert isinstance(pickle.loads(pickle.dumps(update)), SSMUpdate)
+
+
 def test_lambda_and_b_can_be_differentiated_and_batched_with_torch_func():
     update = SSMUpdate(3)  # Λ = I, B = 0.1·I: a fast path that must step aside
     h, f = torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]]), torch.tensor([[1.0, -1.0, 2.0]] * 2)

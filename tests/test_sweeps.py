@@ -1031,6 +1031,15 @@ def test_a_published_protocol_is_swept_unpruned_unless_asked(
     assert study.user_attrs["search_settings"]["pruner"] == used
     said = [line for line in lines if "protocol trains to their end" in line]
     assert len(said) == warned and all("'heterophily'" in line for line in said)
+    # A study with a trial a pruner stopped (here: added by hand, as an older sweep left it)
+    # is told, when continued, that it no longer follows a published protocol.
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED,
+                                              user_attrs={"status": "pruned"}))  # fmt: skip
+    lines.clear()
+    run_sweep(SweepSpec("gcn_ssm", "ring_transfer", trials=3, storage=storage, space=str(space),
+                        pruner=asked, final=False), log=lines.append)  # fmt: skip
+    told = [line for line in lines if "of its trials were pruned" in line]
+    assert len(told) == (protocol == "heterophily") and all("new study" in t for t in told)
 
 
 def test_a_spaces_k_hop_settings_reach_its_k_hop_backbones_only():
