@@ -343,7 +343,7 @@ def build_table(studies, references=REFERENCES):
             paper.append((_reference_label(ref), header, ref.protocol, ref.data, ref.mean,
                           ref.std))  # fmt: skip
     paper = pd.DataFrame(paper, columns=["label", "header", "protocol", "data_version", "mean",
-                                         "std"])  # fmt: skip
+                                         "std"]).astype({"mean": float, "std": float})  # fmt: skip
     order = {label: i for i, label in enumerate(dict.fromkeys([*ours.label, *paper.label]))}
     paper = paper.drop_duplicates(["label", "header"], keep="last")
     ours = ours.assign(header=ours.index.map(header_of)).drop(columns=COLUMN)
