@@ -339,7 +339,10 @@ def test_a_compiled_update_is_copied_and_pickled_as_torch_copies_a_module():
     """A copy leaves the compiled call of its original behind (nn.Module.__getstate__ drops
     it): a deep copy must not run the original's buffers, and pickling must work."""
     update = SSMUpdate(3)
-    update.compile()  # (lazy: nothing is compiled until a call)
+    try:
+        update.compile()  # (lazy: nothing is compiled until a call)
+    except RuntimeError as error:  # torch 2.2 on Python 3.12: "Dynamo is not supported"
+        pytest.skip(f"torch.compile here: {error}")
     copied = copy.deepcopy(update)
     assert "_compiled_call_impl" not in vars(copied) or copied._compiled_call_impl is None
     with torch.no_grad():
