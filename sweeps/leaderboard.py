@@ -43,6 +43,7 @@ from dgl_ssm_bench.metrics import METRICS
 from dgl_ssm_bench.names import display_name
 from dgl_ssm_bench.references import DATA_NOTES, PROTOCOLS, REFERENCES, SMOKE, Reference
 
+from .pruners import stopped_by_a_pruner
 from .storage import DEFAULT_STORAGE, StorageError, one_line, open_storage, redact
 
 log = logging.getLogger(__name__)
@@ -148,10 +149,8 @@ def _read_study(storage, summary):
         attrs=("number", "value", "state", "user_attrs")).reindex(columns=[
             "number", "value", "state", "user_attrs_test", "user_attrs_status",
             "user_attrs_config"])  # fmt: skip
-    # Trials a pruner stopped (not those refused for the parameter budget, which a protocol
-    # such as LRGB's has): none may be, for the study to follow a published protocol.
-    row["pruned"] = int(((table.state == "PRUNED")
-                         & (table.user_attrs_status != "over_budget")).sum())  # fmt: skip
+    # None may be, for the study to follow a published protocol.
+    row["pruned"] = sum(map(stopped_by_a_pruner, table.state, table.user_attrs_status))
     table = table[table.state == "COMPLETE"]
     row["n_complete"] = len(table)
     # Diverged runs and runs without a test score say nothing about the model's quality.

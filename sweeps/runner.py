@@ -75,7 +75,15 @@ from .interrupt import (
     take_back_ctrl_c,
     terminate_as_ctrl_c,
 )
-from .pruners import PRUNERS, default_pruner, make_pruner, prunes_the_protocol
+from .pruners import (
+    OVER_BUDGET,
+    PRUNERS,
+    default_pruner,
+    make_pruner,
+    prunes_the_protocol,
+    published,
+    stopped_by_a_pruner,
+)
 from .space import SpaceError, apply_values, backbone_kind, find_space, sweep_space
 from .storage import (
     DEFAULT_STORAGE,
@@ -569,10 +577,10 @@ def _check_search_settings(spec, space, study, log):
         log(f"{spec.study_name}: continuing with --seed {spec.seed} {named}; "
             f"the study was started with --seed {first['seed']} --pruner {first['pruner']}, "
             "so its trials are not those of one sweep with either")  # fmt: skip
-    if default_pruner(space.protocol) == "none" and (pruned := sum(
-        t.state == TrialState.PRUNED and t.user_attrs.get("status") != "over_budget"
+    if published(space.protocol) and (pruned := sum(
+        stopped_by_a_pruner(t.state.name, t.user_attrs.get("status"))
         for t in study.get_trials(deepcopy=False)
-    )):  # as the leaderboard counts them  # fmt: skip
+    )):  # fmt: skip
         log(f"{spec.study_name}: {pruned} of its trials were pruned, which the "
             f"{space.protocol!r} protocol does not do, so the leaderboard sets no published "
             f"{space.protocol} number beside this study; a new study (another --storage, or "
@@ -702,11 +710,11 @@ def _train_trial(spec, space, data, study, storage, trial, values, log, ctrl_c):
                 f"{space.max_params:,} (hidden {config.model.hidden}, "
                 f"{config.model.num_layers} layers); refused without training"
             )
-            trial.set_user_attr("status", "over_budget")
+            trial.set_user_attr("status", OVER_BUDGET)
             trial.set_user_attr("error", message)
             study.tell(trial, state=TrialState.PRUNED)  # a bad outcome TPE learns to avoid
             log(f"{spec.study_name}: trial {trial.number}: {message}")
-            return "over_budget"
+            return OVER_BUDGET
 
     def report(epoch, value):
         ctrl_c.check()  # one a finalizer swallowed (see dgl_ssm_bench.ctrl_c)
